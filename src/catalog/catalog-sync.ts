@@ -1,0 +1,129 @@
+import type { Database, Queryable } from '../db/database.ts';
+import type { CatalogFile, CatalogPlan } from './catalog-schema.ts';
+
+export interface SyncSummary {
+  upserted: { integrations: number; products: number; plans: number };
+  /** Dropped from the file but still in use: kept, marked retired (shown as disabled nowhere, selectable nowhere). */
+  retired: string[];
+  /** Dropped from the file and unused: deleted. */
+  deleted: string[];
+}
+
+const CATALOG_SYNC_LOCK = 7_391_002;
+const cents = (amount: string | undefined) => (amount === undefined ? null : Math.round(Number(amount) * 100));
+const json = (value: unknown) => JSON.stringify(value);
+
+/**
+ * Brings the database's catalog in line with the file: adds and updates everything in it;
+ * what the file no longer has is deleted when nothing uses it, and otherwise kept as retired,
+ * so existing installations and stores never lose the integration, product or plan they use.
+ * Runs in one transaction under an advisory lock, so nodes starting together do not interleave.
+ */
+export async function syncCatalog(db: Database, catalog: CatalogFile): Promise<SyncSummary> {
+  const summary: SyncSummary = { upserted: { integrations: 0, products: 0, plans: 0 }, retired: [], deleted: [] };
+  const integrationIds = catalog.integrations.map((i) => i.id);
+  const products = catalog.integrations.flatMap((i) => i.products.map((p, position) => ({ ...p, integrationId: i.id, position })));
+  const productIds = products.map((p) => p.id);
+  const planKeys = products.flatMap((p) => p.plans.map((plan) => `${p.id}/${plan.id}`));
+
+  await db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [CATALOG_SYNC_LOCK]);
+
+    // Removals first, so a slug moving to a new id does not collide with its old row.
+    const goneKeys = (await tx.query<{ product_id: string; id: string; used: boolean }>(
+      `SELECT p.product_id, p.id, EXISTS (SELECT 1 FROM stores s WHERE s.product_id = p.product_id AND s.billing_plan_id = p.id) AS used
+         FROM billing_plans p WHERE NOT (p.product_id || '/' || p.id = ANY($1)) AND NOT p.retired`,
+      [planKeys],
+    )).rows;
+    for (const plan of goneKeys) {
+      const label = `plan ${plan.product_id}/${plan.id}`;
+      if (plan.used) {
+        await tx.query('UPDATE billing_plans SET retired = true, updated_at = now() WHERE product_id = $1 AND id = $2', [plan.product_id, plan.id]);
+        summary.retired.push(label);
+      } else {
+        await tx.query('DELETE FROM billing_plans WHERE product_id = $1 AND id = $2', [plan.product_id, plan.id]);
+        summary.deleted.push(label);
+      }
+    }
+    const goneProducts = await tx.query<{ id: string; used: boolean }>(
+      `SELECT p.id, EXISTS (SELECT 1 FROM stores s WHERE s.product_id = p.id) AS used
+         FROM products p WHERE NOT (p.id = ANY($1)) AND NOT p.retired`,
+      [productIds],
+    );
+    for (const product of goneProducts.rows) {
+      if (product.used) {
+        await tx.query('UPDATE products SET retired = true, updated_at = now() WHERE id = $1', [product.id]);
+        summary.retired.push(`product ${product.id}`);
+      } else {
+        await tx.query('DELETE FROM billing_plans WHERE product_id = $1', [product.id]);
+        await tx.query('DELETE FROM products WHERE id = $1', [product.id]);
+        summary.deleted.push(`product ${product.id}`);
+      }
+    }
+    const goneIntegrations = await tx.query<{ id: string; used: boolean }>(
+      `SELECT i.id, EXISTS (SELECT 1 FROM installations n WHERE n.integration_id = i.id)
+                 OR EXISTS (SELECT 1 FROM products p WHERE p.integration_id = i.id) AS used
+         FROM integrations i WHERE NOT (i.id = ANY($1)) AND NOT i.retired`,
+      [integrationIds],
+    );
+    for (const integration of goneIntegrations.rows) {
+      if (integration.used) {
+        await tx.query('UPDATE integrations SET retired = true, updated_at = now() WHERE id = $1', [integration.id]);
+        summary.retired.push(`integration ${integration.id}`);
+      } else {
+        await tx.query('DELETE FROM integrations WHERE id = $1', [integration.id]);
+        summary.deleted.push(`integration ${integration.id}`);
+      }
+    }
+
+    for (const integration of catalog.integrations) {
+      await tx.query(
+        `INSERT INTO integrations (id, slug, name, icon, scopes) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET slug = $2, name = $3, icon = $4, scopes = $5, retired = false, updated_at = now()`,
+        [integration.id, integration.slug, integration.name, integration.icon, json(integration.scopes ?? ['read-write:integration-resource'])],
+      );
+      summary.upserted.integrations++;
+    }
+    for (const product of products) {
+      await tx.query(
+        `INSERT INTO products (id, integration_id, slug, position, name, description, short_description, primary_protocol,
+                               protocols, tags, capabilities, metadata_schema, provider)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (id) DO UPDATE SET integration_id = $2, slug = $3, position = $4, name = $5, description = $6,
+           short_description = $7, primary_protocol = $8, protocols = $9, tags = $10, capabilities = $11,
+           metadata_schema = $12, provider = $13, retired = false, updated_at = now()`,
+        [
+          product.id, product.integrationId, product.slug, product.position, product.name, product.description ?? null,
+          product.shortDescription ?? null, product.primaryProtocol ?? null, json(product.protocols), json(product.tags ?? []),
+          json(product.capabilities ?? {}), json(product.metadataSchema), json(product.provider),
+        ],
+      );
+      summary.upserted.products++;
+      for (const [position, plan] of product.plans.entries()) {
+        await upsertPlan(tx, product.id, position, plan);
+        summary.upserted.plans++;
+      }
+    }
+  });
+  return summary;
+}
+
+async function upsertPlan(tx: Queryable, productId: string, position: number, plan: CatalogPlan) {
+  await tx.query(
+    `INSERT INTO billing_plans (product_id, id, position, type, scope, name, description, cost, payment_method_required,
+                                preauthorization_amount_cents, initial_charge, minimum_amount_cents, maximum_amount_cents,
+                                details, highlighted_details, resource_limit, disabled)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+     ON CONFLICT (product_id, id) DO UPDATE SET position = $3, type = $4, scope = $5, name = $6, description = $7, cost = $8,
+       payment_method_required = $9, preauthorization_amount_cents = $10, initial_charge = $11, minimum_amount_cents = $12,
+       maximum_amount_cents = $13, details = $14, highlighted_details = $15, resource_limit = $16, disabled = $17,
+       retired = false, updated_at = now()`,
+    [
+      productId, plan.id, position, plan.type, plan.scope ?? 'resource', plan.name, plan.description, plan.cost ?? null,
+      plan.paymentMethodRequired,
+      plan.preauthorizationAmount === undefined ? null : Math.round(plan.preauthorizationAmount * 100),
+      plan.initialCharge ?? null, cents(plan.minimumAmount), cents(plan.maximumAmount), json(plan.details ?? []),
+      json(plan.highlightedDetails ?? []), plan.resourceLimit ?? null, plan.disabled ?? false,
+    ],
+  );
+}

@@ -1,0 +1,68 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The catalog shipped with Storehouse, used when STOREHOUSE_CATALOG is not set. */
+export const DEFAULT_CATALOG_PATH = fileURLToPath(new URL('../catalog/default.yaml', import.meta.url));
+
+export interface Config {
+  host: string;
+  port: number;
+  /** Directory for the embedded database, the data-dir lock and the admin token file. */
+  dataDir: string;
+  /** A PostgreSQL connection string; when absent the embedded PGlite database is used. */
+  databaseUrl: string | undefined;
+  /** Connections in the PostgreSQL pool (ignored on the embedded database, which has one). */
+  dbPoolMax: number;
+  catalogPath: string;
+  /** When set, the first start on empty state gives the bootstrap owner token this value. */
+  bootstrapToken: string | undefined;
+  logLevel: string;
+  /** How long SIGTERM/SIGINT waits for in-flight requests before closing anyway. */
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function nonEmpty(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw === '' ? undefined : raw;
+}
+
+/** Reads the configuration from the environment; every variable is documented in the README. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const logLevel = env.LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+  const databaseUrl = nonEmpty(env, 'DATABASE_URL');
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must be a postgres:// or postgresql:// connection string');
+  }
+  const bootstrapToken = nonEmpty(env, 'STOREHOUSE_BOOTSTRAP_TOKEN');
+  if (bootstrapToken !== undefined && !/^[A-Za-z0-9_\-.]{16,200}$/.test(bootstrapToken)) {
+    throw new ConfigError('STOREHOUSE_BOOTSTRAP_TOKEN must be 16 to 200 characters of letters, digits, "_", "-" or "."');
+  }
+  return {
+    host: env.HOST || '127.0.0.1',
+    port: integer(env, 'PORT', 3000, 0, 65535),
+    dataDir: path.resolve(env.STOREHOUSE_DATA_DIR || '.storehouse'),
+    databaseUrl,
+    dbPoolMax: integer(env, 'STOREHOUSE_DB_POOL_MAX', 10, 1, 1000),
+    catalogPath: path.resolve(env.STOREHOUSE_CATALOG || DEFAULT_CATALOG_PATH),
+    bootstrapToken,
+    logLevel,
+    shutdownTimeoutMs: integer(env, 'STOREHOUSE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+  };
+}

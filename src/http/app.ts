@@ -1,0 +1,66 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import swagger from '@fastify/swagger';
+import { randomBase62 } from '../ids.ts';
+import { Discovery } from '../marketplace/discovery.ts';
+import type { Runtime } from '../runtime.ts';
+import { authPlugin } from './auth.ts';
+import { errorSchema, errorsPlugin } from './errors.ts';
+import integrationsRoutes, { sharedSchemas } from './routes/integrations.ts';
+import systemRoutes from './routes/system.ts';
+
+export interface AppOptions {
+  /** A pino logger, or Fastify's logger options; false for none. */
+  logger?: FastifyServerOptions['loggerInstance'] | FastifyServerOptions['logger'];
+  /** Set `draining` when shutdown starts: health checks then answer 503 so balancers move on. */
+  lifecycle?: { draining: boolean };
+}
+
+/** What may never reach a log line. */
+export const REDACTED_PATHS = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'];
+
+const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+export async function buildApp(runtime: Runtime, options: AppOptions = {}): Promise<FastifyInstance> {
+  const { logger, lifecycle = { draining: false } } = options;
+  const app = Fastify({
+    ...(logger && typeof logger === 'object' && 'child' in logger
+      ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] }
+      : { logger: logger ?? false }),
+    // An incoming X-Request-Id is kept (so a proxy's id follows the request), else one is made.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : `req_${randomBase62(16)}`;
+    },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Storehouse',
+        version: '0.1.0',
+        description: "Storehouse speaks the integrations and storage subset of Vercel's REST API.",
+      },
+      components: { securitySchemes: { bearerToken: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearerToken: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
+  });
+  app.addSchema(errorSchema);
+  for (const schema of sharedSchemas) app.addSchema(schema);
+
+  await app.register(errorsPlugin);
+  await app.register(authPlugin, { db: runtime.db });
+  await app.register(systemRoutes, { db: runtime.db, isDraining: () => lifecycle.draining });
+  await app.register(integrationsRoutes, { discovery: new Discovery(runtime.db, runtime.catalog) });
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,87 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import FindMyWay, { type HTTPMethod } from 'find-my-way';
+import { AppError } from '../errors.ts';
+
+/** Vercel's error body: `{"error":{"code","message",...extra}}`. */
+export const errorSchema = {
+  $id: 'VercelError',
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      additionalProperties: true,
+    },
+  },
+};
+
+export function sendError(reply: FastifyReply, status: number, code: string, message: string, extra: Record<string, unknown> = {}) {
+  return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message, ...extra } });
+}
+
+const LOCATIONS: Record<string, string> = { querystring: 'query parameter', params: 'path parameter', body: 'body field', headers: 'header' };
+
+/** "Invalid query parameter `view`: must be one of account, project" from Fastify's Ajv errors. */
+function validationMessage(error: FastifyError): string {
+  const where = LOCATIONS[error.validationContext ?? ''] ?? 'value';
+  const first = error.validation?.[0];
+  if (!first) return error.message;
+  const params = first.params as Record<string, unknown>;
+  const field = [first.instancePath.replace(/^\//, '').replace(/\//g, '.'), params.missingProperty]
+    .filter(Boolean)
+    .join('.');
+  if (first.keyword === 'required') return `Missing required ${where} "${field}"`;
+  if (first.keyword === 'enum') {
+    return `Invalid ${where} "${field}": must be one of ${(params.allowedValues as string[]).join(', ')}`;
+  }
+  if (first.keyword === 'additionalProperties') return `Unknown ${where} "${params.additionalProperty}"`;
+  return `Invalid ${where}${field ? ` "${field}"` : ''}: ${first.message}`;
+}
+
+/** Fastify's own client errors (body parsing and the like), as Vercel codes. */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+};
+
+/**
+ * Every error leaves in Vercel's format with the right status: the services' AppErrors as they
+ * are, validation and body-parsing failures as 400, an unknown route as 404 and a known route
+ * with the wrong method as 405. Anything else is a bug: logged in full, answered 500 without detail.
+ */
+export const errorsPlugin = fp(async function errorsPlugin(app: FastifyInstance) {
+  // A second router, fed every route, answers "which methods does this path take?" for 405s.
+  const routes = FindMyWay();
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat() as HTTPMethod[]) {
+      if (method === 'HEAD' || routes.hasRoute(method, route.url)) continue;
+      routes.on(method, route.url, () => {});
+    }
+  });
+
+  app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
+    const path = request.url.split('?')[0]!;
+    const allowed = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((method) => routes.find(method as HTTPMethod, path));
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(reply, 405, 'method_unknown', `This endpoint only responds to ${allowed.join(', ')}`);
+    }
+    return sendError(reply, 404, 'not_found', `The requested path ${path} was not found`);
+  });
+
+  app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof AppError) return sendError(reply, error.status, error.code, error.message, error.extra);
+    if (error.validation) return sendError(reply, 400, 'bad_request', validationMessage(error));
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const code = FASTIFY_CODES[error.code] ?? 'bad_request';
+      const message = error.code?.startsWith('FST_ERR_CTP') && status === 400 ? `Invalid request body: ${error.message}` : error.message;
+      return sendError(reply, status, code, message);
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    return sendError(reply, 500, 'internal_server_error', 'An unexpected internal error occurred');
+  });
+});

@@ -1,0 +1,167 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Discovery } from '../../marketplace/discovery.ts';
+import { billingPlanSchema, configurationSchema, productSchema, SOURCES, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
+
+const teamQuery = {
+  teamId: { type: 'string', description: 'The Team identifier to perform the request on behalf of.' },
+  slug: { type: 'string', description: 'The Team slug to perform the request on behalf of.' },
+};
+const idParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', description: 'ID of the integration configuration' } },
+};
+const errors = { 400: { $ref: 'VercelError#' }, 401: { $ref: 'VercelError#' }, 403: { $ref: 'VercelError#' }, 404: { $ref: 'VercelError#' } };
+const tags = ['integrations'];
+
+interface TeamQuery {
+  teamId?: string;
+  slug?: string;
+}
+
+/** The discovery API: configurations, their products, and products' billing plans. */
+export default async function integrationsRoutes(app: FastifyInstance, options: { discovery: Discovery }) {
+  const { discovery } = options;
+
+  app.get<{ Querystring: TeamQuery & { view: 'account' | 'project'; installationType?: 'marketplace' | 'external' | 'provisioning'; integrationIdOrSlug?: string } }>(
+    '/v1/integrations/configurations',
+    {
+      schema: {
+        operationId: 'getConfigurations',
+        summary: 'Get configurations for the authenticated user or team',
+        tags,
+        querystring: {
+          type: 'object',
+          required: ['view'],
+          properties: {
+            view: { type: 'string', enum: ['account', 'project'] },
+            installationType: { type: 'string', enum: ['marketplace', 'external', 'provisioning'] },
+            integrationIdOrSlug: { type: 'string', description: 'ID or slug of the integration' },
+            ...teamQuery,
+          },
+        },
+        response: { 200: { type: 'array', items: { $ref: 'IntegrationConfiguration#' } }, ...errors },
+      },
+    },
+    async (request) => {
+      const found = await discovery.listConfigurations(request.actor, request.query);
+      return found.map(({ installation, integration }) => toConfiguration(installation, integration));
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: TeamQuery }>(
+    '/v1/integrations/configuration/:id',
+    {
+      schema: {
+        operationId: 'getConfiguration',
+        summary: 'Retrieve an integration configuration',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: teamQuery },
+        response: { 200: { $ref: 'IntegrationConfiguration#' }, ...errors },
+      },
+    },
+    async (request) => {
+      const { installation, integration } = await discovery.getConfiguration(request.actor, request.params.id);
+      return toConfiguration(installation, integration);
+    },
+  );
+
+  app.delete<{ Params: { id: string }; Querystring: TeamQuery }>(
+    '/v1/integrations/configuration/:id',
+    {
+      schema: {
+        operationId: 'deleteConfiguration',
+        summary: 'Delete an integration configuration (refused while it still has stores)',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: teamQuery },
+        response: { 204: { type: 'null', description: 'The configuration was removed' }, ...errors, 409: { $ref: 'VercelError#' } },
+      },
+    },
+    async (request, reply) => {
+      await discovery.deleteConfiguration(request.actor, request.params.id);
+      return reply.code(204).send();
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: TeamQuery }>(
+    '/v1/integrations/configuration/:id/products',
+    {
+      schema: {
+        operationId: 'getConfigurationProducts',
+        summary: 'List the products available for an integration configuration',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: teamQuery },
+        response: {
+          200: {
+            type: 'object',
+            required: ['configuration', 'integration', 'products'],
+            properties: {
+              configuration: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } },
+              integration: {
+                type: 'object',
+                required: ['id', 'name', 'slug'],
+                properties: { id: { type: 'string' }, name: { type: 'string' }, slug: { type: 'string' } },
+              },
+              products: { type: 'array', items: { $ref: 'Product#' } },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const { installation, integration, products } = await discovery.configurationProducts(request.actor, request.params.id);
+      return {
+        configuration: { id: installation.id },
+        integration: { id: integration.id, name: integration.name, slug: integration.slug },
+        products: products.map(toProduct),
+      };
+    },
+  );
+
+  type PlansRequest = {
+    Params: { integrationIdOrSlug: string; productIdOrSlug: string };
+    Querystring: TeamQuery & { integrationConfigurationId?: string; metadata?: string; source?: string };
+  };
+  const plansRoute = {
+    schema: {
+      operationId: 'getBillingPlans',
+      summary: 'List the billing plans of an integration product',
+      tags,
+      params: {
+        type: 'object',
+        required: ['integrationIdOrSlug', 'productIdOrSlug'],
+        properties: { integrationIdOrSlug: { type: 'string' }, productIdOrSlug: { type: 'string' } },
+      },
+      querystring: {
+        type: 'object',
+        properties: {
+          integrationConfigurationId: { type: 'string' },
+          metadata: { type: 'string', description: 'The store\'s metadata, as a JSON object' },
+          source: { type: 'string', enum: [...SOURCES] },
+          ...teamQuery,
+        },
+      },
+      response: {
+        200: { type: 'object', required: ['plans'], properties: { plans: { type: 'array', items: { $ref: 'BillingPlan#' } } } },
+        ...errors,
+      },
+    },
+  };
+  const plansHandler = async (request: FastifyRequest<PlansRequest>) => {
+    const plans = await discovery.plans(request.actor, request.params.integrationIdOrSlug, request.params.productIdOrSlug, request.query);
+    return { plans: plans.map(toBillingPlan) };
+  };
+  app.get<PlansRequest>('/v1/integrations/integration/:integrationIdOrSlug/products/:productIdOrSlug/plans', plansRoute, plansHandler);
+  // The seed documentation links the same operation without the version prefix.
+  app.get<PlansRequest>(
+    '/integrations/integration/:integrationIdOrSlug/products/:productIdOrSlug/plans',
+    { ...plansRoute, schema: { ...plansRoute.schema, operationId: 'getBillingPlansUnversioned', hide: true } },
+    plansHandler,
+  );
+}
+
+export const sharedSchemas = [billingPlanSchema, productSchema, configurationSchema];

@@ -1,0 +1,148 @@
+/**
+ * Vercel's wire shapes for the discovery API: the JSON Schemas that serialize responses and
+ * document them in /openapi.json, and the functions that build them from Storehouse's objects.
+ * They follow what @vercel/sdk 1.28.x parses (shared/reference/vercel-api.md).
+ */
+import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
+import type { Installation } from '../tenancy/installations.ts';
+
+/** Closed enum of `source` in the SDK (requests and configuration responses). */
+export const SOURCES = [
+  'marketplace', 'deploy-button', 'external', 'v0', 'resource-claims', 'cli', 'oauth', 'backoffice',
+  'import-recommended-integrations', 'organization',
+] as const;
+
+const str = { type: 'string' };
+const num = { type: 'number' };
+const bool = { type: 'boolean' };
+const detail = { type: 'object', required: ['label'], properties: { label: str, value: str } };
+const freeObject = { type: 'object', additionalProperties: true };
+
+export const billingPlanSchema = {
+  $id: 'BillingPlan',
+  type: 'object',
+  required: ['id', 'type', 'scope', 'name', 'description', 'paymentMethodRequired'],
+  properties: {
+    id: str,
+    type: { type: 'string', enum: ['subscription', 'prepayment'] },
+    scope: { type: 'string', enum: ['installation', 'resource'] },
+    name: str,
+    description: str,
+    paymentMethodRequired: bool,
+    cost: str,
+    preauthorizationAmount: { ...num, description: 'USD' },
+    initialCharge: str,
+    minimumAmount: { ...str, description: 'USD, decimal string' },
+    maximumAmount: { ...str, description: 'USD, decimal string' },
+    details: { type: 'array', items: detail },
+    highlightedDetails: { type: 'array', items: detail },
+    disabled: bool,
+  },
+};
+
+export const productSchema = {
+  $id: 'Product',
+  type: 'object',
+  required: ['id', 'slug', 'name', 'protocols', 'metadataSchema'],
+  properties: {
+    id: str,
+    slug: str,
+    name: str,
+    shortDescription: str,
+    description: str,
+    primaryProtocol: str,
+    protocols: { ...freeObject, description: 'Each protocol present has a `status` of enabled or disabled.' },
+    tags: { type: 'array', items: str },
+    capabilities: freeObject,
+    metadataSchema: {
+      ...freeObject,
+      description: 'JSON Schema of the metadata a store of this product takes, with Vercel `ui:*` controls.',
+    },
+  },
+};
+
+export const configurationSchema = {
+  $id: 'IntegrationConfiguration',
+  type: 'object',
+  required: ['id', 'type', 'createdAt', 'updatedAt', 'integrationId', 'ownerId', 'slug', 'userId', 'scopes', 'integration'],
+  properties: {
+    id: str,
+    type: { type: 'string', enum: ['integration-configuration'] },
+    createdAt: num,
+    updatedAt: num,
+    completedAt: num,
+    integrationId: str,
+    ownerId: str,
+    teamId: { type: ['string', 'null'] },
+    slug: str,
+    userId: str,
+    scopes: { type: 'array', items: str },
+    source: { type: 'string', enum: [...SOURCES] },
+    installationType: { type: 'string', enum: ['marketplace', 'external'] },
+    status: { type: 'string', enum: ['ready'] },
+    projectSelection: { type: 'string', enum: ['all', 'selected'] },
+    integration: {
+      type: 'object',
+      required: ['name', 'icon', 'isLegacy'],
+      properties: { name: str, icon: str, isLegacy: bool },
+    },
+  },
+};
+
+const dollars = (cents: number) => (cents / 100).toFixed(2);
+
+export function toBillingPlan(plan: BillingPlan) {
+  return {
+    id: plan.id,
+    type: plan.type,
+    scope: plan.scope,
+    name: plan.name,
+    description: plan.description,
+    paymentMethodRequired: plan.paymentMethodRequired,
+    ...(plan.cost !== null && { cost: plan.cost }),
+    ...(plan.preauthorizationAmountCents !== null && { preauthorizationAmount: plan.preauthorizationAmountCents / 100 }),
+    ...(plan.initialCharge !== null && { initialCharge: plan.initialCharge }),
+    ...(plan.minimumAmountCents !== null && { minimumAmount: dollars(plan.minimumAmountCents) }),
+    ...(plan.maximumAmountCents !== null && { maximumAmount: dollars(plan.maximumAmountCents) }),
+    details: plan.details,
+    highlightedDetails: plan.highlightedDetails,
+    disabled: plan.disabled,
+  };
+}
+
+export function toProduct(product: Product) {
+  return {
+    id: product.id,
+    slug: product.slug,
+    name: product.name,
+    ...(product.shortDescription !== null && { shortDescription: product.shortDescription }),
+    ...(product.description !== null && { description: product.description }),
+    ...(product.primaryProtocol !== null && { primaryProtocol: product.primaryProtocol }),
+    protocols: product.protocols,
+    tags: product.tags,
+    capabilities: product.capabilities,
+    metadataSchema: product.metadataSchema,
+  };
+}
+
+export function toConfiguration(installation: Installation, integration: Integration) {
+  const created = installation.createdAt.getTime();
+  return {
+    id: installation.id,
+    type: 'integration-configuration' as const,
+    createdAt: created,
+    updatedAt: installation.updatedAt.getTime(),
+    completedAt: created,
+    integrationId: integration.id,
+    ownerId: installation.teamId,
+    teamId: installation.teamId,
+    slug: integration.slug,
+    userId: installation.installedBy ?? '',
+    scopes: integration.scopes,
+    source: installation.source,
+    installationType: 'marketplace' as const,
+    status: 'ready' as const,
+    projectSelection: 'all' as const,
+    integration: { name: integration.name, icon: integration.icon, isLegacy: false },
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * The first half of the marketplace workflow: a team discovers its integration configurations,
+ * the products each offers and their billing plans.
+ */
+import type { BillingPlan, Catalog, Integration, Product } from '../catalog/catalog.ts';
+import type { Queryable } from '../db/database.ts';
+import { badRequest, forbidden } from '../errors.ts';
+import type { Actor } from '../tenancy/access.ts';
+import { getInstallation, isInstallationAdmin, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
+
+export interface ConfigurationFilter {
+  installationType?: 'marketplace' | 'external' | 'provisioning' | undefined;
+  integrationIdOrSlug?: string | undefined;
+}
+
+export class Discovery {
+  constructor(
+    private readonly db: Queryable,
+    private readonly catalog: Catalog,
+  ) {}
+
+  private integrationOf(installation: Installation): Integration {
+    // Installations reference integrations by foreign key, and retired integrations are kept.
+    return this.catalog.integrationById(installation.integrationId)!;
+  }
+
+  async listConfigurations(actor: Actor, filter: ConfigurationFilter) {
+    // Every Storehouse installation is a marketplace installation.
+    if (filter.installationType && filter.installationType !== 'marketplace') return [];
+    const wanted = filter.integrationIdOrSlug;
+    return (await listInstallations(this.db, actor.team.id))
+      .map((installation) => ({ installation, integration: this.integrationOf(installation) }))
+      .filter(({ integration }) => !wanted || integration.id === wanted || integration.slug === wanted);
+  }
+
+  async getConfiguration(actor: Actor, id: string) {
+    const installation = await getInstallation(this.db, actor.team.id, id);
+    return { installation, integration: this.integrationOf(installation) };
+  }
+
+  /** Only the installation's admins may remove it; it is refused while it still has stores. */
+  async deleteConfiguration(actor: Actor, id: string): Promise<void> {
+    const installation = await getInstallation(this.db, actor.team.id, id);
+    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
+      throw forbidden('Only the team\'s owners and the user who installed the integration may remove its configuration');
+    }
+    await uninstall(this.db, installation);
+  }
+
+  async configurationProducts(actor: Actor, id: string): Promise<{ installation: Installation; integration: Integration; products: Product[] }> {
+    const { installation, integration } = await this.getConfiguration(actor, id);
+    return { installation, integration, products: this.catalog.productsOf(integration.id) };
+  }
+
+  /**
+   * A product's plans. `integrationConfigurationId`, when given, must be the team's installation
+   * of this integration; `metadata`, when given, is the store's metadata as a JSON object.
+   */
+  async plans(
+    actor: Actor,
+    integrationIdOrSlug: string,
+    productIdOrSlug: string,
+    options: { integrationConfigurationId?: string | undefined; metadata?: string | undefined },
+  ): Promise<BillingPlan[]> {
+    const integration = this.catalog.findIntegration(integrationIdOrSlug);
+    const product = this.catalog.findProduct(integration.id, productIdOrSlug);
+    if (options.integrationConfigurationId !== undefined) {
+      const installation = await getInstallation(this.db, actor.team.id, options.integrationConfigurationId);
+      if (installation.integrationId !== integration.id) {
+        throw badRequest(`The configuration ${installation.id} is not an installation of the integration ${integration.slug}`);
+      }
+    }
+    if (options.metadata !== undefined) parseMetadata(options.metadata);
+    return this.catalog.plansOf(product);
+  }
+}
+
+/** The `metadata` query parameter: a JSON object of the store's metadata. */
+export function parseMetadata(raw: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw badRequest('Invalid query parameter "metadata": must be a JSON object, e.g. {"region":"iad1"}');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw badRequest('Invalid query parameter "metadata": must be a JSON object, e.g. {"region":"iad1"}');
+  }
+  return value as Record<string, unknown>;
+}

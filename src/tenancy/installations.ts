@@ -1,0 +1,94 @@
+import type { Queryable } from '../db/database.ts';
+import { isUniqueViolation } from '../db/database.ts';
+import { conflict, notFound } from '../errors.ts';
+import { newId } from '../ids.ts';
+import type { TeamRole } from './teams.ts';
+
+/** An installation of an integration for a team: what Vercel's API calls an integration configuration. */
+export interface Installation {
+  id: string;
+  teamId: string;
+  integrationId: string;
+  /** The user who installed it; with the team's owners, an admin of the installation. */
+  installedBy: string | null;
+  source: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const toInstallation = (row: Record<string, any>): Installation => ({
+  id: row.id,
+  teamId: row.team_id,
+  integrationId: row.integration_id,
+  installedBy: row.installed_by,
+  source: row.source,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+export async function install(
+  db: Queryable,
+  input: { teamId: string; integrationId: string; installedBy: string | null; source?: string },
+): Promise<Installation> {
+  try {
+    const { rows } = await db.query(
+      `INSERT INTO installations (id, team_id, integration_id, installed_by, source)
+       VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+      [newId('icfg'), input.teamId, input.integrationId, input.installedBy, input.source ?? 'marketplace'],
+    );
+    return toInstallation(rows[0]!);
+  } catch (error) {
+    if (isUniqueViolation(error)) throw conflict('already_installed', 'The integration is already installed for this team');
+    throw error;
+  }
+}
+
+export async function listInstallations(db: Queryable, teamId: string): Promise<Installation[]> {
+  const { rows } = await db.query('SELECT * FROM installations WHERE team_id = $1 ORDER BY created_at, id', [teamId]);
+  return rows.map(toInstallation);
+}
+
+/** The team's installation with this id; another team's looks exactly like a missing one. */
+export async function getInstallation(db: Queryable, teamId: string, id: string): Promise<Installation> {
+  const { rows } = await db.query('SELECT * FROM installations WHERE id = $1 AND team_id = $2', [id, teamId]);
+  if (!rows[0]) throw notFound('configuration', id);
+  return toInstallation(rows[0]);
+}
+
+/** Roles that only read: never admins of an installation, whoever installed it. */
+const READ_ONLY_ROLES: readonly TeamRole[] = ['VIEWER', 'BILLING'];
+
+/** Admins are the team's owners plus the user who installed it (unless since demoted to a read-only role). */
+export function isInstallationAdmin(installation: Installation, userId: string, role: TeamRole): boolean {
+  if (role === 'OWNER') return true;
+  return installation.installedBy === userId && !READ_ONLY_ROLES.includes(role);
+}
+
+/**
+ * Removes an installation. Refused while it still has stores: they would be orphaned with
+ * their resources still running. The check and the delete are one statement, and the stores'
+ * foreign key backs it, so a store created meanwhile cannot slip through.
+ */
+export async function uninstall(db: Queryable, installation: Installation): Promise<void> {
+  const storesLeft = async () =>
+    Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installation.id])).rows[0]!.n);
+  const refuse = (count: number) =>
+    conflict(
+      'configuration_has_stores',
+      `The configuration ${installation.id} still has ${count} store${count === 1 ? '' : 's'}: delete them first`,
+    );
+  try {
+    const { rowCount } = await db.query(
+      'DELETE FROM installations WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM stores WHERE installation_id = $1)',
+      [installation.id],
+    );
+    if (rowCount === 0) {
+      const count = await storesLeft();
+      if (count > 0) throw refuse(count);
+      throw notFound('configuration', installation.id);
+    }
+  } catch (error) {
+    if ((error as { code?: string }).code === '23503') throw refuse(await storesLeft());
+    throw error;
+  }
+}
