@@ -1,0 +1,172 @@
+/**
+ * Test harness: a real Storehouse (runtime + Fastify app) listening on a loopback port, on the
+ * embedded PGlite database or on a real PostgreSQL, with its log lines captured.
+ *
+ * A fresh PGlite costs seconds (initdb), so embedded servers start from a copy of a template
+ * cluster made once and cached under .cache/. PostgreSQL servers get a database of their own,
+ * dropped afterwards. Set STOREHOUSE_TEST_DATABASE_URL (a database on a server where the user
+ * may CREATE DATABASE) to run every database-facing test on PostgreSQL too.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { Vercel } from '@vercel/sdk';
+import type { FastifyInstance } from 'fastify';
+import pg from 'pg';
+import pino from 'pino';
+import { loadConfig, type Config } from '../src/config.ts';
+import { buildApp, REDACTED_PATHS } from '../src/http/app.ts';
+import { EMBEDDED_POSTGRES_CONF, embeddedClusterDir } from '../src/db/open.ts';
+import { randomBase62 } from '../src/ids.ts';
+import { openRuntime, type Runtime } from '../src/runtime.ts';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export type Backend = 'embedded' | 'postgres';
+
+export const POSTGRES_URL = process.env.STOREHOUSE_TEST_DATABASE_URL || undefined;
+
+/** The backends to run database-facing tests on: always the embedded one, PostgreSQL when configured. */
+export const BACKENDS: Backend[] = POSTGRES_URL ? ['embedded', 'postgres'] : ['embedded'];
+if (!POSTGRES_URL) {
+  process.stderr.write('# STOREHOUSE_TEST_DATABASE_URL is not set: tests run on the embedded database only\n');
+}
+
+const pgliteVersion = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/@electric-sql/pglite/package.json'), 'utf8')).version;
+const TEMPLATE_DIR = path.join(ROOT, '.cache', `pglite-template-${pgliteVersion}`);
+
+/** A PGlite cluster that has been through initdb, made once and shared by every test. */
+export async function pgliteTemplate(): Promise<string> {
+  if (fs.existsSync(path.join(TEMPLATE_DIR, 'PG_VERSION'))) return TEMPLATE_DIR;
+  const building = `${TEMPLATE_DIR}.building-${process.pid}`;
+  fs.rmSync(building, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(building), { recursive: true });
+  const db = new PGlite(building, { postgresqlconf: EMBEDDED_POSTGRES_CONF });
+  await db.waitReady;
+  await db.close();
+  try {
+    fs.renameSync(building, TEMPLATE_DIR);
+  } catch {
+    fs.rmSync(building, { recursive: true, force: true }); // another test process made it first
+  }
+  return TEMPLATE_DIR;
+}
+
+/** A new data dir whose embedded cluster is a copy of the template. */
+export async function freshDataDir(): Promise<string> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-test-'));
+  fs.cpSync(await pgliteTemplate(), embeddedClusterDir(dataDir), { recursive: true });
+  return dataDir;
+}
+
+/** A PostgreSQL database of its own for one test server; `drop` removes it. */
+export async function freshPostgresDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  if (!POSTGRES_URL) throw new Error('STOREHOUSE_TEST_DATABASE_URL is not set');
+  const name = `storehouse_test_${randomBase62(10).toLowerCase()}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(POSTGRES_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = new pg.Client({ connectionString: POSTGRES_URL });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+export interface TestServer {
+  url: string;
+  /** The bootstrap owner token of team my-team. */
+  token: string;
+  config: Config;
+  runtime: Runtime;
+  app: FastifyInstance;
+  /** Every log line the server wrote. */
+  logs: string[];
+  sdk(token?: string): Vercel;
+  /** fetch() against the server, with the owner token unless `token` is given (null for none). */
+  request(pathAndQuery: string, init?: RequestInit & { token?: string | null }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export interface ServerOptions {
+  catalogPath?: string;
+  env?: Record<string, string>;
+  /** Reuse a data dir or database from an earlier server (for restart tests). */
+  dataDir?: string;
+  databaseUrl?: string;
+}
+
+/** Starts a Storehouse on `backend`, listening on 127.0.0.1 at a free port. */
+export async function startServer(backend: Backend, options: ServerOptions = {}): Promise<TestServer> {
+  const cleanups: Array<() => Promise<void>> = [];
+  let databaseUrl = options.databaseUrl;
+  if (backend === 'postgres' && !databaseUrl) {
+    const database = await freshPostgresDatabase();
+    databaseUrl = database.url;
+    cleanups.push(database.drop);
+  }
+  const dataDir = options.dataDir ?? (await freshDataDir());
+  if (!options.dataDir) cleanups.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const token = `test-${randomBase62(24)}`;
+  const config = loadConfig({
+    STOREHOUSE_DATA_DIR: dataDir,
+    STOREHOUSE_BOOTSTRAP_TOKEN: token,
+    ...(databaseUrl && { DATABASE_URL: databaseUrl }),
+    ...(options.catalogPath && { STOREHOUSE_CATALOG: options.catalogPath }),
+    LOG_LEVEL: 'info',
+    ...options.env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const logger = pino({ level: 'info', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, sink);
+  const runtime = await openRuntime(config, logger);
+  const app = await buildApp(runtime, { logger });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const ownerToken = runtime.bootstrapped ? token : fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+  return {
+    url,
+    token: ownerToken,
+    config,
+    runtime,
+    app,
+    logs,
+    sdk: (bearer = ownerToken) => new Vercel({ bearerToken: bearer, serverURL: url }),
+    request: (pathAndQuery, init = {}) => {
+      const { token: given, ...rest } = init;
+      const bearer = given === undefined ? ownerToken : given;
+      const headers = new Headers(rest.headers);
+      if (bearer !== null) headers.set('authorization', `Bearer ${bearer}`);
+      return fetch(url + pathAndQuery, { ...rest, headers });
+    },
+    close: async () => {
+      await app.close();
+      await runtime.close();
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    },
+  };
+}
+
+/** Parses a Vercel-format error response, asserting its shape on the way. */
+export async function errorOf(response: Response): Promise<{ status: number; code: string; message: string; body: any }> {
+  const body = (await response.json()) as any;
+  if (typeof body?.error?.code !== 'string' || typeof body?.error?.message !== 'string') {
+    throw new Error(`not a Vercel error body: ${JSON.stringify(body)}`);
+  }
+  return { status: response.status, code: body.error.code, message: body.error.message, body };
+}
