@@ -2,7 +2,7 @@
 import pino from 'pino';
 import { loadConfig, type Config } from './config.ts';
 import { buildApp, REDACTED_PATHS } from './http/app.ts';
-import { adminTokenPath, openRuntime } from './runtime.ts';
+import { bootstrapNotice, openRuntime } from './runtime.ts';
 
 /**
  * Starts the server: state first, then the HTTP listener; SIGTERM/SIGINT stop taking new
@@ -10,7 +10,7 @@ import { adminTokenPath, openRuntime } from './runtime.ts';
  */
 export async function serve(config: Config): Promise<void> {
   const logger = pino({ level: config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } });
-  const runtime = await openRuntime(config, logger);
+  const runtime = await openRuntime(config, { logger, controlSocket: true });
   const lifecycle = { draining: false };
   const app = await buildApp(runtime, { logger, lifecycle });
 
@@ -45,16 +45,8 @@ export async function serve(config: Config): Promise<void> {
     throw error;
   }
 
-  if (runtime.bootstrapped) {
-    const { team, token } = runtime.bootstrapped;
-    // A console message for the operator, not a log line: the value is shown here once and
-    // written to the data dir, and never logged.
-    process.stderr.write(
-      `\nStorehouse bootstrapped team "${team.slug}" with an owner token` +
-        (config.bootstrapToken ? ' (the value of STOREHOUSE_BOOTSTRAP_TOKEN).\n' : `:\n\n    ${token}\n\n`) +
-        `It is saved in ${adminTokenPath(config.dataDir)} (mode 0600).\n\n`,
-    );
-  }
+  // Shown once on the console and written to the data dir; never logged.
+  process.stderr.write(bootstrapNotice(config, runtime.bootstrapped));
 }
 
 const isEntryPoint = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/main.ts') || process.argv[1]?.endsWith('/main.js');

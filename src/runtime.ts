@@ -9,6 +9,7 @@ import type { Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
 import { bootstrap, type Bootstrapped } from './tenancy/bootstrap.ts';
+import { serveControlSocket } from './admin/control-socket.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
@@ -20,7 +21,26 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
+export interface RuntimeOptions {
+  logger?: Logger | undefined;
+  /**
+   * On the embedded database, serve the control socket through which the CLI reaches this
+   * process (it holds the data dir's lock, so the CLI cannot open the database itself).
+   */
+  controlSocket?: boolean;
+}
+
 export const adminTokenPath = (dataDir: string) => path.join(dataDir, 'admin-token');
+
+/** The operator's one look at a bootstrap token (a console message, never a log line), or '' when nothing was bootstrapped. */
+export function bootstrapNotice(config: Config, bootstrapped: Bootstrapped | undefined): string {
+  if (!bootstrapped) return '';
+  return (
+    `\nStorehouse bootstrapped team "${bootstrapped.team.slug}" with an owner token` +
+    (config.bootstrapToken ? ' (the value of STOREHOUSE_BOOTSTRAP_TOKEN).\n' : `:\n\n    ${bootstrapped.token}\n\n`) +
+    `It is saved in ${adminTokenPath(config.dataDir)} (mode 0600).\n\n`
+  );
+}
 
 /** Opens the database named by the configuration (locking the data dir when embedded). */
 export function openConfiguredDatabase(config: Config, logger?: Logger): Promise<Database> {
@@ -36,7 +56,8 @@ export function openConfiguredDatabase(config: Config, logger?: Logger): Promise
  * Validates the catalog file before touching any state, then opens the database, migrates it,
  * syncs the catalog into it and bootstraps empty state. A bad catalog file stops start-up here.
  */
-export async function openRuntime(config: Config, logger?: Logger): Promise<Runtime> {
+export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
+  const { logger } = options;
   const catalogFile = loadCatalogFile(config.catalogPath);
   const db = await openConfiguredDatabase(config, logger);
   try {
@@ -51,7 +72,15 @@ export async function openRuntime(config: Config, logger?: Logger): Promise<Runt
       fs.writeFileSync(adminTokenPath(config.dataDir), `${bootstrapped.token}\n`, { mode: 0o600 });
       logger?.info({ team: bootstrapped.team.slug, installations: bootstrapped.installations }, 'bootstrapped empty state');
     }
-    return { config, db, catalog, bootstrapped, close: () => db.close() };
+    const runtime: Runtime = { config, db, catalog, bootstrapped, close: () => db.close() };
+    if (options.controlSocket && db.kind === 'embedded') {
+      const closeControlSocket = await serveControlSocket(config.dataDir, runtime, logger);
+      runtime.close = async () => {
+        await closeControlSocket();
+        await db.close();
+      };
+    }
+    return runtime;
   } catch (error) {
     await db.close().catch(() => {});
     throw error;

@@ -133,7 +133,7 @@ export async function startServer(backend: Backend, options: ServerOptions = {})
     },
   });
   const logger = pino({ level: 'info', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } }, sink);
-  const runtime = await openRuntime(config, logger);
+  const runtime = await openRuntime(config, { logger, controlSocket: true });
   const app = await buildApp(runtime, { logger });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();

@@ -1,0 +1,108 @@
+/**
+ * The operator's commands (the `storehouse` CLI): tenancy administration that the Vercel API
+ * does not cover. Each takes JSON arguments and returns a JSON result, so the CLI can run it
+ * on the database directly or hand it to the running server over the control socket.
+ */
+import type { Catalog } from '../catalog/catalog.ts';
+import type { Database } from '../db/database.ts';
+import { migrate } from '../db/migrate.ts';
+import { badRequest } from '../errors.ts';
+import { install, listInstallations } from '../tenancy/installations.ts';
+import { createTeam, getTeam, listMembers, listTeams, parseRole, removeMember, setMember } from '../tenancy/teams.ts';
+import { createToken, listTokens, revokeToken } from '../tenancy/tokens.ts';
+import { createUser, getUser } from '../tenancy/users.ts';
+
+export interface AdminContext {
+  db: Database;
+  catalog: Catalog;
+}
+
+type Args = Record<string, string | undefined>;
+
+function required(args: Args, name: string): string {
+  const value = args[name];
+  if (value === undefined || value === '') throw badRequest(`Missing ${name}`);
+  return value;
+}
+
+function days(value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 3650) throw badRequest('--expires-in-days must be a whole number of days from 1 to 3650');
+  return new Date(Date.now() + n * 86_400_000);
+}
+
+export const adminCommands = {
+  migrate: async ({ db }: AdminContext) => ({ applied: await migrate(db) }),
+
+  'teams.create': async ({ db }: AdminContext, args: Args) => createTeam(db, { slug: required(args, 'slug'), name: args.name }),
+  'teams.list': async ({ db }: AdminContext) => listTeams(db),
+
+  'users.create': async ({ db }: AdminContext, args: Args) =>
+    createUser(db, { email: required(args, 'email'), name: args.name, username: args.username }),
+
+  /** Adds a user to a team with a role (or changes their role); creates the user when given an unknown email. */
+  'members.add': async ({ db }: AdminContext, args: Args) =>
+    db.transaction(async (tx) => {
+      const team = await getTeam(tx, required(args, 'team'));
+      const ref = required(args, 'user');
+      const role = parseRole(args.role ?? 'MEMBER');
+      const user = ref.includes('@')
+        ? ((await getUser(tx, ref).catch(() => undefined)) ?? (await createUser(tx, { email: ref })))
+        : await getUser(tx, ref);
+      await setMember(tx, team.id, user.id, role);
+      return { team: team.slug, user: user.email, userId: user.id, role };
+    }),
+  'members.list': async ({ db }: AdminContext, args: Args) => listMembers(db, (await getTeam(db, required(args, 'team'))).id),
+  'members.remove': async ({ db }: AdminContext, args: Args) =>
+    db.transaction(async (tx) => {
+      const team = await getTeam(tx, required(args, 'team'));
+      const user = await getUser(tx, required(args, 'user'));
+      await removeMember(tx, team.id, user.id);
+      return { team: team.slug, user: user.email, removed: true };
+    }),
+
+  /** Creates a token; its value is in this result and nowhere else, ever. */
+  'tokens.create': async ({ db }: AdminContext, args: Args) =>
+    db.transaction(async (tx) => {
+      const user = await getUser(tx, required(args, 'user'));
+      const team = await getTeam(tx, required(args, 'team'));
+      const { token, value } = await createToken(tx, {
+        userId: user.id,
+        teamId: team.id,
+        name: args.name || 'cli',
+        expiresAt: days(args.expiresInDays),
+      });
+      return { ...token, user: user.email, team: team.slug, value };
+    }),
+  'tokens.list': async ({ db }: AdminContext, args: Args) =>
+    listTokens(db, args.user ? (await getUser(db, args.user)).id : undefined),
+  'tokens.revoke': async ({ db }: AdminContext, args: Args) => revokeToken(db, required(args, 'id')),
+
+  'installations.create': async ({ db, catalog }: AdminContext, args: Args) =>
+    db.transaction(async (tx) => {
+      const team = await getTeam(tx, required(args, 'team'));
+      const integration = catalog.findIntegration(required(args, 'integration'));
+      const by = args.by ? await getUser(tx, args.by) : undefined;
+      const installation = await install(tx, {
+        teamId: team.id,
+        integrationId: integration.id,
+        installedBy: by?.id ?? null,
+        source: 'cli',
+      });
+      return { ...installation, team: team.slug, integration: integration.slug };
+    }),
+  'installations.list': async ({ db, catalog }: AdminContext, args: Args) =>
+    (await listInstallations(db, (await getTeam(db, required(args, 'team'))).id)).map((installation) => ({
+      ...installation,
+      integration: catalog.integrationById(installation.integrationId)?.slug,
+    })),
+} satisfies Record<string, (context: AdminContext, args: Args) => Promise<unknown>>;
+
+export type AdminCommand = keyof typeof adminCommands;
+
+export const isAdminCommand = (name: string): name is AdminCommand => Object.hasOwn(adminCommands, name);
+
+export function runAdminCommand(context: AdminContext, command: AdminCommand, args: Args): Promise<unknown> {
+  return adminCommands[command](context, args);
+}
