@@ -1,0 +1,248 @@
+/** Migrations and the catalog sync, on each backend. */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { parse, stringify } from 'yaml';
+import { Catalog } from '../src/catalog/catalog.ts';
+import { CatalogError, loadCatalogFile, validateCatalog } from '../src/catalog/catalog-file.ts';
+import type { CatalogFile } from '../src/catalog/catalog-schema.ts';
+import { syncCatalog } from '../src/catalog/catalog-sync.ts';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import type { Database } from '../src/db/database.ts';
+import { DataDirLockedError } from '../src/db/lock.ts';
+import { migrate, readMigrations } from '../src/db/migrate.ts';
+import { openDatabase } from '../src/db/open.ts';
+import { BACKENDS, freshDataDir, freshPostgresDatabase, startServer, type Backend } from './helpers.ts';
+
+const defaultCatalog = (): CatalogFile => parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
+
+async function withDatabase(backend: Backend, work: (db: Database) => Promise<void>) {
+  const dataDir = await freshDataDir();
+  const postgres = backend === 'postgres' ? await freshPostgresDatabase() : undefined;
+  const db = await openDatabase({ dataDir, databaseUrl: postgres?.url });
+  try {
+    await work(db);
+  } finally {
+    await db.close();
+    await postgres?.drop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+function writeCatalog(catalog: CatalogFile): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
+  fs.writeFileSync(file, stringify(catalog));
+  return file;
+}
+
+for (const backend of BACKENDS) {
+  describe(`migrations (${backend})`, () => {
+    test('apply once; running them again is harmless', async () => {
+      await withDatabase(backend, async (db) => {
+        assert.deepEqual(await migrate(db), readMigrations().map((m) => `${m.version}_${m.name}`));
+        assert.deepEqual(await migrate(db), []);
+        const { rows } = await db.query<{ version: string }>('SELECT version FROM schema_migrations');
+        assert.equal(rows.length, readMigrations().length);
+      });
+    });
+
+    test('concurrent runs apply each migration exactly once', async () => {
+      await withDatabase(backend, async (db) => {
+        const results = await Promise.all([migrate(db), migrate(db), migrate(db)]);
+        assert.equal(results.flat().length, readMigrations().length);
+      });
+    });
+
+    test('an applied migration that was edited stops the run', async () => {
+      await withDatabase(backend, async (db) => {
+        await migrate(db);
+        const edited = readMigrations().map((m, i) => (i === 0 ? { ...m, checksum: 'changed' } : m));
+        await assert.rejects(migrate(db, edited), /was changed after it was applied/);
+      });
+    });
+  });
+
+  describe(`catalog sync (${backend})`, () => {
+    test('adds and updates; what the file drops is deleted when unused and retired when in use', async () => {
+      await withDatabase(backend, async (db) => {
+        await migrate(db);
+        const catalog = defaultCatalog();
+        const first = await syncCatalog(db, catalog);
+        assert.deepEqual(first.upserted, { integrations: 1, products: 2, plans: 6 });
+
+        // A store on the Postgres Pro plan keeps that plan (and its product) in use.
+        const teamId = 'team_sync';
+        await db.query("INSERT INTO teams (id, slug, name) VALUES ($1, 'sync', 'Sync')", [teamId]);
+        await db.query("INSERT INTO installations (id, team_id, integration_id, source) VALUES ('icfg_sync', $1, 'oac_storehouse', 'cli')", [teamId]);
+        await db.query(
+          `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status)
+           VALUES ('store_sync', $1, 'icfg_sync', 'iap_storehouse_postgres', 'postgres_pro', 'kept', 'available')`,
+          [teamId],
+        );
+
+        const edited = defaultCatalog();
+        const postgres = edited.integrations[0]!.products[0]!;
+        postgres.name = 'Postgres 2';
+        postgres.plans = postgres.plans.filter((plan) => plan.id === 'postgres_hobby'); // drops pro (used) and payg (unused)
+        edited.integrations[0]!.products.pop(); // drops redis (unused)
+        const second = await syncCatalog(db, edited);
+        assert.deepEqual(second.retired.sort(), ['plan iap_storehouse_postgres/postgres_pro']);
+        assert.deepEqual(second.deleted.sort(), [
+          'plan iap_storehouse_postgres/postgres_payg',
+          'plan iap_storehouse_redis/redis_hobby',
+          'plan iap_storehouse_redis/redis_payg',
+          'plan iap_storehouse_redis/redis_pro',
+          'product iap_storehouse_redis',
+        ]);
+        const loaded = await Catalog.load(db);
+        const product = loaded.findProduct('oac_storehouse', 'postgres');
+        assert.equal(product.name, 'Postgres 2');
+        assert.deepEqual(loaded.plansOf(product).map((p) => p.id), ['postgres_hobby'], 'the retired plan is offered no more');
+        assert.equal(product.plans.find((p) => p.id === 'postgres_pro')?.retired, true, 'but the store\'s plan is still there');
+        assert.throws(() => loaded.findProduct('oac_storehouse', 'redis'), /Could not find the product: redis/);
+
+        // Dropping the whole integration while it is installed and in use retires it all.
+        const third = await syncCatalog(db, { integrations: [{ ...edited.integrations[0]!, id: 'oac_other', slug: 'other', products: [] }] });
+        assert.ok(third.retired.includes('integration oac_storehouse'));
+        assert.ok(third.retired.includes('product iap_storehouse_postgres'));
+        const after = await Catalog.load(db);
+        assert.equal(after.integrationById('oac_storehouse')?.retired, true);
+        assert.throws(() => after.findIntegration('storehouse'), /Could not find the integration/);
+
+        // Putting it back brings it back, under the same ids.
+        await syncCatalog(db, defaultCatalog());
+        const restored = await Catalog.load(db);
+        assert.deepEqual(restored.plansOf(restored.findProduct('oac_storehouse', 'postgres')).map((p) => p.id), ['postgres_hobby', 'postgres_pro', 'postgres_payg']);
+      });
+    });
+
+    test('a server started with another catalog offers exactly that catalog', async () => {
+      const catalog = defaultCatalog();
+      catalog.integrations[0]!.products[1]!.plans[0]!.disabled = true;
+      catalog.integrations.push({
+        id: 'oac_acme',
+        slug: 'acme',
+        name: 'Acme',
+        icon: 'https://acme.example/icon.png',
+        products: [
+          {
+            id: 'iap_acme_search',
+            slug: 'search',
+            name: 'Acme Search',
+            protocols: { storage: { status: 'enabled' } },
+            provider: { type: 'http', url: 'https://partner.acme.example' },
+            metadataSchema: {
+              type: 'object',
+              properties: {
+                regions: { type: 'array', 'ui:control': 'multi-vercel-region', items: { type: 'string' }, 'ui:options': ['iad1', { value: 'fra1', label: 'Frankfurt' }] },
+                size: { type: 'array', 'ui:control': 'slider', items: { type: 'number', minimum: 1, maximum: 8 }, 'ui:steps': [1, 2, 4, 8], default: [2] },
+                owner: { type: 'string', 'ui:control': 'git-namespace', 'git:providers': ['github'] },
+                tier: { type: 'string', 'ui:control': 'radio-button', 'ui:options': [{ value: 'a', label: 'A' }], 'ui:hidden': { expr: 'false' } },
+              },
+            },
+            plans: [{ id: 'free', type: 'subscription', name: 'Free', description: 'Free', paymentMethodRequired: false }],
+          },
+        ],
+      });
+      const server = await startServer(backend, { catalogPath: writeCatalog(catalog) });
+      try {
+        // Bootstrap installed every integration of the catalog.
+        const configurations = await server.sdk().integrations.getConfigurations({ view: 'account' });
+        assert.deepEqual(configurations.map((c) => c.slug).sort(), ['acme', 'storehouse']);
+        const acme = configurations.find((c) => c.slug === 'acme')!;
+        const { products } = await server.sdk().integrations.getConfigurationProducts({ id: acme.id! });
+        assert.deepEqual(Object.keys(products[0]!.metadataSchema.properties), ['regions', 'size', 'owner', 'tier']);
+        const { plans } = await server.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'redis' });
+        assert.deepEqual(plans.map((p) => [p.id, p.disabled]), [['redis_hobby', true], ['redis_pro', false], ['redis_payg', false]]);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+}
+
+describe('catalog validation', () => {
+  const problemsOf = (mutate: (catalog: CatalogFile) => void): string[] => {
+    const catalog = defaultCatalog();
+    mutate(catalog);
+    try {
+      validateCatalog(catalog, 'test.yaml');
+    } catch (error) {
+      assert.ok(error instanceof CatalogError);
+      assert.match(error.message, /^Invalid catalog test\.yaml:/);
+      return error.problems;
+    }
+    return [];
+  };
+  const product = (catalog: CatalogFile) => catalog.integrations[0]!.products[0]!;
+
+  test('the default catalog is valid', () => {
+    assert.deepEqual(problemsOf(() => {}), []);
+    assert.equal(loadCatalogFile(DEFAULT_CATALOG_PATH).integrations[0]!.slug, 'storehouse');
+  });
+
+  test('each problem names the field and what was expected', () => {
+    const cases: Array<[(catalog: CatalogFile) => void, RegExp]> = [
+      [(c) => delete (c.integrations[0] as any).icon, /^\/integrations\/0: missing required field "icon"$/],
+      [(c) => ((c.integrations[0] as any).id = 'storehouse'), /^\/integrations\/0\/id: must match pattern "\^oac_/],
+      [(c) => ((product(c) as any).id = 'postgres'), /^\/integrations\/0\/products\/0\/id: must match pattern "\^iap_/],
+      [(c) => ((product(c) as any).colour = 'blue'), /^\/integrations\/0\/products\/0: unknown field "colour"$/],
+      [(c) => ((product(c) as any).tags = ['postgres', 'sql']), /^\/integrations\/0\/products\/0\/tags\/1: must be one of "ai"/],
+      [(c) => ((product(c).protocols as any).storage = {}), /^\/integrations\/0\/products\/0\/protocols\/storage: missing required field "status"$/],
+      [(c) => ((product(c).plans[0] as any).type = 'free'), /^\/integrations\/0\/products\/0\/plans\/0\/type: must be one of "subscription", "prepayment"$/],
+      [(c) => ((product(c).plans[2] as any).minimumAmount = 5), /^\/integrations\/0\/products\/0\/plans\/2\/minimumAmount: must be string$/],
+      [(c) => delete (product(c).metadataSchema.properties.statementTimeout as any)['ui:options'], /properties\/statementTimeout: missing required field "ui:options"$/],
+      [(c) => ((product(c).metadataSchema.properties.connectionLimit as any)['ui:read-only'] = 'sometimes'), /connectionLimit\/ui:read-only: does not match any of the allowed forms$/],
+      [(c) => ((product(c).metadataSchema.properties as any).plain = { type: 'string' }), /properties\/plain: missing required field "ui:control"$/],
+      [(c) => ((product(c) as any).provider = { type: 'mysql' }), /provider\/type: must be one of "postgres", "redis", "http"$/],
+    ];
+    for (const [mutate, expected] of cases) {
+      const problems = problemsOf(mutate);
+      assert.ok(problems.some((p) => expected.test(p)), `${expected} in ${JSON.stringify(problems)}`);
+    }
+  });
+
+  test('rules beyond the schema: unique ids, coherent plans, valid defaults', () => {
+    const cases: Array<[(catalog: CatalogFile) => void, RegExp]> = [
+      [(c) => (c.integrations[0]!.products[1]!.slug = 'postgres'), /products\/1\/slug: product slug "postgres" is already used at \/integrations\/0\/products\/0\/slug/],
+      [(c) => (product(c).plans[1]!.id = 'postgres_hobby'), /plans\/1\/id: plan id "postgres_hobby" is already used/],
+      [(c) => delete product(c).plans[2]!.maximumAmount, /plans\/2: missing required field "maximumAmount" \(prepayment plans\)/],
+      [(c) => (product(c).plans[2]!.minimumAmount = '0.25'), /plans\/2\/minimumAmount: must be at least "0.50"/],
+      [(c) => (product(c).plans[2]!.minimumAmount = '900.00'), /plans\/2\/maximumAmount: must not be less than minimumAmount/],
+      [(c) => (product(c).plans[0]!.preauthorizationAmount = 5), /plans\/0\/preauthorizationAmount: only plans with paymentMethodRequired: true/],
+      [(c) => ((product(c).metadataSchema.properties.connectionLimit as any).default = 500), /connectionLimit\/default: does not satisfy its own property/],
+      [(c) => (product(c).metadataSchema.required = ['nope']), /metadataSchema\/required\/0: "nope" is not a property of the schema/],
+      [(c) => ((product(c).metadataSchema.properties as any).bad = { type: 'number', 'ui:control': 'toggle' }), /type "number" with ui:control "toggle" is not supported/],
+    ];
+    for (const [mutate, expected] of cases) {
+      const problems = problemsOf(mutate);
+      assert.ok(problems.some((p) => expected.test(p)), `${expected} in ${JSON.stringify(problems)}`);
+    }
+  });
+
+  test('unreadable and unparsable files are reported as such', () => {
+    assert.throws(() => loadCatalogFile('/no/such/catalog.yaml'), /Invalid catalog \/no\/such\/catalog.yaml:\n  - cannot read the file/);
+    const file = writeCatalog(defaultCatalog());
+    fs.writeFileSync(file, 'integrations: [\n  {id: oac_x');
+    assert.throws(() => loadCatalogFile(file), /not valid YAML or JSON/);
+    fs.writeFileSync(file, JSON.stringify(defaultCatalog()));
+    assert.equal(loadCatalogFile(file).integrations.length, 1, 'JSON catalogs load too');
+  });
+});
+
+describe('the data dir lock', () => {
+  test('a second open of the same embedded data dir is refused until the first closes', async () => {
+    const dataDir = await freshDataDir();
+    try {
+      const first = await openDatabase({ dataDir });
+      await assert.rejects(openDatabase({ dataDir }), (error) => error instanceof DataDirLockedError && error.holderPid === process.pid);
+      await first.close();
+      const second = await openDatabase({ dataDir });
+      await second.close();
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
