@@ -10,12 +10,17 @@ import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
 import { bootstrap, type Bootstrapped } from './tenancy/bootstrap.ts';
 import { serveControlSocket } from './admin/control-socket.ts';
+import { ChangeFeed } from './db/change-feed.ts';
+import { Access } from './tenancy/access.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
   config: Config;
   db: Database;
+  /** Replaced when another node syncs a changed catalog file. */
   catalog: Catalog;
+  feed: ChangeFeed;
+  access: Access;
   /** Set on the start that bootstrapped empty state. */
   bootstrapped: Bootstrapped | undefined;
   close(): Promise<void>;
@@ -40,6 +45,21 @@ export function bootstrapNotice(config: Config, bootstrapped: Bootstrapped | und
     (config.bootstrapToken ? ' (the value of STOREHOUSE_BOOTSTRAP_TOKEN).\n' : `:\n\n    ${bootstrapped.token}\n\n`) +
     `It is saved in ${adminTokenPath(config.dataDir)} (mode 0600).\n\n`
   );
+}
+
+const CATALOG_TABLES = new Set(['integrations', 'products', 'billing_plans']);
+
+/** When a node syncs a changed catalog file, every other node picks it up from the database. */
+function reloadCatalogOnChange(runtime: Runtime, logger?: Logger) {
+  let reloading = Promise.resolve();
+  runtime.feed.onChange((table) => {
+    if (table === undefined || !CATALOG_TABLES.has(table)) return;
+    reloading = reloading
+      .then(async () => {
+        runtime.catalog = await Catalog.load(runtime.db);
+      })
+      .catch((error) => logger?.error({ err: error }, 'cannot reload the catalog'));
+  });
 }
 
 /** Opens the database named by the configuration (locking the data dir when embedded). */
@@ -72,13 +92,26 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       fs.writeFileSync(adminTokenPath(config.dataDir), `${bootstrapped.token}\n`, { mode: 0o600 });
       logger?.info({ team: bootstrapped.team.slug, installations: bootstrapped.installations }, 'bootstrapped empty state');
     }
-    const runtime: Runtime = { config, db, catalog, bootstrapped, close: () => db.close() };
-    if (options.controlSocket && db.kind === 'embedded') {
-      const closeControlSocket = await serveControlSocket(config.dataDir, runtime, logger);
-      runtime.close = async () => {
-        await closeControlSocket();
+    const { feed, stop: stopFeed } = await ChangeFeed.start(db, (error) =>
+      logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
+    );
+    const access = new Access(db, feed);
+    const closers: Array<() => Promise<void>> = [() => access.close(), stopFeed];
+    const runtime: Runtime = {
+      config,
+      db,
+      catalog,
+      feed,
+      access,
+      bootstrapped,
+      close: async () => {
+        for (const close of closers) await close();
         await db.close();
-      };
+      },
+    };
+    reloadCatalogOnChange(runtime, logger);
+    if (options.controlSocket && db.kind === 'embedded') {
+      closers.unshift(await serveControlSocket(config.dataDir, runtime, logger));
     }
     return runtime;
   } catch (error) {

@@ -103,6 +103,8 @@ export interface ServerOptions {
   /** Reuse a data dir or database from an earlier server (for restart tests). */
   dataDir?: string;
   databaseUrl?: string;
+  /** The bootstrap token; another node of the same database passes the first node's. */
+  bootstrapToken?: string;
 }
 
 /** Starts a Storehouse on `backend`, listening on 127.0.0.1 at a free port. */
@@ -116,7 +118,7 @@ export async function startServer(backend: Backend, options: ServerOptions = {})
   }
   const dataDir = options.dataDir ?? (await freshDataDir());
   if (!options.dataDir) cleanups.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
-  const token = `test-${randomBase62(24)}`;
+  const token = options.bootstrapToken ?? `test-${randomBase62(24)}`;
   const config = loadConfig({
     STOREHOUSE_DATA_DIR: dataDir,
     STOREHOUSE_BOOTSTRAP_TOKEN: token,
@@ -138,7 +140,8 @@ export async function startServer(backend: Backend, options: ServerOptions = {})
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  const ownerToken = runtime.bootstrapped ? token : fs.readFileSync(path.join(dataDir, 'admin-token'), 'utf8').trim();
+  const tokenFile = path.join(dataDir, 'admin-token');
+  const ownerToken = !runtime.bootstrapped && fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : token;
   return {
     url,
     token: ownerToken,

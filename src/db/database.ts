@@ -10,12 +10,28 @@ export interface Queryable {
   query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
+export interface ListenHandlers {
+  message(payload: string): void;
+  /** The listening connection broke; notifications may be missed until `ready` comes again. */
+  lost(error: Error): void;
+  /** Listening (again). */
+  ready(): void;
+}
+
+/** Subscribes to a notification channel; resolves, listening, with the function that stops it. */
+export type Listen = (channel: string, handlers: ListenHandlers) => Promise<() => Promise<void>>;
+
 export interface Database extends Queryable {
   readonly kind: 'embedded' | 'postgres';
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  listen: Listen;
+  /** Calls `hook` after each write this process commits (a transaction, or a statement that is not a SELECT). */
+  onWrite(hook: () => void): void;
   close(): Promise<void>;
 }
+
+const READ_ONLY = /^\s*select\b/i;
 
 /**
  * The one implementation: a node-postgres pool. On PostgreSQL it holds real connections;
@@ -23,14 +39,27 @@ export interface Database extends Queryable {
  * and the same transaction code run in both modes.
  */
 export class PoolDatabase implements Database {
+  private readonly writeHooks: Array<() => void> = [];
+
   constructor(
     readonly kind: Database['kind'],
     private readonly pool: pg.Pool,
+    readonly listen: Listen,
     private readonly onClose: () => Promise<void> = async () => {},
   ) {}
 
-  query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(sql, params);
+  onWrite(hook: () => void): void {
+    this.writeHooks.push(hook);
+  }
+
+  private wrote(): void {
+    for (const hook of this.writeHooks) hook();
+  }
+
+  async query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+    const result = await this.pool.query<R>(sql, params);
+    if (!READ_ONLY.test(sql)) this.wrote();
+    return result;
   }
 
   async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
@@ -39,6 +68,7 @@ export class PoolDatabase implements Database {
       await client.query('BEGIN');
       const result = await work(client);
       await client.query('COMMIT');
+      this.wrote();
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});

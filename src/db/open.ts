@@ -2,7 +2,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { createPgConfig } from '@electric-sql/pglite/node-postgres';
-import { PoolDatabase, type Database } from './database.ts';
+import { PoolDatabase, type Database, type Listen } from './database.ts';
 import { lockDataDir } from './lock.ts';
 
 export interface OpenOptions {
@@ -22,11 +22,59 @@ export const embeddedClusterDir = (dataDir: string) => path.join(dataDir, 'pgdat
  */
 export const EMBEDDED_POSTGRES_CONF = ['shared_buffers=16MB', 'work_mem=2MB', 'maintenance_work_mem=16MB'];
 
+const RELISTEN_DELAY_MS = 1000;
+
+/**
+ * LISTEN on PostgreSQL needs a connection of its own, outside the pool. When it breaks the
+ * handlers hear `lost`, and it reconnects until it can LISTEN again (then `ready`).
+ */
+function listenOnPostgres(connectionString: string): Listen {
+  return async (channel, handlers) => {
+    let client: pg.Client | undefined;
+    let stopped = false;
+    let retry: NodeJS.Timeout | undefined;
+    const connect = async () => {
+      const next = new pg.Client({ connectionString });
+      next.on('notification', (message) => {
+        if (message.channel === channel) handlers.message(message.payload ?? '');
+      });
+      next.on('error', () => {}); // 'end' follows, and says what to do
+      next.on('end', () => {
+        if (stopped || client !== next) return;
+        handlers.lost(new Error('the LISTEN connection closed'));
+        retry = setTimeout(reconnect, RELISTEN_DELAY_MS);
+      });
+      try {
+        await next.connect();
+        await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+      } catch (error) {
+        await next.end().catch(() => {});
+        throw error;
+      }
+      client = next;
+      handlers.ready();
+    };
+    const reconnect = () => {
+      connect().catch((error: Error) => {
+        if (stopped) return;
+        handlers.lost(error);
+        retry = setTimeout(reconnect, RELISTEN_DELAY_MS);
+      });
+    };
+    await connect();
+    return async () => {
+      stopped = true;
+      clearTimeout(retry);
+      await client?.end().catch(() => {});
+    };
+  };
+}
+
 export async function openDatabase(options: OpenOptions): Promise<Database> {
   if (options.databaseUrl) {
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolMax ?? 10 });
     pool.on('error', (error) => options.onPoolError?.(error));
-    const db = new PoolDatabase('postgres', pool);
+    const db = new PoolDatabase('postgres', pool, listenOnPostgres(options.databaseUrl));
     try {
       await db.query('SELECT 1');
     } catch (error) {
@@ -42,7 +90,13 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     await pglite.waitReady;
     const pool = new pg.Pool(createPgConfig(pglite));
     pool.on('error', (error) => options.onPoolError?.(error));
-    return new PoolDatabase('embedded', pool, async () => {
+    // One process owns the embedded database, and PGlite hands it notifications directly.
+    const listen: Listen = async (channel, handlers) => {
+      const unlisten = await pglite.listen(channel, handlers.message);
+      handlers.ready();
+      return () => unlisten();
+    };
+    return new PoolDatabase('embedded', pool, listen, async () => {
       await pglite.close();
       await lock.release();
     });

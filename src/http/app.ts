@@ -58,9 +58,9 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   for (const schema of sharedSchemas) app.addSchema(schema);
 
   await app.register(errorsPlugin);
-  await app.register(authPlugin, { db: runtime.db });
+  await app.register(authPlugin, { access: runtime.access });
   await app.register(systemRoutes, { db: runtime.db, isDraining: () => lifecycle.draining });
-  await app.register(integrationsRoutes, { discovery: new Discovery(runtime.db, runtime.catalog) });
+  await app.register(integrationsRoutes, { discovery: new Discovery(runtime.db, () => runtime.catalog, runtime.feed) });
   await app.ready();
   return app;
 }

@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Database } from '../db/database.ts';
-import { actorFor, principalFor, type Actor, type TeamSelector } from '../tenancy/access.ts';
+import type { Access, Actor, TeamSelector } from '../tenancy/access.ts';
 import type { Principal } from '../tenancy/tokens.ts';
 
 declare module 'fastify' {
@@ -21,19 +20,19 @@ declare module 'fastify' {
  * (401), and once the query is validated the team is resolved from `teamId`/`slug` (403 for a
  * team the caller is not in).
  */
-export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { db: Database }) {
-  const { db } = options;
+export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { access: Access }) {
+  const { access } = options;
   app.decorateRequest('principal', null as unknown as Principal);
   app.decorateRequest('actor', null as unknown as Actor);
 
   app.addHook('onRequest', async (request: FastifyRequest) => {
     if (request.routeOptions.config.public || !request.routeOptions.url) return;
-    request.principal = await principalFor(db, request.headers.authorization);
+    request.principal = await access.principal(request.headers.authorization);
   });
 
   app.addHook('preHandler', async (request: FastifyRequest) => {
     if (!request.principal) return;
     const query = (request.query ?? {}) as TeamSelector;
-    request.actor = await actorFor(db, request.principal, { teamId: query.teamId, slug: query.slug });
+    request.actor = await access.actor(request.principal, { teamId: query.teamId, slug: query.slug });
   });
 });

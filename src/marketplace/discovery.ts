@@ -3,6 +3,7 @@
  * the products each offers and their billing plans.
  */
 import type { BillingPlan, Catalog, Integration, Product } from '../catalog/catalog.ts';
+import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
 import type { Queryable } from '../db/database.ts';
 import { badRequest, forbidden } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
@@ -14,27 +15,43 @@ export interface ConfigurationFilter {
 }
 
 export class Discovery {
+  private readonly installations: ReadCache<Installation>;
+  private readonly teamInstallations: ReadCache<Installation[]>;
+
   constructor(
     private readonly db: Queryable,
-    private readonly catalog: Catalog,
-  ) {}
+    private readonly currentCatalog: () => Catalog,
+    feed: ChangeFeed,
+  ) {
+    this.installations = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
+    this.teamInstallations = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
+  }
+
+  private get catalog(): Catalog {
+    return this.currentCatalog();
+  }
 
   private integrationOf(installation: Installation): Integration {
     // Installations reference integrations by foreign key, and retired integrations are kept.
     return this.catalog.integrationById(installation.integrationId)!;
   }
 
+  /** The team's installation (from memory between changes); 404 for any other. */
+  private installation(actor: Actor, id: string): Promise<Installation> {
+    return this.installations.get(`${actor.team.id}\0${id}`, () => getInstallation(this.db, actor.team.id, id));
+  }
+
   async listConfigurations(actor: Actor, filter: ConfigurationFilter) {
     // Every Storehouse installation is a marketplace installation.
     if (filter.installationType && filter.installationType !== 'marketplace') return [];
     const wanted = filter.integrationIdOrSlug;
-    return (await listInstallations(this.db, actor.team.id))
+    return (await this.teamInstallations.get(actor.team.id, () => listInstallations(this.db, actor.team.id)))
       .map((installation) => ({ installation, integration: this.integrationOf(installation) }))
       .filter(({ integration }) => !wanted || integration.id === wanted || integration.slug === wanted);
   }
 
   async getConfiguration(actor: Actor, id: string) {
-    const installation = await getInstallation(this.db, actor.team.id, id);
+    const installation = await this.installation(actor, id);
     return { installation, integration: this.integrationOf(installation) };
   }
 
@@ -47,9 +64,13 @@ export class Discovery {
     await uninstall(this.db, installation);
   }
 
-  async configurationProducts(actor: Actor, id: string): Promise<{ installation: Installation; integration: Integration; products: Product[] }> {
+  async configurationProducts(
+    actor: Actor,
+    id: string,
+  ): Promise<{ installation: Installation; integration: Integration; products: Product[]; catalog: Catalog }> {
     const { installation, integration } = await this.getConfiguration(actor, id);
-    return { installation, integration, products: this.catalog.productsOf(integration.id) };
+    const catalog = this.catalog;
+    return { installation, integration, products: catalog.productsOf(integration.id), catalog };
   }
 
   /**
@@ -65,7 +86,7 @@ export class Discovery {
     const integration = this.catalog.findIntegration(integrationIdOrSlug);
     const product = this.catalog.findProduct(integration.id, productIdOrSlug);
     if (options.integrationConfigurationId !== undefined) {
-      const installation = await getInstallation(this.db, actor.team.id, options.integrationConfigurationId);
+      const installation = await this.installation(actor, options.integrationConfigurationId);
       if (installation.integrationId !== integration.id) {
         throw badRequest(`The configuration ${installation.id} is not an installation of the integration ${integration.slug}`);
       }

@@ -1,7 +1,9 @@
-import type { Queryable } from '../db/database.ts';
+import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
+import type { Database, Queryable } from '../db/database.ts';
 import { badRequest, forbidden, unauthorized } from '../errors.ts';
+import { hashToken } from '../ids.ts';
 import type { Team, TeamRole } from './teams.ts';
-import { authenticate, type Principal } from './tokens.ts';
+import { findLiveToken, markTokensUsed, type LiveToken, type Principal } from './tokens.ts';
 
 /** Who is asking, and for which team, with what role there. */
 export interface Actor extends Principal {
@@ -14,13 +16,11 @@ export interface TeamSelector {
   slug?: string | undefined;
 }
 
-/** Reads `Authorization: Bearer <token>`; 401 when it is missing, malformed or not a live token. */
-export async function principalFor(db: Queryable, authorization: string | undefined): Promise<Principal> {
+/** The token of an `Authorization: Bearer <token>` header; 401 when the header is missing or malformed. */
+function bearerToken(authorization: string | undefined): string {
   const match = /^bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
   if (!match) throw unauthorized('Missing bearer token: send "Authorization: Bearer <token>"');
-  const principal = await authenticate(db, match[1]!);
-  if (!principal) throw unauthorized('The bearer token is not valid');
-  return principal;
+  return match[1]!;
 }
 
 /**
@@ -53,4 +53,58 @@ export async function actorFor(db: Queryable, principal: Principal, selector: Te
     team: { id: row.id, slug: row.slug, name: row.name, createdAt: row.created_at },
     role: row.role!,
   };
+}
+
+/** How often the tokens used since the last time get their `last_used_at` written. */
+const MARK_USED_EVERY_MS = 60_000;
+
+/**
+ * Authentication and team resolution for every request, served from memory between changes:
+ * a token, membership, team or installation write anywhere invalidates it (see ChangeFeed), so
+ * a revoked token or a removed member is refused from the next request on, on every node.
+ */
+export class Access {
+  private readonly tokens: ReadCache<LiveToken>;
+  private readonly actors: ReadCache<Actor>;
+  private readonly used = new Set<string>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Database,
+    feed: ChangeFeed,
+  ) {
+    this.tokens = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
+    this.actors = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
+    this.timer = setInterval(() => void this.flushUsed().catch(() => {}), MARK_USED_EVERY_MS);
+    this.timer.unref();
+  }
+
+  /** Who the bearer token speaks for; 401 when it is missing, unknown, revoked or expired. */
+  async principal(authorization: string | undefined): Promise<Principal> {
+    const value = bearerToken(authorization);
+    const token = await this.tokens.get(hashToken(value), async () => {
+      const found = await findLiveToken(this.db, value);
+      if (!found) throw unauthorized('The bearer token is not valid');
+      return found;
+    });
+    if (token.expiresAt && token.expiresAt.getTime() <= Date.now()) throw unauthorized('The bearer token has expired');
+    this.used.add(token.principal.tokenId);
+    return token.principal;
+  }
+
+  async actor(principal: Principal, selector: TeamSelector): Promise<Actor> {
+    const key = `${principal.tokenId}\0${selector.teamId ?? ''}\0${selector.slug ?? ''}`;
+    return this.actors.get(key, () => actorFor(this.db, principal, selector));
+  }
+
+  private async flushUsed(): Promise<void> {
+    const ids = [...this.used];
+    this.used.clear();
+    await markTokensUsed(this.db, ids);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flushUsed().catch(() => {});
+  }
 }

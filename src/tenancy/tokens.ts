@@ -68,20 +68,24 @@ export async function listTokens(db: Queryable, userId?: string): Promise<TokenI
   return rows.map(toToken);
 }
 
-/** How stale `last_used_at` may get before a request refreshes it: one write a minute, not one a request. */
-const LAST_USED_RESOLUTION_MS = 60_000;
+export interface LiveToken {
+  principal: Principal;
+  expiresAt: Date | null;
+}
 
-/** The principal of a live token value, or undefined for an unknown, revoked or expired one. */
-export async function authenticate(db: Queryable, value: string): Promise<Principal | undefined> {
-  const { rows } = await db.query<{ id: string; user_id: string; default_team_id: string; last_used_at: Date | null }>(
-    `SELECT id, user_id, default_team_id, last_used_at FROM access_tokens
+/** The live (neither revoked nor expired) token with this value's hash, if any. */
+export async function findLiveToken(db: Queryable, value: string): Promise<LiveToken | undefined> {
+  const { rows } = await db.query<{ id: string; user_id: string; default_team_id: string; expires_at: Date | null }>(
+    `SELECT id, user_id, default_team_id, expires_at FROM access_tokens
       WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
     [hashToken(value)],
   );
   const row = rows[0];
   if (!row) return undefined;
-  if (!row.last_used_at || Date.now() - row.last_used_at.getTime() > LAST_USED_RESOLUTION_MS) {
-    await db.query('UPDATE access_tokens SET last_used_at = now() WHERE id = $1', [row.id]);
-  }
-  return { tokenId: row.id, userId: row.user_id, defaultTeamId: row.default_team_id };
+  return { principal: { tokenId: row.id, userId: row.user_id, defaultTeamId: row.default_team_id }, expiresAt: row.expires_at };
+}
+
+/** Records that these tokens were used just now (bookkeeping: it changes nobody's access). */
+export async function markTokensUsed(db: Queryable, tokenIds: string[]): Promise<void> {
+  if (tokenIds.length > 0) await db.query('UPDATE access_tokens SET last_used_at = now() WHERE id = ANY($1)', [tokenIds]);
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Catalog } from '../../catalog/catalog.ts';
 import type { Discovery } from '../../marketplace/discovery.ts';
 import { billingPlanSchema, configurationSchema, productSchema, SOURCES, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
 
@@ -19,9 +20,12 @@ interface TeamQuery {
   slug?: string;
 }
 
+const MAX_CACHED_BODIES = 1000;
+
 /** The discovery API: configurations, their products, and products' billing plans. */
 export default async function integrationsRoutes(app: FastifyInstance, options: { discovery: Discovery }) {
   const { discovery } = options;
+  const productBodies = new WeakMap<Catalog, Map<string, string>>();
 
   app.get<{ Querystring: TeamQuery & { view: 'account' | 'project'; installationType?: 'marketplace' | 'external' | 'provisioning'; integrationIdOrSlug?: string } }>(
     '/v1/integrations/configurations',
@@ -112,13 +116,23 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
         },
       },
     },
-    async (request) => {
-      const { installation, integration, products } = await discovery.configurationProducts(request.actor, request.params.id);
-      return {
-        configuration: { id: installation.id },
-        integration: { id: integration.id, name: integration.name, slug: integration.slug },
-        products: products.map(toProduct),
-      };
+    async (request, reply) => {
+      const { installation, integration, products, catalog } = await discovery.configurationProducts(request.actor, request.params.id);
+      // The body depends only on the catalog and the configuration's id: serialize it once (with
+      // the route's own response schema) and send the string while that catalog is current.
+      let bodies = productBodies.get(catalog);
+      if (!bodies) productBodies.set(catalog, (bodies = new Map()));
+      let body = bodies.get(installation.id);
+      if (body === undefined) {
+        body = reply.serialize({
+          configuration: { id: installation.id },
+          integration: { id: integration.id, name: integration.name, slug: integration.slug },
+          products: products.map(toProduct),
+        }) as string;
+        if (bodies.size >= MAX_CACHED_BODIES) bodies.delete(bodies.keys().next().value!);
+        bodies.set(installation.id, body);
+      }
+      return reply.type('application/json; charset=utf-8').send(body);
     },
   );
 

@@ -1,0 +1,117 @@
+/**
+ * Several nodes on one PostgreSQL: what one node (or an operator's SQL) changes, every other
+ * node's next requests see, although they serve authorization and the catalog from memory.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { parse, stringify } from 'yaml';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import { createTeam, setMember } from '../src/tenancy/teams.ts';
+import { createToken } from '../src/tenancy/tokens.ts';
+import { createUser } from '../src/tenancy/users.ts';
+import { freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail(`${what} did not happen within ${timeoutMs} ms`);
+}
+
+describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
+  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
+  let a: TestServer;
+  let b: TestServer;
+  let sql: pg.Client;
+
+  before(async () => {
+    database = await freshPostgresDatabase();
+    a = await startServer('postgres', { databaseUrl: database.url });
+    b = await startServer('postgres', { databaseUrl: database.url, bootstrapToken: a.token });
+    sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+  });
+  after(async () => {
+    await sql?.end();
+    await b?.close();
+    await a?.close();
+    await database?.drop();
+  });
+
+  const status = async (server: TestServer, token: string, query = '') =>
+    (await server.request(`/v1/integrations/configurations?view=account${query}`, { token })).status;
+
+  test('both nodes share the bootstrap: one team, one token', async () => {
+    assert.equal(b.token, a.token);
+    const { rows } = await sql.query('SELECT count(*)::int AS n FROM teams');
+    assert.equal(rows[0].n, 1);
+    assert.equal(await status(a, a.token), 200);
+    assert.equal(await status(b, a.token), 200);
+  });
+
+  test('a token revoked on one node is refused by the other', async () => {
+    const owner = (await sql.query("SELECT user_id, default_team_id FROM access_tokens WHERE name = 'bootstrap'")).rows[0];
+    const { token, value } = await createToken(a.runtime.db, { userId: owner.user_id, teamId: owner.default_team_id, name: 'shared' });
+    // Both nodes have it cached now.
+    for (let i = 0; i < 3; i++) assert.equal(await status(b, value), 200);
+    assert.equal(await status(a, value), 200);
+    await sql.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1', [token.id]); // an operator's SQL, even
+    await eventually('node B refusing the revoked token', async () => (await status(b, value)) === 401);
+    await eventually('node A refusing the revoked token', async () => (await status(a, value)) === 401);
+  });
+
+  test('a member removed on one node loses the team on the other', async () => {
+    const db = a.runtime.db;
+    const user = await createUser(db, { email: 'leaver@example.com' });
+    const team = await createTeam(db, { slug: 'shared-team' });
+    await setMember(db, team.id, user.id, 'MEMBER');
+    const home = await createTeam(db, { slug: 'leaver-home' });
+    await setMember(db, home.id, user.id, 'OWNER');
+    const { value } = await createToken(db, { userId: user.id, teamId: home.id, name: 't' });
+    assert.equal(await status(b, value, '&slug=shared-team'), 200);
+    await sql.query('DELETE FROM memberships WHERE team_id = $1 AND user_id = $2', [team.id, user.id]);
+    await eventually('node B answering 403', async () => (await status(b, value, '&slug=shared-team')) === 403);
+    assert.equal(await status(b, value, '&slug=leaver-home'), 200);
+  });
+
+  test('while a node cannot hear changes it reads through to the database', async () => {
+    const owner = (await sql.query("SELECT user_id, default_team_id FROM access_tokens WHERE name = 'bootstrap'")).rows[0];
+    const { token, value } = await createToken(a.runtime.db, { userId: owner.user_id, teamId: owner.default_team_id, name: 'deaf' });
+    assert.equal(await status(b, value), 200);
+    // Cut every LISTEN connection; node B must stop trusting its memory at once.
+    await sql.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()");
+    await eventually('node B noticing it is deaf', async () => !b.runtime.feed.healthy, 2000);
+    await sql.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1', [token.id]);
+    assert.equal(await status(b, value), 401);
+    // It listens again by itself and goes back to serving from memory.
+    await eventually('node B listening again', async () => b.runtime.feed.healthy, 5000);
+    assert.equal(await status(b, b.token), 200);
+  });
+
+  test('a node started with a changed catalog changes what the other offers', async () => {
+    const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
+    catalog.integrations[0].products[0].name = 'Postgres (renamed)';
+    catalog.integrations[0].products[0].plans.pop();
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
+    fs.writeFileSync(file, stringify(catalog));
+    const icfg = (await b.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
+    assert.equal((await b.sdk().integrations.getConfigurationProducts({ id: icfg })).products[0]!.name, 'Postgres');
+    const c = await startServer('postgres', { databaseUrl: database.url, catalogPath: file, bootstrapToken: a.token });
+    try {
+      await eventually('node B offering the new catalog', async () => {
+        const { products } = await b.sdk().integrations.getConfigurationProducts({ id: icfg });
+        return products[0]!.name === 'Postgres (renamed)';
+      });
+      const { plans } = await b.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'postgres' });
+      assert.deepEqual(plans.map((p) => p.id), ['postgres_hobby', 'postgres_pro']);
+    } finally {
+      await c.close();
+    }
+  });
+});
