@@ -20,8 +20,16 @@ export const REDACTED_PATHS = ['req.headers.authorization', 'req.headers.cookie'
 
 const REQUEST_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
+/** Request ids: a random prefix per process (unique across nodes) and a counter (cheap per request). */
+function requestIds(): () => string {
+  const prefix = `req_${randomBase62(8)}`;
+  let counter = 0;
+  return () => prefix + (++counter).toString(36);
+}
+
 export async function buildApp(runtime: Runtime, options: AppOptions = {}): Promise<FastifyInstance> {
   const { logger, lifecycle = { draining: false } } = options;
+  const nextRequestId = requestIds();
   const app = Fastify({
     ...(logger && typeof logger === 'object' && 'child' in logger
       ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] }
@@ -30,15 +38,16 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];
-      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : `req_${randomBase62(16)}`;
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : nextRequestId();
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
 
   await app.register(swagger, {
