@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { Catalog } from './catalog/catalog.ts';
-import { loadCatalogFile } from './catalog/catalog-file.ts';
-import { syncCatalog } from './catalog/catalog-sync.ts';
+import { catalogFingerprint, loadCatalogFile, readCatalogSource } from './catalog/catalog-file.ts';
+import { syncCatalog, syncedFingerprint } from './catalog/catalog-sync.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
@@ -73,18 +73,25 @@ export function openConfiguredDatabase(config: Config, logger?: Logger): Promise
 }
 
 /**
- * Validates the catalog file before touching any state, then opens the database, migrates it,
- * syncs the catalog into it and bootstraps empty state. A bad catalog file stops start-up here.
+ * Opens the database, migrates it, validates the catalog file and syncs it in (unless exactly
+ * this file was already validated and synced), and bootstraps empty state. A bad catalog file
+ * stops start-up here, before anything is bootstrapped.
  */
 export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
   const { logger } = options;
-  const catalogFile = loadCatalogFile(config.catalogPath);
+  const source = readCatalogSource(config.catalogPath);
+  const fingerprint = catalogFingerprint(source);
   const db = await openConfiguredDatabase(config, logger);
   try {
     const applied = await migrate(db);
     if (applied.length > 0) logger?.info({ migrations: applied }, 'applied migrations');
-    const sync = await syncCatalog(db, catalogFile);
-    logger?.info({ catalog: config.catalogPath, ...sync }, 'catalog synced');
+    if ((await syncedFingerprint(db)) === fingerprint) {
+      logger?.info({ catalog: config.catalogPath }, 'catalog unchanged since it was last synced');
+    } else {
+      const catalogFile = loadCatalogFile(config.catalogPath, source);
+      const sync = await syncCatalog(db, catalogFile, { file: config.catalogPath, fingerprint });
+      logger?.info({ catalog: config.catalogPath, ...sync }, 'catalog synced');
+    }
     const catalog = await Catalog.load(db);
     const bootstrapped = await bootstrap(db, catalog, config.bootstrapToken);
     if (bootstrapped) {

@@ -118,6 +118,33 @@ for (const backend of BACKENDS) {
       });
     });
 
+    test('a start with the catalog already synced skips validating and syncing it again', async () => {
+      const dataDir = await freshDataDir();
+      const postgres = backend === 'postgres' ? await freshPostgresDatabase() : undefined;
+      const file = writeCatalog(defaultCatalog());
+      const start = async () => {
+        const server = await startServer(backend, { dataDir, databaseUrl: postgres?.url, catalogPath: file });
+        await server.close();
+        return server.logs.map((line) => JSON.parse(line).msg as string);
+      };
+      try {
+        assert.ok((await start()).includes('catalog synced'));
+        const again = await start();
+        assert.ok(again.includes('catalog unchanged since it was last synced'));
+        assert.ok(!again.includes('catalog synced'));
+        // Any change to the file means validating and syncing it again; a broken one stops the start.
+        const edited = defaultCatalog();
+        edited.integrations[0]!.name = 'Storehouse 2';
+        fs.writeFileSync(file, stringify(edited));
+        assert.ok((await start()).includes('catalog synced'));
+        fs.writeFileSync(file, stringify({ integrations: [] }));
+        await assert.rejects(start(), /Invalid catalog .*\n  - \/integrations: must NOT have fewer than 1 items/);
+      } finally {
+        await postgres?.drop();
+        fs.rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+
     test('a server started with another catalog offers exactly that catalog', async () => {
       const catalog = defaultCatalog();
       catalog.integrations[0]!.products[1]!.plans[0]!.disabled = true;

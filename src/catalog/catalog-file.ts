@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import type { ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
 import { catalogFileSchema, type CatalogFile, type CatalogPlan, type CatalogProduct } from './catalog-schema.ts';
 import { createAjv, SUPPORTED_PAIRS } from './metadata-schema.ts';
@@ -12,8 +13,15 @@ export class CatalogError extends Error {
   }
 }
 
-const ajv = createAjv();
-const validateFile = ajv.compile<CatalogFile>(catalogFileSchema);
+// Compiled on first use: a start whose catalog is unchanged never needs it.
+let compiled: { ajv: ReturnType<typeof createAjv>; validateFile: ValidateFunction<CatalogFile> } | undefined;
+function validator() {
+  if (!compiled) {
+    const ajv = createAjv();
+    compiled = { ajv, validateFile: ajv.compile<CatalogFile>(catalogFileSchema) };
+  }
+  return compiled;
+}
 
 const at = (path: string) => path || '/';
 
@@ -81,6 +89,7 @@ function checkMetadataSchema(product: CatalogProduct, path: string, problems: st
       continue;
     }
     if (property.default !== undefined) {
+      const { ajv } = validator();
       const validate = ajv.compile(property);
       if (!validate(property.default)) {
         problems.push(`${path}/metadataSchema/properties/${name}/default: does not satisfy its own property (${ajv.errorsText(validate.errors, { dataVar: 'default' })})`);
@@ -124,23 +133,43 @@ function semanticProblems(catalog: CatalogFile): string[] {
 
 /** Validates parsed catalog content; throws CatalogError naming every problem. */
 export function validateCatalog(content: unknown, file: string): CatalogFile {
+  const { validateFile } = validator();
   if (!validateFile(content)) throw new CatalogError(file, schemaProblems(validateFile.errors ?? []));
   const problems = semanticProblems(content);
   if (problems.length > 0) throw new CatalogError(file, problems);
   return content;
 }
 
-/** Reads and validates a catalog file, YAML or JSON (YAML parses both). */
-export function loadCatalogFile(file: string): CatalogFile {
-  let source: string;
+export function readCatalogSource(file: string): string {
   try {
-    source = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file, 'utf8');
   } catch (error) {
     throw new CatalogError(file, [`cannot read the file: ${(error as Error).message}`]);
   }
+}
+
+/** Reads and validates a catalog file, YAML or JSON (YAML parses both). */
+export function loadCatalogFile(file: string, source = readCatalogSource(file)): CatalogFile {
   const document = parseDocument(source, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length > 0) {
     throw new CatalogError(file, document.errors.map((error) => `not valid YAML or JSON: ${error.message}`));
   }
   return validateCatalog(document.toJS(), file);
+}
+
+const STOREHOUSE_VERSION: string = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+
+/**
+ * Identifies a catalog and the rules it was checked against: its bytes, the catalog schema and
+ * the Storehouse version. Equal fingerprints mean an earlier start already validated and synced
+ * exactly this.
+ */
+export function catalogFingerprint(source: string): string {
+  return createHash('sha256')
+    .update(STOREHOUSE_VERSION)
+    .update('\0')
+    .update(JSON.stringify(catalogFileSchema))
+    .update('\0')
+    .update(source)
+    .digest('hex');
 }

@@ -19,7 +19,11 @@ const json = (value: unknown) => JSON.stringify(value);
  * so existing installations and stores never lose the integration, product or plan they use.
  * Runs in one transaction under an advisory lock, so nodes starting together do not interleave.
  */
-export async function syncCatalog(db: Database, catalog: CatalogFile): Promise<SyncSummary> {
+export async function syncCatalog(
+  db: Database,
+  catalog: CatalogFile,
+  source?: { file: string; fingerprint: string },
+): Promise<SyncSummary> {
   const summary: SyncSummary = { upserted: { integrations: 0, products: 0, plans: 0 }, retired: [], deleted: [] };
   const integrationIds = catalog.integrations.map((i) => i.id);
   const products = catalog.integrations.flatMap((i) => i.products.map((p, position) => ({ ...p, integrationId: i.id, position })));
@@ -104,6 +108,13 @@ export async function syncCatalog(db: Database, catalog: CatalogFile): Promise<S
         summary.upserted.plans++;
       }
     }
+    if (source) {
+      await tx.query(
+        `INSERT INTO catalog_state (fingerprint, file) VALUES ($1, $2)
+         ON CONFLICT (singleton) DO UPDATE SET fingerprint = $1, file = $2, synced_at = now()`,
+        [source.fingerprint, source.file],
+      );
+    }
   });
   return summary;
 }
@@ -126,4 +137,10 @@ async function upsertPlan(tx: Queryable, productId: string, position: number, pl
       json(plan.highlightedDetails ?? []), plan.resourceLimit ?? null, plan.disabled ?? false,
     ],
   );
+}
+
+/** The fingerprint of the catalog the database holds (see catalogFingerprint), if any was synced. */
+export async function syncedFingerprint(db: Queryable): Promise<string | undefined> {
+  const { rows } = await db.query<{ fingerprint: string }>('SELECT fingerprint FROM catalog_state');
+  return rows[0]?.fingerprint;
 }

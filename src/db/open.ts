@@ -20,7 +20,7 @@ export const embeddedClusterDir = (dataDir: string) => path.join(dataDir, 'pgdat
  * Small buffers keep an idle embedded server well under the memory budget; Storehouse's own
  * state is small and hot rows stay in the OS page cache anyway.
  */
-export const EMBEDDED_POSTGRES_CONF = ['shared_buffers=16MB', 'work_mem=2MB', 'maintenance_work_mem=16MB'];
+export const EMBEDDED_POSTGRES_CONF = ['shared_buffers=4MB', 'work_mem=2MB', 'maintenance_work_mem=16MB'];
 
 const RELISTEN_DELAY_MS = 1000;
 
