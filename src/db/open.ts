@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import { createPgConfig } from '@electric-sql/pglite/node-postgres';
@@ -21,6 +23,31 @@ export const embeddedClusterDir = (dataDir: string) => path.join(dataDir, 'pgdat
  * state is small and hot rows stay in the OS page cache anyway.
  */
 export const EMBEDDED_POSTGRES_CONF = ['shared_buffers=4MB', 'work_mem=2MB', 'maintenance_work_mem=16MB'];
+
+/**
+ * Creates the embedded cluster (initdb) when the data dir has none. initdb in PGlite leaves
+ * ~500 MB of WebAssembly memory that is never returned, so it runs in a worker thread whose
+ * memory goes when it exits; it builds in a scratch directory renamed into place, so a start
+ * interrupted mid-initdb never leaves a half-made cluster behind. The caller holds the lock.
+ */
+async function ensureCluster(clusterDir: string): Promise<void> {
+  if (fs.existsSync(path.join(clusterDir, 'PG_VERSION'))) return;
+  const scratch = `${clusterDir}.initdb`;
+  fs.rmSync(scratch, { recursive: true, force: true });
+  const pglite = import.meta.resolve('@electric-sql/pglite');
+  const code = `
+    const { PGlite } = await import(${JSON.stringify(pglite)});
+    const db = new PGlite(${JSON.stringify(scratch)}, { postgresqlconf: ${JSON.stringify(EMBEDDED_POSTGRES_CONF)} });
+    await db.waitReady;
+    await db.close();`;
+  await new Promise<void>((resolve, reject) => {
+    const worker = new Worker(code, { eval: true, execArgv: [] });
+    worker.once('error', reject);
+    worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`initdb of the embedded database exited with code ${code}`))));
+  });
+  fs.rmSync(clusterDir, { recursive: true, force: true });
+  fs.renameSync(scratch, clusterDir);
+}
 
 const RELISTEN_DELAY_MS = 1000;
 
@@ -86,6 +113,7 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
 
   const lock = await lockDataDir(options.dataDir);
   try {
+    await ensureCluster(embeddedClusterDir(options.dataDir));
     const pglite = new PGlite(embeddedClusterDir(options.dataDir), { postgresqlconf: EMBEDDED_POSTGRES_CONF });
     await pglite.waitReady;
     const pool = new pg.Pool(createPgConfig(pglite));
