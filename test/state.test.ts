@@ -99,8 +99,9 @@ for (const backend of BACKENDS) {
         const loaded = await Catalog.load(db);
         const product = loaded.findProduct('oac_storehouse', 'postgres');
         assert.equal(product.name, 'Postgres 2');
-        assert.deepEqual(loaded.plansOf(product).map((p) => p.id), ['postgres_hobby'], 'the retired plan is offered no more');
-        assert.equal(product.plans.find((p) => p.id === 'postgres_pro')?.retired, true, 'but the store\'s plan is still there');
+        // The plan a store still uses is kept, listed as disabled; the unused one is gone.
+        assert.deepEqual(loaded.plansOf(product).map((p) => [p.id, p.disabled]), [['postgres_hobby', false], ['postgres_pro', true]]);
+        assert.equal(product.plans.find((p) => p.id === 'postgres_pro')?.retired, true);
         assert.throws(() => loaded.findProduct('oac_storehouse', 'redis'), /Could not find the product: redis/);
 
         // Dropping the whole integration while it is installed and in use retires it all.
@@ -114,7 +115,10 @@ for (const backend of BACKENDS) {
         // Putting it back brings it back, under the same ids.
         await syncCatalog(db, defaultCatalog());
         const restored = await Catalog.load(db);
-        assert.deepEqual(restored.plansOf(restored.findProduct('oac_storehouse', 'postgres')).map((p) => p.id), ['postgres_hobby', 'postgres_pro', 'postgres_payg']);
+        assert.deepEqual(
+          restored.plansOf(restored.findProduct('oac_storehouse', 'postgres')).map((p) => [p.id, p.disabled]),
+          [['postgres_hobby', false], ['postgres_pro', false], ['postgres_payg', false]],
+        );
       });
     });
 

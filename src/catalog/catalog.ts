@@ -30,7 +30,7 @@ export interface BillingPlan {
   resourceLimit: number | null;
   /** Shown but not selectable. */
   disabled: boolean;
-  /** Gone from the catalog file but still used by stores. */
+  /** Gone from the catalog file but still used by stores: shown as disabled. */
   retired: boolean;
 }
 
@@ -150,8 +150,12 @@ export class Catalog {
     return found;
   }
 
-  /** The plans a product offers now (catalog-disabled ones included, shown as disabled). */
+  /**
+   * A product's plans as the plans endpoint lists them: every plan, with those the catalog
+   * disables and those it dropped while stores still use them shown as disabled (listed, not
+   * selectable).
+   */
   plansOf(product: Product): BillingPlan[] {
-    return product.plans.filter((plan) => !plan.retired);
+    return product.plans.map((plan) => (plan.retired ? { ...plan, disabled: true } : plan));
   }
 }
