@@ -13,7 +13,7 @@ import { DataDirLockedError } from './db/lock.ts';
 import { AppError } from './errors.ts';
 import { serve } from './main.ts';
 import { migrate } from './db/migrate.ts';
-import { bootstrapNotice, openConfiguredDatabase, openRuntime } from './runtime.ts';
+import { openConfiguredDatabase, openRuntime } from './runtime.ts';
 import { TEAM_ROLES } from './tenancy/teams.ts';
 
 type Printer = (result: any) => string;
@@ -48,13 +48,12 @@ function print(result: unknown, printer: Printer, json: boolean) {
   process.stdout.write(`${json ? JSON.stringify(plain, null, 2) : printer(plain)}\n`);
 }
 
-/** An admin command on the whole runtime: the state as a server start would leave it. */
+/** An admin command on the state as the servers left it (the CLI never syncs its own catalog file). */
 async function runCommand(command: AdminCommand, args: Record<string, string | undefined>, printer: Printer, json: boolean) {
   const config = loadConfig();
   const result = await locallyOrOnServer(async () => {
-    const runtime = await openRuntime(config);
+    const runtime = await openRuntime(config, { mode: 'admin' });
     try {
-      process.stderr.write(bootstrapNotice(config, runtime.bootstrapped));
       return await runAdminCommand(runtime, command, args);
     } finally {
       await runtime.close();

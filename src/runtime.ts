@@ -10,7 +10,8 @@ import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
 import { bootstrap, type Bootstrapped } from './tenancy/bootstrap.ts';
 import { serveControlSocket } from './admin/control-socket.ts';
-import { ChangeFeed } from './db/change-feed.ts';
+import { ANYTHING, ChangeFeed } from './db/change-feed.ts';
+import { AppError } from './errors.ts';
 import { Access } from './tenancy/access.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
@@ -21,6 +22,8 @@ export interface Runtime {
   catalog: Catalog;
   feed: ChangeFeed;
   access: Access;
+  /** Reads the catalog from the database again (another node may have synced a new one). */
+  reloadCatalog(): Promise<Catalog>;
   /** Set on the start that bootstrapped empty state. */
   bootstrapped: Bootstrapped | undefined;
   close(): Promise<void>;
@@ -33,32 +36,52 @@ export interface RuntimeOptions {
    * process (it holds the data dir's lock, so the CLI cannot open the database itself).
    */
   controlSocket?: boolean;
+  /**
+   * `serve` (a server start) syncs the catalog file into the database and bootstraps empty
+   * state. `admin` (the CLI) uses the state as the servers left it: it never writes its own
+   * catalog file over theirs.
+   */
+  mode?: 'serve' | 'admin';
 }
 
 export const adminTokenPath = (dataDir: string) => path.join(dataDir, 'admin-token');
 
-/** The operator's one look at a bootstrap token (a console message, never a log line), or '' when nothing was bootstrapped. */
-export function bootstrapNotice(config: Config, bootstrapped: Bootstrapped | undefined): string {
+/**
+ * The operator's one look at a bootstrap token: its value on an interactive terminal; only the
+ * file it is saved in otherwise, since a service's stderr ends up in its logs. '' when nothing
+ * was bootstrapped.
+ */
+export function bootstrapNotice(config: Config, bootstrapped: Bootstrapped | undefined, interactive = Boolean(process.stderr.isTTY)): string {
   if (!bootstrapped) return '';
-  return (
-    `\nStorehouse bootstrapped team "${bootstrapped.team.slug}" with an owner token` +
-    (config.bootstrapToken ? ' (the value of STOREHOUSE_BOOTSTRAP_TOKEN).\n' : `:\n\n    ${bootstrapped.token}\n\n`) +
-    `It is saved in ${adminTokenPath(config.dataDir)} (mode 0600).\n\n`
-  );
+  const value = config.bootstrapToken
+    ? ' (the value of STOREHOUSE_BOOTSTRAP_TOKEN).\n'
+    : interactive
+      ? `:\n\n    ${bootstrapped.token}\n\n`
+      : '.\n';
+  return `\nStorehouse bootstrapped team "${bootstrapped.team.slug}" with an owner token${value}It is saved in ${adminTokenPath(config.dataDir)} (mode 0600).\n\n`;
+}
+
+/** Writes the token file whole and 0600 from its first byte, whatever was there before. */
+function saveAdminToken(dataDir: string, token: string) {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = adminTokenPath(dataDir);
+  const scratch = `${file}.${process.pid}`;
+  fs.writeFileSync(scratch, `${token}\n`, { mode: 0o600, flag: 'w' });
+  fs.chmodSync(scratch, 0o600);
+  fs.renameSync(scratch, file);
 }
 
 const CATALOG_TABLES = new Set(['integrations', 'products', 'billing_plans']);
 
-/** When a node syncs a changed catalog file, every other node picks it up from the database. */
+/**
+ * When a node syncs a changed catalog file, every other node picks it up from the database; so
+ * does a node that was deaf to changes for a while (`*`: anything may have changed).
+ */
 function reloadCatalogOnChange(runtime: Runtime, logger?: Logger) {
-  let reloading = Promise.resolve();
   runtime.feed.onChange((table) => {
-    if (table === undefined || !CATALOG_TABLES.has(table)) return;
-    reloading = reloading
-      .then(async () => {
-        runtime.catalog = await Catalog.load(runtime.db);
-      })
-      .catch((error) => logger?.error({ err: error }, 'cannot reload the catalog'));
+    if (table === ANYTHING || (table !== undefined && CATALOG_TABLES.has(table))) {
+      runtime.reloadCatalog().catch((error) => logger?.error({ err: error }, 'cannot reload the catalog'));
+    }
   });
 }
 
@@ -72,31 +95,38 @@ export function openConfiguredDatabase(config: Config, logger?: Logger): Promise
   });
 }
 
+/** Validates the catalog file and syncs it in, unless exactly this file was already validated and synced. */
+async function syncCatalogFile(db: Database, file: string, logger?: Logger): Promise<void> {
+  const source = readCatalogSource(file);
+  const fingerprint = catalogFingerprint(source);
+  if ((await syncedFingerprint(db)) === fingerprint) {
+    logger?.info({ catalog: file }, 'catalog unchanged since it was last synced');
+    return;
+  }
+  const sync = await syncCatalog(db, loadCatalogFile(file, source), { file, fingerprint });
+  logger?.info({ catalog: file, ...sync }, 'catalog synced');
+}
+
 /**
- * Opens the database, migrates it, validates the catalog file and syncs it in (unless exactly
- * this file was already validated and synced), and bootstraps empty state. A bad catalog file
- * stops start-up here, before anything is bootstrapped.
+ * Opens the database and migrates it. A server start (`serve`) then syncs the catalog file and
+ * bootstraps empty state; a bad catalog file stops it here, before anything is bootstrapped.
  */
 export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
-  const { logger } = options;
-  const source = readCatalogSource(config.catalogPath);
-  const fingerprint = catalogFingerprint(source);
+  const { logger, mode = 'serve' } = options;
+  if (mode === 'serve') readCatalogSource(config.catalogPath); // an unreadable file stops start-up before the lock
   const db = await openConfiguredDatabase(config, logger);
   try {
     const applied = await migrate(db);
     if (applied.length > 0) logger?.info({ migrations: applied }, 'applied migrations');
-    if ((await syncedFingerprint(db)) === fingerprint) {
-      logger?.info({ catalog: config.catalogPath }, 'catalog unchanged since it was last synced');
-    } else {
-      const catalogFile = loadCatalogFile(config.catalogPath, source);
-      const sync = await syncCatalog(db, catalogFile, { file: config.catalogPath, fingerprint });
-      logger?.info({ catalog: config.catalogPath, ...sync }, 'catalog synced');
+    if (mode === 'serve') {
+      await syncCatalogFile(db, config.catalogPath, logger);
+    } else if ((await syncedFingerprint(db)) === undefined) {
+      throw new AppError(409, 'not_started', 'Storehouse has not been started on this state yet: start the server once (npm start) to set it up');
     }
     const catalog = await Catalog.load(db);
-    const bootstrapped = await bootstrap(db, catalog, config.bootstrapToken);
+    const bootstrapped = mode === 'serve' ? await bootstrap(db, catalog, config.bootstrapToken) : undefined;
     if (bootstrapped) {
-      fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-      fs.writeFileSync(adminTokenPath(config.dataDir), `${bootstrapped.token}\n`, { mode: 0o600 });
+      saveAdminToken(config.dataDir, bootstrapped.token);
       logger?.info({ team: bootstrapped.team.slug, installations: bootstrapped.installations }, 'bootstrapped empty state');
     }
     const { feed, stop: stopFeed } = await ChangeFeed.start(db, (error) =>
@@ -111,6 +141,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       feed,
       access,
       bootstrapped,
+      reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),
       close: async () => {
         for (const close of closers) await close();
         await db.close();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import { install } from '../src/tenancy/installations.ts';
@@ -230,6 +231,46 @@ for (const backend of BACKENDS) {
       assert.deepEqual([parsed.status, parsed.code], [400, 'bad_request']);
       // Nothing was deleted by the malformed request.
       assert.equal((await server.sdk().integrations.getConfigurations({ view: 'account' })).length, 1);
+    });
+
+    test('values the database cannot hold, odd paths and broken HTTP are 4xx in Vercel\'s format', async () => {
+      for (const path of [
+        '/v1/integrations/configurations?view=account&teamId=%00',
+        '/v1/integrations/configurations?view=account&slug=a%00b',
+        '/v1/integrations/configuration/icfg_%00/products',
+        `/v1/integrations/integration/storehouse/products/postgres/plans?integrationConfigurationId=%00`,
+      ]) {
+        const error = await errorOf(await server.request(path));
+        assert.ok([400, 403, 404].includes(error.status), `${path}: ${error.status}`);
+      }
+      const nul = await errorOf(await server.request('/v1/integrations/configuration/icfg_%00'));
+      assert.deepEqual([nul.status, nul.code], [400, 'bad_request']);
+      const badEncoding = await errorOf(await server.request('/v1/integrations/configuration/%E0%A4%A'));
+      assert.deepEqual([badEncoding.status, badEncoding.code], [400, 'bad_request']);
+      const long = await errorOf(await server.request(`/v1/integrations/configuration/${'x'.repeat(600)}`));
+      assert.deepEqual([long.status, long.code], [414, 'uri_too_long']);
+      const raw = async (request: string) => {
+        const socket = net.connect(Number(new URL(server.url).port), '127.0.0.1');
+        let response = '';
+        socket.on('data', (chunk) => (response += chunk));
+        socket.write(request);
+        await new Promise((resolve) => socket.on('close', resolve));
+        return response;
+      };
+      const malformed = await raw('GET / HTTP/1.1\r\nHost x\r\n\r\n');
+      assert.match(malformed, /^HTTP\/1.1 400/);
+      assert.match(malformed, /\{"error":\{"code":"bad_request","message":"The request is not valid HTTP"\}\}$/);
+      const overflow = await raw(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'y'.repeat(20_000)}\r\n\r\n`);
+      assert.match(overflow, /^HTTP\/1.1 431/);
+      assert.match(overflow, /"code":"headers_too_large"/);
+    });
+
+    test('an empty teamId or slug names no team, however warm the cache', async () => {
+      for (let round = 0; round < 2; round++) {
+        assert.equal((await server.request('/v1/integrations/configurations?view=account')).status, 200);
+        assert.equal((await server.request('/v1/integrations/configurations?view=account&teamId=')).status, 403);
+        assert.equal((await server.request('/v1/integrations/configurations?view=account&slug=')).status, 403);
+      }
     });
 
     test('DELETE is refused while stores remain, then removes the configuration', async () => {

@@ -94,6 +94,32 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
     assert.equal(await status(b, b.token), 200);
   });
 
+  test('a node that was deaf reloads the catalog; an integration it has not loaded yet is no 500', async () => {
+    const icfg = (await b.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
+    await sql.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()");
+    await eventually('node B noticing it is deaf', async () => !b.runtime.feed.healthy, 2000);
+    await sql.query("UPDATE products SET name = 'Redis (changed while deaf)' WHERE id = 'iap_storehouse_redis'");
+    await eventually('node B listening again', async () => b.runtime.feed.healthy, 5000);
+    await eventually('node B offering what changed while it was deaf', async () => {
+      const { products } = await b.sdk().integrations.getConfigurationProducts({ id: icfg });
+      return products[1]!.name === 'Redis (changed while deaf)';
+    });
+    // An integration and an installation that reach the database before B hears of them.
+    b.runtime.feed.healthy = false; // as if deaf again: B serves from the database, its catalog is old
+    const team = (await sql.query("SELECT id FROM teams WHERE slug = 'my-team'")).rows[0].id;
+    await sql.query("INSERT INTO integrations (id, slug, name, icon, scopes) VALUES ('oac_late', 'late', 'Late', 'x', '[]')");
+    await sql.query("INSERT INTO installations (id, team_id, integration_id, source) VALUES ('icfg_late', $1, 'oac_late', 'cli')", [team]);
+    const response = await b.request('/v1/integrations/configuration/icfg_late');
+    assert.equal(response.status, 200);
+    assert.equal(((await response.json()) as { slug: string }).slug, 'late');
+    const all = await b.sdk().integrations.getConfigurations({ view: 'account' });
+    assert.deepEqual(all.map((c) => c.slug).sort(), ['late', 'storehouse']);
+    b.runtime.feed.healthy = true;
+    await sql.query("DELETE FROM installations WHERE id = 'icfg_late'");
+    await sql.query("DELETE FROM integrations WHERE id = 'oac_late'");
+    await sql.query("UPDATE products SET name = 'Redis' WHERE id = 'iap_storehouse_redis'");
+  });
+
   test('a node started with a changed catalog changes what the other offers', async () => {
     const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
     catalog.integrations[0].products[0].name = 'Postgres (renamed)';

@@ -132,6 +132,16 @@ describe('the server process', () => {
     assert.equal(revoked.status, 401);
   });
 
+  test('the CLI never writes its own catalog file over the servers\' catalog', async () => {
+    const other = path.join(dataDir, 'other-catalog.yaml');
+    fs.writeFileSync(other, fs.readFileSync(path.join(ROOT, 'catalog/default.yaml'), 'utf8').replace('name: Postgres\n', 'name: Not Postgres\n'));
+    const proc = run('cli', ['teams', 'list'], { STOREHOUSE_DATA_DIR: dataDir, STOREHOUSE_CATALOG: other });
+    assert.equal(await proc.exit, 0, proc.stderr());
+    const [configuration] = (await (await fetch(`${url()}/v1/integrations/configurations?view=account`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Array<{ id: string }>;
+    const products = (await (await fetch(`${url()}/v1/integrations/configuration/${configuration!.id}/products`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { products: Array<{ name: string }> };
+    assert.equal(products.products[0]!.name, 'Postgres');
+  });
+
   test('CLI mistakes are clear and change nothing', async () => {
     const duplicate = await cli(dataDir, 'teams', 'create', 'acme');
     assert.equal(duplicate.code, 2);
@@ -194,6 +204,17 @@ describe('the server process', () => {
 });
 
 describe('start-up refuses bad configuration', () => {
+  test('the CLI on state no server has set up says so', async () => {
+    const dataDir = await freshDataDir();
+    try {
+      const result = await cli(dataDir, 'teams', 'create', 'early');
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /has not been started on this state yet: start the server once/);
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   test('a bad catalog file stops start-up, naming the file, the field and what was expected', async () => {
     const dataDir = await freshDataDir();
     const catalog = path.join(dataDir, 'broken.yaml');

@@ -9,7 +9,9 @@ import { Catalog } from '../src/catalog/catalog.ts';
 import { CatalogError, loadCatalogFile, validateCatalog } from '../src/catalog/catalog-file.ts';
 import type { CatalogFile } from '../src/catalog/catalog-schema.ts';
 import { syncCatalog } from '../src/catalog/catalog-sync.ts';
-import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import { DEFAULT_CATALOG_PATH, type Config } from '../src/config.ts';
+import { bootstrapNotice } from '../src/runtime.ts';
+import type { Bootstrapped } from '../src/tenancy/bootstrap.ts';
 import type { Database } from '../src/db/database.ts';
 import { DataDirLockedError } from '../src/db/lock.ts';
 import { migrate, readMigrations } from '../src/db/migrate.ts';
@@ -112,6 +114,11 @@ for (const backend of BACKENDS) {
         assert.equal(after.integrationById('oac_storehouse')?.retired, true);
         assert.throws(() => after.findIntegration('storehouse'), /Could not find the integration/);
 
+        // A product stores use cannot move to another integration.
+        const moving = defaultCatalog();
+        moving.integrations.push({ id: 'oac_elsewhere', slug: 'elsewhere', name: 'Elsewhere', icon: 'x', products: [moving.integrations[0]!.products.shift()!] });
+        await assert.rejects(syncCatalog(db, moving), /iap_storehouse_postgres: stores of integration oac_storehouse use it, so it cannot move to integration oac_elsewhere/);
+
         // Putting it back brings it back, under the same ids.
         await syncCatalog(db, defaultCatalog());
         const restored = await Catalog.load(db);
@@ -119,6 +126,20 @@ for (const backend of BACKENDS) {
           restored.plansOf(restored.findProduct('oac_storehouse', 'postgres')).map((p) => [p.id, p.disabled]),
           [['postgres_hobby', false], ['postgres_pro', false], ['postgres_payg', false]],
         );
+      });
+    });
+
+    test('two products may swap slugs', async () => {
+      await withDatabase(backend, async (db) => {
+        await migrate(db);
+        await syncCatalog(db, defaultCatalog());
+        const swapped = defaultCatalog();
+        const [postgres, redis] = swapped.integrations[0]!.products;
+        [postgres!.slug, redis!.slug] = [redis!.slug, postgres!.slug];
+        await syncCatalog(db, swapped);
+        const catalog = await Catalog.load(db);
+        assert.equal(catalog.findProduct('oac_storehouse', 'redis').id, 'iap_storehouse_postgres');
+        assert.equal(catalog.findProduct('oac_storehouse', 'postgres').id, 'iap_storehouse_redis');
       });
     });
 
@@ -260,6 +281,33 @@ describe('catalog validation', () => {
     assert.throws(() => loadCatalogFile(file), /not valid YAML or JSON/);
     fs.writeFileSync(file, JSON.stringify(defaultCatalog()));
     assert.equal(loadCatalogFile(file).integrations.length, 1, 'JSON catalogs load too');
+  });
+});
+
+describe('the bootstrap notice', () => {
+  const bootstrapped = { team: { slug: 'my-team' }, token: 'sh_secret_value' } as Bootstrapped;
+  const config = { dataDir: '/srv/storehouse', bootstrapToken: undefined } as Config;
+
+  test('shows the token on a terminal, and only where it is saved elsewhere (logs)', () => {
+    assert.match(bootstrapNotice(config, bootstrapped, true), /sh_secret_value/);
+    const quiet = bootstrapNotice(config, bootstrapped, false);
+    assert.doesNotMatch(quiet, /sh_secret_value/);
+    assert.match(quiet, /saved in \/srv\/storehouse\/admin-token \(mode 0600\)/);
+    assert.equal(bootstrapNotice(config, undefined, true), '');
+  });
+});
+
+describe('the embedded cluster', () => {
+  test('a data dir whose pgdata holds files but no cluster is refused, not overwritten', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-partial-'));
+    try {
+      fs.mkdirSync(path.join(dataDir, 'pgdata'));
+      fs.writeFileSync(path.join(dataDir, 'pgdata', 'precious'), 'restored data');
+      await assert.rejects(openDatabase({ dataDir }), /holds files but no PostgreSQL cluster \(no PG_VERSION\): refusing to touch it/);
+      assert.equal(fs.readFileSync(path.join(dataDir, 'pgdata', 'precious'), 'utf8'), 'restored data');
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

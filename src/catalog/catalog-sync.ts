@@ -1,4 +1,5 @@
 import type { Database, Queryable } from '../db/database.ts';
+import { CatalogError } from './catalog-file.ts';
 import type { CatalogFile, CatalogPlan } from './catalog-schema.ts';
 
 export interface SyncSummary {
@@ -24,6 +25,7 @@ export async function syncCatalog(
   catalog: CatalogFile,
   source?: { file: string; fingerprint: string },
 ): Promise<SyncSummary> {
+  const file = source?.file ?? 'catalog';
   const summary: SyncSummary = { upserted: { integrations: 0, products: 0, plans: 0 }, retired: [], deleted: [] };
   const integrationIds = catalog.integrations.map((i) => i.id);
   const products = catalog.integrations.flatMap((i) => i.products.map((p, position) => ({ ...p, integrationId: i.id, position })));
@@ -77,6 +79,25 @@ export async function syncCatalog(
       } else {
         await tx.query('DELETE FROM integrations WHERE id = $1', [integration.id]);
         summary.deleted.push(`integration ${integration.id}`);
+      }
+    }
+
+    // Rows about to be written give up their slugs first, so two entries may swap slugs.
+    await tx.query(`UPDATE integrations SET slug = '~' || id WHERE id = ANY($1) AND NOT retired`, [integrationIds]);
+    await tx.query(`UPDATE products SET slug = '~' || id WHERE id = ANY($1) AND NOT retired`, [productIds]);
+
+    // A product that stores use stays with its integration: its stores live in that integration's installations.
+    const moved = await tx.query<{ id: string; integration_id: string }>(
+      `SELECT p.id, p.integration_id FROM products p
+        WHERE p.id = ANY($1) AND EXISTS (SELECT 1 FROM stores s WHERE s.product_id = p.id)`,
+      [productIds],
+    );
+    for (const row of moved.rows) {
+      const now = products.find((p) => p.id === row.id)!;
+      if (now.integrationId !== row.integration_id) {
+        throw new CatalogError(file, [
+          `product ${row.id}: stores of integration ${row.integration_id} use it, so it cannot move to integration ${now.integrationId}`,
+        ]);
       }
     }
 

@@ -12,12 +12,15 @@ import type { Database } from './database.ts';
 
 export const CHANGES_CHANNEL = 'storehouse_changes';
 
+/** What a change names when it could have been anything: the feed was deaf for a while. */
+export const ANYTHING = '*';
+
 export class ChangeFeed {
   generation = 0;
   healthy = false;
   private readonly subscribers = new Set<(table: string | undefined) => void>();
 
-  /** Something changed (in `table`, when known): everything read before is stale. */
+  /** Something changed (in `table`; ANYTHING after a gap; undefined for a write of this process): what was read before is stale. */
   changed(table?: string): void {
     this.generation++;
     for (const subscriber of this.subscribers) subscriber(table);
@@ -35,11 +38,11 @@ export class ChangeFeed {
       message: (table) => feed.changed(table),
       lost: (error) => {
         feed.healthy = false;
-        feed.changed();
+        feed.changed(ANYTHING);
         onError?.(error);
       },
       ready: () => {
-        feed.changed(); // whatever happened while deaf is unknown: start over
+        feed.changed(ANYTHING); // whatever happened while deaf is unknown: start over
         feed.healthy = true;
       },
     });

@@ -32,6 +32,12 @@ export const EMBEDDED_POSTGRES_CONF = ['shared_buffers=4MB', 'work_mem=2MB', 'ma
  */
 async function ensureCluster(clusterDir: string): Promise<void> {
   if (fs.existsSync(path.join(clusterDir, 'PG_VERSION'))) return;
+  if (fs.existsSync(clusterDir) && fs.readdirSync(clusterDir).length > 0) {
+    throw new Error(
+      `${clusterDir} holds files but no PostgreSQL cluster (no PG_VERSION): refusing to touch it. ` +
+        'Restore it completely, or move it away to start with empty state.',
+    );
+  }
   const scratch = `${clusterDir}.initdb`;
   fs.rmSync(scratch, { recursive: true, force: true });
   const pglite = import.meta.resolve('@electric-sql/pglite');
@@ -45,7 +51,7 @@ async function ensureCluster(clusterDir: string): Promise<void> {
     worker.once('error', reject);
     worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`initdb of the embedded database exited with code ${code}`))));
   });
-  fs.rmSync(clusterDir, { recursive: true, force: true });
+  fs.rmSync(clusterDir, { recursive: true, force: true }); // an empty directory at most, checked above
   fs.renameSync(scratch, clusterDir);
 }
 

@@ -4,7 +4,7 @@ import { randomBase62 } from '../ids.ts';
 import { Discovery } from '../marketplace/discovery.ts';
 import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
-import { errorSchema, errorsPlugin } from './errors.ts';
+import { clientErrorHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
 import integrationsRoutes, { sharedSchemas } from './routes/integrations.ts';
 import systemRoutes from './routes/system.ts';
 
@@ -41,13 +41,20 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : nextRequestId();
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
-    return503OnClosing: true,
+    // While draining, requests get Vercel's error format from the hook below, not Fastify's.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
+    frameworkErrors,
+    clientErrorHandler,
+    routerOptions: { maxParamLength: 500 },
   });
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
-    done();
+    if (!lifecycle.draining) return done();
+    // Shutting down: send the client elsewhere (in-flight requests still finish).
+    reply.header('connection', 'close');
+    sendError(reply, 503, 'shutting_down', 'The server is shutting down; retry on another node');
   });
 
   await app.register(swagger, {
@@ -68,8 +75,8 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
 
   await app.register(errorsPlugin);
   await app.register(authPlugin, { access: runtime.access });
-  await app.register(systemRoutes, { db: runtime.db, isDraining: () => lifecycle.draining });
-  await app.register(integrationsRoutes, { discovery: new Discovery(runtime.db, () => runtime.catalog, runtime.feed) });
+  await app.register(systemRoutes, { db: runtime.db });
+  await app.register(integrationsRoutes, { discovery: new Discovery(runtime.db, { current: () => runtime.catalog, reload: runtime.reloadCatalog }, runtime.feed) });
   await app.ready();
   return app;
 }

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
@@ -41,6 +43,44 @@ function validationMessage(error: FastifyError): string {
   return `Invalid ${where}${field ? ` "${field}"` : ''}: ${first.message}`;
 }
 
+const errorBody = (code: string, message: string) => JSON.stringify({ error: { code, message } });
+
+/**
+ * Errors the router raises before any route runs (Fastify's `frameworkErrors`): a path that is
+ * not valid percent-encoding, or a path segment longer than any id.
+ */
+export function frameworkErrors(error: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return sendError(reply, 414, 'uri_too_long', 'A path segment of the request is too long');
+  }
+  return sendError(reply, 400, 'bad_request', 'The request path is not valid: check its percent-encoding');
+}
+
+/** Requests Node's HTTP parser refuses (malformed, headers too large), answered in Vercel's format. */
+export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket) {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'request_timeout', 'The request took too long to arrive']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'headers_too_large', 'The request headers are too large']
+        : [400, 'bad_request', 'The request is not valid HTTP'];
+  const body = errorBody(code, message);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
+}
+
+/** A PostgreSQL "data exception" (class 22): a value from the request the database cannot hold, such as a NUL byte. */
+const isDataException = (error: unknown) => {
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  return typeof code === 'string' && code.startsWith('22') && typeof severity === 'string';
+};
+
 /** Fastify's own client errors (body parsing and the like), as Vercel codes. */
 const FASTIFY_CODES: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
@@ -75,6 +115,10 @@ export const errorsPlugin = fp(async function errorsPlugin(app: FastifyInstance)
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof AppError) return sendError(reply, error.status, error.code, error.message, error.extra);
     if (error.validation) return sendError(reply, 400, 'bad_request', validationMessage(error));
+    if (isDataException(error)) {
+      request.log.warn({ err: error }, 'a request value the database cannot hold');
+      return sendError(reply, 400, 'bad_request', `A value in the request is not valid: ${error.message}`);
+    }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       const code = FASTIFY_CODES[error.code] ?? 'bad_request';

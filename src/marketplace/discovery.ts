@@ -20,7 +20,7 @@ export class Discovery {
 
   constructor(
     private readonly db: Queryable,
-    private readonly currentCatalog: () => Catalog,
+    private readonly catalogs: { current(): Catalog; reload(): Promise<Catalog> },
     feed: ChangeFeed,
   ) {
     this.installations = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
@@ -28,12 +28,19 @@ export class Discovery {
   }
 
   private get catalog(): Catalog {
-    return this.currentCatalog();
+    return this.catalogs.current();
   }
 
-  private integrationOf(installation: Installation): Integration {
-    // Installations reference integrations by foreign key, and retired integrations are kept.
-    return this.catalog.integrationById(installation.integrationId)!;
+  /**
+   * The integration of an installation. Installations reference integrations by foreign key and
+   * retired ones are kept, so it exists; when this node has not loaded it yet (another node synced
+   * it a moment ago), the catalog is read again.
+   */
+  private async integrationOf(installation: Installation): Promise<Integration> {
+    const id = installation.integrationId;
+    const integration = this.catalog.integrationById(id) ?? (await this.catalogs.reload()).integrationById(id);
+    if (!integration) throw new Error(`installation ${installation.id} names integration ${id}, which the database does not hold`);
+    return integration;
   }
 
   /** The team's installation (from memory between changes); 404 for any other. */
@@ -45,14 +52,16 @@ export class Discovery {
     // Every Storehouse installation is a marketplace installation.
     if (filter.installationType && filter.installationType !== 'marketplace') return [];
     const wanted = filter.integrationIdOrSlug;
-    return (await this.teamInstallations.get(actor.team.id, () => listInstallations(this.db, actor.team.id)))
-      .map((installation) => ({ installation, integration: this.integrationOf(installation) }))
-      .filter(({ integration }) => !wanted || integration.id === wanted || integration.slug === wanted);
+    const installations = await this.teamInstallations.get(actor.team.id, () => listInstallations(this.db, actor.team.id));
+    const found = await Promise.all(
+      installations.map(async (installation) => ({ installation, integration: await this.integrationOf(installation) })),
+    );
+    return found.filter(({ integration }) => !wanted || integration.id === wanted || integration.slug === wanted);
   }
 
   async getConfiguration(actor: Actor, id: string) {
     const installation = await this.installation(actor, id);
-    return { installation, integration: this.integrationOf(installation) };
+    return { installation, integration: await this.integrationOf(installation) };
   }
 
   /** Only the installation's admins may remove it; it is refused while it still has stores. */

@@ -93,7 +93,8 @@ export class Access {
   }
 
   async actor(principal: Principal, selector: TeamSelector): Promise<Actor> {
-    const key = `${principal.tokenId}\0${selector.teamId ?? ''}\0${selector.slug ?? ''}`;
+    // JSON keeps "no teamId" apart from "teamId=" (an empty string names no team).
+    const key = JSON.stringify([principal.tokenId, selector.teamId ?? null, selector.slug ?? null]);
     return this.actors.get(key, () => actorFor(this.db, principal, selector));
   }
 

@@ -88,7 +88,8 @@ export async function uninstall(db: Queryable, installation: Installation): Prom
       throw notFound('configuration', installation.id);
     }
   } catch (error) {
-    if ((error as { code?: string }).code === '23503') throw refuse(await storesLeft());
+    const { code, constraint } = error as { code?: string; constraint?: string };
+    if (code === '23503' && constraint === 'stores_installation_id_fkey') throw refuse(await storesLeft());
     throw error;
   }
 }
