@@ -1,5 +1,6 @@
 /** Migrations and the catalog sync, on each backend. */
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,10 +14,10 @@ import { DEFAULT_CATALOG_PATH, type Config } from '../src/config.ts';
 import { bootstrapNotice } from '../src/runtime.ts';
 import type { Bootstrapped } from '../src/tenancy/bootstrap.ts';
 import type { Database } from '../src/db/database.ts';
-import { DataDirLockedError } from '../src/db/lock.ts';
+import { DataDirLockedError, lockDataDir } from '../src/db/lock.ts';
 import { migrate, readMigrations } from '../src/db/migrate.ts';
 import { openDatabase } from '../src/db/open.ts';
-import { BACKENDS, freshDataDir, freshPostgresDatabase, startServer, type Backend } from './helpers.ts';
+import { BACKENDS, freshDataDir, freshPostgresDatabase, ROOT, startServer, type Backend } from './helpers.ts';
 
 const defaultCatalog = (): CatalogFile => parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
 
@@ -311,7 +312,66 @@ describe('the embedded cluster', () => {
   });
 });
 
+/** A separate process that takes the lock on `dataDir`, prints what happened, and holds it until killed. */
+function lockInChild(dataDir: string, prefix: string[] = []) {
+  const script = `
+    import { lockDataDir } from ${JSON.stringify(path.join(ROOT, 'src/db/lock.ts'))};
+    try { await lockDataDir(${JSON.stringify(dataDir)}); console.log('locked'); setInterval(() => {}, 1000); }
+    catch (error) { console.log(error.message); process.exit(3); }`;
+  const [command, ...args] = [...prefix, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script];
+  const child = spawn(command!, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const firstLine = new Promise<string>((resolve) => {
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('\n')) resolve(out.split('\n')[0]!);
+    });
+    child.on('exit', () => resolve(out.trim()));
+  });
+  return { child, firstLine };
+}
+
+const canUnshareNet = spawnSync('unshare', ['-n', 'true']).status === 0;
+
 describe('the data dir lock', () => {
+  test('holds across network namespaces (containers sharing a volume)', { skip: canUnshareNet ? false : 'unshare -n is not permitted here' }, async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-lock-'));
+    try {
+      const lock = await lockDataDir(dataDir);
+      const other = lockInChild(dataDir, ['unshare', '-n']);
+      assert.match(await other.firstLine, /is in use by another Storehouse process \(pid \d+\)/);
+      await lock.release();
+      const after = lockInChild(dataDir, ['unshare', '-n']);
+      assert.equal(await after.firstLine, 'locked');
+      after.child.kill('SIGKILL');
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a holder killed with SIGKILL leaves no lock behind', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-lock-'));
+    try {
+      const holder = lockInChild(dataDir);
+      assert.equal(await holder.firstLine, 'locked');
+      await assert.rejects(lockDataDir(dataDir), DataDirLockedError);
+      holder.child.kill('SIGKILL');
+      await new Promise((resolve) => holder.child.once('exit', resolve));
+      const deadline = Date.now() + 3000;
+      let lock: Awaited<ReturnType<typeof lockDataDir>> | undefined;
+      while (!lock) {
+        lock = await lockDataDir(dataDir).catch((error) => {
+          if (!(error instanceof DataDirLockedError) || Date.now() > deadline) throw error;
+          return undefined;
+        });
+        if (!lock) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await lock.release();
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   test('a second open of the same embedded data dir is refused until the first closes', async () => {
     const dataDir = await freshDataDir();
     try {
