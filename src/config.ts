@@ -19,6 +19,8 @@ export interface Config {
   logLevel: string;
   /** How long SIGTERM/SIGINT waits for in-flight requests before closing anyway. */
   shutdownTimeoutMs: number;
+  /** On PostgreSQL: how often a node checks it still hears change notifications, and how long it waits. */
+  changeHeartbeatMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -64,5 +66,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     bootstrapToken,
     logLevel,
     shutdownTimeoutMs: integer(env, 'STOREHOUSE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    changeHeartbeatMs: integer(env, 'STOREHOUSE_CHANGE_HEARTBEAT_MS', 5_000, 100, 600_000),
   };
 }

@@ -129,9 +129,10 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       saveAdminToken(config.dataDir, bootstrapped.token);
       logger?.info({ team: bootstrapped.team.slug, installations: bootstrapped.installations }, 'bootstrapped empty state');
     }
-    const { feed, stop: stopFeed } = await ChangeFeed.start(db, (error) =>
-      logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
-    );
+    const { feed, stop: stopFeed } = await ChangeFeed.start(db, {
+      heartbeatMs: config.changeHeartbeatMs,
+      onError: (error) => logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
+    });
     const access = new Access(db, feed);
     const closers: Array<() => Promise<void>> = [() => access.close(), stopFeed];
     const runtime: Runtime = {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -138,6 +139,84 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
       assert.deepEqual(plans.map((p) => p.id), ['postgres_hobby', 'postgres_pro']);
     } finally {
       await c.close();
+    }
+  });
+});
+
+/**
+ * A TCP proxy to PostgreSQL that can silence the connection that issued LISTEN: it stays open
+ * but nothing the server sends reaches the client, as with a half-open connection.
+ */
+async function listenSilencingProxy(target: URL) {
+  const listeners = new Set<net.Socket>();
+  const silenced = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    let isListener = false;
+    client.on('data', (chunk) => {
+      if (!isListener && chunk.includes('LISTEN ')) {
+        isListener = true;
+        listeners.add(client);
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (!silenced.has(client)) client.write(chunk);
+    });
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      listeners.delete(client);
+      silenced.delete(client);
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = new URL(target);
+  url.host = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return {
+    url: url.toString(),
+    /** Silences the LISTEN connections open now; ones opened later are heard. */
+    silence: () => {
+      for (const socket of listeners) silenced.add(socket);
+    },
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+describe('a node whose LISTEN connection goes quiet', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
+  test('notices by its heartbeat, reads through to the database, and listens again on a new connection', async () => {
+    const database = await freshPostgresDatabase();
+    const proxy = await listenSilencingProxy(new URL(database.url));
+    const node = await startServer('postgres', { databaseUrl: proxy.url, env: { STOREHOUSE_CHANGE_HEARTBEAT_MS: '200' } });
+    const sql = new pg.Client({ connectionString: database.url });
+    await sql.connect();
+    try {
+      await eventually('the node listening', async () => node.runtime.feed.healthy);
+      const owner = (await sql.query("SELECT user_id, default_team_id FROM access_tokens WHERE name = 'bootstrap'")).rows[0];
+      const { token, value } = await createToken(node.runtime.db, { userId: owner.user_id, teamId: owner.default_team_id, name: 'quiet' });
+      assert.equal((await node.request('/v1/integrations/configurations?view=account', { token: value })).status, 200);
+
+      // New connections pass; the one that LISTENs now hears nothing more, though it stays open.
+      proxy.silence();
+      // It notices (and at once replaces the connection, so the deaf spell may be short).
+      await eventually('the node noticing it hears nothing', async () => node.logs.some((line) => line.includes('went quiet')), 2000);
+      // Deaf, it reads through to the database; listening again, it has dropped what it cached.
+      // Either way the token revoked behind its back is refused.
+      await sql.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1', [token.id]);
+      assert.equal((await node.request('/v1/integrations/configurations?view=account', { token: value })).status, 401);
+
+      await eventually('the node listening again on a fresh connection', async () => node.runtime.feed.healthy, 5000);
+      const { token: later, value: laterValue } = await createToken(sql, { userId: owner.user_id, teamId: owner.default_team_id, name: 'later' });
+      assert.equal((await node.request('/v1/integrations/configurations?view=account', { token: laterValue })).status, 200);
+      await sql.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1', [later.id]);
+      await eventually('the node hearing changes again', async () => (await node.request('/v1/integrations/configurations?view=account', { token: laterValue })).status === 401);
+    } finally {
+      await sql.end();
+      await node.close();
+      await proxy.close();
+      await database.drop();
     }
   });
 });

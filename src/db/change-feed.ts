@@ -8,6 +8,7 @@
  * down the feed is unhealthy and caches are bypassed, so a node never serves what it cannot
  * know is current.
  */
+import { randomBase62 } from '../ids.ts';
 import type { Database } from './database.ts';
 
 export const CHANGES_CHANNEL = 'storehouse_changes';
@@ -30,25 +31,71 @@ export class ChangeFeed {
     this.subscribers.add(subscriber);
   }
 
-  /** Starts listening on the database; resolves once notifications flow. Returns the stop function. */
-  static async start(db: Database, onError?: (error: Error) => void): Promise<{ feed: ChangeFeed; stop: () => Promise<void> }> {
+  /**
+   * Starts listening on the database; resolves once notifications flow. On PostgreSQL a
+   * heartbeat checks the whole path every `heartbeatMs`: this node notifies itself through the
+   * pool and must hear it on its LISTEN connection within `heartbeatMs`; if it does not (a
+   * half-open connection, a pooler that drops LISTEN), the feed turns unhealthy, so caches are
+   * bypassed, and the connection is replaced.
+   */
+  static async start(
+    db: Database,
+    options: { heartbeatMs?: number; onError?: (error: Error) => void } = {},
+  ): Promise<{ feed: ChangeFeed; stop: () => Promise<void> }> {
+    const { heartbeatMs = 5000, onError } = options;
     const feed = new ChangeFeed();
     db.onWrite(() => feed.changed());
-    const stop = await db.listen(CHANGES_CHANNEL, {
-      message: (table) => feed.changed(table),
-      lost: (error) => {
-        feed.healthy = false;
-        feed.changed(ANYTHING);
-        onError?.(error);
+    const node = randomBase62(12);
+    let beat = 0;
+    let waiting: { payload: string; deadline: NodeJS.Timeout } | undefined;
+    const deaf = (error: Error) => {
+      if (waiting) clearTimeout(waiting.deadline);
+      waiting = undefined;
+      const wasHealthy = feed.healthy;
+      feed.healthy = false;
+      feed.changed(ANYTHING);
+      if (wasHealthy) onError?.(error);
+    };
+    const listener = await db.listen(CHANGES_CHANNEL, {
+      message: (payload) => {
+        if (!payload.startsWith(HEARTBEAT)) return feed.changed(payload);
+        if (waiting?.payload === payload) {
+          clearTimeout(waiting.deadline);
+          waiting = undefined;
+        }
       },
+      lost: deaf,
       ready: () => {
         feed.changed(ANYTHING); // whatever happened while deaf is unknown: start over
         feed.healthy = true;
       },
     });
+    let timer: NodeJS.Timeout | undefined;
+    if (db.kind === 'postgres') {
+      timer = setInterval(() => {
+        if (waiting || !feed.healthy) return; // a reconnect is under way
+        const payload = `${HEARTBEAT}${node}:${++beat}`;
+        const deadline = setTimeout(() => {
+          deaf(new Error(`the change notifications went quiet: a heartbeat took over ${heartbeatMs} ms`));
+          listener.replace();
+        }, heartbeatMs);
+        deadline.unref();
+        waiting = { payload, deadline };
+        db.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, payload]).catch(() => {}); // a failure shows as a missed deadline
+      }, heartbeatMs);
+      timer.unref();
+    }
+    const stop = async () => {
+      clearInterval(timer);
+      if (waiting) clearTimeout(waiting.deadline);
+      await listener.stop();
+    };
     return { feed, stop };
   }
 }
+
+/** Heartbeat payloads (`hb:<node>:<n>`): a node checking it still hears notifications. */
+const HEARTBEAT = 'hb:';
 
 interface Entry<V> {
   value: V;

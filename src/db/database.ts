@@ -18,8 +18,14 @@ export interface ListenHandlers {
   ready(): void;
 }
 
-/** Subscribes to a notification channel; resolves, listening, with the function that stops it. */
-export type Listen = (channel: string, handlers: ListenHandlers) => Promise<() => Promise<void>>;
+export interface Listener {
+  stop(): Promise<void>;
+  /** Drops the listening connection, which seems deaf, for a new one (`lost` now, `ready` once listening). */
+  replace(): void;
+}
+
+/** Subscribes to a notification channel; resolves once listening. */
+export type Listen = (channel: string, handlers: ListenHandlers) => Promise<Listener>;
 
 export interface Database extends Queryable {
   readonly kind: 'embedded' | 'postgres';

@@ -58,22 +58,34 @@ async function ensureCluster(clusterDir: string): Promise<void> {
 const RELISTEN_DELAY_MS = 1000;
 
 /**
- * LISTEN on PostgreSQL needs a connection of its own, outside the pool. When it breaks the
- * handlers hear `lost`, and it reconnects until it can LISTEN again (then `ready`).
+ * LISTEN on PostgreSQL needs a connection of its own, outside the pool, with TCP keepalive.
+ * When it breaks the handlers hear `lost`, and it reconnects until it can LISTEN again (then
+ * `ready`). `replace()` abandons a connection that looks alive but hears nothing (half-open, or
+ * behind a pooler that drops LISTEN) and connects afresh.
  */
 function listenOnPostgres(connectionString: string): Listen {
   return async (channel, handlers) => {
     let client: pg.Client | undefined;
+    const opened = new Set<pg.Client>();
     let stopped = false;
     let retry: NodeJS.Timeout | undefined;
+    const abandon = (old: pg.Client) => {
+      opened.delete(old);
+      old.end().catch(() => {});
+      // end() waits for the server's goodbye, which a half-open connection never sends.
+      setTimeout(() => (old as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(), 1000).unref();
+    };
     const connect = async () => {
-      const next = new pg.Client({ connectionString });
+      const next = new pg.Client({ connectionString, keepAlive: true });
+      opened.add(next);
       next.on('notification', (message) => {
-        if (message.channel === channel) handlers.message(message.payload ?? '');
+        if (message.channel === channel && client === next) handlers.message(message.payload ?? '');
       });
       next.on('error', () => {}); // 'end' follows, and says what to do
       next.on('end', () => {
+        opened.delete(next);
         if (stopped || client !== next) return;
+        client = undefined;
         handlers.lost(new Error('the LISTEN connection closed'));
         retry = setTimeout(reconnect, RELISTEN_DELAY_MS);
       });
@@ -81,9 +93,10 @@ function listenOnPostgres(connectionString: string): Listen {
         await next.connect();
         await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
       } catch (error) {
-        await next.end().catch(() => {});
+        abandon(next);
         throw error;
       }
+      if (stopped) return abandon(next);
       client = next;
       handlers.ready();
     };
@@ -95,10 +108,20 @@ function listenOnPostgres(connectionString: string): Listen {
       });
     };
     await connect();
-    return async () => {
-      stopped = true;
-      clearTimeout(retry);
-      await client?.end().catch(() => {});
+    return {
+      stop: async () => {
+        stopped = true;
+        clearTimeout(retry);
+        await Promise.all([...opened].map((c) => c.end().catch(() => {})));
+      },
+      replace: () => {
+        if (stopped) return;
+        const old = client;
+        client = undefined;
+        if (old) abandon(old);
+        clearTimeout(retry);
+        reconnect();
+      },
     };
   };
 }
@@ -128,7 +151,7 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     const listen: Listen = async (channel, handlers) => {
       const unlisten = await pglite.listen(channel, handlers.message);
       handlers.ready();
-      return () => unlisten();
+      return { stop: () => unlisten(), replace: () => {} };
     };
     return new PoolDatabase('embedded', pool, listen, async () => {
       await pglite.close();
