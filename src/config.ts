@@ -21,6 +21,10 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** On PostgreSQL: how often a node checks it still hears change notifications, and how long it waits. */
   changeHeartbeatMs: number;
+  /** Key sealing secrets at rest (32 bytes, base64 or hex); generated into the data dir when absent. */
+  secretKey: string | undefined;
+  /** The Postgres provider's admin connection: a role with CREATEROLE and CREATEDB. */
+  postgresAdminUrl: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -42,16 +46,19 @@ function nonEmpty(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return raw === undefined || raw === '' ? undefined : raw;
 }
 
+function postgresUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const url = nonEmpty(env, name);
+  if (url && !/^postgres(ql)?:\/\//.test(url)) throw new ConfigError(`${name} must be a postgres:// or postgresql:// connection string`);
+  return url;
+}
+
 /** Reads the configuration from the environment; every variable is documented in the README. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = env.LOG_LEVEL || 'info';
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
   }
-  const databaseUrl = nonEmpty(env, 'DATABASE_URL');
-  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError('DATABASE_URL must be a postgres:// or postgresql:// connection string');
-  }
+  const databaseUrl = postgresUrl(env, 'DATABASE_URL');
   const bootstrapToken = nonEmpty(env, 'STOREHOUSE_BOOTSTRAP_TOKEN');
   if (bootstrapToken !== undefined && !/^[A-Za-z0-9_\-.]{16,200}$/.test(bootstrapToken)) {
     throw new ConfigError('STOREHOUSE_BOOTSTRAP_TOKEN must be 16 to 200 characters of letters, digits, "_", "-" or "."');
@@ -67,5 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel,
     shutdownTimeoutMs: integer(env, 'STOREHOUSE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     changeHeartbeatMs: integer(env, 'STOREHOUSE_CHANGE_HEARTBEAT_MS', 5_000, 100, 600_000),
+    secretKey: nonEmpty(env, 'STOREHOUSE_SECRET_KEY'),
+    postgresAdminUrl: postgresUrl(env, 'STOREHOUSE_POSTGRES_ADMIN_URL'),
   };
 }

@@ -13,6 +13,8 @@ import { serveControlSocket } from './admin/control-socket.ts';
 import { ANYTHING, ChangeFeed } from './db/change-feed.ts';
 import { AppError } from './errors.ts';
 import { Access } from './tenancy/access.ts';
+import { Providers } from './providers/registry.ts';
+import { SecretBox } from './secrets/secret-box.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
@@ -22,6 +24,8 @@ export interface Runtime {
   catalog: Catalog;
   feed: ChangeFeed;
   access: Access;
+  /** The providers that serve the catalog's products. */
+  providers: Providers;
   /** Reads the catalog from the database again (another node may have synced a new one). */
   reloadCatalog(): Promise<Catalog>;
   /** Set on the start that bootstrapped empty state. */
@@ -134,13 +138,15 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       onError: (error) => logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
     });
     const access = new Access(db, feed);
-    const closers: Array<() => Promise<void>> = [() => access.close(), stopFeed];
+    const providers = Providers.create(config, db, SecretBox.load(config.secretKey, config.dataDir));
+    const closers: Array<() => Promise<void>> = [() => access.close(), () => providers.close(), stopFeed];
     const runtime: Runtime = {
       config,
       db,
       catalog,
       feed,
       access,
+      providers,
       bootstrapped,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),
       close: async () => {

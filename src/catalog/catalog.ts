@@ -156,6 +156,11 @@ export class Catalog {
    * selectable).
    */
   plansOf(product: Product): BillingPlan[] {
-    return product.plans.map((plan) => (plan.retired ? { ...plan, disabled: true } : plan));
+    return offeredPlans(product);
   }
+}
+
+/** A product's plans as they are offered (see Catalog.plansOf). */
+export function offeredPlans(product: Product): BillingPlan[] {
+  return product.plans.map((plan) => (plan.retired ? { ...plan, disabled: true } : plan));
 }

@@ -1,0 +1,247 @@
+/**
+ * The built-in Postgres provider, server mode: given an admin connection to a PostgreSQL server
+ * (a role with CREATEROLE and CREATEDB), each resource is a role with a strong random password
+ * and a database owned by it, with CONNECT revoked from PUBLIC, so no other store's role can
+ * connect to it.
+ *
+ * Role and database names are generated (`sh_` and lowercase base62), never taken from the
+ * store's name, which is only ever passed as a quoted literal; these statements take no
+ * parameters, so every identifier and literal goes through pg's escaping.
+ */
+import pg from 'pg';
+import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
+import type { Queryable } from '../db/database.ts';
+import { conflict } from '../errors.ts';
+import { randomBase62 } from '../ids.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
+import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
+
+interface PostgresDetails {
+  role: string;
+  database: string;
+}
+
+const id = (text: string) => pg.escapeIdentifier(text);
+const literal = (text: string) => pg.escapeLiteral(text);
+const codeOf = (error: unknown) => (error as { code?: string }).code;
+
+type Run = (sql: string) => Promise<void>;
+
+/** Statement timeouts the product's metadata offers (catalog: statementTimeout). */
+const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
+
+function connectionLimit(metadata: Record<string, unknown>): string {
+  const limit = Number(metadata.connectionLimit ?? -1);
+  return `CONNECTION LIMIT ${Number.isInteger(limit) && limit >= -1 ? limit : -1}`;
+}
+
+function statementTimeout(role: string, metadata: Record<string, unknown>): string {
+  const timeout = TIMEOUTS[String(metadata.statementTimeout ?? 'off')] ?? null;
+  return timeout === null ? `ALTER ROLE ${id(role)} RESET statement_timeout` : `ALTER ROLE ${id(role)} SET statement_timeout = ${literal(timeout)}`;
+}
+
+export interface PostgresProviderOptions {
+  /** Connection string of a role with CREATEROLE and CREATEDB. */
+  adminUrl: string;
+  /** The host (and port) clients use to reach the server, when it differs from the admin URL's. */
+  publicHost?: string;
+  publicPort?: number;
+}
+
+export class PostgresProvider implements Provider {
+  private readonly admin: pg.Pool;
+  private readonly records: ResourceRecords<PostgresDetails>;
+  private readonly host: string;
+  private readonly port: number;
+
+  constructor(state: Queryable, box: SecretBox, options: PostgresProviderOptions) {
+    this.admin = new pg.Pool({ connectionString: options.adminUrl, max: 4, connectionTimeoutMillis: 5000 });
+    this.admin.on('error', () => {}); // an idle admin connection dropping is noticed on next use
+    this.records = new ResourceRecords(state, box, 'postgres');
+    const url = new URL(options.adminUrl);
+    this.host = options.publicHost ?? (url.hostname || 'localhost');
+    this.port = options.publicPort ?? Number(url.port || 5432);
+  }
+
+  async availability() {
+    try {
+      const { rows } = await this.admin.query<{ ok: boolean }>(
+        'SELECT (rolcreaterole OR rolsuper) AND (rolcreatedb OR rolsuper) AS ok FROM pg_roles WHERE rolname = current_user',
+      );
+      if (!rows[0]?.ok) return { available: false as const, reason: 'the admin role needs CREATEROLE and CREATEDB' };
+      return { available: true as const };
+    } catch (error) {
+      return { available: false as const, reason: `cannot reach the PostgreSQL server (${(error as Error).message})` };
+    }
+  }
+
+  async listPlans(product: Product): Promise<BillingPlan[]> {
+    return offeredPlans(product);
+  }
+
+  /**
+   * Runs `work` on one admin connection holding an advisory lock on the resource, so concurrent
+   * calls for one resource (retries, a delete racing a rotation), from any node, take turns.
+   * An unreachable server is the provider being unavailable, not a 500.
+   */
+  private async exclusively<T>(resourceId: string, work: (run: Run) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.admin.connect();
+    } catch (error) {
+      throw providerUnavailable('postgres', `cannot reach the PostgreSQL server (${(error as Error).message})`);
+    }
+    const lock = `storehouse:${resourceId}`;
+    let broken = false;
+    try {
+      await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lock]);
+      try {
+        return await work(async (sql) => {
+          await client.query(sql);
+        });
+      } finally {
+        await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lock]).catch(() => (broken = true));
+      }
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === 'ECONNRESET' || code === 'ECONNREFUSED' || code?.startsWith('08') || code === '57P01' || code === '57P03') {
+        broken = true;
+        throw providerUnavailable('postgres', `lost the PostgreSQL server (${(error as Error).message})`);
+      }
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    const existing = await this.records.byProvisionKey(request.idempotencyKey);
+    if (existing?.state === 'deleted' || existing?.state === 'deleting') {
+      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${existing.id}) has been deleted`);
+    }
+    const name = `sh_${randomBase62(20).toLowerCase()}`;
+    const record =
+      existing ??
+      (await this.records.claim({
+        id: name,
+        installationId: request.installationId,
+        productSlug: request.product.slug,
+        name: request.name,
+        metadata: request.metadata,
+        billingPlanId: request.billingPlanId,
+        details: { role: name, database: name },
+        secret: randomBase62(32),
+        provisionKey: request.idempotencyKey,
+      }));
+    await this.exclusively(record.id, (run) => this.create(run, record));
+    if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
+    const ready = { ...record, state: 'ready' as const };
+    return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
+  }
+
+  /** Brings the role and database to what the record says; safe to repeat at any point. */
+  private async create(run: Run, record: ResourceRecord<PostgresDetails>): Promise<void> {
+    const { role, database } = record.details;
+    const login = `LOGIN PASSWORD ${literal(record.secret!)} ${connectionLimit(record.metadata)}`;
+    try {
+      await run(`CREATE ROLE ${id(role)} ${login}`);
+    } catch (error) {
+      if (codeOf(error) !== '42710') throw error; // exists: a retry
+      await run(`ALTER ROLE ${id(role)} ${login}`);
+    }
+    await run(statementTimeout(role, record.metadata));
+    try {
+      // CREATE DATABASE cannot run inside a transaction; this connection is in none.
+      await run(`CREATE DATABASE ${id(database)} OWNER ${id(role)}`);
+    } catch (error) {
+      // 42P04: it exists (a retry); 23505: a concurrent create of the same name got there first.
+      if (codeOf(error) !== '42P04' && codeOf(error) !== '23505') throw error;
+    }
+    await run(`REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`);
+    await run(`GRANT ALL ON DATABASE ${id(database)} TO ${id(role)}`);
+    await run(`COMMENT ON DATABASE ${id(database)} IS ${literal(`Storehouse store: ${record.name}`)}`);
+  }
+
+  private secrets(record: ResourceRecord<PostgresDetails>): Secret[] {
+    const { role, database } = record.details;
+    const password = record.secret!;
+    const host = this.port === 5432 ? this.host : `${this.host}:${this.port}`;
+    const url = `postgres://${encodeURIComponent(role)}:${encodeURIComponent(password)}@${host}/${encodeURIComponent(database)}`;
+    const values: Array<[string, string]> = [
+      ['DATABASE_URL', url],
+      ['POSTGRES_URL', url],
+      ['POSTGRES_URL_NON_POOLING', url],
+      ['POSTGRES_HOST', this.host],
+      ['POSTGRES_PORT', String(this.port)],
+      ['POSTGRES_USER', role],
+      ['POSTGRES_PASSWORD', password],
+      ['POSTGRES_DATABASE', database],
+      ['PGHOST', this.host],
+      ['PGPORT', String(this.port)],
+      ['PGUSER', role],
+      ['PGPASSWORD', password],
+      ['PGDATABASE', database],
+    ];
+    return values.map(([name, value]) => ({ name, value }));
+  }
+
+  async get(installationId: string, resourceId: string): Promise<ProviderResource> {
+    const record = await this.records.get(installationId, resourceId);
+    const resource = ResourceRecords.asResource(record);
+    if (record.state !== 'ready') return resource;
+    // The record says ready: check the database is really there.
+    const { rows } = await this.admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [record.details.database]).catch(() => ({ rows: [1] }));
+    return rows.length === 0 ? { ...resource, status: 'error' } : resource;
+  }
+
+  async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
+    const record = await this.records.get(installationId, resourceId);
+    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${resourceId} has been deleted`);
+    const next = { ...record, ...update, metadata: update.metadata ?? record.metadata };
+    const { role, database } = record.details;
+    await this.exclusively(record.id, async (run) => {
+      if (update.metadata) {
+        await run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}`);
+        await run(statementTimeout(role, next.metadata));
+      }
+      if (update.name !== undefined) {
+        await run(`COMMENT ON DATABASE ${id(database)} IS ${literal(`Storehouse store: ${update.name}`)}`);
+      }
+    });
+    await this.records.update(record.id, update);
+    return ResourceRecords.asResource(next);
+  }
+
+  async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
+    const record = await this.records.get(installationId, resourceId);
+    if (record.state === 'deleted') return;
+    await this.records.setState(record.id, 'deleting');
+    const { role, database } = record.details;
+    await this.exclusively(record.id, async (run) => {
+      // WITH (FORCE) terminates the database's open connections first.
+      await run(`DROP DATABASE IF EXISTS ${id(database)} WITH (FORCE)`);
+      await run(`DROP ROLE IF EXISTS ${id(role)}`);
+    });
+    await this.records.setState(record.id, 'deleted');
+  }
+
+  async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
+    const current = await this.records.get(installationId, resourceId);
+    if (current.state !== 'ready') throw conflict('resource_not_ready', `The resource ${resourceId} is ${current.state}`);
+    return this.exclusively(current.id, async (run) => {
+      let record = await this.records.get(installationId, resourceId);
+      if (record.rotationKey !== idempotencyKey) {
+        await this.records.rotate(record.id, randomBase62(32), idempotencyKey);
+        record = await this.records.get(installationId, resourceId);
+      }
+      // Applied on every call, so a retry after a crash between the two steps completes the rotation.
+      await run(`ALTER ROLE ${id(record.details.role)} PASSWORD ${literal(record.secret!)}`);
+      return this.secrets(record);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.admin.end();
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The Provider interface: the operations the marketplace performs on an integration provider
+ * (shared/reference/partner-api.md §1.3, §1.4), so a built-in provider (Postgres, Redis, served
+ * in-process) and a partner server reached over HTTP are interchangeable. The store service
+ * never knows which one it is talking to.
+ *
+ * Every mutating operation takes an idempotency key: repeating a call with the same key (a
+ * retry after a timeout or a crash) has the effect of one call and returns the same answer.
+ */
+import type { BillingPlan, Product } from '../catalog/catalog.ts';
+import { AppError } from '../errors.ts';
+
+/** The partner API's resource statuses. */
+export type ResourceStatus = 'ready' | 'pending' | 'onboarding' | 'suspended' | 'resumed' | 'uninstalled' | 'error';
+
+export interface Secret {
+  name: string;
+  value: string;
+  /** Values that replace `value` in one environment of a connected project. */
+  environmentOverrides?: Partial<Record<'development' | 'preview' | 'production', string>>;
+}
+
+export interface ProviderResource {
+  /** The provider's id for the resource (Vercel's externalResourceId). */
+  id: string;
+  /** The product's slug, as the partner API names products. */
+  productId: string;
+  name: string;
+  metadata: Record<string, unknown>;
+  status: ResourceStatus;
+  billingPlanId: string;
+}
+
+export interface ProvisionRequest {
+  idempotencyKey: string;
+  installationId: string;
+  product: Product;
+  name: string;
+  metadata: Record<string, unknown>;
+  billingPlanId: string;
+  externalId?: string;
+  protocolSettings?: Record<string, unknown>;
+}
+
+export interface ResourceUpdate {
+  name?: string;
+  metadata?: Record<string, unknown>;
+  billingPlanId?: string;
+}
+
+export interface Provider {
+  /** Whether the provider can serve requests now; when not, why, in words for the API's error. */
+  availability(): Promise<{ available: true } | { available: false; reason: string }>;
+  /** The plans offered for a product, which may depend on the metadata being filled in. */
+  listPlans(product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]>;
+  /** Creates the resource; the only operation whose answer carries its secrets. */
+  provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }>;
+  get(installationId: string, resourceId: string): Promise<ProviderResource>;
+  update(installationId: string, resourceId: string, update: ResourceUpdate, idempotencyKey: string): Promise<ProviderResource>;
+  /** Removes the resource and everything in it; deleting one already gone is not an error. */
+  delete(installationId: string, resourceId: string, idempotencyKey: string): Promise<void>;
+  /** Replaces the resource's credentials; the old ones stop working. */
+  rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]>;
+}
+
+/** A provider that is not configured or cannot be reached: never a 500. */
+export const providerUnavailable = (product: string, reason: string) =>
+  new AppError(503, 'provider_unavailable', `The provider of ${product} is unavailable: ${reason}`);

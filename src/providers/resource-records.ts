@@ -1,0 +1,135 @@
+/**
+ * The built-in providers' records of the resources they create (table provider_resources):
+ * written before the outside world is touched and updated after, so retries are idempotent and
+ * no created resource goes unrecorded. The credential is kept sealed.
+ */
+import type { Queryable } from '../db/database.ts';
+import { notFound } from '../errors.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import type { ProviderResource, ResourceStatus } from './provider.ts';
+
+export type RecordState = 'provisioning' | 'ready' | 'deleting' | 'deleted';
+
+export interface ResourceRecord<Details> {
+  id: string;
+  provider: string;
+  installationId: string;
+  productSlug: string;
+  name: string;
+  metadata: Record<string, unknown>;
+  billingPlanId: string;
+  state: RecordState;
+  details: Details;
+  /** The current credential, opened; undefined once deleted. */
+  secret: string | undefined;
+  provisionKey: string;
+  rotationKey: string | null;
+}
+
+const STATUS: Record<RecordState, ResourceStatus> = {
+  provisioning: 'pending',
+  ready: 'ready',
+  deleting: 'uninstalled',
+  deleted: 'uninstalled',
+};
+
+export class ResourceRecords<Details> {
+  constructor(
+    private readonly db: Queryable,
+    private readonly box: SecretBox,
+    readonly provider: string,
+  ) {}
+
+  private toRecord(row: Record<string, any>): ResourceRecord<Details> {
+    return {
+      id: row.id,
+      provider: row.provider,
+      installationId: row.installation_id,
+      productSlug: row.product_slug,
+      name: row.name,
+      metadata: row.metadata,
+      billingPlanId: row.billing_plan_id,
+      state: row.state,
+      details: row.details,
+      secret: row.secret === null ? undefined : this.box.open(row.secret),
+      provisionKey: row.provision_key,
+      rotationKey: row.rotation_key,
+    };
+  }
+
+  async byProvisionKey(key: string): Promise<ResourceRecord<Details> | undefined> {
+    const { rows } = await this.db.query('SELECT * FROM provider_resources WHERE provision_key = $1 AND provider = $2', [key, this.provider]);
+    return rows[0] ? this.toRecord(rows[0]) : undefined;
+  }
+
+  /** The installation's resource; any other installation's is a 404, like a missing one. */
+  async get(installationId: string, id: string): Promise<ResourceRecord<Details>> {
+    const { rows } = await this.db.query(
+      'SELECT * FROM provider_resources WHERE id = $1 AND installation_id = $2 AND provider = $3',
+      [id, installationId, this.provider],
+    );
+    if (!rows[0]) throw notFound('resource', id);
+    return this.toRecord(rows[0]);
+  }
+
+  /**
+   * Records a resource about to be created, unless one with this provision key exists already
+   * (a retry, perhaps concurrent): either way, the one record for the key comes back.
+   */
+  async claim(record: Omit<ResourceRecord<Details>, 'state' | 'rotationKey' | 'provider'> & { secret: string }): Promise<ResourceRecord<Details>> {
+    await this.db.query(
+      `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10)
+       ON CONFLICT (provision_key) DO NOTHING`,
+      [
+        record.id, this.provider, record.installationId, record.productSlug, record.name, JSON.stringify(record.metadata),
+        record.billingPlanId, JSON.stringify(record.details), this.box.seal(record.secret), record.provisionKey,
+      ],
+    );
+    return (await this.byProvisionKey(record.provisionKey))!;
+  }
+
+  async setState(id: string, state: RecordState): Promise<void> {
+    const gone = state === 'deleted';
+    await this.db.query(
+      `UPDATE provider_resources SET state = $2, updated_at = now(),
+         secret = CASE WHEN $3 THEN NULL ELSE secret END, deleted_at = CASE WHEN $3 THEN now() ELSE deleted_at END
+       WHERE id = $1`,
+      [id, state, gone],
+    );
+  }
+
+  async update(id: string, fields: { name?: string; metadata?: Record<string, unknown>; billingPlanId?: string }): Promise<void> {
+    await this.db.query(
+      `UPDATE provider_resources SET name = coalesce($2, name), metadata = coalesce($3, metadata),
+         billing_plan_id = coalesce($4, billing_plan_id), updated_at = now() WHERE id = $1`,
+      [id, fields.name ?? null, fields.metadata ? JSON.stringify(fields.metadata) : null, fields.billingPlanId ?? null],
+    );
+  }
+
+  /** Stores a new credential under the rotation's key (so a retry of that rotation finds it). */
+  async rotate(id: string, secret: string, rotationKey: string): Promise<void> {
+    await this.db.query('UPDATE provider_resources SET secret = $2, rotation_key = $3, updated_at = now() WHERE id = $1', [
+      id,
+      this.box.seal(secret),
+      rotationKey,
+    ]);
+  }
+
+  /** Live records, for providers that must re-apply their resources (Redis ACL users after a restart). */
+  async live(): Promise<ResourceRecord<Details>[]> {
+    const { rows } = await this.db.query("SELECT * FROM provider_resources WHERE provider = $1 AND state IN ('provisioning', 'ready')", [this.provider]);
+    return rows.map((row) => this.toRecord(row));
+  }
+
+  static asResource(record: ResourceRecord<unknown>): ProviderResource {
+    return {
+      id: record.id,
+      productId: record.productSlug,
+      name: record.name,
+      metadata: record.metadata,
+      status: STATUS[record.state],
+      billingPlanId: record.billingPlanId,
+    };
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * The built-in Postgres provider against a real PostgreSQL server: what it returns must work
+ * with pg and psql, and each store must be sealed off from every other.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { parse } from 'yaml';
+import { Catalog, type Product } from '../src/catalog/catalog.ts';
+import { syncCatalog } from '../src/catalog/catalog-sync.ts';
+import { DEFAULT_CATALOG_PATH, loadConfig } from '../src/config.ts';
+import { Providers } from '../src/providers/registry.ts';
+import type { Database } from '../src/db/database.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { openDatabase } from '../src/db/open.ts';
+import { AppError } from '../src/errors.ts';
+import { PostgresProvider } from '../src/providers/postgres.ts';
+import type { Secret } from '../src/providers/provider.ts';
+import { SecretBox } from '../src/secrets/secret-box.ts';
+import { freshDataDir, POSTGRES_URL } from './helpers.ts';
+
+const run = promisify(execFile);
+const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
+
+async function connect(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return client;
+}
+
+/** The SQLSTATE a connection attempt fails with, or 'connected'. */
+async function connectionOutcome(url: string): Promise<string> {
+  try {
+    const client = await connect(url);
+    await client.end();
+    return 'connected';
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+}
+
+describe('the provider registry', () => {
+  test('an unconfigured provider is a 503 that says what to configure', async () => {
+    const dataDir = await freshDataDir();
+    const state = await openDatabase({ dataDir });
+    try {
+      await migrate(state);
+      await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
+      const catalog = await Catalog.load(state);
+      const box = SecretBox.load(undefined, dataDir);
+      const providers = Providers.create(loadConfig({ STOREHOUSE_DATA_DIR: dataDir }), state, box);
+      for (const [slug, reason] of [['postgres', /set STOREHOUSE_POSTGRES_ADMIN_URL/], ['redis', /set STOREHOUSE_REDIS_ADMIN_URL/]] as const) {
+        assert.throws(
+          () => providers.for(catalog.findProduct('oac_storehouse', slug)),
+          (error) => error instanceof AppError && error.status === 503 && error.code === 'provider_unavailable' && reason.test(error.message),
+        );
+      }
+      const configured = Providers.create(loadConfig({ STOREHOUSE_DATA_DIR: dataDir, STOREHOUSE_POSTGRES_ADMIN_URL: 'postgres://postgres@127.0.0.1:1/postgres' }), state, box);
+      assert.ok(configured.for(catalog.findProduct('oac_storehouse', 'postgres')) instanceof PostgresProvider);
+      await configured.close();
+      // The generated key is kept, 0600, and opens what it sealed after a reload.
+      assert.equal(fs.statSync(`${dataDir}/secret.key`).mode & 0o777, 0o600);
+      assert.equal(SecretBox.load(undefined, dataDir).open(box.seal('round trip')), 'round trip');
+    } finally {
+      await state.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
+  let dataDir: string;
+  let state: Database;
+  let provider: PostgresProvider;
+  let product: Product;
+  let admin: pg.Client;
+  const box = SecretBox.fromKey(randomBytes(32));
+  const installationId = 'icfg_providertest';
+  let counter = 0;
+  const provision = (name: string, metadata: Record<string, unknown> = { connectionLimit: 5 }, key = `key-${++counter}-${randomBytes(4).toString('hex')}`) =>
+    provider.provision({ idempotencyKey: key, installationId, product, name, metadata, billingPlanId: 'postgres_hobby' });
+
+  before(async () => {
+    dataDir = await freshDataDir();
+    state = await openDatabase({ dataDir });
+    await migrate(state);
+    await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
+    product = (await Catalog.load(state)).findProduct('oac_storehouse', 'postgres');
+    provider = new PostgresProvider(state, box, { adminUrl: POSTGRES_URL! });
+    admin = await connect(POSTGRES_URL!);
+  });
+  after(async () => {
+    // Nothing this suite created may outlive it.
+    const { rows } = await state.query<{ id: string; state: string }>("SELECT id, state FROM provider_resources WHERE state <> 'deleted'");
+    for (const row of rows) await provider.delete(installationId, row.id, `cleanup-${row.id}`);
+    await admin.end();
+    await provider.close();
+    await state.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('is available with a CREATEROLE/CREATEDB admin, and says why not otherwise', async () => {
+    assert.deepEqual(await provider.availability(), { available: true });
+    const unreachable = new PostgresProvider(state, box, { adminUrl: 'postgres://postgres@127.0.0.1:1/postgres' });
+    const answer = await unreachable.availability();
+    assert.equal(answer.available, false);
+    assert.match((answer as { reason: string }).reason, /cannot reach the PostgreSQL server/);
+    await assert.rejects(
+      unreachable.provision({ idempotencyKey: 'x', installationId, product, name: 'n', metadata: {}, billingPlanId: 'postgres_hobby' }),
+      (error) => error instanceof AppError && error.status === 503 && error.code === 'provider_unavailable',
+    );
+    await unreachable.close();
+  });
+
+  test('provisions a database its secrets connect to, with pg and with psql', async () => {
+    const { resource, secrets } = await provision('orders');
+    assert.equal(resource.status, 'ready');
+    assert.equal(resource.productId, 'postgres');
+    const env = secretsOf(secrets);
+    for (const name of ['DATABASE_URL', 'POSTGRES_URL', 'POSTGRES_URL_NON_POOLING', 'POSTGRES_HOST', 'POSTGRES_USER', 'POSTGRES_PASSWORD', 'POSTGRES_DATABASE', 'PGHOST', 'PGUSER', 'PGPASSWORD', 'PGDATABASE']) {
+      assert.ok(env[name], `${name} is among the secrets`);
+    }
+    assert.equal(env.POSTGRES_URL, env.DATABASE_URL);
+    assert.ok(env.PGPASSWORD!.length >= 32, 'a strong password');
+
+    const client = await connect(env.DATABASE_URL!);
+    await client.query('CREATE TABLE orders (id serial PRIMARY KEY, item text)');
+    await client.query("INSERT INTO orders (item) VALUES ('tea')");
+    await client.end();
+
+    const { stdout } = await run('psql', ['-Atc', 'SELECT current_user, current_database(), item FROM orders'], {
+      env: { ...process.env, PGHOST: env.PGHOST, PGPORT: env.PGPORT, PGUSER: env.PGUSER, PGPASSWORD: env.PGPASSWORD, PGDATABASE: env.PGDATABASE },
+    });
+    assert.equal(stdout.trim(), `${env.PGUSER}|${env.PGDATABASE}|tea`);
+    const { stdout: viaUrl } = await run('psql', [env.POSTGRES_URL!, '-Atc', 'SELECT count(*) FROM orders']);
+    assert.equal(viaUrl.trim(), '1');
+  });
+
+  test('stores are sealed off from each other', async () => {
+    const a = secretsOf((await provision('store a')).secrets);
+    const b = secretsOf((await provision('store b')).secrets);
+    // A's credentials against B's database: refused, however A asks.
+    const aIntoB = new URL(a.DATABASE_URL!);
+    aIntoB.pathname = `/${b.PGDATABASE}`;
+    assert.equal(await connectionOutcome(aIntoB.toString()), '42501', 'permission denied for database');
+    // And a wrong password is refused outright.
+    const wrong = new URL(a.DATABASE_URL!);
+    wrong.password = 'not-the-password';
+    assert.equal(await connectionOutcome(wrong.toString()), '28P01');
+    // B's data is B's: A cannot read or grant itself anything of it.
+    const clientB = await connect(b.DATABASE_URL!);
+    await clientB.query('CREATE TABLE secrets (v text)');
+    await clientB.end();
+    const { rows } = await admin.query('SELECT has_database_privilege($1, $2, $3) AS can', [a.PGUSER, b.PGDATABASE, 'CONNECT']);
+    assert.equal(rows[0].can, false);
+  });
+
+  test('a retry with the same key creates nothing new and returns the same secrets', async () => {
+    const key = `retry-${randomBytes(4).toString('hex')}`;
+    const first = await provision('retried', { connectionLimit: 3 }, key);
+    const [second, third] = await Promise.all([provision('retried', { connectionLimit: 3 }, key), provision('retried', { connectionLimit: 3 }, key)]);
+    assert.equal(second.resource.id, first.resource.id);
+    assert.equal(third.resource.id, first.resource.id);
+    assert.deepEqual(second.secrets, first.secrets);
+    const { rows } = await state.query('SELECT count(*)::int AS n FROM provider_resources WHERE provision_key = $1', [key]);
+    assert.equal(rows[0]!.n, 1);
+    assert.equal(await connectionOutcome(secretsOf(first.secrets).DATABASE_URL!), 'connected');
+  });
+
+  test('hostile store names break nothing and inject nothing', async () => {
+    for (const name of [`"; DROP DATABASE postgres; --`, `Robert'); DROP TABLE students;--`, 'spaces and\ttabs\nand newlines', 'ユニコード 🚀 données', '\\\\ back\\slash $$ dollar $$']) {
+      const { resource, secrets } = await provision(name);
+      assert.equal(resource.name, name);
+      const env = secretsOf(secrets);
+      assert.equal(await connectionOutcome(env.DATABASE_URL!), 'connected');
+      const { rows } = await admin.query('SELECT shobj_description(oid, $1) AS comment FROM pg_database WHERE datname = $2', ['pg_database', env.PGDATABASE]);
+      assert.equal(rows[0].comment, `Storehouse store: ${name}`);
+    }
+    const { rows } = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'postgres'");
+    assert.equal(rows.length, 1, 'postgres is still there');
+  });
+
+  test('ten concurrent provisions make ten working, separate databases', async () => {
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => provision(`concurrent ${i}`)));
+    const databases = new Set(results.map((r) => secretsOf(r.secrets).PGDATABASE));
+    assert.equal(databases.size, 10);
+    const outcomes = await Promise.all(results.map((r) => connectionOutcome(secretsOf(r.secrets).DATABASE_URL!)));
+    assert.deepEqual(outcomes, Array(10).fill('connected'));
+  });
+
+  test('rotation: the old password is refused, the new one accepted; a retried rotation changes nothing more', async () => {
+    const { resource, secrets } = await provision('rotating');
+    const before = secretsOf(secrets);
+    const rotated = secretsOf(await provider.rotateSecrets(installationId, resource.id, 'rotate-1'));
+    assert.notEqual(rotated.PGPASSWORD, before.PGPASSWORD);
+    assert.equal(await connectionOutcome(before.DATABASE_URL!), '28P01');
+    assert.equal(await connectionOutcome(rotated.DATABASE_URL!), 'connected');
+    assert.deepEqual(secretsOf(await provider.rotateSecrets(installationId, resource.id, 'rotate-1')), rotated);
+    assert.equal(await connectionOutcome(rotated.DATABASE_URL!), 'connected');
+    const again = secretsOf(await provider.rotateSecrets(installationId, resource.id, 'rotate-2'));
+    assert.notEqual(again.PGPASSWORD, rotated.PGPASSWORD);
+    assert.equal(await connectionOutcome(rotated.DATABASE_URL!), '28P01');
+  });
+
+  test('update applies the metadata to the role', async () => {
+    const { resource, secrets } = await provision('tuned', { connectionLimit: 5, statementTimeout: 'off' });
+    const role = secretsOf(secrets).PGUSER;
+    await provider.update(installationId, resource.id, { name: 'tuned (renamed)', metadata: { connectionLimit: 7, statementTimeout: '30s' } }, 'update-1');
+    const { rows } = await admin.query('SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = $1', [role]);
+    assert.equal(rows[0].rolconnlimit, 7);
+    assert.deepEqual(rows[0].rolconfig, ['statement_timeout=30s']);
+    const client = await connect(secretsOf(secrets).DATABASE_URL!);
+    assert.equal((await client.query('SHOW statement_timeout')).rows[0].statement_timeout, '30s');
+    await client.end();
+    const read = await provider.get(installationId, resource.id);
+    assert.deepEqual([read.name, read.metadata.connectionLimit, read.status], ['tuned (renamed)', 7, 'ready']);
+  });
+
+  test('delete leaves nothing: no database, no role, even with connections open', async () => {
+    const { resource, secrets } = await provision('doomed');
+    const env = secretsOf(secrets);
+    const open = await connect(env.DATABASE_URL!);
+    open.on('error', () => {});
+    await provider.delete(installationId, resource.id, 'delete-1');
+    const { rows: databases } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [env.PGDATABASE]);
+    const { rows: roles } = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [env.PGUSER]);
+    assert.deepEqual([databases.length, roles.length], [0, 0]);
+    await provider.delete(installationId, resource.id, 'delete-1'); // again: nothing to do, no error
+    assert.equal((await provider.get(installationId, resource.id)).status, 'uninstalled');
+    const { rows } = await state.query('SELECT secret FROM provider_resources WHERE id = $1', [resource.id]);
+    assert.equal(rows[0]!.secret, null, 'the credential is gone from the books');
+    await open.end().catch(() => {});
+  });
+
+  test('resources of another installation are not found; secrets are sealed in the books', async () => {
+    const { resource, secrets } = await provision('private');
+    await assert.rejects(provider.get('icfg_other', resource.id), (error) => error instanceof AppError && error.status === 404);
+    const { rows } = await state.query<{ secret: string }>('SELECT secret FROM provider_resources WHERE id = $1', [resource.id]);
+    assert.ok(!rows[0]!.secret.includes(secretsOf(secrets).PGPASSWORD!), 'the password is not stored in the clear');
+    assert.match(rows[0]!.secret, /^v1:/);
+  });
+});
