@@ -25,6 +25,8 @@ export interface Config {
   secretKey: string | undefined;
   /** The Postgres provider's admin connection: a role with CREATEROLE and CREATEDB. */
   postgresAdminUrl: string | undefined;
+  /** The Redis provider's admin connection: a user allowed ACL, SCAN and UNLINK. */
+  redisAdminUrl: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -52,6 +54,12 @@ function postgresUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return url;
 }
 
+function redisUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const url = nonEmpty(env, name);
+  if (url && !/^rediss?:\/\//.test(url)) throw new ConfigError(`${name} must be a redis:// or rediss:// URL`);
+  return url;
+}
+
 /** Reads the configuration from the environment; every variable is documented in the README. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = env.LOG_LEVEL || 'info';
@@ -76,5 +84,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     changeHeartbeatMs: integer(env, 'STOREHOUSE_CHANGE_HEARTBEAT_MS', 5_000, 100, 600_000),
     secretKey: nonEmpty(env, 'STOREHOUSE_SECRET_KEY'),
     postgresAdminUrl: postgresUrl(env, 'STOREHOUSE_POSTGRES_ADMIN_URL'),
+    redisAdminUrl: redisUrl(env, 'STOREHOUSE_REDIS_ADMIN_URL'),
   };
 }

@@ -138,7 +138,9 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       onError: (error) => logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
     });
     const access = new Access(db, feed);
-    const providers = Providers.create(config, db, SecretBox.load(config.secretKey, config.dataDir));
+    const providers = Providers.create(config, db, SecretBox.load(config.secretKey, config.dataDir), {
+      onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
+    });
     const closers: Array<() => Promise<void>> = [() => access.close(), () => providers.close(), stopFeed];
     const runtime: Runtime = {
       config,

@@ -8,6 +8,7 @@ import type { Config } from '../config.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { PostgresProvider } from './postgres.ts';
+import { RedisProvider } from './redis.ts';
 import { providerUnavailable, type Provider } from './provider.ts';
 
 export class Providers {
@@ -16,7 +17,7 @@ export class Providers {
     private readonly missing: Map<string, string>,
   ) {}
 
-  static create(config: Config, state: Queryable, box: SecretBox): Providers {
+  static create(config: Config, state: Queryable, box: SecretBox, options: { onError?: (error: Error) => void } = {}): Providers {
     const configured = new Map<string, Provider & { close?(): Promise<void> }>();
     const missing = new Map<string, string>();
     if (config.postgresAdminUrl) {
@@ -24,7 +25,11 @@ export class Providers {
     } else {
       missing.set('postgres', 'no PostgreSQL server is configured: set STOREHOUSE_POSTGRES_ADMIN_URL to a role with CREATEROLE and CREATEDB');
     }
-    missing.set('redis', 'no Redis server is configured: set STOREHOUSE_REDIS_ADMIN_URL');
+    if (config.redisAdminUrl) {
+      configured.set('redis', new RedisProvider(state, box, { adminUrl: config.redisAdminUrl, onError: options.onError }));
+    } else {
+      missing.set('redis', 'no Redis server is configured: set STOREHOUSE_REDIS_ADMIN_URL');
+    }
     missing.set('http', 'partner servers are not supported by this version of Storehouse');
     return new Providers(configured, missing);
   }

@@ -1,0 +1,188 @@
+/**
+ * The built-in Redis provider: given an admin connection to a Redis server, each resource is an
+ * ACL user with a random password, limited to its own key prefix (`~<prefix>:*`) and, when the
+ * product's metadata allows Pub/Sub, its own channels (`&<prefix>:*`), and denied the commands
+ * that reveal other stores' keys or change the server.
+ *
+ * ACL users vanish when Redis restarts without an ACL file, so every live resource's user is
+ * set again each time the admin connection becomes ready (at start and after every reconnect).
+ */
+import { Redis } from 'ioredis';
+import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
+import type { Queryable } from '../db/database.ts';
+import { conflict } from '../errors.ts';
+import { randomBase62 } from '../ids.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
+import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
+
+interface RedisDetails {
+  username: string;
+  prefix: string;
+}
+
+/**
+ * Denied on top of @dangerous (which already covers KEYS, FLUSHALL, FLUSHDB, CONFIG, ACL, INFO,
+ * CLIENT, MONITOR, SORT...): commands that list or count the whole key space or switch databases,
+ * and PUBSUB, whose introspection lists every store's channels.
+ */
+const DENIED = ['-@dangerous', '-scan', '-randomkey', '-dbsize', '-keys', '-select', '-flushall', '-flushdb', '-config', '-acl', '-swapdb', '-move', '-pubsub'];
+
+export interface RedisProviderOptions {
+  adminUrl: string;
+  onError?: (error: Error) => void;
+}
+
+export class RedisProvider implements Provider {
+  private readonly admin: Redis;
+  private readonly records: ResourceRecords<RedisDetails>;
+  private readonly host: string;
+  private readonly port: number;
+
+  constructor(state: Queryable, box: SecretBox, options: RedisProviderOptions) {
+    this.records = new ResourceRecords(state, box, 'redis');
+    const url = new URL(options.adminUrl);
+    this.host = url.hostname || 'localhost';
+    this.port = Number(url.port || 6379);
+    // No offline queue: while Redis is away, calls fail at once (as "unavailable") instead of hanging.
+    this.admin = new Redis(options.adminUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'storehouse-admin' });
+    this.admin.on('error', (error) => options.onError?.(error));
+    this.admin.on('ready', () => void this.reapply().catch((error) => options.onError?.(error)));
+  }
+
+  /** Sets every live resource's user again (Redis may have restarted and forgotten them). */
+  async reapply(): Promise<number> {
+    const live = await this.records.live();
+    for (const record of live) await this.setUser(record);
+    return live.length;
+  }
+
+  async availability() {
+    try {
+      await this.call((redis) => redis.ping());
+      return { available: true as const };
+    } catch (error) {
+      return { available: false as const, reason: (error as Error).message };
+    }
+  }
+
+  async listPlans(product: Product): Promise<BillingPlan[]> {
+    return offeredPlans(product);
+  }
+
+  /** A call on the admin connection; Redis being away is the provider being unavailable, not a 500. */
+  private async call<T>(work: (redis: Redis) => Promise<T>): Promise<T> {
+    if (this.admin.status !== 'ready') {
+      throw providerUnavailable('redis', `cannot reach the Redis server (connection ${this.admin.status})`);
+    }
+    try {
+      return await work(this.admin);
+    } catch (error) {
+      if (/Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET/.test((error as Error).message)) {
+        throw providerUnavailable('redis', `lost the Redis server (${(error as Error).message})`);
+      }
+      throw error;
+    }
+  }
+
+  private setUser(record: ResourceRecord<RedisDetails>): Promise<unknown> {
+    const { username, prefix } = record.details;
+    const channels = record.metadata.pubsub === false ? [] : [`&${prefix}:*`];
+    // `reset` first: the rules below are the whole truth, whatever the user had before.
+    return this.call((redis) =>
+      redis.call('ACL', 'SETUSER', username, 'reset', 'on', `>${record.secret!}`, `~${prefix}:*`, 'resetchannels', ...channels, '+@all', ...DENIED),
+    );
+  }
+
+  async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    const existing = await this.records.byProvisionKey(request.idempotencyKey);
+    if (existing?.state === 'deleted' || existing?.state === 'deleting') {
+      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${existing.id}) has been deleted`);
+    }
+    const name = `sh_${randomBase62(20).toLowerCase()}`;
+    const record =
+      existing ??
+      (await this.records.claim({
+        id: name,
+        installationId: request.installationId,
+        productSlug: request.product.slug,
+        name: request.name,
+        metadata: request.metadata,
+        billingPlanId: request.billingPlanId,
+        details: { username: name, prefix: name },
+        secret: randomBase62(32),
+        provisionKey: request.idempotencyKey,
+      }));
+    await this.setUser(record); // ACL SETUSER is atomic and idempotent: a retry sets the same user
+    if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
+    const ready = { ...record, state: 'ready' as const };
+    return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
+  }
+
+  private secrets(record: ResourceRecord<RedisDetails>): Secret[] {
+    const { username, prefix } = record.details;
+    const password = record.secret!;
+    const url = `redis://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${this.host}:${this.port}`;
+    const values: Array<[string, string]> = [
+      ['REDIS_URL', url],
+      ['KV_URL', url],
+      ['REDIS_HOST', this.host],
+      ['REDIS_PORT', String(this.port)],
+      ['REDIS_USERNAME', username],
+      ['REDIS_PASSWORD', password],
+      ['REDIS_KEY_PREFIX', `${prefix}:`],
+    ];
+    return values.map(([name, value]) => ({ name, value }));
+  }
+
+  async get(installationId: string, resourceId: string): Promise<ProviderResource> {
+    const record = await this.records.get(installationId, resourceId);
+    const resource = ResourceRecords.asResource(record);
+    if (record.state !== 'ready' || this.admin.status !== 'ready') return resource;
+    const user = await this.admin.call('ACL', 'GETUSER', record.details.username).catch(() => 'unknown');
+    return user === null ? { ...resource, status: 'error' } : resource;
+  }
+
+  async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
+    const record = await this.records.get(installationId, resourceId);
+    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${resourceId} has been deleted`);
+    const next = { ...record, ...update, metadata: update.metadata ?? record.metadata };
+    if (update.metadata) await this.setUser(next);
+    await this.records.update(record.id, update);
+    return ResourceRecords.asResource(next);
+  }
+
+  async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
+    const record = await this.records.get(installationId, resourceId);
+    if (record.state === 'deleted') return;
+    await this.records.setState(record.id, 'deleting');
+    const { username, prefix } = record.details;
+    await this.call(async (redis) => {
+      await redis.call('ACL', 'DELUSER', username); // also disconnects the user's clients
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        if (keys.length > 0) await redis.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    });
+    await this.records.setState(record.id, 'deleted');
+  }
+
+  async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
+    let record = await this.records.get(installationId, resourceId);
+    if (record.state !== 'ready') throw conflict('resource_not_ready', `The resource ${resourceId} is ${record.state}`);
+    if (record.rotationKey !== idempotencyKey) {
+      await this.records.rotate(record.id, randomBase62(32), idempotencyKey);
+      record = await this.records.get(installationId, resourceId);
+    }
+    // Set on every call, so a retry after a crash between the two steps completes the rotation;
+    // the user's open connections keep working until they reconnect, as with Postgres.
+    await this.setUser(record);
+    return this.secrets(record);
+  }
+
+  async close(): Promise<void> {
+    this.admin.disconnect();
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The built-in Redis provider against a real Redis server: what it returns must work with
+ * ioredis and redis-cli, and a store must see nothing of any other.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { parse } from 'yaml';
+import { Catalog, type Product } from '../src/catalog/catalog.ts';
+import { syncCatalog } from '../src/catalog/catalog-sync.ts';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import type { Database } from '../src/db/database.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { openDatabase } from '../src/db/open.ts';
+import { AppError } from '../src/errors.ts';
+import type { Secret } from '../src/providers/provider.ts';
+import { RedisProvider } from '../src/providers/redis.ts';
+import { SecretBox } from '../src/secrets/secret-box.ts';
+import { freshDataDir } from './helpers.ts';
+
+const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
+const run = promisify(execFile);
+const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
+
+/** The error a command fails with ('NOPERM', 'WRONGPASS', ...), or 'ok'. */
+async function outcome(work: () => Promise<unknown>): Promise<string> {
+  try {
+    await work();
+    return 'ok';
+  } catch (error) {
+    return (error as Error).message.split(' ')[0]!;
+  }
+}
+
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  assert.fail(`${what} did not happen within ${timeoutMs} ms`);
+}
+
+describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, () => {
+  let dataDir: string;
+  let state: Database;
+  let provider: RedisProvider;
+  let product: Product;
+  let admin: Redis;
+  const clients: Redis[] = [];
+  const installationId = 'icfg_redistest';
+  const box = SecretBox.fromKey(randomBytes(32));
+  const provision = (name: string, metadata: Record<string, unknown> = { pubsub: true }, key = `key-${randomBytes(6).toString('hex')}`) =>
+    provider.provision({ idempotencyKey: key, installationId, product, name, metadata, billingPlanId: 'redis_hobby' });
+  const connect = (url: string) => {
+    const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+    client.on('error', () => {});
+    clients.push(client);
+    return client;
+  };
+
+  /** What AUTH answers for the credentials in `url`: 'ok' or the error ('WRONGPASS'). */
+  const auth = async (url: string) => {
+    const { hostname, port, username, password } = new URL(url);
+    const client = connect(`redis://${hostname}:${port}`);
+    await client.connect();
+    return outcome(() => client.call('AUTH', decodeURIComponent(username), decodeURIComponent(password)));
+  };
+
+  before(async () => {
+    dataDir = await freshDataDir();
+    state = await openDatabase({ dataDir });
+    await migrate(state);
+    await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
+    product = (await Catalog.load(state)).findProduct('oac_storehouse', 'redis');
+    provider = new RedisProvider(state, box, { adminUrl: REDIS_URL! });
+    admin = new Redis(REDIS_URL!);
+    await eventually('the provider connecting', async () => (await provider.availability()).available);
+  });
+  after(async () => {
+    for (const client of clients) client.disconnect();
+    const { rows } = await state.query<{ id: string }>("SELECT id FROM provider_resources WHERE state <> 'deleted'");
+    for (const row of rows) await provider.delete(installationId, row.id, `cleanup-${row.id}`);
+    admin.disconnect();
+    await provider.close();
+    await state.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('provisions a user its secrets authenticate as, with ioredis and redis-cli', async () => {
+    const env = secretsOf((await provision('cache')).secrets);
+    for (const name of ['REDIS_URL', 'KV_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_KEY_PREFIX']) {
+      assert.ok(env[name], `${name} is among the secrets`);
+    }
+    assert.equal(env.KV_URL, env.REDIS_URL);
+    const client = connect(env.REDIS_URL!);
+    await client.connect();
+    await client.set(`${env.REDIS_KEY_PREFIX}greeting`, 'hello');
+    assert.equal(await client.get(`${env.REDIS_KEY_PREFIX}greeting`), 'hello');
+    const { stdout } = await run('redis-cli', ['-u', env.REDIS_URL!, '--no-auth-warning', 'GET', `${env.REDIS_KEY_PREFIX}greeting`]);
+    assert.equal(stdout.trim(), 'hello');
+  });
+
+  test('a store sees nothing of another, and cannot touch the server', async () => {
+    const a = secretsOf((await provision('a')).secrets);
+    const b = secretsOf((await provision('b')).secrets);
+    const clientB = connect(b.REDIS_URL!);
+    await clientB.connect();
+    await clientB.set(`${b.REDIS_KEY_PREFIX}private`, 'B only');
+    const clientA = connect(a.REDIS_URL!);
+    await clientA.connect();
+    const denied: Array<[string, () => Promise<unknown>]> = [
+      ['GET of B\'s key', () => clientA.get(`${b.REDIS_KEY_PREFIX}private`)],
+      ['SET outside its prefix', () => clientA.set('unprefixed', 'x')],
+      ['SCAN', () => clientA.scan('0')],
+      ['KEYS', () => clientA.keys('*')],
+      ['RANDOMKEY', () => clientA.randomkey()],
+      ['DBSIZE', () => clientA.dbsize()],
+      ['SELECT', () => clientA.select(1)],
+      ['FLUSHALL', () => clientA.flushall()],
+      ['FLUSHDB', () => clientA.flushdb()],
+      ['CONFIG GET', () => clientA.config('GET', 'maxmemory')],
+      ['ACL LIST', () => clientA.call('ACL', 'LIST')],
+      ['INFO', () => clientA.info()],
+      ['CLIENT LIST', () => clientA.call('CLIENT', 'LIST')],
+      ['PUBSUB CHANNELS', () => clientA.call('PUBSUB', 'CHANNELS')],
+      ['PUBLISH to B\'s channel', () => clientA.publish(`${b.REDIS_KEY_PREFIX}news`, 'x')],
+    ];
+    for (const [what, command] of denied) assert.equal(await outcome(command), 'NOPERM', what);
+    assert.equal(await outcome(() => clientA.publish(`${a.REDIS_KEY_PREFIX}news`, 'x')), 'ok', 'its own channels');
+    assert.equal(await clientB.get(`${b.REDIS_KEY_PREFIX}private`), 'B only');
+  });
+
+  test('without Pub/Sub in its metadata a store has no channels at all', async () => {
+    const env = secretsOf((await provision('quiet', { pubsub: false })).secrets);
+    const client = connect(env.REDIS_URL!);
+    await client.connect();
+    assert.equal(await outcome(() => client.publish(`${env.REDIS_KEY_PREFIX}news`, 'x')), 'NOPERM');
+    assert.equal(await outcome(() => client.set(`${env.REDIS_KEY_PREFIX}k`, 'v')), 'ok');
+  });
+
+  test('rotation: the old password is refused, the new one accepted; a retried rotation changes nothing more', async () => {
+    const { resource, secrets } = await provision('rotating');
+    const before = secretsOf(secrets);
+    const rotated = secretsOf(await provider.rotateSecrets(installationId, resource.id, 'rotate-1'));
+    assert.notEqual(rotated.REDIS_PASSWORD, before.REDIS_PASSWORD);
+    assert.equal(await auth(before.REDIS_URL!), 'WRONGPASS');
+    assert.equal(await auth(rotated.REDIS_URL!), 'ok');
+    assert.deepEqual(secretsOf(await provider.rotateSecrets(installationId, resource.id, 'rotate-1')), rotated);
+    assert.equal(await auth(rotated.REDIS_URL!), 'ok');
+  });
+
+  test('delete leaves nothing: no user, no key', async () => {
+    const { resource, secrets } = await provision('doomed');
+    const env = secretsOf(secrets);
+    const client = connect(env.REDIS_URL!);
+    await client.connect();
+    for (let i = 0; i < 50; i++) await client.set(`${env.REDIS_KEY_PREFIX}k${i}`, String(i));
+    await provider.delete(installationId, resource.id, 'delete-1');
+    assert.equal(await admin.call('ACL', 'GETUSER', env.REDIS_USERNAME!), null);
+    const [, keys] = await admin.scan('0', 'MATCH', `${env.REDIS_KEY_PREFIX}*`, 'COUNT', 10_000);
+    assert.deepEqual(keys, []);
+    assert.equal(await auth(env.REDIS_URL!), 'WRONGPASS');
+    await provider.delete(installationId, resource.id, 'delete-1'); // again: no error
+  });
+
+  test('users Redis forgot (a restart without an ACL file) are set again when the connection comes back', async () => {
+    const env = secretsOf((await provision('survivor')).secrets);
+    await admin.call('ACL', 'DELUSER', env.REDIS_USERNAME!); // what a restart does to ACL users
+    assert.equal(await auth(env.REDIS_URL!), 'WRONGPASS');
+    // Drop the provider's admin connection, as a restart would; it reconnects by itself.
+    const list = String(await admin.call('CLIENT', 'LIST'));
+    const adminId = list.split('\n').find((line) => line.includes('name=storehouse-admin'))!.match(/id=(\d+)/)![1]!;
+    await admin.call('CLIENT', 'KILL', 'ID', adminId);
+    await eventually('the user being set again', async () => (await auth(env.REDIS_URL!)) === 'ok');
+  });
+
+  test('retries with one key make one user; ten provisions make ten separate users', async () => {
+    const key = `retry-${randomBytes(4).toString('hex')}`;
+    const [first, second] = await Promise.all([provision('retried', {}, key), provision('retried', {}, key)]);
+    assert.equal(second.resource.id, first.resource.id);
+    assert.deepEqual(second.secrets, first.secrets);
+    const many = await Promise.all(Array.from({ length: 10 }, (_, i) => provision(`many ${i}`)));
+    assert.equal(new Set(many.map((r) => secretsOf(r.secrets).REDIS_USERNAME)).size, 10);
+    for (const result of many) assert.equal(await auth(secretsOf(result.secrets).REDIS_URL!), 'ok');
+  });
+
+  test('an unreachable Redis is unavailable, with the reason, never a 500', async () => {
+    const away = new RedisProvider(state, box, { adminUrl: 'redis://127.0.0.1:1' });
+    const answer = await away.availability();
+    assert.equal(answer.available, false);
+    assert.match((answer as { reason: string }).reason, /cannot reach the Redis server/);
+    await assert.rejects(
+      away.provision({ idempotencyKey: 'away', installationId, product, name: 'n', metadata: {}, billingPlanId: 'redis_hobby' }),
+      (error) => error instanceof AppError && error.status === 503 && error.code === 'provider_unavailable',
+    );
+    await away.close();
+  });
+});
