@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
+import { benchProvisioning, TARGET_PROVISION_RATIO } from './provision.ts';
 import type { Result as CannonResult } from 'autocannon';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -361,6 +362,9 @@ async function main(): Promise<void> {
     await stop(bare);
     await stop(storehouse);
 
+    log(`provisioning: ${'alternating raw work and Storehouse provisions, medians of 20 after 2 warm-up rounds'}`);
+    const provisioning = await benchProvisioning(log);
+
     const freshMedian = median(freshMs);
     const existingMedian = median(existingMs);
     const freshRssMedian = median(freshRssMb);
@@ -380,6 +384,12 @@ async function main(): Promise<void> {
     log(`GET .../products   storehouse  ${num(storehouseRps, 6)} req/s  p99 ${ms(storehouseP99)}`);
     log(`GET bare route     bare        ${num(bareRps, 6)} req/s  p99 ${ms(bareP99)}`);
     log(`ratio storehouse / bare requests/s: ${ratio.toFixed(2)}  (target >= ${TARGET_RPS_RATIO.toFixed(2)}: ${mark(ratioMet)})`);
+    for (const p of provisioning) {
+      log(
+        `provision ${p.provider.padEnd(8)} median ${p.storehouseMedianMs.toFixed(1)} ms (p95 ${p.storehouseP95Ms.toFixed(1)}) vs raw ${p.rawMedianMs.toFixed(1)} ms (p95 ${p.rawP95Ms.toFixed(1)}): ` +
+          `ratio ${p.ratio.toFixed(2)}  (target <= ${TARGET_PROVISION_RATIO}: ${mark(p.targetMet)})`,
+      );
+    }
     log(`bench took ${round((performance.now() - benchStarted) / 1000, 1)} s`);
 
     const summary = {
@@ -424,6 +434,7 @@ async function main(): Promise<void> {
         rpsRatioTarget: TARGET_RPS_RATIO,
         rpsRatioTargetMet: ratioMet,
       },
+      provisioning,
       benchSeconds: round((performance.now() - benchStarted) / 1000, 1),
     };
     log(JSON.stringify(summary));

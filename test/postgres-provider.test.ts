@@ -221,7 +221,7 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
   });
 
   test('delete leaves nothing: no database, no role, even with connections open', async () => {
-    const { resource, secrets } = await provision('doomed');
+    const { resource, secrets } = await provision('doomed', { connectionLimit: 5 }, 'doomed-key');
     const env = secretsOf(secrets);
     const open = await connect(env.DATABASE_URL!);
     open.on('error', () => {});
@@ -234,6 +234,8 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     const { rows } = await state.query('SELECT secret FROM provider_resources WHERE id = $1', [resource.id]);
     assert.equal(rows[0]!.secret, null, 'the credential is gone from the books');
     await open.end().catch(() => {});
+    // A late retry of the provision does not bring it back.
+    await assert.rejects(provision('doomed', { connectionLimit: 5 }, 'doomed-key'), (error) => error instanceof AppError && error.status === 409 && error.code === 'resource_deleted');
   });
 
   test('resources of another installation are not found; secrets are sealed in the books', async () => {

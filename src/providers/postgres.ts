@@ -116,51 +116,53 @@ export class PostgresProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    const existing = await this.records.byProvisionKey(request.idempotencyKey);
-    if (existing?.state === 'deleted' || existing?.state === 'deleting') {
-      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${existing.id}) has been deleted`);
-    }
     const name = `sh_${randomBase62(20).toLowerCase()}`;
-    const record =
-      existing ??
-      (await this.records.claim({
-        id: name,
-        installationId: request.installationId,
-        productSlug: request.product.slug,
-        name: request.name,
-        metadata: request.metadata,
-        billingPlanId: request.billingPlanId,
-        details: { role: name, database: name },
-        secret: randomBase62(32),
-        provisionKey: request.idempotencyKey,
-      }));
+    const record = await this.records.claim({
+      id: name,
+      installationId: request.installationId,
+      productSlug: request.product.slug,
+      name: request.name,
+      metadata: request.metadata,
+      billingPlanId: request.billingPlanId,
+      details: { role: name, database: name },
+      secret: randomBase62(32),
+      provisionKey: request.idempotencyKey,
+    });
+    if (record.state === 'deleted' || record.state === 'deleting') {
+      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
+    }
     await this.exclusively(record.id, (run) => this.create(run, record));
     if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
     const ready = { ...record, state: 'ready' as const };
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
 
-  /** Brings the role and database to what the record says; safe to repeat at any point. */
+  /**
+   * Brings the role and database to what the record says; safe to repeat at any point. Each
+   * multi-statement query runs as one implicit transaction, so one commit: the role and its
+   * settings, then the database (which cannot share a transaction), then its hardening.
+   */
   private async create(run: Run, record: ResourceRecord<PostgresDetails>): Promise<void> {
     const { role, database } = record.details;
     const login = `LOGIN PASSWORD ${literal(record.secret!)} ${connectionLimit(record.metadata)}`;
+    const settings = statementTimeout(role, record.metadata);
     try {
-      await run(`CREATE ROLE ${id(role)} ${login}`);
+      await run(`CREATE ROLE ${id(role)} ${login}; ${settings}`);
     } catch (error) {
       if (codeOf(error) !== '42710') throw error; // exists: a retry
-      await run(`ALTER ROLE ${id(role)} ${login}`);
+      await run(`ALTER ROLE ${id(role)} ${login}; ${settings}`);
     }
-    await run(statementTimeout(role, record.metadata));
     try {
-      // CREATE DATABASE cannot run inside a transaction; this connection is in none.
       await run(`CREATE DATABASE ${id(database)} OWNER ${id(role)}`);
     } catch (error) {
       // 42P04: it exists (a retry); 23505: a concurrent create of the same name got there first.
       if (codeOf(error) !== '42P04' && codeOf(error) !== '23505') throw error;
     }
-    await run(`REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`);
-    await run(`GRANT ALL ON DATABASE ${id(database)} TO ${id(role)}`);
-    await run(`COMMENT ON DATABASE ${id(database)} IS ${literal(`Storehouse store: ${record.name}`)}`);
+    // The owner keeps every privilege; PUBLIC (every other role) loses CONNECT and TEMPORARY.
+    await run(
+      `REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC; ` +
+        `COMMENT ON DATABASE ${id(database)} IS ${literal(`Storehouse store: ${record.name}`)}`,
+    );
   }
 
   private secrets(record: ResourceRecord<PostgresDetails>): Secret[] {
@@ -201,10 +203,7 @@ export class PostgresProvider implements Provider {
     const next = { ...record, ...update, metadata: update.metadata ?? record.metadata };
     const { role, database } = record.details;
     await this.exclusively(record.id, async (run) => {
-      if (update.metadata) {
-        await run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}`);
-        await run(statementTimeout(role, next.metadata));
-      }
+      if (update.metadata) await run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}; ${statementTimeout(role, next.metadata)}`);
       if (update.name !== undefined) {
         await run(`COMMENT ON DATABASE ${id(database)} IS ${literal(`Storehouse store: ${update.name}`)}`);
       }

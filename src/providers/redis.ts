@@ -95,24 +95,21 @@ export class RedisProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    const existing = await this.records.byProvisionKey(request.idempotencyKey);
-    if (existing?.state === 'deleted' || existing?.state === 'deleting') {
-      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${existing.id}) has been deleted`);
-    }
     const name = `sh_${randomBase62(20).toLowerCase()}`;
-    const record =
-      existing ??
-      (await this.records.claim({
-        id: name,
-        installationId: request.installationId,
-        productSlug: request.product.slug,
-        name: request.name,
-        metadata: request.metadata,
-        billingPlanId: request.billingPlanId,
-        details: { username: name, prefix: name },
-        secret: randomBase62(32),
-        provisionKey: request.idempotencyKey,
-      }));
+    const record = await this.records.claim({
+      id: name,
+      installationId: request.installationId,
+      productSlug: request.product.slug,
+      name: request.name,
+      metadata: request.metadata,
+      billingPlanId: request.billingPlanId,
+      details: { username: name, prefix: name },
+      secret: randomBase62(32),
+      provisionKey: request.idempotencyKey,
+    });
+    if (record.state === 'deleted' || record.state === 'deleting') {
+      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
+    }
     await this.setUser(record); // ACL SETUSER is atomic and idempotent: a retry sets the same user
     if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
     const ready = { ...record, state: 'ready' as const };

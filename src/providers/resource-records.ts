@@ -4,7 +4,7 @@
  * no created resource goes unrecorded. The credential is kept sealed.
  */
 import type { Queryable } from '../db/database.ts';
-import { notFound } from '../errors.ts';
+import { conflict, notFound } from '../errors.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { ProviderResource, ResourceStatus } from './provider.ts';
 
@@ -57,11 +57,6 @@ export class ResourceRecords<Details> {
     };
   }
 
-  async byProvisionKey(key: string): Promise<ResourceRecord<Details> | undefined> {
-    const { rows } = await this.db.query('SELECT * FROM provider_resources WHERE provision_key = $1 AND provider = $2', [key, this.provider]);
-    return rows[0] ? this.toRecord(rows[0]) : undefined;
-  }
-
   /** The installation's resource; any other installation's is a 404, like a missing one. */
   async get(installationId: string, id: string): Promise<ResourceRecord<Details>> {
     const { rows } = await this.db.query(
@@ -77,16 +72,20 @@ export class ResourceRecords<Details> {
    * (a retry, perhaps concurrent): either way, the one record for the key comes back.
    */
   async claim(record: Omit<ResourceRecord<Details>, 'state' | 'rotationKey' | 'provider'> & { secret: string }): Promise<ResourceRecord<Details>> {
-    await this.db.query(
+    // One round trip: the no-op update on conflict makes RETURNING give the existing row.
+    const { rows } = await this.db.query(
       `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
        VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10)
-       ON CONFLICT (provision_key) DO NOTHING`,
+       ON CONFLICT (provision_key) DO UPDATE SET provision_key = EXCLUDED.provision_key
+       RETURNING *`,
       [
         record.id, this.provider, record.installationId, record.productSlug, record.name, JSON.stringify(record.metadata),
         record.billingPlanId, JSON.stringify(record.details), this.box.seal(record.secret), record.provisionKey,
       ],
     );
-    return (await this.byProvisionKey(record.provisionKey))!;
+    const claimed = this.toRecord(rows[0]!);
+    if (claimed.provider !== this.provider) throw conflict('idempotency_key_reused', 'This idempotency key was used for another provider\'s resource');
+    return claimed;
   }
 
   async setState(id: string, state: RecordState): Promise<void> {

@@ -1,0 +1,146 @@
+/**
+ * Provisioning latency of the built-in providers against the raw work they wrap, measured
+ * alternately in the same run: for Postgres, CREATE ROLE plus CREATE DATABASE over one admin
+ * connection; for Redis, one ACL SETUSER. Storehouse's provision adds its books (a record before
+ * the server is touched and one after, in the embedded state database) and the hardening
+ * statements (REVOKE, GRANT, settings, an advisory lock). Target: at most 1.3 times the raw work.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { parse } from 'yaml';
+import { Catalog } from '../src/catalog/catalog.ts';
+import { syncCatalog } from '../src/catalog/catalog-sync.ts';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { openDatabase } from '../src/db/open.ts';
+import { PostgresProvider } from '../src/providers/postgres.ts';
+import type { Provider } from '../src/providers/provider.ts';
+import { RedisProvider } from '../src/providers/redis.ts';
+import { SecretBox } from '../src/secrets/secret-box.ts';
+
+const ROUNDS = 20;
+export const TARGET_PROVISION_RATIO = 1.3;
+
+const quantile = (values: number[], q: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+};
+
+export interface ProvisionResult {
+  provider: string;
+  rawMedianMs: number;
+  rawP95Ms: number;
+  storehouseMedianMs: number;
+  storehouseP95Ms: number;
+  ratio: number;
+  targetMet: boolean;
+}
+
+async function time(work: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return performance.now() - started;
+}
+
+export async function benchProvisioning(log: (line: string) => void): Promise<ProvisionResult[]> {
+  const postgresUrl = process.env.STOREHOUSE_BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const redisUrl = process.env.STOREHOUSE_BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-bench-provision-'));
+  const state = await openDatabase({ dataDir });
+  const results: ProvisionResult[] = [];
+  try {
+    await migrate(state);
+    await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
+    const catalog = await Catalog.load(state);
+    const box = SecretBox.fromKey(randomBytes(32));
+
+    const measure = async (
+      name: string,
+      provider: Provider & { close(): Promise<void> },
+      productSlug: string,
+      raw: () => Promise<() => Promise<void>>,
+    ) => {
+      const product = catalog.findProduct('oac_storehouse', productSlug);
+      const rawMs: number[] = [];
+      const storehouseMs: number[] = [];
+      const cleanups: Array<() => Promise<void>> = [];
+      for (let i = 0; i < ROUNDS + 2; i++) {
+        let cleanup!: () => Promise<void>;
+        const rawTime = await time(async () => (cleanup = await raw()));
+        cleanups.push(cleanup);
+        let id = '';
+        const key = `bench-${randomBytes(6).toString('hex')}`;
+        const storehouseTime = await time(async () => {
+          id = (await provider.provision({ idempotencyKey: key, installationId: 'icfg_bench', product, name: `bench ${i}`, metadata: {}, billingPlanId: product.plans[0]!.id })).resource.id;
+        });
+        cleanups.push(() => provider.delete('icfg_bench', id, `bench-delete-${id}`));
+        if (i >= 2) {
+          // The first two rounds warm connections and caches up.
+          rawMs.push(rawTime);
+          storehouseMs.push(storehouseTime);
+        }
+      }
+      for (const cleanup of cleanups) await cleanup();
+      const result: ProvisionResult = {
+        provider: name,
+        rawMedianMs: quantile(rawMs, 0.5),
+        rawP95Ms: quantile(rawMs, 0.95),
+        storehouseMedianMs: quantile(storehouseMs, 0.5),
+        storehouseP95Ms: quantile(storehouseMs, 0.95),
+        ratio: quantile(storehouseMs, 0.5) / quantile(rawMs, 0.5),
+        targetMet: quantile(storehouseMs, 0.5) / quantile(rawMs, 0.5) <= TARGET_PROVISION_RATIO,
+      };
+      log(
+        `  ${name}: raw median ${result.rawMedianMs.toFixed(2)} ms (p95 ${result.rawP95Ms.toFixed(2)}), ` +
+          `storehouse median ${result.storehouseMedianMs.toFixed(2)} ms (p95 ${result.storehouseP95Ms.toFixed(2)}), ratio ${result.ratio.toFixed(2)}`,
+      );
+      results.push(result);
+    };
+
+    const admin = new pg.Client({ connectionString: postgresUrl });
+    const postgresUp = await admin.connect().then(() => true, () => false);
+    if (postgresUp) {
+      const provider = new PostgresProvider(state, box, { adminUrl: postgresUrl });
+      await measure('postgres', provider, 'postgres', async () => {
+        const name = `bench_raw_${randomBytes(6).toString('hex')}`;
+        await admin.query(`CREATE ROLE ${name} LOGIN PASSWORD '${randomBytes(16).toString('hex')}'`);
+        await admin.query(`CREATE DATABASE ${name} OWNER ${name}`);
+        return async () => {
+          await admin.query(`DROP DATABASE ${name}`);
+          await admin.query(`DROP ROLE ${name}`);
+        };
+      });
+      await provider.close();
+      await admin.end();
+    } else {
+      log(`  postgres: skipped (no PostgreSQL at ${postgresUrl}; set STOREHOUSE_BENCH_POSTGRES_URL)`);
+    }
+
+    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    redis.on('error', () => {});
+    const redisUp = await redis.connect().then(() => true, () => false);
+    if (redisUp) {
+      const provider = new RedisProvider(state, box, { adminUrl: redisUrl });
+      while (!(await provider.availability()).available) await new Promise((resolve) => setTimeout(resolve, 20));
+      await measure('redis', provider, 'redis', async () => {
+        const name = `bench_raw_${randomBytes(6).toString('hex')}`;
+        await redis.call('ACL', 'SETUSER', name, 'on', `>${randomBytes(16).toString('hex')}`, `~${name}:*`, '+@all', '-@dangerous');
+        return async () => {
+          await redis.call('ACL', 'DELUSER', name);
+        };
+      });
+      await provider.close();
+      redis.disconnect();
+    } else {
+      log(`  redis: skipped (no Redis at ${redisUrl}; set STOREHOUSE_BENCH_REDIS_URL)`);
+    }
+  } finally {
+    await state.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+  return results;
+}
