@@ -142,6 +142,9 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
     });
     const closers: Array<() => Promise<void>> = [() => access.close(), () => providers.close(), stopFeed];
+    if (mode === 'serve') {
+      await providers.start((error) => logger?.error({ err: error }, 'cannot serve an embedded store'));
+    }
     const runtime: Runtime = {
       config,
       db,

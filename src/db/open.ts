@@ -30,7 +30,7 @@ export const EMBEDDED_POSTGRES_CONF = ['shared_buffers=4MB', 'work_mem=2MB', 'ma
  * memory goes when it exits; it builds in a scratch directory renamed into place, so a start
  * interrupted mid-initdb never leaves a half-made cluster behind. The caller holds the lock.
  */
-async function ensureCluster(clusterDir: string): Promise<void> {
+export async function ensureCluster(clusterDir: string): Promise<void> {
   if (fs.existsSync(path.join(clusterDir, 'PG_VERSION'))) return;
   if (fs.existsSync(clusterDir) && fs.readdirSync(clusterDir).length > 0) {
     throw new Error(

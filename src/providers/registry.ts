@@ -7,6 +7,7 @@ import type { Product } from '../catalog/catalog.ts';
 import type { Config } from '../config.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
+import { EmbeddedPostgresProvider } from './embedded-postgres.ts';
 import { PostgresProvider } from './postgres.ts';
 import { RedisProvider } from './redis.ts';
 import { providerUnavailable, type Provider } from './provider.ts';
@@ -20,11 +21,12 @@ export class Providers {
   static create(config: Config, state: Queryable, box: SecretBox, options: { onError?: (error: Error) => void } = {}): Providers {
     const configured = new Map<string, Provider & { close?(): Promise<void> }>();
     const missing = new Map<string, string>();
-    if (config.postgresAdminUrl) {
-      configured.set('postgres', new PostgresProvider(state, box, { adminUrl: config.postgresAdminUrl }));
-    } else {
-      missing.set('postgres', 'no PostgreSQL server is configured: set STOREHOUSE_POSTGRES_ADMIN_URL to a role with CREATEROLE and CREATEDB');
-    }
+    configured.set(
+      'postgres',
+      config.postgresAdminUrl
+        ? new PostgresProvider(state, box, { adminUrl: config.postgresAdminUrl })
+        : new EmbeddedPostgresProvider(state, box, config.dataDir),
+    );
     if (config.redisAdminUrl) {
       configured.set('redis', new RedisProvider(state, box, { adminUrl: config.redisAdminUrl, onError: options.onError }));
     } else {
@@ -32,6 +34,13 @@ export class Providers {
     }
     missing.set('http', 'partner servers are not supported by this version of Storehouse');
     return new Providers(configured, missing);
+  }
+
+  /** Starts what providers serve themselves (the embedded Postgres stores) again after a restart. */
+  async start(onError?: (error: Error) => void): Promise<void> {
+    for (const provider of this.configured.values()) {
+      if (provider instanceof EmbeddedPostgresProvider) await provider.start(onError);
+    }
   }
 
   /** The provider serving `product`; 503 `provider_unavailable` when there is none. */

@@ -1,0 +1,207 @@
+/**
+ * The built-in Postgres provider, embedded mode: the default when no PostgreSQL server is
+ * configured, so that `npm install && npm start` on a machine with no PostgreSQL still hands out
+ * a database that psql and pg connect to. Each store is its own PGlite cluster in
+ * `<data dir>/stores/<id>/`, served over the PostgreSQL wire protocol on its own loopback port
+ * (@electric-sql/pglite-socket), and served again on the same port after a restart.
+ *
+ * For development only: the socket accepts any user name and password (the secrets carry one,
+ * so clients that insist on a password work, but it protects nothing), and every store costs
+ * about as much memory as an embedded Storehouse (a PGlite instance each; see the README).
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
+import type { Queryable } from '../db/database.ts';
+import { EMBEDDED_POSTGRES_CONF, ensureCluster } from '../db/open.ts';
+import { conflict } from '../errors.ts';
+import { randomBase62 } from '../ids.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
+import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
+
+interface EmbeddedDetails {
+  port: number;
+}
+
+interface Instance {
+  db: PGlite;
+  server: PGLiteSocketServer;
+}
+
+const HOST = '127.0.0.1';
+const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, HOST, resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+export class EmbeddedPostgresProvider implements Provider {
+  private readonly records: ResourceRecords<EmbeddedDetails>;
+  private readonly instances = new Map<string, Promise<Instance>>();
+
+  constructor(
+    state: Queryable,
+    box: SecretBox,
+    private readonly dataDir: string,
+  ) {
+    this.records = new ResourceRecords(state, box, 'postgres-embedded');
+  }
+
+  private storeDir(id: string): string {
+    return path.join(this.dataDir, 'stores', id);
+  }
+
+  /** Serves every live store again (after a restart). A store whose port is taken is reported, not fatal. */
+  async start(onError?: (error: Error) => void): Promise<void> {
+    for (const record of await this.records.live()) {
+      await this.serve(record).catch((error) => onError?.(new Error(`store ${record.id}: ${(error as Error).message}`)));
+    }
+  }
+
+  /** Opens the store's cluster (creating it on first use) and serves it on its port; once per store. */
+  private serve(record: ResourceRecord<EmbeddedDetails>): Promise<Instance> {
+    let instance = this.instances.get(record.id);
+    if (!instance) {
+      instance = (async () => {
+        const cluster = path.join(this.storeDir(record.id), 'pgdata');
+        fs.mkdirSync(path.dirname(cluster), { recursive: true, mode: 0o700 });
+        await ensureCluster(cluster);
+        const db = new PGlite(cluster, { postgresqlconf: EMBEDDED_POSTGRES_CONF });
+        await db.waitReady;
+        const server = new PGLiteSocketServer({ db, host: HOST, port: record.details.port, maxConnections: 100 });
+        try {
+          await server.start();
+        } catch (error) {
+          await db.close();
+          throw error;
+        }
+        return { db, server };
+      })();
+      this.instances.set(record.id, instance);
+      instance.catch(() => this.instances.delete(record.id));
+    }
+    return instance;
+  }
+
+  async availability() {
+    return { available: true as const };
+  }
+
+  async listPlans(product: Product): Promise<BillingPlan[]> {
+    return offeredPlans(product);
+  }
+
+  async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    const record = await this.records.claim({
+      id: `sh_${randomBase62(20).toLowerCase()}`,
+      installationId: request.installationId,
+      productSlug: request.product.slug,
+      name: request.name,
+      metadata: request.metadata,
+      billingPlanId: request.billingPlanId,
+      details: { port: await freePort() },
+      secret: randomBase62(32),
+      provisionKey: request.idempotencyKey,
+    });
+    if (record.state === 'deleted' || record.state === 'deleting') {
+      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
+    }
+    let instance: Instance;
+    try {
+      instance = await this.serve(record);
+    } catch (error) {
+      throw providerUnavailable('postgres', `cannot start the embedded database (${(error as Error).message})`);
+    }
+    await this.applySettings(instance, record.metadata);
+    if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
+    const ready = { ...record, state: 'ready' as const };
+    return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
+  }
+
+  private async applySettings(instance: Instance, metadata: Record<string, unknown>): Promise<void> {
+    const timeout = TIMEOUTS[String(metadata.statementTimeout ?? 'off')] ?? null;
+    await instance.db.exec(timeout === null ? 'ALTER ROLE postgres RESET statement_timeout' : `ALTER ROLE postgres SET statement_timeout = '${timeout}'`);
+  }
+
+  private secrets(record: ResourceRecord<EmbeddedDetails>): Secret[] {
+    const password = record.secret!;
+    const { port } = record.details;
+    const url = `postgres://postgres:${encodeURIComponent(password)}@${HOST}:${port}/postgres?sslmode=disable`;
+    const values: Array<[string, string]> = [
+      ['DATABASE_URL', url],
+      ['POSTGRES_URL', url],
+      ['POSTGRES_URL_NON_POOLING', url],
+      ['POSTGRES_HOST', HOST],
+      ['POSTGRES_PORT', String(port)],
+      ['POSTGRES_USER', 'postgres'],
+      ['POSTGRES_PASSWORD', password],
+      ['POSTGRES_DATABASE', 'postgres'],
+      ['PGHOST', HOST],
+      ['PGPORT', String(port)],
+      ['PGUSER', 'postgres'],
+      ['PGPASSWORD', password],
+      ['PGDATABASE', 'postgres'],
+      ['PGSSLMODE', 'disable'],
+    ];
+    return values.map(([name, value]) => ({ name, value }));
+  }
+
+  async get(installationId: string, resourceId: string): Promise<ProviderResource> {
+    const record = await this.records.get(installationId, resourceId);
+    const resource = ResourceRecords.asResource(record);
+    if (record.state !== 'ready') return resource;
+    return this.serve(record).then(
+      () => resource,
+      () => ({ ...resource, status: 'error' as const }),
+    );
+  }
+
+  async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
+    const record = await this.records.get(installationId, resourceId);
+    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${resourceId} has been deleted`);
+    const next = { ...record, ...update, metadata: update.metadata ?? record.metadata };
+    if (update.metadata) await this.applySettings(await this.serve(record), next.metadata);
+    await this.records.update(record.id, update);
+    return ResourceRecords.asResource(next);
+  }
+
+  private async stopServing(id: string): Promise<void> {
+    const instance = await this.instances.get(id)?.catch(() => undefined);
+    this.instances.delete(id);
+    if (!instance) return;
+    await instance.server.stop();
+    await instance.db.close();
+  }
+
+  async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
+    const record = await this.records.get(installationId, resourceId);
+    if (record.state === 'deleted') return;
+    await this.records.setState(record.id, 'deleting');
+    await this.stopServing(record.id);
+    fs.rmSync(this.storeDir(record.id), { recursive: true, force: true });
+    await this.records.setState(record.id, 'deleted');
+  }
+
+  /** A new password in the secrets; the embedded socket does not check passwords (development only). */
+  async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
+    let record = await this.records.get(installationId, resourceId);
+    if (record.state !== 'ready') throw conflict('resource_not_ready', `The resource ${resourceId} is ${record.state}`);
+    if (record.rotationKey !== idempotencyKey) {
+      await this.records.rotate(record.id, randomBase62(32), idempotencyKey);
+      record = await this.records.get(installationId, resourceId);
+    }
+    return this.secrets(record);
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.instances.keys()]) await this.stopServing(id);
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The built-in Postgres provider's embedded mode: a PGlite cluster per store, served on a
+ * loopback port, working with psql and pg, and serving the same data again after a restart.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { parse } from 'yaml';
+import { Catalog, type Product } from '../src/catalog/catalog.ts';
+import { syncCatalog } from '../src/catalog/catalog-sync.ts';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import type { Database } from '../src/db/database.ts';
+import { migrate } from '../src/db/migrate.ts';
+import { openDatabase } from '../src/db/open.ts';
+import { EmbeddedPostgresProvider } from '../src/providers/embedded-postgres.ts';
+import type { Secret } from '../src/providers/provider.ts';
+import { SecretBox } from '../src/secrets/secret-box.ts';
+import { freshDataDir, startServer } from './helpers.ts';
+
+const run = promisify(execFile);
+const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
+const psql = (env: Record<string, string>, sql: string) =>
+  run('psql', ['-Atc', sql], { env: { ...process.env, ...Object.fromEntries(['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGSSLMODE'].map((k) => [k, env[k]!])) } });
+
+describe('the embedded Postgres provider', () => {
+  let dataDir: string;
+  let state: Database;
+  let product: Product;
+  let provider: EmbeddedPostgresProvider;
+  const box = SecretBox.fromKey(randomBytes(32));
+  const provision = (name: string) =>
+    provider.provision({ idempotencyKey: `key-${randomBytes(6).toString('hex')}`, installationId: 'icfg_embedded', product, name, metadata: {}, billingPlanId: 'postgres_hobby' });
+
+  before(async () => {
+    dataDir = await freshDataDir();
+    state = await openDatabase({ dataDir });
+    await migrate(state);
+    await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
+    product = (await Catalog.load(state)).findProduct('oac_storehouse', 'postgres');
+    provider = new EmbeddedPostgresProvider(state, box, dataDir);
+  });
+  after(async () => {
+    await provider.close();
+    await state.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('provisions a database psql and pg connect to; stores keep apart; a restart serves the same data', async () => {
+    const a = secretsOf((await provision('a')).secrets);
+    const b = secretsOf((await provision('b')).secrets);
+    assert.notEqual(a.PGPORT, b.PGPORT);
+    await psql(a, "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')");
+    const client = new pg.Client({ connectionString: a.DATABASE_URL });
+    await client.connect();
+    assert.deepEqual((await client.query('SELECT body FROM notes')).rows, [{ body: 'kept' }]);
+    await client.end();
+    await assert.rejects(psql(b, 'SELECT body FROM notes'), /relation "notes" does not exist/);
+
+    // Stop everything, as a restart does, and start again from the books.
+    await provider.close();
+    await assert.rejects(psql(a, 'SELECT 1'));
+    provider = new EmbeddedPostgresProvider(state, box, dataDir);
+    await provider.start();
+    const { stdout } = await psql(a, 'SELECT body FROM notes');
+    assert.equal(stdout.trim(), 'kept');
+  });
+
+  test('delete stops serving the store and removes its files', async () => {
+    const { resource, secrets } = await provision('doomed');
+    const env = secretsOf(secrets);
+    await psql(env, 'SELECT 1');
+    await provider.delete('icfg_embedded', resource.id, 'delete-1');
+    await assert.rejects(psql(env, 'SELECT 1'));
+    assert.ok(!fs.existsSync(path.join(dataDir, 'stores', resource.id)));
+    assert.equal((await provider.get('icfg_embedded', resource.id)).status, 'uninstalled');
+  });
+});
+
+describe('a server with embedded Postgres stores', () => {
+  test('serves them again after a restart', async () => {
+    const dataDir = await freshDataDir(); // ours, so it outlives the first server
+    const first = await startServer('embedded', { dataDir });
+    let env: Record<string, string>;
+    try {
+      const product = first.runtime.catalog.findProduct('oac_storehouse', 'postgres');
+      const { secrets } = await first.runtime.providers.for(product).provision({
+        idempotencyKey: 'restart-key', installationId: 'icfg_restart', product, name: 'survives', metadata: {}, billingPlanId: 'postgres_hobby',
+      });
+      env = secretsOf(secrets);
+      await psql(env, "CREATE TABLE t (v text); INSERT INTO t VALUES ('still here')");
+    } finally {
+      await first.close();
+    }
+    await assert.rejects(psql(env, 'SELECT 1'), 'not served while the server is down');
+    const second = await startServer('embedded', { dataDir });
+    try {
+      assert.equal((await psql(env, 'SELECT v FROM t')).stdout.trim(), 'still here');
+    } finally {
+      await second.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
