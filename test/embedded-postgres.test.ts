@@ -10,17 +10,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { parse } from 'yaml';
-import { Catalog, type Product } from '../src/catalog/catalog.ts';
-import { syncCatalog } from '../src/catalog/catalog-sync.ts';
-import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import type { Product } from '../src/catalog/catalog.ts';
 import type { Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { openDatabase } from '../src/db/open.ts';
 import { EmbeddedPostgresProvider } from '../src/providers/embedded-postgres.ts';
 import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
-import { freshDataDir, startServer } from './helpers.ts';
+import { freshDataDir, providerState, startServer } from './helpers.ts';
 
 const run = promisify(execFile);
 const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
@@ -28,6 +23,7 @@ const psql = (env: Record<string, string>, sql: string) =>
   run('psql', ['-Atc', sql], { env: { ...process.env, ...Object.fromEntries(['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGSSLMODE'].map((k) => [k, env[k]!])) } });
 
 describe('the embedded Postgres provider', () => {
+  let setup: Awaited<ReturnType<typeof providerState>>;
   let dataDir: string;
   let state: Database;
   let product: Product;
@@ -37,17 +33,13 @@ describe('the embedded Postgres provider', () => {
     provider.provision({ idempotencyKey: `key-${randomBytes(6).toString('hex')}`, installationId: 'icfg_embedded', product, name, metadata: {}, billingPlanId: 'postgres_hobby' });
 
   before(async () => {
-    dataDir = await freshDataDir();
-    state = await openDatabase({ dataDir });
-    await migrate(state);
-    await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
-    product = (await Catalog.load(state)).findProduct('oac_storehouse', 'postgres');
+    setup = await providerState('postgres');
+    ({ dataDir, state, product } = setup);
     provider = new EmbeddedPostgresProvider(state, box, dataDir);
   });
   after(async () => {
     await provider.close();
-    await state.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await setup.close();
   });
 
   test('provisions a database psql and pg connect to; stores keep apart; a restart serves the same data', async () => {

@@ -17,9 +17,13 @@ import { Vercel } from '@vercel/sdk';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import pino from 'pino';
-import { loadConfig, type Config } from '../src/config.ts';
+import { parse } from 'yaml';
+import { Catalog } from '../src/catalog/catalog.ts';
+import { syncCatalog } from '../src/catalog/catalog-sync.ts';
+import { DEFAULT_CATALOG_PATH, loadConfig, type Config } from '../src/config.ts';
+import { migrate } from '../src/db/migrate.ts';
 import { buildApp, REDACTED_PATHS } from '../src/http/app.ts';
-import { EMBEDDED_POSTGRES_CONF, embeddedClusterDir } from '../src/db/open.ts';
+import { EMBEDDED_POSTGRES_CONF, embeddedClusterDir, openDatabase } from '../src/db/open.ts';
 import { randomBase62 } from '../src/ids.ts';
 import { openRuntime, type Runtime } from '../src/runtime.ts';
 
@@ -172,4 +176,32 @@ export async function errorOf(response: Response): Promise<{ status: number; cod
     throw new Error(`not a Vercel error body: ${JSON.stringify(body)}`);
   }
   return { status: response.status, code: body.error.code, message: body.error.message, body };
+}
+
+/** Waits until `check` holds, polling; fails the test after `timeoutMs`. */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`${what} did not happen within ${timeoutMs} ms`);
+}
+
+/** Storehouse state for provider tests: a migrated embedded database with the default catalog, and one of its products. */
+export async function providerState(productSlug: string) {
+  const dataDir = await freshDataDir();
+  const state = await openDatabase({ dataDir });
+  await migrate(state);
+  await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
+  const product = (await Catalog.load(state)).findProduct('oac_storehouse', productSlug);
+  return {
+    dataDir,
+    state,
+    product,
+    close: async () => {
+      await state.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -14,16 +14,7 @@ import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
-
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  assert.fail(`${what} did not happen within ${timeoutMs} ms`);
-}
+import { eventually, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
 
 describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;

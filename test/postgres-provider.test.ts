@@ -22,7 +22,7 @@ import { AppError } from '../src/errors.ts';
 import { PostgresProvider } from '../src/providers/postgres.ts';
 import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
-import { freshDataDir, POSTGRES_URL } from './helpers.ts';
+import { freshDataDir, POSTGRES_URL, providerState } from './helpers.ts';
 
 const run = promisify(execFile);
 const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
@@ -74,7 +74,7 @@ describe('the provider registry', () => {
 });
 
 describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
-  let dataDir: string;
+  let setup: Awaited<ReturnType<typeof providerState>>;
   let state: Database;
   let provider: PostgresProvider;
   let product: Product;
@@ -86,11 +86,8 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     provider.provision({ idempotencyKey: key, installationId, product, name, metadata, billingPlanId: 'postgres_hobby' });
 
   before(async () => {
-    dataDir = await freshDataDir();
-    state = await openDatabase({ dataDir });
-    await migrate(state);
-    await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
-    product = (await Catalog.load(state)).findProduct('oac_storehouse', 'postgres');
+    setup = await providerState('postgres');
+    ({ state, product } = setup);
     provider = new PostgresProvider(state, box, { adminUrl: POSTGRES_URL! });
     admin = await connect(POSTGRES_URL!);
   });
@@ -100,8 +97,7 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     for (const row of rows) await provider.delete(installationId, row.id, `cleanup-${row.id}`);
     await admin.end();
     await provider.close();
-    await state.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await setup.close();
   });
 
   test('is available with a CREATEROLE/CREATEDB admin, and says why not otherwise', async () => {

@@ -5,22 +5,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { parse } from 'yaml';
-import { Catalog, type Product } from '../src/catalog/catalog.ts';
-import { syncCatalog } from '../src/catalog/catalog-sync.ts';
-import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import type { Product } from '../src/catalog/catalog.ts';
 import type { Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { openDatabase } from '../src/db/open.ts';
 import { AppError } from '../src/errors.ts';
 import type { Secret } from '../src/providers/provider.ts';
 import { RedisProvider } from '../src/providers/redis.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
-import { freshDataDir } from './helpers.ts';
+import { eventually, providerState } from './helpers.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 const run = promisify(execFile);
@@ -36,17 +30,8 @@ async function outcome(work: () => Promise<unknown>): Promise<string> {
   }
 }
 
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  assert.fail(`${what} did not happen within ${timeoutMs} ms`);
-}
-
 describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, () => {
-  let dataDir: string;
+  let setup: Awaited<ReturnType<typeof providerState>>;
   let state: Database;
   let provider: RedisProvider;
   let product: Product;
@@ -72,11 +57,8 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
   };
 
   before(async () => {
-    dataDir = await freshDataDir();
-    state = await openDatabase({ dataDir });
-    await migrate(state);
-    await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
-    product = (await Catalog.load(state)).findProduct('oac_storehouse', 'redis');
+    setup = await providerState('redis');
+    ({ state, product } = setup);
     provider = new RedisProvider(state, box, { adminUrl: REDIS_URL! });
     admin = new Redis(REDIS_URL!);
     await eventually('the provider connecting', async () => (await provider.availability()).available);
@@ -87,8 +69,7 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     for (const row of rows) await provider.delete(installationId, row.id, `cleanup-${row.id}`);
     admin.disconnect();
     await provider.close();
-    await state.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    await setup.close();
   });
 
   test('provisions a user its secrets authenticate as, with ioredis and redis-cli', async () => {
@@ -176,7 +157,7 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     const list = String(await admin.call('CLIENT', 'LIST'));
     const adminId = list.split('\n').find((line) => line.includes('name=storehouse-admin'))!.match(/id=(\d+)/)![1]!;
     await admin.call('CLIENT', 'KILL', 'ID', adminId);
-    await eventually('the user being set again', async () => (await auth(env.REDIS_URL!)) === 'ok');
+    await eventually('the user being set again', async () => (await auth(env.REDIS_URL!)) === 'ok', 5000);
   });
 
   test('retries with one key make one user; ten provisions make ten separate users', async () => {

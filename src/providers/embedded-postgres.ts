@@ -17,8 +17,6 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import { EMBEDDED_POSTGRES_CONF, ensureCluster } from '../db/open.ts';
-import { conflict } from '../errors.ts';
-import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
@@ -100,20 +98,8 @@ export class EmbeddedPostgresProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    const record = await this.records.claim({
-      id: `sh_${randomBase62(20).toLowerCase()}`,
-      installationId: request.installationId,
-      productSlug: request.product.slug,
-      name: request.name,
-      metadata: request.metadata,
-      billingPlanId: request.billingPlanId,
-      details: { port: await freePort() },
-      secret: randomBase62(32),
-      provisionKey: request.idempotencyKey,
-    });
-    if (record.state === 'deleted' || record.state === 'deleting') {
-      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
-    }
+    const port = await freePort(); // used only if this is the key's first provision
+    const record = await this.records.claimFor(request, () => ({ port }));
     let instance: Instance;
     try {
       instance = await this.serve(record);
@@ -121,10 +107,10 @@ export class EmbeddedPostgresProvider implements Provider {
       throw providerUnavailable('postgres', `cannot start the embedded database (${(error as Error).message})`);
     }
     await this.applySettings(instance, record.metadata);
-    if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
-    const ready = { ...record, state: 'ready' as const };
+    const ready = await this.records.markReady(record);
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
+
 
   private async applySettings(instance: Instance, metadata: Record<string, unknown>): Promise<void> {
     const timeout = TIMEOUTS[String(metadata.statementTimeout ?? 'off')] ?? null;
@@ -165,9 +151,7 @@ export class EmbeddedPostgresProvider implements Provider {
   }
 
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
-    const record = await this.records.get(installationId, resourceId);
-    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${resourceId} has been deleted`);
-    const next = { ...record, ...update, metadata: update.metadata ?? record.metadata };
+    const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
     if (update.metadata) await this.applySettings(await this.serve(record), next.metadata);
     await this.records.update(record.id, update);
     return ResourceRecords.asResource(next);
@@ -182,9 +166,8 @@ export class EmbeddedPostgresProvider implements Provider {
   }
 
   async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
-    const record = await this.records.get(installationId, resourceId);
-    if (record.state === 'deleted') return;
-    await this.records.setState(record.id, 'deleting');
+    const record = await this.records.beginDelete(installationId, resourceId);
+    if (!record) return;
     await this.stopServing(record.id);
     fs.rmSync(this.storeDir(record.id), { recursive: true, force: true });
     await this.records.setState(record.id, 'deleted');
@@ -192,14 +175,9 @@ export class EmbeddedPostgresProvider implements Provider {
 
   /** A new password in the secrets; the embedded socket does not check passwords (development only). */
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
-    let record = await this.records.get(installationId, resourceId);
-    if (record.state !== 'ready') throw conflict('resource_not_ready', `The resource ${resourceId} is ${record.state}`);
-    if (record.rotationKey !== idempotencyKey) {
-      await this.records.rotate(record.id, randomBase62(32), idempotencyKey);
-      record = await this.records.get(installationId, resourceId);
-    }
-    return this.secrets(record);
+    return this.secrets(await this.records.rotation(installationId, resourceId, idempotencyKey));
   }
+
 
   async close(): Promise<void> {
     for (const id of [...this.instances.keys()]) await this.stopServing(id);

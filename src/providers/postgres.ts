@@ -11,8 +11,6 @@
 import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
-import { conflict } from '../errors.ts';
-import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
@@ -116,26 +114,12 @@ export class PostgresProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    const name = `sh_${randomBase62(20).toLowerCase()}`;
-    const record = await this.records.claim({
-      id: name,
-      installationId: request.installationId,
-      productSlug: request.product.slug,
-      name: request.name,
-      metadata: request.metadata,
-      billingPlanId: request.billingPlanId,
-      details: { role: name, database: name },
-      secret: randomBase62(32),
-      provisionKey: request.idempotencyKey,
-    });
-    if (record.state === 'deleted' || record.state === 'deleting') {
-      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
-    }
+    const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }));
     await this.exclusively(record.id, (run) => this.create(run, record));
-    if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
-    const ready = { ...record, state: 'ready' as const };
+    const ready = await this.records.markReady(record);
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
+
 
   /**
    * Brings the role and database to what the record says; safe to repeat at any point. Each
@@ -198,9 +182,7 @@ export class PostgresProvider implements Provider {
   }
 
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
-    const record = await this.records.get(installationId, resourceId);
-    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${resourceId} has been deleted`);
-    const next = { ...record, ...update, metadata: update.metadata ?? record.metadata };
+    const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
     const { role, database } = record.details;
     await this.exclusively(record.id, async (run) => {
       if (update.metadata) await run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}; ${statementTimeout(role, next.metadata)}`);
@@ -213,9 +195,8 @@ export class PostgresProvider implements Provider {
   }
 
   async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
-    const record = await this.records.get(installationId, resourceId);
-    if (record.state === 'deleted') return;
-    await this.records.setState(record.id, 'deleting');
+    const record = await this.records.beginDelete(installationId, resourceId);
+    if (!record) return;
     const { role, database } = record.details;
     await this.exclusively(record.id, async (run) => {
       // WITH (FORCE) terminates the database's open connections first.
@@ -226,19 +207,14 @@ export class PostgresProvider implements Provider {
   }
 
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
-    const current = await this.records.get(installationId, resourceId);
-    if (current.state !== 'ready') throw conflict('resource_not_ready', `The resource ${resourceId} is ${current.state}`);
-    return this.exclusively(current.id, async (run) => {
-      let record = await this.records.get(installationId, resourceId);
-      if (record.rotationKey !== idempotencyKey) {
-        await this.records.rotate(record.id, randomBase62(32), idempotencyKey);
-        record = await this.records.get(installationId, resourceId);
-      }
-      // Applied on every call, so a retry after a crash between the two steps completes the rotation.
+    const { id: resource } = await this.records.get(installationId, resourceId);
+    return this.exclusively(resource, async (run) => {
+      const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
       await run(`ALTER ROLE ${id(record.details.role)} PASSWORD ${literal(record.secret!)}`);
       return this.secrets(record);
     });
   }
+
 
   async close(): Promise<void> {
     await this.admin.end();

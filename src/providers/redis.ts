@@ -10,8 +10,6 @@
 import { Redis } from 'ioredis';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
-import { conflict } from '../errors.ts';
-import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
@@ -95,26 +93,12 @@ export class RedisProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    const name = `sh_${randomBase62(20).toLowerCase()}`;
-    const record = await this.records.claim({
-      id: name,
-      installationId: request.installationId,
-      productSlug: request.product.slug,
-      name: request.name,
-      metadata: request.metadata,
-      billingPlanId: request.billingPlanId,
-      details: { username: name, prefix: name },
-      secret: randomBase62(32),
-      provisionKey: request.idempotencyKey,
-    });
-    if (record.state === 'deleted' || record.state === 'deleting') {
-      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
-    }
+    const record = await this.records.claimFor(request, (id) => ({ username: id, prefix: id }));
     await this.setUser(record); // ACL SETUSER is atomic and idempotent: a retry sets the same user
-    if (record.state !== 'ready') await this.records.setState(record.id, 'ready');
-    const ready = { ...record, state: 'ready' as const };
+    const ready = await this.records.markReady(record);
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
+
 
   private secrets(record: ResourceRecord<RedisDetails>): Secret[] {
     const { username, prefix } = record.details;
@@ -141,18 +125,15 @@ export class RedisProvider implements Provider {
   }
 
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
-    const record = await this.records.get(installationId, resourceId);
-    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${resourceId} has been deleted`);
-    const next = { ...record, ...update, metadata: update.metadata ?? record.metadata };
+    const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
     if (update.metadata) await this.setUser(next);
     await this.records.update(record.id, update);
     return ResourceRecords.asResource(next);
   }
 
   async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
-    const record = await this.records.get(installationId, resourceId);
-    if (record.state === 'deleted') return;
-    await this.records.setState(record.id, 'deleting');
+    const record = await this.records.beginDelete(installationId, resourceId);
+    if (!record) return;
     const { username, prefix } = record.details;
     await this.call(async (redis) => {
       await redis.call('ACL', 'DELUSER', username); // also disconnects the user's clients
@@ -167,17 +148,12 @@ export class RedisProvider implements Provider {
   }
 
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
-    let record = await this.records.get(installationId, resourceId);
-    if (record.state !== 'ready') throw conflict('resource_not_ready', `The resource ${resourceId} is ${record.state}`);
-    if (record.rotationKey !== idempotencyKey) {
-      await this.records.rotate(record.id, randomBase62(32), idempotencyKey);
-      record = await this.records.get(installationId, resourceId);
-    }
-    // Set on every call, so a retry after a crash between the two steps completes the rotation;
-    // the user's open connections keep working until they reconnect, as with Postgres.
+    const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
+    // The user's open connections keep working until they reconnect, as with Postgres.
     await this.setUser(record);
     return this.secrets(record);
   }
+
 
   async close(): Promise<void> {
     this.admin.disconnect();

@@ -5,8 +5,9 @@
  */
 import type { Queryable } from '../db/database.ts';
 import { conflict, notFound } from '../errors.ts';
+import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import type { ProviderResource, ResourceStatus } from './provider.ts';
+import type { ProviderResource, ProvisionRequest, ResourceStatus } from './provider.ts';
 
 export type RecordState = 'provisioning' | 'ready' | 'deleting' | 'deleted';
 
@@ -71,7 +72,7 @@ export class ResourceRecords<Details> {
    * Records a resource about to be created, unless one with this provision key exists already
    * (a retry, perhaps concurrent): either way, the one record for the key comes back.
    */
-  async claim(record: Omit<ResourceRecord<Details>, 'state' | 'rotationKey' | 'provider'> & { secret: string }): Promise<ResourceRecord<Details>> {
+  private async claim(record: Omit<ResourceRecord<Details>, 'state' | 'rotationKey' | 'provider'> & { secret: string }): Promise<ResourceRecord<Details>> {
     // One round trip: the no-op update on conflict makes RETURNING give the existing row.
     const { rows } = await this.db.query(
       `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
@@ -86,6 +87,63 @@ export class ResourceRecords<Details> {
     const claimed = this.toRecord(rows[0]!);
     if (claimed.provider !== this.provider) throw conflict('idempotency_key_reused', 'This idempotency key was used for another provider\'s resource');
     return claimed;
+  }
+
+  /**
+   * The record of a provision: a new one (fresh id and credential) for a new key, the existing
+   * one for a retry. A key whose resource was deleted is a 409: a late retry must not revive it.
+   */
+  async claimFor(request: ProvisionRequest, details: (id: string) => Details): Promise<ResourceRecord<Details>> {
+    const id = `sh_${randomBase62(20).toLowerCase()}`;
+    const record = await this.claim({
+      id,
+      installationId: request.installationId,
+      productSlug: request.product.slug,
+      name: request.name,
+      metadata: request.metadata,
+      billingPlanId: request.billingPlanId,
+      details: details(id),
+      secret: randomBase62(32),
+      provisionKey: request.idempotencyKey,
+    });
+    if (record.state === 'deleted' || record.state === 'deleting') {
+      throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
+    }
+    return record;
+  }
+
+  /** Records that the outside world now matches the record. */
+  async markReady(record: ResourceRecord<Details>): Promise<ResourceRecord<Details>> {
+    if (record.state !== 'ready') await this.setState(record.id, 'ready');
+    return { ...record, state: 'ready' };
+  }
+
+  /**
+   * The record as a rotation with this key leaves it: a new credential the first time, the same
+   * one on a retry (the caller applies it to the server every time, so a crash in between heals).
+   */
+  async rotation(installationId: string, id: string, rotationKey: string): Promise<ResourceRecord<Details>> {
+    const record = await this.get(installationId, id);
+    if (record.state !== 'ready') throw conflict('resource_not_ready', `The resource ${id} is ${record.state}`);
+    if (record.rotationKey === rotationKey) return record;
+    await this.rotate(record.id, randomBase62(32), rotationKey);
+    return this.get(installationId, id);
+  }
+
+  /** The record an update applies to, and the record as the update leaves it; 409 once deleted. */
+  async forUpdate(installationId: string, id: string, update: { name?: string; metadata?: Record<string, unknown>; billingPlanId?: string }) {
+    const record = await this.get(installationId, id);
+    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${id} has been deleted`);
+    const next: ResourceRecord<Details> = { ...record, ...update, metadata: update.metadata ?? record.metadata };
+    return { record, next };
+  }
+
+  /** Marks a resource as being deleted (before the server is touched); undefined when it is gone already. */
+  async beginDelete(installationId: string, id: string): Promise<ResourceRecord<Details> | undefined> {
+    const record = await this.get(installationId, id);
+    if (record.state === 'deleted') return undefined;
+    await this.setState(record.id, 'deleting');
+    return record;
   }
 
   async setState(id: string, state: RecordState): Promise<void> {
