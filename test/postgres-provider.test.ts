@@ -174,8 +174,10 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
       assert.equal(resource.name, name);
       const env = secretsOf(secrets);
       assert.equal(await connectionOutcome(env.DATABASE_URL!), 'connected');
+      assert.equal((await provider.get(installationId, resource.id)).name, name);
+      // Shared catalogs are readable by every store's role: the name is not written there.
       const { rows } = await admin.query('SELECT shobj_description(oid, $1) AS comment FROM pg_database WHERE datname = $2', ['pg_database', env.PGDATABASE]);
-      assert.equal(rows[0].comment, `Storehouse store: ${name}`);
+      assert.equal(rows[0].comment, null);
     }
     const { rows } = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'postgres'");
     assert.equal(rows.length, 1, 'postgres is still there');
@@ -233,6 +235,34 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     await open.end().catch(() => {});
     // A late retry of the provision does not bring it back.
     await assert.rejects(provision('doomed', { connectionLimit: 5 }, 'doomed-key'), (error) => error instanceof AppError && error.status === 409 && error.code === 'resource_deleted');
+  });
+
+  test('an idempotency key is one installation\'s: another installation using it gets a resource of its own', async () => {
+    const mine = await provision('mine', { connectionLimit: 5 }, 'shared-key');
+    const theirs = await provider.provision({ idempotencyKey: 'shared-key', installationId: 'icfg_someone_else', product, name: 'theirs', metadata: {}, billingPlanId: 'postgres_hobby' });
+    assert.notEqual(theirs.resource.id, mine.resource.id);
+    assert.notEqual(secretsOf(theirs.secrets).PGPASSWORD, secretsOf(mine.secrets).PGPASSWORD);
+    await provider.delete('icfg_someone_else', theirs.resource.id, 'cleanup-theirs');
+  });
+
+  test('a store that granted another store\'s role something cannot block that store\'s deletion', async () => {
+    const a = secretsOf((await provision('granting')).secrets);
+    const { resource, secrets } = await provision('granted to');
+    const b = secretsOf(secrets);
+    const client = await connect(a.DATABASE_URL!);
+    await client.query(`CREATE TABLE shared (v int); GRANT SELECT ON shared TO ${b.PGUSER}`);
+    await client.end();
+    await provider.delete(installationId, resource.id, 'delete-granted');
+    const { rows } = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [b.PGUSER]);
+    assert.equal(rows.length, 0);
+  });
+
+  test('metadata outside the product\'s values is a 400 and leaves nothing behind', async () => {
+    const before = (await state.query('SELECT count(*)::int AS n FROM provider_resources')).rows[0]!.n;
+    for (const metadata of [{ statementTimeout: 'constructor' }, { statementTimeout: '__proto__' }, { connectionLimit: 2 ** 40 }, { connectionLimit: 'many' }]) {
+      await assert.rejects(provision('bad', metadata), (error) => error instanceof AppError && error.status === 400, JSON.stringify(metadata));
+    }
+    assert.equal((await state.query('SELECT count(*)::int AS n FROM provider_resources')).rows[0]!.n, before);
   });
 
   test('resources of another installation are not found; secrets are sealed in the books', async () => {

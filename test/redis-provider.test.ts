@@ -110,9 +110,21 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
       ['CLIENT LIST', () => clientA.call('CLIENT', 'LIST')],
       ['PUBSUB CHANNELS', () => clientA.call('PUBSUB', 'CHANNELS')],
       ['PUBLISH to B\'s channel', () => clientA.publish(`${b.REDIS_KEY_PREFIX}news`, 'x')],
+      ['CLIENT TRACKING (its BCAST mode streams every key name written)', () => clientA.call('CLIENT', 'TRACKING', 'on', 'BCAST')],
+      ['FUNCTION LIST (libraries are shared)', () => clientA.call('FUNCTION', 'LIST')],
+      ['FUNCTION LOAD', () => clientA.call('FUNCTION', 'LOAD', "#!lua name=x\nredis.register_function('f', function() return 1 end)")],
+      ['FUNCTION FLUSH', () => clientA.call('FUNCTION', 'FLUSH')],
+      ['FCALL', () => clientA.call('FCALL', 'f', '0')],
+      ['SCRIPT FLUSH', () => clientA.call('SCRIPT', 'FLUSH')],
+      ['SCRIPT KILL', () => clientA.call('SCRIPT', 'KILL')],
+      ['MEMORY STATS (counts the key space)', () => clientA.call('MEMORY', 'STATS')],
+      ['COPY into another database', () => clientA.call('COPY', `${a.REDIS_KEY_PREFIX}k`, `${a.REDIS_KEY_PREFIX}k`, 'DB', '1')],
     ];
     for (const [what, command] of denied) assert.equal(await outcome(command), 'NOPERM', what);
     assert.equal(await outcome(() => clientA.publish(`${a.REDIS_KEY_PREFIX}news`, 'x')), 'ok', 'its own channels');
+    assert.equal(await outcome(() => clientA.call('MEMORY', 'USAGE', `${b.REDIS_KEY_PREFIX}private`)), 'NOPERM');
+    assert.equal(await outcome(() => clientA.eval(`return redis.call('GET', KEYS[1])`, 1, `${b.REDIS_KEY_PREFIX}private`)), 'NOPERM');
+    assert.equal(await outcome(() => clientA.eval(`return redis.call('SET', KEYS[1], 'v')`, 1, `${a.REDIS_KEY_PREFIX}scripted`)), 'ok', 'scripts on its own keys');
     assert.equal(await clientB.get(`${b.REDIS_KEY_PREFIX}private`), 'B only');
   });
 

@@ -285,6 +285,18 @@ describe('catalog validation', () => {
   });
 });
 
+for (const backend of BACKENDS) {
+  describe(`the database layer (${backend})`, () => {
+    test('a NUL byte in a parameter fails like PostgreSQL (22021) and leaves the connection in step', async () => {
+      await withDatabase(backend, async (db) => {
+        await assert.rejects(db.query('SELECT $1::text AS v', ['a\u0000b']), (error) => (error as { code?: string }).code === '22021');
+        await assert.rejects(db.transaction((tx) => tx.query('SELECT $1::text AS v', [['x', '\u0000']])), (error) => (error as { code?: string }).code === '22021');
+        for (let i = 0; i < 5; i++) assert.deepEqual((await db.query('SELECT $1::int AS v', [i])).rows, [{ v: i }]);
+      });
+    });
+  });
+}
+
 describe('the bootstrap notice', () => {
   const bootstrapped = { team: { slug: 'my-team' }, token: 'sh_secret_value' } as Bootstrapped;
   const config = { dataDir: '/srv/storehouse', bootstrapToken: undefined } as Config;

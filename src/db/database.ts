@@ -40,6 +40,19 @@ export interface Database extends Queryable {
 const READ_ONLY = /^\s*select\b/i;
 
 /**
+ * PostgreSQL text cannot hold a NUL byte, and sent as a parameter to PGlite it throws the
+ * in-process connection out of step (later queries get earlier answers). So no such parameter
+ * is ever sent: it fails here, as PostgreSQL itself would (22021), which the API answers with 400.
+ */
+function refuseNul(params: unknown[] | undefined): void {
+  const hasNul = (value: unknown): boolean =>
+    typeof value === 'string' ? value.includes('\u0000') : Array.isArray(value) && value.some(hasNul);
+  if (params?.some(hasNul)) {
+    throw Object.assign(new Error('invalid byte sequence for encoding "UTF8": 0x00'), { code: '22021', severity: 'ERROR' });
+  }
+}
+
+/**
  * The one implementation: a node-postgres pool. On PostgreSQL it holds real connections;
  * on the embedded database it holds PGlite's single in-process connection, so the same SQL
  * and the same transaction code run in both modes.
@@ -63,6 +76,7 @@ export class PoolDatabase implements Database {
   }
 
   async query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+    refuseNul(params);
     const result = await this.pool.query<R>(sql, params);
     if (!READ_ONLY.test(sql)) this.wrote();
     return result;
@@ -72,7 +86,12 @@ export class PoolDatabase implements Database {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const result = await work(client);
+      const result = await work({
+        query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
+          refuseNul(params);
+          return client.query<R>(sql, params);
+        },
+      });
       await client.query('COMMIT');
       this.wrote();
       return result;

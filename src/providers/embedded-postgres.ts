@@ -14,11 +14,13 @@ import net from 'node:net';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import { EMBEDDED_POSTGRES_CONF, ensureCluster } from '../db/open.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
+import { statementTimeoutValue } from './postgres.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
 interface EmbeddedDetails {
@@ -31,7 +33,6 @@ interface Instance {
 }
 
 const HOST = '127.0.0.1';
-const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
 
 async function freePort(): Promise<number> {
   const probe = net.createServer();
@@ -98,6 +99,7 @@ export class EmbeddedPostgresProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    statementTimeoutValue(request.metadata); // bad metadata is refused before anything is recorded
     const port = await freePort(); // used only if this is the key's first provision
     const record = await this.records.claimFor(request, () => ({ port }));
     let instance: Instance;
@@ -113,8 +115,8 @@ export class EmbeddedPostgresProvider implements Provider {
 
 
   private async applySettings(instance: Instance, metadata: Record<string, unknown>): Promise<void> {
-    const timeout = TIMEOUTS[String(metadata.statementTimeout ?? 'off')] ?? null;
-    await instance.db.exec(timeout === null ? 'ALTER ROLE postgres RESET statement_timeout' : `ALTER ROLE postgres SET statement_timeout = '${timeout}'`);
+    const timeout = statementTimeoutValue(metadata);
+    await instance.db.exec(timeout === null ? 'ALTER ROLE postgres RESET statement_timeout' : `ALTER ROLE postgres SET statement_timeout = ${pg.escapeLiteral(timeout)}`);
   }
 
   private secrets(record: ResourceRecord<EmbeddedDetails>): Secret[] {

@@ -12,6 +12,7 @@ import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
+import { badRequest } from '../errors.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
@@ -30,12 +31,21 @@ type Run = (sql: string) => Promise<void>;
 const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
 
 function connectionLimit(metadata: Record<string, unknown>): string {
-  const limit = Number(metadata.connectionLimit ?? -1);
-  return `CONNECTION LIMIT ${Number.isInteger(limit) && limit >= -1 ? limit : -1}`;
+  const limit = metadata.connectionLimit ?? -1;
+  if (!Number.isInteger(limit) || (limit as number) < -1 || (limit as number) > 10_000) {
+    throw badRequest('metadata.connectionLimit must be a whole number from 1 to 10000');
+  }
+  return `CONNECTION LIMIT ${limit}`;
+}
+
+export function statementTimeoutValue(metadata: Record<string, unknown>): string | null {
+  const value = String(metadata.statementTimeout ?? 'off');
+  if (!Object.hasOwn(TIMEOUTS, value)) throw badRequest(`metadata.statementTimeout must be one of ${Object.keys(TIMEOUTS).join(', ')}`);
+  return TIMEOUTS[value]!;
 }
 
 function statementTimeout(role: string, metadata: Record<string, unknown>): string {
-  const timeout = TIMEOUTS[String(metadata.statementTimeout ?? 'off')] ?? null;
+  const timeout = statementTimeoutValue(metadata);
   return timeout === null ? `ALTER ROLE ${id(role)} RESET statement_timeout` : `ALTER ROLE ${id(role)} SET statement_timeout = ${literal(timeout)}`;
 }
 
@@ -49,12 +59,21 @@ export interface PostgresProviderOptions {
 
 export class PostgresProvider implements Provider {
   private readonly admin: pg.Pool;
+  private readonly adminUrl: string;
   private readonly records: ResourceRecords<PostgresDetails>;
   private readonly host: string;
   private readonly port: number;
 
   constructor(state: Queryable, box: SecretBox, options: PostgresProviderOptions) {
-    this.admin = new pg.Pool({ connectionString: options.adminUrl, max: 4, connectionTimeoutMillis: 5000 });
+    // Bounded waits: a lock held too long or a stuck server is a 503, never a hang.
+    this.admin = new pg.Pool({
+      connectionString: options.adminUrl,
+      max: 4,
+      connectionTimeoutMillis: 5000,
+      lock_timeout: 30_000,
+      statement_timeout: 120_000,
+    });
+    this.adminUrl = options.adminUrl;
     this.admin.on('error', () => {}); // an idle admin connection dropping is noticed on next use
     this.records = new ResourceRecords(state, box, 'postgres');
     const url = new URL(options.adminUrl);
@@ -92,6 +111,8 @@ export class PostgresProvider implements Provider {
     }
     const lock = `storehouse:${resourceId}`;
     let broken = false;
+    const onError = () => (broken = true); // a connection dropped while checked out must not crash the process
+    client.on('error', onError);
     try {
       await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lock]);
       try {
@@ -107,15 +128,26 @@ export class PostgresProvider implements Provider {
         broken = true;
         throw providerUnavailable('postgres', `lost the PostgreSQL server (${(error as Error).message})`);
       }
+      if (code === '55P03' || code === '57014') {
+        throw providerUnavailable('postgres', `the PostgreSQL server is too busy (${(error as Error).message})`);
+      }
       throw error;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    // Refuse bad metadata before anything is recorded or created.
+    connectionLimit(request.metadata);
+    statementTimeoutValue(request.metadata);
     const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }));
-    await this.exclusively(record.id, (run) => this.create(run, record));
+    await this.exclusively(record.id, async (run) => {
+      // Under the lock: a delete that began meanwhile wins, and nothing is created again.
+      await this.records.expectState(record, ['provisioning', 'ready']);
+      await this.create(run, record);
+    });
     const ready = await this.records.markReady(record);
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
@@ -129,7 +161,8 @@ export class PostgresProvider implements Provider {
   private async create(run: Run, record: ResourceRecord<PostgresDetails>): Promise<void> {
     const { role, database } = record.details;
     const login = `LOGIN PASSWORD ${literal(record.secret!)} ${connectionLimit(record.metadata)}`;
-    const settings = statementTimeout(role, record.metadata);
+    // Membership lets an admin that is not a superuser create the database OWNER the role.
+    const settings = `${statementTimeout(role, record.metadata)}; GRANT ${id(role)} TO CURRENT_USER`;
     try {
       await run(`CREATE ROLE ${id(role)} ${login}; ${settings}`);
     } catch (error) {
@@ -143,10 +176,8 @@ export class PostgresProvider implements Provider {
       if (codeOf(error) !== '42P04' && codeOf(error) !== '23505') throw error;
     }
     // The owner keeps every privilege; PUBLIC (every other role) loses CONNECT and TEMPORARY.
-    await run(
-      `REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC; ` +
-        `COMMENT ON DATABASE ${id(database)} IS ${literal(`Storehouse store: ${record.name}`)}`,
-    );
+    // (No comment naming the store: shared catalogs are readable by every store's role.)
+    await run(`REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`);
   }
 
   private secrets(record: ResourceRecord<PostgresDetails>): Secret[] {
@@ -183,12 +214,9 @@ export class PostgresProvider implements Provider {
 
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
     const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
-    const { role, database } = record.details;
+    const { role } = record.details;
     await this.exclusively(record.id, async (run) => {
       if (update.metadata) await run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}; ${statementTimeout(role, next.metadata)}`);
-      if (update.name !== undefined) {
-        await run(`COMMENT ON DATABASE ${id(database)} IS ${literal(`Storehouse store: ${update.name}`)}`);
-      }
     });
     await this.records.update(record.id, update);
     return ResourceRecords.asResource(next);
@@ -199,11 +227,41 @@ export class PostgresProvider implements Provider {
     if (!record) return;
     const { role, database } = record.details;
     await this.exclusively(record.id, async (run) => {
+      // First the role can no longer log in, whatever happens next.
+      await run(`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${literal(role)}) THEN ALTER ROLE ${id(role)} NOLOGIN PASSWORD NULL; END IF; END $$`);
       // WITH (FORCE) terminates the database's open connections first.
       await run(`DROP DATABASE IF EXISTS ${id(database)} WITH (FORCE)`);
-      await run(`DROP ROLE IF EXISTS ${id(role)}`);
+      try {
+        await run(`DROP ROLE IF EXISTS ${id(role)}`);
+      } catch (error) {
+        if (codeOf(error) !== '2BP01') throw error;
+        // Another store granted this role something in its own database: revoke it there, then drop.
+        await this.dropOwnedEverywhere(role);
+        await run(`DROP ROLE IF EXISTS ${id(role)}`);
+      }
     });
     await this.records.setState(record.id, 'deleted');
+  }
+
+  /** Runs DROP OWNED BY (which also revokes what was granted to the role) in every database that depends on it. */
+  private async dropOwnedEverywhere(role: string): Promise<void> {
+    const { rows } = await this.admin.query<{ datname: string }>(
+      `SELECT DISTINCT d.datname FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid
+        WHERE s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
+      [role],
+    );
+    for (const { datname } of rows) {
+      const url = new URL(this.adminUrl);
+      url.pathname = `/${encodeURIComponent(datname)}`;
+      const client = new pg.Client({ connectionString: url.toString() });
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        await client.query(`DROP OWNED BY ${id(role)}`);
+      } finally {
+        await client.end().catch(() => {});
+      }
+    }
   }
 
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {

@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
+import { AppError } from '../errors.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
@@ -21,10 +22,18 @@ interface RedisDetails {
 
 /**
  * Denied on top of @dangerous (which already covers KEYS, FLUSHALL, FLUSHDB, CONFIG, ACL, INFO,
- * CLIENT, MONITOR, SORT...): commands that list or count the whole key space or switch databases,
- * and PUBSUB, whose introspection lists every store's channels.
+ * CLIENT LIST/KILL, MONITOR, SORT...): commands that list or count the whole key space or switch
+ * databases; PUBSUB, whose introspection lists every store's channels; CLIENT TRACKING, whose
+ * broadcast mode streams every key name written; Redis functions and the script cache's
+ * FLUSH/KILL/EXISTS, which are shared by every user; MEMORY but MEMORY USAGE (its STATS count the
+ * key space); and COPY and MOVE, which can put keys in databases a store's deletion never sees.
  */
-const DENIED = ['-@dangerous', '-scan', '-randomkey', '-dbsize', '-keys', '-select', '-flushall', '-flushdb', '-config', '-acl', '-swapdb', '-move', '-pubsub'];
+const DENIED = [
+  '-@dangerous', '-scan', '-randomkey', '-dbsize', '-keys', '-select', '-flushall', '-flushdb', '-config', '-acl',
+  '-swapdb', '-move', '-copy', '-pubsub', '-client|tracking', '-client|caching', '-client|trackinginfo',
+  '-client|getredir', '-function', '-fcall', '-fcall_ro', '-script|flush', '-script|kill', '-script|exists',
+  '-memory', '+memory|usage',
+];
 
 export interface RedisProviderOptions {
   adminUrl: string;
@@ -43,16 +52,37 @@ export class RedisProvider implements Provider {
     this.host = url.hostname || 'localhost';
     this.port = Number(url.port || 6379);
     // No offline queue: while Redis is away, calls fail at once (as "unavailable") instead of hanging.
-    this.admin = new Redis(options.adminUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: 'storehouse-admin' });
-    this.admin.on('error', (error) => options.onError?.(error));
-    this.admin.on('ready', () => void this.reapply().catch((error) => options.onError?.(error)));
+    this.admin = new Redis(options.adminUrl, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: 10_000, // a server that stops answering is unavailable, not a hang
+      connectionName: 'storehouse-admin',
+    });
+    this.admin.on('error', (error) => options.onError?.(withoutArguments(error)));
+    this.admin.on('ready', () => void this.reapply().catch((error) => options.onError?.(withoutArguments(error))));
   }
 
   /** Sets every live resource's user again (Redis may have restarted and forgotten them). */
   async reapply(): Promise<number> {
     const live = await this.records.live();
-    for (const record of live) await this.setUser(record);
+    for (const record of live) {
+      await this.setUser(record);
+      await this.unlessDeleted(record).catch(() => {});
+    }
     return live.length;
+  }
+
+  /**
+   * After setting a user: if a delete began meanwhile, take the user away again and answer 409.
+   * (A delete that begins after this check removes the user itself.)
+   */
+  private async unlessDeleted(record: ResourceRecord<RedisDetails>): Promise<void> {
+    try {
+      await this.records.expectState(record, ['provisioning', 'ready']);
+    } catch (error) {
+      await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
+      throw error;
+    }
   }
 
   async availability() {
@@ -60,7 +90,7 @@ export class RedisProvider implements Provider {
       await this.call((redis) => redis.ping());
       return { available: true as const };
     } catch (error) {
-      return { available: false as const, reason: (error as Error).message };
+      return { available: false as const, reason: error instanceof AppError ? error.message.replace(/^.*unavailable: /, '') : (error as Error).message };
     }
   }
 
@@ -76,10 +106,10 @@ export class RedisProvider implements Provider {
     try {
       return await work(this.admin);
     } catch (error) {
-      if (/Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET/.test((error as Error).message)) {
+      if (/Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|Command timed out/.test((error as Error).message)) {
         throw providerUnavailable('redis', `lost the Redis server (${(error as Error).message})`);
       }
-      throw error;
+      throw withoutArguments(error as Error);
     }
   }
 
@@ -95,6 +125,7 @@ export class RedisProvider implements Provider {
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     const record = await this.records.claimFor(request, (id) => ({ username: id, prefix: id }));
     await this.setUser(record); // ACL SETUSER is atomic and idempotent: a retry sets the same user
+    await this.unlessDeleted(record);
     const ready = await this.records.markReady(record);
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
@@ -126,7 +157,10 @@ export class RedisProvider implements Provider {
 
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
     const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
-    if (update.metadata) await this.setUser(next);
+    if (update.metadata) {
+      await this.setUser(next);
+      await this.unlessDeleted(next);
+    }
     await this.records.update(record.id, update);
     return ResourceRecords.asResource(next);
   }
@@ -151,6 +185,7 @@ export class RedisProvider implements Provider {
     const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
     // The user's open connections keep working until they reconnect, as with Postgres.
     await this.setUser(record);
+    await this.unlessDeleted(record);
     return this.secrets(record);
   }
 
@@ -158,4 +193,10 @@ export class RedisProvider implements Provider {
   async close(): Promise<void> {
     this.admin.disconnect();
   }
+}
+
+/** ioredis puts a failed command's arguments on its errors; for ACL SETUSER they hold a password. */
+function withoutArguments(error: Error): Error {
+  delete (error as { command?: unknown }).command;
+  return error;
 }

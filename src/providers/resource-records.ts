@@ -77,16 +77,14 @@ export class ResourceRecords<Details> {
     const { rows } = await this.db.query(
       `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
        VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10)
-       ON CONFLICT (provision_key) DO UPDATE SET provision_key = EXCLUDED.provision_key
+       ON CONFLICT (provider, installation_id, provision_key) DO UPDATE SET provision_key = EXCLUDED.provision_key
        RETURNING *`,
       [
         record.id, this.provider, record.installationId, record.productSlug, record.name, JSON.stringify(record.metadata),
         record.billingPlanId, JSON.stringify(record.details), this.box.seal(record.secret), record.provisionKey,
       ],
     );
-    const claimed = this.toRecord(rows[0]!);
-    if (claimed.provider !== this.provider) throw conflict('idempotency_key_reused', 'This idempotency key was used for another provider\'s resource');
-    return claimed;
+    return this.toRecord(rows[0]!);
   }
 
   /**
@@ -112,10 +110,27 @@ export class ResourceRecords<Details> {
     return record;
   }
 
-  /** Records that the outside world now matches the record. */
+  /**
+   * Records that the outside world now matches the record: only from `provisioning`, so a
+   * delete that began meanwhile is never turned back into `ready` (a 409 instead).
+   */
   async markReady(record: ResourceRecord<Details>): Promise<ResourceRecord<Details>> {
-    if (record.state !== 'ready') await this.setState(record.id, 'ready');
+    if (record.state !== 'ready') {
+      const { rowCount } = await this.db.query(
+        "UPDATE provider_resources SET state = 'ready', updated_at = now() WHERE id = $1 AND state = 'provisioning'",
+        [record.id],
+      );
+      if (rowCount === 0) await this.expectState(record, ['ready']);
+    }
     return { ...record, state: 'ready' };
+  }
+
+  /** 409 unless the record (read again) is in one of these states; a delete racing this call wins. */
+  async expectState(record: ResourceRecord<Details>, states: RecordState[]): Promise<void> {
+    const current = await this.get(record.installationId, record.id);
+    if (!states.includes(current.state)) {
+      throw conflict('resource_deleted', `The resource ${record.id} is ${current.state}`);
+    }
   }
 
   /**

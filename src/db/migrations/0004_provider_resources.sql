@@ -14,10 +14,13 @@ CREATE TABLE provider_resources (
   details          jsonb NOT NULL,
   -- The current credential, sealed (AES-256-GCM); null once the resource is deleted.
   secret           text,
-  provision_key    text NOT NULL UNIQUE,
+  provision_key    text NOT NULL,
   rotation_key     text,
   created_at       timestamptz NOT NULL DEFAULT now(),
   updated_at       timestamptz NOT NULL DEFAULT now(),
   deleted_at       timestamptz
 );
+-- An idempotency key is one installation's: another installation using the same key gets a
+-- resource of its own, never this one.
+CREATE UNIQUE INDEX provider_resources_key_idx ON provider_resources (provider, installation_id, provision_key);
 CREATE INDEX provider_resources_installation_idx ON provider_resources (installation_id);
