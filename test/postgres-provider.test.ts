@@ -20,6 +20,7 @@ import { migrate } from '../src/db/migrate.ts';
 import { openDatabase } from '../src/db/open.ts';
 import { AppError } from '../src/errors.ts';
 import { PostgresProvider } from '../src/providers/postgres.ts';
+import { ResourceRecords } from '../src/providers/resource-records.ts';
 import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { freshDataDir, POSTGRES_URL, providerState } from './helpers.ts';
@@ -203,6 +204,22 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     const again = secretsOf(await provider.rotateSecrets(installationId, resource.id, 'rotate-2'));
     assert.notEqual(again.PGPASSWORD, rotated.PGPASSWORD);
     assert.equal(await connectionOutcome(rotated.DATABASE_URL!), '28P01');
+  });
+
+  test('a rotation cut short keeps the working password, and its retry finishes it', async () => {
+    const { resource, secrets } = await provision('interrupted');
+    const before = secretsOf(secrets);
+    // The first half of a rotation, as if the process died before telling the server.
+    const books = new ResourceRecords(state, box, 'postgres');
+    await books.rotation(installationId, resource.id, 'rotate-cut');
+    const stored = await books.get(installationId, resource.id);
+    assert.equal(stored.secret, before.PGPASSWORD, 'the stored credential is still the one that works');
+    assert.equal(await connectionOutcome(before.DATABASE_URL!), 'connected');
+    const after = secretsOf(await provider.rotateSecrets(installationId, resource.id, 'rotate-cut'));
+    assert.equal(after.PGPASSWORD, stored.pendingSecret, 'the retry applies the credential the rotation chose');
+    assert.equal(await connectionOutcome(after.DATABASE_URL!), 'connected');
+    assert.equal(await connectionOutcome(before.DATABASE_URL!), '28P01');
+    assert.equal((await books.get(installationId, resource.id)).secret, after.PGPASSWORD);
   });
 
   test('update applies the metadata to the role', async () => {

@@ -177,7 +177,9 @@ export class EmbeddedPostgresProvider implements Provider {
 
   /** A new password in the secrets; the embedded socket does not check passwords (development only). */
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
-    return this.secrets(await this.records.rotation(installationId, resourceId, idempotencyKey));
+    const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
+    await this.records.promote(record.id);
+    return this.secrets(record);
   }
 
 

@@ -269,6 +269,7 @@ export class PostgresProvider implements Provider {
     return this.exclusively(resource, async (run) => {
       const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
       await run(`ALTER ROLE ${id(record.details.role)} PASSWORD ${literal(record.secret!)}`);
+      await this.records.promote(record.id);
       return this.secrets(record);
     });
   }

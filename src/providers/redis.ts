@@ -186,6 +186,7 @@ export class RedisProvider implements Provider {
     // The user's open connections keep working until they reconnect, as with Postgres.
     await this.setUser(record);
     await this.unlessDeleted(record);
+    await this.records.promote(record.id);
     return this.secrets(record);
   }
 

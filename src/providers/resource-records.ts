@@ -21,8 +21,10 @@ export interface ResourceRecord<Details> {
   billingPlanId: string;
   state: RecordState;
   details: Details;
-  /** The current credential, opened; undefined once deleted. */
+  /** The current credential, opened; undefined once deleted. In a rotation's record: the credential to apply. */
   secret: string | undefined;
+  /** A rotation's credential not yet confirmed applied to the server. */
+  pendingSecret: string | undefined;
   provisionKey: string;
   rotationKey: string | null;
 }
@@ -53,6 +55,7 @@ export class ResourceRecords<Details> {
       state: row.state,
       details: row.details,
       secret: row.secret === null ? undefined : this.box.open(row.secret),
+      pendingSecret: row.pending_secret === null ? undefined : this.box.open(row.pending_secret),
       provisionKey: row.provision_key,
       rotationKey: row.rotation_key,
     };
@@ -72,7 +75,7 @@ export class ResourceRecords<Details> {
    * Records a resource about to be created, unless one with this provision key exists already
    * (a retry, perhaps concurrent): either way, the one record for the key comes back.
    */
-  private async claim(record: Omit<ResourceRecord<Details>, 'state' | 'rotationKey' | 'provider'> & { secret: string }): Promise<ResourceRecord<Details>> {
+  private async claim(record: Omit<ResourceRecord<Details>, 'state' | 'rotationKey' | 'provider' | 'pendingSecret'> & { secret: string }): Promise<ResourceRecord<Details>> {
     // One round trip: the no-op update on conflict makes RETURNING give the existing row.
     const { rows } = await this.db.query(
       `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
@@ -134,15 +137,30 @@ export class ResourceRecords<Details> {
   }
 
   /**
-   * The record as a rotation with this key leaves it: a new credential the first time, the same
-   * one on a retry (the caller applies it to the server every time, so a crash in between heals).
+   * Starts (or, with the same key, resumes) a rotation: the new credential is kept pending, and
+   * the record returned carries it as `secret` for the caller to apply to the server and then
+   * `promote`. Until promoted, the stored credential stays the one that works, so a crash between
+   * the steps loses nothing; a retry with the same key applies and promotes the same credential.
    */
   async rotation(installationId: string, id: string, rotationKey: string): Promise<ResourceRecord<Details>> {
     const record = await this.get(installationId, id);
     if (record.state !== 'ready') throw conflict('resource_not_ready', `The resource ${id} is ${record.state}`);
-    if (record.rotationKey === rotationKey) return record;
-    await this.rotate(record.id, randomBase62(32), rotationKey);
-    return this.get(installationId, id);
+    if (record.rotationKey === rotationKey) return { ...record, secret: record.pendingSecret ?? record.secret };
+    const fresh = randomBase62(32);
+    await this.db.query('UPDATE provider_resources SET pending_secret = $2, rotation_key = $3, updated_at = now() WHERE id = $1', [
+      record.id,
+      this.box.seal(fresh),
+      rotationKey,
+    ]);
+    return { ...record, rotationKey, secret: fresh, pendingSecret: fresh };
+  }
+
+  /** The server now has the rotation's credential: it becomes the current one. */
+  async promote(id: string): Promise<void> {
+    await this.db.query(
+      'UPDATE provider_resources SET secret = pending_secret, pending_secret = NULL, updated_at = now() WHERE id = $1 AND pending_secret IS NOT NULL',
+      [id],
+    );
   }
 
   /** The record an update applies to, and the record as the update leaves it; 409 once deleted. */
@@ -165,7 +183,7 @@ export class ResourceRecords<Details> {
     const gone = state === 'deleted';
     await this.db.query(
       `UPDATE provider_resources SET state = $2, updated_at = now(),
-         secret = CASE WHEN $3 THEN NULL ELSE secret END, deleted_at = CASE WHEN $3 THEN now() ELSE deleted_at END
+         secret = CASE WHEN $3 THEN NULL ELSE secret END, pending_secret = CASE WHEN $3 THEN NULL ELSE pending_secret END, deleted_at = CASE WHEN $3 THEN now() ELSE deleted_at END
        WHERE id = $1`,
       [id, state, gone],
     );
@@ -177,15 +195,6 @@ export class ResourceRecords<Details> {
          billing_plan_id = coalesce($4, billing_plan_id), updated_at = now() WHERE id = $1`,
       [id, fields.name ?? null, fields.metadata ? JSON.stringify(fields.metadata) : null, fields.billingPlanId ?? null],
     );
-  }
-
-  /** Stores a new credential under the rotation's key (so a retry of that rotation finds it). */
-  async rotate(id: string, secret: string, rotationKey: string): Promise<void> {
-    await this.db.query('UPDATE provider_resources SET secret = $2, rotation_key = $3, updated_at = now() WHERE id = $1', [
-      id,
-      this.box.seal(secret),
-      rotationKey,
-    ]);
   }
 
   /** Live records, for providers that must re-apply their resources (Redis ACL users after a restart). */

@@ -14,6 +14,9 @@ CREATE TABLE provider_resources (
   details          jsonb NOT NULL,
   -- The current credential, sealed (AES-256-GCM); null once the resource is deleted.
   secret           text,
+  -- A rotation's new credential until the server has it (then it becomes `secret`), so a crash
+  -- mid-rotation never loses the credential that works.
+  pending_secret   text,
   provision_key    text NOT NULL,
   rotation_key     text,
   created_at       timestamptz NOT NULL DEFAULT now(),
