@@ -124,6 +124,10 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     }
     assert.equal(env.POSTGRES_URL, env.DATABASE_URL);
     assert.ok(env.PGPASSWORD!.length >= 32, 'a strong password');
+    // The server was given a SCRAM verifier, never the password itself.
+    const { rows } = await admin.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [env.PGUSER]);
+    assert.match(rows[0].rolpassword, /^SCRAM-SHA-256\$4096:/);
+    assert.ok(!rows[0].rolpassword.includes(env.PGPASSWORD!));
 
     const client = await connect(env.DATABASE_URL!);
     await client.query('CREATE TABLE orders (id serial PRIMARY KEY, item text)');

@@ -8,6 +8,8 @@
  * store's name, which is only ever passed as a quoted literal; these statements take no
  * parameters, so every identifier and literal goes through pg's escaping.
  */
+import { createHash, createHmac, pbkdf2 as pbkdf2Callback, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
@@ -22,6 +24,22 @@ interface PostgresDetails {
 }
 
 const id = (text: string) => pg.escapeIdentifier(text);
+const pbkdf2 = promisify(pbkdf2Callback);
+
+/**
+ * The SCRAM-SHA-256 verifier of a password (RFC 5802/7677, PostgreSQL's storage format), which
+ * PostgreSQL accepts in place of the password: the password itself then never reaches the
+ * server, its logs (a failed statement is logged in full) or pg_stat_activity.
+ */
+export async function scramVerifier(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const iterations = 4096;
+  const salted = await pbkdf2(password, salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
 const literal = (text: string) => pg.escapeLiteral(text);
 const codeOf = (error: unknown) => (error as { code?: string }).code;
 
@@ -160,7 +178,7 @@ export class PostgresProvider implements Provider {
    */
   private async create(run: Run, record: ResourceRecord<PostgresDetails>): Promise<void> {
     const { role, database } = record.details;
-    const login = `LOGIN PASSWORD ${literal(record.secret!)} ${connectionLimit(record.metadata)}`;
+    const login = `LOGIN PASSWORD ${literal(await scramVerifier(record.secret!))} ${connectionLimit(record.metadata)}`;
     // Membership lets an admin that is not a superuser create the database OWNER the role.
     const settings = `${statementTimeout(role, record.metadata)}; GRANT ${id(role)} TO CURRENT_USER`;
     try {
@@ -268,7 +286,7 @@ export class PostgresProvider implements Provider {
     const { id: resource } = await this.records.get(installationId, resourceId);
     return this.exclusively(resource, async (run) => {
       const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
-      await run(`ALTER ROLE ${id(record.details.role)} PASSWORD ${literal(record.secret!)}`);
+      await run(`ALTER ROLE ${id(record.details.role)} PASSWORD ${literal(await scramVerifier(record.secret!))}`);
       await this.records.promote(record.id);
       return this.secrets(record);
     });
