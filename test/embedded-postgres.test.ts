@@ -62,6 +62,16 @@ describe('the embedded Postgres provider', () => {
     assert.equal(stdout.trim(), 'kept');
   });
 
+  test('concurrent provisions get ports of their own from the fixed range', async () => {
+    const results = await Promise.all([provision('c1'), provision('c2'), provision('c3')]);
+    const envs = results.map((r) => secretsOf(r.secrets));
+    assert.equal(new Set(envs.map((e) => e.PGPORT)).size, 3);
+    for (const env of envs) {
+      assert.ok(Number(env.PGPORT) >= 25432 && Number(env.PGPORT) <= 26431);
+      assert.equal((await psql(env, 'SELECT 1')).stdout.trim(), '1');
+    }
+  });
+
   test('delete stops serving the store and removes its files', async () => {
     const { resource, secrets } = await provision('doomed');
     const env = secretsOf(secrets);

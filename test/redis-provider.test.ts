@@ -182,6 +182,20 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     for (const result of many) assert.equal(await auth(secretsOf(result.secrets).REDIS_URL!), 'ok');
   });
 
+  test('an admin that may not run ACL commands, or whose password is wrong, is unavailable with that reason', async () => {
+    await admin.call('ACL', 'SETUSER', 'sh_limited_admin', 'on', '>limited-password', '~*', '+@all', '-@dangerous');
+    try {
+      const limited = new RedisProvider(state, box, { adminUrl: 'redis://sh_limited_admin:limited-password@127.0.0.1:6379' });
+      await eventually('connecting', async () => (await limited.availability()).available === false && /ACL/.test((await limited.availability() as { reason: string }).reason), 3000);
+      await limited.close();
+      const wrong = new RedisProvider(state, box, { adminUrl: 'redis://sh_limited_admin:not-the-password@127.0.0.1:6379' });
+      await eventually('the reason naming the password', async () => /WRONGPASS/.test(((await wrong.availability()) as { reason?: string }).reason ?? ''), 3000);
+      await wrong.close();
+    } finally {
+      await admin.call('ACL', 'DELUSER', 'sh_limited_admin');
+    }
+  });
+
   test('an unreachable Redis is unavailable, with the reason, never a 500', async () => {
     const away = new RedisProvider(state, box, { adminUrl: 'redis://127.0.0.1:1' });
     const answer = await away.availability();

@@ -34,17 +34,27 @@ interface Instance {
 
 const HOST = '127.0.0.1';
 
-async function freePort(): Promise<number> {
+/**
+ * Ports for embedded stores: a fixed range below the OS's ephemeral ports, so a port a store was
+ * given is not handed to some other program's outgoing connection while Storehouse is down.
+ */
+const PORTS = { first: 25432, last: 26431 };
+
+async function canListen(port: number): Promise<boolean> {
   const probe = net.createServer();
-  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(0, HOST, resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
+  const ok = await new Promise<boolean>((resolve) => {
+    probe.once('error', () => resolve(false));
+    probe.listen(port, HOST, () => resolve(true));
+  });
+  if (ok) await new Promise((resolve) => probe.close(resolve));
+  return ok;
 }
 
 export class EmbeddedPostgresProvider implements Provider {
   private readonly records: ResourceRecords<EmbeddedDetails>;
   private readonly instances = new Map<string, Promise<Instance>>();
+  /** Provisions take turns: choosing a port and starting to listen on it must not interleave. */
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(
     state: Queryable,
@@ -52,6 +62,15 @@ export class EmbeddedPostgresProvider implements Provider {
     private readonly dataDir: string,
   ) {
     this.records = new ResourceRecords(state, box, 'postgres-embedded');
+  }
+
+  /** A port of the range that no store has been given and nothing listens on. */
+  private async freePort(): Promise<number> {
+    const taken = new Set((await this.records.live()).map((record) => record.details.port));
+    for (let port = PORTS.first; port <= PORTS.last; port++) {
+      if (!taken.has(port) && (await canListen(port))) return port;
+    }
+    throw providerUnavailable('postgres', `every port from ${PORTS.first} to ${PORTS.last} is in use`);
   }
 
   private storeDir(id: string): string {
@@ -98,9 +117,15 @@ export class EmbeddedPostgresProvider implements Provider {
     return offeredPlans(product);
   }
 
-  async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+  provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    const result = this.turn.then(() => this.provisionNow(request));
+    this.turn = result.catch(() => {});
+    return result;
+  }
+
+  private async provisionNow(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     statementTimeoutValue(request.metadata); // bad metadata is refused before anything is recorded
-    const port = await freePort(); // used only if this is the key's first provision
+    const port = await this.freePort(); // used only if this is the key's first provision
     const record = await this.records.claimFor(request, () => ({ port }));
     let instance: Instance;
     try {

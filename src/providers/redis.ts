@@ -42,6 +42,8 @@ export interface RedisProviderOptions {
 
 export class RedisProvider implements Provider {
   private readonly admin: Redis;
+  /** Why the admin connection last failed (a wrong password, a refused connection), for availability's answer. */
+  private lastError: string | undefined;
   private readonly records: ResourceRecords<RedisDetails>;
   private readonly host: string;
   private readonly port: number;
@@ -58,7 +60,10 @@ export class RedisProvider implements Provider {
       commandTimeout: 10_000, // a server that stops answering is unavailable, not a hang
       connectionName: 'storehouse-admin',
     });
-    this.admin.on('error', (error) => options.onError?.(withoutArguments(error)));
+    this.admin.on('error', (error) => {
+      this.lastError = withoutArguments(error).message;
+      options.onError?.(error);
+    });
     this.admin.on('ready', () => void this.reapply().catch((error) => options.onError?.(withoutArguments(error))));
   }
 
@@ -87,9 +92,13 @@ export class RedisProvider implements Provider {
 
   async availability() {
     try {
-      await this.call((redis) => redis.ping());
+      // ACL USERS needs the ACL permission this provider works with, which PING would not prove.
+      await this.call((redis) => redis.call('ACL', 'USERS'));
       return { available: true as const };
     } catch (error) {
+      if (/NOPERM/.test((error as Error).message)) {
+        return { available: false as const, reason: 'the admin user may not run ACL commands: it needs ACL, SCAN and UNLINK' };
+      }
       return { available: false as const, reason: error instanceof AppError ? error.message.replace(/^.*unavailable: /, '') : (error as Error).message };
     }
   }
@@ -101,7 +110,7 @@ export class RedisProvider implements Provider {
   /** A call on the admin connection; Redis being away is the provider being unavailable, not a 500. */
   private async call<T>(work: (redis: Redis) => Promise<T>): Promise<T> {
     if (this.admin.status !== 'ready') {
-      throw providerUnavailable('redis', `cannot reach the Redis server (connection ${this.admin.status})`);
+      throw providerUnavailable('redis', `cannot reach the Redis server (${this.lastError ?? `connection ${this.admin.status}`})`);
     }
     try {
       return await work(this.admin);
