@@ -286,6 +286,26 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     assert.equal((await state.query('SELECT count(*)::int AS n FROM provider_resources')).rows[0]!.n, before);
   });
 
+  test('works with an admin that is not a superuser, only CREATEROLE and CREATEDB', async () => {
+    const adminRole = `sh_admin_${randomBytes(4).toString('hex')}`;
+    await admin.query(`CREATE ROLE ${adminRole} LOGIN CREATEROLE CREATEDB PASSWORD 'admin-password'`);
+    const url = new URL(POSTGRES_URL!);
+    url.username = adminRole;
+    url.password = 'admin-password';
+    const limited = new PostgresProvider(state, box, { adminUrl: url.toString() });
+    try {
+      assert.deepEqual(await limited.availability(), { available: true });
+      const { resource, secrets } = await limited.provision({ idempotencyKey: 'limited-admin', installationId, product, name: 'by a limited admin', metadata: {}, billingPlanId: 'postgres_hobby' });
+      assert.equal(await connectionOutcome(secretsOf(secrets).DATABASE_URL!), 'connected');
+      await limited.delete(installationId, resource.id, 'limited-delete');
+      const { rows } = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [secretsOf(secrets).PGUSER]);
+      assert.equal(rows.length, 0);
+    } finally {
+      await limited.close();
+      await admin.query(`DROP ROLE ${adminRole}`);
+    }
+  });
+
   test('resources of another installation are not found; secrets are sealed in the books', async () => {
     const { resource, secrets } = await provision('private');
     await assert.rejects(provider.get('icfg_other', resource.id), (error) => error instanceof AppError && error.status === 404);

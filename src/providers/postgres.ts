@@ -99,6 +99,20 @@ export class PostgresProvider implements Provider {
     this.port = options.publicPort ?? Number(url.port || 5432);
   }
 
+  private superuser: Promise<boolean> | undefined;
+
+  /** Whether the admin role is a superuser (asked once): if not, it needs membership of each store's role. */
+  private adminIsSuperuser(): Promise<boolean> {
+    this.superuser ??= this.admin
+      .query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_roles WHERE rolname = current_user')
+      .then((result) => result.rows[0]?.rolsuper === true)
+      .catch((error) => {
+        this.superuser = undefined;
+        throw error;
+      });
+    return this.superuser;
+  }
+
   async availability() {
     try {
       const { rows } = await this.admin.query<{ ok: boolean }>(
@@ -161,10 +175,15 @@ export class PostgresProvider implements Provider {
     connectionLimit(request.metadata);
     statementTimeoutValue(request.metadata);
     const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }));
+    // The verifier's PBKDF2 runs on the thread pool meanwhile. The superuser question is asked
+    // before a pool connection is held, so a burst of provisions cannot exhaust the pool on it.
+    const verifier = scramVerifier(record.secret!);
+    verifier.catch(() => {});
+    const superuser = await this.adminIsSuperuser().catch(() => false);
     await this.exclusively(record.id, async (run) => {
-      // Under the lock: a delete that began meanwhile wins, and nothing is created again.
-      await this.records.expectState(record, ['provisioning', 'ready']);
-      await this.create(run, record);
+      // A retry, under the lock: a delete that began meanwhile wins, and nothing is created again.
+      if (!record.fresh) await this.records.expectState(record, ['provisioning', 'ready']);
+      await this.create(run, record, await verifier, superuser);
     });
     const ready = await this.records.markReady(record);
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
@@ -176,16 +195,17 @@ export class PostgresProvider implements Provider {
    * multi-statement query runs as one implicit transaction, so one commit: the role and its
    * settings, then the database (which cannot share a transaction), then its hardening.
    */
-  private async create(run: Run, record: ResourceRecord<PostgresDetails>): Promise<void> {
+  private async create(run: Run, record: ResourceRecord<PostgresDetails>, verifier: string, superuser: boolean): Promise<void> {
     const { role, database } = record.details;
-    const login = `LOGIN PASSWORD ${literal(await scramVerifier(record.secret!))} ${connectionLimit(record.metadata)}`;
+    const login = `LOGIN PASSWORD ${literal(verifier)} ${connectionLimit(record.metadata)}`;
     // Membership lets an admin that is not a superuser create the database OWNER the role.
-    const settings = `${statementTimeout(role, record.metadata)}; GRANT ${id(role)} TO CURRENT_USER`;
+    const membership = superuser ? [] : [`GRANT ${id(role)} TO CURRENT_USER`];
+    const timeout = statementTimeoutValue(record.metadata) === null ? [] : [statementTimeout(role, record.metadata)];
     try {
-      await run(`CREATE ROLE ${id(role)} ${login}; ${settings}`);
+      await run([`CREATE ROLE ${id(role)} ${login}`, ...timeout, ...membership].join('; '));
     } catch (error) {
-      if (codeOf(error) !== '42710') throw error; // exists: a retry
-      await run(`ALTER ROLE ${id(role)} ${login}; ${settings}`);
+      if (codeOf(error) !== '42710') throw error; // exists: a retry, which also resets what a new role would not have
+      await run([`ALTER ROLE ${id(role)} ${login}`, statementTimeout(role, record.metadata), ...membership].join('; '));
     }
     try {
       await run(`CREATE DATABASE ${id(database)} OWNER ${id(role)}`);

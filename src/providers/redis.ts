@@ -134,8 +134,14 @@ export class RedisProvider implements Provider {
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     const record = await this.records.claimFor(request, (id) => ({ username: id, prefix: id }));
     await this.setUser(record); // ACL SETUSER is atomic and idempotent: a retry sets the same user
-    await this.unlessDeleted(record);
-    const ready = await this.records.markReady(record);
+    let ready: ResourceRecord<RedisDetails>;
+    try {
+      ready = await this.records.markReady(record);
+    } catch (error) {
+      // A delete began meanwhile: it may have removed the user before this set it again.
+      await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
+      throw error;
+    }
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
 

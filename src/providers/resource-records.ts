@@ -94,7 +94,7 @@ export class ResourceRecords<Details> {
    * The record of a provision: a new one (fresh id and credential) for a new key, the existing
    * one for a retry. A key whose resource was deleted is a 409: a late retry must not revive it.
    */
-  async claimFor(request: ProvisionRequest, details: (id: string) => Details): Promise<ResourceRecord<Details>> {
+  async claimFor(request: ProvisionRequest, details: (id: string) => Details): Promise<ResourceRecord<Details> & { fresh: boolean }> {
     const id = `sh_${randomBase62(20).toLowerCase()}`;
     const record = await this.claim({
       id,
@@ -110,21 +110,21 @@ export class ResourceRecords<Details> {
     if (record.state === 'deleted' || record.state === 'deleting') {
       throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
     }
-    return record;
+    // Fresh: this call made the record, so nobody else knows its id yet (nothing can be deleting it).
+    return { ...record, fresh: record.id === id };
   }
 
   /**
-   * Records that the outside world now matches the record: only from `provisioning`, so a
-   * delete that began meanwhile is never turned back into `ready` (a 409 instead).
+   * Records that the outside world now matches the record, in one conditional update: a delete
+   * that began meanwhile is never turned back into `ready`, and the caller hears 409 (and must
+   * undo what it just did to the server).
    */
   async markReady(record: ResourceRecord<Details>): Promise<ResourceRecord<Details>> {
-    if (record.state !== 'ready') {
-      const { rowCount } = await this.db.query(
-        "UPDATE provider_resources SET state = 'ready', updated_at = now() WHERE id = $1 AND state = 'provisioning'",
-        [record.id],
-      );
-      if (rowCount === 0) await this.expectState(record, ['ready']);
-    }
+    const { rowCount } = await this.db.query(
+      "UPDATE provider_resources SET state = 'ready', updated_at = now() WHERE id = $1 AND state IN ('provisioning', 'ready')",
+      [record.id],
+    );
+    if (rowCount === 0) throw conflict('resource_deleted', `The resource ${record.id} has been deleted`);
     return { ...record, state: 'ready' };
   }
 
