@@ -26,6 +26,11 @@ export interface Runtime {
   access: Access;
   /** The providers that serve the catalog's products. */
   providers: Providers;
+  /**
+   * Settles once the stores that providers serve themselves (embedded Postgres) are served again
+   * after a start; the API does not wait for them.
+   */
+  storesServed: Promise<void>;
   /** Reads the catalog from the database again (another node may have synced a new one). */
   reloadCatalog(): Promise<Catalog>;
   /** Set on the start that bootstrapped empty state. */
@@ -141,10 +146,15 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     const providers = Providers.create(config, db, SecretBox.load(config.secretKey, config.dataDir), {
       onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
     });
-    const closers: Array<() => Promise<void>> = [() => access.close(), () => providers.close(), stopFeed];
-    if (mode === 'serve') {
-      await providers.start((error) => logger?.error({ err: error }, 'cannot serve an embedded store'));
-    }
+    // Embedded stores come up in the background: the API serves at once, and a store whose
+    // port is taken is logged, not fatal. Closing waits for them, so nothing is left half-open.
+    const storesServed =
+      mode === 'serve'
+        ? providers.start((error) => logger?.error({ err: error }, 'cannot serve an embedded store')).catch((error) =>
+            logger?.error({ err: error }, 'cannot serve the embedded stores'),
+          )
+        : Promise.resolve();
+    const closers: Array<() => Promise<void>> = [() => access.close(), () => storesServed.then(() => providers.close()), stopFeed];
     const runtime: Runtime = {
       config,
       db,
@@ -152,6 +162,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       feed,
       access,
       providers,
+      storesServed,
       bootstrapped,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),
       close: async () => {

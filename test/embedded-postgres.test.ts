@@ -101,6 +101,7 @@ describe('a server with embedded Postgres stores', () => {
     await assert.rejects(psql(env, 'SELECT 1'), 'not served while the server is down');
     const second = await startServer('embedded', { dataDir });
     try {
+      await second.runtime.storesServed; // the API answered before the stores were back
       assert.equal((await psql(env, 'SELECT v FROM t')).stdout.trim(), 'still here');
     } finally {
       await second.close();
