@@ -66,7 +66,7 @@ export class EmbeddedPostgresProvider implements Provider {
 
   /** A port of the range that no store has been given and nothing listens on. */
   private async freePort(): Promise<number> {
-    const taken = new Set((await this.records.live()).map((record) => record.details.port));
+    const taken = new Set((await this.records.liveDetails()).map((record) => record.details.port));
     for (let port = PORTS.first; port <= PORTS.last; port++) {
       if (!taken.has(port) && (await canListen(port))) return port;
     }
@@ -79,13 +79,13 @@ export class EmbeddedPostgresProvider implements Provider {
 
   /** Serves every live store again (after a restart). A store whose port is taken is reported, not fatal. */
   async start(onError?: (error: Error) => void): Promise<void> {
-    for (const record of await this.records.live()) {
+    for (const record of await this.records.liveDetails()) {
       await this.serve(record).catch((error) => onError?.(new Error(`store ${record.id}: ${(error as Error).message}`)));
     }
   }
 
   /** Opens the store's cluster (creating it on first use) and serves it on its port; once per store. */
-  private serve(record: ResourceRecord<EmbeddedDetails>): Promise<Instance> {
+  private serve(record: { id: string; details: EmbeddedDetails }): Promise<Instance> {
     let instance = this.instances.get(record.id);
     if (!instance) {
       instance = (async () => {

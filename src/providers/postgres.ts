@@ -4,8 +4,8 @@
  * and a database owned by it, with CONNECT revoked from PUBLIC, so no other store's role can
  * connect to it.
  *
- * Role and database names are generated (`sh_` and lowercase base62), never taken from the
- * store's name, which is only ever passed as a quoted literal; these statements take no
+ * Role and database names are generated (`sh_` and lowercase base62); the store's name never
+ * reaches the server (shared catalogs are readable by every role). These statements take no
  * parameters, so every identifier and literal goes through pg's escaping.
  */
 import { createHash, createHmac, pbkdf2 as pbkdf2Callback, randomBytes } from 'node:crypto';
@@ -68,11 +68,8 @@ function statementTimeout(role: string, metadata: Record<string, unknown>): stri
 }
 
 export interface PostgresProviderOptions {
-  /** Connection string of a role with CREATEROLE and CREATEDB. */
+  /** Connection string of a role with CREATEROLE and CREATEDB; stores are reached at its host and port. */
   adminUrl: string;
-  /** The host (and port) clients use to reach the server, when it differs from the admin URL's. */
-  publicHost?: string;
-  publicPort?: number;
 }
 
 export class PostgresProvider implements Provider {
@@ -95,8 +92,8 @@ export class PostgresProvider implements Provider {
     this.admin.on('error', () => {}); // an idle admin connection dropping is noticed on next use
     this.records = new ResourceRecords(state, box, 'postgres');
     const url = new URL(options.adminUrl);
-    this.host = options.publicHost ?? (url.hostname || 'localhost');
-    this.port = options.publicPort ?? Number(url.port || 5432);
+    this.host = url.hostname || 'localhost';
+    this.port = Number(url.port || 5432);
   }
 
   private superuser: Promise<boolean> | undefined;
@@ -189,7 +186,6 @@ export class PostgresProvider implements Provider {
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
 
-
   /**
    * Brings the role and database to what the record says; safe to repeat at any point. Each
    * multi-statement query runs as one implicit transaction, so one commit: the role and its
@@ -253,9 +249,9 @@ export class PostgresProvider implements Provider {
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
     const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
     const { role } = record.details;
-    await this.exclusively(record.id, async (run) => {
-      if (update.metadata) await run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}; ${statementTimeout(role, next.metadata)}`);
-    });
+    if (update.metadata) {
+      await this.exclusively(record.id, (run) => run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}; ${statementTimeout(role, next.metadata)}`));
+    }
     await this.records.update(record.id, update);
     return ResourceRecords.asResource(next);
   }
@@ -303,15 +299,14 @@ export class PostgresProvider implements Provider {
   }
 
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
-    const { id: resource } = await this.records.get(installationId, resourceId);
-    return this.exclusively(resource, async (run) => {
+    // The record's id is the resource id; rotation() checks it is this installation's, under the lock.
+    return this.exclusively(resourceId, async (run) => {
       const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
       await run(`ALTER ROLE ${id(record.details.role)} PASSWORD ${literal(await scramVerifier(record.secret!))}`);
       await this.records.promote(record.id);
       return this.secrets(record);
     });
   }
-
 
   async close(): Promise<void> {
     await this.admin.end();

@@ -11,7 +11,6 @@ import { Redis } from 'ioredis';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { AppError } from '../errors.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
@@ -67,12 +66,16 @@ export class RedisProvider implements Provider {
     this.admin.on('ready', () => void this.reapply().catch((error) => options.onError?.(withoutArguments(error))));
   }
 
-  /** Sets every live resource's user again (Redis may have restarted and forgotten them). */
+  /**
+   * Sets every live resource's user again (Redis may have restarted and forgotten them), then
+   * takes away any whose resource a delete began on meanwhile (one read for all of them).
+   */
   async reapply(): Promise<number> {
     const live = await this.records.live();
+    for (const record of live) await this.setUser(record);
+    const still = new Set((await this.records.liveDetails()).map((record) => record.id));
     for (const record of live) {
-      await this.setUser(record);
-      await this.unlessDeleted(record).catch(() => {});
+      if (!still.has(record.id)) await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
     }
     return live.length;
   }
@@ -91,16 +94,21 @@ export class RedisProvider implements Provider {
   }
 
   async availability() {
+    if (this.admin.status !== 'ready') return { available: false as const, reason: this.unreachable() };
     try {
       // ACL USERS needs the ACL permission this provider works with, which PING would not prove.
-      await this.call((redis) => redis.call('ACL', 'USERS'));
+      await this.admin.call('ACL', 'USERS');
       return { available: true as const };
     } catch (error) {
       if (/NOPERM/.test((error as Error).message)) {
         return { available: false as const, reason: 'the admin user may not run ACL commands: it needs ACL, SCAN and UNLINK' };
       }
-      return { available: false as const, reason: error instanceof AppError ? error.message.replace(/^.*unavailable: /, '') : (error as Error).message };
+      return { available: false as const, reason: `lost the Redis server (${(error as Error).message})` };
     }
+  }
+
+  private unreachable(): string {
+    return `cannot reach the Redis server (${this.lastError ?? `connection ${this.admin.status}`})`;
   }
 
   async listPlans(product: Product): Promise<BillingPlan[]> {
@@ -110,7 +118,7 @@ export class RedisProvider implements Provider {
   /** A call on the admin connection; Redis being away is the provider being unavailable, not a 500. */
   private async call<T>(work: (redis: Redis) => Promise<T>): Promise<T> {
     if (this.admin.status !== 'ready') {
-      throw providerUnavailable('redis', `cannot reach the Redis server (${this.lastError ?? `connection ${this.admin.status}`})`);
+      throw providerUnavailable('redis', this.unreachable());
     }
     try {
       return await work(this.admin);
@@ -204,7 +212,6 @@ export class RedisProvider implements Provider {
     await this.records.promote(record.id);
     return this.secrets(record);
   }
-
 
   async close(): Promise<void> {
     this.admin.disconnect();

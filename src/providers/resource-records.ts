@@ -7,7 +7,7 @@ import type { Queryable } from '../db/database.ts';
 import { conflict, notFound } from '../errors.ts';
 import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import type { ProviderResource, ProvisionRequest, ResourceStatus } from './provider.ts';
+import type { ProviderResource, ProvisionRequest, ResourceStatus, ResourceUpdate } from './provider.ts';
 
 export type RecordState = 'provisioning' | 'ready' | 'deleting' | 'deleted';
 
@@ -72,10 +72,12 @@ export class ResourceRecords<Details> {
   }
 
   /**
-   * Records a resource about to be created, unless one with this provision key exists already
-   * (a retry, perhaps concurrent): either way, the one record for the key comes back.
+   * The record of a provision: a new one (fresh id and credential) for a new key, recorded before
+   * anything is created; the existing one for a retry, perhaps concurrent. A key whose resource was
+   * deleted is a 409: a late retry must not revive it.
    */
-  private async claim(record: Omit<ResourceRecord<Details>, 'state' | 'rotationKey' | 'provider' | 'pendingSecret'> & { secret: string }): Promise<ResourceRecord<Details>> {
+  async claimFor(request: ProvisionRequest, details: (id: string) => Details): Promise<ResourceRecord<Details> & { fresh: boolean }> {
+    const id = `sh_${randomBase62(20).toLowerCase()}`;
     // One round trip: the no-op update on conflict makes RETURNING give the existing row.
     const { rows } = await this.db.query(
       `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
@@ -83,30 +85,11 @@ export class ResourceRecords<Details> {
        ON CONFLICT (provider, installation_id, provision_key) DO UPDATE SET provision_key = EXCLUDED.provision_key
        RETURNING *`,
       [
-        record.id, this.provider, record.installationId, record.productSlug, record.name, JSON.stringify(record.metadata),
-        record.billingPlanId, JSON.stringify(record.details), this.box.seal(record.secret), record.provisionKey,
+        id, this.provider, request.installationId, request.product.slug, request.name, JSON.stringify(request.metadata),
+        request.billingPlanId, JSON.stringify(details(id)), this.box.seal(randomBase62(32)), request.idempotencyKey,
       ],
     );
-    return this.toRecord(rows[0]!);
-  }
-
-  /**
-   * The record of a provision: a new one (fresh id and credential) for a new key, the existing
-   * one for a retry. A key whose resource was deleted is a 409: a late retry must not revive it.
-   */
-  async claimFor(request: ProvisionRequest, details: (id: string) => Details): Promise<ResourceRecord<Details> & { fresh: boolean }> {
-    const id = `sh_${randomBase62(20).toLowerCase()}`;
-    const record = await this.claim({
-      id,
-      installationId: request.installationId,
-      productSlug: request.product.slug,
-      name: request.name,
-      metadata: request.metadata,
-      billingPlanId: request.billingPlanId,
-      details: details(id),
-      secret: randomBase62(32),
-      provisionKey: request.idempotencyKey,
-    });
+    const record = this.toRecord(rows[0]!);
     if (record.state === 'deleted' || record.state === 'deleting') {
       throw conflict('resource_deleted', `The resource provisioned with this idempotency key (${record.id}) has been deleted`);
     }
@@ -164,7 +147,7 @@ export class ResourceRecords<Details> {
   }
 
   /** The record an update applies to, and the record as the update leaves it; 409 once deleted. */
-  async forUpdate(installationId: string, id: string, update: { name?: string; metadata?: Record<string, unknown>; billingPlanId?: string }) {
+  async forUpdate(installationId: string, id: string, update: ResourceUpdate) {
     const record = await this.get(installationId, id);
     if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${id} has been deleted`);
     const next: ResourceRecord<Details> = { ...record, ...update, metadata: update.metadata ?? record.metadata };
@@ -189,12 +172,21 @@ export class ResourceRecords<Details> {
     );
   }
 
-  async update(id: string, fields: { name?: string; metadata?: Record<string, unknown>; billingPlanId?: string }): Promise<void> {
+  async update(id: string, fields: ResourceUpdate): Promise<void> {
     await this.db.query(
       `UPDATE provider_resources SET name = coalesce($2, name), metadata = coalesce($3, metadata),
          billing_plan_id = coalesce($4, billing_plan_id), updated_at = now() WHERE id = $1`,
       [id, fields.name ?? null, fields.metadata ? JSON.stringify(fields.metadata) : null, fields.billingPlanId ?? null],
     );
+  }
+
+  /** The ids and details of live records, without opening any secret. */
+  async liveDetails(): Promise<Array<{ id: string; details: Details }>> {
+    const { rows } = await this.db.query<{ id: string; details: Details }>(
+      "SELECT id, details FROM provider_resources WHERE provider = $1 AND state IN ('provisioning', 'ready')",
+      [this.provider],
+    );
+    return rows;
   }
 
   /** Live records, for providers that must re-apply their resources (Redis ACL users after a restart). */
