@@ -13,7 +13,7 @@ import { DataDirLockedError } from './db/lock.ts';
 import { AppError } from './errors.ts';
 import { serve } from './main.ts';
 import { migrate } from './db/migrate.ts';
-import { openConfiguredDatabase, openRuntime } from './runtime.ts';
+import { openAdminContext, openConfiguredDatabase } from './runtime.ts';
 import { TEAM_ROLES } from './tenancy/teams.ts';
 
 type Printer = (result: any) => string;
@@ -52,11 +52,11 @@ function print(result: unknown, printer: Printer, json: boolean) {
 async function runCommand(command: AdminCommand, args: Record<string, string | undefined>, printer: Printer, json: boolean) {
   const config = loadConfig();
   const result = await locallyOrOnServer(async () => {
-    const runtime = await openRuntime(config, { mode: 'admin' });
+    const context = await openAdminContext(config);
     try {
-      return await runAdminCommand(runtime, command, args);
+      return await runAdminCommand(context, command, args);
     } finally {
-      await runtime.close();
+      await context.close();
     }
   }, command, args);
   print(result, printer, json);

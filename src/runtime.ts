@@ -9,6 +9,7 @@ import type { Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
 import { bootstrap, type Bootstrapped } from './tenancy/bootstrap.ts';
+import type { AdminContext } from './admin/commands.ts';
 import { serveControlSocket } from './admin/control-socket.ts';
 import { ANYTHING, ChangeFeed } from './db/change-feed.ts';
 import { AppError } from './errors.ts';
@@ -45,12 +46,6 @@ export interface RuntimeOptions {
    * process (it holds the data dir's lock, so the CLI cannot open the database itself).
    */
   controlSocket?: boolean;
-  /**
-   * `serve` (a server start) syncs the catalog file into the database and bootstraps empty
-   * state. `admin` (the CLI) uses the state as the servers left it: it never writes its own
-   * catalog file over theirs.
-   */
-  mode?: 'serve' | 'admin';
 }
 
 export const adminTokenPath = (dataDir: string) => path.join(dataDir, 'admin-token');
@@ -105,8 +100,7 @@ export function openConfiguredDatabase(config: Config, logger?: Logger): Promise
 }
 
 /** Validates the catalog file and syncs it in, unless exactly this file was already validated and synced. */
-async function syncCatalogFile(db: Database, file: string, logger?: Logger): Promise<void> {
-  const source = readCatalogSource(file);
+async function syncCatalogFile(db: Database, file: string, source: string, logger?: Logger): Promise<void> {
   const fingerprint = catalogFingerprint(source);
   if ((await syncedFingerprint(db)) === fingerprint) {
     logger?.info({ catalog: file }, 'catalog unchanged since it was last synced');
@@ -117,23 +111,37 @@ async function syncCatalogFile(db: Database, file: string, logger?: Logger): Pro
 }
 
 /**
- * Opens the database and migrates it. A server start (`serve`) then syncs the catalog file and
- * bootstraps empty state; a bad catalog file stops it here, before anything is bootstrapped.
+ * What the CLI's admin commands work on: the state as the servers left it (migrated, never a
+ * catalog file of the CLI's own synced over theirs), and nothing a server needs besides.
+ */
+export async function openAdminContext(config: Config): Promise<AdminContext & { close(): Promise<void> }> {
+  const db = await openConfiguredDatabase(config);
+  try {
+    await migrate(db);
+    if ((await syncedFingerprint(db)) === undefined) {
+      throw new AppError(409, 'not_started', 'Storehouse has not been started on this state yet: start the server once (npm start) to set it up');
+    }
+    return { db, catalog: await Catalog.load(db), close: () => db.close() };
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * A server's start: opens the database, migrates it, syncs the catalog file and bootstraps empty
+ * state; a bad catalog file stops it here, before anything is bootstrapped.
  */
 export async function openRuntime(config: Config, options: RuntimeOptions = {}): Promise<Runtime> {
-  const { logger, mode = 'serve' } = options;
-  if (mode === 'serve') readCatalogSource(config.catalogPath); // an unreadable file stops start-up before the lock
+  const { logger } = options;
+  const source = readCatalogSource(config.catalogPath); // an unreadable file stops start-up before the lock
   const db = await openConfiguredDatabase(config, logger);
   try {
     const applied = await migrate(db);
     if (applied.length > 0) logger?.info({ migrations: applied }, 'applied migrations');
-    if (mode === 'serve') {
-      await syncCatalogFile(db, config.catalogPath, logger);
-    } else if ((await syncedFingerprint(db)) === undefined) {
-      throw new AppError(409, 'not_started', 'Storehouse has not been started on this state yet: start the server once (npm start) to set it up');
-    }
+    await syncCatalogFile(db, config.catalogPath, source, logger);
     const catalog = await Catalog.load(db);
-    const bootstrapped = mode === 'serve' ? await bootstrap(db, catalog, config.bootstrapToken) : undefined;
+    const bootstrapped = await bootstrap(db, catalog, config.bootstrapToken);
     if (bootstrapped) {
       saveAdminToken(config.dataDir, bootstrapped.token);
       logger?.info({ team: bootstrapped.team.slug, installations: bootstrapped.installations }, 'bootstrapped empty state');
@@ -148,12 +156,9 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     });
     // Embedded stores come up in the background: the API serves at once, and a store whose
     // port is taken is logged, not fatal. Closing waits for them, so nothing is left half-open.
-    const storesServed =
-      mode === 'serve'
-        ? providers.start((error) => logger?.error({ err: error }, 'cannot serve an embedded store')).catch((error) =>
-            logger?.error({ err: error }, 'cannot serve the embedded stores'),
-          )
-        : Promise.resolve();
+    const storesServed = providers
+      .start((error) => logger?.error({ err: error }, 'cannot serve an embedded store'))
+      .catch((error) => logger?.error({ err: error }, 'cannot serve the embedded stores'));
     const closers: Array<() => Promise<void>> = [() => access.close(), () => storesServed.then(() => providers.close()), stopFeed];
     const runtime: Runtime = {
       config,
