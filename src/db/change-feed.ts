@@ -99,7 +99,6 @@ const HEARTBEAT = 'hb:';
 
 interface Entry<V> {
   value: V;
-  generation: number;
   expiresAt: number;
 }
 
@@ -109,23 +108,25 @@ interface Entry<V> {
  * a write can never pin the old state. Failures (including 4xx answers) are never cached.
  */
 export class ReadCache<V> {
+  /** Emptied on every change, so whatever it holds was read in the current generation. */
   private readonly entries = new Map<string, Entry<V>>();
 
   constructor(
     private readonly feed: ChangeFeed,
-    private readonly options: { ttlMs: number; maxEntries: number },
+    private readonly options: { ttlMs: number; maxEntries: number } = { ttlMs: 60_000, maxEntries: 10_000 },
   ) {
     feed.onChange(() => this.entries.clear());
   }
 
   async get(key: string, load: () => Promise<V>): Promise<V> {
     const hit = this.entries.get(key);
-    if (hit && this.feed.healthy && hit.generation === this.feed.generation && hit.expiresAt > Date.now()) return hit.value;
+    if (hit && this.feed.healthy && hit.expiresAt > Date.now()) return hit.value;
     const generation = this.feed.generation;
     const value = await load();
+    // A change during the read emptied the cache; what was read before it must not go back in.
     if (this.feed.healthy && this.feed.generation === generation) {
       if (this.entries.size >= this.options.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-      this.entries.set(key, { value, generation, expiresAt: Date.now() + this.options.ttlMs });
+      this.entries.set(key, { value, expiresAt: Date.now() + this.options.ttlMs });
     }
     return value;
   }

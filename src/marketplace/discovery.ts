@@ -23,8 +23,8 @@ export class Discovery {
     private readonly catalogs: { current(): Catalog; reload(): Promise<Catalog> },
     feed: ChangeFeed,
   ) {
-    this.installations = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
-    this.teamInstallations = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
+    this.installations = new ReadCache(feed);
+    this.teamInstallations = new ReadCache(feed);
   }
 
   private get catalog(): Catalog {

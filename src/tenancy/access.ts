@@ -73,8 +73,8 @@ export class Access {
     private readonly db: Database,
     feed: ChangeFeed,
   ) {
-    this.tokens = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
-    this.actors = new ReadCache(feed, { ttlMs: 60_000, maxEntries: 10_000 });
+    this.tokens = new ReadCache(feed);
+    this.actors = new ReadCache(feed);
     this.timer = setInterval(() => void this.flushUsed().catch(() => {}), MARK_USED_EVERY_MS);
     this.timer.unref();
   }
