@@ -138,6 +138,13 @@ export class Catalog {
     return found;
   }
 
+  /** Any product by id, retired ones included: stores keep pointing at them. */
+  productById(id: string): Product {
+    const found = this.products.get(id);
+    if (!found) throw new Error(`The catalog has no product ${id}, which a store references`);
+    return found;
+  }
+
   /** The products an integration offers now, in catalog order. */
   productsOf(integrationId: string): Product[] {
     return [...this.products.values()].filter((p) => p.integrationId === integrationId && !p.retired);

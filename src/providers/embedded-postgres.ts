@@ -201,6 +201,11 @@ export class EmbeddedPostgresProvider implements Provider {
   }
 
   /** A new password in the secrets; the embedded socket does not check passwords (development only). */
+  async abandon(installationId: string, idempotencyKey: string): Promise<void> {
+    const created = await this.records.tombstone(installationId, idempotencyKey);
+    if (created) await this.delete(installationId, created, idempotencyKey);
+  }
+
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
     const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
     await this.records.promote(record.id);

@@ -298,6 +298,11 @@ export class PostgresProvider implements Provider {
     }
   }
 
+  async abandon(installationId: string, idempotencyKey: string): Promise<void> {
+    const created = await this.records.tombstone(installationId, idempotencyKey);
+    if (created) await this.delete(installationId, created, idempotencyKey);
+  }
+
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
     // The record's id is the resource id; rotation() checks it is this installation's, under the lock.
     return this.exclusively(resourceId, async (run) => {

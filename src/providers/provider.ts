@@ -59,6 +59,12 @@ export interface Provider {
   update(installationId: string, resourceId: string, update: ResourceUpdate, idempotencyKey: string): Promise<ProviderResource>;
   /** Removes the resource and everything in it; deleting one already gone is not an error. */
   delete(installationId: string, resourceId: string, idempotencyKey: string): Promise<void>;
+  /**
+   * Undoes a provision that failed or timed out, whether or not it got anywhere: afterwards no
+   * resource exists for this idempotency key, and a provision with it still in flight, or
+   * retried later, is refused (409) instead of creating one.
+   */
+  abandon(installationId: string, idempotencyKey: string): Promise<void>;
   /** Replaces the resource's credentials; the old ones stop working. */
   rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]>;
 }

@@ -204,6 +204,11 @@ export class RedisProvider implements Provider {
     await this.records.setState(record.id, 'deleted');
   }
 
+  async abandon(installationId: string, idempotencyKey: string): Promise<void> {
+    const created = await this.records.tombstone(installationId, idempotencyKey);
+    if (created) await this.delete(installationId, created, idempotencyKey);
+  }
+
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
     const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
     // The user's open connections keep working until they reconnect, as with Postgres.

@@ -98,6 +98,24 @@ export class ResourceRecords<Details> {
   }
 
   /**
+   * Marks a provision key as abandoned: a record in state `deleted` when there was none, so a
+   * provision with the key still in flight or retried later is refused by claimFor. Returns the
+   * id of the resource the key did create, which the caller must delete; undefined when none.
+   */
+  async tombstone(installationId: string, provisionKey: string): Promise<string | undefined> {
+    const id = `sh_${randomBase62(20).toLowerCase()}`;
+    const { rows } = await this.db.query<{ id: string; state: RecordState }>(
+      `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, provision_key, deleted_at)
+       VALUES ($1, $2, $3, '', '', '{}', '', 'deleted', '{}', $4, now())
+       ON CONFLICT (provider, installation_id, provision_key) DO UPDATE SET provision_key = EXCLUDED.provision_key
+       RETURNING id, state`,
+      [id, this.provider, installationId, provisionKey],
+    );
+    const row = rows[0]!;
+    return row.id === id || row.state === 'deleted' ? undefined : row.id;
+  }
+
+  /**
    * Records that the outside world now matches the record, in one conditional update: a delete
    * that began meanwhile is never turned back into `ready`, and the caller hears 409 (and must
    * undo what it just did to the server).
