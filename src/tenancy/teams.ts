@@ -104,3 +104,11 @@ export async function listMembers(db: Queryable, teamId: string): Promise<Member
   );
   return rows.map((row) => ({ ...toUser(row), role: row.role }));
 }
+
+/** Gives the team a store quota of its own (null: the configured default again). */
+export async function setStoreQuota(db: Queryable, idOrSlug: string, quota: number | null): Promise<Team> {
+  if (quota !== null && (!Number.isInteger(quota) || quota < 0)) throw badRequest('A store quota is a whole number, 0 or more');
+  const team = await getTeam(db, idOrSlug);
+  await db.query('UPDATE teams SET store_quota = $2 WHERE id = $1', [team.id, quota]);
+  return team;
+}

@@ -1,0 +1,46 @@
+/**
+ * The audit log: who changed what, when, for every store, billing and access change. Events are
+ * written in the same transaction as the change they describe, so the log never claims a change
+ * that was rolled back nor misses one that was made.
+ */
+import type { Queryable } from '../db/database.ts';
+
+export interface AuditEvent {
+  id: number;
+  teamId: string;
+  /** The user who made the change; null for the system (the CLI, a background job). */
+  actorId: string | null;
+  /** `store.created`, `payment_method.added`, `member.role_changed`, ... */
+  action: string;
+  targetType: string;
+  targetId: string;
+  details: Record<string, unknown>;
+  createdAt: Date;
+}
+
+export type AuditEntry = Omit<AuditEvent, 'id' | 'createdAt' | 'details'> & { details?: Record<string, unknown> };
+
+export async function audit(db: Queryable, entry: AuditEntry): Promise<void> {
+  await db.query(
+    'INSERT INTO audit_events (team_id, actor_id, action, target_type, target_id, details) VALUES ($1, $2, $3, $4, $5, $6)',
+    [entry.teamId, entry.actorId, entry.action, entry.targetType, entry.targetId, JSON.stringify(entry.details ?? {})],
+  );
+}
+
+/** The team's events, newest first; `before` (an event id) pages further back. */
+export async function listAuditEvents(db: Queryable, teamId: string, options: { limit: number; before?: number | undefined }): Promise<AuditEvent[]> {
+  const { rows } = await db.query<Record<string, any>>(
+    `SELECT * FROM audit_events WHERE team_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3`,
+    [teamId, options.before ?? null, options.limit],
+  );
+  return rows.map((row) => ({
+    id: Number(row.id),
+    teamId: row.team_id,
+    actorId: row.actor_id,
+    action: row.action,
+    targetType: row.target_type,
+    targetId: row.target_id,
+    details: row.details,
+    createdAt: row.created_at,
+  }));
+}
