@@ -27,6 +27,16 @@ export interface Config {
   postgresAdminUrl: string | undefined;
   /** The Redis provider's admin connection: a user allowed ACL, SCAN and UNLINK. */
   redisAdminUrl: string | undefined;
+  /** The most stores a team may hold, unless an operator gave the team a quota of its own. */
+  teamStoreQuota: number;
+  /** How long a provider may take to provision a store before the create fails (503). */
+  provisionTimeoutMs: number;
+  /** Requests per token per minute (0: no limit). */
+  rateLimitRequests: number;
+  /** Store creates per team per minute (0: no limit). */
+  rateLimitStoreCreates: number;
+  /** Redis shared by every node for rate-limit counts; counted in process when absent. */
+  redisUrl: string | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -85,5 +95,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     secretKey: nonEmpty(env, 'STOREHOUSE_SECRET_KEY'),
     postgresAdminUrl: postgresUrl(env, 'STOREHOUSE_POSTGRES_ADMIN_URL'),
     redisAdminUrl: redisUrl(env, 'STOREHOUSE_REDIS_ADMIN_URL'),
+    teamStoreQuota: integer(env, 'STOREHOUSE_TEAM_STORE_QUOTA', 100, 0, 1_000_000),
+    provisionTimeoutMs: integer(env, 'STOREHOUSE_PROVISION_TIMEOUT_MS', 60_000, 100, 3_600_000),
+    rateLimitRequests: integer(env, 'STOREHOUSE_RATE_LIMIT_REQUESTS', 6_000, 0, 1_000_000_000),
+    rateLimitStoreCreates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_CREATES', 100, 0, 1_000_000_000),
+    redisUrl: redisUrl(env, 'REDIS_URL'),
   };
 }

@@ -16,6 +16,10 @@ import { AppError } from './errors.ts';
 import { Access } from './tenancy/access.ts';
 import { Providers } from './providers/registry.ts';
 import { SecretBox } from './secrets/secret-box.ts';
+import { Discovery } from './marketplace/discovery.ts';
+import { ProjectEnv } from './projects/projects.ts';
+import { StoreConnections } from './stores/connections.ts';
+import { StoreService } from './stores/store-service.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
@@ -27,6 +31,10 @@ export interface Runtime {
   access: Access;
   /** The providers that serve the catalog's products. */
   providers: Providers;
+  discovery: Discovery;
+  stores: StoreService;
+  connections: StoreConnections;
+  projectEnv: ProjectEnv;
   /**
    * Settles once the stores that providers serve themselves (embedded Postgres) are served again
    * after a start; the API does not wait for them.
@@ -151,7 +159,8 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       onError: (error) => logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
     });
     const access = new Access(db, feed);
-    const providers = Providers.create(config, db, SecretBox.load(config.secretKey, config.dataDir), {
+    const box = SecretBox.load(config.secretKey, config.dataDir);
+    const providers = Providers.create(config, db, box, {
       onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
     });
     // Embedded stores come up in the background: the API serves at once, and a store whose
@@ -160,6 +169,14 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       .start((error) => logger?.error({ err: error }, 'cannot serve an embedded store'))
       .catch((error) => logger?.error({ err: error }, 'cannot serve the embedded stores'));
     const closers: Array<() => Promise<void>> = [() => access.close(), () => storesServed.then(() => providers.close()), stopFeed];
+    const catalogs = { current: () => runtime.catalog, reload: () => runtime.reloadCatalog() };
+    const discovery = new Discovery(db, catalogs, feed);
+    const stores = new StoreService(db, catalogs.current, discovery, providers, box, {
+      defaultStoreQuota: config.teamStoreQuota,
+      provisionTimeoutMs: config.provisionTimeoutMs,
+      logger,
+    });
+    closers.unshift(stores.startHousekeeping((error) => logger?.warn({ err: error }, 'cannot purge expired idempotency keys')));
     const runtime: Runtime = {
       config,
       db,
@@ -167,6 +184,10 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       feed,
       access,
       providers,
+      discovery,
+      stores,
+      connections: new StoreConnections(db, box),
+      projectEnv: new ProjectEnv(db, box),
       storesServed,
       bootstrapped,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),

@@ -1,0 +1,168 @@
+/**
+ * Projects, minimal but real: a team's projects, which stores connect to, and their environment
+ * variables, where a connected store's secrets become variables (sealed at rest).
+ */
+import { audit } from '../audit/audit-log.ts';
+import type { Database, Queryable } from '../db/database.ts';
+import { isUniqueViolation } from '../db/database.ts';
+import { AppError, conflict, forbidden, notFound } from '../errors.ts';
+import { newId } from '../ids.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import type { Actor } from '../tenancy/access.ts';
+
+export const ENVIRONMENTS = ['production', 'preview', 'development'] as const;
+export type Environment = (typeof ENVIRONMENTS)[number];
+
+export interface Project {
+  id: string;
+  teamId: string;
+  name: string;
+  framework: string | null;
+  createdBy: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface EnvVar {
+  id: string;
+  projectId: string;
+  key: string;
+  /** Undefined for a sensitive variable, whose value is never read back. */
+  value: string | undefined;
+  type: 'encrypted' | 'sensitive' | 'plain';
+  targets: Environment[];
+  /** The store whose secret this is; null for a variable of the project's own. */
+  storeId: string | null;
+  configurationId: string | null;
+  createdBy: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** The frameworks Vercel (and @vercel/sdk's closed enum) knows. */
+export const FRAMEWORKS = (
+  'actix-web angular ash astro axum blitzjs brunch bun container create-react-app django docusaurus docusaurus-2 dojo eleventy elysia ember eve ' +
+  'express factory-eve fastapi fasthtml fastify flask gatsby go gridsome h3 hexo hono hugo hydrogen ionic-angular ionic-react jekyll koa mastra ' +
+  'middleman nestjs nextjs nitro node nuxtjs parcel polymer preact python react-router redwoodjs remix ruby rust saber sanity sanity-v2 sapper ' +
+  'scully services solidstart solidstart-1 stencil storybook svelte sveltekit sveltekit-1 tanstack-start tanstack-start-lovable umijs vite ' +
+  'vitepress vue vuepress xmcp zola'
+).split(' ');
+
+/** Vercel's rule for project names. */
+const PROJECT_NAME = /^[a-z0-9._-]{1,100}$/;
+
+const toProject = (row: Record<string, any>): Project => ({
+  id: row.id,
+  teamId: row.team_id,
+  name: row.name,
+  framework: row.framework,
+  createdBy: row.created_by,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+/** Roles that may change projects; viewers and billing members only look. */
+export function assertCanChangeProjects(actor: Actor): void {
+  if (actor.role === 'VIEWER' || actor.role === 'BILLING') {
+    throw forbidden(`A team ${actor.role.toLowerCase()} cannot change projects or read their environment variables`);
+  }
+}
+
+export async function createProject(db: Database, actor: Actor, input: { name: string; framework?: string | null | undefined }): Promise<Project> {
+  assertCanChangeProjects(actor);
+  if (!PROJECT_NAME.test(input.name) || input.name.includes('---')) {
+    throw new AppError(400, 'invalid_name', 'Project names are up to 100 lowercase letters, digits, ".", "_" and "-", and cannot contain "---"');
+  }
+  if (input.framework != null && !FRAMEWORKS.includes(input.framework)) {
+    throw new AppError(400, 'invalid_framework', `Unknown framework "${input.framework}": use one of ${FRAMEWORKS.join(', ')}, or null`);
+  }
+  try {
+    return await db.transaction(async (tx) => {
+      const { rows } = await tx.query('INSERT INTO projects (id, team_id, name, framework, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *', [
+        newId('prj'), actor.team.id, input.name, input.framework ?? null, actor.userId,
+      ]);
+      const project = toProject(rows[0]!);
+      await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'project.created', targetType: 'project', targetId: project.id, details: { name: project.name } });
+      return project;
+    });
+  } catch (error) {
+    if (isUniqueViolation(error)) throw conflict('conflict', `A project named "${input.name}" already exists in this team`);
+    throw error;
+  }
+}
+
+/** The team's project by id or name; 404 for any other. */
+export async function findProject(db: Queryable, teamId: string, idOrName: string): Promise<Project> {
+  const { rows } = await db.query('SELECT * FROM projects WHERE team_id = $1 AND (id = $2 OR name = $2)', [teamId, idOrName]);
+  if (!rows[0]) throw notFound('project', idOrName);
+  return toProject(rows[0]);
+}
+
+export interface ProjectPage {
+  projects: Project[];
+  /** The cursor of the next page (the last project's update time, ms); null on the last page. */
+  next: number | null;
+}
+
+/** The team's projects, most recently updated first; `search` matches names. */
+export async function listProjects(db: Queryable, teamId: string, options: { limit: number; until?: number | undefined; search?: string | undefined }): Promise<ProjectPage> {
+  const { rows } = await db.query(
+    `SELECT * FROM projects
+      WHERE team_id = $1 AND ($2::double precision IS NULL OR updated_at < to_timestamp($2 / 1000.0))
+        AND ($3::text IS NULL OR strpos(name, $3) > 0)
+      ORDER BY updated_at DESC, id DESC LIMIT $4`,
+    [teamId, options.until ?? null, options.search ?? null, options.limit + 1],
+  );
+  const projects = rows.map(toProject);
+  const more = projects.length > options.limit;
+  if (more) projects.pop();
+  return { projects, next: more ? projects.at(-1)!.updatedAt.getTime() : null };
+}
+
+export class ProjectEnv {
+  constructor(
+    private readonly db: Database,
+    private readonly box: SecretBox,
+  ) {}
+
+  private toEnvVar(row: Record<string, any>, decrypt: boolean): EnvVar {
+    const sensitive = row.type === 'sensitive';
+    return {
+      id: row.id,
+      projectId: row.project_id,
+      key: row.key,
+      value: sensitive ? undefined : decrypt ? this.box.open(row.value) : row.value,
+      type: row.type,
+      targets: row.targets,
+      storeId: row.store_id,
+      configurationId: row.installation_id ?? null,
+      createdBy: row.created_by,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    };
+  }
+
+  /** The project's variables; values decrypted only when asked (sensitive ones never). */
+  async list(actor: Actor, idOrName: string, options: { decrypt: boolean; target?: string | undefined }): Promise<{ project: Project; envs: EnvVar[] }> {
+    if (options.decrypt) assertCanChangeProjects(actor);
+    const project = await findProject(this.db, actor.team.id, idOrName);
+    const { rows } = await this.db.query(
+      `SELECT e.*, s.installation_id FROM project_env e LEFT JOIN stores s ON s.id = e.store_id
+        WHERE e.project_id = $1 AND ($2::text IS NULL OR e.targets ? $2) ORDER BY e.created_at, e.key, e.id`,
+      [project.id, options.target ?? null],
+    );
+    return { project, envs: rows.map((row) => this.toEnvVar(row, options.decrypt)) };
+  }
+
+  /** One variable, decrypted (as Vercel's single-variable endpoint returns it). */
+  async get(actor: Actor, idOrName: string, id: string): Promise<EnvVar> {
+    assertCanChangeProjects(actor);
+    const project = await findProject(this.db, actor.team.id, idOrName);
+    const { rows } = await this.db.query(
+      'SELECT e.*, s.installation_id FROM project_env e LEFT JOIN stores s ON s.id = e.store_id WHERE e.project_id = $1 AND e.id = $2',
+      [project.id, id],
+    );
+    if (!rows[0]) throw notFound('environment variable', id);
+    return this.toEnvVar(rows[0], true);
+  }
+}

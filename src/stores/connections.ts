@@ -1,0 +1,154 @@
+/**
+ * Connecting a store to a project: the store's secrets become the project's environment
+ * variables for the chosen environments, and follow the store until it is disconnected.
+ */
+import { audit } from '../audit/audit-log.ts';
+import type { Database, Queryable } from '../db/database.ts';
+import { AppError, conflict, notFound } from '../errors.ts';
+import { newId } from '../ids.ts';
+import type { Secret } from '../providers/provider.ts';
+import { assertCanChangeProjects, ENVIRONMENTS, findProject, type Environment } from '../projects/projects.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import type { Actor } from '../tenancy/access.ts';
+import { STORE_COLUMNS, toStore, type Store } from './stores.ts';
+
+export interface ConnectInput {
+  projectId: string;
+  envVarEnvironments?: string[] | undefined;
+  makeEnvVarsSensitive?: boolean | undefined;
+  /** Put before each variable's name (the CLI's `envVarPrefix`), e.g. `STAGING_`. */
+  envVarPrefix?: string | undefined;
+}
+
+const PREFIX = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/** Which store: by Storehouse id, or within an installation also by the provider's id (externalResourceId). */
+export interface StoreRef {
+  installationId?: string | undefined;
+  resourceId: string;
+}
+
+export async function findStoreByRef(db: Queryable, actor: Actor, ref: StoreRef, lock = false): Promise<Store> {
+  const { installationId, resourceId } = ref;
+  const { rows } = await db.query(
+    installationId === undefined
+      ? `SELECT ${STORE_COLUMNS} FROM stores WHERE team_id = $1 AND id = $2${lock ? ' FOR UPDATE' : ''}`
+      : `SELECT ${STORE_COLUMNS} FROM stores WHERE team_id = $1 AND installation_id = $3 AND (id = $2 OR external_resource_id = $2)
+          ORDER BY (id = $2) DESC LIMIT 1${lock ? ' FOR UPDATE' : ''}`,
+    installationId === undefined ? [actor.team.id, resourceId] : [actor.team.id, resourceId, installationId],
+  );
+  if (!rows[0]) throw notFound('resource', resourceId);
+  return toStore(rows[0]);
+}
+
+function environmentsOf(requested: string[] | undefined): Environment[] {
+  if (requested === undefined) return [...ENVIRONMENTS];
+  const unknown = requested.filter((e) => !(ENVIRONMENTS as readonly string[]).includes(e));
+  if (unknown.length > 0 || requested.length === 0) {
+    const message = `must be one or more of ${ENVIRONMENTS.join(', ')}${unknown.length ? ` (got ${unknown.join(', ')})` : ''}`;
+    throw new AppError(400, 'validation_error', `envVarEnvironments ${message}`, { fields: [{ key: 'envVarEnvironments', message }] });
+  }
+  return [...new Set(requested)] as Environment[];
+}
+
+/** The variables a secret becomes: one for its value, one per environment whose value it overrides. */
+function variablesOf(secret: Secret, environments: Environment[]): Array<{ key: string; value: string; targets: Environment[] }> {
+  const overrides = secret.environmentOverrides ?? {};
+  const overridden = environments.filter((e) => overrides[e] !== undefined);
+  const plain = environments.filter((e) => overrides[e] === undefined);
+  return [
+    ...(plain.length ? [{ key: secret.name, value: secret.value, targets: plain }] : []),
+    ...overridden.map((e) => ({ key: secret.name, value: overrides[e]!, targets: [e] })),
+  ];
+}
+
+export class StoreConnections {
+  constructor(
+    private readonly db: Database,
+    private readonly box: SecretBox,
+  ) {}
+
+  async connect(actor: Actor, ref: StoreRef, input: ConnectInput): Promise<void> {
+    assertCanChangeProjects(actor);
+    const environments = environmentsOf(input.envVarEnvironments);
+    const sensitive = input.makeEnvVarsSensitive === true;
+    const prefix = input.envVarPrefix ?? '';
+    if (prefix !== '' && !PREFIX.test(prefix)) {
+      const message = 'must be letters, digits and "_", not starting with a digit (at most 64)';
+      throw new AppError(400, 'validation_error', `envVarPrefix ${message}`, { fields: [{ key: 'envVarPrefix', message }] });
+    }
+    await this.db.transaction(async (tx) => {
+      const store = await findStoreByRef(tx, actor, ref, true);
+      if (store.status === 'deleting' || store.status === 'error' || store.status === 'uninstalled') {
+        throw conflict('store_not_connectable', `The store ${store.name} is ${store.status === 'deleting' ? 'being deleted' : store.status} and cannot be connected`);
+      }
+      const project = await findProject(tx, actor.team.id, input.projectId);
+      const secrets = await this.secretsOf(tx, store.id);
+      // A connection again replaces the earlier one's variables (new environments, sensitivity).
+      await tx.query('DELETE FROM project_env WHERE project_id = $1 AND store_id = $2', [project.id, store.id]);
+      const variables = secrets.flatMap((secret) => variablesOf({ ...secret, name: prefix + secret.name }, environments));
+      const clashes = await this.clashes(tx, project.id, variables);
+      if (clashes.length > 0) {
+        throw conflict('env_var_conflict', `The project ${project.name} already has ${clashes.join(', ')} for the same environments: remove ${clashes.length === 1 ? 'it' : 'them'} first`);
+      }
+      for (const variable of variables) {
+        await tx.query(
+          'INSERT INTO project_env (id, project_id, key, value, type, targets, store_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+          [newId('env'), project.id, variable.key, this.box.seal(variable.value), sensitive ? 'sensitive' : 'encrypted', JSON.stringify(variable.targets), store.id, actor.userId],
+        );
+      }
+      await tx.query(
+        `INSERT INTO store_connections (id, store_id, project_id, environments, sensitive, env_var_prefix, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (store_id, project_id) DO UPDATE SET environments = EXCLUDED.environments, sensitive = EXCLUDED.sensitive, env_var_prefix = EXCLUDED.env_var_prefix`,
+        [newId('spc'), store.id, project.id, JSON.stringify(environments), sensitive, prefix, actor.userId],
+      );
+      await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [project.id]);
+      await audit(tx, {
+        teamId: actor.team.id, actorId: actor.userId, action: 'store.connected', targetType: 'store', targetId: store.id,
+        details: { projectId: project.id, environments, sensitive, prefix, variables: [...new Set(variables.map((v) => v.key))] },
+      });
+    });
+  }
+
+  /**
+   * Removes connections of a store and the variables they made: the one with this connection id
+   * or project (id or name), or with `which: 'all'` every one.
+   */
+  async disconnect(actor: Actor, storeId: string, which: { connection: string } | 'all'): Promise<number> {
+    assertCanChangeProjects(actor);
+    return this.db.transaction(async (tx) => {
+      const store = await findStoreByRef(tx, actor, { resourceId: storeId }, true);
+      const { rows } = await tx.query<{ project_id: string }>(
+        `DELETE FROM store_connections c USING projects p
+          WHERE c.store_id = $1 AND p.id = c.project_id AND ($2::text IS NULL OR c.id = $2 OR p.id = $2 OR p.name = $2)
+          RETURNING c.project_id`,
+        [store.id, which === 'all' ? null : which.connection],
+      );
+      if (rows.length === 0 && which !== 'all') throw notFound('connection', which.connection);
+      const projects = rows.map((row) => row.project_id);
+      if (projects.length > 0) {
+        await tx.query('DELETE FROM project_env WHERE store_id = $1 AND project_id = ANY($2)', [store.id, projects]);
+        await tx.query('UPDATE projects SET updated_at = now() WHERE id = ANY($1)', [projects]);
+        await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.disconnected', targetType: 'store', targetId: store.id, details: { projects } });
+      }
+      return projects.length;
+    });
+  }
+
+  /** Keys the project already has, from elsewhere, for an environment a variable is for. */
+  private async clashes(tx: Queryable, projectId: string, variables: Array<{ key: string; targets: Environment[] }>): Promise<string[]> {
+    if (variables.length === 0) return [];
+    const { rows } = await tx.query<{ key: string; targets: Environment[] }>(
+      'SELECT key, targets FROM project_env WHERE project_id = $1 AND key = ANY($2)',
+      [projectId, [...new Set(variables.map((v) => v.key))]],
+    );
+    const clashing = rows.filter((row) => variables.some((v) => v.key === row.key && v.targets.some((t) => row.targets.includes(t))));
+    return [...new Set(clashing.map((row) => row.key))];
+  }
+
+  private async secretsOf(tx: Queryable, storeId: string): Promise<Secret[]> {
+    const { rows } = await tx.query<{ secrets: string | null }>('SELECT secrets FROM stores WHERE id = $1', [storeId]);
+    const sealed = rows[0]?.secrets;
+    return sealed ? (JSON.parse(this.box.open(sealed)) as Secret[]) : [];
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Idempotency keys (`Idempotency-Key` header) of create requests. The first request with a key
+ * records it, with a hash of its body, in the same transaction that records what it creates; a
+ * repeat with the same body gets the first one's response once it is done (waiting for it while
+ * it runs); a repeat with another body is a 409. A request that fails gives its key back, so a
+ * retry runs again. Keys are kept at least 24 hours.
+ */
+import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Queryable } from '../db/database.ts';
+import { AppError, badRequest, conflict } from '../errors.ts';
+
+export const KEY_LIFETIME_HOURS = 24;
+const KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** Checks an `Idempotency-Key` header: 1 to 255 visible ASCII characters. */
+export function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (Array.isArray(header) || !KEY.test(header)) {
+    throw badRequest('The Idempotency-Key header must be one value of 1 to 255 visible ASCII characters');
+  }
+  return header;
+}
+
+/** A hash of a JSON value that does not depend on the order of object keys. */
+export function requestHash(value: unknown): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]))
+        : v;
+  return createHash('sha256').update(JSON.stringify(canonical(value) ?? null)).digest('base64url');
+}
+
+export interface IdempotentRequest {
+  teamId: string;
+  operation: string;
+  key: string;
+  hash: string;
+}
+
+/** Thrown inside the recording transaction when another request recorded the key first. */
+export class KeyTaken extends Error {}
+
+const reused = () =>
+  conflict('idempotency_key_reused', 'This Idempotency-Key was used with a different request body: use a new key for a new request');
+
+export class IdempotencyKeys {
+  constructor(
+    private readonly db: Queryable,
+    private readonly options: { waitMs: number } = { waitMs: 120_000 },
+  ) {}
+
+  /**
+   * The response recorded for this key, waiting while the request that holds it runs; undefined
+   * when the key is free (never used, expired, or given back by a request that failed).
+   */
+  async recorded(request: IdempotentRequest): Promise<unknown | undefined> {
+    const deadline = Date.now() + this.options.waitMs;
+    for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
+      const { rows } = await this.db.query<{ request_hash: string; response: unknown }>(
+        'SELECT request_hash, response FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3 AND expires_at > now()',
+        [request.teamId, request.operation, request.key],
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      if (row.request_hash !== request.hash) throw reused();
+      if (row.response !== null) return row.response;
+      if (Date.now() > deadline) {
+        throw new AppError(409, 'idempotency_key_in_use', 'A request with this Idempotency-Key is still in progress: retry later');
+      }
+      await sleep(delay);
+    }
+  }
+
+  /** Records the key as taken by this request (in its transaction); KeyTaken when another has it. */
+  async take(tx: Queryable, request: IdempotentRequest, storeId: string): Promise<void> {
+    await tx.query('DELETE FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3 AND expires_at <= now()', [
+      request.teamId, request.operation, request.key,
+    ]);
+    const { rowCount } = await tx.query(
+      `INSERT INTO idempotency_keys (team_id, operation, key, request_hash, store_id, expires_at)
+       VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6)) ON CONFLICT DO NOTHING`,
+      [request.teamId, request.operation, request.key, request.hash, storeId, KEY_LIFETIME_HOURS],
+    );
+    if (rowCount === 0) throw new KeyTaken();
+  }
+
+  /** Records the response a repeat of the request gets. */
+  async complete(tx: Queryable, request: IdempotentRequest, response: unknown): Promise<void> {
+    await tx.query('UPDATE idempotency_keys SET response = $4 WHERE team_id = $1 AND operation = $2 AND key = $3', [
+      request.teamId, request.operation, request.key, JSON.stringify(response),
+    ]);
+  }
+
+  /** Gives the key back: the request failed and changed nothing, so a retry runs again. */
+  async release(tx: Queryable, request: IdempotentRequest): Promise<void> {
+    await tx.query('DELETE FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3', [request.teamId, request.operation, request.key]);
+  }
+
+  /** Forgets expired keys (run now and then). */
+  async purge(): Promise<number> {
+    const { rowCount } = await this.db.query('DELETE FROM idempotency_keys WHERE expires_at <= now()');
+    return rowCount ?? 0;
+  }
+}
+
+/** Re-raises unique violations of the key's primary key as KeyTaken. */
+export function isKeyTaken(error: unknown): boolean {
+  return error instanceof KeyTaken || ((error as { code?: string }).code === '23505' && (error as { constraint?: string }).constraint === 'idempotency_keys_pkey');
+}

@@ -1,0 +1,120 @@
+/**
+ * Checks what a store is created with against its product: the metadata against the product's
+ * metadataSchema (with the schema's defaults filled in), and the protocol settings against the
+ * protocols the product supports. Every bad key is reported, as Vercel's `validation_error`
+ * with `fields: [{key, message}]`.
+ */
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import type { Product } from '../catalog/catalog.ts';
+import { createAjv } from '../catalog/metadata-schema.ts';
+import { AppError } from '../errors.ts';
+
+export interface FieldError {
+  key: string;
+  message: string;
+}
+
+export const validationError = (fields: FieldError[]) =>
+  new AppError(400, 'validation_error', `Invalid ${fields.map((f) => `${f.key}: ${f.message}`).join('; ')}`, { fields });
+
+const ajv = createAjv({ useDefaults: true, strict: false });
+const validators = new WeakMap<Product['metadataSchema'], ValidateFunction>();
+
+function validatorFor(product: Product): ValidateFunction {
+  let validate = validators.get(product.metadataSchema);
+  if (!validate) {
+    validate = ajv.compile(product.metadataSchema);
+    validators.set(product.metadataSchema, validate);
+  }
+  return validate;
+}
+
+function describe(error: ErrorObject): FieldError {
+  const [first] = error.instancePath.split('/').filter(Boolean);
+  const key = first ?? (error.params as { missingProperty?: string }).missingProperty ?? '';
+  switch (error.keyword) {
+    case 'required':
+      return { key, message: 'is required' };
+    case 'enum':
+      return { key, message: `must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.map(String).join(', ')}` };
+    default:
+      return { key, message: error.message ?? 'is invalid' };
+  }
+}
+
+/** The metadata a store is created with, defaults filled in; 400 `validation_error` naming each bad key. */
+export function validateMetadata(product: Product, metadata: Record<string, unknown> | undefined): Record<string, unknown> {
+  const value = structuredClone(metadata ?? {});
+  const known = new Set(Object.keys(product.metadataSchema.properties ?? {}));
+  const fields: FieldError[] = Object.keys(value)
+    .filter((key) => !known.has(key))
+    .map((key) => ({ key, message: `is not a setting of ${product.slug}${known.size ? ` (it takes ${[...known].join(', ')})` : ''}` }));
+  const validate = validatorFor(product);
+  if (!validate(value)) {
+    for (const error of validate.errors ?? []) {
+      const field = describe(error);
+      if (!fields.some((f) => f.key === field.key)) fields.push(field);
+    }
+  }
+  if (fields.length > 0) throw validationError(fields.map((f) => ({ key: `metadata.${f.key}`, message: f.message })));
+  return value;
+}
+
+/** What Vercel's API documents of each protocol's settings; other protocols take any object. */
+const PROTOCOL_SETTINGS: Record<string, object> = {
+  authentication: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      appUrls: {
+        type: 'array',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['target', 'url'],
+          properties: { target: { enum: ['development', 'preview', 'production'] }, url: { type: 'string', format: 'uri' } },
+        },
+      },
+    },
+  },
+  experimentation: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      edgeConfigId: { type: 'string' },
+      edgeConfigSyncingEnabled: { type: 'boolean' },
+      edgeConfigTokenId: { type: 'string' },
+      globalConfigId: { type: 'string' },
+      globalConfigSyncingEnabled: { type: 'boolean' },
+    },
+  },
+};
+const protocolValidators = new Map(Object.entries(PROTOCOL_SETTINGS).map(([name, schema]) => [name, createAjv({ strict: false }).compile(schema)]));
+
+/** The protocols a product supports: those its catalog entry lists as enabled. */
+export function supportedProtocols(product: Product): string[] {
+  return Object.entries(product.protocols as Record<string, { status?: string }>)
+    .filter(([, settings]) => settings?.status !== 'disabled')
+    .map(([name]) => name);
+}
+
+export function validateProtocolSettings(product: Product, settings: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (settings === undefined) return undefined;
+  const supported = supportedProtocols(product);
+  const fields: FieldError[] = [];
+  for (const [protocol, value] of Object.entries(settings)) {
+    const key = `protocolSettings.${protocol}`;
+    if (!supported.includes(protocol)) {
+      fields.push({ key, message: `${product.slug} does not support the ${protocol} protocol (it supports ${supported.join(', ') || 'none'})` });
+    } else if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      fields.push({ key, message: 'must be an object' });
+    } else {
+      const validate = protocolValidators.get(protocol);
+      if (validate && !validate(value)) {
+        for (const error of validate.errors ?? []) fields.push({ key: `${key}${error.instancePath.replaceAll('/', '.')}`, message: error.message ?? 'is invalid' });
+      }
+    }
+  }
+  if (fields.length > 0) throw validationError(fields);
+  return settings;
+}

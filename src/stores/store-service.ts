@@ -1,0 +1,449 @@
+/**
+ * The store lifecycle: creating a store (validation, plan, billing, quotas, provisioning through
+ * the product's provider), reading and listing stores, and deleting them.
+ *
+ * Creating touches the outside world, so it is recorded before and after: the store is written
+ * as `initializing` (with its billing and the request's idempotency key) in one transaction
+ * before the provider is called, and its result in another after. A provider that fails or
+ * times out has its work undone (Provider.abandon) and the store rolled back; if even that
+ * fails, the store stays, in `error`, as the record of what may exist.
+ */
+import type { Logger } from 'pino';
+import { audit } from '../audit/audit-log.ts';
+import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
+import { offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
+import type { Database, Queryable } from '../db/database.ts';
+import { isUniqueViolation } from '../db/database.ts';
+import { AppError, conflict, forbidden } from '../errors.ts';
+import { newId, randomBase62 } from '../ids.ts';
+import type { Discovery } from '../marketplace/discovery.ts';
+import type { Provider, ProviderResource, Secret } from '../providers/provider.ts';
+import type { Providers } from '../providers/registry.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import type { Actor } from '../tenancy/access.ts';
+import { isInstallationAdmin, type Installation } from '../tenancy/installations.ts';
+import { IdempotencyKeys, KeyTaken, requestHash, type IdempotentRequest } from './idempotency.ts';
+import { validateMetadata, validateProtocolSettings } from './store-input.ts';
+import { findStore, listStores, STORE_COLUMNS, STORE_STATUS, toStore, type SecretSummary, type Store, type StorePage } from './stores.ts';
+
+/** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
+export interface CreateStoreInput {
+  name: string;
+  integrationConfigurationId: string;
+  integrationProductIdOrSlug: string;
+  metadata?: Record<string, unknown> | undefined;
+  externalId?: string | undefined;
+  protocolSettings?: Record<string, unknown> | undefined;
+  source?: string | undefined;
+  billingPlanId?: string | undefined;
+  paymentMethodId?: string | undefined;
+  prepaymentAmountCents?: number | undefined;
+}
+
+/** A store with the catalog entries it was created from, which its API view shows. */
+export interface StoreView {
+  store: Store;
+  product: Product;
+  integration: Integration;
+  plan: BillingPlan | undefined;
+  /** Projects the store is connected to. */
+  connections: StoreConnection[];
+}
+
+export interface StoreConnection {
+  /** The connection's id (`spc_...`), which the CLI disconnects by. */
+  id: string;
+  projectId: string;
+  projectName: string;
+  environments: string[];
+  sensitive: boolean;
+  envVarPrefix: string;
+  envVarNames: string[];
+}
+
+export interface StoreServiceOptions {
+  /** The most stores a team may hold, unless the team has a quota of its own. */
+  defaultStoreQuota: number;
+  /** How long a provider may take to provision before the create fails with 503. */
+  provisionTimeoutMs: number;
+  logger?: Logger | undefined;
+}
+
+const CREATE = 'stores.create';
+
+/** A control character in a name would make it unprintable in the CLI and the logs. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+class ProvisionTimeout extends Error {}
+
+export class StoreService {
+  private readonly keys: IdempotencyKeys;
+
+  constructor(
+    private readonly db: Database,
+    private readonly catalog: () => Catalog,
+    private readonly discovery: Discovery,
+    private readonly providers: Providers,
+    private readonly box: SecretBox,
+    private readonly options: StoreServiceOptions,
+  ) {
+    this.keys = new IdempotencyKeys(db, { waitMs: options.provisionTimeoutMs + 30_000 });
+  }
+
+  /** Forgets expired idempotency keys every hour; returns what stops it. */
+  startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
+    const timer = setInterval(() => void this.keys.purge().catch(onError), 3_600_000);
+    timer.unref();
+    return async () => clearInterval(timer);
+  }
+
+  /**
+   * Creates a store, or with an idempotency key already used for this body, answers as the first
+   * request did. `render` makes the response from the new store (it is recorded for repeats).
+   */
+  async create<R>(actor: Actor, input: CreateStoreInput, options: { idempotencyKey?: string | undefined; render(view: StoreView): R }): Promise<R> {
+    const idempotent: IdempotentRequest | undefined = options.idempotencyKey
+      ? { teamId: actor.team.id, operation: CREATE, key: options.idempotencyKey, hash: requestHash(input) }
+      : undefined;
+    for (;;) {
+      if (idempotent) {
+        const recorded = await this.keys.recorded(idempotent);
+        if (recorded !== undefined) return recorded as R;
+      }
+      try {
+        return await this.createOnce(actor, input, idempotent, options.render);
+      } catch (error) {
+        if (!(error instanceof KeyTaken)) throw error;
+        // Another request with this key got there first: wait for its answer.
+      }
+    }
+  }
+
+  private async createOnce<R>(actor: Actor, input: CreateStoreInput, idempotent: IdempotentRequest | undefined, render: (view: StoreView) => R): Promise<R> {
+    // 1. What the body names.
+    const name = input.name;
+    if (name.length < 1 || name.length > 128 || CONTROL.test(name)) {
+      throw new AppError(400, 'validation_error', 'name must be 1 to 128 characters, without control characters', {
+        fields: [{ key: 'name', message: 'must be 1 to 128 characters, without control characters' }],
+      });
+    }
+    const { installation, integration } = await this.discovery.getConfiguration(actor, input.integrationConfigurationId);
+    const product = this.catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
+    await this.assertNameFree(this.db, actor.team.id, name);
+    // 2. Who may create.
+    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
+      throw forbidden(`Only the team's owners and the user who installed ${integration.name} may create its stores`);
+    }
+    // 3. What the store is created with.
+    const metadata = validateMetadata(product, input.metadata);
+    const protocolSettings = validateProtocolSettings(product, input.protocolSettings);
+    // 4. The plan, and 5. what it costs.
+    const plan = this.choosePlan(product, input.billingPlanId);
+    const charge = await chargeFor(this.db, actor.team.id, plan, input);
+    const provider = this.providers.for(product);
+
+    // 6. Quotas, and the store recorded before the provider is called.
+    const store = await this.record(actor, { installation, product, plan, charge, name, metadata, protocolSettings, input, idempotent });
+
+    // 7. Provisioning.
+    let result: { resource: ProviderResource; secrets: Secret[] };
+    try {
+      result = await this.provisionWithin(provider, store, product, installation, input.externalId);
+    } catch (error) {
+      throw await this.undoCreate(provider, store, idempotent, actor, error);
+    }
+    const view = await this.db.transaction(async (tx) => {
+      const updated = await this.recordProvisioned(tx, store, result);
+      const view: StoreView = { store: updated, product, integration, plan, connections: [] };
+      if (idempotent) await this.keys.complete(tx, idempotent, render(view));
+      await audit(tx, {
+        teamId: actor.team.id, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id,
+        details: { status: updated.status, externalResourceId: updated.externalResourceId },
+      });
+      return view;
+    });
+    return render(view);
+  }
+
+  private async assertNameFree(db: Queryable, teamId: string, name: string): Promise<void> {
+    const { rows } = await db.query('SELECT id FROM stores WHERE team_id = $1 AND name = $2', [teamId, name]);
+    if (rows[0]) throw conflict('store_name_taken', `The team already has a store named "${name}" (${rows[0].id as string})`);
+  }
+
+  /** The plan asked for (one of the product's selectable plans), or the product's free plan. */
+  private choosePlan(product: Product, billingPlanId: string | undefined): BillingPlan {
+    const plans = offeredPlans(product);
+    const selectable = plans.filter((plan) => !plan.disabled);
+    if (billingPlanId === undefined) {
+      const free = selectable.find((plan) => plan.type === 'subscription' && !plan.paymentMethodRequired);
+      if (free) return free;
+      const paid = selectable.map((plan) => plan.id);
+      throw new AppError(
+        400,
+        'no_free_plan',
+        `${product.name} has no free plan available: pass billingPlanId${paid.length ? `, one of: ${paid.join(', ')}` : ' (it has no selectable plan)'}`,
+      );
+    }
+    const plan = selectable.find((p) => p.id === billingPlanId);
+    if (!plan) {
+      const disabled = plans.some((p) => p.id === billingPlanId);
+      throw new AppError(
+        400,
+        'invalid_billing_plan',
+        `${disabled ? `The plan ${billingPlanId} is not available` : `${product.name} has no plan ${billingPlanId}`}: use one of ${selectable.map((p) => p.id).join(', ') || '(none)'}`,
+        { fields: [{ key: 'billingPlanId', message: 'is not a selectable plan of this product' }] },
+      );
+    }
+    return plan;
+  }
+
+  /** The team's store quota (its own, else the default). */
+  private async storeQuota(tx: Queryable, teamId: string): Promise<number> {
+    // Locking the team's row makes every create of the team take turns here, so concurrent
+    // requests count each other's stores and no quota is ever overshot.
+    const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR UPDATE', [teamId]);
+    return rows[0]?.store_quota ?? this.options.defaultStoreQuota;
+  }
+
+  private async record(
+    actor: Actor,
+    request: {
+      installation: Installation;
+      product: Product;
+      plan: BillingPlan;
+      charge: Charge | undefined;
+      name: string;
+      metadata: Record<string, unknown>;
+      protocolSettings: Record<string, unknown> | undefined;
+      input: CreateStoreInput;
+      idempotent: IdempotentRequest | undefined;
+    },
+  ): Promise<Store> {
+    const { installation, product, plan, charge, input } = request;
+    const teamId = actor.team.id;
+    const id = newId('store');
+    try {
+      return await this.db.transaction(async (tx) => {
+        if (request.idempotent) await this.keys.take(tx, request.idempotent, id);
+        const quota = await this.storeQuota(tx, teamId);
+        await this.assertNameFree(tx, teamId, request.name);
+        const { rows: counts } = await tx.query<{ total: number; on_plan: number }>(
+          `SELECT count(*)::int AS total, count(*) FILTER (WHERE product_id = $2 AND billing_plan_id = $3)::int AS on_plan
+             FROM stores WHERE team_id = $1`,
+          [teamId, product.id, plan.id],
+        );
+        const { total, on_plan: onPlan } = counts[0]!;
+        if (total >= quota) {
+          throw new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`, {
+            limit: { total: quota, used: total },
+          });
+        }
+        if (plan.resourceLimit !== null && onPlan >= plan.resourceLimit) {
+          throw new AppError(
+            403,
+            'plan_resource_limit_reached',
+            `The plan ${plan.id} allows ${plan.resourceLimit} store${plan.resourceLimit === 1 ? '' : 's'} per team and the team has ${onPlan}: choose another plan or delete one`,
+            { limit: { total: plan.resourceLimit, used: onPlan } },
+          );
+        }
+        const { rows } = await tx.query(
+          `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
+                               metadata, protocol_settings, provision_key, prepaid_balance_cents)
+           VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13)
+           RETURNING ${STORE_COLUMNS}`,
+          [
+            id, teamId, installation.id, product.id, plan.id, request.name, actor.userId, input.source ?? 'marketplace', input.externalId ?? null,
+            JSON.stringify(request.metadata), request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
+            `${id}.${randomBase62(8)}`, charge?.kind === 'prepayment' ? charge.amountCents : null,
+          ],
+        );
+        const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
+        await audit(tx, {
+          teamId, actorId: actor.userId, action: 'store.created', targetType: 'store', targetId: id,
+          details: {
+            name: request.name, product: product.slug, billingPlanId: plan.id, installationId: installation.id,
+            ...(charge && { billing: { authorizationId: authorization, kind: charge.kind, amountCents: charge.amountCents, paymentMethodId: charge.paymentMethod.id } }),
+          },
+        });
+        return toStore(rows[0]!);
+      });
+    } catch (error) {
+      if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') {
+        throw conflict('store_name_taken', `The team already has a store named "${request.name}"`);
+      }
+      throw error;
+    }
+  }
+
+  private async provisionWithin(provider: Provider, store: Store, product: Product, installation: Installation, externalId: string | undefined) {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ProvisionTimeout()), this.options.provisionTimeoutMs);
+    });
+    try {
+      return await Promise.race([
+        provider.provision({
+          idempotencyKey: store.provisionKey,
+          installationId: installation.id,
+          product,
+          name: store.name,
+          metadata: store.metadata,
+          billingPlanId: store.billingPlanId,
+          ...(externalId !== undefined && { externalId }),
+          ...(store.protocolSettings && { protocolSettings: store.protocolSettings }),
+        }),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async recordProvisioned(tx: Queryable, store: Store, result: { resource: ProviderResource; secrets: Secret[] }): Promise<Store> {
+    const { resource, secrets } = result;
+    const summary: SecretSummary[] = secrets.map((secret) => ({ name: secret.name, length: secret.value.length }));
+    const { rows } = await tx.query(
+      `UPDATE stores SET status = $2, external_resource_id = $3, external_resource_status = $4, secrets = $5, secret_summary = $6, updated_at = now()
+        WHERE id = $1 RETURNING ${STORE_COLUMNS}`,
+      [store.id, STORE_STATUS[resource.status], resource.id, resource.status, this.box.seal(JSON.stringify(secrets)), JSON.stringify(summary)],
+    );
+    return toStore(rows[0]!);
+  }
+
+  /**
+   * A provision failed or timed out: undo whatever it did, release the billing and roll the store
+   * back. If the undo fails too, the store stays, in `error`, so the resource that may exist is
+   * never forgotten (deleting the store retries the undo). Returns the error to answer with.
+   */
+  private async undoCreate(provider: Provider, store: Store, idempotent: IdempotentRequest | undefined, actor: Actor, error: unknown): Promise<AppError> {
+    const answer = providerFailure(store, error);
+    let undone = true;
+    try {
+      await provider.abandon(store.installationId, store.provisionKey);
+    } catch (undoError) {
+      undone = false;
+      this.options.logger?.error({ err: undoError, store: store.id }, 'cannot undo a failed provision; the store is kept in error');
+    }
+    this.options.logger?.warn({ err: error, store: store.id, undone }, 'provisioning failed');
+    await this.db.transaction(async (tx) => {
+      await releaseCharges(tx, store.id);
+      if (idempotent) await this.keys.release(tx, idempotent);
+      if (undone) {
+        await tx.query('DELETE FROM stores WHERE id = $1', [store.id]);
+      } else {
+        await tx.query("UPDATE stores SET status = 'error', notification = $2, updated_at = now() WHERE id = $1", [
+          store.id,
+          JSON.stringify({ level: 'error', title: 'Provisioning failed', message: `${answer.message}. Delete the store to clean up.` }),
+        ]);
+      }
+      await audit(tx, {
+        teamId: store.teamId, actorId: actor.userId, action: undone ? 'store.rolled_back' : 'store.failed', targetType: 'store', targetId: store.id,
+        details: { reason: answer.message },
+      });
+    });
+    return answer;
+  }
+
+  async get(actor: Actor, id: string): Promise<StoreView> {
+    return this.view(await findStore(this.db, actor.team.id, id));
+  }
+
+  async list(actor: Actor, options: { limit: number; until?: number | undefined }): Promise<{ page: StorePage; views: StoreView[] }> {
+    const page = await listStores(this.db, actor.team.id, options);
+    const connections = await this.connectionsOf(page.stores.map((s) => s.id));
+    return { page, views: page.stores.map((store) => this.viewWith(store, connections.get(store.id) ?? [])) };
+  }
+
+  async view(store: Store): Promise<StoreView> {
+    const connections = await this.connectionsOf([store.id]);
+    return this.viewWith(store, connections.get(store.id) ?? []);
+  }
+
+  private viewWith(store: Store, connections: StoreConnection[]): StoreView {
+    const catalog = this.catalog();
+    const product = catalog.productById(store.productId);
+    const integration = catalog.integrationById(product.integrationId)!;
+    const plan = offeredPlans(product).find((p) => p.id === store.billingPlanId);
+    return { store, product, integration, plan, connections };
+  }
+
+  private async connectionsOf(storeIds: string[]): Promise<Map<string, StoreConnection[]>> {
+    const found = new Map<string, StoreConnection[]>();
+    if (storeIds.length === 0) return found;
+    const { rows } = await this.db.query<Record<string, any>>(
+      `SELECT c.id, c.store_id, c.project_id, p.name AS project_name, c.environments, c.sensitive, c.env_var_prefix,
+              coalesce((SELECT jsonb_agg(DISTINCT e.key) FROM project_env e WHERE e.store_id = c.store_id AND e.project_id = c.project_id), '[]') AS env_names
+         FROM store_connections c JOIN projects p ON p.id = c.project_id
+        WHERE c.store_id = ANY($1) ORDER BY c.created_at, c.project_id`,
+      [storeIds],
+    );
+    for (const row of rows) {
+      const list = found.get(row.store_id) ?? [];
+      list.push({
+        id: row.id, projectId: row.project_id, projectName: row.project_name, environments: row.environments, sensitive: row.sensitive,
+        envVarPrefix: row.env_var_prefix, envVarNames: row.env_names,
+      });
+      found.set(row.store_id, list);
+    }
+    return found;
+  }
+
+  /**
+   * Deletes a store: deprovisions it through its provider, then removes it with its connections
+   * and environment variables and releases its billing. Refused (409) while projects are connected,
+   * unless `disconnect` says to disconnect them. Only the installation's admins may delete.
+   * A provider that fails leaves the store `deleting`, and the delete can be repeated.
+   */
+  async delete(actor: Actor, id: string, options: { disconnect?: boolean } = {}): Promise<void> {
+    const store = await findStore(this.db, actor.team.id, id);
+    const { installation, integration } = await this.discovery.getConfiguration(actor, store.installationId);
+    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
+      throw forbidden(`Only the team's owners and the user who installed ${integration.name} may delete its stores`);
+    }
+    const product = this.catalog().productById(store.productId);
+    const provider = this.providers.for(product);
+    await this.db.transaction(async (tx) => {
+      const locked = await findStore(tx, actor.team.id, id, { lock: true });
+      const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM store_connections WHERE store_id = $1', [id]);
+      const connected = rows[0]!.n;
+      if (connected > 0 && !options.disconnect) {
+        throw conflict(
+          'store_has_connections',
+          `The store ${locked.name} is connected to ${connected} project${connected === 1 ? '' : 's'}: disconnect ${connected === 1 ? 'it' : 'them'} first, or delete with disconnect=true`,
+        );
+      }
+      if (locked.status !== 'deleting') {
+        await tx.query("UPDATE stores SET status = 'deleting', updated_at = now() WHERE id = $1", [id]);
+        await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleting', targetType: 'store', targetId: id, details: { name: locked.name, disconnected: connected } });
+      }
+    });
+    // The provider's work, outside any transaction: a store whose provision never answered has
+    // no resource id, and is undone through its provision key instead.
+    try {
+      if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`);
+      else await provider.abandon(store.installationId, store.provisionKey);
+    } catch (error) {
+      // Gone already (deleted by an earlier attempt, or never created): nothing left to do there.
+      const gone = error instanceof AppError && (error.status === 404 || error.code === 'resource_deleted');
+      if (!gone) throw providerFailure(store, error, 'delete');
+    }
+    await this.db.transaction(async (tx) => {
+      const released = await releaseCharges(tx, id);
+      await tx.query('DELETE FROM stores WHERE id = $1', [id]);
+      await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleted', targetType: 'store', targetId: id, details: { name: store.name, released } });
+    });
+  }
+}
+
+/** The error a provider's failure is answered with: its own if it is one of ours, else 502 (503 for a timeout). */
+function providerFailure(store: Store, error: unknown, operation = 'provision'): AppError {
+  if (error instanceof ProvisionTimeout) {
+    return new AppError(503, 'provider_timeout', `The provider did not ${operation} the store ${store.name} in time; nothing was created, retry later`);
+  }
+  if (error instanceof AppError) {
+    if (error.status >= 500) return error;
+    // The provider refused what we sent: not the caller's mistake (validation ran first), so a 502.
+    return new AppError(502, 'provider_error', `The provider refused to ${operation} the store ${store.name}: ${error.message}`);
+  }
+  return new AppError(502, 'provider_error', `The provider failed to ${operation} the store ${store.name}: ${(error as Error).message}`);
+}

@@ -1,0 +1,106 @@
+/** The stores table: what a store is, and the queries the store service runs on it. */
+import type { Queryable } from '../db/database.ts';
+import { notFound } from '../errors.ts';
+import type { ResourceStatus } from '../providers/provider.ts';
+
+/** Vercel's store statuses, plus `deleting` while a delete is under way. */
+export type StoreStatus = 'initializing' | 'available' | 'error' | 'onboarding' | 'suspended' | 'uninstalled' | 'deleting';
+
+export interface Notification {
+  level: 'info' | 'warn' | 'error';
+  title: string;
+  message?: string;
+}
+
+export interface SecretSummary {
+  name: string;
+  length: number;
+}
+
+export interface Store {
+  id: string;
+  teamId: string;
+  installationId: string;
+  productId: string;
+  billingPlanId: string;
+  name: string;
+  status: StoreStatus;
+  createdBy: string | null;
+  source: string;
+  externalId: string | null;
+  metadata: Record<string, unknown>;
+  protocolSettings: Record<string, unknown> | null;
+  /** The idempotency key the provider is called with, so a provision can be finished or undone. */
+  provisionKey: string;
+  /** The provider's id for the resource, once it answered. */
+  externalResourceId: string | null;
+  externalResourceStatus: ResourceStatus | null;
+  secretSummary: SecretSummary[];
+  notification: Notification | null;
+  prepaidBalanceCents: number | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** The store status a provider's resource status shows as. */
+export const STORE_STATUS: Record<ResourceStatus, StoreStatus> = {
+  ready: 'available',
+  pending: 'initializing',
+  onboarding: 'onboarding',
+  suspended: 'suspended',
+  resumed: 'available',
+  uninstalled: 'uninstalled',
+  error: 'error',
+};
+
+export const toStore = (row: Record<string, any>): Store => ({
+  id: row.id,
+  teamId: row.team_id,
+  installationId: row.installation_id,
+  productId: row.product_id,
+  billingPlanId: row.billing_plan_id,
+  name: row.name,
+  status: row.status,
+  createdBy: row.created_by,
+  source: row.source,
+  externalId: row.external_id,
+  metadata: row.metadata,
+  protocolSettings: row.protocol_settings,
+  provisionKey: row.provision_key,
+  externalResourceId: row.external_resource_id,
+  externalResourceStatus: row.external_resource_status,
+  secretSummary: row.secret_summary,
+  notification: row.notification,
+  prepaidBalanceCents: row.prepaid_balance_cents === null ? null : Number(row.prepaid_balance_cents),
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+/** Every column but the sealed secrets. */
+export const STORE_COLUMNS = `id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
+  metadata, protocol_settings, provision_key, external_resource_id, external_resource_status, secret_summary, notification,
+  prepaid_balance_cents, created_at, updated_at`;
+
+/** The team's store; any other team's is a 404, like a missing one. */
+export async function findStore(db: Queryable, teamId: string, id: string, options: { lock?: boolean } = {}): Promise<Store> {
+  const { rows } = await db.query(`SELECT ${STORE_COLUMNS} FROM stores WHERE id = $1 AND team_id = $2${options.lock ? ' FOR UPDATE' : ''}`, [id, teamId]);
+  if (!rows[0]) throw notFound('store', id);
+  return toStore(rows[0]);
+}
+
+export interface StorePage {
+  stores: Store[];
+  /** The cursor of the next page (older stores); null on the last page. */
+  next: number | null;
+}
+
+/** A page of the team's stores, newest first; `until` is the previous page's `next`. */
+export async function listStores(db: Queryable, teamId: string, options: { limit: number; until?: number | undefined }): Promise<StorePage> {
+  const { rows } = await db.query(
+    `SELECT ${STORE_COLUMNS}, seq FROM stores WHERE team_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3`,
+    [teamId, options.until ?? null, options.limit + 1],
+  );
+  const more = rows.length > options.limit;
+  const page = more ? rows.slice(0, options.limit) : rows;
+  return { stores: page.map(toStore), next: more ? Number(page.at(-1)!.seq) : null };
+}
