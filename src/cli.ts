@@ -113,6 +113,21 @@ export function buildCli(): Command {
   const teams = program.command('teams').description('teams');
   admin(teams.command('create').argument('<slug>').option('--name <name>', 'display name'), 'create a team', 'teams.create', (t) => `created team ${t.slug} (${t.id})`);
   admin(teams.command('list'), 'list teams', 'teams.list', (rows) => table(rows, ['id', 'slug', 'name', 'createdAt']));
+  admin(
+    teams.command('quota').argument('<team>').argument('<quota>', 'most stores the team may hold, or "default"'),
+    'set a team\'s store quota', 'teams.quota', (q) => `${q.team}: ${q.quota === null ? 'the default store quota (STOREHOUSE_TEAM_STORE_QUOTA)' : `at most ${q.quota} stores`}`,
+  );
+
+  const cards = program.command('payment-methods').alias('cards').description('payment methods (test cards: 4242424242424242 succeeds, 4000000000000002 declines)');
+  admin(cards.command('add').argument('<team>').argument('<card>', 'a test card number').option('--default', 'make it the team\'s default'), 'add a test card to a team', 'payment-methods.add', (m) => `added ${m.brand} ending in ${m.last4} (${m.id})${m.isDefault ? ', the default' : ''}`);
+  admin(cards.command('list').argument('<team>'), 'list a team\'s payment methods', 'payment-methods.list', (rows) => table(rows, ['id', 'brand', 'last4', 'behavior', 'isDefault', 'createdAt']));
+  admin(cards.command('default').argument('<team>').argument('<id>'), 'make a payment method the team\'s default', 'payment-methods.default', (m) => `${m.id} is the default`);
+  admin(cards.command('remove').argument('<team>').argument('<id>'), 'remove a payment method', 'payment-methods.remove', (m) => `removed ${m.id}`);
+
+  admin(
+    program.command('audit').argument('<team>').option('--limit <n>', 'how many events', '50'),
+    'show a team\'s audit log, newest first', 'audit.list', (rows) => table(rows, ['id', 'createdAt', 'actorId', 'action', 'targetType', 'targetId']),
+  );
 
   const users = program.command('users').description('users');
   admin(

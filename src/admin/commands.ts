@@ -8,7 +8,9 @@ import type { Database } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import { badRequest } from '../errors.ts';
 import { install, listInstallations } from '../tenancy/installations.ts';
-import { createTeam, getTeam, listMembers, listTeams, parseRole, removeMember, setMember } from '../tenancy/teams.ts';
+import { createTeam, getTeam, listMembers, listTeams, parseRole, removeMember, setMember, setStoreQuota } from '../tenancy/teams.ts';
+import { addPaymentMethod, listPaymentMethods, removePaymentMethod, setDefaultPaymentMethod } from '../billing/payment-methods.ts';
+import { listAuditEvents } from '../audit/audit-log.ts';
 import { createToken, listTokens, revokeToken } from '../tenancy/tokens.ts';
 import { createUser, getUser } from '../tenancy/users.ts';
 
@@ -37,6 +39,34 @@ export const adminCommands = {
 
   'teams.create': async ({ db }: AdminContext, args: Args) => createTeam(db, { slug: required(args, 'slug'), name: args.name }),
   'teams.list': async ({ db }: AdminContext) => listTeams(db),
+  /** A team's store quota: a number, or "default" for the configured default. */
+  'teams.quota': async ({ db }: AdminContext, args: Args) => {
+    const raw = required(args, 'quota');
+    const quota = raw === 'default' ? null : Number(raw);
+    const team = await setStoreQuota(db, required(args, 'team'), quota);
+    return { team: team.slug, quota };
+  },
+
+  'payment-methods.add': async ({ db }: AdminContext, args: Args) => {
+    const team = await getTeam(db, required(args, 'team'));
+    return addPaymentMethod(db, { teamId: team.id, actorId: null }, { cardNumber: required(args, 'card'), makeDefault: args.default !== undefined });
+  },
+  'payment-methods.list': async ({ db }: AdminContext, args: Args) => listPaymentMethods(db, (await getTeam(db, required(args, 'team'))).id),
+  'payment-methods.default': async ({ db }: AdminContext, args: Args) => {
+    const team = await getTeam(db, required(args, 'team'));
+    return setDefaultPaymentMethod(db, { teamId: team.id, actorId: null }, required(args, 'id'));
+  },
+  'payment-methods.remove': async ({ db }: AdminContext, args: Args) => {
+    const team = await getTeam(db, required(args, 'team'));
+    await removePaymentMethod(db, { teamId: team.id, actorId: null }, required(args, 'id'));
+    return { id: args.id };
+  },
+
+  'audit.list': async ({ db }: AdminContext, args: Args) => {
+    const limit = Number(args.limit ?? 50);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badRequest('--limit must be a whole number from 1 to 1000');
+    return listAuditEvents(db, (await getTeam(db, required(args, 'team'))).id, { limit });
+  },
 
   'users.create': async ({ db }: AdminContext, args: Args) =>
     createUser(db, { email: required(args, 'email'), name: args.name, username: args.username }),

@@ -1,12 +1,18 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import { randomBase62 } from '../ids.ts';
-import { Discovery } from '../marketplace/discovery.ts';
 import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
 import { clientErrorHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
+import { envVarSchema, projectSchema } from './project-shapes.ts';
+import { RateLimits, rateLimitPlugin } from './rate-limit.ts';
+import { paginationSchema } from './routes/common.ts';
 import integrationsRoutes, { sharedSchemas } from './routes/integrations.ts';
+import projectsRoutes from './routes/projects.ts';
+import storehouseRoutes from './routes/storehouse.ts';
+import storesRoutes from './routes/stores.ts';
 import systemRoutes from './routes/system.ts';
+import { storeSchema } from './store-shapes.ts';
 
 export interface AppOptions {
   /** A pino logger, or Fastify's logger options; false for none. */
@@ -71,12 +77,23 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) },
   });
   app.addSchema(errorSchema);
-  for (const schema of sharedSchemas) app.addSchema(schema);
+  for (const schema of [...sharedSchemas, paginationSchema, storeSchema, projectSchema, envVarSchema]) app.addSchema(schema);
+
+  const { config } = runtime;
+  const limits = new RateLimits(
+    { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates }, redisUrl: config.redisUrl },
+    (error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
+  );
+  app.addHook('onClose', () => limits.close());
 
   await app.register(errorsPlugin);
   await app.register(authPlugin, { access: runtime.access });
+  await app.register(rateLimitPlugin, { limits, access: runtime.access });
   await app.register(systemRoutes, { db: runtime.db });
-  await app.register(integrationsRoutes, { discovery: new Discovery(runtime.db, { current: () => runtime.catalog, reload: runtime.reloadCatalog }, runtime.feed) });
+  await app.register(integrationsRoutes, { discovery: runtime.discovery });
+  await app.register(storesRoutes, { stores: runtime.stores, connections: runtime.connections });
+  await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
+  await app.register(storehouseRoutes, { db: runtime.db });
   await app.ready();
   return app;
 }

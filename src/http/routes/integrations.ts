@@ -1,24 +1,17 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Catalog } from '../../catalog/catalog.ts';
 import type { Discovery } from '../../marketplace/discovery.ts';
+import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
 import { billingPlanSchema, configurationSchema, productSchema, SOURCES, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
 
-const teamQuery = {
-  teamId: { type: 'string', description: 'The Team identifier to perform the request on behalf of.' },
-  slug: { type: 'string', description: 'The Team slug to perform the request on behalf of.' },
-};
 const idParams = {
   type: 'object',
   required: ['id'],
   properties: { id: { type: 'string', description: 'ID of the integration configuration' } },
 };
-const errors = { 400: { $ref: 'VercelError#' }, 401: { $ref: 'VercelError#' }, 403: { $ref: 'VercelError#' }, 404: { $ref: 'VercelError#' } };
+const errors = errorResponses(400, 401, 403, 404);
 const tags = ['integrations'];
 
-interface TeamQuery {
-  teamId?: string;
-  slug?: string;
-}
 
 const MAX_CACHED_BODIES = 1000;
 

@@ -1,0 +1,100 @@
+/**
+ * Vercel's wire shapes of projects and environment variables, as @vercel/sdk parses them
+ * (createProject/getProject/getProjects, filterProjectEnvs/getProjectEnv) and the `vercel` CLI
+ * reads them (`updatedAt` in ms, `pagination.next`).
+ */
+import type { EnvVar, Project } from '../projects/projects.ts';
+
+const str = { type: 'string' };
+const num = { type: 'number' };
+const bool = { type: 'boolean' };
+const nullableStr = { type: ['string', 'null'] };
+const regions = { type: 'object', required: ['functionDefaultRegions'], properties: { functionDefaultRegions: { type: 'array', items: str } } };
+
+/** Storehouse runs no functions; these are the defaults a new Vercel project shows. */
+const REGION = 'iad1';
+const NODE_VERSION = '22.x';
+
+export const projectSchema = {
+  $id: 'Project',
+  type: 'object',
+  required: ['id', 'name', 'accountId', 'nodeVersion', 'alias', 'defaultResourceConfig', 'resourceConfig', 'deploymentExpiration', 'directoryListing'],
+  properties: {
+    id: str,
+    name: str,
+    accountId: str,
+    createdAt: num,
+    updatedAt: num,
+    framework: nullableStr,
+    nodeVersion: str,
+    directoryListing: bool,
+    serverlessFunctionRegion: str,
+    alias: { type: 'array', items: { type: 'object' } },
+    latestDeployments: { type: 'array', items: { type: 'object' } },
+    targets: { type: 'object' },
+    defaultResourceConfig: regions,
+    resourceConfig: regions,
+    deploymentExpiration: { type: 'object' },
+  },
+};
+
+export function toProject(project: Project) {
+  return {
+    id: project.id,
+    name: project.name,
+    accountId: project.teamId,
+    createdAt: project.createdAt.getTime(),
+    updatedAt: project.updatedAt.getTime(),
+    framework: project.framework,
+    nodeVersion: NODE_VERSION,
+    directoryListing: false,
+    serverlessFunctionRegion: REGION,
+    alias: [],
+    latestDeployments: [],
+    targets: {},
+    defaultResourceConfig: { functionDefaultRegions: [REGION] },
+    resourceConfig: { functionDefaultRegions: [REGION] },
+    deploymentExpiration: {},
+  };
+}
+
+export const envVarSchema = {
+  $id: 'EnvVar',
+  type: 'object',
+  required: ['id', 'key', 'type', 'target', 'securityIssues'],
+  properties: {
+    id: str,
+    key: str,
+    value: { ...str, description: 'Decrypted with decrypt=true; never for sensitive variables' },
+    type: { type: 'string', enum: ['encrypted', 'sensitive', 'plain', 'secret', 'system'] },
+    target: { type: 'array', items: { type: 'string', enum: ['production', 'preview', 'development'] } },
+    configurationId: nullableStr,
+    decrypted: bool,
+    createdAt: num,
+    updatedAt: num,
+    createdBy: nullableStr,
+    updatedBy: nullableStr,
+    comment: str,
+    customEnvironmentIds: { type: 'array', items: str },
+    securityIssues: { type: 'array', items: str },
+  },
+};
+
+export function toEnvVar(env: EnvVar, decrypted: boolean) {
+  return {
+    id: env.id,
+    key: env.key,
+    ...(env.value !== undefined && { value: env.value }),
+    type: env.type,
+    target: env.targets,
+    configurationId: env.configurationId,
+    decrypted: decrypted && env.value !== undefined,
+    createdAt: env.createdAt.getTime(),
+    updatedAt: env.updatedAt.getTime(),
+    createdBy: env.createdBy,
+    updatedBy: null,
+    comment: '',
+    customEnvironmentIds: [],
+    securityIssues: [],
+  };
+}

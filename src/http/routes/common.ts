@@ -1,0 +1,22 @@
+/** Schema pieces every route module shares. */
+
+export const teamQuery = {
+  teamId: { type: 'string', description: 'The Team identifier to perform the request on behalf of.' },
+  slug: { type: 'string', description: 'The Team slug to perform the request on behalf of.' },
+};
+
+export interface TeamQuery {
+  teamId?: string;
+  slug?: string;
+}
+
+/** Response schemas of the error statuses a route documents, all in Vercel's error format. */
+export const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((status) => [status, { $ref: 'VercelError#' }]));
+
+/** Vercel's list pagination: `next` is passed back (as `until`/`from`) for the following page. */
+export const paginationSchema = {
+  $id: 'Pagination',
+  type: 'object',
+  required: ['count', 'next', 'prev'],
+  properties: { count: { type: 'number' }, next: { type: ['number', 'null'] }, prev: { type: ['number', 'null'] } },
+};

@@ -1,0 +1,248 @@
+import type { FastifyInstance } from 'fastify';
+import { createAjv } from '../../catalog/metadata-schema.ts';
+import { parseIdempotencyKey } from '../../stores/idempotency.ts';
+import type { StoreConnections } from '../../stores/connections.ts';
+import type { CreateStoreInput, StoreService } from '../../stores/store-service.ts';
+import { toStore } from '../store-shapes.ts';
+import { SOURCES } from '../vercel-shapes.ts';
+import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+
+const tags = ['storage'];
+const metadataValue = {
+  anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'array', items: { type: 'string' } }, { type: 'array', items: { type: 'number' } }],
+};
+
+const createBody = {
+  type: 'object',
+  required: ['name', 'integrationConfigurationId', 'integrationProductIdOrSlug'],
+  properties: {
+    name: { type: 'string', maxLength: 128, description: 'Human-readable name for the storage resource' },
+    integrationConfigurationId: { type: 'string', description: 'ID of your integration configuration' },
+    integrationProductIdOrSlug: { type: 'string', description: 'ID or slug of the product' },
+    metadata: { type: 'object', additionalProperties: metadataValue, description: "Validated against the product's metadataSchema" },
+    externalId: { type: 'string', maxLength: 256 },
+    protocolSettings: { type: 'object', additionalProperties: true },
+    source: { type: 'string', enum: [...SOURCES], default: 'marketplace' },
+    billingPlanId: { type: 'string' },
+    paymentMethodId: { type: 'string' },
+    prepaymentAmountCents: { type: 'number', description: 'At least 50, within the plan\'s minimum and maximum' },
+  },
+};
+
+const connectBody = {
+  type: 'object',
+  required: ['projectId'],
+  properties: {
+    projectId: { type: 'string' },
+    envVarEnvironments: { type: 'array', items: { type: 'string' } },
+    makeEnvVarsSensitive: { type: 'boolean' },
+    envVarPrefix: { type: 'string' },
+    type: { type: 'string', enum: ['integration'] },
+  },
+};
+
+const storeResponse = { type: 'object', required: ['store'], properties: { store: { $ref: 'Store#' } } };
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } };
+
+/**
+ * Bodies are checked as sent: no type coercion (the app's Ajv coerces query strings, where every
+ * value arrives as text), so `"name": 5` or `"prepaymentAmountCents": "5000"` are 400s.
+ */
+const bodyAjv = createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false });
+const exactBodies = ({ schema }: { schema: object }) => bodyAjv.compile(schema);
+
+/** Stores: create (the marketplace's one-call create), read, list, delete, and project connections. */
+export default async function storesRoutes(app: FastifyInstance, options: { stores: StoreService; connections: StoreConnections }) {
+  const { stores, connections } = options;
+
+  app.post<{ Querystring: TeamQuery; Body: CreateStoreInput }>(
+    '/v1/storage/stores/integration/direct',
+    {
+      config: { rateLimit: 'stores.create' },
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'createIntegrationStoreDirect',
+        summary: 'Create an integration store (validates metadata, picks or checks the plan, authorizes billing, provisions)',
+        tags,
+        querystring: { type: 'object', properties: teamQuery },
+        headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', description: 'Repeats with the same key and body return the first response' } } },
+        body: createBody,
+        response: { 200: storeResponse, ...errorResponses(400, 401, 402, 403, 404, 409, 429, 502, 503) },
+      },
+    },
+    async (request) => {
+      const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
+      return stores.create(request.actor, request.body, { idempotencyKey, render: (view) => ({ store: toStore(view) }) });
+    },
+  );
+
+  app.get<{ Querystring: TeamQuery & { limit?: number; until?: number; from?: number } }>(
+    '/v1/storage/stores',
+    {
+      schema: {
+        operationId: 'listStores',
+        summary: "List the team's stores, newest first",
+        tags,
+        querystring: {
+          type: 'object',
+          properties: {
+            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+            until: { type: 'integer', description: 'The `pagination.next` of the previous page' },
+            from: { type: 'integer', description: 'Same as until' },
+            ...teamQuery,
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['stores', 'pagination'],
+            properties: {
+              stores: { type: 'array', items: { $ref: 'Store#' } },
+              pagination: { $ref: 'Pagination#' },
+            },
+          },
+          ...errorResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request) => {
+      const { limit = 100, until, from } = request.query;
+      const { page, views } = await stores.list(request.actor, { limit, until: until ?? from });
+      return { stores: views.map(toStore), pagination: { count: views.length, next: page.next, prev: null } };
+    },
+  );
+
+  const getStore = async (request: { actor: Parameters<StoreService['get']>[0]; params: { id: string } }) => ({
+    store: toStore(await stores.get(request.actor, request.params.id)),
+  });
+  app.get<{ Params: { id: string }; Querystring: TeamQuery }>(
+    '/v1/storage/stores/:id',
+    {
+      schema: {
+        operationId: 'getStore',
+        summary: 'Get a store',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: teamQuery },
+        response: { 200: storeResponse, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    getStore,
+  );
+  // @vercel/sdk's storage.getStorageStoresById: unversioned, and sent without a token by the SDK
+  // (pass `Authorization` in the call's headers): a store is never shown to an unknown caller.
+  app.get<{ Params: { id: string }; Querystring: TeamQuery & { 'skip-metadata'?: boolean; 'include-guides'?: boolean } }>(
+    '/storage/stores/:id',
+    {
+      schema: {
+        operationId: 'getStorageStoresById',
+        summary: 'Get a store (unversioned path of @vercel/sdk; needs the Authorization header)',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: { 'skip-metadata': { type: 'boolean' }, 'include-guides': { type: 'boolean' }, ...teamQuery } },
+        response: { 200: storeResponse, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    getStore,
+  );
+
+  app.delete<{ Params: { id: string }; Querystring: TeamQuery & { disconnect?: boolean } }>(
+    '/v1/storage/stores/integration/:id',
+    {
+      schema: {
+        operationId: 'deleteIntegrationStore',
+        summary: 'Delete an integration store: deprovisions it (refused while projects are connected, unless disconnect=true)',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: { disconnect: { type: 'boolean', default: false }, ...teamQuery } },
+        response: { 200: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }, ...errorResponses(400, 401, 403, 404, 409, 502, 503) },
+      },
+    },
+    async (request) => {
+      await stores.delete(request.actor, request.params.id, { disconnect: request.query.disconnect === true });
+      return { id: request.params.id };
+    },
+  );
+
+  app.post<{ Params: { integrationConfigurationId: string; resourceId: string }; Querystring: TeamQuery; Body: { projectId: string; envVarEnvironments?: string[]; makeEnvVarsSensitive?: boolean } }>(
+    '/v1/integrations/installations/:integrationConfigurationId/resources/:resourceId/connections',
+    {
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'connectIntegrationResourceToProject',
+        summary: "Connect a store to a project: its secrets become the project's environment variables",
+        tags: ['integrations'],
+        params: {
+          type: 'object',
+          required: ['integrationConfigurationId', 'resourceId'],
+          properties: { integrationConfigurationId: { type: 'string' }, resourceId: { type: 'string', description: "The store's id (or the provider's externalResourceId)" } },
+        },
+        querystring: { type: 'object', properties: teamQuery },
+        body: connectBody,
+        response: { 201: { type: 'null', description: 'Connected' }, ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { integrationConfigurationId, resourceId } = request.params;
+      await connections.connect(request.actor, { installationId: integrationConfigurationId, resourceId }, request.body);
+      return reply.code(201).send();
+    },
+  );
+
+  // The `vercel` CLI's own connection endpoints, by store id.
+  app.post<{ Params: { id: string }; Querystring: TeamQuery; Body: { projectId: string; envVarEnvironments?: string[]; envVarPrefix?: string } }>(
+    '/v1/storage/stores/:id/connections',
+    {
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'connectStore',
+        summary: 'Connect a store to a project (as the vercel CLI does)',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: teamQuery },
+        body: connectBody,
+        response: { 201: { type: 'null', description: 'Connected' }, ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await connections.connect(request.actor, { resourceId: request.params.id }, request.body);
+      return reply.code(201).send();
+    },
+  );
+
+  app.delete<{ Params: { id: string }; Querystring: TeamQuery }>(
+    '/v1/storage/stores/:id/connections',
+    {
+      schema: {
+        operationId: 'disconnectStoreFromAllProjects',
+        summary: 'Disconnect a store from every project (removes the environment variables it made)',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: teamQuery },
+        response: { 204: { type: 'null', description: 'Disconnected' }, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      await connections.disconnect(request.actor, request.params.id, 'all');
+      return reply.code(204).send();
+    },
+  );
+
+  app.delete<{ Params: { id: string; connectionId: string }; Querystring: TeamQuery }>(
+    '/v1/storage/stores/:id/connections/:connectionId',
+    {
+      schema: {
+        operationId: 'disconnectStore',
+        summary: 'Disconnect a store from one project, by connection id (projectsMetadata[].id), project id or name',
+        tags,
+        params: { type: 'object', required: ['id', 'connectionId'], properties: { id: { type: 'string' }, connectionId: { type: 'string' } } },
+        querystring: { type: 'object', properties: teamQuery },
+        response: { 204: { type: 'null', description: 'Disconnected' }, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      await connections.disconnect(request.actor, request.params.id, { connection: request.params.connectionId });
+      return reply.code(204).send();
+    },
+  );
+}
