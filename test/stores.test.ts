@@ -1,0 +1,430 @@
+/**
+ * Creating stores: the whole seed workflow through @vercel/sdk (discover, create free, paid and
+ * prepaid stores, connect to a project, read POSTGRES_URL from the project's environment and
+ * query it with pg), then every rejection, each with its status, its code, and nothing created.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { SDKError } from '@vercel/sdk/models/sdkerror.js';
+import pg from 'pg';
+import { install } from '../src/tenancy/installations.ts';
+import { createTeam, setMember, setStoreQuota } from '../src/tenancy/teams.ts';
+import { createToken } from '../src/tenancy/tokens.ts';
+import { createUser } from '../src/tenancy/users.ts';
+import { BACKENDS, errorOf, POSTGRES_URL, startServer, type Backend, type TestServer } from './helpers.ts';
+
+const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
+
+/** Real stores: on PostgreSQL the Postgres provider uses the server, and Redis when there is one. */
+function providerEnv(backend: Backend): Record<string, string> {
+  return {
+    ...(backend === 'postgres' && POSTGRES_URL && { STOREHOUSE_POSTGRES_ADMIN_URL: POSTGRES_URL }),
+    ...(REDIS_URL && { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL }),
+  };
+}
+
+/** The status and Vercel error code an SDK call fails with. */
+async function sdkFailure(call: Promise<unknown>): Promise<{ status: number; code: string; message: string; body: any }> {
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof SDKError, `expected an SDKError, got ${error}`);
+    const body = JSON.parse(error.body);
+    return { status: error.statusCode, code: body.error.code, message: body.error.message, body };
+  }
+  assert.fail('expected the call to fail');
+}
+
+/** What a rejected request must leave unchanged: counts of every table a create writes. */
+async function footprint(server: TestServer) {
+  const { rows } = await server.runtime.db.query<Record<string, number>>(
+    `SELECT (SELECT count(*)::int FROM stores) AS stores, (SELECT count(*)::int FROM billing_authorizations) AS authorizations,
+            (SELECT count(*)::int FROM provider_resources) AS resources, (SELECT count(*)::int FROM idempotency_keys) AS keys,
+            (SELECT count(*)::int FROM audit_events) AS audit`,
+  );
+  return rows[0]!;
+}
+
+const firstConfiguration = async (server: TestServer) => (await server.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
+
+const storeIdOf = async (server: TestServer, name: string) =>
+  (await server.runtime.db.query<{ id: string }>('SELECT id FROM stores WHERE name = $1', [name])).rows[0]?.id;
+
+for (const backend of BACKENDS) {
+  describe(`creating stores through @vercel/sdk (${backend})`, () => {
+    let server: TestServer;
+    let icfg: string;
+    let teamId: string;
+    let viewerToken: string;
+    let memberToken: string;
+    let billingToken: string;
+    let otherTeamIcfg: string;
+    let otherTeamCard: string;
+
+    const create = (body: Record<string, unknown>, token?: string) =>
+      server.sdk(token).integrations.createIntegrationStoreDirect({ requestBody: { integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', ...body } as any });
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    const addCard = async (cardNumber: string, extra: Record<string, unknown> = {}, token?: string) => {
+      const response = await server.request('/_storehouse/payment-methods', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ cardNumber, ...extra }),
+        ...(token && { token }),
+      });
+      return { status: response.status, body: (await response.json()) as any };
+    };
+
+    before(async () => {
+      server = await startServer(backend, { env: providerEnv(backend) });
+      const db = server.runtime.db;
+      icfg = await firstConfiguration(server);
+      teamId = (await db.query<{ id: string }>("SELECT id FROM teams WHERE slug = 'my-team'")).rows[0]!.id;
+      const tokenFor = async (email: string, role: 'VIEWER' | 'MEMBER' | 'BILLING') => {
+        const user = await createUser(db, { email });
+        await setMember(db, teamId, user.id, role);
+        return (await createToken(db, { userId: user.id, teamId, name: 't' })).value;
+      };
+      viewerToken = await tokenFor('viewer@example.com', 'VIEWER');
+      memberToken = await tokenFor('member@example.com', 'MEMBER');
+      billingToken = await tokenFor('billing@example.com', 'BILLING');
+      const stranger = await createUser(db, { email: 'stranger@example.com' });
+      const otherTeam = await createTeam(db, { slug: 'other-team' });
+      await setMember(db, otherTeam.id, stranger.id, 'OWNER');
+      otherTeamIcfg = (await install(db, { teamId: otherTeam.id, integrationId: 'oac_storehouse', installedBy: stranger.id })).id;
+      const strangerToken = (await createToken(db, { userId: stranger.id, teamId: otherTeam.id, name: 't' })).value;
+      otherTeamCard = (await addCard('4242424242424242', {}, strangerToken)).body.id;
+    });
+    after(() => server?.close());
+
+    test('the seed workflow: discover, create free, connect to a project, read POSTGRES_URL and query it', async () => {
+      const sdk = server.sdk();
+      const products = await sdk.integrations.getConfigurationProducts({ id: icfg });
+      const product = products.products.find((p) => p.slug === 'postgres')!;
+      const { plans } = await sdk.integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: product.id, integrationConfigurationId: icfg });
+      assert.ok(plans.some((plan) => plan.id === 'postgres_hobby' && plan.paymentMethodRequired === false));
+
+      const created = await sdk.integrations.createIntegrationStoreDirect({
+        requestBody: { name: 'seed-db', integrationConfigurationId: icfg, integrationProductIdOrSlug: product.id, metadata: { connectionLimit: 10 }, externalId: 'ext-1' },
+      });
+      const store = created.store!;
+      assert.equal(store.status, 'available');
+      assert.equal(store.externalResourceStatus, 'ready');
+      assert.equal(store.billingPlan?.id, 'postgres_hobby');
+      assert.deepEqual(store.metadata, { connectionLimit: 10, statementTimeout: 'off' }, 'defaults are applied');
+      assert.equal(store.product.integrationConfigurationId, icfg);
+      assert.deepEqual(store.product.supportedProtocols, ['storage']);
+      assert.ok(store.secrets.some((s) => s.name === 'POSTGRES_URL' && s.length > 20));
+      assert.deepEqual(store.projectsMetadata, []);
+      // The raw body also carries the store's own id and name (the SDK strips them).
+      const storeId = (await storeIdOf(server, 'seed-db'))!;
+      const raw = (await (await server.request(`/v1/storage/stores/${storeId}`)).json()) as any;
+      assert.equal(raw.store.name, 'seed-db');
+      assert.equal(raw.store.externalId, 'ext-1');
+
+      const project = await sdk.projects.createProject({ requestBody: { name: 'web' } });
+      assert.equal(project.name, 'web');
+      // The SDK's store has no id: connecting by the provider's externalResourceId works too.
+      await sdk.integrations.connectIntegrationResourceToProject({
+        integrationConfigurationId: icfg,
+        resourceId: store.externalResourceId,
+        requestBody: { projectId: project.id, envVarEnvironments: ['production', 'preview'] },
+      });
+      const { store: viewed } = await sdk.storage.getStorageStoresById({ id: storeId }, { headers: { authorization: `Bearer ${server.token}` } } as any);
+      assert.equal(viewed.totalConnectedProjects, 1);
+      assert.equal(viewed.projectsMetadata[0]!.projectId, project.id);
+      assert.ok(viewed.projectsMetadata[0]!.environmentVariables.includes('POSTGRES_URL'));
+
+      const envs = await sdk.projects.filterProjectEnvs({ idOrName: 'web', decrypt: 'true' });
+      assert.ok('envs' in envs);
+      const url = envs.envs.find((e) => e.key === 'POSTGRES_URL')!;
+      assert.deepEqual(url.target, ['production', 'preview']);
+      const one = await sdk.projects.getProjectEnv({ idOrName: project.id, id: url.id! });
+      assert.ok('value' in one && one.value === url.value);
+      const client = new pg.Client({ connectionString: url.value! });
+      await client.connect();
+      try {
+        const { rows } = await client.query('SELECT current_database() AS db, 40 + 2 AS answer');
+        assert.equal(rows[0].answer, 42);
+      } finally {
+        await client.end();
+      }
+      // Encrypted at rest: the stored value is not the URL.
+      const { rows } = await server.runtime.db.query<{ value: string }>("SELECT value FROM project_env WHERE key = 'POSTGRES_URL'");
+      assert.ok(!rows.some((row) => row.value.includes('postgres://')));
+      // The store shows in the list (the vercel CLI's `integration list`).
+      const listed = (await (await server.request('/v1/storage/stores')).json()) as any;
+      assert.equal(listed.stores.find((s: any) => s.name === 'seed-db').projectsMetadata[0].name, 'web');
+
+      // Deleting is refused while connected, unless the projects are disconnected.
+      const refused = await errorOf(await server.request(`/v1/storage/stores/integration/${storeId}`, { method: 'DELETE' }));
+      assert.deepEqual([refused.status, refused.code], [409, 'store_has_connections']);
+      const deleted = await server.request(`/v1/storage/stores/integration/${storeId}?disconnect=true`, { method: 'DELETE' });
+      assert.equal(deleted.status, 200);
+      assert.equal((await server.request(`/v1/storage/stores/${storeId}`)).status, 404);
+      assert.equal((await sdk.projects.filterProjectEnvs({ idOrName: 'web' }) as any).envs.length, 0, 'its variables went with it');
+      const gone = new pg.Client({ connectionString: url.value! });
+      await assert.rejects(gone.connect().then(() => gone.query('SELECT 1')).finally(() => gone.end().catch(() => {})));
+    });
+
+    test('paid plans: no payment method is 402, a declined card is 402, a good card is authorized', async () => {
+      const before = await footprint(server);
+      const none = await sdkFailure(create({ name: 'pro-db', billingPlanId: 'postgres_pro' }));
+      assert.deepEqual([none.status, none.code], [402, 'payment_method_required']);
+
+      // Members may not add cards; billing members may.
+      assert.equal((await addCard('4000000000000002', {}, memberToken)).status, 403);
+      const declining = await addCard('4000000000000002', {}, billingToken);
+      assert.equal(declining.status, 200);
+      assert.equal(declining.body.default, true, "the team's first card is its default");
+      const withCard = await footprint(server);
+      const declined = await sdkFailure(create({ name: 'pro-db', billingPlanId: 'postgres_pro' }));
+      assert.deepEqual([declined.status, declined.code], [402, 'payment_declined']);
+      const foreign = await sdkFailure(create({ name: 'pro-db', billingPlanId: 'postgres_pro', paymentMethodId: otherTeamCard }));
+      assert.deepEqual([foreign.status, foreign.code], [400, 'invalid_payment_method']);
+      assert.deepEqual(await footprint(server), withCard, 'nothing was created by the rejections');
+      assert.equal(withCard.audit, before.audit! + 1, 'adding a card is audited');
+
+      const good = await addCard('4242424242424242');
+      assert.equal(good.body.default, false);
+      const { store } = await create({ name: 'pro-db', billingPlanId: 'postgres_pro', paymentMethodId: good.body.id });
+      assert.equal(store!.status, 'available');
+      assert.equal(store!.billingPlan?.id, 'postgres_pro');
+      const auths = (await (await server.request('/_storehouse/billing/authorizations')).json()) as any;
+      const auth = auths.authorizations.find((a: any) => a.billingPlanId === 'postgres_pro');
+      assert.deepEqual([auth.kind, auth.amountCents, auth.state, auth.paymentMethodId], ['preauthorization', 2000, 'authorized', good.body.id]);
+      // Deleting the store releases its authorization.
+      const id = (await storeIdOf(server, 'pro-db'))!;
+      assert.equal((await server.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' })).status, 200);
+      const after = (await (await server.request(`/_storehouse/billing/authorizations?storeId=${id}`)).json()) as any;
+      assert.equal(after.authorizations[0].state, 'released');
+    });
+
+    test('prepayment plans: the amount must be at least 50 and within the plan', async () => {
+      const card = await addCard('5555555555554444', { default: true });
+      assert.equal(card.body.default, true);
+      const before = await footprint(server);
+      for (const [amount, expected] of [[undefined, 400], [49, 400], [50, 400], [499, 400], [50001, 400], [5000.5, 400]] as const) {
+        const failure = await sdkFailure(create({ name: 'payg', billingPlanId: 'postgres_payg', ...(amount !== undefined && { prepaymentAmountCents: amount }) }));
+        assert.deepEqual([failure.status, failure.code], [expected, 'validation_error'], `amount ${amount}`);
+        assert.equal(failure.body.error.fields[0].key, 'prepaymentAmountCents');
+      }
+      const onSubscription = await sdkFailure(create({ name: 'payg', billingPlanId: 'postgres_pro', prepaymentAmountCents: 5000 }));
+      assert.equal(onSubscription.status, 400);
+      assert.deepEqual(await footprint(server), before);
+      for (const [name, amount] of [['payg-min', 500], ['payg-max', 50000]] as const) {
+        await create({ name, billingPlanId: 'postgres_payg', prepaymentAmountCents: amount });
+        const id = (await storeIdOf(server, name))!;
+        const raw = (await (await server.request(`/v1/storage/stores/${id}`)).json()) as any;
+        assert.equal(raw.store.prepaidBalanceCents, amount);
+        const auths = (await (await server.request(`/_storehouse/billing/authorizations?storeId=${id}`)).json()) as any;
+        assert.deepEqual([auths.authorizations[0].kind, auths.authorizations[0].state], ['prepayment', 'paid']);
+        await server.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' });
+        const refunded = (await (await server.request(`/_storehouse/billing/authorizations?storeId=${id}`)).json()) as any;
+        assert.equal(refunded.authorizations[0].state, 'refunded');
+      }
+    });
+
+    test('every rejection has its status and code, and creates nothing', async () => {
+      await create({ name: 'taken' });
+      const before = await footprint(server);
+      const cases: Array<[string, Promise<Response>, number, string]> = [
+        ['empty body', server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' } }), 400, 'bad_request'],
+        ['array body', post([]), 400, 'bad_request'],
+        ['no name', post({ integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
+        ['name too long', post({ name: 'x'.repeat(129), integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
+        ['empty name', post({ name: '', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'validation_error'],
+        ['name not a string', post({ name: 5, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
+        ['no configuration', post({ name: 'a', integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
+        ['no product', post({ name: 'a', integrationConfigurationId: icfg }), 400, 'bad_request'],
+        ['unknown source', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', source: 'nope' }), 400, 'bad_request'],
+        ['name taken', post({ name: 'taken', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 409, 'store_name_taken'],
+        ['unknown configuration', post({ name: 'a', integrationConfigurationId: 'icfg_nope', integrationProductIdOrSlug: 'postgres' }), 404, 'not_found'],
+        ["another team's configuration", post({ name: 'a', integrationConfigurationId: otherTeamIcfg, integrationProductIdOrSlug: 'postgres' }), 404, 'not_found'],
+        ['unknown product', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'mysql' }), 404, 'not_found'],
+        ['viewer', server.request('/v1/storage/stores/integration/direct', { method: 'POST', token: viewerToken, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }) }), 403, 'forbidden'],
+        ['member who did not install', server.request('/v1/storage/stores/integration/direct', { method: 'POST', token: memberToken, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }) }), 403, 'forbidden'],
+        ['metadata out of range', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 0 } }), 400, 'validation_error'],
+        ['metadata not in the enum', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { statementTimeout: '1h' } }), 400, 'validation_error'],
+        ['metadata of the wrong type', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: '10' } }), 400, 'validation_error'],
+        ['unknown metadata', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { region: 'iad1' } }), 400, 'validation_error'],
+        ['unsupported protocol settings', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', protocolSettings: { experimentation: { edgeConfigId: 'x' } } }), 400, 'validation_error'],
+        ['unknown plan', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'redis_pro' }), 400, 'invalid_billing_plan'],
+        ['bad Idempotency-Key', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }, { 'idempotency-key': 'x'.repeat(300) }), 400, 'bad_request'],
+      ];
+      for (const [what, response, status, code] of cases) {
+        const failure = await errorOf(await response);
+        assert.deepEqual([failure.status, failure.code], [status, code], `${what}: ${failure.message}`);
+      }
+      const metadata = await errorOf(await post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 500, statementTimeout: '1h', x: 1 } }));
+      assert.deepEqual(
+        metadata.body.error.fields.map((f: any) => f.key).sort(),
+        ['metadata.connectionLimit', 'metadata.statementTimeout', 'metadata.x'],
+        'each bad key is named',
+      );
+      assert.deepEqual(await footprint(server), before, 'nothing was created');
+    });
+
+    test('quotas: the team quota and the plan limit are 403s that create nothing', async () => {
+      const { rows } = await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE team_id = $1', [teamId]);
+      await setStoreQuota(server.runtime.db, teamId, rows[0]!.n);
+      const before = await footprint(server);
+      const over = await sdkFailure(create({ name: 'one-too-many' }));
+      assert.deepEqual([over.status, over.code], [403, 'store_quota_exceeded']);
+      assert.deepEqual(await footprint(server), before);
+      await setStoreQuota(server.runtime.db, teamId, null);
+      // The hobby plan takes 3 stores per team.
+      const hobby = (await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM stores WHERE billing_plan_id = 'postgres_hobby'")).rows[0]!.n;
+      for (let i = hobby; i < 3; i++) await create({ name: `hobby-${i}` });
+      const limited = await sdkFailure(create({ name: 'hobby-4' }));
+      assert.deepEqual([limited.status, limited.code], [403, 'plan_resource_limit_reached']);
+    });
+
+    test('Idempotency-Key: a repeat answers as the first did, another body with the key is 409', async () => {
+      const body = { name: 'idem', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' };
+      const first = await post(body, { 'idempotency-key': 'key-1' });
+      assert.equal(first.status, 200);
+      const again = await post({ ...body }, { 'idempotency-key': 'key-1' });
+      assert.equal(again.status, 200);
+      assert.deepEqual(await again.json(), await first.json());
+      assert.equal((await server.runtime.db.query("SELECT 1 FROM stores WHERE name = 'idem'")).rows.length, 1);
+      const other = await errorOf(await post({ ...body, name: 'idem-2' }, { 'idempotency-key': 'key-1' }));
+      assert.deepEqual([other.status, other.code], [409, 'idempotency_key_reused']);
+      // A failed request gives its key back: the same key then works for a good request.
+      const failed = await errorOf(await post({ ...body, name: 'idem-3', billingPlanId: 'nope' }, { 'idempotency-key': 'key-2' }));
+      assert.equal(failed.status, 400);
+      assert.equal((await post({ ...body, name: 'idem-3' }, { 'idempotency-key': 'key-2' })).status, 200);
+    });
+
+    test('the audit log records who created, connected and deleted what; only owners read it', async () => {
+      const audit = (await (await server.request('/_storehouse/audit?limit=1000')).json()) as any;
+      const actions = new Set(audit.events.map((e: any) => e.action));
+      for (const action of ['store.created', 'store.provisioned', 'store.connected', 'store.deleted', 'payment_method.added', 'project.created']) {
+        assert.ok(actions.has(action), `${action} is recorded`);
+      }
+      assert.ok(audit.events.every((e: any) => typeof e.actorId === 'string' || e.actorId === null));
+      assert.equal((await server.request('/_storehouse/audit', { token: billingToken })).status, 403);
+    });
+  });
+}
+
+describe('provider failures and timeouts roll the store back', () => {
+  test('an unreachable provider is a 503; the store is not left initializing and its authorization is released', async () => {
+    const server = await startServer('embedded', { env: { STOREHOUSE_POSTGRES_ADMIN_URL: 'postgres://postgres@127.0.0.1:1/postgres' } });
+    try {
+      const icfg = await firstConfiguration(server);
+      await server.request('/_storehouse/payment-methods', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ cardNumber: '4242424242424242' }) });
+      const failure = await sdkFailure(
+        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'down', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' } }),
+      );
+      assert.deepEqual([failure.status, failure.code], [503, 'provider_unavailable']);
+      const { rows } = await server.runtime.db.query<{ status: string }>('SELECT status FROM stores');
+      assert.ok(rows.every((row) => row.status === 'error'), 'kept only as a record in error, never initializing');
+      const auths = await server.runtime.db.query<{ state: string }>('SELECT state FROM billing_authorizations');
+      assert.deepEqual(auths.rows.map((r) => r.state), ['released']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a provider slower than the timeout is a 503, and the half-made store is undone', async () => {
+    const server = await startServer('embedded', { env: { STOREHOUSE_PROVISION_TIMEOUT_MS: '100' } });
+    try {
+      const icfg = await firstConfiguration(server);
+      const failure = await sdkFailure(
+        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' } }),
+      );
+      assert.deepEqual([failure.status, failure.code], [503, 'provider_timeout']);
+      assert.equal((await server.runtime.db.query('SELECT 1 FROM stores')).rows.length, 0, 'rolled back');
+      // The provision still running when it timed out is refused when it gets there: nothing is left live.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const live = await server.runtime.db.query("SELECT 1 FROM provider_resources WHERE state IN ('provisioning', 'ready')");
+      assert.equal(live.rows.length, 0);
+      // And the name is free again.
+      const { store } = await server.sdk().integrations.createIntegrationStoreDirect({
+        requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis' },
+      }).catch((error) => ({ store: { status: (error as SDKError).statusCode } as any }));
+      assert.notEqual(store?.status, 409);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('concurrency', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, () => {
+  let server: TestServer;
+  let icfg: string;
+  const body = (name: string) => ({ name, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis', billingPlanId: 'redis_pro' });
+  before(async () => {
+    server = await startServer('embedded', { env: { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL!, STOREHOUSE_TEAM_STORE_QUOTA: '10' } });
+    icfg = await firstConfiguration(server);
+    await server.request('/_storehouse/payment-methods', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ cardNumber: '4242424242424242' }) });
+  });
+  after(async () => {
+    const { rows } = await server.runtime.db.query<{ id: string }>('SELECT id FROM stores');
+    for (const { id } of rows) await server.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' });
+    await server.close();
+  });
+
+  test('50 parallel creates against a quota of 10 give exactly 10 stores', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body(`par-${i}`)) }),
+      ),
+    );
+    const statuses = responses.map((r) => r.status);
+    assert.equal(statuses.filter((s) => s === 200).length, 10, statuses.join(','));
+    assert.equal(statuses.filter((s) => s === 403).length, 40);
+    assert.equal((await server.runtime.db.query('SELECT 1 FROM stores')).rows.length, 10);
+    assert.equal((await server.runtime.db.query("SELECT 1 FROM provider_resources WHERE state = 'ready'")).rows.length, 10);
+  });
+
+  test('20 parallel requests with one idempotency key give one store', async () => {
+    const { rows } = await server.runtime.db.query<{ id: string }>('SELECT id FROM stores');
+    for (const { id } of rows) await server.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' });
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        server.request('/v1/storage/stores/integration/direct', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': 'same-key' },
+          body: JSON.stringify(body('idem-par')),
+        }),
+      ),
+    );
+    const bodies = await Promise.all(responses.map((r) => r.json()));
+    assert.deepEqual(responses.map((r) => r.status), Array(20).fill(200));
+    assert.ok(bodies.every((b) => JSON.stringify(b) === JSON.stringify(bodies[0])));
+    assert.equal((await server.runtime.db.query('SELECT 1 FROM stores')).rows.length, 1);
+    assert.equal((await server.runtime.db.query("SELECT 1 FROM provider_resources WHERE state = 'ready'")).rows.length, 1);
+  });
+});
+
+describe('rate limits', () => {
+  test('creates per team per minute, and requests per token, are 429s with Vercel\'s headers and body', async () => {
+    const server = await startServer('embedded', { env: { STOREHOUSE_RATE_LIMIT_STORE_CREATES: '2', STOREHOUSE_RATE_LIMIT_REQUESTS: '8' } });
+    try {
+      const post = () =>
+        server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x' }) });
+      assert.equal((await post()).status, 400);
+      assert.equal((await post()).status, 400);
+      const limited = await post();
+      assert.equal(limited.status, 429);
+      const retryAfter = Number(limited.headers.get('retry-after'));
+      assert.ok(retryAfter >= 1 && retryAfter <= 60);
+      assert.equal(limited.headers.get('x-ratelimit-limit'), '2');
+      assert.equal(limited.headers.get('x-ratelimit-remaining'), '0');
+      const failure = await errorOf(limited);
+      assert.equal(failure.code, 'rate_limited');
+      const { limit } = failure.body.error;
+      assert.equal(limit.total, 2);
+      assert.equal(limit.remaining, 0);
+      assert.ok(Math.abs(limit.resetMs - Date.now()) <= 61_000 && limit.reset === Math.ceil(limit.resetMs / 1000));
+      // The per-token limit (8 a minute) covers every route.
+      let status = 0;
+      for (let i = 0; i < 8 && status !== 429; i++) status = (await server.request('/v1/storage/stores')).status;
+      assert.equal(status, 429);
+    } finally {
+      await server.close();
+    }
+  });
+});
