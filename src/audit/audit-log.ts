@@ -27,6 +27,21 @@ export async function audit(db: Queryable, entry: AuditEntry): Promise<void> {
   );
 }
 
+/**
+ * Runs one data-modifying statement (with RETURNING) and records its audit event in the same
+ * statement: atomic without a transaction, and one round trip instead of two.
+ */
+export async function audited<R extends Record<string, unknown>>(db: Queryable, sql: string, params: unknown[], entry: AuditEntry) {
+  const n = params.length;
+  return db.query<R>(
+    `WITH changed AS (${sql}),
+          logged AS (INSERT INTO audit_events (team_id, actor_id, action, target_type, target_id, details)
+                     VALUES ($${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, $${n + 6}))
+     SELECT * FROM changed`,
+    [...params, entry.teamId, entry.actorId, entry.action, entry.targetType, entry.targetId, JSON.stringify(entry.details ?? {})],
+  );
+}
+
 /** The team's events, newest first; `before` (an event id) pages further back. */
 export async function listAuditEvents(db: Queryable, teamId: string, options: { limit: number; before?: number | undefined }): Promise<AuditEvent[]> {
   const { rows } = await db.query<Record<string, any>>(

@@ -76,12 +76,13 @@ export class IdempotencyKeys {
 
   /** Records the key as taken by this request (in its transaction); KeyTaken when another has it. */
   async take(tx: Queryable, request: IdempotentRequest, storeId: string): Promise<void> {
-    await tx.query('DELETE FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3 AND expires_at <= now()', [
-      request.teamId, request.operation, request.key,
-    ]);
+    // An expired key is taken over; a live one is another request's.
     const { rowCount } = await tx.query(
       `INSERT INTO idempotency_keys (team_id, operation, key, request_hash, store_id, expires_at)
-       VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6)) ON CONFLICT DO NOTHING`,
+       VALUES ($1, $2, $3, $4, $5, now() + make_interval(hours => $6))
+       ON CONFLICT (team_id, operation, key) DO UPDATE
+         SET request_hash = EXCLUDED.request_hash, store_id = EXCLUDED.store_id, response = NULL, created_at = now(), expires_at = EXCLUDED.expires_at
+         WHERE idempotency_keys.expires_at <= now()`,
       [request.teamId, request.operation, request.key, request.hash, storeId, KEY_LIFETIME_HOURS],
     );
     if (rowCount === 0) throw new KeyTaken();

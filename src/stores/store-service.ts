@@ -9,7 +9,7 @@
  * fails, the store stays, in `error`, as the record of what may exist.
  */
 import type { Logger } from 'pino';
-import { audit } from '../audit/audit-log.ts';
+import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import { offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
@@ -70,6 +70,9 @@ export interface StoreServiceOptions {
 }
 
 const CREATE = 'stores.create';
+
+const nameTaken = (name: string, id?: string) =>
+  conflict('store_name_taken', `The team already has a store named "${name}"${id ? ` (${id})` : ''}`);
 
 /** A control character in a name would make it unprintable in the CLI and the logs. */
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -152,22 +155,19 @@ export class StoreService {
     } catch (error) {
       throw await this.undoCreate(provider, store, idempotent, actor, error);
     }
-    const view = await this.db.transaction(async (tx) => {
-      const updated = await this.recordProvisioned(tx, store, result);
+    const finish = async (db: Queryable) => {
+      const updated = await this.recordProvisioned(db, store, result, actor);
       const view: StoreView = { store: updated, product, integration, plan, connections: [] };
-      if (idempotent) await this.keys.complete(tx, idempotent, render(view));
-      await audit(tx, {
-        teamId: actor.team.id, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id,
-        details: { status: updated.status, externalResourceId: updated.externalResourceId },
-      });
+      if (idempotent) await this.keys.complete(db, idempotent, render(view));
       return view;
-    });
-    return render(view);
+    };
+    // Without a key the result is one statement, atomic on its own.
+    return render(idempotent ? await this.db.transaction(finish) : await finish(this.db));
   }
 
   private async assertNameFree(db: Queryable, teamId: string, name: string): Promise<void> {
-    const { rows } = await db.query('SELECT id FROM stores WHERE team_id = $1 AND name = $2', [teamId, name]);
-    if (rows[0]) throw conflict('store_name_taken', `The team already has a store named "${name}" (${rows[0].id as string})`);
+    const { rows } = await db.query<{ id: string }>('SELECT id FROM stores WHERE team_id = $1 AND name = $2', [teamId, name]);
+    if (rows[0]) throw nameTaken(name, rows[0].id);
   }
 
   /** The plan asked for (one of the product's selectable plans), or the product's free plan. */
@@ -226,13 +226,14 @@ export class StoreService {
       return await this.db.transaction(async (tx) => {
         if (request.idempotent) await this.keys.take(tx, request.idempotent, id);
         const quota = await this.storeQuota(tx, teamId);
-        await this.assertNameFree(tx, teamId, request.name);
-        const { rows: counts } = await tx.query<{ total: number; on_plan: number }>(
-          `SELECT count(*)::int AS total, count(*) FILTER (WHERE product_id = $2 AND billing_plan_id = $3)::int AS on_plan
+        const { rows: counts } = await tx.query<{ taken: string | null; total: number; on_plan: number }>(
+          `SELECT (SELECT id FROM stores WHERE team_id = $1 AND name = $4) AS taken, count(*)::int AS total,
+                  count(*) FILTER (WHERE product_id = $2 AND billing_plan_id = $3)::int AS on_plan
              FROM stores WHERE team_id = $1`,
-          [teamId, product.id, plan.id],
+          [teamId, product.id, plan.id, request.name],
         );
-        const { total, on_plan: onPlan } = counts[0]!;
+        const { taken, total, on_plan: onPlan } = counts[0]!;
+        if (taken) throw nameTaken(request.name, taken);
         if (total >= quota) {
           throw new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`, {
             limit: { total: quota, used: total },
@@ -246,7 +247,9 @@ export class StoreService {
             { limit: { total: plan.resourceLimit, used: onPlan } },
           );
         }
-        const { rows } = await tx.query(
+        const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
+        const { rows } = await audited(
+          tx,
           `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
                                metadata, protocol_settings, provision_key, prepaid_balance_cents)
            VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13)
@@ -256,20 +259,18 @@ export class StoreService {
             JSON.stringify(request.metadata), request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
             `${id}.${randomBase62(8)}`, charge?.kind === 'prepayment' ? charge.amountCents : null,
           ],
-        );
-        const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
-        await audit(tx, {
-          teamId, actorId: actor.userId, action: 'store.created', targetType: 'store', targetId: id,
-          details: {
-            name: request.name, product: product.slug, billingPlanId: plan.id, installationId: installation.id,
-            ...(charge && { billing: { authorizationId: authorization, kind: charge.kind, amountCents: charge.amountCents, paymentMethodId: charge.paymentMethod.id } }),
+          {
+            teamId, actorId: actor.userId, action: 'store.created', targetType: 'store', targetId: id,
+            details: {
+              name: request.name, product: product.slug, billingPlanId: plan.id, installationId: installation.id,
+              ...(charge && { billing: { authorizationId: authorization, kind: charge.kind, amountCents: charge.amountCents, paymentMethodId: charge.paymentMethod.id } }),
+            },
           },
-        });
+        );
         return toStore(rows[0]!);
-      });
-    } catch (error) {
+      });    } catch (error) {
       if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') {
-        throw conflict('store_name_taken', `The team already has a store named "${request.name}"`);
+        throw nameTaken(request.name);
       }
       throw error;
     }
@@ -299,15 +300,19 @@ export class StoreService {
     }
   }
 
-  private async recordProvisioned(tx: Queryable, store: Store, result: { resource: ProviderResource; secrets: Secret[] }): Promise<Store> {
+  private async recordProvisioned(db: Queryable, store: Store, result: { resource: ProviderResource; secrets: Secret[] }, actor: Actor): Promise<Store> {
     const { resource, secrets } = result;
     const summary: SecretSummary[] = secrets.map((secret) => ({ name: secret.name, length: secret.value.length }));
-    const { rows } = await tx.query(
+    const status = STORE_STATUS[resource.status];
+    const { rows } = await audited(
+      db,
       `UPDATE stores SET status = $2, external_resource_id = $3, external_resource_status = $4, secrets = $5, secret_summary = $6, updated_at = now()
-        WHERE id = $1 RETURNING ${STORE_COLUMNS}`,
-      [store.id, STORE_STATUS[resource.status], resource.id, resource.status, this.box.seal(JSON.stringify(secrets)), JSON.stringify(summary)],
+        WHERE id = $1 AND status = 'initializing' RETURNING ${STORE_COLUMNS}`,
+      [store.id, status, resource.id, resource.status, this.box.seal(JSON.stringify(secrets)), JSON.stringify(summary)],
+      { teamId: store.teamId, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id, details: { status, externalResourceId: resource.id } },
     );
-    return toStore(rows[0]!);
+    if (!rows[0]) throw conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
+    return toStore(rows[0]);
   }
 
   /**
@@ -406,6 +411,10 @@ export class StoreService {
       const locked = await findStore(tx, actor.team.id, id, { lock: true });
       const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM store_connections WHERE store_id = $1', [id]);
       const connected = rows[0]!.n;
+      const stale = Date.now() - locked.updatedAt.getTime() > 2 * this.options.provisionTimeoutMs;
+      if (locked.status === 'initializing' && !stale) {
+        throw conflict('store_initializing', `The store ${locked.name} is still being created: delete it once it is available`);
+      }
       if (connected > 0 && !options.disconnect) {
         throw conflict(
           'store_has_connections',
