@@ -1,0 +1,204 @@
+/**
+ * Store creation and listing, in process on the embedded state database:
+ * - create-store latency through the whole API (auth, validation, plan, billing, quota, the
+ *   records before and after) against the same provider's raw provision() in the same run,
+ *   alternating, for Redis and for Postgres (server mode) when they are reachable;
+ * - listing a team's 10,000 stores: one page of 100 through the API against the same page read
+ *   with one SQL query, and the walk through every page.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import pino from 'pino';
+import { loadConfig } from '../src/config.ts';
+import { buildApp } from '../src/http/app.ts';
+import { randomBase62 } from '../src/ids.ts';
+import { openRuntime } from '../src/runtime.ts';
+
+const ROUNDS = 20;
+const STORES = 10_000;
+const PAGE = 100;
+
+const quantile = (values: number[], q: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+};
+
+async function time(work: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return performance.now() - started;
+}
+
+export interface CreateResult {
+  product: string;
+  createMedianMs: number;
+  createP95Ms: number;
+  rawMedianMs: number;
+  rawP95Ms: number;
+  ratio: number;
+}
+
+export interface ListResult {
+  stores: number;
+  pageMedianMs: number;
+  pageP95Ms: number;
+  sqlMedianMs: number;
+  ratio: number;
+  fullWalkMs: number;
+  pages: number;
+}
+
+async function reachable(postgresUrl: string, redisUrl: string) {
+  const client = new pg.Client({ connectionString: postgresUrl });
+  const postgres = await client.connect().then(() => true, () => false);
+  await client.end().catch(() => {});
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on('error', () => {});
+  const redisUp = await redis.connect().then(() => true, () => false);
+  redis.disconnect();
+  return { postgres, redis: redisUp };
+}
+
+export async function benchStores(log: (line: string) => void): Promise<{ create: CreateResult[]; list: ListResult }> {
+  const postgresUrl = process.env.STOREHOUSE_BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const redisUrl = process.env.STOREHOUSE_BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
+  const up = await reachable(postgresUrl, redisUrl);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-bench-stores-'));
+  const token = `bench-${randomBase62(24)}`;
+  const config = loadConfig({
+    STOREHOUSE_DATA_DIR: dataDir,
+    STOREHOUSE_BOOTSTRAP_TOKEN: token,
+    LOG_LEVEL: 'warn',
+    STOREHOUSE_RATE_LIMIT_REQUESTS: '0',
+    STOREHOUSE_RATE_LIMIT_STORE_CREATES: '0',
+    STOREHOUSE_TEAM_STORE_QUOTA: String(STORES * 2),
+    ...(up.postgres && { STOREHOUSE_POSTGRES_ADMIN_URL: postgresUrl }),
+    ...(up.redis && { STOREHOUSE_REDIS_ADMIN_URL: redisUrl }),
+  });
+  const logger = pino({ level: 'warn' });
+  const runtime = await openRuntime(config, { logger });
+  const app = await buildApp(runtime, { logger: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const create: CreateResult[] = [];
+  try {
+    const [configuration] = (await (await fetch(`${base}/v1/integrations/configurations?view=account`, { headers })).json()) as Array<{ id: string }>;
+    const icfg = configuration!.id;
+    await fetch(`${base}/_storehouse/payment-methods`, { method: 'POST', headers, body: JSON.stringify({ cardNumber: '4242424242424242' }) });
+
+    const measure = async (slug: string, plan: string) => {
+      const product = runtime.catalog.findProduct('oac_storehouse', slug);
+      const provider = runtime.providers.for(product);
+      const createMs: number[] = [];
+      const rawMs: number[] = [];
+      const raw: Array<string> = [];
+      for (let i = 0; i < ROUNDS + 2; i++) {
+        const rawTime = await time(async () => {
+          const { resource } = await provider.provision({
+            idempotencyKey: `bench-raw-${randomBase62(8)}`, installationId: icfg, product, name: `raw ${i}`, metadata: {}, billingPlanId: plan,
+          });
+          raw.push(resource.id);
+        });
+        const createTime = await time(async () => {
+          const response = await fetch(`${base}/v1/storage/stores/integration/direct`, {
+            method: 'POST',
+            headers,
+            body: JSON.stringify({ name: `bench-${slug}-${i}`, integrationConfigurationId: icfg, integrationProductIdOrSlug: slug, billingPlanId: plan }),
+          });
+          if (response.status !== 200) throw new Error(`create failed: ${response.status} ${await response.text()}`);
+          await response.arrayBuffer();
+        });
+        if (i >= 2) {
+          rawMs.push(rawTime);
+          createMs.push(createTime);
+        }
+      }
+      for (const id of raw) await provider.delete(icfg, id, `bench-delete-${id}`);
+      const { rows } = await runtime.db.query<{ id: string }>('SELECT id FROM stores WHERE name LIKE $1', [`bench-${slug}-%`]);
+      for (const { id } of rows) await fetch(`${base}/v1/storage/stores/integration/${id}`, { method: 'DELETE', headers: { authorization: headers.authorization } });
+      const result: CreateResult = {
+        product: slug,
+        createMedianMs: quantile(createMs, 0.5),
+        createP95Ms: quantile(createMs, 0.95),
+        rawMedianMs: quantile(rawMs, 0.5),
+        rawP95Ms: quantile(rawMs, 0.95),
+        ratio: quantile(createMs, 0.5) / quantile(rawMs, 0.5),
+      };
+      log(
+        `  create ${slug}: API median ${result.createMedianMs.toFixed(2)} ms (p95 ${result.createP95Ms.toFixed(2)}) vs raw provision ` +
+          `${result.rawMedianMs.toFixed(2)} ms (p95 ${result.rawP95Ms.toFixed(2)}), ratio ${result.ratio.toFixed(2)}`,
+      );
+      create.push(result);
+    };
+    if (up.redis) await measure('redis', 'redis_pro');
+    else log(`  create redis: skipped (no Redis at ${redisUrl})`);
+    if (up.postgres) await measure('postgres', 'postgres_pro');
+    else log(`  create postgres: skipped (no PostgreSQL at ${postgresUrl})`);
+
+    // 10,000 stores, written directly (provisioning them would measure the provider, not the list).
+    const { rows: team } = await runtime.db.query<{ id: string }>("SELECT id FROM teams WHERE slug = 'my-team'");
+    await runtime.db.query(
+      `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, source, metadata, provision_key, secret_summary, external_resource_id, external_resource_status)
+       SELECT 'store_bench' || g, $1, $2, 'iap_storehouse_redis', 'redis_hobby', 'listed-' || g, 'available', 'marketplace', '{"pubsub":false}', 'k' || g,
+              '[{"name":"REDIS_URL","length":60},{"name":"KV_URL","length":60}]', 'sh_' || g, 'ready'
+         FROM generate_series(1, $3) AS g`,
+      [team[0]!.id, icfg, STORES],
+    );
+    const pageMs: number[] = [];
+    const sqlMs: number[] = [];
+    for (let i = 0; i < ROUNDS + 2; i++) {
+      const sql = await time(() =>
+        runtime.db.query('SELECT * FROM stores WHERE team_id = $1 ORDER BY seq DESC LIMIT $2', [team[0]!.id, PAGE + 1]),
+      );
+      const page = await time(async () => {
+        const response = await fetch(`${base}/v1/storage/stores?limit=${PAGE}`, { headers });
+        const body = (await response.json()) as { stores: unknown[] };
+        if (body.stores.length !== PAGE) throw new Error(`a page of ${body.stores.length} stores`);
+      });
+      if (i >= 2) {
+        sqlMs.push(sql);
+        pageMs.push(page);
+      }
+    }
+    let pages = 0;
+    let seen = 0;
+    const fullWalkMs = await time(async () => {
+      let until: number | null = null;
+      do {
+        const response = await fetch(`${base}/v1/storage/stores?limit=${PAGE}${until === null ? '' : `&until=${until}`}`, { headers });
+        const body = (await response.json()) as { stores: unknown[]; pagination: { next: number | null } };
+        seen += body.stores.length;
+        pages++;
+        until = body.pagination.next;
+      } while (until !== null);
+    });
+    if (seen !== STORES) throw new Error(`the walk saw ${seen} stores of ${STORES}`);
+    const list: ListResult = {
+      stores: STORES,
+      pageMedianMs: quantile(pageMs, 0.5),
+      pageP95Ms: quantile(pageMs, 0.95),
+      sqlMedianMs: quantile(sqlMs, 0.5),
+      ratio: quantile(pageMs, 0.5) / quantile(sqlMs, 0.5),
+      fullWalkMs,
+      pages,
+    };
+    log(
+      `  list of ${STORES} stores: a page of ${PAGE} median ${list.pageMedianMs.toFixed(2)} ms (p95 ${list.pageP95Ms.toFixed(2)}) vs its SQL ` +
+        `${list.sqlMedianMs.toFixed(2)} ms, ratio ${list.ratio.toFixed(2)}; every page (${pages}) in ${fullWalkMs.toFixed(0)} ms`,
+    );
+    return { create, list };
+  } finally {
+    await app.close();
+    await runtime.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1]?.endsWith('bench/stores.ts')) {
+  await benchStores((line) => process.stdout.write(`${line}\n`));
+}
