@@ -428,3 +428,21 @@ describe('rate limits', () => {
     }
   });
 });
+
+describe('rate limits across nodes', { skip: REDIS_URL && POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_REDIS_URL and STOREHOUSE_TEST_DATABASE_URL' }, () => {
+  test('with REDIS_URL every node counts against the same limit', async () => {
+    const env = { REDIS_URL: REDIS_URL!, STOREHOUSE_RATE_LIMIT_STORE_CREATES: '3' };
+    const first = await startServer('postgres', { env });
+    const second = await startServer('postgres', { env, databaseUrl: first.config.databaseUrl!, bootstrapToken: first.token });
+    try {
+      const post = (node: TestServer) =>
+        node.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x' }) });
+      const statuses = [];
+      for (const node of [first, second, first, second]) statuses.push((await post(node)).status);
+      assert.deepEqual(statuses, [400, 400, 400, 429]);
+    } finally {
+      await second.close();
+      await first.close();
+    }
+  });
+});

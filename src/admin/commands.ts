@@ -10,7 +10,10 @@ import { badRequest } from '../errors.ts';
 import { install, listInstallations } from '../tenancy/installations.ts';
 import { createTeam, getTeam, listMembers, listTeams, parseRole, removeMember, setMember, setStoreQuota } from '../tenancy/teams.ts';
 import { addPaymentMethod, listPaymentMethods, removePaymentMethod, setDefaultPaymentMethod } from '../billing/payment-methods.ts';
-import { listAuditEvents } from '../audit/audit-log.ts';
+import { audit, listAuditEvents } from '../audit/audit-log.ts';
+
+/** Operator changes are audited with no user: they come from the CLI, not from a token. */
+const OPERATOR = null;
 import { createToken, listTokens, revokeToken } from '../tenancy/tokens.ts';
 import { createUser, getUser } from '../tenancy/users.ts';
 
@@ -43,8 +46,11 @@ export const adminCommands = {
   'teams.quota': async ({ db }: AdminContext, args: Args) => {
     const raw = required(args, 'quota');
     const quota = raw === 'default' ? null : Number(raw);
-    const team = await setStoreQuota(db, required(args, 'team'), quota);
-    return { team: team.slug, quota };
+    return db.transaction(async (tx) => {
+      const team = await setStoreQuota(tx, required(args, 'team'), quota);
+      await audit(tx, { teamId: team.id, actorId: OPERATOR, action: 'team.quota_set', targetType: 'team', targetId: team.id, details: { quota } });
+      return { team: team.slug, quota };
+    });
   },
 
   'payment-methods.add': async ({ db }: AdminContext, args: Args) => {
@@ -81,6 +87,7 @@ export const adminCommands = {
         ? ((await getUser(tx, ref).catch(() => undefined)) ?? (await createUser(tx, { email: ref })))
         : await getUser(tx, ref);
       await setMember(tx, team.id, user.id, role);
+      await audit(tx, { teamId: team.id, actorId: OPERATOR, action: 'member.role_set', targetType: 'user', targetId: user.id, details: { role } });
       return { team: team.slug, user: user.email, userId: user.id, role };
     }),
   'members.list': async ({ db }: AdminContext, args: Args) => listMembers(db, (await getTeam(db, required(args, 'team'))).id),
@@ -89,6 +96,7 @@ export const adminCommands = {
       const team = await getTeam(tx, required(args, 'team'));
       const user = await getUser(tx, required(args, 'user'));
       await removeMember(tx, team.id, user.id);
+      await audit(tx, { teamId: team.id, actorId: OPERATOR, action: 'member.removed', targetType: 'user', targetId: user.id });
       return { team: team.slug, user: user.email, removed: true };
     }),
 
@@ -103,11 +111,20 @@ export const adminCommands = {
         name: args.name || 'cli',
         expiresAt: days(args.expiresInDays),
       });
+      await audit(tx, {
+        teamId: team.id, actorId: OPERATOR, action: 'token.created', targetType: 'token', targetId: token.id,
+        details: { userId: user.id, name: token.name, expiresAt: token.expiresAt },
+      });
       return { ...token, user: user.email, team: team.slug, value };
     }),
   'tokens.list': async ({ db }: AdminContext, args: Args) =>
     listTokens(db, args.user ? (await getUser(db, args.user)).id : undefined),
-  'tokens.revoke': async ({ db }: AdminContext, args: Args) => revokeToken(db, required(args, 'id')),
+  'tokens.revoke': async ({ db }: AdminContext, args: Args) =>
+    db.transaction(async (tx) => {
+      const revoked = await revokeToken(tx, required(args, 'id'));
+      await audit(tx, { teamId: revoked.defaultTeamId, actorId: OPERATOR, action: 'token.revoked', targetType: 'token', targetId: revoked.id, details: { userId: revoked.userId } });
+      return revoked;
+    }),
 
   'installations.create': async ({ db, catalog }: AdminContext, args: Args) =>
     db.transaction(async (tx) => {
@@ -119,6 +136,10 @@ export const adminCommands = {
         integrationId: integration.id,
         installedBy: by?.id ?? null,
         source: 'cli',
+      });
+      await audit(tx, {
+        teamId: team.id, actorId: OPERATOR, action: 'installation.created', targetType: 'installation', targetId: installation.id,
+        details: { integration: integration.slug, installedBy: by?.id ?? null },
       });
       return { ...installation, team: team.slug, integration: integration.slug };
     }),

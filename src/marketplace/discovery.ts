@@ -3,8 +3,9 @@
  * the products each offers and their billing plans.
  */
 import type { BillingPlan, Catalog, Integration, Product } from '../catalog/catalog.ts';
+import { audit } from '../audit/audit-log.ts';
 import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
-import type { Queryable } from '../db/database.ts';
+import type { Database } from '../db/database.ts';
 import { badRequest, forbidden } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { getInstallation, isInstallationAdmin, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
@@ -19,7 +20,7 @@ export class Discovery {
   private readonly teamInstallations: ReadCache<Installation[]>;
 
   constructor(
-    private readonly db: Queryable,
+    private readonly db: Database,
     private readonly catalogs: { current(): Catalog; reload(): Promise<Catalog> },
     feed: ChangeFeed,
   ) {
@@ -70,7 +71,10 @@ export class Discovery {
     if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
       throw forbidden('Only the team\'s owners and the user who installed the integration may remove its configuration');
     }
-    await uninstall(this.db, installation);
+    await this.db.transaction(async (tx) => {
+      await uninstall(tx, installation);
+      await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'installation.removed', targetType: 'installation', targetId: installation.id });
+    });
   }
 
   async configurationProducts(

@@ -72,10 +72,10 @@ export function isInstallationAdmin(installation: Installation, userId: string, 
 export async function uninstall(db: Queryable, installation: Installation): Promise<void> {
   const storesLeft = async () =>
     Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installation.id])).rows[0]!.n);
-  const refuse = (count: number) =>
+  const refuse = (count?: number) =>
     conflict(
       'configuration_has_stores',
-      `The configuration ${installation.id} still has ${count} store${count === 1 ? '' : 's'}: delete them first`,
+      `The configuration ${installation.id} still has ${count === undefined ? '' : `${count} `}store${count === 1 ? '' : 's'}: delete them first`,
     );
   try {
     const { rowCount } = await db.query(
@@ -89,7 +89,8 @@ export async function uninstall(db: Queryable, installation: Installation): Prom
     }
   } catch (error) {
     const { code, constraint } = error as { code?: string; constraint?: string };
-    if (code === '23503' && constraint === 'stores_installation_id_fkey') throw refuse(await storesLeft());
+    // A store created meanwhile (the caller's transaction is aborted now: no more queries).
+    if (code === '23503' && constraint === 'stores_installation_id_fkey') throw refuse();
     throw error;
   }
 }
