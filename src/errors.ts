@@ -30,3 +30,12 @@ export const notFound = (what: string, id: string) =>
   new AppError(404, 'not_found', `Could not find the ${what}: ${id}`);
 
 export const conflict = (code: string, message: string) => new AppError(409, code, message);
+
+export interface FieldError {
+  key: string;
+  message: string;
+}
+
+/** Vercel's `validation_error`: 400 with `fields: [{key, message}]` naming each bad key. */
+export const validationError = (fields: FieldError[]) =>
+  new AppError(400, 'validation_error', `Invalid ${fields.map((f) => `${f.key}: ${f.message}`).join('; ')}`, { fields });

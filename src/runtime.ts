@@ -176,7 +176,6 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       provisionTimeoutMs: config.provisionTimeoutMs,
       logger,
     });
-    closers.unshift(stores.startHousekeeping((error) => logger?.warn({ err: error }, 'cannot purge expired idempotency keys')));
     const runtime: Runtime = {
       config,
       db,
@@ -197,6 +196,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       },
     };
     reloadCatalogOnChange(runtime, logger);
+    closers.unshift(stores.startHousekeeping((error) => logger?.warn({ err: error }, 'store housekeeping failed; retrying later')));
     if (options.controlSocket && db.kind === 'embedded') {
       closers.unshift(await serveControlSocket(config.dataDir, runtime, logger));
     }

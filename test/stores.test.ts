@@ -246,6 +246,7 @@ for (const backend of BACKENDS) {
         ['member who did not install', server.request('/v1/storage/stores/integration/direct', { method: 'POST', token: memberToken, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }) }), 403, 'forbidden'],
         ['metadata out of range', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 0 } }), 400, 'validation_error'],
         ['metadata not in the enum', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { statementTimeout: '1h' } }), 400, 'validation_error'],
+        ['metadata the provider cannot apply', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5.5 } }), 400, 'validation_error'],
         ['metadata of the wrong type', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: '10' } }), 400, 'validation_error'],
         ['unknown metadata', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { region: 'iad1' } }), 400, 'validation_error'],
         ['unsupported protocol settings', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', protocolSettings: { experimentation: { edgeConfigId: 'x' } } }), 400, 'validation_error'],
@@ -294,6 +295,76 @@ for (const backend of BACKENDS) {
       const failed = await errorOf(await post({ ...body, name: 'idem-3', billingPlanId: 'nope' }, { 'idempotency-key': 'key-2' }));
       assert.equal(failed.status, 400);
       assert.equal((await post({ ...body, name: 'idem-3' }, { 'idempotency-key': 'key-2' })).status, 200);
+    });
+
+    test('a key is one user\'s: the same key and body from a viewer goes through every check, never a replay', async () => {
+      const body = { name: 'mine', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' };
+      assert.equal((await post(body, { 'idempotency-key': 'shared' })).status, 200);
+      const replay = await server.request('/v1/storage/stores/integration/direct', {
+        method: 'POST', token: viewerToken, headers: { 'content-type': 'application/json', 'idempotency-key': 'shared' }, body: JSON.stringify(body),
+      });
+      const failure = await errorOf(replay);
+      assert.deepEqual([failure.status, failure.code], [409, 'store_name_taken'], 'checked as its own request (the owner\'s store holds the name)');
+      const renamed = await server.request('/v1/storage/stores/integration/direct', {
+        method: 'POST', token: viewerToken, headers: { 'content-type': 'application/json', 'idempotency-key': 'shared' }, body: JSON.stringify({ ...body, name: 'mine-2' }),
+      });
+      assert.equal(renamed.status, 403);
+    });
+
+    test('projects page by a cursor that never skips one, even when created together', async () => {
+      await Promise.all(Array.from({ length: 7 }, (_, i) => server.sdk().projects.createProject({ requestBody: { name: `paged-${i}` } })));
+      const seen: string[] = [];
+      let from: string | undefined;
+      for (let page = 0; page < 20; page++) {
+        const result = await server.sdk().projects.getProjects({ limit: '3', search: 'paged-', ...(from && { from }) });
+        assert.ok(!Array.isArray(result) && 'pagination' in result);
+        seen.push(...result.projects.map((p) => p.name));
+        const next = result.pagination.next;
+        if (next === null || next === undefined) break;
+        from = String(next);
+      }
+      assert.deepEqual(seen.sort(), Array.from({ length: 7 }, (_, i) => `paged-${i}`));
+    });
+
+    test('a create interrupted by a dying node is undone by the next sweep: resource, billing, key and name', async () => {
+      // What a node leaves when it dies after the provider answered but before it recorded the
+      // answer: the store initializing, its authorization, its key, and a live resource.
+      const db = server.runtime.db;
+      const product = server.runtime.catalog.findProduct('oac_storehouse', 'postgres');
+      const provider = server.runtime.providers.for(product);
+      const card = (await db.query<{ id: string }>('SELECT id FROM payment_methods WHERE team_id = $1 AND is_default', [teamId])).rows[0]!.id;
+      await db.query(
+        `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, provision_key, updated_at)
+         VALUES ('store_crashed', $1, $2, $3, 'postgres_pro', 'crashed', 'initializing', 'store_crashed.k', now() - interval '1 hour')`,
+        [teamId, icfg, product.id],
+      );
+      await db.query(
+        `INSERT INTO billing_authorizations (id, team_id, store_id, payment_method_id, product_id, billing_plan_id, kind, amount_cents, state)
+         VALUES ('auth_crashed', $1, 'store_crashed', $2, $3, 'postgres_pro', 'preauthorization', 2000, 'authorized')`,
+        [teamId, card, product.id],
+      );
+      const owner = (await db.query<{ user_id: string }>("SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'OWNER'", [teamId])).rows[0]!.user_id;
+      await db.query(
+        `INSERT INTO idempotency_keys (team_id, operation, key, request_hash, store_id, expires_at) VALUES ($1, $2, 'crash-key', 'h', 'store_crashed', now() + interval '1 day')`,
+        [teamId, `stores.create:${owner}`],
+      );
+      const { resource } = await provider.provision({ idempotencyKey: 'store_crashed.k', installationId: icfg, product, name: 'crashed', metadata: { connectionLimit: 5 }, billingPlanId: 'postgres_pro' });
+      // Meanwhile it cannot be connected (it has no secrets to give).
+      const project = await server.sdk().projects.createProject({ requestBody: { name: 'crash-test' } });
+      const refused = await errorOf(await server.request(`/v1/storage/stores/store_crashed/connections`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId: project.id }),
+      }));
+      assert.deepEqual([refused.status, refused.code], [409, 'store_not_connectable']);
+
+      assert.equal(await server.runtime.stores.recoverInterrupted(), 1);
+      assert.equal((await db.query("SELECT 1 FROM stores WHERE id = 'store_crashed'")).rows.length, 0);
+      assert.equal((await db.query<{ state: string }>("SELECT state FROM billing_authorizations WHERE id = 'auth_crashed'")).rows[0]!.state, 'released');
+      assert.equal((await db.query("SELECT 1 FROM idempotency_keys WHERE key = 'crash-key'")).rows.length, 0);
+      assert.equal((await db.query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource.id])).rows[0]!.state, 'deleted');
+      assert.equal(await server.runtime.stores.recoverInterrupted(), 0, 'nothing left to do');
+      // The key works again, and the name is free.
+      const retried = await post({ name: 'crashed', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' }, { 'idempotency-key': 'crash-key' });
+      assert.equal(retried.status, 200);
     });
 
     test('the audit log records who created, connected and deleted what; only owners read it', async () => {

@@ -29,14 +29,15 @@ export async function audit(db: Queryable, entry: AuditEntry): Promise<void> {
 
 /**
  * Runs one data-modifying statement (with RETURNING) and records its audit event in the same
- * statement: atomic without a transaction, and one round trip instead of two.
+ * statement: atomic without a transaction, and one round trip instead of two. The event is
+ * recorded only if the statement changed a row.
  */
 export async function audited<R extends Record<string, unknown>>(db: Queryable, sql: string, params: unknown[], entry: AuditEntry) {
   const n = params.length;
   return db.query<R>(
     `WITH changed AS (${sql}),
           logged AS (INSERT INTO audit_events (team_id, actor_id, action, target_type, target_id, details)
-                     VALUES ($${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, $${n + 6}))
+                     SELECT $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, $${n + 6} WHERE EXISTS (SELECT 1 FROM changed))
      SELECT * FROM changed`,
     [...params, entry.teamId, entry.actorId, entry.action, entry.targetType, entry.targetId, JSON.stringify(entry.details ?? {})],
   );

@@ -100,23 +100,24 @@ export async function findProject(db: Queryable, teamId: string, idOrName: strin
 
 export interface ProjectPage {
   projects: Project[];
-  /** The cursor of the next page (the last project's update time, ms); null on the last page. */
+  /** The cursor of the next page; null on the last page. */
   next: number | null;
 }
 
-/** The team's projects, most recently updated first; `search` matches names. */
+/**
+ * The team's projects, newest first; `search` matches names. The cursor is the creation order,
+ * which (unlike a time) no two projects share, so no page boundary ever skips one.
+ */
 export async function listProjects(db: Queryable, teamId: string, options: { limit: number; until?: number | undefined; search?: string | undefined }): Promise<ProjectPage> {
   const { rows } = await db.query(
     `SELECT * FROM projects
-      WHERE team_id = $1 AND ($2::double precision IS NULL OR updated_at < to_timestamp($2 / 1000.0))
-        AND ($3::text IS NULL OR strpos(name, $3) > 0)
-      ORDER BY updated_at DESC, id DESC LIMIT $4`,
+      WHERE team_id = $1 AND ($2::bigint IS NULL OR seq < $2) AND ($3::text IS NULL OR strpos(name, $3) > 0)
+      ORDER BY seq DESC LIMIT $4`,
     [teamId, options.until ?? null, options.search ?? null, options.limit + 1],
   );
-  const projects = rows.map(toProject);
-  const more = projects.length > options.limit;
-  if (more) projects.pop();
-  return { projects, next: more ? projects.at(-1)!.updatedAt.getTime() : null };
+  const more = rows.length > options.limit;
+  const page = more ? rows.slice(0, options.limit) : rows;
+  return { projects: page.map(toProject), next: more ? Number(page.at(-1)!.seq) : null };
 }
 
 export class ProjectEnv {

@@ -20,7 +20,7 @@ import type { Queryable } from '../db/database.ts';
 import { EMBEDDED_POSTGRES_CONF, ensureCluster } from '../db/open.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
-import { statementTimeoutValue } from './postgres.ts';
+import { checkPostgresMetadata, statementTimeoutValue } from './postgres.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
 interface EmbeddedDetails {
@@ -117,6 +117,10 @@ export class EmbeddedPostgresProvider implements Provider {
     return offeredPlans(product);
   }
 
+  checkMetadata(metadata: Record<string, unknown>): void {
+    checkPostgresMetadata(metadata); // the connection limit is not applied here, but must make sense
+  }
+
   provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     const result = this.turn.then(() => this.provisionNow(request));
     this.turn = result.catch(() => {});
@@ -124,7 +128,7 @@ export class EmbeddedPostgresProvider implements Provider {
   }
 
   private async provisionNow(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    statementTimeoutValue(request.metadata); // bad metadata is refused before anything is recorded
+    this.checkMetadata(request.metadata); // bad metadata is refused before anything is recorded
     const port = await this.freePort(); // used only if this is the key's first provision
     const record = await this.records.claimFor(request, () => ({ port }));
     let instance: Instance;

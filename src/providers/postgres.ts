@@ -14,7 +14,7 @@ import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { badRequest } from '../errors.ts';
+import { validationError } from '../errors.ts';
 import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
@@ -51,15 +51,23 @@ const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min
 function connectionLimit(metadata: Record<string, unknown>): string {
   const limit = metadata.connectionLimit ?? -1;
   if (!Number.isInteger(limit) || (limit as number) < -1 || (limit as number) > 10_000) {
-    throw badRequest('metadata.connectionLimit must be a whole number from 1 to 10000');
+    throw validationError([{ key: 'metadata.connectionLimit', message: 'must be a whole number from 1 to 10000' }]);
   }
   return `CONNECTION LIMIT ${limit}`;
 }
 
 export function statementTimeoutValue(metadata: Record<string, unknown>): string | null {
   const value = String(metadata.statementTimeout ?? 'off');
-  if (!Object.hasOwn(TIMEOUTS, value)) throw badRequest(`metadata.statementTimeout must be one of ${Object.keys(TIMEOUTS).join(', ')}`);
+  if (!Object.hasOwn(TIMEOUTS, value)) {
+    throw validationError([{ key: 'metadata.statementTimeout', message: `must be one of ${Object.keys(TIMEOUTS).join(', ')}` }]);
+  }
   return TIMEOUTS[value]!;
+}
+
+/** What both Postgres providers require of a store's metadata: a whole connection limit, a known timeout. */
+export function checkPostgresMetadata(metadata: Record<string, unknown>): void {
+  connectionLimit(metadata);
+  statementTimeoutValue(metadata);
 }
 
 function statementTimeout(role: string, metadata: Record<string, unknown>): string {
@@ -167,10 +175,12 @@ export class PostgresProvider implements Provider {
     }
   }
 
+  checkMetadata(metadata: Record<string, unknown>): void {
+    checkPostgresMetadata(metadata);
+  }
+
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    // Refuse bad metadata before anything is recorded or created.
-    connectionLimit(request.metadata);
-    statementTimeoutValue(request.metadata);
+    this.checkMetadata(request.metadata); // bad metadata is refused before anything is recorded or created
     const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }));
     // The verifier's PBKDF2 runs on the thread pool meanwhile. The superuser question is asked
     // before a pool connection is held, so a burst of provisions cannot exhaust the pool on it.

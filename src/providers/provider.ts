@@ -53,6 +53,11 @@ export interface Provider {
   availability(): Promise<{ available: true } | { available: false; reason: string }>;
   /** The plans offered for a product, which may depend on the metadata being filled in. */
   listPlans(product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]>;
+  /**
+   * Refuses metadata the provider cannot apply, beyond what the product's schema says (400
+   * `validation_error` naming the key); called before anything is recorded or billed.
+   */
+  checkMetadata(metadata: Record<string, unknown>): void;
   /** Creates the resource; the only operation whose answer carries its secrets. */
   provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }>;
   get(installationId: string, resourceId: string): Promise<ProviderResource>;

@@ -139,6 +139,10 @@ export class RedisProvider implements Provider {
     );
   }
 
+  checkMetadata(): void {
+    // The product's schema says all there is to say (a boolean).
+  }
+
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     const record = await this.records.claimFor(request, (id) => ({ username: id, prefix: id }));
     await this.setUser(record); // ACL SETUSER is atomic and idempotent: a retry sets the same user

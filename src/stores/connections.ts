@@ -10,7 +10,7 @@ import type { Secret } from '../providers/provider.ts';
 import { assertCanChangeProjects, ENVIRONMENTS, findProject, type Environment } from '../projects/projects.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { STORE_COLUMNS, toStore, type Store } from './stores.ts';
+import { STORE_COLUMNS, toStore, type Store, type StoreStatus } from './stores.ts';
 
 export interface ConnectInput {
   projectId: string;
@@ -19,6 +19,8 @@ export interface ConnectInput {
   /** Put before each variable's name (the CLI's `envVarPrefix`), e.g. `STAGING_`. */
   envVarPrefix?: string | undefined;
 }
+
+const CONNECTABLE: StoreStatus[] = ['available', 'onboarding', 'suspended'];
 
 const PREFIX = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
@@ -79,8 +81,10 @@ export class StoreConnections {
     }
     await this.db.transaction(async (tx) => {
       const store = await findStoreByRef(tx, actor, ref, true);
-      if (store.status === 'deleting' || store.status === 'error' || store.status === 'uninstalled') {
-        throw conflict('store_not_connectable', `The store ${store.name} is ${store.status === 'deleting' ? 'being deleted' : store.status} and cannot be connected`);
+      // Only a store with its secrets: one still being created has none to hand out yet.
+      if (!CONNECTABLE.includes(store.status)) {
+        const state = store.status === 'deleting' ? 'being deleted' : store.status === 'initializing' ? 'still being created' : store.status;
+        throw conflict('store_not_connectable', `The store ${store.name} is ${state} and cannot be connected${store.status === 'initializing' ? ' yet' : ''}`);
       }
       const project = await findProject(tx, actor.team.id, input.projectId);
       const secrets = await this.secretsOf(tx, store.id);

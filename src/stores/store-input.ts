@@ -7,15 +7,8 @@
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import type { Product } from '../catalog/catalog.ts';
 import { createAjv } from '../catalog/metadata-schema.ts';
-import { AppError } from '../errors.ts';
+import { validationError, type FieldError } from '../errors.ts';
 
-export interface FieldError {
-  key: string;
-  message: string;
-}
-
-export const validationError = (fields: FieldError[]) =>
-  new AppError(400, 'validation_error', `Invalid ${fields.map((f) => `${f.key}: ${f.message}`).join('; ')}`, { fields });
 
 const ajv = createAjv({ useDefaults: true, strict: false });
 const validators = new WeakMap<Product['metadataSchema'], ValidateFunction>();

@@ -93,11 +93,66 @@ export class StoreService {
     this.keys = new IdempotencyKeys(db, { waitMs: options.provisionTimeoutMs + 30_000 });
   }
 
-  /** Forgets expired idempotency keys every hour; returns what stops it. */
+  /**
+   * Background work, until the returned function stops it: creates interrupted by a node that
+   * died are undone at start and every minute, and expired idempotency keys forgotten every hour.
+   */
   startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
-    const timer = setInterval(() => void this.keys.purge().catch(onError), 3_600_000);
-    timer.unref();
-    return async () => clearInterval(timer);
+    let sweeping: Promise<unknown> = this.recoverInterrupted().catch(onError);
+    const sweep = setInterval(() => {
+      sweeping = sweeping.then(() => this.recoverInterrupted()).catch(onError);
+    }, 60_000);
+    const purge = setInterval(() => void this.keys.purge().catch(onError), 3_600_000);
+    sweep.unref();
+    purge.unref();
+    return async () => {
+      clearInterval(sweep);
+      clearInterval(purge);
+      await sweeping;
+    };
+  }
+
+  /**
+   * Undoes the creates a node left behind when it died between recording a store and recording
+   * its provider's answer: a store still `initializing` well after any provider call would have
+   * timed out (twice the provision timeout) was never acknowledged to its caller, so its resource
+   * is abandoned, its billing released, its idempotency key given back and the store removed.
+   * Each store is claimed first (SKIP LOCKED, and its clock moved on), so with several nodes only
+   * one works on it. A provider that cannot be reached leaves it for the next sweep.
+   */
+  async recoverInterrupted(): Promise<number> {
+    const staleSeconds = (2 * this.options.provisionTimeoutMs) / 1000;
+    let recovered = 0;
+    const skipped = new Set<string>();
+    for (;;) {
+      const { rows } = await this.db.query(
+        `UPDATE stores SET updated_at = now() WHERE id = (
+           SELECT id FROM stores WHERE status = 'initializing' AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
+            ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING ${STORE_COLUMNS}`,
+        [staleSeconds, [...skipped]],
+      );
+      if (!rows[0]) return recovered;
+      const store = toStore(rows[0]);
+      try {
+        await this.providers.for(this.catalog().productById(store.productId)).abandon(store.installationId, store.provisionKey);
+      } catch (error) {
+        skipped.add(store.id);
+        this.options.logger?.warn({ err: error, store: store.id }, 'cannot undo an interrupted create yet; retrying later');
+        continue;
+      }
+      await this.db.transaction(async (tx) => {
+        await releaseCharges(tx, store.id);
+        await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [store.id]);
+        await tx.query("DELETE FROM stores WHERE id = $1 AND status = 'initializing'", [store.id]);
+        await audit(tx, {
+          teamId: store.teamId, actorId: null, action: 'store.rolled_back', targetType: 'store', targetId: store.id,
+          details: { name: store.name, reason: "its create was interrupted before the provider's answer was recorded" },
+        });
+      });
+      this.options.logger?.info({ store: store.id }, 'undid an interrupted create');
+      recovered++;
+    }
   }
 
   /**
@@ -105,8 +160,10 @@ export class StoreService {
    * request did. `render` makes the response from the new store (it is recorded for repeats).
    */
   async create<R>(actor: Actor, input: CreateStoreInput, options: { idempotencyKey?: string | undefined; render(view: StoreView): R }): Promise<R> {
+    // A key is one user's in one team: another user's request with the same key is their own
+    // (and goes through every check), never a replay of someone else's.
     const idempotent: IdempotentRequest | undefined = options.idempotencyKey
-      ? { teamId: actor.team.id, operation: CREATE, key: options.idempotencyKey, hash: requestHash(input) }
+      ? { teamId: actor.team.id, operation: `${CREATE}:${actor.userId}`, key: options.idempotencyKey, hash: requestHash(input) }
       : undefined;
     for (;;) {
       if (idempotent) {
@@ -140,10 +197,11 @@ export class StoreService {
     // 3. What the store is created with.
     const metadata = validateMetadata(product, input.metadata);
     const protocolSettings = validateProtocolSettings(product, input.protocolSettings);
+    const provider = this.providers.for(product);
+    provider.checkMetadata(metadata);
     // 4. The plan, and 5. what it costs.
     const plan = this.choosePlan(product, input.billingPlanId);
     const charge = await chargeFor(this.db, actor.team.id, plan, input);
-    const provider = this.providers.for(product);
 
     // 6. Quotas, and the store recorded before the provider is called.
     const store = await this.record(actor, { installation, product, plan, charge, name, metadata, protocolSettings, input, idempotent });
@@ -438,6 +496,8 @@ export class StoreService {
     }
     await this.db.transaction(async (tx) => {
       const released = await releaseCharges(tx, id);
+      // A key whose create never answered (its node died) is given back with the store.
+      await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [id]);
       await tx.query('DELETE FROM stores WHERE id = $1', [id]);
       await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleted', targetType: 'store', targetId: id, details: { name: store.name, released } });
     });

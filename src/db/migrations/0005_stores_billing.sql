@@ -80,9 +80,11 @@ CREATE TABLE projects (
   created_by  text REFERENCES users (id) ON DELETE SET NULL,
   created_at  timestamptz NOT NULL DEFAULT now(),
   updated_at  timestamptz NOT NULL DEFAULT now(),
+  -- Creation order, the cursor of project listings (unique, unlike times).
+  seq         bigint GENERATED ALWAYS AS IDENTITY,
   UNIQUE (team_id, name)
 );
-CREATE INDEX projects_listing_idx ON projects (team_id, updated_at DESC, id DESC);
+CREATE INDEX projects_listing_idx ON projects (team_id, seq DESC);
 
 CREATE TABLE store_connections (
   id              text NOT NULL UNIQUE,
