@@ -4,9 +4,14 @@
  * query it with pg), then every rejection, each with its status, its code, and nothing created.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import pg from 'pg';
+import { parse, stringify } from 'yaml';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
 import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember, setStoreQuota } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
@@ -279,6 +284,9 @@ for (const backend of BACKENDS) {
       for (let i = hobby; i < 3; i++) await create({ name: `hobby-${i}` });
       const limited = await sdkFailure(create({ name: 'hobby-4' }));
       assert.deepEqual([limited.status, limited.code], [403, 'plan_resource_limit_reached']);
+      // The plans endpoint now shows the hobby plan as not selectable.
+      const { plans } = await server.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'postgres' });
+      assert.deepEqual(plans.map((plan) => [plan.id, plan.disabled]), [['postgres_hobby', true], ['postgres_pro', false], ['postgres_payg', false]]);
     });
 
     test('Idempotency-Key: a repeat answers as the first did, another body with the key is 409', async () => {
@@ -378,6 +386,34 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('a product without a free plan', () => {
+  test('a create without billingPlanId is a 400 that names the paid plans', async () => {
+    const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
+    for (const product of catalog.integrations[0].products) {
+      for (const plan of product.plans) if (!plan.paymentMethodRequired && plan.type === 'subscription') plan.disabled = true;
+    }
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
+    fs.writeFileSync(file, stringify(catalog));
+    const server = await startServer('embedded', { catalogPath: file });
+    try {
+      const icfg = await firstConfiguration(server);
+      const failure = await sdkFailure(
+        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'free', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' } }),
+      );
+      assert.deepEqual([failure.status, failure.code], [400, 'no_free_plan']);
+      assert.match(failure.message, /postgres_pro, postgres_payg/);
+      const disabled = await sdkFailure(
+        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'free', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_hobby' } }),
+      );
+      assert.deepEqual([disabled.status, disabled.code], [400, 'invalid_billing_plan']);
+      assert.equal((await server.runtime.db.query('SELECT 1 FROM stores')).rows.length, 0);
+    } finally {
+      await server.close();
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+});
 
 describe('provider failures and timeouts roll the store back', () => {
   test('an unreachable provider is a 503; the store is not left initializing and its authorization is released', async () => {

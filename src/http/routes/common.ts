@@ -20,3 +20,16 @@ export const paginationSchema = {
   required: ['count', 'next', 'prev'],
   properties: { count: { type: 'number' }, next: { type: ['number', 'null'] }, prev: { type: ['number', 'null'] } },
 };
+
+/** The query of a paged list: `limit`, and the previous page's `pagination.next` as `until` (or `from`). */
+export const pageQuery = (defaultLimit: number, maxLimit: number) => ({
+  limit: { type: 'integer', minimum: 1, maximum: maxLimit, default: defaultLimit },
+  until: { type: 'integer', description: 'The `pagination.next` of the previous page' },
+  from: { type: 'integer', description: 'Same as until' },
+});
+
+export interface PageQuery {
+  limit?: number;
+  until?: number;
+  from?: number;
+}

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../../db/database.ts';
 import { createProject, findProject, listProjects, type ProjectEnv } from '../../projects/projects.ts';
 import { toEnvVar, toProject } from '../project-shapes.ts';
-import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
 
 const tags = ['projects'];
 const idOrNameParams = { type: 'object', required: ['idOrName'], properties: { idOrName: { type: 'string' } } };
@@ -27,19 +27,17 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
     async (request) => toProject(await createProject(db, request.actor, request.body)),
   );
 
-  type ListRequest = FastifyRequest<{ Querystring: TeamQuery & { limit?: number; from?: number; until?: number; search?: string } }>;
+  type ListRequest = FastifyRequest<{ Querystring: TeamQuery & PageQuery & { search?: string } }>;
   const listRoute = (operationId: string, hide: boolean) => ({
     schema: {
       operationId,
-      summary: "List the team's projects, most recently updated first",
+      summary: "List the team's projects, newest first",
       tags,
       hide,
       querystring: {
         type: 'object',
         properties: {
-          limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
-          from: { type: 'integer', description: 'The `pagination.next` of the previous page' },
-          until: { type: 'integer', description: 'Same as from' },
+          ...pageQuery(20, 100),
           search: { type: 'string' },
           ...teamQuery,
         },

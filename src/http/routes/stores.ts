@@ -5,7 +5,7 @@ import type { StoreConnections } from '../../stores/connections.ts';
 import type { CreateStoreInput, StoreService } from '../../stores/store-service.ts';
 import { toStore } from '../store-shapes.ts';
 import { SOURCES } from '../vercel-shapes.ts';
-import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
 
 const tags = ['storage'];
 const metadataValue = {
@@ -76,7 +76,7 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
     },
   );
 
-  app.get<{ Querystring: TeamQuery & { limit?: number; until?: number; from?: number } }>(
+  app.get<{ Querystring: TeamQuery & PageQuery }>(
     '/v1/storage/stores',
     {
       schema: {
@@ -86,9 +86,7 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
         querystring: {
           type: 'object',
           properties: {
-            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-            until: { type: 'integer', description: 'The `pagination.next` of the previous page' },
-            from: { type: 'integer', description: 'Same as until' },
+            ...pageQuery(100, 1000),
             ...teamQuery,
           },
         },
