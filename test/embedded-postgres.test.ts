@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
@@ -40,6 +41,29 @@ describe('the embedded Postgres provider', () => {
   after(async () => {
     await provider.close();
     await setup.close();
+  });
+
+  test('a port taken by another process between choosing and serving moves the new store to another', async () => {
+    // Hold a port, and make it the one the provider picks first (as if another process took it
+    // right after the provider found it free).
+    const squatter = net.createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    const held = (squatter.address() as net.AddressInfo).port;
+    const chooser = provider as unknown as { freePort(): Promise<number> };
+    const original = chooser.freePort.bind(provider);
+    let calls = 0;
+    chooser.freePort = async () => (++calls === 1 ? held : original());
+    try {
+      const secrets = secretsOf((await provision('moved')).secrets);
+      assert.notEqual(Number(secrets.PGPORT), held);
+      const client = new pg.Client({ connectionString: secrets.DATABASE_URL });
+      await client.connect();
+      assert.equal((await client.query('SELECT 1 AS one')).rows[0].one, 1);
+      await client.end();
+    } finally {
+      chooser.freePort = original;
+      squatter.close();
+    }
   });
 
   test('provisions a database psql and pg connect to; stores keep apart; a restart serves the same data', async () => {

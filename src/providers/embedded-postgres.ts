@@ -130,12 +130,22 @@ export class EmbeddedPostgresProvider implements Provider {
   private async provisionNow(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     this.checkMetadata(request.metadata); // bad metadata is refused before anything is recorded
     const port = await this.freePort(); // used only if this is the key's first provision
-    const record = await this.records.claimFor(request, () => ({ port }));
+    let record = await this.records.claimFor(request, () => ({ port }));
     let instance: Instance;
-    try {
-      instance = await this.serve(record);
-    } catch (error) {
-      throw providerUnavailable('postgres', `cannot start the embedded database (${(error as Error).message})`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        instance = await this.serve(record);
+        break;
+      } catch (error) {
+        // Another process took the port since it was found free. Until the store is ready nobody
+        // has been told its port, so it may move to another.
+        const taken = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+        if (!taken || record.state !== 'provisioning' || attempt >= 5) {
+          throw providerUnavailable('postgres', `cannot start the embedded database (${(error as Error).message})`);
+        }
+        record = { ...record, details: { port: await this.freePort() } };
+        await this.records.setDetails(record.id, record.details);
+      }
     }
     await this.applySettings(instance, record.metadata);
     const ready = await this.records.markReady(record);

@@ -198,6 +198,10 @@ export class ResourceRecords<Details> {
     );
   }
 
+  async setDetails(id: string, details: Details): Promise<void> {
+    await this.db.query('UPDATE provider_resources SET details = $2, updated_at = now() WHERE id = $1', [id, JSON.stringify(details)]);
+  }
+
   /** The ids and details of live records, without opening any secret. */
   async liveDetails(): Promise<Array<{ id: string; details: Details }>> {
     const { rows } = await this.db.query<{ id: string; details: Details }>(
