@@ -4,6 +4,7 @@ import { randomBase62 } from '../ids.ts';
 import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
 import { clientErrorHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
+import { lazySerializers, lazyValidators } from './lazy-compilers.ts';
 import { envVarSchema, projectSchema } from './project-shapes.ts';
 import { RateLimits, rateLimitPlugin } from './rate-limit.ts';
 import { paginationSchema } from './routes/common.ts';
@@ -53,6 +54,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     frameworkErrors,
     clientErrorHandler,
     routerOptions: { maxParamLength: 500 },
+    schemaController: { compilersFactory: { buildValidator: lazyValidators() as never, buildSerializer: lazySerializers() as never } },
   });
 
   app.addHook('onRequest', (request, reply, done) => {

@@ -3,6 +3,7 @@ import { createAjv } from '../../catalog/metadata-schema.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import type { StoreConnections } from '../../stores/connections.ts';
 import type { CreateStoreInput, StoreService } from '../../stores/store-service.ts';
+import { lazyValidator } from '../lazy-compilers.ts';
 import { toStore } from '../store-shapes.ts';
 import { SOURCES } from '../vercel-shapes.ts';
 import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
@@ -49,7 +50,7 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
  * value arrives as text), so `"name": 5` or `"prepaymentAmountCents": "5000"` are 400s.
  */
 const bodyAjv = createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false });
-const exactBodies = ({ schema }: { schema: object }) => bodyAjv.compile(schema);
+const exactBodies = ({ schema }: { schema: object }) => lazyValidator(() => bodyAjv.compile(schema));
 
 /** Stores: create (the marketplace's one-call create), read, list, delete, and project connections. */
 export default async function storesRoutes(app: FastifyInstance, options: { stores: StoreService; connections: StoreConnections }) {

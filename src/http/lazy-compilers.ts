@@ -1,0 +1,47 @@
+/**
+ * Fastify compiles every route's validators (Ajv) and response serializers (fast-json-stringify)
+ * when the app starts: with some forty routes that was half of the start-up time. These compiler
+ * factories are Fastify's own, deferred: each route's schema is compiled the first time a request
+ * needs it, then kept. A schema error therefore shows at a route's first request rather than at
+ * start, which the test suite (it calls every route) catches.
+ */
+import { AjvCompiler } from '@fastify/ajv-compiler';
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
+import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
+
+type Factory<F> = (externalSchemas: unknown, options: unknown) => (route: unknown) => F;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Validate = ((data: any, context?: any) => any) & { errors?: FastifySchemaValidationError[] | null | undefined; schemaEnv?: unknown };
+
+export function lazyValidators(): Factory<Validate> {
+  const build = (AjvCompiler as unknown as () => Factory<Validate>)();
+  return (externalSchemas, options) => {
+    const compilerFor = build(externalSchemas, options);
+    return (route) => lazyValidator(() => compilerFor(route));
+  };
+}
+
+/** A validator that compiles on its first call; `errors` is the compiled one's, as Fastify reads it. */
+export function lazyValidator(compile: () => Validate | { (data: any, context?: any): any; errors?: unknown }): Validate {
+  let compiled: Validate | undefined;
+  const validate: Validate = (data, context) => {
+    compiled ??= compile() as Validate;
+    const result = compiled(data, context);
+    validate.errors = compiled.errors;
+    return result;
+  };
+  // Marks it as Ajv's, so Fastify passes the parent object (defaults and coercion of a root value).
+  validate.schemaEnv = true;
+  return validate;
+}
+
+export function lazySerializers(): Factory<(data: unknown) => string> {
+  const build = (SerializerSelector as unknown as () => Factory<(data: unknown) => string>)();
+  return (externalSchemas, options) => {
+    const compilerFor = build(externalSchemas, options);
+    return (route) => {
+      let compiled: ((data: unknown) => string) | undefined;
+      return (data) => (compiled ??= compilerFor(route))(data);
+    };
+  };
+}
