@@ -90,9 +90,9 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   for (const schema of [...sharedSchemas, paginationSchema, storeSchema, projectSchema, envVarSchema]) app.addSchema(schema);
 
   const { config } = runtime;
-  const limits = new RateLimits(
+  const limits = await RateLimits.create(
     { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates }, redisUrl: config.redisUrl },
-    (error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
+    (error: Error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
   );
   app.addHook('onClose', () => limits.close());
 

@@ -11,7 +11,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError } from '../errors.ts';
 import type { Access } from '../tenancy/access.ts';
 
@@ -76,40 +76,51 @@ class MemoryWindow {
   }
 }
 
+type RateLimiterLibrary = typeof import('rate-limiter-flexible');
+
+/** A limit counted atomically in Redis, shared by every node; counted in process while Redis cannot be reached. */
+function redisLimit(library: RateLimiterLibrary, redis: Redis, name: string, total: number): Limit {
+  const { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } = library;
+  const limiter = new RateLimiterRedis({
+    storeClient: redis, points: total, duration: WINDOW_SECONDS, keyPrefix: `storehouse:rl:${name}`,
+    insuranceLimiter: new RateLimiterMemory({ points: total, duration: WINDOW_SECONDS, keyPrefix: name }), rejectIfRedisNotReady: true,
+  });
+  const asCount = (result: RateLimiterRes, limited: boolean): Count => ({ remaining: Math.max(0, result.remainingPoints), msBeforeNext: result.msBeforeNext, limited });
+  return {
+    name,
+    total,
+    count: (key) =>
+      limiter.consume(key).then(
+        (result) => asCount(result, false),
+        (error) => {
+          if (error instanceof RateLimiterRes) return asCount(error, true);
+          throw error;
+        },
+      ),
+  };
+}
+
 export class RateLimits {
   private readonly redis: Redis | undefined;
   private readonly token: Limit | undefined;
   private readonly routes = new Map<string, Limit>();
 
-  constructor(settings: RateLimitSettings, onError?: (error: Error) => void) {
-    if (settings.redisUrl) {
-      this.redis = new Redis(settings.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
-      this.redis.on('error', (error: Error) => onError?.(new Error(`rate-limit Redis: ${error.message}`)));
-    }
-    const limit = (name: string, total: number): Limit => {
-      if (!this.redis) {
-        const memory = new MemoryWindow(total);
-        return { name, total, count: (key) => memory.count(key) };
-      }
-      // Atomic in Redis, shared by every node; counted in process while Redis cannot be reached.
-      const limiter = new RateLimiterRedis({
-        storeClient: this.redis, points: total, duration: WINDOW_SECONDS, keyPrefix: `storehouse:rl:${name}`,
-        insuranceLimiter: new RateLimiterMemory({ points: total, duration: WINDOW_SECONDS, keyPrefix: name }), rejectIfRedisNotReady: true,
-      });
-      const asCount = (result: RateLimiterRes, limited: boolean): Count => ({ remaining: Math.max(0, result.remainingPoints), msBeforeNext: result.msBeforeNext, limited });
-      return {
-        name,
-        total,
-        count: (key) =>
-          limiter.consume(key).then(
-            (result) => asCount(result, false),
-            (error) => {
-              if (error instanceof RateLimiterRes) return asCount(error, true);
-              throw error;
-            },
-          ),
-      };
+  /** Loads the Redis limiter only when there is a Redis to count in (it is not small). */
+  static async create(settings: RateLimitSettings, onError?: (error: Error) => void): Promise<RateLimits> {
+    return new RateLimits(settings, settings.redisUrl ? await import('rate-limiter-flexible') : undefined, onError);
+  }
+
+  private constructor(settings: RateLimitSettings, library: RateLimiterLibrary | undefined, onError?: (error: Error) => void) {
+    let limit = (name: string, total: number): Limit => {
+      const memory = new MemoryWindow(total);
+      return { name, total, count: (key) => memory.count(key) };
     };
+    if (settings.redisUrl && library) {
+      const redis = new Redis(settings.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+      redis.on('error', (error: Error) => onError?.(new Error(`rate-limit Redis: ${error.message}`)));
+      this.redis = redis;
+      limit = (name, total) => redisLimit(library, redis, name, total);
+    }
     if (settings.requestsPerMinute > 0) this.token = limit('api-requests', settings.requestsPerMinute);
     for (const [route, total] of Object.entries(settings.routes)) if (total > 0) this.routes.set(route, limit(route, total));
   }

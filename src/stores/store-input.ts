@@ -10,12 +10,14 @@ import { createAjv } from '../catalog/metadata-schema.ts';
 import { validationError, type FieldError } from '../errors.ts';
 
 
-const ajv = createAjv({ useDefaults: true, strict: false });
+// Made on first use: building Ajv instances is not free, and a start should not pay for it.
+let ajv: ReturnType<typeof createAjv> | undefined;
 const validators = new WeakMap<Product['metadataSchema'], ValidateFunction>();
 
 function validatorFor(product: Product): ValidateFunction {
   let validate = validators.get(product.metadataSchema);
   if (!validate) {
+    ajv ??= createAjv({ useDefaults: true, strict: false });
     validate = ajv.compile(product.metadataSchema);
     validators.set(product.metadataSchema, validate);
   }
@@ -82,7 +84,11 @@ const PROTOCOL_SETTINGS: Record<string, object> = {
     },
   },
 };
-const protocolValidators = new Map(Object.entries(PROTOCOL_SETTINGS).map(([name, schema]) => [name, createAjv({ strict: false }).compile(schema)]));
+let protocolValidators: Map<string, ValidateFunction> | undefined;
+const protocolValidator = (protocol: string) => {
+  protocolValidators ??= new Map(Object.entries(PROTOCOL_SETTINGS).map(([name, schema]) => [name, createAjv({ strict: false }).compile(schema)]));
+  return protocolValidators.get(protocol);
+};
 
 /** The protocols a product supports: those its catalog entry lists as enabled. */
 export function supportedProtocols(product: Product): string[] {
@@ -102,7 +108,7 @@ export function validateProtocolSettings(product: Product, settings: Record<stri
     } else if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       fields.push({ key, message: 'must be an object' });
     } else {
-      const validate = protocolValidators.get(protocol);
+      const validate = protocolValidator(protocol);
       if (validate && !validate(value)) {
         for (const error of validate.errors ?? []) fields.push({ key: `${key}${error.instancePath.replaceAll('/', '.')}`, message: error.message ?? 'is invalid' });
       }

@@ -98,14 +98,17 @@ export class StoreService {
    * died are undone at start and every minute, and expired idempotency keys forgotten every hour.
    */
   startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
-    let sweeping: Promise<unknown> = this.recoverInterrupted().catch(onError);
-    const sweep = setInterval(() => {
+    let sweeping: Promise<unknown> = Promise.resolve();
+    const run = () => {
       sweeping = sweeping.then(() => this.recoverInterrupted()).catch(onError);
-    }, 60_000);
+    };
+    // The first sweep waits a moment, so it does not compete with the start's first requests.
+    const first = setTimeout(run, 2_000);
+    const sweep = setInterval(run, 60_000);
     const purge = setInterval(() => void this.keys.purge().catch(onError), 3_600_000);
-    sweep.unref();
-    purge.unref();
+    for (const timer of [first, sweep, purge]) timer.unref();
     return async () => {
+      clearTimeout(first);
       clearInterval(sweep);
       clearInterval(purge);
       await sweeping;

@@ -49,8 +49,9 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
  * Bodies are checked as sent: no type coercion (the app's Ajv coerces query strings, where every
  * value arrives as text), so `"name": 5` or `"prepaymentAmountCents": "5000"` are 400s.
  */
-const bodyAjv = createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false });
-const exactBodies = ({ schema }: { schema: object }) => lazyValidator(() => bodyAjv.compile(schema));
+let bodyAjv: ReturnType<typeof createAjv> | undefined;
+const exactBodies = ({ schema }: { schema: object }) =>
+  lazyValidator(() => (bodyAjv ??= createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false })).compile(schema));
 
 /** Stores: create (the marketplace's one-call create), read, list, delete, and project connections. */
 export default async function storesRoutes(app: FastifyInstance, options: { stores: StoreService; connections: StoreConnections }) {
