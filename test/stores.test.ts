@@ -16,7 +16,7 @@ import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember, setStoreQuota } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { BACKENDS, errorOf, POSTGRES_URL, startServer, type Backend, type TestServer } from './helpers.ts';
+import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, type Backend, type TestServer } from './helpers.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 
@@ -170,6 +170,38 @@ for (const backend of BACKENDS) {
       assert.equal((await sdk.projects.filterProjectEnvs({ idOrName: 'web' }) as any).envs.length, 0, 'its variables went with it');
       const gone = new pg.Client({ connectionString: url.value! });
       await assert.rejects(gone.connect().then(() => gone.query('SELECT 1')).finally(() => gone.end().catch(() => {})));
+    });
+
+    test("what the vercel CLI calls: scope, integration list, env pull, resource remove --disconnect-all", async () => {
+      const cli = async (path: string, init: RequestInit = {}) => {
+        const response = await server.request(path, init);
+        assert.ok(response.status < 300, `${init.method ?? 'GET'} ${path}: ${response.status} ${await response.clone().text()}`);
+        return response.headers.get('content-type')?.includes('application/json') ? ((await response.json()) as any) : null;
+      };
+      const { user } = await cli('/v2/user');
+      assert.equal(user.version, 'northstar');
+      const team = await cli(`/teams/${user.defaultTeamId}?teamId=${user.defaultTeamId}`);
+      assert.equal(team.slug, 'my-team');
+      assert.ok((await cli('/v1/teams')).teams.some((t: any) => t.id === team.id));
+
+      await create({ name: 'cli-db' });
+      const project = await server.sdk().projects.createProject({ requestBody: { name: 'cli-app' } });
+      const listed = (await cli(`/v1/storage/stores?teamId=${team.id}`)).stores.find((s: any) => s.name === 'cli-db');
+      assert.equal(listed.type, 'integration');
+      assert.equal(listed.product.slug, 'postgres');
+      assert.equal(listed.product.integrationConfigurationId, icfg);
+      await cli(`/v1/storage/stores/${listed.id}/connections?teamId=${team.id}`, {
+        method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8' },
+        body: JSON.stringify({ projectId: project.id, envVarEnvironments: ['development'], type: 'integration', envVarPrefix: 'CLI_' }),
+      });
+      const pulled = await cli(`/v3/env/pull/${project.id}/development?source=vercel-cli:env:pull&teamId=${team.id}`);
+      assert.match(pulled.env.CLI_POSTGRES_URL, /^postgres:\/\//);
+      const connected = (await cli(`/v1/storage/stores?teamId=${team.id}`)).stores.find((s: any) => s.name === 'cli-db');
+      assert.deepEqual(connected.projectsMetadata.map((m: any) => [m.name, m.envVarPrefix]), [['cli-app', 'CLI_']]);
+      // `resource remove -a`: disconnect every project, then delete (no body, no content-type).
+      await cli(`/v1/storage/stores/${listed.id}/connections?teamId=${team.id}`, { method: 'DELETE' });
+      await cli(`/v1/storage/stores/integration/${listed.id}?teamId=${team.id}`, { method: 'DELETE' });
+      assert.equal((await cli(`/v1/storage/stores?teamId=${team.id}`)).stores.some((s: any) => s.name === 'cli-db'), false);
     });
 
     test('paid plans: no payment method is 402, a declined card is 402, a good card is authorized', async () => {
@@ -343,7 +375,7 @@ for (const backend of BACKENDS) {
       const card = (await db.query<{ id: string }>('SELECT id FROM payment_methods WHERE team_id = $1 AND is_default', [teamId])).rows[0]!.id;
       await db.query(
         `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, provision_key, updated_at)
-         VALUES ('store_crashed', $1, $2, $3, 'postgres_pro', 'crashed', 'initializing', 'store_crashed.k', now() - interval '1 hour')`,
+         VALUES ('store_crashed', $1, $2, $3, 'postgres_pro', 'crashed', 'initializing', 'store_crashed.k', now())`,
         [teamId, icfg, product.id],
       );
       await db.query(
@@ -364,11 +396,16 @@ for (const backend of BACKENDS) {
       }));
       assert.deepEqual([refused.status, refused.code], [409, 'store_not_connectable']);
 
-      assert.equal(await server.runtime.stores.recoverInterrupted(), 1);
-      assert.equal((await db.query("SELECT 1 FROM stores WHERE id = 'store_crashed'")).rows.length, 0);
+      // Time passes: the store is now older than any provider call could be.
+      await db.query("UPDATE stores SET updated_at = now() - interval '1 hour' WHERE id = 'store_crashed'");
+      // This sweep, or the node's own background one if it got there first, undoes it.
+      await server.runtime.stores.recoverInterrupted();
+      await eventually('the interrupted create is undone', async () => (await db.query("SELECT 1 FROM stores WHERE id = 'store_crashed'")).rows.length === 0);
       assert.equal((await db.query<{ state: string }>("SELECT state FROM billing_authorizations WHERE id = 'auth_crashed'")).rows[0]!.state, 'released');
       assert.equal((await db.query("SELECT 1 FROM idempotency_keys WHERE key = 'crash-key'")).rows.length, 0);
       assert.equal((await db.query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource.id])).rows[0]!.state, 'deleted');
+      const audit = await db.query<{ actor_id: string | null }>("SELECT actor_id FROM audit_events WHERE action = 'store.rolled_back' AND target_id = 'store_crashed'");
+      assert.deepEqual(audit.rows, [{ actor_id: null }], 'undone once, by the system');
       assert.equal(await server.runtime.stores.recoverInterrupted(), 0, 'nothing left to do');
       // The key works again, and the name is free.
       const retried = await post({ name: 'crashed', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' }, { 'idempotency-key': 'crash-key' });

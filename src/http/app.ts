@@ -8,6 +8,7 @@ import { lazySerializers, lazyValidators } from './lazy-compilers.ts';
 import { envVarSchema, projectSchema } from './project-shapes.ts';
 import { RateLimits, rateLimitPlugin } from './rate-limit.ts';
 import { paginationSchema } from './routes/common.ts';
+import accountRoutes from './routes/account.ts';
 import integrationsRoutes, { sharedSchemas } from './routes/integrations.ts';
 import projectsRoutes from './routes/projects.ts';
 import storehouseRoutes from './routes/storehouse.ts';
@@ -104,6 +105,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(storesRoutes, { stores: runtime.stores, connections: runtime.connections });
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });
+  await app.register(accountRoutes, { db: runtime.db });
   await app.ready();
   return app;
 }

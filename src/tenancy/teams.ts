@@ -112,3 +112,12 @@ export async function setStoreQuota(db: Queryable, idOrSlug: string, quota: numb
   await db.query('UPDATE teams SET store_quota = $2 WHERE id = $1', [team.id, quota]);
   return team;
 }
+
+/** The teams a user belongs to, with the user's role in each. */
+export async function teamsOf(db: Queryable, userId: string): Promise<Array<Team & { role: TeamRole }>> {
+  const { rows } = await db.query(
+    'SELECT t.*, m.role FROM teams t JOIN memberships m ON m.team_id = t.id WHERE m.user_id = $1 ORDER BY t.created_at, t.id',
+    [userId],
+  );
+  return rows.map((row) => ({ ...toTeam(row), role: row.role as TeamRole }));
+}
