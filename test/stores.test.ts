@@ -495,12 +495,12 @@ describe('provider failures and timeouts roll the store back', () => {
   });
 });
 
-describe('concurrency', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, () => {
+for (const backend of BACKENDS) describe(`concurrency (${backend})`, { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, () => {
   let server: TestServer;
   let icfg: string;
   const body = (name: string) => ({ name, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis', billingPlanId: 'redis_pro' });
   before(async () => {
-    server = await startServer('embedded', { env: { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL!, STOREHOUSE_TEAM_STORE_QUOTA: '10' } });
+    server = await startServer(backend, { env: { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL!, STOREHOUSE_TEAM_STORE_QUOTA: '10' } });
     icfg = await firstConfiguration(server);
     await server.request('/_storehouse/payment-methods', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ cardNumber: '4242424242424242' }) });
   });
