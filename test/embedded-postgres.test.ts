@@ -66,6 +66,29 @@ describe('the embedded Postgres provider', () => {
     }
   });
 
+  test('a store deleted while a restart is serving the stores again stays deleted', async () => {
+    const doomed = await provision('doomed');
+    const kept = await provision('kept');
+    const doomedPort = Number(secretsOf(doomed.secrets).PGPORT);
+    await provider.close();
+    provider = new EmbeddedPostgresProvider(state, box, dataDir);
+    const starting = provider.start();
+    await provider.delete('icfg_embedded', doomed.resource.id, 'delete-doomed');
+    await starting;
+    const canConnect = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      });
+    assert.equal(await canConnect(doomedPort), false, 'the deleted store is not served');
+    assert.equal(fs.existsSync(path.join(dataDir, 'stores', doomed.resource.id)), false, 'and its files are gone');
+    assert.equal(await canConnect(Number(secretsOf(kept.secrets).PGPORT)), true);
+    await provider.delete('icfg_embedded', kept.resource.id, 'delete-kept');
+  });
+
   test('provisions a database psql and pg connect to; stores keep apart; a restart serves the same data', async () => {
     const a = secretsOf((await provision('a')).secrets);
     const b = secretsOf((await provision('b')).secrets);

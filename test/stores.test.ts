@@ -262,6 +262,23 @@ for (const backend of BACKENDS) {
       }
     });
 
+    test('two stores connected to one project at once: one wins, the other is 409 env_var_conflict', async () => {
+      await create({ name: 'twin-a', billingPlanId: 'postgres_pro' });
+      await create({ name: 'twin-b', billingPlanId: 'postgres_pro' });
+      const project = await server.sdk().projects.createProject({ requestBody: { name: 'twins' } });
+      const connect = async (name: string) =>
+        server.request(`/v1/storage/stores/${await storeIdOf(server, name)}/connections`, {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId: project.id }),
+        });
+      const statuses = (await Promise.all([connect('twin-a'), connect('twin-b')])).map((r) => r.status).sort();
+      assert.deepEqual(statuses, [201, 409]);
+      const { rows } = await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM project_env WHERE project_id = $1 AND key = 'POSTGRES_URL'", [project.id]);
+      assert.equal(rows[0]!.n, 1);
+      for (const name of ['twin-a', 'twin-b']) {
+        await server.request(`/v1/storage/stores/integration/${await storeIdOf(server, name)}?disconnect=true`, { method: 'DELETE' });
+      }
+    });
+
     test('every rejection has its status and code, and creates nothing', async () => {
       await create({ name: 'taken' });
       const before = await footprint(server);
@@ -314,8 +331,12 @@ for (const backend of BACKENDS) {
       // The hobby plan takes 3 stores per team.
       const hobby = (await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM stores WHERE billing_plan_id = 'postgres_hobby'")).rows[0]!.n;
       for (let i = hobby; i < 3; i++) await create({ name: `hobby-${i}` });
-      const limited = await sdkFailure(create({ name: 'hobby-4' }));
+      const limited = await sdkFailure(create({ name: 'hobby-4', billingPlanId: 'postgres_hobby' }));
       assert.deepEqual([limited.status, limited.code], [403, 'plan_resource_limit_reached']);
+      // Without billingPlanId, a used-up free plan is not discovered: 400 naming the paid plans.
+      const noFree = await sdkFailure(create({ name: 'hobby-4' }));
+      assert.deepEqual([noFree.status, noFree.code], [400, 'no_free_plan']);
+      assert.match(noFree.message, /used up postgres_hobby.*postgres_pro, postgres_payg/);
       // The plans endpoint now shows the hobby plan as not selectable.
       const { plans } = await server.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'postgres' });
       assert.deepEqual(plans.map((plan) => [plan.id, plan.disabled]), [['postgres_hobby', true], ['postgres_pro', false], ['postgres_payg', false]]);
@@ -448,6 +469,32 @@ describe('a product without a free plan', () => {
     } finally {
       await server.close();
       fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a slow create and the recovery sweep', () => {
+  test('a create the sweep took for dead answers 409 store_deleted, and leaves nothing behind', async () => {
+    const server = await startServer('embedded');
+    try {
+      const icfg = await firstConfiguration(server);
+      const db = server.runtime.db;
+      // The embedded provider takes seconds for a first store (initdb): a create in progress.
+      const creating = server.request('/v1/storage/stores/integration/direct', {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+      });
+      await eventually('the store is recorded', async () => (await db.query("SELECT 1 FROM stores WHERE name = 'slow'")).rows.length === 1, 10_000);
+      // Another node, with a shorter timeout, takes it for a create whose node died.
+      await db.query("UPDATE stores SET updated_at = now() - interval '1 hour' WHERE name = 'slow'");
+      await server.runtime.stores.recoverInterrupted();
+      const failure = await errorOf(await creating);
+      assert.deepEqual([failure.status, failure.code], [409, 'store_deleted']);
+      await eventually('nothing is left', async () => (await db.query("SELECT 1 FROM stores WHERE name = 'slow'")).rows.length === 0, 10_000);
+      const live = await db.query("SELECT 1 FROM provider_resources WHERE state IN ('provisioning', 'ready')");
+      assert.equal(live.rows.length, 0);
+    } finally {
+      await server.close();
     }
   });
 });

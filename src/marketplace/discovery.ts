@@ -8,6 +8,7 @@ import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
 import type { Database } from '../db/database.ts';
 import { badRequest, forbidden } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
+import { plansUsedUp } from '../stores/stores.ts';
 import { getInstallation, isInstallationAdmin, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
 
 export interface ConfigurationFilter {
@@ -106,14 +107,9 @@ export class Discovery {
     }
     if (options.metadata !== undefined) parseMetadata(options.metadata);
     const plans = this.catalog.plansOf(product);
-    if (!plans.some((plan) => plan.resourceLimit !== null && !plan.disabled)) return plans;
     // A plan whose per-team limit the team has reached is shown, but not selectable.
-    const { rows } = await this.db.query<{ billing_plan_id: string; n: number }>(
-      'SELECT billing_plan_id, count(*)::int AS n FROM stores WHERE team_id = $1 AND product_id = $2 GROUP BY billing_plan_id',
-      [actor.team.id, product.id],
-    );
-    const used = new Map(rows.map((row) => [row.billing_plan_id, row.n]));
-    return plans.map((plan) => (plan.resourceLimit !== null && (used.get(plan.id) ?? 0) >= plan.resourceLimit ? { ...plan, disabled: true } : plan));
+    const usedUp = await plansUsedUp(this.db, actor.team.id, plans.filter((plan) => !plan.disabled));
+    return usedUp.size === 0 ? plans : plans.map((plan) => (usedUp.has(plan.id) ? { ...plan, disabled: true } : plan));
   }
 }
 

@@ -92,8 +92,8 @@ export async function createProject(db: Database, actor: Actor, input: { name: s
 }
 
 /** The team's project by id or name; 404 for any other. */
-export async function findProject(db: Queryable, teamId: string, idOrName: string): Promise<Project> {
-  const { rows } = await db.query('SELECT * FROM projects WHERE team_id = $1 AND (id = $2 OR name = $2)', [teamId, idOrName]);
+export async function findProject(db: Queryable, teamId: string, idOrName: string, options: { lock?: boolean } = {}): Promise<Project> {
+  const { rows } = await db.query(`SELECT * FROM projects WHERE team_id = $1 AND (id = $2 OR name = $2)${options.lock ? ' FOR UPDATE' : ''}`, [teamId, idOrName]);
   if (!rows[0]) throw notFound('project', idOrName);
   return toProject(rows[0]);
 }

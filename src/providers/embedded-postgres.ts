@@ -77,10 +77,34 @@ export class EmbeddedPostgresProvider implements Provider {
     return path.join(this.dataDir, 'stores', id);
   }
 
-  /** Serves every live store again (after a restart). A store whose port is taken is reported, not fatal. */
+  private readonly turns = new Map<string, Promise<unknown>>();
+
+  /**
+   * Runs `work` on one store after whatever else is under way on it (a start serving it, a
+   * provision, a delete), so a delete never races the store being served. One process serves
+   * a data dir's stores (it holds the data dir's lock), so taking turns in process is enough.
+   */
+  private exclusively<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const result = (this.turns.get(id) ?? Promise.resolve()).then(work);
+    const settled = result.catch(() => {});
+    this.turns.set(id, settled);
+    void settled.then(() => {
+      if (this.turns.get(id) === settled) this.turns.delete(id);
+    });
+    return result;
+  }
+
+  /**
+   * Serves every live store again (after a restart). Each store's state is read again just
+   * before it is served, so one deleted meanwhile stays deleted. A store whose port is taken is
+   * reported, not fatal.
+   */
   async start(onError?: (error: Error) => void): Promise<void> {
-    for (const record of await this.records.liveDetails()) {
-      await this.serve(record).catch((error) => onError?.(new Error(`store ${record.id}: ${(error as Error).message}`)));
+    for (const { id } of await this.records.liveDetails()) {
+      await this.exclusively(id, async () => {
+        const record = await this.records.liveOne(id);
+        if (record) await this.serve(record);
+      }).catch((error) => onError?.(new Error(`store ${id}: ${(error as Error).message}`)));
     }
   }
 
@@ -130,7 +154,14 @@ export class EmbeddedPostgresProvider implements Provider {
   private async provisionNow(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     this.checkMetadata(request.metadata); // bad metadata is refused before anything is recorded
     const port = await this.freePort(); // used only if this is the key's first provision
-    let record = await this.records.claimFor(request, () => ({ port }));
+    const claimed = await this.records.claimFor(request, () => ({ port }));
+    return this.exclusively(claimed.id, () => this.serveProvisioned(claimed));
+  }
+
+  /** Serves a claimed store and marks it ready; a delete that got there first wins, and nothing is left serving. */
+  private async serveProvisioned(claimed: ResourceRecord<EmbeddedDetails>): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    let record = claimed;
+    await this.records.expectState(record, ['provisioning', 'ready']);
     let instance: Instance;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -147,9 +178,16 @@ export class EmbeddedPostgresProvider implements Provider {
         await this.records.setDetails(record.id, record.details);
       }
     }
-    await this.applySettings(instance, record.metadata);
-    const ready = await this.records.markReady(record);
-    return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
+    try {
+      await this.applySettings(instance, record.metadata);
+      const ready = await this.records.markReady(record);
+      return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
+    } catch (error) {
+      // Deleted meanwhile (or the settings failed): stop what was just started.
+      await this.stopServing(record.id).catch(() => {});
+      if ((await this.records.get(record.installationId, record.id)).state === 'deleted') fs.rmSync(this.storeDir(record.id), { recursive: true, force: true });
+      throw error;
+    }
   }
 
 
@@ -209,9 +247,11 @@ export class EmbeddedPostgresProvider implements Provider {
   async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
     const record = await this.records.beginDelete(installationId, resourceId);
     if (!record) return;
-    await this.stopServing(record.id);
-    fs.rmSync(this.storeDir(record.id), { recursive: true, force: true });
-    await this.records.setState(record.id, 'deleted');
+    await this.exclusively(record.id, async () => {
+      await this.stopServing(record.id);
+      fs.rmSync(this.storeDir(record.id), { recursive: true, force: true });
+      await this.records.setState(record.id, 'deleted');
+    });
   }
 
   /** A new password in the secrets; the embedded socket does not check passwords (development only). */

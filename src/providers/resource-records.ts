@@ -202,6 +202,15 @@ export class ResourceRecords<Details> {
     await this.db.query('UPDATE provider_resources SET details = $2, updated_at = now() WHERE id = $1', [id, JSON.stringify(details)]);
   }
 
+  /** A record's id and details if it is still live (provisioning or ready); undefined otherwise. */
+  async liveOne(id: string): Promise<{ id: string; details: Details } | undefined> {
+    const { rows } = await this.db.query<{ id: string; details: Details }>(
+      "SELECT id, details FROM provider_resources WHERE id = $1 AND provider = $2 AND state IN ('provisioning', 'ready')",
+      [id, this.provider],
+    );
+    return rows[0];
+  }
+
   /** The ids and details of live records, without opening any secret. */
   async liveDetails(): Promise<Array<{ id: string; details: Details }>> {
     const { rows } = await this.db.query<{ id: string; details: Details }>(

@@ -86,7 +86,8 @@ export class StoreConnections {
         const state = store.status === 'deleting' ? 'being deleted' : store.status === 'initializing' ? 'still being created' : store.status;
         throw conflict('store_not_connectable', `The store ${store.name} is ${state} and cannot be connected${store.status === 'initializing' ? ' yet' : ''}`);
       }
-      const project = await findProject(tx, actor.team.id, input.projectId);
+      // Connections to one project take turns, so two stores' variables cannot both pass the clash check.
+      const project = await findProject(tx, actor.team.id, input.projectId, { lock: true });
       const secrets = await this.secretsOf(tx, store.id);
       // A connection again replaces the earlier one's variables (new environments, sensitivity).
       await tx.query('DELETE FROM project_env WHERE project_id = $1 AND store_id = $2', [project.id, store.id]);

@@ -24,7 +24,7 @@ import type { Actor } from '../tenancy/access.ts';
 import { isInstallationAdmin, type Installation } from '../tenancy/installations.ts';
 import { IdempotencyKeys, KeyTaken, requestHash, type IdempotentRequest } from './idempotency.ts';
 import { validateMetadata, validateProtocolSettings } from './store-input.ts';
-import { findStore, listStores, STORE_COLUMNS, STORE_STATUS, toStore, type SecretSummary, type Store, type StorePage } from './stores.ts';
+import { findStore, listStores, plansUsedUp, STORE_COLUMNS, STORE_STATUS, toStore, type SecretSummary, type Store, type StorePage } from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -71,6 +71,8 @@ export interface StoreServiceOptions {
 
 const CREATE = 'stores.create';
 
+const storeDeleted = (store: Store) => conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
+
 const nameTaken = (name: string, id?: string) =>
   conflict('store_name_taken', `The team already has a store named "${name}"${id ? ` (${id})` : ''}`);
 
@@ -116,12 +118,17 @@ export class StoreService {
   }
 
   /**
-   * Undoes the creates a node left behind when it died between recording a store and recording
-   * its provider's answer: a store still `initializing` well after any provider call would have
-   * timed out (twice the provision timeout) was never acknowledged to its caller, so its resource
-   * is abandoned, its billing released, its idempotency key given back and the store removed.
-   * Each store is claimed first (SKIP LOCKED, and its clock moved on), so with several nodes only
-   * one works on it. A provider that cannot be reached leaves it for the next sweep.
+   * Finishes what a node left behind when it died: a create between recording its store and
+   * recording its provider's answer (the store still `initializing`), or a delete between
+   * starting and finishing (`deleting`), well after any provider call would have timed out (twice
+   * the provision timeout). Neither was acknowledged to its caller, so both end the same way: the
+   * resource is removed (abandoned through the provision key when its id was never recorded), the
+   * billing released, a key given back and the store removed.
+   *
+   * A store is claimed by turning it `deleting` (and moving its clock on) with SKIP LOCKED, so with
+   * several nodes only one works on it, and a create that was merely slow can no longer record
+   * it as available: it answers 409 `store_deleted`. A provider that cannot be reached leaves the
+   * store for a later sweep.
    */
   async recoverInterrupted(): Promise<number> {
     const staleSeconds = (2 * this.options.provisionTimeoutMs) / 1000;
@@ -129,31 +136,39 @@ export class StoreService {
     const skipped = new Set<string>();
     for (;;) {
       const { rows } = await this.db.query(
-        `UPDATE stores SET updated_at = now() WHERE id = (
-           SELECT id FROM stores WHERE status = 'initializing' AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
+        `WITH stale AS (
+           SELECT id, status FROM stores
+            WHERE status IN ('initializing', 'deleting') AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
             ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING ${STORE_COLUMNS}`,
+         UPDATE stores s SET status = 'deleting', updated_at = now() FROM stale WHERE s.id = stale.id
+         RETURNING stale.status AS was, ${STORE_COLUMNS.split(',').map((c) => `s.${c.trim()}`).join(', ')}`,
         [staleSeconds, [...skipped]],
       );
       if (!rows[0]) return recovered;
+      const creating = rows[0].was === 'initializing';
       const store = toStore(rows[0]);
       try {
-        await this.providers.for(this.catalog().productById(store.productId)).abandon(store.installationId, store.provisionKey);
+        const provider = this.providers.for(this.catalog().productById(store.productId));
+        if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`);
+        else await provider.abandon(store.installationId, store.provisionKey);
       } catch (error) {
-        skipped.add(store.id);
-        this.options.logger?.warn({ err: error, store: store.id }, 'cannot undo an interrupted create yet; retrying later');
-        continue;
+        if (!isGone(error)) {
+          skipped.add(store.id);
+          this.options.logger?.warn({ err: error, store: store.id }, 'cannot finish an interrupted create or delete yet; retrying later');
+          continue;
+        }
       }
       await this.db.transaction(async (tx) => {
-        await releaseCharges(tx, store.id);
+        const { rowCount } = await tx.query("DELETE FROM stores WHERE id = $1 AND status = 'deleting'", [store.id]);
+        if (!rowCount) return;
+        const released = await releaseCharges(tx, store.id);
         await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [store.id]);
-        await tx.query("DELETE FROM stores WHERE id = $1 AND status = 'initializing'", [store.id]);
         await audit(tx, {
-          teamId: store.teamId, actorId: null, action: 'store.rolled_back', targetType: 'store', targetId: store.id,
-          details: { name: store.name, reason: "its create was interrupted before the provider's answer was recorded" },
+          teamId: store.teamId, actorId: null, action: creating ? 'store.rolled_back' : 'store.deleted', targetType: 'store', targetId: store.id,
+          details: { name: store.name, released, reason: creating ? "its create was interrupted before the provider's answer was recorded" : 'its delete was interrupted' },
         });
       });
-      this.options.logger?.info({ store: store.id }, 'undid an interrupted create');
+      this.options.logger?.info({ store: store.id, creating }, 'finished an interrupted create or delete');
       recovered++;
     }
   }
@@ -203,7 +218,7 @@ export class StoreService {
     const provider = this.providers.for(product);
     provider.checkMetadata(metadata);
     // 4. The plan, and 5. what it costs.
-    const plan = this.choosePlan(product, input.billingPlanId);
+    const plan = await this.choosePlan(actor, product, input.billingPlanId);
     const charge = await chargeFor(this.db, actor.team.id, plan, input);
 
     // 6. Quotas, and the store recorded before the provider is called.
@@ -214,6 +229,9 @@ export class StoreService {
     try {
       result = await this.provisionWithin(provider, store, product, installation, input.externalId);
     } catch (error) {
+      // Taken over meanwhile (the recovery sweep took it for dead): the sweep finishes the undo.
+      const { rows } = await this.db.query<{ status: string }>('SELECT status FROM stores WHERE id = $1', [store.id]);
+      if (rows[0]?.status !== 'initializing') throw storeDeleted(store);
       throw await this.undoCreate(provider, store, idempotent, actor, error);
     }
     const finish = async (db: Queryable) => {
@@ -232,17 +250,20 @@ export class StoreService {
   }
 
   /** The plan asked for (one of the product's selectable plans), or the product's free plan. */
-  private choosePlan(product: Product, billingPlanId: string | undefined): BillingPlan {
+  private async choosePlan(actor: Actor, product: Product, billingPlanId: string | undefined): Promise<BillingPlan> {
     const plans = offeredPlans(product);
     const selectable = plans.filter((plan) => !plan.disabled);
     if (billingPlanId === undefined) {
-      const free = selectable.find((plan) => plan.type === 'subscription' && !plan.paymentMethodRequired);
+      // A free plan the team has used up is not discovered (the plans endpoint lists it disabled).
+      const isFree = (plan: BillingPlan) => plan.type === 'subscription' && !plan.paymentMethodRequired;
+      const usedUp = await plansUsedUp(this.db, actor.team.id, selectable.filter(isFree));
+      const free = selectable.find((plan) => isFree(plan) && !usedUp.has(plan.id));
       if (free) return free;
-      const paid = selectable.map((plan) => plan.id);
+      const paid = selectable.filter((plan) => !isFree(plan)).map((plan) => plan.id);
       throw new AppError(
         400,
         'no_free_plan',
-        `${product.name} has no free plan available: pass billingPlanId${paid.length ? `, one of: ${paid.join(', ')}` : ' (it has no selectable plan)'}`,
+        `${product.name} has no free plan available${usedUp.size ? ` (the team has used up ${[...usedUp].join(', ')})` : ''}: pass billingPlanId${paid.length ? `, one of: ${paid.join(', ')}` : ' (it has no selectable plan)'}`,
       );
     }
     const plan = selectable.find((p) => p.id === billingPlanId);
@@ -372,7 +393,7 @@ export class StoreService {
       [store.id, status, resource.id, resource.status, this.box.seal(JSON.stringify(secrets)), JSON.stringify(summary)],
       { teamId: store.teamId, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id, details: { status, externalResourceId: resource.id } },
     );
-    if (!rows[0]) throw conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
+    if (!rows[0]) throw storeDeleted(store);
     return toStore(rows[0]);
   }
 
@@ -493,19 +514,21 @@ export class StoreService {
       if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`);
       else await provider.abandon(store.installationId, store.provisionKey);
     } catch (error) {
-      // Gone already (deleted by an earlier attempt, or never created): nothing left to do there.
-      const gone = error instanceof AppError && (error.status === 404 || error.code === 'resource_deleted');
-      if (!gone) throw providerFailure(store, error, 'delete');
+      if (!isGone(error)) throw providerFailure(store, error, 'delete');
     }
     await this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query("DELETE FROM stores WHERE id = $1 AND status = 'deleting'", [id]);
+      if (!rowCount) return; // a concurrent delete (or the recovery sweep) finished it
       const released = await releaseCharges(tx, id);
       // A key whose create never answered (its node died) is given back with the store.
       await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [id]);
-      await tx.query('DELETE FROM stores WHERE id = $1', [id]);
       await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleted', targetType: 'store', targetId: id, details: { name: store.name, released } });
     });
   }
 }
+
+/** A provider's answer that the resource is gone already (deleted by an earlier attempt, or never created). */
+const isGone = (error: unknown) => error instanceof AppError && (error.status === 404 || error.code === 'resource_deleted');
 
 /** The error a provider's failure is answered with: its own if it is one of ours, else 502 (503 for a timeout). */
 function providerFailure(store: Store, error: unknown, operation = 'provision'): AppError {

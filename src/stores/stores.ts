@@ -104,3 +104,20 @@ export async function listStores(db: Queryable, teamId: string, options: { limit
   const page = more ? rows.slice(0, options.limit) : rows;
   return { stores: page.map(toStore), next: more ? Number(page.at(-1)!.seq) : null };
 }
+
+/** How many stores the team holds on each plan of a product. */
+export async function storesByPlan(db: Queryable, teamId: string, productId: string): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ billing_plan_id: string; n: number }>(
+    'SELECT billing_plan_id, count(*)::int AS n FROM stores WHERE team_id = $1 AND product_id = $2 GROUP BY billing_plan_id',
+    [teamId, productId],
+  );
+  return new Map(rows.map((row) => [row.billing_plan_id, row.n]));
+}
+
+/** The plans a team has used up: those whose per-team resource limit it has reached. */
+export async function plansUsedUp(db: Queryable, teamId: string, plans: Array<{ id: string; productId: string; resourceLimit: number | null }>): Promise<Set<string>> {
+  const limited = plans.filter((plan) => plan.resourceLimit !== null);
+  if (limited.length === 0) return new Set();
+  const used = await storesByPlan(db, teamId, limited[0]!.productId);
+  return new Set(limited.filter((plan) => (used.get(plan.id) ?? 0) >= plan.resourceLimit!).map((plan) => plan.id));
+}
