@@ -190,7 +190,6 @@ export class EmbeddedPostgresProvider implements Provider {
     }
   }
 
-
   private async applySettings(instance: Instance, metadata: Record<string, unknown>): Promise<void> {
     const timeout = statementTimeoutValue(metadata);
     await instance.db.exec(timeout === null ? 'ALTER ROLE postgres RESET statement_timeout' : `ALTER ROLE postgres SET statement_timeout = ${pg.escapeLiteral(timeout)}`);
@@ -254,12 +253,11 @@ export class EmbeddedPostgresProvider implements Provider {
     });
   }
 
-  /** A new password in the secrets; the embedded socket does not check passwords (development only). */
-  async abandon(installationId: string, idempotencyKey: string): Promise<void> {
-    const created = await this.records.tombstone(installationId, idempotencyKey);
-    if (created) await this.delete(installationId, created, idempotencyKey);
+  abandon(installationId: string, idempotencyKey: string): Promise<void> {
+    return this.records.abandon(installationId, idempotencyKey, (id) => this.delete(installationId, id, idempotencyKey));
   }
 
+  /** A new password in the secrets; the embedded socket does not check passwords (development only). */
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
     const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
     await this.records.promote(record.id);

@@ -208,9 +208,8 @@ export class RedisProvider implements Provider {
     await this.records.setState(record.id, 'deleted');
   }
 
-  async abandon(installationId: string, idempotencyKey: string): Promise<void> {
-    const created = await this.records.tombstone(installationId, idempotencyKey);
-    if (created) await this.delete(installationId, created, idempotencyKey);
+  abandon(installationId: string, idempotencyKey: string): Promise<void> {
+    return this.records.abandon(installationId, idempotencyKey, (id) => this.delete(installationId, id, idempotencyKey));
   }
 
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {

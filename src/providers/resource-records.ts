@@ -116,6 +116,15 @@ export class ResourceRecords<Details> {
   }
 
   /**
+   * A provider's `abandon`: tombstones the key and removes, through `remove` (the provider's
+   * delete), the resource the key did create, if any.
+   */
+  async abandon(installationId: string, provisionKey: string, remove: (id: string) => Promise<void>): Promise<void> {
+    const created = await this.tombstone(installationId, provisionKey);
+    if (created) await remove(created);
+  }
+
+  /**
    * Records that the outside world now matches the record, in one conditional update: a delete
    * that began meanwhile is never turned back into `ready`, and the caller hears 409 (and must
    * undo what it just did to the server).

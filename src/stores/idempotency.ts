@@ -106,8 +106,3 @@ export class IdempotencyKeys {
     return rowCount ?? 0;
   }
 }
-
-/** Re-raises unique violations of the key's primary key as KeyTaken. */
-export function isKeyTaken(error: unknown): boolean {
-  return error instanceof KeyTaken || ((error as { code?: string }).code === '23505' && (error as { constraint?: string }).constraint === 'idempotency_keys_pkey');
-}
