@@ -110,6 +110,10 @@ export function buildCli(): Command {
       process.stdout.write(`${file} is valid: ${content.integrations.length} integration(s), ${products.length} product(s), ${plans} plan(s)\n`);
     });
 
+  const keys = program.command('keys').description("the keys Storehouse signs partner servers' tokens with (served at /.well-known/jwks)");
+  admin(keys.command('list'), 'list the published signing keys', 'keys.list', (rows) => table(rows, ['kid', 'alg']));
+  admin(keys.command('rotate'), 'make a new signing key (the old one stays published until its tokens expire)', 'keys.rotate', (r) => `signing with ${r.kid} now${r.retired.length ? `; retired ${r.retired.join(', ')}` : ''}`);
+
   const teams = program.command('teams').description('teams');
   admin(teams.command('create').argument('<slug>').option('--name <name>', 'display name'), 'create a team', 'teams.create', (t) => `created team ${t.slug} (${t.id})`);
   admin(teams.command('list'), 'list teams', 'teams.list', (rows) => table(rows, ['id', 'slug', 'name', 'createdAt']));

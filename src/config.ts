@@ -35,6 +35,16 @@ export interface Config {
   rateLimitRequests: number;
   /** Store creates per team per minute (0: no limit). */
   rateLimitStoreCreates: number;
+  /** How long one call to a partner server may take before it is retried. */
+  partnerTimeoutMs: number;
+  /** Retries of a partner call after a network error, a timeout or a 5xx. */
+  partnerRetries: number;
+  /** How long a store a partner answered `pending` for may take to become ready before it is marked `error`. */
+  pendingTimeoutMs: number;
+  /** Storehouse's base URL as partners reach it (callbacks, JWKS); default: the address it listens on. */
+  publicUrl: string | undefined;
+  /** The `iss` of the tokens Storehouse signs; default: the public URL. */
+  oidcIssuer: string | undefined;
   /** Redis shared by every node for rate-limit counts; counted in process when absent. */
   redisUrl: string | undefined;
 }
@@ -70,6 +80,13 @@ function redisUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return url;
 }
 
+function httpUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const url = nonEmpty(env, name);
+  if (url === undefined) return undefined;
+  if (!/^https?:\/\/[^/]+/.test(url) || !URL.canParse(url)) throw new ConfigError(`${name} must be an http:// or https:// URL, got "${url}"`);
+  return url.replace(/\/+$/, '');
+}
+
 /** Reads the configuration from the environment; every variable is documented in the README. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = env.LOG_LEVEL || 'info';
@@ -100,5 +117,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitRequests: integer(env, 'STOREHOUSE_RATE_LIMIT_REQUESTS', 6_000, 0, 1_000_000_000),
     rateLimitStoreCreates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_CREATES', 100, 0, 1_000_000_000),
     redisUrl: redisUrl(env, 'REDIS_URL'),
+    partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
+    partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
+    pendingTimeoutMs: integer(env, 'STOREHOUSE_PENDING_TIMEOUT_MS', 1_800_000, 1_000, 86_400_000),
+    publicUrl: httpUrl(env, 'STOREHOUSE_PUBLIC_URL'),
+    oidcIssuer: httpUrl(env, 'STOREHOUSE_OIDC_ISSUER'),
   };
 }

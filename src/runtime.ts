@@ -16,6 +16,8 @@ import { AppError } from './errors.ts';
 import { Access } from './tenancy/access.ts';
 import { Providers } from './providers/registry.ts';
 import { SecretBox } from './secrets/secret-box.ts';
+import { SigningKeys } from './partners/signing-keys.ts';
+import { MarketplaceApi } from './partners/marketplace-api.ts';
 import { Discovery } from './marketplace/discovery.ts';
 import { ProjectEnv } from './projects/projects.ts';
 import { StoreConnections } from './stores/connections.ts';
@@ -35,6 +37,12 @@ export interface Runtime {
   stores: StoreService;
   connections: StoreConnections;
   projectEnv: ProjectEnv;
+  /** The API partner servers call back. */
+  marketplace: MarketplaceApi;
+  /** The keys partner calls are signed with. */
+  keys: SigningKeys;
+  /** Where partners reach this Storehouse, and the issuer of its tokens. */
+  urls: PublicUrls;
   /**
    * Settles once the stores that providers serve themselves (embedded Postgres) are served again
    * after a start; the API does not wait for them.
@@ -45,6 +53,29 @@ export interface Runtime {
   /** Set on the start that bootstrapped empty state. */
   bootstrapped: Bootstrapped | undefined;
   close(): Promise<void>;
+}
+
+/**
+ * Storehouse's public base URL (partners call it back there and fetch its JWKS) and its tokens'
+ * issuer: configured, or else the address the server listens on, learned once it listens.
+ */
+export class PublicUrls {
+  private listening: string | undefined;
+
+  constructor(private readonly config: Config) {}
+
+  /** Called once the server listens, with the address it listens on. */
+  listeningOn(url: string): void {
+    this.listening = url;
+  }
+
+  publicUrl(): string {
+    return this.config.publicUrl ?? this.listening ?? `http://${this.config.host}:${this.config.port}`;
+  }
+
+  issuer(): string {
+    return this.config.oidcIssuer ?? this.publicUrl();
+  }
 }
 
 export interface RuntimeOptions {
@@ -91,6 +122,8 @@ const CATALOG_TABLES = new Set(['integrations', 'products', 'billing_plans']);
  */
 function reloadCatalogOnChange(runtime: Runtime, logger?: Logger) {
   runtime.feed.onChange((table) => {
+    // Another node rotated the signing key: sign with the new one from now on.
+    if (table === ANYTHING || table === 'signing_keys') runtime.keys.invalidate();
     if (table === ANYTHING || (table !== undefined && CATALOG_TABLES.has(table))) {
       runtime.reloadCatalog().catch((error) => logger?.error({ err: error }, 'cannot reload the catalog'));
     }
@@ -129,7 +162,8 @@ export async function openAdminContext(config: Config): Promise<AdminContext & {
     if ((await syncedFingerprint(db)) === undefined) {
       throw new AppError(409, 'not_started', 'Storehouse has not been started on this state yet: start the server once (npm start) to set it up');
     }
-    return { db, catalog: await Catalog.load(db), close: () => db.close() };
+    const keys = new SigningKeys(db, SecretBox.load(config.secretKey, config.dataDir));
+    return { db, catalog: await Catalog.load(db), keys, close: () => db.close() };
   } catch (error) {
     await db.close().catch(() => {});
     throw error;
@@ -160,8 +194,16 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     });
     const access = new Access(db, feed);
     const box = SecretBox.load(config.secretKey, config.dataDir);
+    const keys = new SigningKeys(db, box);
+    const urls = new PublicUrls(config);
     const providers = Providers.create(config, db, box, {
       onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
+      partners: {
+        keys,
+        issuer: () => urls.issuer(),
+        publicUrl: () => urls.publicUrl(),
+        integration: (id) => runtime.catalog.integrationById(id),
+      },
     });
     // Embedded stores come up in the background: the API serves at once, and a store whose
     // port is taken is logged, not fatal. Closing waits for them, so nothing is left half-open.
@@ -170,12 +212,14 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       .catch((error) => logger?.error({ err: error }, 'cannot serve the embedded stores'));
     const closers: Array<() => Promise<void>> = [() => access.close(), () => storesServed.then(() => providers.close()), stopFeed];
     const catalogs = { current: () => runtime.catalog, reload: () => runtime.reloadCatalog() };
-    const discovery = new Discovery(db, catalogs, feed);
+    const discovery = new Discovery(db, catalogs, feed, providers);
     const stores = new StoreService(db, catalogs.current, discovery, providers, box, {
       defaultStoreQuota: config.teamStoreQuota,
       provisionTimeoutMs: config.provisionTimeoutMs,
+      pendingTimeoutMs: config.pendingTimeoutMs,
       logger,
     });
+    const connections = new StoreConnections(db, box);
     const runtime: Runtime = {
       config,
       db,
@@ -185,8 +229,11 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       providers,
       discovery,
       stores,
-      connections: new StoreConnections(db, box),
+      connections,
+      marketplace: new MarketplaceApi(db, box, stores, connections, urls),
       projectEnv: new ProjectEnv(db, box),
+      keys,
+      urls,
       storesServed,
       bootstrapped,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),

@@ -11,6 +11,7 @@ import { install, listInstallations } from '../tenancy/installations.ts';
 import { createTeam, getTeam, listMembers, listTeams, parseRole, removeMember, setMember, setStoreQuota } from '../tenancy/teams.ts';
 import { addPaymentMethod, listPaymentMethods, removePaymentMethod, setDefaultPaymentMethod } from '../billing/payment-methods.ts';
 import { audit, listAuditEvents } from '../audit/audit-log.ts';
+import type { SigningKeys } from '../partners/signing-keys.ts';
 
 /** Operator changes are audited with no user: they come from the CLI, not from a token. */
 const OPERATOR = null;
@@ -20,6 +21,8 @@ import { createUser, getUser } from '../tenancy/users.ts';
 export interface AdminContext {
   db: Database;
   catalog: Catalog;
+  /** The keys partner calls are signed with. */
+  keys: SigningKeys;
 }
 
 type Args = Record<string, string | undefined>;
@@ -39,6 +42,10 @@ function days(value: string | undefined): Date | undefined {
 
 export const adminCommands = {
   migrate: async ({ db }: AdminContext) => ({ applied: await migrate(db) }),
+
+  /** A new signing key for partner calls; the old one stays published until its tokens expire. */
+  'keys.rotate': async ({ keys }: AdminContext) => keys.rotate(),
+  'keys.list': async ({ keys }: AdminContext) => (await keys.published()).map((key) => ({ kid: key.kid, alg: key.jwk.alg })),
 
   'teams.create': async ({ db }: AdminContext, args: Args) => createTeam(db, { slug: required(args, 'slug'), name: args.name }),
   'teams.list': async ({ db }: AdminContext) => listTeams(db),

@@ -1,3 +1,4 @@
+import type { BillingPlan } from './catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
 import { CatalogError } from './catalog-file.ts';
 import type { CatalogFile, CatalogPlan } from './catalog-schema.ts';
@@ -158,6 +159,24 @@ async function upsertPlan(tx: Queryable, productId: string, position: number, pl
       json(plan.highlightedDetails ?? []), plan.resourceLimit ?? null, plan.disabled ?? false,
     ],
   );
+}
+
+/**
+ * Keeps a plan a partner server offered (and a store was created on) beside the catalog's, so the
+ * store can reference it; it sorts after the catalog's own plans. A later catalog sync retires it
+ * like any plan the file does not name, and keeps it while stores use it.
+ */
+export async function rememberPartnerPlan(tx: Queryable, plan: BillingPlan): Promise<void> {
+  const usd = (value: number | null) => (value === null ? undefined : (value / 100).toFixed(2));
+  await upsertPlan(tx, plan.productId, 1000, {
+    id: plan.id, type: plan.type, scope: plan.scope, name: plan.name, description: plan.description, paymentMethodRequired: plan.paymentMethodRequired,
+    details: plan.details, highlightedDetails: plan.highlightedDetails, disabled: false,
+    ...(plan.cost !== null && { cost: plan.cost }),
+    ...(plan.preauthorizationAmountCents !== null && { preauthorizationAmount: plan.preauthorizationAmountCents / 100 }),
+    ...(plan.initialCharge !== null && { initialCharge: plan.initialCharge }),
+    ...(plan.minimumAmountCents !== null && { minimumAmount: usd(plan.minimumAmountCents) }),
+    ...(plan.maximumAmountCents !== null && { maximumAmount: usd(plan.maximumAmountCents) }),
+  });
 }
 
 /** The fingerprint of the catalog the database holds (see catalogFingerprint), if any was synced. */

@@ -14,6 +14,8 @@ import projectsRoutes from './routes/projects.ts';
 import storehouseRoutes from './routes/storehouse.ts';
 import storesRoutes from './routes/stores.ts';
 import systemRoutes from './routes/system.ts';
+import oidcRoutes from './routes/oidc.ts';
+import marketplaceRoutes from './routes/marketplace.ts';
 import { storeSchema } from './store-shapes.ts';
 
 export interface AppOptions {
@@ -91,6 +93,14 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   for (const schema of [...sharedSchemas, paginationSchema, storeSchema, projectSchema, envVarSchema]) app.addSchema(schema);
 
   const { config } = runtime;
+  // Unless configured, Storehouse's public URL is the address it listens on (port 0 included).
+  app.addHook('onListen', function () {
+    const address = this.server.address();
+    if (address && typeof address === 'object') {
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      runtime.urls.listeningOn(`http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`);
+    }
+  });
   const limits = await RateLimits.create(
     { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates }, redisUrl: config.redisUrl },
     (error: Error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
@@ -101,11 +111,13 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(authPlugin, { access: runtime.access });
   await app.register(rateLimitPlugin, { limits, access: runtime.access });
   await app.register(systemRoutes, { db: runtime.db });
+  await app.register(oidcRoutes, { keys: runtime.keys, urls: runtime.urls });
   await app.register(integrationsRoutes, { discovery: runtime.discovery });
   await app.register(storesRoutes, { stores: runtime.stores, connections: runtime.connections });
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });
   await app.register(accountRoutes, { db: runtime.db });
+  await app.register(marketplaceRoutes, { api: runtime.marketplace });
   await app.ready();
   return app;
 }

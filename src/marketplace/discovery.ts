@@ -6,6 +6,7 @@ import type { BillingPlan, Catalog, Integration, Product } from '../catalog/cata
 import { audit } from '../audit/audit-log.ts';
 import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
 import type { Database } from '../db/database.ts';
+import type { Providers } from '../providers/registry.ts';
 import { badRequest, forbidden } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { plansUsedUp } from '../stores/stores.ts';
@@ -24,6 +25,7 @@ export class Discovery {
     private readonly db: Database,
     private readonly catalogs: { current(): Catalog; reload(): Promise<Catalog> },
     feed: ChangeFeed,
+    private readonly providers?: Providers,
   ) {
     this.installations = new ReadCache(feed);
     this.teamInstallations = new ReadCache(feed);
@@ -72,6 +74,12 @@ export class Discovery {
     if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
       throw forbidden('Only the team\'s owners and the user who installed the integration may remove its configuration');
     }
+    // A partner server hears of it first: should it refuse, nothing changes here.
+    const partner = this.providers?.partnerOf(this.catalog.productsOf(installation.integrationId));
+    if (partner) {
+      const { rows } = await this.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installation.id]);
+      if (rows[0]!.n === 0) await partner.uninstall(installation.id, { userId: actor.userId, role: 'ADMIN' });
+    }
     await this.db.transaction(async (tx) => {
       await uninstall(tx, installation);
       await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'installation.removed', targetType: 'installation', targetId: installation.id });
@@ -99,14 +107,20 @@ export class Discovery {
   ): Promise<BillingPlan[]> {
     const integration = this.catalog.findIntegration(integrationIdOrSlug);
     const product = this.catalog.findProduct(integration.id, productIdOrSlug);
+    let installationId: string | undefined;
     if (options.integrationConfigurationId !== undefined) {
       const installation = await this.installation(actor, options.integrationConfigurationId);
       if (installation.integrationId !== integration.id) {
         throw badRequest(`The configuration ${installation.id} is not an installation of the integration ${integration.slug}`);
       }
+      installationId = installation.id;
     }
-    if (options.metadata !== undefined) parseMetadata(options.metadata);
-    const plans = this.catalog.plansOf(product);
+    const metadata = options.metadata === undefined ? {} : parseMetadata(options.metadata);
+    // A partner server's plans come from it, asked with the metadata filled in so far (§1.4).
+    const plans =
+      product.provider.type === 'http' && this.providers
+        ? await this.providers.for(product).listPlans(product, metadata, { teamId: actor.team.id, installationId })
+        : this.catalog.plansOf(product);
     // A plan whose per-team limit the team has reached is shown, but not selectable.
     const usedUp = await plansUsedUp(this.db, actor.team.id, plans.filter((plan) => !plan.disabled));
     return usedUp.size === 0 ? plans : plans.map((plan) => (usedUp.has(plan.id) ? { ...plan, disabled: true } : plan));

@@ -29,10 +29,22 @@ export interface ProviderResource {
   metadata: Record<string, unknown>;
   status: ResourceStatus;
   billingPlanId: string;
+  /** Shown with the store; null clears one shown before. */
+  notification?: { level: 'info' | 'warn' | 'error'; title: string; message?: string; href?: string } | null | undefined;
+}
+
+/**
+ * The user a call is made for, when there is one: partner servers receive a user-style token
+ * (ADMIN may change things, USER only reads). Built-in providers do not need it.
+ */
+export interface Caller {
+  userId: string;
+  role: 'ADMIN' | 'USER';
 }
 
 export interface ProvisionRequest {
   idempotencyKey: string;
+  caller?: Caller | undefined;
   installationId: string;
   product: Product;
   name: string;
@@ -52,7 +64,7 @@ export interface Provider {
   /** Whether the provider can serve requests now; when not, why, in words for the API's error. */
   availability(): Promise<{ available: true } | { available: false; reason: string }>;
   /** The plans offered for a product, which may depend on the metadata being filled in. */
-  listPlans(product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]>;
+  listPlans(product: Product, metadata: Record<string, unknown>, asker?: { teamId: string; installationId?: string | undefined }): Promise<BillingPlan[]>;
   /**
    * Refuses metadata the provider cannot apply, beyond what the product's schema says (400
    * `validation_error` naming the key); called before anything is recorded or billed.
@@ -61,17 +73,18 @@ export interface Provider {
   /** Creates the resource; the only operation whose answer carries its secrets. */
   provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }>;
   get(installationId: string, resourceId: string): Promise<ProviderResource>;
-  update(installationId: string, resourceId: string, update: ResourceUpdate, idempotencyKey: string): Promise<ProviderResource>;
+  update(installationId: string, resourceId: string, update: ResourceUpdate, idempotencyKey: string, caller?: Caller): Promise<ProviderResource>;
   /** Removes the resource and everything in it; deleting one already gone is not an error. */
-  delete(installationId: string, resourceId: string, idempotencyKey: string): Promise<void>;
+  delete(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<void>;
   /**
    * Undoes a provision that failed or timed out, whether or not it got anywhere: afterwards no
    * resource exists for this idempotency key, and a provision with it still in flight, or
-   * retried later, is refused (409) instead of creating one.
+   * retried later, is refused (409) instead of creating one. `request` is the provision being
+   * undone (a partner server learns which resource it made by being asked again with its key).
    */
-  abandon(installationId: string, idempotencyKey: string): Promise<void>;
+  abandon(installationId: string, idempotencyKey: string, request?: ProvisionRequest): Promise<void>;
   /** Replaces the resource's credentials; the old ones stop working. */
-  rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]>;
+  rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<Secret[]>;
 }
 
 /** A provider that is not configured or cannot be reached: never a 500. */

@@ -7,18 +7,38 @@ import type { Product } from '../catalog/catalog.ts';
 import type { Config } from '../config.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
+import { PartnerClient } from '../partners/partner-client.ts';
+import type { SigningKeys } from '../partners/signing-keys.ts';
 import { EmbeddedPostgresProvider } from './embedded-postgres.ts';
+import { HttpProvider, type PartnerSettings } from './http.ts';
 import { PostgresProvider } from './postgres.ts';
 import { RedisProvider } from './redis.ts';
 import { providerUnavailable, type Provider } from './provider.ts';
 
+/** What calling partner servers takes: the keys calls are signed with, and where Storehouse is. */
+export interface PartnerContext extends PartnerSettings {
+  keys: SigningKeys;
+  issuer(): string;
+}
+
 export class Providers {
+  /** Partner servers' providers, one per integration and base URL, made on first use. */
+  private readonly partners = new Map<string, HttpProvider>();
+
   private constructor(
     private readonly configured: Map<string, Provider & { close?(): Promise<void> }>,
     private readonly missing: Map<string, string>,
+    private readonly state: Queryable,
+    private readonly config: Config,
+    private readonly partnerContext: PartnerContext | undefined,
   ) {}
 
-  static create(config: Config, state: Queryable, box: SecretBox, options: { onError?: (error: Error) => void } = {}): Providers {
+  static create(
+    config: Config,
+    state: Queryable,
+    box: SecretBox,
+    options: { onError?: (error: Error) => void; partners?: PartnerContext } = {},
+  ): Providers {
     const configured = new Map<string, Provider & { close?(): Promise<void> }>();
     const missing = new Map<string, string>();
     configured.set(
@@ -32,8 +52,7 @@ export class Providers {
     } else {
       missing.set('redis', 'no Redis server is configured: set STOREHOUSE_REDIS_ADMIN_URL');
     }
-    missing.set('http', 'partner servers are not supported by this version of Storehouse');
-    return new Providers(configured, missing);
+    return new Providers(configured, missing, state, config, options.partners);
   }
 
   /** Starts what providers serve themselves (the embedded Postgres stores) again after a restart. */
@@ -45,8 +64,36 @@ export class Providers {
 
   /** The provider serving `product`; 503 `provider_unavailable` when there is none. */
   for(product: Product): Provider {
+    if (product.provider.type === 'http') return this.partnerFor(product.integrationId, String(product.provider.url));
     const provider = this.configured.get(product.provider.type);
     if (!provider) throw providerUnavailable(product.slug, this.missing.get(product.provider.type) ?? `unknown provider type ${product.provider.type}`);
+    return provider;
+  }
+
+  /** The partner server behind an integration's products, if one is; used for install and uninstall. */
+  partnerOf(products: Product[]): HttpProvider | undefined {
+    const product = products.find((p) => p.provider.type === 'http');
+    return product && this.partnerFor(product.integrationId, String(product.provider.url));
+  }
+
+  private partnerFor(integrationId: string, url: string): HttpProvider {
+    const key = `${integrationId} ${url}`;
+    let provider = this.partners.get(key);
+    if (!provider) {
+      const context = this.partnerContext;
+      if (!context) throw providerUnavailable(integrationId, 'partner servers are not reachable from this process');
+      const client = new PartnerClient({
+        baseUrl: url,
+        clientId: integrationId,
+        keys: context.keys,
+        issuer: context.issuer,
+        timeoutMs: this.config.partnerTimeoutMs,
+        retries: this.config.partnerRetries,
+        backoffMs: 200,
+      });
+      provider = new HttpProvider(this.state, integrationId, client, context);
+      this.partners.set(key, provider);
+    }
     return provider;
   }
 

@@ -89,19 +89,7 @@ export class StoreConnections {
       // Connections to one project take turns, so two stores' variables cannot both pass the clash check.
       const project = await findProject(tx, actor.team.id, input.projectId, { lock: true });
       const secrets = await this.secretsOf(tx, store.id);
-      // A connection again replaces the earlier one's variables (new environments, sensitivity).
-      await tx.query('DELETE FROM project_env WHERE project_id = $1 AND store_id = $2', [project.id, store.id]);
-      const variables = secrets.flatMap((secret) => variablesOf({ ...secret, name: prefix + secret.name }, environments));
-      const clashes = await this.clashes(tx, project.id, variables);
-      if (clashes.length > 0) {
-        throw conflict('env_var_conflict', `The project ${project.name} already has ${clashes.join(', ')} for the same environments: remove ${clashes.length === 1 ? 'it' : 'them'} first`);
-      }
-      for (const variable of variables) {
-        await tx.query(
-          'INSERT INTO project_env (id, project_id, key, value, type, targets, store_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
-          [newId('env'), project.id, variable.key, this.box.seal(variable.value), sensitive ? 'sensitive' : 'encrypted', JSON.stringify(variable.targets), store.id, actor.userId],
-        );
-      }
+      const variables = await this.writeVariables(tx, store, { projectId: project.id, projectName: project.name, environments, sensitive, prefix, createdBy: actor.userId }, secrets);
       await tx.query(
         `INSERT INTO store_connections (id, store_id, project_id, environments, sensitive, env_var_prefix, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (store_id, project_id) DO UPDATE SET environments = EXCLUDED.environments, sensitive = EXCLUDED.sensitive, env_var_prefix = EXCLUDED.env_var_prefix`,
@@ -138,6 +126,51 @@ export class StoreConnections {
       }
       return projects.length;
     });
+  }
+
+  /**
+   * Replaces the variables every project connected to the store has from it, after its secrets
+   * changed (the provider replaced them). Projects are not redeployed: new values apply from the
+   * next deployment, as on Vercel. A new name that clashes with a project's own variable is 409.
+   */
+  async rewriteVariables(tx: Queryable, store: Store, secrets: Secret[]): Promise<void> {
+    const { rows } = await tx.query<Record<string, any>>(
+      `SELECT c.project_id, p.name, c.environments, c.sensitive, c.env_var_prefix, c.created_by
+         FROM store_connections c JOIN projects p ON p.id = c.project_id WHERE c.store_id = $1 ORDER BY c.project_id FOR UPDATE OF p`,
+      [store.id],
+    );
+    for (const row of rows) {
+      await this.writeVariables(
+        tx,
+        store,
+        { projectId: row.project_id, projectName: row.name, environments: row.environments, sensitive: row.sensitive, prefix: row.env_var_prefix, createdBy: row.created_by },
+        secrets,
+      );
+      await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [row.project_id]);
+    }
+  }
+
+  /** Writes the project's variables from the store's secrets, replacing those it had from the store. */
+  private async writeVariables(
+    tx: Queryable,
+    store: Store,
+    to: { projectId: string; projectName: string; environments: Environment[]; sensitive: boolean; prefix: string; createdBy: string | null },
+    secrets: Secret[],
+  ): Promise<Array<{ key: string; value: string; targets: Environment[] }>> {
+    // A connection again replaces the earlier one's variables (new environments, sensitivity).
+    await tx.query('DELETE FROM project_env WHERE project_id = $1 AND store_id = $2', [to.projectId, store.id]);
+    const variables = secrets.flatMap((secret) => variablesOf({ ...secret, name: to.prefix + secret.name }, to.environments));
+    const clashes = await this.clashes(tx, to.projectId, variables);
+    if (clashes.length > 0) {
+      throw conflict('env_var_conflict', `The project ${to.projectName} already has ${clashes.join(', ')} for the same environments: remove ${clashes.length === 1 ? 'it' : 'them'} first`);
+    }
+    for (const variable of variables) {
+      await tx.query(
+        'INSERT INTO project_env (id, project_id, key, value, type, targets, store_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+        [newId('env'), to.projectId, variable.key, this.box.seal(variable.value), to.sensitive ? 'sensitive' : 'encrypted', JSON.stringify(variable.targets), store.id, to.createdBy],
+      );
+    }
+    return variables;
   }
 
   /** Keys the project already has, from elsewhere, for an environment a variable is for. */

@@ -17,7 +17,8 @@ import { isUniqueViolation } from '../db/database.ts';
 import { AppError, conflict, forbidden } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
 import type { Discovery } from '../marketplace/discovery.ts';
-import type { Provider, ProviderResource, Secret } from '../providers/provider.ts';
+import type { Provider, ProviderResource, ProvisionRequest, Secret } from '../providers/provider.ts';
+import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
@@ -66,6 +67,8 @@ export interface StoreServiceOptions {
   defaultStoreQuota: number;
   /** How long a provider may take to provision before the create fails with 503. */
   provisionTimeoutMs: number;
+  /** How long a store its provider answered `pending` for may take to become ready before it is marked `error`. */
+  pendingTimeoutMs: number;
   logger?: Logger | undefined;
 }
 
@@ -108,12 +111,18 @@ export class StoreService {
     const first = setTimeout(run, 2_000);
     const sweep = setInterval(run, 60_000);
     const purge = setInterval(() => void this.keys.purge().catch(onError), 3_600_000);
-    for (const timer of [first, sweep, purge]) timer.unref();
+    // Pending stores are asked about on their own schedule (backoff per store); this only looks for those due.
+    let polling: Promise<unknown> = Promise.resolve();
+    const poll = setInterval(() => {
+      polling = polling.then(() => this.checkPending()).catch(onError);
+    }, PENDING_TICK_MS);
+    for (const timer of [first, sweep, purge, poll]) timer.unref();
     return async () => {
       clearTimeout(first);
       clearInterval(sweep);
       clearInterval(purge);
-      await sweeping;
+      clearInterval(poll);
+      await Promise.all([sweeping, polling]);
     };
   }
 
@@ -138,19 +147,21 @@ export class StoreService {
       const { rows } = await this.db.query(
         `WITH stale AS (
            SELECT id, status FROM stores
-            WHERE status IN ('initializing', 'deleting') AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
+            WHERE ((status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting')
+              AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
             ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
          UPDATE stores s SET status = 'deleting', updated_at = now() FROM stale WHERE s.id = stale.id
-         RETURNING stale.status AS was, ${STORE_COLUMNS.split(',').map((c) => `s.${c.trim()}`).join(', ')}`,
+         RETURNING stale.status AS was, ${prefixed('s')}`,
         [staleSeconds, [...skipped]],
       );
       if (!rows[0]) return recovered;
       const creating = rows[0].was === 'initializing';
       const store = toStore(rows[0]);
       try {
-        const provider = this.providers.for(this.catalog().productById(store.productId));
+        const product = this.catalog().productById(store.productId);
+        const provider = this.providers.for(product);
         if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`);
-        else await provider.abandon(store.installationId, store.provisionKey);
+        else await provider.abandon(store.installationId, store.provisionKey, provisionRequest(store, product));
       } catch (error) {
         if (!isGone(error)) {
           skipped.add(store.id);
@@ -171,6 +182,83 @@ export class StoreService {
       this.options.logger?.info({ store: store.id, creating }, 'finished an interrupted create or delete');
       recovered++;
     }
+  }
+
+  /**
+   * Asks providers about the stores they answered `pending` for, each when it is due (the wait
+   * doubles from 2 s up to a minute), until they become ready. A store still pending at its
+   * deadline (STOREHOUSE_PENDING_TIMEOUT_MS after the provision) is marked `error` with a
+   * notification. A node claims a store by moving its next check on (SKIP LOCKED), so only one
+   * node asks about it at a time.
+   */
+  async checkPending(): Promise<number> {
+    let checked = 0;
+    while (checked < 100) {
+      const { rows } = await this.db.query(
+        `WITH due AS (
+           SELECT id FROM stores WHERE next_check_at <= now() AND status = 'initializing'
+            ORDER BY next_check_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+         UPDATE stores s SET check_attempts = s.check_attempts + 1,
+                next_check_at = now() + make_interval(secs => least($1 * power(2, s.check_attempts), $2))
+           FROM due WHERE s.id = due.id
+         RETURNING s.ready_deadline < now() AS overdue, ${prefixed('s')}`,
+        [FIRST_CHECK_MS / 1000, MAX_CHECK_INTERVAL_MS / 1000],
+      );
+      if (!rows[0]) break;
+      checked++;
+      const store = toStore(rows[0]);
+      try {
+        const refreshed = await this.refresh(store);
+        if (refreshed.status === 'initializing' && rows[0].overdue) await this.markNeverReady(store);
+      } catch (error) {
+        if (rows[0].overdue) await this.markNeverReady(store);
+        else this.options.logger?.warn({ err: error, store: store.id }, 'cannot ask the provider about a pending store yet; asking again later');
+      }
+    }
+    return checked;
+  }
+
+  /**
+   * Reads a store's resource from its provider again and records what it says: after the provider
+   * reports `resource.updated`, and when polling a pending store. Returns the store as recorded.
+   */
+  async refresh(store: Store): Promise<Store> {
+    if (!store.externalResourceId || store.status === 'deleting') return store;
+    const provider = this.providers.for(this.catalog().productById(store.productId));
+    const resource = await provider.get(store.installationId, store.externalResourceId);
+    const status = STORE_STATUS[resource.status];
+    const notification = resource.notification === undefined ? store.notification : resource.notification;
+    const changed = status !== store.status || resource.status !== store.externalResourceStatus || JSON.stringify(notification) !== JSON.stringify(store.notification);
+    const pending = resource.status === 'pending';
+    if (!changed) {
+      if (!pending) await this.db.query('UPDATE stores SET next_check_at = NULL WHERE id = $1', [store.id]);
+      return store;
+    }
+    const { rows } = await audited(
+      this.db,
+      `UPDATE stores SET status = $2, external_resource_status = $3, notification = $4::jsonb, updated_at = now(),
+              next_check_at = CASE WHEN $5 THEN next_check_at END
+        WHERE id = $1 AND status <> 'deleting' RETURNING ${STORE_COLUMNS}`,
+      [store.id, status, resource.status, notification === null ? null : JSON.stringify(notification), pending],
+      { teamId: store.teamId, actorId: null, action: 'store.updated', targetType: 'store', targetId: store.id, details: { status, externalResourceStatus: resource.status, by: 'provider' } },
+    );
+    return rows[0] ? toStore(rows[0]) : store;
+  }
+
+  /** A pending store that did not become ready in time: `error`, with a notification saying what to do. */
+  private async markNeverReady(store: Store): Promise<void> {
+    const notification = {
+      level: 'error',
+      title: 'Provisioning did not finish',
+      message: `The provider did not report the store ready within ${Math.round(this.options.pendingTimeoutMs / 1000)} s. Delete the store, or wait: it becomes available if the provider reports it ready later.`,
+    };
+    await audited(
+      this.db,
+      `UPDATE stores SET status = 'error', notification = $2, next_check_at = NULL, updated_at = now()
+        WHERE id = $1 AND status = 'initializing' RETURNING id`,
+      [store.id, JSON.stringify(notification)],
+      { teamId: store.teamId, actorId: null, action: 'store.failed', targetType: 'store', targetId: store.id, details: { reason: notification.message } },
+    );
   }
 
   /**
@@ -218,7 +306,7 @@ export class StoreService {
     const provider = this.providers.for(product);
     provider.checkMetadata(metadata);
     // 4. The plan, and 5. what it costs.
-    const plan = await this.choosePlan(actor, product, input.billingPlanId);
+    const plan = await this.choosePlan(actor, product, provider, input.billingPlanId, { metadata, installationId: installation.id });
     const charge = await chargeFor(this.db, actor.team.id, plan, input);
 
     // 6. Quotas, and the store recorded before the provider is called.
@@ -250,8 +338,17 @@ export class StoreService {
   }
 
   /** The plan asked for (one of the product's selectable plans), or the product's free plan. */
-  private async choosePlan(actor: Actor, product: Product, billingPlanId: string | undefined): Promise<BillingPlan> {
-    const plans = offeredPlans(product);
+  private async choosePlan(
+    actor: Actor,
+    product: Product,
+    provider: Provider,
+    billingPlanId: string | undefined,
+    context: { metadata: Record<string, unknown>; installationId: string },
+  ): Promise<BillingPlan> {
+    // A partner server decides its plans (they may depend on the metadata); the catalog's are the built-in providers'.
+    const plans = product.provider.type === 'http'
+      ? await provider.listPlans(product, context.metadata, { teamId: actor.team.id, installationId: context.installationId })
+      : offeredPlans(product);
     const selectable = plans.filter((plan) => !plan.disabled);
     if (billingPlanId === undefined) {
       // A free plan the team has used up is not discovered (the plans endpoint lists it disabled).
@@ -329,6 +426,7 @@ export class StoreService {
             { limit: { total: plan.resourceLimit, used: onPlan } },
           );
         }
+        if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
         const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
         const { rows } = await audited(
           tx,
@@ -365,16 +463,7 @@ export class StoreService {
     });
     try {
       return await Promise.race([
-        provider.provision({
-          idempotencyKey: store.provisionKey,
-          installationId: installation.id,
-          product,
-          name: store.name,
-          metadata: store.metadata,
-          billingPlanId: store.billingPlanId,
-          ...(externalId !== undefined && { externalId }),
-          ...(store.protocolSettings && { protocolSettings: store.protocolSettings }),
-        }),
+        provider.provision({ ...provisionRequest(store, product), installationId: installation.id, ...(externalId !== undefined && { externalId }) }),
         timeout,
       ]);
     } finally {
@@ -386,11 +475,19 @@ export class StoreService {
     const { resource, secrets } = result;
     const summary: SecretSummary[] = secrets.map((secret) => ({ name: secret.name, length: secret.value.length }));
     const status = STORE_STATUS[resource.status];
+    // A pending resource is asked about again (and the provider may report it ready sooner).
+    const pending = resource.status === 'pending';
     const { rows } = await audited(
       db,
-      `UPDATE stores SET status = $2, external_resource_id = $3, external_resource_status = $4, secrets = $5, secret_summary = $6, updated_at = now()
+      `UPDATE stores SET status = $2, external_resource_id = $3, external_resource_status = $4, secrets = $5, secret_summary = $6,
+              notification = coalesce($7::jsonb, notification), updated_at = now(),
+              next_check_at = CASE WHEN $8 THEN now() + make_interval(secs => $9) END,
+              ready_deadline = CASE WHEN $8 THEN now() + make_interval(secs => $10) END, check_attempts = 0
         WHERE id = $1 AND status = 'initializing' RETURNING ${STORE_COLUMNS}`,
-      [store.id, status, resource.id, resource.status, this.box.seal(JSON.stringify(secrets)), JSON.stringify(summary)],
+      [
+        store.id, status, resource.id, resource.status, this.box.seal(JSON.stringify(secrets)), JSON.stringify(summary),
+        resource.notification ? JSON.stringify(resource.notification) : null, pending, FIRST_CHECK_MS / 1000, this.options.pendingTimeoutMs / 1000,
+      ],
       { teamId: store.teamId, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id, details: { status, externalResourceId: resource.id } },
     );
     if (!rows[0]) throw storeDeleted(store);
@@ -406,7 +503,7 @@ export class StoreService {
     const answer = providerFailure(store, error);
     let undone = true;
     try {
-      await provider.abandon(store.installationId, store.provisionKey);
+      await provider.abandon(store.installationId, store.provisionKey, provisionRequest(store, this.catalog().productById(store.productId)));
     } catch (undoError) {
       undone = false;
       this.options.logger?.error({ err: undoError, store: store.id }, 'cannot undo a failed provision; the store is kept in error');
@@ -494,7 +591,8 @@ export class StoreService {
       const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM store_connections WHERE store_id = $1', [id]);
       const connected = rows[0]!.n;
       const stale = Date.now() - locked.updatedAt.getTime() > 2 * this.options.provisionTimeoutMs;
-      if (locked.status === 'initializing' && !stale) {
+      // A store its provider reported pending has its resource recorded: it may be deleted.
+      if (locked.status === 'initializing' && !locked.externalResourceId && !stale) {
         throw conflict('store_initializing', `The store ${locked.name} is still being created: delete it once it is available`);
       }
       if (connected > 0 && !options.disconnect) {
@@ -510,21 +608,59 @@ export class StoreService {
     });
     // The provider's work, outside any transaction: a store whose provision never answered has
     // no resource id, and is undone through its provision key instead.
+    const caller = { userId: actor.userId, role: 'ADMIN' as const };
     try {
-      if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`);
-      else await provider.abandon(store.installationId, store.provisionKey);
+      if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
+      else await provider.abandon(store.installationId, store.provisionKey, { ...provisionRequest(store, product), caller });
     } catch (error) {
       if (!isGone(error)) throw providerFailure(store, error, 'delete');
     }
+    // Unless a concurrent delete (or the recovery sweep) finished it.
+    await this.remove(store, { actorId: actor.userId, onlyDeleting: true });
+  }
+
+  /** Removes a store whose resource its provider deleted on its own side (the provider is not called). */
+  async forget(store: Store, reason: string): Promise<void> {
+    await this.remove(store, { actorId: null, reason });
+  }
+
+  /** The store's row goes (its connections and variables with it), its billing is released and a key whose create never answered given back. */
+  private async remove(store: Store, how: { actorId: string | null; onlyDeleting?: boolean; reason?: string }): Promise<void> {
     await this.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query("DELETE FROM stores WHERE id = $1 AND status = 'deleting'", [id]);
-      if (!rowCount) return; // a concurrent delete (or the recovery sweep) finished it
-      const released = await releaseCharges(tx, id);
-      // A key whose create never answered (its node died) is given back with the store.
-      await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [id]);
-      await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleted', targetType: 'store', targetId: id, details: { name: store.name, released } });
+      const { rowCount } = await tx.query(`DELETE FROM stores WHERE id = $1${how.onlyDeleting ? " AND status = 'deleting'" : ''}`, [store.id]);
+      if (!rowCount) return;
+      const released = await releaseCharges(tx, store.id);
+      await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [store.id]);
+      await audit(tx, {
+        teamId: store.teamId, actorId: how.actorId, action: 'store.deleted', targetType: 'store', targetId: store.id,
+        details: { name: store.name, released, ...(how.reason && { reason: how.reason }) },
+      });
     });
   }
+}
+
+/** The store columns of table alias `alias`, for statements that join or update from a CTE. */
+const prefixed = (alias: string) => STORE_COLUMNS.split(',').map((c) => `${alias}.${c.trim()}`).join(', ');
+
+/** How often a node looks for pending stores due a check; the first check's delay; the longest between checks. */
+const PENDING_TICK_MS = 1_000;
+const FIRST_CHECK_MS = 2_000;
+const MAX_CHECK_INTERVAL_MS = 60_000;
+
+/** The provision a store was (or is being) created with: repeated with its key, it names the same resource. */
+function provisionRequest(store: Store, product: Product): ProvisionRequest {
+  return {
+    idempotencyKey: store.provisionKey,
+    installationId: store.installationId,
+    product,
+    name: store.name,
+    metadata: store.metadata,
+    billingPlanId: store.billingPlanId,
+    ...(store.externalId !== null && { externalId: store.externalId }),
+    ...(store.protocolSettings && { protocolSettings: store.protocolSettings }),
+    // Its creator was an admin of the installation when creating it.
+    ...(store.createdBy && { caller: { userId: store.createdBy, role: 'ADMIN' as const } }),
+  };
 }
 
 /** A provider's answer that the resource is gone already (deleted by an earlier attempt, or never created). */

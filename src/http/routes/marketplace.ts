@@ -1,0 +1,299 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { MarketplaceApi, MarketplaceEvent, PartnerInstallation, ResourceChange } from '../../partners/marketplace-api.ts';
+import type { Secret } from '../../providers/provider.ts';
+import { errorResponses } from './common.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** On marketplace API routes: the installation the partner's access token speaks for. */
+    partner: PartnerInstallation;
+  }
+}
+
+const RESOURCE_STATUSES = ['ready', 'pending', 'onboarding', 'suspended', 'resumed', 'uninstalled', 'error'];
+const tags = ['marketplace'];
+const errors = errorResponses(400, 401, 403, 404, 409);
+
+const text = { type: 'string', minLength: 1 };
+const secret = {
+  type: 'object',
+  required: ['name', 'value'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+    value: { type: 'string' },
+    prefix: { type: 'string' },
+    environmentOverrides: {
+      type: 'object',
+      properties: { development: { type: 'string' }, preview: { type: 'string' }, production: { type: 'string' } },
+      additionalProperties: false,
+    },
+  },
+  additionalProperties: false,
+};
+const secrets = { type: 'array', items: secret, maxItems: 1000 };
+const notification = {
+  type: 'object',
+  required: ['level', 'title'],
+  properties: { level: { enum: ['info', 'warn', 'error'] }, title: { type: 'string', maxLength: 100 }, message: { type: 'string' }, href: { type: 'string' } },
+  additionalProperties: false,
+};
+const period = { type: 'object', required: ['start', 'end'], properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' } } };
+const billingItem = {
+  type: 'object',
+  required: ['billingPlanId', 'name', 'price', 'quantity', 'units', 'total'],
+  properties: {
+    billingPlanId: text, resourceId: { type: 'string' }, start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' },
+    name: { type: 'string' }, details: { type: 'string' }, price: { type: 'string' }, quantity: { type: 'number' }, units: { type: 'string' }, total: { type: 'string' },
+  },
+};
+const discount = {
+  type: 'object',
+  required: ['billingPlanId', 'name', 'amount'],
+  properties: { billingPlanId: text, resourceId: { type: 'string' }, name: { type: 'string' }, details: { type: 'string' }, amount: { type: 'string' } },
+};
+
+const installationParams = { type: 'object', required: ['installationId'], properties: { installationId: text } };
+const resourceParams = { type: 'object', required: ['installationId', 'resourceId'], properties: { installationId: text, resourceId: text } };
+
+type Params = { installationId: string; resourceId: string };
+
+/**
+ * The marketplace API partner servers call back with their installation's access token (not a
+ * user's): it needs no team query, and a token works only on its own installation's paths.
+ */
+export default async function marketplaceRoutes(app: FastifyInstance, options: { api: MarketplaceApi }) {
+  const { api } = options;
+  app.decorateRequest('partner', null as unknown as PartnerInstallation);
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    const { installationId } = request.params as { installationId: string };
+    request.partner = await api.authenticate(request.headers.authorization, installationId);
+  });
+  // `public`: these routes do not take users' tokens; the hook above checks the installation's.
+  const config = { public: true };
+  const created = (reply: FastifyReply) => reply.code(201).send();
+
+  app.get<{ Params: Params }>(
+    '/v1/installations/:installationId/account',
+    { config, schema: { operationId: 'getAccountInfo', summary: "The installation's team and its best contact", tags, params: installationParams, response: errors } },
+    async (request) => api.account(request.partner),
+  );
+
+  app.get<{ Params: Params & { memberId: string } }>(
+    '/v1/installations/:installationId/member/:memberId',
+    {
+      config,
+      schema: {
+        operationId: 'getMember',
+        summary: "A member of the installation's team and their role for the partner",
+        tags,
+        params: { type: 'object', required: ['installationId', 'memberId'], properties: { installationId: text, memberId: text } },
+        response: errors,
+      },
+    },
+    async (request) => api.member(request.partner, request.params.memberId),
+  );
+
+  app.post<{ Params: Params; Body: { event: MarketplaceEvent } }>(
+    '/v1/installations/:installationId/events',
+    {
+      config,
+      schema: {
+        operationId: 'createEvent',
+        summary: 'The partner reports a change: resource.updated (the resource is read again) or installation.updated',
+        tags,
+        params: installationParams,
+        body: {
+          type: 'object',
+          required: ['event'],
+          properties: {
+            event: {
+              type: 'object',
+              required: ['type'],
+              properties: { type: { enum: ['resource.updated', 'installation.updated'] }, resourceId: text, productId: { type: 'string' }, billingPlanId: { type: 'string' } },
+              if: { properties: { type: { const: 'resource.updated' } } },
+              then: { required: ['type', 'resourceId'] },
+            },
+          },
+        },
+        response: errors,
+      },
+    },
+    async (request, reply) => {
+      await api.event(request.partner, request.body.event);
+      return created(reply);
+    },
+  );
+
+  app.get<{ Params: Params }>(
+    '/v1/installations/:installationId/resources',
+    { config, schema: { operationId: 'getIntegrationResources', summary: "The installation's resources", tags, params: installationParams, response: errors } },
+    async (request) => api.listResources(request.partner),
+  );
+
+  app.get<{ Params: Params }>(
+    '/v1/installations/:installationId/resources/:resourceId',
+    { config, schema: { operationId: 'getIntegrationResource', summary: 'A resource, by the partner\'s id', tags, params: resourceParams, response: errors } },
+    async (request) => api.getResource(request.partner, request.params.resourceId),
+  );
+
+  app.patch<{ Params: Params; Body: ResourceChange }>(
+    '/v1/installations/:installationId/resources/:resourceId',
+    {
+      config,
+      schema: {
+        operationId: 'updateResource',
+        summary: 'The partner changed the resource: name, status, metadata, notification or secrets',
+        tags,
+        params: resourceParams,
+        body: {
+          type: 'object',
+          properties: {
+            ownership: { enum: ['owned', 'linked', 'sandbox'] },
+            name: { type: 'string', minLength: 1, maxLength: 128 },
+            status: { enum: RESOURCE_STATUSES },
+            metadata: { type: 'object' },
+            billingPlan: { type: 'object', required: ['id', 'type', 'name'] },
+            notification: { anyOf: [notification, { type: 'string' }, { type: 'null' }] },
+            extras: { type: 'object' },
+            secrets: { anyOf: [secrets, { type: 'object', required: ['secrets'], properties: { secrets, partial: { type: 'boolean' } }, additionalProperties: false }] },
+          },
+          additionalProperties: false,
+        },
+        response: errors,
+      },
+    },
+    async (request) => api.updateResource(request.partner, request.params.resourceId, request.body ?? {}),
+  );
+
+  app.delete<{ Params: Params }>(
+    '/v1/installations/:installationId/resources/:resourceId',
+    { config, schema: { operationId: 'deleteIntegrationResource', summary: 'The partner deleted the resource on its side', tags, params: resourceParams, response: errors } },
+    async (request, reply) => {
+      await api.deleteResource(request.partner, request.params.resourceId);
+      return reply.code(204).send();
+    },
+  );
+
+  const secretsBody = { type: 'object', required: ['secrets'], properties: { secrets, partial: { type: 'boolean' } }, additionalProperties: false };
+  const putSecrets = async (request: FastifyRequest<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>, reply: FastifyReply) => {
+    await api.updateSecrets(request.partner, request.params.resourceId, request.body.secrets, request.body.partial ?? false);
+    return created(reply);
+  };
+  app.put<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>(
+    '/v1/installations/:installationId/resources/:resourceId/secrets',
+    { config, schema: { operationId: 'updateResourceSecretsById', summary: "Replace (or with partial, patch) the resource's secrets", tags, params: resourceParams, body: secretsBody, response: errors } },
+    putSecrets,
+  );
+  // The deprecated path, with the product in it.
+  app.put<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>(
+    '/v1/installations/:installationId/products/:productIdOrSlug/resources/:resourceId/secrets',
+    { config, schema: { hide: true, params: { type: 'object', properties: { installationId: text, productIdOrSlug: text, resourceId: text } }, body: secretsBody } },
+    putSecrets,
+  );
+
+  app.post<{ Params: Params; Body: Record<string, unknown> }>(
+    '/v1/installations/:installationId/billing',
+    {
+      config,
+      schema: {
+        operationId: 'submitBillingData',
+        summary: 'Billing and usage data for the installation',
+        tags,
+        params: installationParams,
+        body: {
+          type: 'object',
+          required: ['timestamp', 'eod', 'period', 'billing', 'usage'],
+          properties: {
+            timestamp: { type: 'string', format: 'date-time' },
+            eod: { type: 'string', format: 'date-time' },
+            period,
+            billing: {
+              anyOf: [
+                { type: 'array', items: billingItem },
+                { type: 'object', required: ['items'], properties: { items: { type: 'array', items: billingItem }, discounts: { type: 'array', items: discount } } },
+              ],
+            },
+            usage: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['name', 'type', 'units', 'dayValue', 'periodValue'],
+                properties: {
+                  resourceId: { type: 'string' }, name: { type: 'string' }, type: { enum: ['total', 'interval', 'rate'] }, units: { type: 'string' },
+                  dayValue: { type: 'number' }, periodValue: { type: 'number' }, planValue: { type: 'number' },
+                },
+              },
+            },
+          },
+        },
+        response: errors,
+      },
+    },
+    async (request, reply) => {
+      await api.report(request.partner, 'billing', request.body);
+      return created(reply);
+    },
+  );
+
+  app.post<{ Params: Params; Body: Record<string, unknown> }>(
+    '/v1/installations/:installationId/billing/invoices',
+    {
+      config,
+      schema: {
+        operationId: 'submitInvoice',
+        summary: 'An invoice for the installation',
+        tags,
+        params: installationParams,
+        body: {
+          type: 'object',
+          required: ['invoiceDate', 'period', 'items'],
+          properties: {
+            externalId: { type: 'string' }, invoiceDate: { type: 'string', format: 'date-time' }, memo: { type: 'string' }, period,
+            items: { type: 'array', minItems: 1, items: billingItem }, discounts: { type: 'array', items: discount }, final: { type: 'boolean' },
+            test: { type: 'object', properties: { validate: { type: 'boolean' }, result: { enum: ['paid', 'notpaid', 'overdue'] } } },
+          },
+        },
+        response: { 200: { type: 'object', properties: { invoiceId: { type: 'string' }, test: { type: 'boolean' } } }, ...errors },
+      },
+    },
+    async (request) => {
+      const test = (request.body.test as { validate?: boolean } | undefined)?.validate === true;
+      // A validation-only test invoice is checked (the schema above) and not kept.
+      if (test) return { test: true };
+      return { invoiceId: await api.report(request.partner, 'invoice', request.body) };
+    },
+  );
+
+  app.post<{ Params: Params; Body: Record<string, unknown> }>(
+    '/v1/installations/:installationId/billing/balance',
+    {
+      config,
+      schema: {
+        operationId: 'submitPrepaymentBalances',
+        summary: 'Prepayment credit balances',
+        tags,
+        params: installationParams,
+        body: {
+          type: 'object',
+          required: ['timestamp', 'balances'],
+          properties: {
+            timestamp: { type: 'string', format: 'date-time' },
+            balances: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['currencyValueInCents'],
+                properties: { resourceId: { type: 'string' }, credit: { type: 'string' }, nameLabel: { type: 'string' }, currencyValueInCents: { type: 'number', minimum: 0 } },
+              },
+            },
+          },
+        },
+        response: errors,
+      },
+    },
+    async (request, reply) => {
+      await api.report(request.partner, 'balance', request.body);
+      return created(reply);
+    },
+  );
+}

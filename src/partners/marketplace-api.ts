@@ -1,0 +1,233 @@
+/**
+ * The marketplace API partner servers call back (shared/reference/partner-api.md §2.2, §5;
+ * vercel-api.md §5): with the installation's access token they read the account and members,
+ * report `resource.updated`, read, change and delete resources, replace their secrets, and
+ * submit billing data, invoices and prepayment balances. A token speaks for one installation only.
+ */
+import { audit } from '../audit/audit-log.ts';
+import type { Database, Queryable } from '../db/database.ts';
+import { AppError, forbidden, notFound, unauthorized } from '../errors.ts';
+import { newId } from '../ids.ts';
+import type { Secret } from '../providers/provider.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import type { StoreConnections } from '../stores/connections.ts';
+import type { StoreService } from '../stores/store-service.ts';
+import { STORE_COLUMNS, STORE_STATUS, toStore, type Store } from '../stores/stores.ts';
+import { isInstallationAdmin } from '../tenancy/installations.ts';
+import type { TeamRole } from '../tenancy/teams.ts';
+import { installationOfToken } from './installation-tokens.ts';
+import type { ResourceStatus } from '../providers/provider.ts';
+
+/** The installation a partner's token speaks for. */
+export interface PartnerInstallation {
+  installationId: string;
+  teamId: string;
+  integrationId: string;
+}
+
+export type MarketplaceEvent =
+  | { type: 'resource.updated'; resourceId: string; productId?: string }
+  | { type: 'installation.updated'; billingPlanId?: string };
+
+export interface ResourceChange {
+  name?: string;
+  status?: ResourceStatus;
+  metadata?: Record<string, unknown>;
+  notification?: { level: 'info' | 'warn' | 'error'; title: string; message?: string; href?: string } | string | null;
+  secrets?: Secret[] | { secrets: Secret[]; partial?: boolean };
+}
+
+const REPORT_KINDS = { billing: 'billing', invoice: 'invoice', balance: 'balance' } as const;
+
+export class MarketplaceApi {
+  constructor(
+    private readonly db: Database,
+    private readonly box: SecretBox,
+    private readonly stores: StoreService,
+    private readonly connections: StoreConnections,
+    private readonly urls: { publicUrl(): string },
+  ) {}
+
+  /** The token's installation; 401 for an unknown token, 403 when it is another installation's. */
+  async authenticate(authorization: string | undefined, installationId: string): Promise<PartnerInstallation> {
+    const match = /^bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    if (!match) throw unauthorized('Missing bearer token: send the installation\'s access token as "Authorization: Bearer <token>"');
+    const found = await installationOfToken(this.db, match[1]!);
+    if (!found) throw unauthorized('The access token is not valid (it is not an installation\'s, or the installation was removed)');
+    if (found.installationId !== installationId) throw forbidden(`The access token is not one of the installation ${installationId}`);
+    return found;
+  }
+
+  async account(installation: PartnerInstallation) {
+    const { rows } = await this.db.query<{ name: string; contact: { email: string; name?: string } | null }>(
+      `SELECT t.name,
+              (SELECT json_build_object('email', u.email, 'name', u.name) FROM memberships m JOIN users u ON u.id = m.user_id
+                WHERE m.team_id = t.id AND (u.id = i.installed_by OR m.role = 'OWNER') ORDER BY u.id = i.installed_by DESC, m.created_at LIMIT 1) AS contact
+         FROM installations i JOIN teams t ON t.id = i.team_id WHERE i.id = $1`,
+      [installation.installationId],
+    );
+    const row = rows[0]!;
+    return {
+      name: row.name,
+      url: `${this.urls.publicUrl()}/v1/integrations/configuration/${installation.installationId}?teamId=${installation.teamId}`,
+      contact: row.contact ? { email: row.contact.email, ...(row.contact.name && { name: row.contact.name }) } : null,
+    };
+  }
+
+  /** A member of the installation's team, with the role partners see: ADMIN may manage the installation, USER only reads. */
+  async member(installation: PartnerInstallation, memberId: string) {
+    const { rows } = await this.db.query<{ id: string; email: string; role: TeamRole; installed_by: string | null }>(
+      `SELECT u.id, u.email, m.role, i.installed_by FROM installations i
+         JOIN memberships m ON m.team_id = i.team_id JOIN users u ON u.id = m.user_id
+        WHERE i.id = $1 AND u.id = $2`,
+      [installation.installationId, memberId],
+    );
+    const row = rows[0];
+    if (!row) throw notFound('member', memberId);
+    const admin = isInstallationAdmin({ installedBy: row.installed_by } as never, row.id, row.role);
+    return { id: row.id, role: admin ? 'ADMIN' : 'USER', globalUserId: row.id, userEmail: row.email };
+  }
+
+  /** `resource.updated`: the resource is read again from the partner; `installation.updated` is recorded. */
+  async event(installation: PartnerInstallation, event: MarketplaceEvent): Promise<void> {
+    if (event.type === 'resource.updated') {
+      const store = await this.store(this.db, installation, event.resourceId);
+      try {
+        await this.stores.refresh(store);
+      } catch (error) {
+        // The event is taken; the poller asks again if the store is still pending.
+        if (error instanceof AppError && error.status >= 500) {
+          throw new AppError(502, 'provider_error', `Storehouse could not read the resource ${event.resourceId} back from the partner server: ${error.message}`);
+        }
+        throw error;
+      }
+      return;
+    }
+    await audit(this.db, {
+      teamId: installation.teamId, actorId: null, action: 'installation.updated', targetType: 'installation', targetId: installation.installationId,
+      details: { by: 'provider', ...(event.billingPlanId !== undefined && { billingPlanId: event.billingPlanId }) },
+    });
+  }
+
+  async listResources(installation: PartnerInstallation) {
+    const { rows } = await this.db.query(`SELECT ${STORE_COLUMNS} FROM stores WHERE installation_id = $1 AND external_resource_id IS NOT NULL ORDER BY seq`, [
+      installation.installationId,
+    ]);
+    return { resources: rows.map(toStore).map((store) => ({ ...this.resourceOf(store), partnerId: store.externalResourceId! })) };
+  }
+
+  async getResource(installation: PartnerInstallation, resourceId: string) {
+    const store = await this.store(this.db, installation, resourceId);
+    return { ...this.resourceOf(store), id: store.externalResourceId! };
+  }
+
+  /** The partner changed the resource on its side: status, name, metadata, notification or secrets. */
+  async updateResource(installation: PartnerInstallation, resourceId: string, change: ResourceChange): Promise<{ name: string }> {
+    return this.db.transaction(async (tx) => {
+      const store = await this.store(tx, installation, resourceId, true);
+      const sets: string[] = [];
+      const values: unknown[] = [store.id];
+      const set = (column: string, value: unknown) => sets.push(`${column} = $${values.push(value)}`);
+      if (change.name !== undefined && change.name !== store.name) {
+        const { rows } = await tx.query('SELECT 1 FROM stores WHERE team_id = $1 AND name = $2 AND id <> $3', [store.teamId, change.name, store.id]);
+        if (rows[0]) throw new AppError(409, 'store_name_taken', `The team already has a store named "${change.name}"`);
+        set('name', change.name);
+      }
+      if (change.status !== undefined) {
+        set('status', STORE_STATUS[change.status]);
+        set('external_resource_status', change.status);
+        if (change.status !== 'pending') sets.push('next_check_at = NULL');
+      }
+      if (change.metadata !== undefined) set('metadata', JSON.stringify(change.metadata));
+      if (change.notification !== undefined) {
+        // An empty string (what the SDK sends to clear it) or null clears the notification.
+        set('notification', typeof change.notification === 'object' && change.notification !== null ? JSON.stringify(change.notification) : null);
+      }
+      if (sets.length > 0) await tx.query(`UPDATE stores SET ${sets.join(', ')}, updated_at = now() WHERE id = $1`, values);
+      if (change.secrets !== undefined) {
+        const { secrets, partial } = Array.isArray(change.secrets) ? { secrets: change.secrets, partial: false } : change.secrets;
+        await this.writeSecrets(tx, store, secrets, partial ?? false);
+      }
+      await audit(tx, {
+        teamId: store.teamId, actorId: null, action: 'store.updated', targetType: 'store', targetId: store.id,
+        details: { by: 'provider', fields: Object.keys(change) },
+      });
+      return { name: change.name ?? store.name };
+    });
+  }
+
+  /** The partner deleted the resource on its side: the store goes (the partner is not called back). */
+  async deleteResource(installation: PartnerInstallation, resourceId: string): Promise<void> {
+    const store = await this.store(this.db, installation, resourceId);
+    await this.stores.forget(store, 'deleted by the provider');
+  }
+
+  /** New secrets for the resource: the store's, and its connected projects' variables. */
+  async updateSecrets(installation: PartnerInstallation, resourceId: string, secrets: Secret[], partial: boolean): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const store = await this.store(tx, installation, resourceId, true);
+      await this.writeSecrets(tx, store, secrets, partial);
+      await audit(tx, {
+        teamId: store.teamId, actorId: null, action: 'store.secrets_updated', targetType: 'store', targetId: store.id,
+        details: { by: 'provider', names: secrets.map((s) => s.name), partial },
+      });
+    });
+  }
+
+  /** Billing data, an invoice or prepayment balances, kept as the partner sent them. */
+  async report(installation: PartnerInstallation, kind: keyof typeof REPORT_KINDS, body: Record<string, unknown>): Promise<string> {
+    const id = newId(kind === 'invoice' ? 'inv' : 'rpt');
+    await this.db.transaction(async (tx) => {
+      await tx.query('INSERT INTO partner_reports (id, installation_id, kind, body) VALUES ($1, $2, $3, $4)', [id, installation.installationId, kind, JSON.stringify(body)]);
+      if (kind === 'balance') {
+        // A resource's balance is shown with its store (the installation's own has no store).
+        for (const balance of body.balances as Array<{ resourceId?: string; currencyValueInCents: number }>) {
+          if (balance.resourceId === undefined) continue;
+          await tx.query('UPDATE stores SET prepaid_balance_cents = $3, updated_at = now() WHERE installation_id = $1 AND external_resource_id = $2', [
+            installation.installationId, balance.resourceId, Math.round(balance.currencyValueInCents),
+          ]);
+        }
+      }
+      await audit(tx, { teamId: installation.teamId, actorId: null, action: `partner.${kind}`, targetType: 'installation', targetId: installation.installationId, details: { reportId: id } });
+    });
+    return id;
+  }
+
+  private async writeSecrets(tx: Queryable, store: Store, secrets: Secret[], partial: boolean): Promise<void> {
+    let next = secrets;
+    if (partial) {
+      const { rows } = await tx.query<{ secrets: string | null }>('SELECT secrets FROM stores WHERE id = $1', [store.id]);
+      const current: Secret[] = rows[0]?.secrets ? JSON.parse(this.box.open(rows[0].secrets)) : [];
+      const replaced = new Set(secrets.map((s) => s.name));
+      next = [...current.filter((s) => !replaced.has(s.name)), ...secrets];
+    }
+    const clean = next.map(({ name, value, environmentOverrides }) => ({ name, value, ...(environmentOverrides && { environmentOverrides }) }));
+    await tx.query('UPDATE stores SET secrets = $2, secret_summary = $3, updated_at = now() WHERE id = $1', [
+      store.id, this.box.seal(JSON.stringify(clean)), JSON.stringify(clean.map((s) => ({ name: s.name, length: s.value.length }))),
+    ]);
+    await this.connections.rewriteVariables(tx, store, clean);
+  }
+
+  private resourceOf(store: Store) {
+    return {
+      internalId: store.id,
+      name: store.name,
+      productId: store.productId,
+      billingPlanId: store.billingPlanId,
+      metadata: store.metadata,
+      status: store.externalResourceStatus ?? 'pending',
+      ...(store.notification && { notification: store.notification }),
+      ...(store.protocolSettings && { protocolSettings: store.protocolSettings }),
+    };
+  }
+
+  /** The installation's store with this partner resource id; 404 for any other. */
+  private async store(db: Queryable, installation: PartnerInstallation, resourceId: string, lock = false): Promise<Store> {
+    const { rows } = await db.query(
+      `SELECT ${STORE_COLUMNS} FROM stores WHERE installation_id = $1 AND external_resource_id = $2${lock ? ' FOR UPDATE' : ''}`,
+      [installation.installationId, resourceId],
+    );
+    if (!rows[0]) throw notFound('resource', resourceId);
+    return toStore(rows[0]);
+  }
+}

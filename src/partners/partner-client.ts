@@ -1,0 +1,160 @@
+/**
+ * Calls to one partner server (shared/reference/partner-api.md §1): each carries an OIDC JWT
+ * signed by Storehouse (user or system style, §2.1) and, when it changes something, an
+ * Idempotency-Key that stays the same across retries. Network errors, timeouts and 5xx answers
+ * are retried a bounded number of times with exponential backoff and jitter; any 2xx is success,
+ * a body is parsed only when there is one, and what it must hold is checked against the partner
+ * contract (partner-contract.ts).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AppError } from '../errors.ts';
+import { checkAnswer, type ContractName } from './partner-contract.ts';
+import type { SigningKeys } from './signing-keys.ts';
+
+/** Who a call is made for: a user (user-style token) or, without one, the installation (system style). */
+export interface CallIdentity {
+  /** The team (Vercel's account); absent only for plans asked before any installation exists. */
+  accountId: string | null;
+  installationId: string | null;
+  user?: { id: string; role: 'ADMIN' | 'USER'; email?: string | undefined; name?: string | undefined } | undefined;
+}
+
+export interface PartnerCall {
+  method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+  path: string;
+  query?: Record<string, string> | undefined;
+  body?: unknown;
+  /** Required on every mutating call, the same on every retry. */
+  idempotencyKey?: string | undefined;
+  identity: CallIdentity;
+  /** The contract the answer's body is checked against; without one the body is ignored. */
+  answer?: ContractName | undefined;
+}
+
+export interface PartnerClientOptions {
+  baseUrl: string;
+  /** The integration's client id: the tokens' audience. */
+  clientId: string;
+  keys: SigningKeys;
+  issuer: () => string;
+  /** How long one attempt may take. */
+  timeoutMs: number;
+  /** Attempts after the first, on network errors, timeouts and 5xx. */
+  retries: number;
+  /** The first backoff; each retry doubles it (with jitter). */
+  backoffMs: number;
+}
+
+/** The partner answered with an error status (after retries, for 5xx). */
+export class PartnerError extends AppError {
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    readonly partnerStatus: number,
+    extra: Record<string, unknown> = {},
+  ) {
+    super(status, code, message, extra);
+  }
+}
+
+export class PartnerClient {
+  constructor(private readonly options: PartnerClientOptions) {}
+
+  get baseUrl(): string {
+    return this.options.baseUrl;
+  }
+
+  /** Signs the token a call carries: user style when a user is behind it, else system style. */
+  private async token(identity: CallIdentity): Promise<{ token: string; style: 'user' | 'system' }> {
+    const { accountId, installationId, user } = identity;
+    const common = { aud: this.options.clientId, account_id: accountId, installation_id: installationId };
+    if (user) {
+      const claims = {
+        ...common,
+        sub: `account:${accountId}:user:${user.id}`,
+        user_id: user.id,
+        user_role: user.role,
+        ...(user.email && { user_email: user.email }),
+        ...(user.name && { user_name: user.name }),
+        type: 'id_token',
+      };
+      return { token: await this.options.keys.sign(claims, this.options.issuer()), style: 'user' };
+    }
+    const claims = { ...common, sub: accountId ? `account:${accountId}` : null, type: 'access_token' };
+    return { token: await this.options.keys.sign(claims, this.options.issuer()), style: 'system' };
+  }
+
+  /** Makes the call; the answer's body when there is one (checked if `answer` names a contract). */
+  async call<T = unknown>(call: PartnerCall): Promise<T> {
+    const url = new URL(this.options.baseUrl.replace(/\/+$/, '') + call.path);
+    for (const [name, value] of Object.entries(call.query ?? {})) url.searchParams.set(name, value);
+    const label = `${call.method} ${call.path}`;
+    const { token, style } = await this.token(call.identity);
+    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'x-vercel-auth': style, accept: 'application/json' };
+    if (call.idempotencyKey) headers['idempotency-key'] = call.idempotencyKey;
+    if (call.body !== undefined) headers['content-type'] = 'application/json';
+    const body = call.body === undefined ? undefined : JSON.stringify(call.body);
+
+    let lastFailure = '';
+    for (let attempt = 0; attempt <= this.options.retries; attempt++) {
+      if (attempt > 0) {
+        const backoff = this.options.backoffMs * 2 ** (attempt - 1);
+        await sleep(backoff / 2 + Math.random() * backoff);
+      }
+      let response: Response;
+      let text: string;
+      try {
+        response = await fetch(url, { method: call.method, headers, body, signal: AbortSignal.timeout(this.options.timeoutMs) });
+        text = await response.text();
+      } catch (error) {
+        const cause = (error as { cause?: { code?: string } }).cause?.code;
+        lastFailure = (error as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (cause ?? (error as Error).message);
+        continue;
+      }
+      if (response.status >= 500) {
+        lastFailure = `${response.status}${errorDetail(text)}`;
+        if (attempt < this.options.retries) continue;
+        throw new PartnerError(502, 'provider_error', `The partner server answered ${label} with ${lastFailure}`, response.status);
+      }
+      if (response.status >= 300) throw refusal(label, response.status, text);
+      if (!call.answer) return undefined as T;
+      let parsed: unknown;
+      try {
+        parsed = text === '' ? undefined : JSON.parse(text);
+      } catch {
+        throw new AppError(502, 'provider_invalid_response', `The partner server's answer to ${label} is not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+      }
+      if (parsed === undefined && call.answer === 'installation') return undefined as T; // 204, or 200 without a body
+      if (parsed === undefined) {
+        throw new AppError(502, 'provider_invalid_response', `The partner server answered ${label} with ${response.status} and no body; the partner API expects a JSON body`);
+      }
+      return checkAnswer<T>(call.answer, parsed, label);
+    }
+    throw new PartnerError(503, 'provider_unavailable', `Cannot reach the partner server at ${this.options.baseUrl} (${label}): ${lastFailure}`, 0);
+  }
+}
+
+/** The partner's error body, `{error:{code,message,fields?}}`, when it sent one. */
+function parseError(text: string): { code?: string; message?: string; fields?: unknown } | undefined {
+  try {
+    const body = JSON.parse(text) as { error?: unknown };
+    return typeof body.error === 'object' && body.error !== null ? (body.error as { code?: string; message?: string }) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function errorDetail(text: string): string {
+  const error = parseError(text);
+  if (error?.message || error?.code) return ` (${[error.code, error.message].filter(Boolean).join(': ')})`;
+  return text ? ` (${JSON.stringify(text.slice(0, 120))})` : '';
+}
+
+/** A 4xx (or unexpected 3xx) answer: kept as the partner's status and code, with its fields. */
+function refusal(label: string, status: number, text: string): PartnerError {
+  const error = parseError(text);
+  const code = typeof error?.code === 'string' ? error.code : status === 404 ? 'not_found' : 'provider_refused';
+  const message = `The partner server answered ${label} with ${status}${errorDetail(text)}`;
+  return new PartnerError(status >= 400 ? status : 502, code, message, status, Array.isArray(error?.fields) ? { fields: error.fields } : {});
+}

@@ -1,0 +1,294 @@
+/**
+ * The HTTP provider: a partner server, called the way Vercel's marketplace calls integration
+ * providers (shared/reference/partner-api.md §1), so a provider can develop against Storehouse
+ * and a platform team can plug any such server into its marketplace.
+ *
+ * The installation is announced to the partner (install upsert, with the access token it calls
+ * the marketplace API back with) before the first call that needs it, as Vercel does when a team
+ * first accepts the provider's terms; it is remembered, so it is sent once per installation.
+ */
+import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
+import type { Queryable } from '../db/database.ts';
+import { dropInstallationToken, mintInstallationToken } from '../partners/installation-tokens.ts';
+import { PartnerError, type CallIdentity, type PartnerClient } from '../partners/partner-client.ts';
+import type { Caller, Provider, ProviderResource, ProvisionRequest, ResourceStatus, ResourceUpdate, Secret } from './provider.ts';
+
+/** A billing plan as a partner server sends it (§1.1). */
+interface PartnerPlan {
+  id: string;
+  type: 'prepayment' | 'subscription';
+  name: string;
+  description?: string;
+  scope?: 'installation' | 'resource';
+  paymentMethodRequired?: boolean;
+  preauthorizationAmount?: number;
+  initialCharge?: string;
+  minimumAmount?: string;
+  maximumAmount?: string;
+  cost?: string;
+  details?: Array<{ label: string; value?: string }>;
+  highlightedDetails?: Array<{ label: string; value?: string }>;
+  disabled?: boolean;
+}
+
+/** A resource as a partner server sends it (§1.1); only `id` and `status` are required of it. */
+export interface PartnerResource {
+  id: string;
+  productId?: string;
+  name?: string;
+  metadata?: Record<string, unknown>;
+  status: ResourceStatus;
+  billingPlan?: PartnerPlan;
+  notification?: ProviderResource['notification'];
+}
+
+export interface PartnerSettings {
+  /** Storehouse's public base URL: installation links in the upsert are made from it. */
+  publicUrl(): string;
+  /** The catalog's integration (its scopes go into the upsert). */
+  integration(id: string): Integration | undefined;
+}
+
+const cents = (usd: string | number | undefined) => (usd === undefined ? null : Math.round(Number(usd) * 100));
+const segment = encodeURIComponent;
+
+/** A partner's plan in the catalog's terms (amounts in cents), for the product it was asked for. */
+export function toCatalogPlan(productId: string, plan: PartnerPlan): BillingPlan {
+  return {
+    productId,
+    id: plan.id,
+    type: plan.type,
+    scope: plan.scope ?? 'resource',
+    name: plan.name,
+    description: plan.description ?? '',
+    cost: plan.cost ?? null,
+    paymentMethodRequired: plan.paymentMethodRequired ?? false,
+    preauthorizationAmountCents: cents(plan.preauthorizationAmount),
+    initialCharge: plan.initialCharge ?? null,
+    minimumAmountCents: cents(plan.minimumAmount),
+    maximumAmountCents: cents(plan.maximumAmount),
+    details: plan.details ?? [],
+    highlightedDetails: plan.highlightedDetails ?? [],
+    resourceLimit: null,
+    disabled: plan.disabled ?? false,
+    retired: false,
+  };
+}
+
+export class HttpProvider implements Provider {
+  /** Installations the partner has accepted (also recorded in the database). */
+  private readonly installed = new Set<string>();
+  private readonly installing = new Map<string, Promise<void>>();
+  private readonly teams = new Map<string, string>();
+
+  constructor(
+    private readonly state: Queryable,
+    private readonly integrationId: string,
+    readonly client: PartnerClient,
+    private readonly settings: PartnerSettings,
+  ) {}
+
+  async availability() {
+    return { available: true } as const;
+  }
+
+  /** The partner validates metadata itself (a 400 with `fields` from it reaches the caller). */
+  checkMetadata(): void {}
+
+  async listPlans(product: Product, metadata: Record<string, unknown>, asker?: { teamId: string; installationId?: string | undefined }): Promise<BillingPlan[]> {
+    const answer = await this.client.call<{ plans: PartnerPlan[] }>({
+      method: 'GET',
+      path: `/v1/products/${segment(product.slug)}/plans`,
+      query: { metadata: JSON.stringify(metadata) },
+      identity: { accountId: asker?.teamId ?? null, installationId: asker?.installationId ?? null },
+      answer: 'plans',
+    });
+    return answer.plans.map((plan) => toCatalogPlan(product.id, plan));
+  }
+
+  async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
+    await this.ensureInstalled(request.installationId, request.caller);
+    const answer = await this.client.call<PartnerResource & { secrets: Secret[] }>({
+      method: 'POST',
+      path: `/v1/installations/${segment(request.installationId)}/resources`,
+      body: {
+        productId: request.product.slug,
+        name: request.name,
+        metadata: request.metadata,
+        billingPlanId: request.billingPlanId,
+        ...(request.externalId !== undefined && { externalId: request.externalId }),
+        ...(request.protocolSettings && { protocolSettings: request.protocolSettings }),
+      },
+      idempotencyKey: request.idempotencyKey,
+      identity: await this.identity(request.installationId, request.caller),
+      answer: 'provisioned',
+    });
+    const secrets = answer.secrets.map(({ name, value, environmentOverrides }) => ({ name, value, ...(environmentOverrides && { environmentOverrides }) }));
+    return { resource: this.toResource(answer, request.product.slug, request.billingPlanId), secrets };
+  }
+
+  async get(installationId: string, resourceId: string): Promise<ProviderResource> {
+    const answer = await this.client.call<PartnerResource>({
+      method: 'GET',
+      path: `/v1/installations/${segment(installationId)}/resources/${segment(resourceId)}`,
+      identity: await this.identity(installationId),
+      answer: 'resource',
+    });
+    return this.toResource(answer);
+  }
+
+  async update(installationId: string, resourceId: string, update: ResourceUpdate, idempotencyKey: string, caller?: Caller): Promise<ProviderResource> {
+    const answer = await this.client.call<PartnerResource>({
+      method: 'PATCH',
+      path: `/v1/installations/${segment(installationId)}/resources/${segment(resourceId)}`,
+      body: update,
+      idempotencyKey,
+      identity: await this.identity(installationId, caller),
+      answer: 'resource',
+    });
+    return this.toResource(answer);
+  }
+
+  async delete(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<void> {
+    try {
+      await this.client.call({
+        method: 'DELETE',
+        path: `/v1/installations/${segment(installationId)}/resources/${segment(resourceId)}`,
+        idempotencyKey,
+        identity: await this.identity(installationId, caller),
+      });
+    } catch (error) {
+      if (!(error instanceof PartnerError && error.partnerStatus === 404)) throw error;
+    }
+  }
+
+  /**
+   * The partner API has no "abandon": the provision is asked for again with the same
+   * idempotency key, so a partner that made the resource names it (and one that did not makes it
+   * now), and that resource is deleted. A partner that refuses the repeat with a 4xx other than
+   * 409 has nothing for the key; a 409 (the first call still running) is retried later.
+   */
+  async abandon(installationId: string, idempotencyKey: string, request?: ProvisionRequest): Promise<void> {
+    if (!request) throw new Error('A partner provision is undone by repeating it: the provision request is needed');
+    let resourceId: string;
+    try {
+      resourceId = (await this.provision({ ...request, idempotencyKey })).resource.id;
+    } catch (error) {
+      if (error instanceof PartnerError && error.partnerStatus >= 400 && error.partnerStatus < 500 && error.partnerStatus !== 409) return;
+      throw error;
+    }
+    await this.delete(installationId, resourceId, `${idempotencyKey}.abandon`, request.caller);
+  }
+
+  async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<Secret[]> {
+    const answer = await this.client.call<{ sync: boolean; secrets?: Secret[] }>({
+      method: 'POST',
+      path: `/v1/installations/${segment(installationId)}/resources/${segment(resourceId)}/secrets/rotate`,
+      body: { reason: 'Requested through Storehouse' },
+      idempotencyKey,
+      identity: await this.identity(installationId, caller),
+      answer: 'rotation',
+    });
+    // An asynchronous rotation arrives later through PUT .../secrets.
+    return answer.sync ? answer.secrets! : [];
+  }
+
+  /** Tells the partner an installation is gone (it must have no stores left). */
+  async uninstall(installationId: string, caller?: Caller): Promise<void> {
+    const { rows } = await this.state.query<{ partner_installed_at: Date | null }>('SELECT partner_installed_at FROM installations WHERE id = $1', [installationId]);
+    if (!rows[0]?.partner_installed_at) return; // the partner never heard of it
+    try {
+      await this.client.call({
+        method: 'DELETE',
+        path: `/v1/installations/${segment(installationId)}`,
+        // GrowthBook's strict validator takes nothing else.
+        body: { cascadeResourceDeletion: false },
+        idempotencyKey: `${installationId}.uninstall`,
+        identity: await this.identity(installationId, caller),
+      });
+    } catch (error) {
+      if (!(error instanceof PartnerError && error.partnerStatus === 404)) throw error;
+    }
+    // Should the local removal fail after this, the next call announces the installation again.
+    await this.state.query('UPDATE installations SET partner_installed_at = NULL WHERE id = $1', [installationId]);
+    this.installed.delete(installationId);
+  }
+
+  private toResource(answer: PartnerResource, productSlug?: string, billingPlanId?: string): ProviderResource {
+    return {
+      id: answer.id,
+      productId: answer.productId ?? productSlug ?? '',
+      name: answer.name ?? '',
+      metadata: answer.metadata ?? {},
+      status: answer.status,
+      billingPlanId: answer.billingPlan?.id ?? billingPlanId ?? '',
+      ...(answer.notification !== undefined && { notification: answer.notification }),
+    };
+  }
+
+  /** The claims of a call about an installation: its team, and the user behind it when there is one. */
+  private async identity(installationId: string, caller?: Caller): Promise<CallIdentity> {
+    let teamId = this.teams.get(installationId);
+    if (!teamId) {
+      const { rows } = await this.state.query<{ team_id: string }>('SELECT team_id FROM installations WHERE id = $1', [installationId]);
+      if (!rows[0]) throw new PartnerError(404, 'not_found', `Could not find the configuration: ${installationId}`, 404);
+      teamId = rows[0].team_id;
+      this.teams.set(installationId, teamId);
+    }
+    if (!caller) return { accountId: teamId, installationId };
+    const { rows } = await this.state.query<{ email: string; name: string | null }>('SELECT email, name FROM users WHERE id = $1', [caller.userId]);
+    return { accountId: teamId, installationId, user: { id: caller.userId, role: caller.role, email: rows[0]?.email, name: rows[0]?.name ?? undefined } };
+  }
+
+  /** Announces the installation to the partner once (install upsert, §1.2), with a fresh access token. */
+  private ensureInstalled(installationId: string, caller?: Caller): Promise<void> {
+    if (this.installed.has(installationId)) return Promise.resolve();
+    let pending = this.installing.get(installationId);
+    if (!pending) {
+      pending = this.install(installationId, caller).finally(() => this.installing.delete(installationId));
+      this.installing.set(installationId, pending);
+    }
+    return pending;
+  }
+
+  private async install(installationId: string, caller?: Caller): Promise<void> {
+    const { rows } = await this.state.query<Record<string, any>>(
+      `SELECT i.partner_installed_at, i.created_at, t.id AS team_id, t.name AS team_name,
+              (SELECT json_build_object('email', u.email, 'name', u.name) FROM memberships m JOIN users u ON u.id = m.user_id
+                WHERE m.team_id = t.id AND (u.id = i.installed_by OR m.role = 'OWNER') ORDER BY u.id = i.installed_by DESC, m.created_at LIMIT 1) AS contact
+         FROM installations i JOIN teams t ON t.id = i.team_id WHERE i.id = $1`,
+      [installationId],
+    );
+    const row = rows[0];
+    if (!row) throw new PartnerError(404, 'not_found', `Could not find the configuration: ${installationId}`, 404);
+    if (row.partner_installed_at) {
+      this.installed.add(installationId);
+      return;
+    }
+    const token = await mintInstallationToken(this.state, installationId);
+    try {
+      await this.client.call({
+        method: 'PUT',
+        path: `/v1/installations/${segment(installationId)}`,
+        body: {
+          scopes: this.settings.integration(this.integrationId)?.scopes ?? [],
+          acceptedPolicies: { toc: new Date(row.created_at).toISOString() },
+          credentials: { access_token: token.value, token_type: 'Bearer' },
+          account: {
+            name: row.team_name,
+            url: `${this.settings.publicUrl()}/v1/integrations/configuration/${installationId}?teamId=${row.team_id}`,
+            contact: row.contact ?? { email: '' },
+          },
+        },
+        idempotencyKey: `${installationId}.install.${token.id}`,
+        identity: await this.identity(installationId, caller),
+        answer: 'installation',
+      });
+    } catch (error) {
+      await dropInstallationToken(this.state, token.id).catch(() => {});
+      throw error;
+    }
+    await this.state.query('UPDATE installations SET partner_installed_at = now() WHERE id = $1', [installationId]);
+    this.installed.add(installationId);
+  }
+}
