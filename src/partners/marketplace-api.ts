@@ -17,6 +17,8 @@ import { isInstallationAdmin } from '../tenancy/installations.ts';
 import type { TeamRole } from '../tenancy/teams.ts';
 import { installationOfToken } from './installation-tokens.ts';
 import type { ResourceStatus } from '../providers/provider.ts';
+import type { PartnerPlan } from '../providers/http.ts';
+import { isUniqueViolation } from '../db/database.ts';
 
 /** The installation a partner's token speaks for. */
 export interface PartnerInstallation {
@@ -35,6 +37,18 @@ export interface ResourceChange {
   metadata?: Record<string, unknown>;
   notification?: { level: 'info' | 'warn' | 'error'; title: string; message?: string; href?: string } | string | null;
   secrets?: Secret[] | { secrets: Secret[]; partial?: boolean };
+}
+
+export interface ResourceImport {
+  productId: string;
+  name: string;
+  status: ResourceStatus;
+  ownership?: 'owned' | 'linked' | 'sandbox';
+  metadata?: Record<string, unknown>;
+  billingPlan?: PartnerPlan;
+  notification?: ResourceChange['notification'];
+  extras?: Record<string, unknown>;
+  secrets?: Secret[];
 }
 
 const REPORT_KINDS = { billing: 'billing', invoice: 'invoice', balance: 'balance' } as const;
@@ -154,6 +168,27 @@ export class MarketplaceApi {
       });
       return { name: change.name ?? store.name };
     });
+  }
+
+  /**
+   * Import (upsert) a resource the partner created on its side: a new store, or the one the
+   * installation already has for it, updated.
+   */
+  async importResource(installation: PartnerInstallation, resourceId: string, input: ResourceImport): Promise<{ name: string }> {
+    for (let attempt = 0; ; attempt++) {
+      const { rows } = await this.db.query('SELECT 1 FROM stores WHERE installation_id = $1 AND external_resource_id = $2', [installation.installationId, resourceId]);
+      if (rows[0]) {
+        const { productId: _product, ownership: _ownership, billingPlan: _plan, extras: _extras, ...change } = input;
+        return this.updateResource(installation, resourceId, change);
+      }
+      try {
+        const store = await this.stores.importResource(installation, resourceId, input);
+        return { name: store.name };
+      } catch (error) {
+        // Imported by a concurrent call a moment ago: update that one.
+        if (attempt > 0 || !isUniqueViolation(error)) throw error;
+      }
+    }
   }
 
   /** The partner deleted the resource on its side: the store goes (the partner is not called back). */

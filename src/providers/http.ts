@@ -14,7 +14,7 @@ import { PartnerError, type CallIdentity, type PartnerClient } from '../partners
 import type { Caller, Provider, ProviderResource, ProvisionRequest, ResourceStatus, ResourceUpdate, Secret } from './provider.ts';
 
 /** A billing plan as a partner server sends it (§1.1). */
-interface PartnerPlan {
+export interface PartnerPlan {
   id: string;
   type: 'prepayment' | 'subscription';
   name: string;

@@ -17,7 +17,8 @@ import { isUniqueViolation } from '../db/database.ts';
 import { AppError, conflict, forbidden } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
 import type { Discovery } from '../marketplace/discovery.ts';
-import type { Provider, ProviderResource, ProvisionRequest, Secret } from '../providers/provider.ts';
+import type { Provider, ProviderResource, ProvisionRequest, ResourceStatus, Secret } from '../providers/provider.ts';
+import { toCatalogPlan, type PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
 import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
@@ -259,6 +260,55 @@ export class StoreService {
       [store.id, JSON.stringify(notification)],
       { teamId: store.teamId, actorId: null, action: 'store.failed', targetType: 'store', targetId: store.id, details: { reason: notification.message } },
     );
+  }
+
+  /**
+   * A resource the provider created on its side, imported into the installation as a new store
+   * (the marketplace API's import, for a resource it does not hold yet). It counts against the
+   * team's quota and needs a free name; it is `linked` unless the partner says otherwise, and a
+   * linked store's delete does not deprovision it.
+   */
+  async importResource(
+    installation: { installationId: string; teamId: string; integrationId: string },
+    resourceId: string,
+    input: { productId: string; name: string; status: ResourceStatus; ownership?: Store['ownership'] | undefined; metadata?: Record<string, unknown> | undefined; billingPlan?: PartnerPlanInput | undefined; notification?: unknown; secrets?: Secret[] | undefined },
+  ): Promise<Store> {
+    const product = this.catalog().findProduct(installation.integrationId, input.productId);
+    const plan = input.billingPlan
+      ? (product.plans.find((p) => p.id === input.billingPlan!.id) ?? toCatalogPlan(product.id, input.billingPlan))
+      : (offeredPlans(product).find((p) => !p.disabled && !p.paymentMethodRequired) ?? offeredPlans(product)[0]);
+    if (!plan) throw new AppError(400, 'validation_error', `${product.name} has no plan to import the resource on: send billingPlan`, { fields: [{ key: 'billingPlan', message: 'is required for this product' }] });
+    const status = STORE_STATUS[input.status];
+    const sealed = input.secrets ? this.box.seal(JSON.stringify(input.secrets)) : null;
+    const summary = input.secrets ? JSON.stringify(input.secrets.map((s) => ({ name: s.name, length: s.value.length }))) : null;
+    const notification = input.notification && typeof input.notification === 'object' ? JSON.stringify(input.notification) : null;
+    try {
+      return await this.db.transaction(async (tx) => {
+        const quota = await this.storeQuota(tx, installation.teamId);
+        const { rows: counts } = await tx.query<{ total: number }>('SELECT count(*)::int AS total FROM stores WHERE team_id = $1', [installation.teamId]);
+        if (counts[0]!.total >= quota) {
+          throw new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} stores: the resource cannot be imported`, { limit: { total: quota, used: counts[0]!.total } });
+        }
+        if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
+        const id = newId('store');
+        const { rows } = await audited(
+          tx,
+          `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, source, metadata, provision_key,
+                              external_resource_id, external_resource_status, secrets, secret_summary, notification, ownership)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'import', $8, $9, $10, $11, $12, coalesce($13::jsonb, '[]'), $14, $15)
+           RETURNING ${STORE_COLUMNS}`,
+          [
+            id, installation.teamId, installation.installationId, product.id, plan.id, input.name, status, JSON.stringify(input.metadata ?? {}), `${id}.import`,
+            resourceId, input.status, sealed, summary, notification, input.ownership ?? 'linked',
+          ],
+          { teamId: installation.teamId, actorId: null, action: 'store.imported', targetType: 'store', targetId: id, details: { name: input.name, externalResourceId: resourceId, product: product.slug } },
+        );
+        return toStore(rows[0]!);
+      });
+    } catch (error) {
+      if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') throw nameTaken(input.name);
+      throw error;
+    }
   }
 
   /**
@@ -610,7 +660,9 @@ export class StoreService {
     // no resource id, and is undone through its provision key instead.
     const caller = { userId: actor.userId, role: 'ADMIN' as const };
     try {
-      if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
+      if (store.ownership === 'linked') {
+        // Imported from the provider's side: it stays there (as on Vercel).
+      } else if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
       else await provider.abandon(store.installationId, store.provisionKey, { ...provisionRequest(store, product), caller });
     } catch (error) {
       if (!isGone(error)) throw providerFailure(store, error, 'delete');

@@ -34,6 +34,12 @@ ALTER TABLE installations ADD COLUMN partner_installed_at timestamptz;
 ALTER TABLE stores ADD COLUMN next_check_at timestamptz;
 ALTER TABLE stores ADD COLUMN ready_deadline timestamptz;
 ALTER TABLE stores ADD COLUMN check_attempts integer NOT NULL DEFAULT 0;
+-- How the resource relates to the marketplace (the partner API's `ownership`): `owned` resources
+-- are billed through it and deprovisioned when their store is deleted; `linked` ones (imported
+-- from the partner's side) are only forgotten.
+ALTER TABLE stores ADD COLUMN ownership text NOT NULL DEFAULT 'owned' CHECK (ownership IN ('owned', 'linked', 'sandbox'));
+-- A partner's resource is one store of its installation (the import upsert relies on it).
+CREATE UNIQUE INDEX stores_external_resource_idx ON stores (installation_id, external_resource_id) WHERE external_resource_id IS NOT NULL;
 CREATE INDEX stores_pending_idx ON stores (next_check_at) WHERE next_check_at IS NOT NULL;
 
 -- What partner servers report through the marketplace API: billing and usage data, invoices and

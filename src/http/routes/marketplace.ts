@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { MarketplaceApi, MarketplaceEvent, PartnerInstallation, ResourceChange } from '../../partners/marketplace-api.ts';
+import type { MarketplaceApi, MarketplaceEvent, PartnerInstallation, ResourceChange, ResourceImport } from '../../partners/marketplace-api.ts';
 import type { Secret } from '../../providers/provider.ts';
 import { errorResponses } from './common.ts';
 
@@ -136,6 +136,45 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
     async (request) => api.getResource(request.partner, request.params.resourceId),
   );
 
+  const billingPlan = {
+    type: 'object',
+    required: ['id', 'type', 'name'],
+    properties: {
+      id: text, type: { enum: ['prepayment', 'subscription'] }, name: { type: 'string' }, description: { type: 'string' }, paymentMethodRequired: { type: 'boolean' },
+      cost: { type: 'string' }, details: { type: 'array' }, highlightedDetails: { type: 'array' }, effectiveDate: { type: 'string' },
+    },
+  };
+  app.put<{ Params: Params; Body: ResourceImport }>(
+    '/v1/installations/:installationId/resources/:resourceId',
+    {
+      config,
+      schema: {
+        operationId: 'importResource',
+        summary: 'Import (upsert) a resource the partner created on its side',
+        tags,
+        params: resourceParams,
+        body: {
+          type: 'object',
+          required: ['productId', 'name', 'status'],
+          properties: {
+            ownership: { enum: ['owned', 'linked', 'sandbox'] },
+            productId: text,
+            name: { type: 'string', minLength: 1, maxLength: 128 },
+            status: { enum: RESOURCE_STATUSES },
+            metadata: { type: 'object' },
+            billingPlan,
+            notification: { anyOf: [notification, { type: 'string' }, { type: 'null' }] },
+            extras: { type: 'object' },
+            secrets,
+          },
+          additionalProperties: false,
+        },
+        response: { 200: { type: 'object', properties: { name: { type: 'string' } } }, ...errors },
+      },
+    },
+    async (request) => api.importResource(request.partner, request.params.resourceId, request.body),
+  );
+
   app.patch<{ Params: Params; Body: ResourceChange }>(
     '/v1/installations/:installationId/resources/:resourceId',
     {
@@ -152,7 +191,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             name: { type: 'string', minLength: 1, maxLength: 128 },
             status: { enum: RESOURCE_STATUSES },
             metadata: { type: 'object' },
-            billingPlan: { type: 'object', required: ['id', 'type', 'name'] },
+            billingPlan,
             notification: { anyOf: [notification, { type: 'string' }, { type: 'null' }] },
             extras: { type: 'object' },
             secrets: { anyOf: [secrets, { type: 'object', required: ['secrets'], properties: { secrets, partial: { type: 'boolean' } }, additionalProperties: false }] },

@@ -1,0 +1,266 @@
+/**
+ * Storehouse against a real partner server over HTTP (the reference partner in
+ * src/partner-server, wrapping the built-in Postgres provider and verifying Storehouse's JWTs
+ * through its JWKS): the full create through @vercel/sdk, async completion, secrets pushed by the
+ * partner, billing data, delete; and the faults: partner down, slow past the timeout, 500,
+ * malformed answers, pending forever.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { SDKError } from '@vercel/sdk/models/sdkerror.js';
+import pg from 'pg';
+import { parse, stringify } from 'yaml';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
+import { eventually, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+
+/** A free loopback port, for a partner server whose URL the catalog must name before it starts. */
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/** The default catalog plus an integration `acme` whose Postgres product a partner server at `url` provides. */
+export function partnerCatalog(urls: { postgres: string; down?: string }): string {
+  const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
+  const builtIn = catalog.integrations[0].products.find((p: { slug: string }) => p.slug === 'postgres');
+  const product = (slug: string, url: string) => ({
+    id: `iap_acme_${slug}`,
+    slug,
+    name: `Acme ${slug}`,
+    primaryProtocol: 'storage',
+    protocols: { storage: { status: 'enabled' } },
+    tags: ['postgres', 'storage'],
+    metadataSchema: builtIn.metadataSchema,
+    provider: { type: 'http', url },
+    plans: [
+      { id: 'partner_free', type: 'subscription', scope: 'resource', name: 'Free', description: 'Free', paymentMethodRequired: false },
+      { id: 'partner_pro', type: 'subscription', scope: 'resource', name: 'Pro', description: 'Pro', paymentMethodRequired: true, preauthorizationAmount: 10 },
+    ],
+  });
+  catalog.integrations.push({
+    id: 'oac_partner',
+    slug: 'acme',
+    name: 'Acme',
+    icon: catalog.integrations[0].icon,
+    scopes: ['read-write:integration-resource'],
+    products: [product('postgres', urls.postgres), ...(urls.down ? [product('down', urls.down)] : [])],
+  });
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
+  fs.writeFileSync(file, stringify(catalog));
+  return file;
+}
+
+async function sdkFailure(call: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof SDKError, `expected an SDKError, got ${error}`);
+    const body = JSON.parse(error.body);
+    return { status: error.statusCode, code: body.error.code, message: body.error.message };
+  }
+  assert.fail('expected the call to fail');
+}
+
+describe('stores provided by a partner server over HTTP', () => {
+  let server: TestServer;
+  let partner: PartnerServer;
+  let partnerDir: string;
+  let installationId: string;
+  let catalogFile: string;
+
+  before(async () => {
+    const port = await freePort();
+    const down = await freePort(); // nothing listens there
+    catalogFile = partnerCatalog({ postgres: `http://127.0.0.1:${port}`, down: `http://127.0.0.1:${down}` });
+    server = await startServer('embedded', {
+      catalogPath: catalogFile,
+      env: {
+        // An embedded store takes the partner a second or two; one on PostgreSQL, milliseconds.
+        STOREHOUSE_PROVISION_TIMEOUT_MS: '8000',
+        STOREHOUSE_PARTNER_TIMEOUT_MS: '10000',
+        STOREHOUSE_PARTNER_RETRIES: '1',
+        STOREHOUSE_PENDING_TIMEOUT_MS: '3000',
+      },
+    });
+    partnerDir = await freshDataDir();
+    partner = await startPartnerServer({ port, dataDir: partnerDir, clientId: 'oac_partner', issuer: server.url, postgresAdminUrl: POSTGRES_URL });
+    const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
+    installationId = configurations[0]!.id!;
+  });
+  after(async () => {
+    if (process.env.DEBUG_LOGS) for (const line of server.logs) if (/"level":(40|50)/.test(line)) console.log(line.slice(0, 600));
+    await partner?.close();
+    await server?.close();
+    fs.rmSync(partnerDir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+  });
+  beforeEach(() => {
+    for (const key of Object.keys(partner.faults)) delete (partner.faults as Record<string, unknown>)[key];
+  });
+
+  const create = (name: string, extra: Record<string, unknown> = {}) =>
+    server.sdk().integrations.createIntegrationStoreDirect({
+      requestBody: { name, integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 }, ...extra },
+    });
+  const storeCount = async () => Number((await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installationId])).rows[0]!.n);
+  const partnerCalls = (method: string, pathPart: string) => partner.requests.filter((r) => r.method === method && r.url.includes(pathPart));
+
+  test('plans come from the partner; a create installs, provisions with a signed user token and an Idempotency-Key, and the URL connects', async () => {
+    const { plans } = await server.sdk().integrations.getBillingPlans({
+      integrationIdOrSlug: 'acme', productIdOrSlug: 'postgres', integrationConfigurationId: installationId, metadata: JSON.stringify({ connectionLimit: 5 }),
+    });
+    assert.deepEqual(plans.map((p) => p.id), ['partner_free', 'partner_pro']);
+    const plansCall = partnerCalls('GET', '/v1/products/postgres/plans').at(-1)!;
+    assert.equal(plansCall.vercelAuth, 'system');
+    assert.equal(plansCall.claims?.installation_id, installationId);
+    assert.equal(plansCall.claims?.user_id, undefined, 'plans are asked with a system token');
+
+    const { store } = await create('acme-first');
+    assert.equal(store.status, 'available');
+    assert.equal(store.billingPlan?.id, 'partner_free');
+
+    const [upsert] = partnerCalls('PUT', `/v1/installations/${installationId}`);
+    assert.ok(upsert, 'the installation was announced before the first provision');
+    assert.equal(upsert.vercelAuth, 'user');
+    assert.equal(upsert.claims?.user_role, 'ADMIN');
+    assert.equal(upsert.claims?.aud, 'oac_partner');
+    assert.equal(upsert.claims?.iss, server.url);
+    assert.ok(upsert.idempotencyKey);
+    const token = (upsert.body as { credentials: { access_token: string } }).credentials.access_token;
+    const { rows: tokens } = await server.runtime.db.query<{ token_hash: string }>('SELECT token_hash FROM installation_tokens WHERE installation_id = $1', [installationId]);
+    assert.equal(tokens.length, 1);
+    assert.ok(!tokens[0]!.token_hash.includes(token), 'only the hash is stored');
+
+    const provision = partnerCalls('POST', `/v1/installations/${installationId}/resources`).at(-1)!;
+    const { rows } = await server.runtime.db.query<{ id: string; provision_key: string; external_resource_id: string }>(
+      'SELECT id, provision_key, external_resource_id FROM stores WHERE name = $1',
+      ['acme-first'],
+    );
+    const storeId = rows[0]!.id;
+    assert.equal(provision.idempotencyKey, rows[0]!.provision_key);
+    assert.equal(provision.claims?.account_id, server.runtime.bootstrapped!.team.id);
+    assert.equal(provision.claims?.sub, `account:${server.runtime.bootstrapped!.team.id}:user:${server.runtime.bootstrapped!.user.id}`);
+    assert.equal(store.externalResourceId, rows[0]!.external_resource_id);
+
+    // The second create does not announce the installation again.
+    await create('acme-second');
+    assert.equal(partnerCalls('PUT', `/v1/installations/${installationId}`).length, 1);
+
+    // Connect to a project; the project's POSTGRES_URL reaches the partner's database.
+    const project = await server.sdk().projects.createProject({ requestBody: { name: 'acme-app' } });
+    await server.sdk().integrations.connectIntegrationResourceToProject({
+      integrationConfigurationId: installationId, resourceId: store.externalResourceId!, requestBody: { projectId: project.id },
+    });
+    const url = await envValue(server, project.id, 'POSTGRES_URL');
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    assert.equal((await client.query('SELECT 1 AS one')).rows[0].one, 1);
+    await client.end();
+
+    // The partner pushes new secrets: the project's variable follows, and the new URL connects.
+    const pushed = (await (await fetch(`${partner.url}/_partner/resources/${store.externalResourceId}/rotate-secrets`, { method: 'POST' })).json()) as { status: number };
+    assert.equal(pushed.status, 201);
+    const rotated = await envValue(server, project.id, 'POSTGRES_URL');
+    assert.notEqual(rotated, url);
+    const again = new pg.Client({ connectionString: rotated });
+    await again.connect();
+    await again.end();
+
+    // Billing data from the partner is kept.
+    const billed = (await (await fetch(`${partner.url}/_partner/installations/${installationId}/billing`, { method: 'POST' })).json()) as { status: number };
+    assert.equal(billed.status, 201);
+    const { rows: reports } = await server.runtime.db.query('SELECT 1 FROM partner_reports WHERE installation_id = $1 AND kind = $2', [installationId, 'billing']);
+    assert.equal(reports.length, 1);
+
+    // Delete (disconnecting the project): the partner is told, with a user token.
+    const removed = await server.request(`/v1/storage/stores/integration/${storeId}?disconnect=true`, { method: 'DELETE' });
+    assert.ok(removed.status < 300, `delete answered ${removed.status}`);
+    const deleteCall = partnerCalls('DELETE', `/resources/${store.externalResourceId}`).at(-1)!;
+    assert.equal(deleteCall.status, 204);
+    assert.ok(deleteCall.idempotencyKey);
+    const gone = new pg.Client({ connectionString: rotated, connectionTimeoutMillis: 2000 });
+    await assert.rejects(gone.connect());
+  });
+
+  test('a pending resource becomes available when the partner reports resource.updated', async () => {
+    partner.faults.provision = { pending: 300 };
+    const { store } = await create('acme-pending');
+    assert.equal(store.status, 'initializing');
+    await eventually('the store to become available', async () => (await statusOf(server, store.externalResourceId)) === 'available', 8000);
+    // Storehouse read the resource back (after the event, well before its first poll would have).
+    assert.ok(partnerCalls('GET', `/resources/${store.externalResourceId}`).length >= 1);
+  });
+
+  test('a resource pending forever ends in error with a notification after the pending timeout', async () => {
+    partner.faults.provision = { pending: 'forever' };
+    const { store } = await create('acme-forever');
+    assert.equal(store.status, 'initializing');
+    await eventually('the store to be marked error', async () => (await statusOf(server, store.externalResourceId)) === 'error', 12_000);
+    const { rows } = await server.runtime.db.query<{ notification: { title: string } }>('SELECT notification FROM stores WHERE external_resource_id = $1', [store.externalResourceId]);
+    assert.match(rows[0]!.notification.title, /did not finish/);
+    assert.ok(partnerCalls('GET', `/resources/${store.externalResourceId}`).length >= 1, 'Storehouse polled the partner');
+  });
+
+  test('faults: a 500, a malformed answer, a partner too slow, a partner down; each leaves no store and no resource behind', async () => {
+    const before = await storeCount();
+    const provisionsBefore = partnerCalls('POST', '/resources').length;
+
+    partner.faults.provision = { status: 500, times: 2 };
+    const failed = await sdkFailure(create('acme-500'));
+    assert.equal(failed.status, 502);
+    assert.match(failed.message, /500/);
+    assert.equal(partnerCalls('POST', '/resources').length - provisionsBefore >= 2, true, 'a 5xx is retried');
+
+    partner.faults.provision = { malformed: true, times: 1 };
+    const malformed = await sdkFailure(create('acme-malformed'));
+    assert.equal(malformed.status, 502);
+    assert.equal(malformed.code, 'provider_invalid_response');
+    assert.match(malformed.message, /"id" is required|"status" must be one of/);
+
+    partner.faults.provision = { delayMs: 9000, afterWork: true, times: 1 };
+    const slow = await sdkFailure(create('acme-slow'));
+    assert.equal(slow.status, 503);
+    assert.equal(slow.code, 'provider_timeout');
+
+    const down = await sdkFailure(
+      server.sdk().integrations.createIntegrationStoreDirect({
+        requestBody: { name: 'acme-down', integrationConfigurationId: installationId, integrationProductIdOrSlug: 'down', metadata: { connectionLimit: 5 } },
+      }),
+    );
+    assert.equal(down.status, 503);
+    assert.equal(down.code, 'provider_unavailable');
+
+    assert.equal(await storeCount(), before, 'no store was left behind');
+    // Every resource the partner made for these creates was deleted again.
+    await eventually('the partner to hold no orphan resource', async () => (await liveResources(partner)) === (await storeCount()), 10_000);
+  });
+});
+
+/** A store's status, by its partner resource id (the SDK's store has no id of its own). */
+async function statusOf(server: TestServer, externalResourceId: string | undefined): Promise<string | undefined> {
+  const { rows } = await server.runtime.db.query<{ status: string }>('SELECT status FROM stores WHERE external_resource_id = $1', [externalResourceId]);
+  return rows[0]?.status;
+}
+
+async function envValue(server: TestServer, projectId: string, key: string): Promise<string> {
+  const env = await server.sdk().projects.filterProjectEnvs({ idOrName: projectId, decrypt: 'true' });
+  const envs = 'envs' in env ? env.envs : [];
+  const found = (envs as Array<{ key?: string; value?: string; target?: unknown }>).find((e) => e.key === key && JSON.stringify(e.target).includes('production'));
+  assert.ok(found?.value, `the project has ${key}`);
+  return found.value;
+}
+
+/** How many resources the partner holds alive, from its own records. */
+async function liveResources(partner: PartnerServer): Promise<number> {
+  const response = await fetch(`${partner.url}/_partner/resources`);
+  const body = (await response.json()) as { resources: unknown[] };
+  return body.resources.length;
+}
