@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { benchProvisioning, TARGET_PROVISION_RATIO } from './provision.ts';
 import { benchStores } from './stores.ts';
+import { benchPartners } from './partners.ts';
 import type { Result as CannonResult } from 'autocannon';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -371,6 +372,9 @@ async function main(): Promise<void> {
     log('stores: creates through the API alternating with raw provisions (medians of 20), then a list of 10,000 stores');
     const stores = await benchStores(log);
 
+    log('partners: creates through a partner server alternating with the same provision sent to it directly (medians of 20)');
+    const partners = await benchPartners(log);
+
     const freshMedian = median(freshMs);
     const existingMedian = median(existingMs);
     const freshRssMedian = median(freshRssMb);
@@ -403,6 +407,9 @@ async function main(): Promise<void> {
     }
     log(
       `list of ${stores.list.stores} stores: page of 100 median ${stores.list.pageMedianMs.toFixed(1)} ms (p95 ${stores.list.pageP95Ms.toFixed(1)}) vs its SQL ${stores.list.sqlMedianMs.toFixed(1)} ms: ratio ${stores.list.ratio.toFixed(2)}; all ${stores.list.pages} pages ${round(stores.list.fullWalkMs)} ms`,
+    );
+    log(
+      `create through partner (${partners.partnerBackend}) median ${partners.createMedianMs.toFixed(1)} ms (p95 ${partners.createP95Ms.toFixed(1)}) vs direct to the partner ${partners.directMedianMs.toFixed(1)} ms (p95 ${partners.directP95Ms.toFixed(1)}): ratio ${partners.ratio.toFixed(2)}`,
     );
     log(`bench took ${round((performance.now() - benchStarted) / 1000, 1)} s`);
 
@@ -450,6 +457,7 @@ async function main(): Promise<void> {
       },
       provisioning,
       stores,
+      partners,
       benchSeconds: round((performance.now() - benchStarted) / 1000, 1),
     };
     log(JSON.stringify(summary));

@@ -13,8 +13,8 @@ import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import pg from 'pg';
-import { parse, stringify } from 'yaml';
-import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import { stringify } from 'yaml';
+import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
 import { eventually, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
 
@@ -29,30 +29,7 @@ async function freePort(): Promise<number> {
 
 /** The default catalog plus an integration `acme` whose Postgres product a partner server at `url` provides. */
 export function partnerCatalog(urls: { postgres: string; down?: string }): string {
-  const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
-  const builtIn = catalog.integrations[0].products.find((p: { slug: string }) => p.slug === 'postgres');
-  const product = (slug: string, url: string) => ({
-    id: `iap_acme_${slug}`,
-    slug,
-    name: `Acme ${slug}`,
-    primaryProtocol: 'storage',
-    protocols: { storage: { status: 'enabled' } },
-    tags: ['postgres', 'storage'],
-    metadataSchema: builtIn.metadataSchema,
-    provider: { type: 'http', url },
-    plans: [
-      { id: 'partner_free', type: 'subscription', scope: 'resource', name: 'Free', description: 'Free', paymentMethodRequired: false },
-      { id: 'partner_pro', type: 'subscription', scope: 'resource', name: 'Pro', description: 'Pro', paymentMethodRequired: true, preauthorizationAmount: 10 },
-    ],
-  });
-  catalog.integrations.push({
-    id: 'oac_partner',
-    slug: 'acme',
-    name: 'Acme',
-    icon: catalog.integrations[0].icon,
-    scopes: ['read-write:integration-resource'],
-    products: [product('postgres', urls.postgres), ...(urls.down ? [product('down', urls.down)] : [])],
-  });
+  const catalog = catalogWithPartner({ url: urls.postgres, ...(urls.down && { extraProducts: [{ slug: 'down', url: urls.down }] }) });
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
   fs.writeFileSync(file, stringify(catalog));
   return file;
@@ -106,10 +83,13 @@ describe('stores provided by a partner server over HTTP', () => {
     for (const key of Object.keys(partner.faults)) delete (partner.faults as Record<string, unknown>)[key];
   });
 
-  const create = (name: string, extra: Record<string, unknown> = {}) =>
-    server.sdk().integrations.createIntegrationStoreDirect({
+  const create = async (name: string, extra: Record<string, unknown> = {}) => {
+    const { store } = await server.sdk().integrations.createIntegrationStoreDirect({
       requestBody: { name, integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 }, ...extra },
     });
+    assert.ok(store);
+    return { store };
+  };
   const storeCount = async () => Number((await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installationId])).rows[0]!.n);
   const partnerCalls = (method: string, pathPart: string) => partner.requests.filter((r) => r.method === method && r.url.includes(pathPart));
 

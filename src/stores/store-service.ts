@@ -105,8 +105,22 @@ export class StoreService {
    */
   startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
     let sweeping: Promise<unknown> = Promise.resolve();
+    let soon: NodeJS.Timeout | undefined;
+    let stopped = false;
+    // After a sweep, the next one comes when the oldest create or delete still under way would
+    // turn stale, so work a dead node left behind is finished promptly, not only every minute.
     const run = () => {
-      sweeping = sweeping.then(() => this.recoverInterrupted()).catch(onError);
+      sweeping = sweeping
+        .then(async () => {
+          await this.recoverInterrupted();
+          const next = await this.nextStaleAt();
+          clearTimeout(soon);
+          if (next !== undefined && !stopped) {
+            soon = setTimeout(run, Math.max(next.getTime() - Date.now(), 0) + 250);
+            soon.unref();
+          }
+        })
+        .catch(onError);
     };
     // The first sweep waits a moment, so it does not compete with the start's first requests.
     const first = setTimeout(run, 2_000);
@@ -119,6 +133,8 @@ export class StoreService {
     }, PENDING_TICK_MS);
     for (const timer of [first, sweep, purge, poll]) timer.unref();
     return async () => {
+      stopped = true;
+      clearTimeout(soon);
       clearTimeout(first);
       clearInterval(sweep);
       clearInterval(purge);
@@ -183,6 +199,16 @@ export class StoreService {
       this.options.logger?.info({ store: store.id, creating }, 'finished an interrupted create or delete');
       recovered++;
     }
+  }
+
+  /** When the oldest create or delete under way would be taken for interrupted; undefined when none is under way. */
+  private async nextStaleAt(): Promise<Date | undefined> {
+    const { rows } = await this.db.query<{ at: Date | null }>(
+      `SELECT min(updated_at) + make_interval(secs => $1) AS at FROM stores
+        WHERE (status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting'`,
+      [(2 * this.options.provisionTimeoutMs) / 1000],
+    );
+    return rows[0]?.at ?? undefined;
   }
 
   /**

@@ -1,0 +1,158 @@
+/**
+ * Creating a store through a partner server: the whole API (auth, validation, the partner's plans,
+ * billing, quota, the records before and after, the signed call) against the same provision done
+ * by calling the partner server directly with a signed token, alternating, in the same run. The
+ * reference partner provisions on PostgreSQL when one is reachable (else embedded, which is
+ * dominated by creating each store's cluster).
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import pino from 'pino';
+import { stringify } from 'yaml';
+import { loadConfig } from '../src/config.ts';
+import { buildApp } from '../src/http/app.ts';
+import { randomBase62 } from '../src/ids.ts';
+import { startPartnerServer } from '../src/partner-server/app.ts';
+import { catalogWithPartner } from '../src/partner-server/catalog.ts';
+import { openRuntime } from '../src/runtime.ts';
+
+const ROUNDS = 20;
+
+const quantile = (values: number[], q: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+};
+
+async function time(work: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return performance.now() - started;
+}
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+export interface PartnerCreateResult {
+  partnerBackend: 'postgres' | 'embedded';
+  createMedianMs: number;
+  createP95Ms: number;
+  directMedianMs: number;
+  directP95Ms: number;
+  ratio: number;
+}
+
+export async function benchPartners(log: (line: string) => void): Promise<PartnerCreateResult> {
+  const postgresUrl = process.env.STOREHOUSE_BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const probe = new pg.Client({ connectionString: postgresUrl });
+  const postgresUp = await probe.connect().then(() => true, () => false);
+  await probe.end().catch(() => {});
+
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-bench-partners-'));
+  const partnerPort = await freePort();
+  const catalogFile = path.join(scratch, 'catalog.yaml');
+  fs.writeFileSync(catalogFile, stringify(catalogWithPartner({ url: `http://127.0.0.1:${partnerPort}` })));
+  const token = `bench-${randomBase62(24)}`;
+  const config = loadConfig({
+    STOREHOUSE_DATA_DIR: path.join(scratch, 'storehouse'),
+    STOREHOUSE_BOOTSTRAP_TOKEN: token,
+    STOREHOUSE_CATALOG: catalogFile,
+    LOG_LEVEL: 'warn',
+    STOREHOUSE_RATE_LIMIT_REQUESTS: '0',
+    STOREHOUSE_RATE_LIMIT_STORE_CREATES: '0',
+    STOREHOUSE_TEAM_STORE_QUOTA: '1000',
+  });
+  const logger = pino({ level: 'warn' });
+  const runtime = await openRuntime(config, { logger });
+  const app = await buildApp(runtime, { logger: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const base = runtime.urls.publicUrl();
+  const partner = await startPartnerServer({
+    port: partnerPort,
+    dataDir: path.join(scratch, 'partner'),
+    clientId: 'oac_partner',
+    issuer: runtime.urls.issuer(),
+    ...(postgresUp && { postgresAdminUrl: postgresUrl }),
+    logger: pino({ level: 'warn' }),
+  });
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  try {
+    const configurations = (await (await fetch(`${base}/v1/integrations/configurations?view=account&integrationIdOrSlug=acme`, { headers })).json()) as Array<{ id: string }>;
+    const icfg = configurations[0]!.id;
+    const { rows } = await runtime.db.query<{ team_id: string; installed_by: string }>('SELECT team_id, installed_by FROM installations WHERE id = $1', [icfg]);
+    const { team_id: teamId, installed_by: userId } = rows[0]!;
+    // The direct call carries the same kind of token Storehouse sends: user style, signed by its key.
+    const direct = async (i: number) => {
+      const jwt = await runtime.keys.sign(
+        { aud: 'oac_partner', sub: `account:${teamId}:user:${userId}`, account_id: teamId, installation_id: icfg, user_id: userId, user_role: 'ADMIN', type: 'id_token' },
+        runtime.urls.issuer(),
+      );
+      const response = await fetch(`${partner.url}/v1/installations/${icfg}/resources`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${jwt}`, 'x-vercel-auth': 'user', 'idempotency-key': `bench-direct-${randomBase62(12)}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ productId: 'postgres', name: `direct ${i}`, metadata: { connectionLimit: 5 }, billingPlanId: 'partner_free' }),
+      });
+      if (response.status >= 300) throw new Error(`direct provision failed: ${response.status} ${await response.text()}`);
+      return ((await response.json()) as { id: string }).id;
+    };
+    const through = async (i: number) => {
+      const response = await fetch(`${base}/v1/storage/stores/integration/direct`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ name: `bench-partner-${i}`, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 }, billingPlanId: 'partner_free' }),
+      });
+      if (response.status !== 200) throw new Error(`create failed: ${response.status} ${await response.text()}`);
+      await response.arrayBuffer();
+    };
+    // The first create also announces the installation to the partner: not part of the measure.
+    await through(-1);
+    const createMs: number[] = [];
+    const directMs: number[] = [];
+    const directIds: string[] = [];
+    for (let i = 0; i < ROUNDS + 2; i++) {
+      const d = await time(async () => directIds.push(await direct(i)));
+      const c = await time(() => through(i));
+      if (i >= 2) {
+        directMs.push(d);
+        createMs.push(c);
+      }
+    }
+    // Clean up: stores through the API (which deletes their resources at the partner), direct ones at the partner.
+    const { rows: stores } = await runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name LIKE 'bench-partner-%'");
+    for (const { id } of stores) await fetch(`${base}/v1/storage/stores/integration/${id}`, { method: 'DELETE', headers: { authorization: headers.authorization } });
+    for (const id of directIds) {
+      const jwt = await runtime.keys.sign({ aud: 'oac_partner', sub: `account:${teamId}`, account_id: teamId, installation_id: icfg, type: 'access_token' }, runtime.urls.issuer());
+      await fetch(`${partner.url}/v1/installations/${icfg}/resources/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${jwt}`, 'x-vercel-auth': 'system' } });
+    }
+    const result: PartnerCreateResult = {
+      partnerBackend: postgresUp ? 'postgres' : 'embedded',
+      createMedianMs: quantile(createMs, 0.5),
+      createP95Ms: quantile(createMs, 0.95),
+      directMedianMs: quantile(directMs, 0.5),
+      directP95Ms: quantile(directMs, 0.95),
+      ratio: quantile(createMs, 0.5) / quantile(directMs, 0.5),
+    };
+    log(
+      `  create through the partner (${result.partnerBackend}): API median ${result.createMedianMs.toFixed(2)} ms (p95 ${result.createP95Ms.toFixed(2)}) ` +
+        `vs calling the partner directly ${result.directMedianMs.toFixed(2)} ms (p95 ${result.directP95Ms.toFixed(2)}), ratio ${result.ratio.toFixed(2)}`,
+    );
+    return result;
+  } finally {
+    await partner.close();
+    await app.close();
+    await runtime.close();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+// `node --import tsx bench/partners.ts` runs this part alone.
+if (process.argv[1]?.endsWith('bench/partners.ts')) {
+  await benchPartners((line) => process.stdout.write(`${line}\n`));
+}
