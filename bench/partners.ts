@@ -18,19 +18,9 @@ import { randomBase62 } from '../src/ids.ts';
 import { startPartnerServer } from '../src/partner-server/app.ts';
 import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { openRuntime } from '../src/runtime.ts';
+import { quantile, time } from './measure.ts';
 
 const ROUNDS = 20;
-
-const quantile = (values: number[], q: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-};
-
-async function time(work: () => Promise<unknown>): Promise<number> {
-  const started = performance.now();
-  await work();
-  return performance.now() - started;
-}
 
 async function freePort(): Promise<number> {
   const probe = net.createServer();

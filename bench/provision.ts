@@ -21,14 +21,10 @@ import { PostgresProvider } from '../src/providers/postgres.ts';
 import type { Provider } from '../src/providers/provider.ts';
 import { RedisProvider } from '../src/providers/redis.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
+import { quantile, time } from './measure.ts';
 
 const ROUNDS = 20;
 export const TARGET_PROVISION_RATIO = 1.3;
-
-const quantile = (values: number[], q: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-};
 
 export interface ProvisionResult {
   provider: string;
@@ -38,12 +34,6 @@ export interface ProvisionResult {
   storehouseP95Ms: number;
   ratio: number;
   targetMet: boolean;
-}
-
-async function time(work: () => Promise<unknown>): Promise<number> {
-  const started = performance.now();
-  await work();
-  return performance.now() - started;
 }
 
 export async function benchProvisioning(log: (line: string) => void): Promise<ProvisionResult[]> {

@@ -16,21 +16,11 @@ import { loadConfig } from '../src/config.ts';
 import { buildApp } from '../src/http/app.ts';
 import { randomBase62 } from '../src/ids.ts';
 import { openRuntime } from '../src/runtime.ts';
+import { quantile, time } from './measure.ts';
 
 const ROUNDS = 20;
 const STORES = 10_000;
 const PAGE = 100;
-
-const quantile = (values: number[], q: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-};
-
-async function time(work: () => Promise<unknown>): Promise<number> {
-  const started = performance.now();
-  await work();
-  return performance.now() - started;
-}
 
 export interface CreateResult {
   product: string;
