@@ -230,7 +230,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       discovery,
       stores,
       connections,
-      marketplace: new MarketplaceApi(db, box, stores, connections, urls),
+      marketplace: new MarketplaceApi(db, box, stores, connections, urls, catalogs.current),
       projectEnv: new ProjectEnv(db, box),
       keys,
       urls,

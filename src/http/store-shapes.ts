@@ -28,7 +28,7 @@ export const storeSchema = {
     externalResourceId: { ...str, description: "The provider's id of the resource" },
     externalResourceStatus: { type: 'string', enum: ['error', 'onboarding', 'pending', 'ready', 'resumed', 'suspended', 'uninstalled'] },
     usageQuotaExceeded: bool,
-    ownership: { type: 'string', enum: ['owned'] },
+    ownership: { type: 'string', enum: ['owned', 'linked', 'sandbox'] },
     totalConnectedProjects: num,
     projectsMetadata: {
       type: 'array',
@@ -56,7 +56,7 @@ export const storeSchema = {
     notification: {
       type: 'object',
       required: ['level', 'title'],
-      properties: { level: { type: 'string', enum: ['info', 'warn', 'error'] }, title: str, message: str },
+      properties: { level: { type: 'string', enum: ['info', 'warn', 'error'] }, title: str, message: str, href: str },
     },
     product: {
       type: 'object',
@@ -111,7 +111,7 @@ export function toStore(view: StoreView) {
     externalResourceId: store.externalResourceId ?? '',
     ...(store.externalResourceStatus && { externalResourceStatus: store.externalResourceStatus }),
     usageQuotaExceeded: false,
-    ownership: 'owned' as const,
+    ownership: store.ownership,
     totalConnectedProjects: connections.length,
     projectsMetadata: connections.map(toProjectMetadata),
     secrets: store.secretSummary,

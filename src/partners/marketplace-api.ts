@@ -5,8 +5,9 @@
  * submit billing data, invoices and prepayment balances. A token speaks for one installation only.
  */
 import { audit } from '../audit/audit-log.ts';
+import type { Catalog } from '../catalog/catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
-import { AppError, forbidden, notFound, unauthorized } from '../errors.ts';
+import { AppError, forbidden, notFound, unauthorized, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
@@ -60,7 +61,12 @@ export class MarketplaceApi {
     private readonly stores: StoreService,
     private readonly connections: StoreConnections,
     private readonly urls: { publicUrl(): string },
+    private readonly catalog: () => Catalog,
   ) {}
+
+  private productSlug(productId: string): string {
+    return this.catalog().productById(productId).slug;
+  }
 
   /** The token's installation; 401 for an unknown token, 403 when it is another installation's. */
   async authenticate(authorization: string | undefined, installationId: string): Promise<PartnerInstallation> {
@@ -147,10 +153,13 @@ export class MarketplaceApi {
         if (rows[0]) throw new AppError(409, 'store_name_taken', `The team already has a store named "${change.name}"`);
         set('name', change.name);
       }
-      if (change.status !== undefined) {
+      // A store being deleted stays `deleting`, as refresh() keeps it: turned back to another status,
+      // the delete under way (which removes only a `deleting` store) left it behind, its resource gone.
+      if (change.status !== undefined && store.status !== 'deleting') {
         set('status', STORE_STATUS[change.status]);
         set('external_resource_status', change.status);
-        if (change.status !== 'pending') sets.push('next_check_at = NULL');
+        // Pending again (the partner is reworking it): asked about again until it is ready.
+        sets.push(change.status === 'pending' ? "next_check_at = coalesce(next_check_at, now() + interval '2 seconds')" : 'next_check_at = NULL');
       }
       if (change.metadata !== undefined) set('metadata', JSON.stringify(change.metadata));
       if (change.notification !== undefined) {
@@ -175,9 +184,22 @@ export class MarketplaceApi {
    * installation already has for it, updated.
    */
   async importResource(installation: PartnerInstallation, resourceId: string, input: ResourceImport): Promise<{ name: string }> {
+    assertUniqueNames(input.secrets ?? []);
     for (let attempt = 0; ; attempt++) {
-      const { rows } = await this.db.query('SELECT 1 FROM stores WHERE installation_id = $1 AND external_resource_id = $2', [installation.installationId, resourceId]);
+      const { rows } = await this.db.query<{ product_id: string; slug: string; known: boolean }>(
+        `SELECT s.product_id, p.slug,
+                EXISTS (SELECT 1 FROM products q WHERE q.integration_id = $3 AND NOT q.retired AND (q.id = $4 OR q.slug = $4)) AS known
+           FROM stores s JOIN products p ON p.id = s.product_id WHERE s.installation_id = $1 AND s.external_resource_id = $2`,
+        [installation.installationId, resourceId, installation.integrationId, input.productId],
+      );
       if (rows[0]) {
+        // The body's product is checked on an update too (it was ignored: an unknown one answered
+        // 200): unknown is a 404, as for a new import; another of the integration's is a 400.
+        const { product_id: productId, slug, known } = rows[0];
+        if (input.productId !== productId && input.productId !== slug) {
+          if (!known) throw notFound('product', input.productId);
+          throw validationError([{ key: 'productId', message: `must be the resource's product (${slug}): a resource cannot change its product` }]);
+        }
         const { productId: _product, ownership: _ownership, billingPlan: _plan, extras: _extras, ...change } = input;
         return this.updateResource(installation, resourceId, change);
       }
@@ -229,6 +251,7 @@ export class MarketplaceApi {
   }
 
   private async writeSecrets(tx: Queryable, store: Store, secrets: Secret[], partial: boolean): Promise<void> {
+    assertUniqueNames(secrets);
     let next = secrets;
     if (partial) {
       const { rows } = await tx.query<{ secrets: string | null }>('SELECT secrets FROM stores WHERE id = $1', [store.id]);
@@ -247,7 +270,8 @@ export class MarketplaceApi {
     return {
       internalId: store.id,
       name: store.name,
-      productId: store.productId,
+      // The partner API names products by slug (partner-api.md §0.3).
+      productId: this.productSlug(store.productId),
       billingPlanId: store.billingPlanId,
       metadata: store.metadata,
       status: store.externalResourceStatus ?? 'pending',
@@ -264,5 +288,17 @@ export class MarketplaceApi {
     );
     if (!rows[0]) throw notFound('resource', resourceId);
     return toStore(rows[0]);
+  }
+}
+
+/**
+ * Secrets of one name at most once: twice, both were kept and each connected project got the
+ * variable twice for the same environments (the clash check only sees variables already there).
+ */
+function assertUniqueNames(secrets: Secret[]): void {
+  const seen = new Set<string>();
+  for (const [index, secret] of secrets.entries()) {
+    if (seen.has(secret.name)) throw validationError([{ key: `secrets[${index}].name`, message: `${secret.name} is named more than once` }]);
+    seen.add(secret.name);
   }
 }

@@ -10,6 +10,8 @@ export interface Notification {
   level: 'info' | 'warn' | 'error';
   title: string;
   message?: string;
+  /** An http(s) or `sso:` link shown with it. */
+  href?: string;
 }
 
 export interface SecretSummary {

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { MarketplaceApi, MarketplaceEvent, PartnerInstallation, ResourceChange, ResourceImport } from '../../partners/marketplace-api.ts';
+import { createAjv } from '../../catalog/metadata-schema.ts';
 import type { Secret } from '../../providers/provider.ts';
+import { lazyValidator } from '../lazy-compilers.ts';
 import { errorResponses } from './common.ts';
 
 declare module 'fastify' {
@@ -11,6 +13,8 @@ declare module 'fastify' {
 }
 
 const RESOURCE_STATUSES = ['ready', 'pending', 'onboarding', 'suspended', 'resumed', 'uninstalled', 'error'];
+/** A store name, as a create takes it: without control characters (they were let through here, unprintable in the CLI and logs). */
+const storeName = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]*$' };
 const tags = ['marketplace'];
 const errors = errorResponses(400, 401, 403, 404, 409);
 
@@ -58,11 +62,22 @@ const resourceParams = { type: 'object', required: ['installationId', 'resourceI
 type Params = { installationId: string; resourceId: string };
 
 /**
+ * Bodies are checked as sent, without the app Ajv's type coercion (meant for query strings), as
+ * routes/stores.ts does: coerced, `"name": 5` became a store named "5", `"value": 7` a secret
+ * "7", `"partial": "true"` or `1` a partial update, and `"notification": 5` (or `false`) the
+ * string "5", which cleared the notification, all answered 2xx instead of 400.
+ */
+let bodyAjv: ReturnType<typeof createAjv> | undefined;
+const exactBodies = ({ schema }: { schema: object }) =>
+  lazyValidator(() => (bodyAjv ??= createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false })).compile(schema));
+
+/**
  * The marketplace API partner servers call back with their installation's access token (not a
  * user's): it needs no team query, and a token works only on its own installation's paths.
  */
 export default async function marketplaceRoutes(app: FastifyInstance, options: { api: MarketplaceApi }) {
   const { api } = options;
+  app.setValidatorCompiler(exactBodies);
   app.decorateRequest('partner', null as unknown as PartnerInstallation);
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const { installationId } = request.params as { installationId: string };
@@ -159,7 +174,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           properties: {
             ownership: { enum: ['owned', 'linked', 'sandbox'] },
             productId: text,
-            name: { type: 'string', minLength: 1, maxLength: 128 },
+            name: storeName,
             status: { enum: RESOURCE_STATUSES },
             metadata: { type: 'object' },
             billingPlan,
@@ -188,7 +203,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           type: 'object',
           properties: {
             ownership: { enum: ['owned', 'linked', 'sandbox'] },
-            name: { type: 'string', minLength: 1, maxLength: 128 },
+            name: storeName,
             status: { enum: RESOURCE_STATUSES },
             metadata: { type: 'object' },
             billingPlan,
