@@ -101,7 +101,9 @@ export function toStore(view: StoreView) {
   const protocols = Object.keys(product.protocols).filter((p) => PROTOCOLS.has(p));
   const notification =
     store.status === 'deleting'
-      ? { level: 'warn' as const, title: 'Being deleted', message: 'The store is being deleted; if the deletion was interrupted, delete it again to finish' }
+      ? store.rollingBack
+        ? { level: 'warn' as const, title: 'Being rolled back', message: 'Its create was interrupted; the store and whatever its provider made are being removed' }
+        : { level: 'warn' as const, title: 'Being deleted', message: 'The store is being deleted; if the deletion was interrupted, delete it again to finish' }
       : store.notification;
   return {
     id: store.id,

@@ -167,12 +167,14 @@ export class StoreService {
             WHERE ((status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting')
               AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
             ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-         UPDATE stores s SET status = 'deleting', updated_at = now() FROM stale WHERE s.id = stale.id
-         RETURNING stale.status AS was, ${prefixed('s')}`,
+         UPDATE stores s SET status = 'deleting', rolling_back = s.rolling_back OR stale.status = 'initializing', updated_at = now()
+           FROM stale WHERE s.id = stale.id
+         RETURNING s.rolling_back, ${prefixed('s')}`,
         [staleSeconds, [...skipped]],
       );
       if (!rows[0]) return recovered;
-      const creating = rows[0].was === 'initializing';
+      // A create being rolled back stays one across passes (and node deaths), not a user's delete.
+      const creating = rows[0].rolling_back === true;
       const store = toStore(rows[0]);
       try {
         const product = this.catalog().productById(store.productId);

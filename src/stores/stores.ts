@@ -42,6 +42,8 @@ export interface Store {
   prepaidBalanceCents: number | null;
   /** `linked` (imported from the provider's side): deleting the store does not deprovision it. */
   ownership: 'owned' | 'linked' | 'sandbox';
+  /** Being removed because its create was interrupted (not deleted by a user). */
+  rollingBack: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -77,6 +79,7 @@ export const toStore = (row: Record<string, any>): Store => ({
   notification: row.notification,
   prepaidBalanceCents: row.prepaid_balance_cents === null ? null : Number(row.prepaid_balance_cents),
   ownership: row.ownership,
+  rollingBack: row.rolling_back,
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });
@@ -84,7 +87,7 @@ export const toStore = (row: Record<string, any>): Store => ({
 /** Every column but the sealed secrets. */
 export const STORE_COLUMNS = `id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
   metadata, protocol_settings, provision_key, external_resource_id, external_resource_status, secret_summary, notification,
-  prepaid_balance_cents, ownership, created_at, updated_at`;
+  prepaid_balance_cents, ownership, rolling_back, created_at, updated_at`;
 
 /** The team's store; any other team's is a 404, like a missing one. */
 export async function findStore(db: Queryable, teamId: string, id: string, options: { lock?: boolean } = {}): Promise<Store> {

@@ -38,6 +38,10 @@ ALTER TABLE stores ADD COLUMN check_attempts integer NOT NULL DEFAULT 0;
 -- are billed through it and deprovisioned when their store is deleted; `linked` ones (imported
 -- from the partner's side) are only forgotten.
 ALTER TABLE stores ADD COLUMN ownership text NOT NULL DEFAULT 'owned' CHECK (ownership IN ('owned', 'linked', 'sandbox'));
+-- A store the recovery sweep is rolling back (its create was interrupted), as opposed to one a
+-- user is deleting: it stays so across sweeps, and shows as such.
+ALTER TABLE stores ADD COLUMN rolling_back boolean NOT NULL DEFAULT false;
+
 -- A partner's resource is one store of its installation (the import upsert relies on it).
 CREATE UNIQUE INDEX stores_external_resource_idx ON stores (installation_id, external_resource_id) WHERE external_resource_id IS NOT NULL;
 CREATE INDEX stores_pending_idx ON stores (next_check_at) WHERE next_check_at IS NOT NULL;
