@@ -199,6 +199,13 @@ describe('stores provided by a partner server over HTTP', () => {
     assert.match(failed.message, /500/);
     assert.equal(partnerCalls('POST', '/resources').length - provisionsBefore >= 2, true, 'a 5xx is retried');
 
+    // A partner's own validation error, naming fields, is the caller's to fix: 400 with the fields.
+    partner.faults.provision = { status: 400, times: 1 };
+    const refused = await sdkFailure(create('acme-400'));
+    assert.equal(refused.status, 400);
+    assert.equal(refused.code, 'validation_error');
+    assert.match(refused.message, /refused/);
+
     partner.faults.provision = { malformed: true, times: 1 };
     const malformed = await sdkFailure(create('acme-malformed'));
     assert.equal(malformed.status, 502);

@@ -80,7 +80,10 @@ export function takeFault(faults: Faults, operation: Operation): ProvisionFault 
 /** The answer an injected error status gets: the partner API's error body (§1). */
 export function faultAnswer(operation: Operation, status: number): Answer {
   if (status === 204 || status === 304) return { status };
-  return { status, body: { error: { code: 'injected_fault', message: `The partner server was told to answer ${operation} with ${status}` } } };
+  const message = `The partner server was told to answer ${operation} with ${status}`;
+  // A 400 names a field, as a partner's validation error does (§1: `fields` on 400 only).
+  if (status === 400) return { status, body: { error: { code: 'validation_error', message, fields: [{ key: 'metadata', message: 'refused by the partner (injected fault)' }] } } };
+  return { status, body: { error: { code: 'injected_fault', message } } };
 }
 
 /** A 2xx answer that breaks the contract, in a way a careless partner might. */

@@ -20,6 +20,7 @@ import type { Discovery } from '../marketplace/discovery.ts';
 import type { Provider, ProviderResource, ProvisionRequest, ResourceStatus, Secret } from '../providers/provider.ts';
 import { toCatalogPlan, type PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
 import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
+import { PartnerError } from '../partners/partner-client.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
@@ -753,6 +754,10 @@ function providerFailure(store: Store, error: unknown, operation = 'provision'):
   }
   if (error instanceof AppError) {
     if (error.status >= 500) return error;
+    // A partner server checks metadata itself: its 400 naming fields is the caller's to fix.
+    if (error instanceof PartnerError && error.partnerStatus === 400 && Array.isArray(error.extra.fields)) {
+      return new AppError(400, 'validation_error', `The provider refused the store ${store.name}: ${error.message}`, { fields: error.extra.fields });
+    }
     // The provider refused what we sent: not the caller's mistake (validation ran first), so a 502.
     return new AppError(502, 'provider_error', `The provider refused to ${operation} the store ${store.name}: ${error.message}`);
   }
