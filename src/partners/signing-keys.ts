@@ -10,13 +10,16 @@
  */
 import { createPrivateKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { exportJWK, SignJWT, type JWK } from 'jose';
+import type { JWK } from 'jose';
 import type { Database, Queryable } from '../db/database.ts';
 import { isUniqueViolation } from '../db/database.ts';
 import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 
 const generate = promisify(generateKeyPair);
+
+/** jose is loaded on the first signature, not at start-up (it costs ~40 ms to load). */
+const jose = () => import('jose');
 
 /** How long a token Storehouse signs is valid: one call, with its retries and some clock skew. */
 export const TOKEN_TTL_SECONDS = 300;
@@ -47,6 +50,7 @@ export class SigningKeys {
   /** Signs `claims` for one call: RS256 with the current key, valid for TOKEN_TTL_SECONDS. */
   async sign(claims: Record<string, unknown>, issuer: string): Promise<string> {
     const key = await this.currentKey();
+    const { SignJWT } = await jose();
     return new SignJWT(claims)
       .setProtectedHeader({ alg: 'RS256', kid: key.kid, typ: 'JWT' })
       .setIssuer(issuer)
@@ -116,6 +120,7 @@ interface MadeKey {
 async function makeKey(box: SecretBox): Promise<MadeKey> {
   const { privateKey, publicKey } = await generate('rsa', { modulusLength: 2048 });
   const kid = `key_${randomBase62(16)}`;
+  const { exportJWK } = await jose();
   const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
   return { kid, privateKey, sealed: box.seal(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string), jwk };
 }
