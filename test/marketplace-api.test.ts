@@ -8,52 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { SDKError } from '@vercel/sdk/models/sdkerror.js';
-import { stringify } from 'yaml';
-import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
 import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
 import { install } from '../src/tenancy/installations.ts';
 import { createTeam } from '../src/tenancy/teams.ts';
 import { errorOf, eventually, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
-
-/** A free loopback port, for a partner server whose URL the catalog must name before it starts. */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/**
- * The default catalog plus the reference partner's integration `acme`: its `postgres`, and a
- * second product, `replica`, served by the same partner, that resources are only imported into.
- */
-function partnerCatalog(url: string): string {
-  const catalog = catalogWithPartner({ url, extraProducts: [{ slug: 'replica', url }] });
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
-  fs.writeFileSync(file, stringify(catalog));
-  return file;
-}
-
-/** The status and Vercel-format error of a failed SDK call. */
-async function sdkFailure(call: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
-  try {
-    await call;
-  } catch (error) {
-    assert.ok(error instanceof SDKError, `expected an SDKError, got ${error}`);
-    const body = JSON.parse(error.body);
-    assert.equal(typeof body.error?.code, 'string', `not a Vercel error body: ${error.body}`);
-    assert.equal(typeof body.error?.message, 'string', `not a Vercel error body: ${error.body}`);
-    return { status: error.statusCode, code: body.error.code, message: body.error.message };
-  }
-  assert.fail('expected the call to fail');
-}
+import { freePort, sdkFailure, writePartnerCatalog } from './partner-fixtures.ts';
 
 /** A store as the owner's GET /v1/storage/stores shows it (the fields these tests read). */
 interface UserStore {
@@ -132,7 +94,8 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
 
   before(async () => {
     const port = await freePort();
-    catalogFile = partnerCatalog(`http://127.0.0.1:${port}`);
+    // Its `postgres`, and a second product, `replica`, served by the same partner, that resources are only imported into.
+    catalogFile = writePartnerCatalog({ url: `http://127.0.0.1:${port}`, extraProducts: [{ slug: 'replica', url: `http://127.0.0.1:${port}` }] });
     server = await startServer('embedded', {
       catalogPath: catalogFile,
       env: {

@@ -17,16 +17,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { Vercel } from '@vercel/sdk';
 import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
-import { parse, stringify } from 'yaml';
-import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
 import { eventually, freshDataDir, POSTGRES_URL, ROOT } from './helpers.ts';
+import { freePort, writePartnerCatalog } from './partner-fixtures.ts';
 
 const TOKEN = 'partner-crash-token-0123456789';
 /**
@@ -43,50 +40,6 @@ const STALE_MS = 2 * PROVISION_TIMEOUT_MS;
 /** How long recovery may take beyond that on a busy machine (the sweep, the partner's repeat and delete). */
 const SETTLE_MS = STALE_MS + 20_000;
 const KILLS = FAST ? 5 : 1;
-
-/**
- * The default catalog plus an integration `acme` whose Postgres product the partner at `url`
- * provides: partnerCatalog() of partners.test.ts, copied because importing that file would run
- * its suite here too.
- */
-function partnerCatalog(url: string): string {
-  const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
-  const builtIn = catalog.integrations[0].products.find((p: { slug: string }) => p.slug === 'postgres');
-  catalog.integrations.push({
-    id: 'oac_partner',
-    slug: 'acme',
-    name: 'Acme',
-    icon: catalog.integrations[0].icon,
-    scopes: ['read-write:integration-resource'],
-    products: [
-      {
-        id: 'iap_acme_postgres',
-        slug: 'postgres',
-        name: 'Acme postgres',
-        primaryProtocol: 'storage',
-        protocols: { storage: { status: 'enabled' } },
-        tags: ['postgres', 'storage'],
-        metadataSchema: builtIn.metadataSchema,
-        provider: { type: 'http', url },
-        plans: [
-          { id: 'partner_free', type: 'subscription', scope: 'resource', name: 'Free', description: 'Free', paymentMethodRequired: false },
-          { id: 'partner_pro', type: 'subscription', scope: 'resource', name: 'Pro', description: 'Pro', paymentMethodRequired: true, preauthorizationAmount: 10 },
-        ],
-      },
-    ],
-  });
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
-  fs.writeFileSync(file, stringify(catalog));
-  return file;
-}
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 interface Proc {
   child: ChildProcess;
@@ -246,7 +199,7 @@ describe('kill -9 while creating stores on a partner server', () => {
     const partnerPort = await freePort();
     port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    catalogFile = partnerCatalog(`http://127.0.0.1:${partnerPort}`);
+    catalogFile = writePartnerCatalog({ url: `http://127.0.0.1:${partnerPort}` });
     partnerDir = await freshDataDir();
     dataDir = await freshDataDir();
     // The partner verifies Storehouse's tokens against its JWKS, fetched when the first call comes.

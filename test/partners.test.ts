@@ -7,44 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import pg from 'pg';
-import { stringify } from 'yaml';
-import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
 import { eventually, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
-
-/** A free loopback port, for a partner server whose URL the catalog must name before it starts. */
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
-/** The default catalog plus an integration `acme` whose Postgres product a partner server at `url` provides. */
-export function partnerCatalog(urls: { postgres: string; down?: string }): string {
-  const catalog = catalogWithPartner({ url: urls.postgres, ...(urls.down && { extraProducts: [{ slug: 'down', url: urls.down }] }) });
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
-  fs.writeFileSync(file, stringify(catalog));
-  return file;
-}
-
-async function sdkFailure(call: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
-  try {
-    await call;
-  } catch (error) {
-    assert.ok(error instanceof SDKError, `expected an SDKError, got ${error}`);
-    const body = JSON.parse(error.body);
-    return { status: error.statusCode, code: body.error.code, message: body.error.message };
-  }
-  assert.fail('expected the call to fail');
-}
+import { freePort, sdkFailure, writePartnerCatalog } from './partner-fixtures.ts';
 
 describe('stores provided by a partner server over HTTP', () => {
   let server: TestServer;
@@ -56,7 +24,7 @@ describe('stores provided by a partner server over HTTP', () => {
   before(async () => {
     const port = await freePort();
     const down = await freePort(); // nothing listens there
-    catalogFile = partnerCatalog({ postgres: `http://127.0.0.1:${port}`, down: `http://127.0.0.1:${down}` });
+    catalogFile = writePartnerCatalog({ url: `http://127.0.0.1:${port}`, extraProducts: [{ slug: 'down', url: `http://127.0.0.1:${down}` }] });
     server = await startServer('embedded', {
       catalogPath: catalogFile,
       env: {
