@@ -6,8 +6,8 @@
  */
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { AppError } from '../errors.ts';
+import { RESOURCE_STATUSES } from '../providers/provider.ts';
 
-const RESOURCE_STATUSES = ['ready', 'pending', 'onboarding', 'suspended', 'resumed', 'uninstalled', 'error'];
 
 const text = { type: 'string', minLength: 1 };
 const detail = { type: 'object', required: ['label'], properties: { label: { type: 'string' }, value: { type: 'string' } } };
@@ -60,7 +60,7 @@ const resourceProperties = {
   productId: { type: 'string' },
   name: { type: 'string' },
   metadata: { type: 'object' },
-  status: { enum: RESOURCE_STATUSES },
+  status: { enum: [...RESOURCE_STATUSES] },
   billingPlan,
   notification,
   protocolSettings: { type: 'object' },

@@ -11,7 +11,8 @@ import type { BillingPlan, Product } from '../catalog/catalog.ts';
 import { AppError } from '../errors.ts';
 
 /** The partner API's resource statuses. */
-export type ResourceStatus = 'ready' | 'pending' | 'onboarding' | 'suspended' | 'resumed' | 'uninstalled' | 'error';
+export const RESOURCE_STATUSES = ['ready', 'pending', 'onboarding', 'suspended', 'resumed', 'uninstalled', 'error'] as const;
+export type ResourceStatus = (typeof RESOURCE_STATUSES)[number];
 
 export interface Secret {
   name: string;

@@ -4,6 +4,7 @@ import { createAjv } from '../../catalog/metadata-schema.ts';
 import type { Secret } from '../../providers/provider.ts';
 import { lazyValidator } from '../lazy-compilers.ts';
 import { errorResponses } from './common.ts';
+import { RESOURCE_STATUSES } from '../../providers/provider.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -12,7 +13,6 @@ declare module 'fastify' {
   }
 }
 
-const RESOURCE_STATUSES = ['ready', 'pending', 'onboarding', 'suspended', 'resumed', 'uninstalled', 'error'];
 /** A store name, as a create takes it: without control characters (they were let through here, unprintable in the CLI and logs). */
 const storeName = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]*$' };
 const tags = ['marketplace'];
@@ -175,7 +175,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             ownership: { enum: ['owned', 'linked', 'sandbox'] },
             productId: text,
             name: storeName,
-            status: { enum: RESOURCE_STATUSES },
+            status: { enum: [...RESOURCE_STATUSES] },
             metadata: { type: 'object' },
             billingPlan,
             notification: { anyOf: [notification, { type: 'string' }, { type: 'null' }] },
@@ -204,7 +204,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           properties: {
             ownership: { enum: ['owned', 'linked', 'sandbox'] },
             name: storeName,
-            status: { enum: RESOURCE_STATUSES },
+            status: { enum: [...RESOURCE_STATUSES] },
             metadata: { type: 'object' },
             billingPlan,
             notification: { anyOf: [notification, { type: 'string' }, { type: 'null' }] },
