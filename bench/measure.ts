@@ -1,4 +1,5 @@
-/** What every bench measures with: quantiles of timings, and the time one piece of work takes. */
+/** What every bench measures with: quantiles of timings, the time one piece of work takes, a free port. */
+import net from 'node:net';
 
 export const quantile = (values: number[], q: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -9,4 +10,17 @@ export async function time(work: () => Promise<unknown>): Promise<number> {
   const started = performance.now();
   await work();
   return performance.now() - started;
+}
+
+/** A free loopback port, for a server whose address must be known before it starts. */
+export async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  probe.unref();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', resolve);
+  });
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }

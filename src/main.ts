@@ -3,6 +3,7 @@ import pino from 'pino';
 import { loadConfig, type Config } from './config.ts';
 import { buildApp, REDACTED_PATHS } from './http/app.ts';
 import { bootstrapNotice, openRuntime } from './runtime.ts';
+import { stopOnSignals } from './shutdown.ts';
 
 /**
  * Starts the server: state first, then the HTTP listener; SIGTERM/SIGINT stop taking new
@@ -14,29 +15,17 @@ export async function serve(config: Config): Promise<void> {
   const lifecycle = { draining: false };
   const app = await buildApp(runtime, { logger, lifecycle });
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    lifecycle.draining = true;
-    logger.info({ signal }, 'shutting down: draining in-flight requests');
-    const force = setTimeout(() => {
-      logger.error('in-flight requests did not finish in time; exiting');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    force.unref();
-    try {
+  stopOnSignals({
+    logger,
+    timeoutMs: config.shutdownTimeoutMs,
+    beforeClose: () => {
+      lifecycle.draining = true;
+    },
+    close: async () => {
       await app.close();
       await runtime.close();
-      logger.info('stopped');
-      process.exitCode = 0;
-    } catch (error) {
-      logger.error({ err: error }, 'error while shutting down');
-      process.exitCode = 1;
-    }
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+    },
+  });
 
   try {
     await app.listen({ host: config.host, port: config.port });

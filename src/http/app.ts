@@ -4,6 +4,7 @@ import { randomBase62 } from '../ids.ts';
 import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
 import { clientErrorHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
+import { acceptEmptyJsonBody } from './json-body.ts';
 import { lazySerializers, lazyValidators } from './lazy-compilers.ts';
 import { envVarSchema, projectSchema } from './project-shapes.ts';
 import { RateLimits, rateLimitPlugin } from './rate-limit.ts';
@@ -70,11 +71,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
 
   // An empty body labelled JSON (a DELETE from a client that always sends the header) is no body;
   // routes that need one still answer 400 when their schema asks for an object.
-  const json = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (body === '') return done(null, undefined);
-    return json(request, body as string, done);
-  });
+  acceptEmptyJsonBody(app);
 
   await app.register(swagger, {
     openapi: {

@@ -3,6 +3,11 @@
  * or contract-breaking partner can be tested against a real server: per operation, a delay, an
  * error status, a malformed 2xx answer, for the next N calls or until cleared. They are set at
  * run time, in process (the `faults` object) or over HTTP (`PUT /_partner/faults`).
+ *
+ * `malformed` applies only to operations whose answer Storehouse checks: `uninstall` and `delete`
+ * are answered without a body it reads (a 204, a 200 whose body is ignored), so a "malformed"
+ * answer there would be a success and break nothing; it is refused for them (a type error in
+ * process, a 400 over HTTP). Use a `status` to make them fail.
  */
 import { validationError, type FieldError } from '../errors.ts';
 
@@ -20,12 +25,20 @@ export const OPERATIONS = [
 
 export type Operation = (typeof OPERATIONS)[number];
 
+/** Operations whose answer has no body Storehouse checks: a malformed answer cannot be shown there. */
+export const BODILESS_OPERATIONS = ['uninstall', 'delete'] as const satisfies readonly Operation[];
+
+/** An operation whose answer has a body Storehouse checks against the contract. */
+export type CheckedOperation = Exclude<Operation, (typeof BODILESS_OPERATIONS)[number]>;
+
+export const hasCheckedBody = (operation: Operation): operation is CheckedOperation => !(BODILESS_OPERATIONS as readonly string[]).includes(operation);
+
 export interface Fault {
   /** Wait this long before answering. */
   delayMs?: number;
   /** Answer with this HTTP status and an error body instead of the real answer. */
   status?: number;
-  /** Answer 2xx with a body that breaks the partner API's contract. */
+  /** Answer 2xx with a body that breaks the partner API's contract (not for `uninstall` or `delete`). */
   malformed?: boolean;
   /** Apply to the next N calls only, then clear; without it the fault stays until replaced. */
   times?: number;
@@ -35,6 +48,11 @@ export interface Fault {
    * it the fault comes first and nothing is done.
    */
   afterWork?: boolean;
+}
+
+/** A fault for `uninstall` or `delete`: their answers have no body to break, so no `malformed`. */
+export interface BodilessFault extends Fault {
+  malformed?: never;
 }
 
 export interface ProvisionFault extends Fault {
@@ -47,11 +65,11 @@ export interface ProvisionFault extends Fault {
 
 export interface Faults {
   install?: Fault;
-  uninstall?: Fault;
+  uninstall?: BodilessFault;
   provision?: ProvisionFault;
   get?: Fault;
   update?: Fault;
-  delete?: Fault;
+  delete?: BodilessFault;
   plans?: Fault;
   rotate?: Fault;
 }
@@ -87,7 +105,7 @@ export function faultAnswer(operation: Operation, status: number): Answer {
 }
 
 /** A 2xx answer that breaks the contract, in a way a careless partner might. */
-export function malformedAnswer(operation: Operation): Answer {
+export function malformedAnswer(operation: CheckedOperation): Answer {
   switch (operation) {
     case 'provision':
       // No id, an unknown status, and secrets that are not a list.
@@ -101,9 +119,6 @@ export function malformedAnswer(operation: Operation): Answer {
       return { status: 200, body: { sync: true } }; // sync, yet no secrets
     case 'install':
       return { status: 200, body: { billingPlan: { id: 42, type: 'forever' }, notification: { level: 'loud' } } };
-    case 'uninstall':
-    case 'delete':
-      return { status: 200, body: 'this is not JSON' };
   }
 }
 
@@ -131,6 +146,9 @@ export function parseFaults(body: unknown): Faults {
       fields.push({ key: `${operation}.status`, message: 'must be an HTTP status (200 to 599)' });
     }
     if (malformed !== undefined && typeof malformed !== 'boolean') fields.push({ key: `${operation}.malformed`, message: 'must be a boolean' });
+    else if (malformed !== undefined && !hasCheckedBody(operation as Operation)) {
+      fields.push({ key: `${operation}.malformed`, message: `does not apply to ${operation}: its answer has no body Storehouse checks (use a status)` });
+    }
     if (afterWork !== undefined && typeof afterWork !== 'boolean') fields.push({ key: `${operation}.afterWork`, message: 'must be a boolean' });
     if (pending !== undefined) {
       if (operation !== 'provision') fields.push({ key: `${operation}.pending`, message: 'applies to provision only' });

@@ -10,9 +10,13 @@
  * PARTNER_ISSUER (http://127.0.0.1:3000), PARTNER_JWKS_URL, PARTNER_MARKETPLACE_URL, LOG_LEVEL (info).
  */
 import pino from 'pino';
+import { stopOnSignals } from '../shutdown.ts';
 import { startPartnerServer, type PartnerServerOptions } from './app.ts';
 
 const REDACTED_PATHS = ['req.headers.authorization', 'req.headers.cookie'];
+
+/** How long in-flight requests may take after SIGTERM/SIGINT (Storehouse's default shutdown timeout). */
+const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /** The options from the environment; an unset or empty variable takes its default. */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): PartnerServerOptions {
@@ -32,29 +36,17 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): PartnerSer
   };
 }
 
-/** Starts the server; SIGTERM/SIGINT let in-flight requests finish, then close the stores and the database. */
+/**
+ * Starts the server; SIGTERM/SIGINT let in-flight requests finish (up to SHUTDOWN_TIMEOUT_MS,
+ * then the process exits with 1), then close the stores and the database.
+ */
 export async function run(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const options = optionsFromEnv(env);
   const logger = pino({ level: env.LOG_LEVEL || 'info', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } });
   const server = await startPartnerServer({ ...options, logger });
   logger.info({ clientId: options.clientId, issuer: options.issuer, dataDir: options.dataDir }, `reference partner server at ${server.url}`);
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    try {
-      await server.close();
-      logger.info('stopped');
-      process.exitCode = 0;
-    } catch (error) {
-      logger.error({ err: error }, 'error while shutting down');
-      process.exitCode = 1;
-    }
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  stopOnSignals({ logger, timeoutMs: SHUTDOWN_TIMEOUT_MS, close: () => server.close() });
 }
 
 // Only when run directly: importing this module (tests, another entry point) starts nothing.

@@ -10,9 +10,10 @@ import type { Logger } from 'pino';
 import type { Product } from '../catalog/catalog.ts';
 import { conflict, notFound, validationError } from '../errors.ts';
 import { randomBase62 } from '../ids.ts';
+import type { PartnerPlan } from '../providers/http.ts';
 import type { Provider, ProviderResource, ResourceStatus, ResourceUpdate, Secret } from '../providers/provider.ts';
 import type { MarketplaceAnswer, MarketplaceClient } from './marketplace.ts';
-import { monthlyPrice, planForResource, PLANS, PRODUCT_SLUG, type PartnerPlan } from './plans.ts';
+import { monthlyPrice, planForResource, PLANS, PRODUCT_SLUG } from './plans.ts';
 import { isResourceStatus, type InstallationUpsert, type PartnerState, type ResourceRow } from './state.ts';
 
 /** A resource as the partner API answers with it (§1.1). */

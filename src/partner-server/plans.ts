@@ -2,26 +2,14 @@
  * What the reference partner sells: one product, `postgres`, on two plans of its own. The
  * plans go out in the partner API's BillingPlan shape (shared/reference/partner-api.md §1.1,
  * amounts in dollars); the built-in Postgres provider the partner wraps wants a catalog
- * `Product`, so the same plans are also given in the catalog's terms (amounts in cents).
+ * `Product`, so the same plans are also given in the catalog's terms (amounts in cents), mapped
+ * as Storehouse maps any partner's plans (toCatalogPlan).
  */
-import type { BillingPlan, Product } from '../catalog/catalog.ts';
+import type { Product } from '../catalog/catalog.ts';
+import { toCatalogPlan, type PartnerPlan } from '../providers/http.ts';
 
 /** The product's slug: what the partner API calls `productId` (§0.3). */
 export const PRODUCT_SLUG = 'postgres';
-
-/** A billing plan as the partner API sends it (§1.1). */
-export interface PartnerPlan {
-  id: string;
-  type: 'subscription' | 'prepayment';
-  scope: 'resource' | 'installation';
-  name: string;
-  description: string;
-  paymentMethodRequired: boolean;
-  preauthorizationAmount?: number;
-  cost: string;
-  details: Array<{ label: string; value?: string }>;
-  highlightedDetails: Array<{ label: string; value?: string }>;
-}
 
 export const PLANS: PartnerPlan[] = [
   {
@@ -63,58 +51,31 @@ export const findPlan = (id: string) => PLANS.find((plan) => plan.id === id);
 export const planForResource = (id: string): PartnerPlan =>
   findPlan(id) ?? { id, type: 'subscription', scope: 'resource', name: id, description: '', paymentMethodRequired: true, cost: '', details: [], highlightedDetails: [] };
 
-/** The product as the built-in providers take it (they read its slug and plans). */
+/** The catalog id of the product handed to the wrapped provider; it names the plans' product. */
+const PRODUCT_ID = 'iap_partner_postgres';
+
+/**
+ * The product as the wrapped built-in Postgres provider takes it. The provider reads only its
+ * `slug` (recorded with each resource) and, to list them, its `plans`; every other field is here
+ * because the `Product` type requires it, with the least value the type allows. What Storehouse
+ * shows of the product (description, metadata form, tags) comes from the catalog entry
+ * (catalog.ts) and the plans endpoint, never from this object.
+ */
 export function partnerProduct(integrationId: string): Product {
-  const plans: BillingPlan[] = PLANS.map((plan) => ({
-    productId: 'iap_partner_postgres',
-    id: plan.id,
-    type: plan.type,
-    scope: plan.scope,
-    name: plan.name,
-    description: plan.description,
-    cost: plan.cost,
-    paymentMethodRequired: plan.paymentMethodRequired,
-    preauthorizationAmountCents: plan.preauthorizationAmount === undefined ? null : Math.round(plan.preauthorizationAmount * 100),
-    initialCharge: null,
-    minimumAmountCents: null,
-    maximumAmountCents: null,
-    details: plan.details,
-    highlightedDetails: plan.highlightedDetails,
-    resourceLimit: null,
-    disabled: false,
-    retired: false,
-  }));
   return {
-    id: 'iap_partner_postgres',
+    id: PRODUCT_ID,
     integrationId,
     slug: PRODUCT_SLUG,
     name: 'Partner Postgres',
-    description: 'A PostgreSQL database provisioned by the reference partner server.',
-    shortDescription: 'A PostgreSQL database of your own.',
-    primaryProtocol: 'storage',
-    protocols: { storage: { status: 'enabled' } },
-    tags: ['postgres', 'storage'],
-    capabilities: { secretRotation: true },
-    // The keys the Postgres providers understand; anything else in the metadata is kept and ignored.
-    metadataSchema: {
-      type: 'object',
-      properties: {
-        connectionLimit: { type: 'number', 'ui:control': 'input', 'ui:label': 'Connection limit', minimum: 1, maximum: 100, default: 20 },
-        statementTimeout: {
-          type: 'string',
-          'ui:control': 'select',
-          'ui:label': 'Statement timeout',
-          'ui:options': [
-            { value: 'off', label: 'No limit' },
-            { value: '30s', label: '30 seconds' },
-            { value: '5min', label: '5 minutes' },
-          ],
-          default: 'off',
-        },
-      },
-    },
+    description: null,
+    shortDescription: null,
+    primaryProtocol: null,
+    protocols: {},
+    tags: [],
+    capabilities: {},
+    metadataSchema: { type: 'object', properties: {} },
     provider: { type: 'postgres' },
     retired: false,
-    plans,
+    plans: PLANS.map((plan) => toCatalogPlan(PRODUCT_ID, plan)),
   };
 }

@@ -8,7 +8,7 @@
  * migrations of its own.
  */
 import type { Database } from '../db/database.ts';
-import type { ResourceStatus } from '../providers/provider.ts';
+import { RESOURCE_STATUSES, type ResourceStatus } from '../providers/provider.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 
 export const PARTNER_SCHEMA = `
@@ -74,22 +74,13 @@ export interface ResourceRow {
   readyAt: Date | null;
   externalId: string | null;
   protocolSettings: Record<string, unknown> | null;
-  createdAt: Date;
   deleted: boolean;
 }
 
-export interface NewResource {
-  id: string;
-  installationId: string;
-  status: ResourceStatus;
-  readyAt: Date | null;
-  externalId: string | null;
-  protocolSettings: Record<string, unknown> | null;
-}
+/** A resource as first recorded: never deleted. */
+export type NewResource = Omit<ResourceRow, 'deleted'>;
 
-const STATUSES: ResourceStatus[] = ['ready', 'pending', 'onboarding', 'suspended', 'resumed', 'uninstalled', 'error'];
-
-export const isResourceStatus = (value: unknown): value is ResourceStatus => STATUSES.includes(value as ResourceStatus);
+export const isResourceStatus = (value: unknown): value is ResourceStatus => (RESOURCE_STATUSES as readonly unknown[]).includes(value);
 
 function toResource(row: Record<string, unknown>): ResourceRow {
   return {
@@ -99,7 +90,6 @@ function toResource(row: Record<string, unknown>): ResourceRow {
     readyAt: (row.ready_at as Date | null) ?? null,
     externalId: (row.external_id as string | null) ?? null,
     protocolSettings: (row.protocol_settings as Record<string, unknown> | null) ?? null,
-    createdAt: row.created_at as Date,
     deleted: row.deleted_at !== null,
   };
 }
