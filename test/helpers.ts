@@ -7,6 +7,7 @@
  * dropped afterwards. Set STOREHOUSE_TEST_DATABASE_URL (a database on a server where the user
  * may CREATE DATABASE) to run every database-facing test on PostgreSQL too.
  */
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import { Vercel } from '@vercel/sdk';
+import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import pino from 'pino';
@@ -176,6 +178,20 @@ export async function errorOf(response: Response): Promise<{ status: number; cod
     throw new Error(`not a Vercel error body: ${JSON.stringify(body)}`);
   }
   return { status: response.status, code: body.error.code, message: body.error.message, body };
+}
+
+/** The status and Vercel-format error (its parsed body too) of a failed SDK call; fails the test if the call succeeds. */
+export async function sdkFailure(call: Promise<unknown>): Promise<{ status: number; code: string; message: string; body: any }> {
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof SDKError, `expected an SDKError, got ${error}`);
+    const body = JSON.parse(error.body);
+    assert.equal(typeof body.error?.code, 'string', `not a Vercel error body: ${error.body}`);
+    assert.equal(typeof body.error?.message, 'string', `not a Vercel error body: ${error.body}`);
+    return { status: error.statusCode, code: body.error.code, message: body.error.message, body };
+  }
+  assert.fail('expected the call to fail');
 }
 
 /** Waits until `check` holds, polling; fails the test after `timeoutMs`. */

@@ -7,15 +7,16 @@
  * the status answered.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
+import { Vercel } from '@vercel/sdk';
+import { HTTPClient } from '@vercel/sdk/lib/http.js';
+import type { PartnerServer } from '../src/partner-server/app.ts';
+import { replaceFaults } from '../src/partner-server/faults.ts';
 import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
 import { install } from '../src/tenancy/installations.ts';
 import { createTeam } from '../src/tenancy/teams.ts';
-import { errorOf, eventually, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
-import { freePort, sdkFailure, writePartnerCatalog } from './partner-fixtures.ts';
+import { errorOf, eventually, sdkFailure, type TestServer } from './helpers.ts';
+import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 /** A store as the owner's GET /v1/storage/stores shows it (the fields these tests read). */
 interface UserStore {
@@ -35,16 +36,27 @@ interface UserStore {
 }
 
 describe('the marketplace API, called by a partner through @vercel/sdk', () => {
+  let setup: StorehouseWithPartner;
   let server: TestServer;
   let partner: PartnerServer;
-  let partnerDir: string;
-  let catalogFile: string;
   let installationId: string;
   /** The installation's access token, as the partner received it in the upsert. */
   let token: string;
   let first: UserStore;
 
   const mp = () => server.sdk(token).marketplace;
+  /**
+   * The marketplace SDK with the installation's token, keeping the HTTP status of every answer
+   * (for calls whose SDK function resolves to nothing, such as a 204 or a 201 without a body).
+   */
+  const mpWithStatuses = () => {
+    const statuses: number[] = [];
+    const httpClient = new HTTPClient();
+    httpClient.addHook('response', (response) => {
+      statuses.push(response.status);
+    });
+    return { api: new Vercel({ bearerToken: token, serverURL: server.url, httpClient }).marketplace, statuses };
+  };
   const icfg = () => ({ integrationConfigurationId: installationId });
 
   /** The owner's view of the team's stores. */
@@ -93,11 +105,9 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
   const partnerCalls = (method: string, pathPart: string) => partner.requests.filter((r) => r.method === method && r.url.includes(pathPart));
 
   before(async () => {
-    const port = await freePort();
-    // Its `postgres`, and a second product, `replica`, served by the same partner, that resources are only imported into.
-    catalogFile = writePartnerCatalog({ url: `http://127.0.0.1:${port}`, extraProducts: [{ slug: 'replica', url: `http://127.0.0.1:${port}` }] });
-    server = await startServer('embedded', {
-      catalogPath: catalogFile,
+    setup = await startStorehouseWithPartner({
+      // Its `postgres`, and a second product, `replica`, served by the same partner, that resources are only imported into.
+      extraProducts: [{ slug: 'replica' }],
       env: {
         // Generous: the machine is shared, and an embedded partner store takes a second or two.
         STOREHOUSE_PROVISION_TIMEOUT_MS: '30000',
@@ -106,10 +116,7 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
         STOREHOUSE_PENDING_TIMEOUT_MS: '600000',
       },
     });
-    partnerDir = await freshDataDir();
-    partner = await startPartnerServer({ port, dataDir: partnerDir, clientId: 'oac_partner', issuer: server.url, postgresAdminUrl: POSTGRES_URL });
-    const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
-    installationId = configurations[0]!.id!;
+    ({ server, partner, installationId } = setup);
 
     first = await create('mk-first');
     const upsert = partnerCalls('PUT', `/v1/installations/${installationId}`)[0];
@@ -118,29 +125,14 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.match(token, /^shi_/);
   });
 
+  // Whatever the partner still holds goes too (startStorehouseWithPartner's close), so no
+  // database outlives the test on a real PostgreSQL.
   after(async () => {
-    if (process.env.DEBUG_LOGS) for (const line of server?.logs ?? []) if (/"level":(40|50)/.test(line)) console.log(line.slice(0, 600));
-    // Whatever the partner still holds (stores left, resources deleted on Storehouse only) goes,
-    // so no database outlives the test on a real PostgreSQL.
-    if (partner && server) {
-      for (const key of Object.keys(partner.faults)) delete (partner.faults as Record<string, unknown>)[key];
-      const live = (await (await fetch(`${partner.url}/_partner/resources`)).json()) as { resources: Array<{ id: string; installationId: string }> };
-      for (const resource of live.resources) {
-        const jwt = await server.runtime.keys.sign(
-          { aud: 'oac_partner', installation_id: resource.installationId, account_id: 'cleanup', sub: 'account:cleanup' },
-          server.runtime.urls.issuer(),
-        );
-        await fetch(`${partner.url}/v1/installations/${resource.installationId}/resources/${resource.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${jwt}` } }).catch(() => {});
-      }
-    }
-    await partner?.close();
-    await server?.close();
-    if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
-    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    await setup?.close();
   });
 
   beforeEach(() => {
-    for (const key of Object.keys(partner.faults)) delete (partner.faults as Record<string, unknown>)[key];
+    replaceFaults(partner.faults, {});
   });
 
   test('getIntegrationResources lists the installation\'s resources; getIntegrationResource reads one by the partner\'s id', async () => {
@@ -313,6 +305,7 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.equal(rows[0]!.ownership, 'linked', 'ownership defaults to linked');
     assert.equal(seen.ownership, 'linked', "the owner's store view says so");
     assert.equal((await mp().getIntegrationResource({ ...icfg(), resourceId: rid })).internalId, seen.id);
+    const importedId = seen.id;
 
     // Importing again updates the same store: name, status, secrets (and a connected project's variables).
     const again = await mp().importResource({
@@ -323,6 +316,7 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.deepEqual(again, { name: 'mk-imported-2' });
     seen = await storeOf(rid);
     assert.equal(seen?.id, (await mp().getIntegrationResource({ ...icfg(), resourceId: rid })).internalId);
+    assert.equal(seen?.id, importedId, 'the store the first import made');
     assert.equal(seen?.name, 'mk-imported-2');
     assert.equal(seen?.status, 'available');
     assert.equal((await userStores()).length, before + 1, 'no second store');
@@ -397,8 +391,10 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.ok((await projectVars(projectId)).POSTGRES_URL);
 
     const partnerDeletes = partnerCalls('DELETE', '/resources/').length;
-    const answer = await mp().deleteIntegrationResource({ ...icfg(), resourceId: store.externalResourceId });
+    const deleting = mpWithStatuses();
+    const answer = await deleting.api.deleteIntegrationResource({ ...icfg(), resourceId: store.externalResourceId });
     assert.equal(answer, undefined);
+    assert.deepEqual(deleting.statuses, [204], 'answered 204 No Content');
     assert.equal(await storeOf(store.externalResourceId), undefined, 'the store is gone');
     assert.equal((await server.request(`/v1/storage/stores/${store.id}`)).status, 404);
     assert.deepEqual((await authorizations()).map((a) => a.state), ['released']);
@@ -429,8 +425,10 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     delete partner.faults.get;
 
     const gets = partnerCalls('GET', `/resources/${rid}`).length;
-    const answer = await mp().createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: rid, productId: 'postgres' } } });
+    const eventing = mpWithStatuses();
+    const answer = await eventing.api.createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: rid, productId: 'postgres' } } });
     assert.equal(answer, undefined);
+    assert.deepEqual(eventing.statuses, [201], 'answered 201');
     assert.ok(partnerCalls('GET', `/resources/${rid}`).length > gets, 'Storehouse read the resource from the partner');
     const seen = await storeOf(rid);
     assert.equal(seen?.status, 'available', 'available as soon as the event is answered');
@@ -553,6 +551,9 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
       }
       const error = await errorOf(response);
       assert.ok(error.message.length > 0, what);
+      // A body the route's schema refuses is a bad_request; one that fits the schema but not the
+      // contract (a secret named twice) a validation_error: nothing else.
+      assert.ok(['validation_error', 'bad_request'].includes(error.code), `${what}: ${error.code}`);
     }
     assert.deepEqual(accepted, [], 'every malformed body is a 400');
     assert.deepEqual(await snapshot(), before, 'the 400s changed nothing');

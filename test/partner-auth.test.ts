@@ -142,8 +142,19 @@ describe('installation access tokens on the marketplace API', () => {
       },
     });
     assert.match(invoice.invoiceId!, /^inv_/);
-    const { rows } = await server.runtime.db.query<{ kind: string }>('SELECT kind FROM partner_reports WHERE installation_id = $1 ORDER BY created_at', [installationId]);
+    const { rows } = await server.runtime.db.query<{ id: string; kind: string; body: any }>(
+      'SELECT id, kind, body FROM partner_reports WHERE installation_id = $1 ORDER BY created_at',
+      [installationId],
+    );
     assert.deepEqual(rows.map((r) => r.kind), ['billing', 'balance', 'invoice']);
+    const [billing, balance, invoiceRow] = rows;
+    assert.deepEqual(billing!.body.billing.items, [{ billingPlanId: 'postgres_pro', name: 'Storage', price: '0.10', quantity: 3, units: 'GB', total: '0.30' }]);
+    assert.equal(billing!.body.billing.items[0].total, '0.30');
+    assert.deepEqual(billing!.body.usage, [{ name: 'Storage', type: 'total', units: 'GB', dayValue: 3, periodValue: 3 }]);
+    assert.equal(balance!.body.balances[0].currencyValueInCents, 1200);
+    assert.equal(balance!.body.balances[0].nameLabel, 'Credits');
+    assert.equal(invoiceRow!.body.items[0].total, '20.00');
+    assert.equal(invoiceRow!.id, invoice.invoiceId, 'the invoice id answered is the report kept');
     const missing = await errorOf(
       await server.request(`/v1/installations/${installationId}/billing`, {
         token, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ timestamp: now.toISOString() }),

@@ -246,7 +246,7 @@ describe('kill -9 while creating stores on a partner server', () => {
     throw error;
   };
 
-  test('killed while the partner makes the resource: the create is rolled back, the resource deleted, the key free again', async () => {
+  test('killed while the partner makes the resource: the create is rolled back, the resource deleted, the key free again', async (t) => {
     try {
       const before = await live();
       const calls = provisionCalls().length;
@@ -264,10 +264,16 @@ describe('kill -9 while creating stores on a partner server', () => {
       await start();
       // Recorded before the partner was called: the store is there, without a resource, until
       // recovery takes it (a sweep 2 s after the start, or once it is stale).
+      // (Being rolled back, it may already be `deleting`, which the list shows as `error`.)
       const early = (await stores()).find((store) => store.name === 'crash-a');
       if (early) {
         assert.equal(early.externalResourceId, '');
-        assert.ok(['initializing', 'error'].includes(early.status), `status ${early.status}`);
+        assert.ok(['initializing', 'error', 'deleting'].includes(early.status), `status ${early.status}`);
+        notes.push(`crash-a after the restart: ${early.status}`);
+      } else {
+        // Recovery was quicker than the first look: nothing to check here, and it is said so.
+        t.diagnostic('crash-a was already rolled back when first listed after the restart: its state before recovery was not checked');
+        notes.push('crash-a after the restart: already gone');
       }
       await settles('the interrupted create');
       assert.ok(!(await stores()).some((store) => store.name === 'crash-a'), 'the store was rolled back');

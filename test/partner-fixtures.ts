@@ -1,16 +1,21 @@
 /**
  * What the partner-server tests share: a port chosen before a server starts (the catalog must
  * name the partner's URL before Storehouse starts, and the partner must name Storehouse's), the
- * catalog file selling the reference partner, and the Vercel error an SDK call failed with.
+ * catalog file selling the reference partner, and a Storehouse with the reference partner
+ * running in process.
  */
-import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import { stringify } from 'yaml';
+import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
 import { catalogWithPartner, type PartnerEntryOptions } from '../src/partner-server/catalog.ts';
+import { replaceFaults } from '../src/partner-server/faults.ts';
+import { freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+
+/** The failure of an SDK call: it lives in helpers.ts, re-exported for the partner tests that took it from here. */
+export { sdkFailure } from './helpers.ts';
 
 /** A free loopback port. */
 export async function freePort(): Promise<number> {
@@ -28,16 +33,71 @@ export function writePartnerCatalog(options: PartnerEntryOptions): string {
   return file;
 }
 
-/** The status and Vercel-format error of a failed SDK call. */
-export async function sdkFailure(call: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
+export interface StorehouseWithPartner {
+  /** Storehouse, on the embedded database, selling the partner's products (integration `acme`, client id oac_partner). */
+  server: TestServer;
+  /** The reference partner server, in this process; its stores are on POSTGRES_URL when set, else embedded. */
+  partner: PartnerServer;
+  /** The team's installation of the partner's integration. */
+  installationId: string;
+  partnerDir: string;
+  catalogFile: string;
+  /** Deletes what the partner still holds, then stops both servers and removes their files. */
+  close(): Promise<void>;
+}
+
+/**
+ * A Storehouse whose catalog sells the reference partner's `postgres` (and `extraProducts`: a
+ * product without a `url` is served by the same partner), with the partner running in process
+ * and verifying Storehouse's tokens (issuer: Storehouse's URL).
+ */
+export async function startStorehouseWithPartner(
+  options: { extraProducts?: Array<{ slug: string; url?: string }>; env?: Record<string, string> } = {},
+): Promise<StorehouseWithPartner> {
+  const port = await freePort();
+  const partnerUrl = `http://127.0.0.1:${port}`;
+  const catalogFile = writePartnerCatalog({
+    url: partnerUrl,
+    extraProducts: (options.extraProducts ?? []).map((product) => ({ slug: product.slug, url: product.url ?? partnerUrl })),
+  });
+  let server: TestServer | undefined;
+  let partner: PartnerServer | undefined;
+  let partnerDir: string | undefined;
+  const close = async () => {
+    if (process.env.DEBUG_LOGS) for (const line of server?.logs ?? []) if (/"level":(40|50)/.test(line)) console.log(line.slice(0, 600));
+    try {
+      // Whatever the partner still holds (stores left, resources deleted on Storehouse only)
+      // goes, so no database outlives the test on a real PostgreSQL.
+      if (partner && server) {
+        replaceFaults(partner.faults, {});
+        const live = (await (await fetch(`${partner.url}/_partner/resources`)).json()) as { resources: Array<{ id: string; installationId: string }> };
+        for (const resource of live.resources) {
+          const jwt = await server.runtime.keys.sign(
+            { aud: 'oac_partner', installation_id: resource.installationId, account_id: 'cleanup', sub: 'account:cleanup' },
+            server.runtime.urls.issuer(),
+          );
+          await fetch(`${partner.url}/v1/installations/${resource.installationId}/resources/${resource.id}`, {
+            method: 'DELETE',
+            headers: { authorization: `Bearer ${jwt}` },
+          }).catch(() => {});
+        }
+      }
+    } finally {
+      await partner?.close();
+      await server?.close();
+      if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
+      fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    }
+  };
   try {
-    await call;
+    server = await startServer('embedded', { catalogPath: catalogFile, ...(options.env && { env: options.env }) });
+    partnerDir = await freshDataDir();
+    partner = await startPartnerServer({ port, dataDir: partnerDir, clientId: 'oac_partner', issuer: server.url, postgresAdminUrl: POSTGRES_URL });
+    const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
+    const installationId = configurations[0]!.id!;
+    return { server, partner, installationId, partnerDir, catalogFile, close };
   } catch (error) {
-    assert.ok(error instanceof SDKError, `expected an SDKError, got ${error}`);
-    const body = JSON.parse(error.body);
-    assert.equal(typeof body.error?.code, 'string', `not a Vercel error body: ${error.body}`);
-    assert.equal(typeof body.error?.message, 'string', `not a Vercel error body: ${error.body}`);
-    return { status: error.statusCode, code: body.error.code, message: body.error.message };
+    await close().catch(() => {});
+    throw error;
   }
-  assert.fail('expected the call to fail');
 }

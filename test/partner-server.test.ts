@@ -281,9 +281,21 @@ describe('the reference partner server', () => {
       delete partner.faults.get; // without `times` a fault stays until cleared
       assert.equal((await call('GET', path)).status, 200);
 
-      // A provision that fails first does nothing; the retry with the same key gets the same resource.
+      // A provision that fails first does nothing (a key never used before, so the failed call
+      // is the only thing that could have made a resource); the retry with the key makes one.
+      const liveIds = async () => (((await (await control('GET', '/_partner/resources')).json()) as any).resources as Array<{ id: string }>).map((r) => r.id).sort();
+      const liveBefore = await liveIds();
       partner.faults.provision = { status: 503, times: 1 };
-      assert.equal((await call('POST', resources, { key: main.key, body: provisionBody('main') })).status, 503);
+      assert.equal((await call('POST', resources, { key: 'provision-after-503', body: provisionBody('after-503') })).status, 503);
+      assert.deepEqual(await liveIds(), liveBefore, 'the failed provision made no resource');
+      const retry = await call('POST', resources, { key: 'provision-after-503', body: provisionBody('after-503') });
+      assert.equal(retry.status, 201, 'the key was not used up by the failed call');
+      const made = ((await retry.json()) as any).id as string;
+      assert.ok(!liveBefore.includes(made), 'a new resource');
+      assert.deepEqual(await liveIds(), [...liveBefore, made].sort());
+      assert.equal((await call('DELETE', `${resources}/${made}`, { key: 'delete-after-503' })).status, 204);
+      assert.deepEqual(await liveIds(), liveBefore);
+      // The first key still gets its resource.
       const retried = (await (await call('POST', resources, { key: main.key, body: provisionBody('main') })).json()) as any;
       assert.equal(retried.id, main.id);
       // afterWork: the work is done, the answer is lost.
@@ -333,8 +345,14 @@ describe('the reference partner server', () => {
   });
 
   test('provider-side actions reach the marketplace: ready, rotated secrets, billing data', async () => {
+    const callbacksBefore = marketplace.callbacks.length;
     const ready = (await (await control('POST', `/_partner/resources/${main.id}/ready`)).json()) as any;
     assert.equal(ready.status, 201);
+    assert.deepEqual(
+      marketplace.callbacks.slice(callbacksBefore).map((c) => [c.method, c.url, c.authorization, c.body]),
+      [['POST', `/v1/installations/${INSTALLATION}/events`, `Bearer ${ACCESS_TOKEN}`, { event: { type: 'resource.updated', resourceId: main.id, productId: 'postgres' } }]],
+      'the marketplace was told the resource is updated',
+    );
 
     const rotated = (await (await control('POST', `/_partner/resources/${main.id}/rotate-secrets`)).json()) as any;
     assert.equal(rotated.status, 201);

@@ -6,27 +6,24 @@
  * malformed answers, pending forever.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import pg from 'pg';
-import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
-import { eventually, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
-import { freePort, sdkFailure, writePartnerCatalog } from './partner-fixtures.ts';
+import type { PartnerServer } from '../src/partner-server/app.ts';
+import { replaceFaults } from '../src/partner-server/faults.ts';
+import { hashToken } from '../src/ids.ts';
+import { eventually, sdkFailure, type TestServer } from './helpers.ts';
+import { freePort, startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 describe('stores provided by a partner server over HTTP', () => {
+  let setup: StorehouseWithPartner;
   let server: TestServer;
   let partner: PartnerServer;
-  let partnerDir: string;
   let installationId: string;
-  let catalogFile: string;
 
   before(async () => {
-    const port = await freePort();
     const down = await freePort(); // nothing listens there
-    catalogFile = writePartnerCatalog({ url: `http://127.0.0.1:${port}`, extraProducts: [{ slug: 'down', url: `http://127.0.0.1:${down}` }] });
-    server = await startServer('embedded', {
-      catalogPath: catalogFile,
+    setup = await startStorehouseWithPartner({
+      extraProducts: [{ slug: 'down', url: `http://127.0.0.1:${down}` }],
       env: {
         // An embedded store takes the partner a second or two; one on PostgreSQL, milliseconds.
         STOREHOUSE_PROVISION_TIMEOUT_MS: '8000',
@@ -35,20 +32,13 @@ describe('stores provided by a partner server over HTTP', () => {
         STOREHOUSE_PENDING_TIMEOUT_MS: '3000',
       },
     });
-    partnerDir = await freshDataDir();
-    partner = await startPartnerServer({ port, dataDir: partnerDir, clientId: 'oac_partner', issuer: server.url, postgresAdminUrl: POSTGRES_URL });
-    const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
-    installationId = configurations[0]!.id!;
+    ({ server, partner, installationId } = setup);
   });
   after(async () => {
-    if (process.env.DEBUG_LOGS) for (const line of server.logs) if (/"level":(40|50)/.test(line)) console.log(line.slice(0, 600));
-    await partner?.close();
-    await server?.close();
-    fs.rmSync(partnerDir, { recursive: true, force: true });
-    fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    await setup?.close();
   });
   beforeEach(() => {
-    for (const key of Object.keys(partner.faults)) delete (partner.faults as Record<string, unknown>)[key];
+    replaceFaults(partner.faults, {});
   });
 
   const create = async (name: string, extra: Record<string, unknown> = {}) => {
@@ -58,6 +48,11 @@ describe('stores provided by a partner server over HTTP', () => {
     assert.ok(store);
     return { store };
   };
+  /** The partner resource ids of the installation's stores, sorted. */
+  const storeResourceIds = async () =>
+    (await server.runtime.db.query<{ id: string }>('SELECT external_resource_id AS id FROM stores WHERE installation_id = $1 AND external_resource_id IS NOT NULL', [installationId])).rows
+      .map((row) => row.id)
+      .sort();
   const storeCount = async () => Number((await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installationId])).rows[0]!.n);
   const partnerCalls = (method: string, pathPart: string) => partner.requests.filter((r) => r.method === method && r.url.includes(pathPart));
 
@@ -86,6 +81,7 @@ describe('stores provided by a partner server over HTTP', () => {
     const { rows: tokens } = await server.runtime.db.query<{ token_hash: string }>('SELECT token_hash FROM installation_tokens WHERE installation_id = $1', [installationId]);
     assert.equal(tokens.length, 1);
     assert.ok(!tokens[0]!.token_hash.includes(token), 'only the hash is stored');
+    assert.equal(tokens[0]!.token_hash, hashToken(token), 'the hash of the token the partner received');
 
     const provision = partnerCalls('POST', `/v1/installations/${installationId}/resources`).at(-1)!;
     const { rows } = await server.runtime.db.query<{ id: string; provision_key: string; external_resource_id: string }>(
@@ -138,11 +134,19 @@ describe('stores provided by a partner server over HTTP', () => {
     await assert.rejects(gone.connect());
   });
 
-  test('a pending resource becomes available when the partner reports resource.updated', async () => {
+  test('a pending resource becomes available when the partner reports resource.updated', async (t) => {
     partner.faults.provision = { pending: 300 };
+    const t0 = Date.now();
     const { store } = await create('acme-pending');
+    const answered = Date.now();
     assert.equal(store.status, 'initializing');
-    await eventually('the store to become available', async () => (await statusOf(server, store.externalResourceId)) === 'available', 8000);
+    // Storehouse's first poll of a pending resource is due 2 s after it recorded the provision
+    // (just before it answered); the partner reports it ready 300 ms after its own answer. So
+    // within 1,500 ms of Storehouse's answer only the partner's resource.updated event can have
+    // made the store available. (Measured from the answer, not from t0: on the embedded
+    // partner the create itself takes seconds.)
+    await eventually('the store to become available', async () => (await statusOf(server, store.externalResourceId)) === 'available', 1500);
+    t.diagnostic(`create answered ${answered - t0} ms after t0; the store was available ${Date.now() - answered} ms after the answer (${Date.now() - t0} ms after t0)`);
     // Storehouse read the resource back (after the event, well before its first poll would have).
     assert.ok(partnerCalls('GET', `/resources/${store.externalResourceId}`).length >= 1);
   });
@@ -173,6 +177,7 @@ describe('stores provided by a partner server over HTTP', () => {
     assert.equal(refused.status, 400);
     assert.equal(refused.code, 'validation_error');
     assert.match(refused.message, /refused/);
+    assert.deepEqual(refused.body.error.fields, [{ key: 'metadata', message: 'refused by the partner (injected fault)' }], "the partner's fields reach the caller");
 
     partner.faults.provision = { malformed: true, times: 1 };
     const malformed = await sdkFailure(create('acme-malformed'));
@@ -196,6 +201,8 @@ describe('stores provided by a partner server over HTTP', () => {
     assert.equal(await storeCount(), before, 'no store was left behind');
     // Every resource the partner made for these creates was deleted again.
     await eventually('the partner to hold no orphan resource', async () => (await liveResources(partner)) === (await storeCount()), 10_000);
+    // The same resources, not only as many: the partner's live ones are the installation's stores'.
+    assert.deepEqual(await liveResourceIds(partner), await storeResourceIds());
   });
 });
 
@@ -215,7 +222,12 @@ async function envValue(server: TestServer, projectId: string, key: string): Pro
 
 /** How many resources the partner holds alive, from its own records. */
 async function liveResources(partner: PartnerServer): Promise<number> {
+  return (await liveResourceIds(partner)).length;
+}
+
+/** The ids of the resources the partner holds alive, from its own records, sorted. */
+async function liveResourceIds(partner: PartnerServer): Promise<string[]> {
   const response = await fetch(`${partner.url}/_partner/resources`);
-  const body = (await response.json()) as { resources: unknown[] };
-  return body.resources.length;
+  const body = (await response.json()) as { resources: Array<{ id: string }> };
+  return body.resources.map((resource) => resource.id).sort();
 }

@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import pg from 'pg';
 import { parse, stringify } from 'yaml';
 import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
@@ -16,7 +15,7 @@ import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember, setStoreQuota } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, type Backend, type TestServer } from './helpers.ts';
+import { BACKENDS, errorOf, eventually, POSTGRES_URL, sdkFailure, startServer, type Backend, type TestServer } from './helpers.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 
@@ -26,18 +25,6 @@ function providerEnv(backend: Backend): Record<string, string> {
     ...(backend === 'postgres' && POSTGRES_URL && { STOREHOUSE_POSTGRES_ADMIN_URL: POSTGRES_URL }),
     ...(REDIS_URL && { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL }),
   };
-}
-
-/** The status and Vercel error code an SDK call fails with. */
-async function sdkFailure(call: Promise<unknown>): Promise<{ status: number; code: string; message: string; body: any }> {
-  try {
-    await call;
-  } catch (error) {
-    assert.ok(error instanceof SDKError, `expected an SDKError, got ${error}`);
-    const body = JSON.parse(error.body);
-    return { status: error.statusCode, code: body.error.code, message: body.error.message, body };
-  }
-  assert.fail('expected the call to fail');
 }
 
 /** What a rejected request must leave unchanged: counts of every table a create writes. */
@@ -155,8 +142,10 @@ for (const backend of BACKENDS) {
         await client.end();
       }
       // Encrypted at rest: the stored value is not the URL.
-      const { rows } = await server.runtime.db.query<{ value: string }>("SELECT value FROM project_env WHERE key = 'POSTGRES_URL'");
+      const { rows } = await server.runtime.db.query<{ value: string }>("SELECT value FROM project_env WHERE key = 'POSTGRES_URL' AND project_id = $1", [project.id]);
+      assert.ok(rows.length > 0, "the project's POSTGRES_URL is stored");
       assert.ok(!rows.some((row) => row.value.includes('postgres://')));
+      assert.ok(!rows.some((row) => row.value.includes(url.value!)), 'nor holds the URL in the clear');
       // The store shows in the list (the vercel CLI's `integration list`).
       const listed = (await (await server.request('/v1/storage/stores')).json()) as any;
       assert.equal(listed.stores.find((s: any) => s.name === 'seed-db').projectsMetadata[0].name, 'web');
@@ -440,6 +429,10 @@ for (const backend of BACKENDS) {
         assert.ok(actions.has(action), `${action} is recorded`);
       }
       assert.ok(audit.events.every((e: any) => typeof e.actorId === 'string' || e.actorId === null));
+      // Who: the seed store was created by the bootstrap owner, whose token made the request.
+      const seedCreated = audit.events.filter((e: any) => e.action === 'store.created' && e.details?.name === 'seed-db');
+      assert.equal(seedCreated.length, 1, 'the seed store was created once');
+      assert.equal(seedCreated[0].actorId, server.runtime.bootstrapped!.user.id);
       assert.equal((await server.request('/_storehouse/audit', { token: billingToken })).status, 403);
     });
   });
@@ -511,6 +504,11 @@ describe('provider failures and timeouts roll the store back', () => {
       assert.deepEqual([failure.status, failure.code], [503, 'provider_unavailable']);
       const { rows } = await server.runtime.db.query<{ status: string }>('SELECT status FROM stores');
       assert.ok(rows.every((row) => row.status === 'error'), 'kept only as a record in error, never initializing');
+      // The provider's delete of what the provision may have made cannot reach the server either:
+      // the store is kept, in error, so that resource is never forgotten (its delete retries the undo).
+      assert.deepEqual(rows.map((row) => row.status), ['error'], 'the store is kept, in error');
+      const kept = await server.runtime.db.query<{ title: string }>("SELECT notification->>'title' AS title FROM stores");
+      assert.deepEqual(kept.rows.map((row) => row.title), ['Provisioning failed']);
       const auths = await server.runtime.db.query<{ state: string }>('SELECT state FROM billing_authorizations');
       assert.deepEqual(auths.rows.map((r) => r.state), ['released']);
     } finally {
@@ -531,11 +529,16 @@ describe('provider failures and timeouts roll the store back', () => {
       await new Promise((resolve) => setTimeout(resolve, 3000));
       const live = await server.runtime.db.query("SELECT 1 FROM provider_resources WHERE state IN ('provisioning', 'ready')");
       assert.equal(live.rows.length, 0);
-      // And the name is free again.
-      const { store } = await server.sdk().integrations.createIntegrationStoreDirect({
-        requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis' },
-      }).catch((error) => ({ store: { status: (error as SDKError).statusCode } as any }));
-      assert.notEqual(store?.status, 409);
+      // And the name is free again: a create of that name gets past the name check (a 409
+      // store_name_taken) to the provider, which this server does not have (no Redis is
+      // configured): 503 provider_unavailable, and nothing is recorded.
+      const again = await sdkFailure(
+        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis' } }),
+      );
+      assert.notEqual(again.status, 409);
+      assert.deepEqual([again.status, again.code], [503, 'provider_unavailable'], again.message);
+      assert.match(again.message, /STOREHOUSE_REDIS_ADMIN_URL/);
+      assert.equal((await server.runtime.db.query('SELECT 1 FROM stores')).rows.length, 0);
     } finally {
       await server.close();
     }
