@@ -37,5 +37,5 @@ export interface FieldError {
 }
 
 /** Vercel's `validation_error`: 400 with `fields: [{key, message}]` naming each bad key. */
-export const validationError = (fields: FieldError[]) =>
-  new AppError(400, 'validation_error', `Invalid ${fields.map((f) => `${f.key}: ${f.message}`).join('; ')}`, { fields });
+export const validationError = (fields: FieldError[], message = `Invalid ${fields.map((f) => `${f.key}: ${f.message}`).join('; ')}`) =>
+  new AppError(400, 'validation_error', message, { fields });

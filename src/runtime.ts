@@ -41,6 +41,8 @@ export interface Runtime {
   marketplace: MarketplaceApi;
   /** The keys partner calls are signed with. */
   keys: SigningKeys;
+  /** The same, as the CLI's commands reach them. */
+  signingKeys(): SigningKeys;
   /** Where partners reach this Storehouse, and the issuer of its tokens. */
   urls: PublicUrls;
   /**
@@ -162,8 +164,9 @@ export async function openAdminContext(config: Config): Promise<AdminContext & {
     if ((await syncedFingerprint(db)) === undefined) {
       throw new AppError(409, 'not_started', 'Storehouse has not been started on this state yet: start the server once (npm start) to set it up');
     }
-    const keys = new SigningKeys(db, SecretBox.load(config.secretKey, config.dataDir));
-    return { db, catalog: await Catalog.load(db), keys, close: () => db.close() };
+    let keys: SigningKeys | undefined;
+    const signingKeys = () => (keys ??= new SigningKeys(db, SecretBox.load(config.secretKey, config.dataDir)));
+    return { db, catalog: await Catalog.load(db), signingKeys, close: () => db.close() };
   } catch (error) {
     await db.close().catch(() => {});
     throw error;
@@ -230,9 +233,10 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       discovery,
       stores,
       connections,
-      marketplace: new MarketplaceApi(db, box, stores, connections, urls, catalogs.current),
+      marketplace: new MarketplaceApi(db, box, stores, connections, urls, catalogs.current, feed),
       projectEnv: new ProjectEnv(db, box),
       keys,
+      signingKeys: () => keys,
       urls,
       storesServed,
       bootstrapped,

@@ -588,7 +588,7 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     // Unknown, missing and revoked tokens: 401, and nothing changes.
     const revocable = await mintInstallationToken(server.runtime.db, installationId);
     assert.equal((await server.sdk(revocable.value).marketplace.getIntegrationResource({ ...icfg(), resourceId: rid })).name, 'mk-bad');
-    await server.runtime.db.query('UPDATE installation_tokens SET revoked_at = now() WHERE id = $1', [revocable.id]);
+    await server.runtime.db.query('DELETE FROM installation_tokens WHERE id = $1', [revocable.id]); // revoked: a token is only its row
     for (const bearer of ['shi_unknown', revocable.value, server.token]) {
       const sdk = server.sdk(bearer).marketplace;
       const calls: Array<[string, () => Promise<unknown>]> = [

@@ -27,9 +27,9 @@ export async function freePort(): Promise<number> {
 }
 
 /** A catalog file (in a directory of its own: remove `path.dirname(file)` afterwards) selling the partner's products. */
-export function writePartnerCatalog(options: PartnerEntryOptions): string {
+export function writePartnerCatalog(...partners: PartnerEntryOptions[]): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
-  fs.writeFileSync(file, stringify(catalogWithPartner(options)));
+  fs.writeFileSync(file, stringify(catalogWithPartner(...partners)));
   return file;
 }
 
@@ -47,19 +47,19 @@ export interface StorehouseWithPartner {
 }
 
 /**
- * A Storehouse whose catalog sells the reference partner's `postgres` (and `extraProducts`: a
- * product without a `url` is served by the same partner), with the partner running in process
- * and verifying Storehouse's tokens (issuer: Storehouse's URL).
+ * A Storehouse whose catalog sells the reference partner's `postgres` (and `extraProducts`, served
+ * by the same partner), with the partner running in process and verifying Storehouse's tokens
+ * (issuer: Storehouse's URL). `otherPartners` are more integrations, each with its own partner
+ * URL (one nothing listens on, say).
  */
 export async function startStorehouseWithPartner(
-  options: { extraProducts?: Array<{ slug: string; url?: string }>; env?: Record<string, string> } = {},
+  options: { extraProducts?: Array<{ slug: string }>; otherPartners?: Array<{ slug: string; url: string }>; env?: Record<string, string> } = {},
 ): Promise<StorehouseWithPartner> {
   const port = await freePort();
-  const partnerUrl = `http://127.0.0.1:${port}`;
-  const catalogFile = writePartnerCatalog({
-    url: partnerUrl,
-    extraProducts: (options.extraProducts ?? []).map((product) => ({ slug: product.slug, url: product.url ?? partnerUrl })),
-  });
+  const catalogFile = writePartnerCatalog(
+    { url: `http://127.0.0.1:${port}`, ...(options.extraProducts && { extraProducts: options.extraProducts }) },
+    ...(options.otherPartners ?? []).map((other) => ({ url: other.url, slug: other.slug, clientId: `oac_${other.slug}` })),
+  );
   let server: TestServer | undefined;
   let partner: PartnerServer | undefined;
   let partnerDir: string | undefined;

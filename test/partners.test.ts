@@ -23,7 +23,8 @@ describe('stores provided by a partner server over HTTP', () => {
   before(async () => {
     const down = await freePort(); // nothing listens there
     setup = await startStorehouseWithPartner({
-      extraProducts: [{ slug: 'down', url: `http://127.0.0.1:${down}` }],
+      // Another integration, whose partner server is down.
+      otherPartners: [{ slug: 'down', url: `http://127.0.0.1:${down}` }],
       env: {
         // An embedded store takes the partner a second or two; one on PostgreSQL, milliseconds.
         STOREHOUSE_PROVISION_TIMEOUT_MS: '8000',
@@ -190,9 +191,10 @@ describe('stores provided by a partner server over HTTP', () => {
     assert.equal(slow.status, 503);
     assert.equal(slow.code, 'provider_timeout');
 
+    const [downInstallation] = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'down' });
     const down = await sdkFailure(
       server.sdk().integrations.createIntegrationStoreDirect({
-        requestBody: { name: 'acme-down', integrationConfigurationId: installationId, integrationProductIdOrSlug: 'down', metadata: { connectionLimit: 5 } },
+        requestBody: { name: 'acme-down', integrationConfigurationId: downInstallation!.id!, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 } },
       }),
     );
     assert.equal(down.status, 503);

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
-import { Catalog } from '../src/catalog/catalog.ts';
+import { Catalog, offeredPlans } from '../src/catalog/catalog.ts';
 import { CatalogError, loadCatalogFile, validateCatalog } from '../src/catalog/catalog-file.ts';
 import type { CatalogFile } from '../src/catalog/catalog-schema.ts';
 import { syncCatalog } from '../src/catalog/catalog-sync.ts';
@@ -103,7 +103,7 @@ for (const backend of BACKENDS) {
         const product = loaded.findProduct('oac_storehouse', 'postgres');
         assert.equal(product.name, 'Postgres 2');
         // The plan a store still uses is kept, listed as disabled; the unused one is gone.
-        assert.deepEqual(loaded.plansOf(product).map((p) => [p.id, p.disabled]), [['postgres_hobby', false], ['postgres_pro', true]]);
+        assert.deepEqual(offeredPlans(product).map((p) => [p.id, p.disabled]), [['postgres_hobby', false], ['postgres_pro', true]]);
         assert.equal(product.plans.find((p) => p.id === 'postgres_pro')?.retired, true);
         assert.throws(() => loaded.findProduct('oac_storehouse', 'redis'), /Could not find the product: redis/);
 
@@ -124,7 +124,7 @@ for (const backend of BACKENDS) {
         await syncCatalog(db, defaultCatalog());
         const restored = await Catalog.load(db);
         assert.deepEqual(
-          restored.plansOf(restored.findProduct('oac_storehouse', 'postgres')).map((p) => [p.id, p.disabled]),
+          offeredPlans(restored.findProduct('oac_storehouse', 'postgres')).map((p) => [p.id, p.disabled]),
           [['postgres_hobby', false], ['postgres_pro', false], ['postgres_payg', false]],
         );
       });
@@ -260,6 +260,13 @@ describe('catalog validation', () => {
   test('rules beyond the schema: unique ids, coherent plans, valid defaults', () => {
     const cases: Array<[(catalog: CatalogFile) => void, RegExp]> = [
       [(c) => (c.integrations[0]!.products[1]!.slug = 'postgres'), /products\/1\/slug: product slug "postgres" is already used at \/integrations\/0\/products\/0\/slug/],
+      [
+        (c) => {
+          c.integrations[0]!.products[0]!.provider = { type: 'http', url: 'http://127.0.0.1:4000' };
+          c.integrations[0]!.products[1]!.provider = { type: 'http', url: 'http://127.0.0.1:4001' };
+        },
+        /^\/integrations\/0\/products: the products of one integration must name one partner server, not http:\/\/127\.0\.0\.1:4000 and http:\/\/127\.0\.0\.1:4001$/,
+      ],
       [(c) => (product(c).plans[1]!.id = 'postgres_hobby'), /plans\/1\/id: plan id "postgres_hobby" is already used/],
       [(c) => delete product(c).plans[2]!.maximumAmount, /plans\/2: missing required field "maximumAmount" \(prepayment plans\)/],
       [(c) => (product(c).plans[2]!.minimumAmount = '0.25'), /plans\/2\/minimumAmount: must be at least "0.50"/],

@@ -12,17 +12,17 @@ import { createTeam, getTeam, listMembers, listTeams, parseRole, removeMember, s
 import { addPaymentMethod, listPaymentMethods, removePaymentMethod, setDefaultPaymentMethod } from '../billing/payment-methods.ts';
 import { audit, listAuditEvents } from '../audit/audit-log.ts';
 import type { SigningKeys } from '../partners/signing-keys.ts';
+import { createToken, listTokens, revokeToken } from '../tenancy/tokens.ts';
+import { createUser, getUser } from '../tenancy/users.ts';
 
 /** Operator changes are audited with no user: they come from the CLI, not from a token. */
 const OPERATOR = null;
-import { createToken, listTokens, revokeToken } from '../tenancy/tokens.ts';
-import { createUser, getUser } from '../tenancy/users.ts';
 
 export interface AdminContext {
   db: Database;
   catalog: Catalog;
-  /** The keys partner calls are signed with. */
-  keys: SigningKeys;
+  /** The keys partner calls are signed with (made on use: only the keys commands need the secret key). */
+  signingKeys(): SigningKeys;
 }
 
 type Args = Record<string, string | undefined>;
@@ -44,8 +44,8 @@ export const adminCommands = {
   migrate: async ({ db }: AdminContext) => ({ applied: await migrate(db) }),
 
   /** A new signing key for partner calls; the old one stays published until its tokens expire. */
-  'keys.rotate': async ({ keys }: AdminContext) => keys.rotate(),
-  'keys.list': async ({ keys }: AdminContext) => (await keys.published()).map((key) => ({ kid: key.kid, alg: key.jwk.alg })),
+  'keys.rotate': async (context: AdminContext) => context.signingKeys().rotate(),
+  'keys.list': async (context: AdminContext) => (await context.signingKeys().published()).map((key) => ({ kid: key.kid, alg: key.jwk.alg })),
 
   'teams.create': async ({ db }: AdminContext, args: Args) => createTeam(db, { slug: required(args, 'slug'), name: args.name }),
   'teams.list': async ({ db }: AdminContext) => listTeams(db),
@@ -62,16 +62,16 @@ export const adminCommands = {
 
   'payment-methods.add': async ({ db }: AdminContext, args: Args) => {
     const team = await getTeam(db, required(args, 'team'));
-    return addPaymentMethod(db, { teamId: team.id, actorId: null }, { cardNumber: required(args, 'card'), makeDefault: args.default !== undefined });
+    return addPaymentMethod(db, { teamId: team.id, actorId: OPERATOR }, { cardNumber: required(args, 'card'), makeDefault: args.default !== undefined });
   },
   'payment-methods.list': async ({ db }: AdminContext, args: Args) => listPaymentMethods(db, (await getTeam(db, required(args, 'team'))).id),
   'payment-methods.default': async ({ db }: AdminContext, args: Args) => {
     const team = await getTeam(db, required(args, 'team'));
-    return setDefaultPaymentMethod(db, { teamId: team.id, actorId: null }, required(args, 'id'));
+    return setDefaultPaymentMethod(db, { teamId: team.id, actorId: OPERATOR }, required(args, 'id'));
   },
   'payment-methods.remove': async ({ db }: AdminContext, args: Args) => {
     const team = await getTeam(db, required(args, 'team'));
-    await removePaymentMethod(db, { teamId: team.id, actorId: null }, required(args, 'id'));
+    await removePaymentMethod(db, { teamId: team.id, actorId: OPERATOR }, required(args, 'id'));
     return { id: args.id };
   },
 

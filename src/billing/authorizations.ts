@@ -7,12 +7,12 @@
  */
 import type { BillingPlan } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
-import { AppError } from '../errors.ts';
+import { AppError, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { describeCard, paymentMethodFor, type PaymentMethod } from './payment-methods.ts';
 
 /** The least a prepayment may be, as Vercel's API documents (`prepaymentAmountCents` minimum). */
-export const MIN_PREPAYMENT_CENTS = 50;
+const MIN_PREPAYMENT_CENTS = 50;
 
 export interface Charge {
   kind: 'preauthorization' | 'prepayment';
@@ -23,7 +23,7 @@ export interface Charge {
 const dollars = (cents: number) => `$${(cents / 100).toFixed(2)}`;
 
 const invalidAmount = (message: string) =>
-  new AppError(400, 'validation_error', message, { fields: [{ key: 'prepaymentAmountCents', message }] });
+  validationError([{ key: 'prepaymentAmountCents', message }], message);
 
 /** The prepayment a plan takes: the amount asked for, within the plan's bounds; a fixed-amount plan's own. */
 function prepaymentAmount(plan: BillingPlan, requested: number | undefined): number {

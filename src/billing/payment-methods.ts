@@ -23,7 +23,7 @@ export interface PaymentMethod {
 }
 
 /** Test card numbers, after the ones card processors publish for their test modes. */
-export const TEST_CARDS: Record<string, { brand: string; behavior: CardBehavior }> = {
+const TEST_CARDS: Record<string, { brand: string; behavior: CardBehavior }> = {
   '4242424242424242': { brand: 'visa', behavior: 'succeed' },
   '5555555555554444': { brand: 'mastercard', behavior: 'succeed' },
   '378282246310005': { brand: 'amex', behavior: 'succeed' },

@@ -116,6 +116,12 @@ function semanticProblems(catalog: CatalogFile): string[] {
     const ipath = `/integrations/${i}`;
     unique(`integration-id:${integration.id}`, `${ipath}/id`, `id "${integration.id}"`);
     unique(`integration-slug:${integration.slug}`, `${ipath}/slug`, `slug "${integration.slug}"`);
+    // One partner server per integration: it is the one the installation is announced to, and
+    // the integration's id is its one client id.
+    const partnerUrls = new Set(integration.products.filter((p) => p.provider.type === 'http').map((p) => String(p.provider.url)));
+    if (partnerUrls.size > 1) {
+      problems.push(`${ipath}/products: the products of one integration must name one partner server, not ${[...partnerUrls].join(' and ')}`);
+    }
     integration.products.forEach((product, p) => {
       const ppath = `${ipath}/products/${p}`;
       unique(`product-id:${product.id}`, `${ppath}/id`, `product id "${product.id}"`);

@@ -1,7 +1,7 @@
-import type { BillingPlan } from './catalog.ts';
+import { billingPlanOf, type BillingPlan } from './catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
 import { CatalogError } from './catalog-file.ts';
-import type { CatalogFile, CatalogPlan } from './catalog-schema.ts';
+import type { CatalogFile } from './catalog-schema.ts';
 
 export interface SyncSummary {
   upserted: { integrations: number; products: number; plans: number };
@@ -12,7 +12,6 @@ export interface SyncSummary {
 }
 
 const CATALOG_SYNC_LOCK = 7_391_002;
-const cents = (amount: string | undefined) => (amount === undefined ? null : Math.round(Number(amount) * 100));
 const json = (value: unknown) => JSON.stringify(value);
 
 /**
@@ -126,7 +125,7 @@ export async function syncCatalog(
       );
       summary.upserted.products++;
       for (const [position, plan] of product.plans.entries()) {
-        await upsertPlan(tx, product.id, position, plan);
+        await upsertPlan(tx, position, billingPlanOf(product.id, plan));
         summary.upserted.plans++;
       }
     }
@@ -141,7 +140,7 @@ export async function syncCatalog(
   return summary;
 }
 
-async function upsertPlan(tx: Queryable, productId: string, position: number, plan: CatalogPlan) {
+async function upsertPlan(tx: Queryable, position: number, plan: BillingPlan) {
   await tx.query(
     `INSERT INTO billing_plans (product_id, id, position, type, scope, name, description, cost, payment_method_required,
                                 preauthorization_amount_cents, initial_charge, minimum_amount_cents, maximum_amount_cents,
@@ -152,11 +151,9 @@ async function upsertPlan(tx: Queryable, productId: string, position: number, pl
        maximum_amount_cents = $13, details = $14, highlighted_details = $15, resource_limit = $16, disabled = $17,
        retired = false, updated_at = now()`,
     [
-      productId, plan.id, position, plan.type, plan.scope ?? 'resource', plan.name, plan.description, plan.cost ?? null,
-      plan.paymentMethodRequired,
-      plan.preauthorizationAmount === undefined ? null : Math.round(plan.preauthorizationAmount * 100),
-      plan.initialCharge ?? null, cents(plan.minimumAmount), cents(plan.maximumAmount), json(plan.details ?? []),
-      json(plan.highlightedDetails ?? []), plan.resourceLimit ?? null, plan.disabled ?? false,
+      plan.productId, plan.id, position, plan.type, plan.scope, plan.name, plan.description, plan.cost, plan.paymentMethodRequired,
+      plan.preauthorizationAmountCents, plan.initialCharge, plan.minimumAmountCents, plan.maximumAmountCents, json(plan.details),
+      json(plan.highlightedDetails), plan.resourceLimit, plan.disabled,
     ],
   );
 }
@@ -167,16 +164,7 @@ async function upsertPlan(tx: Queryable, productId: string, position: number, pl
  * like any plan the file does not name, and keeps it while stores use it.
  */
 export async function rememberPartnerPlan(tx: Queryable, plan: BillingPlan): Promise<void> {
-  const usd = (value: number | null) => (value === null ? undefined : (value / 100).toFixed(2));
-  await upsertPlan(tx, plan.productId, 1000, {
-    id: plan.id, type: plan.type, scope: plan.scope, name: plan.name, description: plan.description, paymentMethodRequired: plan.paymentMethodRequired,
-    details: plan.details, highlightedDetails: plan.highlightedDetails, disabled: false,
-    ...(plan.cost !== null && { cost: plan.cost }),
-    ...(plan.preauthorizationAmountCents !== null && { preauthorizationAmount: plan.preauthorizationAmountCents / 100 }),
-    ...(plan.initialCharge !== null && { initialCharge: plan.initialCharge }),
-    ...(plan.minimumAmountCents !== null && { minimumAmount: usd(plan.minimumAmountCents) }),
-    ...(plan.maximumAmountCents !== null && { maximumAmount: usd(plan.maximumAmountCents) }),
-  });
+  await upsertPlan(tx, 1000, { ...plan, disabled: false });
 }
 
 /** The fingerprint of the catalog the database holds (see catalogFingerprint), if any was synced. */

@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/database.ts';
 import { notFound } from '../errors.ts';
-import type { CatalogProduct, MetadataSchema, PlanDetail, ProviderBinding } from './catalog-schema.ts';
+import type { CatalogPlan, CatalogProduct, MetadataSchema, PlanDetail, ProviderBinding } from './catalog-schema.ts';
 
 export interface Integration {
   id: string;
@@ -156,18 +156,38 @@ export class Catalog {
     if (!found) throw notFound('product', idOrSlug);
     return found;
   }
-
-  /**
-   * A product's plans as the plans endpoint lists them: every plan, with those the catalog
-   * disables and those it dropped while stores still use them shown as disabled (listed, not
-   * selectable).
-   */
-  plansOf(product: Product): BillingPlan[] {
-    return offeredPlans(product);
-  }
 }
 
-/** A product's plans as they are offered (see Catalog.plansOf). */
+/** A USD amount (a number, or a decimal string as plans write them) in cents; null when absent. */
+const usdToCents = (usd: string | number | undefined): number | null => (usd === undefined ? null : Math.round(Number(usd) * 100));
+
+/** A plan as a catalog file (or a partner server) writes it, as the database and the API hold it: amounts in cents. */
+export function billingPlanOf(productId: string, plan: Omit<CatalogPlan, 'description' | 'paymentMethodRequired'> & { description?: string; paymentMethodRequired?: boolean }): BillingPlan {
+  return {
+    productId,
+    id: plan.id,
+    type: plan.type,
+    scope: plan.scope ?? 'resource',
+    name: plan.name,
+    description: plan.description ?? '',
+    cost: plan.cost ?? null,
+    paymentMethodRequired: plan.paymentMethodRequired ?? false,
+    preauthorizationAmountCents: usdToCents(plan.preauthorizationAmount),
+    initialCharge: plan.initialCharge ?? null,
+    minimumAmountCents: usdToCents(plan.minimumAmount),
+    maximumAmountCents: usdToCents(plan.maximumAmount),
+    details: plan.details ?? [],
+    highlightedDetails: plan.highlightedDetails ?? [],
+    resourceLimit: plan.resourceLimit ?? null,
+    disabled: plan.disabled ?? false,
+    retired: false,
+  };
+}
+
+/**
+ * A product's plans as they are offered: every plan, with those the catalog disables and those it
+ * dropped while stores still use them shown as disabled (listed, not selectable).
+ */
 export function offeredPlans(product: Product): BillingPlan[] {
   return product.plans.map((plan) => (plan.retired ? { ...plan, disabled: true } : plan));
 }

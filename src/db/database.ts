@@ -5,6 +5,16 @@ export const isUniqueViolation = (error: unknown) => (error as { code?: string }
 
 export type Row = Record<string, unknown>;
 
+/**
+ * A page of rows read newest first by a `seq` cursor, `limit + 1` of them: the extra one says
+ * whether another page follows, whose cursor (`next`) is the last kept row's `seq`.
+ */
+export function seqPage<R extends Record<string, unknown>>(rows: R[], limit: number): { rows: R[]; next: number | null } {
+  const more = rows.length > limit;
+  const page = more ? rows.slice(0, limit) : rows;
+  return { rows: page, next: more ? Number(page.at(-1)!.seq) : null };
+}
+
 /** Anything SQL can be sent to: the database itself, or one transaction on it. */
 export interface Queryable {
   query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>>;

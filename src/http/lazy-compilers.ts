@@ -8,6 +8,7 @@
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
+import { createAjv } from '../catalog/metadata-schema.ts';
 
 type Factory<F> = (externalSchemas: unknown, options: unknown) => (route: unknown) => F;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -34,6 +35,15 @@ export function lazyValidator(compile: () => Validate | { (data: any, context?: 
   validate.schemaEnv = true;
   return validate;
 }
+
+/**
+ * A route's validator for JSON bodies checked as sent: no type coercion (the app's Ajv coerces,
+ * for query strings, where every value arrives as text), so `"name": 5` or `"partial": "true"`
+ * are 400s. One Ajv for every such route, made on the first one's first request.
+ */
+let bodyAjv: ReturnType<typeof createAjv> | undefined;
+export const exactBodies = ({ schema }: { schema: object }) =>
+  lazyValidator(() => (bodyAjv ??= createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false })).compile(schema));
 
 export function lazySerializers(): Factory<(data: unknown) => string> {
   const build = (SerializerSelector as unknown as () => Factory<(data: unknown) => string>)();

@@ -4,10 +4,9 @@
  * reads them (`updatedAt` in ms, `pagination.next`).
  */
 import type { EnvVar, Project } from '../projects/projects.ts';
+import { ENVIRONMENTS } from '../projects/projects.ts';
+import { str, num, bool } from './vercel-shapes.ts';
 
-const str = { type: 'string' };
-const num = { type: 'number' };
-const bool = { type: 'boolean' };
 const nullableStr = { type: ['string', 'null'] };
 const regions = { type: 'object', required: ['functionDefaultRegions'], properties: { functionDefaultRegions: { type: 'array', items: str } } };
 
@@ -67,7 +66,7 @@ export const envVarSchema = {
     key: str,
     value: { ...str, description: 'Decrypted with decrypt=true; never for sensitive variables' },
     type: { type: 'string', enum: ['encrypted', 'sensitive', 'plain', 'secret', 'system'] },
-    target: { type: 'array', items: { type: 'string', enum: ['production', 'preview', 'development'] } },
+    target: { type: 'array', items: { type: 'string', enum: [...ENVIRONMENTS] } },
     configurationId: nullableStr,
     decrypted: bool,
     createdAt: num,

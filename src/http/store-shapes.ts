@@ -5,15 +5,13 @@
  */
 import type { StoreConnection, StoreView } from '../stores/store-service.ts';
 import type { StoreStatus } from '../stores/stores.ts';
-import { toBillingPlan } from './vercel-shapes.ts';
+import { bool, freeObject, num, str, toBillingPlan } from './vercel-shapes.ts';
+import { PROTOCOLS } from '../catalog/catalog-schema.ts';
+import { supportedProtocols } from '../stores/store-input.ts';
 
-/** The SDK's closed enum of product protocols. */
-const PROTOCOLS = new Set(['ai', 'authentication', 'checks', 'experimentation', 'logDrain', 'messaging', 'observability', 'other', 'storage', 'traceDrain', 'video', 'workflow']);
+/** The SDK's closed enum of product protocols: the catalog's. */
+const PROTOCOL_NAMES = new Set<string>(PROTOCOLS);
 
-const str = { type: 'string' };
-const num = { type: 'number' };
-const bool = { type: 'boolean' };
-const freeObject = { type: 'object', additionalProperties: true };
 const strings = { type: 'array', items: str };
 
 export const storeSchema = {
@@ -96,9 +94,10 @@ function toProjectMetadata(connection: StoreConnection) {
   };
 }
 
-export function toStore(view: StoreView) {
+export function storeBody(view: StoreView) {
   const { store, product, integration, plan, connections } = view;
-  const protocols = Object.keys(product.protocols).filter((p) => PROTOCOLS.has(p));
+  // Enabled ones only: what a create's protocolSettings may name.
+  const protocols = supportedProtocols(product).filter((p) => PROTOCOL_NAMES.has(p));
   const notification =
     store.status === 'deleting'
       ? store.rollingBack
@@ -130,7 +129,7 @@ export function toStore(view: StoreView) {
       name: product.name,
       iconUrl: integration.icon,
       integrationConfigurationId: store.installationId,
-      ...(product.primaryProtocol !== null && PROTOCOLS.has(product.primaryProtocol) && { primaryProtocol: product.primaryProtocol }),
+      ...(product.primaryProtocol !== null && PROTOCOL_NAMES.has(product.primaryProtocol) && { primaryProtocol: product.primaryProtocol }),
       supportedProtocols: protocols,
       metadataSchema: product.metadataSchema,
       capabilities: product.capabilities,

@@ -12,11 +12,12 @@ export const SOURCES = [
   'import-recommended-integrations', 'organization',
 ] as const;
 
-const str = { type: 'string' };
-const num = { type: 'number' };
-const bool = { type: 'boolean' };
+/** JSON Schema building blocks every shapes module uses. */
+export const str = { type: 'string' };
+export const num = { type: 'number' };
+export const bool = { type: 'boolean' };
 const detail = { type: 'object', required: ['label'], properties: { label: str, value: str } };
-const freeObject = { type: 'object', additionalProperties: true };
+export const freeObject = { type: 'object', additionalProperties: true };
 
 export const billingPlanSchema = {
   $id: 'BillingPlan',

@@ -10,7 +10,7 @@ import type { Providers } from '../providers/registry.ts';
 import { badRequest, forbidden } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { plansUsedUp } from '../stores/stores.ts';
-import { getInstallation, isInstallationAdmin, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
+import { countStores, getInstallation, isInstallationAdmin, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
 
 export interface ConfigurationFilter {
   installationType?: 'marketplace' | 'external' | 'provisioning' | undefined;
@@ -25,7 +25,7 @@ export class Discovery {
     private readonly db: Database,
     private readonly catalogs: { current(): Catalog; reload(): Promise<Catalog> },
     feed: ChangeFeed,
-    private readonly providers?: Providers,
+    private readonly providers: Providers,
   ) {
     this.installations = new ReadCache(feed);
     this.teamInstallations = new ReadCache(feed);
@@ -75,10 +75,9 @@ export class Discovery {
       throw forbidden('Only the team\'s owners and the user who installed the integration may remove its configuration');
     }
     // A partner server hears of it first: should it refuse, nothing changes here.
-    const partner = this.providers?.partnerOf(this.catalog.productsOf(installation.integrationId));
+    const partner = this.providers.partnerOf(this.catalog.productsOf(installation.integrationId));
     if (partner) {
-      const { rows } = await this.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installation.id]);
-      if (rows[0]!.n === 0) await partner.uninstall(installation.id, { userId: actor.userId, role: 'ADMIN' });
+      if ((await countStores(this.db, installation.id)) === 0) await partner.uninstall(installation.id, { userId: actor.userId, role: 'ADMIN' });
     }
     await this.db.transaction(async (tx) => {
       await uninstall(tx, installation);
@@ -116,11 +115,7 @@ export class Discovery {
       installationId = installation.id;
     }
     const metadata = options.metadata === undefined ? {} : parseMetadata(options.metadata);
-    // A partner server's plans come from it, asked with the metadata filled in so far (§1.4).
-    const plans =
-      product.provider.type === 'http' && this.providers
-        ? await this.providers.for(product).listPlans(product, metadata, { teamId: actor.team.id, installationId })
-        : this.catalog.plansOf(product);
+    const plans = await this.providers.plansFor(product, metadata, { teamId: actor.team.id, installationId });
     // A plan whose per-team limit the team has reached is shown, but not selectable.
     const usedUp = await plansUsedUp(this.db, actor.team.id, plans.filter((plan) => !plan.disabled));
     return usedUp.size === 0 ? plans : plans.map((plan) => (usedUp.has(plan.id) ? { ...plan, disabled: true } : plan));

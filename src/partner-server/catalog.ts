@@ -15,13 +15,18 @@ export interface PartnerEntryOptions {
   /** The integration's id: the partner's PARTNER_CLIENT_ID. */
   clientId?: string;
   slug?: string;
-  /** More products served by other base URLs (e.g. one nothing listens on, for tests). */
-  extraProducts?: Array<{ slug: string; url: string }>;
+  /** More products the same partner serves (an integration has one partner server). */
+  extraProducts?: Array<{ slug: string }>;
 }
 
-/** The default catalog with the partner's integration added. */
-export function catalogWithPartner(options: PartnerEntryOptions): Record<string, any> {
+/** The default catalog with each partner's integration added. */
+export function catalogWithPartner(...partners: PartnerEntryOptions[]): Record<string, any> {
   const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
+  for (const options of partners) addPartner(catalog, options);
+  return catalog;
+}
+
+function addPartner(catalog: Record<string, any>, options: PartnerEntryOptions): void {
   const builtIn = catalog.integrations[0];
   // The partner wraps the built-in Postgres provider: it takes the same metadata.
   const metadataSchema = builtIn.products.find((p: { slug: string }) => p.slug === 'postgres').metadataSchema;
@@ -46,7 +51,6 @@ export function catalogWithPartner(options: PartnerEntryOptions): Record<string,
     name: `${slug[0]!.toUpperCase()}${slug.slice(1)}`,
     icon: builtIn.icon,
     scopes: ['read-write:integration-resource'],
-    products: [product('postgres', options.url), ...(options.extraProducts ?? []).map((p) => product(p.slug, p.url))],
+    products: [product('postgres', options.url), ...(options.extraProducts ?? []).map((p) => product(p.slug, options.url))],
   });
-  return catalog;
 }

@@ -23,7 +23,7 @@ export async function dropInstallationToken(db: Queryable, id: string): Promise<
 export async function installationOfToken(db: Queryable, value: string): Promise<{ installationId: string; teamId: string; integrationId: string } | undefined> {
   const { rows } = await db.query<{ installation_id: string; team_id: string; integration_id: string }>(
     `SELECT t.installation_id, i.team_id, i.integration_id FROM installation_tokens t JOIN installations i ON i.id = t.installation_id
-      WHERE t.token_hash = $1 AND t.revoked_at IS NULL`,
+      WHERE t.token_hash = $1`,
     [hashToken(value)],
   );
   const row = rows[0];

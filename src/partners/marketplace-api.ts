@@ -12,9 +12,12 @@ import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { StoreConnections } from '../stores/connections.ts';
-import type { StoreService } from '../stores/store-service.ts';
-import { STORE_COLUMNS, STORE_STATUS, toStore, type Store } from '../stores/stores.ts';
-import { isInstallationAdmin } from '../tenancy/installations.ts';
+import { readSecrets, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from '../stores/stores.ts';
+import { nameTaken, type StoreService } from '../stores/store-service.ts';
+import { installationAccount, isInstallationAdmin } from '../tenancy/installations.ts';
+import { bearerToken } from '../tenancy/access.ts';
+import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
+import { hashToken } from '../ids.ts';
 import type { TeamRole } from '../tenancy/teams.ts';
 import { installationOfToken } from './installation-tokens.ts';
 import type { ResourceStatus } from '../providers/provider.ts';
@@ -34,6 +37,7 @@ export type MarketplaceEvent =
 
 export interface ResourceChange {
   name?: string;
+  ownership?: 'owned' | 'linked' | 'sandbox';
   status?: ResourceStatus;
   metadata?: Record<string, unknown>;
   notification?: { level: 'info' | 'warn' | 'error'; title: string; message?: string; href?: string } | string | null;
@@ -52,8 +56,6 @@ export interface ResourceImport {
   secrets?: Secret[];
 }
 
-const REPORT_KINDS = { billing: 'billing', invoice: 'invoice', balance: 'balance' } as const;
-
 export class MarketplaceApi {
   constructor(
     private readonly db: Database,
@@ -62,7 +64,12 @@ export class MarketplaceApi {
     private readonly connections: StoreConnections,
     private readonly urls: { publicUrl(): string },
     private readonly catalog: () => Catalog,
-  ) {}
+    feed: ChangeFeed,
+  ) {
+    this.tokens = new ReadCache(feed);
+  }
+
+  private readonly tokens: ReadCache<PartnerInstallation>;
 
   private productSlug(productId: string): string {
     return this.catalog().productById(productId).slug;
@@ -70,28 +77,20 @@ export class MarketplaceApi {
 
   /** The token's installation; 401 for an unknown token, 403 when it is another installation's. */
   async authenticate(authorization: string | undefined, installationId: string): Promise<PartnerInstallation> {
-    const match = /^bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-    if (!match) throw unauthorized('Missing bearer token: send the installation\'s access token as "Authorization: Bearer <token>"');
-    const found = await installationOfToken(this.db, match[1]!);
-    if (!found) throw unauthorized('The access token is not valid (it is not an installation\'s, or the installation was removed)');
+    const value = bearerToken(authorization);
+    // From memory between changes: an installation (and so its tokens) removed anywhere drops it.
+    const found = await this.tokens.get(hashToken(value), async () => {
+      const installation = await installationOfToken(this.db, value);
+      if (!installation) throw unauthorized("The access token is not valid (it is not an installation's, or the installation was removed)");
+      return installation;
+    });
     if (found.installationId !== installationId) throw forbidden(`The access token is not one of the installation ${installationId}`);
     return found;
   }
 
   async account(installation: PartnerInstallation) {
-    const { rows } = await this.db.query<{ name: string; contact: { email: string; name?: string } | null }>(
-      `SELECT t.name,
-              (SELECT json_build_object('email', u.email, 'name', u.name) FROM memberships m JOIN users u ON u.id = m.user_id
-                WHERE m.team_id = t.id AND (u.id = i.installed_by OR m.role = 'OWNER') ORDER BY u.id = i.installed_by DESC, m.created_at LIMIT 1) AS contact
-         FROM installations i JOIN teams t ON t.id = i.team_id WHERE i.id = $1`,
-      [installation.installationId],
-    );
-    const row = rows[0]!;
-    return {
-      name: row.name,
-      url: `${this.urls.publicUrl()}/v1/integrations/configuration/${installation.installationId}?teamId=${installation.teamId}`,
-      contact: row.contact ? { email: row.contact.email, ...(row.contact.name && { name: row.contact.name }) } : null,
-    };
+    const { name, url, contact } = await installationAccount(this.db, installation.installationId, this.urls.publicUrl());
+    return { name, url, contact };
   }
 
   /** A member of the installation's team, with the role partners see: ADMIN may manage the installation, USER only reads. */
@@ -143,40 +142,56 @@ export class MarketplaceApi {
 
   /** The partner changed the resource on its side: status, name, metadata, notification or secrets. */
   async updateResource(installation: PartnerInstallation, resourceId: string, change: ResourceChange): Promise<{ name: string }> {
-    return this.db.transaction(async (tx) => {
+    const answer = await this.db.transaction(async (tx) => {
       const store = await this.store(tx, installation, resourceId, true);
       const sets: string[] = [];
       const values: unknown[] = [store.id];
       const set = (column: string, value: unknown) => sets.push(`${column} = $${values.push(value)}`);
+      const applied: string[] = [];
       if (change.name !== undefined && change.name !== store.name) {
-        const { rows } = await tx.query('SELECT 1 FROM stores WHERE team_id = $1 AND name = $2 AND id <> $3', [store.teamId, change.name, store.id]);
-        if (rows[0]) throw new AppError(409, 'store_name_taken', `The team already has a store named "${change.name}"`);
         set('name', change.name);
+        applied.push('name');
       }
       // A store being deleted stays `deleting`, as refresh() keeps it: turned back to another status,
       // the delete under way (which removes only a `deleting` store) left it behind, its resource gone.
       if (change.status !== undefined && store.status !== 'deleting') {
         set('status', STORE_STATUS[change.status]);
         set('external_resource_status', change.status);
-        // Pending again (the partner is reworking it): asked about again until it is ready.
-        sets.push(change.status === 'pending' ? "next_check_at = coalesce(next_check_at, now() + interval '2 seconds')" : 'next_check_at = NULL');
+        if (change.status !== 'pending') sets.push('next_check_at = NULL');
+        applied.push('status');
       }
-      if (change.metadata !== undefined) set('metadata', JSON.stringify(change.metadata));
+      if (change.metadata !== undefined) {
+        set('metadata', JSON.stringify(change.metadata));
+        applied.push('metadata');
+      }
+      if (change.ownership !== undefined) {
+        set('ownership', change.ownership);
+        applied.push('ownership');
+      }
       if (change.notification !== undefined) {
         // An empty string (what the SDK sends to clear it) or null clears the notification.
         set('notification', typeof change.notification === 'object' && change.notification !== null ? JSON.stringify(change.notification) : null);
+        applied.push('notification');
       }
-      if (sets.length > 0) await tx.query(`UPDATE stores SET ${sets.join(', ')}, updated_at = now() WHERE id = $1`, values);
+      try {
+        if (sets.length > 0) await tx.query(`UPDATE stores SET ${sets.join(', ')}, updated_at = now() WHERE id = $1`, values);
+      } catch (error) {
+        if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') throw nameTaken(change.name!);
+        throw error;
+      }
+      // Pending again (the partner is reworking it): asked about until it is ready, or its deadline.
+      if (change.status === 'pending' && store.status !== 'deleting') await this.stores.schedulePending(tx, store.id);
       if (change.secrets !== undefined) {
         const { secrets, partial } = Array.isArray(change.secrets) ? { secrets: change.secrets, partial: false } : change.secrets;
         await this.writeSecrets(tx, store, secrets, partial ?? false);
+        applied.push('secrets');
       }
-      await audit(tx, {
-        teamId: store.teamId, actorId: null, action: 'store.updated', targetType: 'store', targetId: store.id,
-        details: { by: 'provider', fields: Object.keys(change) },
-      });
+      // What was applied (billingPlan and extras are accepted, as the SDK sends them, and kept by the partner).
+      await audit(tx, { teamId: store.teamId, actorId: null, action: 'store.updated', targetType: 'store', targetId: store.id, details: { by: 'provider', fields: applied } });
       return { name: change.name ?? store.name };
     });
+    if (change.status === 'pending') this.stores.pendingChanged();
+    return answer;
   }
 
   /**
@@ -232,39 +247,37 @@ export class MarketplaceApi {
   }
 
   /** Billing data, an invoice or prepayment balances, kept as the partner sent them. */
-  async report(installation: PartnerInstallation, kind: keyof typeof REPORT_KINDS, body: Record<string, unknown>): Promise<string> {
+  async report(installation: PartnerInstallation, kind: 'billing' | 'invoice' | 'balance', body: Record<string, unknown>): Promise<string> {
     const id = newId(kind === 'invoice' ? 'inv' : 'rpt');
     await this.db.transaction(async (tx) => {
       await tx.query('INSERT INTO partner_reports (id, installation_id, kind, body) VALUES ($1, $2, $3, $4)', [id, installation.installationId, kind, JSON.stringify(body)]);
       if (kind === 'balance') {
         // A resource's balance is shown with its store (the installation's own has no store).
-        for (const balance of body.balances as Array<{ resourceId?: string; currencyValueInCents: number }>) {
-          if (balance.resourceId === undefined) continue;
-          await tx.query('UPDATE stores SET prepaid_balance_cents = $3, updated_at = now() WHERE installation_id = $1 AND external_resource_id = $2', [
-            installation.installationId, balance.resourceId, Math.round(balance.currencyValueInCents),
-          ]);
-        }
+        await tx.query(
+          `UPDATE stores s SET prepaid_balance_cents = round(b."currencyValueInCents"), updated_at = now()
+             FROM jsonb_to_recordset($2::jsonb) AS b("resourceId" text, "currencyValueInCents" numeric)
+            WHERE s.installation_id = $1 AND s.external_resource_id = b."resourceId"`,
+          [installation.installationId, JSON.stringify(body.balances)],
+        );
       }
       await audit(tx, { teamId: installation.teamId, actorId: null, action: `partner.${kind}`, targetType: 'installation', targetId: installation.installationId, details: { reportId: id } });
     });
     return id;
   }
 
+
   private async writeSecrets(tx: Queryable, store: Store, secrets: Secret[], partial: boolean): Promise<void> {
     assertUniqueNames(secrets);
     let next = secrets;
     if (partial) {
-      const { rows } = await tx.query<{ secrets: string | null }>('SELECT secrets FROM stores WHERE id = $1', [store.id]);
-      const current: Secret[] = rows[0]?.secrets ? JSON.parse(this.box.open(rows[0].secrets)) : [];
       const replaced = new Set(secrets.map((s) => s.name));
-      next = [...current.filter((s) => !replaced.has(s.name)), ...secrets];
+      next = [...(await readSecrets(tx, this.box, store.id)).filter((s) => !replaced.has(s.name)), ...secrets];
     }
-    const clean = next.map(({ name, value, environmentOverrides }) => ({ name, value, ...(environmentOverrides && { environmentOverrides }) }));
-    await tx.query('UPDATE stores SET secrets = $2, secret_summary = $3, updated_at = now() WHERE id = $1', [
-      store.id, this.box.seal(JSON.stringify(clean)), JSON.stringify(clean.map((s) => ({ name: s.name, length: s.value.length }))),
-    ]);
-    await this.connections.rewriteVariables(tx, store, clean);
+    const { sealed, summary } = sealSecrets(this.box, next);
+    await tx.query('UPDATE stores SET secrets = $2, secret_summary = $3, updated_at = now() WHERE id = $1', [store.id, sealed, summary]);
+    await this.connections.rewriteVariables(tx, store, next);
   }
+
 
   private resourceOf(store: Store) {
     return {

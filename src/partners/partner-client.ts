@@ -61,10 +61,6 @@ export class PartnerError extends AppError {
 export class PartnerClient {
   constructor(private readonly options: PartnerClientOptions) {}
 
-  get baseUrl(): string {
-    return this.options.baseUrl;
-  }
-
   /** Signs the token a call carries: user style when a user is behind it, else system style. */
   private async token(identity: CallIdentity): Promise<{ token: string; style: 'user' | 'system' }> {
     const { accountId, installationId, user } = identity;
@@ -90,8 +86,7 @@ export class PartnerClient {
     const url = new URL(this.options.baseUrl.replace(/\/+$/, '') + call.path);
     for (const [name, value] of Object.entries(call.query ?? {})) url.searchParams.set(name, value);
     const label = `${call.method} ${call.path}`;
-    const { token, style } = await this.token(call.identity);
-    const headers: Record<string, string> = { authorization: `Bearer ${token}`, 'x-vercel-auth': style, accept: 'application/json' };
+    const headers: Record<string, string> = { accept: 'application/json' };
     if (call.idempotencyKey) headers['idempotency-key'] = call.idempotencyKey;
     if (call.body !== undefined) headers['content-type'] = 'application/json';
     const body = call.body === undefined ? undefined : JSON.stringify(call.body);
@@ -102,6 +97,10 @@ export class PartnerClient {
         const backoff = this.options.backoffMs * 2 ** (attempt - 1);
         await sleep(backoff / 2 + Math.random() * backoff);
       }
+      // Signed for each attempt: retries may outlast a token's five minutes.
+      const { token, style } = await this.token(call.identity);
+      headers.authorization = `Bearer ${token}`;
+      headers['x-vercel-auth'] = style;
       let response: Response;
       let text: string;
       try {
@@ -123,7 +122,8 @@ export class PartnerClient {
       try {
         parsed = text === '' ? undefined : JSON.parse(text);
       } catch {
-        throw new AppError(502, 'provider_invalid_response', `The partner server's answer to ${label} is not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+        // Not quoted: a provision's answer carries secrets, and this message is logged and shown.
+        throw new AppError(502, 'provider_invalid_response', `The partner server's answer to ${label} is not JSON (${text.length} bytes)`);
       }
       if (parsed === undefined && call.answer === 'installation') return undefined as T; // 204, or 200 without a body
       if (parsed === undefined) {
@@ -151,10 +151,16 @@ function errorDetail(text: string): string {
   return text ? ` (${JSON.stringify(text.slice(0, 120))})` : '';
 }
 
-/** A 4xx (or unexpected 3xx) answer: kept as the partner's status and code, with its fields. */
+/**
+ * A 4xx (or unexpected 3xx) answer. What the caller can act on keeps its status: 400 (with the
+ * partner's `fields`), 404 (gone) and 409 (conflict). Anything else (the partner refusing
+ * Storehouse's own token, say) is the provider's failure, 502, never a 401 or 403 to a caller
+ * whose own token is fine.
+ */
 function refusal(label: string, status: number, text: string): PartnerError {
   const error = parseError(text);
   const code = typeof error?.code === 'string' ? error.code : status === 404 ? 'not_found' : 'provider_refused';
   const message = `The partner server answered ${label} with ${status}${errorDetail(text)}`;
-  return new PartnerError(status >= 400 ? status : 502, code, message, status, Array.isArray(error?.fields) ? { fields: error.fields } : {});
+  const kept = status === 400 || status === 404 || status === 409;
+  return new PartnerError(kept ? status : 502, kept ? code : 'provider_refused', message, status, Array.isArray(error?.fields) ? { fields: error.fields } : {});
 }

@@ -5,15 +5,16 @@
  * field and what was expected, so a provider developer sees exactly what to fix.
  */
 import type { ErrorObject, ValidateFunction } from 'ajv';
+import { createAjv } from '../catalog/metadata-schema.ts';
 import { AppError } from '../errors.ts';
 import { RESOURCE_STATUSES } from '../providers/provider.ts';
-
 
 const text = { type: 'string', minLength: 1 };
 const detail = { type: 'object', required: ['label'], properties: { label: { type: 'string' }, value: { type: 'string' } } };
 const decimal = { type: 'string', pattern: '^\\d+(\\.\\d+)?$' };
 
-const billingPlan = {
+/** A billing plan (§1.1); the marketplace API's bodies use it too. */
+export const billingPlanSchema = {
   type: 'object',
   required: ['id', 'type', 'name'],
   properties: {
@@ -34,17 +35,19 @@ const billingPlan = {
   },
 };
 
-const notification = {
-  type: ['object', 'null'],
+/** A notification (§1.1). */
+export const notificationSchema = {
+  type: 'object',
   required: ['level', 'title'],
   properties: { level: { enum: ['info', 'warn', 'error'] }, title: { type: 'string' }, message: { type: 'string' }, href: { type: 'string' } },
 };
 
-const secret = {
+/** A secret (§1.1): its name becomes an environment variable's, so it must be one. */
+export const secretSchema = {
   type: 'object',
   required: ['name', 'value'],
   properties: {
-    name: text,
+    name: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
     value: { type: 'string' },
     prefix: { type: 'string' },
     environmentOverrides: {
@@ -61,8 +64,9 @@ const resourceProperties = {
   name: { type: 'string' },
   metadata: { type: 'object' },
   status: { enum: [...RESOURCE_STATUSES] },
-  billingPlan,
-  notification,
+  billingPlan: billingPlanSchema,
+  // null clears a notification shown before.
+  notification: { ...notificationSchema, type: ['object', 'null'] },
   protocolSettings: { type: 'object' },
 };
 
@@ -71,37 +75,34 @@ export const CONTRACT = {
   provisioned: {
     type: 'object',
     required: ['id', 'status', 'secrets'],
-    properties: { ...resourceProperties, secrets: { type: 'array', items: secret } },
+    properties: { ...resourceProperties, secrets: { type: 'array', items: secretSchema } },
   },
-  plans: { type: 'object', required: ['plans'], properties: { plans: { type: 'array', items: billingPlan } } },
-  installation: { type: 'object', properties: { billingPlan, notification } },
+  plans: { type: 'object', required: ['plans'], properties: { plans: { type: 'array', items: billingPlanSchema } } },
+  installation: { type: 'object', properties: { billingPlan: billingPlanSchema, notification: resourceProperties.notification } },
   rotation: {
     type: 'object',
     required: ['sync'],
-    properties: { sync: { type: 'boolean' }, secrets: { type: 'array', items: secret }, partial: { type: 'boolean' } },
+    properties: { sync: { type: 'boolean' }, secrets: { type: 'array', items: secretSchema }, partial: { type: 'boolean' } },
     if: { properties: { sync: { const: true } } },
     then: { required: ['secrets'] },
   },
-  /** What the marketplace API accepts as secrets from a partner (PUT .../secrets, PATCH, import). */
-  secrets: { type: 'array', items: secret },
 } as const;
 
 export type ContractName = keyof typeof CONTRACT;
 
 let compiled: Map<ContractName, ValidateFunction> | undefined;
 
-/** Ajv is loaded on the first partner answer, not at start-up. */
-async function validator(name: ContractName): Promise<ValidateFunction> {
+/** The contract's validators, compiled on the first partner answer, not at start-up. */
+function validator(name: ContractName): ValidateFunction {
   if (!compiled) {
-    const { Ajv } = await import('ajv');
-    const ajv = new Ajv({ allErrors: true, strict: false });
+    const ajv = createAjv({ allErrors: true, strict: false });
     compiled = new Map(Object.entries(CONTRACT).map(([key, schema]) => [key as ContractName, ajv.compile(schema)]));
   }
   return compiled.get(name)!;
 }
 
 /** One Ajv error as a provider developer reads it: the field, then what was expected of it. */
-export function describeError(error: ErrorObject): string {
+function describeError(error: ErrorObject): string {
   const at = error.instancePath ? error.instancePath.slice(1).replaceAll('/', '.') : '';
   const params = error.params as Record<string, unknown>;
   switch (error.keyword) {
@@ -120,19 +121,11 @@ export function describeError(error: ErrorObject): string {
  * Checks a partner's answer; a violation is 502 `provider_invalid_response` naming the call, the
  * field and what was expected.
  */
-export async function checkAnswer<T>(name: ContractName, body: unknown, call: string): Promise<T> {
-  const validate = await validator(name);
+export function checkAnswer<T>(name: ContractName, body: unknown, call: string): T {
+  const validate = validator(name);
   if (validate(body)) return body as T;
   const problems = [...new Set((validate.errors ?? []).filter((e) => e.keyword !== 'if').map(describeError))];
   throw new AppError(502, 'provider_invalid_response', `The partner server's answer to ${call} breaks the partner API: ${problems.join('; ')}`, {
     fields: problems,
   });
-}
-
-/** Checks what a partner sends to the marketplace API: 400 `validation_error` naming each bad field. */
-export async function checkRequest<T>(name: ContractName, body: unknown, key: string): Promise<T> {
-  const validate = await validator(name);
-  if (validate(body)) return body as T;
-  const fields = (validate.errors ?? []).map((error) => ({ key: `${key}${error.instancePath.replaceAll('/', '.')}`, message: describeError(error) }));
-  throw new AppError(400, 'validation_error', `Invalid ${key}: ${fields.map((f) => f.message).join('; ')}`, { fields });
 }

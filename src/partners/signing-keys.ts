@@ -36,6 +36,8 @@ export interface PublishedKey {
 
 export class SigningKeys {
   private current: Promise<SigningKey> | undefined;
+  /** The published set, read again after a minute (a retired key leaves it in time) or a change. */
+  private publishedSet: { keys: Promise<PublishedKey[]>; readAt: number } | undefined;
 
   constructor(
     private readonly db: Database,
@@ -45,6 +47,7 @@ export class SigningKeys {
   /** Forgets the key held in memory (another node rotated it). */
   invalidate(): void {
     this.current = undefined;
+    this.publishedSet = undefined;
   }
 
   /** Signs `claims` for one call: RS256 with the current key, valid for TOKEN_TTL_SECONDS. */
@@ -61,7 +64,18 @@ export class SigningKeys {
   }
 
   /** The keys partners may meet in a valid token: the current one and those retired too recently for their tokens to have expired. */
-  async published(): Promise<PublishedKey[]> {
+  published(): Promise<PublishedKey[]> {
+    if (!this.publishedSet || Date.now() - this.publishedSet.readAt > 60_000) {
+      const keys = this.readPublished().catch((error) => {
+        this.publishedSet = undefined;
+        throw error;
+      });
+      this.publishedSet = { keys, readAt: Date.now() };
+    }
+    return this.publishedSet.keys;
+  }
+
+  private async readPublished(): Promise<PublishedKey[]> {
     await this.currentKey();
     const { rows } = await this.db.query<{ kid: string; public_jwk: JWK }>(
       `SELECT kid, public_jwk FROM signing_keys

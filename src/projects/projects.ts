@@ -4,7 +4,7 @@
  */
 import { audit } from '../audit/audit-log.ts';
 import type { Database, Queryable } from '../db/database.ts';
-import { isUniqueViolation } from '../db/database.ts';
+import { isUniqueViolation, seqPage } from '../db/database.ts';
 import { AppError, conflict, forbidden, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
@@ -115,9 +115,8 @@ export async function listProjects(db: Queryable, teamId: string, options: { lim
       ORDER BY seq DESC LIMIT $4`,
     [teamId, options.until ?? null, options.search ?? null, options.limit + 1],
   );
-  const more = rows.length > options.limit;
-  const page = more ? rows.slice(0, options.limit) : rows;
-  return { projects: page.map(toProject), next: more ? Number(page.at(-1)!.seq) : null };
+  const page = seqPage(rows, options.limit);
+  return { projects: page.rows.map(toProject), next: page.next };
 }
 
 export class ProjectEnv {

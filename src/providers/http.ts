@@ -7,9 +7,11 @@
  * the marketplace API back with) before the first call that needs it, as Vercel does when a team
  * first accepts the provider's terms; it is remembered, so it is sent once per installation.
  */
-import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
+import { billingPlanOf, type BillingPlan, type Integration, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
+import { notFound } from '../errors.ts';
 import { dropInstallationToken, mintInstallationToken } from '../partners/installation-tokens.ts';
+import { installationAccount } from '../tenancy/installations.ts';
 import { PartnerError, type CallIdentity, type PartnerClient } from '../partners/partner-client.ts';
 import type { Caller, Provider, ProviderResource, ProvisionRequest, ResourceStatus, ResourceUpdate, Secret } from './provider.ts';
 
@@ -49,42 +51,19 @@ export interface PartnerSettings {
   integration(id: string): Integration | undefined;
 }
 
-const cents = (usd: string | number | undefined) => (usd === undefined ? null : Math.round(Number(usd) * 100));
 const segment = encodeURIComponent;
 
 /** A partner's plan in the catalog's terms (amounts in cents), for the product it was asked for. */
-export function toCatalogPlan(productId: string, plan: PartnerPlan): BillingPlan {
-  return {
-    productId,
-    id: plan.id,
-    type: plan.type,
-    scope: plan.scope ?? 'resource',
-    name: plan.name,
-    description: plan.description ?? '',
-    cost: plan.cost ?? null,
-    paymentMethodRequired: plan.paymentMethodRequired ?? false,
-    preauthorizationAmountCents: cents(plan.preauthorizationAmount),
-    initialCharge: plan.initialCharge ?? null,
-    minimumAmountCents: cents(plan.minimumAmount),
-    maximumAmountCents: cents(plan.maximumAmount),
-    details: plan.details ?? [],
-    highlightedDetails: plan.highlightedDetails ?? [],
-    resourceLimit: null,
-    disabled: plan.disabled ?? false,
-    retired: false,
-  };
-}
+export const toCatalogPlan = (productId: string, plan: PartnerPlan): BillingPlan => billingPlanOf(productId, plan);
 
 export class HttpProvider implements Provider {
-  /** Installations the partner has accepted (also recorded in the database). */
-  private readonly installed = new Set<string>();
+  /** Upserts under way in this process, so concurrent first provisions send one. */
   private readonly installing = new Map<string, Promise<void>>();
-  private readonly teams = new Map<string, string>();
 
   constructor(
     private readonly state: Queryable,
     private readonly integrationId: string,
-    readonly client: PartnerClient,
+    private readonly client: PartnerClient,
     private readonly settings: PartnerSettings,
   ) {}
 
@@ -107,7 +86,8 @@ export class HttpProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    await this.ensureInstalled(request.installationId, request.caller);
+    const identity = await this.identity(request.installationId, request.caller);
+    if (!identity.installed) await this.ensureInstalled(request.installationId, identity);
     const answer = await this.client.call<PartnerResource & { secrets: Secret[] }>({
       method: 'POST',
       path: `/v1/installations/${segment(request.installationId)}/resources`,
@@ -120,11 +100,10 @@ export class HttpProvider implements Provider {
         ...(request.protocolSettings && { protocolSettings: request.protocolSettings }),
       },
       idempotencyKey: request.idempotencyKey,
-      identity: await this.identity(request.installationId, request.caller),
+      identity,
       answer: 'provisioned',
     });
-    const secrets = answer.secrets.map(({ name, value, environmentOverrides }) => ({ name, value, ...(environmentOverrides && { environmentOverrides }) }));
-    return { resource: this.toResource(answer, request.product.slug, request.billingPlanId), secrets };
+    return { resource: this.toResource(answer, request.product.slug, request.billingPlanId), secrets: answer.secrets };
   }
 
   async get(installationId: string, resourceId: string): Promise<ProviderResource> {
@@ -195,8 +174,8 @@ export class HttpProvider implements Provider {
 
   /** Tells the partner an installation is gone (it must have no stores left). */
   async uninstall(installationId: string, caller?: Caller): Promise<void> {
-    const { rows } = await this.state.query<{ partner_installed_at: Date | null }>('SELECT partner_installed_at FROM installations WHERE id = $1', [installationId]);
-    if (!rows[0]?.partner_installed_at) return; // the partner never heard of it
+    const identity = await this.identity(installationId, caller);
+    if (!identity.installed) return; // the partner never heard of it
     try {
       await this.client.call({
         method: 'DELETE',
@@ -204,14 +183,13 @@ export class HttpProvider implements Provider {
         // GrowthBook's strict validator takes nothing else.
         body: { cascadeResourceDeletion: false },
         idempotencyKey: `${installationId}.uninstall`,
-        identity: await this.identity(installationId, caller),
+        identity,
       });
     } catch (error) {
       if (!(error instanceof PartnerError && error.partnerStatus === 404)) throw error;
     }
     // Should the local removal fail after this, the next call announces the installation again.
     await this.state.query('UPDATE installations SET partner_installed_at = NULL WHERE id = $1', [installationId]);
-    this.installed.delete(installationId);
   }
 
   private toResource(answer: PartnerResource, productSlug?: string, billingPlanId?: string): ProviderResource {
@@ -226,45 +204,35 @@ export class HttpProvider implements Provider {
     };
   }
 
-  /** The claims of a call about an installation: its team, and the user behind it when there is one. */
-  private async identity(installationId: string, caller?: Caller): Promise<CallIdentity> {
-    let teamId = this.teams.get(installationId);
-    if (!teamId) {
-      const { rows } = await this.state.query<{ team_id: string }>('SELECT team_id FROM installations WHERE id = $1', [installationId]);
-      if (!rows[0]) throw new PartnerError(404, 'not_found', `Could not find the configuration: ${installationId}`, 404);
-      teamId = rows[0].team_id;
-      this.teams.set(installationId, teamId);
-    }
-    if (!caller) return { accountId: teamId, installationId };
-    const { rows } = await this.state.query<{ email: string; name: string | null }>('SELECT email, name FROM users WHERE id = $1', [caller.userId]);
-    return { accountId: teamId, installationId, user: { id: caller.userId, role: caller.role, email: rows[0]?.email, name: rows[0]?.name ?? undefined } };
+  /**
+   * The claims of a call about an installation (its team, and the user behind it when there is
+   * one), and whether the partner has accepted the installation: one read, from the database,
+   * so every node agrees.
+   */
+  private async identity(installationId: string, caller?: Caller): Promise<CallIdentity & { installed: boolean }> {
+    const { rows } = await this.state.query<{ team_id: string; installed: boolean; email: string | null; name: string | null }>(
+      `SELECT i.team_id, i.partner_installed_at IS NOT NULL AS installed, u.email, u.name
+         FROM installations i LEFT JOIN users u ON u.id = $2 WHERE i.id = $1`,
+      [installationId, caller?.userId ?? null],
+    );
+    const row = rows[0];
+    if (!row) throw notFound('configuration', installationId);
+    const user = caller && { id: caller.userId, role: caller.role, email: row.email ?? undefined, name: row.name ?? undefined };
+    return { accountId: row.team_id, installationId, installed: row.installed, ...(user && { user }) };
   }
 
-  /** Announces the installation to the partner once (install upsert, §1.2), with a fresh access token. */
-  private ensureInstalled(installationId: string, caller?: Caller): Promise<void> {
-    if (this.installed.has(installationId)) return Promise.resolve();
+  /** Announces the installation to the partner (install upsert, §1.2) with a fresh access token; one upsert at a time per process. */
+  private ensureInstalled(installationId: string, identity: CallIdentity): Promise<void> {
     let pending = this.installing.get(installationId);
     if (!pending) {
-      pending = this.install(installationId, caller).finally(() => this.installing.delete(installationId));
+      pending = this.install(installationId, identity).finally(() => this.installing.delete(installationId));
       this.installing.set(installationId, pending);
     }
     return pending;
   }
 
-  private async install(installationId: string, caller?: Caller): Promise<void> {
-    const { rows } = await this.state.query<Record<string, any>>(
-      `SELECT i.partner_installed_at, i.created_at, t.id AS team_id, t.name AS team_name,
-              (SELECT json_build_object('email', u.email, 'name', u.name) FROM memberships m JOIN users u ON u.id = m.user_id
-                WHERE m.team_id = t.id AND (u.id = i.installed_by OR m.role = 'OWNER') ORDER BY u.id = i.installed_by DESC, m.created_at LIMIT 1) AS contact
-         FROM installations i JOIN teams t ON t.id = i.team_id WHERE i.id = $1`,
-      [installationId],
-    );
-    const row = rows[0];
-    if (!row) throw new PartnerError(404, 'not_found', `Could not find the configuration: ${installationId}`, 404);
-    if (row.partner_installed_at) {
-      this.installed.add(installationId);
-      return;
-    }
+  private async install(installationId: string, identity: CallIdentity): Promise<void> {
+    const account = await installationAccount(this.state, installationId, this.settings.publicUrl());
     const token = await mintInstallationToken(this.state, installationId);
     try {
       await this.client.call({
@@ -272,16 +240,12 @@ export class HttpProvider implements Provider {
         path: `/v1/installations/${segment(installationId)}`,
         body: {
           scopes: this.settings.integration(this.integrationId)?.scopes ?? [],
-          acceptedPolicies: { toc: new Date(row.created_at).toISOString() },
+          acceptedPolicies: { toc: account.createdAt.toISOString() },
           credentials: { access_token: token.value, token_type: 'Bearer' },
-          account: {
-            name: row.team_name,
-            url: `${this.settings.publicUrl()}/v1/integrations/configuration/${installationId}?teamId=${row.team_id}`,
-            contact: row.contact ?? { email: '' },
-          },
+          account: { name: account.name, url: account.url, contact: account.contact ?? { email: '' } },
         },
         idempotencyKey: `${installationId}.install.${token.id}`,
-        identity: await this.identity(installationId, caller),
+        identity,
         answer: 'installation',
       });
     } catch (error) {
@@ -289,6 +253,5 @@ export class HttpProvider implements Provider {
       throw error;
     }
     await this.state.query('UPDATE installations SET partner_installed_at = now() WHERE id = $1', [installationId]);
-    this.installed.add(installationId);
   }
 }

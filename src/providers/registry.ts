@@ -3,7 +3,7 @@
  * configuration. A product whose provider is not configured resolves to a 503 that says what to
  * configure, never to a 500.
  */
-import type { Product } from '../catalog/catalog.ts';
+import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Config } from '../config.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
@@ -68,6 +68,16 @@ export class Providers {
     const provider = this.configured.get(product.provider.type);
     if (!provider) throw providerUnavailable(product.slug, this.missing.get(product.provider.type) ?? `unknown provider type ${product.provider.type}`);
     return provider;
+  }
+
+  /**
+   * The plans a product is offered on, as its provider says (a partner decides its own, from the
+   * metadata filled in so far). A built-in provider that is not configured still has the
+   * catalog's plans to show: creating on them is what answers 503.
+   */
+  plansFor(product: Product, metadata: Record<string, unknown>, asker: { teamId: string; installationId?: string | undefined }): Promise<BillingPlan[]> {
+    const provider = product.provider.type === 'http' ? this.for(product) : this.configured.get(product.provider.type);
+    return provider ? provider.listPlans(product, metadata, asker) : Promise.resolve(offeredPlans(product));
   }
 
   /** The partner server behind an integration's products, if one is; used for install and uninstall. */

@@ -4,13 +4,13 @@
  */
 import { audit } from '../audit/audit-log.ts';
 import type { Database, Queryable } from '../db/database.ts';
-import { AppError, conflict, notFound } from '../errors.ts';
+import { conflict, notFound, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
 import { assertCanChangeProjects, ENVIRONMENTS, findProject, type Environment } from '../projects/projects.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { STORE_COLUMNS, toStore, type Store, type StoreStatus } from './stores.ts';
+import { findStore, readSecrets, STORE_COLUMNS, toStore, type Store, type StoreStatus } from './stores.ts';
 
 export interface ConnectInput {
   projectId: string;
@@ -30,14 +30,13 @@ export interface StoreRef {
   resourceId: string;
 }
 
-export async function findStoreByRef(db: Queryable, actor: Actor, ref: StoreRef, lock = false): Promise<Store> {
+async function findStoreByRef(db: Queryable, actor: Actor, ref: StoreRef, lock = false): Promise<Store> {
   const { installationId, resourceId } = ref;
+  if (installationId === undefined) return findStore(db, actor.team.id, resourceId, { lock });
   const { rows } = await db.query(
-    installationId === undefined
-      ? `SELECT ${STORE_COLUMNS} FROM stores WHERE team_id = $1 AND id = $2${lock ? ' FOR UPDATE' : ''}`
-      : `SELECT ${STORE_COLUMNS} FROM stores WHERE team_id = $1 AND installation_id = $3 AND (id = $2 OR external_resource_id = $2)
-          ORDER BY (id = $2) DESC LIMIT 1${lock ? ' FOR UPDATE' : ''}`,
-    installationId === undefined ? [actor.team.id, resourceId] : [actor.team.id, resourceId, installationId],
+    `SELECT ${STORE_COLUMNS} FROM stores WHERE team_id = $1 AND installation_id = $3 AND (id = $2 OR external_resource_id = $2)
+      ORDER BY (id = $2) DESC LIMIT 1${lock ? ' FOR UPDATE' : ''}`,
+    [actor.team.id, resourceId, installationId],
   );
   if (!rows[0]) throw notFound('resource', resourceId);
   return toStore(rows[0]);
@@ -48,7 +47,7 @@ function environmentsOf(requested: string[] | undefined): Environment[] {
   const unknown = requested.filter((e) => !(ENVIRONMENTS as readonly string[]).includes(e));
   if (unknown.length > 0 || requested.length === 0) {
     const message = `must be one or more of ${ENVIRONMENTS.join(', ')}${unknown.length ? ` (got ${unknown.join(', ')})` : ''}`;
-    throw new AppError(400, 'validation_error', `envVarEnvironments ${message}`, { fields: [{ key: 'envVarEnvironments', message }] });
+    throw validationError([{ key: 'envVarEnvironments', message }], `envVarEnvironments ${message}`);
   }
   return [...new Set(requested)] as Environment[];
 }
@@ -77,7 +76,7 @@ export class StoreConnections {
     const prefix = input.envVarPrefix ?? '';
     if (prefix !== '' && !PREFIX.test(prefix)) {
       const message = 'must be letters, digits and "_", not starting with a digit (at most 64)';
-      throw new AppError(400, 'validation_error', `envVarPrefix ${message}`, { fields: [{ key: 'envVarPrefix', message }] });
+      throw validationError([{ key: 'envVarPrefix', message }], `envVarPrefix ${message}`);
     }
     await this.db.transaction(async (tx) => {
       const store = await findStoreByRef(tx, actor, ref, true);
@@ -88,7 +87,7 @@ export class StoreConnections {
       }
       // Connections to one project take turns, so two stores' variables cannot both pass the clash check.
       const project = await findProject(tx, actor.team.id, input.projectId, { lock: true });
-      const secrets = await this.secretsOf(tx, store.id);
+      const secrets = await readSecrets(tx, this.box, store.id);
       const variables = await this.writeVariables(tx, store, { projectId: project.id, projectName: project.name, environments, sensitive, prefix, createdBy: actor.userId }, secrets);
       await tx.query(
         `INSERT INTO store_connections (id, store_id, project_id, environments, sensitive, env_var_prefix, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -110,7 +109,7 @@ export class StoreConnections {
   async disconnect(actor: Actor, storeId: string, which: { connection: string } | 'all'): Promise<number> {
     assertCanChangeProjects(actor);
     return this.db.transaction(async (tx) => {
-      const store = await findStoreByRef(tx, actor, { resourceId: storeId }, true);
+      const store = await findStore(tx, actor.team.id, storeId, { lock: true });
       const { rows } = await tx.query<{ project_id: string }>(
         `DELETE FROM store_connections c USING projects p
           WHERE c.store_id = $1 AND p.id = c.project_id AND ($2::text IS NULL OR c.id = $2 OR p.id = $2 OR p.name = $2)
@@ -164,10 +163,15 @@ export class StoreConnections {
     if (clashes.length > 0) {
       throw conflict('env_var_conflict', `The project ${to.projectName} already has ${clashes.join(', ')} for the same environments: remove ${clashes.length === 1 ? 'it' : 'them'} first`);
     }
-    for (const variable of variables) {
+    // One statement for all of them: this runs for every connected project when secrets change.
+    if (variables.length > 0) {
       await tx.query(
-        'INSERT INTO project_env (id, project_id, key, value, type, targets, store_id, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
-        [newId('env'), to.projectId, variable.key, this.box.seal(variable.value), to.sensitive ? 'sensitive' : 'encrypted', JSON.stringify(variable.targets), store.id, to.createdBy],
+        `INSERT INTO project_env (id, project_id, key, value, type, targets, store_id, created_by)
+         SELECT v.id, $1, v.key, v.value, $2, v.targets, $3, $4 FROM unnest($5::text[], $6::text[], $7::text[], $8::jsonb[]) AS v(id, key, value, targets)`,
+        [
+          to.projectId, to.sensitive ? 'sensitive' : 'encrypted', store.id, to.createdBy,
+          variables.map(() => newId('env')), variables.map((v) => v.key), variables.map((v) => this.box.seal(v.value)), variables.map((v) => JSON.stringify(v.targets)),
+        ],
       );
     }
     return variables;
@@ -184,9 +188,4 @@ export class StoreConnections {
     return [...new Set(clashing.map((row) => row.key))];
   }
 
-  private async secretsOf(tx: Queryable, storeId: string): Promise<Secret[]> {
-    const { rows } = await tx.query<{ secrets: string | null }>('SELECT secrets FROM stores WHERE id = $1', [storeId]);
-    const sealed = rows[0]?.secrets;
-    return sealed ? (JSON.parse(this.box.open(sealed)) as Secret[]) : [];
-  }
 }

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../db/database.ts';
 import { AppError, badRequest, conflict } from '../errors.ts';
 
-export const KEY_LIFETIME_HOURS = 24;
+const KEY_LIFETIME_HOURS = 24;
 const KEY = /^[\x21-\x7e]{1,255}$/;
 
 /** Checks an `Idempotency-Key` header: 1 to 255 visible ASCII characters. */
@@ -49,7 +49,7 @@ const reused = () =>
 export class IdempotencyKeys {
   constructor(
     private readonly db: Queryable,
-    private readonly options: { waitMs: number } = { waitMs: 120_000 },
+    private readonly options: { waitMs: number },
   ) {}
 
   /**
@@ -98,6 +98,14 @@ export class IdempotencyKeys {
   /** Gives the key back: the request failed and changed nothing, so a retry runs again. */
   async release(tx: Queryable, request: IdempotentRequest): Promise<void> {
     await tx.query('DELETE FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3', [request.teamId, request.operation, request.key]);
+  }
+
+  /**
+   * Gives back a key whose create never answered (its node died), with the store it was taken
+   * for. Within the team, so the primary key finds it.
+   */
+  async releaseFor(tx: Queryable, teamId: string, storeId: string): Promise<void> {
+    await tx.query('DELETE FROM idempotency_keys WHERE team_id = $1 AND store_id = $2 AND response IS NULL', [teamId, storeId]);
   }
 
   /** Forgets expired keys (run now and then). */

@@ -14,10 +14,10 @@ import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing
 import { offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
 import { isUniqueViolation } from '../db/database.ts';
-import { AppError, conflict, forbidden } from '../errors.ts';
+import { AppError, conflict, forbidden, validationError, type FieldError } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
 import type { Discovery } from '../marketplace/discovery.ts';
-import type { Provider, ProviderResource, ProvisionRequest, ResourceStatus, Secret } from '../providers/provider.ts';
+import type { Caller, Provider, ProviderResource, ProvisionRequest, ResourceStatus, Secret } from '../providers/provider.ts';
 import { toCatalogPlan, type PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
 import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
 import { PartnerError } from '../partners/partner-client.ts';
@@ -26,8 +26,9 @@ import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { isInstallationAdmin, type Installation } from '../tenancy/installations.ts';
 import { IdempotencyKeys, KeyTaken, requestHash, type IdempotentRequest } from './idempotency.ts';
+import { Schedule } from './schedule.ts';
 import { validateMetadata, validateProtocolSettings } from './store-input.ts';
-import { findStore, listStores, plansUsedUp, STORE_COLUMNS, STORE_STATUS, toStore, type SecretSummary, type Store, type StorePage } from './stores.ts';
+import { findStore, listStores, plansUsedUp, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -78,7 +79,17 @@ const CREATE = 'stores.create';
 
 const storeDeleted = (store: Store) => conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
 
-const nameTaken = (name: string, id?: string) =>
+const quotaExceeded = (quota: number, used: number) =>
+  new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`, {
+    limit: { total: quota, used },
+  });
+
+/** A plan a partner server offered that the catalog lacks is kept beside the catalog's, so a store can reference it. */
+async function rememberPlanIfNew(tx: Queryable, product: Product, plan: BillingPlan): Promise<void> {
+  if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
+}
+
+export const nameTaken = (name: string, id?: string) =>
   conflict('store_name_taken', `The team already has a store named "${name}"${id ? ` (${id})` : ''}`);
 
 /** A control character in a name would make it unprintable in the CLI and the logs. */
@@ -88,6 +99,8 @@ class ProvisionTimeout extends Error {}
 
 export class StoreService {
   private readonly keys: IdempotencyKeys;
+  private recovery: Schedule | undefined;
+  private pending: Schedule | undefined;
 
   constructor(
     private readonly db: Database,
@@ -101,56 +114,43 @@ export class StoreService {
   }
 
   /**
-   * Background work, until the returned function stops it: creates interrupted by a node that
-   * died are undone at start and every minute, and expired idempotency keys forgotten every hour.
+   * Background work, until the returned function stops it: creates and deletes interrupted by a
+   * node that died are finished when they turn stale (and looked for every minute); stores a
+   * provider answered `pending` for are asked about when due; expired idempotency keys are
+   * forgotten every hour.
    */
   startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
-    let sweeping: Promise<unknown> = Promise.resolve();
-    let soon: NodeJS.Timeout | undefined;
-    let stopped = false;
-    // After a sweep, the next one comes when the oldest create or delete still under way would
-    // turn stale, so work a dead node left behind is finished promptly, not only every minute.
-    const run = () => {
-      sweeping = sweeping
-        .then(async () => {
-          await this.recoverInterrupted();
-          const next = await this.nextStaleAt();
-          clearTimeout(soon);
-          if (next !== undefined && !stopped) {
-            soon = setTimeout(run, Math.max(next.getTime() - Date.now(), 0) + 250);
-            soon.unref();
-          }
-        })
-        .catch(onError);
-    };
-    // The first sweep waits a moment, so it does not compete with the start's first requests.
-    const first = setTimeout(run, 2_000);
-    const sweep = setInterval(run, 60_000);
+    // The first runs wait a moment, so they do not compete with the start's first requests.
+    this.recovery = new Schedule(async () => {
+      await this.recoverInterrupted();
+      return this.nextStaleAt();
+    }, 60_000, onError).start(2_000);
+    this.pending = new Schedule(() => this.checkPending(), 60_000, onError).start(2_000);
     const purge = setInterval(() => void this.keys.purge().catch(onError), 3_600_000);
-    // Pending stores are asked about on their own schedule (backoff per store); this only looks for those due.
-    let polling: Promise<unknown> = Promise.resolve();
-    const poll = setInterval(() => {
-      polling = polling.then(() => this.checkPending()).catch(onError);
-    }, PENDING_TICK_MS);
-    for (const timer of [first, sweep, purge, poll]) timer.unref();
+    purge.unref();
     return async () => {
-      stopped = true;
-      clearTimeout(soon);
-      clearTimeout(first);
-      clearInterval(sweep);
       clearInterval(purge);
-      clearInterval(poll);
-      await Promise.all([sweeping, polling]);
+      await Promise.all([this.recovery?.stop(), this.pending?.stop()]);
     };
+  }
+
+  /** A store became pending (here or through its provider): its checks are scheduled. */
+  pendingChanged(): void {
+    this.pending?.wake();
+  }
+
+  /** How long after its last update a create or delete under way is taken for interrupted: twice the provision timeout. */
+  private get staleMs(): number {
+    return 2 * this.options.provisionTimeoutMs;
   }
 
   /**
    * Finishes what a node left behind when it died: a create between recording its store and
    * recording its provider's answer (the store still `initializing`), or a delete between
-   * starting and finishing (`deleting`), well after any provider call would have timed out (twice
-   * the provision timeout). Neither was acknowledged to its caller, so both end the same way: the
-   * resource is removed (abandoned through the provision key when its id was never recorded), the
-   * billing released, a key given back and the store removed.
+   * starting and finishing (`deleting`), once stale. Neither was acknowledged to its caller, so
+   * both end the same way: the resource is removed (abandoned through the provision key when its
+   * id was never recorded; a linked one is left to its provider), the billing released, a key
+   * given back and the store removed.
    *
    * A store is claimed by turning it `deleting` (and moving its clock on) with SKIP LOCKED, so with
    * several nodes only one works on it, and a create that was merely slow can no longer record
@@ -158,58 +158,47 @@ export class StoreService {
    * store for a later sweep.
    */
   async recoverInterrupted(): Promise<number> {
-    const staleSeconds = (2 * this.options.provisionTimeoutMs) / 1000;
     let recovered = 0;
     const skipped = new Set<string>();
-    for (;;) {
+    while (!this.recovery?.isStopped) {
       const { rows } = await this.db.query(
         `WITH stale AS (
            SELECT id, status FROM stores
-            WHERE ((status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting')
-              AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
+            WHERE ${UNDER_WAY} AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
             ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
          UPDATE stores s SET status = 'deleting', rolling_back = s.rolling_back OR stale.status = 'initializing', updated_at = now()
            FROM stale WHERE s.id = stale.id
-         RETURNING s.rolling_back, ${prefixed('s')}`,
-        [staleSeconds, [...skipped]],
+         RETURNING ${prefixed('s')}`,
+        [this.staleMs / 1000, [...skipped]],
       );
-      if (!rows[0]) return recovered;
-      // A create being rolled back stays one across passes (and node deaths), not a user's delete.
-      const creating = rows[0].rolling_back === true;
+      if (!rows[0]) break;
       const store = toStore(rows[0]);
       try {
-        const product = this.catalog().productById(store.productId);
-        const provider = this.providers.for(product);
-        if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`);
-        else await provider.abandon(store.installationId, store.provisionKey, provisionRequest(store, product));
+        await this.deprovision(store, this.catalog().productById(store.productId));
       } catch (error) {
-        if (!isGone(error)) {
-          skipped.add(store.id);
-          this.options.logger?.warn({ err: error, store: store.id }, 'cannot finish an interrupted create or delete yet; retrying later');
-          continue;
-        }
+        skipped.add(store.id);
+        this.options.logger?.warn({ err: error, store: store.id }, 'cannot finish an interrupted create or delete yet; retrying later');
+        continue;
       }
-      await this.db.transaction(async (tx) => {
-        const { rowCount } = await tx.query("DELETE FROM stores WHERE id = $1 AND status = 'deleting'", [store.id]);
-        if (!rowCount) return;
-        const released = await releaseCharges(tx, store.id);
-        await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [store.id]);
-        await audit(tx, {
-          teamId: store.teamId, actorId: null, action: creating ? 'store.rolled_back' : 'store.deleted', targetType: 'store', targetId: store.id,
-          details: { name: store.name, released, reason: creating ? "its create was interrupted before the provider's answer was recorded" : 'its delete was interrupted' },
-        });
+      // A create being rolled back stays one across passes (and node deaths), not a user's delete.
+      const creating = store.rollingBack;
+      await this.remove(store, {
+        actorId: null,
+        onlyDeleting: true,
+        action: creating ? 'store.rolled_back' : 'store.deleted',
+        reason: creating ? "its create was interrupted before the provider's answer was recorded" : 'its delete was interrupted',
       });
       this.options.logger?.info({ store: store.id, creating }, 'finished an interrupted create or delete');
       recovered++;
     }
+    return recovered;
   }
 
   /** When the oldest create or delete under way would be taken for interrupted; undefined when none is under way. */
   private async nextStaleAt(): Promise<Date | undefined> {
     const { rows } = await this.db.query<{ at: Date | null }>(
-      `SELECT min(updated_at) + make_interval(secs => $1) AS at FROM stores
-        WHERE (status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting'`,
-      [(2 * this.options.provisionTimeoutMs) / 1000],
+      `SELECT min(updated_at) + make_interval(secs => $1) AS at FROM stores WHERE ${UNDER_WAY}`,
+      [this.staleMs / 1000],
     );
     return rows[0]?.at ?? undefined;
   }
@@ -221,9 +210,8 @@ export class StoreService {
    * notification. A node claims a store by moving its next check on (SKIP LOCKED), so only one
    * node asks about it at a time.
    */
-  async checkPending(): Promise<number> {
-    let checked = 0;
-    while (checked < 100) {
+  async checkPending(): Promise<Date | undefined> {
+    for (let checked = 0; checked < 100 && !this.pending?.isStopped; checked++) {
       const { rows } = await this.db.query(
         `WITH due AS (
            SELECT id FROM stores WHERE next_check_at <= now() AND status = 'initializing'
@@ -235,7 +223,6 @@ export class StoreService {
         [FIRST_CHECK_MS / 1000, MAX_CHECK_INTERVAL_MS / 1000],
       );
       if (!rows[0]) break;
-      checked++;
       const store = toStore(rows[0]);
       try {
         const refreshed = await this.refresh(store);
@@ -245,7 +232,8 @@ export class StoreService {
         else this.options.logger?.warn({ err: error, store: store.id }, 'cannot ask the provider about a pending store yet; asking again later');
       }
     }
-    return checked;
+    const { rows } = await this.db.query<{ at: Date | null }>("SELECT min(next_check_at) AS at FROM stores WHERE next_check_at IS NOT NULL AND status = 'initializing'");
+    return rows[0]?.at ?? undefined;
   }
 
   /**
@@ -261,7 +249,7 @@ export class StoreService {
     const changed = status !== store.status || resource.status !== store.externalResourceStatus || JSON.stringify(notification) !== JSON.stringify(store.notification);
     const pending = resource.status === 'pending';
     if (!changed) {
-      if (!pending) await this.db.query('UPDATE stores SET next_check_at = NULL WHERE id = $1', [store.id]);
+      if (!pending) await this.db.query('UPDATE stores SET next_check_at = NULL WHERE id = $1 AND next_check_at IS NOT NULL', [store.id]);
       return store;
     }
     const { rows } = await audited(
@@ -306,19 +294,16 @@ export class StoreService {
     const plan = input.billingPlan
       ? (product.plans.find((p) => p.id === input.billingPlan!.id) ?? toCatalogPlan(product.id, input.billingPlan))
       : (offeredPlans(product).find((p) => !p.disabled && !p.paymentMethodRequired) ?? offeredPlans(product)[0]);
-    if (!plan) throw new AppError(400, 'validation_error', `${product.name} has no plan to import the resource on: send billingPlan`, { fields: [{ key: 'billingPlan', message: 'is required for this product' }] });
+    if (!plan) throw validationError([{ key: 'billingPlan', message: 'is required for this product' }], `${product.name} has no plan to import the resource on: send billingPlan`);
     const status = STORE_STATUS[input.status];
-    const sealed = input.secrets ? this.box.seal(JSON.stringify(input.secrets)) : null;
-    const summary = input.secrets ? JSON.stringify(input.secrets.map((s) => ({ name: s.name, length: s.value.length }))) : null;
+    const sealed = input.secrets ? sealSecrets(this.box, input.secrets) : undefined;
     const notification = input.notification && typeof input.notification === 'object' ? JSON.stringify(input.notification) : null;
     try {
-      return await this.db.transaction(async (tx) => {
+      const store = await this.db.transaction(async (tx) => {
         const quota = await this.storeQuota(tx, installation.teamId);
         const { rows: counts } = await tx.query<{ total: number }>('SELECT count(*)::int AS total FROM stores WHERE team_id = $1', [installation.teamId]);
-        if (counts[0]!.total >= quota) {
-          throw new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} stores: the resource cannot be imported`, { limit: { total: quota, used: counts[0]!.total } });
-        }
-        if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
+        if (counts[0]!.total >= quota) throw quotaExceeded(quota, counts[0]!.total);
+        await rememberPlanIfNew(tx, product, plan);
         const id = newId('store');
         const { rows } = await audited(
           tx,
@@ -328,12 +313,15 @@ export class StoreService {
            RETURNING ${STORE_COLUMNS}`,
           [
             id, installation.teamId, installation.installationId, product.id, plan.id, input.name, status, JSON.stringify(input.metadata ?? {}), `${id}.import`,
-            resourceId, input.status, sealed, summary, notification, input.ownership ?? 'linked',
+            resourceId, input.status, sealed?.sealed ?? null, sealed?.summary ?? null, notification, input.ownership ?? 'linked',
           ],
           { teamId: installation.teamId, actorId: null, action: 'store.imported', targetType: 'store', targetId: id, details: { name: input.name, externalResourceId: resourceId, product: product.slug } },
         );
+        if (input.status === 'pending') await this.schedulePending(tx, id);
         return toStore(rows[0]!);
       });
+      if (store.status === 'initializing') this.pendingChanged();
+      return store;
     } catch (error) {
       if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') throw nameTaken(input.name);
       throw error;
@@ -368,9 +356,7 @@ export class StoreService {
     // 1. What the body names.
     const name = input.name;
     if (name.length < 1 || name.length > 128 || CONTROL.test(name)) {
-      throw new AppError(400, 'validation_error', 'name must be 1 to 128 characters, without control characters', {
-        fields: [{ key: 'name', message: 'must be 1 to 128 characters, without control characters' }],
-      });
+      throw validationError([{ key: 'name', message: 'must be 1 to 128 characters, without control characters' }], 'name must be 1 to 128 characters, without control characters');
     }
     const { installation, integration } = await this.discovery.getConfiguration(actor, input.integrationConfigurationId);
     const product = this.catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
@@ -385,7 +371,7 @@ export class StoreService {
     const provider = this.providers.for(product);
     provider.checkMetadata(metadata);
     // 4. The plan, and 5. what it costs.
-    const plan = await this.choosePlan(actor, product, provider, input.billingPlanId, { metadata, installationId: installation.id });
+    const plan = await this.choosePlan(actor, product, input.billingPlanId, { metadata, installationId: installation.id });
     const charge = await chargeFor(this.db, actor.team.id, plan, input);
 
     // 6. Quotas, and the store recorded before the provider is called.
@@ -394,12 +380,9 @@ export class StoreService {
     // 7. Provisioning.
     let result: { resource: ProviderResource; secrets: Secret[] };
     try {
-      result = await this.provisionWithin(provider, store, product, installation, input.externalId);
+      result = await this.provisionWithin(provider, store, product);
     } catch (error) {
-      // Taken over meanwhile (the recovery sweep took it for dead): the sweep finishes the undo.
-      const { rows } = await this.db.query<{ status: string }>('SELECT status FROM stores WHERE id = $1', [store.id]);
-      if (rows[0]?.status !== 'initializing') throw storeDeleted(store);
-      throw await this.undoCreate(provider, store, idempotent, actor, error);
+      throw await this.undoCreate(store, product, idempotent, actor, error);
     }
     const finish = async (db: Queryable) => {
       const updated = await this.recordProvisioned(db, store, result, actor);
@@ -408,7 +391,9 @@ export class StoreService {
       return view;
     };
     // Without a key the result is one statement, atomic on its own.
-    return render(idempotent ? await this.db.transaction(finish) : await finish(this.db));
+    const view = idempotent ? await this.db.transaction(finish) : await finish(this.db);
+    if (view.store.status === 'initializing') this.pendingChanged();
+    return render(view);
   }
 
   private async assertNameFree(db: Queryable, teamId: string, name: string): Promise<void> {
@@ -420,14 +405,10 @@ export class StoreService {
   private async choosePlan(
     actor: Actor,
     product: Product,
-    provider: Provider,
     billingPlanId: string | undefined,
     context: { metadata: Record<string, unknown>; installationId: string },
   ): Promise<BillingPlan> {
-    // A partner server decides its plans (they may depend on the metadata); the catalog's are the built-in providers'.
-    const plans = product.provider.type === 'http'
-      ? await provider.listPlans(product, context.metadata, { teamId: actor.team.id, installationId: context.installationId })
-      : offeredPlans(product);
+    const plans = await this.providers.plansFor(product, context.metadata, { teamId: actor.team.id, installationId: context.installationId });
     const selectable = plans.filter((plan) => !plan.disabled);
     if (billingPlanId === undefined) {
       // A free plan the team has used up is not discovered (the plans endpoint lists it disabled).
@@ -492,11 +473,7 @@ export class StoreService {
         );
         const { taken, total, on_plan: onPlan } = counts[0]!;
         if (taken) throw nameTaken(request.name, taken);
-        if (total >= quota) {
-          throw new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`, {
-            limit: { total: quota, used: total },
-          });
-        }
+        if (total >= quota) throw quotaExceeded(quota, total);
         if (plan.resourceLimit !== null && onPlan >= plan.resourceLimit) {
           throw new AppError(
             403,
@@ -505,7 +482,7 @@ export class StoreService {
             { limit: { total: plan.resourceLimit, used: onPlan } },
           );
         }
-        if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
+        await rememberPlanIfNew(tx, product, plan);
         const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
         const { rows } = await audited(
           tx,
@@ -535,14 +512,14 @@ export class StoreService {
     }
   }
 
-  private async provisionWithin(provider: Provider, store: Store, product: Product, installation: Installation, externalId: string | undefined) {
+  private async provisionWithin(provider: Provider, store: Store, product: Product) {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ProvisionTimeout()), this.options.provisionTimeoutMs);
     });
     try {
       return await Promise.race([
-        provider.provision({ ...provisionRequest(store, product), installationId: installation.id, ...(externalId !== undefined && { externalId }) }),
+        provider.provision(provisionRequest(store, product)),
         timeout,
       ]);
     } finally {
@@ -552,60 +529,72 @@ export class StoreService {
 
   private async recordProvisioned(db: Queryable, store: Store, result: { resource: ProviderResource; secrets: Secret[] }, actor: Actor): Promise<Store> {
     const { resource, secrets } = result;
-    const summary: SecretSummary[] = secrets.map((secret) => ({ name: secret.name, length: secret.value.length }));
     const status = STORE_STATUS[resource.status];
-    // A pending resource is asked about again (and the provider may report it ready sooner).
-    const pending = resource.status === 'pending';
+    const { sealed, summary } = sealSecrets(this.box, secrets);
     const { rows } = await audited(
       db,
       `UPDATE stores SET status = $2, external_resource_id = $3, external_resource_status = $4, secrets = $5, secret_summary = $6,
-              notification = coalesce($7::jsonb, notification), updated_at = now(),
-              next_check_at = CASE WHEN $8 THEN now() + make_interval(secs => $9) END,
-              ready_deadline = CASE WHEN $8 THEN now() + make_interval(secs => $10) END, check_attempts = 0
+              notification = coalesce($7::jsonb, notification), updated_at = now()
         WHERE id = $1 AND status = 'initializing' RETURNING ${STORE_COLUMNS}`,
-      [
-        store.id, status, resource.id, resource.status, this.box.seal(JSON.stringify(secrets)), JSON.stringify(summary),
-        resource.notification ? JSON.stringify(resource.notification) : null, pending, FIRST_CHECK_MS / 1000, this.options.pendingTimeoutMs / 1000,
-      ],
+      [store.id, status, resource.id, resource.status, sealed, summary, resource.notification ? JSON.stringify(resource.notification) : null],
       { teamId: store.teamId, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id, details: { status, externalResourceId: resource.id } },
     );
     if (!rows[0]) throw storeDeleted(store);
+    // A pending resource is asked about again (and the provider may report it ready sooner).
+    if (resource.status === 'pending') await this.schedulePending(db, store.id);
     return toStore(rows[0]);
   }
+
+  /**
+   * Schedules checks of a store its provider reports `pending`: the first soon, and `error` if it
+   * is still pending at the deadline. Call pendingChanged() once this is committed.
+   */
+  async schedulePending(db: Queryable, storeId: string): Promise<void> {
+    await db.query(
+      `UPDATE stores SET next_check_at = now() + make_interval(secs => $2), ready_deadline = now() + make_interval(secs => $3), check_attempts = 0
+        WHERE id = $1`,
+      [storeId, FIRST_CHECK_MS / 1000, this.options.pendingTimeoutMs / 1000],
+    );
+  }
+
 
   /**
    * A provision failed or timed out: undo whatever it did, release the billing and roll the store
    * back. If the undo fails too, the store stays, in `error`, so the resource that may exist is
    * never forgotten (deleting the store retries the undo). Returns the error to answer with.
    */
-  private async undoCreate(provider: Provider, store: Store, idempotent: IdempotentRequest | undefined, actor: Actor, error: unknown): Promise<AppError> {
+  private async undoCreate(store: Store, product: Product, idempotent: IdempotentRequest | undefined, actor: Actor, error: unknown): Promise<AppError> {
     const answer = providerFailure(store, error);
-    let undone = true;
+    this.options.logger?.warn({ err: error, store: store.id }, 'provisioning failed');
+    // Claimed as a rollback first, as the recovery sweep claims one: the sweep leaves it alone
+    // while it is fresh, and finishes it should this node die before it is done.
+    const { rowCount } = await this.db.query(
+      "UPDATE stores SET status = 'deleting', rolling_back = true, updated_at = now() WHERE id = $1 AND status = 'initializing'",
+      [store.id],
+    );
+    // The sweep took it for dead already (that is why the provision failed, likely): it finishes the undo.
+    if (!rowCount) return storeDeleted(store);
     try {
-      await provider.abandon(store.installationId, store.provisionKey, provisionRequest(store, this.catalog().productById(store.productId)));
+      await this.deprovision(store, product);
     } catch (undoError) {
-      undone = false;
+      // Kept, in error, so the resource that may exist is never forgotten (deleting it retries the undo).
       this.options.logger?.error({ err: undoError, store: store.id }, 'cannot undo a failed provision; the store is kept in error');
-    }
-    this.options.logger?.warn({ err: error, store: store.id, undone }, 'provisioning failed');
-    await this.db.transaction(async (tx) => {
-      await releaseCharges(tx, store.id);
-      if (idempotent) await this.keys.release(tx, idempotent);
-      if (undone) {
-        await tx.query('DELETE FROM stores WHERE id = $1', [store.id]);
-      } else {
-        await tx.query("UPDATE stores SET status = 'error', notification = $2, updated_at = now() WHERE id = $1", [
+      await this.db.transaction(async (tx) => {
+        await tx.query("UPDATE stores SET status = 'error', rolling_back = false, notification = $2, updated_at = now() WHERE id = $1 AND status = 'deleting'", [
           store.id,
           JSON.stringify({ level: 'error', title: 'Provisioning failed', message: `${answer.message}. Delete the store to clean up.` }),
         ]);
-      }
-      await audit(tx, {
-        teamId: store.teamId, actorId: actor.userId, action: undone ? 'store.rolled_back' : 'store.failed', targetType: 'store', targetId: store.id,
-        details: { reason: answer.message },
+        await releaseCharges(tx, store.id);
+        if (idempotent) await this.keys.release(tx, idempotent);
+        await audit(tx, { teamId: store.teamId, actorId: actor.userId, action: 'store.failed', targetType: 'store', targetId: store.id, details: { reason: answer.message } });
       });
-    });
+      return answer;
+    }
+    await this.remove(store, { actorId: actor.userId, onlyDeleting: true, action: 'store.rolled_back', reason: answer.message });
     return answer;
   }
+
+
 
   async get(actor: Actor, id: string): Promise<StoreView> {
     return this.view(await findStore(this.db, actor.team.id, id));
@@ -617,7 +606,7 @@ export class StoreService {
     return { page, views: page.stores.map((store) => this.viewWith(store, connections.get(store.id) ?? [])) };
   }
 
-  async view(store: Store): Promise<StoreView> {
+  private async view(store: Store): Promise<StoreView> {
     const connections = await this.connectionsOf([store.id]);
     return this.viewWith(store, connections.get(store.id) ?? []);
   }
@@ -664,12 +653,12 @@ export class StoreService {
       throw forbidden(`Only the team's owners and the user who installed ${integration.name} may delete its stores`);
     }
     const product = this.catalog().productById(store.productId);
-    const provider = this.providers.for(product);
-    await this.db.transaction(async (tx) => {
+    // Decided on the locked row: a create finishing meanwhile may have recorded its resource.
+    const locked = await this.db.transaction(async (tx) => {
       const locked = await findStore(tx, actor.team.id, id, { lock: true });
       const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM store_connections WHERE store_id = $1', [id]);
       const connected = rows[0]!.n;
-      const stale = Date.now() - locked.updatedAt.getTime() > 2 * this.options.provisionTimeoutMs;
+      const stale = Date.now() - locked.updatedAt.getTime() > this.staleMs;
       // A store its provider reported pending has its resource recorded: it may be deleted.
       if (locked.status === 'initializing' && !locked.externalResourceId && !stale) {
         throw conflict('store_initializing', `The store ${locked.name} is still being created: delete it once it is available`);
@@ -684,20 +673,32 @@ export class StoreService {
         await tx.query("UPDATE stores SET status = 'deleting', updated_at = now() WHERE id = $1", [id]);
         await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleting', targetType: 'store', targetId: id, details: { name: locked.name, disconnected: connected } });
       }
+      return locked;
     });
-    // The provider's work, outside any transaction: a store whose provision never answered has
-    // no resource id, and is undone through its provision key instead.
-    const caller = { userId: actor.userId, role: 'ADMIN' as const };
+    // The provider's work, outside any transaction.
     try {
-      if (store.ownership === 'linked') {
-        // Imported from the provider's side: it stays there (as on Vercel).
-      } else if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
-      else await provider.abandon(store.installationId, store.provisionKey, { ...provisionRequest(store, product), caller });
+      await this.deprovision(locked, product, { userId: actor.userId, role: 'ADMIN' });
     } catch (error) {
-      if (!isGone(error)) throw providerFailure(store, error, 'delete');
+      throw providerFailure(locked, error, 'delete');
     }
     // Unless a concurrent delete (or the recovery sweep) finished it.
-    await this.remove(store, { actorId: actor.userId, onlyDeleting: true });
+    await this.remove(locked, { actorId: actor.userId, onlyDeleting: true });
+  }
+
+  /**
+   * Removes what the provider holds for a store: its resource, or, when the provision never
+   * answered, whatever the provision made (through its key). A linked store's resource (imported
+   * from the provider's side) stays there, as on Vercel. A resource already gone is no error.
+   */
+  private async deprovision(store: Store, product: Product, caller?: Caller): Promise<void> {
+    if (store.ownership === 'linked') return;
+    const provider = this.providers.for(product);
+    try {
+      if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
+      else await provider.abandon(store.installationId, store.provisionKey, { ...provisionRequest(store, product), ...(caller && { caller }) });
+    } catch (error) {
+      if (!isGone(error)) throw error;
+    }
   }
 
   /** Removes a store whose resource its provider deleted on its own side (the provider is not called). */
@@ -706,25 +707,31 @@ export class StoreService {
   }
 
   /** The store's row goes (its connections and variables with it), its billing is released and a key whose create never answered given back. */
-  private async remove(store: Store, how: { actorId: string | null; onlyDeleting?: boolean; reason?: string }): Promise<void> {
+  private async remove(
+    store: Store,
+    how: { actorId: string | null; onlyDeleting?: boolean; action?: 'store.deleted' | 'store.rolled_back'; reason?: string },
+  ): Promise<void> {
     await this.db.transaction(async (tx) => {
       const { rowCount } = await tx.query(`DELETE FROM stores WHERE id = $1${how.onlyDeleting ? " AND status = 'deleting'" : ''}`, [store.id]);
       if (!rowCount) return;
       const released = await releaseCharges(tx, store.id);
-      await tx.query('DELETE FROM idempotency_keys WHERE store_id = $1 AND response IS NULL', [store.id]);
+      // A key whose create never answered (its node died) is given back with the store.
+      await this.keys.releaseFor(tx, store.teamId, store.id);
       await audit(tx, {
-        teamId: store.teamId, actorId: how.actorId, action: 'store.deleted', targetType: 'store', targetId: store.id,
+        teamId: store.teamId, actorId: how.actorId, action: how.action ?? 'store.deleted', targetType: 'store', targetId: store.id,
         details: { name: store.name, released, ...(how.reason && { reason: how.reason }) },
       });
     });
   }
 }
 
+/** Creates and deletes under way: their outside call not yet answered, or its answer not yet recorded. */
+const UNDER_WAY = `((status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting')`;
+
 /** The store columns of table alias `alias`, for statements that join or update from a CTE. */
 const prefixed = (alias: string) => STORE_COLUMNS.split(',').map((c) => `${alias}.${c.trim()}`).join(', ');
 
-/** How often a node looks for pending stores due a check; the first check's delay; the longest between checks. */
-const PENDING_TICK_MS = 1_000;
+/** A pending store's first check comes this long after it became pending; the wait doubles up to the longest. */
 const FIRST_CHECK_MS = 2_000;
 const MAX_CHECK_INTERVAL_MS = 60_000;
 
@@ -756,7 +763,7 @@ function providerFailure(store: Store, error: unknown, operation = 'provision'):
     if (error.status >= 500) return error;
     // A partner server checks metadata itself: its 400 naming fields is the caller's to fix.
     if (error instanceof PartnerError && error.partnerStatus === 400 && Array.isArray(error.extra.fields)) {
-      return new AppError(400, 'validation_error', `The provider refused the store ${store.name}: ${error.message}`, { fields: error.extra.fields });
+      return validationError(error.extra.fields as FieldError[], `The provider refused the store ${store.name}: ${error.message}`);
     }
     // The provider refused what we sent: not the caller's mistake (validation ran first), so a 502.
     return new AppError(502, 'provider_error', `The provider refused to ${operation} the store ${store.name}: ${error.message}`);

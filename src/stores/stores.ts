@@ -1,7 +1,8 @@
 /** The stores table: what a store is, and the queries the store service runs on it. */
-import type { Queryable } from '../db/database.ts';
+import { seqPage, type Queryable } from '../db/database.ts';
 import { notFound } from '../errors.ts';
-import type { ResourceStatus } from '../providers/provider.ts';
+import type { ResourceStatus, Secret } from '../providers/provider.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
 
 /** Vercel's store statuses, plus `deleting` while a delete is under way. */
 export type StoreStatus = 'initializing' | 'available' | 'error' | 'onboarding' | 'suspended' | 'uninstalled' | 'deleting';
@@ -46,6 +47,20 @@ export interface Store {
   rollingBack: boolean;
   createdAt: Date;
   updatedAt: Date;
+}
+
+/** Secrets as a store keeps them: sealed, and a summary (names and lengths) the API shows. */
+export function sealSecrets(box: SecretBox, secrets: Secret[]): { sealed: string; summary: string } {
+  const clean = secrets.map(({ name, value, environmentOverrides }) => ({ name, value, ...(environmentOverrides && { environmentOverrides }) }));
+  const summary: SecretSummary[] = clean.map((secret) => ({ name: secret.name, length: secret.value.length }));
+  return { sealed: box.seal(JSON.stringify(clean)), summary: JSON.stringify(summary) };
+}
+
+/** A store's secrets, opened. */
+export async function readSecrets(db: Queryable, box: SecretBox, storeId: string): Promise<Secret[]> {
+  const { rows } = await db.query<{ secrets: string | null }>('SELECT secrets FROM stores WHERE id = $1', [storeId]);
+  const sealed = rows[0]?.secrets;
+  return sealed ? (JSON.parse(box.open(sealed)) as Secret[]) : [];
 }
 
 /** The store status a provider's resource status shows as. */
@@ -108,13 +123,12 @@ export async function listStores(db: Queryable, teamId: string, options: { limit
     `SELECT ${STORE_COLUMNS}, seq FROM stores WHERE team_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3`,
     [teamId, options.until ?? null, options.limit + 1],
   );
-  const more = rows.length > options.limit;
-  const page = more ? rows.slice(0, options.limit) : rows;
-  return { stores: page.map(toStore), next: more ? Number(page.at(-1)!.seq) : null };
+  const page = seqPage(rows, options.limit);
+  return { stores: page.rows.map(toStore), next: page.next };
 }
 
 /** How many stores the team holds on each plan of a product. */
-export async function storesByPlan(db: Queryable, teamId: string, productId: string): Promise<Map<string, number>> {
+async function storesByPlan(db: Queryable, teamId: string, productId: string): Promise<Map<string, number>> {
   const { rows } = await db.query<{ billing_plan_id: string; n: number }>(
     'SELECT billing_plan_id, count(*)::int AS n FROM stores WHERE team_id = $1 AND product_id = $2 GROUP BY billing_plan_id',
     [teamId, productId],

@@ -17,7 +17,7 @@ export interface TeamSelector {
 }
 
 /** The token of an `Authorization: Bearer <token>` header; 401 when the header is missing or malformed. */
-function bearerToken(authorization: string | undefined): string {
+export function bearerToken(authorization: string | undefined): string {
   const match = /^bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
   if (!match) throw unauthorized('Missing bearer token: send "Authorization: Bearer <token>"');
   return match[1]!;

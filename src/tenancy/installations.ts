@@ -55,6 +55,39 @@ export async function getInstallation(db: Queryable, teamId: string, id: string)
   return toInstallation(rows[0]);
 }
 
+/**
+ * What a provider is told of an installation (the partner API's `account`): its team's name, a
+ * link to it, and its best contact (the user who installed it, else the team's first owner).
+ */
+export async function installationAccount(
+  db: Queryable,
+  installationId: string,
+  publicUrl: string,
+): Promise<{ teamId: string; name: string; url: string; contact: { email: string; name?: string } | null; createdAt: Date }> {
+  const { rows } = await db.query<{ team_id: string; name: string; created_at: Date; contact: { email: string; name: string | null } | null }>(
+    `SELECT t.id AS team_id, t.name, i.created_at,
+            (SELECT json_build_object('email', u.email, 'name', u.name) FROM memberships m JOIN users u ON u.id = m.user_id
+              WHERE m.team_id = t.id AND (u.id = i.installed_by OR m.role = 'OWNER') ORDER BY u.id = i.installed_by DESC, m.created_at LIMIT 1) AS contact
+       FROM installations i JOIN teams t ON t.id = i.team_id WHERE i.id = $1`,
+    [installationId],
+  );
+  const row = rows[0];
+  if (!row) throw notFound('configuration', installationId);
+  return {
+    teamId: row.team_id,
+    name: row.name,
+    url: `${publicUrl}/v1/integrations/configuration/${installationId}?teamId=${row.team_id}`,
+    contact: row.contact ? { email: row.contact.email, ...(row.contact.name && { name: row.contact.name }) } : null,
+    createdAt: row.created_at,
+  };
+}
+
+/** How many stores an installation holds. */
+export async function countStores(db: Queryable, installationId: string): Promise<number> {
+  const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installationId]);
+  return rows[0]!.n;
+}
+
 /** Roles that only read: never admins of an installation, whoever installed it. */
 const READ_ONLY_ROLES: readonly TeamRole[] = ['VIEWER', 'BILLING'];
 
@@ -70,8 +103,7 @@ export function isInstallationAdmin(installation: Installation, userId: string, 
  * foreign key backs it, so a store created meanwhile cannot slip through.
  */
 export async function uninstall(db: Queryable, installation: Installation): Promise<void> {
-  const storesLeft = async () =>
-    Number((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installation.id])).rows[0]!.n);
+  const storesLeft = () => countStores(db, installation.id);
   const refuse = (count?: number) =>
     conflict(
       'configuration_has_stores',

@@ -22,13 +22,19 @@ CREATE TABLE installation_tokens (
   id               text PRIMARY KEY,
   token_hash       text NOT NULL UNIQUE,
   installation_id  text NOT NULL REFERENCES installations (id) ON DELETE CASCADE,
-  created_at       timestamptz NOT NULL DEFAULT now(),
-  revoked_at       timestamptz
+  created_at       timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX installation_tokens_installation_idx ON installation_tokens (installation_id);
+-- Nodes keep valid tokens in memory between changes.
+CREATE TRIGGER installation_tokens_changed AFTER INSERT OR UPDATE OR DELETE ON installation_tokens
+  FOR EACH STATEMENT EXECUTE FUNCTION storehouse_notify_change();
 
 -- When the partner server last accepted the installation (its upsert), so it is sent once.
 ALTER TABLE installations ADD COLUMN partner_installed_at timestamptz;
+-- Recording it changes nobody's access: only changes to what access reads empty the nodes' caches.
+DROP TRIGGER installations_changed ON installations;
+CREATE TRIGGER installations_changed AFTER INSERT OR DELETE OR UPDATE OF id, team_id, integration_id, installed_by, source
+  ON installations FOR EACH STATEMENT EXECUTE FUNCTION storehouse_notify_change();
 
 -- A store whose provider answered `pending`: when to ask the provider again, and when to give up.
 ALTER TABLE stores ADD COLUMN next_check_at timestamptz;
@@ -44,6 +50,8 @@ ALTER TABLE stores ADD COLUMN rolling_back boolean NOT NULL DEFAULT false;
 
 -- A partner's resource is one store of its installation (the import upsert relies on it).
 CREATE UNIQUE INDEX stores_external_resource_idx ON stores (installation_id, external_resource_id) WHERE external_resource_id IS NOT NULL;
+-- The recovery sweep's look for creates and deletes under way.
+CREATE INDEX stores_under_way_idx ON stores (updated_at) WHERE status IN ('initializing', 'deleting');
 CREATE INDEX stores_pending_idx ON stores (next_check_at) WHERE next_check_at IS NOT NULL;
 
 -- What partner servers report through the marketplace API: billing and usage data, invoices and
@@ -55,4 +63,5 @@ CREATE TABLE partner_reports (
   body             jsonb NOT NULL,
   created_at       timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX partner_reports_installation_idx ON partner_reports (installation_id, kind, created_at);
+-- For the cascade when an installation goes.
+CREATE INDEX partner_reports_installation_idx ON partner_reports (installation_id);

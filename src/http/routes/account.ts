@@ -4,9 +4,9 @@ import { forbidden } from '../../errors.ts';
 import { teamsOf } from '../../tenancy/teams.ts';
 import { getUser } from '../../tenancy/users.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+import { str } from '../vercel-shapes.ts';
 
 const tags = ['account'];
-const str = { type: 'string' };
 const teamSchema = {
   type: 'object',
   required: ['id', 'slug', 'name'],

@@ -73,7 +73,7 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
         tags,
         params: idParams,
         querystring: { type: 'object', properties: teamQuery },
-        response: { 204: { type: 'null', description: 'The configuration was removed' }, ...errors, 409: { $ref: 'VercelError#' } },
+        response: { 204: { type: 'null', description: 'The configuration was removed' }, ...errorResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request, reply) => {

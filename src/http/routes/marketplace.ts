@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { MarketplaceApi, MarketplaceEvent, PartnerInstallation, ResourceChange, ResourceImport } from '../../partners/marketplace-api.ts';
-import { createAjv } from '../../catalog/metadata-schema.ts';
+import { billingPlanSchema, notificationSchema, secretSchema } from '../../partners/partner-contract.ts';
 import type { Secret } from '../../providers/provider.ts';
-import { lazyValidator } from '../lazy-compilers.ts';
+import { exactBodies } from '../lazy-compilers.ts';
 import { errorResponses } from './common.ts';
 import { RESOURCE_STATUSES } from '../../providers/provider.ts';
 
@@ -19,28 +19,16 @@ const tags = ['marketplace'];
 const errors = errorResponses(400, 401, 403, 404, 409);
 
 const text = { type: 'string', minLength: 1 };
-const secret = {
-  type: 'object',
-  required: ['name', 'value'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 256, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
-    value: { type: 'string' },
-    prefix: { type: 'string' },
-    environmentOverrides: {
-      type: 'object',
-      properties: { development: { type: 'string' }, preview: { type: 'string' }, production: { type: 'string' } },
-      additionalProperties: false,
-    },
-  },
-  additionalProperties: false,
-};
+// The partner contract's shapes, closed: what a partner sends here is checked strictly.
+const secret = { ...secretSchema, additionalProperties: false };
 const secrets = { type: 'array', items: secret, maxItems: 1000 };
 const notification = {
-  type: 'object',
-  required: ['level', 'title'],
-  properties: { level: { enum: ['info', 'warn', 'error'] }, title: { type: 'string', maxLength: 100 }, message: { type: 'string' }, href: { type: 'string' } },
+  ...notificationSchema,
+  properties: { ...notificationSchema.properties, title: { type: 'string', maxLength: 100 } },
   additionalProperties: false,
 };
+/** A notification, or `""` / null to clear one (the SDK sends either). */
+const notificationOrClear = { anyOf: [notification, { type: 'string' }, { type: 'null' }] };
 const period = { type: 'object', required: ['start', 'end'], properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' } } };
 const billingItem = {
   type: 'object',
@@ -60,16 +48,6 @@ const installationParams = { type: 'object', required: ['installationId'], prope
 const resourceParams = { type: 'object', required: ['installationId', 'resourceId'], properties: { installationId: text, resourceId: text } };
 
 type Params = { installationId: string; resourceId: string };
-
-/**
- * Bodies are checked as sent, without the app Ajv's type coercion (meant for query strings), as
- * routes/stores.ts does: coerced, `"name": 5` became a store named "5", `"value": 7` a secret
- * "7", `"partial": "true"` or `1` a partial update, and `"notification": 5` (or `false`) the
- * string "5", which cleared the notification, all answered 2xx instead of 400.
- */
-let bodyAjv: ReturnType<typeof createAjv> | undefined;
-const exactBodies = ({ schema }: { schema: object }) =>
-  lazyValidator(() => (bodyAjv ??= createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false })).compile(schema));
 
 /**
  * The marketplace API partner servers call back with their installation's access token (not a
@@ -151,14 +129,6 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
     async (request) => api.getResource(request.partner, request.params.resourceId),
   );
 
-  const billingPlan = {
-    type: 'object',
-    required: ['id', 'type', 'name'],
-    properties: {
-      id: text, type: { enum: ['prepayment', 'subscription'] }, name: { type: 'string' }, description: { type: 'string' }, paymentMethodRequired: { type: 'boolean' },
-      cost: { type: 'string' }, details: { type: 'array' }, highlightedDetails: { type: 'array' }, effectiveDate: { type: 'string' },
-    },
-  };
   app.put<{ Params: Params; Body: ResourceImport }>(
     '/v1/installations/:installationId/resources/:resourceId',
     {
@@ -177,8 +147,8 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             name: storeName,
             status: { enum: [...RESOURCE_STATUSES] },
             metadata: { type: 'object' },
-            billingPlan,
-            notification: { anyOf: [notification, { type: 'string' }, { type: 'null' }] },
+            billingPlan: billingPlanSchema,
+            notification: notificationOrClear,
             extras: { type: 'object' },
             secrets,
           },
@@ -206,8 +176,8 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             name: storeName,
             status: { enum: [...RESOURCE_STATUSES] },
             metadata: { type: 'object' },
-            billingPlan,
-            notification: { anyOf: [notification, { type: 'string' }, { type: 'null' }] },
+            billingPlan: billingPlanSchema,
+            notification: notificationOrClear,
             extras: { type: 'object' },
             secrets: { anyOf: [secrets, { type: 'object', required: ['secrets'], properties: { secrets, partial: { type: 'boolean' } }, additionalProperties: false }] },
           },

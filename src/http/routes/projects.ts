@@ -3,6 +3,7 @@ import type { Database } from '../../db/database.ts';
 import { createProject, findProject, listProjects, type ProjectEnv } from '../../projects/projects.ts';
 import { toEnvVar, toProject } from '../project-shapes.ts';
 import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
+import { ENVIRONMENTS } from '../../projects/projects.ts';
 
 const tags = ['projects'];
 const idOrNameParams = { type: 'object', required: ['idOrName'], properties: { idOrName: { type: 'string' } } };
@@ -84,7 +85,7 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
           type: 'object',
           properties: {
             decrypt: { type: 'string', enum: ['true', 'false'] },
-            target: { type: 'string', enum: ['production', 'preview', 'development'] },
+            target: { type: 'string', enum: [...ENVIRONMENTS] },
             gitBranch: { type: 'string' },
             source: { type: 'string' },
             customEnvironmentId: { type: 'string' },
@@ -130,7 +131,7 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
         params: {
           type: 'object',
           required: ['idOrName', 'target'],
-          properties: { idOrName: { type: 'string' }, target: { type: 'string', enum: ['production', 'preview', 'development'] } },
+          properties: { idOrName: { type: 'string' }, target: { type: 'string', enum: [...ENVIRONMENTS] } },
         },
         querystring: { type: 'object', properties: { source: { type: 'string' }, ...teamQuery } },
         response: {

@@ -8,9 +8,9 @@ import type { Database } from '../../db/database.ts';
 import { forbidden } from '../../errors.ts';
 import type { Actor } from '../../tenancy/access.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+import { str } from '../vercel-shapes.ts';
 
 const tags = ['storehouse'];
-const str = { type: 'string' };
 
 const paymentMethodSchema = {
   $id: 'PaymentMethod',

@@ -1,10 +1,9 @@
 import type { FastifyInstance } from 'fastify';
-import { createAjv } from '../../catalog/metadata-schema.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import type { StoreConnections } from '../../stores/connections.ts';
 import type { CreateStoreInput, StoreService } from '../../stores/store-service.ts';
-import { lazyValidator } from '../lazy-compilers.ts';
-import { toStore } from '../store-shapes.ts';
+import { exactBodies } from '../lazy-compilers.ts';
+import { storeBody } from '../store-shapes.ts';
 import { SOURCES } from '../vercel-shapes.ts';
 import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
 
@@ -45,14 +44,6 @@ const connectBody = {
 const storeResponse = { type: 'object', required: ['store'], properties: { store: { $ref: 'Store#' } } };
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } };
 
-/**
- * Bodies are checked as sent: no type coercion (the app's Ajv coerces query strings, where every
- * value arrives as text), so `"name": 5` or `"prepaymentAmountCents": "5000"` are 400s.
- */
-let bodyAjv: ReturnType<typeof createAjv> | undefined;
-const exactBodies = ({ schema }: { schema: object }) =>
-  lazyValidator(() => (bodyAjv ??= createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false })).compile(schema));
-
 /** Stores: create (the marketplace's one-call create), read, list, delete, and project connections. */
 export default async function storesRoutes(app: FastifyInstance, options: { stores: StoreService; connections: StoreConnections }) {
   const { stores, connections } = options;
@@ -74,7 +65,7 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
     },
     async (request) => {
       const idempotencyKey = parseIdempotencyKey(request.headers['idempotency-key']);
-      return stores.create(request.actor, request.body, { idempotencyKey, render: (view) => ({ store: toStore(view) }) });
+      return stores.create(request.actor, request.body, { idempotencyKey, render: (view) => ({ store: storeBody(view) }) });
     },
   );
 
@@ -108,12 +99,12 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
     async (request) => {
       const { limit = 100, until, from } = request.query;
       const { page, views } = await stores.list(request.actor, { limit, until: until ?? from });
-      return { stores: views.map(toStore), pagination: { count: views.length, next: page.next, prev: null } };
+      return { stores: views.map(storeBody), pagination: { count: views.length, next: page.next, prev: null } };
     },
   );
 
   const getStore = async (request: { actor: Parameters<StoreService['get']>[0]; params: { id: string } }) => ({
-    store: toStore(await stores.get(request.actor, request.params.id)),
+    store: storeBody(await stores.get(request.actor, request.params.id)),
   });
   app.get<{ Params: { id: string }; Querystring: TeamQuery }>(
     '/v1/storage/stores/:id',
