@@ -35,6 +35,8 @@ export interface Config {
   rateLimitRequests: number;
   /** Store creates per team per minute (0: no limit). */
   rateLimitStoreCreates: number;
+  /** Store changes (PATCH) per team per minute. */
+  rateLimitStoreUpdates: number;
   /** How long one call to a partner server may take before it is retried. */
   partnerTimeoutMs: number;
   /** Retries of a partner call after a network error, a timeout or a 5xx. */
@@ -116,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     provisionTimeoutMs: integer(env, 'STOREHOUSE_PROVISION_TIMEOUT_MS', 60_000, 100, 3_600_000),
     rateLimitRequests: integer(env, 'STOREHOUSE_RATE_LIMIT_REQUESTS', 6_000, 0, 1_000_000_000),
     rateLimitStoreCreates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_CREATES', 100, 0, 1_000_000_000),
+    rateLimitStoreUpdates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_UPDATES', 100, 0, 1_000_000_000),
     redisUrl: redisUrl(env, 'REDIS_URL'),
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),

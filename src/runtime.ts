@@ -22,6 +22,7 @@ import { Discovery } from './marketplace/discovery.ts';
 import { ProjectEnv } from './projects/projects.ts';
 import { StoreConnections } from './stores/connections.ts';
 import { StoreService } from './stores/store-service.ts';
+import { StoreUpdates } from './stores/store-updates.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
@@ -35,6 +36,8 @@ export interface Runtime {
   providers: Providers;
   discovery: Discovery;
   stores: StoreService;
+  /** Changes to stores after their create: name, metadata, plan. */
+  storeUpdates: StoreUpdates;
   connections: StoreConnections;
   projectEnv: ProjectEnv;
   /** The API partner servers call back. */
@@ -222,6 +225,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       pendingTimeoutMs: config.pendingTimeoutMs,
       logger,
     });
+    const storeUpdates = new StoreUpdates(db, catalogs.current, discovery, providers, stores, { callTimeoutMs: config.provisionTimeoutMs, logger });
     const connections = new StoreConnections(db, box);
     const runtime: Runtime = {
       config,
@@ -232,6 +236,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       providers,
       discovery,
       stores,
+      storeUpdates,
       connections,
       marketplace: new MarketplaceApi(db, box, stores, connections, urls, catalogs.current, feed),
       projectEnv: new ProjectEnv(db, box),
@@ -247,7 +252,8 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       },
     };
     reloadCatalogOnChange(runtime, logger);
-    closers.unshift(stores.startHousekeeping((error) => logger?.warn({ err: error }, 'store housekeeping failed; retrying later')));
+    const housekeepingFailed = (error: Error) => logger?.warn({ err: error }, 'store housekeeping failed; retrying later');
+    closers.unshift(stores.startHousekeeping(housekeepingFailed), storeUpdates.startHousekeeping(housekeepingFailed));
     if (options.controlSocket && db.kind === 'embedded') {
       closers.unshift(await serveControlSocket(config.dataDir, runtime, logger));
     }

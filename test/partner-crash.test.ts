@@ -72,7 +72,7 @@ interface Store {
 
 type Outcome = { ok: true; externalResourceId: string; status: string } | { ok: false; error: string };
 
-describe('kill -9 while creating stores on a partner server', () => {
+describe('kill -9 while creating and changing stores on a partner server', () => {
   let partner: PartnerServer | undefined;
   let partnerDir: string | undefined;
   let dataDir: string | undefined;
@@ -317,6 +317,41 @@ describe('kill -9 while creating stores on a partner server', () => {
       // The first recovery sweep (2 s after the start) leaves it alone.
       await sleep(3_000);
       await check();
+      assert.equal(await violation(), undefined);
+    } catch (error) {
+      explain(error);
+    }
+  });
+
+  test('killed while the partner applies a change to a store: after the restart the change is sent again, with the same key, and recorded', async () => {
+    try {
+      const created = await create('crash-u');
+      assert.equal(created.ok, true, JSON.stringify(created));
+      const store = (await stores()).find((s) => s.name === 'crash-u')!;
+      const updates = () => partner!.requests.filter((r) => r.method === 'PATCH' && r.url.endsWith(`/resources/${store.externalResourceId}`));
+      // The partner applies the change, then answers late: Storehouse dies before the answer.
+      partner!.faults.update = { delayMs: 1500, afterWork: true, times: 1 };
+      const answered = fetch(`${url}/v1/storage/stores/${store.id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ metadata: { connectionLimit: 9 } }),
+      }).then((response) => response.status, () => 'no answer');
+      await eventually('the partner to receive the change', async () => updates().length === 1, 30_000);
+      await kill();
+      assert.equal(await answered, 'no answer', 'the killed change was not acknowledged');
+
+      await start();
+      const metadataOf = async () => ((await (await fetch(`${url}/v1/storage/stores/${store.id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as any).store.metadata;
+      await eventually('the change to be sent again and recorded', async () => (await metadataOf()).connectionLimit === 9, SETTLE_MS);
+      assert.ok(updates().length >= 2, 'sent again after the restart');
+      assert.equal(new Set(updates().map((r) => r.idempotencyKey)).size, 1, 'with the key of the first send');
+      // Nothing is left under way: the store takes the next change.
+      const next = await fetch(`${url}/v1/storage/stores/${store.id}`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'crash-u-renamed' }),
+      });
+      assert.equal(next.status, 200, await next.text());
       assert.equal(await violation(), undefined);
     } catch (error) {
       explain(error);

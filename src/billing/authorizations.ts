@@ -72,7 +72,7 @@ export async function chargeFor(
   return { kind: prepayment ? 'prepayment' : 'preauthorization', amountCents, paymentMethod };
 }
 
-/** Records the charge for a store being created (in its transaction); returns the authorization's id. */
+/** Records the charge for a store being created or changing plans (in its transaction); returns the authorization's id. */
 export async function recordCharge(tx: Queryable, input: { teamId: string; storeId: string; plan: BillingPlan; charge: Charge }): Promise<string> {
   const id = newId('auth');
   await tx.query(
@@ -86,12 +86,20 @@ export async function recordCharge(tx: Queryable, input: { teamId: string; store
   return id;
 }
 
-/** Releases a store's authorizations and refunds its prepayments; returns what was released. */
-export async function releaseCharges(tx: Queryable, storeId: string): Promise<Array<{ id: string; state: string; amountCents: number }>> {
+/**
+ * Releases a store's authorizations and refunds its prepayments; returns what was released. A plan
+ * change releases those of the old plan (`except` the new plan's), or, refused, only the new one's.
+ */
+export async function releaseCharges(
+  tx: Queryable,
+  storeId: string,
+  which: { only?: string | undefined; except?: string | undefined } = {},
+): Promise<Array<{ id: string; state: string; amountCents: number }>> {
   const { rows } = await tx.query<{ id: string; state: string; amount_cents: string }>(
     `UPDATE billing_authorizations SET state = CASE state WHEN 'paid' THEN 'refunded' ELSE 'released' END, updated_at = now()
-      WHERE store_id = $1 AND state IN ('authorized', 'paid') RETURNING id, state, amount_cents`,
-    [storeId],
+      WHERE store_id = $1 AND state IN ('authorized', 'paid') AND ($2::text IS NULL OR id = $2) AND ($3::text IS NULL OR id <> $3)
+      RETURNING id, state, amount_cents`,
+    [storeId, which.only ?? null, which.except ?? null],
   );
   return rows.map((row) => ({ id: row.id, state: row.state, amountCents: Number(row.amount_cents) }));
 }

@@ -99,7 +99,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     }
   });
   const limits = await RateLimits.create(
-    { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates }, redisUrl: config.redisUrl },
+    { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates, 'stores.update': config.rateLimitStoreUpdates }, redisUrl: config.redisUrl },
     (error: Error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
   );
   app.addHook('onClose', () => limits.close());
@@ -110,7 +110,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(systemRoutes, { db: runtime.db });
   await app.register(oidcRoutes, { keys: runtime.keys, urls: runtime.urls });
   await app.register(integrationsRoutes, { discovery: runtime.discovery });
-  await app.register(storesRoutes, { stores: runtime.stores, connections: runtime.connections });
+  await app.register(storesRoutes, { stores: runtime.stores, updates: runtime.storeUpdates, connections: runtime.connections });
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });
   await app.register(accountRoutes, { db: runtime.db });

@@ -9,7 +9,7 @@ import type { Database } from '../db/database.ts';
 import type { Providers } from '../providers/registry.ts';
 import { badRequest, forbidden } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { plansUsedUp } from '../stores/stores.ts';
+import { disableUsedUp } from '../stores/stores.ts';
 import { countStores, getInstallation, isInstallationAdmin, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
 
 export interface ConfigurationFilter {
@@ -115,10 +115,8 @@ export class Discovery {
       installationId = installation.id;
     }
     const metadata = options.metadata === undefined ? {} : parseMetadata(options.metadata);
-    const plans = await this.providers.plansFor(product, metadata, { teamId: actor.team.id, installationId });
     // A plan whose per-team limit the team has reached is shown, but not selectable.
-    const usedUp = await plansUsedUp(this.db, actor.team.id, plans.filter((plan) => !plan.disabled));
-    return usedUp.size === 0 ? plans : plans.map((plan) => (usedUp.has(plan.id) ? { ...plan, disabled: true } : plan));
+    return disableUsedUp(this.db, actor.team.id, await this.providers.plansFor(product, metadata, { teamId: actor.team.id, installationId }));
   }
 }
 

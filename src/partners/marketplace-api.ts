@@ -12,8 +12,8 @@ import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { StoreConnections } from '../stores/connections.ts';
-import { readSecrets, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from '../stores/stores.ts';
-import { nameTaken, type StoreService } from '../stores/store-service.ts';
+import type { StoreService } from '../stores/store-service.ts';
+import { isNameTaken, nameTaken, readSecrets, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from '../stores/stores.ts';
 import { installationAccount, isInstallationAdmin } from '../tenancy/installations.ts';
 import { bearerToken } from '../tenancy/access.ts';
 import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
@@ -176,7 +176,7 @@ export class MarketplaceApi {
       try {
         if (sets.length > 0) await tx.query(`UPDATE stores SET ${sets.join(', ')}, updated_at = now() WHERE id = $1`, values);
       } catch (error) {
-        if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') throw nameTaken(change.name!);
+        if (isNameTaken(error)) throw nameTaken(change.name!);
         throw error;
       }
       // Pending again (the partner is reworking it): asked about until it is ready, or its deadline.

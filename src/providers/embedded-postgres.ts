@@ -190,9 +190,17 @@ export class EmbeddedPostgresProvider implements Provider {
     }
   }
 
+  /**
+   * The role's setting outlives restarts; PGlite serves every client from its one session, which
+   * read the role's settings when it began, so the session's own is set too: it takes at once.
+   */
   private async applySettings(instance: Instance, metadata: Record<string, unknown>): Promise<void> {
     const timeout = statementTimeoutValue(metadata);
-    await instance.db.exec(timeout === null ? 'ALTER ROLE postgres RESET statement_timeout' : `ALTER ROLE postgres SET statement_timeout = ${pg.escapeLiteral(timeout)}`);
+    await instance.db.exec(
+      timeout === null
+        ? 'ALTER ROLE postgres RESET statement_timeout; RESET statement_timeout'
+        : `ALTER ROLE postgres SET statement_timeout = ${pg.escapeLiteral(timeout)}; SET statement_timeout = ${pg.escapeLiteral(timeout)}`,
+    );
   }
 
   private secrets(record: ResourceRecord<EmbeddedDetails>): Secret[] {

@@ -85,6 +85,24 @@ export class HttpProvider implements Provider {
     return answer.plans.map((plan) => toCatalogPlan(product.id, plan));
   }
 
+  /** The partner's resource plans; its product plans when it does not serve them (the endpoint is optional). */
+  async listResourcePlans(installationId: string, resourceId: string, product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]> {
+    const identity = await this.identity(installationId);
+    try {
+      const answer = await this.client.call<{ plans: PartnerPlan[] }>({
+        method: 'GET',
+        path: `/v1/installations/${segment(installationId)}/resources/${segment(resourceId)}/plans`,
+        query: { metadata: JSON.stringify(metadata) },
+        identity,
+        answer: 'plans',
+      });
+      return answer.plans.map((plan) => toCatalogPlan(product.id, plan));
+    } catch (error) {
+      if (!(error instanceof PartnerError && (error.partnerStatus === 404 || error.partnerStatus === 405))) throw error;
+      return this.listPlans(product, metadata, { teamId: identity.accountId!, installationId });
+    }
+  }
+
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     const identity = await this.identity(request.installationId, request.caller);
     if (!identity.installed) await this.ensureInstalled(request.installationId, identity);

@@ -67,6 +67,11 @@ export interface Provider {
   /** The plans offered for a product, which may depend on the metadata being filled in. */
   listPlans(product: Product, metadata: Record<string, unknown>, asker?: { teamId: string; installationId?: string | undefined }): Promise<BillingPlan[]>;
   /**
+   * The plans an existing resource may change to (the partner API's resource plans), when the
+   * provider has its own answer; a provider without one offers its product's plans.
+   */
+  listResourcePlans?(installationId: string, resourceId: string, product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]>;
+  /**
    * Refuses metadata the provider cannot apply, beyond what the product's schema says (400
    * `validation_error` naming the key); called before anything is recorded or billed.
    */

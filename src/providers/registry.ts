@@ -80,6 +80,19 @@ export class Providers {
     return provider ? provider.listPlans(product, metadata, asker) : Promise.resolve(offeredPlans(product));
   }
 
+  /** The plans a store's resource may change to, as its provider says: its resource plans, else its product's. */
+  resourcePlansFor(
+    product: Product,
+    resource: { installationId: string; externalResourceId: string },
+    metadata: Record<string, unknown>,
+    asker: { teamId: string; installationId?: string | undefined },
+  ): Promise<BillingPlan[]> {
+    const provider = this.for(product);
+    return provider.listResourcePlans
+      ? provider.listResourcePlans(resource.installationId, resource.externalResourceId, product, metadata)
+      : this.plansFor(product, metadata, asker);
+  }
+
   /** The partner server behind an integration's products, if one is; used for install and uninstall. */
   partnerOf(products: Product[]): HttpProvider | undefined {
     const product = products.find((p) => p.provider.type === 'http');

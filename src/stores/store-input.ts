@@ -37,6 +37,17 @@ function describe(error: ErrorObject): FieldError {
   }
 }
 
+/** A control character in a name would make it unprintable in the CLI and the logs. */
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** A store's name: 1 to 128 characters, none of them control characters; else 400 naming `name`. */
+export function checkName(name: string): string {
+  if (name.length < 1 || name.length > 128 || CONTROL.test(name)) {
+    throw validationError([{ key: 'name', message: 'must be 1 to 128 characters, without control characters' }], 'name must be 1 to 128 characters, without control characters');
+  }
+  return name;
+}
+
 /** The metadata a store is created with, defaults filled in; 400 `validation_error` naming each bad key. */
 export function validateMetadata(product: Product, metadata: Record<string, unknown> | undefined): Record<string, unknown> {
   const value = structuredClone(metadata ?? {});
@@ -53,6 +64,32 @@ export function validateMetadata(product: Product, metadata: Record<string, unkn
   }
   if (fields.length > 0) throw validationError(fields.map((f) => ({ key: `metadata.${f.key}`, message: f.message })));
   return value;
+}
+
+/** Whether a `ui:read-only` or `ui:disabled` value takes the field off the update form (an expression cannot be judged here: no). */
+const offTheUpdateForm = (value: unknown) => value === true || value === 'update';
+
+/**
+ * 400 naming each setting the product's schema does not let a store change after its create
+ * (`ui:read-only` or `ui:disabled` true or "update"), when `next` changes it.
+ */
+export function checkChangeable(product: Product, current: Record<string, unknown>, next: Record<string, unknown>): void {
+  const fields: FieldError[] = [];
+  for (const [key, property] of Object.entries(product.metadataSchema.properties ?? {})) {
+    if (!offTheUpdateForm(property['ui:read-only']) && !offTheUpdateForm(property['ui:disabled'])) continue;
+    if (!sameValue(current[key], next[key])) fields.push({ key: `metadata.${key}`, message: 'cannot be changed once the store is created' });
+  }
+  if (fields.length > 0) throw validationError(fields);
+}
+
+/** Deep equality of JSON values (metadata: scalars, arrays, objects), whatever the order of object keys. */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keysA = Object.keys(a);
+  const keysB = Object.keys(b);
+  return keysA.length === keysB.length && keysA.every((key) => Object.hasOwn(b, key) && sameValue((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
 }
 
 /** What Vercel's API documents of each protocol's settings; other protocols take any object. */

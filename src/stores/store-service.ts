@@ -13,22 +13,21 @@ import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import { offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
-import { isUniqueViolation } from '../db/database.ts';
-import { AppError, conflict, forbidden, validationError, type FieldError } from '../errors.ts';
+import { AppError, conflict, forbidden, validationError } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
 import type { Discovery } from '../marketplace/discovery.ts';
 import type { Caller, Provider, ProviderResource, ProvisionRequest, ResourceStatus, Secret } from '../providers/provider.ts';
 import { toCatalogPlan, type PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
 import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
-import { PartnerError } from '../partners/partner-client.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { isInstallationAdmin, type Installation } from '../tenancy/installations.ts';
+import { isGone, providerFailure, within } from './provider-calls.ts';
 import { IdempotencyKeys, KeyTaken, requestHash, type IdempotentRequest } from './idempotency.ts';
 import { Schedule } from './schedule.ts';
-import { validateMetadata, validateProtocolSettings } from './store-input.ts';
-import { findStore, listStores, plansUsedUp, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
+import { checkName, validateMetadata, validateProtocolSettings } from './store-input.ts';
+import { assertPlanRoom, findStore, isNameTaken, listStores, nameTaken, plansUsedUp, prefixed, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -89,13 +88,6 @@ async function rememberPlanIfNew(tx: Queryable, product: Product, plan: BillingP
   if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
 }
 
-export const nameTaken = (name: string, id?: string) =>
-  conflict('store_name_taken', `The team already has a store named "${name}"${id ? ` (${id})` : ''}`);
-
-/** A control character in a name would make it unprintable in the CLI and the logs. */
-const CONTROL = /[\u0000-\u001f\u007f]/;
-
-class ProvisionTimeout extends Error {}
 
 export class StoreService {
   private readonly keys: IdempotencyKeys;
@@ -323,7 +315,7 @@ export class StoreService {
       if (store.status === 'initializing') this.pendingChanged();
       return store;
     } catch (error) {
-      if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') throw nameTaken(input.name);
+      if (isNameTaken(error)) throw nameTaken(input.name);
       throw error;
     }
   }
@@ -354,10 +346,7 @@ export class StoreService {
 
   private async createOnce<R>(actor: Actor, input: CreateStoreInput, idempotent: IdempotentRequest | undefined, render: (view: StoreView) => R): Promise<R> {
     // 1. What the body names.
-    const name = input.name;
-    if (name.length < 1 || name.length > 128 || CONTROL.test(name)) {
-      throw validationError([{ key: 'name', message: 'must be 1 to 128 characters, without control characters' }], 'name must be 1 to 128 characters, without control characters');
-    }
+    const name = checkName(input.name);
     const { installation, integration } = await this.discovery.getConfiguration(actor, input.integrationConfigurationId);
     const product = this.catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
     await this.assertNameFree(this.db, actor.team.id, name);
@@ -474,14 +463,7 @@ export class StoreService {
         const { taken, total, on_plan: onPlan } = counts[0]!;
         if (taken) throw nameTaken(request.name, taken);
         if (total >= quota) throw quotaExceeded(quota, total);
-        if (plan.resourceLimit !== null && onPlan >= plan.resourceLimit) {
-          throw new AppError(
-            403,
-            'plan_resource_limit_reached',
-            `The plan ${plan.id} allows ${plan.resourceLimit} store${plan.resourceLimit === 1 ? '' : 's'} per team and the team has ${onPlan}: choose another plan or delete one`,
-            { limit: { total: plan.resourceLimit, used: onPlan } },
-          );
-        }
+        assertPlanRoom(plan, onPlan);
         await rememberPlanIfNew(tx, product, plan);
         const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
         const { rows } = await audited(
@@ -505,26 +487,13 @@ export class StoreService {
         );
         return toStore(rows[0]!);
       });    } catch (error) {
-      if (isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key') {
-        throw nameTaken(request.name);
-      }
+      if (isNameTaken(error)) throw nameTaken(request.name);
       throw error;
     }
   }
 
-  private async provisionWithin(provider: Provider, store: Store, product: Product) {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ProvisionTimeout()), this.options.provisionTimeoutMs);
-    });
-    try {
-      return await Promise.race([
-        provider.provision(provisionRequest(store, product)),
-        timeout,
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+  private provisionWithin(provider: Provider, store: Store, product: Product) {
+    return within(provider.provision(provisionRequest(store, product)), this.options.provisionTimeoutMs);
   }
 
   private async recordProvisioned(db: Queryable, store: Store, result: { resource: ProviderResource; secrets: Secret[] }, actor: Actor): Promise<Store> {
@@ -728,8 +697,6 @@ export class StoreService {
 /** Creates and deletes under way: their outside call not yet answered, or its answer not yet recorded. */
 const UNDER_WAY = `((status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting')`;
 
-/** The store columns of table alias `alias`, for statements that join or update from a CTE. */
-const prefixed = (alias: string) => STORE_COLUMNS.split(',').map((c) => `${alias}.${c.trim()}`).join(', ');
 
 /** A pending store's first check comes this long after it became pending; the wait doubles up to the longest. */
 const FIRST_CHECK_MS = 2_000;
@@ -749,24 +716,4 @@ function provisionRequest(store: Store, product: Product): ProvisionRequest {
     // Its creator was an admin of the installation when creating it.
     ...(store.createdBy && { caller: { userId: store.createdBy, role: 'ADMIN' as const } }),
   };
-}
-
-/** A provider's answer that the resource is gone already (deleted by an earlier attempt, or never created). */
-const isGone = (error: unknown) => error instanceof AppError && (error.status === 404 || error.code === 'resource_deleted');
-
-/** The error a provider's failure is answered with: its own if it is one of ours, else 502 (503 for a timeout). */
-function providerFailure(store: Store, error: unknown, operation = 'provision'): AppError {
-  if (error instanceof ProvisionTimeout) {
-    return new AppError(503, 'provider_timeout', `The provider did not ${operation} the store ${store.name} in time; nothing was created, retry later`);
-  }
-  if (error instanceof AppError) {
-    if (error.status >= 500) return error;
-    // A partner server checks metadata itself: its 400 naming fields is the caller's to fix.
-    if (error instanceof PartnerError && error.partnerStatus === 400 && Array.isArray(error.extra.fields)) {
-      return validationError(error.extra.fields as FieldError[], `The provider refused the store ${store.name}: ${error.message}`);
-    }
-    // The provider refused what we sent: not the caller's mistake (validation ran first), so a 502.
-    return new AppError(502, 'provider_error', `The provider refused to ${operation} the store ${store.name}: ${error.message}`);
-  }
-  return new AppError(502, 'provider_error', `The provider failed to ${operation} the store ${store.name}: ${(error as Error).message}`);
 }

@@ -1,6 +1,6 @@
 /** The stores table: what a store is, and the queries the store service runs on it. */
-import { seqPage, type Queryable } from '../db/database.ts';
-import { notFound } from '../errors.ts';
+import { isUniqueViolation, seqPage, type Queryable } from '../db/database.ts';
+import { AppError, conflict, notFound } from '../errors.ts';
 import type { ResourceStatus, Secret } from '../providers/provider.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 
@@ -104,6 +104,9 @@ export const STORE_COLUMNS = `id, team_id, installation_id, product_id, billing_
   metadata, protocol_settings, provision_key, external_resource_id, external_resource_status, secret_summary, notification,
   prepaid_balance_cents, ownership, rolling_back, created_at, updated_at`;
 
+/** The store columns of table alias `alias`, for statements that join or update from a CTE. */
+export const prefixed = (alias: string) => STORE_COLUMNS.split(',').map((c) => `${alias}.${c.trim()}`).join(', ');
+
 /** The team's store; any other team's is a 404, like a missing one. */
 export async function findStore(db: Queryable, teamId: string, id: string, options: { lock?: boolean } = {}): Promise<Store> {
   const { rows } = await db.query(`SELECT ${STORE_COLUMNS} FROM stores WHERE id = $1 AND team_id = $2${options.lock ? ' FOR UPDATE' : ''}`, [id, teamId]);
@@ -142,4 +145,32 @@ export async function plansUsedUp(db: Queryable, teamId: string, plans: Array<{ 
   if (limited.length === 0) return new Set();
   const used = await storesByPlan(db, teamId, limited[0]!.productId);
   return new Set(limited.filter((plan) => (used.get(plan.id) ?? 0) >= plan.resourceLimit!).map((plan) => plan.id));
+}
+
+export const nameTaken = (name: string, id?: string) =>
+  conflict('store_name_taken', `The team already has a store named "${name}"${id ? ` (${id})` : ''}`);
+
+/** Whether a write failed because the team has a store of that name already. */
+export const isNameTaken = (error: unknown) => isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key';
+
+/** 403 when the team holds as many stores on `plan` as the plan allows (`onPlan`, not counting the one being placed on it). */
+export function assertPlanRoom(plan: { id: string; resourceLimit: number | null }, onPlan: number): void {
+  if (plan.resourceLimit === null || onPlan < plan.resourceLimit) return;
+  throw new AppError(
+    403,
+    'plan_resource_limit_reached',
+    `The plan ${plan.id} allows ${plan.resourceLimit} store${plan.resourceLimit === 1 ? '' : 's'} per team and the team has ${onPlan}: choose another plan or delete one`,
+    { limit: { total: plan.resourceLimit, used: onPlan } },
+  );
+}
+
+/** `plans` with those the team has used up marked disabled: shown, not selectable (`current`, a store's own plan, stays as it is). */
+export async function disableUsedUp<P extends { id: string; productId: string; resourceLimit: number | null; disabled?: boolean | undefined }>(
+  db: Queryable,
+  teamId: string,
+  plans: P[],
+  current?: string,
+): Promise<P[]> {
+  const usedUp = await plansUsedUp(db, teamId, plans.filter((plan) => !plan.disabled && plan.id !== current));
+  return usedUp.size === 0 ? plans : plans.map((plan) => (usedUp.has(plan.id) ? { ...plan, disabled: true } : plan));
 }

@@ -2,9 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import type { StoreConnections } from '../../stores/connections.ts';
 import type { CreateStoreInput, StoreService } from '../../stores/store-service.ts';
+import type { StoreUpdates, UpdateStoreInput } from '../../stores/store-updates.ts';
 import { exactBodies } from '../lazy-compilers.ts';
 import { storeBody } from '../store-shapes.ts';
-import { SOURCES } from '../vercel-shapes.ts';
+import { SOURCES, toBillingPlan } from '../vercel-shapes.ts';
 import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
 
 const tags = ['storage'];
@@ -29,6 +30,18 @@ const createBody = {
   },
 };
 
+const updateBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: createBody.properties.name,
+    metadata: { ...createBody.properties.metadata, description: 'Settings to change, validated against the product\'s metadataSchema; those not named keep their values' },
+    billingPlanId: { type: 'string', description: 'A plan from GET /v1/storage/stores/{id}/plans' },
+    paymentMethodId: createBody.properties.paymentMethodId,
+    prepaymentAmountCents: createBody.properties.prepaymentAmountCents,
+  },
+};
+
 const connectBody = {
   type: 'object',
   required: ['projectId'],
@@ -45,8 +58,8 @@ const storeResponse = { type: 'object', required: ['store'], properties: { store
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } };
 
 /** Stores: create (the marketplace's one-call create), read, list, delete, and project connections. */
-export default async function storesRoutes(app: FastifyInstance, options: { stores: StoreService; connections: StoreConnections }) {
-  const { stores, connections } = options;
+export default async function storesRoutes(app: FastifyInstance, options: { stores: StoreService; updates: StoreUpdates; connections: StoreConnections }) {
+  const { stores, updates, connections } = options;
 
   app.post<{ Querystring: TeamQuery; Body: CreateStoreInput }>(
     '/v1/storage/stores/integration/direct',
@@ -135,6 +148,45 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
       },
     },
     getStore,
+  );
+
+  app.patch<{ Params: { id: string }; Querystring: TeamQuery; Body: UpdateStoreInput }>(
+    '/v1/storage/stores/:id',
+    {
+      config: { rateLimit: 'stores.update' },
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'updateStore',
+        summary: "Change a store's name, settings or plan: its provider is told (a paid plan is authorized as on create)",
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: teamQuery },
+        body: updateBody,
+        response: { 200: storeResponse, ...errorResponses(400, 401, 402, 403, 404, 409, 429, 502, 503) },
+      },
+    },
+    async (request) => ({ store: storeBody(await updates.update(request.actor, request.params.id, request.body)) }),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: TeamQuery & { metadata?: string } }>(
+    '/v1/storage/stores/:id/plans',
+    {
+      schema: {
+        operationId: 'getStorePlans',
+        summary: 'List the plans a store may change to, as its provider offers them (for the metadata given, merged over the store\'s)',
+        tags,
+        params: idParams,
+        querystring: { type: 'object', properties: { metadata: { type: 'string', description: 'Settings being changed, as a JSON object' }, ...teamQuery } },
+        response: {
+          200: { type: 'object', required: ['plans'], properties: { plans: { type: 'array', items: { $ref: 'BillingPlan#' } } } },
+          ...errorResponses(400, 401, 403, 404, 502, 503),
+        },
+      },
+    },
+    async (request) => {
+      const plans = await updates.plans(request.actor, request.params.id, request.query.metadata);
+      return { plans: plans.map(toBillingPlan) };
+    },
   );
 
   app.delete<{ Params: { id: string }; Querystring: TeamQuery & { disconnect?: boolean } }>(

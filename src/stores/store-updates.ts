@@ -1,0 +1,330 @@
+/**
+ * Changing a store after its create: its name, its metadata and its plan, as the dashboard's
+ * Update Resource form does (shared/reference/partner-api.md §6 D). The provider is told through
+ * its update (the partner API's PATCH of a resource), and a plan change is chosen from the
+ * resource's plans and billed as a create is.
+ *
+ * A change touches the outside world, so it is recorded before the provider is called (with the
+ * idempotency key it is sent with, what it changes and what to go back to) and its answer after:
+ * - the provider applies it: the store records it, and a plan change releases the old plan's
+ *   billing;
+ * - the provider refuses it (it answered): the store goes back, and a new plan's billing is
+ *   released;
+ * - no answer (a timeout, an unreachable partner, a 5xx, a node that died): the change stays
+ *   recorded and is sent again, with the same key, until the provider answers it one way or the
+ *   other. Meanwhile the store takes no other change (409 `store_updating`).
+ */
+import type { Logger } from 'pino';
+import { audit } from '../audit/audit-log.ts';
+import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
+import type { BillingPlan, Catalog, Product } from '../catalog/catalog.ts';
+import type { Database } from '../db/database.ts';
+import { AppError, badRequest, conflict, forbidden, validationError } from '../errors.ts';
+import { randomBase62 } from '../ids.ts';
+import { parseMetadata, type Discovery } from '../marketplace/discovery.ts';
+import type { ResourceUpdate } from '../providers/provider.ts';
+import type { Providers } from '../providers/registry.ts';
+import type { Actor } from '../tenancy/access.ts';
+import { isInstallationAdmin } from '../tenancy/installations.ts';
+import { CallTimeout, mayHaveHappened, providerFailure, within } from './provider-calls.ts';
+import { Schedule } from './schedule.ts';
+import { checkChangeable, checkName, sameValue, validateMetadata } from './store-input.ts';
+import type { StoreService, StoreView } from './store-service.ts';
+import { assertPlanRoom, disableUsedUp, findStore, isNameTaken, nameTaken, prefixed, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
+
+/** The body of PATCH /v1/storage/stores/{id}, as the route's schema lets it through. */
+export interface UpdateStoreInput {
+  name?: string | undefined;
+  /** Settings to change; those not named keep their values. */
+  metadata?: Record<string, unknown> | undefined;
+  billingPlanId?: string | undefined;
+  paymentMethodId?: string | undefined;
+  prepaymentAmountCents?: number | undefined;
+}
+
+/** A change under way, as `stores.update_request` holds it. */
+interface RecordedChange {
+  /** What the provider is sent. */
+  body: ResourceUpdate;
+  /** What the store goes back to if the provider refuses. */
+  previous: { name: string };
+  /** A plan change: the prepaid balance it brings and the charge it took (null for a free plan). */
+  plan?: { id: string; prepaidBalanceCents: number | null; authorizationId: string | null };
+  actorId: string;
+}
+
+export interface StoreUpdatesOptions {
+  /** How long a provider may take to apply a change before the request answers 503 (the change is sent again later). */
+  callTimeoutMs: number;
+  logger?: Logger | undefined;
+}
+
+/** A change that failed without an answer is sent again after this long, doubling up to the longest. */
+const FIRST_RETRY_MS = 2_000;
+const MAX_RETRY_MS = 300_000;
+
+export class StoreUpdates {
+  private retries: Schedule | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly catalog: () => Catalog,
+    private readonly discovery: Discovery,
+    private readonly providers: Providers,
+    private readonly stores: StoreService,
+    private readonly options: StoreUpdatesOptions,
+  ) {}
+
+  /** Sends again, until the returned function stops it, the changes no provider has answered yet. */
+  startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
+    this.retries = new Schedule(() => this.retryUnanswered(), 60_000, onError).start(2_000);
+    return () => this.retries!.stop();
+  }
+
+  /**
+   * The plans a store may change to, as its provider says (the resource's plans, for the metadata
+   * given, merged over the store's), with those the team has used up shown disabled.
+   */
+  async plans(actor: Actor, id: string, metadata: string | undefined): Promise<BillingPlan[]> {
+    const store = await findStore(this.db, actor.team.id, id);
+    const product = this.catalog().productById(store.productId);
+    const filled = { ...store.metadata, ...(metadata === undefined ? {} : parseMetadata(metadata)) };
+    return disableUsedUp(this.db, actor.team.id, await this.plansFor(actor, store, product, filled), store.billingPlanId);
+  }
+
+  private plansFor(actor: Actor, store: Store, product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]> {
+    const asker = { teamId: actor.team.id, installationId: store.installationId };
+    return store.externalResourceId
+      ? this.providers.resourcePlansFor(product, { installationId: store.installationId, externalResourceId: store.externalResourceId }, metadata, asker)
+      : this.providers.plansFor(product, metadata, asker);
+  }
+
+  /**
+   * Changes a store's name, metadata or plan. Only the installation's admins may. Values equal to
+   * the store's change nothing (and the provider is not called).
+   */
+  async update(actor: Actor, id: string, input: UpdateStoreInput): Promise<StoreView> {
+    if (input.billingPlanId === undefined && (input.paymentMethodId !== undefined || input.prepaymentAmountCents !== undefined)) {
+      throw validationError(
+        [{ key: input.paymentMethodId !== undefined ? 'paymentMethodId' : 'prepaymentAmountCents', message: 'applies to a plan change only: send billingPlanId' }],
+        'paymentMethodId and prepaymentAmountCents apply to a plan change only: send billingPlanId',
+      );
+    }
+    if (input.name === undefined && input.metadata === undefined && input.billingPlanId === undefined) {
+      throw badRequest('Nothing to change: send name, metadata or billingPlanId');
+    }
+    const store = await findStore(this.db, actor.team.id, id);
+    const { installation, integration } = await this.discovery.getConfiguration(actor, store.installationId);
+    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
+      throw forbidden(`Only the team's owners and the user who installed ${integration.name} may change its stores`);
+    }
+    assertChangeable(store);
+    const product = this.catalog().productById(store.productId);
+    const { body, plan, charge } = await this.prepare(actor, store, product, input);
+    if (Object.keys(body).length === 0) return this.stores.get(actor, id);
+
+    const { key, change } = await this.begin(actor, store, body, plan, charge);
+    try {
+      await this.send(store, key, change);
+    } catch (error) {
+      if (!mayHaveHappened(error)) {
+        await this.goBack(store, key, change, error);
+        throw providerFailure(store, error, 'update');
+      }
+      // No answer: sent again soon (or, after a timeout, once the call surely ended).
+      await this.retryLater(store.id, key, error instanceof CallTimeout ? 2 * this.options.callTimeoutMs : FIRST_RETRY_MS);
+      this.retries?.wake();
+      const failure = providerFailure(store, error, 'update');
+      throw new AppError(failure.status, failure.code, `${failure.message}. The change is recorded and sent to the provider again until it answers; the store takes no other change meanwhile`);
+    }
+    return this.stores.get(actor, id);
+  }
+
+  /** What the input changes, checked: the provider's body, and for a plan change the plan and its charge. */
+  private async prepare(actor: Actor, store: Store, product: Product, input: UpdateStoreInput) {
+    const body: ResourceUpdate = {};
+    if (input.name !== undefined && input.name !== store.name) body.name = checkName(input.name);
+    let metadata = store.metadata;
+    if (input.metadata !== undefined) {
+      metadata = validateMetadata(product, { ...store.metadata, ...input.metadata });
+      checkChangeable(product, store.metadata, metadata);
+      this.providers.for(product).checkMetadata(metadata);
+      if (!sameValue(metadata, store.metadata)) body.metadata = metadata;
+    }
+    let plan: BillingPlan | undefined;
+    let charge: Charge | undefined;
+    if (input.billingPlanId !== undefined && input.billingPlanId !== store.billingPlanId) {
+      if (store.ownership === 'linked') {
+        throw conflict('store_linked', `The store ${store.name} is linked: its provider bills it, so its plan is changed at the provider`);
+      }
+      const plans = await this.plansFor(actor, store, product, metadata);
+      plan = plans.find((p) => p.id === input.billingPlanId && !p.disabled);
+      if (!plan) {
+        const offered = plans.filter((p) => !p.disabled && p.id !== store.billingPlanId).map((p) => p.id);
+        throw new AppError(
+          400,
+          'invalid_billing_plan',
+          `${plans.some((p) => p.id === input.billingPlanId) ? `The plan ${input.billingPlanId} is not available` : `${product.name} has no plan ${input.billingPlanId}`} for the store ${store.name}: use one of ${offered.join(', ') || '(none)'}`,
+          { fields: [{ key: 'billingPlanId', message: 'is not a plan this store may change to' }] },
+        );
+      }
+      charge = await chargeFor(this.db, actor.team.id, plan, input);
+      body.billingPlanId = plan.id;
+    }
+    return { body, plan, charge };
+  }
+
+  /** Records the change before the provider is told: the new name taken, the charge made, the key chosen. */
+  private async begin(actor: Actor, store: Store, body: ResourceUpdate, plan: BillingPlan | undefined, charge: Charge | undefined) {
+    const key = `${store.provisionKey}.update.${randomBase62(8)}`;
+    try {
+      return await this.db.transaction(async (tx) => {
+        // The team's row first, as creates take it: plan limits are counted with creates in turn.
+        await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR UPDATE', [store.teamId]);
+        const locked = await findStore(tx, store.teamId, store.id, { lock: true });
+        assertChangeable(locked);
+        const { rows: under } = await tx.query<{ busy: boolean }>('SELECT update_key IS NOT NULL AS busy FROM stores WHERE id = $1', [store.id]);
+        if (under[0]!.busy) {
+          throw conflict('store_updating', `A change to the store ${store.name} is still being applied by its provider: retry once it is done`);
+        }
+        if (body.name !== undefined) {
+          const { rows } = await tx.query<{ id: string }>('SELECT id FROM stores WHERE team_id = $1 AND name = $2 AND id <> $3', [store.teamId, body.name, store.id]);
+          if (rows[0]) throw nameTaken(body.name, rows[0].id);
+        }
+        let planChange: RecordedChange['plan'];
+        if (plan) {
+          const { rows } = await tx.query<{ n: number }>(
+            'SELECT count(*)::int AS n FROM stores WHERE team_id = $1 AND product_id = $2 AND billing_plan_id = $3',
+            [store.teamId, store.productId, plan.id],
+          );
+          assertPlanRoom(plan, rows[0]!.n);
+          const authorizationId = charge ? await recordCharge(tx, { teamId: store.teamId, storeId: store.id, plan, charge }) : null;
+          planChange = { id: plan.id, prepaidBalanceCents: charge?.kind === 'prepayment' ? charge.amountCents : null, authorizationId };
+        }
+        const change: RecordedChange = { body, previous: { name: locked.name }, ...(planChange && { plan: planChange }), actorId: actor.userId };
+        // The name is the store's own: taken now, so no create can take it while the provider works.
+        await tx.query(
+          `UPDATE stores SET name = coalesce($2, name), update_key = $3, update_request = $4, update_attempts = 1,
+                  update_retry_at = now() + make_interval(secs => $5), updated_at = now()
+            WHERE id = $1`,
+          [store.id, body.name ?? null, key, JSON.stringify(change), (2 * this.options.callTimeoutMs) / 1000],
+        );
+        return { key, change };
+      });
+    } catch (error) {
+      if (isNameTaken(error)) throw nameTaken(body.name!);
+      throw error;
+    }
+  }
+
+  /** Tells the provider, and records its answer. */
+  private async send(store: Store, key: string, change: RecordedChange): Promise<void> {
+    const provider = this.providers.for(this.catalog().productById(store.productId));
+    const resource = await within(
+      provider.update(store.installationId, store.externalResourceId!, change.body, key, { userId: change.actorId, role: 'ADMIN' }),
+      this.options.callTimeoutMs,
+    );
+    await this.db.transaction(async (tx) => {
+      const { rows } = await tx.query(
+        `UPDATE stores SET metadata = coalesce($3::jsonb, metadata), billing_plan_id = coalesce($4, billing_plan_id),
+                prepaid_balance_cents = CASE WHEN $4::text IS NULL THEN prepaid_balance_cents ELSE $5 END,
+                status = CASE WHEN status IN ('deleting', 'initializing') THEN status ELSE $6 END, external_resource_status = $7,
+                notification = CASE WHEN $8 THEN $9::jsonb ELSE notification END,
+                update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, updated_at = now()
+          WHERE id = $1 AND update_key = $2 RETURNING ${STORE_COLUMNS}`,
+        [
+          store.id, key, change.body.metadata ? JSON.stringify(change.body.metadata) : null, change.plan?.id ?? null, change.plan?.prepaidBalanceCents ?? null,
+          STORE_STATUS[resource.status], resource.status, resource.notification !== undefined,
+          resource.notification ? JSON.stringify(resource.notification) : null,
+        ],
+      );
+      // Answered already (by another node's retry), or the store is gone.
+      if (!rows[0]) return;
+      const released = change.plan ? await releaseCharges(tx, store.id, { except: change.plan.authorizationId ?? undefined }) : [];
+      await audit(tx, {
+        teamId: store.teamId, actorId: change.actorId, action: 'store.updated', targetType: 'store', targetId: store.id,
+        details: {
+          ...(change.body.name !== undefined && { name: { from: change.previous.name, to: change.body.name } }),
+          ...(change.body.metadata && { metadata: change.body.metadata }),
+          ...(change.plan && { billingPlanId: { from: store.billingPlanId, to: change.plan.id }, authorizationId: change.plan.authorizationId, released }),
+        },
+      });
+      if (resource.status === 'pending') await this.stores.schedulePending(tx, store.id);
+    });
+    if (resource.status === 'pending') this.stores.pendingChanged();
+  }
+
+  /** The provider refused the change: the store goes back (its old name, unless taken since), and a new plan's charge is released. */
+  private async goBack(store: Store, key: string, change: RecordedChange, error: unknown): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(
+        `UPDATE stores s SET name = CASE WHEN $3 AND NOT EXISTS (SELECT 1 FROM stores o WHERE o.team_id = s.team_id AND o.name = $4 AND o.id <> s.id) THEN $4 ELSE s.name END,
+                update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, updated_at = now()
+          WHERE id = $1 AND update_key = $2`,
+        [store.id, key, change.body.name !== undefined, change.previous.name],
+      );
+      if (!rowCount) return;
+      const released = change.plan?.authorizationId ? await releaseCharges(tx, store.id, { only: change.plan.authorizationId }) : [];
+      await audit(tx, {
+        teamId: store.teamId, actorId: change.actorId, action: 'store.update_refused', targetType: 'store', targetId: store.id,
+        details: { reason: providerFailure(store, error, 'update').message, released },
+      });
+    });
+  }
+
+  private async retryLater(storeId: string, key: string, afterMs: number): Promise<void> {
+    await this.db.query('UPDATE stores SET update_retry_at = now() + make_interval(secs => $3) WHERE id = $1 AND update_key = $2', [storeId, key, afterMs / 1000]);
+  }
+
+  /**
+   * Sends again the changes due for it: those whose request failed without an answer, and those a
+   * node was sending when it died (due once the call's deadline has long passed). A node claims
+   * one by moving its time on (SKIP LOCKED), so only one sends it at a time.
+   */
+  async retryUnanswered(): Promise<Date | undefined> {
+    for (let sent = 0; sent < 100 && !this.retries?.isStopped; sent++) {
+      const { rows } = await this.db.query<Record<string, any>>(
+        `WITH due AS (
+           SELECT id FROM stores WHERE update_key IS NOT NULL AND update_retry_at <= now() AND status <> 'deleting'
+            ORDER BY update_retry_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+         UPDATE stores s SET update_attempts = s.update_attempts + 1, update_retry_at = now() + make_interval(secs => $1)
+           FROM due WHERE s.id = due.id
+         RETURNING s.update_key, s.update_request, s.update_attempts, ${prefixed('s')}`,
+        [(2 * this.options.callTimeoutMs) / 1000],
+      );
+      const row = rows[0];
+      if (!row) break;
+      const store = toStore(row);
+      const change = row.update_request as RecordedChange;
+      try {
+        await this.send(store, row.update_key, change);
+        this.options.logger?.info({ store: store.id, attempts: row.update_attempts }, 'applied a store change its provider had not answered');
+      } catch (error) {
+        if (!mayHaveHappened(error)) {
+          await this.goBack(store, row.update_key, change, error);
+          this.options.logger?.warn({ err: error, store: store.id }, "the provider refused a store change it had not answered; the store went back");
+        } else {
+          if (!(error instanceof CallTimeout)) {
+            await this.retryLater(store.id, row.update_key, Math.min(FIRST_RETRY_MS * 2 ** (row.update_attempts - 1), MAX_RETRY_MS));
+          }
+          this.options.logger?.warn({ err: error, store: store.id }, 'cannot send a store change to its provider yet; retrying later');
+        }
+      }
+    }
+    const { rows } = await this.db.query<{ at: Date | null }>(
+      "SELECT min(update_retry_at) AS at FROM stores WHERE update_key IS NOT NULL AND status <> 'deleting'",
+    );
+    return rows[0]?.at ?? undefined;
+  }
+}
+
+/** A store being created or deleted takes no change; nor one whose resource was never made. */
+function assertChangeable(store: Store): void {
+  if (store.status === 'deleting') throw conflict('store_deleting', `The store ${store.name} is being deleted`);
+  if (store.status === 'initializing') {
+    throw conflict('store_initializing', `The store ${store.name} is still being created: change it once it is available`);
+  }
+  if (!store.externalResourceId) {
+    throw conflict('store_not_provisioned', `The store ${store.name} has no resource at its provider (its create failed): delete it and create another`);
+  }
+}
