@@ -35,6 +35,8 @@ export interface Config {
   rateLimitRequests: number;
   /** Store creates per team per minute (0: no limit). */
   rateLimitStoreCreates: number;
+  /** The marketplace API's calls per installation per minute, by route limit (0: no limit); see MARKETPLACE_RATE_LIMITS. */
+  marketplaceRateLimits: Record<MarketplaceRateLimit, number>;
   /** Store changes (PATCH) per team per minute. */
   rateLimitStoreUpdates: number;
   /** How long one call to a partner server may take before it is retried. */
@@ -52,6 +54,28 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+/**
+ * The marketplace API's limits per installation per minute, as Vercel documents them
+ * (partner-api.md §7), and the variables that change them. Importing a resource has a 429 but no
+ * documented number: it gets what store updates get.
+ */
+export const MARKETPLACE_RATE_LIMITS = {
+  /** POST /v1/installations/{id}/events */
+  'marketplace.events': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_EVENTS', perMinute: 60 },
+  /** PUT .../resources/{id}/secrets, and the deprecated path with the product in it */
+  'marketplace.secrets': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_SECRETS', perMinute: 20 },
+  /** GET /v1/installations/{id}/account */
+  'marketplace.account': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_ACCOUNT', perMinute: 60 },
+  /** POST /v1/installations/{id}/billing */
+  'marketplace.billing': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_BILLING', perMinute: 10 },
+  /** GET /v1/installations/{id}/member/{memberId} */
+  'marketplace.members': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_MEMBERS', perMinute: 1000 },
+  /** PUT /v1/installations/{id}/resources/{resourceId} */
+  'marketplace.imports': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_IMPORTS', perMinute: 100 },
+} as const;
+
+export type MarketplaceRateLimit = keyof typeof MARKETPLACE_RATE_LIMITS;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -118,6 +142,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     provisionTimeoutMs: integer(env, 'STOREHOUSE_PROVISION_TIMEOUT_MS', 60_000, 100, 3_600_000),
     rateLimitRequests: integer(env, 'STOREHOUSE_RATE_LIMIT_REQUESTS', 6_000, 0, 1_000_000_000),
     rateLimitStoreCreates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_CREATES', 100, 0, 1_000_000_000),
+    marketplaceRateLimits: Object.fromEntries(
+      Object.entries(MARKETPLACE_RATE_LIMITS).map(([name, limit]) => [name, integer(env, limit.variable, limit.perMinute, 0, 1_000_000_000)]),
+    ) as Record<MarketplaceRateLimit, number>,
     rateLimitStoreUpdates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_UPDATES', 100, 0, 1_000_000_000),
     redisUrl: redisUrl(env, 'REDIS_URL'),
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),

@@ -82,6 +82,11 @@ export interface CatalogIntegration {
   name: string;
   icon: string;
   scopes?: string[];
+  /**
+   * The integration's client secret: its partner server proves it to rotate and revoke its
+   * installations' access tokens. Only its hash is stored; without one, credentials cannot be rotated.
+   */
+  clientSecret?: string;
   products: CatalogProduct[];
 }
 
@@ -245,6 +250,8 @@ export const catalogFileSchema = {
           name: text(100),
           icon: { type: 'string', minLength: 1, maxLength: 100_000 },
           scopes: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
+          // Long enough not to be guessed (the hash is slow, but a short secret is still short).
+          clientSecret: { type: 'string', minLength: 16, maxLength: 200 },
           products: { type: 'array', items: productSchema },
         },
         additionalProperties: false,

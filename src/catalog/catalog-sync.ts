@@ -2,6 +2,7 @@ import { billingPlanOf, type BillingPlan } from './catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
 import { CatalogError } from './catalog-file.ts';
 import type { CatalogFile } from './catalog-schema.ts';
+import { hashSecret } from '../secrets/secret-hash.ts';
 
 export interface SyncSummary {
   upserted: { integrations: number; products: number; plans: number };
@@ -31,6 +32,11 @@ export async function syncCatalog(
   const products = catalog.integrations.flatMap((i) => i.products.map((p, position) => ({ ...p, integrationId: i.id, position })));
   const productIds = products.map((p) => p.id);
   const planKeys = products.flatMap((p) => p.plans.map((plan) => `${p.id}/${plan.id}`));
+  // Client secrets are hashed (slowly) before the transaction, which holds the sync lock.
+  const secretHashes = new Map<string, string>();
+  for (const integration of catalog.integrations) {
+    if (integration.clientSecret !== undefined) secretHashes.set(integration.id, await hashSecret(integration.clientSecret));
+  }
 
   await db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [CATALOG_SYNC_LOCK]);
@@ -103,9 +109,12 @@ export async function syncCatalog(
 
     for (const integration of catalog.integrations) {
       await tx.query(
-        `INSERT INTO integrations (id, slug, name, icon, scopes) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (id) DO UPDATE SET slug = $2, name = $3, icon = $4, scopes = $5, retired = false, updated_at = now()`,
-        [integration.id, integration.slug, integration.name, integration.icon, json(integration.scopes ?? ['read-write:integration-resource'])],
+        `INSERT INTO integrations (id, slug, name, icon, scopes, client_secret_hash) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET slug = $2, name = $3, icon = $4, scopes = $5, client_secret_hash = $6, retired = false, updated_at = now()`,
+        [
+          integration.id, integration.slug, integration.name, integration.icon, json(integration.scopes ?? ['read-write:integration-resource']),
+          secretHashes.get(integration.id) ?? null,
+        ],
       );
       summary.upserted.integrations++;
     }

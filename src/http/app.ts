@@ -99,7 +99,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     }
   });
   const limits = await RateLimits.create(
-    { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates, 'stores.update': config.rateLimitStoreUpdates }, redisUrl: config.redisUrl },
+    { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates, 'stores.update': config.rateLimitStoreUpdates, ...config.marketplaceRateLimits }, redisUrl: config.redisUrl },
     (error: Error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
   );
   app.addHook('onClose', () => limits.close());
@@ -114,7 +114,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });
   await app.register(accountRoutes, { db: runtime.db });
-  await app.register(marketplaceRoutes, { api: runtime.marketplace });
+  await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
   await app.ready();
   return app;
 }

@@ -39,7 +39,8 @@ function validationMessage(error: FastifyError): string {
   if (first.keyword === 'enum') {
     return `Invalid ${where} "${field}": must be one of ${(params.allowedValues as string[]).join(', ')}`;
   }
-  if (first.keyword === 'additionalProperties') return `Unknown ${where} "${params.additionalProperty}"`;
+  // Named with its path, so a nested one says where it is ("notification.extra").
+  if (first.keyword === 'additionalProperties') return `Unknown ${where} "${[field, params.additionalProperty].filter(Boolean).join('.')}"`;
   return `Invalid ${where}${field ? ` "${field}"` : ''}: ${first.message}`;
 }
 

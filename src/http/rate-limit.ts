@@ -1,6 +1,7 @@
 /**
  * Rate limits, as Vercel applies them: a general limit per token, and route limits per team
- * (store creates: 100 a minute, as Vercel documents). Counted in process on a single node, and
+ * (store creates: 100 a minute, as Vercel documents) or per installation (the marketplace API's
+ * calls, partner-api.md §7). Counted in process on a single node, and
  * in Redis when REDIS_URL is set, so every node behind a balancer shares the counts; if Redis
  * cannot be reached the node falls back to counting in process rather than refusing service.
  *
@@ -17,15 +18,25 @@ import type { Access } from '../tenancy/access.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The per-team limit this route counts against, besides the per-token one. */
-    rateLimit?: string;
+    /**
+     * The route limit this route counts against, besides the per-token one: a name counts per
+     * team; `{name, key}` counts per whatever `key` names of the request (an installation).
+     */
+    rateLimit?: string | KeyedLimit;
   }
+}
+
+/** A route limit counted per a key the request carries rather than per team. */
+export interface KeyedLimit {
+  name: string;
+  /** The key the request counts under; called once the request is authenticated (its onRequest hooks have run). */
+  key: (request: FastifyRequest) => string;
 }
 
 export interface RateLimitSettings {
   /** Requests per token per minute; 0 turns the limit off. */
   requestsPerMinute: number;
-  /** Per-team limits per minute of the routes that name them (`config.rateLimit`). */
+  /** Limits per minute of the routes that name them (`config.rateLimit`), per team or per their own key. */
   routes: Record<string, number>;
   /** Shares the counts across nodes. */
   redisUrl?: string | undefined;
@@ -147,9 +158,10 @@ export class RateLimits {
     if (this.token) await this.consume(this.token, tokenId, reply);
   }
 
-  async byTeam(route: string, teamId: string, reply: FastifyReply): Promise<void> {
+  /** Counts a request against a route limit, under its key (a team, an installation); a limit set to 0 counts nothing. */
+  async byRoute(route: string, key: string, reply: FastifyReply): Promise<void> {
     const limit = this.routes.get(route);
-    if (limit) await this.consume(limit, teamId, reply);
+    if (limit) await this.consume(limit, key, reply);
   }
 
   async close(): Promise<void> {
@@ -158,26 +170,29 @@ export class RateLimits {
 }
 
 /**
- * Counts each authenticated request against its token's limit, and against its team's route
- * limit, before the request is validated: a malformed request counts like any other.
+ * Counts each authenticated request against its token's limit, and against its route's limit
+ * (per team, or per its own key), before the request is validated: a malformed request counts
+ * like any other; one refused as unauthenticated does not count against anyone's limit.
  */
 export const rateLimitPlugin = fp(async function rateLimitPlugin(app: FastifyInstance, options: { limits: RateLimits; access: Access }) {
   const { limits, access } = options;
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.principal) await limits.byToken(request.principal.tokenId, reply);
   });
-  const byTeam = async (request: FastifyRequest, reply: FastifyReply) => {
+  const byRoute = async (request: FastifyRequest, reply: FastifyReply) => {
     const route = request.routeOptions.config.rateLimit;
-    if (!route || !request.principal) return;
+    if (!route) return;
+    if (typeof route === 'object') return limits.byRoute(route.name, route.key(request), reply);
+    if (!request.principal) return;
     const query = request.query as Record<string, unknown>;
     const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
     const actor = await access.actor(request.principal, { teamId: text(query.teamId), slug: text(query.slug) });
-    await limits.byTeam(route, actor.team.id, reply);
+    await limits.byRoute(route, actor.team.id, reply);
   };
   // Only the routes that name a limit get the hook: the others pay nothing for it.
   app.addHook('onRoute', (route) => {
     if (!route.config?.rateLimit) return;
     const existing = route.preValidation === undefined ? [] : [route.preValidation].flat();
-    route.preValidation = [byTeam, ...existing] as typeof route.preValidation;
+    route.preValidation = [byRoute, ...existing] as typeof route.preValidation;
   });
 });

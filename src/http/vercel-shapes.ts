@@ -4,6 +4,7 @@
  * They follow what @vercel/sdk 1.28.x parses (shared/reference/vercel-api.md).
  */
 import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
+import { RESOURCE_STATUSES } from '../providers/provider.ts';
 import type { Installation } from '../tenancy/installations.ts';
 
 /** Closed enum of `source` in the SDK (requests and configuration responses). */
@@ -80,7 +81,31 @@ export const configurationSchema = {
     scopes: { type: 'array', items: str },
     source: { type: 'string', enum: [...SOURCES] },
     installationType: { type: 'string', enum: ['marketplace', 'external'] },
-    status: { type: 'string', enum: ['ready'] },
+    // What the partner server reports of the installation (PATCH /v1/installations/{id}).
+    status: { type: 'string', enum: [...RESOURCE_STATUSES] },
+    externalId: { ...str, description: 'An external identifier defined by the integration vendor' },
+    notification: {
+      type: 'object',
+      required: ['level', 'title'],
+      properties: { level: { type: 'string', enum: ['info', 'warn', 'error'] }, title: str, message: str, href: str },
+      description: 'Shown to the team; set by the partner server',
+    },
+    billingPlan: {
+      type: 'object',
+      required: ['id', 'type', 'name'],
+      properties: {
+        id: str,
+        type: { type: 'string', enum: ['subscription', 'prepayment'] },
+        name: str,
+        description: str,
+        paymentMethodRequired: bool,
+        cost: str,
+        details: { type: 'array', items: detail },
+        highlightedDetails: { type: 'array', items: detail },
+        effectiveDate: str,
+      },
+      description: "Storehouse's own: the installation-level plan the partner server reported",
+    },
     projectSelection: { type: 'string', enum: ['all', 'selected'] },
     integration: {
       type: 'object',
@@ -142,7 +167,10 @@ export function toConfiguration(installation: Installation, integration: Integra
     scopes: integration.scopes,
     source: installation.source,
     installationType: 'marketplace' as const,
-    status: 'ready' as const,
+    status: installation.status,
+    ...(installation.externalId !== null && { externalId: installation.externalId }),
+    ...(installation.notification && { notification: installation.notification }),
+    ...(installation.billingPlan && { billingPlan: installation.billingPlan }),
     projectSelection: 'all' as const,
     integration: { name: integration.name, icon: integration.icon, isLegacy: false },
   };

@@ -29,6 +29,8 @@ export interface PartnerInstallation {
   installationId: string;
   teamId: string;
   integrationId: string;
+  /** The token's own id (never its value): what the audit log names when a partner rotates or revokes. */
+  tokenId: string;
 }
 
 export type MarketplaceEvent =

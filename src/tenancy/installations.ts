@@ -2,6 +2,7 @@ import type { Queryable } from '../db/database.ts';
 import { isUniqueViolation } from '../db/database.ts';
 import { conflict, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
+import type { ResourceStatus } from '../providers/provider.ts';
 import type { TeamRole } from './teams.ts';
 
 /** An installation of an integration for a team: what Vercel's API calls an integration configuration. */
@@ -12,8 +13,34 @@ export interface Installation {
   /** The user who installed it; with the team's owners, an admin of the installation. */
   installedBy: string | null;
   source: string;
+  /** What the partner server reports of it (PATCH /v1/installations/{id}): its status, 'ready' until told otherwise... */
+  status: InstallationStatus;
+  /** ...its own id for it... */
+  externalId: string | null;
+  /** ...the installation-level plan, as the partner sent it... */
+  billingPlan: PartnerInstallationPlan | null;
+  /** ...and a notification for the team. */
+  notification: InstallationNotification | null;
   createdAt: Date;
   updatedAt: Date;
+}
+
+/** An installation takes the statuses a resource does (Vercel's configuration `status` has the same enum). */
+export type InstallationStatus = ResourceStatus;
+
+export interface InstallationNotification {
+  level: 'info' | 'warn' | 'error';
+  title: string;
+  message?: string;
+  href?: string;
+}
+
+/** A plan as a partner writes it (the marketplace API's billingPlan): id, type and name, the rest optional. */
+export interface PartnerInstallationPlan {
+  id: string;
+  type: 'prepayment' | 'subscription';
+  name: string;
+  [field: string]: unknown;
 }
 
 const toInstallation = (row: Record<string, any>): Installation => ({
@@ -22,6 +49,10 @@ const toInstallation = (row: Record<string, any>): Installation => ({
   integrationId: row.integration_id,
   installedBy: row.installed_by,
   source: row.source,
+  status: row.status,
+  externalId: row.external_id,
+  billingPlan: row.billing_plan,
+  notification: row.notification,
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });

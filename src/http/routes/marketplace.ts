@@ -1,4 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Catalog } from '../../catalog/catalog.ts';
+import type { MarketplaceRateLimit } from '../../config.ts';
+import type { Database } from '../../db/database.ts';
+import { revokeCredential, rotateCredential, type ClientCredentials } from '../../partners/installation-credentials.ts';
+import { updateInstallation, type InstallationChange } from '../../partners/installation-status.ts';
 import type { MarketplaceApi, MarketplaceEvent, PartnerInstallation, ResourceChange, ResourceImport } from '../../partners/marketplace-api.ts';
 import { billingPlanSchema, notificationSchema, secretSchema } from '../../partners/partner-contract.ts';
 import type { Secret } from '../../providers/provider.ts';
@@ -17,6 +22,8 @@ declare module 'fastify' {
 const storeName = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]*$' };
 const tags = ['marketplace'];
 const errors = errorResponses(400, 401, 403, 404, 409);
+/** Routes with a limit of their own also answer 429 (Vercel's rate_limited, with Retry-After). */
+const limitedErrors = errorResponses(400, 401, 403, 404, 409, 429);
 
 const text = { type: 'string', minLength: 1 };
 // The partner contract's shapes, closed: what a partner sends here is checked strictly.
@@ -29,6 +36,8 @@ const notification = {
 };
 /** A notification, or `""` / null to clear one (the SDK sends either). */
 const notificationOrClear = { anyOf: [notification, { type: 'string' }, { type: 'null' }] };
+/** An installation's notification: `""` or null clears it; any other string is refused (it would say nothing). */
+const notificationOrNone = { anyOf: [notification, { const: '' }, { type: 'null' }] };
 const period = { type: 'object', required: ['start', 'end'], properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' } } };
 const billingItem = {
   type: 'object',
@@ -44,6 +53,11 @@ const discount = {
   properties: { billingPlanId: text, resourceId: { type: 'string' }, name: { type: 'string' }, details: { type: 'string' }, amount: { type: 'string' } },
 };
 
+/** An installation-level plan, as the SDK sends it (its extra fields spread into the object). */
+const installationPlan = { ...billingPlanSchema, properties: { ...billingPlanSchema.properties, effectiveDate: { type: 'string' } } };
+/** The client credentials rotation and revocation take besides the token (snake_case, as the SDK sends them). */
+const clientCredentials = { client_secret: { type: 'string', minLength: 1, maxLength: 1000 }, client_id: { type: 'string', minLength: 1, maxLength: 200 } };
+
 const installationParams = { type: 'object', required: ['installationId'], properties: { installationId: text } };
 const resourceParams = { type: 'object', required: ['installationId', 'resourceId'], properties: { installationId: text, resourceId: text } };
 
@@ -53,8 +67,8 @@ type Params = { installationId: string; resourceId: string };
  * The marketplace API partner servers call back with their installation's access token (not a
  * user's): it needs no team query, and a token works only on its own installation's paths.
  */
-export default async function marketplaceRoutes(app: FastifyInstance, options: { api: MarketplaceApi }) {
-  const { api } = options;
+export default async function marketplaceRoutes(app: FastifyInstance, options: { api: MarketplaceApi; db: Database; catalog: () => Catalog }) {
+  const { api, db, catalog } = options;
   app.setValidatorCompiler(exactBodies);
   app.decorateRequest('partner', null as unknown as PartnerInstallation);
   app.addHook('onRequest', async (request: FastifyRequest) => {
@@ -63,33 +77,119 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   });
   // `public`: these routes do not take users' tokens; the hook above checks the installation's.
   const config = { public: true };
+  /** A route with a rate limit of its own, counted per installation (partner-api.md §7), once its token is checked. */
+  const limited = (name: MarketplaceRateLimit) => ({ ...config, rateLimit: { name, key: (request: FastifyRequest) => request.partner.installationId } });
   const created = (reply: FastifyReply) => reply.code(201).send();
 
   app.get<{ Params: Params }>(
     '/v1/installations/:installationId/account',
-    { config, schema: { operationId: 'getAccountInfo', summary: "The installation's team and its best contact", tags, params: installationParams, response: errors } },
+    { config: limited('marketplace.account'), schema: { operationId: 'getAccountInfo', summary: "The installation's team and its best contact", tags, params: installationParams, response: limitedErrors } },
     async (request) => api.account(request.partner),
   );
 
   app.get<{ Params: Params & { memberId: string } }>(
     '/v1/installations/:installationId/member/:memberId',
     {
-      config,
+      config: limited('marketplace.members'),
       schema: {
         operationId: 'getMember',
         summary: "A member of the installation's team and their role for the partner",
         tags,
         params: { type: 'object', required: ['installationId', 'memberId'], properties: { installationId: text, memberId: text } },
-        response: errors,
+        response: limitedErrors,
       },
     },
     async (request) => api.member(request.partner, request.params.memberId),
   );
 
+  app.patch<{ Params: Params; Body: InstallationChange }>(
+    '/v1/installations/:installationId',
+    {
+      config,
+      schema: {
+        operationId: 'updateInstallation',
+        summary: 'The partner reports the installation\'s status, its own id for it, its plan or a notification (null or "" clears it)',
+        tags,
+        params: installationParams,
+        body: {
+          type: 'object',
+          properties: {
+            status: { enum: [...RESOURCE_STATUSES] },
+            externalId: { type: 'string', maxLength: 256, pattern: '^[^\\u0000-\\u001f\\u007f]*$' },
+            billingPlan: installationPlan,
+            notification: notificationOrNone,
+          },
+          additionalProperties: false,
+        },
+        response: { 204: { type: 'null', description: 'Recorded' }, ...errors },
+      },
+    },
+    async (request, reply) => {
+      await updateInstallation(db, request.partner, request.body);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post<{ Params: Params; Body: ClientCredentials }>(
+    '/v1/installations/:installationId/credentials/rotate',
+    {
+      config,
+      schema: {
+        operationId: 'rotateInstallationCredential',
+        summary: "A new access token for the installation, with the integration's client secret; the old one works until revoked",
+        tags,
+        params: installationParams,
+        body: { type: 'object', required: ['client_secret'], properties: clientCredentials, additionalProperties: false },
+        response: {
+          200: {
+            type: 'object',
+            required: ['access_token', 'expires_in', 'scope', 'token_type'],
+            properties: {
+              access_token: { type: 'string' },
+              expires_in: { type: 'number', description: '0: the token does not expire (it works until revoked, or the installation is removed)' },
+              scope: { type: 'string' },
+              token_type: { type: 'string', enum: ['oauth2-token'] },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (request) => rotateCredential(db, catalog(), request.partner, request.body),
+  );
+
+  app.post<{ Params: Params; Body: ClientCredentials & { token: string } }>(
+    '/v1/installations/:installationId/credentials/revoke',
+    {
+      config,
+      schema: {
+        operationId: 'revokeInstallationCredential',
+        summary: "Revoke one of the installation's access tokens, with the integration's client secret (never its last live one)",
+        tags,
+        params: installationParams,
+        body: {
+          type: 'object',
+          required: ['token', 'client_secret'],
+          properties: { token: { type: 'string', minLength: 1, maxLength: 1000 }, ...clientCredentials },
+          additionalProperties: false,
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['revoked', 'already_revoked'],
+            properties: { revoked: { type: 'boolean' }, already_revoked: { type: 'boolean' } },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (request) => revokeCredential(db, request.partner, request.body),
+  );
+
   app.post<{ Params: Params; Body: { event: MarketplaceEvent } }>(
     '/v1/installations/:installationId/events',
     {
-      config,
+      config: limited('marketplace.events'),
       schema: {
         operationId: 'createEvent',
         summary: 'The partner reports a change: resource.updated (the resource is read again) or installation.updated',
@@ -108,7 +208,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             },
           },
         },
-        response: errors,
+        response: limitedErrors,
       },
     },
     async (request, reply) => {
@@ -132,7 +232,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   app.put<{ Params: Params; Body: ResourceImport }>(
     '/v1/installations/:installationId/resources/:resourceId',
     {
-      config,
+      config: limited('marketplace.imports'),
       schema: {
         operationId: 'importResource',
         summary: 'Import (upsert) a resource the partner created on its side',
@@ -154,7 +254,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           },
           additionalProperties: false,
         },
-        response: { 200: { type: 'object', properties: { name: { type: 'string' } } }, ...errors },
+        response: { 200: { type: 'object', properties: { name: { type: 'string' } } }, ...limitedErrors },
       },
     },
     async (request) => api.importResource(request.partner, request.params.resourceId, request.body),
@@ -205,20 +305,20 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   };
   app.put<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>(
     '/v1/installations/:installationId/resources/:resourceId/secrets',
-    { config, schema: { operationId: 'updateResourceSecretsById', summary: "Replace (or with partial, patch) the resource's secrets", tags, params: resourceParams, body: secretsBody, response: errors } },
+    { config: limited('marketplace.secrets'), schema: { operationId: 'updateResourceSecretsById', summary: "Replace (or with partial, patch) the resource's secrets", tags, params: resourceParams, body: secretsBody, response: limitedErrors } },
     putSecrets,
   );
-  // The deprecated path, with the product in it.
+  // The deprecated path, with the product in it: the same limit, counted together.
   app.put<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>(
     '/v1/installations/:installationId/products/:productIdOrSlug/resources/:resourceId/secrets',
-    { config, schema: { hide: true, params: { type: 'object', properties: { installationId: text, productIdOrSlug: text, resourceId: text } }, body: secretsBody } },
+    { config: limited('marketplace.secrets'), schema: { hide: true, params: { type: 'object', properties: { installationId: text, productIdOrSlug: text, resourceId: text } }, body: secretsBody } },
     putSecrets,
   );
 
   app.post<{ Params: Params; Body: Record<string, unknown> }>(
     '/v1/installations/:installationId/billing',
     {
-      config,
+      config: limited('marketplace.billing'),
       schema: {
         operationId: 'submitBillingData',
         summary: 'Billing and usage data for the installation',
@@ -250,7 +350,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             },
           },
         },
-        response: errors,
+        response: limitedErrors,
       },
     },
     async (request, reply) => {
