@@ -1,7 +1,9 @@
 /**
  * Creating a store through a partner server: the whole API (auth, validation, the partner's plans,
  * billing, quota, the records before and after, the signed call) against the same provision done
- * by calling the partner server directly with a signed token, alternating, in the same run. The
+ * by calling the partner server directly with a signed token, alternating, in the same run. Then
+ * changing a store's settings (PATCH, the change recorded before and after the partner's update)
+ * against the same update sent to the partner directly. The
  * reference partner provisions on PostgreSQL; without one reachable this part is skipped (an
  * embedded store's cluster start-up would be all there is to measure).
  */
@@ -28,6 +30,9 @@ export interface PartnerCreateResult {
   directMedianMs: number;
   directP95Ms: number;
   ratio: number;
+  updateMedianMs: number;
+  directUpdateMedianMs: number;
+  updateRatio: number;
 }
 
 /** The measures, or undefined when no PostgreSQL is reachable for the partner to provision on (skipped). */
@@ -54,6 +59,7 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
     // Far above what the bench sends: the limiters stay on and count every request, as in production.
     STOREHOUSE_RATE_LIMIT_REQUESTS: '1000000000',
     STOREHOUSE_RATE_LIMIT_STORE_CREATES: '1000000000',
+    STOREHOUSE_RATE_LIMIT_STORE_UPDATES: '1000000000',
     STOREHOUSE_TEAM_STORE_QUOTA: '1000',
   });
   const logger = pino({ level: 'warn' });
@@ -111,6 +117,36 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
         createMs.push(c);
       }
     }
+    // Changes: a store's connection limit through the API, the same update of a direct resource at the partner.
+    const userJwt = () =>
+      runtime.keys.sign(
+        { aud: 'oac_partner', sub: `account:${teamId}:user:${userId}`, account_id: teamId, installation_id: icfg, user_id: userId, user_role: 'ADMIN', type: 'id_token' },
+        runtime.urls.issuer(),
+      );
+    const { rows: changed } = await runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name LIKE 'bench-partner-%' ORDER BY created_at");
+    const updateMs: number[] = [];
+    const directUpdateMs: number[] = [];
+    for (let i = 0; i < ROUNDS + 2; i++) {
+      const metadata = { connectionLimit: 6 + (i % 2), statementTimeout: 'off' };
+      const d = await time(async () => {
+        const response = await fetch(`${partner.url}/v1/installations/${icfg}/resources/${directIds[i % directIds.length]}`, {
+          method: 'PATCH',
+          headers: { authorization: `Bearer ${await userJwt()}`, 'x-vercel-auth': 'user', 'idempotency-key': `bench-update-${randomBase62(12)}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ metadata }),
+        });
+        if (response.status !== 200) throw new Error(`direct update failed: ${response.status} ${await response.text()}`);
+        await response.arrayBuffer();
+      });
+      const u = await time(async () => {
+        const response = await fetch(`${base}/v1/storage/stores/${changed[i % changed.length]!.id}`, { method: 'PATCH', headers, body: JSON.stringify({ metadata }) });
+        if (response.status !== 200) throw new Error(`update failed: ${response.status} ${await response.text()}`);
+        await response.arrayBuffer();
+      });
+      if (i >= 2) {
+        directUpdateMs.push(d);
+        updateMs.push(u);
+      }
+    }
     // Clean up: stores through the API (which deletes their resources at the partner), direct ones at the partner.
     const { rows: stores } = await runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name LIKE 'bench-partner-%'");
     for (const { id } of stores) await fetch(`${base}/v1/storage/stores/integration/${id}`, { method: 'DELETE', headers: { authorization: headers.authorization } });
@@ -125,10 +161,16 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
       directMedianMs: quantile(directMs, 0.5),
       directP95Ms: quantile(directMs, 0.95),
       ratio: quantile(createMs, 0.5) / quantile(directMs, 0.5),
+      updateMedianMs: quantile(updateMs, 0.5),
+      directUpdateMedianMs: quantile(directUpdateMs, 0.5),
+      updateRatio: quantile(updateMs, 0.5) / quantile(directUpdateMs, 0.5),
     };
     log(
       `  create through the partner (${result.partnerBackend}): API median ${result.createMedianMs.toFixed(2)} ms (p95 ${result.createP95Ms.toFixed(2)}) ` +
         `vs calling the partner directly ${result.directMedianMs.toFixed(2)} ms (p95 ${result.directP95Ms.toFixed(2)}), ratio ${result.ratio.toFixed(2)}`,
+    );
+    log(
+      `  change a store through the partner: API median ${result.updateMedianMs.toFixed(2)} ms vs the same update sent to the partner directly ${result.directUpdateMedianMs.toFixed(2)} ms, ratio ${result.updateRatio.toFixed(2)}`,
     );
     return result;
   } finally {

@@ -394,6 +394,9 @@ async function main(): Promise<void> {
       log(
         `create through partner (${partners.partnerBackend}) median ${partners.createMedianMs.toFixed(1)} ms (p95 ${partners.createP95Ms.toFixed(1)}) vs direct to the partner ${partners.directMedianMs.toFixed(1)} ms (p95 ${partners.directP95Ms.toFixed(1)}): ratio ${partners.ratio.toFixed(2)}`,
       );
+      log(
+        `change through partner median ${partners.updateMedianMs.toFixed(1)} ms vs direct to the partner ${partners.directUpdateMedianMs.toFixed(1)} ms: ratio ${partners.updateRatio.toFixed(2)}`,
+      );
     } else {
       log('create through partner: skipped (no PostgreSQL for the partner to provision on)');
     }

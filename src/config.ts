@@ -73,6 +73,13 @@ export const MARKETPLACE_RATE_LIMITS = {
   'marketplace.members': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_MEMBERS', perMinute: 1000 },
   /** PUT /v1/installations/{id}/resources/{resourceId} */
   'marketplace.imports': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_IMPORTS', perMinute: 100 },
+  /**
+   * POST .../credentials/rotate and .../revoke: Vercel documents no number. Each checks the client
+   * secret (a deliberately slow scrypt), so a leaked token must not buy unlimited guesses or CPU.
+   */
+  'marketplace.credentials': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_CREDENTIALS', perMinute: 10 },
+  /** PATCH /v1/installations/{id}: as Vercel's "config updates", 20 a minute. */
+  'marketplace.installations': { variable: 'STOREHOUSE_RATE_LIMIT_MARKETPLACE_INSTALLATIONS', perMinute: 20 },
 } as const;
 
 export type MarketplaceRateLimit = keyof typeof MARKETPLACE_RATE_LIMITS;

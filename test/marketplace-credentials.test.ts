@@ -45,6 +45,9 @@ const SMALL_LIMITS = {
   STOREHOUSE_RATE_LIMIT_MARKETPLACE_IMPORTS: '2',
   STOREHOUSE_RATE_LIMIT_MARKETPLACE_SECRETS: '2',
   STOREHOUSE_RATE_LIMIT_MARKETPLACE_BILLING: '1',
+  // Reached in their own test below: the tests here rotate, revoke and update one installation often.
+  STOREHOUSE_RATE_LIMIT_MARKETPLACE_CREDENTIALS: '1000',
+  STOREHOUSE_RATE_LIMIT_MARKETPLACE_INSTALLATIONS: '1000',
 };
 
 /** `ok`, or the HTTP status an SDK call failed with. */
@@ -523,5 +526,35 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
     const outcomes = [];
     for (const node of [first, second, first, second]) outcomes.push(await event(node));
     assert.deepEqual(outcomes, ['ok', 'ok', 'ok', 429]);
+  });
+});
+
+describe('credential and installation-update limits', () => {
+  test('rotations and revocations share a small limit per installation (each checks the slow client secret); installation updates have theirs', async () => {
+    const catalogFile = writeCatalog();
+    const server = await startServer('embedded', {
+      catalogPath: catalogFile,
+      env: { STOREHOUSE_RATE_LIMIT_MARKETPLACE_CREDENTIALS: '2', STOREHOUSE_RATE_LIMIT_MARKETPLACE_INSTALLATIONS: '2' },
+    });
+    try {
+      const [configuration] = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'storehouse' });
+      const id = configuration!.id!;
+      const token = (await mintInstallationToken(server.runtime.db, id)).value;
+      const mp = new Vercel({ bearerToken: token, serverURL: server.url, retryConfig: { strategy: 'none' } }).marketplace;
+      const rotated = await mp.rotateInstallationCredential({ integrationConfigurationId: id, requestBody: { clientSecret: CLIENT_SECRET } });
+      // A wrong secret counts too: guesses are what the limit is for.
+      assert.equal(await outcome(mp.revokeInstallationCredential({ integrationConfigurationId: id, requestBody: { token: rotated.accessToken, clientSecret: 'not-the-secret-at-all' } })), 403);
+      const limited = await sdkFailure(mp.rotateInstallationCredential({ integrationConfigurationId: id, requestBody: { clientSecret: CLIENT_SECRET } }));
+      assert.deepEqual([limited.status, limited.code], [429, 'rate_limited']);
+      assert.equal((await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM installation_tokens WHERE installation_id = $1', [id])).rows[0]!.n, 2, 'the refused rotation made no token');
+
+      for (let n = 0; n < 2; n++) await mp.updateInstallation({ integrationConfigurationId: id, requestBody: { externalId: `ext-${n}` } });
+      const third = await sdkFailure(mp.updateInstallation({ integrationConfigurationId: id, requestBody: { externalId: 'ext-2' } }));
+      assert.deepEqual([third.status, third.code], [429, 'rate_limited']);
+      assert.equal((await server.sdk().integrations.getConfiguration({ id })).externalId, 'ext-1', 'the refused update changed nothing');
+    } finally {
+      await server.close();
+      fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    }
   });
 });

@@ -53,11 +53,17 @@ export interface StorehouseWithPartner {
  * URL (one nothing listens on, say).
  */
 export async function startStorehouseWithPartner(
-  options: { extraProducts?: Array<{ slug: string }>; otherPartners?: Array<{ slug: string; url: string }>; env?: Record<string, string> } = {},
+  options: {
+    extraProducts?: Array<{ slug: string }>;
+    otherPartners?: Array<{ slug: string; url: string }>;
+    /** The partner's plans Storehouse's catalog lists (all by default). */
+    catalogPlans?: string[];
+    env?: Record<string, string>;
+  } = {},
 ): Promise<StorehouseWithPartner> {
   const port = await freePort();
   const catalogFile = writePartnerCatalog(
-    { url: `http://127.0.0.1:${port}`, ...(options.extraProducts && { extraProducts: options.extraProducts }) },
+    { url: `http://127.0.0.1:${port}`, ...(options.extraProducts && { extraProducts: options.extraProducts }), ...(options.catalogPlans && { catalogPlans: options.catalogPlans }) },
     ...(options.otherPartners ?? []).map((other) => ({ url: other.url, slug: other.slug, clientId: `oac_${other.slug}` })),
   );
   let server: TestServer | undefined;

@@ -326,6 +326,17 @@ describe('changing a store a partner server provides', () => {
     await create('never-named');
   });
 
+  test('a change the partner made but answered with a body that breaks the partner API is recorded as made, and the fault named', async () => {
+    const { id, resourceId } = await create('partner-malformed');
+    partner.faults.update = { malformed: true, afterWork: true, times: 1 };
+    const answer = await patch(server, id, { metadata: { connectionLimit: 6 } });
+    assert.deepEqual([answer.status, answer.body.error.code], [502, 'provider_invalid_response'], JSON.stringify(answer.body));
+    assert.match(answer.body.error.message, /recorded as made/);
+    const state = await stateOf(server, id);
+    assert.deepEqual([state.metadata.connectionLimit, state.update_key], [6, null]);
+    assert.equal((await partnerResource(resourceId)).metadata.connectionLimit, 6, 'as the partner holds it');
+  });
+
   test('a change the partner does not answer is recorded, refused a second change meanwhile, and sent again with the same key until applied', async () => {
     const { id, resourceId } = await create('partner-flaky');
     // Both attempts of the request fail (one retry), and the first resend too.
@@ -343,5 +354,27 @@ describe('changing a store a partner server provides', () => {
     const keys = new Set(updatesSent(resourceId).map((r) => r.idempotencyKey));
     assert.ok(updatesSent(resourceId).length >= 4, 'sent by the request twice, then again by the retries');
     assert.equal(keys.size, 1, 'every send carried the same Idempotency-Key');
+  });
+});
+
+describe("a plan change to a plan the partner offers and the catalog lacks", () => {
+  test('is made, and the plan is kept beside the catalog\'s', async () => {
+    const setup = await startStorehouseWithPartner({ catalogPlans: ['partner_free'], env: { STOREHOUSE_PARTNER_RETRIES: '0' } });
+    try {
+      const { server, installationId } = setup;
+      await server.request('/_storehouse/payment-methods', { method: 'POST', ...json({ cardNumber: '4242424242424242' }) });
+      await server.sdk().integrations.createIntegrationStoreDirect({
+        requestBody: { name: 'uncatalogued', integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 } },
+      });
+      const { rows } = await server.runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name = 'uncatalogued'");
+      const id = rows[0]!.id;
+      const changed = await patch(server, id, { billingPlanId: 'partner_pro' });
+      assert.equal(changed.status, 200, JSON.stringify(changed.body));
+      assert.equal(changed.body.store.billingPlan.id, 'partner_pro');
+      const state = await stateOf(server, id);
+      assert.deepEqual([state.billing_plan_id, state.update_key], ['partner_pro', null], 'recorded, and nothing left under way');
+    } finally {
+      await setup.close();
+    }
   });
 });

@@ -17,6 +17,8 @@ export interface PartnerEntryOptions {
   slug?: string;
   /** More products the same partner serves (an integration has one partner server). */
   extraProducts?: Array<{ slug: string }>;
+  /** The partner's plans the catalog lists (all by default); the partner offers every one anyway. */
+  catalogPlans?: string[];
 }
 
 /** The default catalog with each partner's integration added. */
@@ -41,7 +43,7 @@ function addPartner(catalog: Record<string, any>, options: PartnerEntryOptions):
     metadataSchema,
     provider: { type: 'http', url },
     // What Storehouse knows of the plans before asking; the partner's answer decides what is offered.
-    plans: PLANS.map(({ id, type, name, description, paymentMethodRequired, preauthorizationAmount }) => ({
+    plans: PLANS.filter((plan) => !options.catalogPlans || options.catalogPlans.includes(plan.id)).map(({ id, type, name, description, paymentMethodRequired, preauthorizationAmount }) => ({
       id, type, scope: 'resource', name, description, paymentMethodRequired, ...(preauthorizationAmount !== undefined && { preauthorizationAmount }),
     })),
   });

@@ -27,15 +27,19 @@ export async function within<T>(call: Promise<T>, ms: number): Promise<T> {
 export const isGone = (error: unknown) => error instanceof AppError && (error.status === 404 || error.code === 'resource_deleted');
 
 /**
- * Whether a failed call may still have taken effect: no answer (a timeout, an unreachable
- * partner), or a server error. A provider's refusal (a partner's 4xx, a built-in provider's
- * 4xx) or an answer that broke the contract is definite: the provider answered.
+ * Whether a failed call may still take effect, or succeed if sent again: no answer (a timeout,
+ * an unreachable partner), a server error, a 409 (the partner API's answer while the same key's
+ * first call is still running) or a 429. A provider's other refusals (a partner's 4xx, a built-in
+ * provider's 4xx) are definite.
  */
 export function mayHaveHappened(error: unknown): boolean {
-  if (error instanceof PartnerError) return error.partnerStatus === 0 || error.partnerStatus >= 500;
-  if (error instanceof AppError) return error.status >= 500 && error.code !== 'provider_invalid_response';
+  if (error instanceof PartnerError) return error.partnerStatus === 0 || error.partnerStatus >= 500 || error.partnerStatus === 409 || error.partnerStatus === 429;
+  if (error instanceof AppError) return error.status >= 500 && !brokeContract(error);
   return true;
 }
+
+/** A 2xx answer that broke the partner contract: the call succeeded, but its answer cannot be read. */
+export const brokeContract = (error: unknown): error is AppError => error instanceof AppError && error.code === 'provider_invalid_response';
 
 /** The error a provider's failure is answered with: its own if it is one of ours, else 502 (503 for a timeout). */
 export function providerFailure(store: Store, error: unknown, operation = 'provision'): AppError {

@@ -13,21 +13,20 @@ import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import { offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
-import { AppError, conflict, forbidden, validationError } from '../errors.ts';
+import { AppError, conflict, validationError } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
 import type { Discovery } from '../marketplace/discovery.ts';
 import type { Caller, Provider, ProviderResource, ProvisionRequest, ResourceStatus, Secret } from '../providers/provider.ts';
 import { toCatalogPlan, type PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
-import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { isInstallationAdmin, type Installation } from '../tenancy/installations.ts';
+import { assertInstallationAdmin, type Installation } from '../tenancy/installations.ts';
 import { isGone, providerFailure, within } from './provider-calls.ts';
 import { IdempotencyKeys, KeyTaken, requestHash, type IdempotentRequest } from './idempotency.ts';
 import { Schedule } from './schedule.ts';
 import { checkName, validateMetadata, validateProtocolSettings } from './store-input.ts';
-import { assertPlanRoom, findStore, isNameTaken, listStores, nameTaken, plansUsedUp, prefixed, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
+import { assertPlanRoom, findStore, isNameTaken, listStores, nameTaken, ON_PLAN, planNotOffered, plansUsedUp, prefixed, rememberPlanIfNew, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -82,11 +81,6 @@ const quotaExceeded = (quota: number, used: number) =>
   new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`, {
     limit: { total: quota, used },
   });
-
-/** A plan a partner server offered that the catalog lacks is kept beside the catalog's, so a store can reference it. */
-async function rememberPlanIfNew(tx: Queryable, product: Product, plan: BillingPlan): Promise<void> {
-  if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
-}
 
 
 export class StoreService {
@@ -351,9 +345,7 @@ export class StoreService {
     const product = this.catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
     await this.assertNameFree(this.db, actor.team.id, name);
     // 2. Who may create.
-    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
-      throw forbidden(`Only the team's owners and the user who installed ${integration.name} may create its stores`);
-    }
+    assertInstallationAdmin(installation, actor, integration.name, 'create its stores');
     // 3. What the store is created with.
     const metadata = validateMetadata(product, input.metadata);
     const protocolSettings = validateProtocolSettings(product, input.protocolSettings);
@@ -413,15 +405,7 @@ export class StoreService {
       );
     }
     const plan = selectable.find((p) => p.id === billingPlanId);
-    if (!plan) {
-      const disabled = plans.some((p) => p.id === billingPlanId);
-      throw new AppError(
-        400,
-        'invalid_billing_plan',
-        `${disabled ? `The plan ${billingPlanId} is not available` : `${product.name} has no plan ${billingPlanId}`}: use one of ${selectable.map((p) => p.id).join(', ') || '(none)'}`,
-        { fields: [{ key: 'billingPlanId', message: 'is not a selectable plan of this product' }] },
-      );
-    }
+    if (!plan) throw planNotOffered(product, billingPlanId, plans, selectable.map((p) => p.id));
     return plan;
   }
 
@@ -456,7 +440,7 @@ export class StoreService {
         const quota = await this.storeQuota(tx, teamId);
         const { rows: counts } = await tx.query<{ taken: string | null; total: number; on_plan: number }>(
           `SELECT (SELECT id FROM stores WHERE team_id = $1 AND name = $4) AS taken, count(*)::int AS total,
-                  count(*) FILTER (WHERE product_id = $2 AND billing_plan_id = $3)::int AS on_plan
+                  count(*) FILTER (WHERE ${ON_PLAN('$2', '$3')})::int AS on_plan
              FROM stores WHERE team_id = $1`,
           [teamId, product.id, plan.id, request.name],
         );
@@ -618,9 +602,7 @@ export class StoreService {
   async delete(actor: Actor, id: string, options: { disconnect?: boolean } = {}): Promise<void> {
     const store = await findStore(this.db, actor.team.id, id);
     const { installation, integration } = await this.discovery.getConfiguration(actor, store.installationId);
-    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
-      throw forbidden(`Only the team's owners and the user who installed ${integration.name} may delete its stores`);
-    }
+    assertInstallationAdmin(installation, actor, integration.name, 'delete its stores');
     const product = this.catalog().productById(store.productId);
     // Decided on the locked row: a create finishing meanwhile may have recorded its resource.
     const locked = await this.db.transaction(async (tx) => {

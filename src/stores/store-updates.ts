@@ -18,19 +18,19 @@ import type { Logger } from 'pino';
 import { audit } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import type { BillingPlan, Catalog, Product } from '../catalog/catalog.ts';
-import type { Database } from '../db/database.ts';
-import { AppError, badRequest, conflict, forbidden, validationError } from '../errors.ts';
+import type { Database, Queryable } from '../db/database.ts';
+import { AppError, badRequest, conflict, validationError } from '../errors.ts';
 import { randomBase62 } from '../ids.ts';
 import { parseMetadata, type Discovery } from '../marketplace/discovery.ts';
-import type { ResourceUpdate } from '../providers/provider.ts';
+import type { ProviderResource, ResourceUpdate } from '../providers/provider.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { isInstallationAdmin } from '../tenancy/installations.ts';
-import { CallTimeout, mayHaveHappened, providerFailure, within } from './provider-calls.ts';
+import { assertInstallationAdmin } from '../tenancy/installations.ts';
+import { brokeContract, CallTimeout, mayHaveHappened, providerFailure, within } from './provider-calls.ts';
 import { Schedule } from './schedule.ts';
 import { checkChangeable, checkName, sameValue, validateMetadata } from './store-input.ts';
 import type { StoreService, StoreView } from './store-service.ts';
-import { assertPlanRoom, disableUsedUp, findStore, isNameTaken, nameTaken, prefixed, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
+import { assertPlanRoom, disableUsedUp, findStore, isNameTaken, nameTaken, ON_PLAN, planNotOffered, prefixed, rememberPlanIfNew, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
 
 /** The body of PATCH /v1/storage/stores/{id}, as the route's schema lets it through. */
 export interface UpdateStoreInput {
@@ -115,18 +115,19 @@ export class StoreUpdates {
     }
     const store = await findStore(this.db, actor.team.id, id);
     const { installation, integration } = await this.discovery.getConfiguration(actor, store.installationId);
-    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
-      throw forbidden(`Only the team's owners and the user who installed ${integration.name} may change its stores`);
-    }
+    assertInstallationAdmin(installation, actor, integration.name, 'change its stores');
     assertChangeable(store);
     const product = this.catalog().productById(store.productId);
     const { body, plan, charge } = await this.prepare(actor, store, product, input);
     if (Object.keys(body).length === 0) return this.stores.get(actor, id);
 
-    const { key, change } = await this.begin(actor, store, body, plan, charge);
+    const { key, change } = await this.begin(actor, store, product, body, plan, charge);
     try {
       await this.send(store, key, change);
     } catch (error) {
+      if (brokeContract(error)) {
+        throw new AppError(error.status, error.code, `${error.message}. The partner answered with success, so the change is recorded as made`);
+      }
       if (!mayHaveHappened(error)) {
         await this.goBack(store, key, change, error);
         throw providerFailure(store, error, 'update');
@@ -153,6 +154,9 @@ export class StoreUpdates {
     }
     let plan: BillingPlan | undefined;
     let charge: Charge | undefined;
+    if (input.billingPlanId === store.billingPlanId && (input.paymentMethodId !== undefined || input.prepaymentAmountCents !== undefined)) {
+      throw validationError([{ key: 'billingPlanId', message: `is the store's plan already` }], `The store ${store.name} is on ${store.billingPlanId} already: there is nothing to pay for`);
+    }
     if (input.billingPlanId !== undefined && input.billingPlanId !== store.billingPlanId) {
       if (store.ownership === 'linked') {
         throw conflict('store_linked', `The store ${store.name} is linked: its provider bills it, so its plan is changed at the provider`);
@@ -161,12 +165,7 @@ export class StoreUpdates {
       plan = plans.find((p) => p.id === input.billingPlanId && !p.disabled);
       if (!plan) {
         const offered = plans.filter((p) => !p.disabled && p.id !== store.billingPlanId).map((p) => p.id);
-        throw new AppError(
-          400,
-          'invalid_billing_plan',
-          `${plans.some((p) => p.id === input.billingPlanId) ? `The plan ${input.billingPlanId} is not available` : `${product.name} has no plan ${input.billingPlanId}`} for the store ${store.name}: use one of ${offered.join(', ') || '(none)'}`,
-          { fields: [{ key: 'billingPlanId', message: 'is not a plan this store may change to' }] },
-        );
+        throw planNotOffered(product, input.billingPlanId, plans, offered, ` for the store ${store.name}`);
       }
       charge = await chargeFor(this.db, actor.team.id, plan, input);
       body.billingPlanId = plan.id;
@@ -175,7 +174,7 @@ export class StoreUpdates {
   }
 
   /** Records the change before the provider is told: the new name taken, the charge made, the key chosen. */
-  private async begin(actor: Actor, store: Store, body: ResourceUpdate, plan: BillingPlan | undefined, charge: Charge | undefined) {
+  private async begin(actor: Actor, store: Store, product: Product, body: ResourceUpdate, plan: BillingPlan | undefined, charge: Charge | undefined) {
     const key = `${store.provisionKey}.update.${randomBase62(8)}`;
     try {
       return await this.db.transaction(async (tx) => {
@@ -183,6 +182,11 @@ export class StoreUpdates {
         await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR UPDATE', [store.teamId]);
         const locked = await findStore(tx, store.teamId, store.id, { lock: true });
         assertChangeable(locked);
+        // The change was checked against the store as read before the lock: a change made since
+        // (by another request, or its partner) would be undone by sending this one.
+        if (locked.updatedAt.getTime() !== store.updatedAt.getTime()) {
+          throw conflict('store_changed', `The store ${store.name} changed while this change was being checked: read it again and retry`);
+        }
         const { rows: under } = await tx.query<{ busy: boolean }>('SELECT update_key IS NOT NULL AS busy FROM stores WHERE id = $1', [store.id]);
         if (under[0]!.busy) {
           throw conflict('store_updating', `A change to the store ${store.name} is still being applied by its provider: retry once it is done`);
@@ -193,11 +197,11 @@ export class StoreUpdates {
         }
         let planChange: RecordedChange['plan'];
         if (plan) {
-          const { rows } = await tx.query<{ n: number }>(
-            'SELECT count(*)::int AS n FROM stores WHERE team_id = $1 AND product_id = $2 AND billing_plan_id = $3',
-            [store.teamId, store.productId, plan.id],
-          );
+          const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM stores WHERE team_id = $1 AND ${ON_PLAN('$2', '$3')}`, [
+            store.teamId, store.productId, plan.id,
+          ]);
           assertPlanRoom(plan, rows[0]!.n);
+          await rememberPlanIfNew(tx, product, plan);
           const authorizationId = charge ? await recordCharge(tx, { teamId: store.teamId, storeId: store.id, plan, charge }) : null;
           planChange = { id: plan.id, prepaidBalanceCents: charge?.kind === 'prepayment' ? charge.amountCents : null, authorizationId };
         }
@@ -217,25 +221,42 @@ export class StoreUpdates {
     }
   }
 
-  /** Tells the provider, and records its answer. */
+  /**
+   * Tells the provider, and records its answer. A success whose answer broke the partner contract
+   * is recorded as made (the partner did make it; the store's status is left as it was), then
+   * thrown, so the partner's developer sees what to fix.
+   */
   private async send(store: Store, key: string, change: RecordedChange): Promise<void> {
     const provider = this.providers.for(this.catalog().productById(store.productId));
-    const resource = await within(
-      provider.update(store.installationId, store.externalResourceId!, change.body, key, { userId: change.actorId, role: 'ADMIN' }),
-      this.options.callTimeoutMs,
-    );
+    let resource: ProviderResource | undefined;
+    let unreadable: AppError | undefined;
+    try {
+      resource = await within(
+        provider.update(store.installationId, store.externalResourceId!, change.body, key, { userId: change.actorId, role: 'ADMIN' }),
+        this.options.callTimeoutMs,
+      );
+    } catch (error) {
+      if (!brokeContract(error)) throw error;
+      unreadable = error;
+    }
+    await this.record(store, key, change, resource);
+    if (unreadable) throw unreadable;
+  }
+
+  private async record(store: Store, key: string, change: RecordedChange, resource: ProviderResource | undefined): Promise<void> {
     await this.db.transaction(async (tx) => {
       const { rows } = await tx.query(
         `UPDATE stores SET metadata = coalesce($3::jsonb, metadata), billing_plan_id = coalesce($4, billing_plan_id),
                 prepaid_balance_cents = CASE WHEN $4::text IS NULL THEN prepaid_balance_cents ELSE $5 END,
-                status = CASE WHEN status IN ('deleting', 'initializing') THEN status ELSE $6 END, external_resource_status = $7,
+                status = CASE WHEN status IN ('deleting', 'initializing') OR $6::text IS NULL THEN status ELSE $6 END,
+                external_resource_status = coalesce($7, external_resource_status),
                 notification = CASE WHEN $8 THEN $9::jsonb ELSE notification END,
                 update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, updated_at = now()
           WHERE id = $1 AND update_key = $2 RETURNING ${STORE_COLUMNS}`,
         [
           store.id, key, change.body.metadata ? JSON.stringify(change.body.metadata) : null, change.plan?.id ?? null, change.plan?.prepaidBalanceCents ?? null,
-          STORE_STATUS[resource.status], resource.status, resource.notification !== undefined,
-          resource.notification ? JSON.stringify(resource.notification) : null,
+          resource ? STORE_STATUS[resource.status] : null, resource?.status ?? null, resource?.notification !== undefined,
+          resource?.notification ? JSON.stringify(resource.notification) : null,
         ],
       );
       // Answered already (by another node's retry), or the store is gone.
@@ -249,20 +270,31 @@ export class StoreUpdates {
           ...(change.plan && { billingPlanId: { from: store.billingPlanId, to: change.plan.id }, authorizationId: change.plan.authorizationId, released }),
         },
       });
-      if (resource.status === 'pending') await this.stores.schedulePending(tx, store.id);
+      if (resource?.status === 'pending') await this.stores.schedulePending(tx, store.id);
     });
-    if (resource.status === 'pending') this.stores.pendingChanged();
+    if (resource?.status === 'pending') this.stores.pendingChanged();
   }
 
   /** The provider refused the change: the store goes back (its old name, unless taken since), and a new plan's charge is released. */
   private async goBack(store: Store, key: string, change: RecordedChange, error: unknown): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query(
-        `UPDATE stores s SET name = CASE WHEN $3 AND NOT EXISTS (SELECT 1 FROM stores o WHERE o.team_id = s.team_id AND o.name = $4 AND o.id <> s.id) THEN $4 ELSE s.name END,
+    // The old name goes back unless a create took it meanwhile (then the store keeps the new one).
+    const clear = (tx: Queryable, revertName: boolean) =>
+      tx.query(
+        `UPDATE stores SET name = CASE WHEN $3 THEN $4 ELSE name END,
                 update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, updated_at = now()
           WHERE id = $1 AND update_key = $2`,
-        [store.id, key, change.body.name !== undefined, change.previous.name],
+        [store.id, key, revertName, change.previous.name],
       );
+    await this.db.transaction(async (tx) => {
+      let rowCount: number | null;
+      try {
+        await tx.query('SAVEPOINT revert_name');
+        ({ rowCount } = await clear(tx, change.body.name !== undefined));
+      } catch (nameError) {
+        if (!isNameTaken(nameError)) throw nameError;
+        await tx.query('ROLLBACK TO SAVEPOINT revert_name');
+        ({ rowCount } = await clear(tx, false));
+      }
       if (!rowCount) return;
       const released = change.plan?.authorizationId ? await releaseCharges(tx, store.id, { only: change.plan.authorizationId }) : [];
       await audit(tx, {
@@ -300,7 +332,9 @@ export class StoreUpdates {
         await this.send(store, row.update_key, change);
         this.options.logger?.info({ store: store.id, attempts: row.update_attempts }, 'applied a store change its provider had not answered');
       } catch (error) {
-        if (!mayHaveHappened(error)) {
+        if (brokeContract(error)) {
+          this.options.logger?.warn({ err: error, store: store.id }, "a store change was made, but the provider's answer broke the partner API: recorded as made");
+        } else if (!mayHaveHappened(error)) {
           await this.goBack(store, row.update_key, change, error);
           this.options.logger?.warn({ err: error, store: store.id }, "the provider refused a store change it had not answered; the store went back");
         } else {

@@ -1,5 +1,7 @@
 /** The stores table: what a store is, and the queries the store service runs on it. */
 import { isUniqueViolation, seqPage, type Queryable } from '../db/database.ts';
+import type { BillingPlan, Product } from '../catalog/catalog.ts';
+import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
 import { AppError, conflict, notFound } from '../errors.ts';
 import type { ResourceStatus, Secret } from '../providers/provider.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
@@ -173,4 +175,27 @@ export async function disableUsedUp<P extends { id: string; productId: string; r
 ): Promise<P[]> {
   const usedUp = await plansUsedUp(db, teamId, plans.filter((plan) => !plan.disabled && plan.id !== current));
   return usedUp.size === 0 ? plans : plans.map((plan) => (usedUp.has(plan.id) ? { ...plan, disabled: true } : plan));
+}
+
+/**
+ * SQL: a store of product `product` that is on plan `plan` (parameter placeholders), or changing to
+ * it, so a change under way counts against the plan's limit as the store it will be.
+ */
+export const ON_PLAN = (product: string, plan: string) =>
+  `product_id = ${product} AND (billing_plan_id = ${plan} OR (update_key IS NOT NULL AND update_request->'plan'->>'id' = ${plan}))`;
+
+/** A plan a partner server offered that the catalog lacks is kept beside the catalog's, so a store can reference it. */
+export async function rememberPlanIfNew(tx: Queryable, product: Product, plan: BillingPlan): Promise<void> {
+  if (!product.plans.some((p) => p.id === plan.id && !p.retired)) await rememberPartnerPlan(tx, plan);
+}
+
+/** 400 `invalid_billing_plan`: `requested` is not among the `plans` offered (or is, disabled). */
+export function planNotOffered(product: Product, requested: string, plans: BillingPlan[], offered: string[], forWhat = ''): AppError {
+  const disabled = plans.some((p) => p.id === requested);
+  return new AppError(
+    400,
+    'invalid_billing_plan',
+    `${disabled ? `The plan ${requested} is not available` : `${product.name} has no plan ${requested}`}${forWhat}: use one of ${offered.join(', ') || '(none)'}`,
+    { fields: [{ key: 'billingPlanId', message: `is not a selectable plan of this product${forWhat}` }] },
+  );
 }

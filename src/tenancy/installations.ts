@@ -1,6 +1,6 @@
 import type { Queryable } from '../db/database.ts';
 import { isUniqueViolation } from '../db/database.ts';
-import { conflict, notFound } from '../errors.ts';
+import { conflict, forbidden, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { ResourceStatus } from '../providers/provider.ts';
 import type { TeamRole } from './teams.ts';
@@ -126,6 +126,13 @@ const READ_ONLY_ROLES: readonly TeamRole[] = ['VIEWER', 'BILLING'];
 export function isInstallationAdmin(installation: Installation, userId: string, role: TeamRole): boolean {
   if (role === 'OWNER') return true;
   return installation.installedBy === userId && !READ_ONLY_ROLES.includes(role);
+}
+
+/** 403 unless the user is an admin of the installation: `what` says what they may not do, e.g. "delete its stores". */
+export function assertInstallationAdmin(installation: Installation, user: { userId: string; role: TeamRole }, integrationName: string, what: string): void {
+  if (!isInstallationAdmin(installation, user.userId, user.role)) {
+    throw forbidden(`Only the team's owners and the user who installed ${integrationName} may ${what}`);
+  }
 }
 
 /**

@@ -105,7 +105,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   app.patch<{ Params: Params; Body: InstallationChange }>(
     '/v1/installations/:installationId',
     {
-      config,
+      config: limited('marketplace.installations'),
       schema: {
         operationId: 'updateInstallation',
         summary: 'The partner reports the installation\'s status, its own id for it, its plan or a notification (null or "" clears it)',
@@ -121,7 +121,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           },
           additionalProperties: false,
         },
-        response: { 204: { type: 'null', description: 'Recorded' }, ...errors },
+        response: { 204: { type: 'null', description: 'Recorded' }, ...limitedErrors },
       },
     },
     async (request, reply) => {
@@ -133,7 +133,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   app.post<{ Params: Params; Body: ClientCredentials }>(
     '/v1/installations/:installationId/credentials/rotate',
     {
-      config,
+      config: limited('marketplace.credentials'),
       schema: {
         operationId: 'rotateInstallationCredential',
         summary: "A new access token for the installation, with the integration's client secret; the old one works until revoked",
@@ -151,7 +151,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
               token_type: { type: 'string', enum: ['oauth2-token'] },
             },
           },
-          ...errors,
+          ...limitedErrors,
         },
       },
     },
@@ -161,7 +161,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   app.post<{ Params: Params; Body: ClientCredentials & { token: string } }>(
     '/v1/installations/:installationId/credentials/revoke',
     {
-      config,
+      config: limited('marketplace.credentials'),
       schema: {
         operationId: 'revokeInstallationCredential',
         summary: "Revoke one of the installation's access tokens, with the integration's client secret (never its last live one)",
@@ -179,7 +179,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             required: ['revoked', 'already_revoked'],
             properties: { revoked: { type: 'boolean' }, already_revoked: { type: 'boolean' } },
           },
-          ...errors,
+          ...limitedErrors,
         },
       },
     },
