@@ -37,6 +37,26 @@ function writeCatalog(): string {
   return file;
 }
 
+/**
+ * Sends each bad request: each answered 400 must be `bad_request` naming its field (and never
+ * quote the client secret). Returns those not answered 400, described, for one assertion.
+ */
+async function notRefused(cases: Array<{ what: string; field: string | null | undefined; send: () => Promise<Response> }>): Promise<string[]> {
+  const accepted: string[] = [];
+  for (const { what, field, send } of cases) {
+    const response = await send();
+    if (response.status !== 400) {
+      accepted.push(`${what} → ${response.status}`);
+      continue;
+    }
+    const error = await errorOf(response);
+    assert.equal(error.code, 'bad_request', what);
+    if (field) assert.ok(error.message.includes(field), `${what}: "${error.message}" names ${field}`);
+    assert.ok(!error.message.includes(CLIENT_SECRET), what);
+  }
+  return accepted;
+}
+
 /** Small limits, so tests reach them; a call each route makes before its limit is spent is counted. */
 const SMALL_LIMITS = {
   STOREHOUSE_RATE_LIMIT_MARKETPLACE_ACCOUNT: '3',
@@ -266,19 +286,9 @@ for (const backend of BACKENDS) {
         [revoke, `{"token":["a"],"client_secret":${secret}}`, 'token'],
         [revoke, `{"token":${JSON.stringify(own.token)},"client_secret":${secret},"all":true}`, 'all'],
       ];
-      const accepted: string[] = [];
-      for (const [url, body, field] of cases) {
-        const response = await raw('POST', url, body, second);
-        const what = `${url.split('/').pop()} ${body ?? '(no body)'}`;
-        if (response.status !== 400) {
-          accepted.push(`${what} → ${response.status}`);
-          continue;
-        }
-        const error = await errorOf(response);
-        assert.equal(error.code, 'bad_request', what);
-        if (field) assert.ok(error.message.includes(field), `${what}: "${error.message}" names ${field}`);
-        assert.ok(!error.message.includes(CLIENT_SECRET), what);
-      }
+      const accepted = await notRefused(
+        cases.map(([url, body, field]) => ({ what: `${url.split('/').pop()} ${body ?? '(no body)'}`, field, send: () => raw('POST', url, body, second) })),
+      );
       assert.deepEqual(accepted, [], 'every bad body is a 400');
       assert.equal(await liveTokens(own.id), 2);
       assert.equal(await works(own.token, own.id), 'ok');
@@ -374,18 +384,7 @@ for (const backend of BACKENDS) {
         ['{"notification":{"level":"info","title":"t","href":5}}', 'notification'],
         ['{"status":"ready","surprise":true}', 'surprise'],
       ];
-      const accepted: string[] = [];
-      for (const [body, field] of cases) {
-        const response = await raw('PATCH', url, body, token);
-        const what = `PATCH ${body ?? '(no body)'}`;
-        if (response.status !== 400) {
-          accepted.push(`${what} → ${response.status}`);
-          continue;
-        }
-        const error = await errorOf(response);
-        assert.equal(error.code, 'bad_request', what);
-        if (field) assert.ok(error.message.includes(field), `${what}: "${error.message}" names ${field}`);
-      }
+      const accepted = await notRefused(cases.map(([body, field]) => ({ what: `PATCH ${body ?? '(no body)'}`, field, send: () => raw('PATCH', url, body, token) })));
       assert.deepEqual(accepted, [], 'every bad body is a 400');
       assert.equal(await (await server.request(`/v1/integrations/configuration/${installationId}`)).text(), before, 'the 400s changed nothing');
       assert.equal((await sdkFailure(mp(token).updateInstallation({ integrationConfigurationId: installationId }))).status, 400, 'no body');
