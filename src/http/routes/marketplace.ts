@@ -36,6 +36,16 @@ const notification = {
 };
 /** A notification, or `""` / null to clear one (the SDK sends either). */
 const notificationOrClear = { anyOf: [notification, { type: 'string' }, { type: 'null' }] };
+/** What a partner may say of a resource it imports or changes (partner-api.md §5), besides the product and secrets. */
+const resourceFields = {
+  ownership: { enum: ['owned', 'linked', 'sandbox'] },
+  name: storeName,
+  status: { enum: [...RESOURCE_STATUSES] },
+  metadata: { type: 'object' },
+  billingPlan: billingPlanSchema,
+  notification: notificationOrClear,
+  extras: { type: 'object' },
+};
 /** An installation's notification: `""` or null clears it; any other string is refused (it would say nothing). */
 const notificationOrNone = { anyOf: [notification, { const: '' }, { type: 'null' }] };
 const period = { type: 'object', required: ['start', 'end'], properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' } } };
@@ -241,17 +251,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         body: {
           type: 'object',
           required: ['productId', 'name', 'status'],
-          properties: {
-            ownership: { enum: ['owned', 'linked', 'sandbox'] },
-            productId: text,
-            name: storeName,
-            status: { enum: [...RESOURCE_STATUSES] },
-            metadata: { type: 'object' },
-            billingPlan: billingPlanSchema,
-            notification: notificationOrClear,
-            extras: { type: 'object' },
-            secrets,
-          },
+          properties: { ...resourceFields, productId: text, secrets },
           additionalProperties: false,
         },
         response: { 200: { type: 'object', properties: { name: { type: 'string' } } }, ...limitedErrors },
@@ -272,13 +272,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         body: {
           type: 'object',
           properties: {
-            ownership: { enum: ['owned', 'linked', 'sandbox'] },
-            name: storeName,
-            status: { enum: [...RESOURCE_STATUSES] },
-            metadata: { type: 'object' },
-            billingPlan: billingPlanSchema,
-            notification: notificationOrClear,
-            extras: { type: 'object' },
+            ...resourceFields,
             secrets: { anyOf: [secrets, { type: 'object', required: ['secrets'], properties: { secrets, partial: { type: 'boolean' } }, additionalProperties: false }] },
           },
           additionalProperties: false,
