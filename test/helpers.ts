@@ -19,7 +19,7 @@ import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import pino from 'pino';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { Catalog } from '../src/catalog/catalog.ts';
 import { syncCatalog } from '../src/catalog/catalog-sync.ts';
 import { DEFAULT_CATALOG_PATH, loadConfig, type Config } from '../src/config.ts';
@@ -111,6 +111,13 @@ export interface ServerOptions {
   databaseUrl?: string;
   /** The bootstrap token; another node of the same database passes the first node's. */
   bootstrapToken?: string;
+}
+
+/** `catalog` written as a catalog file, in a directory of its own: remove `path.dirname(file)` afterwards. */
+export function writeCatalogFile(catalog: unknown): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
+  fs.writeFileSync(file, stringify(catalog));
+  return file;
 }
 
 /** Starts a Storehouse on `backend`, listening on 127.0.0.1 at a free port. */

@@ -98,23 +98,15 @@ describe('installation access tokens on the marketplace API', () => {
     const other = await install(server.runtime.db, { teamId: team.id, integrationId: 'oac_storehouse', installedBy: null });
     const refused = await errorOf(await server.request(`/v1/installations/${other.id}/account`, { token }));
     assert.equal(refused.status, 403);
-    const events = await errorOf(
-      await server.request(`/v1/installations/${installationId}/events`, {
-        token,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ event: { type: 'resource.updated', resourceId: 'nope' } }),
-      }),
-    );
+    const postEvent = async (event: unknown) =>
+      errorOf(
+        await server.request(`/v1/installations/${installationId}/events`, {
+          token, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event }),
+        }),
+      );
+    const events = await postEvent({ type: 'resource.updated', resourceId: 'nope' });
     assert.equal(events.status, 404);
-    const bad = await errorOf(
-      await server.request(`/v1/installations/${installationId}/events`, {
-        token,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ event: { type: 'resource.updated' } }),
-      }),
-    );
+    const bad = await postEvent({ type: 'resource.updated' });
     assert.equal(bad.status, 400);
   });
 

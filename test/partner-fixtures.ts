@@ -6,16 +6,12 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import type { Vercel } from '@vercel/sdk';
 import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
 import { catalogWithPartner, type PartnerEntryOptions } from '../src/partner-server/catalog.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
-import { freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
-
-/** The failure of an SDK call: it lives in helpers.ts, re-exported for the partner tests that took it from here. */
-export { sdkFailure } from './helpers.ts';
+import { freshDataDir, POSTGRES_URL, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
 
 /** A free loopback port. */
 export async function freePort(): Promise<number> {
@@ -28,10 +24,11 @@ export async function freePort(): Promise<number> {
 
 /** A catalog file (in a directory of its own: remove `path.dirname(file)` afterwards) selling the partner's products. */
 export function writePartnerCatalog(...partners: PartnerEntryOptions[]): string {
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
-  fs.writeFileSync(file, stringify(catalogWithPartner(...partners)));
-  return file;
+  return writeCatalogFile(catalogWithPartner(...partners));
 }
+
+/** A created store as @vercel/sdk shows it. */
+type SdkStore = NonNullable<Awaited<ReturnType<Vercel['integrations']['createIntegrationStoreDirect']>>['store']>;
 
 export interface StorehouseWithPartner {
   /** Storehouse, on the embedded database, selling the partner's products (integration `acme`, client id oac_partner). */
@@ -42,6 +39,12 @@ export interface StorehouseWithPartner {
   installationId: string;
   partnerDir: string;
   catalogFile: string;
+  /** A store of the installation's `postgres` created by the owner through @vercel/sdk (the partner provisions it), as the SDK shows it. */
+  createStore(name: string, extra?: Record<string, unknown>): Promise<SdkStore>;
+  /** The calls the partner received with `method` whose path contains `pathPart`, oldest first. */
+  partnerCalls(method: string, pathPart: string): PartnerServer['requests'];
+  /** The ids of the resources the partner holds alive (its own records), sorted. */
+  partnerResourceIds(): Promise<string[]>;
   /** Deletes what the partner still holds, then stops both servers and removes their files. */
   close(): Promise<void>;
 }
@@ -101,7 +104,22 @@ export async function startStorehouseWithPartner(
     partner = await startPartnerServer({ port, dataDir: partnerDir, clientId: 'oac_partner', issuer: server.url, postgresAdminUrl: POSTGRES_URL });
     const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
     const installationId = configurations[0]!.id!;
-    return { server, partner, installationId, partnerDir, catalogFile, close };
+    const [storehouse, reference] = [server, partner];
+    const createStore = async (name: string, extra: Record<string, unknown> = {}) => {
+      const { store } = await storehouse.sdk().integrations.createIntegrationStoreDirect({
+        requestBody: { name, integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 }, ...extra },
+      });
+      if (!store) throw new Error(`the create of ${name} answered no store`);
+      return store;
+    };
+    return {
+      server, partner, installationId, partnerDir, catalogFile, close, createStore,
+      partnerCalls: (method, pathPart) => reference.requests.filter((r) => r.method === method && r.url.includes(pathPart)),
+      partnerResourceIds: async () => {
+        const { resources } = (await (await fetch(`${reference.url}/_partner/resources`)).json()) as { resources: Array<{ id: string }> };
+        return resources.map((resource) => resource.id).sort();
+      },
+    };
   } catch (error) {
     await close().catch(() => {});
     throw error;

@@ -253,13 +253,15 @@ describe('the reference partner server', () => {
   test('faults: a delay, an error status, a malformed answer, for N calls, set in process or over HTTP', async () => {
     const path = `${resources}/${main.id}`;
     try {
-      partner.faults.get = { delayMs: 400, times: 1 };
+      // A delay far above an undelayed call's time on a busy machine, so the two cannot be confused
+      // (and a little below it on the lower bound: timers may fire a millisecond early).
+      partner.faults.get = { delayMs: 2000, times: 1 };
       let started = Date.now();
       assert.equal((await call('GET', path)).status, 200);
-      assert.ok(Date.now() - started >= 400, 'the first call is delayed');
+      assert.ok(Date.now() - started >= 1990, 'the first call is delayed');
       started = Date.now();
       assert.equal((await call('GET', path)).status, 200);
-      assert.ok(Date.now() - started < 400, 'the second is not');
+      assert.ok(Date.now() - started < 1000, 'the second is not');
       assert.equal(partner.faults.get, undefined);
 
       partner.faults.plans = { status: 500, times: 2 };

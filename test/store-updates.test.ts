@@ -7,11 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import pg from 'pg';
-import { parse, stringify } from 'yaml';
+import { parse } from 'yaml';
 import type { PartnerServer } from '../src/partner-server/app.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
 import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
@@ -19,7 +18,7 @@ import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 /** The default catalog, with a Postgres setting that cannot change once a store is created. */
@@ -30,9 +29,7 @@ function catalogWithReadOnlySetting(): string {
     type: 'string', 'ui:control': 'select', 'ui:label': 'Region', 'ui:read-only': 'update', default: 'iad1', enum: ['iad1', 'fra1'],
     'ui:options': [{ value: 'iad1', label: 'Washington' }, { value: 'fra1', label: 'Frankfurt' }],
   };
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-catalog-')), 'catalog.yaml');
-  fs.writeFileSync(file, stringify(catalog));
-  return file;
+  return writeCatalogFile(catalog);
 }
 
 const json = (body: unknown) => ({ headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -83,6 +80,7 @@ async function deleteAllStores(server: TestServer): Promise<void> {
 for (const backend of BACKENDS) {
   describe(`changing stores (${backend})`, () => {
     let server: TestServer;
+    let catalogFile: string | undefined;
     let icfg: string;
     let memberToken: string;
     let viewerToken: string;
@@ -99,8 +97,9 @@ for (const backend of BACKENDS) {
     };
 
     before(async () => {
+      catalogFile = catalogWithReadOnlySetting();
       server = await startServer(backend, {
-        catalogPath: catalogWithReadOnlySetting(),
+        catalogPath: catalogFile,
         env: { ...(backend === 'postgres' && POSTGRES_URL && { STOREHOUSE_POSTGRES_ADMIN_URL: POSTGRES_URL }) },
       });
       const db = server.runtime.db;
@@ -126,7 +125,10 @@ for (const backend of BACKENDS) {
       strangerStore = ((await response.json()) as any).store.id;
     });
     afterEach(() => deleteAllStores(server));
-    after(() => server?.close());
+    after(async () => {
+      await server?.close();
+      if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    });
 
     test('a rename and new settings: the store shows them, and the database role really has the limit', async () => {
       const store = await create('to-rename');
@@ -279,16 +281,14 @@ describe('changing a store a partner server provides', () => {
   beforeEach(() => replaceFaults(partner.faults, {}));
 
   const create = async (name: string) => {
-    const { store } = await server.sdk().integrations.createIntegrationStoreDirect({
-      requestBody: { name, integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 } },
-    });
+    const store = await setup.createStore(name);
     const { rows } = await server.runtime.db.query<{ id: string }>('SELECT id FROM stores WHERE name = $1', [name]);
-    return { id: rows[0]!.id, resourceId: store!.externalResourceId! };
+    return { id: rows[0]!.id, resourceId: store.externalResourceId };
   };
   /** The resource as the partner reports it (its GET, over HTTP with a signed token). */
   const partnerResource = (resourceId: string) =>
     server.runtime.providers.for(server.runtime.catalog.findProduct('oac_partner', 'postgres')).get(installationId, resourceId);
-  const updatesSent = (resourceId: string) => partner.requests.filter((r) => r.method === 'PATCH' && r.url.includes(`/resources/${resourceId}`));
+  const updatesSent = (resourceId: string) => setup.partnerCalls('PATCH', `/resources/${resourceId}`);
 
   test("the partner is sent the change with a user token and an Idempotency-Key; the plans offered are the resource's", async () => {
     const { id, resourceId } = await create('partner-change');
@@ -310,6 +310,11 @@ describe('changing a store a partner server provides', () => {
     const resource = await partnerResource(resourceId);
     assert.deepEqual([resource.name, resource.billingPlanId, resource.metadata.connectionLimit], ['partner-changed', 'partner_pro', 8], 'the partner holds the change');
     assert.deepEqual((await chargesOf(server, id)).map((c) => [c.billingPlanId, c.state]), [['partner_pro', 'authorized']]);
+
+    // The same values again change nothing: the partner is not called.
+    const again = await patch(server, id, { name: 'partner-changed', metadata: { connectionLimit: 8 }, billingPlanId: 'partner_pro' });
+    assert.equal(again.status, 200);
+    assert.equal(updatesSent(resourceId).length, 1, 'no second PATCH reached the partner');
   });
 
   test("the partner's refusal is answered, and the store and its billing go back", async () => {
@@ -354,6 +359,7 @@ describe('changing a store a partner server provides', () => {
     const keys = new Set(updatesSent(resourceId).map((r) => r.idempotencyKey));
     assert.ok(updatesSent(resourceId).length >= 4, 'sent by the request twice, then again by the retries');
     assert.equal(keys.size, 1, 'every send carried the same Idempotency-Key');
+    assert.match([...keys][0] ?? '', /\.update\./, 'a key of this change');
   });
 });
 
