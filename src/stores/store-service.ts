@@ -559,7 +559,8 @@ export class StoreService {
     return { page, views: page.stores.map((store) => this.viewWith(store, connections.get(store.id) ?? [])) };
   }
 
-  private async view(store: Store): Promise<StoreView> {
+  /** The API's view of a store in hand: its catalog entries and its connections. */
+  async view(store: Store): Promise<StoreView> {
     const connections = await this.connectionsOf([store.id]);
     return this.viewWith(store, connections.get(store.id) ?? []);
   }

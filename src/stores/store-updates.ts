@@ -59,6 +59,13 @@ export interface StoreUpdatesOptions {
   logger?: Logger | undefined;
 }
 
+/** What the sweep logs when a change it sent again failed, by what the failure left. */
+const RETRY_OUTCOMES = {
+  made: "a store change was made, but the provider's answer broke the partner API: recorded as made",
+  refused: 'the provider refused a store change it had not answered; the store went back',
+  unanswered: 'cannot send a store change to its provider yet; retrying later',
+} as const;
+
 /** A change that failed without an answer is sent again after this long, doubling up to the longest. */
 const FIRST_RETRY_MS = 2_000;
 const MAX_RETRY_MS = 300_000;
@@ -119,26 +126,38 @@ export class StoreUpdates {
     assertChangeable(store);
     const product = this.catalog().productById(store.productId);
     const { body, plan, charge } = await this.prepare(actor, store, product, input);
-    if (Object.keys(body).length === 0) return this.stores.get(actor, id);
+    if (Object.keys(body).length === 0) return this.stores.view(store);
 
     const { key, change } = await this.begin(actor, store, product, body, plan, charge);
     try {
-      await this.send(store, key, change);
+      return await this.stores.view(await this.send(store, key, change));
     } catch (error) {
-      if (brokeContract(error)) {
-        throw new AppError(error.status, error.code, `${error.message}. The partner answered with success, so the change is recorded as made`);
+      const outcome = await this.settle(store, key, change, error, 1);
+      if (outcome === 'made') {
+        const broken = error as AppError;
+        throw new AppError(broken.status, broken.code, `${broken.message}. The partner answered with success, so the change is recorded as made`);
       }
-      if (!mayHaveHappened(error)) {
-        await this.goBack(store, key, change, error);
-        throw providerFailure(store, error, 'update');
-      }
-      // No answer: sent again soon (or, after a timeout, once the call surely ended).
-      await this.retryLater(store.id, key, error instanceof CallTimeout ? 2 * this.options.callTimeoutMs : FIRST_RETRY_MS);
-      this.retries?.wake();
       const failure = providerFailure(store, error, 'update');
+      if (outcome === 'refused') throw failure;
+      this.retries?.wake();
       throw new AppError(failure.status, failure.code, `${failure.message}. The change is recorded and sent to the provider again until it answers; the store takes no other change meanwhile`);
     }
-    return this.stores.get(actor, id);
+  }
+
+  /**
+   * What a send's failure leaves: `made` (the provider made the change and send() recorded it, but
+   * its answer broke the partner contract), `refused` (the provider answered no: the store went
+   * back), or `unanswered` (recorded still, sent again later; after a timeout the call may still
+   * be running, so the claim begin() or the sweep made, twice the timeout, stands).
+   */
+  private async settle(store: Store, key: string, change: RecordedChange, error: unknown, attempts: number): Promise<'made' | 'refused' | 'unanswered'> {
+    if (brokeContract(error)) return 'made';
+    if (!mayHaveHappened(error)) {
+      await this.goBack(store, key, change, error);
+      return 'refused';
+    }
+    if (!(error instanceof CallTimeout)) await this.retryLater(store.id, key, Math.min(FIRST_RETRY_MS * 2 ** (attempts - 1), MAX_RETRY_MS));
+    return 'unanswered';
   }
 
   /** What the input changes, checked: the provider's body, and for a plan change the plan and its charge. */
@@ -178,22 +197,14 @@ export class StoreUpdates {
     const key = `${store.provisionKey}.update.${randomBase62(8)}`;
     try {
       return await this.db.transaction(async (tx) => {
-        // The team's row first, as creates take it: plan limits are counted with creates in turn.
-        await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR UPDATE', [store.teamId]);
+        // A plan change takes the team's row first, as creates do: plan limits are counted in turn.
+        if (plan) await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR UPDATE', [store.teamId]);
         const locked = await findStore(tx, store.teamId, store.id, { lock: true });
         assertChangeable(locked);
         // The change was checked against the store as read before the lock: a change made since
         // (by another request, or its partner) would be undone by sending this one.
         if (locked.updatedAt.getTime() !== store.updatedAt.getTime()) {
           throw conflict('store_changed', `The store ${store.name} changed while this change was being checked: read it again and retry`);
-        }
-        const { rows: under } = await tx.query<{ busy: boolean }>('SELECT update_key IS NOT NULL AS busy FROM stores WHERE id = $1', [store.id]);
-        if (under[0]!.busy) {
-          throw conflict('store_updating', `A change to the store ${store.name} is still being applied by its provider: retry once it is done`);
-        }
-        if (body.name !== undefined) {
-          const { rows } = await tx.query<{ id: string }>('SELECT id FROM stores WHERE team_id = $1 AND name = $2 AND id <> $3', [store.teamId, body.name, store.id]);
-          if (rows[0]) throw nameTaken(body.name, rows[0].id);
         }
         let planChange: RecordedChange['plan'];
         if (plan) {
@@ -206,7 +217,7 @@ export class StoreUpdates {
           planChange = { id: plan.id, prepaidBalanceCents: charge?.kind === 'prepayment' ? charge.amountCents : null, authorizationId };
         }
         const change: RecordedChange = { body, previous: { name: locked.name }, ...(planChange && { plan: planChange }), actorId: actor.userId };
-        // The name is the store's own: taken now, so no create can take it while the provider works.
+        // The name is the store's own: taken now (or refused, taken), so no create can take it while the provider works.
         await tx.query(
           `UPDATE stores SET name = coalesce($2, name), update_key = $3, update_request = $4, update_attempts = 1,
                   update_retry_at = now() + make_interval(secs => $5), updated_at = now()
@@ -226,7 +237,7 @@ export class StoreUpdates {
    * is recorded as made (the partner did make it; the store's status is left as it was), then
    * thrown, so the partner's developer sees what to fix.
    */
-  private async send(store: Store, key: string, change: RecordedChange): Promise<void> {
+  private async send(store: Store, key: string, change: RecordedChange): Promise<Store> {
     const provider = this.providers.for(this.catalog().productById(store.productId));
     let resource: ProviderResource | undefined;
     let unreadable: AppError | undefined;
@@ -239,12 +250,15 @@ export class StoreUpdates {
       if (!brokeContract(error)) throw error;
       unreadable = error;
     }
-    await this.record(store, key, change, resource);
+    const recorded = await this.record(store, key, change, resource);
     if (unreadable) throw unreadable;
+    // Undefined when another node's resend recorded it first, or the store went meanwhile.
+    return recorded ?? findStore(this.db, store.teamId, store.id);
   }
 
-  private async record(store: Store, key: string, change: RecordedChange, resource: ProviderResource | undefined): Promise<void> {
-    await this.db.transaction(async (tx) => {
+  /** The provider's answer, on the store; undefined when the change was answered already (or the store is gone). */
+  private async record(store: Store, key: string, change: RecordedChange, resource: ProviderResource | undefined): Promise<Store | undefined> {
+    const recorded = await this.db.transaction(async (tx) => {
       const { rows } = await tx.query(
         `UPDATE stores SET metadata = coalesce($3::jsonb, metadata), billing_plan_id = coalesce($4, billing_plan_id),
                 prepaid_balance_cents = CASE WHEN $4::text IS NULL THEN prepaid_balance_cents ELSE $5 END,
@@ -259,8 +273,7 @@ export class StoreUpdates {
           resource?.notification ? JSON.stringify(resource.notification) : null,
         ],
       );
-      // Answered already (by another node's retry), or the store is gone.
-      if (!rows[0]) return;
+      if (!rows[0]) return undefined;
       const released = change.plan ? await releaseCharges(tx, store.id, { except: change.plan.authorizationId ?? undefined }) : [];
       await audit(tx, {
         teamId: store.teamId, actorId: change.actorId, action: 'store.updated', targetType: 'store', targetId: store.id,
@@ -271,8 +284,10 @@ export class StoreUpdates {
         },
       });
       if (resource?.status === 'pending') await this.stores.schedulePending(tx, store.id);
+      return toStore(rows[0]);
     });
     if (resource?.status === 'pending') this.stores.pendingChanged();
+    return recorded;
   }
 
   /** The provider refused the change: the store goes back (its old name, unless taken since), and a new plan's charge is released. */
@@ -332,17 +347,8 @@ export class StoreUpdates {
         await this.send(store, row.update_key, change);
         this.options.logger?.info({ store: store.id, attempts: row.update_attempts }, 'applied a store change its provider had not answered');
       } catch (error) {
-        if (brokeContract(error)) {
-          this.options.logger?.warn({ err: error, store: store.id }, "a store change was made, but the provider's answer broke the partner API: recorded as made");
-        } else if (!mayHaveHappened(error)) {
-          await this.goBack(store, row.update_key, change, error);
-          this.options.logger?.warn({ err: error, store: store.id }, "the provider refused a store change it had not answered; the store went back");
-        } else {
-          if (!(error instanceof CallTimeout)) {
-            await this.retryLater(store.id, row.update_key, Math.min(FIRST_RETRY_MS * 2 ** (row.update_attempts - 1), MAX_RETRY_MS));
-          }
-          this.options.logger?.warn({ err: error, store: store.id }, 'cannot send a store change to its provider yet; retrying later');
-        }
+        const outcome = await this.settle(store, row.update_key, change, error, row.update_attempts);
+        this.options.logger?.warn({ err: error, store: store.id }, RETRY_OUTCOMES[outcome]);
       }
     }
     const { rows } = await this.db.query<{ at: Date | null }>(
@@ -352,9 +358,10 @@ export class StoreUpdates {
   }
 }
 
-/** A store being created or deleted takes no change; nor one whose resource was never made. */
+/** A store being created, deleted or changed takes no (other) change; nor one whose resource was never made. */
 function assertChangeable(store: Store): void {
   if (store.status === 'deleting') throw conflict('store_deleting', `The store ${store.name} is being deleted`);
+  if (store.updating) throw conflict('store_updating', `A change to the store ${store.name} is still being applied by its provider: retry once it is done`);
   if (store.status === 'initializing') {
     throw conflict('store_initializing', `The store ${store.name} is still being created: change it once it is available`);
   }

@@ -47,6 +47,8 @@ export interface Store {
   ownership: 'owned' | 'linked' | 'sandbox';
   /** Being removed because its create was interrupted (not deleted by a user). */
   rollingBack: boolean;
+  /** A change (store-updates.ts) is recorded and not yet answered by the provider. */
+  updating: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -97,6 +99,7 @@ export const toStore = (row: Record<string, any>): Store => ({
   prepaidBalanceCents: row.prepaid_balance_cents === null ? null : Number(row.prepaid_balance_cents),
   ownership: row.ownership,
   rollingBack: row.rolling_back,
+  updating: row.updating,
   createdAt: row.created_at,
   updatedAt: row.updated_at,
 });
@@ -104,7 +107,7 @@ export const toStore = (row: Record<string, any>): Store => ({
 /** Every column but the sealed secrets. */
 export const STORE_COLUMNS = `id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
   metadata, protocol_settings, provision_key, external_resource_id, external_resource_status, secret_summary, notification,
-  prepaid_balance_cents, ownership, rolling_back, created_at, updated_at`;
+  prepaid_balance_cents, ownership, rolling_back, update_key IS NOT NULL AS updating, created_at, updated_at`;
 
 /** The store columns of table alias `alias`, for statements that join or update from a CTE. */
 export const prefixed = (alias: string) => STORE_COLUMNS.split(',').map((c) => `${alias}.${c.trim()}`).join(', ');
@@ -132,10 +135,14 @@ export async function listStores(db: Queryable, teamId: string, options: { limit
   return { stores: page.rows.map(toStore), next: page.next };
 }
 
-/** How many stores the team holds on each plan of a product. */
+/** How many stores the team holds on each plan of a product, a store changing plans counting for its new one too (as ON_PLAN does). */
 async function storesByPlan(db: Queryable, teamId: string, productId: string): Promise<Map<string, number>> {
   const { rows } = await db.query<{ billing_plan_id: string; n: number }>(
-    'SELECT billing_plan_id, count(*)::int AS n FROM stores WHERE team_id = $1 AND product_id = $2 GROUP BY billing_plan_id',
+    `SELECT plan AS billing_plan_id, count(*)::int AS n FROM (
+       SELECT billing_plan_id AS plan FROM stores WHERE team_id = $1 AND product_id = $2
+       UNION ALL
+       SELECT update_request->'plan'->>'id' FROM stores WHERE team_id = $1 AND product_id = $2 AND update_key IS NOT NULL AND update_request ? 'plan'
+     ) placed GROUP BY plan`,
     [teamId, productId],
   );
   return new Map(rows.map((row) => [row.billing_plan_id, row.n]));
