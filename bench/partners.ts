@@ -81,12 +81,14 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
     const icfg = configurations[0]!.id;
     const { rows } = await runtime.db.query<{ team_id: string; installed_by: string }>('SELECT team_id, installed_by FROM installations WHERE id = $1', [icfg]);
     const { team_id: teamId, installed_by: userId } = rows[0]!;
-    // The direct call carries the same kind of token Storehouse sends: user style, signed by its key.
-    const direct = async (i: number) => {
-      const jwt = await runtime.keys.sign(
+    // The direct calls carry the same kind of token Storehouse sends: user style, signed by its key.
+    const userJwt = () =>
+      runtime.keys.sign(
         { aud: 'oac_partner', sub: `account:${teamId}:user:${userId}`, account_id: teamId, installation_id: icfg, user_id: userId, user_role: 'ADMIN', type: 'id_token' },
         runtime.urls.issuer(),
       );
+    const direct = async (i: number) => {
+      const jwt = await userJwt();
       const response = await fetch(`${partner.url}/v1/installations/${icfg}/resources`, {
         method: 'POST',
         headers: { authorization: `Bearer ${jwt}`, 'x-vercel-auth': 'user', 'idempotency-key': `bench-direct-${randomBase62(12)}`, 'content-type': 'application/json' },
@@ -118,11 +120,6 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
       }
     }
     // Changes: a store's connection limit through the API, the same update of a direct resource at the partner.
-    const userJwt = () =>
-      runtime.keys.sign(
-        { aud: 'oac_partner', sub: `account:${teamId}:user:${userId}`, account_id: teamId, installation_id: icfg, user_id: userId, user_role: 'ADMIN', type: 'id_token' },
-        runtime.urls.issuer(),
-      );
     const { rows: changed } = await runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name LIKE 'bench-partner-%' ORDER BY created_at");
     const updateMs: number[] = [];
     const directUpdateMs: number[] = [];

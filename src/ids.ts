@@ -17,8 +17,8 @@ export function randomBase62(length: number): string {
 /** Identifiers in Vercel's style: `team_...`, `icfg_...`; users have no prefix, as on Vercel. */
 export const newId = (prefix: string) => (prefix ? `${prefix}_` : '') + randomBase62(24);
 
-/** Access token values: 256 bits of randomness behind a recognisable prefix. */
-export const newTokenValue = () => `sh_${randomBase62(43)}`;
+/** Token values: 256 bits of randomness behind a recognisable prefix (`sh` for users', `shi` for installations'). */
+export const newTokenValue = (prefix = 'sh') => `${prefix}_${randomBase62(43)}`;
 
 /** Tokens are stored only as this hash; they are random enough that a fast hash is safe. */
 export const hashToken = (value: string) => createHash('sha256').update(value).digest('hex');

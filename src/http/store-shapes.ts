@@ -8,6 +8,7 @@ import type { StoreStatus } from '../stores/stores.ts';
 import { bool, freeObject, num, str, toBillingPlan } from './vercel-shapes.ts';
 import { PROTOCOLS } from '../catalog/catalog-schema.ts';
 import { supportedProtocols } from '../stores/store-input.ts';
+import { RESOURCE_STATUSES } from '../providers/provider.ts';
 
 /** The SDK's closed enum of product protocols: the catalog's. */
 const PROTOCOL_NAMES = new Set<string>(PROTOCOLS);
@@ -24,7 +25,7 @@ export const storeSchema = {
     type: { type: 'string', enum: ['integration'] },
     status: { type: 'string', enum: ['available', 'error', 'initializing', 'limits-exceeded-suspended', 'limits-exceeded-suspended-store-count', 'onboarding', 'suspended', 'uninstalled'] },
     externalResourceId: { ...str, description: "The provider's id of the resource" },
-    externalResourceStatus: { type: 'string', enum: ['error', 'onboarding', 'pending', 'ready', 'resumed', 'suspended', 'uninstalled'] },
+    externalResourceStatus: { type: 'string', enum: [...RESOURCE_STATUSES] },
     usageQuotaExceeded: bool,
     ownership: { type: 'string', enum: ['owned', 'linked', 'sandbox'] },
     totalConnectedProjects: num,

@@ -7,10 +7,10 @@ import { audit } from '../audit/audit-log.ts';
 import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
 import type { Database } from '../db/database.ts';
 import type { Providers } from '../providers/registry.ts';
-import { badRequest, forbidden } from '../errors.ts';
+import { badRequest } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { disableUsedUp } from '../stores/stores.ts';
-import { countStores, getInstallation, isInstallationAdmin, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
+import { assertInstallationAdmin, countStores, getInstallation, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
 
 export interface ConfigurationFilter {
   installationType?: 'marketplace' | 'external' | 'provisioning' | undefined;
@@ -71,9 +71,7 @@ export class Discovery {
   /** Only the installation's admins may remove it; it is refused while it still has stores. */
   async deleteConfiguration(actor: Actor, id: string): Promise<void> {
     const installation = await getInstallation(this.db, actor.team.id, id);
-    if (!isInstallationAdmin(installation, actor.userId, actor.role)) {
-      throw forbidden('Only the team\'s owners and the user who installed the integration may remove its configuration');
-    }
+    assertInstallationAdmin(installation, actor, 'the integration', 'remove its configuration');
     // A partner server hears of it first: should it refuse, nothing changes here.
     const partner = this.providers.partnerOf(this.catalog.productsOf(installation.integrationId));
     if (partner) {

@@ -3,10 +3,11 @@
  * plans go out in the partner API's BillingPlan shape (shared/reference/partner-api.md §1.1,
  * amounts in dollars); the built-in Postgres provider the partner wraps wants a catalog
  * `Product`, so the same plans are also given in the catalog's terms (amounts in cents), mapped
- * as Storehouse maps any partner's plans (toCatalogPlan).
+ * as Storehouse maps any partner's plans (billingPlanOf).
  */
 import type { Product } from '../catalog/catalog.ts';
-import { toCatalogPlan, type PartnerPlan } from '../providers/http.ts';
+import { billingPlanOf } from '../catalog/catalog.ts';
+import type { PartnerPlan } from '../providers/http.ts';
 
 /** The product's slug: what the partner API calls `productId` (§0.3). */
 export const PRODUCT_SLUG = 'postgres';
@@ -76,6 +77,6 @@ export function partnerProduct(integrationId: string): Product {
     metadataSchema: { type: 'object', properties: {} },
     provider: { type: 'postgres' },
     retired: false,
-    plans: PLANS.map((plan) => toCatalogPlan(PRODUCT_ID, plan)),
+    plans: PLANS.map((plan) => billingPlanOf(PRODUCT_ID, plan)),
   };
 }

@@ -5,11 +5,11 @@
  * or when the partner revokes them.
  */
 import type { Queryable } from '../db/database.ts';
-import { hashToken, newId, randomBase62 } from '../ids.ts';
+import { hashToken, newId, newTokenValue } from '../ids.ts';
 
 /** A new token for the installation; its value is seen once, here. */
 export async function mintInstallationToken(db: Queryable, installationId: string): Promise<{ id: string; value: string }> {
-  const value = `shi_${randomBase62(43)}`;
+  const value = newTokenValue('shi');
   const id = newId('itok');
   await db.query('INSERT INTO installation_tokens (id, token_hash, installation_id) VALUES ($1, $2, $3)', [id, hashToken(value), installationId]);
   return { id, value };

@@ -105,7 +105,7 @@ export class MarketplaceApi {
     );
     const row = rows[0];
     if (!row) throw notFound('member', memberId);
-    const admin = isInstallationAdmin({ installedBy: row.installed_by } as never, row.id, row.role);
+    const admin = isInstallationAdmin({ installedBy: row.installed_by }, row.id, row.role);
     return { id: row.id, role: admin ? 'ADMIN' : 'USER', globalUserId: row.id, userEmail: row.email };
   }
 
@@ -203,19 +203,17 @@ export class MarketplaceApi {
   async importResource(installation: PartnerInstallation, resourceId: string, input: ResourceImport): Promise<{ name: string }> {
     assertUniqueNames(input.secrets ?? []);
     for (let attempt = 0; ; attempt++) {
-      const { rows } = await this.db.query<{ product_id: string; slug: string; known: boolean }>(
-        `SELECT s.product_id, p.slug,
-                EXISTS (SELECT 1 FROM products q WHERE q.integration_id = $3 AND NOT q.retired AND (q.id = $4 OR q.slug = $4)) AS known
-           FROM stores s JOIN products p ON p.id = s.product_id WHERE s.installation_id = $1 AND s.external_resource_id = $2`,
-        [installation.installationId, resourceId, installation.integrationId, input.productId],
+      const { rows } = await this.db.query<{ product_id: string }>(
+        'SELECT product_id FROM stores WHERE installation_id = $1 AND external_resource_id = $2',
+        [installation.installationId, resourceId],
       );
       if (rows[0]) {
         // The body's product is checked on an update too (it was ignored: an unknown one answered
         // 200): unknown is a 404, as for a new import; another of the integration's is a 400.
-        const { product_id: productId, slug, known } = rows[0];
-        if (input.productId !== productId && input.productId !== slug) {
-          if (!known) throw notFound('product', input.productId);
-          throw validationError([{ key: 'productId', message: `must be the resource's product (${slug}): a resource cannot change its product` }]);
+        const current = this.catalog().productById(rows[0].product_id);
+        if (input.productId !== current.id && input.productId !== current.slug) {
+          this.catalog().findProduct(installation.integrationId, input.productId);
+          throw validationError([{ key: 'productId', message: `must be the resource's product (${current.slug}): a resource cannot change its product` }]);
         }
         const { productId: _product, ownership: _ownership, billingPlan: _plan, extras: _extras, ...change } = input;
         return this.updateResource(installation, resourceId, change);

@@ -54,7 +54,6 @@ export interface PartnerSettings {
 const segment = encodeURIComponent;
 
 /** A partner's plan in the catalog's terms (amounts in cents), for the product it was asked for. */
-export const toCatalogPlan = (productId: string, plan: PartnerPlan): BillingPlan => billingPlanOf(productId, plan);
 
 export class HttpProvider implements Provider {
   /** Upserts under way in this process, so concurrent first provisions send one. */
@@ -82,7 +81,7 @@ export class HttpProvider implements Provider {
       identity: { accountId: asker?.teamId ?? null, installationId: asker?.installationId ?? null },
       answer: 'plans',
     });
-    return answer.plans.map((plan) => toCatalogPlan(product.id, plan));
+    return answer.plans.map((plan) => billingPlanOf(product.id, plan));
   }
 
   /** The partner's resource plans; its product plans when it does not serve them (the endpoint is optional). */
@@ -96,7 +95,7 @@ export class HttpProvider implements Provider {
         identity,
         answer: 'plans',
       });
-      return answer.plans.map((plan) => toCatalogPlan(product.id, plan));
+      return answer.plans.map((plan) => billingPlanOf(product.id, plan));
     } catch (error) {
       if (!(error instanceof PartnerError && (error.partnerStatus === 404 || error.partnerStatus === 405))) throw error;
       return this.listPlans(product, metadata, { teamId: identity.accountId!, installationId });
@@ -165,11 +164,11 @@ export class HttpProvider implements Provider {
    * now), and that resource is deleted. A partner that refuses the repeat with a 4xx other than
    * 409 has nothing for the key; a 409 (the first call still running) is retried later.
    */
-  async abandon(installationId: string, idempotencyKey: string, request?: ProvisionRequest): Promise<void> {
-    if (!request) throw new Error('A partner provision is undone by repeating it: the provision request is needed');
+  async abandon(request: ProvisionRequest): Promise<void> {
+    const { installationId, idempotencyKey } = request;
     let resourceId: string;
     try {
-      resourceId = (await this.provision({ ...request, idempotencyKey })).resource.id;
+      resourceId = (await this.provision(request)).resource.id;
     } catch (error) {
       if (error instanceof PartnerError && error.partnerStatus >= 400 && error.partnerStatus < 500 && error.partnerStatus !== 409) return;
       throw error;
@@ -177,13 +176,13 @@ export class HttpProvider implements Provider {
     await this.delete(installationId, resourceId, `${idempotencyKey}.abandon`, request.caller);
   }
 
-  async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<Secret[]> {
+  async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
     const answer = await this.client.call<{ sync: boolean; secrets?: Secret[] }>({
       method: 'POST',
       path: `/v1/installations/${segment(installationId)}/resources/${segment(resourceId)}/secrets/rotate`,
       body: { reason: 'Requested through Storehouse' },
       idempotencyKey,
-      identity: await this.identity(installationId, caller),
+      identity: await this.identity(installationId),
       answer: 'rotation',
     });
     // An asynchronous rotation arrives later through PUT .../secrets.

@@ -308,7 +308,7 @@ export class PostgresProvider implements Provider {
     }
   }
 
-  abandon(installationId: string, idempotencyKey: string): Promise<void> {
+  abandon({ installationId, idempotencyKey }: ProvisionRequest): Promise<void> {
     return this.records.abandon(installationId, idempotencyKey, (id) => this.delete(installationId, id, idempotencyKey));
   }
 

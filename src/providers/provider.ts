@@ -83,14 +83,14 @@ export interface Provider {
   /** Removes the resource and everything in it; deleting one already gone is not an error. */
   delete(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<void>;
   /**
-   * Undoes a provision that failed or timed out, whether or not it got anywhere: afterwards no
-   * resource exists for this idempotency key, and a provision with it still in flight, or
-   * retried later, is refused (409) instead of creating one. `request` is the provision being
-   * undone (a partner server learns which resource it made by being asked again with its key).
+   * Undoes `request`, a provision that failed or timed out, whether or not it got anywhere:
+   * afterwards no resource exists for its idempotency key, and a provision with it still in
+   * flight, or retried later, is refused (409) instead of creating one. (A partner server learns
+   * which resource it made by being asked again with the key.)
    */
-  abandon(installationId: string, idempotencyKey: string, request?: ProvisionRequest): Promise<void>;
+  abandon(request: ProvisionRequest): Promise<void>;
   /** Replaces the resource's credentials; the old ones stop working. */
-  rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<Secret[]>;
+  rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]>;
 }
 
 /** A provider that is not configured or cannot be reached: never a 500. */

@@ -208,7 +208,7 @@ export class RedisProvider implements Provider {
     await this.records.setState(record.id, 'deleted');
   }
 
-  abandon(installationId: string, idempotencyKey: string): Promise<void> {
+  abandon({ installationId, idempotencyKey }: ProvisionRequest): Promise<void> {
     return this.records.abandon(installationId, idempotencyKey, (id) => this.delete(installationId, id, idempotencyKey));
   }
 

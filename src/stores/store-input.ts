@@ -39,6 +39,10 @@ function describe(error: ErrorObject): FieldError {
 
 /** A control character in a name would make it unprintable in the CLI and the logs. */
 const CONTROL = /[\u0000-\u001f\u007f]/;
+/** Text without control characters, as a JSON Schema pattern (for bodies checked by schema). */
+export const NO_CONTROL_PATTERN = '^[^\\u0000-\\u001f\\u007f]*$';
+/** A store's name, as a JSON Schema: what checkName() allows. */
+export const STORE_NAME_SCHEMA = { type: 'string', minLength: 1, maxLength: 128, pattern: NO_CONTROL_PATTERN };
 
 /** A store's name: 1 to 128 characters, none of them control characters; else 400 naming `name`. */
 export function checkName(name: string): string {

@@ -11,13 +11,13 @@
 import type { Logger } from 'pino';
 import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
-import { offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
+import { billingPlanOf, offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
 import { AppError, conflict, validationError } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
 import type { Discovery } from '../marketplace/discovery.ts';
 import type { Caller, Provider, ProviderResource, ProvisionRequest, ResourceStatus, Secret } from '../providers/provider.ts';
-import { toCatalogPlan, type PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
+import type { PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
@@ -278,7 +278,7 @@ export class StoreService {
   ): Promise<Store> {
     const product = this.catalog().findProduct(installation.integrationId, input.productId);
     const plan = input.billingPlan
-      ? (product.plans.find((p) => p.id === input.billingPlan!.id) ?? toCatalogPlan(product.id, input.billingPlan))
+      ? (product.plans.find((p) => p.id === input.billingPlan!.id) ?? billingPlanOf(product.id, input.billingPlan))
       : (offeredPlans(product).find((p) => !p.disabled && !p.paymentMethodRequired) ?? offeredPlans(product)[0]);
     if (!plan) throw validationError([{ key: 'billingPlan', message: 'is required for this product' }], `${product.name} has no plan to import the resource on: send billingPlan`);
     const status = STORE_STATUS[input.status];
@@ -647,7 +647,7 @@ export class StoreService {
     const provider = this.providers.for(product);
     try {
       if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
-      else await provider.abandon(store.installationId, store.provisionKey, { ...provisionRequest(store, product), ...(caller && { caller }) });
+      else await provider.abandon({ ...provisionRequest(store, product), ...(caller && { caller }) });
     } catch (error) {
       if (!isGone(error)) throw error;
     }

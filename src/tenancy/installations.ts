@@ -123,7 +123,7 @@ export async function countStores(db: Queryable, installationId: string): Promis
 const READ_ONLY_ROLES: readonly TeamRole[] = ['VIEWER', 'BILLING'];
 
 /** Admins are the team's owners plus the user who installed it (unless since demoted to a read-only role). */
-export function isInstallationAdmin(installation: Installation, userId: string, role: TeamRole): boolean {
+export function isInstallationAdmin(installation: Pick<Installation, 'installedBy'>, userId: string, role: TeamRole): boolean {
   if (role === 'OWNER') return true;
   return installation.installedBy === userId && !READ_ONLY_ROLES.includes(role);
 }

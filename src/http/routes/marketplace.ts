@@ -10,6 +10,7 @@ import type { Secret } from '../../providers/provider.ts';
 import { exactBodies } from '../lazy-compilers.ts';
 import { errorResponses } from './common.ts';
 import { RESOURCE_STATUSES } from '../../providers/provider.ts';
+import { NO_CONTROL_PATTERN, STORE_NAME_SCHEMA } from '../../stores/store-input.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -18,8 +19,6 @@ declare module 'fastify' {
   }
 }
 
-/** A store name, as a create takes it: without control characters (they were let through here, unprintable in the CLI and logs). */
-const storeName = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]*$' };
 const tags = ['marketplace'];
 const errors = errorResponses(400, 401, 403, 404, 409);
 /** Routes with a limit of their own also answer 429 (Vercel's rate_limited, with Retry-After). */
@@ -39,7 +38,7 @@ const notificationOrClear = { anyOf: [notification, { type: 'string' }, { type: 
 /** What a partner may say of a resource it imports or changes (partner-api.md §5), besides the product and secrets. */
 const resourceFields = {
   ownership: { enum: ['owned', 'linked', 'sandbox'] },
-  name: storeName,
+  name: STORE_NAME_SCHEMA,
   status: { enum: [...RESOURCE_STATUSES] },
   metadata: { type: 'object' },
   billingPlan: billingPlanSchema,
@@ -125,7 +124,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           type: 'object',
           properties: {
             status: { enum: [...RESOURCE_STATUSES] },
-            externalId: { type: 'string', maxLength: 256, pattern: '^[^\\u0000-\\u001f\\u007f]*$' },
+            externalId: { type: 'string', maxLength: 256, pattern: NO_CONTROL_PATTERN },
             billingPlan: installationPlan,
             notification: notificationOrNone,
           },
