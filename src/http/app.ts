@@ -18,6 +18,7 @@ import systemRoutes from './routes/system.ts';
 import oidcRoutes from './routes/oidc.ts';
 import marketplaceRoutes from './routes/marketplace.ts';
 import { storeSchema } from './store-shapes.ts';
+import { callableUrl } from './listen-address.ts';
 
 export interface AppOptions {
   /** A pino logger, or Fastify's logger options; false for none. */
@@ -93,10 +94,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   // Unless configured, Storehouse's public URL is the address it listens on (port 0 included).
   app.addHook('onListen', function () {
     const address = this.server.address();
-    if (address && typeof address === 'object') {
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      runtime.urls.listeningOn(`http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`);
-    }
+    if (address && typeof address === 'object') runtime.urls.listeningOn(callableUrl(address));
   });
   const limits = await RateLimits.create(
     { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates, 'stores.update': config.rateLimitStoreUpdates, ...config.marketplaceRateLimits }, redisUrl: config.redisUrl },

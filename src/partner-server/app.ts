@@ -28,6 +28,8 @@ import { MarketplaceClient } from './marketplace.ts';
 import { Partner, type ProvisionBody, type UpdateBody } from './partner.ts';
 import { partnerProduct, PLANS, PRODUCT_SLUG, findPlan } from './plans.ts';
 import { PartnerState, type InstallationUpsert } from './state.ts';
+import { callableUrl } from '../http/listen-address.ts';
+import type { AddressInfo } from 'node:net';
 
 export interface PartnerServerOptions {
   /** Where to listen; 127.0.0.1 unless given. */
@@ -411,16 +413,12 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
 
     await partner.resumeScheduled();
     await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
-    const address = app.server.address();
-    const port = typeof address === 'object' && address ? address.port : options.port;
-    const host = options.host ?? '127.0.0.1';
-    // A wildcard address is listened on, not called: callers use loopback.
-    const callable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
-    logger?.info({ url: `http://${callable}:${port}`, provider: options.postgresAdminUrl ? 'postgres' : 'embedded-postgres' }, 'partner server listening');
+    const url = callableUrl(app.server.address() as AddressInfo);
+    logger?.info({ url, provider: options.postgresAdminUrl ? 'postgres' : 'embedded-postgres' }, 'partner server listening');
 
     let closed: Promise<void> | undefined;
     return {
-      url: `http://${callable}:${port}`,
+      url,
       faults,
       requests,
       close: () => (closed ??= cleanUp()),
