@@ -13,6 +13,16 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Connections in the PostgreSQL pool (ignored on the embedded database, which has one). */
   dbPoolMax: number;
+  /** On PostgreSQL: how long opening a connection (or waiting for a free one) may take before the request is a 503. */
+  dbConnectTimeoutMs: number;
+  /** On PostgreSQL: how long one statement may go unanswered before it fails (and the request is a 503). */
+  dbQueryTimeoutMs: number;
+  /** How long a client may take to send a whole request (headers and body) before it gets a 408. */
+  httpRequestTimeoutMs: number;
+  /** How long a client may take to send a request's headers before it gets a 408. */
+  httpHeadersTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open between requests. */
+  httpKeepAliveTimeoutMs: number;
   catalogPath: string;
   /** When set, the first start on empty state gives the bootstrap owner token this value. */
   bootstrapToken: string | undefined;
@@ -131,12 +141,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (bootstrapToken !== undefined && !/^[A-Za-z0-9_\-.]{16,200}$/.test(bootstrapToken)) {
     throw new ConfigError('STOREHOUSE_BOOTSTRAP_TOKEN must be 16 to 200 characters of letters, digits, "_", "-" or "."');
   }
+  const httpRequestTimeoutMs = integer(env, 'STOREHOUSE_HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000);
+  const httpHeadersTimeoutMs = integer(env, 'STOREHOUSE_HTTP_HEADERS_TIMEOUT_MS', Math.min(10_000, httpRequestTimeoutMs), 100, 3_600_000);
+  // Node refuses a headers timeout past the request timeout (the headers are part of the request).
+  if (httpHeadersTimeoutMs > httpRequestTimeoutMs) {
+    throw new ConfigError(
+      `STOREHOUSE_HTTP_HEADERS_TIMEOUT_MS (${httpHeadersTimeoutMs}) must not exceed STOREHOUSE_HTTP_REQUEST_TIMEOUT_MS (${httpRequestTimeoutMs})`,
+    );
+  }
   return {
     host: env.HOST || '127.0.0.1',
     port: integer(env, 'PORT', 3000, 0, 65535),
     dataDir: path.resolve(env.STOREHOUSE_DATA_DIR || '.storehouse'),
     databaseUrl,
     dbPoolMax: integer(env, 'STOREHOUSE_DB_POOL_MAX', 10, 1, 1000),
+    dbConnectTimeoutMs: integer(env, 'STOREHOUSE_DB_CONNECT_TIMEOUT_MS', 5_000, 100, 600_000),
+    dbQueryTimeoutMs: integer(env, 'STOREHOUSE_DB_QUERY_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    httpRequestTimeoutMs,
+    httpHeadersTimeoutMs,
+    // Above the usual load balancer's idle timeout (60 s), so the balancer, not Storehouse, closes idle connections.
+    httpKeepAliveTimeoutMs: integer(env, 'STOREHOUSE_HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 100, 3_600_000),
     catalogPath: path.resolve(env.STOREHOUSE_CATALOG || DEFAULT_CATALOG_PATH),
     bootstrapToken,
     logLevel,

@@ -141,6 +141,8 @@ export function openConfiguredDatabase(config: Config, logger?: Logger): Promise
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolMax: config.dbPoolMax,
+    connectTimeoutMs: config.dbConnectTimeoutMs,
+    queryTimeoutMs: config.dbQueryTimeoutMs,
     onPoolError: (error) => logger?.error({ err: error }, 'database connection error'),
   });
 }

@@ -6,12 +6,17 @@ import { PGlite } from '@electric-sql/pglite';
 import { createPgConfig } from '@electric-sql/pglite/node-postgres';
 import { PoolDatabase, type Database, type Listen } from './database.ts';
 import { lockDataDir } from './lock.ts';
+import { markDatabaseError } from './unavailable.ts';
 
 export interface OpenOptions {
   /** A PostgreSQL connection string; without one the embedded database in `dataDir` is opened. */
   databaseUrl?: string | undefined;
   dataDir: string;
   poolMax?: number;
+  /** On PostgreSQL: how long a new connection may take (pg-pool's connectionTimeoutMillis; also a wait for a free one). */
+  connectTimeoutMs?: number;
+  /** On PostgreSQL: how long a statement may go unanswered before it fails (node-postgres' query_timeout). */
+  queryTimeoutMs?: number;
   onPoolError?: (error: Error) => void;
 }
 
@@ -55,6 +60,60 @@ export async function ensureCluster(clusterDir: string): Promise<void> {
   fs.renameSync(scratch, clusterDir);
 }
 
+/**
+ * The state database's pool: every error it raises is marked as the state database's, so the
+ * API can tell "our database is down" (503) from another service's refused connection.
+ */
+class StatePool extends pg.Pool {
+  override query(...args: unknown[]): any {
+    const result = (super.query as (...a: unknown[]) => unknown)(...args);
+    return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(markDatabaseError(error))) : result;
+  }
+
+  override connect(...args: unknown[]): any {
+    const result = (super.connect as (...a: unknown[]) => unknown)(...args);
+    return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(markDatabaseError(error))) : result;
+  }
+}
+
+const isReadTimeout = (error: unknown) => (error as Error | undefined)?.message === 'Query read timeout';
+
+/**
+ * A PostgreSQL connection of the state pool. A statement that went unanswered past
+ * query_timeout leaves node-postgres waiting on it for ever (every later statement queues
+ * behind it), so the connection is dropped: the pool then replaces it instead of lending out a
+ * dead one. Its errors are marked as the state database's.
+ */
+class StateClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    // A checked-out connection that breaks emits 'error' (its statements fail with it anyway);
+    // with no listener that event would kill the process. The pool listens on idle ones itself.
+    this.on('error', () => {});
+  }
+
+  private dropOnTimeout(error: unknown): void {
+    if (isReadTimeout(error)) (this as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  }
+
+  override query(...args: unknown[]): any {
+    const last = args.at(-1);
+    if (typeof last === 'function') {
+      args[args.length - 1] = (error: unknown, result: unknown) => {
+        this.dropOnTimeout(error);
+        (last as (e: unknown, r: unknown) => void)(markDatabaseError(error), result);
+      };
+      return (super.query as (...a: unknown[]) => unknown)(...args);
+    }
+    const result = (super.query as (...a: unknown[]) => unknown)(...args);
+    if (!(result instanceof Promise)) return result;
+    return result.catch((error: unknown) => {
+      this.dropOnTimeout(error);
+      return Promise.reject(markDatabaseError(error));
+    });
+  }
+}
+
 const RELISTEN_DELAY_MS = 1000;
 
 /**
@@ -63,7 +122,7 @@ const RELISTEN_DELAY_MS = 1000;
  * `ready`). `replace()` abandons a connection that looks alive but hears nothing (half-open, or
  * behind a pooler that drops LISTEN) and connects afresh.
  */
-function listenOnPostgres(connectionString: string): Listen {
+function listenOnPostgres(connectionString: string, connectionTimeoutMillis: number): Listen {
   return async (channel, handlers) => {
     let client: pg.Client | undefined;
     const opened = new Set<pg.Client>();
@@ -76,7 +135,7 @@ function listenOnPostgres(connectionString: string): Listen {
       setTimeout(() => (old as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(), 1000).unref();
     };
     const connect = async () => {
-      const next = new pg.Client({ connectionString, keepAlive: true });
+      const next = new pg.Client({ connectionString, keepAlive: true, connectionTimeoutMillis });
       opened.add(next);
       next.on('notification', (message) => {
         if (message.channel === channel && client === next) handlers.message(message.payload ?? '');
@@ -128,9 +187,18 @@ function listenOnPostgres(connectionString: string): Listen {
 
 export async function openDatabase(options: OpenOptions): Promise<Database> {
   if (options.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolMax ?? 10 });
+    const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    // Bounded waits: a database that is down or hangs is a prompt 503, never a request left hanging.
+    const pool = new StatePool({
+      connectionString: options.databaseUrl,
+      max: options.poolMax ?? 10,
+      Client: StateClient,
+      connectionTimeoutMillis: connectTimeoutMs,
+      query_timeout: options.queryTimeoutMs ?? 30_000,
+      keepAlive: true,
+    });
     pool.on('error', (error) => options.onPoolError?.(error));
-    const db = new PoolDatabase('postgres', pool, listenOnPostgres(options.databaseUrl));
+    const db = new PoolDatabase('postgres', pool, listenOnPostgres(options.databaseUrl, connectTimeoutMs));
     try {
       await db.query('SELECT 1');
     } catch (error) {
@@ -145,7 +213,8 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     await ensureCluster(embeddedClusterDir(options.dataDir));
     const pglite = new PGlite(embeddedClusterDir(options.dataDir), { postgresqlconf: EMBEDDED_POSTGRES_CONF });
     await pglite.waitReady;
-    const pool = new pg.Pool(createPgConfig(pglite));
+    // No timeouts in process: PGlite cannot be unreachable, and its one connection is not replaceable.
+    const pool = new StatePool(createPgConfig(pglite));
     pool.on('error', (error) => options.onPoolError?.(error));
     // One process owns the embedded database, and PGlite hands it notifications directly.
     const listen: Listen = async (channel, handlers) => {

@@ -42,6 +42,7 @@ function requestIds(): () => string {
 export async function buildApp(runtime: Runtime, options: AppOptions = {}): Promise<FastifyInstance> {
   const { logger, lifecycle = { draining: false } } = options;
   const nextRequestId = requestIds();
+  const { config } = runtime;
   const app = Fastify({
     ...(logger && typeof logger === 'object' && 'child' in logger
       ? { loggerInstance: logger as FastifyServerOptions['loggerInstance'] }
@@ -59,12 +60,22 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     frameworkErrors,
     clientErrorHandler,
     routerOptions: { maxParamLength: 500 },
+    // A client that sends its request slowly, or not at all, gets a 408 (clientErrorHandler)
+    // instead of holding a connection open: Fastify's default turns Node's request timeout off.
+    requestTimeout: config.httpRequestTimeoutMs,
+    keepAliveTimeout: config.httpKeepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.httpHeadersTimeoutMs,
+      // Node looks for requests past their timeout this often (30 s by default, far above a short timeout).
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(config.httpHeadersTimeoutMs / 4))),
+    },
     schemaController: { compilersFactory: { buildValidator: lazyValidators() as never, buildSerializer: lazySerializers() as never } },
   });
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
-    if (!lifecycle.draining) return done();
+    // Liveness stays 200 while draining: the process is alive, and a supervisor must not kill it mid-drain.
+    if (!lifecycle.draining || request.routeOptions.url === '/livez') return done();
     // Shutting down: send the client elsewhere (in-flight requests still finish).
     reply.header('connection', 'close');
     sendError(reply, 503, 'shutting_down', 'The server is shutting down; retry on another node');
@@ -90,7 +101,6 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   app.addSchema(errorSchema);
   for (const schema of [...sharedSchemas, paginationSchema, storeSchema, projectSchema, envVarSchema]) app.addSchema(schema);
 
-  const { config } = runtime;
   // Unless configured, Storehouse's public URL is the address it listens on (port 0 included).
   app.addHook('onListen', function () {
     const address = this.server.address();

@@ -4,6 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { AppError } from '../errors.ts';
+import { databaseUnavailableCause } from '../db/unavailable.ts';
 
 /** Vercel's error body: `{"error":{"code","message",...extra}}`. */
 export const errorSchema = {
@@ -60,6 +61,11 @@ export function frameworkErrors(error: FastifyError, _request: FastifyRequest, r
 /** Requests Node's HTTP parser refuses (malformed, headers too large), answered in Vercel's format. */
 export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket) {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  // A response already under way cannot be followed by another on the same socket.
+  if ((socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent) {
+    socket.destroy(error);
+    return;
+  }
   const [status, code, message] =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? [408, 'request_timeout', 'The request took too long to arrive']
@@ -76,11 +82,18 @@ export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket)
   socket.destroy(error);
 }
 
-/** A PostgreSQL "data exception" (class 22): a value from the request the database cannot hold, such as a NUL byte. */
+/**
+ * A PostgreSQL "data exception" (class 22): a value from the request the database cannot hold.
+ * The request checks (request-values.ts, schema bounds) refuse such values by name first; this
+ * is the last resort, and the database's own text never reaches the client.
+ */
 const isDataException = (error: unknown) => {
   const { code, severity } = error as { code?: unknown; severity?: unknown };
   return typeof code === 'string' && code.startsWith('22') && typeof severity === 'string';
 };
+
+/** How long a client is told to wait before retrying while the database is unavailable. */
+const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /** Fastify's own client errors (body parsing and the like), as Vercel codes. */
 const FASTIFY_CODES: Record<string, string> = {
@@ -116,9 +129,15 @@ export const errorsPlugin = fp(async function errorsPlugin(app: FastifyInstance)
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     if (error instanceof AppError) return sendError(reply, error.status, error.code, error.message, error.extra);
     if (error.validation) return sendError(reply, 400, 'bad_request', validationMessage(error));
+    const unavailable = databaseUnavailableCause(error);
+    if (unavailable !== undefined) {
+      request.log.warn({ err: error, cause: unavailable }, `the state database is unavailable: ${unavailable}`);
+      reply.header('retry-after', String(DATABASE_RETRY_AFTER_SECONDS));
+      return sendError(reply, 503, 'database_unavailable', 'The database is unavailable right now; retry shortly');
+    }
     if (isDataException(error)) {
       request.log.warn({ err: error }, 'a request value the database cannot hold');
-      return sendError(reply, 400, 'bad_request', `A value in the request is not valid: ${error.message}`);
+      return sendError(reply, 400, 'bad_request', 'A value in the request is not valid');
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
