@@ -67,7 +67,7 @@ export class ConfigError extends Error {}
 
 /**
  * The marketplace API's limits per installation per minute, as Vercel documents them
- * (partner-api.md §7), and the variables that change them. Importing a resource has a 429 but no
+ * (docs/partner-api.md §7), and the variables that change them. Importing a resource has a 429 but no
  * documented number: it gets what store updates get.
  */
 export const MARKETPLACE_RATE_LIMITS = {

@@ -1,6 +1,6 @@
 /**
- * The marketplace API partner servers call back (shared/reference/partner-api.md §2.2, §5;
- * vercel-api.md §5), driven by the unmodified @vercel/sdk `marketplace.*` functions with the
+ * The marketplace API partner servers call back (docs/partner-api.md §2.2, §5;
+ * docs/vercel-api.md §5), driven by the unmodified @vercel/sdk `marketplace.*` functions with the
  * installation access token the reference partner server received in its upsert. Every change
  * is checked through Storehouse's own user-facing API (the owner's `GET /v1/storage/stores`,
  * `GET /v10/projects/{id}/env?decrypt=true`, billing authorizations, audit log), not only by
@@ -211,7 +211,7 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.equal(seen?.externalResourceStatus, 'resumed');
     assert.deepEqual(seen?.metadata, { connectionLimit: 7 });
 
-    // `{}` changes nothing (every field is optional); no body at all (the SDK without requestBody) is a 400 (vercel-api.md §8.8).
+    // `{}` changes nothing (every field is optional); no body at all (the SDK without requestBody) is a 400 (docs/vercel-api.md §8.8).
     assert.deepEqual(await update({}), { name: 'mk-update-renamed' });
     assert.equal((await sdkFailure(mp().updateResource({ ...icfg(), resourceId: rid }))).status, 400);
     assert.deepEqual(await storeOf(rid), seen);

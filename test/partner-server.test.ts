@@ -230,7 +230,7 @@ describe('the reference partner server', () => {
 
   test('product plans: free and paid, asked with or without an installation; bad metadata is a 400', async () => {
     const response = await call('GET', `/v1/products/postgres/plans?metadata=${encodeURIComponent(JSON.stringify({ connectionLimit: 3 }))}`, {
-      // Asked before any installation exists: no installation, no subject (§1.4).
+      // Asked before any installation exists: no installation, no subject (docs/partner-api.md §1.4).
       bearer: await systemToken({ installation_id: null, sub: null as unknown as string }),
       auth: 'system',
     });

@@ -1,7 +1,7 @@
 /**
  * Rate limits, as Vercel applies them: a general limit per token, and route limits per team
  * (store creates: 100 a minute, as Vercel documents) or per installation (the marketplace API's
- * calls, partner-api.md §7). Counted in process on a single node, and
+ * calls, docs/partner-api.md §7). Counted in process on a single node, and
  * in Redis when REDIS_URL is set, so every node behind a balancer shares the counts; if Redis
  * cannot be reached the node falls back to counting in process rather than refusing service.
  *

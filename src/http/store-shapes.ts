@@ -1,5 +1,5 @@
 /**
- * Vercel's wire shape of a store (shared/reference/vercel-api.md §3.6, §4.1, S3), as
+ * Vercel's wire shape of a store (docs/vercel-api.md §3.6, §4.1, S3), as
  * @vercel/sdk parses it and as the `vercel` CLI reads it (`type`, `id`, `name`, `product.slug`,
  * `projectsMetadata[].id` as the connection id).
  */

@@ -1,7 +1,7 @@
 /**
  * Vercel's wire shapes for the discovery API: the JSON Schemas that serialize responses and
  * document them in /openapi.json, and the functions that build them from Storehouse's objects.
- * They follow what @vercel/sdk 1.28.x parses (shared/reference/vercel-api.md).
+ * They follow what @vercel/sdk 1.28.x parses (docs/vercel-api.md).
  */
 import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
 import { RESOURCE_STATUSES } from '../providers/provider.ts';

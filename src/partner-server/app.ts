@@ -1,6 +1,6 @@
 /**
  * The reference partner server: a small but real integration provider that Storehouse calls
- * through the partner API (shared/reference/partner-api.md §1), the way Vercel's marketplace
+ * through the partner API (docs/partner-api.md §1), the way Vercel's marketplace
  * calls providers. It verifies Storehouse's OIDC tokens against its JWKS (§2.1), provisions real
  * Postgres databases through Storehouse's own built-in provider, calls the marketplace back with
  * the installation's access token (§2.2, §5), and can be told to misbehave (faults.ts), so the

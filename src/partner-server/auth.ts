@@ -1,6 +1,6 @@
 /**
  * How the reference partner authenticates the marketplace, exactly as a real integration
- * provider does (shared/reference/partner-api.md §2.1): every call carries an OIDC JWT, RS256,
+ * provider does (docs/partner-api.md §2.1): every call carries an OIDC JWT, RS256,
  * verified against the marketplace's JWKS, with the expected issuer and the integration's client
  * id as audience. Unlike the official example, the issuer and JWKS URL are configurable (§0.1),
  * so the partner trusts whichever Storehouse it is pointed at.

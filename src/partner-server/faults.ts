@@ -57,7 +57,7 @@ export interface BodilessFault extends Fault {
 
 export interface ProvisionFault extends Fault {
   /**
-   * Answer `status: pending` (with the secrets, as §1.3 requires), then after this many ms
+   * Answer `status: pending` (with the secrets, as docs/partner-api.md §1.3 requires), then after this many ms
    * become `ready` and tell the marketplace (resource.updated event); `forever` never does.
    */
   pending?: 'forever' | number;
@@ -95,7 +95,7 @@ export function takeFault(faults: Faults, operation: Operation): ProvisionFault 
   return { ...fault };
 }
 
-/** The answer an injected error status gets: the partner API's error body (§1). */
+/** The answer an injected error status gets: the partner API's error body (docs/partner-api.md §1). */
 export function faultAnswer(operation: Operation, status: number): Answer {
   if (status === 204 || status === 304) return { status };
   const message = `The partner server was told to answer ${operation} with ${status}`;

@@ -1,5 +1,5 @@
 /**
- * The reference partner's calls back to the marketplace (shared/reference/partner-api.md §2.2,
+ * The reference partner's calls back to the marketplace (docs/partner-api.md §2.2,
  * §5): `Authorization: Bearer <the installation's access token>` from its upsert, at the
  * configured marketplace URL instead of Vercel's fixed hosts (§0.2).
  */

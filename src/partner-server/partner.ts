@@ -16,7 +16,7 @@ import type { MarketplaceAnswer, MarketplaceClient } from './marketplace.ts';
 import { monthlyPrice, planForResource, PLANS, PRODUCT_SLUG } from './plans.ts';
 import { isResourceStatus, type InstallationUpsert, type PartnerState, type ResourceRow } from './state.ts';
 
-/** A resource as the partner API answers with it (§1.1). */
+/** A resource as the partner API answers with it (docs/partner-api.md §1.1). */
 export interface PartnerResource {
   id: string;
   productId: string;

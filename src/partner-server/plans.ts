@@ -1,6 +1,6 @@
 /**
  * What the reference partner sells: one product, `postgres`, on two plans of its own. The
- * plans go out in the partner API's BillingPlan shape (shared/reference/partner-api.md §1.1,
+ * plans go out in the partner API's BillingPlan shape (docs/partner-api.md §1.1,
  * amounts in dollars); the built-in Postgres provider the partner wraps wants a catalog
  * `Product`, so the same plans are also given in the catalog's terms (amounts in cents), mapped
  * as Storehouse maps any partner's plans (billingPlanOf).

@@ -1,5 +1,5 @@
 /**
- * Rotating and revoking an installation's access tokens (vercel-api.md §5.1): a partner that
+ * Rotating and revoking an installation's access tokens (docs/vercel-api.md §5.1): a partner that
  * believes a token leaked gets a new one, then retires the old, without the team reinstalling.
  * Both calls are authenticated by a live token of the installation plus the integration's client
  * secret, so a leaked token alone can neither mint itself a successor nor lock the partner out.
@@ -50,7 +50,7 @@ export async function rotateCredential(db: Database, catalog: Catalog, installat
   });
   return {
     access_token: token.value,
-    // Installation tokens do not expire (partner-api.md §2.2): 0 says so, as OAuth servers with such tokens do.
+    // Installation tokens do not expire (docs/partner-api.md §2.2): 0 says so, as OAuth servers with such tokens do.
     expires_in: 0,
     scope: (catalog.integrationById(installation.integrationId)?.scopes ?? []).join(' '),
     token_type: 'oauth2-token' as const,

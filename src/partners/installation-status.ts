@@ -1,5 +1,5 @@
 /**
- * What a partner server says of its installation (`PATCH /v1/installations/{id}`, vercel-api.md
+ * What a partner server says of its installation (`PATCH /v1/installations/{id}`, docs/vercel-api.md
  * §5.1): its status, its own id for it, the installation-level plan and a notification for the
  * team. Recorded on the installation and shown with the configuration (GET
  * /v1/integrations/configuration/{id} and the list); nothing else acts on them.

@@ -1,5 +1,5 @@
 /**
- * The access tokens partner servers call the marketplace API back with (partner-api.md §2.2):
+ * The access tokens partner servers call the marketplace API back with (docs/partner-api.md §2.2):
  * one is handed over in each install upsert (and each credential rotation), is scoped to its
  * installation, and does not expire; only its hash is stored. They die with the installation,
  * or when the partner revokes them.

@@ -1,6 +1,6 @@
 /**
- * The marketplace API partner servers call back (shared/reference/partner-api.md §2.2, §5;
- * vercel-api.md §5): with the installation's access token they read the account and members,
+ * The marketplace API partner servers call back (docs/partner-api.md §2.2, §5;
+ * docs/vercel-api.md §5): with the installation's access token they read the account and members,
  * report `resource.updated`, read, change and delete resources, replace their secrets, and
  * submit billing data, invoices and prepayment balances. A token speaks for one installation only.
  */
@@ -283,7 +283,7 @@ export class MarketplaceApi {
     return {
       internalId: store.id,
       name: store.name,
-      // The partner API names products by slug (partner-api.md §0.3).
+      // The partner API names products by slug (docs/partner-api.md §0.3).
       productId: this.productSlug(store.productId),
       billingPlanId: store.billingPlanId,
       metadata: store.metadata,

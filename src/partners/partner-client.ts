@@ -1,5 +1,5 @@
 /**
- * Calls to one partner server (shared/reference/partner-api.md §1): each carries an OIDC JWT
+ * Calls to one partner server (docs/partner-api.md §1): each carries an OIDC JWT
  * signed by Storehouse (user or system style, §2.1) and, when it changes something, an
  * Idempotency-Key that stays the same across retries. Network errors, timeouts and 5xx answers
  * are retried a bounded number of times with exponential backoff and jitter; any 2xx is success,

@@ -1,5 +1,5 @@
 /**
- * What a partner server's answers must hold (shared/reference/partner-api.md §1.1–1.4), as JSON
+ * What a partner server's answers must hold (docs/partner-api.md §1.1–1.4), as JSON
  * Schemas checked by Ajv. Liberal where the sources disagree: extra fields are ignored, optional
  * fields may be absent, and only what Storehouse relies on is required. A violation names the
  * field and what was expected, so a provider developer sees exactly what to fix.

@@ -1,6 +1,6 @@
 /**
  * The RS256 keys Storehouse signs its calls to partner servers with (OIDC JWTs, as Vercel's
- * marketplace does: shared/reference/partner-api.md §2.1), and the JWKS partners verify them by.
+ * marketplace does: docs/partner-api.md §2.1), and the JWKS partners verify them by.
  *
  * Keys live in the database, the private half sealed with the secret key, so every node signs
  * with the same key and a restart keeps it. The first key is made on first use (generating one

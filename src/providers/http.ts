@@ -1,6 +1,6 @@
 /**
  * The HTTP provider: a partner server, called the way Vercel's marketplace calls integration
- * providers (shared/reference/partner-api.md §1), so a provider can develop against Storehouse
+ * providers (docs/partner-api.md §1), so a provider can develop against Storehouse
  * and a platform team can plug any such server into its marketplace.
  *
  * The installation is announced to the partner (install upsert, with the access token it calls

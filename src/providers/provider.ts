@@ -1,6 +1,6 @@
 /**
  * The Provider interface: the operations the marketplace performs on an integration provider
- * (shared/reference/partner-api.md §1.3, §1.4), so a built-in provider (Postgres, Redis, served
+ * (docs/partner-api.md §1.3, §1.4), so a built-in provider (Postgres, Redis, served
  * in-process) and a partner server reached over HTTP are interchangeable. The store service
  * never knows which one it is talking to.
  *

@@ -1,6 +1,6 @@
 /**
  * Changing a store after its create: its name, its metadata and its plan, as the dashboard's
- * Update Resource form does (shared/reference/partner-api.md §6 D). The provider is told through
+ * Update Resource form does (docs/partner-api.md §6 D). The provider is told through
  * its update (the partner API's PATCH of a resource), and a plan change is chosen from the
  * resource's plans and billed as a create is.
  *

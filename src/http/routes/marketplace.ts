@@ -35,7 +35,7 @@ const notification = {
 };
 /** A notification, or `""` / null to clear one (the SDK sends either). */
 const notificationOrClear = { anyOf: [notification, { type: 'string' }, { type: 'null' }] };
-/** What a partner may say of a resource it imports or changes (partner-api.md §5), besides the product and secrets. */
+/** What a partner may say of a resource it imports or changes (docs/partner-api.md §5), besides the product and secrets. */
 const resourceFields = {
   ownership: { enum: ['owned', 'linked', 'sandbox'] },
   name: STORE_NAME_SCHEMA,
@@ -86,7 +86,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   });
   // `public`: these routes do not take users' tokens; the hook above checks the installation's.
   const config = { public: true };
-  /** A route with a rate limit of its own, counted per installation (partner-api.md §7), once its token is checked. */
+  /** A route with a rate limit of its own, counted per installation (docs/partner-api.md §7), once its token is checked. */
   const limited = (name: MarketplaceRateLimit) => ({ ...config, rateLimit: { name, key: (request: FastifyRequest) => request.partner.installationId } });
   const created = (reply: FastifyReply) => reply.code(201).send();
 
