@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import { randomBase62 } from '../ids.ts';
 import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
-import { clientErrorHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
+import { clientErrorHandler, connectHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
 import { acceptEmptyJsonBody } from './json-body.ts';
 import { lazySerializers, lazyValidators } from './lazy-compilers.ts';
 import { envVarSchema, projectSchema } from './project-shapes.ts';
@@ -71,6 +71,8 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     },
     schemaController: { compilersFactory: { buildValidator: lazyValidators() as never, buildSerializer: lazySerializers() as never } },
   });
+
+  app.server.on('connect', connectHandler);
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);

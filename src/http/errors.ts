@@ -46,7 +46,6 @@ function validationMessage(error: FastifyError): string {
 }
 
 const errorBody = (code: string, message: string) => JSON.stringify({ error: { code, message } });
-
 /**
  * Errors the router raises before any route runs (Fastify's `frameworkErrors`): a path that is
  * not valid percent-encoding, or a path segment longer than any id.
@@ -58,7 +57,22 @@ export function frameworkErrors(error: FastifyError, _request: FastifyRequest, r
   return sendError(reply, 400, 'bad_request', 'The request path is not valid: check its percent-encoding');
 }
 
-/** Requests Node's HTTP parser refuses (malformed, headers too large), answered in Vercel's format. */
+/**
+ * Writes a whole Vercel-format error response on a raw socket (outside Fastify), then destroys
+ * the socket: a small write is flushed at once, and the client may still be sending.
+ */
+function answerOnSocket(socket: Socket, status: number, code: string, message: string): void {
+  const body = errorBody(code, message);
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/** Requests Node's HTTP parser refuses (malformed, headers too large, too slow), answered in Vercel's format. */
 export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket) {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   // A response already under way cannot be followed by another on the same socket.
@@ -71,15 +85,20 @@ export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket)
       ? [408, 'request_timeout', 'The request took too long to arrive']
       : error.code === 'HPE_HEADER_OVERFLOW'
         ? [431, 'headers_too_large', 'The request headers are too large']
-        : [400, 'bad_request', 'The request is not valid HTTP'];
-  const body = errorBody(code, message);
-  if (socket.writable) {
-    socket.write(
-      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  }
-  socket.destroy(error);
+        : // A method Node's parser does not know (FOO, a lowercase get): the method is what is wrong.
+          error.code === 'HPE_INVALID_METHOD'
+          ? [405, 'method_unknown', 'The request method is not supported']
+          : [400, 'bad_request', 'The request is not valid HTTP'];
+  answerOnSocket(socket, status, code, message);
+}
+
+/**
+ * CONNECT requests (a proxy tunnel), which Node hands to the server's 'connect' event instead of
+ * the router: no path of Storehouse takes them, so they get the 405 any other unsupported method gets.
+ */
+export function connectHandler(_request: http.IncomingMessage, socket: Socket): void {
+  socket.on('error', () => {});
+  answerOnSocket(socket, 405, 'method_unknown', 'This server does not support CONNECT');
 }
 
 /**
