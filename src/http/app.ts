@@ -5,6 +5,7 @@ import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
 import { clientErrorHandler, connectHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
 import { acceptEmptyJsonBody } from './json-body.ts';
+import { documentSharedResponses } from './openapi-responses.ts';
 import { lazySerializers, lazyValidators } from './lazy-compilers.ts';
 import { envVarSchema, projectSchema } from './project-shapes.ts';
 import { RateLimits, rateLimitPlugin } from './rate-limit.ts';
@@ -102,6 +103,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   });
   app.addSchema(errorSchema);
   for (const schema of [...sharedSchemas, paginationSchema, storeSchema, projectSchema, envVarSchema]) app.addSchema(schema);
+  app.addHook('onRoute', documentSharedResponses); // every route's shared error statuses, in /openapi.json too
 
   // Unless configured, Storehouse's public URL is the address it listens on (port 0 included).
   app.addHook('onListen', function () {

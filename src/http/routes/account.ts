@@ -80,7 +80,7 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
         tags,
         params: { type: 'object', required: ['idOrSlug'], properties: { idOrSlug: str } },
         querystring: { type: 'object', properties: teamQuery },
-        response: { 200: teamSchema, ...errorResponses(401, 403) },
+        response: { 200: teamSchema, ...errorResponses(400, 401, 403) },
       },
     },
     async (request) => {

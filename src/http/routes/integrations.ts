@@ -9,7 +9,10 @@ const idParams = {
   required: ['id'],
   properties: { id: { type: 'string', description: 'ID of the integration configuration' } },
 };
+// 400, 401, 403 and the other statuses every route shares are added by openapi-responses.ts.
 const errors = errorResponses(400, 401, 403, 404);
+/** A partner server's answer is passed on: its 400, 404 and 409 as they are, its failures as 502, no answer as 503. */
+const partnerErrors = errorResponses(400, 404, 409, 502, 503);
 const tags = ['integrations'];
 
 
@@ -37,7 +40,7 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
             ...teamQuery,
           },
         },
-        response: { 200: { type: 'array', items: { $ref: 'IntegrationConfiguration#' } }, ...errors },
+        response: { 200: { type: 'array', items: { $ref: 'IntegrationConfiguration#' } }, ...errorResponses(400, 401, 403) },
       },
     },
     async (request) => {
@@ -73,7 +76,8 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
         tags,
         params: idParams,
         querystring: { type: 'object', properties: teamQuery },
-        response: { 204: { type: 'null', description: 'The configuration was removed' }, ...errorResponses(400, 401, 403, 404, 409) },
+        // 403 for a caller who is not an admin of it; 409 while it has stores; the partner server's answer to its uninstall passed on.
+        response: { 204: { type: 'null', description: 'The configuration was removed' }, ...errorResponses(400, 401, 403, 404, 409), ...partnerErrors },
       },
     },
     async (request, reply) => {
@@ -155,6 +159,7 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
       response: {
         200: { type: 'object', required: ['plans'], properties: { plans: { type: 'array', items: { $ref: 'BillingPlan#' } } } },
         ...errors,
+        ...partnerErrors,
       },
     },
   };

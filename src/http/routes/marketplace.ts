@@ -9,6 +9,9 @@ import { billingPlanSchema, notificationSchema, secretSchema } from '../../partn
 import type { Secret } from '../../providers/provider.ts';
 import { exactBodies } from '../lazy-compilers.ts';
 import { errorResponses } from './common.ts';
+import {
+  accountInfoSchema, balanceBody, billingDataBody, invoiceBody, memberSchema, resourceListSchema, resourceNameSchema, resourceSchema,
+} from '../marketplace-shapes.ts';
 import { RESOURCE_STATUSES } from '../../providers/provider.ts';
 import { NO_CONTROL_PATTERN, STORE_NAME_SCHEMA } from '../../stores/store-input.ts';
 
@@ -20,9 +23,10 @@ declare module 'fastify' {
 }
 
 const tags = ['marketplace'];
-const errors = errorResponses(400, 401, 403, 404, 409);
-/** Routes with a limit of their own also answer 429 (Vercel's rate_limited, with Retry-After). */
-const limitedErrors = errorResponses(400, 401, 403, 404, 409, 429);
+// Besides the statuses every route shares (openapi-responses.ts; 429 on the routes with a limit):
+// 401 for a token that is not an installation's, 403 for another installation's.
+const errors = (...statuses: number[]) => errorResponses(401, 403, ...statuses);
+const recorded = { type: 'null', description: 'Recorded' };
 
 const text = { type: 'string', minLength: 1 };
 // The partner contract's shapes, closed: what a partner sends here is checked strictly.
@@ -47,20 +51,6 @@ const resourceFields = {
 };
 /** An installation's notification: `""` or null clears it; any other string is refused (it would say nothing). */
 const notificationOrNone = { anyOf: [notification, { const: '' }, { type: 'null' }] };
-const period = { type: 'object', required: ['start', 'end'], properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' } } };
-const billingItem = {
-  type: 'object',
-  required: ['billingPlanId', 'name', 'price', 'quantity', 'units', 'total'],
-  properties: {
-    billingPlanId: text, resourceId: { type: 'string' }, start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' },
-    name: { type: 'string' }, details: { type: 'string' }, price: { type: 'string' }, quantity: { type: 'number' }, units: { type: 'string' }, total: { type: 'string' },
-  },
-};
-const discount = {
-  type: 'object',
-  required: ['billingPlanId', 'name', 'amount'],
-  properties: { billingPlanId: text, resourceId: { type: 'string' }, name: { type: 'string' }, details: { type: 'string' }, amount: { type: 'string' } },
-};
 
 /** An installation-level plan, as the SDK sends it (its extra fields spread into the object). */
 const installationPlan = { ...billingPlanSchema, properties: { ...billingPlanSchema.properties, effectiveDate: { type: 'string' } } };
@@ -92,7 +82,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
 
   app.get<{ Params: Params }>(
     '/v1/installations/:installationId/account',
-    { config: limited('marketplace.account'), schema: { operationId: 'getAccountInfo', summary: "The installation's team and its best contact", tags, params: installationParams, response: limitedErrors } },
+    { config: limited('marketplace.account'), schema: { operationId: 'getAccountInfo', summary: "The installation's team and its best contact", tags, params: installationParams, response: { 200: accountInfoSchema, ...errors(404) } } },
     async (request) => api.account(request.partner),
   );
 
@@ -105,7 +95,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: "A member of the installation's team and their role for the partner",
         tags,
         params: { type: 'object', required: ['installationId', 'memberId'], properties: { installationId: text, memberId: text } },
-        response: limitedErrors,
+        response: { 200: memberSchema, ...errors(404) },
       },
     },
     async (request) => api.member(request.partner, request.params.memberId),
@@ -130,7 +120,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           },
           additionalProperties: false,
         },
-        response: { 204: { type: 'null', description: 'Recorded' }, ...limitedErrors },
+        response: { 204: recorded, ...errors(404) },
       },
     },
     async (request, reply) => {
@@ -160,7 +150,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
               token_type: { type: 'string', enum: ['oauth2-token'] },
             },
           },
-          ...limitedErrors,
+          ...errors(),
         },
       },
     },
@@ -188,7 +178,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
             required: ['revoked', 'already_revoked'],
             properties: { revoked: { type: 'boolean' }, already_revoked: { type: 'boolean' } },
           },
-          ...limitedErrors,
+          ...errors(409),
         },
       },
     },
@@ -212,12 +202,14 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
               type: 'object',
               required: ['type'],
               properties: { type: { enum: ['resource.updated', 'installation.updated'] }, resourceId: text, productId: { type: 'string' }, billingPlanId: { type: 'string' } },
-              if: { properties: { type: { const: 'resource.updated' } } },
-              then: { required: ['type', 'resourceId'] },
+              // resource.updated names its resource (anyOf rather than if/then, which OpenAPI 3.0 lacks;
+              // the required branch first, so a refusal names the missing field).
+              anyOf: [{ required: ['resourceId'] }, { properties: { type: { enum: ['installation.updated'] } } }],
             },
           },
         },
-        response: limitedErrors,
+        // 404/409 also when the partner answers so to the read back of the resource; its other failures are 502.
+        response: { 201: recorded, ...errors(404, 409, 502) },
       },
     },
     async (request, reply) => {
@@ -228,13 +220,13 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
 
   app.get<{ Params: Params }>(
     '/v1/installations/:installationId/resources',
-    { config, schema: { operationId: 'getIntegrationResources', summary: "The installation's resources", tags, params: installationParams, response: errors } },
+    { config, schema: { operationId: 'getIntegrationResources', summary: "The installation's resources", tags, params: installationParams, response: { 200: resourceListSchema, ...errors() } } },
     async (request) => api.listResources(request.partner),
   );
 
   app.get<{ Params: Params }>(
     '/v1/installations/:installationId/resources/:resourceId',
-    { config, schema: { operationId: 'getIntegrationResource', summary: 'A resource, by the partner\'s id', tags, params: resourceParams, response: errors } },
+    { config, schema: { operationId: 'getIntegrationResource', summary: 'A resource, by the partner\'s id', tags, params: resourceParams, response: { 200: resourceSchema, ...errors(404) } } },
     async (request) => api.getResource(request.partner, request.params.resourceId),
   );
 
@@ -253,7 +245,8 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           properties: { ...resourceFields, productId: text, secrets },
           additionalProperties: false,
         },
-        response: { 200: { type: 'object', properties: { name: { type: 'string' } } }, ...limitedErrors },
+        // 403 also for a team at its store quota; 404 for an unknown product; 409 for a name the team's stores have.
+        response: { 200: resourceNameSchema, ...errors(404, 409) },
       },
     },
     async (request) => api.importResource(request.partner, request.params.resourceId, request.body),
@@ -276,7 +269,8 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
           },
           additionalProperties: false,
         },
-        response: errors,
+        // 409: a name another of the team's stores has, or secrets clashing with a connected project's variables.
+        response: { 200: resourceNameSchema, ...errors(404, 409) },
       },
     },
     async (request) => api.updateResource(request.partner, request.params.resourceId, request.body ?? {}),
@@ -284,7 +278,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
 
   app.delete<{ Params: Params }>(
     '/v1/installations/:installationId/resources/:resourceId',
-    { config, schema: { operationId: 'deleteIntegrationResource', summary: 'The partner deleted the resource on its side', tags, params: resourceParams, response: errors } },
+    { config, schema: { operationId: 'deleteIntegrationResource', summary: 'The partner deleted the resource on its side', tags, params: resourceParams, response: { 204: { type: 'null', description: 'Deleted' }, ...errors(404) } } },
     async (request, reply) => {
       await api.deleteResource(request.partner, request.params.resourceId);
       return reply.code(204).send();
@@ -298,7 +292,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   };
   app.put<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>(
     '/v1/installations/:installationId/resources/:resourceId/secrets',
-    { config: limited('marketplace.secrets'), schema: { operationId: 'updateResourceSecretsById', summary: "Replace (or with partial, patch) the resource's secrets", tags, params: resourceParams, body: secretsBody, response: limitedErrors } },
+    { config: limited('marketplace.secrets'), schema: { operationId: 'updateResourceSecretsById', summary: "Replace (or with partial, patch) the resource's secrets", tags, params: resourceParams, body: secretsBody, response: { 201: recorded, ...errors(404, 409) } } },
     putSecrets,
   );
   // The deprecated path, with the product in it: the same limit, counted together.
@@ -317,33 +311,8 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: 'Billing and usage data for the installation',
         tags,
         params: installationParams,
-        body: {
-          type: 'object',
-          required: ['timestamp', 'eod', 'period', 'billing', 'usage'],
-          properties: {
-            timestamp: { type: 'string', format: 'date-time' },
-            eod: { type: 'string', format: 'date-time' },
-            period,
-            billing: {
-              anyOf: [
-                { type: 'array', items: billingItem },
-                { type: 'object', required: ['items'], properties: { items: { type: 'array', items: billingItem }, discounts: { type: 'array', items: discount } } },
-              ],
-            },
-            usage: {
-              type: 'array',
-              items: {
-                type: 'object',
-                required: ['name', 'type', 'units', 'dayValue', 'periodValue'],
-                properties: {
-                  resourceId: { type: 'string' }, name: { type: 'string' }, type: { enum: ['total', 'interval', 'rate'] }, units: { type: 'string' },
-                  dayValue: { type: 'number' }, periodValue: { type: 'number' }, planValue: { type: 'number' },
-                },
-              },
-            },
-          },
-        },
-        response: limitedErrors,
+        body: billingDataBody,
+        response: { 201: recorded, ...errors() },
       },
     },
     async (request, reply) => {
@@ -361,16 +330,8 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: 'An invoice for the installation',
         tags,
         params: installationParams,
-        body: {
-          type: 'object',
-          required: ['invoiceDate', 'period', 'items'],
-          properties: {
-            externalId: { type: 'string' }, invoiceDate: { type: 'string', format: 'date-time' }, memo: { type: 'string' }, period,
-            items: { type: 'array', minItems: 1, items: billingItem }, discounts: { type: 'array', items: discount }, final: { type: 'boolean' },
-            test: { type: 'object', properties: { validate: { type: 'boolean' }, result: { enum: ['paid', 'notpaid', 'overdue'] } } },
-          },
-        },
-        response: { 200: { type: 'object', properties: { invoiceId: { type: 'string' }, test: { type: 'boolean' } } }, ...errors },
+        body: invoiceBody,
+        response: { 200: { type: 'object', properties: { invoiceId: { type: 'string' }, test: { type: 'boolean' } } }, ...errors() },
       },
     },
     async (request) => {
@@ -390,22 +351,8 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: 'Prepayment credit balances',
         tags,
         params: installationParams,
-        body: {
-          type: 'object',
-          required: ['timestamp', 'balances'],
-          properties: {
-            timestamp: { type: 'string', format: 'date-time' },
-            balances: {
-              type: 'array',
-              items: {
-                type: 'object',
-                required: ['currencyValueInCents'],
-                properties: { resourceId: { type: 'string' }, credit: { type: 'string' }, nameLabel: { type: 'string' }, currencyValueInCents: { type: 'number', minimum: 0 } },
-              },
-            },
-          },
-        },
-        response: errors,
+        body: balanceBody,
+        response: { 201: recorded, ...errors() },
       },
     },
     async (request, reply) => {

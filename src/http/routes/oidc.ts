@@ -13,7 +13,7 @@ export default async function oidcRoutes(app: FastifyInstance, options: { keys: 
   const jwksSchema = {
     summary: "Storehouse's token signing keys (JWKS)",
     tags: ['oidc'],
-    response: { 200: { type: 'object', properties: { keys: { type: 'array', items: { type: 'object', additionalProperties: true } } } } },
+    response: { 200: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { type: 'object', additionalProperties: true } } } } },
   };
   for (const path of ['/.well-known/jwks', '/.well-known/jwks.json']) {
     app.get(path, { config: { public: true }, schema: { ...jwksSchema, hide: path.endsWith('.json') } }, async (_request, reply) => {
@@ -23,7 +23,25 @@ export default async function oidcRoutes(app: FastifyInstance, options: { keys: 
     });
   }
 
-  app.get('/.well-known/openid-configuration', { config: { public: true }, schema: { hide: true } }, async () => ({
+  const strings = { type: 'array', items: { type: 'string' } };
+  const discoverySchema = {
+    summary: 'The OIDC discovery document: the issuer of the tokens partner servers receive, and where its keys are',
+    tags: ['oidc'],
+    response: {
+      200: {
+        type: 'object',
+        required: ['issuer', 'jwks_uri', 'id_token_signing_alg_values_supported', 'subject_types_supported', 'response_types_supported'],
+        properties: {
+          issuer: { type: 'string' },
+          jwks_uri: { type: 'string' },
+          id_token_signing_alg_values_supported: strings,
+          subject_types_supported: strings,
+          response_types_supported: strings,
+        },
+      },
+    },
+  };
+  app.get('/.well-known/openid-configuration', { config: { public: true }, schema: discoverySchema }, async () => ({
     issuer: urls.issuer(),
     jwks_uri: `${urls.publicUrl()}/.well-known/jwks`,
     id_token_signing_alg_values_supported: ['RS256'],

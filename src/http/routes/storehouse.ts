@@ -55,7 +55,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         summary: "The team's payment methods (owners and billing members)",
         tags,
         querystring: teamOnly,
-        response: { 200: { type: 'object', required: ['paymentMethods'], properties: { paymentMethods: { type: 'array', items: { $ref: 'PaymentMethod#' } } } }, ...errorResponses(401, 403) },
+        response: { 200: { type: 'object', required: ['paymentMethods'], properties: { paymentMethods: { type: 'array', items: { $ref: 'PaymentMethod#' } } } }, ...errorResponses(400, 401, 403) },
       },
     },
     async (request) => {
@@ -110,7 +110,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         tags,
         params: pmParams,
         querystring: teamOnly,
-        response: { 204: { type: 'null' }, ...errorResponses(401, 403, 404) },
+        response: { 204: { type: 'null', description: 'Removed' }, ...errorResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {
@@ -128,7 +128,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         summary: "The team's billing authorizations and prepayments (owners and billing members)",
         tags,
         querystring: { type: 'object', properties: { storeId: str, ...teamQuery } },
-        response: { 200: { type: 'object', required: ['authorizations'], properties: { authorizations: { type: 'array', items: { type: 'object', additionalProperties: true } } } }, ...errorResponses(401, 403) },
+        response: { 200: { type: 'object', required: ['authorizations'], properties: { authorizations: { type: 'array', items: { type: 'object', additionalProperties: true } } } }, ...errorResponses(400, 401, 403) },
       },
     },
     async (request) => {
@@ -158,6 +158,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
                 type: 'array',
                 items: {
                   type: 'object',
+                  required: ['id', 'actorId', 'action', 'targetType', 'targetId', 'details', 'createdAt'],
                   properties: {
                     id: { type: 'number' }, actorId: { type: ['string', 'null'] }, action: str, targetType: str, targetId: str,
                     details: { type: 'object', additionalProperties: true }, createdAt: { type: 'number' },
@@ -166,7 +167,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
               },
             },
           },
-          ...errorResponses(401, 403),
+          ...errorResponses(400, 401, 403),
         },
       },
     },

@@ -179,7 +179,8 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
         querystring: { type: 'object', properties: { metadata: { type: 'string', description: 'Settings being changed, as a JSON object' }, ...teamQuery } },
         response: {
           200: { type: 'object', required: ['plans'], properties: { plans: { type: 'array', items: { $ref: 'BillingPlan#' } } } },
-          ...errorResponses(400, 401, 403, 404, 502, 503),
+          // The provider's answer passed on: a partner server's 400, 404 and 409 as they are.
+          ...errorResponses(400, 401, 403, 404, 409, 502, 503),
         },
       },
     },
