@@ -93,7 +93,7 @@ export async function addPaymentMethod(db: Database, by: BillingChange, input: N
     );
   }
   return db.transaction(async (tx) => {
-    await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR UPDATE', [by.teamId]);
+    await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR NO KEY UPDATE', [by.teamId]);
     const { rows: existing } = await tx.query('SELECT 1 FROM payment_methods WHERE team_id = $1 AND is_default AND removed_at IS NULL', [by.teamId]);
     const makeDefault = input.makeDefault === true || existing.length === 0;
     if (makeDefault) await tx.query('UPDATE payment_methods SET is_default = false WHERE team_id = $1 AND is_default', [by.teamId]);
@@ -111,7 +111,7 @@ export async function addPaymentMethod(db: Database, by: BillingChange, input: N
 }
 
 async function lockedMethod(tx: Queryable, teamId: string, id: string): Promise<PaymentMethod> {
-  await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR UPDATE', [teamId]);
+  await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR NO KEY UPDATE', [teamId]);
   const { rows } = await tx.query('SELECT * FROM payment_methods WHERE id = $1 AND team_id = $2 AND removed_at IS NULL', [id, teamId]);
   if (!rows[0]) throw notFound('payment method', id);
   return toPaymentMethod(rows[0]);

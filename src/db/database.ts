@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 
 /** PostgreSQL's unique_violation, as raised by both the server and PGlite. */
@@ -39,7 +40,11 @@ export type Listen = (channel: string, handlers: ListenHandlers) => Promise<List
 
 export interface Database extends Queryable {
   readonly kind: 'embedded' | 'postgres';
-  /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
+  /**
+   * Runs `work` in one transaction: committed when it resolves, rolled back when it throws. A
+   * deadlock or serialization failure rolls it back and runs `work` again (a few times at most),
+   * so `work` must only talk to the database through `tx`: it may run more than once.
+   */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
   listen: Listen;
   /** Calls `hook` after each write this process commits (a transaction, or a statement that is not a SELECT). */
@@ -48,6 +53,19 @@ export interface Database extends Queryable {
 }
 
 const READ_ONLY = /^\s*select\b/i;
+
+/**
+ * PostgreSQL's deadlock_detected (40P01) and serialization_failure (40001): the transaction was
+ * rolled back through no fault of its own, and running it again is the documented remedy.
+ */
+export const isRetryable = (error: unknown) => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+};
+
+/** How often a transaction runs at most, and the longest first wait before running it again. */
+const TRANSACTION_ATTEMPTS = 5;
+const RETRY_DELAY_MS = 20;
 
 /**
  * PostgreSQL text cannot hold a NUL byte, and sent as a parameter to PGlite it throws the
@@ -87,12 +105,32 @@ export class PoolDatabase implements Database {
 
   async query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
     refuseNul(params);
-    const result = await this.pool.query<R>(sql, params);
-    if (!READ_ONLY.test(sql)) this.wrote();
-    return result;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.pool.query<R>(sql, params);
+        if (!READ_ONLY.test(sql)) this.wrote();
+        return result;
+      } catch (error) {
+        // A statement on its own is a transaction of its own: rolled back whole, so safe to repeat.
+        if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
+        await sleep(Math.random() * RETRY_DELAY_MS * attempt);
+      }
+    }
   }
 
   async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.transactionOnce(work);
+      } catch (error) {
+        if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
+        // Both sides of a deadlock retrying at once would meet again: wait a random while first.
+        await sleep(Math.random() * RETRY_DELAY_MS * attempt);
+      }
+    }
+  }
+
+  private async transactionOnce<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');

@@ -48,7 +48,7 @@ export async function revokeInstallationToken(
   installationId: string,
   value: string,
 ): Promise<{ revoked: string } | { gone: true } | { last: string }> {
-  await tx.query('SELECT 1 FROM installations WHERE id = $1 FOR UPDATE', [installationId]);
+  await tx.query('SELECT 1 FROM installations WHERE id = $1 FOR NO KEY UPDATE', [installationId]);
   const { rows } = await tx.query<{ id: string; live: number }>(
     `SELECT id, (SELECT count(*)::int FROM installation_tokens WHERE installation_id = $1) AS live
        FROM installation_tokens WHERE installation_id = $1 AND token_hash = $2`,

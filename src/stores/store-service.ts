@@ -350,7 +350,7 @@ export class StoreService {
     const metadata = validateMetadata(product, input.metadata);
     const protocolSettings = validateProtocolSettings(product, input.protocolSettings);
     const provider = this.providers.for(product);
-    provider.checkMetadata(metadata);
+    provider.checkMetadata(metadata, product);
     // 4. The plan, and 5. what it costs.
     const plan = await this.choosePlan(actor, product, input.billingPlanId, { metadata, installationId: installation.id });
     const charge = await chargeFor(this.db, actor.team.id, plan, input);
@@ -412,8 +412,10 @@ export class StoreService {
   /** The team's store quota (its own, else the default). */
   private async storeQuota(tx: Queryable, teamId: string): Promise<number> {
     // Locking the team's row makes every create of the team take turns here, so concurrent
-    // requests count each other's stores and no quota is ever overshot.
-    const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR UPDATE', [teamId]);
+    // requests count each other's stores and no quota is ever overshot. NO KEY UPDATE, because
+    // it does not conflict with the share locks foreign keys take on the team (an idempotency
+    // key's insert, an audit event's): FOR UPDATE did, and two creates deadlocked (40P01).
+    const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR NO KEY UPDATE', [teamId]);
     return rows[0]?.store_quota ?? this.options.defaultStoreQuota;
   }
 

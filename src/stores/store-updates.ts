@@ -168,7 +168,7 @@ export class StoreUpdates {
     if (input.metadata !== undefined) {
       metadata = validateMetadata(product, { ...store.metadata, ...input.metadata });
       checkChangeable(product, store.metadata, metadata);
-      this.providers.for(product).checkMetadata(metadata);
+      this.providers.for(product).checkMetadata(metadata, product);
       if (!sameValue(metadata, store.metadata)) body.metadata = metadata;
     }
     let plan: BillingPlan | undefined;
@@ -198,7 +198,7 @@ export class StoreUpdates {
     try {
       return await this.db.transaction(async (tx) => {
         // A plan change takes the team's row first, as creates do: plan limits are counted in turn.
-        if (plan) await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR UPDATE', [store.teamId]);
+        if (plan) await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR NO KEY UPDATE', [store.teamId]);
         const locked = await findStore(tx, store.teamId, store.id, { lock: true });
         assertChangeable(locked);
         // The change was checked against the store as read before the lock: a change made since
