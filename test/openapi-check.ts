@@ -7,7 +7,8 @@
  *   const problems = checkResponse(doc, 'GET', '/v1/storage/stores/store_1?teamId=x', 404, body);
  *
  * A request no operation takes is held to what the server answers then: 405 when the path is an
- * operation's under another method, else 404, in Vercel's error format.
+ * operation's under another method, else 404, in Vercel's error format (or what any request may
+ * get: 400 for a path that is not valid percent-encoding, 408, 431, 503).
  */
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
@@ -83,7 +84,8 @@ function compile(doc: OpenApiDocument): Compiled {
   ajv.addSchema({ $id: COMPONENTS_ID, components: doc.components ?? {} });
   const matchers = Object.keys(doc.paths).map((template) => {
     const segments = template.split('/');
-    const source = segments.map((segment) => (/^\{[^}]+\}$/.test(segment) ? '[^/]+' : segment.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))).join('/');
+    // `[^/]*`: the router matches an empty segment as a parameter (GET /v1/storage/stores/ is getStore's 404).
+    const source = segments.map((segment) => (/^\{[^}]+\}$/.test(segment) ? '[^/]*' : segment.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))).join('/');
     return { template, pattern: new RegExp(`^${source}$`), literals: segments.filter((segment) => !segment.startsWith('{')).length };
   });
   matchers.sort((a, b) => b.literals - a.literals);
@@ -121,6 +123,15 @@ function schemaProblems(compiledDoc: Compiled, key: string, schema: JsonSchema, 
 
 const isEmpty = (body: unknown) => body === undefined || body === '';
 
+function isValidPercentEncoding(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * What is wrong with a response, against the document: [] when nothing is. `path` is the
  * concrete path the request went to (a query string is ignored); `body` the parsed JSON body, or
@@ -134,7 +145,8 @@ export function checkResponse(doc: OpenApiDocument, method: string, path: string
     const bare = path.split(/[?#]/)[0]!;
     const others = compiledDoc.matchers.filter(({ pattern }) => pattern.test(bare)).flatMap(({ template }) => Object.keys(doc.paths[template] ?? {}).filter((m) => METHODS.includes(m)));
     const expected = others.length > 0 ? 405 : 404;
-    if (status !== expected) return [`${request}: no operation takes it, so ${expected} was expected, got ${status}`];
+    const anyRequest = [408, 431, 503, ...(isValidPercentEncoding(bare) ? [] : [400])];
+    if (status !== expected && !anyRequest.includes(status)) return [`${request}: no operation takes it, so ${expected} was expected, got ${status}`];
     const error = doc.components?.schemas?.VercelError;
     return error && method.toUpperCase() !== 'HEAD' ? schemaProblems(compiledDoc, 'VercelError', { $ref: '#/components/schemas/VercelError' }, body).map((p) => `${request} → ${status}: ${p}`) : [];
   }

@@ -96,6 +96,9 @@ describe('/openapi.json against real responses', () => {
     if (doc.paths['/livez']) await call({ path: '/livez', token: null, expect: 200 });
     await call({ path: '/nowhere', expect: 404 });
     await call({ method: 'PUT', path: '/v1/storage/stores', body: {}, expect: 405 });
+    await call({ method: 'PUT', path: '/v1/storage/stores/%zz', expect: 400 });
+    await call({ path: '/v1/storage/stores/%zz', expect: 400 });
+    await call({ path: '/v1/storage/stores/', expect: 404 });
 
     // Account and teams.
     await call({ path: '/v2/user', expect: 200 });
