@@ -154,5 +154,133 @@ for (const backend of BACKENDS) {
         assertVercelError(answer, 404, 'not_found');
       });
     });
+
+    describe('integers in the query', () => {
+      it('only plain decimal integers: hex, binary, exponents, blanks, signs and fractions are 400 naming the parameter', async () => {
+        const refused: Array<[string, string]> = [
+          ['/v1/storage/stores?limit=0x3', 'limit'],
+          ['/v1/storage/stores?limit=0b11', 'limit'],
+          ['/v1/storage/stores?limit=0o7', 'limit'],
+          ['/v1/storage/stores?limit=1e1', 'limit'],
+          ['/v1/storage/stores?limit=%2B3', 'limit'],
+          ['/v1/storage/stores?limit=3.0', 'limit'],
+          ['/v1/storage/stores?limit=', 'limit'],
+          ['/v1/storage/stores?until=%20', 'until'],
+          ['/v1/storage/stores?until=%203', 'until'],
+          ['/v1/storage/stores?until=1e%2B23', 'until'],
+          ['/v1/storage/stores?until=Infinity', 'until'],
+          ['/v1/storage/stores?from=-0x10', 'from'],
+          ['/v1/storage/stores?limit=2&limit=0x3', 'limit'],
+          ['/v10/projects?limit=0x3', 'limit'],
+          ['/_storehouse/audit?before=%20', 'before'],
+        ];
+        for (const [path, parameter] of refused) {
+          const error = await errorOf(await server.request(path));
+          assert.equal(error.status, 400, `${path}: ${JSON.stringify(error.body)}`);
+          assert.equal(error.code, 'bad_request');
+          assert.match(error.message, new RegExp(`query parameter "${parameter}"`), path);
+        }
+      });
+
+      it('integers past what a bigint (or JavaScript) holds are 400 naming the parameter, not the database\'s words', async () => {
+        for (const value of ['99999999999999999999', '-99999999999999999999', '9007199254740992']) {
+          const error = await errorOf(await server.request(`/v1/storage/stores?until=${value}`));
+          assert.equal(error.status, 400, JSON.stringify(error.body));
+          assert.match(error.message, /query parameter "until": must be from -9007199254740991 to 9007199254740991/);
+        }
+      });
+
+      it('plain decimal integers, negative ones included where the schema allows them, still work', async () => {
+        for (const path of ['/v1/storage/stores?limit=3', '/v1/storage/stores?limit=003&until=9007199254740991', '/v1/storage/stores?until=-1', '/v10/projects?limit=5']) {
+          const response = await server.request(path);
+          assert.equal(response.status, 200, `${path}: ${await response.text()}`);
+        }
+        const below = await errorOf(await server.request('/v1/storage/stores?limit=-1'));
+        assert.equal(below.status, 400);
+        assert.match(below.message, /query parameter "limit"/);
+      });
+    });
+
+    describe('values no route can store', () => {
+      let installationId: string;
+      before(async () => {
+        const configurations = (await (await server.request('/v1/integrations/configurations?view=account')).json()) as Array<{ id: string }>;
+        installationId = configurations[0]!.id;
+      });
+
+      const createStore = (body: Record<string, unknown>) =>
+        server.request('/v1/storage/stores/integration/direct', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', ...body }),
+        });
+      const storeNames = async () => {
+        const { stores } = (await (await server.request('/v1/storage/stores?limit=100')).json()) as { stores: Array<{ name: string }> };
+        return stores.map((store) => store.name).sort();
+      };
+
+      it('a NUL, a lone surrogate or a number past 2^53 anywhere in a body is a 400 naming the field, and nothing is created', async () => {
+        const before = await storeNames();
+        const cases: Array<[Record<string, unknown>, RegExp]> = [
+          [{ name: 'nul\u0000name' }, /body field "name": must not contain a NUL/],
+          [{ name: 'lone-\ud800' }, /body field "name": must be valid Unicode/],
+          [{ name: 'ok-name', externalId: 'ext-\udfff' }, /body field "externalId": must be valid Unicode/],
+          [{ name: 'ok-name', externalId: 'ext-\u0000' }, /body field "externalId": must not contain a NUL/],
+          [{ name: 'ok-name', metadata: { region: 'x\ud83d' } }, /body field "metadata.region": must be valid Unicode/],
+          [{ name: 'ok-name', metadata: { 'key\u0000': 'x' } }, /body field "metadata.key\\u0000": its name must not contain a NUL/],
+          [{ name: 'ok-name', metadata: { list: ['a', '\ud800'] } }, /body field "metadata.list.1": must be valid Unicode/],
+          [{ name: 'ok-name', prepaymentAmountCents: 1e23 }, /body field "prepaymentAmountCents": must be a number from/],
+        ];
+        for (const [body, message] of cases) {
+          const response = await createStore(body);
+          const error = await errorOf(response);
+          assert.equal(error.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(error.body)}`);
+          assert.equal(error.code, 'bad_request');
+          assert.match(error.message, message);
+          assert.doesNotMatch(error.message, /invalid input syntax|invalid byte sequence|out of range for type|type json/);
+        }
+        assert.deepEqual(await storeNames(), before, 'nothing was created');
+        // Astral characters are well-formed pairs, not lone surrogates: kept as sent.
+        const emoji = await createStore({ name: 'emoji-\u{1F600}', externalId: 'ext-\u{1F600}' });
+        assert.equal(emoji.status, 200, await emoji.clone().text());
+        const { store } = (await emoji.json()) as { store: { name: string; externalId?: string } };
+        assert.equal(store.name, 'emoji-\u{1F600}');
+      });
+
+      it('a NUL in a path or query value is a 400 naming it, not the database\'s words', async () => {
+        const path = await errorOf(await server.request('/v1/storage/stores/store_%00x'));
+        assert.equal(path.status, 400, JSON.stringify(path.body));
+        assert.match(path.message, /path parameter "id": must not contain a NUL/);
+        const query = await errorOf(await server.request('/v1/storage/stores?teamId=team_%00'));
+        assert.equal(query.status, 400, JSON.stringify(query.body));
+        assert.match(query.message, /query parameter "teamId": must not contain a NUL/);
+      });
+
+      it('a connection limit that is not whole is refused with the bounds of the product\'s metadataSchema (1 to 100), not the provider\'s own', async () => {
+        const products = (await (await server.request(`/v1/integrations/configuration/${installationId}/products`)).json()) as {
+          products: Array<{ slug: string; metadataSchema: { properties: Record<string, { minimum: number; maximum: number }> } }>;
+        };
+        const schema = products.products.find((product) => product.slug === 'postgres')!.metadataSchema.properties.connectionLimit!;
+        const error = await errorOf(await createStore({ name: 'fractional-limit', metadata: { connectionLimit: 50.5 } }));
+        assert.equal(error.status, 400, JSON.stringify(error.body));
+        assert.equal(error.code, 'validation_error');
+        assert.deepEqual(error.body.error.fields, [
+          { key: 'metadata.connectionLimit', message: `must be a whole number from ${schema.minimum} to ${schema.maximum}` },
+        ]);
+        assert.equal(`${schema.minimum}-${schema.maximum}`, '1-100');
+      });
+
+      it('a name in a PATCH with a lone surrogate is refused the same way', async () => {
+        const created = await createStore({ name: 'to-rename' });
+        const { store } = (await created.json()) as { store: { id: string } };
+        const error = await errorOf(
+          await server.request(`/v1/storage/stores/${store.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"name":"bad\\ud800"}' }),
+        );
+        assert.equal(error.status, 400);
+        assert.match(error.message, /body field "name": must be valid Unicode/);
+        const after = (await (await server.request(`/v1/storage/stores/${store.id}`)).json()) as { store: { name: string } };
+        assert.equal(after.store.name, 'to-rename');
+      });
+    });
   });
 }

@@ -5,6 +5,7 @@ import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
 import { clientErrorHandler, connectHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
 import { acceptEmptyJsonBody } from './json-body.ts';
+import { requestValuesPlugin } from './request-values.ts';
 import { documentSharedResponses } from './openapi-responses.ts';
 import { lazySerializers, lazyValidators } from './lazy-compilers.ts';
 import { envVarSchema, projectSchema } from './project-shapes.ts';
@@ -117,6 +118,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   app.addHook('onClose', () => limits.close());
 
   await app.register(errorsPlugin);
+  await app.register(requestValuesPlugin);
   await app.register(authPlugin, { access: runtime.access });
   await app.register(rateLimitPlugin, { limits, access: runtime.access });
   await app.register(systemRoutes, { db: runtime.db });

@@ -141,8 +141,8 @@ export class EmbeddedPostgresProvider implements Provider {
     return offeredPlans(product);
   }
 
-  checkMetadata(metadata: Record<string, unknown>): void {
-    checkPostgresMetadata(metadata); // the connection limit is not applied here, but must make sense
+  checkMetadata(metadata: Record<string, unknown>, product?: Product): void {
+    checkPostgresMetadata(metadata, product); // the connection limit is not applied here, but must make sense
   }
 
   provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
@@ -152,7 +152,7 @@ export class EmbeddedPostgresProvider implements Provider {
   }
 
   private async provisionNow(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    this.checkMetadata(request.metadata); // bad metadata is refused before anything is recorded
+    this.checkMetadata(request.metadata, request.product); // bad metadata is refused before anything is recorded
     const port = await this.freePort(); // used only if this is the key's first provision
     const claimed = await this.records.claimFor(request, () => ({ port }));
     return this.exclusively(claimed.id, () => this.serveProvisioned(claimed));

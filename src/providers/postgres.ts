@@ -48,10 +48,21 @@ type Run = (sql: string) => Promise<void>;
 /** Statement timeouts the product's metadata offers (catalog: statementTimeout). */
 const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
 
-function connectionLimit(metadata: Record<string, unknown>): string {
+/** PostgreSQL's CONNECTION LIMIT: -1 is none; beyond 10,000 no server has the connections. */
+const CONNECTION_LIMIT_RANGE = { minimum: -1, maximum: 10_000 };
+
+/**
+ * The role's CONNECTION LIMIT clause. The range a caller is told is the product's (its
+ * metadataSchema decides, and already checked it), the provider's own only without a product.
+ */
+function connectionLimit(metadata: Record<string, unknown>, product?: Product): string {
   const limit = metadata.connectionLimit ?? -1;
-  if (!Number.isInteger(limit) || (limit as number) < -1 || (limit as number) > 10_000) {
-    throw validationError([{ key: 'metadata.connectionLimit', message: 'must be a whole number from 1 to 10000' }]);
+  const schema = product?.metadataSchema.properties.connectionLimit as { minimum?: unknown; maximum?: unknown } | undefined;
+  const bound = (value: unknown, fallback: number) => (typeof value === 'number' ? value : fallback);
+  const minimum = bound(schema?.minimum, CONNECTION_LIMIT_RANGE.minimum);
+  const maximum = bound(schema?.maximum, CONNECTION_LIMIT_RANGE.maximum);
+  if (!Number.isInteger(limit) || (limit as number) < minimum || (limit as number) > maximum) {
+    throw validationError([{ key: 'metadata.connectionLimit', message: `must be a whole number from ${minimum} to ${maximum}` }]);
   }
   return `CONNECTION LIMIT ${limit}`;
 }
@@ -65,8 +76,8 @@ export function statementTimeoutValue(metadata: Record<string, unknown>): string
 }
 
 /** What both Postgres providers require of a store's metadata: a whole connection limit, a known timeout. */
-export function checkPostgresMetadata(metadata: Record<string, unknown>): void {
-  connectionLimit(metadata);
+export function checkPostgresMetadata(metadata: Record<string, unknown>, product?: Product): void {
+  connectionLimit(metadata, product);
   statementTimeoutValue(metadata);
 }
 
@@ -175,12 +186,12 @@ export class PostgresProvider implements Provider {
     }
   }
 
-  checkMetadata(metadata: Record<string, unknown>): void {
-    checkPostgresMetadata(metadata);
+  checkMetadata(metadata: Record<string, unknown>, product?: Product): void {
+    checkPostgresMetadata(metadata, product);
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    this.checkMetadata(request.metadata); // bad metadata is refused before anything is recorded or created
+    this.checkMetadata(request.metadata, request.product); // bad metadata is refused before anything is recorded or created
     const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }));
     // The verifier's PBKDF2 runs on the thread pool meanwhile. The superuser question is asked
     // before a pool connection is held, so a burst of provisions cannot exhaust the pool on it.

@@ -73,9 +73,10 @@ export interface Provider {
   listResourcePlans?(installationId: string, resourceId: string, product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]>;
   /**
    * Refuses metadata the provider cannot apply, beyond what the product's schema says (400
-   * `validation_error` naming the key); called before anything is recorded or billed.
+   * `validation_error` naming the key); called before anything is recorded or billed. Its
+   * messages give the bounds of `product`'s metadataSchema, which the caller was shown.
    */
-  checkMetadata(metadata: Record<string, unknown>): void;
+  checkMetadata(metadata: Record<string, unknown>, product?: Product): void;
   /** Creates the resource; the only operation whose answer carries its secrets. */
   provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }>;
   get(installationId: string, resourceId: string): Promise<ProviderResource>;
