@@ -1,0 +1,158 @@
+/**
+ * The few Storehouse calls a chaos run makes, over plain fetch (so a killed server is a network
+ * error, not an exception inside a client), each answer recorded in the run's tally: its status,
+ * and whether an error answer had Vercel's error format.
+ */
+
+export type Product = 'postgres' | 'redis';
+
+export interface Answer {
+  /** 0 when no HTTP answer came (connection refused or cut, timeout). */
+  status: number;
+  body: any;
+  /** The Vercel error code of an error answer. */
+  code?: string;
+  networkError?: string;
+}
+
+export interface Store {
+  id: string;
+  name: string;
+  status: string;
+  externalResourceId: string;
+  notification?: { title?: string; message?: string };
+}
+
+/** What happened to every request, by phase; a run fails on the counts that mean a bug. */
+export class Tally {
+  /** Answers by "<phase> <status>", e.g. "outages 503". */
+  readonly byStatus = new Map<string, number>();
+  /** Answers by phase, then by what was asked and how it was answered, e.g. "create redis 503 provider_unavailable". */
+  readonly byOutcome = new Map<string, Map<string, number>>();
+  /** Every 5xx answer, with what it said (the first few are shown in the report). */
+  readonly serverErrors: Array<{ phase: string; what: string; status: number; code?: string; message?: string }> = [];
+  /** Error answers whose body is not `{"error":{"code","message"}}`. */
+  readonly malformedErrors: Array<{ phase: string; what: string; status: number; body: string }> = [];
+  phase = 'setup';
+
+  record(what: string, answer: Answer): void {
+    const key = `${this.phase} ${answer.status}`;
+    this.byStatus.set(key, (this.byStatus.get(key) ?? 0) + 1);
+    const outcomes = this.byOutcome.get(this.phase) ?? new Map<string, number>();
+    this.byOutcome.set(this.phase, outcomes);
+    const outcome = `${what} ${answer.status === 0 ? 'no answer' : answer.status}${answer.code ? ` ${answer.code}` : ''}`;
+    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    if (answer.status >= 400) {
+      const error = answer.body?.error;
+      if (typeof error?.code !== 'string' || typeof error?.message !== 'string') {
+        this.malformedErrors.push({ phase: this.phase, what, status: answer.status, body: JSON.stringify(answer.body)?.slice(0, 300) ?? '' });
+      }
+    }
+    if (answer.status >= 500) {
+      this.serverErrors.push({ phase: this.phase, what, status: answer.status, code: answer.code, message: answer.body?.error?.message });
+    }
+  }
+
+  count(phase: string, predicate: (status: number) => boolean): number {
+    let total = 0;
+    for (const [key, n] of this.byStatus) {
+      const [p, status] = key.split(' ');
+      if (p === phase && Number(status) !== 0 && predicate(Number(status))) total += n;
+    }
+    return total;
+  }
+}
+
+export class StorehouseApi {
+  constructor(
+    readonly url: string,
+    private readonly token: string,
+    private readonly tally: Tally,
+    /** An answer slower than this is given up on (a hung request is a finding of its own). */
+    private readonly timeoutMs = 60_000,
+  ) {}
+
+  async call(method: string, pathAndQuery: string, options: { body?: unknown; headers?: Record<string, string>; what?: string } = {}): Promise<Answer> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, ...options.headers };
+    if (options.body !== undefined) headers['content-type'] = 'application/json';
+    let answer: Answer;
+    try {
+      const response = await fetch(this.url + pathAndQuery, {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      const text = await response.text();
+      let body: any = text;
+      try {
+        body = text === '' ? null : JSON.parse(text);
+      } catch {
+        /* kept as text: a non-JSON error body is a finding */
+      }
+      answer = { status: response.status, body, code: body?.error?.code };
+    } catch (error) {
+      answer = { status: 0, body: null, networkError: (error as Error).cause ? String((error as Error).cause) : String(error) };
+    }
+    this.tally.record(options.what ?? `${method} ${pathAndQuery.split('?')[0]}`, answer);
+    return answer;
+  }
+
+  createStore(body: Record<string, unknown>, idempotencyKey?: string): Promise<Answer> {
+    return this.call('POST', '/v1/storage/stores/integration/direct', {
+      body,
+      headers: idempotencyKey ? { 'idempotency-key': idempotencyKey } : {},
+      what: `create ${body.integrationProductIdOrSlug}`,
+    });
+  }
+
+  deleteStore(id: string): Promise<Answer> {
+    return this.call('DELETE', `/v1/storage/stores/integration/${id}?disconnect=true`, { what: 'delete' });
+  }
+
+  /** The team's stores, all of them (the run stays far below one page of 1000). */
+  async stores(): Promise<Store[]> {
+    const answer = await this.call('GET', '/v1/storage/stores?limit=1000', { what: 'list stores' });
+    if (answer.status !== 200) throw new Error(`listing the stores answered ${answer.status} ${answer.networkError ?? JSON.stringify(answer.body)}`);
+    return answer.body.stores as Store[];
+  }
+
+  /** The one installation of the storehouse integration the bootstrap made. */
+  async installationId(): Promise<string> {
+    const answer = await this.call('GET', '/v1/integrations/configurations?view=account&integrationIdOrSlug=storehouse');
+    if (answer.status !== 200 || !answer.body[0]?.id) throw new Error(`no installation: ${answer.status} ${JSON.stringify(answer.body)}`);
+    return answer.body[0].id;
+  }
+
+  /**
+   * Every store's secrets, through the way a user gets them: connect each to one new project
+   * (with a prefix of its own so the variables do not clash) and read the project's variables
+   * decrypted. Returns them by store id; a store that could not be connected is missing.
+   */
+  async secretsOf(stores: Store[], projectName: string): Promise<{ secrets: Map<string, Record<string, string>>; failures: string[] }> {
+    const failures: string[] = [];
+    const project = await this.call('POST', '/v11/projects', { body: { name: projectName }, what: 'create project' });
+    if (project.status !== 200) throw new Error(`creating project ${projectName} answered ${project.status} ${JSON.stringify(project.body)}`);
+    const prefixes = new Map<string, string>();
+    for (const [index, store] of stores.entries()) {
+      const prefix = `S${index}_`;
+      const connected = await this.call('POST', `/v1/storage/stores/${store.id}/connections`, {
+        body: { projectId: projectName, envVarPrefix: prefix, envVarEnvironments: ['production'] },
+        what: 'connect',
+      });
+      if (connected.status === 201) prefixes.set(store.id, prefix);
+      else failures.push(`${store.name} (${store.id}): connecting answered ${connected.status} ${JSON.stringify(connected.body)}`);
+    }
+    const envs = await this.call('GET', `/v10/projects/${projectName}/env?decrypt=true`, { what: 'read variables' });
+    if (envs.status !== 200) throw new Error(`reading ${projectName}'s variables answered ${envs.status}`);
+    const secrets = new Map<string, Record<string, string>>();
+    for (const [storeId, prefix] of prefixes) {
+      const values: Record<string, string> = {};
+      for (const env of envs.body.envs as Array<{ key: string; value: string }>) {
+        if (env.key.startsWith(prefix)) values[env.key.slice(prefix.length)] = env.value;
+      }
+      secrets.set(storeId, values);
+    }
+    return { secrets, failures };
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The run's table (one column per phase) and the verdict: which counts mean a bug.
+ */
+
+export interface PhaseResult {
+  creates: number;
+  acknowledged: number;
+  deletes: number;
+  deletesAcknowledged: number;
+  kills: number;
+  lost: string[];
+  deletedButPresent: string[];
+  duplicates: string[];
+  stuck: string[];
+  orphanRoles: string[];
+  orphanDatabases: string[];
+  orphanAclUsers: string[];
+  brokenCredentials: string[];
+  tenantLeaks: string[];
+  secretsInLogs: string[];
+  /** 500 answers (a bug in any phase). */
+  fiveHundreds: string[];
+  /** 5xx other than 503 (a dependency that is down must be a 503 that says so). */
+  otherServerErrors: string[];
+  /** Error answers without Vercel's error body. */
+  malformedErrors: string[];
+  /** Storehouse exiting by itself (not killed by the run). */
+  unexpectedExits: string[];
+  /** 503s answered (expected during outages). */
+  unavailable: number;
+  settleMs: number;
+  /** e.g. "state PostgreSQL: list 312 ms, create 540 ms". */
+  recovery: string[];
+  notes: string[];
+}
+
+/** The lists whose any entry fails the run, with the label the table shows. */
+const FAILING: Array<[keyof PhaseResult, string]> = [
+  ['lost', 'lost'],
+  ['deletedButPresent', 'deleted, still there'],
+  ['duplicates', 'duplicates (one key, two stores)'],
+  ['stuck', 'stuck'],
+  ['orphanRoles', 'orphan roles'],
+  ['orphanDatabases', 'orphan databases'],
+  ['orphanAclUsers', 'orphan ACL users'],
+  ['brokenCredentials', 'broken credentials'],
+  ['tenantLeaks', 'tenant leaks'],
+  ['secretsInLogs', 'secrets in logs'],
+  ['fiveHundreds', '500s'],
+  ['otherServerErrors', '5xx other than 503'],
+  ['malformedErrors', 'errors not in Vercel format'],
+  ['unexpectedExits', 'Storehouse exited by itself'],
+];
+
+export function failuresOf(phases: Record<string, PhaseResult>): string[] {
+  const failures: string[] = [];
+  for (const [phase, result] of Object.entries(phases)) {
+    for (const [key, label] of FAILING) {
+      const items = result[key] as string[];
+      if (items.length > 0) failures.push(`${phase}: ${items.length} ${label}: ${items.slice(0, 5).join('; ')}${items.length > 5 ? '; …' : ''}`);
+    }
+  }
+  return failures;
+}
+
+export function table(phases: Record<string, PhaseResult>): string {
+  const names = Object.keys(phases);
+  const results = Object.values(phases);
+  const rows: Array<[string, ...string[]]> = [
+    ['creates (requests)', ...results.map((r) => String(r.creates))],
+    ['acknowledged', ...results.map((r) => String(r.acknowledged))],
+    ['deletes (requests)', ...results.map((r) => String(r.deletes))],
+    ['deletes acknowledged', ...results.map((r) => String(r.deletesAcknowledged))],
+    ['kills (kill -9)', ...results.map((r) => String(r.kills))],
+    ...FAILING.map(([key, label]): [string, ...string[]] => [label, ...results.map((r) => String((r[key] as string[]).length))]),
+    ['503s answered', ...results.map((r) => String(r.unavailable))],
+    ['settled after', ...results.map((r) => `${(r.settleMs / 1000).toFixed(1)} s`)],
+  ];
+  const width = [Math.max(...rows.map((r) => r[0].length)), ...names.map((n, i) => Math.max(n.length, ...rows.map((r) => r[i + 1]!.length)))];
+  const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(width[0]!) : cell.padStart(width[i]!))).join('  ');
+  const out = [line(['', ...names]), ...rows.map(line)];
+  for (const [name, result] of Object.entries(phases)) {
+    for (const recovery of result.recovery) out.push(`recovery (${name}) ${recovery}`);
+    for (const note of result.notes) out.push(`${name}: ${note}`);
+  }
+  return out.join('\n');
+}

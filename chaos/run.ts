@@ -1,0 +1,270 @@
+/**
+ * `npm run chaos`: Storehouse as a real process on a private PostgreSQL (its state), a second
+ * private PostgreSQL (where the Postgres provider makes stores) and a private Redis, so every
+ * role, database and ACL user there is the run's own and the counts are exact.
+ *
+ * Phase "crashes": mixed creates and deletes while Storehouse is killed with SIGKILL at random
+ * moments and started again. Phase "outages": the state PostgreSQL stopped during requests and
+ * started again, then Redis. After each phase, once recovery has had its chance, the invariants
+ * of checks.ts are checked. Bounded by counts and deadlines; `--long` for a bigger run.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { parse } from 'yaml';
+import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import { writeCatalogFile } from '../test/helpers.ts';
+import { freePort } from '../test/partner-fixtures.ts';
+import { StorehouseApi, Tally, type Product } from './api.ts';
+import { checkCredentials, checkLedger, orphans, providerInventory, secretsInLogs, settle } from './checks.ts';
+import { PrivatePostgres } from './postgres-server.ts';
+import { Random } from './random.ts';
+import { PrivateRedis } from './redis-server.ts';
+import { runOutage } from './outages.ts';
+import { failuresOf, type PhaseResult } from './report.ts';
+import { StorehouseProcess } from './storehouse-process.ts';
+import { Ledger, Workload } from './workload.ts';
+
+export interface ChaosOptions {
+  seed: number;
+  long: boolean;
+  /** Progress lines (to stderr by default). */
+  log?: (line: string) => void;
+}
+
+export interface ChaosResult {
+  seed: number;
+  phases: Record<string, PhaseResult>;
+  failures: string[];
+  durationMs: number;
+  /** Where the logs of Storehouse and the private servers were saved. */
+  logDir: string;
+}
+
+const SIZES = {
+  short: { kills: 10, concurrency: 3, outageMs: 4_000, outageRounds: 1, settleMs: 180_000 },
+  long: { kills: 40, concurrency: 4, outageMs: 15_000, outageRounds: 3, settleMs: 300_000 },
+};
+
+/** Short, so an interrupted create is recovered (at twice this) within seconds. */
+const PROVISION_TIMEOUT_MS = 5_000;
+
+/** The default catalog without per-team limits on free plans, so a run can make many stores. */
+function chaosCatalog(): string {
+  const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
+  for (const integration of catalog.integrations) {
+    for (const product of integration.products) for (const plan of product.plans) delete plan.resourceLimit;
+  }
+  return writeCatalogFile(catalog);
+}
+
+export function emptyPhase(): PhaseResult {
+  return {
+    creates: 0, acknowledged: 0, deletes: 0, deletesAcknowledged: 0, kills: 0,
+    lost: [], deletedButPresent: [], duplicates: [], stuck: [], orphanRoles: [], orphanDatabases: [], orphanAclUsers: [],
+    brokenCredentials: [], tenantLeaks: [], secretsInLogs: [], fiveHundreds: [], otherServerErrors: [], malformedErrors: [],
+    unexpectedExits: [], unavailable: 0, settleMs: 0, recovery: [], notes: [],
+  };
+}
+
+/** Everything a run has started, so it can all be stopped, whatever happened. */
+export interface Rig {
+  statePostgres: PrivatePostgres;
+  storesPostgres: PrivatePostgres;
+  redis: PrivateRedis;
+  storehouse: StorehouseProcess;
+  api: StorehouseApi;
+  tally: Tally;
+  token: string;
+  installationId: string;
+  random: Random;
+  log: (line: string) => void;
+  /** Passwords seen so far (every check round adds the stores' current ones). */
+  passwords: Set<string>;
+}
+
+async function startRig(options: ChaosOptions, log: (line: string) => void, cleanups: Array<() => void>): Promise<Rig> {
+  const random = new Random(options.seed);
+  const [statePort, storesPort, redisPort, port] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  log(`starting PostgreSQL (state) on ${statePort}, PostgreSQL (stores) on ${storesPort}, Redis on ${redisPort}`);
+  const statePostgres = await PrivatePostgres.create('state', statePort);
+  cleanups.push(() => statePostgres.destroy());
+  const storesPostgres = await PrivatePostgres.create('stores', storesPort);
+  cleanups.push(() => storesPostgres.destroy());
+  const redis = new PrivateRedis(redisPort);
+  cleanups.push(() => redis.destroy());
+  await redis.start();
+  const admin = new pg.Client({ connectionString: statePostgres.adminUrl });
+  await admin.connect();
+  await admin.query('CREATE DATABASE storehouse');
+  await admin.end();
+
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-chaos-data-'));
+  const catalogFile = chaosCatalog();
+  cleanups.push(() => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+  });
+  const token = `chaos-${random.int(1e9, 9e9)}-${options.seed}-token`;
+  const url = `http://127.0.0.1:${port}`;
+  const storehouse = new StorehouseProcess(url, {
+    PORT: String(port),
+    DATABASE_URL: statePostgres.urlOf('storehouse'),
+    STOREHOUSE_DATA_DIR: dataDir,
+    STOREHOUSE_CATALOG: catalogFile,
+    STOREHOUSE_BOOTSTRAP_TOKEN: token,
+    STOREHOUSE_POSTGRES_ADMIN_URL: storesPostgres.adminUrl,
+    STOREHOUSE_REDIS_ADMIN_URL: redis.url,
+    STOREHOUSE_PROVISION_TIMEOUT_MS: String(PROVISION_TIMEOUT_MS),
+    STOREHOUSE_TEAM_STORE_QUOTA: '100000',
+    STOREHOUSE_RATE_LIMIT_STORE_CREATES: '0',
+    STOREHOUSE_RATE_LIMIT_REQUESTS: '0',
+    REDIS_URL: '',
+    LOG_LEVEL: 'info',
+  });
+  cleanups.push(() => storehouse.destroy());
+  const tally = new Tally();
+  const api = new StorehouseApi(url, token, tally);
+  await storehouse.start();
+  const installationId = await api.installationId();
+  return { statePostgres, storesPostgres, redis, storehouse, api, tally, token, installationId, random, log, passwords: new Set() };
+}
+
+/** Fills a phase's result with what the ledger and the tally say, then checks every invariant. */
+async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: Ledger, settleMs: number): Promise<void> {
+  const { api, tally } = rig;
+  result.creates = ledger.createRequests;
+  result.acknowledged = ledger.acknowledged().length;
+  result.deletes = ledger.deleteRequests;
+  result.deletesAcknowledged = ledger.creates.filter((c) => c.deleteAcknowledged).length;
+  rig.log(`${phase}: waiting for every store to settle`);
+  const settled = await settle(api, settleMs);
+  result.settleMs = settled.ms;
+  result.stuck = settled.unsettled.map((s) => `${s.name} (${s.id}) ${s.status}${s.notification?.title ? `: ${s.notification.title}` : ''}`);
+  const listed = await api.stores();
+  Object.assign(result, checkLedger(ledger, listed));
+
+  rig.log(`${phase}: checking the credentials of ${listed.length} stores`);
+  const available = listed.filter((store) => store.status === 'available');
+  const { secrets, failures } = await api.secretsOf(available, `chaos-verify-${phase}`);
+  const credentials = await checkCredentials(available, secrets);
+  result.brokenCredentials = [...failures, ...credentials.broken];
+  result.tenantLeaks = credentials.tenantLeaks;
+  for (const password of credentials.passwords) rig.passwords.add(password);
+
+  // Removing a deleted store's role or user may trail its record by a moment: give it 30 s.
+  let stray = orphans(await providerInventory(rig.storesPostgres.adminUrl, rig.redis.url), listed, credentials.owned);
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline && stray.roles.length + stray.databases.length + stray.aclUsers.length > 0; ) {
+    await sleep(500);
+    stray = orphans(await providerInventory(rig.storesPostgres.adminUrl, rig.redis.url), await api.stores(), credentials.owned);
+  }
+  result.orphanRoles = stray.roles;
+  result.orphanDatabases = stray.databases;
+  result.orphanAclUsers = stray.aclUsers;
+
+  result.secretsInLogs = secretsInLogs([...rig.passwords, rig.token], {
+    'Storehouse logs': rig.storehouse.logs(),
+    'the state PostgreSQL log': rig.statePostgres.log(),
+    'the stores PostgreSQL log': rig.storesPostgres.log(),
+    'the Redis log': rig.redis.log(),
+  });
+  const errors = tally.serverErrors.filter((e) => e.phase === phase);
+  result.fiveHundreds = errors.filter((e) => e.status === 500).map((e) => `${e.what}: ${e.code} ${e.message ?? ''}`.trim());
+  // Every dependency the provider needs is up in the crash phase, and a dependency that is down
+  // must be a 503 that says so: any other 5xx is a finding in either phase.
+  result.otherServerErrors = errors.filter((e) => e.status > 500 && e.status !== 503).map((e) => `${e.what}: ${e.status} ${e.code} ${e.message ?? ''}`.trim());
+  result.malformedErrors = tally.malformedErrors.filter((e) => e.phase === phase).map((e) => `${e.what} ${e.status}: ${e.body}`);
+  result.unavailable = tally.count(phase, (status) => status === 503);
+  const outcomes = [...(tally.byOutcome.get(phase) ?? new Map<string, number>())].sort(([a], [b]) => a.localeCompare(b));
+  result.notes.push(`answers: ${outcomes.map(([outcome, n]) => `${outcome} ×${n}`).join(', ')}`);
+}
+
+/** Phase 1: kill -9 at random moments while creates and deletes run. */
+async function crashPhase(rig: Rig, size: (typeof SIZES)['short']): Promise<PhaseResult> {
+  const result = emptyPhase();
+  rig.tally.phase = 'crashes';
+  const ledger = new Ledger(`c${rig.random.int(1e6, 9e6)}`);
+  const workload = new Workload(rig.api, rig.installationId, ledger, rig.random);
+  let killing = true;
+  const products: Product[] = ['postgres', 'redis'];
+  const driving = workload.run({ concurrency: size.concurrency, stop: () => !killing, products, deleteShare: 0.3, retries: 10, retryDelayMs: 500 });
+  for (let kill = 1; kill <= size.kills; kill++) {
+    await sleep(rig.random.int(200, 2_500));
+    if (!rig.storehouse.running) result.unexpectedExits.push(`before kill ${kill}`);
+    await rig.storehouse.kill();
+    result.kills++;
+    rig.log(`crashes: kill ${kill}/${size.kills} (${ledger.acknowledged().length} creates acknowledged so far)`);
+    await rig.storehouse.start();
+  }
+  killing = false;
+  await driving;
+  result.notes.push(`starts took ${rig.storehouse.startTimesMs.map((ms) => `${ms}`).join(', ')} ms`);
+  await checkPhase(rig, 'crashes', result, ledger, size.settleMs);
+  return result;
+}
+
+/** Phase 2: the state PostgreSQL, then Redis, stopped during requests and started again. */
+async function outagePhase(rig: Rig, size: (typeof SIZES)['short']): Promise<PhaseResult> {
+  const result = emptyPhase();
+  rig.tally.phase = 'outages';
+  const ledger = new Ledger(`o${rig.random.int(1e6, 9e6)}`);
+  const workload = new Workload(rig.api, rig.installationId, ledger, rig.random);
+  for (let round = 1; round <= size.outageRounds; round++) {
+    await runOutage(rig, workload, result, {
+      what: 'state PostgreSQL',
+      products: ['postgres', 'redis'],
+      outageMs: size.outageMs,
+      down: async () => rig.statePostgres.stop('immediate'),
+      up: async () => rig.statePostgres.start(),
+    });
+    await runOutage(rig, workload, result, {
+      what: 'Redis',
+      products: ['redis', 'redis', 'postgres'],
+      outageMs: size.outageMs,
+      down: () => rig.redis.stop(),
+      up: () => rig.redis.start(),
+    });
+  }
+  await checkPhase(rig, 'outages', result, ledger, size.settleMs);
+  return result;
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const began = Date.now();
+  const log = options.log ?? ((line: string) => process.stderr.write(`chaos: ${line}\n`));
+  const size = options.long ? SIZES.long : SIZES.short;
+  const cleanups: Array<() => void> = [];
+  const cleanUp = () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        cleanup();
+      } catch (error) {
+        log(`cleanup: ${(error as Error).message}`);
+      }
+    }
+  };
+  // Private servers must not outlive the run, even when it dies of an exception or a signal.
+  process.once('exit', cleanUp);
+  const phases: Record<string, PhaseResult> = {};
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `storehouse-chaos-logs-${options.seed}-`));
+  let rig: Rig | undefined;
+  try {
+    rig = await startRig(options, log, cleanups);
+    phases.crashes = await crashPhase(rig, size);
+    phases.outages = await outagePhase(rig, size);
+    await rig.storehouse.stop();
+  } finally {
+    // Kept for whoever reads a failure: what every process said, in the order it said it.
+    if (rig) {
+      fs.writeFileSync(path.join(logDir, 'storehouse.log'), rig.storehouse.logs());
+      fs.writeFileSync(path.join(logDir, 'postgres-state.log'), rig.statePostgres.log());
+      fs.writeFileSync(path.join(logDir, 'postgres-stores.log'), rig.storesPostgres.log());
+      fs.writeFileSync(path.join(logDir, 'redis.log'), rig.redis.log());
+    }
+    cleanUp();
+    process.removeListener('exit', cleanUp);
+  }
+  return { seed: options.seed, phases, failures: failuresOf(phases), durationMs: Date.now() - began, logDir };
+}

@@ -1,0 +1,159 @@
+/**
+ * The requests a chaos run sends, and the ledger of what Storehouse acknowledged: every create
+ * answered 200 must leave its store, every delete answered 200 must leave nothing. Creates mix
+ * both products, with and without an Idempotency-Key; a keyed create is sent again (at once, or
+ * concurrently, or after a failure such as the server being killed), and every 200 it gets must
+ * name the same store.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Answer, Product, StorehouseApi } from './api.ts';
+import type { Random } from './random.ts';
+
+export interface CreateRecord {
+  name: string;
+  product: Product;
+  key: string | undefined;
+  /** Requests sent for this create (retries with its key included). */
+  requests: number;
+  /** The store a 200 named; undefined when none came. */
+  storeId: string | undefined;
+  /** Other store ids 200s of the same key named: each is a duplicate. */
+  otherStoreIds: string[];
+  deleteRequests: number;
+  deleteAcknowledged: boolean;
+}
+
+export class Ledger {
+  readonly creates: CreateRecord[] = [];
+  private serial = 0;
+
+  constructor(private readonly runId: string) {}
+
+  newCreate(product: Product, keyed: boolean): CreateRecord {
+    const n = ++this.serial;
+    const record: CreateRecord = {
+      name: `chaos-${n}`,
+      product,
+      key: keyed ? `chaos-${this.runId}-${n}` : undefined,
+      requests: 0,
+      storeId: undefined,
+      otherStoreIds: [],
+      deleteRequests: 0,
+      deleteAcknowledged: false,
+    };
+    this.creates.push(record);
+    return record;
+  }
+
+  acknowledged(): CreateRecord[] {
+    return this.creates.filter((c) => c.storeId !== undefined);
+  }
+
+  /** Acknowledged stores no acknowledged delete has taken: candidates for a delete. */
+  deletable(): CreateRecord[] {
+    return this.creates.filter((c) => c.storeId !== undefined && !c.deleteAcknowledged);
+  }
+
+  get createRequests(): number {
+    return this.creates.reduce((n, c) => n + c.requests, 0);
+  }
+
+  get deleteRequests(): number {
+    return this.creates.reduce((n, c) => n + c.deleteRequests, 0);
+  }
+}
+
+export function createBody(installationId: string, record: CreateRecord): Record<string, unknown> {
+  return {
+    name: record.name,
+    integrationConfigurationId: installationId,
+    integrationProductIdOrSlug: record.product,
+    metadata: record.product === 'postgres' ? { connectionLimit: 5 } : {},
+  };
+}
+
+/** Answers after which a keyed create is worth sending again: no answer, a 5xx, or its key still held. */
+const retryable = (answer: Answer) => answer.status === 0 || answer.status >= 500 || answer.code === 'idempotency_key_in_use' || answer.status === 429;
+
+export class Workload {
+  constructor(
+    private readonly api: StorehouseApi,
+    private readonly installationId: string,
+    readonly ledger: Ledger,
+    private readonly random: Random,
+  ) {}
+
+  /** One create request for `record`, noting a 200 in the ledger. */
+  async sendCreate(record: CreateRecord): Promise<Answer> {
+    record.requests++;
+    const answer = await this.api.createStore(createBody(this.installationId, record), record.key);
+    if (answer.status === 200) {
+      const id = answer.body?.store?.id as string | undefined;
+      if (!id) throw new Error(`a 200 create without a store: ${JSON.stringify(answer.body)}`);
+      if (record.storeId === undefined) record.storeId = id;
+      else if (record.storeId !== id && !record.otherStoreIds.includes(id)) record.otherStoreIds.push(id);
+    }
+    return answer;
+  }
+
+  /**
+   * A create, and for a keyed one its repeats: sometimes a concurrent twin, sometimes a repeat
+   * once it is answered, and after a failure retries (up to `retries`, waiting `retryDelayMs`
+   * between them, long enough for a killed server to be back).
+   */
+  async create(product: Product, options: { keyed: boolean; retries: number; retryDelayMs: number }): Promise<CreateRecord> {
+    const record = this.ledger.newCreate(product, options.keyed);
+    const twin = options.keyed && this.random.chance(0.15);
+    const answers = await Promise.all([this.sendCreate(record), ...(twin ? [this.sendCreate(record)] : [])]);
+    if (!options.keyed) return record;
+    if (record.storeId !== undefined && this.random.chance(0.3)) await this.sendCreate(record);
+    let last = answers.at(-1)!;
+    // Backing off: a create whose server was killed holds its key until recovery gives it back.
+    for (let retry = 0, delay = options.retryDelayMs; retry < options.retries && record.storeId === undefined && retryable(last); retry++) {
+      await sleep(delay);
+      delay = Math.min(delay * 2, 5_000);
+      last = await this.sendCreate(record);
+    }
+    return record;
+  }
+
+  /** A delete of a random acknowledged store (perhaps one whose earlier delete got no answer). */
+  async deleteOne(): Promise<void> {
+    const candidates = this.ledger.deletable();
+    if (candidates.length === 0) return;
+    const record = this.random.pick(candidates);
+    record.deleteRequests++;
+    const answer = await this.api.deleteStore(record.storeId!);
+    if (answer.status === 200) record.deleteAcknowledged = true;
+  }
+
+  /**
+   * Workers that create and delete, `concurrency` at a time, until `stop()` says so. `deleteShare`
+   * of the operations are deletes once there is something to delete.
+   */
+  async run(options: {
+    concurrency: number;
+    stop: () => boolean;
+    products: Product[];
+    deleteShare: number;
+    retries: number;
+    retryDelayMs: number;
+    /** Pause between a worker's operations. */
+    pauseMs?: number;
+  }): Promise<void> {
+    const worker = async () => {
+      while (!options.stop()) {
+        if (this.random.chance(options.deleteShare) && this.ledger.deletable().length > 0) await this.deleteOne();
+        else {
+          await this.create(this.random.pick(options.products), {
+            keyed: this.random.chance(0.6),
+            retries: options.retries,
+            retryDelayMs: options.retryDelayMs,
+          });
+        }
+        if (options.pauseMs) await sleep(options.pauseMs);
+      }
+    };
+    await Promise.all(Array.from({ length: options.concurrency }, worker));
+  }
+}
