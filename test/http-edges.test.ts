@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import Fastify from 'fastify';
+import { errorsPlugin } from '../src/http/errors.ts';
 import { BACKENDS, errorOf, eventually, startServer, type TestServer } from './helpers.ts';
+import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 interface RawAnswer {
   /** Everything the server sent before it closed the connection. */
@@ -284,3 +287,66 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('the last resort for a value the database refused', () => {
+  it('a PostgreSQL data exception (class 22) is a 400 without the database\'s words; a refused connection raised elsewhere is not a 503', async () => {
+    const app = Fastify();
+    await app.register(errorsPlugin);
+    const raise = (fields: Record<string, unknown>) => async () => {
+      throw Object.assign(new Error(String(fields.message)), fields);
+    };
+    app.get('/bigint', raise({ message: 'invalid input syntax for type bigint: "1e+23"', code: '22P02', severity: 'ERROR' }));
+    app.get('/range', raise({ message: 'value "99999999999999999999" is out of range for type bigint', code: '22003', severity: 'ERROR' }));
+    app.get('/json', raise({ message: 'invalid input syntax for type json', code: '22P02', severity: 'ERROR' }));
+    // Not raised by the state database's pool (a provider's own connection, say): a bug to log, not "our database is down".
+    app.get('/elsewhere', raise({ message: 'connect ECONNREFUSED 127.0.0.1:6379', code: 'ECONNREFUSED' }));
+    try {
+      for (const path of ['/bigint', '/range', '/json']) {
+        const response = await app.inject(path);
+        assert.equal(response.statusCode, 400, path);
+        assert.deepEqual(response.json(), { error: { code: 'bad_request', message: 'A value in the request is not valid' } });
+      }
+      const elsewhere = await app.inject('/elsewhere');
+      assert.equal(elsewhere.statusCode, 500);
+      assert.doesNotMatch(elsewhere.body, /ECONNREFUSED/);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('environment variable values from a partner', { timeout: 180_000 }, () => {
+  let setup: StorehouseWithPartner;
+
+  before(async () => {
+    setup = await startStorehouseWithPartner({ env: { STOREHOUSE_PROVISION_TIMEOUT_MS: '30000', STOREHOUSE_PARTNER_TIMEOUT_MS: '30000' } });
+  });
+  after(() => setup?.close());
+
+  it('a secret value with a lone surrogate or a NUL is a 400 naming it, and the connected project\'s variables stay as they were', async () => {
+    const { server, installationId } = setup;
+    const store = await setup.createStore('env-values');
+    const upsert = setup.partnerCalls('PUT', `/v1/installations/${installationId}`)[0];
+    const token = (upsert!.body as { credentials: { access_token: string } }).credentials.access_token;
+    const project = await server.sdk().projects.createProject({ requestBody: { name: 'env-values-app' } });
+    await server.sdk().integrations.connectIntegrationResourceToProject({
+      integrationConfigurationId: installationId, resourceId: store.externalResourceId!, requestBody: { projectId: project.id },
+    });
+    const variables = async () => (await (await server.request(`/v10/projects/${project.id}/env?decrypt=true`)).json()) as { envs: Array<{ key: string; value?: string }> };
+    const before = await variables();
+    assert.ok(before.envs.length > 0, 'the store\'s secrets are the project\'s variables');
+    for (const [value, problem] of [['\ud800', /must be valid Unicode/], ['a\u0000b', /must not contain a NUL/]] as const) {
+      const response = await server.request(`/v1/installations/${installationId}/resources/${store.externalResourceId}/secrets`, {
+        method: 'PUT',
+        token,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ secrets: [{ name: 'OK', value: 'fine' }, { name: 'BAD', value }] }),
+      });
+      const error = await errorOf(response);
+      assert.equal(error.status, 400, JSON.stringify(error.body));
+      assert.match(error.message, /body field "secrets\.1\.value"/);
+      assert.match(error.message, problem);
+    }
+    assert.deepEqual(await variables(), before, 'nothing changed');
+  });
+});
