@@ -15,7 +15,9 @@ import addFormatsModule from 'ajv-formats';
 import { Validator } from '@seriousme/openapi-schema-validator';
 
 // ajv-formats is CommonJS: its function is the default export's `default` under ESM interop.
-const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => Ajv;
+const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (
+  ajv: Ajv,
+) => Ajv;
 
 type JsonSchema = Record<string, unknown>;
 
@@ -70,7 +72,10 @@ function rebase(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(rebase);
   if (schema === null || typeof schema !== 'object') return schema;
   return Object.fromEntries(
-    Object.entries(schema).map(([key, value]) => [key, key === '$ref' && typeof value === 'string' && value.startsWith('#/') ? `${COMPONENTS_ID}${value}` : rebase(value)]),
+    Object.entries(schema).map(([key, value]) => [
+      key,
+      key === '$ref' && typeof value === 'string' && value.startsWith('#/') ? `${COMPONENTS_ID}${value}` : rebase(value),
+    ]),
   );
 }
 
@@ -85,7 +90,9 @@ function compile(doc: OpenApiDocument): Compiled {
   const matchers = Object.keys(doc.paths).map((template) => {
     const segments = template.split('/');
     // `[^/]*`: the router matches an empty segment as a parameter (GET /v1/storage/stores/ is getStore's 404).
-    const source = segments.map((segment) => (/^\{[^}]+\}$/.test(segment) ? '[^/]*' : segment.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))).join('/');
+    const source = segments
+      .map((segment) => (/^\{[^}]+\}$/.test(segment) ? '[^/]*' : segment.replace(/[.*+?^$()|[\]\\]/g, '\\$&')))
+      .join('/');
     return { template, pattern: new RegExp(`^${source}$`), literals: segments.filter((segment) => !segment.startsWith('{')).length };
   });
   matchers.sort((a, b) => b.literals - a.literals);
@@ -95,7 +102,11 @@ function compile(doc: OpenApiDocument): Compiled {
 }
 
 /** The templated path of the operation that takes `method` on this concrete path, if one does. */
-export function findOperation(doc: OpenApiDocument, method: string, path: string): { template: string; operation: OpenApiOperation } | undefined {
+export function findOperation(
+  doc: OpenApiDocument,
+  method: string,
+  path: string,
+): { template: string; operation: OpenApiOperation } | undefined {
   const wanted = method.toLowerCase() === 'head' ? 'get' : method.toLowerCase();
   const bare = path.split(/[?#]/)[0]!;
   for (const { template, pattern } of compile(doc).matchers) {
@@ -118,7 +129,10 @@ function schemaProblems(compiledDoc: Compiled, key: string, schema: JsonSchema, 
     compiledDoc.validators.set(key, validate);
   }
   if (validate(body)) return [];
-  return (validate.errors ?? []).map((error) => `body${error.instancePath || ''} ${error.message}${error.params && 'additionalProperty' in error.params ? ` (${String(error.params.additionalProperty)})` : ''}`);
+  return (validate.errors ?? []).map(
+    (error) =>
+      `body${error.instancePath || ''} ${error.message}${error.params && 'additionalProperty' in error.params ? ` (${String(error.params.additionalProperty)})` : ''}`,
+  );
 }
 
 const isEmpty = (body: unknown) => body === undefined || body === '';
@@ -143,12 +157,19 @@ export function checkResponse(doc: OpenApiDocument, method: string, path: string
   const found = findOperation(doc, method, path);
   if (!found) {
     const bare = path.split(/[?#]/)[0]!;
-    const others = compiledDoc.matchers.filter(({ pattern }) => pattern.test(bare)).flatMap(({ template }) => Object.keys(doc.paths[template] ?? {}).filter((m) => METHODS.includes(m)));
+    const others = compiledDoc.matchers
+      .filter(({ pattern }) => pattern.test(bare))
+      .flatMap(({ template }) => Object.keys(doc.paths[template] ?? {}).filter((m) => METHODS.includes(m)));
     const expected = others.length > 0 ? 405 : 404;
     const anyRequest = [408, 431, 503, ...(isValidPercentEncoding(bare) ? [] : [400])];
-    if (status !== expected && !anyRequest.includes(status)) return [`${request}: no operation takes it, so ${expected} was expected, got ${status}`];
+    if (status !== expected && !anyRequest.includes(status))
+      return [`${request}: no operation takes it, so ${expected} was expected, got ${status}`];
     const error = doc.components?.schemas?.VercelError;
-    return error && method.toUpperCase() !== 'HEAD' ? schemaProblems(compiledDoc, 'VercelError', { $ref: '#/components/schemas/VercelError' }, body).map((p) => `${request} → ${status}: ${p}`) : [];
+    return error && method.toUpperCase() !== 'HEAD'
+      ? schemaProblems(compiledDoc, 'VercelError', { $ref: '#/components/schemas/VercelError' }, body).map(
+          (p) => `${request} → ${status}: ${p}`,
+        )
+      : [];
   }
   const { template, operation } = found;
   const label = `${request} (${method.toUpperCase()} ${template}) → ${status}`;
@@ -162,7 +183,12 @@ export function checkResponse(doc: OpenApiDocument, method: string, path: string
 }
 
 /** Reads a fetch() Response (its body is consumed) and checks it; the parsed body comes back too. */
-export async function checkFetchResponse(doc: OpenApiDocument, method: string, path: string, response: Response): Promise<{ problems: string[]; body: unknown }> {
+export async function checkFetchResponse(
+  doc: OpenApiDocument,
+  method: string,
+  path: string,
+  response: Response,
+): Promise<{ problems: string[]; body: unknown }> {
   const text = await response.text();
   if (text === '') return { problems: checkResponse(doc, method, path, response.status, undefined), body: undefined };
   let body: unknown;
@@ -173,7 +199,8 @@ export async function checkFetchResponse(doc: OpenApiDocument, method: string, p
   }
   const type = response.headers.get('content-type') ?? '';
   const problems = checkResponse(doc, method, path, response.status, body);
-  if (!type.startsWith('application/json')) problems.push(`${method.toUpperCase()} ${path} → ${response.status}: a JSON body labelled ${JSON.stringify(type)}`);
+  if (!type.startsWith('application/json'))
+    problems.push(`${method.toUpperCase()} ${path} → ${response.status}: a JSON body labelled ${JSON.stringify(type)}`);
   return { problems, body };
 }
 
@@ -192,7 +219,8 @@ export async function documentProblems(doc: OpenApiDocument): Promise<string[]> 
       if (!METHODS.includes(method)) continue;
       if (!operation.summary) problems.push(`${method.toUpperCase()} ${template} has no summary`);
       if (!operation.tags?.length) problems.push(`${method.toUpperCase()} ${template} has no tags`);
-      if (!operation.responses || !Object.keys(operation.responses).some((status) => /^2/.test(status))) problems.push(`${method.toUpperCase()} ${template} documents no success response`);
+      if (!operation.responses || !Object.keys(operation.responses).some((status) => /^2/.test(status)))
+        problems.push(`${method.toUpperCase()} ${template} documents no success response`);
     }
   }
   return problems;

@@ -63,25 +63,56 @@ describe('/openapi.json against real responses', () => {
   });
 
   test('the checker fails what does not match: an undocumented status, a body missing a field, a wrong type, a missing body', () => {
-    assert.match(checkResponse(doc, 'GET', '/v1/storage/stores/store_x', 500, { error: { code: 'x', message: 'y' } })[0] ?? '', /status not documented/);
-    assert.match(checkResponse(doc, 'GET', '/v1/storage/stores/store_x', 200, { store: { id: 'store_x' } }).join(), /must have required property/);
-    assert.match(checkResponse(doc, 'GET', '/v2/user', 200, { user: { id: 1, email: 'a', username: 'a', defaultTeamId: 't', version: 'northstar' } }).join(), /must be string/);
+    assert.match(
+      checkResponse(doc, 'GET', '/v1/storage/stores/store_x', 500, { error: { code: 'x', message: 'y' } })[0] ?? '',
+      /status not documented/,
+    );
+    assert.match(
+      checkResponse(doc, 'GET', '/v1/storage/stores/store_x', 200, { store: { id: 'store_x' } }).join(),
+      /must have required property/,
+    );
+    assert.match(
+      checkResponse(doc, 'GET', '/v2/user', 200, {
+        user: { id: 1, email: 'a', username: 'a', defaultTeamId: 't', version: 'northstar' },
+      }).join(),
+      /must be string/,
+    );
     assert.match(checkResponse(doc, 'GET', '/v1/teams', 401, undefined).join(), /documented with a body, but none came/);
     assert.match(checkResponse(doc, 'DELETE', '/v1/storage/stores/s/connections', 204, { x: 1 }).join(), /without a body/);
     // OpenAPI 3.0's nullable: null where the schema allows it, and nowhere else.
-    assert.deepEqual(checkResponse(doc, 'GET', '/v2/user', 200, { user: { id: 'u', email: 'a', username: 'a', name: null, defaultTeamId: 't', version: 'northstar' } }), []);
-    assert.match(checkResponse(doc, 'GET', '/v2/user', 200, { user: { id: 'u', email: null, username: 'a', defaultTeamId: 't', version: 'northstar' } }).join(), /must be string/);
+    assert.deepEqual(
+      checkResponse(doc, 'GET', '/v2/user', 200, {
+        user: { id: 'u', email: 'a', username: 'a', name: null, defaultTeamId: 't', version: 'northstar' },
+      }),
+      [],
+    );
+    assert.match(
+      checkResponse(doc, 'GET', '/v2/user', 200, {
+        user: { id: 'u', email: null, username: 'a', defaultTeamId: 't', version: 'northstar' },
+      }).join(),
+      /must be string/,
+    );
     // No operation: 404 for an unknown path, 405 for a known one under another method.
     assert.deepEqual(checkResponse(doc, 'GET', '/nowhere', 404, { error: { code: 'not_found', message: 'x' } }), []);
-    assert.match(checkResponse(doc, 'PUT', '/v1/storage/stores', 404, { error: { code: 'not_found', message: 'x' } }).join(), /405 was expected/);
+    assert.match(
+      checkResponse(doc, 'PUT', '/v1/storage/stores', 404, { error: { code: 'not_found', message: 'x' } }).join(),
+      /405 was expected/,
+    );
     // A concrete path finds its templated operation, literal segments first.
-    assert.equal(findOperation(doc, 'POST', '/v1/storage/stores/integration/direct?teamId=t')?.template, '/v1/storage/stores/integration/direct');
+    assert.equal(
+      findOperation(doc, 'POST', '/v1/storage/stores/integration/direct?teamId=t')?.template,
+      '/v1/storage/stores/integration/direct',
+    );
     assert.equal(findOperation(doc, 'DELETE', '/v1/storage/stores/integration/store_1')?.template, '/v1/storage/stores/integration/{id}');
   });
 
   test('responses across the API match the document', { timeout: 240_000 }, async () => {
     const db = server.runtime.db;
-    const owner = (await db.query<{ id: string; team_id: string }>("SELECT m.user_id AS id, m.team_id FROM memberships m JOIN teams t ON t.id = m.team_id WHERE t.slug = 'my-team'")).rows[0]!;
+    const owner = (
+      await db.query<{ id: string; team_id: string }>(
+        "SELECT m.user_id AS id, m.team_id FROM memberships m JOIN teams t ON t.id = m.team_id WHERE t.slug = 'my-team'",
+      )
+    ).rows[0]!;
     const viewer = await createUser(db, { email: 'viewer@example.com' });
     await setMember(db, owner.team_id, viewer.id, 'VIEWER');
     const viewerToken = (await createToken(db, { userId: viewer.id, teamId: owner.team_id, name: 'viewer' })).value;
@@ -123,10 +154,26 @@ describe('/openapi.json against real responses', () => {
     await call({ method: 'DELETE', path: `/v1/integrations/configuration/${icfg}`, token: viewerToken, expect: 403 });
 
     // Storehouse's own API: payment methods, billing records, the audit log.
-    const card = await call({ method: 'POST', path: '/_storehouse/payment-methods', body: { cardNumber: '4242424242424242' }, expect: 200 });
+    const card = await call({
+      method: 'POST',
+      path: '/_storehouse/payment-methods',
+      body: { cardNumber: '4242424242424242' },
+      expect: 200,
+    });
     await call({ method: 'POST', path: '/_storehouse/payment-methods', body: { cardNumber: 'nope' }, expect: 400 });
-    await call({ method: 'POST', path: '/_storehouse/payment-methods', body: '<card/>', headers: { 'content-type': 'application/xml' }, expect: 415 });
-    const declining = await call({ method: 'POST', path: '/_storehouse/payment-methods', body: { cardNumber: '4000000000000002' }, expect: 200 });
+    await call({
+      method: 'POST',
+      path: '/_storehouse/payment-methods',
+      body: '<card/>',
+      headers: { 'content-type': 'application/xml' },
+      expect: 415,
+    });
+    const declining = await call({
+      method: 'POST',
+      path: '/_storehouse/payment-methods',
+      body: { cardNumber: '4000000000000002' },
+      expect: 200,
+    });
     await call({ path: '/_storehouse/payment-methods', expect: 200 });
     await call({ path: '/_storehouse/payment-methods', token: viewerToken, expect: 403 });
     await call({ method: 'PATCH', path: `/_storehouse/payment-methods/${card.id}`, body: { default: true }, expect: 200 });
@@ -135,7 +182,10 @@ describe('/openapi.json against real responses', () => {
     // Stores: a paid plan on a card that declines, a provider that is not configured, then a real one.
     const create = (body: Record<string, unknown>, expect: number) =>
       call({ method: 'POST', path: '/v1/storage/stores/integration/direct', body: { integrationConfigurationId: icfg, ...body }, expect });
-    await create({ name: 'paid', integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro', paymentMethodId: declining.id }, 402);
+    await create(
+      { name: 'paid', integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro', paymentMethodId: declining.id },
+      402,
+    );
     await create({ name: 'cache', integrationProductIdOrSlug: 'redis' }, 503);
     await create({ name: 'db', integrationProductIdOrSlug: 'nothing' }, 404);
     await create({ name: 'db', integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 'many' } }, 400);
@@ -198,16 +248,51 @@ describe('/openapi.json against real responses', () => {
     await market({ method: 'DELETE', path: `${installation}/resources/ext_imported`, expect: 204 });
     await market({ method: 'POST', path: `${installation}/events`, body: { event: { type: 'installation.updated' } }, expect: 201 });
     await market({ method: 'POST', path: `${installation}/events`, body: { event: { type: 'resource.updated' } }, expect: 400 });
-    await market({ method: 'POST', path: `${installation}/events`, body: { event: { type: 'resource.updated', resourceId: 'nothing' } }, expect: 404 });
+    await market({
+      method: 'POST',
+      path: `${installation}/events`,
+      body: { event: { type: 'resource.updated', resourceId: 'nothing' } },
+      expect: 404,
+    });
     await market({ method: 'PATCH', path: installation, body: { status: 'ready', externalId: 'acct_1' }, expect: 204 });
-    await market({ method: 'POST', path: `${installation}/credentials/rotate`, body: { client_secret: 'not-the-secret-at-all' }, expect: 403 });
-    await market({ method: 'POST', path: `${installation}/credentials/revoke`, body: { token: partner, client_secret: 'not-the-secret-at-all' }, expect: 403 });
+    await market({
+      method: 'POST',
+      path: `${installation}/credentials/rotate`,
+      body: { client_secret: 'not-the-secret-at-all' },
+      expect: 403,
+    });
+    await market({
+      method: 'POST',
+      path: `${installation}/credentials/revoke`,
+      body: { token: partner, client_secret: 'not-the-secret-at-all' },
+      expect: 403,
+    });
     const period = { start: '2025-01-01T00:00:00Z', end: '2025-02-01T00:00:00Z' };
     const item = { billingPlanId: 'postgres_hobby', name: 'Storage', price: '0.00', quantity: 1, units: 'GB', total: '0.00' };
-    await market({ method: 'POST', path: `${installation}/billing`, body: { timestamp: period.end, eod: period.end, period, billing: [item], usage: [] }, expect: 201 });
-    await market({ method: 'POST', path: `${installation}/billing/invoices`, body: { invoiceDate: period.end, period, items: [item] }, expect: 200 });
-    await market({ method: 'POST', path: `${installation}/billing/invoices`, body: { invoiceDate: period.end, period, items: [item], test: { validate: true } }, expect: 200 });
-    await market({ method: 'POST', path: `${installation}/billing/balance`, body: { timestamp: period.end, balances: [{ resourceId, currencyValueInCents: 500 }] }, expect: 201 });
+    await market({
+      method: 'POST',
+      path: `${installation}/billing`,
+      body: { timestamp: period.end, eod: period.end, period, billing: [item], usage: [] },
+      expect: 201,
+    });
+    await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [item] },
+      expect: 200,
+    });
+    await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [item], test: { validate: true } },
+      expect: 200,
+    });
+    await market({
+      method: 'POST',
+      path: `${installation}/billing/balance`,
+      body: { timestamp: period.end, balances: [{ resourceId, currencyValueInCents: 500 }] },
+      expect: 201,
+    });
     await market({ method: 'POST', path: `${installation}/billing/balance`, body: { balances: [] }, expect: 400 });
     // The account limit was set to 3 a minute: the fourth call is refused.
     await market({ path: `${installation}/account`, expect: 200 });
@@ -226,7 +311,9 @@ describe('/openapi.json against real responses', () => {
     assert.deepEqual(problems, []);
     // Every documented operation was called at least once, so none went unchecked.
     const missed = Object.entries(doc.paths).flatMap(([template, operations]) =>
-      Object.keys(operations).map((method) => `${method.toUpperCase()} ${template}`).filter((op) => ![...covered].some((entry) => entry.startsWith(`${op} `))),
+      Object.keys(operations)
+        .map((method) => `${method.toUpperCase()} ${template}`)
+        .filter((op) => ![...covered].some((entry) => entry.startsWith(`${op} `))),
     );
     assert.deepEqual(missed, [], 'operations no call above checked');
   });

@@ -2,7 +2,7 @@
  * The response bodies of the marketplace API partners call back, as @vercel/sdk's `marketplace.*`
  * functions parse them (getAccountInfo, getMember, getIntegrationResource(s), importResource,
  * updateResource). Fastify serializes with these, dropping what they do not name, so each
- * describes the whole body the service returns. Also the billing bodies partners send.
+ * describes the whole body the service returns. What partners send is in marketplace-bodies.ts.
  */
 import { RESOURCE_STATUSES } from '../providers/provider.ts';
 import { freeObject, str } from './vercel-shapes.ts';
@@ -74,73 +74,3 @@ export const resourceListSchema = {
 
 /** What an import or an update answers: the resource's name. */
 export const resourceNameSchema = { type: 'object', required: ['name'], properties: { name: str } };
-
-// The bodies partners send with billing data, invoices and prepayment balances (kept as sent).
-const text = { type: 'string', minLength: 1 };
-const period = { type: 'object', required: ['start', 'end'], properties: { start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' } } };
-const billingItem = {
-  type: 'object',
-  required: ['billingPlanId', 'name', 'price', 'quantity', 'units', 'total'],
-  properties: {
-    billingPlanId: text, resourceId: { type: 'string' }, start: { type: 'string', format: 'date-time' }, end: { type: 'string', format: 'date-time' },
-    name: { type: 'string' }, details: { type: 'string' }, price: { type: 'string' }, quantity: { type: 'number' }, units: { type: 'string' }, total: { type: 'string' },
-  },
-};
-const discount = {
-  type: 'object',
-  required: ['billingPlanId', 'name', 'amount'],
-  properties: { billingPlanId: text, resourceId: { type: 'string' }, name: { type: 'string' }, details: { type: 'string' }, amount: { type: 'string' } },
-};
-
-export const billingDataBody = {
-  type: 'object',
-  required: ['timestamp', 'eod', 'period', 'billing', 'usage'],
-  properties: {
-    timestamp: { type: 'string', format: 'date-time' },
-    eod: { type: 'string', format: 'date-time' },
-    period,
-    billing: {
-      anyOf: [
-        { type: 'array', items: billingItem },
-        { type: 'object', required: ['items'], properties: { items: { type: 'array', items: billingItem }, discounts: { type: 'array', items: discount } } },
-      ],
-    },
-    usage: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['name', 'type', 'units', 'dayValue', 'periodValue'],
-        properties: {
-          resourceId: { type: 'string' }, name: { type: 'string' }, type: { enum: ['total', 'interval', 'rate'] }, units: { type: 'string' },
-          dayValue: { type: 'number' }, periodValue: { type: 'number' }, planValue: { type: 'number' },
-        },
-      },
-    },
-  },
-};
-
-export const invoiceBody = {
-  type: 'object',
-  required: ['invoiceDate', 'period', 'items'],
-  properties: {
-    externalId: { type: 'string' }, invoiceDate: { type: 'string', format: 'date-time' }, memo: { type: 'string' }, period,
-    items: { type: 'array', minItems: 1, items: billingItem }, discounts: { type: 'array', items: discount }, final: { type: 'boolean' },
-    test: { type: 'object', properties: { validate: { type: 'boolean' }, result: { enum: ['paid', 'notpaid', 'overdue'] } } },
-  },
-};
-
-export const balanceBody = {
-  type: 'object',
-  required: ['timestamp', 'balances'],
-  properties: {
-    timestamp: { type: 'string', format: 'date-time' },
-    balances: {
-      type: 'array',
-      items: {
-        type: 'object',
-        required: ['currencyValueInCents'],
-        properties: { resourceId: { type: 'string' }, credit: { type: 'string' }, nameLabel: { type: 'string' }, currencyValueInCents: { type: 'number', minimum: 0 } },
-      },
-    },
-  },
-};

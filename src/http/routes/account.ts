@@ -35,7 +35,14 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
               user: {
                 type: 'object',
                 required: ['id', 'email', 'username', 'defaultTeamId', 'version'],
-                properties: { id: str, email: str, username: str, name: { type: ['string', 'null'] }, defaultTeamId: str, version: { type: 'string', enum: ['northstar'] } },
+                properties: {
+                  id: str,
+                  email: str,
+                  username: str,
+                  name: { type: ['string', 'null'] },
+                  defaultTeamId: str,
+                  version: { type: 'string', enum: ['northstar'] },
+                },
               },
             },
           },
@@ -45,7 +52,16 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
     },
     async (request) => {
       const user = await getUser(db, request.principal.userId);
-      return { user: { id: user.id, email: user.email, username: user.username, name: user.name, defaultTeamId: request.principal.defaultTeamId, version: 'northstar' } };
+      return {
+        user: {
+          id: user.id,
+          email: user.email,
+          username: user.username,
+          name: user.name,
+          defaultTeamId: request.principal.defaultTeamId,
+          version: 'northstar',
+        },
+      };
     },
   );
 
@@ -57,7 +73,11 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
         summary: "The teams the token's user belongs to",
         tags,
         response: {
-          200: { type: 'object', required: ['teams', 'pagination'], properties: { teams: { type: 'array', items: teamSchema }, pagination: { $ref: 'Pagination#' } } },
+          200: {
+            type: 'object',
+            required: ['teams', 'pagination'],
+            properties: { teams: { type: 'array', items: teamSchema }, pagination: { $ref: 'Pagination#' } },
+          },
           ...errorResponses(401),
         },
       },
@@ -76,7 +96,7 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
     {
       schema: {
         operationId: 'getTeam',
-        summary: 'One of the caller\'s teams, by id or slug',
+        summary: "One of the caller's teams, by id or slug",
         tags,
         params: { type: 'object', required: ['idOrSlug'], properties: { idOrSlug: str } },
         querystring: { type: 'object', properties: teamQuery },
@@ -84,7 +104,9 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
       },
     },
     async (request) => {
-      const team = (await teamsOf(db, request.principal.userId)).find((t) => t.id === request.params.idOrSlug || t.slug === request.params.idOrSlug);
+      const team = (await teamsOf(db, request.principal.userId)).find(
+        (t) => t.id === request.params.idOrSlug || t.slug === request.params.idOrSlug,
+      );
       if (!team) throw forbidden('You do not have permission to access this team, or it does not exist.');
       return { id: team.id, slug: team.slug, name: team.name, createdAt: team.createdAt.getTime(), membership: { role: team.role } };
     },

@@ -2,7 +2,15 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Catalog } from '../../catalog/catalog.ts';
 import type { Discovery } from '../../marketplace/discovery.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
-import { billingPlanSchema, configurationSchema, productSchema, SOURCES, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
+import {
+  billingPlanSchema,
+  configurationSchema,
+  productSchema,
+  SOURCES,
+  toBillingPlan,
+  toConfiguration,
+  toProduct,
+} from '../vercel-shapes.ts';
 
 const idParams = {
   type: 'object',
@@ -15,7 +23,6 @@ const errors = errorResponses(400, 401, 403, 404);
 const partnerErrors = errorResponses(400, 404, 409, 502, 503);
 const tags = ['integrations'];
 
-
 const MAX_CACHED_BODIES = 1000;
 
 /** The discovery API: configurations, their products, and products' billing plans. */
@@ -23,7 +30,13 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
   const { discovery } = options;
   const productBodies = new WeakMap<Catalog, Map<string, string>>();
 
-  app.get<{ Querystring: TeamQuery & { view: 'account' | 'project'; installationType?: 'marketplace' | 'external' | 'provisioning'; integrationIdOrSlug?: string } }>(
+  app.get<{
+    Querystring: TeamQuery & {
+      view: 'account' | 'project';
+      installationType?: 'marketplace' | 'external' | 'provisioning';
+      integrationIdOrSlug?: string;
+    };
+  }>(
     '/v1/integrations/configurations',
     {
       schema: {
@@ -77,7 +90,11 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
         params: idParams,
         querystring: { type: 'object', properties: teamQuery },
         // 403 for a caller who is not an admin of it; 409 while it has stores; the partner server's answer to its uninstall passed on.
-        response: { 204: { type: 'null', description: 'The configuration was removed' }, ...errorResponses(400, 401, 403, 404, 409), ...partnerErrors },
+        response: {
+          204: { type: 'null', description: 'The configuration was removed' },
+          ...errorResponses(400, 401, 403, 404, 409),
+          ...partnerErrors,
+        },
       },
     },
     async (request, reply) => {
@@ -151,7 +168,7 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
         type: 'object',
         properties: {
           integrationConfigurationId: { type: 'string' },
-          metadata: { type: 'string', description: 'The store\'s metadata, as a JSON object' },
+          metadata: { type: 'string', description: "The store's metadata, as a JSON object" },
           source: { type: 'string', enum: [...SOURCES] },
           ...teamQuery,
         },

@@ -4,16 +4,29 @@ import type { MarketplaceRateLimit } from '../../config.ts';
 import type { Database } from '../../db/database.ts';
 import { revokeCredential, rotateCredential, type ClientCredentials } from '../../partners/installation-credentials.ts';
 import { updateInstallation, type InstallationChange } from '../../partners/installation-status.ts';
-import type { MarketplaceApi, MarketplaceEvent, PartnerInstallation, ResourceChange, ResourceImport } from '../../partners/marketplace-api.ts';
-import { billingPlanSchema, notificationSchema, secretSchema } from '../../partners/partner-contract.ts';
+import type {
+  MarketplaceApi,
+  MarketplaceEvent,
+  PartnerInstallation,
+  ResourceChange,
+  ResourceImport,
+} from '../../partners/marketplace-api.ts';
 import type { Secret } from '../../providers/provider.ts';
 import { exactBodies } from '../lazy-compilers.ts';
 import { errorResponses } from './common.ts';
+import { accountInfoSchema, memberSchema, resourceListSchema, resourceNameSchema, resourceSchema } from '../marketplace-shapes.ts';
 import {
-  accountInfoSchema, balanceBody, billingDataBody, invoiceBody, memberSchema, resourceListSchema, resourceNameSchema, resourceSchema,
-} from '../marketplace-shapes.ts';
-import { RESOURCE_STATUSES } from '../../providers/provider.ts';
-import { NO_CONTROL_PATTERN, STORE_NAME_SCHEMA } from '../../stores/store-input.ts';
+  balanceBody,
+  billingDataBody,
+  eventBody,
+  importBody,
+  installationChangeBody,
+  invoiceBody,
+  resourceChangeBody,
+  revokeBody,
+  rotateBody,
+  secretsBody,
+} from '../marketplace-bodies.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -29,36 +42,13 @@ const errors = (...statuses: number[]) => errorResponses(401, 403, ...statuses);
 const recorded = { type: 'null', description: 'Recorded' };
 
 const text = { type: 'string', minLength: 1 };
-// The partner contract's shapes, closed: what a partner sends here is checked strictly.
-const secret = { ...secretSchema, additionalProperties: false };
-const secrets = { type: 'array', items: secret, maxItems: 1000 };
-const notification = {
-  ...notificationSchema,
-  properties: { ...notificationSchema.properties, title: { type: 'string', maxLength: 100 } },
-  additionalProperties: false,
-};
-/** A notification, or `""` / null to clear one (the SDK sends either). */
-const notificationOrClear = { anyOf: [notification, { type: 'string' }, { type: 'null' }] };
-/** What a partner may say of a resource it imports or changes (docs/partner-api.md §5), besides the product and secrets. */
-const resourceFields = {
-  ownership: { enum: ['owned', 'linked', 'sandbox'] },
-  name: STORE_NAME_SCHEMA,
-  status: { enum: [...RESOURCE_STATUSES] },
-  metadata: { type: 'object' },
-  billingPlan: billingPlanSchema,
-  notification: notificationOrClear,
-  extras: { type: 'object' },
-};
-/** An installation's notification: `""` or null clears it; any other string is refused (it would say nothing). */
-const notificationOrNone = { anyOf: [notification, { const: '' }, { type: 'null' }] };
-
-/** An installation-level plan, as the SDK sends it (its extra fields spread into the object). */
-const installationPlan = { ...billingPlanSchema, properties: { ...billingPlanSchema.properties, effectiveDate: { type: 'string' } } };
-/** The client credentials rotation and revocation take besides the token (snake_case, as the SDK sends them). */
-const clientCredentials = { client_secret: { type: 'string', minLength: 1, maxLength: 1000 }, client_id: { type: 'string', minLength: 1, maxLength: 200 } };
 
 const installationParams = { type: 'object', required: ['installationId'], properties: { installationId: text } };
-const resourceParams = { type: 'object', required: ['installationId', 'resourceId'], properties: { installationId: text, resourceId: text } };
+const resourceParams = {
+  type: 'object',
+  required: ['installationId', 'resourceId'],
+  properties: { installationId: text, resourceId: text },
+};
 
 type Params = { installationId: string; resourceId: string };
 
@@ -66,7 +56,10 @@ type Params = { installationId: string; resourceId: string };
  * The marketplace API partner servers call back with their installation's access token (not a
  * user's): it needs no team query, and a token works only on its own installation's paths.
  */
-export default async function marketplaceRoutes(app: FastifyInstance, options: { api: MarketplaceApi; db: Database; catalog: () => Catalog }) {
+export default async function marketplaceRoutes(
+  app: FastifyInstance,
+  options: { api: MarketplaceApi; db: Database; catalog: () => Catalog },
+) {
   const { api, db, catalog } = options;
   app.setValidatorCompiler(exactBodies);
   app.decorateRequest('partner', null as unknown as PartnerInstallation);
@@ -77,12 +70,24 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
   // `public`: these routes do not take users' tokens; the hook above checks the installation's.
   const config = { public: true };
   /** A route with a rate limit of its own, counted per installation (docs/partner-api.md §7), once its token is checked. */
-  const limited = (name: MarketplaceRateLimit) => ({ ...config, rateLimit: { name, key: (request: FastifyRequest) => request.partner.installationId } });
+  const limited = (name: MarketplaceRateLimit) => ({
+    ...config,
+    rateLimit: { name, key: (request: FastifyRequest) => request.partner.installationId },
+  });
   const created = (reply: FastifyReply) => reply.code(201).send();
 
   app.get<{ Params: Params }>(
     '/v1/installations/:installationId/account',
-    { config: limited('marketplace.account'), schema: { operationId: 'getAccountInfo', summary: "The installation's team and its best contact", tags, params: installationParams, response: { 200: accountInfoSchema, ...errors(404) } } },
+    {
+      config: limited('marketplace.account'),
+      schema: {
+        operationId: 'getAccountInfo',
+        summary: "The installation's team and its best contact",
+        tags,
+        params: installationParams,
+        response: { 200: accountInfoSchema, ...errors(404) },
+      },
+    },
     async (request) => api.account(request.partner),
   );
 
@@ -110,16 +115,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: 'The partner reports the installation\'s status, its own id for it, its plan or a notification (null or "" clears it)',
         tags,
         params: installationParams,
-        body: {
-          type: 'object',
-          properties: {
-            status: { enum: [...RESOURCE_STATUSES] },
-            externalId: { type: 'string', maxLength: 256, pattern: NO_CONTROL_PATTERN },
-            billingPlan: installationPlan,
-            notification: notificationOrNone,
-          },
-          additionalProperties: false,
-        },
+        body: installationChangeBody,
         response: { 204: recorded, ...errors(404) },
       },
     },
@@ -138,14 +134,17 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: "A new access token for the installation, with the integration's client secret; the old one works until revoked",
         tags,
         params: installationParams,
-        body: { type: 'object', required: ['client_secret'], properties: clientCredentials, additionalProperties: false },
+        body: rotateBody,
         response: {
           200: {
             type: 'object',
             required: ['access_token', 'expires_in', 'scope', 'token_type'],
             properties: {
               access_token: { type: 'string' },
-              expires_in: { type: 'number', description: '0: the token does not expire (it works until revoked, or the installation is removed)' },
+              expires_in: {
+                type: 'number',
+                description: '0: the token does not expire (it works until revoked, or the installation is removed)',
+              },
               scope: { type: 'string' },
               token_type: { type: 'string', enum: ['oauth2-token'] },
             },
@@ -166,12 +165,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: "Revoke one of the installation's access tokens, with the integration's client secret (never its last live one)",
         tags,
         params: installationParams,
-        body: {
-          type: 'object',
-          required: ['token', 'client_secret'],
-          properties: { token: { type: 'string', minLength: 1, maxLength: 1000 }, ...clientCredentials },
-          additionalProperties: false,
-        },
+        body: revokeBody,
         response: {
           200: {
             type: 'object',
@@ -194,20 +188,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: 'The partner reports a change: resource.updated (the resource is read again) or installation.updated',
         tags,
         params: installationParams,
-        body: {
-          type: 'object',
-          required: ['event'],
-          properties: {
-            event: {
-              type: 'object',
-              required: ['type'],
-              properties: { type: { enum: ['resource.updated', 'installation.updated'] }, resourceId: text, productId: { type: 'string' }, billingPlanId: { type: 'string' } },
-              // resource.updated names its resource (anyOf rather than if/then, which OpenAPI 3.0 lacks;
-              // the required branch first, so a refusal names the missing field).
-              anyOf: [{ required: ['resourceId'] }, { properties: { type: { enum: ['installation.updated'] } } }],
-            },
-          },
-        },
+        body: eventBody,
         // 404/409 also when the partner answers so to the read back of the resource; its other failures are 502.
         response: { 201: recorded, ...errors(404, 409, 502) },
       },
@@ -220,13 +201,31 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
 
   app.get<{ Params: Params }>(
     '/v1/installations/:installationId/resources',
-    { config, schema: { operationId: 'getIntegrationResources', summary: "The installation's resources", tags, params: installationParams, response: { 200: resourceListSchema, ...errors() } } },
+    {
+      config,
+      schema: {
+        operationId: 'getIntegrationResources',
+        summary: "The installation's resources",
+        tags,
+        params: installationParams,
+        response: { 200: resourceListSchema, ...errors() },
+      },
+    },
     async (request) => api.listResources(request.partner),
   );
 
   app.get<{ Params: Params }>(
     '/v1/installations/:installationId/resources/:resourceId',
-    { config, schema: { operationId: 'getIntegrationResource', summary: 'A resource, by the partner\'s id', tags, params: resourceParams, response: { 200: resourceSchema, ...errors(404) } } },
+    {
+      config,
+      schema: {
+        operationId: 'getIntegrationResource',
+        summary: "A resource, by the partner's id",
+        tags,
+        params: resourceParams,
+        response: { 200: resourceSchema, ...errors(404) },
+      },
+    },
     async (request) => api.getResource(request.partner, request.params.resourceId),
   );
 
@@ -239,12 +238,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: 'Import (upsert) a resource the partner created on its side',
         tags,
         params: resourceParams,
-        body: {
-          type: 'object',
-          required: ['productId', 'name', 'status'],
-          properties: { ...resourceFields, productId: text, secrets },
-          additionalProperties: false,
-        },
+        body: importBody,
         // 403 also for a team at its store quota; 404 for an unknown product; 409 for a name the team's stores have.
         response: { 200: resourceNameSchema, ...errors(404, 409) },
       },
@@ -261,14 +255,7 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
         summary: 'The partner changed the resource: name, status, metadata, notification or secrets',
         tags,
         params: resourceParams,
-        body: {
-          type: 'object',
-          properties: {
-            ...resourceFields,
-            secrets: { anyOf: [secrets, { type: 'object', required: ['secrets'], properties: { secrets, partial: { type: 'boolean' } }, additionalProperties: false }] },
-          },
-          additionalProperties: false,
-        },
+        body: resourceChangeBody,
         // 409: a name another of the team's stores has, or secrets clashing with a connected project's variables.
         response: { 200: resourceNameSchema, ...errors(404, 409) },
       },
@@ -278,27 +265,55 @@ export default async function marketplaceRoutes(app: FastifyInstance, options: {
 
   app.delete<{ Params: Params }>(
     '/v1/installations/:installationId/resources/:resourceId',
-    { config, schema: { operationId: 'deleteIntegrationResource', summary: 'The partner deleted the resource on its side', tags, params: resourceParams, response: { 204: { type: 'null', description: 'Deleted' }, ...errors(404) } } },
+    {
+      config,
+      schema: {
+        operationId: 'deleteIntegrationResource',
+        summary: 'The partner deleted the resource on its side',
+        tags,
+        params: resourceParams,
+        response: { 204: { type: 'null', description: 'Deleted' }, ...errors(404) },
+      },
+    },
     async (request, reply) => {
       await api.deleteResource(request.partner, request.params.resourceId);
       return reply.code(204).send();
     },
   );
 
-  const secretsBody = { type: 'object', required: ['secrets'], properties: { secrets, partial: { type: 'boolean' } }, additionalProperties: false };
-  const putSecrets = async (request: FastifyRequest<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>, reply: FastifyReply) => {
+  const putSecrets = async (
+    request: FastifyRequest<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>,
+    reply: FastifyReply,
+  ) => {
     await api.updateSecrets(request.partner, request.params.resourceId, request.body.secrets, request.body.partial ?? false);
     return created(reply);
   };
   app.put<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>(
     '/v1/installations/:installationId/resources/:resourceId/secrets',
-    { config: limited('marketplace.secrets'), schema: { operationId: 'updateResourceSecretsById', summary: "Replace (or with partial, patch) the resource's secrets", tags, params: resourceParams, body: secretsBody, response: { 201: recorded, ...errors(404, 409) } } },
+    {
+      config: limited('marketplace.secrets'),
+      schema: {
+        operationId: 'updateResourceSecretsById',
+        summary: "Replace (or with partial, patch) the resource's secrets",
+        tags,
+        params: resourceParams,
+        body: secretsBody,
+        response: { 201: recorded, ...errors(404, 409) },
+      },
+    },
     putSecrets,
   );
   // The deprecated path, with the product in it: the same limit, counted together.
   app.put<{ Params: Params; Body: { secrets: Secret[]; partial?: boolean } }>(
     '/v1/installations/:installationId/products/:productIdOrSlug/resources/:resourceId/secrets',
-    { config: limited('marketplace.secrets'), schema: { hide: true, params: { type: 'object', properties: { installationId: text, productIdOrSlug: text, resourceId: text } }, body: secretsBody } },
+    {
+      config: limited('marketplace.secrets'),
+      schema: {
+        hide: true,
+        params: { type: 'object', properties: { installationId: text, productIdOrSlug: text, resourceId: text } },
+        body: secretsBody,
+      },
+    },
     putSecrets,
   );
 

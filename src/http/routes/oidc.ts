@@ -13,7 +13,13 @@ export default async function oidcRoutes(app: FastifyInstance, options: { keys: 
   const jwksSchema = {
     summary: "Storehouse's token signing keys (JWKS)",
     tags: ['oidc'],
-    response: { 200: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { type: 'object', additionalProperties: true } } } } },
+    response: {
+      200: {
+        type: 'object',
+        required: ['keys'],
+        properties: { keys: { type: 'array', items: { type: 'object', additionalProperties: true } } },
+      },
+    },
   };
   for (const path of ['/.well-known/jwks', '/.well-known/jwks.json']) {
     app.get(path, { config: { public: true }, schema: { ...jwksSchema, hide: path.endsWith('.json') } }, async (_request, reply) => {

@@ -2,7 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import { listAuditEvents } from '../../audit/audit-log.ts';
 import { listAuthorizations } from '../../billing/authorizations.ts';
 import {
-  addPaymentMethod, assertBillingManager, listPaymentMethods, removePaymentMethod, setDefaultPaymentMethod, type PaymentMethod,
+  addPaymentMethod,
+  assertBillingManager,
+  listPaymentMethods,
+  removePaymentMethod,
+  setDefaultPaymentMethod,
+  type PaymentMethod,
 } from '../../billing/payment-methods.ts';
 import type { Database } from '../../db/database.ts';
 import { forbidden } from '../../errors.ts';
@@ -55,7 +60,14 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         summary: "The team's payment methods (owners and billing members)",
         tags,
         querystring: teamOnly,
-        response: { 200: { type: 'object', required: ['paymentMethods'], properties: { paymentMethods: { type: 'array', items: { $ref: 'PaymentMethod#' } } } }, ...errorResponses(400, 401, 403) },
+        response: {
+          200: {
+            type: 'object',
+            required: ['paymentMethods'],
+            properties: { paymentMethods: { type: 'array', items: { $ref: 'PaymentMethod#' } } },
+          },
+          ...errorResponses(400, 401, 403),
+        },
       },
     },
     async (request) => {
@@ -72,13 +84,20 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         summary: 'Add a test card (4242424242424242 always succeeds, 4000000000000002 always declines)',
         tags,
         querystring: teamOnly,
-        body: { type: 'object', required: ['cardNumber'], additionalProperties: false, properties: { cardNumber: str, default: { type: 'boolean' } } },
+        body: {
+          type: 'object',
+          required: ['cardNumber'],
+          additionalProperties: false,
+          properties: { cardNumber: str, default: { type: 'boolean' } },
+        },
         response: { 200: { $ref: 'PaymentMethod#' }, ...errorResponses(400, 401, 403) },
       },
     },
     async (request) => {
       assertBillingManager(request.actor);
-      return toPaymentMethodJson(await addPaymentMethod(db, changeBy(request.actor), { cardNumber: request.body.cardNumber, makeDefault: request.body.default }));
+      return toPaymentMethodJson(
+        await addPaymentMethod(db, changeBy(request.actor), { cardNumber: request.body.cardNumber, makeDefault: request.body.default }),
+      );
     },
   );
 
@@ -91,7 +110,12 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         tags,
         params: pmParams,
         querystring: teamOnly,
-        body: { type: 'object', required: ['default'], additionalProperties: false, properties: { default: { type: 'boolean', enum: [true] } } },
+        body: {
+          type: 'object',
+          required: ['default'],
+          additionalProperties: false,
+          properties: { default: { type: 'boolean', enum: [true] } },
+        },
         response: { 200: { $ref: 'PaymentMethod#' }, ...errorResponses(400, 401, 403, 404) },
       },
     },
@@ -128,7 +152,14 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         summary: "The team's billing authorizations and prepayments (owners and billing members)",
         tags,
         querystring: { type: 'object', properties: { storeId: str, ...teamQuery } },
-        response: { 200: { type: 'object', required: ['authorizations'], properties: { authorizations: { type: 'array', items: { type: 'object', additionalProperties: true } } } }, ...errorResponses(400, 401, 403) },
+        response: {
+          200: {
+            type: 'object',
+            required: ['authorizations'],
+            properties: { authorizations: { type: 'array', items: { type: 'object', additionalProperties: true } } },
+          },
+          ...errorResponses(400, 401, 403),
+        },
       },
     },
     async (request) => {
@@ -147,7 +178,11 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
         tags,
         querystring: {
           type: 'object',
-          properties: { limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, before: { type: 'integer', description: 'An event id: older events' }, ...teamQuery },
+          properties: {
+            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+            before: { type: 'integer', description: 'An event id: older events' },
+            ...teamQuery,
+          },
         },
         response: {
           200: {
@@ -160,8 +195,13 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
                   type: 'object',
                   required: ['id', 'actorId', 'action', 'targetType', 'targetId', 'details', 'createdAt'],
                   properties: {
-                    id: { type: 'number' }, actorId: { type: ['string', 'null'] }, action: str, targetType: str, targetId: str,
-                    details: { type: 'object', additionalProperties: true }, createdAt: { type: 'number' },
+                    id: { type: 'number' },
+                    actorId: { type: ['string', 'null'] },
+                    action: str,
+                    targetType: str,
+                    targetId: str,
+                    details: { type: 'object', additionalProperties: true },
+                    createdAt: { type: 'number' },
                   },
                 },
               },

@@ -10,7 +10,13 @@ import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } 
 
 const tags = ['storage'];
 const metadataValue = {
-  anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }, { type: 'array', items: { type: 'string' } }, { type: 'array', items: { type: 'number' } }],
+  anyOf: [
+    { type: 'string' },
+    { type: 'number' },
+    { type: 'boolean' },
+    { type: 'array', items: { type: 'string' } },
+    { type: 'array', items: { type: 'number' } },
+  ],
 };
 
 const createBody = {
@@ -26,7 +32,7 @@ const createBody = {
     source: { type: 'string', enum: [...SOURCES], default: 'marketplace' },
     billingPlanId: { type: 'string' },
     paymentMethodId: { type: 'string' },
-    prepaymentAmountCents: { type: 'number', description: 'At least 50, within the plan\'s minimum and maximum' },
+    prepaymentAmountCents: { type: 'number', description: "At least 50, within the plan's minimum and maximum" },
   },
 };
 
@@ -35,7 +41,10 @@ const updateBody = {
   additionalProperties: false,
   properties: {
     name: createBody.properties.name,
-    metadata: { ...createBody.properties.metadata, description: 'Settings to change, validated against the product\'s metadataSchema; those not named keep their values' },
+    metadata: {
+      ...createBody.properties.metadata,
+      description: "Settings to change, validated against the product's metadataSchema; those not named keep their values",
+    },
     billingPlanId: { type: 'string', description: 'A plan from GET /v1/storage/stores/{id}/plans' },
     paymentMethodId: createBody.properties.paymentMethodId,
     prepaymentAmountCents: createBody.properties.prepaymentAmountCents,
@@ -58,7 +67,10 @@ const storeResponse = { type: 'object', required: ['store'], properties: { store
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string' } } };
 
 /** Stores: create (the marketplace's one-call create), read, list, delete, and project connections. */
-export default async function storesRoutes(app: FastifyInstance, options: { stores: StoreService; updates: StoreUpdates; connections: StoreConnections }) {
+export default async function storesRoutes(
+  app: FastifyInstance,
+  options: { stores: StoreService; updates: StoreUpdates; connections: StoreConnections },
+) {
   const { stores, updates, connections } = options;
 
   app.post<{ Querystring: TeamQuery; Body: CreateStoreInput }>(
@@ -71,7 +83,12 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
         summary: 'Create an integration store (validates metadata, picks or checks the plan, authorizes billing, provisions)',
         tags,
         querystring: { type: 'object', properties: teamQuery },
-        headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', description: 'Repeats with the same key and body return the first response' } } },
+        headers: {
+          type: 'object',
+          properties: {
+            'idempotency-key': { type: 'string', description: 'Repeats with the same key and body return the first response' },
+          },
+        },
         body: createBody,
         response: { 200: storeResponse, ...errorResponses(400, 401, 402, 403, 404, 409, 429, 502, 503) },
       },
@@ -143,7 +160,10 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
         summary: 'Get a store (unversioned path of @vercel/sdk; needs the Authorization header)',
         tags,
         params: idParams,
-        querystring: { type: 'object', properties: { 'skip-metadata': { type: 'boolean' }, 'include-guides': { type: 'boolean' }, ...teamQuery } },
+        querystring: {
+          type: 'object',
+          properties: { 'skip-metadata': { type: 'boolean' }, 'include-guides': { type: 'boolean' }, ...teamQuery },
+        },
         response: { 200: storeResponse, ...errorResponses(400, 401, 403, 404) },
       },
     },
@@ -173,10 +193,13 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
     {
       schema: {
         operationId: 'getStorePlans',
-        summary: 'List the plans a store may change to, as its provider offers them (for the metadata given, merged over the store\'s)',
+        summary: "List the plans a store may change to, as its provider offers them (for the metadata given, merged over the store's)",
         tags,
         params: idParams,
-        querystring: { type: 'object', properties: { metadata: { type: 'string', description: 'Settings being changed, as a JSON object' }, ...teamQuery } },
+        querystring: {
+          type: 'object',
+          properties: { metadata: { type: 'string', description: 'Settings being changed, as a JSON object' }, ...teamQuery },
+        },
         response: {
           200: { type: 'object', required: ['plans'], properties: { plans: { type: 'array', items: { $ref: 'BillingPlan#' } } } },
           // The provider's answer passed on: a partner server's 400, 404 and 409 as they are.
@@ -199,7 +222,10 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
         tags,
         params: idParams,
         querystring: { type: 'object', properties: { disconnect: { type: 'boolean', default: false }, ...teamQuery } },
-        response: { 200: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } }, ...errorResponses(400, 401, 403, 404, 409, 502, 503) },
+        response: {
+          200: { type: 'object', required: ['id'], properties: { id: { type: 'string' } } },
+          ...errorResponses(400, 401, 403, 404, 409, 502, 503),
+        },
       },
     },
     async (request) => {
@@ -208,7 +234,11 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
     },
   );
 
-  app.post<{ Params: { integrationConfigurationId: string; resourceId: string }; Querystring: TeamQuery; Body: { projectId: string; envVarEnvironments?: string[]; makeEnvVarsSensitive?: boolean } }>(
+  app.post<{
+    Params: { integrationConfigurationId: string; resourceId: string };
+    Querystring: TeamQuery;
+    Body: { projectId: string; envVarEnvironments?: string[]; makeEnvVarsSensitive?: boolean };
+  }>(
     '/v1/integrations/installations/:integrationConfigurationId/resources/:resourceId/connections',
     {
       validatorCompiler: exactBodies,
@@ -219,7 +249,10 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
         params: {
           type: 'object',
           required: ['integrationConfigurationId', 'resourceId'],
-          properties: { integrationConfigurationId: { type: 'string' }, resourceId: { type: 'string', description: "The store's id (or the provider's externalResourceId)" } },
+          properties: {
+            integrationConfigurationId: { type: 'string' },
+            resourceId: { type: 'string', description: "The store's id (or the provider's externalResourceId)" },
+          },
         },
         querystring: { type: 'object', properties: teamQuery },
         body: connectBody,
@@ -234,7 +267,11 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
   );
 
   // The `vercel` CLI's own connection endpoints, by store id.
-  app.post<{ Params: { id: string }; Querystring: TeamQuery; Body: { projectId: string; envVarEnvironments?: string[]; envVarPrefix?: string } }>(
+  app.post<{
+    Params: { id: string };
+    Querystring: TeamQuery;
+    Body: { projectId: string; envVarEnvironments?: string[]; envVarPrefix?: string };
+  }>(
     '/v1/storage/stores/:id/connections',
     {
       validatorCompiler: exactBodies,
@@ -279,7 +316,11 @@ export default async function storesRoutes(app: FastifyInstance, options: { stor
         operationId: 'disconnectStore',
         summary: 'Disconnect a store from one project, by connection id (projectsMetadata[].id), project id or name',
         tags,
-        params: { type: 'object', required: ['id', 'connectionId'], properties: { id: { type: 'string' }, connectionId: { type: 'string' } } },
+        params: {
+          type: 'object',
+          required: ['id', 'connectionId'],
+          properties: { id: { type: 'string' }, connectionId: { type: 'string' } },
+        },
         querystring: { type: 'object', properties: teamQuery },
         response: { 204: { type: 'null', description: 'Disconnected' }, ...errorResponses(400, 401, 403, 404) },
       },
