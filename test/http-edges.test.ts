@@ -257,6 +257,12 @@ for (const backend of BACKENDS) {
         const query = await errorOf(await server.request('/v1/storage/stores?teamId=team_%00'));
         assert.equal(query.status, 400, JSON.stringify(query.body));
         assert.match(query.message, /query parameter "teamId": must not contain a NUL/);
+        // A route limited per team reads the team from the query first: the check comes before that too.
+        const limited = await errorOf(await server.request('/v1/storage/stores/integration/direct?teamId=team_%00', {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'nul-team' }),
+        }));
+        assert.equal(limited.status, 400, JSON.stringify(limited.body));
+        assert.match(limited.message, /query parameter "teamId": must not contain a NUL/);
       });
 
       it('a connection limit that is not whole is refused with the bounds of the product\'s metadataSchema (1 to 100), not the provider\'s own', async () => {

@@ -118,9 +118,11 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   app.addHook('onClose', () => limits.close());
 
   await app.register(errorsPlugin);
-  await app.register(requestValuesPlugin);
   await app.register(authPlugin, { access: runtime.access });
   await app.register(rateLimitPlugin, { limits, access: runtime.access });
+  // After the rate limits' plugin: its onRoute hook puts a route's limit first, and this one's check
+  // must come before that (a limit per team reads `teamId` from the query).
+  await app.register(requestValuesPlugin);
   await app.register(systemRoutes, { db: runtime.db });
   await app.register(oidcRoutes, { keys: runtime.keys, urls: runtime.urls });
   await app.register(integrationsRoutes, { discovery: runtime.discovery });
