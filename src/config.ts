@@ -41,6 +41,8 @@ export interface Config {
   teamStoreQuota: number;
   /** How long a provider may take to provision a store before the create fails (503). */
   provisionTimeoutMs: number;
+  /** How long a node's lease on its work under way lasts unrenewed: a dead node's work is taken over this soon. */
+  leaseMs: number;
   /** Requests per token per minute (0: no limit). */
   rateLimitRequests: number;
   /** Store creates per team per minute (0: no limit). */
@@ -171,6 +173,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisAdminUrl: redisUrl(env, 'STOREHOUSE_REDIS_ADMIN_URL'),
     teamStoreQuota: integer(env, 'STOREHOUSE_TEAM_STORE_QUOTA', 100, 0, 1_000_000),
     provisionTimeoutMs: integer(env, 'STOREHOUSE_PROVISION_TIMEOUT_MS', 60_000, 100, 3_600_000),
+    leaseMs: integer(env, 'STOREHOUSE_LEASE_MS', 10_000, 300, 600_000),
     rateLimitRequests: integer(env, 'STOREHOUSE_RATE_LIMIT_REQUESTS', 6_000, 0, 1_000_000_000),
     rateLimitStoreCreates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_CREATES', 100, 0, 1_000_000_000),
     marketplaceRateLimits: Object.fromEntries(

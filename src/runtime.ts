@@ -22,6 +22,7 @@ import { Discovery } from './marketplace/discovery.ts';
 import { ProjectEnv } from './projects/projects.ts';
 import { StoreConnections } from './stores/connections.ts';
 import { StoreService } from './stores/store-service.ts';
+import { NodeLease } from './db/node-lease.ts';
 import { StoreUpdates } from './stores/store-updates.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
@@ -221,7 +222,13 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     const closers: Array<() => Promise<void>> = [() => access.close(), () => storesServed.then(() => providers.close()), stopFeed];
     const catalogs = { current: () => runtime.catalog, reload: () => runtime.reloadCatalog() };
     const discovery = new Discovery(db, catalogs, feed, providers);
+    // This node's lease on its work under way; on the embedded database, which one process holds
+    // locked, every other lease is an earlier run's, and its work is taken over at once.
+    const lease = new NodeLease(db, { leaseMs: config.leaseMs, onError: (error) => logger?.warn({ err: error }, 'cannot renew the node lease') });
+    await lease.start({ alone: db.kind === 'embedded' });
+    closers.push(() => lease.stop());
     const stores = new StoreService(db, catalogs.current, discovery, providers, box, {
+      lease,
       defaultStoreQuota: config.teamStoreQuota,
       provisionTimeoutMs: config.provisionTimeoutMs,
       pendingTimeoutMs: config.pendingTimeoutMs,

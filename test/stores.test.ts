@@ -493,7 +493,7 @@ describe('a slow create and the recovery sweep', () => {
 });
 
 describe('provider failures and timeouts roll the store back', () => {
-  test('an unreachable provider is a 503; the store is not left initializing and its authorization is released', async () => {
+  test('an unreachable provider is a 503; the store is not left initializing, its authorization is released, and the undo is retried', async () => {
     const server = await startServer('embedded', { env: { STOREHOUSE_POSTGRES_ADMIN_URL: 'postgres://postgres@127.0.0.1:1/postgres' } });
     try {
       const icfg = await firstConfiguration(server);
@@ -502,15 +502,23 @@ describe('provider failures and timeouts roll the store back', () => {
         server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'down', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' } }),
       );
       assert.deepEqual([failure.status, failure.code], [503, 'provider_unavailable']);
-      const { rows } = await server.runtime.db.query<{ status: string }>('SELECT status FROM stores');
-      assert.ok(rows.every((row) => row.status === 'error'), 'kept only as a record in error, never initializing');
       // The provider's delete of what the provision may have made cannot reach the server either:
-      // the store is kept, in error, so that resource is never forgotten (its delete retries the undo).
-      assert.deepEqual(rows.map((row) => row.status), ['error'], 'the store is kept, in error');
-      const kept = await server.runtime.db.query<{ title: string }>("SELECT notification->>'title' AS title FROM stores");
-      assert.deepEqual(kept.rows.map((row) => row.title), ['Provisioning failed']);
+      // the store is kept, being removed, so that resource is never forgotten; the API shows it
+      // in error, saying what happens next.
+      const { rows } = await server.runtime.db.query<{ id: string; status: string; retry_at: Date | null }>('SELECT id, status, retry_at FROM stores');
+      assert.deepEqual(rows.map((row) => row.status), ['deleting'], 'kept, never initializing');
+      assert.ok(rows[0]!.retry_at, 'its undo is due again');
+      const shown = (await (await server.request(`/v1/storage/stores/${rows[0]!.id}`)).json()) as any;
+      assert.equal(shown.store.status, 'error');
+      assert.equal(shown.store.notification?.title, 'Provisioning failed');
       const auths = await server.runtime.db.query<{ state: string }>('SELECT state FROM billing_authorizations');
       assert.deepEqual(auths.rows.map((r) => r.state), ['released']);
+      // The sweep keeps trying, with a growing wait, while the server stays away.
+      await eventually(
+        'the undo is tried again',
+        async () => (await server.runtime.db.query<{ n: number }>('SELECT retry_attempts AS n FROM stores')).rows[0]!.n >= 2,
+        60_000,
+      );
     } finally {
       await server.close();
     }

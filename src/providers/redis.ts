@@ -27,6 +27,9 @@ interface RedisDetails {
  * FLUSH/KILL/EXISTS, which are shared by every user; MEMORY but MEMORY USAGE (its STATS count the
  * key space); and COPY and MOVE, which can put keys in databases a store's deletion never sees.
  */
+/** How long a call waits for a connection being made before it answers that Redis is unavailable. */
+const CONNECT_WAIT_MS = 3_000;
+
 const DENIED = [
   '-@dangerous', '-scan', '-randomkey', '-dbsize', '-keys', '-select', '-flushall', '-flushdb', '-config', '-acl',
   '-swapdb', '-move', '-copy', '-pubsub', '-client|tracking', '-client|caching', '-client|trackinginfo',
@@ -94,7 +97,7 @@ export class RedisProvider implements Provider {
   }
 
   async availability() {
-    if (this.admin.status !== 'ready') return { available: false as const, reason: this.unreachable() };
+    if (!(await this.connected())) return { available: false as const, reason: this.unreachable() };
     try {
       // ACL USERS needs the ACL permission this provider works with, which PING would not prove.
       await this.admin.call('ACL', 'USERS');
@@ -115,9 +118,29 @@ export class RedisProvider implements Provider {
     return offeredPlans(product);
   }
 
+  /**
+   * Waits, briefly, for a connection being made (at start, or a reconnect under way): a call that
+   * comes a moment too early is not one to refuse. A Redis known to be away is not waited for.
+   */
+  private async connected(): Promise<boolean> {
+    if (this.admin.status === 'ready') return true;
+    if (this.admin.status !== 'connecting' && this.admin.status !== 'connect') return false;
+    return new Promise<boolean>((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        this.admin.off('ready', onReady).off('close', onClose);
+        resolve(ready);
+      };
+      const onReady = () => done(true);
+      const onClose = () => done(false);
+      const timer = setTimeout(() => done(this.admin.status === 'ready'), CONNECT_WAIT_MS);
+      this.admin.once('ready', onReady).once('close', onClose);
+    });
+  }
+
   /** A call on the admin connection; Redis being away is the provider being unavailable, not a 500. */
   private async call<T>(work: (redis: Redis) => Promise<T>): Promise<T> {
-    if (this.admin.status !== 'ready') {
+    if (!(await this.connected())) {
       throw providerUnavailable('redis', this.unreachable());
     }
     try {

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../db/database.ts';
 import { AppError, badRequest, conflict } from '../errors.ts';
+import { takeoverDue } from './interrupted-work.ts';
 
 const KEY_LIFETIME_HOURS = 24;
 const KEY = /^[\x21-\x7e]{1,255}$/;
@@ -46,27 +47,42 @@ export class KeyTaken extends Error {}
 const reused = () =>
   conflict('idempotency_key_reused', 'This Idempotency-Key was used with a different request body: use a new key for a new request');
 
+export interface IdempotencyOptions {
+  /** How long a repeat waits for the request holding its key. */
+  waitMs: number;
+  /** The age (seconds) at which work under way is taken for interrupted, whoever does it. */
+  staleSecs: number;
+  /** Finishes or undoes the create of `storeId`, whose node died: its key is then given back. */
+  recover(storeId: string): Promise<void>;
+}
+
 export class IdempotencyKeys {
   constructor(
     private readonly db: Queryable,
-    private readonly options: { waitMs: number },
+    private readonly options: IdempotencyOptions,
   ) {}
 
   /**
    * The response recorded for this key, waiting while the request that holds it runs; undefined
-   * when the key is free (never used, expired, or given back by a request that failed).
+   * when the key is free (never used, expired, or given back by a request that failed). When the
+   * request holding it died with its node (its lease ran out), its work is finished here and now,
+   * so the repeat runs again at once instead of waiting for a sweep.
    */
   async recorded(request: IdempotentRequest): Promise<unknown | undefined> {
     const deadline = Date.now() + this.options.waitMs;
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
-      const { rows } = await this.db.query<{ request_hash: string; response: unknown }>(
-        'SELECT request_hash, response FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3 AND expires_at > now()',
-        [request.teamId, request.operation, request.key],
+      const { rows } = await this.db.query<{ request_hash: string; response: unknown; store_id: string | null; abandoned: boolean | null }>(
+        `SELECT k.request_hash, k.response, k.store_id, ${takeoverDue('s', '$4')} AS abandoned
+           FROM idempotency_keys k LEFT JOIN stores s ON s.id = k.store_id AND s.team_id = k.team_id
+          WHERE k.team_id = $1 AND k.operation = $2 AND k.key = $3 AND k.expires_at > now()`,
+        [request.teamId, request.operation, request.key, this.options.staleSecs],
       );
       const row = rows[0];
       if (!row) return undefined;
       if (row.request_hash !== request.hash) throw reused();
       if (row.response !== null) return row.response;
+      // Recovering gives the key back; looked at again after the wait (another node may be at it).
+      if (row.abandoned && row.store_id) await this.options.recover(row.store_id);
       if (Date.now() > deadline) {
         throw new AppError(409, 'idempotency_key_in_use', 'A request with this Idempotency-Key is still in progress: retry later');
       }

@@ -25,8 +25,10 @@ import { assertInstallationAdmin, type Installation } from '../tenancy/installat
 import { isGone, providerFailure, within } from './provider-calls.ts';
 import { IdempotencyKeys, KeyTaken, requestHash, type IdempotentRequest } from './idempotency.ts';
 import { Schedule } from './schedule.ts';
+import { retryLater, takeoverAt, takeoverDue, underWay } from './interrupted-work.ts';
+import type { NodeLease } from '../db/node-lease.ts';
 import { checkName, validateMetadata, validateProtocolSettings } from './store-input.ts';
-import { assertPlanRoom, findStore, isNameTaken, listStores, nameTaken, ON_PLAN, planNotOffered, plansUsedUp, prefixed, rememberPlanIfNew, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
+import { assertPlanRoom, findStore, type Notification, isNameTaken, listStores, nameTaken, ON_PLAN, planNotOffered, plansUsedUp, prefixed, rememberPlanIfNew, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -70,6 +72,8 @@ export interface StoreServiceOptions {
   provisionTimeoutMs: number;
   /** How long a store its provider answered `pending` for may take to become ready before it is marked `error`. */
   pendingTimeoutMs: number;
+  /** This node's lease: the creates and deletes it works on are recorded as its own. */
+  lease: NodeLease;
   logger?: Logger | undefined;
 }
 
@@ -96,7 +100,12 @@ export class StoreService {
     private readonly box: SecretBox,
     private readonly options: StoreServiceOptions,
   ) {
-    this.keys = new IdempotencyKeys(db, { waitMs: options.provisionTimeoutMs + 30_000 });
+    this.keys = new IdempotencyKeys(db, {
+      waitMs: options.provisionTimeoutMs + 30_000,
+      staleSecs: this.staleMs / 1000,
+      // A retry whose first attempt died with its node finishes that attempt's work itself.
+      recover: (storeId) => this.recoverStore(storeId),
+    });
   }
 
   /**
@@ -120,6 +129,11 @@ export class StoreService {
     };
   }
 
+  /** The node this service records its work under way as. */
+  get nodeId(): string {
+    return this.options.lease.nodeId;
+  }
+
   /** A store became pending (here or through its provider): its checks are scheduled. */
   pendingChanged(): void {
     this.pending?.wake();
@@ -133,58 +147,91 @@ export class StoreService {
   /**
    * Finishes what a node left behind when it died: a create between recording its store and
    * recording its provider's answer (the store still `initializing`), or a delete between
-   * starting and finishing (`deleting`), once stale. Neither was acknowledged to its caller, so
-   * both end the same way: the resource is removed (abandoned through the provision key when its
-   * id was never recorded; a linked one is left to its provider), the billing released, a key
-   * given back and the store removed.
+   * starting and finishing (`deleting`), once its node's lease ran out or it turned stale; and an
+   * undo or delete whose provider could not be reached, when it is due again. None was acknowledged
+   * to its caller, so all end the same way: the resource is removed (abandoned through the
+   * provision key when its id was never recorded; a linked one is left to its provider), the
+   * billing released, a key given back and the store removed.
    *
-   * A store is claimed by turning it `deleting` (and moving its clock on) with SKIP LOCKED, so with
-   * several nodes only one works on it, and a create that was merely slow can no longer record
-   * it as available: it answers 409 `store_deleted`. A provider that cannot be reached leaves the
-   * store for a later sweep.
+   * A store is claimed by turning it `deleting` as this node's (and moving its clock on) with SKIP
+   * LOCKED, so with several nodes only one works on it, and a create that was merely slow can no
+   * longer record it as available: it answers 409 `store_deleted`. A provider that cannot be
+   * reached leaves the store to be tried again later, with a backoff.
    */
   async recoverInterrupted(): Promise<number> {
     let recovered = 0;
-    const skipped = new Set<string>();
+    const skipped: string[] = [];
     while (!this.recovery?.isStopped) {
-      const { rows } = await this.db.query(
-        `WITH stale AS (
-           SELECT id, status FROM stores
-            WHERE ${UNDER_WAY} AND updated_at < now() - make_interval(secs => $1) AND NOT (id = ANY($2))
-            ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-         UPDATE stores s SET status = 'deleting', rolling_back = s.rolling_back OR stale.status = 'initializing', updated_at = now()
-           FROM stale WHERE s.id = stale.id
-         RETURNING ${prefixed('s')}`,
-        [this.staleMs / 1000, [...skipped]],
-      );
-      if (!rows[0]) break;
-      const store = toStore(rows[0]);
-      try {
-        await this.deprovision(store, this.catalog().productById(store.productId));
-      } catch (error) {
-        skipped.add(store.id);
-        this.options.logger?.warn({ err: error, store: store.id }, 'cannot finish an interrupted create or delete yet; retrying later');
-        continue;
-      }
-      // A create being rolled back stays one across passes (and node deaths), not a user's delete.
-      const creating = store.rollingBack;
-      await this.remove(store, {
-        actorId: null,
-        onlyDeleting: true,
-        action: creating ? 'store.rolled_back' : 'store.deleted',
-        reason: creating ? "its create was interrupted before the provider's answer was recorded" : 'its delete was interrupted',
-      });
-      this.options.logger?.info({ store: store.id, creating }, 'finished an interrupted create or delete');
-      recovered++;
+      const store = await this.claimInterrupted({ skip: skipped });
+      if (!store) break;
+      if (await this.finishInterrupted(store)) recovered++;
+      else skipped.push(store.id);
     }
     return recovered;
   }
 
-  /** When the oldest create or delete under way would be taken for interrupted; undefined when none is under way. */
+  /** Takes over the interrupted work of one store now, if it is due (a keyed retry of the create that left it). */
+  private async recoverStore(storeId: string): Promise<void> {
+    const store = await this.claimInterrupted({ id: storeId });
+    if (store) await this.finishInterrupted(store);
+  }
+
+  /** Claims the oldest create or delete due to be taken over (or the one named), as this node's. */
+  private async claimInterrupted(which: { skip?: string[]; id?: string }): Promise<Store | undefined> {
+    const { rows } = await this.db.query(
+      `WITH due AS (
+         SELECT id, status FROM stores
+          WHERE ${takeoverDue('stores', '$1')} AND NOT (id = ANY($2)) AND ($4::text IS NULL OR id = $4)
+          ORDER BY updated_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+       UPDATE stores s SET status = 'deleting', rolling_back = s.rolling_back OR due.status = 'initializing',
+              owner_node = $3, retry_at = NULL, updated_at = now()
+         FROM due WHERE s.id = due.id
+       RETURNING ${prefixed('s')}`,
+      [this.staleMs / 1000, which.skip ?? [], this.options.lease.nodeId, which.id ?? null],
+    );
+    return rows[0] ? toStore(rows[0]) : undefined;
+  }
+
+  /** Removes a claimed store's resource and then the store; false when the provider cannot be reached (tried again later). */
+  private async finishInterrupted(store: Store): Promise<boolean> {
+    try {
+      await this.deprovision(store, this.catalog().productById(store.productId));
+    } catch (error) {
+      await this.retryLater(store);
+      this.options.logger?.warn({ err: error, store: store.id }, 'cannot finish an interrupted create or delete yet; retrying later');
+      return false;
+    }
+    // A create being rolled back stays one across passes (and node deaths), not a user's delete.
+    const creating = store.rollingBack;
+    await this.remove(store, {
+      actorId: null,
+      onlyDeleting: true,
+      action: creating ? 'store.rolled_back' : 'store.deleted',
+      reason: creating ? "its create did not finish" : 'its delete was interrupted',
+    });
+    this.options.logger?.info({ store: store.id, creating }, 'finished an interrupted create or delete');
+    return true;
+  }
+
+  /** Leaves a store whose undo or delete failed to be tried again, by any node, after a backoff. */
+  private async retryLater(store: Store, notification?: Notification): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(
+        `UPDATE stores SET ${retryLater('stores')}, notification = coalesce($3::jsonb, notification), updated_at = now()
+          WHERE id = $1 AND status = 'deleting' AND owner_node = $2`,
+        [store.id, this.options.lease.nodeId, notification ? JSON.stringify(notification) : null],
+      );
+      // A create being undone answers no one any more: a retry with its key runs again at once.
+      if (rowCount && store.rollingBack) await this.keys.releaseFor(tx, store.teamId, store.id);
+    });
+    this.recovery?.wake();
+  }
+
+  /** When the next create or delete under way may be taken over; undefined when none is under way. */
   private async nextStaleAt(): Promise<Date | undefined> {
     const { rows } = await this.db.query<{ at: Date | null }>(
-      `SELECT min(updated_at) + make_interval(secs => $1) AS at FROM stores WHERE ${UNDER_WAY}`,
-      [this.staleMs / 1000],
+      `SELECT min(${takeoverAt('s', '$1', '$2')}) AS at FROM stores s WHERE ${underWay('s')}`,
+      [this.staleMs / 1000, this.options.lease.nodeId],
     );
     return rows[0]?.at ?? undefined;
   }
@@ -332,8 +379,15 @@ export class StoreService {
       try {
         return await this.createOnce(actor, input, idempotent, options.render);
       } catch (error) {
-        if (!(error instanceof KeyTaken)) throw error;
-        // Another request with this key got there first: wait for its answer.
+        if (!idempotent || !(error instanceof KeyTaken || error instanceof AppError)) throw error;
+        // Another request with this key got there first: its answer is this one's too. A refusal
+        // (name taken, quota, a free plan used up) may come from seeing that request's store
+        // before its key: the key is looked at again, so one key always gets one answer.
+        if (error instanceof AppError) {
+          const recorded = await this.keys.recorded(idempotent);
+          if (recorded === undefined) throw error;
+          return recorded as R;
+        }
       }
     }
   }
@@ -349,10 +403,11 @@ export class StoreService {
     // 3. What the store is created with.
     const metadata = validateMetadata(product, input.metadata);
     const protocolSettings = validateProtocolSettings(product, input.protocolSettings);
+    // 4. The plan, and 5. what it costs: refusals of the request itself come before any about
+    // the provider, so a bad plan is a 400 whether or not the provider can be reached.
+    const plan = await this.choosePlan(actor, product, input.billingPlanId, { metadata, installationId: installation.id });
     const provider = this.providers.for(product);
     provider.checkMetadata(metadata, product);
-    // 4. The plan, and 5. what it costs.
-    const plan = await this.choosePlan(actor, product, input.billingPlanId, { metadata, installationId: installation.id });
     const charge = await chargeFor(this.db, actor.team.id, plan, input);
 
     // 6. Quotas, and the store recorded before the provider is called.
@@ -455,13 +510,13 @@ export class StoreService {
         const { rows } = await audited(
           tx,
           `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
-                               metadata, protocol_settings, provision_key, prepaid_balance_cents)
-           VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13)
+                               metadata, protocol_settings, provision_key, prepaid_balance_cents, owner_node)
+           VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13, $14)
            RETURNING ${STORE_COLUMNS}`,
           [
             id, teamId, installation.id, product.id, plan.id, request.name, actor.userId, input.source ?? 'marketplace', input.externalId ?? null,
             JSON.stringify(request.metadata), request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
-            `${id}.${randomBase62(8)}`, charge?.kind === 'prepayment' ? charge.amountCents : null,
+            `${id}.${randomBase62(8)}`, charge?.kind === 'prepayment' ? charge.amountCents : null, this.options.lease.nodeId,
           ],
           {
             teamId, actorId: actor.userId, action: 'store.created', targetType: 'store', targetId: id,
@@ -489,7 +544,7 @@ export class StoreService {
     const { rows } = await audited(
       db,
       `UPDATE stores SET status = $2, external_resource_id = $3, external_resource_status = $4, secrets = $5, secret_summary = $6,
-              notification = coalesce($7::jsonb, notification), updated_at = now()
+              notification = coalesce($7::jsonb, notification), owner_node = NULL, updated_at = now()
         WHERE id = $1 AND status = 'initializing' RETURNING ${STORE_COLUMNS}`,
       [store.id, status, resource.id, resource.status, sealed, summary, resource.notification ? JSON.stringify(resource.notification) : null],
       { teamId: store.teamId, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id, details: { status, externalResourceId: resource.id } },
@@ -515,41 +570,42 @@ export class StoreService {
 
   /**
    * A provision failed or timed out: undo whatever it did, release the billing and roll the store
-   * back. If the undo fails too, the store stays, in `error`, so the resource that may exist is
-   * never forgotten (deleting the store retries the undo). Returns the error to answer with.
+   * back. If the undo fails too (its provider unreachable), the store stays, `deleting`, as the
+   * record of what may exist, and the recovery sweep tries the undo again with a backoff until it
+   * succeeds; only then are its name, quota and billing released. Returns the error to answer with.
    */
   private async undoCreate(store: Store, product: Product, idempotent: IdempotentRequest | undefined, actor: Actor, error: unknown): Promise<AppError> {
     const answer = providerFailure(store, error);
     this.options.logger?.warn({ err: error, store: store.id }, 'provisioning failed');
     // Claimed as a rollback first, as the recovery sweep claims one: the sweep leaves it alone
-    // while it is fresh, and finishes it should this node die before it is done.
+    // while this node holds its lease, and finishes it should this node die before it is done.
     const { rowCount } = await this.db.query(
-      "UPDATE stores SET status = 'deleting', rolling_back = true, updated_at = now() WHERE id = $1 AND status = 'initializing'",
-      [store.id],
+      "UPDATE stores SET status = 'deleting', rolling_back = true, owner_node = $2, updated_at = now() WHERE id = $1 AND status = 'initializing' AND owner_node = $2",
+      [store.id, this.options.lease.nodeId],
     );
     // The sweep took it for dead already (that is why the provision failed, likely): it finishes the undo.
     if (!rowCount) return storeDeleted(store);
     try {
       await this.deprovision(store, product);
     } catch (undoError) {
-      // Kept, in error, so the resource that may exist is never forgotten (deleting it retries the undo).
-      this.options.logger?.error({ err: undoError, store: store.id }, 'cannot undo a failed provision; the store is kept in error');
+      this.options.logger?.warn({ err: undoError, store: store.id }, 'cannot undo a failed provision yet; the sweep tries again');
       await this.db.transaction(async (tx) => {
-        await tx.query("UPDATE stores SET status = 'error', rolling_back = false, notification = $2, updated_at = now() WHERE id = $1 AND status = 'deleting'", [
-          store.id,
-          JSON.stringify({ level: 'error', title: 'Provisioning failed', message: `${answer.message}. Delete the store to clean up.` }),
-        ]);
+        // The request failed: its authorization goes now, and a retry with its key runs again
+        // (finding the name taken until the undo is done).
         await releaseCharges(tx, store.id);
         if (idempotent) await this.keys.release(tx, idempotent);
         await audit(tx, { teamId: store.teamId, actorId: actor.userId, action: 'store.failed', targetType: 'store', targetId: store.id, details: { reason: answer.message } });
+      });
+      await this.retryLater(store, {
+        level: 'error',
+        title: 'Provisioning failed',
+        message: `${answer.message}. Storehouse is cleaning up what the provider may have made, and removes the store when it is done.`,
       });
       return answer;
     }
     await this.remove(store, { actorId: actor.userId, onlyDeleting: true, action: 'store.rolled_back', reason: answer.message });
     return answer;
   }
-
-
 
   async get(actor: Actor, id: string): Promise<StoreView> {
     return this.view(await findStore(this.db, actor.team.id, id));
@@ -612,7 +668,9 @@ export class StoreService {
       const locked = await findStore(tx, actor.team.id, id, { lock: true });
       const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM store_connections WHERE store_id = $1', [id]);
       const connected = rows[0]!.n;
-      const stale = Date.now() - locked.updatedAt.getTime() > this.staleMs;
+      // A create whose node died (or that is stale) may be deleted: the delete undoes it.
+      const { rows: due } = await tx.query<{ due: boolean }>(`SELECT ${takeoverDue('stores', '$2')} AS due FROM stores WHERE id = $1`, [id, this.staleMs / 1000]);
+      const stale = due[0]?.due === true;
       // A store its provider reported pending has its resource recorded: it may be deleted.
       if (locked.status === 'initializing' && !locked.externalResourceId && !stale) {
         throw conflict('store_initializing', `The store ${locked.name} is still being created: delete it once it is available`);
@@ -623,8 +681,9 @@ export class StoreService {
           `The store ${locked.name} is connected to ${connected} project${connected === 1 ? '' : 's'}: disconnect ${connected === 1 ? 'it' : 'them'} first, or delete with disconnect=true`,
         );
       }
+      // This node's from now on: should it die mid-delete, another finishes the delete at once.
+      await tx.query("UPDATE stores SET status = 'deleting', owner_node = $2, retry_at = NULL, updated_at = now() WHERE id = $1", [id, this.options.lease.nodeId]);
       if (locked.status !== 'deleting') {
-        await tx.query("UPDATE stores SET status = 'deleting', updated_at = now() WHERE id = $1", [id]);
         await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleting', targetType: 'store', targetId: id, details: { name: locked.name, disconnected: connected } });
       }
       return locked;
@@ -633,6 +692,8 @@ export class StoreService {
     try {
       await this.deprovision(locked, product, { userId: actor.userId, role: 'ADMIN' });
     } catch (error) {
+      // Repeating the delete tries again at once; else the sweep does, with a backoff.
+      await this.retryLater(locked);
       throw providerFailure(locked, error, 'delete');
     }
     // Unless a concurrent delete (or the recovery sweep) finished it.
@@ -679,8 +740,6 @@ export class StoreService {
   }
 }
 
-/** Creates and deletes under way: their outside call not yet answered, or its answer not yet recorded. */
-const UNDER_WAY = `((status = 'initializing' AND external_resource_id IS NULL) OR status = 'deleting')`;
 
 
 /** A pending store's first check comes this long after it became pending; the wait doubles up to the longest. */
