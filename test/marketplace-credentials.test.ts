@@ -122,7 +122,7 @@ for (const backend of BACKENDS) {
 
     test('the client secret is stored as a slow salted hash; a short one is refused by the catalog', async () => {
       const { rows } = await server.runtime.db.query<{ client_secret_hash: string | null; row: string }>(
-        "SELECT client_secret_hash, to_jsonb(i)::text AS row FROM integrations i WHERE id IN ('oac_storehouse', 'oac_partner') ORDER BY id",
+        "SELECT client_secret_hash, to_jsonb(i)::text AS row FROM integrations i WHERE id IN ('oac_storehouse', 'oac_partner') ORDER BY seq",
       );
       assert.equal(rows[0]!.client_secret_hash, null, 'the partner integration has none');
       assert.match(rows[1]!.client_secret_hash!, /^scrypt\$16384\$8\$1\$[\w-]+\$[\w-]+$/);
@@ -214,7 +214,7 @@ for (const backend of BACKENDS) {
       assert.equal(await works(third, own.id), 'ok');
 
       const { rows } = await server.runtime.db.query<{ action: string; details: Record<string, unknown> }>(
-        "SELECT action, details FROM audit_events WHERE target_id = $1 AND action LIKE 'installation.credential_%' ORDER BY id",
+        "SELECT action, details FROM audit_events WHERE target_id = $1 AND action LIKE 'installation.credential_%' ORDER BY seq",
         [own.id],
       );
       assert.deepEqual(rows.map((r) => r.action), [

@@ -6,7 +6,8 @@
 import type { Queryable } from '../db/database.ts';
 
 export interface AuditEvent {
-  id: number;
+  /** Random (`aud_...`): nothing about other teams' activity can be read from it. */
+  id: string;
   teamId: string;
   /** The user who made the change; null for the system (the CLI, a background job). */
   actorId: string | null;
@@ -43,14 +44,23 @@ export async function audited<R extends Record<string, unknown>>(db: Queryable, 
   );
 }
 
-/** The team's events, newest first; `before` (an event id) pages further back. */
-export async function listAuditEvents(db: Queryable, teamId: string, options: { limit: number; before?: number | undefined }): Promise<AuditEvent[]> {
+/**
+ * The team's events, newest first; `before` (one of the team's event ids) pages further back.
+ * Undefined when `before` names no event of the team's.
+ */
+export async function listAuditEvents(db: Queryable, teamId: string, options: { limit: number; before?: string | undefined }): Promise<AuditEvent[] | undefined> {
+  let before: string | null = null;
+  if (options.before !== undefined) {
+    const { rows } = await db.query<{ seq: string }>('SELECT seq FROM audit_events WHERE team_id = $1 AND id = $2', [teamId, options.before]);
+    if (!rows[0]) return undefined;
+    before = rows[0].seq;
+  }
   const { rows } = await db.query<Record<string, any>>(
-    `SELECT * FROM audit_events WHERE team_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3`,
-    [teamId, options.before ?? null, options.limit],
+    'SELECT * FROM audit_events WHERE team_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3',
+    [teamId, before, options.limit],
   );
   return rows.map((row) => ({
-    id: Number(row.id),
+    id: row.id,
     teamId: row.team_id,
     actorId: row.actor_id,
     action: row.action,

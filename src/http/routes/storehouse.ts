@@ -10,7 +10,7 @@ import {
   type PaymentMethod,
 } from '../../billing/payment-methods.ts';
 import type { Database } from '../../db/database.ts';
-import { forbidden } from '../../errors.ts';
+import { badRequest, forbidden } from '../../errors.ts';
 import type { Actor } from '../../tenancy/access.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
 import { str } from '../vercel-shapes.ts';
@@ -169,7 +169,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
     },
   );
 
-  app.get<{ Querystring: TeamQuery & { limit?: number; before?: number } }>(
+  app.get<{ Querystring: TeamQuery & { limit?: number; before?: string } }>(
     '/_storehouse/audit',
     {
       schema: {
@@ -180,7 +180,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
           type: 'object',
           properties: {
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-            before: { type: 'integer', description: 'An event id: older events' },
+            before: { type: 'string', maxLength: 100, description: 'An event id (`aud_...`): the events older than it' },
             ...teamQuery,
           },
         },
@@ -195,7 +195,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
                   type: 'object',
                   required: ['id', 'actorId', 'action', 'targetType', 'targetId', 'details', 'createdAt'],
                   properties: {
-                    id: { type: 'number' },
+                    id: str,
                     actorId: { type: ['string', 'null'] },
                     action: str,
                     targetType: str,
@@ -214,6 +214,7 @@ export default async function storehouseRoutes(app: FastifyInstance, options: { 
     async (request) => {
       if (request.actor.role !== 'OWNER') throw forbidden("Only the team's owners may read its audit log");
       const events = await listAuditEvents(db, request.actor.team.id, { limit: request.query.limit ?? 100, before: request.query.before });
+      if (!events) throw badRequest(`Invalid query parameter "before": no event of the team has the id ${request.query.before}`);
       return { events: events.map(({ teamId: _team, createdAt, ...event }) => ({ ...event, createdAt: createdAt.getTime() })) };
     },
   );
