@@ -21,6 +21,7 @@ export interface Store {
   status: string;
   externalResourceId: string;
   notification?: { title?: string; message?: string };
+  product?: { slug?: string };
 }
 
 /** What happened to every request, by phase; a run fails on the counts that mean a bug. */

@@ -28,6 +28,11 @@ export interface PhaseResult {
   unexpectedExits: string[];
   /** 503s answered (expected during outages). */
   unavailable: number;
+  /**
+   * Repeats of a keyed create refused 409 store_name_taken: every create has a name of its own, so
+   * only a repeat can meet its name taken, by a store its own failed attempt left behind.
+   */
+  keyedRepeatsNameTaken: number;
   settleMs: number;
   /** e.g. "state PostgreSQL: list 312 ms, create 540 ms". */
   recovery: string[];
@@ -74,6 +79,7 @@ export function table(phases: Record<string, PhaseResult>): string {
     ['kills (kill -9)', ...results.map((r) => String(r.kills))],
     ...FAILING.map(([key, label]): [string, ...string[]] => [label, ...results.map((r) => String((r[key] as string[]).length))]),
     ['503s answered', ...results.map((r) => String(r.unavailable))],
+    ['keyed repeats refused: name taken', ...results.map((r) => String(r.keyedRepeatsNameTaken))],
     ['settled after', ...results.map((r) => `${(r.settleMs / 1000).toFixed(1)} s`)],
   ];
   const width = [Math.max(...rows.map((r) => r[0].length)), ...names.map((n, i) => Math.max(n.length, ...rows.map((r) => r[i + 1]!.length)))];

@@ -65,7 +65,7 @@ export function emptyPhase(): PhaseResult {
     creates: 0, acknowledged: 0, deletes: 0, deletesAcknowledged: 0, kills: 0,
     lost: [], deletedButPresent: [], duplicates: [], stuck: [], orphanRoles: [], orphanDatabases: [], orphanAclUsers: [],
     brokenCredentials: [], tenantLeaks: [], secretsInLogs: [], fiveHundreds: [], otherServerErrors: [], malformedErrors: [],
-    unexpectedExits: [], unavailable: 0, settleMs: 0, recovery: [], notes: [],
+    unexpectedExits: [], unavailable: 0, keyedRepeatsNameTaken: 0, settleMs: 0, recovery: [], notes: [],
   };
 }
 
@@ -142,7 +142,7 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   rig.log(`${phase}: waiting for every store to settle`);
   const settled = await settle(api, settleMs);
   result.settleMs = settled.ms;
-  result.stuck = settled.unsettled.map((s) => `${s.name} (${s.id}) ${s.status}${s.notification?.title ? `: ${s.notification.title}` : ''}`);
+  result.stuck = settled.unsettled.map((s) => `${s.name} (${s.id}, ${s.product?.slug}) ${s.status}${s.notification?.title ? `: ${s.notification.title}` : ''}`);
   const listed = await api.stores();
   Object.assign(result, checkLedger(ledger, listed));
 
@@ -178,6 +178,7 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   result.malformedErrors = tally.malformedErrors.filter((e) => e.phase === phase).map((e) => `${e.what} ${e.status}: ${e.body}`);
   result.unavailable = tally.count(phase, (status) => status === 503);
   const outcomes = [...(tally.byOutcome.get(phase) ?? new Map<string, number>())].sort(([a], [b]) => a.localeCompare(b));
+  result.keyedRepeatsNameTaken = outcomes.filter(([outcome]) => /^create \w+ 409 store_name_taken$/.test(outcome)).reduce((n, [, count]) => n + count, 0);
   result.notes.push(`answers: ${outcomes.map(([outcome, n]) => `${outcome} ×${n}`).join(', ')}`);
 }
 

@@ -32,7 +32,7 @@ export class Ledger {
   newCreate(product: Product, keyed: boolean): CreateRecord {
     const n = ++this.serial;
     const record: CreateRecord = {
-      name: `chaos-${n}`,
+      name: `chaos-${this.runId}-${n}`,
       product,
       key: keyed ? `chaos-${this.runId}-${n}` : undefined,
       requests: 0,
@@ -96,25 +96,44 @@ export class Workload {
     return answer;
   }
 
+  /** Keyed retries still running, detached from the worker that began them. */
+  private readonly retrying = new Set<Promise<void>>();
+  private readonly retryErrors: Error[] = [];
+
   /**
    * A create, and for a keyed one its repeats: sometimes a concurrent twin, sometimes a repeat
-   * once it is answered, and after a failure retries (up to `retries`, waiting `retryDelayMs`
-   * between them, long enough for a killed server to be back).
+   * once it is answered, and after a failure retries (up to `retries`, backing off from
+   * `retryDelayMs`), in the background so the worker goes on meanwhile: a create whose server was
+   * killed holds its key until recovery gives it back, seconds later.
    */
   async create(product: Product, options: { keyed: boolean; retries: number; retryDelayMs: number }): Promise<CreateRecord> {
     const record = this.ledger.newCreate(product, options.keyed);
     const twin = options.keyed && this.random.chance(0.15);
     const answers = await Promise.all([this.sendCreate(record), ...(twin ? [this.sendCreate(record)] : [])]);
     if (!options.keyed) return record;
-    if (record.storeId !== undefined && this.random.chance(0.3)) await this.sendCreate(record);
-    let last = answers.at(-1)!;
-    // Backing off: a create whose server was killed holds its key until recovery gives it back.
-    for (let retry = 0, delay = options.retryDelayMs; retry < options.retries && record.storeId === undefined && retryable(last); retry++) {
-      await sleep(delay);
-      delay = Math.min(delay * 2, 5_000);
-      last = await this.sendCreate(record);
+    if (record.storeId !== undefined) {
+      if (this.random.chance(0.3)) await this.sendCreate(record);
+      return record;
     }
+    const retrying = (async () => {
+      let last = answers.at(-1)!;
+      for (let retry = 0, delay = options.retryDelayMs; retry < options.retries && record.storeId === undefined && retryable(last); retry++) {
+        await sleep(delay);
+        delay = Math.min(delay * 2, 5_000);
+        last = await this.sendCreate(record);
+      }
+    })().catch((error: Error) => {
+      this.retryErrors.push(error);
+    });
+    this.retrying.add(retrying);
+    void retrying.finally(() => this.retrying.delete(retrying));
     return record;
+  }
+
+  /** Waits for every keyed retry still running. */
+  async retriesDone(): Promise<void> {
+    while (this.retrying.size > 0) await Promise.all(this.retrying);
+    if (this.retryErrors.length > 0) throw this.retryErrors[0];
   }
 
   /** A delete of a random acknowledged store (perhaps one whose earlier delete got no answer). */
@@ -155,5 +174,6 @@ export class Workload {
       }
     };
     await Promise.all(Array.from({ length: options.concurrency }, worker));
+    await this.retriesDone();
   }
 }
