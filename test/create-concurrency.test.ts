@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BACKENDS, startServer, type TestServer } from './helpers.ts';
+import { BACKENDS, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 
@@ -89,3 +89,48 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+describe('one key sent to two nodes at once', { skip: REDIS_URL && POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_REDIS_URL and STOREHOUSE_TEST_DATABASE_URL' }, () => {
+  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
+  let a: TestServer;
+  let b: TestServer;
+  const env = { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL!, STOREHOUSE_RATE_LIMIT_STORE_CREATES: '0' };
+  before(async () => {
+    database = await freshPostgresDatabase();
+    a = await startServer('postgres', { databaseUrl: database.url, env });
+    b = await startServer('postgres', { databaseUrl: database.url, env, bootstrapToken: a.token });
+    const card = await a.request('/_storehouse/payment-methods', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cardNumber: '4242424242424242' }),
+    });
+    assert.equal(card.status, 200);
+  });
+  after(async () => {
+    const { rows } = await a.runtime.db.query<{ id: string }>('SELECT id FROM stores');
+    for (const { id } of rows) await a.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' });
+    await b?.close();
+    await a?.close();
+    await database?.drop();
+  });
+
+  test('60 pairs, each pair one key on two nodes: every pair gets one store, the same answer twice', async () => {
+    const icfg = await firstConfiguration(a);
+    const send = (server: TestServer, i: number) =>
+      server.request('/v1/storage/stores/integration/direct', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': `pair-${i}` },
+        body: JSON.stringify({ name: `pair-${i}`, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis', billingPlanId: 'redis_pro' }),
+      });
+    const pairs = await Promise.all(
+      Array.from({ length: 60 }, async (_, i) => {
+        const answers = await Promise.all([send(a, i), send(b, i)]);
+        return Promise.all(answers.map(async (r) => `${r.status} ${await r.text()}`));
+      }),
+    );
+    const split = pairs.filter(([first, second]) => first !== second);
+    assert.deepEqual(split, [], 'each pair answered alike');
+    for (const [first] of pairs) assert.match(first!, /^200 /);
+    assert.equal((await a.runtime.db.query('SELECT 1 FROM stores')).rows.length, 60);
+  });
+});
