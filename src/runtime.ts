@@ -234,7 +234,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       pendingTimeoutMs: config.pendingTimeoutMs,
       logger,
     });
-    const storeUpdates = new StoreUpdates(db, catalogs.current, discovery, providers, stores, { callTimeoutMs: config.provisionTimeoutMs, logger });
+    const storeUpdates = new StoreUpdates(db, catalogs.current, discovery, providers, stores, { callTimeoutMs: config.provisionTimeoutMs, lease, logger });
     const connections = new StoreConnections(db, box);
     const runtime: Runtime = {
       config,

@@ -510,7 +510,7 @@ describe('provider failures and timeouts roll the store back', () => {
       assert.ok(rows[0]!.retry_at, 'its undo is due again');
       const shown = (await (await server.request(`/v1/storage/stores/${rows[0]!.id}`)).json()) as any;
       assert.equal(shown.store.status, 'error');
-      assert.equal(shown.store.notification?.title, 'Provisioning failed');
+      assert.equal(shown.store.notification?.title, 'Being rolled back');
       const auths = await server.runtime.db.query<{ state: string }>('SELECT state FROM billing_authorizations');
       assert.deepEqual(auths.rows.map((r) => r.state), ['released']);
       // The sweep keeps trying, with a growing wait, while the server stays away.

@@ -102,8 +102,8 @@ export function storeBody(view: StoreView) {
   const notification =
     store.status === 'deleting'
       ? store.rollingBack
-        ? { level: 'warn' as const, title: 'Being rolled back', message: 'Its create was interrupted; the store and whatever its provider made are being removed' }
-        : { level: 'warn' as const, title: 'Being deleted', message: 'The store is being deleted; if the deletion was interrupted, delete it again to finish' }
+        ? { level: 'warn' as const, title: 'Being rolled back', message: 'Its create did not finish; the store and whatever its provider made are being removed (retried until its provider answers)' }
+        : { level: 'warn' as const, title: 'Being deleted', message: 'The store is being deleted (retried until its provider answers)' }
       : store.notification;
   return {
     id: store.id,

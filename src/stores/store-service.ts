@@ -28,7 +28,7 @@ import { Schedule } from './schedule.ts';
 import { retryLater, takeoverAt, takeoverDue, underWay } from './interrupted-work.ts';
 import type { NodeLease } from '../db/node-lease.ts';
 import { checkName, validateMetadata, validateProtocolSettings } from './store-input.ts';
-import { assertPlanRoom, findStore, type Notification, isNameTaken, listStores, nameTaken, ON_PLAN, planNotOffered, plansUsedUp, prefixed, rememberPlanIfNew, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
+import { assertPlanRoom, findStore, isNameTaken, listStores, nameTaken, ON_PLAN, planNotOffered, plansUsedUp, prefixed, rememberPlanIfNew, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -214,12 +214,11 @@ export class StoreService {
   }
 
   /** Leaves a store whose undo or delete failed to be tried again, by any node, after a backoff. */
-  private async retryLater(store: Store, notification?: Notification): Promise<void> {
+  private async retryLater(store: Store): Promise<void> {
     await this.db.transaction(async (tx) => {
       const { rowCount } = await tx.query(
-        `UPDATE stores SET ${retryLater('stores')}, notification = coalesce($3::jsonb, notification), updated_at = now()
-          WHERE id = $1 AND status = 'deleting' AND owner_node = $2`,
-        [store.id, this.options.lease.nodeId, notification ? JSON.stringify(notification) : null],
+        `UPDATE stores SET ${retryLater('stores')}, updated_at = now() WHERE id = $1 AND status = 'deleting' AND owner_node = $2`,
+        [store.id, this.options.lease.nodeId],
       );
       // A create being undone answers no one any more: a retry with its key runs again at once.
       if (rowCount && store.rollingBack) await this.keys.releaseFor(tx, store.teamId, store.id);
@@ -596,11 +595,8 @@ export class StoreService {
         if (idempotent) await this.keys.release(tx, idempotent);
         await audit(tx, { teamId: store.teamId, actorId: actor.userId, action: 'store.failed', targetType: 'store', targetId: store.id, details: { reason: answer.message } });
       });
-      await this.retryLater(store, {
-        level: 'error',
-        title: 'Provisioning failed',
-        message: `${answer.message}. Storehouse is cleaning up what the provider may have made, and removes the store when it is done.`,
-      });
+      // The API shows it being rolled back (store-shapes.ts) until the sweep has undone it.
+      await this.retryLater(store);
       return answer;
     }
     await this.remove(store, { actorId: actor.userId, onlyDeleting: true, action: 'store.rolled_back', reason: answer.message });

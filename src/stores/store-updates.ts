@@ -28,6 +28,7 @@ import type { Actor } from '../tenancy/access.ts';
 import { assertInstallationAdmin } from '../tenancy/installations.ts';
 import { brokeContract, CallTimeout, mayHaveHappened, providerFailure, within } from './provider-calls.ts';
 import { Schedule } from './schedule.ts';
+import { ownerGone, type NodeLease } from '../db/node-lease.ts';
 import { checkChangeable, checkName, sameValue, validateMetadata } from './store-input.ts';
 import type { StoreService, StoreView } from './store-service.ts';
 import { assertPlanRoom, disableUsedUp, findStore, isNameTaken, nameTaken, ON_PLAN, planNotOffered, prefixed, rememberPlanIfNew, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
@@ -56,6 +57,8 @@ interface RecordedChange {
 export interface StoreUpdatesOptions {
   /** How long a provider may take to apply a change before the request answers 503 (the change is sent again later). */
   callTimeoutMs: number;
+  /** The node sending changes: one that dies mid-send has its changes sent again as soon as its lease runs out. */
+  lease: NodeLease;
   logger?: Logger | undefined;
 }
 
@@ -220,9 +223,9 @@ export class StoreUpdates {
         // The name is the store's own: taken now (or refused, taken), so no create can take it while the provider works.
         await tx.query(
           `UPDATE stores SET name = coalesce($2, name), update_key = $3, update_request = $4, update_attempts = 1,
-                  update_retry_at = now() + make_interval(secs => $5), updated_at = now()
+                  update_retry_at = now() + make_interval(secs => $5), update_node = $6, updated_at = now()
             WHERE id = $1`,
-          [store.id, body.name ?? null, key, JSON.stringify(change), (2 * this.options.callTimeoutMs) / 1000],
+          [store.id, body.name ?? null, key, JSON.stringify(change), (2 * this.options.callTimeoutMs) / 1000, this.options.lease.nodeId],
         );
         return { key, change };
       });
@@ -265,7 +268,7 @@ export class StoreUpdates {
                 status = CASE WHEN status IN ('deleting', 'initializing') OR $6::text IS NULL THEN status ELSE $6 END,
                 external_resource_status = coalesce($7, external_resource_status),
                 notification = CASE WHEN $8 THEN $9::jsonb ELSE notification END,
-                update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, updated_at = now()
+                update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, update_node = NULL, updated_at = now()
           WHERE id = $1 AND update_key = $2 RETURNING ${STORE_COLUMNS}`,
         [
           store.id, key, change.body.metadata ? JSON.stringify(change.body.metadata) : null, change.plan?.id ?? null, change.plan?.prepaidBalanceCents ?? null,
@@ -296,7 +299,7 @@ export class StoreUpdates {
     const clear = (tx: Queryable, revertName: boolean) =>
       tx.query(
         `UPDATE stores SET name = CASE WHEN $3 THEN $4 ELSE name END,
-                update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, updated_at = now()
+                update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, update_node = NULL, updated_at = now()
           WHERE id = $1 AND update_key = $2`,
         [store.id, key, revertName, change.previous.name],
       );
@@ -320,24 +323,29 @@ export class StoreUpdates {
   }
 
   private async retryLater(storeId: string, key: string, afterMs: number): Promise<void> {
-    await this.db.query('UPDATE stores SET update_retry_at = now() + make_interval(secs => $3) WHERE id = $1 AND update_key = $2', [storeId, key, afterMs / 1000]);
+    await this.db.query('UPDATE stores SET update_retry_at = now() + make_interval(secs => $3), update_node = NULL WHERE id = $1 AND update_key = $2', [
+      storeId, key, afterMs / 1000,
+    ]);
   }
 
   /**
    * Sends again the changes due for it: those whose request failed without an answer, and those a
-   * node was sending when it died (due once the call's deadline has long passed). A node claims
-   * one by moving its time on (SKIP LOCKED), so only one sends it at a time.
+   * node was sending when it died (due as soon as its lease runs out, or once the call's deadline
+   * has long passed). A node claims one by making it its own and moving its time on (SKIP LOCKED),
+   * so only one sends it at a time.
    */
   async retryUnanswered(): Promise<Date | undefined> {
     for (let sent = 0; sent < 100 && !this.retries?.isStopped; sent++) {
       const { rows } = await this.db.query<Record<string, any>>(
         `WITH due AS (
-           SELECT id FROM stores WHERE update_key IS NOT NULL AND update_retry_at <= now() AND status <> 'deleting'
+           SELECT id FROM stores
+            WHERE update_key IS NOT NULL AND status <> 'deleting'
+              AND (update_retry_at <= now() OR (update_node IS NOT NULL AND ${ownerGone('update_node')}))
             ORDER BY update_retry_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-         UPDATE stores s SET update_attempts = s.update_attempts + 1, update_retry_at = now() + make_interval(secs => $1)
+         UPDATE stores s SET update_attempts = s.update_attempts + 1, update_retry_at = now() + make_interval(secs => $1), update_node = $2
            FROM due WHERE s.id = due.id
          RETURNING s.update_key, s.update_request, s.update_attempts, ${prefixed('s')}`,
-        [(2 * this.options.callTimeoutMs) / 1000],
+        [(2 * this.options.callTimeoutMs) / 1000, this.options.lease.nodeId],
       );
       const row = rows[0];
       if (!row) break;
@@ -351,8 +359,13 @@ export class StoreUpdates {
         this.options.logger?.warn({ err: error, store: store.id }, RETRY_OUTCOMES[outcome]);
       }
     }
+    // Another node's change is due when its lease runs out, if that comes first (a live node renews it).
     const { rows } = await this.db.query<{ at: Date | null }>(
-      "SELECT min(update_retry_at) AS at FROM stores WHERE update_key IS NOT NULL AND status <> 'deleting'",
+      `SELECT min(CASE WHEN s.update_node IS NOT NULL AND s.update_node <> $1
+                       THEN least(s.update_retry_at, coalesce((SELECT l.expires_at FROM node_leases l WHERE l.node_id = s.update_node), now()))
+                       ELSE s.update_retry_at END) AS at
+         FROM stores s WHERE s.update_key IS NOT NULL AND s.status <> 'deleting'`,
+      [this.options.lease.nodeId],
     );
     return rows[0]?.at ?? undefined;
   }

@@ -3,6 +3,7 @@
 --   node_leases       one row per running node, renewed every few seconds while it runs
 --   stores.owner_node the node working on the store's create or delete now; NULL when none is
 --                     (its work is then due at retry_at, or taken for interrupted by its age)
+--   stores.update_node the node sending a store's change (store-updates) now; NULL when none is
 --   stores.retry_at   when a delete or undo that could not finish (its provider unreachable) is
 --                     tried again, by any node; retry_attempts counts the tries, for the backoff
 CREATE TABLE node_leases (
@@ -11,5 +12,6 @@ CREATE TABLE node_leases (
 );
 
 ALTER TABLE stores ADD COLUMN owner_node text;
+ALTER TABLE stores ADD COLUMN update_node text;
 ALTER TABLE stores ADD COLUMN retry_at timestamptz;
 ALTER TABLE stores ADD COLUMN retry_attempts integer NOT NULL DEFAULT 0;
