@@ -53,6 +53,15 @@ export class PrivateRedis {
     this.child = undefined;
   }
 
+  /** SIGSTOP: Redis hangs, its connections open and silent (SIGCONT with `resume`). */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
   /** What redis-server wrote (its own log). */
   log(): string {
     return this.output;

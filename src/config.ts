@@ -63,6 +63,8 @@ export interface Config {
   oidcIssuer: string | undefined;
   /** Redis shared by every node for rate-limit counts; counted in process when absent. */
   redisUrl: string | undefined;
+  /** How long a rate-limit count may wait on Redis before the node counts in process instead. */
+  rateLimitRedisTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -181,6 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ) as Record<MarketplaceRateLimit, number>,
     rateLimitStoreUpdates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_UPDATES', 100, 0, 1_000_000_000),
     redisUrl: redisUrl(env, 'REDIS_URL'),
+    rateLimitRedisTimeoutMs: integer(env, 'STOREHOUSE_RATE_LIMIT_REDIS_TIMEOUT_MS', 250, 10, 60_000),
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
     pendingTimeoutMs: integer(env, 'STOREHOUSE_PENDING_TIMEOUT_MS', 1_800_000, 1_000, 86_400_000),

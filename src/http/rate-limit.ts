@@ -40,6 +40,11 @@ export interface RateLimitSettings {
   routes: Record<string, number>;
   /** Shares the counts across nodes. */
   redisUrl?: string | undefined;
+  /**
+   * How long a count waits on Redis (connecting or answering) before it is counted in process: a
+   * Redis that hangs (paused, half-open) must not hang every request with it.
+   */
+  redisTimeoutMs?: number | undefined;
 }
 
 /** Where a request leaves a limit: what is left of the window, and when it starts again. */
@@ -127,7 +132,15 @@ export class RateLimits {
       return { name, total, count: (key) => memory.count(key) };
     };
     if (settings.redisUrl && library) {
-      const redis = new Redis(settings.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false });
+      const timeoutMs = settings.redisTimeoutMs ?? 250;
+      const redis = new Redis(settings.redisUrl, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        lazyConnect: false,
+        // A command not answered in time fails, and the limiter counts in process (its insurance).
+        commandTimeout: timeoutMs,
+        connectTimeout: Math.max(timeoutMs, 1000),
+      });
       redis.on('error', (error: Error) => onError?.(new Error(`rate-limit Redis: ${error.message}`)));
       this.redis = redis;
       limit = (name, total) => redisLimit(library, redis, name, total);
