@@ -201,8 +201,13 @@ export async function sdkFailure(call: Promise<unknown>): Promise<{ status: numb
   assert.fail('expected the call to fail');
 }
 
-/** Waits until `check` holds, polling; fails the test after `timeoutMs`. */
-export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
+/**
+ * Waits until `check` holds, polling; fails the test after `timeoutMs`. The default is far above
+ * what anything here takes on a quiet machine (milliseconds to a few seconds): on a loaded one
+ * (the suite runs several files at a time on 2 cores) the same wait can take ten times as long,
+ * and a deadline only costs time when the test fails anyway.
+ */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;

@@ -13,13 +13,30 @@ import { catalogWithPartner, type PartnerEntryOptions } from '../src/partner-ser
 import { replaceFaults } from '../src/partner-server/faults.ts';
 import { freshDataDir, POSTGRES_URL, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
 
-/** A free loopback port. */
+/**
+ * Ports freePort hands out: below the kernel's ephemeral range (32768 and up on Linux), where
+ * nothing else gets ports by chance, and above the embedded Postgres stores' range (25432 to
+ * 26431). A port chosen now is used later, often by a server stopped and started again on it
+ * (chaos, restarts), while other test files run beside this one: in the ephemeral range any
+ * process's outgoing connection or `listen(0)` could take it meanwhile.
+ */
+const FREE_PORTS = { first: 26500, last: 32700 };
+
+/** A free loopback port, chosen at random from FREE_PORTS (so concurrent test files rarely pick the same one). */
 export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = FREE_PORTS.first + Math.floor(Math.random() * (FREE_PORTS.last - FREE_PORTS.first + 1));
+    const probe = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (free) {
+      await new Promise((resolve) => probe.close(resolve));
+      return port;
+    }
+  }
+  throw new Error(`no free port from ${FREE_PORTS.first} to ${FREE_PORTS.last} after 100 tries`);
 }
 
 /** A catalog file (in a directory of its own: remove `path.dirname(file)` afterwards) selling the partner's products. */

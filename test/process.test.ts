@@ -8,17 +8,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { freshDataDir, ROOT } from './helpers.ts';
+import { eventually, freshDataDir, ROOT } from './helpers.ts';
+import { freePort } from './partner-fixtures.ts';
 
 const TOKEN = 'process-test-token-0123456789';
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Proc {
   child: ChildProcess;
@@ -167,12 +161,15 @@ describe('the server process', () => {
       `DELETE /v1/integrations/configuration/icfg_missing HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\n` +
         `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 5)}`,
     );
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Waited for, not slept on (a loaded machine can take longer than any fixed pause): the
+    // server has the request before the signal, and has begun stopping before it is checked.
+    const logged = (line: string) => async () => server.stdout().includes(line);
+    await eventually('the server to receive the request', logged('icfg_missing'));
     server.child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await eventually('the server to begin stopping', logged('shutting down: draining in-flight requests'));
     assert.equal(server.child.exitCode, null, 'still running while a request is in flight');
-    // New connections are no longer accepted.
-    await assert.rejects(fetch(`${url()}/healthz`));
+    // New connections are no longer accepted (once the listener has closed, which follows the log line).
+    await eventually('new connections refused', () => fetch(`${url()}/healthz`).then(() => false, () => true));
     socket.write(body.slice(5));
     await new Promise((resolve) => socket.once('close', resolve));
     assert.match(response, /^HTTP\/1.1 404/);

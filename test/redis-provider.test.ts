@@ -169,7 +169,7 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     const list = String(await admin.call('CLIENT', 'LIST'));
     const adminId = list.split('\n').find((line) => line.includes('name=storehouse-admin'))!.match(/id=(\d+)/)![1]!;
     await admin.call('CLIENT', 'KILL', 'ID', adminId);
-    await eventually('the user being set again', async () => (await auth(env.REDIS_URL!)) === 'ok', 5000);
+    await eventually('the user being set again', async () => (await auth(env.REDIS_URL!)) === 'ok', 30_000);
   });
 
   test('retries with one key make one user; ten provisions make ten separate users', async () => {
@@ -186,10 +186,10 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     await admin.call('ACL', 'SETUSER', 'sh_limited_admin', 'on', '>limited-password', '~*', '+@all', '-@dangerous');
     try {
       const limited = new RedisProvider(state, box, { adminUrl: 'redis://sh_limited_admin:limited-password@127.0.0.1:6379' });
-      await eventually('connecting', async () => (await limited.availability()).available === false && /ACL/.test((await limited.availability() as { reason: string }).reason), 3000);
+      await eventually('connecting', async () => (await limited.availability()).available === false && /ACL/.test((await limited.availability() as { reason: string }).reason), 30_000);
       await limited.close();
       const wrong = new RedisProvider(state, box, { adminUrl: 'redis://sh_limited_admin:not-the-password@127.0.0.1:6379' });
-      await eventually('the reason naming the password', async () => /WRONGPASS/.test(((await wrong.availability()) as { reason?: string }).reason ?? ''), 3000);
+      await eventually('the reason naming the password', async () => /WRONGPASS/.test(((await wrong.availability()) as { reason?: string }).reason ?? ''), 30_000);
       await wrong.close();
     } finally {
       await admin.call('ACL', 'DELUSER', 'sh_limited_admin');

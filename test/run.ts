@@ -1,0 +1,97 @@
+/**
+ * `npm test`'s runner (after the typecheck): the few files that must run alone, one `node --test`
+ * run; then every other file in a second one, several files at a time, whose summary lines end
+ * the output. The exit code is 1 when either run failed.
+ *
+ * Files run concurrently because none shares state with another: each server has a data dir or
+ * database of its own, provider resources get random names, the tests that count roles or ACL
+ * users count their own, or ones on a server they started themselves, and ports come from the
+ * kernel (or `freePort`, outside the kernel's own range). What they do share, the PGlite template
+ * cluster, is built here once before any file starts, so no two processes race to build it.
+ *
+ * The slowest files start first, so the run is not left waiting on one long file at the end.
+ * `npm test -- test/a.test.ts test/b.test.ts` runs only those files (concurrently).
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pgliteTemplate, ROOT } from './helpers.ts';
+
+/**
+ * Files at a time. The machine CI runs on has 2 cores; most files spend much of their time
+ * waiting (on timeouts they test, on PostgreSQL, on child processes), so 4 keeps both busy
+ * (measured: 3 and 5 were slower). STOREHOUSE_TEST_CONCURRENCY overrides it.
+ */
+const DEFAULT_CONCURRENCY = 4;
+
+/** The slowest files (alone, on both backends), slowest first; the rest follow in name order. */
+const SLOW_FIRST = [
+  'chaos',
+  'stores',
+  'http-edges',
+  'partner-crash',
+  'store-updates',
+  'process',
+  'leases',
+  'state',
+  'marketplace-api',
+  'fuzz',
+  'partners',
+  'partner-server',
+  'postgres-provider',
+];
+
+/**
+ * Files that must run with nothing beside them. embedded-postgres restarts embedded Postgres
+ * stores and expects each back on its port; those ports come from one fixed range that every
+ * Storehouse on the machine picks from (lowest free first), so while its stores are down a store
+ * of another test file would take their ports.
+ */
+const ALONE = ['embedded-postgres'];
+
+function concurrency(): number {
+  const given = process.env.STOREHOUSE_TEST_CONCURRENCY;
+  if (given === undefined || given === '') return DEFAULT_CONCURRENCY;
+  if (!/^[1-9][0-9]*$/.test(given)) {
+    process.stderr.write(`STOREHOUSE_TEST_CONCURRENCY must be a whole number of files at a time, got ${JSON.stringify(given)}\n`);
+    process.exit(2);
+  }
+  return Number(given);
+}
+
+const baseName = (file: string) => path.basename(file).replace(/\.test\.ts$/, '');
+
+/** Every test file, slowest first. */
+function allTestFiles(): string[] {
+  const rank = (file: string) => {
+    const index = SLOW_FIRST.indexOf(baseName(file));
+    return index === -1 ? SLOW_FIRST.length : index;
+  };
+  return fs
+    .readdirSync(path.join(ROOT, 'test'))
+    .filter((name) => name.endsWith('.test.ts'))
+    .map((name) => path.join('test', name))
+    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+/** One `node --test` run of `files`, its output passed through; true when every test passed. */
+function nodeTest(files: string[], filesAtATime: number): Promise<boolean> {
+  if (files.length === 0) return Promise.resolve(true);
+  const child = spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${filesAtATime}`, ...files], { cwd: ROOT, stdio: 'inherit' });
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code === 0)));
+}
+
+// Ctrl-C reaches the runs' whole process group; let them finish their files' clean-ups.
+process.on('SIGINT', () => {});
+const filesAtATime = concurrency();
+const given = process.argv.slice(2);
+await pgliteTemplate();
+if (given.length > 0) {
+  process.exit((await nodeTest(given, filesAtATime)) ? 0 : 1);
+}
+const files = allTestFiles();
+const alone = files.filter((file) => ALONE.includes(baseName(file)));
+const aloneOk = await nodeTest(alone, 1);
+const restOk = await nodeTest(files.filter((file) => !alone.includes(file)), filesAtATime);
+if (!aloneOk) process.stderr.write(`\n# FAILED: a file run alone failed (${alone.join(', ')}): see its output above the last run\n`);
+process.exit(aloneOk && restOk ? 0 : 1);
