@@ -111,11 +111,16 @@ export class StorehouseApi {
     return this.call('DELETE', `/v1/storage/stores/integration/${id}?disconnect=true`, { what: 'delete' });
   }
 
-  /** The team's stores, all of them (the run stays far below one page of 1000). */
+  /** The team's stores, all of them, page by page (newest first; `next` is the `until` of the next page). */
   async stores(): Promise<Store[]> {
-    const answer = await this.call('GET', '/v1/storage/stores?limit=1000', { what: 'list stores' });
-    if (answer.status !== 200) throw new Error(`listing the stores answered ${answer.status} ${answer.networkError ?? JSON.stringify(answer.body)}`);
-    return answer.body.stores as Store[];
+    const all: Store[] = [];
+    for (let until: number | null | undefined = undefined; ; ) {
+      const answer = await this.call('GET', `/v1/storage/stores?limit=1000${until ? `&until=${until}` : ''}`, { what: 'list stores' });
+      if (answer.status !== 200) throw new Error(`listing the stores answered ${answer.status} ${answer.networkError ?? JSON.stringify(answer.body)}`);
+      all.push(...(answer.body.stores as Store[]));
+      until = answer.body.pagination?.next;
+      if (!until) return all;
+    }
   }
 
   /** The one installation of the storehouse integration the bootstrap made. */

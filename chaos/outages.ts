@@ -15,6 +15,8 @@ export interface Outage {
   /** What the workload creates meanwhile (repeats weigh a product more). */
   products: Product[];
   outageMs: number;
+  /** The ledger size at which the workload stops creating. */
+  maxCreates: number;
   down: () => Promise<void>;
   up: () => Promise<void>;
 }
@@ -41,6 +43,7 @@ export async function runOutage(rig: Rig, workload: Workload, result: PhaseResul
     retries: 3,
     retryDelayMs: 500,
     pauseMs: 50,
+    maxCreates: outage.maxCreates,
   });
   try {
     // Requests are flowing (a create acknowledged) before the dependency goes.

@@ -44,8 +44,8 @@ export interface ChaosResult {
 }
 
 const SIZES = {
-  short: { kills: 10, concurrency: 3, outageMs: 4_000, outageRounds: 1, settleMs: 180_000 },
-  long: { kills: 40, concurrency: 4, outageMs: 15_000, outageRounds: 3, settleMs: 300_000 },
+  short: { kills: 10, maxCreates: 200, concurrency: 3, outageMs: 4_000, outageRounds: 1, settleMs: 180_000 },
+  long: { kills: 40, maxCreates: 1000, concurrency: 4, outageMs: 15_000, outageRounds: 3, settleMs: 300_000 },
 };
 
 /** Short, so an interrupted create is recovered (at twice this) within seconds. */
@@ -190,7 +190,7 @@ async function crashPhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Phas
   const workload = new Workload(rig.api, rig.installationId, ledger, rig.random);
   let killing = true;
   const products: Product[] = ['postgres', 'redis'];
-  const driving = workload.run({ concurrency: size.concurrency, stop: () => !killing, products, deleteShare: 0.3, retries: 10, retryDelayMs: 500 });
+  const driving = workload.run({ concurrency: size.concurrency, stop: () => !killing, products, deleteShare: 0.3, retries: 10, retryDelayMs: 500, maxCreates: size.maxCreates });
   for (let kill = 1; kill <= size.kills; kill++) {
     await sleep(rig.random.int(200, 2_500));
     if (!rig.storehouse.running) result.unexpectedExits.push(`before kill ${kill}`);
@@ -206,6 +206,9 @@ async function crashPhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Phas
   return result;
 }
 
+/** A bound on the creates of one outage: `more` beyond what the ledger holds now. */
+const ledgerBound = (workload: Workload, more: number) => workload.ledger.creates.length + more;
+
 /** Phase 2: the state PostgreSQL, then Redis, stopped during requests and started again. */
 async function outagePhase(rig: Rig, size: (typeof SIZES)['short']): Promise<PhaseResult> {
   const result = emptyPhase();
@@ -217,6 +220,7 @@ async function outagePhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Pha
       what: 'state PostgreSQL',
       products: ['postgres', 'redis'],
       outageMs: size.outageMs,
+      maxCreates: ledgerBound(workload, size.maxCreates / 2),
       down: async () => rig.statePostgres.stop('immediate'),
       up: async () => rig.statePostgres.start(),
     });
@@ -224,6 +228,7 @@ async function outagePhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Pha
       what: 'Redis',
       products: ['redis', 'redis', 'postgres'],
       outageMs: size.outageMs,
+      maxCreates: ledgerBound(workload, size.maxCreates / 2),
       down: () => rig.redis.stop(),
       up: () => rig.redis.start(),
     });

@@ -83,10 +83,14 @@ export class Workload {
     private readonly random: Random,
   ) {}
 
+  /** When a request last got no answer at all (the server down): workers pause rather than spin. */
+  private lastNoAnswerAt = 0;
+
   /** One create request for `record`, noting a 200 in the ledger. */
   async sendCreate(record: CreateRecord): Promise<Answer> {
     record.requests++;
     const answer = await this.api.createStore(createBody(this.installationId, record), record.key);
+    if (answer.status === 0) this.lastNoAnswerAt = Date.now();
     if (answer.status === 200) {
       const id = answer.body?.store?.id as string | undefined;
       if (!id) throw new Error(`a 200 create without a store: ${JSON.stringify(answer.body)}`);
@@ -143,6 +147,7 @@ export class Workload {
     const record = this.random.pick(candidates);
     record.deleteRequests++;
     const answer = await this.api.deleteStore(record.storeId!);
+    if (answer.status === 0) this.lastNoAnswerAt = Date.now();
     if (answer.status === 200) record.deleteAcknowledged = true;
   }
 
@@ -159,9 +164,13 @@ export class Workload {
     retryDelayMs: number;
     /** Pause between a worker's operations. */
     pauseMs?: number;
+    /** No new create once the ledger holds this many (a bound on the run, whatever the timings). */
+    maxCreates: number;
   }): Promise<void> {
     const worker = async () => {
-      while (!options.stop()) {
+      while (!options.stop() && this.ledger.creates.length < options.maxCreates) {
+        // A server that is down refuses at once: without a pause a worker would make thousands of creates.
+        if (Date.now() - this.lastNoAnswerAt < 250) await sleep(250);
         if (this.random.chance(options.deleteShare) && this.ledger.deletable().length > 0) await this.deleteOne();
         else {
           await this.create(this.random.pick(options.products), {
