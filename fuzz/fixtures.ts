@@ -222,5 +222,11 @@ async function freeQuota(server: TestServer, fx: Fixtures): Promise<void> {
   const { rows } = await server.runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE team_id = $1 AND status = 'available'", [
     fx.teamId,
   ]);
-  for (const { id } of rows) await json(server, 'DELETE', `/v1/storage/stores/integration/${id}?disconnect=true`);
+  for (const { id } of rows) {
+    const response = await server.request(`/v1/storage/stores/integration/${id}?disconnect=true`, { method: 'DELETE' });
+    // A store of a product whose provider is not configured here (imported by the marketplace API)
+    // cannot be deleted: its documented answer is 503, and the sweep retries it. Any other refusal is the run's failure.
+    if (response.status === 503 && ((await response.json()) as { error?: { code?: string } }).error?.code === 'provider_unavailable') continue;
+    if (response.status >= 300) throw new Error(`fixture DELETE of store ${id} answered ${response.status}: ${await response.text()}`);
+  }
 }

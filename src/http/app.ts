@@ -78,6 +78,11 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
 
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    // An empty path segment where an id goes (`/v1/installations//account`, a trailing slash) names
+    // nothing: the router would match it with an empty id, but it is a path that does not exist.
+    if (Object.values(request.params as Record<string, string>).some((value) => value === '')) {
+      return sendError(reply, 404, 'not_found', `The requested path ${request.url.split('?')[0]} was not found`);
+    }
     // Liveness stays 200 while draining: the process is alive, and a supervisor must not kill it mid-drain.
     if (!lifecycle.draining || request.routeOptions.url === '/livez') return done();
     // Shutting down: send the client elsewhere (in-flight requests still finish).

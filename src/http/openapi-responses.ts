@@ -17,14 +17,14 @@ const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  *   on authenticated routes also `teamId` and `slug` naming different teams
  * - 408: a request that took too long to arrive; 431: headers too large
  * - 503: the server is shutting down, or its database cannot be reached
- * - 414: a path segment longer than any id (routes with path parameters)
+ * - 404: an empty path segment where an id goes; 414: a path segment longer than any id (routes with path parameters)
  * - 413, 415: a body too large, or of a media type no parser takes (routes that read a body)
  * - 401, 403, 429: routes that take a user's token: missing or unknown token; a `teamId`/`slug`
  *   the caller is not in; the per-token rate limit. Routes with a limit of their own answer 429 too.
  */
 export const SHARED_STATUSES = {
   every: [400, 408, 431, 503],
-  withParams: [414],
+  withParams: [404, 414],
   withBody: [413, 415],
   authenticated: [401, 403, 429],
   rateLimited: [429],
