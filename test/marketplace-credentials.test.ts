@@ -122,7 +122,7 @@ for (const backend of BACKENDS) {
 
     test('the client secret is stored as a slow salted hash; a short one is refused by the catalog', async () => {
       const { rows } = await server.runtime.db.query<{ client_secret_hash: string | null; row: string }>(
-        "SELECT client_secret_hash, to_jsonb(i)::text AS row FROM integrations i WHERE id IN ('oac_storehouse', 'oac_partner') ORDER BY seq",
+        "SELECT client_secret_hash, to_jsonb(i)::text AS row FROM integrations i WHERE id IN ('oac_storehouse', 'oac_partner') ORDER BY id",
       );
       assert.equal(rows[0]!.client_secret_hash, null, 'the partner integration has none');
       assert.match(rows[1]!.client_secret_hash!, /^scrypt\$16384\$8\$1\$[\w-]+\$[\w-]+$/);
