@@ -56,7 +56,9 @@ const CONNECTION_LIMIT_RANGE = { minimum: -1, maximum: 10_000 };
  * metadataSchema decides, and already checked it), the provider's own only without a product.
  */
 function connectionLimit(metadata: Record<string, unknown>, product?: Product): string {
-  const limit = metadata.connectionLimit ?? -1;
+  // None asked for is no limit (-1), whatever the product's bounds on a limit asked for.
+  if (metadata.connectionLimit === undefined) return 'CONNECTION LIMIT -1';
+  const limit = metadata.connectionLimit;
   const schema = product?.metadataSchema.properties.connectionLimit as { minimum?: unknown; maximum?: unknown } | undefined;
   const bound = (value: unknown, fallback: number) => (typeof value === 'number' ? value : fallback);
   const minimum = bound(schema?.minimum, CONNECTION_LIMIT_RANGE.minimum);
