@@ -519,6 +519,13 @@ describe('provider failures and timeouts roll the store back', () => {
         async () => (await server.runtime.db.query<{ n: number }>('SELECT retry_attempts AS n FROM stores')).rows[0]!.n >= 2,
         60_000,
       );
+      // However long the outage (a client repeating its DELETE counts on too), the backoff stays
+      // computable: still the provider's 503, never the database's overflow as a 500.
+      await server.runtime.db.query('UPDATE stores SET retry_attempts = 5000');
+      const deleted = await errorOf(await server.request(`/v1/storage/stores/integration/${rows[0]!.id}`, { method: 'DELETE' }));
+      assert.equal(deleted.status, 503, deleted.message);
+      const { rows: due } = await server.runtime.db.query<{ retry_at: Date | null }>('SELECT retry_at FROM stores');
+      assert.ok(due[0]!.retry_at, 'due again, after the longest wait');
     } finally {
       await server.close();
     }

@@ -32,11 +32,15 @@ export const takeoverAt = (s: string, staleSecs: string, self: string) =>
               CASE WHEN ${s}.owner_node IS NOT NULL AND ${s}.owner_node <> ${self}
                    THEN coalesce((SELECT l.expires_at FROM node_leases l WHERE l.node_id = ${s}.owner_node), now()) END) END`;
 
-/** The first retry of a failed undo or delete comes after 2 s; the wait doubles, with jitter, up to 5 minutes. */
+/**
+ * The first retry of a failed undo or delete comes after 2 s; the wait doubles, with jitter, up to 5
+ * minutes. The exponent is capped: power(2, n) overflows (22003) past n = 1023, and the attempts of
+ * a long outage (or a client repeating its DELETE) count on.
+ */
 const FIRST_RETRY_SECS = 2;
 const MAX_RETRY_SECS = 300;
 
 /** SQL: the columns set on row `s` when its undo or delete failed and is left for a later try (by any node). */
 export const retryLater = (s: string) =>
   `owner_node = NULL, retry_attempts = ${s}.retry_attempts + 1,
-   retry_at = now() + make_interval(secs => least(${FIRST_RETRY_SECS} * power(2, ${s}.retry_attempts), ${MAX_RETRY_SECS}) * (0.75 + random() / 2))`;
+   retry_at = now() + make_interval(secs => least(${FIRST_RETRY_SECS} * power(2, least(${s}.retry_attempts, 20)), ${MAX_RETRY_SECS}) * (0.75 + random() / 2))`;

@@ -249,7 +249,7 @@ export class StoreService {
            SELECT id FROM stores WHERE next_check_at <= now() AND status = 'initializing'
             ORDER BY next_check_at LIMIT 1 FOR UPDATE SKIP LOCKED)
          UPDATE stores s SET check_attempts = s.check_attempts + 1,
-                next_check_at = now() + make_interval(secs => least($1 * power(2, s.check_attempts), $2))
+                next_check_at = now() + make_interval(secs => least($1 * power(2, least(s.check_attempts, 20)), $2))
            FROM due WHERE s.id = due.id
          RETURNING s.ready_deadline < now() AS overdue, ${prefixed('s')}`,
         [FIRST_CHECK_MS / 1000, MAX_CHECK_INTERVAL_MS / 1000],

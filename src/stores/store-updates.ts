@@ -323,9 +323,12 @@ export class StoreUpdates {
   }
 
   private async retryLater(storeId: string, key: string, afterMs: number): Promise<void> {
-    await this.db.query('UPDATE stores SET update_retry_at = now() + make_interval(secs => $3), update_node = NULL WHERE id = $1 AND update_key = $2', [
-      storeId, key, afterMs / 1000,
-    ]);
+    // Only while the change is this node's (or no one's): a node that took it over meanwhile keeps it.
+    await this.db.query(
+      `UPDATE stores SET update_retry_at = now() + make_interval(secs => $3), update_node = NULL
+        WHERE id = $1 AND update_key = $2 AND (update_node = $4 OR update_node IS NULL)`,
+      [storeId, key, afterMs / 1000, this.options.lease.nodeId],
+    );
   }
 
   /**
