@@ -39,7 +39,10 @@ export interface PartnerCreateResult {
 export async function benchPartners(log: (line: string) => void): Promise<PartnerCreateResult | undefined> {
   const postgresUrl = process.env.STOREHOUSE_BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
   const probe = new pg.Client({ connectionString: postgresUrl });
-  const postgresUp = await probe.connect().then(() => true, () => false);
+  const postgresUp = await probe.connect().then(
+    () => true,
+    () => false,
+  );
   await probe.end().catch(() => {});
   if (!postgresUp) {
     log(`  create through the partner: skipped (no PostgreSQL at ${postgresUrl})`);
@@ -77,22 +80,45 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
   });
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
   try {
-    const configurations = (await (await fetch(`${base}/v1/integrations/configurations?view=account&integrationIdOrSlug=acme`, { headers })).json()) as Array<{ id: string }>;
+    const configurations = (await (
+      await fetch(`${base}/v1/integrations/configurations?view=account&integrationIdOrSlug=acme`, { headers })
+    ).json()) as Array<{ id: string }>;
     const icfg = configurations[0]!.id;
-    const { rows } = await runtime.db.query<{ team_id: string; installed_by: string }>('SELECT team_id, installed_by FROM installations WHERE id = $1', [icfg]);
+    const { rows } = await runtime.db.query<{ team_id: string; installed_by: string }>(
+      'SELECT team_id, installed_by FROM installations WHERE id = $1',
+      [icfg],
+    );
     const { team_id: teamId, installed_by: userId } = rows[0]!;
     // The direct calls carry the same kind of token Storehouse sends: user style, signed by its key.
     const userJwt = () =>
       runtime.keys.sign(
-        { aud: 'oac_partner', sub: `account:${teamId}:user:${userId}`, account_id: teamId, installation_id: icfg, user_id: userId, user_role: 'ADMIN', type: 'id_token' },
+        {
+          aud: 'oac_partner',
+          sub: `account:${teamId}:user:${userId}`,
+          account_id: teamId,
+          installation_id: icfg,
+          user_id: userId,
+          user_role: 'ADMIN',
+          type: 'id_token',
+        },
         runtime.urls.issuer(),
       );
     const direct = async (i: number) => {
       const jwt = await userJwt();
       const response = await fetch(`${partner.url}/v1/installations/${icfg}/resources`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${jwt}`, 'x-vercel-auth': 'user', 'idempotency-key': `bench-direct-${randomBase62(12)}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ productId: 'postgres', name: `direct ${i}`, metadata: { connectionLimit: 5 }, billingPlanId: 'partner_free' }),
+        headers: {
+          authorization: `Bearer ${jwt}`,
+          'x-vercel-auth': 'user',
+          'idempotency-key': `bench-direct-${randomBase62(12)}`,
+          'content-type': 'application/json',
+        },
+        body: JSON.stringify({
+          productId: 'postgres',
+          name: `direct ${i}`,
+          metadata: { connectionLimit: 5 },
+          billingPlanId: 'partner_free',
+        }),
       });
       if (response.status >= 300) throw new Error(`direct provision failed: ${response.status} ${await response.text()}`);
       return ((await response.json()) as { id: string }).id;
@@ -101,7 +127,13 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
       const response = await fetch(`${base}/v1/storage/stores/integration/direct`, {
         method: 'POST',
         headers,
-        body: JSON.stringify({ name: `bench-partner-${i}`, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 }, billingPlanId: 'partner_free' }),
+        body: JSON.stringify({
+          name: `bench-partner-${i}`,
+          integrationConfigurationId: icfg,
+          integrationProductIdOrSlug: 'postgres',
+          metadata: { connectionLimit: 5 },
+          billingPlanId: 'partner_free',
+        }),
       });
       if (response.status !== 200) throw new Error(`create failed: ${response.status} ${await response.text()}`);
       await response.arrayBuffer();
@@ -120,7 +152,9 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
       }
     }
     // Changes: a store's connection limit through the API, the same update of a direct resource at the partner.
-    const { rows: changed } = await runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name LIKE 'bench-partner-%' ORDER BY created_at");
+    const { rows: changed } = await runtime.db.query<{ id: string }>(
+      "SELECT id FROM stores WHERE name LIKE 'bench-partner-%' ORDER BY created_at",
+    );
     const updateMs: number[] = [];
     const directUpdateMs: number[] = [];
     for (let i = 0; i < ROUNDS + 2; i++) {
@@ -128,14 +162,23 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
       const d = await time(async () => {
         const response = await fetch(`${partner.url}/v1/installations/${icfg}/resources/${directIds[i % directIds.length]}`, {
           method: 'PATCH',
-          headers: { authorization: `Bearer ${await userJwt()}`, 'x-vercel-auth': 'user', 'idempotency-key': `bench-update-${randomBase62(12)}`, 'content-type': 'application/json' },
+          headers: {
+            authorization: `Bearer ${await userJwt()}`,
+            'x-vercel-auth': 'user',
+            'idempotency-key': `bench-update-${randomBase62(12)}`,
+            'content-type': 'application/json',
+          },
           body: JSON.stringify({ metadata }),
         });
         if (response.status !== 200) throw new Error(`direct update failed: ${response.status} ${await response.text()}`);
         await response.arrayBuffer();
       });
       const u = await time(async () => {
-        const response = await fetch(`${base}/v1/storage/stores/${changed[i % changed.length]!.id}`, { method: 'PATCH', headers, body: JSON.stringify({ metadata }) });
+        const response = await fetch(`${base}/v1/storage/stores/${changed[i % changed.length]!.id}`, {
+          method: 'PATCH',
+          headers,
+          body: JSON.stringify({ metadata }),
+        });
         if (response.status !== 200) throw new Error(`update failed: ${response.status} ${await response.text()}`);
         await response.arrayBuffer();
       });
@@ -146,10 +189,17 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
     }
     // Clean up: stores through the API (which deletes their resources at the partner), direct ones at the partner.
     const { rows: stores } = await runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name LIKE 'bench-partner-%'");
-    for (const { id } of stores) await fetch(`${base}/v1/storage/stores/integration/${id}`, { method: 'DELETE', headers: { authorization: headers.authorization } });
+    for (const { id } of stores)
+      await fetch(`${base}/v1/storage/stores/integration/${id}`, { method: 'DELETE', headers: { authorization: headers.authorization } });
     for (const id of directIds) {
-      const jwt = await runtime.keys.sign({ aud: 'oac_partner', sub: `account:${teamId}`, account_id: teamId, installation_id: icfg, type: 'access_token' }, runtime.urls.issuer());
-      await fetch(`${partner.url}/v1/installations/${icfg}/resources/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${jwt}`, 'x-vercel-auth': 'system' } });
+      const jwt = await runtime.keys.sign(
+        { aud: 'oac_partner', sub: `account:${teamId}`, account_id: teamId, installation_id: icfg, type: 'access_token' },
+        runtime.urls.issuer(),
+      );
+      await fetch(`${partner.url}/v1/installations/${icfg}/resources/${id}`, {
+        method: 'DELETE',
+        headers: { authorization: `Bearer ${jwt}`, 'x-vercel-auth': 'system' },
+      });
     }
     const result: PartnerCreateResult = {
       partnerBackend: 'postgres',

@@ -65,7 +65,16 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
         let id = '';
         const key = `bench-${randomBytes(6).toString('hex')}`;
         const storehouseTime = await time(async () => {
-          id = (await provider.provision({ idempotencyKey: key, installationId: 'icfg_bench', product, name: `bench ${i}`, metadata: {}, billingPlanId: product.plans[0]!.id })).resource.id;
+          id = (
+            await provider.provision({
+              idempotencyKey: key,
+              installationId: 'icfg_bench',
+              product,
+              name: `bench ${i}`,
+              metadata: {},
+              billingPlanId: product.plans[0]!.id,
+            })
+          ).resource.id;
         });
         cleanups.push(() => provider.delete('icfg_bench', id, `bench-delete-${id}`));
         if (i >= 2) {
@@ -92,7 +101,10 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
     };
 
     const admin = new pg.Client({ connectionString: postgresUrl });
-    const postgresUp = await admin.connect().then(() => true, () => false);
+    const postgresUp = await admin.connect().then(
+      () => true,
+      () => false,
+    );
     if (postgresUp) {
       const provider = new PostgresProvider(state, box, { adminUrl: postgresUrl });
       await measure('postgres', provider, 'postgres', async () => {
@@ -112,7 +124,10 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
 
     const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     redis.on('error', () => {});
-    const redisUp = await redis.connect().then(() => true, () => false);
+    const redisUp = await redis.connect().then(
+      () => true,
+      () => false,
+    );
     if (redisUp) {
       const provider = new RedisProvider(state, box, { adminUrl: redisUrl });
       while (!(await provider.availability()).available) await new Promise((resolve) => setTimeout(resolve, 20));

@@ -155,7 +155,9 @@ async function waitFor200(proc: Spawned, port: number, urlPath: string): Promise
   const deadline = performance.now() + STARTUP_TIMEOUT_MS;
   while (performance.now() < deadline) {
     if (exited) {
-      throw new Error(`process exited before answering ${urlPath} (exit ${proc.child.exitCode ?? proc.child.signalCode}):\n${proc.output()}`);
+      throw new Error(
+        `process exited before answering ${urlPath} (exit ${proc.child.exitCode ?? proc.child.signalCode}):\n${proc.output()}`,
+      );
     }
     try {
       const response = await get(port, urlPath, 250);
@@ -302,7 +304,10 @@ async function main(): Promise<void> {
     const configurations: unknown = JSON.parse(await getOk(storehouse.port, '/v1/integrations/configurations?view=account'));
     const first: unknown = Array.isArray(configurations) ? configurations[0] : undefined;
     const id = typeof first === 'object' && first !== null && 'id' in first && typeof first.id === 'string' ? first.id : undefined;
-    if (id === undefined) throw new Error(`no configuration id in GET /v1/integrations/configurations?view=account: ${JSON.stringify(configurations).slice(0, 300)}`);
+    if (id === undefined)
+      throw new Error(
+        `no configuration id in GET /v1/integrations/configurations?view=account: ${JSON.stringify(configurations).slice(0, 300)}`,
+      );
     const productsPath = `/v1/integrations/configuration/${encodeURIComponent(id)}/products`;
     let productsBody = '';
     for (let i = 0; i < 5; i++) {
@@ -325,7 +330,9 @@ async function main(): Promise<void> {
     const storehouseUrl = `http://${HOST}:${storehouse.port}${productsPath}`;
     const bareUrl = `http://${HOST}:${bare.port}${productsPath}`;
     const runs: { storehouse: CannonResult[]; bare: CannonResult[] } = { storehouse: [], bare: [] };
-    log(`load: ${CONNECTIONS} connections, ${WARMUP_S} s warm-up + ${DURATION_S} s measured, ${LOAD_ROUNDS} alternating rounds; body ${productsBody.length} bytes`);
+    log(
+      `load: ${CONNECTIONS} connections, ${WARMUP_S} s warm-up + ${DURATION_S} s measured, ${LOAD_ROUNDS} alternating rounds; body ${productsBody.length} bytes`,
+    );
     for (let round_ = 0; round_ < LOAD_ROUNDS; round_++) {
       for (const [name, url] of [
         ['storehouse', storehouseUrl],
@@ -369,7 +376,9 @@ async function main(): Promise<void> {
     log('');
     log('Summary');
     log(`start-up to first 200, fresh data dir     median ${num(freshMedian, 5)} ms`);
-    log(`start-up to first 200, existing data dir  median ${num(existingMedian, 5)} ms   (target < ${TARGET_EXISTING_STARTUP_MS} ms: ${mark(existingMet)})`);
+    log(
+      `start-up to first 200, existing data dir  median ${num(existingMedian, 5)} ms   (target < ${TARGET_EXISTING_STARTUP_MS} ms: ${mark(existingMet)})`,
+    );
     log(`idle RSS, embedded, existing data dir     ${num(idleRssMb, 5)} MB           (target < ${TARGET_IDLE_RSS_MB} MB: ${mark(rssMet)})`);
     log(`RSS after a fresh start                   ${num(freshRssMedian, 5)} MB           (median of ${FRESH_RUNS})`);
     log(`RSS after the load runs                   ${num(afterLoadRssMb, 5)} MB`);

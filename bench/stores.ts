@@ -54,11 +54,17 @@ export interface ListResult {
 
 async function reachable(postgresUrl: string, redisUrl: string) {
   const client = new pg.Client({ connectionString: postgresUrl });
-  const postgres = await client.connect().then(() => true, () => false);
+  const postgres = await client.connect().then(
+    () => true,
+    () => false,
+  );
   await client.end().catch(() => {});
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   redis.on('error', () => {});
-  const redisUp = await redis.connect().then(() => true, () => false);
+  const redisUp = await redis.connect().then(
+    () => true,
+    () => false,
+  );
   redis.disconnect();
   return { postgres, redis: redisUp };
 }
@@ -89,9 +95,15 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
   const create: CreateResult[] = [];
   try {
-    const [configuration] = (await (await fetch(`${base}/v1/integrations/configurations?view=account`, { headers })).json()) as Array<{ id: string }>;
+    const [configuration] = (await (await fetch(`${base}/v1/integrations/configurations?view=account`, { headers })).json()) as Array<{
+      id: string;
+    }>;
     const icfg = configuration!.id;
-    await fetch(`${base}/_storehouse/payment-methods`, { method: 'POST', headers, body: JSON.stringify({ cardNumber: '4242424242424242' }) });
+    await fetch(`${base}/_storehouse/payment-methods`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ cardNumber: '4242424242424242' }),
+    });
 
     const measure = async (slug: string, plan: string) => {
       const metadata = METADATA[slug]!;
@@ -103,7 +115,12 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
       for (let i = 0; i < ROUNDS + 2; i++) {
         const rawTime = await time(async () => {
           const { resource } = await provider.provision({
-            idempotencyKey: `bench-raw-${randomBase62(8)}`, installationId: icfg, product, name: `raw ${i}`, metadata, billingPlanId: plan,
+            idempotencyKey: `bench-raw-${randomBase62(8)}`,
+            installationId: icfg,
+            product,
+            name: `raw ${i}`,
+            metadata,
+            billingPlanId: plan,
           });
           raw.push(resource.id);
         });
@@ -111,7 +128,13 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
           const response = await fetch(`${base}/v1/storage/stores/integration/direct`, {
             method: 'POST',
             headers,
-            body: JSON.stringify({ name: `bench-${slug}-${i}`, integrationConfigurationId: icfg, integrationProductIdOrSlug: slug, metadata, billingPlanId: plan }),
+            body: JSON.stringify({
+              name: `bench-${slug}-${i}`,
+              integrationConfigurationId: icfg,
+              integrationProductIdOrSlug: slug,
+              metadata,
+              billingPlanId: plan,
+            }),
           });
           if (response.status !== 200) throw new Error(`create failed: ${response.status} ${await response.text()}`);
           await response.arrayBuffer();
@@ -123,7 +146,8 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
       }
       for (const id of raw) await provider.delete(icfg, id, `bench-delete-${id}`);
       const { rows } = await runtime.db.query<{ id: string }>('SELECT id FROM stores WHERE name LIKE $1', [`bench-${slug}-%`]);
-      for (const { id } of rows) await fetch(`${base}/v1/storage/stores/integration/${id}`, { method: 'DELETE', headers: { authorization: headers.authorization } });
+      for (const { id } of rows)
+        await fetch(`${base}/v1/storage/stores/integration/${id}`, { method: 'DELETE', headers: { authorization: headers.authorization } });
       const result: CreateResult = {
         product: slug,
         createMedianMs: quantile(createMs, 0.5),

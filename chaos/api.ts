@@ -46,7 +46,12 @@ export class Tally {
     if (answer.status >= 400) {
       const error = answer.body?.error;
       if (typeof error?.code !== 'string' || typeof error?.message !== 'string') {
-        this.malformedErrors.push({ phase: this.phase, what, status: answer.status, body: JSON.stringify(answer.body)?.slice(0, 300) ?? '' });
+        this.malformedErrors.push({
+          phase: this.phase,
+          what,
+          status: answer.status,
+          body: JSON.stringify(answer.body)?.slice(0, 300) ?? '',
+        });
       }
     }
     if (answer.status >= 500) {
@@ -73,7 +78,11 @@ export class StorehouseApi {
     private readonly timeoutMs = 60_000,
   ) {}
 
-  async call(method: string, pathAndQuery: string, options: { body?: unknown; headers?: Record<string, string>; what?: string } = {}): Promise<Answer> {
+  async call(
+    method: string,
+    pathAndQuery: string,
+    options: { body?: unknown; headers?: Record<string, string>; what?: string } = {},
+  ): Promise<Answer> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, ...options.headers };
     if (options.body !== undefined) headers['content-type'] = 'application/json';
     let answer: Answer;
@@ -116,7 +125,8 @@ export class StorehouseApi {
     const all: Store[] = [];
     for (let until: number | null | undefined = undefined; ; ) {
       const answer = await this.call('GET', `/v1/storage/stores?limit=1000${until ? `&until=${until}` : ''}`, { what: 'list stores' });
-      if (answer.status !== 200) throw new Error(`listing the stores answered ${answer.status} ${answer.networkError ?? JSON.stringify(answer.body)}`);
+      if (answer.status !== 200)
+        throw new Error(`listing the stores answered ${answer.status} ${answer.networkError ?? JSON.stringify(answer.body)}`);
       all.push(...(answer.body.stores as Store[]));
       until = answer.body.pagination?.next;
       if (!until) return all;
@@ -138,7 +148,8 @@ export class StorehouseApi {
   async secretsOf(stores: Store[], projectName: string): Promise<{ secrets: Map<string, Record<string, string>>; failures: string[] }> {
     const failures: string[] = [];
     const project = await this.call('POST', '/v11/projects', { body: { name: projectName }, what: 'create project' });
-    if (project.status !== 200) throw new Error(`creating project ${projectName} answered ${project.status} ${JSON.stringify(project.body)}`);
+    if (project.status !== 200)
+      throw new Error(`creating project ${projectName} answered ${project.status} ${JSON.stringify(project.body)}`);
     const prefixes = new Map<string, string>();
     for (const [index, store] of stores.entries()) {
       const prefix = `S${index}_`;

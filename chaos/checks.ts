@@ -39,7 +39,8 @@ export function checkLedger(ledger: Ledger, listed: Store[]): LedgerFindings {
   const findings: LedgerFindings = { lost: [], deletedButPresent: [], duplicates: [] };
   for (const create of ledger.acknowledged()) {
     const id = create.storeId!;
-    if (create.deleteRequests === 0 && !ids.has(id)) findings.lost.push(`${create.name} (${id}, ${create.product}${create.key ? ', keyed' : ''})`);
+    if (create.deleteRequests === 0 && !ids.has(id))
+      findings.lost.push(`${create.name} (${id}, ${create.product}${create.key ? ', keyed' : ''})`);
     if (create.deleteAcknowledged && ids.has(id)) findings.deletedButPresent.push(`${create.name} (${id})`);
     if (create.otherStoreIds.length > 0) findings.duplicates.push(`${create.name}: ${[id, ...create.otherStoreIds].join(', ')}`);
   }
@@ -47,12 +48,17 @@ export function checkLedger(ledger: Ledger, listed: Store[]): LedgerFindings {
 }
 
 /** The provider-made things (names `sh_...`) on the provider's servers. */
-export async function providerInventory(postgresAdminUrl: string, redisUrl: string): Promise<{ roles: string[]; databases: string[]; aclUsers: string[] }> {
+export async function providerInventory(
+  postgresAdminUrl: string,
+  redisUrl: string,
+): Promise<{ roles: string[]; databases: string[]; aclUsers: string[] }> {
   const admin = new pg.Client({ connectionString: postgresAdminUrl });
   await admin.connect();
   try {
     const roles = (await admin.query<{ n: string }>("SELECT rolname AS n FROM pg_roles WHERE rolname LIKE 'sh\\_%'")).rows.map((r) => r.n);
-    const databases = (await admin.query<{ n: string }>("SELECT datname AS n FROM pg_database WHERE datname LIKE 'sh\\_%'")).rows.map((r) => r.n);
+    const databases = (await admin.query<{ n: string }>("SELECT datname AS n FROM pg_database WHERE datname LIKE 'sh\\_%'")).rows.map(
+      (r) => r.n,
+    );
     const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
     try {
       const aclUsers = ((await redis.call('ACL', 'USERS')) as string[]).filter((user) => user.startsWith('sh_'));
@@ -89,13 +95,23 @@ const postgresCheck = async (url: string): Promise<void> => {
 
 // No ready check: it runs INFO, which a store's user may not.
 const redisClient = (url: string) =>
-  new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 15_000, retryStrategy: () => null, lazyConnect: true, enableReadyCheck: false });
+  new Redis(url, {
+    maxRetriesPerRequest: 1,
+    connectTimeout: 15_000,
+    retryStrategy: () => null,
+    lazyConnect: true,
+    enableReadyCheck: false,
+  });
 
 /**
  * Connects with every store's POSTGRES_URL or REDIS_URL and writes and reads; then, for a few
  * pairs of stores, tries each one's credentials on the other's database or keys, which must fail.
  */
-export async function checkCredentials(stores: Store[], secrets: Map<string, Record<string, string>>, sampleLeaks = 6): Promise<CredentialFindings> {
+export async function checkCredentials(
+  stores: Store[],
+  secrets: Map<string, Record<string, string>>,
+  sampleLeaks = 6,
+): Promise<CredentialFindings> {
   const findings: CredentialFindings = { broken: [], tenantLeaks: [], passwords: [], owned: new Set() };
   const postgres: Array<{ store: Store; env: Record<string, string> }> = [];
   const redis: Array<{ store: Store; env: Record<string, string> }> = [];

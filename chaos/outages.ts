@@ -61,7 +61,9 @@ export async function runOutage(rig: Rig, workload: Workload, result: PhaseResul
     const upAt = Date.now();
     rig.log(`outages: ${outage.what} is back`);
     if (!rig.storehouse.running) {
-      result.unexpectedExits.push(`during the ${outage.what} outage: ${rig.storehouse.logs().split('\n').slice(-5).join(' | ').slice(0, 600)}`);
+      result.unexpectedExits.push(
+        `during the ${outage.what} outage: ${rig.storehouse.logs().split('\n').slice(-5).join(' | ').slice(0, 600)}`,
+      );
       await rig.storehouse.start();
     }
 

@@ -62,7 +62,8 @@ export function failuresOf(phases: Record<string, PhaseResult>): string[] {
   for (const [phase, result] of Object.entries(phases)) {
     for (const [key, label] of FAILING) {
       const items = result[key] as string[];
-      if (items.length > 0) failures.push(`${phase}: ${items.length} ${label}: ${items.slice(0, 5).join('; ')}${items.length > 5 ? '; …' : ''}`);
+      if (items.length > 0)
+        failures.push(`${phase}: ${items.length} ${label}: ${items.slice(0, 5).join('; ')}${items.length > 5 ? '; …' : ''}`);
     }
   }
   return failures;
@@ -82,7 +83,10 @@ export function table(phases: Record<string, PhaseResult>): string {
     ['keyed repeats refused: name taken', ...results.map((r) => String(r.keyedRepeatsNameTaken))],
     ['settled after', ...results.map((r) => `${(r.settleMs / 1000).toFixed(1)} s`)],
   ];
-  const width = [Math.max(...rows.map((r) => r[0].length)), ...names.map((n, i) => Math.max(n.length, ...rows.map((r) => r[i + 1]!.length)))];
+  const width = [
+    Math.max(...rows.map((r) => r[0].length)),
+    ...names.map((n, i) => Math.max(n.length, ...rows.map((r) => r[i + 1]!.length))),
+  ];
   const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(width[0]!) : cell.padStart(width[i]!))).join('  ');
   const out = [line(['', ...names]), ...rows.map(line)];
   for (const [name, result] of Object.entries(phases)) {

@@ -62,10 +62,30 @@ function chaosCatalog(): string {
 
 export function emptyPhase(): PhaseResult {
   return {
-    creates: 0, acknowledged: 0, deletes: 0, deletesAcknowledged: 0, kills: 0,
-    lost: [], deletedButPresent: [], duplicates: [], stuck: [], orphanRoles: [], orphanDatabases: [], orphanAclUsers: [],
-    brokenCredentials: [], tenantLeaks: [], secretsInLogs: [], fiveHundreds: [], otherServerErrors: [], malformedErrors: [],
-    unexpectedExits: [], unavailable: 0, keyedRepeatsNameTaken: 0, settleMs: 0, recovery: [], notes: [],
+    creates: 0,
+    acknowledged: 0,
+    deletes: 0,
+    deletesAcknowledged: 0,
+    kills: 0,
+    lost: [],
+    deletedButPresent: [],
+    duplicates: [],
+    stuck: [],
+    orphanRoles: [],
+    orphanDatabases: [],
+    orphanAclUsers: [],
+    brokenCredentials: [],
+    tenantLeaks: [],
+    secretsInLogs: [],
+    fiveHundreds: [],
+    otherServerErrors: [],
+    malformedErrors: [],
+    unexpectedExits: [],
+    unavailable: 0,
+    keyedRepeatsNameTaken: 0,
+    settleMs: 0,
+    recovery: [],
+    notes: [],
   };
 }
 
@@ -142,7 +162,9 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   rig.log(`${phase}: waiting for every store to settle`);
   const settled = await settle(api, settleMs);
   result.settleMs = settled.ms;
-  result.stuck = settled.unsettled.map((s) => `${s.name} (${s.id}, ${s.product?.slug}) ${s.status}${s.notification?.title ? `: ${s.notification.title}` : ''}`);
+  result.stuck = settled.unsettled.map(
+    (s) => `${s.name} (${s.id}, ${s.product?.slug}) ${s.status}${s.notification?.title ? `: ${s.notification.title}` : ''}`,
+  );
   const listed = await api.stores();
   Object.assign(result, checkLedger(ledger, listed));
 
@@ -156,7 +178,10 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
 
   // Removing a deleted store's role or user may trail its record by a moment: give it 30 s.
   let stray = orphans(await providerInventory(rig.storesPostgres.adminUrl, rig.redis.url), listed, credentials.owned);
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline && stray.roles.length + stray.databases.length + stray.aclUsers.length > 0; ) {
+  for (
+    const deadline = Date.now() + 30_000;
+    Date.now() < deadline && stray.roles.length + stray.databases.length + stray.aclUsers.length > 0;
+  ) {
     await sleep(500);
     stray = orphans(await providerInventory(rig.storesPostgres.adminUrl, rig.redis.url), await api.stores(), credentials.owned);
   }
@@ -174,11 +199,15 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   result.fiveHundreds = errors.filter((e) => e.status === 500).map((e) => `${e.what}: ${e.code} ${e.message ?? ''}`.trim());
   // Every dependency the provider needs is up in the crash phase, and a dependency that is down
   // must be a 503 that says so: any other 5xx is a finding in either phase.
-  result.otherServerErrors = errors.filter((e) => e.status > 500 && e.status !== 503).map((e) => `${e.what}: ${e.status} ${e.code} ${e.message ?? ''}`.trim());
+  result.otherServerErrors = errors
+    .filter((e) => e.status > 500 && e.status !== 503)
+    .map((e) => `${e.what}: ${e.status} ${e.code} ${e.message ?? ''}`.trim());
   result.malformedErrors = tally.malformedErrors.filter((e) => e.phase === phase).map((e) => `${e.what} ${e.status}: ${e.body}`);
   result.unavailable = tally.count(phase, (status) => status === 503);
   const outcomes = [...(tally.byOutcome.get(phase) ?? new Map<string, number>())].sort(([a], [b]) => a.localeCompare(b));
-  result.keyedRepeatsNameTaken = outcomes.filter(([outcome]) => /^create \w+ 409 store_name_taken$/.test(outcome)).reduce((n, [, count]) => n + count, 0);
+  result.keyedRepeatsNameTaken = outcomes
+    .filter(([outcome]) => /^create \w+ 409 store_name_taken$/.test(outcome))
+    .reduce((n, [, count]) => n + count, 0);
   result.notes.push(`answers: ${outcomes.map(([outcome, n]) => `${outcome} ×${n}`).join(', ')}`);
 }
 
@@ -190,7 +219,15 @@ async function crashPhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Phas
   const workload = new Workload(rig.api, rig.installationId, ledger, rig.random);
   let killing = true;
   const products: Product[] = ['postgres', 'redis'];
-  const driving = workload.run({ concurrency: size.concurrency, stop: () => !killing, products, deleteShare: 0.3, retries: 10, retryDelayMs: 500, maxCreates: size.maxCreates });
+  const driving = workload.run({
+    concurrency: size.concurrency,
+    stop: () => !killing,
+    products,
+    deleteShare: 0.3,
+    retries: 10,
+    retryDelayMs: 500,
+    maxCreates: size.maxCreates,
+  });
   for (let kill = 1; kill <= size.kills; kill++) {
     await sleep(rig.random.int(200, 2_500));
     if (!rig.storehouse.running) result.unexpectedExits.push(`before kill ${kill}`);

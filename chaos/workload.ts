@@ -73,7 +73,8 @@ export function createBody(installationId: string, record: CreateRecord): Record
 }
 
 /** Answers after which a keyed create is worth sending again: no answer, a 5xx, or its key still held. */
-const retryable = (answer: Answer) => answer.status === 0 || answer.status >= 500 || answer.code === 'idempotency_key_in_use' || answer.status === 429;
+const retryable = (answer: Answer) =>
+  answer.status === 0 || answer.status >= 500 || answer.code === 'idempotency_key_in_use' || answer.status === 429;
 
 export class Workload {
   constructor(
@@ -121,7 +122,11 @@ export class Workload {
     }
     const retrying = (async () => {
       let last = answers.at(-1)!;
-      for (let retry = 0, delay = options.retryDelayMs; retry < options.retries && record.storeId === undefined && retryable(last); retry++) {
+      for (
+        let retry = 0, delay = options.retryDelayMs;
+        retry < options.retries && record.storeId === undefined && retryable(last);
+        retry++
+      ) {
         await sleep(delay);
         delay = Math.min(delay * 2, 5_000);
         last = await this.sendCreate(record);

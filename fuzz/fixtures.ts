@@ -226,7 +226,8 @@ async function freeQuota(server: TestServer, fx: Fixtures): Promise<void> {
     const response = await server.request(`/v1/storage/stores/integration/${id}?disconnect=true`, { method: 'DELETE' });
     // A store of a product whose provider is not configured here (imported by the marketplace API)
     // cannot be deleted: its documented answer is 503, and the sweep retries it. Any other refusal is the run's failure.
-    if (response.status === 503 && ((await response.json()) as { error?: { code?: string } }).error?.code === 'provider_unavailable') continue;
+    if (response.status === 503 && ((await response.json()) as { error?: { code?: string } }).error?.code === 'provider_unavailable')
+      continue;
     if (response.status >= 300) throw new Error(`fixture DELETE of store ${id} answered ${response.status}: ${await response.text()}`);
   }
 }

@@ -130,7 +130,8 @@ function redisUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
 function httpUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const url = nonEmpty(env, name);
   if (url === undefined) return undefined;
-  if (!/^https?:\/\/[^/]+/.test(url) || !URL.canParse(url)) throw new ConfigError(`${name} must be an http:// or https:// URL, got "${url}"`);
+  if (!/^https?:\/\/[^/]+/.test(url) || !URL.canParse(url))
+    throw new ConfigError(`${name} must be an http:// or https:// URL, got "${url}"`);
   return url.replace(/\/+$/, '');
 }
 
@@ -179,7 +180,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitRequests: integer(env, 'STOREHOUSE_RATE_LIMIT_REQUESTS', 6_000, 0, 1_000_000_000),
     rateLimitStoreCreates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_CREATES', 100, 0, 1_000_000_000),
     marketplaceRateLimits: Object.fromEntries(
-      Object.entries(MARKETPLACE_RATE_LIMITS).map(([name, limit]) => [name, integer(env, limit.variable, limit.perMinute, 0, 1_000_000_000)]),
+      Object.entries(MARKETPLACE_RATE_LIMITS).map(([name, limit]) => [
+        name,
+        integer(env, limit.variable, limit.perMinute, 0, 1_000_000_000),
+      ]),
     ) as Record<MarketplaceRateLimit, number>,
     rateLimitStoreUpdates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_UPDATES', 100, 0, 1_000_000_000),
     redisUrl: redisUrl(env, 'REDIS_URL'),

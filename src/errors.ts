@@ -16,18 +16,14 @@ export class AppError extends Error {
   }
 }
 
-export const badRequest = (message: string, extra?: Record<string, unknown>) =>
-  new AppError(400, 'bad_request', message, extra);
+export const badRequest = (message: string, extra?: Record<string, unknown>) => new AppError(400, 'bad_request', message, extra);
 
-export const unauthorized = (message = 'The request is not authorized.') =>
-  new AppError(401, 'unauthorized', message);
+export const unauthorized = (message = 'The request is not authorized.') => new AppError(401, 'unauthorized', message);
 
-export const forbidden = (message = 'You do not have permission to access this resource.') =>
-  new AppError(403, 'forbidden', message);
+export const forbidden = (message = 'You do not have permission to access this resource.') => new AppError(403, 'forbidden', message);
 
 /** Also what an object of another team looks like: never a hint that it exists. */
-export const notFound = (what: string, id: string) =>
-  new AppError(404, 'not_found', `Could not find the ${what}: ${id}`);
+export const notFound = (what: string, id: string) => new AppError(404, 'not_found', `Could not find the ${what}: ${id}`);
 
 export const conflict = (code: string, message: string) => new AppError(409, code, message);
 

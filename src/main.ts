@@ -38,7 +38,8 @@ export async function serve(config: Config): Promise<void> {
   process.stderr.write(bootstrapNotice(config, runtime.bootstrapped));
 }
 
-const isEntryPoint = import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/main.ts') || process.argv[1]?.endsWith('/main.js');
+const isEntryPoint =
+  import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/main.ts') || process.argv[1]?.endsWith('/main.js');
 if (isEntryPoint) {
   let config: Config;
   try {

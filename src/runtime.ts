@@ -100,7 +100,11 @@ export const adminTokenPath = (dataDir: string) => path.join(dataDir, 'admin-tok
  * file it is saved in otherwise, since a service's stderr ends up in its logs. '' when nothing
  * was bootstrapped.
  */
-export function bootstrapNotice(config: Config, bootstrapped: Bootstrapped | undefined, interactive = Boolean(process.stderr.isTTY)): string {
+export function bootstrapNotice(
+  config: Config,
+  bootstrapped: Bootstrapped | undefined,
+  interactive = Boolean(process.stderr.isTTY),
+): string {
   if (!bootstrapped) return '';
   const value = config.bootstrapToken
     ? ' (the value of STOREHOUSE_BOOTSTRAP_TOKEN).\n'
@@ -168,7 +172,11 @@ export async function openAdminContext(config: Config): Promise<AdminContext & {
   try {
     await migrate(db);
     if ((await syncedFingerprint(db)) === undefined) {
-      throw new AppError(409, 'not_started', 'Storehouse has not been started on this state yet: start the server once (npm start) to set it up');
+      throw new AppError(
+        409,
+        'not_started',
+        'Storehouse has not been started on this state yet: start the server once (npm start) to set it up',
+      );
     }
     let keys: SigningKeys | undefined;
     const signingKeys = () => (keys ??= new SigningKeys(db, SecretBox.load(config.secretKey, config.dataDir)));
@@ -224,7 +232,10 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     const discovery = new Discovery(db, catalogs, feed, providers);
     // This node's lease on its work under way; on the embedded database, which one process holds
     // locked, every other lease is an earlier run's, and its work is taken over at once.
-    const lease = new NodeLease(db, { leaseMs: config.leaseMs, onError: (error) => logger?.warn({ err: error }, 'cannot renew the node lease') });
+    const lease = new NodeLease(db, {
+      leaseMs: config.leaseMs,
+      onError: (error) => logger?.warn({ err: error }, 'cannot renew the node lease'),
+    });
     await lease.start({ alone: db.kind === 'embedded' });
     closers.push(() => lease.stop());
     const stores = new StoreService(db, catalogs.current, discovery, providers, box, {
@@ -234,7 +245,11 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       pendingTimeoutMs: config.pendingTimeoutMs,
       logger,
     });
-    const storeUpdates = new StoreUpdates(db, catalogs.current, discovery, providers, stores, { callTimeoutMs: config.provisionTimeoutMs, lease, logger });
+    const storeUpdates = new StoreUpdates(db, catalogs.current, discovery, providers, stores, {
+      callTimeoutMs: config.provisionTimeoutMs,
+      lease,
+      logger,
+    });
     const connections = new StoreConnections(db, box);
     const runtime: Runtime = {
       config,

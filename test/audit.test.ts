@@ -47,9 +47,15 @@ describe('audit event ids', () => {
     assert.equal(new Set(mine.map((e) => e.id)).size, mine.length);
     // Paging: the events before the newest are the rest, in order.
     const rest = await events(`?before=${mine[0]!.id}`);
-    assert.deepEqual(rest.map((e) => e.id), mine.slice(1).map((e) => e.id));
+    assert.deepEqual(
+      rest.map((e) => e.id),
+      mine.slice(1).map((e) => e.id),
+    );
     const page = await events(`?limit=1&before=${mine[1]!.id}`);
-    assert.deepEqual(page.map((e) => e.id), [mine[2]!.id]);
+    assert.deepEqual(
+      page.map((e) => e.id),
+      [mine[2]!.id],
+    );
     // Another team's id names nothing here.
     const theirs = await events('', otherToken);
     const refused = await errorOf(await server.request(`/_storehouse/audit?before=${theirs[0]!.id}`));

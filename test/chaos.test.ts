@@ -33,12 +33,18 @@ function whyNot(): string | undefined {
  * Off in plain `npm test` until the finding it still makes is fixed (issue 11): now and then one
  * Redis ACL user is left without a store after the kill -9 phase. STOREHOUSE_CHAOS_IN_TEST=1 runs it.
  */
-const OPEN_FINDING = process.env.STOREHOUSE_CHAOS_IN_TEST === '1' ? undefined : 'an open finding (an orphan ACL user after kill -9, now and then); set STOREHOUSE_CHAOS_IN_TEST=1 or run npm run chaos';
+const OPEN_FINDING =
+  process.env.STOREHOUSE_CHAOS_IN_TEST === '1'
+    ? undefined
+    : 'an open finding (an orphan ACL user after kill -9, now and then); set STOREHOUSE_CHAOS_IN_TEST=1 or run npm run chaos';
 
 const skip = whyNot() ?? OPEN_FINDING;
 if (skip) process.stderr.write(`# chaos: skipped: ${skip}\n`);
 
-test('chaos: kill -9 and outages lose nothing, orphan nothing, leave nothing stuck and answer no 500', { skip: skip ?? false, timeout: 20 * 60_000 }, async (t) => {
+test('chaos: kill -9 and outages lose nothing, orphan nothing, leave nothing stuck and answer no 500', {
+  skip: skip ?? false,
+  timeout: 20 * 60_000,
+}, async (t) => {
   const seed = process.env.STOREHOUSE_CHAOS_SEED ? Number(process.env.STOREHOUSE_CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
   t.diagnostic(`seed ${seed} (STOREHOUSE_CHAOS_SEED=${seed} replays its choices)`);
   const result = await runChaos({ seed, long: false, log: (line) => t.diagnostic(line) });

@@ -12,7 +12,8 @@ const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 /** The statuses of `responses`; an unexpected one (neither 200 nor 403) is reported with its body. */
 async function described(responses: Response[]): Promise<number[]> {
   const odd = responses.filter((r) => r.status !== 200 && r.status !== 403);
-  if (odd.length > 0) assert.fail(`unexpected answers: ${(await Promise.all(odd.map(async (r) => `${r.status} ${await r.text()}`))).join('\n')}`);
+  if (odd.length > 0)
+    assert.fail(`unexpected answers: ${(await Promise.all(odd.map(async (r) => `${r.status} ${await r.text()}`))).join('\n')}`);
   return responses.map((r) => r.status);
 }
 
@@ -22,7 +23,12 @@ for (const backend of BACKENDS) {
   describe(`concurrent creates (${backend})`, { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, () => {
     let server: TestServer;
     let icfg: string;
-    const body = (name: string) => ({ name, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis', billingPlanId: 'redis_pro' });
+    const body = (name: string) => ({
+      name,
+      integrationConfigurationId: icfg,
+      integrationProductIdOrSlug: 'redis',
+      billingPlanId: 'redis_pro',
+    });
     const create = (name: string, key?: string) =>
       server.request('/v1/storage/stores/integration/direct', {
         method: 'POST',
@@ -33,7 +39,8 @@ for (const backend of BACKENDS) {
     const count = async (sql: string) => (await server.runtime.db.query(sql)).rows.length;
     const deleteAll = async () => {
       const { rows } = await server.runtime.db.query<{ id: string }>('SELECT id FROM stores');
-      for (const { id } of rows) assert.equal((await server.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' })).status, 200);
+      for (const { id } of rows)
+        assert.equal((await server.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' })).status, 200);
     };
 
     before(async () => {
@@ -56,7 +63,9 @@ for (const backend of BACKENDS) {
       test(`50 parallel creates with ${what} within the quota all succeed`, async () => {
         await deleteAll();
         await setQuota(100);
-        const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => create(`in-${keyed}-${i}`, keyed ? `in-key-${i}` : undefined)));
+        const responses = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => create(`in-${keyed}-${i}`, keyed ? `in-key-${i}` : undefined)),
+        );
         const statuses = await described(responses);
         assert.deepEqual(statuses, Array(50).fill(200), statuses.join(','));
         assert.equal(await count('SELECT 1 FROM stores'), 50);
@@ -66,7 +75,9 @@ for (const backend of BACKENDS) {
       test(`50 parallel creates with ${what} against a quota of 10 give exactly 10 stores, the rest 403`, async () => {
         await deleteAll();
         await setQuota(10);
-        const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => create(`over-${keyed}-${i}`, keyed ? `over-key-${i}` : undefined)));
+        const responses = await Promise.all(
+          Array.from({ length: 50 }, (_, i) => create(`over-${keyed}-${i}`, keyed ? `over-key-${i}` : undefined)),
+        );
         const statuses = await described(responses);
         assert.equal(statuses.filter((s) => s === 200).length, 10, statuses.join(','));
         assert.equal(statuses.filter((s) => s === 403).length, 40, statuses.join(','));
@@ -82,7 +93,10 @@ for (const backend of BACKENDS) {
       await setQuota(100);
       const responses = await Promise.all(Array.from({ length: 20 }, () => create('idem-par', 'same-key')));
       const bodies = await Promise.all(responses.map((r) => r.text()));
-      assert.deepEqual(responses.map((r) => r.status), Array(20).fill(200));
+      assert.deepEqual(
+        responses.map((r) => r.status),
+        Array(20).fill(200),
+      );
       assert.ok(bodies.every((b) => b === bodies[0]));
       assert.equal(await count('SELECT 1 FROM stores'), 1);
       assert.equal(await count("SELECT 1 FROM provider_resources WHERE state = 'ready'"), 1);
@@ -90,7 +104,9 @@ for (const backend of BACKENDS) {
   });
 }
 
-describe('one key sent to two nodes at once', { skip: REDIS_URL && POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_REDIS_URL and STOREHOUSE_TEST_DATABASE_URL' }, () => {
+describe('one key sent to two nodes at once', {
+  skip: REDIS_URL && POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_REDIS_URL and STOREHOUSE_TEST_DATABASE_URL',
+}, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
   let a: TestServer;
   let b: TestServer;
@@ -120,7 +136,12 @@ describe('one key sent to two nodes at once', { skip: REDIS_URL && POSTGRES_URL 
       server.request('/v1/storage/stores/integration/direct', {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'idempotency-key': `pair-${i}` },
-        body: JSON.stringify({ name: `pair-${i}`, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis', billingPlanId: 'redis_pro' }),
+        body: JSON.stringify({
+          name: `pair-${i}`,
+          integrationConfigurationId: icfg,
+          integrationProductIdOrSlug: 'redis',
+          billingPlanId: 'redis_pro',
+        }),
       });
     const pairs = await Promise.all(
       Array.from({ length: 60 }, async (_, i) => {

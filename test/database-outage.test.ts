@@ -135,7 +135,7 @@ describe('the state database is down', { skip: POSTGRES_URL ? false : 'STOREHOUS
       assert.equal(error.status, 503, `${path} (${how}): ${JSON.stringify(error.body)}`);
       assert.equal(error.code, 'database_unavailable');
       assert.match(response.headers.get('retry-after') ?? '', /^\d+$/, `${path}: Retry-After`);
-      assert.doesNotMatch(error.message, /ECONN|terminated|timeout exceeded|read timeout/i, 'the driver\'s words stay in the log');
+      assert.doesNotMatch(error.message, /ECONN|terminated|timeout exceeded|read timeout/i, "the driver's words stay in the log");
     }
     const live = await within(ANSWER_WITHIN_MS, `/livez (${how})`, () => server.request('/livez', { token: null }));
     assert.equal(live.status, 200);
@@ -206,7 +206,7 @@ describe('what counts as the database being unavailable', () => {
     for (const failure of failures) assert.ok(databaseUnavailableCause(markDatabaseError(failure)), failure.message);
   });
 
-  it('not a refused connection elsewhere (a partner, a store\'s Redis), nor a database error that is the request\'s', () => {
+  it("not a refused connection elsewhere (a partner, a store's Redis), nor a database error that is the request's", () => {
     assert.equal(databaseUnavailableCause(refused()), undefined);
     const badValue = Object.assign(new Error('invalid input syntax for type bigint'), { code: '22P02' });
     assert.equal(databaseUnavailableCause(markDatabaseError(badValue)), undefined);

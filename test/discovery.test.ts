@@ -57,7 +57,7 @@ for (const backend of BACKENDS) {
     });
     after(() => server.close());
 
-    test('lists the team\'s configurations with the integration', async () => {
+    test("lists the team's configurations with the integration", async () => {
       const configurations = await server.sdk().integrations.getConfigurations({ view: 'account' });
       assert.equal(configurations.length, 1);
       const [configuration] = configurations as any[];
@@ -92,7 +92,10 @@ for (const backend of BACKENDS) {
       const result = await server.sdk().integrations.getConfigurationProducts({ id: icfg });
       assert.equal(result.configuration.id, icfg);
       assert.deepEqual(result.integration, { id: 'oac_storehouse', name: 'Storehouse', slug: 'storehouse' });
-      assert.deepEqual(result.products.map((p) => p.slug), ['postgres', 'redis']);
+      assert.deepEqual(
+        result.products.map((p) => p.slug),
+        ['postgres', 'redis'],
+      );
       const postgres = result.products[0]!;
       assert.equal(postgres.id, 'iap_storehouse_postgres');
       assert.equal(postgres.protocols.storage?.status, 'enabled');
@@ -114,7 +117,10 @@ for (const backend of BACKENDS) {
         metadata: JSON.stringify({ connectionLimit: 5 }),
         source: 'marketplace',
       });
-      assert.deepEqual(plans.map((p) => p.id), ['postgres_hobby', 'postgres_pro', 'postgres_payg']);
+      assert.deepEqual(
+        plans.map((p) => p.id),
+        ['postgres_hobby', 'postgres_pro', 'postgres_payg'],
+      );
       const [free, pro, payg] = plans;
       assert.equal(free!.paymentMethodRequired, false);
       assert.equal(free!.type, 'subscription');
@@ -125,18 +131,35 @@ for (const backend of BACKENDS) {
       assert.equal(payg!.minimumAmount, '5.00');
       assert.equal(payg!.maximumAmount, '500.00');
       // By ids instead of slugs, and on the path without /v1 that the seed documentation uses.
-      const byId = await server.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'oac_storehouse', productIdOrSlug: 'iap_storehouse_redis' });
-      assert.deepEqual(byId.plans.map((p) => p.id), ['redis_hobby', 'redis_pro', 'redis_payg']);
+      const byId = await server
+        .sdk()
+        .integrations.getBillingPlans({ integrationIdOrSlug: 'oac_storehouse', productIdOrSlug: 'iap_storehouse_redis' });
+      assert.deepEqual(
+        byId.plans.map((p) => p.id),
+        ['redis_hobby', 'redis_pro', 'redis_payg'],
+      );
       const unversioned = await server.request('/integrations/integration/storehouse/products/redis/plans');
       assert.equal(unversioned.status, 200);
-      assert.deepEqual(((await unversioned.json()) as any).plans.map((p: any) => p.id), ['redis_hobby', 'redis_pro', 'redis_payg']);
+      assert.deepEqual(
+        ((await unversioned.json()) as any).plans.map((p: any) => p.id),
+        ['redis_hobby', 'redis_pro', 'redis_payg'],
+      );
     });
 
     test('401 without a token, with an unknown token, and with a revoked one', async () => {
-      assert.equal(await sdkStatus(new (server.sdk().constructor as any)({ serverURL: server.url }).integrations.getConfigurations({ view: 'account' })), 401);
+      assert.equal(
+        await sdkStatus(
+          new (server.sdk().constructor as any)({ serverURL: server.url }).integrations.getConfigurations({ view: 'account' }),
+        ),
+        401,
+      );
       assert.equal(await sdkStatus(server.sdk('sh_not_a_real_token').integrations.getConfigurations({ view: 'account' })), 401);
       const db = server.runtime.db;
-      const owner = (await db.query<{ user_id: string; default_team_id: string }>("SELECT user_id, default_team_id FROM access_tokens WHERE name = 'bootstrap'")).rows[0]!;
+      const owner = (
+        await db.query<{ user_id: string; default_team_id: string }>(
+          "SELECT user_id, default_team_id FROM access_tokens WHERE name = 'bootstrap'",
+        )
+      ).rows[0]!;
       const { token, value } = await createToken(db, { userId: owner.user_id, teamId: owner.default_team_id, name: 'short-lived' });
       assert.equal((await server.sdk(value).integrations.getConfigurations({ view: 'account' })).length, 1);
       await revokeToken(db, token.id);
@@ -150,12 +173,21 @@ for (const backend of BACKENDS) {
       });
     });
 
-    test('another team\'s configuration is a 404, never a hint that it exists', async () => {
+    test("another team's configuration is a 404, never a hint that it exists", async () => {
       const integrations = server.sdk().integrations;
       assert.equal(await sdkStatus(integrations.getConfiguration({ id: other.icfg })), 404);
       assert.equal(await sdkStatus(integrations.getConfigurationProducts({ id: other.icfg })), 404);
       assert.equal(await sdkStatus(integrations.deleteConfiguration({ id: other.icfg })), 404);
-      assert.equal(await sdkStatus(integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'postgres', integrationConfigurationId: other.icfg })), 404);
+      assert.equal(
+        await sdkStatus(
+          integrations.getBillingPlans({
+            integrationIdOrSlug: 'storehouse',
+            productIdOrSlug: 'postgres',
+            integrationConfigurationId: other.icfg,
+          }),
+        ),
+        404,
+      );
       const missing = await errorOf(await server.request('/v1/integrations/configuration/icfg_doesnotexist'));
       const foreign = await errorOf(await server.request(`/v1/integrations/configuration/${other.icfg}`));
       assert.equal(foreign.code, missing.code);
@@ -177,7 +209,10 @@ for (const backend of BACKENDS) {
       assert.equal(await sdkStatus(integrations.getConfigurations({ view: 'account', teamId: mine, slug: 'no-such-team' })), 400);
       // The other team's owner, acting on the other team, sees its own configuration only.
       const theirs = await server.sdk(other.token).integrations.getConfigurations({ view: 'account' });
-      assert.deepEqual(theirs.map((c) => c.id), [other.icfg]);
+      assert.deepEqual(
+        theirs.map((c) => c.id),
+        [other.icfg],
+      );
     });
 
     test('a VIEWER reads but cannot remove a configuration; neither can a MEMBER who did not install it', async () => {
@@ -188,7 +223,7 @@ for (const backend of BACKENDS) {
       assert.equal((await server.sdk().integrations.getConfigurations({ view: 'account' })).length, 1);
     });
 
-    test('bad query values are 400s in Vercel\'s format', async () => {
+    test("bad query values are 400s in Vercel's format", async () => {
       const cases: Array<[string, RegExp]> = [
         ['/v1/integrations/configurations', /Missing required query parameter "view"/],
         ['/v1/integrations/configurations?view=everything', /Invalid query parameter "view": must be one of account, project/],
@@ -233,7 +268,7 @@ for (const backend of BACKENDS) {
       assert.equal((await server.sdk().integrations.getConfigurations({ view: 'account' })).length, 1);
     });
 
-    test('values the database cannot hold, odd paths and broken HTTP are 4xx in Vercel\'s format', async () => {
+    test("values the database cannot hold, odd paths and broken HTTP are 4xx in Vercel's format", async () => {
       for (const path of [
         '/v1/integrations/configurations?view=account&teamId=%00',
         '/v1/integrations/configurations?view=account&slug=a%00b',

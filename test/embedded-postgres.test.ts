@@ -21,7 +21,12 @@ import { freshDataDir, providerState, startServer } from './helpers.ts';
 const run = promisify(execFile);
 const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
 const psql = (env: Record<string, string>, sql: string) =>
-  run('psql', ['-Atc', sql], { env: { ...process.env, ...Object.fromEntries(['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGSSLMODE'].map((k) => [k, env[k]!])) } });
+  run('psql', ['-Atc', sql], {
+    env: {
+      ...process.env,
+      ...Object.fromEntries(['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGSSLMODE'].map((k) => [k, env[k]!])),
+    },
+  });
 
 describe('the embedded Postgres provider', () => {
   let setup: Awaited<ReturnType<typeof providerState>>;
@@ -31,7 +36,14 @@ describe('the embedded Postgres provider', () => {
   let provider: EmbeddedPostgresProvider;
   const box = SecretBox.fromKey(randomBytes(32));
   const provision = (name: string) =>
-    provider.provision({ idempotencyKey: `key-${randomBytes(6).toString('hex')}`, installationId: 'icfg_embedded', product, name, metadata: {}, billingPlanId: 'postgres_hobby' });
+    provider.provision({
+      idempotencyKey: `key-${randomBytes(6).toString('hex')}`,
+      installationId: 'icfg_embedded',
+      product,
+      name,
+      metadata: {},
+      billingPlanId: 'postgres_hobby',
+    });
 
   before(async () => {
     setup = await providerState('postgres');
@@ -140,7 +152,12 @@ describe('a server with embedded Postgres stores', () => {
     try {
       const product = first.runtime.catalog.findProduct('oac_storehouse', 'postgres');
       const { secrets } = await first.runtime.providers.for(product).provision({
-        idempotencyKey: 'restart-key', installationId: 'icfg_restart', product, name: 'survives', metadata: {}, billingPlanId: 'postgres_hobby',
+        idempotencyKey: 'restart-key',
+        installationId: 'icfg_restart',
+        product,
+        name: 'survives',
+        metadata: {},
+        billingPlanId: 'postgres_hobby',
       });
       env = secretsOf(secrets);
       await psql(env, "CREATE TABLE t (v text); INSERT INTO t VALUES ('still here')");

@@ -17,7 +17,10 @@ const SEED = process.env.STOREHOUSE_FUZZ_SEED ? Number(process.env.STOREHOUSE_FU
  * with a body after `Connection: close`, OPTIONS on some paths answering an undocumented 404,
  * background sweeps counted as a refused request's change); STOREHOUSE_FUZZ_IN_TEST=1 runs it.
  */
-const SKIP = process.env.STOREHOUSE_FUZZ_IN_TEST === '1' ? false : 'known open findings (see the comment above); set STOREHOUSE_FUZZ_IN_TEST=1 or run npm run fuzz';
+const SKIP =
+  process.env.STOREHOUSE_FUZZ_IN_TEST === '1'
+    ? false
+    : 'known open findings (see the comment above); set STOREHOUSE_FUZZ_IN_TEST=1 or run npm run fuzz';
 
 test(`fuzzing the API from /openapi.json (seed ${SEED}): no 5xx, every answer documented, refusals change nothing`, {
   timeout: 10 * 60_000,

@@ -114,7 +114,10 @@ for (const backend of BACKENDS) {
         const slow = Array.from({ length: 500 }, () => rawConnection(port, partialBody()));
         await Promise.all(slow.map((connection) => connection.connected));
         // Every slow connection is open on the server's side before the normal requests go.
-        const connections = () => new Promise<number>((resolve, reject) => server.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+        const connections = () =>
+          new Promise<number>((resolve, reject) =>
+            server.app.server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
+          );
         await eventually('the server holding the 500 slow connections', async () => (await connections()) >= 500, 30_000);
         const started = Date.now();
         for (let round = 0; round < 5; round++) {
@@ -133,7 +136,7 @@ for (const backend of BACKENDS) {
     });
 
     describe('methods', () => {
-      it('CONNECT is a 405 in Vercel\'s format, not an empty reply', async () => {
+      it("CONNECT is a 405 in Vercel's format, not an empty reply", async () => {
         const answer = await raw(port, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
         assertVercelError(answer, 405, 'method_unknown');
         const path = await raw(port, 'CONNECT /v1/storage/stores HTTP/1.1\r\nHost: storehouse\r\n\r\n');
@@ -152,7 +155,7 @@ for (const backend of BACKENDS) {
         }
       });
 
-      it('an odd method on an unknown path is a 404 in Vercel\'s format', async () => {
+      it("an odd method on an unknown path is a 404 in Vercel's format", async () => {
         const answer = await raw(port, 'PROPFIND /nowhere HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
         assertVercelError(answer, 404, 'not_found');
       });
@@ -185,7 +188,7 @@ for (const backend of BACKENDS) {
         }
       });
 
-      it('integers past what a bigint (or JavaScript) holds are 400 naming the parameter, not the database\'s words', async () => {
+      it("integers past what a bigint (or JavaScript) holds are 400 naming the parameter, not the database's words", async () => {
         for (const value of ['99999999999999999999', '-99999999999999999999', '9007199254740992']) {
           const error = await errorOf(await server.request(`/v1/storage/stores?until=${value}`));
           assert.equal(error.status, 400, JSON.stringify(error.body));
@@ -194,7 +197,12 @@ for (const backend of BACKENDS) {
       });
 
       it('plain decimal integers, negative ones included where the schema allows them, still work', async () => {
-        for (const path of ['/v1/storage/stores?limit=3', '/v1/storage/stores?limit=003&until=9007199254740991', '/v1/storage/stores?until=-1', '/v10/projects?limit=5']) {
+        for (const path of [
+          '/v1/storage/stores?limit=3',
+          '/v1/storage/stores?limit=003&until=9007199254740991',
+          '/v1/storage/stores?until=-1',
+          '/v10/projects?limit=5',
+        ]) {
           const response = await server.request(path);
           assert.equal(response.status, 200, `${path}: ${await response.text()}`);
         }
@@ -207,7 +215,9 @@ for (const backend of BACKENDS) {
     describe('values no route can store', () => {
       let installationId: string;
       before(async () => {
-        const configurations = (await (await server.request('/v1/integrations/configurations?view=account')).json()) as Array<{ id: string }>;
+        const configurations = (await (await server.request('/v1/integrations/configurations?view=account')).json()) as Array<{
+          id: string;
+        }>;
         installationId = configurations[0]!.id;
       });
 
@@ -250,7 +260,7 @@ for (const backend of BACKENDS) {
         assert.equal(store.name, 'emoji-\u{1F600}');
       });
 
-      it('a NUL in a path or query value is a 400 naming it, not the database\'s words', async () => {
+      it("a NUL in a path or query value is a 400 naming it, not the database's words", async () => {
         const path = await errorOf(await server.request('/v1/storage/stores/store_%00x'));
         assert.equal(path.status, 400, JSON.stringify(path.body));
         assert.match(path.message, /path parameter "id": must not contain a NUL/);
@@ -258,14 +268,18 @@ for (const backend of BACKENDS) {
         assert.equal(query.status, 400, JSON.stringify(query.body));
         assert.match(query.message, /query parameter "teamId": must not contain a NUL/);
         // A route limited per team reads the team from the query first: the check comes before that too.
-        const limited = await errorOf(await server.request('/v1/storage/stores/integration/direct?teamId=team_%00', {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'nul-team' }),
-        }));
+        const limited = await errorOf(
+          await server.request('/v1/storage/stores/integration/direct?teamId=team_%00', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ name: 'nul-team' }),
+          }),
+        );
         assert.equal(limited.status, 400, JSON.stringify(limited.body));
         assert.match(limited.message, /query parameter "teamId": must not contain a NUL/);
       });
 
-      it('a connection limit that is not whole is refused with the bounds of the product\'s metadataSchema (1 to 100), not the provider\'s own', async () => {
+      it("a connection limit that is not whole is refused with the bounds of the product's metadataSchema (1 to 100), not the provider's own", async () => {
         const products = (await (await server.request(`/v1/integrations/configuration/${installationId}/products`)).json()) as {
           products: Array<{ slug: string; metadataSchema: { properties: Record<string, { minimum: number; maximum: number }> } }>;
         };
@@ -283,7 +297,11 @@ for (const backend of BACKENDS) {
         const created = await createStore({ name: 'to-rename' });
         const { store } = (await created.json()) as { store: { id: string } };
         const error = await errorOf(
-          await server.request(`/v1/storage/stores/${store.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"name":"bad\\ud800"}' }),
+          await server.request(`/v1/storage/stores/${store.id}`, {
+            method: 'PATCH',
+            headers: { 'content-type': 'application/json' },
+            body: '{"name":"bad\\ud800"}',
+          }),
         );
         assert.equal(error.status, 400);
         assert.match(error.message, /body field "name": must be valid Unicode/);
@@ -295,7 +313,7 @@ for (const backend of BACKENDS) {
 }
 
 describe('the last resort for a value the database refused', () => {
-  it('a PostgreSQL data exception (class 22) is a 400 without the database\'s words; a refused connection raised elsewhere is not a 503', async () => {
+  it("a PostgreSQL data exception (class 22) is a 400 without the database's words; a refused connection raised elsewhere is not a 503", async () => {
     const app = Fastify();
     await app.register(errorsPlugin);
     const raise = (fields: Record<string, unknown>) => async () => {
@@ -329,24 +347,37 @@ describe('environment variable values from a partner', { timeout: 180_000 }, () 
   });
   after(() => setup?.close());
 
-  it('a secret value with a lone surrogate or a NUL is a 400 naming it, and the connected project\'s variables stay as they were', async () => {
+  it("a secret value with a lone surrogate or a NUL is a 400 naming it, and the connected project's variables stay as they were", async () => {
     const { server, installationId } = setup;
     const store = await setup.createStore('env-values');
     const upsert = setup.partnerCalls('PUT', `/v1/installations/${installationId}`)[0];
     const token = (upsert!.body as { credentials: { access_token: string } }).credentials.access_token;
     const project = await server.sdk().projects.createProject({ requestBody: { name: 'env-values-app' } });
     await server.sdk().integrations.connectIntegrationResourceToProject({
-      integrationConfigurationId: installationId, resourceId: store.externalResourceId!, requestBody: { projectId: project.id },
+      integrationConfigurationId: installationId,
+      resourceId: store.externalResourceId!,
+      requestBody: { projectId: project.id },
     });
-    const variables = async () => (await (await server.request(`/v10/projects/${project.id}/env?decrypt=true`)).json()) as { envs: Array<{ key: string; value?: string }> };
+    const variables = async () =>
+      (await (await server.request(`/v10/projects/${project.id}/env?decrypt=true`)).json()) as {
+        envs: Array<{ key: string; value?: string }>;
+      };
     const before = await variables();
-    assert.ok(before.envs.length > 0, 'the store\'s secrets are the project\'s variables');
-    for (const [value, problem] of [['\ud800', /must be valid Unicode/], ['a\u0000b', /must not contain a NUL/]] as const) {
+    assert.ok(before.envs.length > 0, "the store's secrets are the project's variables");
+    for (const [value, problem] of [
+      ['\ud800', /must be valid Unicode/],
+      ['a\u0000b', /must not contain a NUL/],
+    ] as const) {
       const response = await server.request(`/v1/installations/${installationId}/resources/${store.externalResourceId}/secrets`, {
         method: 'PUT',
         token,
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ secrets: [{ name: 'OK', value: 'fine' }, { name: 'BAD', value }] }),
+        body: JSON.stringify({
+          secrets: [
+            { name: 'OK', value: 'fine' },
+            { name: 'BAD', value },
+          ],
+        }),
       });
       const error = await errorOf(response);
       assert.equal(error.status, 400, JSON.stringify(error.body));

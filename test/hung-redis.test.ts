@@ -46,7 +46,7 @@ describe('a hung Redis', () => {
     assert.equal((await list()).status, 200);
   });
 
-  test('a bad request is still refused in Vercel\'s format while Redis is paused', async () => {
+  test("a bad request is still refused in Vercel's format while Redis is paused", async () => {
     redis.pause();
     try {
       const error = await errorOf(await server.request('/v1/storage/stores/nope'));

@@ -19,7 +19,9 @@ for (const backend of BACKENDS) {
 
     before(async () => {
       // A stale age of 20 minutes: nothing here may wait for it.
-      server = await startServer(backend, { env: { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL!, STOREHOUSE_PROVISION_TIMEOUT_MS: '600000', STOREHOUSE_LEASE_MS: '1500' } });
+      server = await startServer(backend, {
+        env: { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL!, STOREHOUSE_PROVISION_TIMEOUT_MS: '600000', STOREHOUSE_LEASE_MS: '1500' },
+      });
       icfg = (await server.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
     });
     after(async () => {
@@ -69,7 +71,10 @@ for (const backend of BACKENDS) {
       assert.deepEqual([store.name, store.status], ['retried-db', 'available']);
       // The dead attempt's store and resource are gone, undone once, by the system.
       assert.equal((await db().query('SELECT 1 FROM stores WHERE id = $1', [id])).rows.length, 0);
-      assert.equal((await db().query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource])).rows[0]!.state, 'deleted');
+      assert.equal(
+        (await db().query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource])).rows[0]!.state,
+        'deleted',
+      );
       const undone = await db().query("SELECT actor_id FROM audit_events WHERE action = 'store.rolled_back' AND target_id = $1", [id]);
       assert.deepEqual(undone.rows, [{ actor_id: null }]);
       // The retry's answer is the key's answer from now on.
@@ -80,15 +85,22 @@ for (const backend of BACKENDS) {
     test("the sweep takes over a dead node's create once its lease runs out", async () => {
       // The lease runs out in 2 s; the sweep must notice then, though the store is fresh.
       const { id, resource } = await createInterruptedBy('node_dead2', 2000, 'swept-db', 'swept-key');
-      await eventually('the dead node\'s create is undone', async () => (await db().query('SELECT 1 FROM stores WHERE id = $1', [id])).rows.length === 0, 60_000);
-      assert.equal((await db().query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource])).rows[0]!.state, 'deleted');
+      await eventually(
+        "the dead node's create is undone",
+        async () => (await db().query('SELECT 1 FROM stores WHERE id = $1', [id])).rows.length === 0,
+        60_000,
+      );
+      assert.equal(
+        (await db().query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource])).rows[0]!.state,
+        'deleted',
+      );
       assert.equal((await db().query("SELECT 1 FROM idempotency_keys WHERE key = 'swept-key'")).rows.length, 0, 'its key is given back');
     });
 
     test("a live node's create is left alone while it renews its lease", async () => {
       const { id } = await createInterruptedBy(server.runtime.stores.nodeId, 60_000, 'alive-db', 'alive-key');
       assert.equal(await server.runtime.stores.recoverInterrupted(), 0);
-      assert.equal((await db().query("SELECT status FROM stores WHERE id = $1", [id])).rows[0]?.status, 'initializing');
+      assert.equal((await db().query('SELECT status FROM stores WHERE id = $1', [id])).rows[0]?.status, 'initializing');
       // This node is the owner (and alive): give the work back as its create would on failure.
       await db().query("UPDATE stores SET owner_node = 'node_dead3' WHERE id = $1", [id]);
       assert.equal(await server.runtime.stores.recoverInterrupted(), 1);

@@ -65,7 +65,8 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.equal(response.status, 200);
     return ((await response.json()) as { stores: UserStore[] }).stores;
   };
-  const storeOf = async (resourceId: string): Promise<UserStore | undefined> => (await userStores()).find((s) => s.externalResourceId === resourceId);
+  const storeOf = async (resourceId: string): Promise<UserStore | undefined> =>
+    (await userStores()).find((s) => s.externalResourceId === resourceId);
   const secretNames = (store: UserStore | undefined) => (store?.secrets ?? []).map((s) => s.name).sort();
 
   /** A project's variables as the owner reads them decrypted: key → target → value. */
@@ -91,14 +92,21 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
   const connectedProject = async (name: string, store: UserStore) => {
     const project = await server.sdk().projects.createProject({ requestBody: { name } });
     await server.sdk().integrations.connectIntegrationResourceToProject({
-      ...icfg(), resourceId: store.externalResourceId, requestBody: { projectId: project.id },
+      ...icfg(),
+      resourceId: store.externalResourceId,
+      requestBody: { projectId: project.id },
     });
     return project.id;
   };
 
   /** A marketplace call with a raw body (what the SDK would refuse to send), with the installation's token. */
   const raw = (method: string, pathAndQuery: string, body?: string, bearer: string | null = token) =>
-    server.request(pathAndQuery, { method, token: bearer, headers: { 'content-type': 'application/json' }, ...(body !== undefined && { body }) });
+    server.request(pathAndQuery, {
+      method,
+      token: bearer,
+      headers: { 'content-type': 'application/json' },
+      ...(body !== undefined && { body }),
+    });
 
   const partnerCalls = (method: string, pathPart: string) => setup.partnerCalls(method, pathPart);
 
@@ -136,13 +144,13 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     replaceFaults(partner.faults, {});
   });
 
-  test('getIntegrationResources lists the installation\'s resources; getIntegrationResource reads one by the partner\'s id', async () => {
+  test("getIntegrationResources lists the installation's resources; getIntegrationResource reads one by the partner's id", async () => {
     const { resources } = await mp().getIntegrationResources(icfg());
     const listed = resources.find((r) => r.partnerId === first.externalResourceId);
     assert.ok(listed, 'the store is listed by its partner id');
     assert.equal(listed.internalId, first.id, "internalId is Storehouse's store id");
     assert.equal(listed.name, 'mk-first');
-    assert.equal(listed.productId, first.product.slug, "the partner API names products by slug");
+    assert.equal(listed.productId, first.product.slug, 'the partner API names products by slug');
     assert.equal(listed.status, 'ready');
     assert.equal(listed.billingPlanId, 'partner_free');
     for (const resource of resources) {
@@ -169,7 +177,8 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
   test('updateResource: rename (409 on a taken name), suspend, notification set and cleared, secrets as an array and as {secrets, partial}', async () => {
     const store = await create('mk-update');
     const rid = store.externalResourceId;
-    const update = (requestBody: Parameters<ReturnType<typeof mp>['updateResource']>[0]['requestBody']) => mp().updateResource({ ...icfg(), resourceId: rid, requestBody });
+    const update = (requestBody: Parameters<ReturnType<typeof mp>['updateResource']>[0]['requestBody']) =>
+      mp().updateResource({ ...icfg(), resourceId: rid, requestBody });
 
     assert.deepEqual(await update({ name: 'mk-update-renamed' }), { name: 'mk-update-renamed' });
     assert.equal((await storeOf(rid))?.name, 'mk-update-renamed');
@@ -187,7 +196,12 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.equal(seen?.externalResourceStatus, 'suspended');
     assert.equal((await mp().getIntegrationResource({ ...icfg(), resourceId: rid })).status, 'suspended');
 
-    const notification = { level: 'warn', title: 'Maintenance', message: 'Tonight at 2am', href: 'https://acme.example.com/status' } as const;
+    const notification = {
+      level: 'warn',
+      title: 'Maintenance',
+      message: 'Tonight at 2am',
+      href: 'https://acme.example.com/status',
+    } as const;
     await update({ notification });
     assert.deepEqual((await storeOf(rid))?.notification, notification, "the owner's store view shows it, href included");
     assert.deepEqual((await mp().getIntegrationResource({ ...icfg(), resourceId: rid })).notification, notification);
@@ -226,14 +240,22 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     const partnerSecrets = secretNames(store);
     assert.ok(partnerSecrets.includes('POSTGRES_URL'));
 
-    await mp().updateResourceSecretsById({ ...icfg(), resourceId: rid, requestBody: { secrets: [{ name: 'API_KEY', value: 'k1' }], partial: true } });
+    await mp().updateResourceSecretsById({
+      ...icfg(),
+      resourceId: rid,
+      requestBody: { secrets: [{ name: 'API_KEY', value: 'k1' }], partial: true },
+    });
     assert.deepEqual(secretNames(await storeOf(rid)), [...partnerSecrets, 'API_KEY'].sort());
     let vars = await projectVars(projectId);
     assert.deepEqual(vars.API_KEY, { production: 'k1', preview: 'k1', development: 'k1' });
     assert.deepEqual(vars.POSTGRES_URL, before.POSTGRES_URL, 'a partial update keeps the secrets it does not name');
 
     // partial: true replacing one that exists: only that one changes.
-    await mp().updateResourceSecretsById({ ...icfg(), resourceId: rid, requestBody: { secrets: [{ name: 'API_KEY', value: 'k2' }], partial: true } });
+    await mp().updateResourceSecretsById({
+      ...icfg(),
+      resourceId: rid,
+      requestBody: { secrets: [{ name: 'API_KEY', value: 'k2' }], partial: true },
+    });
     vars = await projectVars(projectId);
     assert.equal(vars.API_KEY?.production, 'k2');
     assert.deepEqual(vars.POSTGRES_URL, before.POSTGRES_URL);
@@ -263,20 +285,40 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
 
     // A secret named like a variable the project has from another store is refused (409), and nothing changes.
     await mp().importResource({
-      ...icfg(), resourceId: 'ext_neighbour', requestBody: { productId: 'postgres', name: 'mk-neighbour', status: 'ready', secrets: [{ name: 'MINE', value: 'mine' }] },
+      ...icfg(),
+      resourceId: 'ext_neighbour',
+      requestBody: { productId: 'postgres', name: 'mk-neighbour', status: 'ready', secrets: [{ name: 'MINE', value: 'mine' }] },
     });
-    await server.sdk().integrations.connectIntegrationResourceToProject({ ...icfg(), resourceId: 'ext_neighbour', requestBody: { projectId, envVarEnvironments: ['production'] } });
-    const clash = await sdkFailure(mp().updateResourceSecretsById({ ...icfg(), resourceId: rid, requestBody: { secrets: [{ name: 'MINE', value: 'theirs' }], partial: true } }));
+    await server.sdk().integrations.connectIntegrationResourceToProject({
+      ...icfg(),
+      resourceId: 'ext_neighbour',
+      requestBody: { projectId, envVarEnvironments: ['production'] },
+    });
+    const clash = await sdkFailure(
+      mp().updateResourceSecretsById({
+        ...icfg(),
+        resourceId: rid,
+        requestBody: { secrets: [{ name: 'MINE', value: 'theirs' }], partial: true },
+      }),
+    );
     assert.equal(clash.status, 409);
     assert.deepEqual(secretNames(await storeOf(rid)), ['ONLY']);
-    assert.deepEqual(await projectVars(projectId), { ONLY: { production: 'o2', preview: 'o2', development: 'o2' }, MINE: { production: 'mine' } });
+    assert.deepEqual(await projectVars(projectId), {
+      ONLY: { production: 'o2', preview: 'o2', development: 'o2' },
+      MINE: { production: 'mine' },
+    });
 
     // The deprecated path, with the product in it, does the same.
-    await mp().updateResourceSecrets({ ...icfg(), integrationProductIdOrSlug: 'postgres', resourceId: rid, requestBody: { secrets: [{ name: 'ONLY', value: 'o3' }] } });
+    await mp().updateResourceSecrets({
+      ...icfg(),
+      integrationProductIdOrSlug: 'postgres',
+      resourceId: rid,
+      requestBody: { secrets: [{ name: 'ONLY', value: 'o3' }] },
+    });
     assert.equal((await projectVars(projectId)).ONLY?.production, 'o3');
   });
 
-  test('importResource: a new resource becomes a linked store, importing again updates it, name clash 409, unknown product 404, a linked store\'s delete leaves the partner alone', async () => {
+  test("importResource: a new resource becomes a linked store, importing again updates it, name clash 409, unknown product 404, a linked store's delete leaves the partner alone", async () => {
     const rid = 'ext_import_1';
     const before = (await userStores()).length;
     const imported = await mp().importResource({
@@ -312,7 +354,12 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     const again = await mp().importResource({
       ...icfg(),
       resourceId: rid,
-      requestBody: { productId: 'postgres', name: 'mk-imported-2', status: 'ready', secrets: [{ name: 'IMPORTED_URL', value: 'postgres://imported-2' }] },
+      requestBody: {
+        productId: 'postgres',
+        name: 'mk-imported-2',
+        status: 'ready',
+        secrets: [{ name: 'IMPORTED_URL', value: 'postgres://imported-2' }],
+      },
     });
     assert.deepEqual(again, { name: 'mk-imported-2' });
     seen = await storeOf(rid);
@@ -326,40 +373,83 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     await mp().importResource({
       ...icfg(),
       resourceId: rid,
-      requestBody: { productId: 'postgres', name: 'mk-imported-2', status: 'ready', secrets: [{ name: 'IMPORTED_URL', value: 'postgres://imported-3' }] },
+      requestBody: {
+        productId: 'postgres',
+        name: 'mk-imported-2',
+        status: 'ready',
+        secrets: [{ name: 'IMPORTED_URL', value: 'postgres://imported-3' }],
+      },
     });
     assert.equal((await projectVars(projectId)).IMPORTED_URL?.production, 'postgres://imported-3');
 
     // A name another store has: 409, for a new import and for an update by import alike.
-    const clash = await sdkFailure(mp().importResource({ ...icfg(), resourceId: 'ext_import_2', requestBody: { productId: 'postgres', name: 'mk-first', status: 'ready' } }));
+    const clash = await sdkFailure(
+      mp().importResource({
+        ...icfg(),
+        resourceId: 'ext_import_2',
+        requestBody: { productId: 'postgres', name: 'mk-first', status: 'ready' },
+      }),
+    );
     assert.equal(clash.status, 409);
     assert.equal(await storeOf('ext_import_2'), undefined);
-    const renameClash = await sdkFailure(mp().importResource({ ...icfg(), resourceId: rid, requestBody: { productId: 'postgres', name: 'mk-first', status: 'ready' } }));
+    const renameClash = await sdkFailure(
+      mp().importResource({ ...icfg(), resourceId: rid, requestBody: { productId: 'postgres', name: 'mk-first', status: 'ready' } }),
+    );
     assert.equal(renameClash.status, 409);
     assert.equal((await storeOf(rid))?.name, 'mk-imported-2');
 
     // A product the integration does not have: 404, for a new resource and for one imported already.
-    const unknown = await sdkFailure(mp().importResource({ ...icfg(), resourceId: 'ext_import_3', requestBody: { productId: 'nope', name: 'mk-nope', status: 'ready' } }));
+    const unknown = await sdkFailure(
+      mp().importResource({ ...icfg(), resourceId: 'ext_import_3', requestBody: { productId: 'nope', name: 'mk-nope', status: 'ready' } }),
+    );
     assert.equal(unknown.status, 404);
     assert.equal(await storeOf('ext_import_3'), undefined);
     // ...nor the built-in integration's product of the same slug, by its id.
-    const foreign = await sdkFailure(mp().importResource({ ...icfg(), resourceId: 'ext_import_3', requestBody: { productId: 'iap_storehouse_postgres', name: 'mk-nope', status: 'ready' } }));
+    const foreign = await sdkFailure(
+      mp().importResource({
+        ...icfg(),
+        resourceId: 'ext_import_3',
+        requestBody: { productId: 'iap_storehouse_postgres', name: 'mk-nope', status: 'ready' },
+      }),
+    );
     assert.equal(foreign.status, 404);
-    const unknownAgain = await sdkFailure(mp().importResource({ ...icfg(), resourceId: rid, requestBody: { productId: 'nope', name: 'mk-imported-9', status: 'suspended' } }));
+    const unknownAgain = await sdkFailure(
+      mp().importResource({ ...icfg(), resourceId: rid, requestBody: { productId: 'nope', name: 'mk-imported-9', status: 'suspended' } }),
+    );
     assert.equal(unknownAgain.status, 404);
     // Another product of the integration: a resource does not change its product.
-    const otherProduct = await sdkFailure(mp().importResource({ ...icfg(), resourceId: rid, requestBody: { productId: 'replica', name: 'mk-imported-9', status: 'suspended' } }));
+    const otherProduct = await sdkFailure(
+      mp().importResource({
+        ...icfg(),
+        resourceId: rid,
+        requestBody: { productId: 'replica', name: 'mk-imported-9', status: 'suspended' },
+      }),
+    );
     assert.equal(otherProduct.status, 400);
     seen = await storeOf(rid);
-    assert.deepEqual([seen?.name, seen?.status, seen?.product.slug], ['mk-imported-2', 'available', 'postgres'], 'refused imports changed nothing');
+    assert.deepEqual(
+      [seen?.name, seen?.status, seen?.product.slug],
+      ['mk-imported-2', 'available', 'postgres'],
+      'refused imports changed nothing',
+    );
     assert.equal((await userStores()).length, before + 1);
     // Naming the product by its id is the same product.
-    await mp().importResource({ ...icfg(), resourceId: rid, requestBody: { productId: 'iap_acme_postgres', name: 'mk-imported-2', status: 'ready' } });
+    await mp().importResource({
+      ...icfg(),
+      resourceId: rid,
+      requestBody: { productId: 'iap_acme_postgres', name: 'mk-imported-2', status: 'ready' },
+    });
     // A resource of the integration's other product is imported into that product.
-    await mp().importResource({ ...icfg(), resourceId: 'ext_replica', requestBody: { productId: 'replica', name: 'mk-replica', status: 'onboarding', ownership: 'owned' } });
+    await mp().importResource({
+      ...icfg(),
+      resourceId: 'ext_replica',
+      requestBody: { productId: 'replica', name: 'mk-replica', status: 'onboarding', ownership: 'owned' },
+    });
     const replica = await storeOf('ext_replica');
     assert.deepEqual([replica?.product.slug, replica?.status], ['replica', 'onboarding']);
-    const { rows: owned } = await server.runtime.db.query<{ ownership: string }>('SELECT ownership FROM stores WHERE id = $1', [replica!.id]);
+    const { rows: owned } = await server.runtime.db.query<{ ownership: string }>('SELECT ownership FROM stores WHERE id = $1', [
+      replica!.id,
+    ]);
     assert.equal(owned[0]!.ownership, 'owned');
 
     // The owner deletes the linked store (disconnecting its project): the partner is not asked to delete it.
@@ -386,8 +476,15 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     const store = await create('mk-paid', { billingPlanId: 'partner_pro' });
     assert.equal(store.billingPlan?.id, 'partner_pro');
     const authorizations = async () =>
-      ((await (await server.request(`/_storehouse/billing/authorizations?storeId=${store.id}`)).json()) as { authorizations: Array<{ state: string; amountCents: number }> }).authorizations;
-    assert.deepEqual((await authorizations()).map((a) => [a.state, a.amountCents]), [['authorized', 1000]]);
+      (
+        (await (await server.request(`/_storehouse/billing/authorizations?storeId=${store.id}`)).json()) as {
+          authorizations: Array<{ state: string; amountCents: number }>;
+        }
+      ).authorizations;
+    assert.deepEqual(
+      (await authorizations()).map((a) => [a.state, a.amountCents]),
+      [['authorized', 1000]],
+    );
     const projectId = await connectedProject('mk-paid-app', store);
     assert.ok((await projectVars(projectId)).POSTGRES_URL);
 
@@ -398,16 +495,24 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     assert.deepEqual(deleting.statuses, [204], 'answered 204 No Content');
     assert.equal(await storeOf(store.externalResourceId), undefined, 'the store is gone');
     assert.equal((await server.request(`/v1/storage/stores/${store.id}`)).status, 404);
-    assert.deepEqual((await authorizations()).map((a) => a.state), ['released']);
+    assert.deepEqual(
+      (await authorizations()).map((a) => a.state),
+      ['released'],
+    );
     assert.deepEqual(await projectVars(projectId), {}, "the store's variables went with it");
     assert.equal(partnerCalls('DELETE', '/resources/').length, partnerDeletes, 'the partner was not called back');
-    const audit = (await (await server.request('/_storehouse/audit?limit=20')).json()) as { events: Array<{ action: string; targetId: string; actorId: string | null }> };
+    const audit = (await (await server.request('/_storehouse/audit?limit=20')).json()) as {
+      events: Array<{ action: string; targetId: string; actorId: string | null }>;
+    };
     assert.ok(audit.events.some((e) => e.action === 'store.deleted' && e.targetId === store.id && e.actorId === null));
 
     // Gone: a second delete, a read and an update are 404s.
     assert.equal((await sdkFailure(mp().deleteIntegrationResource({ ...icfg(), resourceId: store.externalResourceId }))).status, 404);
     assert.equal((await sdkFailure(mp().getIntegrationResource({ ...icfg(), resourceId: store.externalResourceId }))).status, 404);
-    assert.equal((await sdkFailure(mp().updateResource({ ...icfg(), resourceId: store.externalResourceId, requestBody: { status: 'ready' } }))).status, 404);
+    assert.equal(
+      (await sdkFailure(mp().updateResource({ ...icfg(), resourceId: store.externalResourceId, requestBody: { status: 'ready' } }))).status,
+      404,
+    );
   });
 
   test('createEvent: resource.updated reads the resource again (a pending store becomes available); installation.updated is 201', async () => {
@@ -418,16 +523,23 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
 
     // The partner finishes it, but its own event cannot make Storehouse read it (its GET fails).
     partner.faults.get = { status: 500 };
-    const finished = (await (await fetch(`${partner.url}/_partner/resources/${rid}/ready`, { method: 'POST' })).json()) as { status: number };
+    const finished = (await (await fetch(`${partner.url}/_partner/resources/${rid}/ready`, { method: 'POST' })).json()) as {
+      status: number;
+    };
     assert.equal(finished.status, 502, 'Storehouse could not read the resource back');
     assert.equal((await storeOf(rid))?.status, 'initializing');
-    const failing = await sdkFailure(mp().createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: rid } } }));
+    const failing = await sdkFailure(
+      mp().createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: rid } } }),
+    );
     assert.equal(failing.status, 502);
     delete partner.faults.get;
 
     const gets = partnerCalls('GET', `/resources/${rid}`).length;
     const eventing = mpWithStatuses();
-    const answer = await eventing.api.createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: rid, productId: 'postgres' } } });
+    const answer = await eventing.api.createEvent({
+      ...icfg(),
+      requestBody: { event: { type: 'resource.updated', resourceId: rid, productId: 'postgres' } },
+    });
     assert.equal(answer, undefined);
     assert.deepEqual(eventing.statuses, [201], 'answered 201');
     assert.ok(partnerCalls('GET', `/resources/${rid}`).length > gets, 'Storehouse read the resource from the partner');
@@ -441,13 +553,19 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
 
     await mp().createEvent({ ...icfg(), requestBody: { event: { type: 'installation.updated', billingPlanId: 'partner_pro' } } });
     await mp().createEvent({ ...icfg(), requestBody: { event: { type: 'installation.updated' } } });
-    const audit = (await (await server.request('/_storehouse/audit?limit=50')).json()) as { events: Array<{ action: string; targetId: string; details: Record<string, unknown> }> };
+    const audit = (await (await server.request('/_storehouse/audit?limit=50')).json()) as {
+      events: Array<{ action: string; targetId: string; details: Record<string, unknown> }>;
+    };
     const updates = audit.events.filter((e) => e.action === 'installation.updated' && e.targetId === installationId);
     assert.equal(updates.length, 2);
     assert.ok(updates.some((e) => e.details.billingPlanId === 'partner_pro'));
 
     // An event about a resource the installation does not have.
-    assert.equal((await sdkFailure(mp().createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: 'sh_nothing' } } }))).status, 404);
+    assert.equal(
+      (await sdkFailure(mp().createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: 'sh_nothing' } } })))
+        .status,
+      404,
+    );
   });
 
   test('a partner update while the owner deletes the store does not keep the store alive', async () => {
@@ -459,14 +577,18 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     // A store being deleted shows as `error` with a "Being deleted" notification.
     await eventually('the delete to start', async () => (await storeOf(rid))?.notification?.title === 'Being deleted', 10_000);
     // The partner reports a status meanwhile (it has not seen the delete yet).
-    await mp().updateResource({ ...icfg(), resourceId: rid, requestBody: { status: 'ready', notification: { level: 'info', title: 'Ready' } } });
+    await mp().updateResource({
+      ...icfg(),
+      resourceId: rid,
+      requestBody: { status: 'ready', notification: { level: 'info', title: 'Ready' } },
+    });
     assert.equal((await storeOf(rid))?.notification?.title, 'Being deleted', 'still being deleted');
     const removed = await deleting;
     assert.equal(removed.status, 200);
     assert.equal(await storeOf(rid), undefined, 'the store the owner deleted is gone');
   });
 
-  test('bad input: malformed bodies are 400 in Vercel\'s format and change nothing; another installation\'s resource is 404; unknown and revoked tokens are 401', async () => {
+  test("bad input: malformed bodies are 400 in Vercel's format and change nothing; another installation's resource is 404; unknown and revoked tokens are 401", async () => {
     const store = await create('mk-bad');
     const rid = store.externalResourceId;
     const projectId = await connectedProject('mk-bad-app', store);
@@ -494,7 +616,11 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
       ['PUT', fresh, '{"productId":"postgres","name":"x","status":"ready","surprise":true}'],
       ['PUT', fresh, '{"productId":"postgres","name":"line\\nbreak","status":"ready"}'],
       ['PUT', fresh, '{"productId":"postgres","name":"x","status":"ready","secrets":[{"name":"A","value":"1"},{"name":"A","value":"2"}]}'],
-      ['PUT', resource, '{"productId":"postgres","name":"mk-bad","status":"ready","secrets":[{"name":"A","value":"1"},{"name":"A","value":"2"}]}'],
+      [
+        'PUT',
+        resource,
+        '{"productId":"postgres","name":"mk-bad","status":"ready","secrets":[{"name":"A","value":"1"},{"name":"A","value":"2"}]}',
+      ],
       ['PUT', resource, '{"productId":"postgres","name":"mk-bad","status":"bogus"}'],
       ['PUT', fresh, '[]'],
       ['PUT', fresh, '{"productId":'],
@@ -571,21 +697,44 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
     const other = await install(server.runtime.db, { teamId: team.id, integrationId: 'oac_partner', installedBy: null });
     const otherToken = (await mintInstallationToken(server.runtime.db, other.id)).value;
     const otherApi = server.sdk(otherToken).marketplace;
-    await otherApi.importResource({ integrationConfigurationId: other.id, resourceId: 'ext_theirs', requestBody: { productId: 'postgres', name: 'theirs', status: 'ready', secrets: [{ name: 'T', value: 't' }] } });
+    await otherApi.importResource({
+      integrationConfigurationId: other.id,
+      resourceId: 'ext_theirs',
+      requestBody: { productId: 'postgres', name: 'theirs', status: 'ready', secrets: [{ name: 'T', value: 't' }] },
+    });
     const theirs = { ...icfg(), resourceId: 'ext_theirs' };
     assert.equal((await sdkFailure(mp().getIntegrationResource(theirs))).status, 404);
-    assert.equal((await sdkFailure(mp().updateResource({ ...theirs, requestBody: { name: 'mine-now', status: 'suspended' } }))).status, 404);
-    assert.equal((await sdkFailure(mp().updateResourceSecretsById({ ...theirs, requestBody: { secrets: [{ name: 'T', value: 'x' }] } }))).status, 404);
+    assert.equal(
+      (await sdkFailure(mp().updateResource({ ...theirs, requestBody: { name: 'mine-now', status: 'suspended' } }))).status,
+      404,
+    );
+    assert.equal(
+      (await sdkFailure(mp().updateResourceSecretsById({ ...theirs, requestBody: { secrets: [{ name: 'T', value: 'x' }] } }))).status,
+      404,
+    );
     assert.equal((await sdkFailure(mp().deleteIntegrationResource(theirs))).status, 404);
-    assert.equal((await sdkFailure(mp().createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: 'ext_theirs' } } }))).status, 404);
-    assert.equal((await mp().getIntegrationResources(icfg())).resources.some((r) => r.partnerId === 'ext_theirs'), false);
+    assert.equal(
+      (await sdkFailure(mp().createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: 'ext_theirs' } } })))
+        .status,
+      404,
+    );
+    assert.equal(
+      (await mp().getIntegrationResources(icfg())).resources.some((r) => r.partnerId === 'ext_theirs'),
+      false,
+    );
     const untouched = await otherApi.getIntegrationResource({ integrationConfigurationId: other.id, resourceId: 'ext_theirs' });
     assert.deepEqual([untouched.name, untouched.status], ['theirs', 'ready']);
     // This installation's token on the other installation's paths: refused.
     const crossed = await sdkFailure(mp().getIntegrationResources({ integrationConfigurationId: other.id }));
     assert.equal(crossed.status, 403, "another installation's path");
-    assert.equal((await sdkFailure(mp().deleteIntegrationResource({ integrationConfigurationId: other.id, resourceId: 'ext_theirs' }))).status, crossed.status);
-    assert.equal((await otherApi.getIntegrationResource({ integrationConfigurationId: other.id, resourceId: 'ext_theirs' })).name, 'theirs');
+    assert.equal(
+      (await sdkFailure(mp().deleteIntegrationResource({ integrationConfigurationId: other.id, resourceId: 'ext_theirs' }))).status,
+      crossed.status,
+    );
+    assert.equal(
+      (await otherApi.getIntegrationResource({ integrationConfigurationId: other.id, resourceId: 'ext_theirs' })).name,
+      'theirs',
+    );
 
     // Unknown, missing and revoked tokens: 401, and nothing changes.
     const revocable = await mintInstallationToken(server.runtime.db, installationId);
@@ -597,12 +746,24 @@ describe('the marketplace API, called by a partner through @vercel/sdk', () => {
         ['list', () => sdk.getIntegrationResources(icfg())],
         ['get', () => sdk.getIntegrationResource({ ...icfg(), resourceId: rid })],
         ['update', () => sdk.updateResource({ ...icfg(), resourceId: rid, requestBody: { name: 'stolen', status: 'suspended' } })],
-        ['import', () => sdk.importResource({ ...icfg(), resourceId: 'ext_stolen', requestBody: { productId: 'postgres', name: 'stolen', status: 'ready' } })],
-        ['secrets', () => sdk.updateResourceSecretsById({ ...icfg(), resourceId: rid, requestBody: { secrets: [{ name: 'X', value: 'y' }] } })],
+        [
+          'import',
+          () =>
+            sdk.importResource({
+              ...icfg(),
+              resourceId: 'ext_stolen',
+              requestBody: { productId: 'postgres', name: 'stolen', status: 'ready' },
+            }),
+        ],
+        [
+          'secrets',
+          () => sdk.updateResourceSecretsById({ ...icfg(), resourceId: rid, requestBody: { secrets: [{ name: 'X', value: 'y' }] } }),
+        ],
         ['delete', () => sdk.deleteIntegrationResource({ ...icfg(), resourceId: rid })],
         ['event', () => sdk.createEvent({ ...icfg(), requestBody: { event: { type: 'resource.updated', resourceId: rid } } })],
       ];
-      for (const [what, call] of calls) assert.equal((await sdkFailure(call())).status, 401, `${what} with ${bearer === server.token ? "a user's token" : bearer}`);
+      for (const [what, call] of calls)
+        assert.equal((await sdkFailure(call())).status, 401, `${what} with ${bearer === server.token ? "a user's token" : bearer}`);
     }
     const none = await raw('GET', `/v1/installations/${installationId}/resources`, undefined, null);
     assert.equal((await errorOf(none)).status, 401);

@@ -37,7 +37,9 @@ function writeCatalog(): string {
  * Sends each bad request: each answered 400 must be `bad_request` naming its field (and never
  * quote the client secret). Returns those not answered 400, described, for one assertion.
  */
-async function notRefused(cases: Array<{ what: string; field: string | null | undefined; send: () => Promise<Response> }>): Promise<string[]> {
+async function notRefused(
+  cases: Array<{ what: string; field: string | null | undefined; send: () => Promise<Response> }>,
+): Promise<string[]> {
   const accepted: string[] = [];
   for (const { what, field, send } of cases) {
     const response = await send();
@@ -86,14 +88,25 @@ for (const backend of BACKENDS) {
     let token: string;
 
     /** The marketplace client of a token, retries off (the SDK's default, said out loud: a 429 must surface). */
-    const mp = (bearer: string) => new Vercel({ bearerToken: bearer, serverURL: server.url, retryConfig: { strategy: 'none' } }).marketplace;
+    const mp = (bearer: string) =>
+      new Vercel({ bearerToken: bearer, serverURL: server.url, retryConfig: { strategy: 'none' } }).marketplace;
     /** Whether a token still works on the marketplace API (a route without a limit of its own). */
-    const works = async (bearer: string, icfg = installationId) => outcome(mp(bearer).getIntegrationResources({ integrationConfigurationId: icfg }));
+    const works = async (bearer: string, icfg = installationId) =>
+      outcome(mp(bearer).getIntegrationResources({ integrationConfigurationId: icfg }));
     const liveTokens = async (icfg: string) =>
-      (await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM installation_tokens WHERE installation_id = $1', [icfg])).rows[0]!.n;
+      (
+        await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM installation_tokens WHERE installation_id = $1', [
+          icfg,
+        ])
+      ).rows[0]!.n;
     /** A raw marketplace call (bodies the SDK would refuse to send). */
     const raw = (method: string, pathAndQuery: string, body: string | undefined, bearer: string) =>
-      server.request(pathAndQuery, { method, token: bearer, headers: { 'content-type': 'application/json' }, ...(body !== undefined && { body }) });
+      server.request(pathAndQuery, {
+        method,
+        token: bearer,
+        headers: { 'content-type': 'application/json' },
+        ...(body !== undefined && { body }),
+      });
 
     /** A team of its own with one owner, its installation of `integrationId`, and a token of it. */
     const freshInstallation = async (integrationId = 'oac_storehouse') => {
@@ -129,12 +142,18 @@ for (const backend of BACKENDS) {
       assert.ok(!rows[1]!.row.includes(CLIENT_SECRET), 'the secret itself is nowhere in the row');
       const catalog = catalogWithPartner({ url: 'http://127.0.0.1:9' });
       catalog.integrations[0].clientSecret = 'too-short';
-      assert.throws(() => validateCatalog(catalog, 'catalog.yaml'), /\/integrations\/0\/clientSecret: must NOT have fewer than 16 characters/);
+      assert.throws(
+        () => validateCatalog(catalog, 'catalog.yaml'),
+        /\/integrations\/0\/clientSecret: must NOT have fewer than 16 characters/,
+      );
     });
 
     test('rotate: a new token (hashed, the old one still working), with the client secret and optionally the client id', async () => {
       const before = await liveTokens(installationId);
-      const rotated = await mp(token).rotateInstallationCredential({ integrationConfigurationId: installationId, requestBody: { clientSecret: CLIENT_SECRET } });
+      const rotated = await mp(token).rotateInstallationCredential({
+        integrationConfigurationId: installationId,
+        requestBody: { clientSecret: CLIENT_SECRET },
+      });
       assert.match(rotated.accessToken, /^shi_\w{43}$/);
       assert.notEqual(rotated.accessToken, token);
       assert.equal(rotated.tokenType, 'oauth2-token');
@@ -146,39 +165,54 @@ for (const backend of BACKENDS) {
       assert.equal(await works(token), 'ok');
       assert.equal(await works(rotated.accessToken), 'ok');
       // Only its hash is kept.
-      const { rows } = await server.runtime.db.query<{ token_hash: string }>('SELECT token_hash FROM installation_tokens WHERE installation_id = $1', [installationId]);
+      const { rows } = await server.runtime.db.query<{ token_hash: string }>(
+        'SELECT token_hash FROM installation_tokens WHERE installation_id = $1',
+        [installationId],
+      );
       assert.ok(rows.some((row) => row.token_hash === hashToken(rotated.accessToken)));
       assert.ok(rows.every((row) => row.token_hash !== rotated.accessToken));
 
       // With the integration's client id too; the new token rotates in turn.
       const again = await mp(rotated.accessToken).rotateInstallationCredential({
-        integrationConfigurationId: installationId, requestBody: { clientSecret: CLIENT_SECRET, clientId: 'oac_storehouse' },
+        integrationConfigurationId: installationId,
+        requestBody: { clientSecret: CLIENT_SECRET, clientId: 'oac_storehouse' },
       });
       assert.equal(await works(again.accessToken), 'ok');
       assert.equal(await liveTokens(installationId), before + 2);
 
       // The audit log names the tokens by id, never by value.
-      const audit = (await (await server.request('/_storehouse/audit?limit=20')).json()) as { events: Array<{ action: string; targetId: string; details: Record<string, unknown> }> };
+      const audit = (await (await server.request('/_storehouse/audit?limit=20')).json()) as {
+        events: Array<{ action: string; targetId: string; details: Record<string, unknown> }>;
+      };
       const rotations = audit.events.filter((e) => e.action === 'installation.credential_rotated' && e.targetId === installationId);
       assert.equal(rotations.length, 2);
       for (const event of rotations) assert.match(String(event.details.tokenId), /^itok_/);
       const text = JSON.stringify(audit);
-      for (const secret of [token, rotated.accessToken, again.accessToken, CLIENT_SECRET]) assert.ok(!text.includes(secret), 'no token or secret in the audit log');
+      for (const secret of [token, rotated.accessToken, again.accessToken, CLIENT_SECRET])
+        assert.ok(!text.includes(secret), 'no token or secret in the audit log');
       // A guard: nothing logs request bodies today, and a change that would must not leak these.
       const logs = server.logs.join('\n');
-      for (const secret of [rotated.accessToken, again.accessToken, CLIENT_SECRET]) assert.ok(!logs.includes(secret), 'no token or secret in the logs');
+      for (const secret of [rotated.accessToken, again.accessToken, CLIENT_SECRET])
+        assert.ok(!logs.includes(secret), 'no token or secret in the logs');
     });
 
     test('revoke: the token stops working at once; a repeat or an unknown token is already_revoked; the last live token is kept (409)', async () => {
       const own = await freshInstallation();
       const icfg = { integrationConfigurationId: own.id };
       const old = own.token;
-      const { accessToken: replacement } = await mp(old).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET } });
+      const { accessToken: replacement } = await mp(old).rotateInstallationCredential({
+        ...icfg,
+        requestBody: { clientSecret: CLIENT_SECRET },
+      });
 
       // The ordinary flow: authenticate with the replacement, revoke the old one.
-      assert.deepEqual(await mp(replacement).revokeInstallationCredential({ ...icfg, requestBody: { token: old, clientSecret: CLIENT_SECRET } }), {
-        revoked: true, alreadyRevoked: false,
-      });
+      assert.deepEqual(
+        await mp(replacement).revokeInstallationCredential({ ...icfg, requestBody: { token: old, clientSecret: CLIENT_SECRET } }),
+        {
+          revoked: true,
+          alreadyRevoked: false,
+        },
+      );
       assert.equal(await works(old, own.id), 401, 'the revoked token is refused from the next request on');
       assert.equal(await works(replacement, own.id), 'ok');
       assert.equal(await liveTokens(own.id), 1);
@@ -186,23 +220,35 @@ for (const backend of BACKENDS) {
       // Again, or a token never made, or another installation's (left alone): already revoked, nothing changes.
       const other = await freshInstallation();
       for (const named of [old, 'shi_never_made', other.token]) {
-        assert.deepEqual(await mp(replacement).revokeInstallationCredential({ ...icfg, requestBody: { token: named, clientSecret: CLIENT_SECRET } }), {
-          revoked: false, alreadyRevoked: true,
-        });
+        assert.deepEqual(
+          await mp(replacement).revokeInstallationCredential({ ...icfg, requestBody: { token: named, clientSecret: CLIENT_SECRET } }),
+          {
+            revoked: false,
+            alreadyRevoked: true,
+          },
+        );
       }
       assert.equal(await works(other.token, other.id), 'ok', "another installation's token is not this one's to revoke");
       assert.equal(await liveTokens(own.id), 1);
 
       // The installation's last live token is refused: the partner would be locked out.
-      const last = await sdkFailure(mp(replacement).revokeInstallationCredential({ ...icfg, requestBody: { token: replacement, clientSecret: CLIENT_SECRET } }));
+      const last = await sdkFailure(
+        mp(replacement).revokeInstallationCredential({ ...icfg, requestBody: { token: replacement, clientSecret: CLIENT_SECRET } }),
+      );
       assert.equal(last.status, 409);
       assert.equal(last.code, 'last_credential');
       assert.equal(await works(replacement, own.id), 'ok');
 
       // The token a call authenticates with may revoke itself once another is live: it stops working then.
-      const { accessToken: third } = await mp(replacement).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET, clientId: 'oac_storehouse' } });
+      const { accessToken: third } = await mp(replacement).rotateInstallationCredential({
+        ...icfg,
+        requestBody: { clientSecret: CLIENT_SECRET, clientId: 'oac_storehouse' },
+      });
       assert.deepEqual(
-        await mp(replacement).revokeInstallationCredential({ ...icfg, requestBody: { token: replacement, clientSecret: CLIENT_SECRET, clientId: 'oac_storehouse' } }),
+        await mp(replacement).revokeInstallationCredential({
+          ...icfg,
+          requestBody: { token: replacement, clientSecret: CLIENT_SECRET, clientId: 'oac_storehouse' },
+        }),
         { revoked: true, alreadyRevoked: false },
       );
       assert.equal(await works(replacement, own.id), 401);
@@ -217,22 +263,52 @@ for (const backend of BACKENDS) {
         "SELECT action, details FROM audit_events WHERE target_id = $1 AND action LIKE 'installation.credential_%' ORDER BY seq",
         [own.id],
       );
-      assert.deepEqual(rows.map((r) => r.action), [
-        'installation.credential_rotated', 'installation.credential_revoked', 'installation.credential_rotated', 'installation.credential_revoked',
-      ], 'a revoke that changed nothing is not recorded');
+      assert.deepEqual(
+        rows.map((r) => r.action),
+        [
+          'installation.credential_rotated',
+          'installation.credential_revoked',
+          'installation.credential_rotated',
+          'installation.credential_revoked',
+        ],
+        'a revoke that changed nothing is not recorded',
+      );
       assert.equal(rows[3]!.details.tokenId, rows[3]!.details.revokedWith, 'the token that revoked itself');
     });
 
     test('a wrong client secret or client id is 403, an integration without a secret is 403, other tokens 401/403: nothing changes', async () => {
       const own = await freshInstallation();
       const icfg = { integrationConfigurationId: own.id };
-      const { accessToken: second } = await mp(own.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET } });
+      const { accessToken: second } = await mp(own.token).rotateInstallationCredential({
+        ...icfg,
+        requestBody: { clientSecret: CLIENT_SECRET },
+      });
       const refused: Array<[string, () => Promise<unknown>]> = [
-        ['rotate, wrong secret', () => mp(own.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: `${CLIENT_SECRET}x` } })],
-        ['rotate, secret in other case', () => mp(own.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET.toUpperCase() } })],
-        ['rotate, wrong client id', () => mp(own.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET, clientId: 'oac_partner' } })],
-        ['revoke, wrong secret', () => mp(second).revokeInstallationCredential({ ...icfg, requestBody: { token: own.token, clientSecret: 'not-the-secret' } })],
-        ['revoke, wrong client id', () => mp(second).revokeInstallationCredential({ ...icfg, requestBody: { token: own.token, clientSecret: CLIENT_SECRET, clientId: 'oac_nope' } })],
+        [
+          'rotate, wrong secret',
+          () => mp(own.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: `${CLIENT_SECRET}x` } }),
+        ],
+        [
+          'rotate, secret in other case',
+          () => mp(own.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET.toUpperCase() } }),
+        ],
+        [
+          'rotate, wrong client id',
+          () =>
+            mp(own.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET, clientId: 'oac_partner' } }),
+        ],
+        [
+          'revoke, wrong secret',
+          () => mp(second).revokeInstallationCredential({ ...icfg, requestBody: { token: own.token, clientSecret: 'not-the-secret' } }),
+        ],
+        [
+          'revoke, wrong client id',
+          () =>
+            mp(second).revokeInstallationCredential({
+              ...icfg,
+              requestBody: { token: own.token, clientSecret: CLIENT_SECRET, clientId: 'oac_nope' },
+            }),
+        ],
       ];
       for (const [what, call] of refused) {
         const failure = await sdkFailure(call());
@@ -245,23 +321,46 @@ for (const backend of BACKENDS) {
 
       // The partner integration has no client secret: there is nothing to prove, so nothing rotates.
       const partner = await freshInstallation('oac_partner');
-      const none = await sdkFailure(mp(partner.token).rotateInstallationCredential({ integrationConfigurationId: partner.id, requestBody: { clientSecret: CLIENT_SECRET } }));
+      const none = await sdkFailure(
+        mp(partner.token).rotateInstallationCredential({
+          integrationConfigurationId: partner.id,
+          requestBody: { clientSecret: CLIENT_SECRET },
+        }),
+      );
       assert.equal(none.status, 403);
       assert.match(none.message, /no client secret/);
       assert.equal(await liveTokens(partner.id), 1);
 
       // Tokens that are not this installation's: unknown is 401, another installation's 403, a user's 401.
-      assert.equal((await sdkFailure(mp('shi_unknown').rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET } }))).status, 401);
-      assert.equal((await sdkFailure(mp(partner.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET } }))).status, 403);
-      assert.equal((await sdkFailure(mp(server.token).revokeInstallationCredential({ ...icfg, requestBody: { token: own.token, clientSecret: CLIENT_SECRET } }))).status, 401);
+      assert.equal(
+        (await sdkFailure(mp('shi_unknown').rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET } })))
+          .status,
+        401,
+      );
+      assert.equal(
+        (await sdkFailure(mp(partner.token).rotateInstallationCredential({ ...icfg, requestBody: { clientSecret: CLIENT_SECRET } })))
+          .status,
+        403,
+      );
+      assert.equal(
+        (
+          await sdkFailure(
+            mp(server.token).revokeInstallationCredential({ ...icfg, requestBody: { token: own.token, clientSecret: CLIENT_SECRET } }),
+          )
+        ).status,
+        401,
+      );
       assert.equal(await liveTokens(own.id), 2);
       // A guard: the refusals above log nothing of the body today; a change that would must not leak the secret.
       assert.ok(!server.logs.join('\n').includes(CLIENT_SECRET), 'the secret never reaches the logs');
     });
 
-    test('bad rotate and revoke bodies are 400s in Vercel\'s format naming the field, and change nothing', async () => {
+    test("bad rotate and revoke bodies are 400s in Vercel's format naming the field, and change nothing", async () => {
       const own = await freshInstallation();
-      const { accessToken: second } = await mp(own.token).rotateInstallationCredential({ integrationConfigurationId: own.id, requestBody: { clientSecret: CLIENT_SECRET } });
+      const { accessToken: second } = await mp(own.token).rotateInstallationCredential({
+        integrationConfigurationId: own.id,
+        requestBody: { clientSecret: CLIENT_SECRET },
+      });
       const rotate = `/v1/installations/${own.id}/credentials/rotate`;
       const revoke = `/v1/installations/${own.id}/credentials/revoke`;
       const secret = JSON.stringify(CLIENT_SECRET);
@@ -285,7 +384,11 @@ for (const backend of BACKENDS) {
         [revoke, `{"token":${JSON.stringify(own.token)},"client_secret":${secret},"all":true}`, 'all'],
       ];
       const accepted = await notRefused(
-        cases.map(([url, body, field]) => ({ what: `${url.split('/').pop()} ${body ?? '(no body)'}`, field, send: () => raw('POST', url, body, second) })),
+        cases.map(([url, body, field]) => ({
+          what: `${url.split('/').pop()} ${body ?? '(no body)'}`,
+          field,
+          send: () => raw('POST', url, body, second),
+        })),
       );
       assert.deepEqual(accepted, [], 'every bad body is a 400');
       assert.equal(await liveTokens(own.id), 2);
@@ -307,21 +410,45 @@ for (const backend of BACKENDS) {
       assert.equal((await shown()).status, 'ready', 'ready until the partner says otherwise');
 
       const billingPlan = {
-        id: 'team_pro', type: 'subscription' as const, name: 'Pro', description: 'For teams', cost: '$20/month', paymentMethodRequired: true,
-        details: [{ label: 'Seats', value: '10' }], effectiveDate: '2030-01-01', additionalProperties: { tier: 'gold' },
+        id: 'team_pro',
+        type: 'subscription' as const,
+        name: 'Pro',
+        description: 'For teams',
+        cost: '$20/month',
+        paymentMethodRequired: true,
+        details: [{ label: 'Seats', value: '10' }],
+        effectiveDate: '2030-01-01',
+        additionalProperties: { tier: 'gold' },
       };
-      const notification = { level: 'warn' as const, title: 'Payment due', message: 'Update the card', href: 'https://acme.example.com/billing' };
+      const notification = {
+        level: 'warn' as const,
+        title: 'Payment due',
+        message: 'Update the card',
+        href: 'https://acme.example.com/billing',
+      };
       // The SDK resolves only on a 204 (anything else is an "unexpected status" error).
-      await mp(token).updateInstallation({ ...icfg, requestBody: { status: 'suspended', externalId: 'acme-42', billingPlan, notification } });
+      await mp(token).updateInstallation({
+        ...icfg,
+        requestBody: { status: 'suspended', externalId: 'acme-42', billingPlan, notification },
+      });
       let seen = await shown();
       assert.equal(seen.status, 'suspended');
       assert.equal(seen.externalId, 'acme-42');
       assert.deepEqual(seen.notification, notification);
       assert.deepEqual(seen.billingPlan, {
-        id: 'team_pro', type: 'subscription', name: 'Pro', description: 'For teams', cost: '$20/month', paymentMethodRequired: true,
-        details: [{ label: 'Seats', value: '10' }], effectiveDate: '2030-01-01',
+        id: 'team_pro',
+        type: 'subscription',
+        name: 'Pro',
+        description: 'For teams',
+        cost: '$20/month',
+        paymentMethodRequired: true,
+        details: [{ label: 'Seats', value: '10' }],
+        effectiveDate: '2030-01-01',
       });
-      const { rows } = await server.runtime.db.query<{ billing_plan: Record<string, unknown> }>('SELECT billing_plan FROM installations WHERE id = $1', [installationId]);
+      const { rows } = await server.runtime.db.query<{ billing_plan: Record<string, unknown> }>(
+        'SELECT billing_plan FROM installations WHERE id = $1',
+        [installationId],
+      );
       assert.equal(rows[0]!.billing_plan.tier, 'gold', 'the plan is kept as the partner sent it');
       // Through the SDK: its configuration schemas have status and externalId.
       const one = await server.sdk().integrations.getConfiguration({ id: installationId });
@@ -347,7 +474,9 @@ for (const backend of BACKENDS) {
       assert.equal((await raw('PATCH', `/v1/installations/${installationId}`, '{}', token)).status, 204);
       assert.deepEqual(await shown(), before);
 
-      const audit = (await (await server.request('/_storehouse/audit?limit=50')).json()) as { events: Array<{ action: string; targetId: string; details: Record<string, any> }> };
+      const audit = (await (await server.request('/_storehouse/audit?limit=50')).json()) as {
+        events: Array<{ action: string; targetId: string; details: Record<string, any> }>;
+      };
       const updates = audit.events.filter((e) => e.action === 'installation.updated' && e.targetId === installationId);
       assert.equal(updates.length, 4, 'one event a change; {} records nothing');
       assert.deepEqual(updates.at(-1)!.details.fields.sort(), ['billingPlan', 'externalId', 'notification', 'status']);
@@ -382,54 +511,103 @@ for (const backend of BACKENDS) {
         ['{"notification":{"level":"info","title":"t","href":5}}', 'notification'],
         ['{"status":"ready","surprise":true}', 'surprise'],
       ];
-      const accepted = await notRefused(cases.map(([body, field]) => ({ what: `PATCH ${body ?? '(no body)'}`, field, send: () => raw('PATCH', url, body, token) })));
+      const accepted = await notRefused(
+        cases.map(([body, field]) => ({ what: `PATCH ${body ?? '(no body)'}`, field, send: () => raw('PATCH', url, body, token) })),
+      );
       assert.deepEqual(accepted, [], 'every bad body is a 400');
-      assert.equal(await (await server.request(`/v1/integrations/configuration/${installationId}`)).text(), before, 'the 400s changed nothing');
+      assert.equal(
+        await (await server.request(`/v1/integrations/configuration/${installationId}`)).text(),
+        before,
+        'the 400s changed nothing',
+      );
       assert.equal((await sdkFailure(mp(token).updateInstallation({ integrationConfigurationId: installationId }))).status, 400, 'no body');
 
       const other = await freshInstallation();
-      const crossed = await sdkFailure(mp(token).updateInstallation({ integrationConfigurationId: other.id, requestBody: { status: 'error' } }));
+      const crossed = await sdkFailure(
+        mp(token).updateInstallation({ integrationConfigurationId: other.id, requestBody: { status: 'error' } }),
+      );
       assert.equal(crossed.status, 403);
       const { rows } = await server.runtime.db.query<{ status: string }>('SELECT status FROM installations WHERE id = $1', [other.id]);
       assert.equal(rows[0]!.status, 'ready');
-      assert.equal((await sdkFailure(mp('shi_unknown').updateInstallation({ integrationConfigurationId: installationId, requestBody: { status: 'error' } }))).status, 401);
+      assert.equal(
+        (
+          await sdkFailure(
+            mp('shi_unknown').updateInstallation({ integrationConfigurationId: installationId, requestBody: { status: 'error' } }),
+          )
+        ).status,
+        401,
+      );
       assert.equal(await (await server.request(`/v1/integrations/configuration/${installationId}`)).text(), before);
     });
 
-    test('rate limits per installation: a 429 in Vercel\'s format with Retry-After once a limit is spent; other installations and routes unaffected', async () => {
+    test("rate limits per installation: a 429 in Vercel's format with Retry-After once a limit is spent; other installations and routes unaffected", async () => {
       const a = await freshInstallation();
       const b = await freshInstallation();
       const now = new Date();
       const day = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
       const billing = {
-        timestamp: now, eod: day, period: { start: day, end: new Date(day.getTime() + 30 * 86_400_000) },
+        timestamp: now,
+        eod: day,
+        period: { start: day, end: new Date(day.getTime() + 30 * 86_400_000) },
         billing: [{ billingPlanId: 'postgres_hobby', name: 'Storage', price: '0.10', quantity: 1, units: 'GB', total: '0.10' }],
         usage: [{ name: 'Storage', type: 'total' as const, units: 'GB', dayValue: 1, periodValue: 1 }],
       };
       // Each installation has a resource to change secrets of (an import, which counts against its own limit).
       for (const one of [a, b]) {
         await mp(one.token).importResource({
-          integrationConfigurationId: one.id, resourceId: 'ext_limited', requestBody: { productId: 'postgres', name: `limited-${one.id.slice(-6)}`, status: 'ready' },
+          integrationConfigurationId: one.id,
+          resourceId: 'ext_limited',
+          requestBody: { productId: 'postgres', name: `limited-${one.id.slice(-6)}`, status: 'ready' },
         });
       }
       type Installation = typeof a;
       const routes: Array<{ name: string; total: number; spent?: number; call: (i: Installation, n: number) => Promise<unknown> }> = [
         { name: 'marketplace.account', total: 3, call: (i) => mp(i.token).getAccountInfo({ integrationConfigurationId: i.id }) },
-        { name: 'marketplace.members', total: 2, call: (i) => mp(i.token).getMember({ integrationConfigurationId: i.id, memberId: i.ownerId }) },
-        { name: 'marketplace.events', total: 2, call: (i) => mp(i.token).createEvent({ integrationConfigurationId: i.id, requestBody: { event: { type: 'installation.updated' } } }) },
         {
-          name: 'marketplace.imports', total: 2, spent: 1,
-          call: (i, n) => mp(i.token).importResource({ integrationConfigurationId: i.id, resourceId: `ext_more_${n}`, requestBody: { productId: 'postgres', name: `more-${n}-${i.id.slice(-6)}`, status: 'ready' } }),
+          name: 'marketplace.members',
+          total: 2,
+          call: (i) => mp(i.token).getMember({ integrationConfigurationId: i.id, memberId: i.ownerId }),
+        },
+        {
+          name: 'marketplace.events',
+          total: 2,
+          call: (i) =>
+            mp(i.token).createEvent({ integrationConfigurationId: i.id, requestBody: { event: { type: 'installation.updated' } } }),
+        },
+        {
+          name: 'marketplace.imports',
+          total: 2,
+          spent: 1,
+          call: (i, n) =>
+            mp(i.token).importResource({
+              integrationConfigurationId: i.id,
+              resourceId: `ext_more_${n}`,
+              requestBody: { productId: 'postgres', name: `more-${n}-${i.id.slice(-6)}`, status: 'ready' },
+            }),
         },
         {
           // Both secrets paths count against one limit.
-          name: 'marketplace.secrets', total: 2,
+          name: 'marketplace.secrets',
+          total: 2,
           call: (i, n) =>
             n % 2 === 0
-              ? mp(i.token).updateResourceSecretsById({ integrationConfigurationId: i.id, resourceId: 'ext_limited', requestBody: { secrets: [{ name: 'K', value: `v${n}` }] } })
-              : mp(i.token).updateResourceSecrets({ integrationConfigurationId: i.id, integrationProductIdOrSlug: 'postgres', resourceId: 'ext_limited', requestBody: { secrets: [{ name: 'K', value: `v${n}` }] } }),
+              ? mp(i.token).updateResourceSecretsById({
+                  integrationConfigurationId: i.id,
+                  resourceId: 'ext_limited',
+                  requestBody: { secrets: [{ name: 'K', value: `v${n}` }] },
+                })
+              : mp(i.token).updateResourceSecrets({
+                  integrationConfigurationId: i.id,
+                  integrationProductIdOrSlug: 'postgres',
+                  resourceId: 'ext_limited',
+                  requestBody: { secrets: [{ name: 'K', value: `v${n}` }] },
+                }),
         },
-        { name: 'marketplace.billing', total: 1, call: (i) => mp(i.token).submitBillingData({ integrationConfigurationId: i.id, requestBody: billing }) },
+        {
+          name: 'marketplace.billing',
+          total: 1,
+          call: (i) => mp(i.token).submitBillingData({ integrationConfigurationId: i.id, requestBody: billing }),
+        },
       ];
       for (const route of routes) {
         let n = route.spent ?? 0;
@@ -450,7 +628,10 @@ for (const backend of BACKENDS) {
         assert.equal(limited.headers.get('x-ratelimit-remaining'), '0');
         const { error } = JSON.parse(limited.body) as { error: { code: string; message: string; limit: Record<string, number> } };
         assert.equal(error.code, 'rate_limited');
-        assert.match(error.message, new RegExp(`The rate limit of ${route.total} exceeded for '${route.name}'. Try again in \\d+ seconds?`));
+        assert.match(
+          error.message,
+          new RegExp(`The rate limit of ${route.total} exceeded for '${route.name}'. Try again in \\d+ seconds?`),
+        );
         assert.deepEqual(Object.keys(error.limit).sort(), ['remaining', 'reset', 'resetMs', 'total']);
         assert.equal(error.limit.total, route.total);
         assert.equal(error.limit.remaining, 0);
@@ -461,9 +642,20 @@ for (const backend of BACKENDS) {
       }
       // Routes without a limit of their own still answer the limited installation.
       assert.equal(await works(a.token, a.id), 'ok');
-      assert.equal(await outcome(mp(a.token).submitPrepaymentBalances({ integrationConfigurationId: a.id, requestBody: { timestamp: now, balances: [{ currencyValueInCents: 100 }] } })), 'ok');
+      assert.equal(
+        await outcome(
+          mp(a.token).submitPrepaymentBalances({
+            integrationConfigurationId: a.id,
+            requestBody: { timestamp: now, balances: [{ currencyValueInCents: 100 }] },
+          }),
+        ),
+        'ok',
+      );
       // A refused call changed nothing: only the first billing data was kept.
-      const { rows } = await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM partner_reports WHERE installation_id = $1 AND kind = 'billing'", [a.id]);
+      const { rows } = await server.runtime.db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM partner_reports WHERE installation_id = $1 AND kind = 'billing'",
+        [a.id],
+      );
       assert.equal(rows[0]!.n, 1, 'the refused billing data was not kept');
     });
   });
@@ -475,15 +667,22 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
   let second: TestServer;
   let installationId: string;
 
-  const mpOn = (node: TestServer, bearer: string) => new Vercel({ bearerToken: bearer, serverURL: node.url, retryConfig: { strategy: 'none' } }).marketplace;
-  const worksOn = (node: TestServer, bearer: string) => outcome(mpOn(node, bearer).getIntegrationResources({ integrationConfigurationId: installationId }));
+  const mpOn = (node: TestServer, bearer: string) =>
+    new Vercel({ bearerToken: bearer, serverURL: node.url, retryConfig: { strategy: 'none' } }).marketplace;
+  const worksOn = (node: TestServer, bearer: string) =>
+    outcome(mpOn(node, bearer).getIntegrationResources({ integrationConfigurationId: installationId }));
 
   before(async () => {
     catalogFile = writeCatalog();
     // With a Redis, both nodes count in it (the limits test below); without one the revocation test runs alone.
     const env = { STOREHOUSE_RATE_LIMIT_MARKETPLACE_EVENTS: '3', ...(REDIS_URL && { REDIS_URL }) };
     first = await startServer('postgres', { catalogPath: catalogFile, env });
-    second = await startServer('postgres', { catalogPath: catalogFile, env, databaseUrl: first.config.databaseUrl!, bootstrapToken: first.token });
+    second = await startServer('postgres', {
+      catalogPath: catalogFile,
+      env,
+      databaseUrl: first.config.databaseUrl!,
+      bootstrapToken: first.token,
+    });
     installationId = (await first.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'storehouse' }))[0]!.id!;
   });
   after(async () => {
@@ -494,13 +693,19 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
 
   test('a token revoked on one node is refused by the other at once, though it remembered the token', async () => {
     const old = (await mintInstallationToken(first.runtime.db, installationId)).value;
-    const { accessToken: replacement } = await mpOn(first, old).rotateInstallationCredential({ integrationConfigurationId: installationId, requestBody: { clientSecret: CLIENT_SECRET } });
+    const { accessToken: replacement } = await mpOn(first, old).rotateInstallationCredential({
+      integrationConfigurationId: installationId,
+      requestBody: { clientSecret: CLIENT_SECRET },
+    });
     // The second node has both in memory now.
     for (let i = 0; i < 3; i++) {
       assert.equal(await worksOn(second, old), 'ok');
       assert.equal(await worksOn(second, replacement), 'ok');
     }
-    await mpOn(first, replacement).revokeInstallationCredential({ integrationConfigurationId: installationId, requestBody: { token: old, clientSecret: CLIENT_SECRET } });
+    await mpOn(first, replacement).revokeInstallationCredential({
+      integrationConfigurationId: installationId,
+      requestBody: { token: old, clientSecret: CLIENT_SECRET },
+    });
     assert.equal(await worksOn(first, old), 401, 'on the node that revoked it, from the next request');
     // The other node hears of it through the change feed (a notification, within milliseconds).
     await eventually('the other node refusing the revoked token', async () => (await worksOn(second, old)) === 401, 10_000);
@@ -517,9 +722,17 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
     await eventually('the other node showing it again', async () => (await shownBy(second)) === 'resumed', 10_000);
   });
 
-  test('with REDIS_URL both nodes count against one installation\'s limit', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, async () => {
+  test("with REDIS_URL both nodes count against one installation's limit", {
+    skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set',
+  }, async () => {
     const bearer = (await mintInstallationToken(first.runtime.db, installationId)).value;
-    const event = (node: TestServer) => outcome(mpOn(node, bearer).createEvent({ integrationConfigurationId: installationId, requestBody: { event: { type: 'installation.updated' } } }));
+    const event = (node: TestServer) =>
+      outcome(
+        mpOn(node, bearer).createEvent({
+          integrationConfigurationId: installationId,
+          requestBody: { event: { type: 'installation.updated' } },
+        }),
+      );
     const outcomes = [];
     for (const node of [first, second, first, second]) outcomes.push(await event(node));
     assert.deepEqual(outcomes, ['ok', 'ok', 'ok', 429]);
@@ -538,12 +751,33 @@ describe('credential and installation-update limits', () => {
       const id = configuration!.id!;
       const token = (await mintInstallationToken(server.runtime.db, id)).value;
       const mp = new Vercel({ bearerToken: token, serverURL: server.url, retryConfig: { strategy: 'none' } }).marketplace;
-      const rotated = await mp.rotateInstallationCredential({ integrationConfigurationId: id, requestBody: { clientSecret: CLIENT_SECRET } });
+      const rotated = await mp.rotateInstallationCredential({
+        integrationConfigurationId: id,
+        requestBody: { clientSecret: CLIENT_SECRET },
+      });
       // A wrong secret counts too: guesses are what the limit is for.
-      assert.equal(await outcome(mp.revokeInstallationCredential({ integrationConfigurationId: id, requestBody: { token: rotated.accessToken, clientSecret: 'not-the-secret-at-all' } })), 403);
-      const limited = await sdkFailure(mp.rotateInstallationCredential({ integrationConfigurationId: id, requestBody: { clientSecret: CLIENT_SECRET } }));
+      assert.equal(
+        await outcome(
+          mp.revokeInstallationCredential({
+            integrationConfigurationId: id,
+            requestBody: { token: rotated.accessToken, clientSecret: 'not-the-secret-at-all' },
+          }),
+        ),
+        403,
+      );
+      const limited = await sdkFailure(
+        mp.rotateInstallationCredential({ integrationConfigurationId: id, requestBody: { clientSecret: CLIENT_SECRET } }),
+      );
       assert.deepEqual([limited.status, limited.code], [429, 'rate_limited']);
-      assert.equal((await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM installation_tokens WHERE installation_id = $1', [id])).rows[0]!.n, 2, 'the refused rotation made no token');
+      assert.equal(
+        (
+          await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM installation_tokens WHERE installation_id = $1', [
+            id,
+          ])
+        ).rows[0]!.n,
+        2,
+        'the refused rotation made no token',
+      );
 
       for (let n = 0; n < 2; n++) await mp.updateInstallation({ integrationConfigurationId: id, requestBody: { externalId: `ext-${n}` } });
       const third = await sdkFailure(mp.updateInstallation({ integrationConfigurationId: id, requestBody: { externalId: 'ext-2' } }));

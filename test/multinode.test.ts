@@ -127,7 +127,10 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
         return products[0]!.name === 'Postgres (renamed)';
       });
       const { plans } = await b.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'postgres' });
-      assert.deepEqual(plans.map((p) => p.id), ['postgres_hobby', 'postgres_pro']);
+      assert.deepEqual(
+        plans.map((p) => p.id),
+        ['postgres_hobby', 'postgres_pro'],
+      );
     } finally {
       await c.close();
     }
@@ -199,10 +202,17 @@ describe('a node whose LISTEN connection goes quiet', { skip: POSTGRES_URL ? fal
       assert.equal((await node.request('/v1/integrations/configurations?view=account', { token: value })).status, 401);
 
       await eventually('the node listening again on a fresh connection', async () => node.runtime.feed.healthy, 5000);
-      const { token: later, value: laterValue } = await createToken(sql, { userId: owner.user_id, teamId: owner.default_team_id, name: 'later' });
+      const { token: later, value: laterValue } = await createToken(sql, {
+        userId: owner.user_id,
+        teamId: owner.default_team_id,
+        name: 'later',
+      });
       assert.equal((await node.request('/v1/integrations/configurations?view=account', { token: laterValue })).status, 200);
       await sql.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1', [later.id]);
-      await eventually('the node hearing changes again', async () => (await node.request('/v1/integrations/configurations?view=account', { token: laterValue })).status === 401);
+      await eventually(
+        'the node hearing changes again',
+        async () => (await node.request('/v1/integrations/configurations?view=account', { token: laterValue })).status === 401,
+      );
     } finally {
       await sql.end();
       await node.close();

@@ -51,7 +51,10 @@ describe('signing keys and the JWKS', () => {
     await jwtVerify(first, fresh, { issuer, audience: 'oac_partner' });
     await jwtVerify(second, fresh, { issuer, audience: 'oac_partner' });
 
-    const discovery = (await (await server.request('/.well-known/openid-configuration', { token: null })).json()) as Record<string, unknown>;
+    const discovery = (await (await server.request('/.well-known/openid-configuration', { token: null })).json()) as Record<
+      string,
+      unknown
+    >;
     assert.equal(discovery.issuer, issuer);
     assert.equal(discovery.jwks_uri, `${server.url}/.well-known/jwks`);
   });
@@ -84,7 +87,9 @@ describe('installation access tokens on the marketplace API', () => {
     assert.equal(typeof account.name, 'string');
     assert.match(account.url!, new RegExp(installationId));
     assert.match(account.contact!.email!, /@/);
-    const { rows } = await server.runtime.db.query<{ id: string }>('SELECT installed_by AS id FROM installations WHERE id = $1', [installationId]);
+    const { rows } = await server.runtime.db.query<{ id: string }>('SELECT installed_by AS id FROM installations WHERE id = $1', [
+      installationId,
+    ]);
     const member = await server.sdk(token).marketplace.getMember({ integrationConfigurationId: installationId, memberId: rows[0]!.id });
     assert.equal(member.role, 'ADMIN');
   });
@@ -101,7 +106,10 @@ describe('installation access tokens on the marketplace API', () => {
     const postEvent = async (event: unknown) =>
       errorOf(
         await server.request(`/v1/installations/${installationId}/events`, {
-          token, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ event }),
+          token,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ event }),
         }),
       );
     const events = await postEvent({ type: 'resource.updated', resourceId: 'nope' });
@@ -124,7 +132,10 @@ describe('installation access tokens on the marketplace API', () => {
         usage: [{ name: 'Storage', type: 'total', units: 'GB', dayValue: 3, periodValue: 3 }],
       },
     });
-    await sdk.submitPrepaymentBalances({ integrationConfigurationId: installationId, requestBody: { timestamp: now, balances: [{ currencyValueInCents: 1200, nameLabel: 'Credits' }] } });
+    await sdk.submitPrepaymentBalances({
+      integrationConfigurationId: installationId,
+      requestBody: { timestamp: now, balances: [{ currencyValueInCents: 1200, nameLabel: 'Credits' }] },
+    });
     const invoice = await sdk.submitInvoice({
       integrationConfigurationId: installationId,
       requestBody: {
@@ -138,9 +149,14 @@ describe('installation access tokens on the marketplace API', () => {
       'SELECT id, kind, body FROM partner_reports WHERE installation_id = $1 ORDER BY created_at',
       [installationId],
     );
-    assert.deepEqual(rows.map((r) => r.kind), ['billing', 'balance', 'invoice']);
+    assert.deepEqual(
+      rows.map((r) => r.kind),
+      ['billing', 'balance', 'invoice'],
+    );
     const [billing, balance, invoiceRow] = rows;
-    assert.deepEqual(billing!.body.billing.items, [{ billingPlanId: 'postgres_pro', name: 'Storage', price: '0.10', quantity: 3, units: 'GB', total: '0.30' }]);
+    assert.deepEqual(billing!.body.billing.items, [
+      { billingPlanId: 'postgres_pro', name: 'Storage', price: '0.10', quantity: 3, units: 'GB', total: '0.30' },
+    ]);
     assert.equal(billing!.body.billing.items[0].total, '0.30');
     assert.deepEqual(billing!.body.usage, [{ name: 'Storage', type: 'total', units: 'GB', dayValue: 3, periodValue: 3 }]);
     assert.equal(balance!.body.balances[0].currencyValueInCents, 1200);
@@ -149,7 +165,10 @@ describe('installation access tokens on the marketplace API', () => {
     assert.equal(invoiceRow!.id, invoice.invoiceId, 'the invoice id answered is the report kept');
     const missing = await errorOf(
       await server.request(`/v1/installations/${installationId}/billing`, {
-        token, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ timestamp: now.toISOString() }),
+        token,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ timestamp: now.toISOString() }),
       }),
     );
     assert.equal(missing.status, 400);

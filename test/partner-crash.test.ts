@@ -142,11 +142,19 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
   };
 
   const sdk = () => new Vercel({ bearerToken: TOKEN, serverURL: url });
-  const body = (name: string) => ({ name, integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 } });
+  const body = (name: string) => ({
+    name,
+    integrationConfigurationId: installationId,
+    integrationProductIdOrSlug: 'postgres',
+    metadata: { connectionLimit: 5 },
+  });
   /** A create through @vercel/sdk, settled either way (a killed server answers nothing). */
   const create = (name: string, idempotencyKey?: string): Promise<Outcome> =>
     sdk()
-      .integrations.createIntegrationStoreDirect({ requestBody: body(name) }, idempotencyKey ? { headers: { 'Idempotency-Key': idempotencyKey } } : {})
+      .integrations.createIntegrationStoreDirect(
+        { requestBody: body(name) },
+        idempotencyKey ? { headers: { 'Idempotency-Key': idempotencyKey } } : {},
+      )
       .then(
         ({ store }): Outcome => ({ ok: true, externalResourceId: store?.externalResourceId ?? '', status: store?.status ?? '' }),
         (error: Error): Outcome => ({ ok: false, error: `${error.name}: ${error.message.slice(0, 200)}` }),
@@ -164,7 +172,8 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
     const response = await fetch(`${partner!.url}/_partner/resources?installationId=${installationId}`);
     return ((await response.json()) as { resources: Array<{ id: string }> }).resources.map((resource) => resource.id).sort();
   };
-  const provisionCalls = () => partner!.requests.filter((r) => r.method === 'POST' && r.url === `/v1/installations/${installationId}/resources`);
+  const provisionCalls = () =>
+    partner!.requests.filter((r) => r.method === 'POST' && r.url === `/v1/installations/${installationId}/resources`);
 
   /**
    * The invariant, once recovery had its chance: every store is `available` with its resource
@@ -174,12 +183,21 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
   const violation = async (): Promise<string | undefined> => {
     const [listed, resources] = [await stores(), await live()];
     const unsettled = listed.filter((store) => store.status !== 'available');
-    const owned = listed.map((store) => store.externalResourceId).filter(Boolean).sort();
+    const owned = listed
+      .map((store) => store.externalResourceId)
+      .filter(Boolean)
+      .sort();
     const orphans = resources.filter((id) => !owned.includes(id));
     const missing = owned.filter((id) => !resources.includes(id));
     if (unsettled.length === 0 && orphans.length === 0 && missing.length === 0) return undefined;
     return JSON.stringify({
-      unsettled: unsettled.map((s) => ({ id: s.id, name: s.name, status: s.status, externalResourceId: s.externalResourceId, notification: s.notification?.title })),
+      unsettled: unsettled.map((s) => ({
+        id: s.id,
+        name: s.name,
+        status: s.status,
+        externalResourceId: s.externalResourceId,
+        notification: s.notification?.title,
+      })),
       orphans,
       missing,
     });
@@ -203,7 +221,13 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
     partnerDir = await freshDataDir();
     dataDir = await freshDataDir();
     // The partner verifies Storehouse's tokens against its JWKS, fetched when the first call comes.
-    partner = await startPartnerServer({ port: partnerPort, dataDir: partnerDir, clientId: 'oac_partner', issuer: url, postgresAdminUrl: POSTGRES_URL });
+    partner = await startPartnerServer({
+      port: partnerPort,
+      dataDir: partnerDir,
+      clientId: 'oac_partner',
+      issuer: url,
+      postgresAdminUrl: POSTGRES_URL,
+    });
     await start();
     const configurations = await sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
     installationId = configurations[0]!.id!;
@@ -236,12 +260,17 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
         await server.exit;
       }
       await partner?.close();
-      for (const dir of [partnerDir, dataDir, catalogFile && path.dirname(catalogFile)]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
+      for (const dir of [partnerDir, dataDir, catalogFile && path.dirname(catalogFile)])
+        if (dir) fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
   const explain = (error: unknown): never => {
-    const tail = [...history, server?.output() ?? ''].join('\n').split('\n').filter((line) => /"level":(40|50|60)|storehouse:/.test(line)).slice(-30);
+    const tail = [...history, server?.output() ?? '']
+      .join('\n')
+      .split('\n')
+      .filter((line) => /"level":(40|50|60)|storehouse:/.test(line))
+      .slice(-30);
     if (tail.length) (error as Error).message += `\nStorehouse warnings and errors:\n${tail.map((line) => line.slice(0, 600)).join('\n')}`;
     throw error;
   };
@@ -255,7 +284,11 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
       const outcome = create('crash-a', key);
       await eventually('the partner to receive the provision', async () => provisionCalls().length > calls, 30_000);
       let made: string | undefined;
-      await eventually('the partner to make the resource', async () => (made = (await live()).find((id) => !before.includes(id))) !== undefined, 30_000);
+      await eventually(
+        'the partner to make the resource',
+        async () => (made = (await live()).find((id) => !before.includes(id))) !== undefined,
+        30_000,
+      );
       assert.equal(partner!.faults.provision, undefined, 'the delayed provision took the fault');
       await kill();
       const answered = await outcome;
@@ -328,20 +361,26 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
       const created = await create('crash-u');
       assert.equal(created.ok, true, JSON.stringify(created));
       const store = (await stores()).find((s) => s.name === 'crash-u')!;
-      const updates = () => partner!.requests.filter((r) => r.method === 'PATCH' && r.url.endsWith(`/resources/${store.externalResourceId}`));
+      const updates = () =>
+        partner!.requests.filter((r) => r.method === 'PATCH' && r.url.endsWith(`/resources/${store.externalResourceId}`));
       // The partner applies the change, then answers late: Storehouse dies before the answer.
       partner!.faults.update = { delayMs: 1500, afterWork: true, times: 1 };
       const answered = fetch(`${url}/v1/storage/stores/${store.id}`, {
         method: 'PATCH',
         headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
         body: JSON.stringify({ metadata: { connectionLimit: 9 } }),
-      }).then((response) => response.status, () => 'no answer');
+      }).then(
+        (response) => response.status,
+        () => 'no answer',
+      );
       await eventually('the partner to receive the change', async () => updates().length === 1, 30_000);
       await kill();
       assert.equal(await answered, 'no answer', 'the killed change was not acknowledged');
 
       await start();
-      const metadataOf = async () => ((await (await fetch(`${url}/v1/storage/stores/${store.id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as any).store.metadata;
+      const metadataOf = async () =>
+        ((await (await fetch(`${url}/v1/storage/stores/${store.id}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as any)
+          .store.metadata;
       await eventually('the change to be sent again and recorded', async () => (await metadataOf()).connectionLimit === 9, SETTLE_MS);
       assert.ok(updates().length >= 2, 'sent again after the restart');
       const keys = new Set(updates().map((r) => r.idempotencyKey));
@@ -361,7 +400,9 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
   });
 
   const slow = FAST ? false : 'with embedded partner stores each recovery takes 30 s: set STOREHOUSE_TEST_DATABASE_URL';
-  test('killed again while recovering (the partner deleted the resource, the store is not removed yet): recovery finishes', { skip: slow }, async () => {
+  test('killed again while recovering (the partner deleted the resource, the store is not removed yet): recovery finishes', {
+    skip: slow,
+  }, async () => {
     try {
       const before = await live();
       const calls = provisionCalls().length;
@@ -369,7 +410,11 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
       const outcome = create('crash-d');
       await eventually('the partner to receive the provision', async () => provisionCalls().length > calls, 30_000);
       let made: string | undefined;
-      await eventually('the partner to make the resource', async () => (made = (await live()).find((id) => !before.includes(id))) !== undefined, 30_000);
+      await eventually(
+        'the partner to make the resource',
+        async () => (made = (await live()).find((id) => !before.includes(id))) !== undefined,
+        30_000,
+      );
       await kill();
       assert.equal((await outcome).ok, false);
 
@@ -377,7 +422,11 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
       partner!.faults.delete = { delayMs: 4000, afterWork: true, times: 1 };
       const deletes = () => partner!.requests.filter((r) => r.method === 'DELETE' && r.url.endsWith(`/resources/${made}`));
       await start();
-      await eventually('recovery to delete the resource at the partner', async () => deletes().length > 0 && !(await live()).includes(made!), SETTLE_MS);
+      await eventually(
+        'recovery to delete the resource at the partner',
+        async () => deletes().length > 0 && !(await live()).includes(made!),
+        SETTLE_MS,
+      );
       assert.equal(deletes()[0]!.status, undefined, 'the partner has not answered the delete yet');
       await kill();
 
@@ -386,13 +435,21 @@ describe('kill -9 while creating and changing stores on a partner server', () =>
       assert.ok(!(await stores()).some((store) => store.name === 'crash-d'), 'the store was rolled back');
       // The second recovery repeated the provision, heard that the key's resource is deleted, and removed the store.
       const key = provisionCalls()[calls]!.idempotencyKey;
-      assert.ok(provisionCalls().some((r) => r.idempotencyKey === key && r.status === 409), 'the repeat was answered 409 resource_deleted');
+      assert.ok(
+        provisionCalls().some((r) => r.idempotencyKey === key && r.status === 409),
+        'the repeat was answered 409 resource_deleted',
+      );
       // Recorded as the rollback it is, not as a delete nobody asked for.
-      const audit = (await (await fetch(`${url}/_storehouse/audit?limit=1000`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+      const audit = (await (
+        await fetch(`${url}/_storehouse/audit?limit=1000`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      ).json()) as {
         events: Array<{ action: string; details: { name?: string } | null }>;
       };
       const ended = audit.events.filter((e) => e.details?.name === 'crash-d' && ['store.rolled_back', 'store.deleted'].includes(e.action));
-      assert.deepEqual(ended.map((e) => e.action), ['store.rolled_back']);
+      assert.deepEqual(
+        ended.map((e) => e.action),
+        ['store.rolled_back'],
+      );
     } catch (error) {
       explain(error);
     }

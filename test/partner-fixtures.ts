@@ -83,7 +83,11 @@ export async function startStorehouseWithPartner(
 ): Promise<StorehouseWithPartner> {
   const port = await freePort();
   const catalogFile = writePartnerCatalog(
-    { url: `http://127.0.0.1:${port}`, ...(options.extraProducts && { extraProducts: options.extraProducts }), ...(options.catalogPlans && { catalogPlans: options.catalogPlans }) },
+    {
+      url: `http://127.0.0.1:${port}`,
+      ...(options.extraProducts && { extraProducts: options.extraProducts }),
+      ...(options.catalogPlans && { catalogPlans: options.catalogPlans }),
+    },
     ...(options.otherPartners ?? []).map((other) => ({ url: other.url, slug: other.slug, clientId: `oac_${other.slug}` })),
   );
   let server: TestServer | undefined;
@@ -96,7 +100,9 @@ export async function startStorehouseWithPartner(
       // goes, so no database outlives the test on a real PostgreSQL.
       if (partner && server) {
         replaceFaults(partner.faults, {});
-        const live = (await (await fetch(`${partner.url}/_partner/resources`)).json()) as { resources: Array<{ id: string; installationId: string }> };
+        const live = (await (await fetch(`${partner.url}/_partner/resources`)).json()) as {
+          resources: Array<{ id: string; installationId: string }>;
+        };
         for (const resource of live.resources) {
           const jwt = await server.runtime.keys.sign(
             { aud: 'oac_partner', installation_id: resource.installationId, account_id: 'cleanup', sub: 'account:cleanup' },
@@ -118,19 +124,37 @@ export async function startStorehouseWithPartner(
   try {
     server = await startServer('embedded', { catalogPath: catalogFile, ...(options.env && { env: options.env }) });
     partnerDir = await freshDataDir();
-    partner = await startPartnerServer({ port, dataDir: partnerDir, clientId: 'oac_partner', issuer: server.url, postgresAdminUrl: POSTGRES_URL });
+    partner = await startPartnerServer({
+      port,
+      dataDir: partnerDir,
+      clientId: 'oac_partner',
+      issuer: server.url,
+      postgresAdminUrl: POSTGRES_URL,
+    });
     const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
     const installationId = configurations[0]!.id!;
     const [storehouse, reference] = [server, partner];
     const createStore = async (name: string, extra: Record<string, unknown> = {}) => {
       const { store } = await storehouse.sdk().integrations.createIntegrationStoreDirect({
-        requestBody: { name, integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 }, ...extra },
+        requestBody: {
+          name,
+          integrationConfigurationId: installationId,
+          integrationProductIdOrSlug: 'postgres',
+          metadata: { connectionLimit: 5 },
+          ...extra,
+        },
       });
       if (!store) throw new Error(`the create of ${name} answered no store`);
       return store;
     };
     return {
-      server, partner, installationId, partnerDir, catalogFile, close, createStore,
+      server,
+      partner,
+      installationId,
+      partnerDir,
+      catalogFile,
+      close,
+      createStore,
       partnerCalls: (method, pathPart) => reference.requests.filter((r) => r.method === method && r.url.includes(pathPart)),
       partnerResourceIds: async () => {
         const { resources } = (await (await fetch(`${reference.url}/_partner/resources`)).json()) as { resources: Array<{ id: string }> };

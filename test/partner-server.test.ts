@@ -38,12 +38,21 @@ async function startMarketplace(publicJwk: Record<string, unknown>) {
         response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [publicJwk] }));
         return;
       }
-      callbacks.push({ method: request.method!, url: request.url!, authorization: request.headers.authorization, body: text ? JSON.parse(text) : undefined });
+      callbacks.push({
+        method: request.method!,
+        url: request.url!,
+        authorization: request.headers.authorization,
+        body: text ? JSON.parse(text) : undefined,
+      });
       response.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ received: true }));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, callbacks, close: () => new Promise((resolve) => server.close(resolve)) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    callbacks,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
 }
 
 describe('the reference partner server', () => {
@@ -73,10 +82,15 @@ describe('the reference partner server', () => {
       .setExpirationTime(options.expires ?? '5m')
       .sign(options.key ?? key);
   };
-  const systemToken = (claims: JWTPayload = {}) => token({ sub: 'account:team1', user_id: undefined, user_role: undefined, type: 'access_token', ...claims });
+  const systemToken = (claims: JWTPayload = {}) =>
+    token({ sub: 'account:team1', user_id: undefined, user_role: undefined, type: 'access_token', ...claims });
 
   /** A partner API call; `bearer: null` sends no token. */
-  const call = async (method: string, path: string, init: { bearer?: string | null; body?: unknown; key?: string; auth?: 'user' | 'system' } = {}) => {
+  const call = async (
+    method: string,
+    path: string,
+    init: { bearer?: string | null; body?: unknown; key?: string; auth?: 'user' | 'system' } = {},
+  ) => {
     const headers: Record<string, string> = {};
     const bearer = init.bearer === undefined ? await token() : init.bearer;
     if (bearer !== null) headers.authorization = `Bearer ${bearer}`;
@@ -86,11 +100,20 @@ describe('the reference partner server', () => {
     return fetch(partner.url + path, { method, headers, body: init.body === undefined ? undefined : JSON.stringify(init.body) });
   };
   const control = (method: string, path: string, body?: unknown) =>
-    fetch(partner.url + path, { method, ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }) });
+    fetch(partner.url + path, {
+      method,
+      ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    });
 
   const resources = `/v1/installations/${INSTALLATION}/resources`;
-  const provisionBody = (name: string, metadata: Record<string, unknown> = {}) => ({ productId: 'postgres', name, metadata, billingPlanId: 'partner_free' });
-  const secretsOf = (body: any) => Object.fromEntries((body.secrets as Array<{ name: string; value: string }>).map((s) => [s.name, s.value]));
+  const provisionBody = (name: string, metadata: Record<string, unknown> = {}) => ({
+    productId: 'postgres',
+    name,
+    metadata,
+    billingPlanId: 'partner_free',
+  });
+  const secretsOf = (body: any) =>
+    Object.fromEntries((body.secrets as Array<{ name: string; value: string }>).map((s) => [s.name, s.value]));
 
   /** The store every test after provisioning works on. */
   let main: { id: string; key: string; url: string };
@@ -164,7 +187,9 @@ describe('the reference partner server', () => {
   });
 
   test('provisions a real database whose secrets work; the same Idempotency-Key gets the same resource', async () => {
-    const invalid = await errorOf(await call('POST', resources, { key: 'bad', body: { productId: 'redis', metadata: {}, billingPlanId: 'nope' } }));
+    const invalid = await errorOf(
+      await call('POST', resources, { key: 'bad', body: { productId: 'redis', metadata: {}, billingPlanId: 'nope' } }),
+    );
     assert.equal(invalid.status, 400);
     assert.equal(invalid.code, 'validation_error');
     assert.deepEqual(invalid.body.error.fields.map((f: { key: string }) => f.key).sort(), ['billingPlanId', 'name', 'productId']);
@@ -187,7 +212,9 @@ describe('the reference partner server', () => {
     await client.end();
     main = { id: body.id, key: 'provision-main', url: secrets.POSTGRES_URL! };
 
-    const again = (await (await call('POST', resources, { key: 'provision-main', body: provisionBody('main', { connectionLimit: 10 }) })).json()) as any;
+    const again = (await (
+      await call('POST', resources, { key: 'provision-main', body: provisionBody('main', { connectionLimit: 10 }) })
+    ).json()) as any;
     assert.equal(again.id, main.id);
     assert.equal(secretsOf(again).POSTGRES_URL, main.url);
     assert.equal(lastOf(partner.requests, (r) => r.method === 'POST')?.idempotencyKey, 'provision-main');
@@ -200,7 +227,10 @@ describe('the reference partner server', () => {
     assert.equal(got.status, 'ready');
     assert.equal(got.secrets, undefined);
 
-    const patched = await call('PATCH', path, { key: 'patch-1', body: { name: 'renamed', billingPlanId: 'partner_pro', metadata: { connectionLimit: 5 } } });
+    const patched = await call('PATCH', path, {
+      key: 'patch-1',
+      body: { name: 'renamed', billingPlanId: 'partner_pro', metadata: { connectionLimit: 5 } },
+    });
     assert.equal(patched.status, 200);
     const updated = (await patched.json()) as any;
     assert.equal(updated.name, 'renamed');
@@ -222,18 +252,27 @@ describe('the reference partner server', () => {
     assert.notEqual(url, main.url);
     main.url = url;
 
-    const plans = (await (await call('GET', `${path}/plans?metadata=${encodeURIComponent('{}')}`, { bearer: await systemToken() })).json()) as any;
-    assert.deepEqual(plans.plans.map((p: { id: string }) => p.id), ['partner_free', 'partner_pro']);
+    const plans = (await (
+      await call('GET', `${path}/plans?metadata=${encodeURIComponent('{}')}`, { bearer: await systemToken() })
+    ).json()) as any;
+    assert.deepEqual(
+      plans.plans.map((p: { id: string }) => p.id),
+      ['partner_free', 'partner_pro'],
+    );
     assert.equal((await errorOf(await call('GET', `${resources}/sh_unknown`))).status, 404);
     assert.equal((await errorOf(await call('GET', `${resources}/sh_unknown`))).code, 'not_found');
   });
 
   test('product plans: free and paid, asked with or without an installation; bad metadata is a 400', async () => {
-    const response = await call('GET', `/v1/products/postgres/plans?metadata=${encodeURIComponent(JSON.stringify({ connectionLimit: 3 }))}`, {
-      // Asked before any installation exists: no installation, no subject (docs/partner-api.md §1.4).
-      bearer: await systemToken({ installation_id: null, sub: null as unknown as string }),
-      auth: 'system',
-    });
+    const response = await call(
+      'GET',
+      `/v1/products/postgres/plans?metadata=${encodeURIComponent(JSON.stringify({ connectionLimit: 3 }))}`,
+      {
+        // Asked before any installation exists: no installation, no subject (docs/partner-api.md §1.4).
+        bearer: await systemToken({ installation_id: null, sub: null as unknown as string }),
+        auth: 'system',
+      },
+    );
     assert.equal(response.status, 200);
     const { plans } = (await response.json()) as any;
     const [free, pro] = plans;
@@ -285,7 +324,8 @@ describe('the reference partner server', () => {
 
       // A provision that fails first does nothing (a key never used before, so the failed call
       // is the only thing that could have made a resource); the retry with the key makes one.
-      const liveIds = async () => (((await (await control('GET', '/_partner/resources')).json()) as any).resources as Array<{ id: string }>).map((r) => r.id).sort();
+      const liveIds = async () =>
+        (((await (await control('GET', '/_partner/resources')).json()) as any).resources as Array<{ id: string }>).map((r) => r.id).sort();
       const liveBefore = await liveIds();
       partner.faults.provision = { status: 503, times: 1 };
       assert.equal((await call('POST', resources, { key: 'provision-after-503', body: provisionBody('after-503') })).status, 503);
@@ -312,7 +352,10 @@ describe('the reference partner server', () => {
       assert.equal((await call('GET', '/v1/products/postgres/plans')).status, 429);
       const invalid = await errorOf(await control('PUT', '/_partner/faults', { plans: { status: 'soon' }, teleport: {} }));
       assert.equal(invalid.status, 400);
-      assert.deepEqual(invalid.body.error.fields.map((f: { key: string }) => f.key), ['plans.status', 'teleport']);
+      assert.deepEqual(
+        invalid.body.error.fields.map((f: { key: string }) => f.key),
+        ['plans.status', 'teleport'],
+      );
       assert.equal((await control('DELETE', '/_partner/faults')).status, 200);
       assert.deepEqual(partner.faults, {});
     } finally {
@@ -329,7 +372,8 @@ describe('the reference partner server', () => {
     assert.ok(secretsOf(body).POSTGRES_URL, 'a pending resource answers with its secrets');
     assert.equal(((await (await call('GET', `${resources}/${body.id}`)).json()) as any).status, 'pending');
 
-    const event = () => marketplace.callbacks.find((c) => c.url === `/v1/installations/${INSTALLATION}/events` && c.body?.event?.resourceId === body.id);
+    const event = () =>
+      marketplace.callbacks.find((c) => c.url === `/v1/installations/${INSTALLATION}/events` && c.body?.event?.resourceId === body.id);
     await eventually('the resource.updated event', async () => event() !== undefined, 5000);
     assert.equal(event()!.method, 'POST');
     assert.equal(event()!.authorization, `Bearer ${ACCESS_TOKEN}`);
@@ -342,8 +386,14 @@ describe('the reference partner server', () => {
     assert.equal((await call('DELETE', `${resources}/${body.id}`, { bearer: await systemToken(), auth: 'system' })).status, 204);
     assert.equal((await call('POST', resources, { key: 'provision-pending', body: provisionBody('later') })).status, 409);
     const live = (await (await control('GET', '/_partner/resources')).json()) as any;
-    assert.deepEqual(live.resources.map((r: { id: string }) => r.id), [main.id]);
-    assert.equal((await errorOf(await call('POST', resources, { body: provisionBody('bad', { testing_initial_status: 'sleepy' }) }))).status, 400);
+    assert.deepEqual(
+      live.resources.map((r: { id: string }) => r.id),
+      [main.id],
+    );
+    assert.equal(
+      (await errorOf(await call('POST', resources, { body: provisionBody('bad', { testing_initial_status: 'sleepy' }) }))).status,
+      400,
+    );
   });
 
   test('provider-side actions reach the marketplace: ready, rotated secrets, billing data', async () => {
@@ -352,7 +402,14 @@ describe('the reference partner server', () => {
     assert.equal(ready.status, 201);
     assert.deepEqual(
       marketplace.callbacks.slice(callbacksBefore).map((c) => [c.method, c.url, c.authorization, c.body]),
-      [['POST', `/v1/installations/${INSTALLATION}/events`, `Bearer ${ACCESS_TOKEN}`, { event: { type: 'resource.updated', resourceId: main.id, productId: 'postgres' } }]],
+      [
+        [
+          'POST',
+          `/v1/installations/${INSTALLATION}/events`,
+          `Bearer ${ACCESS_TOKEN}`,
+          { event: { type: 'resource.updated', resourceId: main.id, productId: 'postgres' } },
+        ],
+      ],
       'the marketplace was told the resource is updated',
     );
 
@@ -371,7 +428,15 @@ describe('the reference partner server', () => {
     assert.equal(sent.method, 'POST');
     assert.deepEqual(Object.keys(sent.body).sort(), ['billing', 'eod', 'period', 'timestamp', 'usage']);
     assert.deepEqual(sent.body.billing.items, [
-      { billingPlanId: 'partner_pro', resourceId: main.id, name: 'Pro: changed-then-lost', price: '10.00', quantity: 1, units: 'month', total: '10.00' },
+      {
+        billingPlanId: 'partner_pro',
+        resourceId: main.id,
+        name: 'Pro: changed-then-lost',
+        price: '10.00',
+        quantity: 1,
+        units: 'month',
+        total: '10.00',
+      },
     ]);
     assert.equal(sent.body.usage[0].resourceId, main.id);
     assert.ok(sent.body.period.start <= sent.body.eod && sent.body.eod < sent.body.period.end);
@@ -390,7 +455,10 @@ describe('the reference partner server', () => {
     assert.equal(marketplace.callbacks.at(-1)!.authorization, `Bearer ${ACCESS_TOKEN}`);
 
     // Uninstalling with cascade deletes the installation's resources.
-    const uninstalled = await call('DELETE', `/v1/installations/${INSTALLATION}`, { bearer: await systemToken(), body: { cascadeResourceDeletion: true, reason: 'test' } });
+    const uninstalled = await call('DELETE', `/v1/installations/${INSTALLATION}`, {
+      bearer: await systemToken(),
+      body: { cascadeResourceDeletion: true, reason: 'test' },
+    });
     assert.equal(uninstalled.status, 200);
     assert.deepEqual(await uninstalled.json(), { finalized: true });
     assert.equal((await call('GET', `${resources}/${main.id}`)).status, 404);

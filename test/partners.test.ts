@@ -45,17 +45,32 @@ describe('stores provided by a partner server over HTTP', () => {
   const create = async (name: string, extra: Record<string, unknown> = {}) => ({ store: await setup.createStore(name, extra) });
   /** The partner resource ids of the installation's stores, sorted. */
   const storeResourceIds = async () =>
-    (await server.runtime.db.query<{ id: string }>('SELECT external_resource_id AS id FROM stores WHERE installation_id = $1 AND external_resource_id IS NOT NULL', [installationId])).rows
+    (
+      await server.runtime.db.query<{ id: string }>(
+        'SELECT external_resource_id AS id FROM stores WHERE installation_id = $1 AND external_resource_id IS NOT NULL',
+        [installationId],
+      )
+    ).rows
       .map((row) => row.id)
       .sort();
-  const storeCount = async () => Number((await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installationId])).rows[0]!.n);
+  const storeCount = async () =>
+    Number(
+      (await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM stores WHERE installation_id = $1', [installationId]))
+        .rows[0]!.n,
+    );
   const partnerCalls = (method: string, pathPart: string) => setup.partnerCalls(method, pathPart);
 
   test('plans come from the partner; a create installs, provisions with a signed user token and an Idempotency-Key, and the URL connects', async () => {
     const { plans } = await server.sdk().integrations.getBillingPlans({
-      integrationIdOrSlug: 'acme', productIdOrSlug: 'postgres', integrationConfigurationId: installationId, metadata: JSON.stringify({ connectionLimit: 5 }),
+      integrationIdOrSlug: 'acme',
+      productIdOrSlug: 'postgres',
+      integrationConfigurationId: installationId,
+      metadata: JSON.stringify({ connectionLimit: 5 }),
     });
-    assert.deepEqual(plans.map((p) => p.id), ['partner_free', 'partner_pro']);
+    assert.deepEqual(
+      plans.map((p) => p.id),
+      ['partner_free', 'partner_pro'],
+    );
     const plansCall = partnerCalls('GET', '/v1/products/postgres/plans').at(-1)!;
     assert.equal(plansCall.vercelAuth, 'system');
     assert.equal(plansCall.claims?.installation_id, installationId);
@@ -73,7 +88,10 @@ describe('stores provided by a partner server over HTTP', () => {
     assert.equal(upsert.claims?.iss, server.url);
     assert.ok(upsert.idempotencyKey);
     const token = (upsert.body as { credentials: { access_token: string } }).credentials.access_token;
-    const { rows: tokens } = await server.runtime.db.query<{ token_hash: string }>('SELECT token_hash FROM installation_tokens WHERE installation_id = $1', [installationId]);
+    const { rows: tokens } = await server.runtime.db.query<{ token_hash: string }>(
+      'SELECT token_hash FROM installation_tokens WHERE installation_id = $1',
+      [installationId],
+    );
     assert.equal(tokens.length, 1);
     assert.ok(!tokens[0]!.token_hash.includes(token), 'only the hash is stored');
     assert.equal(tokens[0]!.token_hash, hashToken(token), 'the hash of the token the partner received');
@@ -96,7 +114,9 @@ describe('stores provided by a partner server over HTTP', () => {
     // Connect to a project; the project's POSTGRES_URL reaches the partner's database.
     const project = await server.sdk().projects.createProject({ requestBody: { name: 'acme-app' } });
     await server.sdk().integrations.connectIntegrationResourceToProject({
-      integrationConfigurationId: installationId, resourceId: store.externalResourceId!, requestBody: { projectId: project.id },
+      integrationConfigurationId: installationId,
+      resourceId: store.externalResourceId!,
+      requestBody: { projectId: project.id },
     });
     const url = await envValue(server, project.id, 'POSTGRES_URL');
     const client = new pg.Client({ connectionString: url });
@@ -105,7 +125,9 @@ describe('stores provided by a partner server over HTTP', () => {
     await client.end();
 
     // The partner pushes new secrets: the project's variable follows, and the new URL connects.
-    const pushed = (await (await fetch(`${partner.url}/_partner/resources/${store.externalResourceId}/rotate-secrets`, { method: 'POST' })).json()) as { status: number };
+    const pushed = (await (
+      await fetch(`${partner.url}/_partner/resources/${store.externalResourceId}/rotate-secrets`, { method: 'POST' })
+    ).json()) as { status: number };
     assert.equal(pushed.status, 201);
     const rotated = await envValue(server, project.id, 'POSTGRES_URL');
     assert.notEqual(rotated, url);
@@ -114,9 +136,14 @@ describe('stores provided by a partner server over HTTP', () => {
     await again.end();
 
     // Billing data from the partner is kept.
-    const billed = (await (await fetch(`${partner.url}/_partner/installations/${installationId}/billing`, { method: 'POST' })).json()) as { status: number };
+    const billed = (await (await fetch(`${partner.url}/_partner/installations/${installationId}/billing`, { method: 'POST' })).json()) as {
+      status: number;
+    };
     assert.equal(billed.status, 201);
-    const { rows: reports } = await server.runtime.db.query('SELECT 1 FROM partner_reports WHERE installation_id = $1 AND kind = $2', [installationId, 'billing']);
+    const { rows: reports } = await server.runtime.db.query('SELECT 1 FROM partner_reports WHERE installation_id = $1 AND kind = $2', [
+      installationId,
+      'billing',
+    ]);
     assert.equal(reports.length, 1);
 
     // Delete (disconnecting the project): the partner is told, with a user token.
@@ -137,7 +164,9 @@ describe('stores provided by a partner server over HTTP', () => {
     const { store } = await create('acme-pending');
     assert.equal(store.status, 'initializing');
     const gets = partnerCalls('GET', `/resources/${store.externalResourceId}`).length;
-    const finished = (await (await fetch(`${partner.url}/_partner/resources/${store.externalResourceId}/ready`, { method: 'POST' })).json()) as { status: number };
+    const finished = (await (
+      await fetch(`${partner.url}/_partner/resources/${store.externalResourceId}/ready`, { method: 'POST' })
+    ).json()) as { status: number };
     assert.equal(finished.status, 201, 'Storehouse took the event');
     assert.equal(await statusOf(server, store.externalResourceId), 'available', 'available as soon as the event was answered');
     // Storehouse read the resource back, on the event.
@@ -149,7 +178,10 @@ describe('stores provided by a partner server over HTTP', () => {
     const { store } = await create('acme-forever');
     assert.equal(store.status, 'initializing');
     await eventually('the store to be marked error', async () => (await statusOf(server, store.externalResourceId)) === 'error', 12_000);
-    const { rows } = await server.runtime.db.query<{ notification: { title: string } }>('SELECT notification FROM stores WHERE external_resource_id = $1', [store.externalResourceId]);
+    const { rows } = await server.runtime.db.query<{ notification: { title: string } }>(
+      'SELECT notification FROM stores WHERE external_resource_id = $1',
+      [store.externalResourceId],
+    );
     assert.match(rows[0]!.notification.title, /did not finish/);
     assert.ok(partnerCalls('GET', `/resources/${store.externalResourceId}`).length >= 1, 'Storehouse polled the partner');
   });
@@ -170,7 +202,11 @@ describe('stores provided by a partner server over HTTP', () => {
     assert.equal(refused.status, 400);
     assert.equal(refused.code, 'validation_error');
     assert.match(refused.message, /refused/);
-    assert.deepEqual(refused.body.error.fields, [{ key: 'metadata', message: 'refused by the partner (injected fault)' }], "the partner's fields reach the caller");
+    assert.deepEqual(
+      refused.body.error.fields,
+      [{ key: 'metadata', message: 'refused by the partner (injected fault)' }],
+      "the partner's fields reach the caller",
+    );
 
     partner.faults.provision = { malformed: true, times: 1 };
     const malformed = await sdkFailure(create('acme-malformed'));
@@ -186,7 +222,12 @@ describe('stores provided by a partner server over HTTP', () => {
     const [downInstallation] = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'down' });
     const down = await sdkFailure(
       server.sdk().integrations.createIntegrationStoreDirect({
-        requestBody: { name: 'acme-down', integrationConfigurationId: downInstallation!.id!, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 } },
+        requestBody: {
+          name: 'acme-down',
+          integrationConfigurationId: downInstallation!.id!,
+          integrationProductIdOrSlug: 'postgres',
+          metadata: { connectionLimit: 5 },
+        },
       }),
     );
     assert.equal(down.status, 503);
@@ -194,7 +235,11 @@ describe('stores provided by a partner server over HTTP', () => {
 
     assert.equal(await storeCount(), before, 'no store was left behind');
     // Every resource the partner made for these creates was deleted again.
-    await eventually('the partner to hold no orphan resource', async () => JSON.stringify(await setup.partnerResourceIds()) === JSON.stringify(await storeResourceIds()), 10_000);
+    await eventually(
+      'the partner to hold no orphan resource',
+      async () => JSON.stringify(await setup.partnerResourceIds()) === JSON.stringify(await storeResourceIds()),
+      10_000,
+    );
     // The same resources, not only as many: the partner's live ones are the installation's stores'.
     assert.deepEqual(await setup.partnerResourceIds(), await storeResourceIds());
   });
@@ -202,14 +247,18 @@ describe('stores provided by a partner server over HTTP', () => {
 
 /** A store's status, by its partner resource id (the SDK's store has no id of its own). */
 async function statusOf(server: TestServer, externalResourceId: string | undefined): Promise<string | undefined> {
-  const { rows } = await server.runtime.db.query<{ status: string }>('SELECT status FROM stores WHERE external_resource_id = $1', [externalResourceId]);
+  const { rows } = await server.runtime.db.query<{ status: string }>('SELECT status FROM stores WHERE external_resource_id = $1', [
+    externalResourceId,
+  ]);
   return rows[0]?.status;
 }
 
 async function envValue(server: TestServer, projectId: string, key: string): Promise<string> {
   const env = await server.sdk().projects.filterProjectEnvs({ idOrName: projectId, decrypt: 'true' });
   const envs = 'envs' in env ? env.envs : [];
-  const found = (envs as Array<{ key?: string; value?: string; target?: unknown }>).find((e) => e.key === key && JSON.stringify(e.target).includes('production'));
+  const found = (envs as Array<{ key?: string; value?: string; target?: unknown }>).find(
+    (e) => e.key === key && JSON.stringify(e.target).includes('production'),
+  );
   assert.ok(found?.value, `the project has ${key}`);
   return found.value;
 }

@@ -57,11 +57,19 @@ describe('the provider registry', () => {
       const providers = Providers.create(loadConfig({ STOREHOUSE_DATA_DIR: dataDir }), state, box);
       assert.throws(
         () => providers.for(catalog.findProduct('oac_storehouse', 'redis')),
-        (error) => error instanceof AppError && error.status === 503 && error.code === 'provider_unavailable' && /set STOREHOUSE_REDIS_ADMIN_URL/.test(error.message),
+        (error) =>
+          error instanceof AppError &&
+          error.status === 503 &&
+          error.code === 'provider_unavailable' &&
+          /set STOREHOUSE_REDIS_ADMIN_URL/.test(error.message),
       );
       // Without a PostgreSQL server, Postgres stores are embedded ones.
       assert.ok(providers.for(catalog.findProduct('oac_storehouse', 'postgres')) instanceof EmbeddedPostgresProvider);
-      const configured = Providers.create(loadConfig({ STOREHOUSE_DATA_DIR: dataDir, STOREHOUSE_POSTGRES_ADMIN_URL: 'postgres://postgres@127.0.0.1:1/postgres' }), state, box);
+      const configured = Providers.create(
+        loadConfig({ STOREHOUSE_DATA_DIR: dataDir, STOREHOUSE_POSTGRES_ADMIN_URL: 'postgres://postgres@127.0.0.1:1/postgres' }),
+        state,
+        box,
+      );
       assert.ok(configured.for(catalog.findProduct('oac_storehouse', 'postgres')) instanceof PostgresProvider);
       await configured.close();
       // The generated key is kept, 0600, and opens what it sealed after a reload.
@@ -83,8 +91,11 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
   const box = SecretBox.fromKey(randomBytes(32));
   const installationId = 'icfg_providertest';
   let counter = 0;
-  const provision = (name: string, metadata: Record<string, unknown> = { connectionLimit: 5 }, key = `key-${++counter}-${randomBytes(4).toString('hex')}`) =>
-    provider.provision({ idempotencyKey: key, installationId, product, name, metadata, billingPlanId: 'postgres_hobby' });
+  const provision = (
+    name: string,
+    metadata: Record<string, unknown> = { connectionLimit: 5 },
+    key = `key-${++counter}-${randomBytes(4).toString('hex')}`,
+  ) => provider.provision({ idempotencyKey: key, installationId, product, name, metadata, billingPlanId: 'postgres_hobby' });
 
   before(async () => {
     setup = await providerState('postgres');
@@ -119,7 +130,19 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     assert.equal(resource.status, 'ready');
     assert.equal(resource.productId, 'postgres');
     const env = secretsOf(secrets);
-    for (const name of ['DATABASE_URL', 'POSTGRES_URL', 'POSTGRES_URL_NON_POOLING', 'POSTGRES_HOST', 'POSTGRES_USER', 'POSTGRES_PASSWORD', 'POSTGRES_DATABASE', 'PGHOST', 'PGUSER', 'PGPASSWORD', 'PGDATABASE']) {
+    for (const name of [
+      'DATABASE_URL',
+      'POSTGRES_URL',
+      'POSTGRES_URL_NON_POOLING',
+      'POSTGRES_HOST',
+      'POSTGRES_USER',
+      'POSTGRES_PASSWORD',
+      'POSTGRES_DATABASE',
+      'PGHOST',
+      'PGUSER',
+      'PGPASSWORD',
+      'PGDATABASE',
+    ]) {
       assert.ok(env[name], `${name} is among the secrets`);
     }
     assert.equal(env.POSTGRES_URL, env.DATABASE_URL);
@@ -135,7 +158,14 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     await client.end();
 
     const { stdout } = await run('psql', ['-Atc', 'SELECT current_user, current_database(), item FROM orders'], {
-      env: { ...process.env, PGHOST: env.PGHOST, PGPORT: env.PGPORT, PGUSER: env.PGUSER, PGPASSWORD: env.PGPASSWORD, PGDATABASE: env.PGDATABASE },
+      env: {
+        ...process.env,
+        PGHOST: env.PGHOST,
+        PGPORT: env.PGPORT,
+        PGUSER: env.PGUSER,
+        PGPASSWORD: env.PGPASSWORD,
+        PGDATABASE: env.PGDATABASE,
+      },
     });
     assert.equal(stdout.trim(), `${env.PGUSER}|${env.PGDATABASE}|tea`);
     const { stdout: viaUrl } = await run('psql', [env.POSTGRES_URL!, '-Atc', 'SELECT count(*) FROM orders']);
@@ -164,7 +194,10 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
   test('a retry with the same key creates nothing new and returns the same secrets', async () => {
     const key = `retry-${randomBytes(4).toString('hex')}`;
     const first = await provision('retried', { connectionLimit: 3 }, key);
-    const [second, third] = await Promise.all([provision('retried', { connectionLimit: 3 }, key), provision('retried', { connectionLimit: 3 }, key)]);
+    const [second, third] = await Promise.all([
+      provision('retried', { connectionLimit: 3 }, key),
+      provision('retried', { connectionLimit: 3 }, key),
+    ]);
     assert.equal(second.resource.id, first.resource.id);
     assert.equal(third.resource.id, first.resource.id);
     assert.deepEqual(second.secrets, first.secrets);
@@ -174,14 +207,23 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
   });
 
   test('hostile store names break nothing and inject nothing', async () => {
-    for (const name of [`"; DROP DATABASE postgres; --`, `Robert'); DROP TABLE students;--`, 'spaces and\ttabs\nand newlines', 'ユニコード 🚀 données', '\\\\ back\\slash $$ dollar $$']) {
+    for (const name of [
+      `"; DROP DATABASE postgres; --`,
+      `Robert'); DROP TABLE students;--`,
+      'spaces and\ttabs\nand newlines',
+      'ユニコード 🚀 données',
+      '\\\\ back\\slash $$ dollar $$',
+    ]) {
       const { resource, secrets } = await provision(name);
       assert.equal(resource.name, name);
       const env = secretsOf(secrets);
       assert.equal(await connectionOutcome(env.DATABASE_URL!), 'connected');
       assert.equal((await provider.get(installationId, resource.id)).name, name);
       // Shared catalogs are readable by every store's role: the name is not written there.
-      const { rows } = await admin.query('SELECT shobj_description(oid, $1) AS comment FROM pg_database WHERE datname = $2', ['pg_database', env.PGDATABASE]);
+      const { rows } = await admin.query('SELECT shobj_description(oid, $1) AS comment FROM pg_database WHERE datname = $2', [
+        'pg_database',
+        env.PGDATABASE,
+      ]);
       assert.equal(rows[0].comment, null);
     }
     const { rows } = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'postgres'");
@@ -229,7 +271,12 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
   test('update applies the metadata to the role', async () => {
     const { resource, secrets } = await provision('tuned', { connectionLimit: 5, statementTimeout: 'off' });
     const role = secretsOf(secrets).PGUSER;
-    await provider.update(installationId, resource.id, { name: 'tuned (renamed)', metadata: { connectionLimit: 7, statementTimeout: '30s' } }, 'update-1');
+    await provider.update(
+      installationId,
+      resource.id,
+      { name: 'tuned (renamed)', metadata: { connectionLimit: 7, statementTimeout: '30s' } },
+      'update-1',
+    );
     const { rows } = await admin.query('SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = $1', [role]);
     assert.equal(rows[0].rolconnlimit, 7);
     assert.deepEqual(rows[0].rolconfig, ['statement_timeout=30s']);
@@ -255,18 +302,28 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     assert.equal(rows[0]!.secret, null, 'the credential is gone from the books');
     await open.end().catch(() => {});
     // A late retry of the provision does not bring it back.
-    await assert.rejects(provision('doomed', { connectionLimit: 5 }, 'doomed-key'), (error) => error instanceof AppError && error.status === 409 && error.code === 'resource_deleted');
+    await assert.rejects(
+      provision('doomed', { connectionLimit: 5 }, 'doomed-key'),
+      (error) => error instanceof AppError && error.status === 409 && error.code === 'resource_deleted',
+    );
   });
 
-  test('an idempotency key is one installation\'s: another installation using it gets a resource of its own', async () => {
+  test("an idempotency key is one installation's: another installation using it gets a resource of its own", async () => {
     const mine = await provision('mine', { connectionLimit: 5 }, 'shared-key');
-    const theirs = await provider.provision({ idempotencyKey: 'shared-key', installationId: 'icfg_someone_else', product, name: 'theirs', metadata: {}, billingPlanId: 'postgres_hobby' });
+    const theirs = await provider.provision({
+      idempotencyKey: 'shared-key',
+      installationId: 'icfg_someone_else',
+      product,
+      name: 'theirs',
+      metadata: {},
+      billingPlanId: 'postgres_hobby',
+    });
     assert.notEqual(theirs.resource.id, mine.resource.id);
     assert.notEqual(secretsOf(theirs.secrets).PGPASSWORD, secretsOf(mine.secrets).PGPASSWORD);
     await provider.delete('icfg_someone_else', theirs.resource.id, 'cleanup-theirs');
   });
 
-  test('a store that granted another store\'s role something cannot block that store\'s deletion', async () => {
+  test("a store that granted another store's role something cannot block that store's deletion", async () => {
     const a = secretsOf((await provision('granting')).secrets);
     const { resource, secrets } = await provision('granted to');
     const b = secretsOf(secrets);
@@ -278,10 +335,19 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     assert.equal(rows.length, 0);
   });
 
-  test('metadata outside the product\'s values is a 400 and leaves nothing behind', async () => {
+  test("metadata outside the product's values is a 400 and leaves nothing behind", async () => {
     const before = (await state.query('SELECT count(*)::int AS n FROM provider_resources')).rows[0]!.n;
-    for (const metadata of [{ statementTimeout: 'constructor' }, { statementTimeout: '__proto__' }, { connectionLimit: 2 ** 40 }, { connectionLimit: 'many' }]) {
-      await assert.rejects(provision('bad', metadata), (error) => error instanceof AppError && error.status === 400, JSON.stringify(metadata));
+    for (const metadata of [
+      { statementTimeout: 'constructor' },
+      { statementTimeout: '__proto__' },
+      { connectionLimit: 2 ** 40 },
+      { connectionLimit: 'many' },
+    ]) {
+      await assert.rejects(
+        provision('bad', metadata),
+        (error) => error instanceof AppError && error.status === 400,
+        JSON.stringify(metadata),
+      );
     }
     assert.equal((await state.query('SELECT count(*)::int AS n FROM provider_resources')).rows[0]!.n, before);
   });
@@ -295,7 +361,14 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     const limited = new PostgresProvider(state, box, { adminUrl: url.toString() });
     try {
       assert.deepEqual(await limited.availability(), { available: true });
-      const { resource, secrets } = await limited.provision({ idempotencyKey: 'limited-admin', installationId, product, name: 'by a limited admin', metadata: {}, billingPlanId: 'postgres_hobby' });
+      const { resource, secrets } = await limited.provision({
+        idempotencyKey: 'limited-admin',
+        installationId,
+        product,
+        name: 'by a limited admin',
+        metadata: {},
+        billingPlanId: 'postgres_hobby',
+      });
       assert.equal(await connectionOutcome(secretsOf(secrets).DATABASE_URL!), 'connected');
       await limited.delete(installationId, resource.id, 'limited-delete');
       const { rows } = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [secretsOf(secrets).PGUSER]);

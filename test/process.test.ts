@@ -13,7 +13,6 @@ import { freePort } from './partner-fixtures.ts';
 
 const TOKEN = 'process-test-token-0123456789';
 
-
 interface Proc {
   child: ChildProcess;
   stdout: () => string;
@@ -85,10 +84,16 @@ describe('the server process', () => {
   });
 
   test('logs JSON lines with request ids and never the token', async () => {
-    const entries = () => server.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    const entries = () =>
+      server
+        .stdout()
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line));
     // The earlier test's request is logged as it is answered: its line may still be on its way.
-    await eventually('the request\'s log line', async () =>
-      entries().some((entry) => entry.reqId && entry.req?.url?.startsWith('/v1/integrations/configurations')),
+    await eventually(
+      "the request's log line",
+      async () => entries().some((entry) => entry.reqId && entry.req?.url?.startsWith('/v1/integrations/configurations')),
       30_000,
     );
     assert.ok(!server.stdout().includes(TOKEN), 'the token is not in the logs');
@@ -118,7 +123,9 @@ describe('the server process', () => {
     assert.equal(mine.status, 200);
     const [configuration] = (await mine.json()) as Array<{ id: string; userId: string; source: string }>;
     assert.equal(configuration!.source, 'cli');
-    const notHers = await fetch(`${url()}/v1/integrations/configurations?view=account&slug=my-team`, { headers: { authorization: `Bearer ${value}` } });
+    const notHers = await fetch(`${url()}/v1/integrations/configurations?view=account&slug=my-team`, {
+      headers: { authorization: `Bearer ${value}` },
+    });
     assert.equal(notHers.status, 403);
 
     // The listing never shows a token's value; revoking takes effect at once.
@@ -129,13 +136,20 @@ describe('the server process', () => {
     assert.equal(revoked.status, 401);
   });
 
-  test('the CLI never writes its own catalog file over the servers\' catalog', async () => {
+  test("the CLI never writes its own catalog file over the servers' catalog", async () => {
     const other = path.join(dataDir, 'other-catalog.yaml');
-    fs.writeFileSync(other, fs.readFileSync(path.join(ROOT, 'catalog/default.yaml'), 'utf8').replace('name: Postgres\n', 'name: Not Postgres\n'));
+    fs.writeFileSync(
+      other,
+      fs.readFileSync(path.join(ROOT, 'catalog/default.yaml'), 'utf8').replace('name: Postgres\n', 'name: Not Postgres\n'),
+    );
     const proc = run('cli', ['teams', 'list'], { STOREHOUSE_DATA_DIR: dataDir, STOREHOUSE_CATALOG: other });
     assert.equal(await proc.exit, 0, proc.stderr());
-    const [configuration] = (await (await fetch(`${url()}/v1/integrations/configurations?view=account`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as Array<{ id: string }>;
-    const products = (await (await fetch(`${url()}/v1/integrations/configuration/${configuration!.id}/products`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { products: Array<{ name: string }> };
+    const [configuration] = (await (
+      await fetch(`${url()}/v1/integrations/configurations?view=account`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    ).json()) as Array<{ id: string }>;
+    const products = (await (
+      await fetch(`${url()}/v1/integrations/configuration/${configuration!.id}/products`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    ).json()) as { products: Array<{ name: string }> };
     assert.equal(products.products[0]!.name, 'Postgres');
   });
 
@@ -150,7 +164,10 @@ describe('the server process', () => {
     assert.equal(lastOwner.code, 2);
     assert.match(lastOwner.stderr, /at least one OWNER/);
     const members = await cli(dataDir, '--json', 'members', 'list', 'acme');
-    assert.deepEqual(JSON.parse(members.stdout).map((m: { email: string; role: string }) => [m.email, m.role]), [['alice@acme.dev', 'OWNER']]);
+    assert.deepEqual(
+      JSON.parse(members.stdout).map((m: { email: string; role: string }) => [m.email, m.role]),
+      [['alice@acme.dev', 'OWNER']],
+    );
   });
 
   test('SIGTERM lets an in-flight request finish, then closes cleanly', async () => {
@@ -172,7 +189,12 @@ describe('the server process', () => {
     await eventually('the server to begin stopping', logged('shutting down: draining in-flight requests'));
     assert.equal(server.child.exitCode, null, 'still running while a request is in flight');
     // New connections are no longer accepted (once the listener has closed, which follows the log line).
-    await eventually('new connections refused', () => fetch(`${url()}/healthz`).then(() => false, () => true));
+    await eventually('new connections refused', () =>
+      fetch(`${url()}/healthz`).then(
+        () => false,
+        () => true,
+      ),
+    );
     socket.write(body.slice(5));
     await new Promise((resolve) => socket.once('close', resolve));
     assert.match(response, /^HTTP\/1.1 404/);
@@ -183,13 +205,19 @@ describe('the server process', () => {
   });
 
   test('restarting on the same data dir keeps everything and bootstraps nothing new', async () => {
-    const again = run('main', [], { STOREHOUSE_DATA_DIR: dataDir, PORT: String(port), STOREHOUSE_BOOTSTRAP_TOKEN: 'another-token-0123456789' });
+    const again = run('main', [], {
+      STOREHOUSE_DATA_DIR: dataDir,
+      PORT: String(port),
+      STOREHOUSE_BOOTSTRAP_TOKEN: 'another-token-0123456789',
+    });
     try {
       await waitForHealth(url(), again);
       assert.doesNotMatch(again.stderr(), /bootstrapped/);
       const teams = await fetch(`${url()}/v1/integrations/configurations?view=account`, { headers: { authorization: `Bearer ${TOKEN}` } });
       assert.equal(teams.status, 200);
-      const other = await fetch(`${url()}/v1/integrations/configurations?view=account`, { headers: { authorization: 'Bearer another-token-0123456789' } });
+      const other = await fetch(`${url()}/v1/integrations/configurations?view=account`, {
+        headers: { authorization: 'Bearer another-token-0123456789' },
+      });
       assert.equal(other.status, 401);
     } finally {
       again.child.kill('SIGTERM');
@@ -199,7 +227,10 @@ describe('the server process', () => {
     assert.equal(migrate.code, 0, migrate.stderr);
     assert.match(migrate.stdout, /up to date/);
     const teams = await cli(dataDir, '--json', 'teams', 'list');
-    assert.deepEqual(JSON.parse(teams.stdout).map((t: { slug: string }) => t.slug), ['my-team', 'acme']);
+    assert.deepEqual(
+      JSON.parse(teams.stdout).map((t: { slug: string }) => t.slug),
+      ['my-team', 'acme'],
+    );
   });
 });
 

@@ -71,7 +71,9 @@ describe('a Redis outage during creates', () => {
     const { rows } = await server.runtime.db.query<{ id: string; status: string }>('SELECT id, status FROM stores');
     assert.deepEqual(rows, [{ id: keptId, status: 'available' }]);
     // Their authorizations were released when they failed.
-    const held = await server.runtime.db.query("SELECT 1 FROM billing_authorizations WHERE state = 'authorized' AND store_id <> $1", [keptId]);
+    const held = await server.runtime.db.query("SELECT 1 FROM billing_authorizations WHERE state = 'authorized' AND store_id <> $1", [
+      keptId,
+    ]);
     assert.equal(held.rows.length, 0);
     // Their names and quota are free again: the same create now succeeds.
     const again = await create('during-outage-0');

@@ -95,7 +95,7 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     const clientA = connect(a.REDIS_URL!);
     await clientA.connect();
     const denied: Array<[string, () => Promise<unknown>]> = [
-      ['GET of B\'s key', () => clientA.get(`${b.REDIS_KEY_PREFIX}private`)],
+      ["GET of B's key", () => clientA.get(`${b.REDIS_KEY_PREFIX}private`)],
       ['SET outside its prefix', () => clientA.set('unprefixed', 'x')],
       ['SCAN', () => clientA.scan('0')],
       ['KEYS', () => clientA.keys('*')],
@@ -109,7 +109,7 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
       ['INFO', () => clientA.info()],
       ['CLIENT LIST', () => clientA.call('CLIENT', 'LIST')],
       ['PUBSUB CHANNELS', () => clientA.call('PUBSUB', 'CHANNELS')],
-      ['PUBLISH to B\'s channel', () => clientA.publish(`${b.REDIS_KEY_PREFIX}news`, 'x')],
+      ["PUBLISH to B's channel", () => clientA.publish(`${b.REDIS_KEY_PREFIX}news`, 'x')],
       ['CLIENT TRACKING (its BCAST mode streams every key name written)', () => clientA.call('CLIENT', 'TRACKING', 'on', 'BCAST')],
       ['FUNCTION LIST (libraries are shared)', () => clientA.call('FUNCTION', 'LIST')],
       ['FUNCTION LOAD', () => clientA.call('FUNCTION', 'LOAD', "#!lua name=x\nredis.register_function('f', function() return 1 end)")],
@@ -124,7 +124,11 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     assert.equal(await outcome(() => clientA.publish(`${a.REDIS_KEY_PREFIX}news`, 'x')), 'ok', 'its own channels');
     assert.equal(await outcome(() => clientA.call('MEMORY', 'USAGE', `${b.REDIS_KEY_PREFIX}private`)), 'NOPERM');
     assert.equal(await outcome(() => clientA.eval(`return redis.call('GET', KEYS[1])`, 1, `${b.REDIS_KEY_PREFIX}private`)), 'NOPERM');
-    assert.equal(await outcome(() => clientA.eval(`return redis.call('SET', KEYS[1], 'v')`, 1, `${a.REDIS_KEY_PREFIX}scripted`)), 'ok', 'scripts on its own keys');
+    assert.equal(
+      await outcome(() => clientA.eval(`return redis.call('SET', KEYS[1], 'v')`, 1, `${a.REDIS_KEY_PREFIX}scripted`)),
+      'ok',
+      'scripts on its own keys',
+    );
     assert.equal(await clientB.get(`${b.REDIS_KEY_PREFIX}private`), 'B only');
   });
 
@@ -167,7 +171,10 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     assert.equal(await auth(env.REDIS_URL!), 'WRONGPASS');
     // Drop the provider's admin connection, as a restart would; it reconnects by itself.
     const list = String(await admin.call('CLIENT', 'LIST'));
-    const adminId = list.split('\n').find((line) => line.includes('name=storehouse-admin'))!.match(/id=(\d+)/)![1]!;
+    const adminId = list
+      .split('\n')
+      .find((line) => line.includes('name=storehouse-admin'))!
+      .match(/id=(\d+)/)![1]!;
     await admin.call('CLIENT', 'KILL', 'ID', adminId);
     await eventually('the user being set again', async () => (await auth(env.REDIS_URL!)) === 'ok', 30_000);
   });
@@ -186,10 +193,19 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     await admin.call('ACL', 'SETUSER', 'sh_limited_admin', 'on', '>limited-password', '~*', '+@all', '-@dangerous');
     try {
       const limited = new RedisProvider(state, box, { adminUrl: 'redis://sh_limited_admin:limited-password@127.0.0.1:6379' });
-      await eventually('connecting', async () => (await limited.availability()).available === false && /ACL/.test((await limited.availability() as { reason: string }).reason), 30_000);
+      await eventually(
+        'connecting',
+        async () =>
+          (await limited.availability()).available === false && /ACL/.test(((await limited.availability()) as { reason: string }).reason),
+        30_000,
+      );
       await limited.close();
       const wrong = new RedisProvider(state, box, { adminUrl: 'redis://sh_limited_admin:not-the-password@127.0.0.1:6379' });
-      await eventually('the reason naming the password', async () => /WRONGPASS/.test(((await wrong.availability()) as { reason?: string }).reason ?? ''), 30_000);
+      await eventually(
+        'the reason naming the password',
+        async () => /WRONGPASS/.test(((await wrong.availability()) as { reason?: string }).reason ?? ''),
+        30_000,
+      );
       await wrong.close();
     } finally {
       await admin.call('ACL', 'DELUSER', 'sh_limited_admin');

@@ -77,7 +77,10 @@ function allTestFiles(): string[] {
 /** One `node --test` run of `files`, its output passed through; true when every test passed. */
 function nodeTest(files: string[], filesAtATime: number): Promise<boolean> {
   if (files.length === 0) return Promise.resolve(true);
-  const child = spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${filesAtATime}`, ...files], { cwd: ROOT, stdio: 'inherit' });
+  const child = spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${filesAtATime}`, ...files], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  });
   return new Promise((resolve) => child.on('exit', (code) => resolve(code === 0)));
 }
 
@@ -92,6 +95,9 @@ if (given.length > 0) {
 const files = allTestFiles();
 const alone = files.filter((file) => ALONE.includes(baseName(file)));
 const aloneOk = await nodeTest(alone, 1);
-const restOk = await nodeTest(files.filter((file) => !alone.includes(file)), filesAtATime);
+const restOk = await nodeTest(
+  files.filter((file) => !alone.includes(file)),
+  filesAtATime,
+);
 if (!aloneOk) process.stderr.write(`\n# FAILED: a file run alone failed (${alone.join(', ')}): see its output above the last run\n`);
 process.exit(aloneOk && restOk ? 0 : 1);

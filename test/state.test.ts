@@ -44,7 +44,10 @@ for (const backend of BACKENDS) {
   describe(`migrations (${backend})`, () => {
     test('apply once; running them again is harmless', async () => {
       await withDatabase(backend, async (db) => {
-        assert.deepEqual(await migrate(db), readMigrations().map((m) => `${m.version}_${m.name}`));
+        assert.deepEqual(
+          await migrate(db),
+          readMigrations().map((m) => `${m.version}_${m.name}`),
+        );
         assert.deepEqual(await migrate(db), []);
         const { rows } = await db.query<{ version: string }>('SELECT version FROM schema_migrations');
         assert.equal(rows.length, readMigrations().length);
@@ -78,7 +81,10 @@ for (const backend of BACKENDS) {
         // A store on the Postgres Pro plan keeps that plan (and its product) in use.
         const teamId = 'team_sync';
         await db.query("INSERT INTO teams (id, slug, name) VALUES ($1, 'sync', 'Sync')", [teamId]);
-        await db.query("INSERT INTO installations (id, team_id, integration_id, source) VALUES ('icfg_sync', $1, 'oac_storehouse', 'cli')", [teamId]);
+        await db.query(
+          "INSERT INTO installations (id, team_id, integration_id, source) VALUES ('icfg_sync', $1, 'oac_storehouse', 'cli')",
+          [teamId],
+        );
         await db.query(
           `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status)
            VALUES ('store_sync', $1, 'icfg_sync', 'iap_storehouse_postgres', 'postgres_pro', 'kept', 'available')`,
@@ -103,12 +109,20 @@ for (const backend of BACKENDS) {
         const product = loaded.findProduct('oac_storehouse', 'postgres');
         assert.equal(product.name, 'Postgres 2');
         // The plan a store still uses is kept, listed as disabled; the unused one is gone.
-        assert.deepEqual(offeredPlans(product).map((p) => [p.id, p.disabled]), [['postgres_hobby', false], ['postgres_pro', true]]);
+        assert.deepEqual(
+          offeredPlans(product).map((p) => [p.id, p.disabled]),
+          [
+            ['postgres_hobby', false],
+            ['postgres_pro', true],
+          ],
+        );
         assert.equal(product.plans.find((p) => p.id === 'postgres_pro')?.retired, true);
         assert.throws(() => loaded.findProduct('oac_storehouse', 'redis'), /Could not find the product: redis/);
 
         // Dropping the whole integration while it is installed and in use retires it all.
-        const third = await syncCatalog(db, { integrations: [{ ...edited.integrations[0]!, id: 'oac_other', slug: 'other', products: [] }] });
+        const third = await syncCatalog(db, {
+          integrations: [{ ...edited.integrations[0]!, id: 'oac_other', slug: 'other', products: [] }],
+        });
         assert.ok(third.retired.includes('integration oac_storehouse'));
         assert.ok(third.retired.includes('product iap_storehouse_postgres'));
         const after = await Catalog.load(db);
@@ -117,15 +131,28 @@ for (const backend of BACKENDS) {
 
         // A product stores use cannot move to another integration.
         const moving = defaultCatalog();
-        moving.integrations.push({ id: 'oac_elsewhere', slug: 'elsewhere', name: 'Elsewhere', icon: 'x', products: [moving.integrations[0]!.products.shift()!] });
-        await assert.rejects(syncCatalog(db, moving), /iap_storehouse_postgres: stores of integration oac_storehouse use it, so it cannot move to integration oac_elsewhere/);
+        moving.integrations.push({
+          id: 'oac_elsewhere',
+          slug: 'elsewhere',
+          name: 'Elsewhere',
+          icon: 'x',
+          products: [moving.integrations[0]!.products.shift()!],
+        });
+        await assert.rejects(
+          syncCatalog(db, moving),
+          /iap_storehouse_postgres: stores of integration oac_storehouse use it, so it cannot move to integration oac_elsewhere/,
+        );
 
         // Putting it back brings it back, under the same ids.
         await syncCatalog(db, defaultCatalog());
         const restored = await Catalog.load(db);
         assert.deepEqual(
           offeredPlans(restored.findProduct('oac_storehouse', 'postgres')).map((p) => [p.id, p.disabled]),
-          [['postgres_hobby', false], ['postgres_pro', false], ['postgres_payg', false]],
+          [
+            ['postgres_hobby', false],
+            ['postgres_pro', false],
+            ['postgres_payg', false],
+          ],
         );
       });
     });
@@ -189,10 +216,26 @@ for (const backend of BACKENDS) {
             metadataSchema: {
               type: 'object',
               properties: {
-                regions: { type: 'array', 'ui:control': 'multi-vercel-region', items: { type: 'string' }, 'ui:options': ['iad1', { value: 'fra1', label: 'Frankfurt' }] },
-                size: { type: 'array', 'ui:control': 'slider', items: { type: 'number', minimum: 1, maximum: 8 }, 'ui:steps': [1, 2, 4, 8], default: [2] },
+                regions: {
+                  type: 'array',
+                  'ui:control': 'multi-vercel-region',
+                  items: { type: 'string' },
+                  'ui:options': ['iad1', { value: 'fra1', label: 'Frankfurt' }],
+                },
+                size: {
+                  type: 'array',
+                  'ui:control': 'slider',
+                  items: { type: 'number', minimum: 1, maximum: 8 },
+                  'ui:steps': [1, 2, 4, 8],
+                  default: [2],
+                },
                 owner: { type: 'string', 'ui:control': 'git-namespace', 'git:providers': ['github'] },
-                tier: { type: 'string', 'ui:control': 'radio-button', 'ui:options': [{ value: 'a', label: 'A' }], 'ui:hidden': { expr: 'false' } },
+                tier: {
+                  type: 'string',
+                  'ui:control': 'radio-button',
+                  'ui:options': [{ value: 'a', label: 'A' }],
+                  'ui:hidden': { expr: 'false' },
+                },
               },
             },
             plans: [{ id: 'free', type: 'subscription', name: 'Free', description: 'Free', paymentMethodRequired: false }],
@@ -208,7 +251,14 @@ for (const backend of BACKENDS) {
         const { products } = await server.sdk().integrations.getConfigurationProducts({ id: acme.id! });
         assert.deepEqual(Object.keys(products[0]!.metadataSchema.properties), ['regions', 'size', 'owner', 'tier']);
         const { plans } = await server.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'redis' });
-        assert.deepEqual(plans.map((p) => [p.id, p.disabled]), [['redis_hobby', true], ['redis_pro', false], ['redis_payg', false]]);
+        assert.deepEqual(
+          plans.map((p) => [p.id, p.disabled]),
+          [
+            ['redis_hobby', true],
+            ['redis_pro', false],
+            ['redis_payg', false],
+          ],
+        );
       } finally {
         await server.close();
       }
@@ -232,7 +282,10 @@ describe('catalog validation', () => {
   const product = (catalog: CatalogFile) => catalog.integrations[0]!.products[0]!;
 
   test('the default catalog is valid', () => {
-    assert.deepEqual(problemsOf(() => {}), []);
+    assert.deepEqual(
+      problemsOf(() => {}),
+      [],
+    );
     assert.equal(loadCatalogFile(DEFAULT_CATALOG_PATH).integrations[0]!.slug, 'storehouse');
   });
 
@@ -243,23 +296,47 @@ describe('catalog validation', () => {
       [(c) => ((product(c) as any).id = 'postgres'), /^\/integrations\/0\/products\/0\/id: must match pattern "\^iap_/],
       [(c) => ((product(c) as any).colour = 'blue'), /^\/integrations\/0\/products\/0: unknown field "colour"$/],
       [(c) => ((product(c) as any).tags = ['postgres', 'sql']), /^\/integrations\/0\/products\/0\/tags\/1: must be one of "ai"/],
-      [(c) => ((product(c).protocols as any).storage = {}), /^\/integrations\/0\/products\/0\/protocols\/storage: missing required field "status"$/],
-      [(c) => ((product(c).plans[0] as any).type = 'free'), /^\/integrations\/0\/products\/0\/plans\/0\/type: must be one of "subscription", "prepayment"$/],
-      [(c) => ((product(c).plans[2] as any).minimumAmount = 5), /^\/integrations\/0\/products\/0\/plans\/2\/minimumAmount: must be string$/],
-      [(c) => delete (product(c).metadataSchema.properties.statementTimeout as any)['ui:options'], /properties\/statementTimeout: missing required field "ui:options"$/],
-      [(c) => ((product(c).metadataSchema.properties.connectionLimit as any)['ui:read-only'] = 'sometimes'), /connectionLimit\/ui:read-only: does not match any of the allowed forms$/],
-      [(c) => ((product(c).metadataSchema.properties as any).plain = { type: 'string' }), /properties\/plain: missing required field "ui:control"$/],
+      [
+        (c) => ((product(c).protocols as any).storage = {}),
+        /^\/integrations\/0\/products\/0\/protocols\/storage: missing required field "status"$/,
+      ],
+      [
+        (c) => ((product(c).plans[0] as any).type = 'free'),
+        /^\/integrations\/0\/products\/0\/plans\/0\/type: must be one of "subscription", "prepayment"$/,
+      ],
+      [
+        (c) => ((product(c).plans[2] as any).minimumAmount = 5),
+        /^\/integrations\/0\/products\/0\/plans\/2\/minimumAmount: must be string$/,
+      ],
+      [
+        (c) => delete (product(c).metadataSchema.properties.statementTimeout as any)['ui:options'],
+        /properties\/statementTimeout: missing required field "ui:options"$/,
+      ],
+      [
+        (c) => ((product(c).metadataSchema.properties.connectionLimit as any)['ui:read-only'] = 'sometimes'),
+        /connectionLimit\/ui:read-only: does not match any of the allowed forms$/,
+      ],
+      [
+        (c) => ((product(c).metadataSchema.properties as any).plain = { type: 'string' }),
+        /properties\/plain: missing required field "ui:control"$/,
+      ],
       [(c) => ((product(c) as any).provider = { type: 'mysql' }), /provider\/type: must be one of "postgres", "redis", "http"$/],
     ];
     for (const [mutate, expected] of cases) {
       const problems = problemsOf(mutate);
-      assert.ok(problems.some((p) => expected.test(p)), `${expected} in ${JSON.stringify(problems)}`);
+      assert.ok(
+        problems.some((p) => expected.test(p)),
+        `${expected} in ${JSON.stringify(problems)}`,
+      );
     }
   });
 
   test('rules beyond the schema: unique ids, coherent plans, valid defaults', () => {
     const cases: Array<[(catalog: CatalogFile) => void, RegExp]> = [
-      [(c) => (c.integrations[0]!.products[1]!.slug = 'postgres'), /products\/1\/slug: product slug "postgres" is already used at \/integrations\/0\/products\/0\/slug/],
+      [
+        (c) => (c.integrations[0]!.products[1]!.slug = 'postgres'),
+        /products\/1\/slug: product slug "postgres" is already used at \/integrations\/0\/products\/0\/slug/,
+      ],
       [
         (c) => {
           c.integrations[0]!.products[0]!.provider = { type: 'http', url: 'http://127.0.0.1:4000' };
@@ -271,14 +348,26 @@ describe('catalog validation', () => {
       [(c) => delete product(c).plans[2]!.maximumAmount, /plans\/2: missing required field "maximumAmount" \(prepayment plans\)/],
       [(c) => (product(c).plans[2]!.minimumAmount = '0.25'), /plans\/2\/minimumAmount: must be at least "0.50"/],
       [(c) => (product(c).plans[2]!.minimumAmount = '900.00'), /plans\/2\/maximumAmount: must not be less than minimumAmount/],
-      [(c) => (product(c).plans[0]!.preauthorizationAmount = 5), /plans\/0\/preauthorizationAmount: only plans with paymentMethodRequired: true/],
-      [(c) => ((product(c).metadataSchema.properties.connectionLimit as any).default = 500), /connectionLimit\/default: does not satisfy its own property/],
+      [
+        (c) => (product(c).plans[0]!.preauthorizationAmount = 5),
+        /plans\/0\/preauthorizationAmount: only plans with paymentMethodRequired: true/,
+      ],
+      [
+        (c) => ((product(c).metadataSchema.properties.connectionLimit as any).default = 500),
+        /connectionLimit\/default: does not satisfy its own property/,
+      ],
       [(c) => (product(c).metadataSchema.required = ['nope']), /metadataSchema\/required\/0: "nope" is not a property of the schema/],
-      [(c) => ((product(c).metadataSchema.properties as any).bad = { type: 'number', 'ui:control': 'toggle' }), /type "number" with ui:control "toggle" is not supported/],
+      [
+        (c) => ((product(c).metadataSchema.properties as any).bad = { type: 'number', 'ui:control': 'toggle' }),
+        /type "number" with ui:control "toggle" is not supported/,
+      ],
     ];
     for (const [mutate, expected] of cases) {
       const problems = problemsOf(mutate);
-      assert.ok(problems.some((p) => expected.test(p)), `${expected} in ${JSON.stringify(problems)}`);
+      assert.ok(
+        problems.some((p) => expected.test(p)),
+        `${expected} in ${JSON.stringify(problems)}`,
+      );
     }
   });
 
@@ -297,7 +386,10 @@ for (const backend of BACKENDS) {
     test('a NUL byte in a parameter fails like PostgreSQL (22021) and leaves the connection in step', async () => {
       await withDatabase(backend, async (db) => {
         await assert.rejects(db.query('SELECT $1::text AS v', ['a\u0000b']), (error) => (error as { code?: string }).code === '22021');
-        await assert.rejects(db.transaction((tx) => tx.query('SELECT $1::text AS v', [['x', '\u0000']])), (error) => (error as { code?: string }).code === '22021');
+        await assert.rejects(
+          db.transaction((tx) => tx.query('SELECT $1::text AS v', [['x', '\u0000']])),
+          (error) => (error as { code?: string }).code === '22021',
+        );
         for (let i = 0; i < 5; i++) assert.deepEqual((await db.query('SELECT $1::int AS v', [i])).rows, [{ v: i }]);
       });
     });
@@ -353,7 +445,9 @@ function lockInChild(dataDir: string, prefix: string[] = []) {
 const canUnshareNet = spawnSync('unshare', ['-n', 'true']).status === 0;
 
 describe('the data dir lock', () => {
-  test('holds across network namespaces (containers sharing a volume)', { skip: canUnshareNet ? false : 'unshare -n is not permitted here' }, async () => {
+  test('holds across network namespaces (containers sharing a volume)', {
+    skip: canUnshareNet ? false : 'unshare -n is not permitted here',
+  }, async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-lock-'));
     try {
       const lock = await lockDataDir(dataDir);

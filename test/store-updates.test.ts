@@ -26,8 +26,16 @@ function catalogWithReadOnlySetting(): string {
   const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
   const postgres = catalog.integrations[0].products.find((p: { slug: string }) => p.slug === 'postgres');
   postgres.metadataSchema.properties.region = {
-    type: 'string', 'ui:control': 'select', 'ui:label': 'Region', 'ui:read-only': 'update', default: 'iad1', enum: ['iad1', 'fra1'],
-    'ui:options': [{ value: 'iad1', label: 'Washington' }, { value: 'fra1', label: 'Frankfurt' }],
+    type: 'string',
+    'ui:control': 'select',
+    'ui:label': 'Region',
+    'ui:read-only': 'update',
+    default: 'iad1',
+    enum: ['iad1', 'fra1'],
+    'ui:options': [
+      { value: 'iad1', label: 'Washington' },
+      { value: 'fra1', label: 'Frankfurt' },
+    ],
   };
   return writeCatalogFile(catalog);
 }
@@ -54,7 +62,12 @@ async function stateOf(server: TestServer, id: string) {
 }
 
 const chargesOf = async (server: TestServer, id: string) =>
-  ((await (await server.request(`/_storehouse/billing/authorizations?storeId=${id}`)).json()) as any).authorizations as Array<{ billingPlanId: string; kind: string; state: string; amountCents: number }>;
+  ((await (await server.request(`/_storehouse/billing/authorizations?storeId=${id}`)).json()) as any).authorizations as Array<{
+    billingPlanId: string;
+    kind: string;
+    state: string;
+    amountCents: number;
+  }>;
 
 /** The limits the store's own role has, seen through its own connection. */
 async function roleSettings(url: string) {
@@ -62,7 +75,10 @@ async function roleSettings(url: string) {
   await client.connect();
   try {
     const { rows } = await client.query('SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user');
-    return { connectionLimit: rows[0].rolconnlimit as number, statementTimeout: (await client.query('SHOW statement_timeout')).rows[0].statement_timeout as string };
+    return {
+      connectionLimit: rows[0].rolconnlimit as number,
+      statementTimeout: (await client.query('SHOW statement_timeout')).rows[0].statement_timeout as string,
+    };
   } finally {
     await client.end();
   }
@@ -70,7 +86,9 @@ async function roleSettings(url: string) {
 
 /** Deletes every store of the bootstrap team (a test's stores would count against the next one's plan limits). */
 async function deleteAllStores(server: TestServer): Promise<void> {
-  const { rows } = await server.runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE team_id = (SELECT id FROM teams WHERE slug = 'my-team')");
+  const { rows } = await server.runtime.db.query<{ id: string }>(
+    "SELECT id FROM stores WHERE team_id = (SELECT id FROM teams WHERE slug = 'my-team')",
+  );
   for (const { id } of rows) {
     const response = await server.request(`/v1/storage/stores/integration/${id}?disconnect=true`, { method: 'DELETE' });
     assert.equal(response.status, 200, await response.text());
@@ -89,7 +107,13 @@ for (const backend of BACKENDS) {
     const create = async (name: string, extra: Record<string, unknown> = {}) => {
       const response = await server.request('/v1/storage/stores/integration/direct', {
         method: 'POST',
-        ...json({ name, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 }, ...extra }),
+        ...json({
+          name,
+          integrationConfigurationId: icfg,
+          integrationProductIdOrSlug: 'postgres',
+          metadata: { connectionLimit: 5 },
+          ...extra,
+        }),
       });
       const body = (await response.json()) as any;
       assert.equal(response.status, 200, JSON.stringify(body));
@@ -119,8 +143,14 @@ for (const backend of BACKENDS) {
       const otherIcfg = (await install(db, { teamId: otherTeam.id, integrationId: 'oac_storehouse', installedBy: stranger.id })).id;
       const strangerToken = (await createToken(db, { userId: stranger.id, teamId: otherTeam.id, name: 't' })).value;
       const response = await server.request('/v1/storage/stores/integration/direct', {
-        method: 'POST', token: strangerToken,
-        ...json({ name: 'theirs', integrationConfigurationId: otherIcfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 } }),
+        method: 'POST',
+        token: strangerToken,
+        ...json({
+          name: 'theirs',
+          integrationConfigurationId: otherIcfg,
+          integrationProductIdOrSlug: 'postgres',
+          metadata: { connectionLimit: 5 },
+        }),
       });
       strangerStore = ((await response.json()) as any).store.id;
     });
@@ -141,7 +171,11 @@ for (const backend of BACKENDS) {
       const changed = await patch(server, store.id, { name: 'renamed', metadata: { connectionLimit: 7, statementTimeout: '30s' } });
       assert.equal(changed.status, 200, JSON.stringify(changed.body));
       assert.equal(changed.body.store.name, 'renamed');
-      assert.deepEqual(changed.body.store.metadata, { connectionLimit: 7, statementTimeout: '30s', region: 'iad1' }, 'settings not named keep their values');
+      assert.deepEqual(
+        changed.body.store.metadata,
+        { connectionLimit: 7, statementTimeout: '30s', region: 'iad1' },
+        'settings not named keep their values',
+      );
       assert.equal(changed.body.store.billingPlan.id, 'postgres_hobby');
       const applied = await roleSettings(url);
       assert.equal(applied.statementTimeout, '30s', "the provider applied the new timeout to the store's role");
@@ -150,7 +184,9 @@ for (const backend of BACKENDS) {
       const { store: read } = (await (await server.request(`/v1/storage/stores/${store.id}`)).json()) as any;
       assert.equal(read.name, 'renamed');
       // The SDK parses the changed store.
-      const { store: viaSdk } = await server.sdk().storage.getStorageStoresById({ id: store.id }, { headers: { authorization: `Bearer ${server.token}` } } as any);
+      const { store: viaSdk } = await server
+        .sdk()
+        .storage.getStorageStoresById({ id: store.id }, { headers: { authorization: `Bearer ${server.token}` } } as any);
       assert.equal(viaSdk.status, 'available');
 
       const { rows } = await server.runtime.db.query<{ actor_id: string; details: any }>(
@@ -164,7 +200,10 @@ for (const backend of BACKENDS) {
       // The same values again change nothing: no provider call, no audit event.
       const again = await patch(server, store.id, { name: 'renamed', metadata: { connectionLimit: 7, statementTimeout: '30s' } });
       assert.equal(again.status, 200);
-      const { rows: after } = await server.runtime.db.query("SELECT 1 FROM audit_events WHERE action = 'store.updated' AND target_id = $1", [store.id]);
+      const { rows: after } = await server.runtime.db.query(
+        "SELECT 1 FROM audit_events WHERE action = 'store.updated' AND target_id = $1",
+        [store.id],
+      );
       assert.equal(after.length, 1);
       // The old name is free again.
       await create('to-rename');
@@ -177,32 +216,47 @@ for (const backend of BACKENDS) {
       assert.deepEqual([noCard.status, noCard.body.error.code], [402, 'payment_method_required']);
       assert.deepEqual(await stateOf(server, store.id), unchanged, 'the store is as it was');
 
-      const card = (await (await server.request('/_storehouse/payment-methods', { method: 'POST', ...json({ cardNumber: '4242424242424242' }) })).json()) as any;
+      const card = (await (
+        await server.request('/_storehouse/payment-methods', { method: 'POST', ...json({ cardNumber: '4242424242424242' }) })
+      ).json()) as any;
       const pro = await patch(server, store.id, { billingPlanId: 'postgres_pro' });
       assert.equal(pro.status, 200, JSON.stringify(pro.body));
       assert.equal(pro.body.store.billingPlan.id, 'postgres_pro');
-      assert.deepEqual((await chargesOf(server, store.id)).map((c) => [c.billingPlanId, c.kind, c.state, c.amountCents]), [['postgres_pro', 'preauthorization', 'authorized', 2000]]);
+      assert.deepEqual(
+        (await chargesOf(server, store.id)).map((c) => [c.billingPlanId, c.kind, c.state, c.amountCents]),
+        [['postgres_pro', 'preauthorization', 'authorized', 2000]],
+      );
 
       const payg = await patch(server, store.id, { billingPlanId: 'postgres_payg', prepaymentAmountCents: 1500, paymentMethodId: card.id });
       assert.equal(payg.status, 200, JSON.stringify(payg.body));
       assert.equal(payg.body.store.prepaidBalanceCents, 1500);
       const charges = await chargesOf(server, store.id);
-      assert.deepEqual(charges.map((c) => [c.billingPlanId, c.state]).sort(), [['postgres_payg', 'paid'], ['postgres_pro', 'released']]);
+      assert.deepEqual(charges.map((c) => [c.billingPlanId, c.state]).sort(), [
+        ['postgres_payg', 'paid'],
+        ['postgres_pro', 'released'],
+      ]);
 
       const hobby = await patch(server, store.id, { billingPlanId: 'postgres_hobby' });
       assert.equal(hobby.status, 200);
       assert.equal(hobby.body.store.billingPlan.id, 'postgres_hobby');
       assert.equal(hobby.body.store.prepaidBalanceCents, undefined, 'no prepaid balance on a free plan');
-      assert.deepEqual((await chargesOf(server, store.id)).map((c) => [c.billingPlanId, c.state]).sort(), [['postgres_payg', 'refunded'], ['postgres_pro', 'released']]);
+      assert.deepEqual((await chargesOf(server, store.id)).map((c) => [c.billingPlanId, c.state]).sort(), [
+        ['postgres_payg', 'refunded'],
+        ['postgres_pro', 'released'],
+      ]);
       await server.request(`/_storehouse/payment-methods/${card.id}`, { method: 'DELETE' });
     });
 
     test('the plans a store may change to; a free plan the team has used up is shown disabled, except to a store on it', async () => {
       const ids = [];
       for (const name of ['hobby-a', 'hobby-b', 'hobby-c']) ids.push((await create(name)).id);
-      const { rows } = await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM stores WHERE billing_plan_id = 'postgres_hobby' AND team_id = (SELECT id FROM teams WHERE slug = 'my-team')");
+      const { rows } = await server.runtime.db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM stores WHERE billing_plan_id = 'postgres_hobby' AND team_id = (SELECT id FROM teams WHERE slug = 'my-team')",
+      );
       assert.equal(rows[0]!.n, 3, 'the team is at its Hobby limit');
-      const card = (await (await server.request('/_storehouse/payment-methods', { method: 'POST', ...json({ cardNumber: '4242424242424242' }) })).json()) as any;
+      const card = (await (
+        await server.request('/_storehouse/payment-methods', { method: 'POST', ...json({ cardNumber: '4242424242424242' }) })
+      ).json()) as any;
       const proStore = await create('pro-store', { billingPlanId: 'postgres_pro' });
       const plansOf = async (id: string, query = '') => {
         const response = await server.request(`/v1/storage/stores/${id}/plans${query}`);
@@ -210,7 +264,10 @@ for (const backend of BACKENDS) {
         return ((await response.json()) as any).plans as Array<{ id: string; disabled?: boolean }>;
       };
       const forPro = await plansOf(proStore.id);
-      assert.deepEqual(forPro.map((p) => p.id), ['postgres_hobby', 'postgres_pro', 'postgres_payg']);
+      assert.deepEqual(
+        forPro.map((p) => p.id),
+        ['postgres_hobby', 'postgres_pro', 'postgres_payg'],
+      );
       assert.equal(forPro.find((p) => p.id === 'postgres_hobby')!.disabled, true);
       const forHobby = await plansOf(ids[0]!, `?metadata=${encodeURIComponent(JSON.stringify({ connectionLimit: 9 }))}`);
       assert.notEqual(forHobby.find((p) => p.id === 'postgres_hobby')!.disabled, true);
@@ -222,7 +279,7 @@ for (const backend of BACKENDS) {
       await server.request(`/_storehouse/payment-methods/${card.id}`, { method: 'DELETE' });
     });
 
-    test('every bad change is a 4xx in Vercel\'s format and leaves the store as it was', async () => {
+    test("every bad change is a 4xx in Vercel's format and leaves the store as it was", async () => {
       const store = await create('kept-as-is');
       await create('taken-name');
       const unchanged = await stateOf(server, store.id);
@@ -241,24 +298,44 @@ for (const backend of BACKENDS) {
         ['metadata that is not an object', { metadata: [1] }, 400, 'bad_request'],
         ['an unknown plan', { billingPlanId: 'postgres_platinum' }, 400, 'invalid_billing_plan', 'billingPlanId'],
         ['a payment method without a plan change', { paymentMethodId: 'pm_x' }, 400, 'validation_error', 'paymentMethodId'],
-        ['a prepayment on a subscription plan', { billingPlanId: 'postgres_pro', prepaymentAmountCents: 5000 }, 400, 'validation_error', 'prepaymentAmountCents'],
+        [
+          'a prepayment on a subscription plan',
+          { billingPlanId: 'postgres_pro', prepaymentAmountCents: 5000 },
+          400,
+          'validation_error',
+          'prepaymentAmountCents',
+        ],
       ];
       for (const [what, body, status, code, field] of cases) {
         const answer = await patch(server, store.id, body);
         assert.equal(answer.status, status, `${what}: ${JSON.stringify(answer.body)}`);
         assert.equal(answer.body.error.code, code, what);
-        if (field) assert.ok(answer.body.error.fields?.some((f: { key: string }) => f.key === field), `${what} names ${field}: ${JSON.stringify(answer.body)}`);
+        if (field)
+          assert.ok(
+            answer.body.error.fields?.some((f: { key: string }) => f.key === field),
+            `${what} names ${field}: ${JSON.stringify(answer.body)}`,
+          );
       }
-      const notJson = await server.request(`/v1/storage/stores/${store.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"name":' });
+      const notJson = await server.request(`/v1/storage/stores/${store.id}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: '{"name":',
+      });
       assert.equal(notJson.status, 400);
       assert.deepEqual(
-        [(await patch(server, store.id, { name: 'x' }, memberToken)).status, (await patch(server, store.id, { name: 'x' }, viewerToken)).status],
+        [
+          (await patch(server, store.id, { name: 'x' }, memberToken)).status,
+          (await patch(server, store.id, { name: 'x' }, viewerToken)).status,
+        ],
         [403, 403],
-        'only the installation\'s admins may change a store',
+        "only the installation's admins may change a store",
       );
       assert.equal((await patch(server, strangerStore, { name: 'mine-now' })).status, 404, "another team's store is not found");
       assert.equal((await patch(server, 'store_missing', { name: 'x' })).status, 404);
-      assert.equal((await server.request(`/v1/storage/stores/${store.id}`, { method: 'PATCH', ...json({ name: 'x' }), token: null })).status, 401);
+      assert.equal(
+        (await server.request(`/v1/storage/stores/${store.id}`, { method: 'PATCH', ...json({ name: 'x' }), token: null })).status,
+        401,
+      );
       assert.deepEqual(await stateOf(server, store.id), unchanged);
     });
   });
@@ -296,7 +373,10 @@ describe('changing a store a partner server provides', () => {
   test("the partner is sent the change with a user token and an Idempotency-Key; the plans offered are the resource's", async () => {
     const { id, resourceId } = await create('partner-change');
     const plansResponse = await server.request(`/v1/storage/stores/${id}/plans`);
-    assert.deepEqual((((await plansResponse.json()) as any).plans as Array<{ id: string }>).map((p) => p.id), ['partner_free', 'partner_pro']);
+    assert.deepEqual(
+      (((await plansResponse.json()) as any).plans as Array<{ id: string }>).map((p) => p.id),
+      ['partner_free', 'partner_pro'],
+    );
     const asked = partner.requests.filter((r) => r.method === 'GET' && r.url.includes(`/resources/${resourceId}/plans`));
     assert.equal(asked.length, 1, "the resource's plans were asked for");
 
@@ -306,13 +386,24 @@ describe('changing a store a partner server provides', () => {
     const [sent] = updatesSent(resourceId);
     assert.ok(sent);
     // The whole form, as the dashboard sends it: the settings not changed too.
-    assert.deepEqual(sent.body, { name: 'partner-changed', metadata: { connectionLimit: 8, statementTimeout: 'off' }, billingPlanId: 'partner_pro' });
+    assert.deepEqual(sent.body, {
+      name: 'partner-changed',
+      metadata: { connectionLimit: 8, statementTimeout: 'off' },
+      billingPlanId: 'partner_pro',
+    });
     assert.equal(sent.vercelAuth, 'user');
     assert.equal(sent.claims?.user_role, 'ADMIN');
     assert.match(sent.idempotencyKey ?? '', /\.update\./);
     const resource = await partnerResource(resourceId);
-    assert.deepEqual([resource.name, resource.billingPlanId, resource.metadata.connectionLimit], ['partner-changed', 'partner_pro', 8], 'the partner holds the change');
-    assert.deepEqual((await chargesOf(server, id)).map((c) => [c.billingPlanId, c.state]), [['partner_pro', 'authorized']]);
+    assert.deepEqual(
+      [resource.name, resource.billingPlanId, resource.metadata.connectionLimit],
+      ['partner-changed', 'partner_pro', 8],
+      'the partner holds the change',
+    );
+    assert.deepEqual(
+      (await chargesOf(server, id)).map((c) => [c.billingPlanId, c.state]),
+      [['partner_pro', 'authorized']],
+    );
 
     // The same values again change nothing: the partner is not called.
     const again = await patch(server, id, { name: 'partner-changed', metadata: { connectionLimit: 8 }, billingPlanId: 'partner_pro' });
@@ -328,7 +419,11 @@ describe('changing a store a partner server provides', () => {
     assert.equal(refused.status, 400, JSON.stringify(refused.body));
     const now = await stateOf(server, id);
     assert.deepEqual([now.name, now.billing_plan_id, now.update_key], [unchanged.name, unchanged.billing_plan_id, null]);
-    assert.deepEqual((now.charges as Array<{ state: string }>).map((c) => c.state), ['released'], "the new plan's authorization was released");
+    assert.deepEqual(
+      (now.charges as Array<{ state: string }>).map((c) => c.state),
+      ['released'],
+      "the new plan's authorization was released",
+    );
     assert.equal((await partnerResource(resourceId)).name, 'partner-refuses');
     // The name it was to take is free again.
     await create('never-named');
@@ -366,14 +461,19 @@ describe('changing a store a partner server provides', () => {
   });
 });
 
-describe("a plan change to a plan the partner offers and the catalog lacks", () => {
-  test('is made, and the plan is kept beside the catalog\'s', async () => {
+describe('a plan change to a plan the partner offers and the catalog lacks', () => {
+  test("is made, and the plan is kept beside the catalog's", async () => {
     const setup = await startStorehouseWithPartner({ catalogPlans: ['partner_free'], env: { STOREHOUSE_PARTNER_RETRIES: '0' } });
     try {
       const { server, installationId } = setup;
       await server.request('/_storehouse/payment-methods', { method: 'POST', ...json({ cardNumber: '4242424242424242' }) });
       await server.sdk().integrations.createIntegrationStoreDirect({
-        requestBody: { name: 'uncatalogued', integrationConfigurationId: installationId, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5 } },
+        requestBody: {
+          name: 'uncatalogued',
+          integrationConfigurationId: installationId,
+          integrationProductIdOrSlug: 'postgres',
+          metadata: { connectionLimit: 5 },
+        },
       });
       const { rows } = await server.runtime.db.query<{ id: string }>("SELECT id FROM stores WHERE name = 'uncatalogued'");
       const id = rows[0]!.id;

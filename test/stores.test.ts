@@ -54,9 +54,15 @@ for (const backend of BACKENDS) {
     let otherTeamCard: string;
 
     const create = (body: Record<string, unknown>, token?: string) =>
-      server.sdk(token).integrations.createIntegrationStoreDirect({ requestBody: { integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', ...body } as any });
+      server.sdk(token).integrations.createIntegrationStoreDirect({
+        requestBody: { integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', ...body } as any,
+      });
     const post = (body: unknown, headers: Record<string, string> = {}) =>
-      server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+      server.request('/v1/storage/stores/integration/direct', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
     const addCard = async (cardNumber: string, extra: Record<string, unknown> = {}, token?: string) => {
       const response = await server.request('/_storehouse/payment-methods', {
         method: 'POST',
@@ -93,11 +99,21 @@ for (const backend of BACKENDS) {
       const sdk = server.sdk();
       const products = await sdk.integrations.getConfigurationProducts({ id: icfg });
       const product = products.products.find((p) => p.slug === 'postgres')!;
-      const { plans } = await sdk.integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: product.id, integrationConfigurationId: icfg });
+      const { plans } = await sdk.integrations.getBillingPlans({
+        integrationIdOrSlug: 'storehouse',
+        productIdOrSlug: product.id,
+        integrationConfigurationId: icfg,
+      });
       assert.ok(plans.some((plan) => plan.id === 'postgres_hobby' && plan.paymentMethodRequired === false));
 
       const created = await sdk.integrations.createIntegrationStoreDirect({
-        requestBody: { name: 'seed-db', integrationConfigurationId: icfg, integrationProductIdOrSlug: product.id, metadata: { connectionLimit: 10 }, externalId: 'ext-1' },
+        requestBody: {
+          name: 'seed-db',
+          integrationConfigurationId: icfg,
+          integrationProductIdOrSlug: product.id,
+          metadata: { connectionLimit: 10 },
+          externalId: 'ext-1',
+        },
       });
       const store = created.store!;
       assert.equal(store.status, 'available');
@@ -122,7 +138,9 @@ for (const backend of BACKENDS) {
         resourceId: store.externalResourceId,
         requestBody: { projectId: project.id, envVarEnvironments: ['production', 'preview'] },
       });
-      const { store: viewed } = await sdk.storage.getStorageStoresById({ id: storeId }, { headers: { authorization: `Bearer ${server.token}` } } as any);
+      const { store: viewed } = await sdk.storage.getStorageStoresById({ id: storeId }, {
+        headers: { authorization: `Bearer ${server.token}` },
+      } as any);
       assert.equal(viewed.totalConnectedProjects, 1);
       assert.equal(viewed.projectsMetadata[0]!.projectId, project.id);
       assert.ok(viewed.projectsMetadata[0]!.environmentVariables.includes('POSTGRES_URL'));
@@ -142,7 +160,10 @@ for (const backend of BACKENDS) {
         await client.end();
       }
       // Encrypted at rest: the stored value is not the URL.
-      const { rows } = await server.runtime.db.query<{ value: string }>("SELECT value FROM project_env WHERE key = 'POSTGRES_URL' AND project_id = $1", [project.id]);
+      const { rows } = await server.runtime.db.query<{ value: string }>(
+        "SELECT value FROM project_env WHERE key = 'POSTGRES_URL' AND project_id = $1",
+        [project.id],
+      );
       assert.ok(rows.length > 0, "the project's POSTGRES_URL is stored");
       assert.ok(!rows.some((row) => row.value.includes('postgres://')));
       assert.ok(!rows.some((row) => row.value.includes(url.value!)), 'nor holds the URL in the clear');
@@ -156,12 +177,17 @@ for (const backend of BACKENDS) {
       const deleted = await server.request(`/v1/storage/stores/integration/${storeId}?disconnect=true`, { method: 'DELETE' });
       assert.equal(deleted.status, 200);
       assert.equal((await server.request(`/v1/storage/stores/${storeId}`)).status, 404);
-      assert.equal((await sdk.projects.filterProjectEnvs({ idOrName: 'web' }) as any).envs.length, 0, 'its variables went with it');
+      assert.equal(((await sdk.projects.filterProjectEnvs({ idOrName: 'web' })) as any).envs.length, 0, 'its variables went with it');
       const gone = new pg.Client({ connectionString: url.value! });
-      await assert.rejects(gone.connect().then(() => gone.query('SELECT 1')).finally(() => gone.end().catch(() => {})));
+      await assert.rejects(
+        gone
+          .connect()
+          .then(() => gone.query('SELECT 1'))
+          .finally(() => gone.end().catch(() => {})),
+      );
     });
 
-    test("what the vercel CLI calls: scope, integration list, env pull, resource remove --disconnect-all", async () => {
+    test('what the vercel CLI calls: scope, integration list, env pull, resource remove --disconnect-all', async () => {
       const cli = async (path: string, init: RequestInit = {}) => {
         const response = await server.request(path, init);
         assert.ok(response.status < 300, `${init.method ?? 'GET'} ${path}: ${response.status} ${await response.clone().text()}`);
@@ -180,17 +206,24 @@ for (const backend of BACKENDS) {
       assert.equal(listed.product.slug, 'postgres');
       assert.equal(listed.product.integrationConfigurationId, icfg);
       await cli(`/v1/storage/stores/${listed.id}/connections?teamId=${team.id}`, {
-        method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8' },
+        method: 'POST',
+        headers: { 'content-type': 'application/json; charset=utf-8' },
         body: JSON.stringify({ projectId: project.id, envVarEnvironments: ['development'], type: 'integration', envVarPrefix: 'CLI_' }),
       });
       const pulled = await cli(`/v3/env/pull/${project.id}/development?source=vercel-cli:env:pull&teamId=${team.id}`);
       assert.match(pulled.env.CLI_POSTGRES_URL, /^postgres:\/\//);
       const connected = (await cli(`/v1/storage/stores?teamId=${team.id}`)).stores.find((s: any) => s.name === 'cli-db');
-      assert.deepEqual(connected.projectsMetadata.map((m: any) => [m.name, m.envVarPrefix]), [['cli-app', 'CLI_']]);
+      assert.deepEqual(
+        connected.projectsMetadata.map((m: any) => [m.name, m.envVarPrefix]),
+        [['cli-app', 'CLI_']],
+      );
       // `resource remove -a`: disconnect every project, then delete (no body, no content-type).
       await cli(`/v1/storage/stores/${listed.id}/connections?teamId=${team.id}`, { method: 'DELETE' });
       await cli(`/v1/storage/stores/integration/${listed.id}?teamId=${team.id}`, { method: 'DELETE' });
-      assert.equal((await cli(`/v1/storage/stores?teamId=${team.id}`)).stores.some((s: any) => s.name === 'cli-db'), false);
+      assert.equal(
+        (await cli(`/v1/storage/stores?teamId=${team.id}`)).stores.some((s: any) => s.name === 'cli-db'),
+        false,
+      );
     });
 
     test('paid plans: no payment method is 402, a declined card is 402, a good card is authorized', async () => {
@@ -218,7 +251,10 @@ for (const backend of BACKENDS) {
       assert.equal(store!.billingPlan?.id, 'postgres_pro');
       const auths = (await (await server.request('/_storehouse/billing/authorizations')).json()) as any;
       const auth = auths.authorizations.find((a: any) => a.billingPlanId === 'postgres_pro');
-      assert.deepEqual([auth.kind, auth.amountCents, auth.state, auth.paymentMethodId], ['preauthorization', 2000, 'authorized', good.body.id]);
+      assert.deepEqual(
+        [auth.kind, auth.amountCents, auth.state, auth.paymentMethodId],
+        ['preauthorization', 2000, 'authorized', good.body.id],
+      );
       // Deleting the store releases its authorization.
       const id = (await storeIdOf(server, 'pro-db'))!;
       assert.equal((await server.request(`/v1/storage/stores/integration/${id}`, { method: 'DELETE' })).status, 200);
@@ -230,15 +266,27 @@ for (const backend of BACKENDS) {
       const card = await addCard('5555555555554444', { default: true });
       assert.equal(card.body.default, true);
       const before = await footprint(server);
-      for (const [amount, expected] of [[undefined, 400], [49, 400], [50, 400], [499, 400], [50001, 400], [5000.5, 400]] as const) {
-        const failure = await sdkFailure(create({ name: 'payg', billingPlanId: 'postgres_payg', ...(amount !== undefined && { prepaymentAmountCents: amount }) }));
+      for (const [amount, expected] of [
+        [undefined, 400],
+        [49, 400],
+        [50, 400],
+        [499, 400],
+        [50001, 400],
+        [5000.5, 400],
+      ] as const) {
+        const failure = await sdkFailure(
+          create({ name: 'payg', billingPlanId: 'postgres_payg', ...(amount !== undefined && { prepaymentAmountCents: amount }) }),
+        );
         assert.deepEqual([failure.status, failure.code], [expected, 'validation_error'], `amount ${amount}`);
         assert.equal(failure.body.error.fields[0].key, 'prepaymentAmountCents');
       }
       const onSubscription = await sdkFailure(create({ name: 'payg', billingPlanId: 'postgres_pro', prepaymentAmountCents: 5000 }));
       assert.equal(onSubscription.status, 400);
       assert.deepEqual(await footprint(server), before);
-      for (const [name, amount] of [['payg-min', 500], ['payg-max', 50000]] as const) {
+      for (const [name, amount] of [
+        ['payg-min', 500],
+        ['payg-max', 50000],
+      ] as const) {
         await create({ name, billingPlanId: 'postgres_payg', prepaymentAmountCents: amount });
         const id = (await storeIdOf(server, name))!;
         const raw = (await (await server.request(`/v1/storage/stores/${id}`)).json()) as any;
@@ -257,11 +305,16 @@ for (const backend of BACKENDS) {
       const project = await server.sdk().projects.createProject({ requestBody: { name: 'twins' } });
       const connect = async (name: string) =>
         server.request(`/v1/storage/stores/${await storeIdOf(server, name)}/connections`, {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId: project.id }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ projectId: project.id }),
         });
       const statuses = (await Promise.all([connect('twin-a'), connect('twin-b')])).map((r) => r.status).sort();
       assert.deepEqual(statuses, [201, 409]);
-      const { rows } = await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM project_env WHERE project_id = $1 AND key = 'POSTGRES_URL'", [project.id]);
+      const { rows } = await server.runtime.db.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM project_env WHERE project_id = $1 AND key = 'POSTGRES_URL'",
+        [project.id],
+      );
       assert.equal(rows[0]!.n, 1);
       for (const name of ['twin-a', 'twin-b']) {
         await server.request(`/v1/storage/stores/integration/${await storeIdOf(server, name)}?disconnect=true`, { method: 'DELETE' });
@@ -272,35 +325,160 @@ for (const backend of BACKENDS) {
       await create({ name: 'taken' });
       const before = await footprint(server);
       const cases: Array<[string, Promise<Response>, number, string]> = [
-        ['empty body', server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' } }), 400, 'bad_request'],
+        [
+          'empty body',
+          server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' } }),
+          400,
+          'bad_request',
+        ],
         ['array body', post([]), 400, 'bad_request'],
         ['no name', post({ integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
-        ['name too long', post({ name: 'x'.repeat(129), integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
-        ['empty name', post({ name: '', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'validation_error'],
-        ['name not a string', post({ name: 5, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
+        [
+          'name too long',
+          post({ name: 'x'.repeat(129), integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+          400,
+          'bad_request',
+        ],
+        [
+          'empty name',
+          post({ name: '', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+          400,
+          'validation_error',
+        ],
+        [
+          'name not a string',
+          post({ name: 5, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+          400,
+          'bad_request',
+        ],
         ['no configuration', post({ name: 'a', integrationProductIdOrSlug: 'postgres' }), 400, 'bad_request'],
         ['no product', post({ name: 'a', integrationConfigurationId: icfg }), 400, 'bad_request'],
-        ['unknown source', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', source: 'nope' }), 400, 'bad_request'],
-        ['name taken', post({ name: 'taken', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }), 409, 'store_name_taken'],
-        ['unknown configuration', post({ name: 'a', integrationConfigurationId: 'icfg_nope', integrationProductIdOrSlug: 'postgres' }), 404, 'not_found'],
-        ["another team's configuration", post({ name: 'a', integrationConfigurationId: otherTeamIcfg, integrationProductIdOrSlug: 'postgres' }), 404, 'not_found'],
+        [
+          'unknown source',
+          post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', source: 'nope' }),
+          400,
+          'bad_request',
+        ],
+        [
+          'name taken',
+          post({ name: 'taken', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+          409,
+          'store_name_taken',
+        ],
+        [
+          'unknown configuration',
+          post({ name: 'a', integrationConfigurationId: 'icfg_nope', integrationProductIdOrSlug: 'postgres' }),
+          404,
+          'not_found',
+        ],
+        [
+          "another team's configuration",
+          post({ name: 'a', integrationConfigurationId: otherTeamIcfg, integrationProductIdOrSlug: 'postgres' }),
+          404,
+          'not_found',
+        ],
         ['unknown product', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'mysql' }), 404, 'not_found'],
-        ['viewer', server.request('/v1/storage/stores/integration/direct', { method: 'POST', token: viewerToken, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }) }), 403, 'forbidden'],
-        ['member who did not install', server.request('/v1/storage/stores/integration/direct', { method: 'POST', token: memberToken, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }) }), 403, 'forbidden'],
-        ['metadata out of range', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 0 } }), 400, 'validation_error'],
-        ['metadata not in the enum', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { statementTimeout: '1h' } }), 400, 'validation_error'],
-        ['metadata the provider cannot apply', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5.5 } }), 400, 'validation_error'],
-        ['metadata of the wrong type', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: '10' } }), 400, 'validation_error'],
-        ['unknown metadata', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { region: 'iad1' } }), 400, 'validation_error'],
-        ['unsupported protocol settings', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', protocolSettings: { experimentation: { edgeConfigId: 'x' } } }), 400, 'validation_error'],
-        ['unknown plan', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'redis_pro' }), 400, 'invalid_billing_plan'],
-        ['bad Idempotency-Key', post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }, { 'idempotency-key': 'x'.repeat(300) }), 400, 'bad_request'],
+        [
+          'viewer',
+          server.request('/v1/storage/stores/integration/direct', {
+            method: 'POST',
+            token: viewerToken,
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+          }),
+          403,
+          'forbidden',
+        ],
+        [
+          'member who did not install',
+          server.request('/v1/storage/stores/integration/direct', {
+            method: 'POST',
+            token: memberToken,
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+          }),
+          403,
+          'forbidden',
+        ],
+        [
+          'metadata out of range',
+          post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 0 } }),
+          400,
+          'validation_error',
+        ],
+        [
+          'metadata not in the enum',
+          post({
+            name: 'a',
+            integrationConfigurationId: icfg,
+            integrationProductIdOrSlug: 'postgres',
+            metadata: { statementTimeout: '1h' },
+          }),
+          400,
+          'validation_error',
+        ],
+        [
+          'metadata the provider cannot apply',
+          post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 5.5 } }),
+          400,
+          'validation_error',
+        ],
+        [
+          'metadata of the wrong type',
+          post({
+            name: 'a',
+            integrationConfigurationId: icfg,
+            integrationProductIdOrSlug: 'postgres',
+            metadata: { connectionLimit: '10' },
+          }),
+          400,
+          'validation_error',
+        ],
+        [
+          'unknown metadata',
+          post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { region: 'iad1' } }),
+          400,
+          'validation_error',
+        ],
+        [
+          'unsupported protocol settings',
+          post({
+            name: 'a',
+            integrationConfigurationId: icfg,
+            integrationProductIdOrSlug: 'postgres',
+            protocolSettings: { experimentation: { edgeConfigId: 'x' } },
+          }),
+          400,
+          'validation_error',
+        ],
+        [
+          'unknown plan',
+          post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'redis_pro' }),
+          400,
+          'invalid_billing_plan',
+        ],
+        [
+          'bad Idempotency-Key',
+          post(
+            { name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' },
+            { 'idempotency-key': 'x'.repeat(300) },
+          ),
+          400,
+          'bad_request',
+        ],
       ];
       for (const [what, response, status, code] of cases) {
         const failure = await errorOf(await response);
         assert.deepEqual([failure.status, failure.code], [status, code], `${what}: ${failure.message}`);
       }
-      const metadata = await errorOf(await post({ name: 'a', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', metadata: { connectionLimit: 500, statementTimeout: '1h', x: 1 } }));
+      const metadata = await errorOf(
+        await post({
+          name: 'a',
+          integrationConfigurationId: icfg,
+          integrationProductIdOrSlug: 'postgres',
+          metadata: { connectionLimit: 500, statementTimeout: '1h', x: 1 },
+        }),
+      );
       assert.deepEqual(
         metadata.body.error.fields.map((f: any) => f.key).sort(),
         ['metadata.connectionLimit', 'metadata.statementTimeout', 'metadata.x'],
@@ -318,7 +496,9 @@ for (const backend of BACKENDS) {
       assert.deepEqual(await footprint(server), before);
       await setStoreQuota(server.runtime.db, teamId, null);
       // The hobby plan takes 3 stores per team.
-      const hobby = (await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM stores WHERE billing_plan_id = 'postgres_hobby'")).rows[0]!.n;
+      const hobby = (
+        await server.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM stores WHERE billing_plan_id = 'postgres_hobby'")
+      ).rows[0]!.n;
       for (let i = hobby; i < 3; i++) await create({ name: `hobby-${i}` });
       const limited = await sdkFailure(create({ name: 'hobby-4', billingPlanId: 'postgres_hobby' }));
       assert.deepEqual([limited.status, limited.code], [403, 'plan_resource_limit_reached']);
@@ -328,11 +508,23 @@ for (const backend of BACKENDS) {
       assert.match(noFree.message, /used up postgres_hobby.*postgres_pro, postgres_payg/);
       // The plans endpoint now shows the hobby plan as not selectable.
       const { plans } = await server.sdk().integrations.getBillingPlans({ integrationIdOrSlug: 'storehouse', productIdOrSlug: 'postgres' });
-      assert.deepEqual(plans.map((plan) => [plan.id, plan.disabled]), [['postgres_hobby', true], ['postgres_pro', false], ['postgres_payg', false]]);
+      assert.deepEqual(
+        plans.map((plan) => [plan.id, plan.disabled]),
+        [
+          ['postgres_hobby', true],
+          ['postgres_pro', false],
+          ['postgres_payg', false],
+        ],
+      );
     });
 
     test('Idempotency-Key: a repeat answers as the first did, another body with the key is 409', async () => {
-      const body = { name: 'idem', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' };
+      const body = {
+        name: 'idem',
+        integrationConfigurationId: icfg,
+        integrationProductIdOrSlug: 'postgres',
+        billingPlanId: 'postgres_pro',
+      };
       const first = await post(body, { 'idempotency-key': 'key-1' });
       assert.equal(first.status, 200);
       const again = await post({ ...body }, { 'idempotency-key': 'key-1' });
@@ -347,16 +539,31 @@ for (const backend of BACKENDS) {
       assert.equal((await post({ ...body, name: 'idem-3' }, { 'idempotency-key': 'key-2' })).status, 200);
     });
 
-    test('a key is one user\'s: the same key and body from a viewer goes through every check, never a replay', async () => {
-      const body = { name: 'mine', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' };
+    test("a key is one user's: the same key and body from a viewer goes through every check, never a replay", async () => {
+      const body = {
+        name: 'mine',
+        integrationConfigurationId: icfg,
+        integrationProductIdOrSlug: 'postgres',
+        billingPlanId: 'postgres_pro',
+      };
       assert.equal((await post(body, { 'idempotency-key': 'shared' })).status, 200);
       const replay = await server.request('/v1/storage/stores/integration/direct', {
-        method: 'POST', token: viewerToken, headers: { 'content-type': 'application/json', 'idempotency-key': 'shared' }, body: JSON.stringify(body),
+        method: 'POST',
+        token: viewerToken,
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'shared' },
+        body: JSON.stringify(body),
       });
       const failure = await errorOf(replay);
-      assert.deepEqual([failure.status, failure.code], [409, 'store_name_taken'], 'checked as its own request (the owner\'s store holds the name)');
+      assert.deepEqual(
+        [failure.status, failure.code],
+        [409, 'store_name_taken'],
+        "checked as its own request (the owner's store holds the name)",
+      );
       const renamed = await server.request('/v1/storage/stores/integration/direct', {
-        method: 'POST', token: viewerToken, headers: { 'content-type': 'application/json', 'idempotency-key': 'shared' }, body: JSON.stringify({ ...body, name: 'mine-2' }),
+        method: 'POST',
+        token: viewerToken,
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'shared' },
+        body: JSON.stringify({ ...body, name: 'mine-2' }),
       });
       assert.equal(renamed.status, 403);
     });
@@ -373,7 +580,10 @@ for (const backend of BACKENDS) {
         if (next === null || next === undefined) break;
         from = String(next);
       }
-      assert.deepEqual(seen.sort(), Array.from({ length: 7 }, (_, i) => `paged-${i}`));
+      assert.deepEqual(
+        seen.sort(),
+        Array.from({ length: 7 }, (_, i) => `paged-${i}`),
+      );
     });
 
     test('a create interrupted by a dying node is undone by the next sweep: resource, billing, key and name', async () => {
@@ -382,7 +592,8 @@ for (const backend of BACKENDS) {
       const db = server.runtime.db;
       const product = server.runtime.catalog.findProduct('oac_storehouse', 'postgres');
       const provider = server.runtime.providers.for(product);
-      const card = (await db.query<{ id: string }>('SELECT id FROM payment_methods WHERE team_id = $1 AND is_default', [teamId])).rows[0]!.id;
+      const card = (await db.query<{ id: string }>('SELECT id FROM payment_methods WHERE team_id = $1 AND is_default', [teamId])).rows[0]!
+        .id;
       await db.query(
         `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, provision_key, updated_at)
          VALUES ('store_crashed', $1, $2, $3, 'postgres_pro', 'crashed', 'initializing', 'store_crashed.k', now())`,
@@ -393,39 +604,72 @@ for (const backend of BACKENDS) {
          VALUES ('auth_crashed', $1, 'store_crashed', $2, $3, 'postgres_pro', 'preauthorization', 2000, 'authorized')`,
         [teamId, card, product.id],
       );
-      const owner = (await db.query<{ user_id: string }>("SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'OWNER'", [teamId])).rows[0]!.user_id;
+      const owner = (await db.query<{ user_id: string }>("SELECT user_id FROM memberships WHERE team_id = $1 AND role = 'OWNER'", [teamId]))
+        .rows[0]!.user_id;
       await db.query(
         `INSERT INTO idempotency_keys (team_id, operation, key, request_hash, store_id, expires_at) VALUES ($1, $2, 'crash-key', 'h', 'store_crashed', now() + interval '1 day')`,
         [teamId, `stores.create:${owner}`],
       );
-      const { resource } = await provider.provision({ idempotencyKey: 'store_crashed.k', installationId: icfg, product, name: 'crashed', metadata: { connectionLimit: 5 }, billingPlanId: 'postgres_pro' });
+      const { resource } = await provider.provision({
+        idempotencyKey: 'store_crashed.k',
+        installationId: icfg,
+        product,
+        name: 'crashed',
+        metadata: { connectionLimit: 5 },
+        billingPlanId: 'postgres_pro',
+      });
       // Meanwhile it cannot be connected (it has no secrets to give).
       const project = await server.sdk().projects.createProject({ requestBody: { name: 'crash-test' } });
-      const refused = await errorOf(await server.request(`/v1/storage/stores/store_crashed/connections`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ projectId: project.id }),
-      }));
+      const refused = await errorOf(
+        await server.request(`/v1/storage/stores/store_crashed/connections`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ projectId: project.id }),
+        }),
+      );
       assert.deepEqual([refused.status, refused.code], [409, 'store_not_connectable']);
 
       // Time passes: the store is now older than any provider call could be.
       await db.query("UPDATE stores SET updated_at = now() - interval '1 hour' WHERE id = 'store_crashed'");
       // This sweep, or the node's own background one if it got there first, undoes it.
       await server.runtime.stores.recoverInterrupted();
-      await eventually('the interrupted create is undone', async () => (await db.query("SELECT 1 FROM stores WHERE id = 'store_crashed'")).rows.length === 0);
-      assert.equal((await db.query<{ state: string }>("SELECT state FROM billing_authorizations WHERE id = 'auth_crashed'")).rows[0]!.state, 'released');
+      await eventually(
+        'the interrupted create is undone',
+        async () => (await db.query("SELECT 1 FROM stores WHERE id = 'store_crashed'")).rows.length === 0,
+      );
+      assert.equal(
+        (await db.query<{ state: string }>("SELECT state FROM billing_authorizations WHERE id = 'auth_crashed'")).rows[0]!.state,
+        'released',
+      );
       assert.equal((await db.query("SELECT 1 FROM idempotency_keys WHERE key = 'crash-key'")).rows.length, 0);
-      assert.equal((await db.query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource.id])).rows[0]!.state, 'deleted');
-      const audit = await db.query<{ actor_id: string | null }>("SELECT actor_id FROM audit_events WHERE action = 'store.rolled_back' AND target_id = 'store_crashed'");
+      assert.equal(
+        (await db.query<{ state: string }>('SELECT state FROM provider_resources WHERE id = $1', [resource.id])).rows[0]!.state,
+        'deleted',
+      );
+      const audit = await db.query<{ actor_id: string | null }>(
+        "SELECT actor_id FROM audit_events WHERE action = 'store.rolled_back' AND target_id = 'store_crashed'",
+      );
       assert.deepEqual(audit.rows, [{ actor_id: null }], 'undone once, by the system');
       assert.equal(await server.runtime.stores.recoverInterrupted(), 0, 'nothing left to do');
       // The key works again, and the name is free.
-      const retried = await post({ name: 'crashed', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' }, { 'idempotency-key': 'crash-key' });
+      const retried = await post(
+        { name: 'crashed', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' },
+        { 'idempotency-key': 'crash-key' },
+      );
       assert.equal(retried.status, 200);
     });
 
     test('the audit log records who created, connected and deleted what; only owners read it', async () => {
       const audit = (await (await server.request('/_storehouse/audit?limit=1000')).json()) as any;
       const actions = new Set(audit.events.map((e: any) => e.action));
-      for (const action of ['store.created', 'store.provisioned', 'store.connected', 'store.deleted', 'payment_method.added', 'project.created']) {
+      for (const action of [
+        'store.created',
+        'store.provisioned',
+        'store.connected',
+        'store.deleted',
+        'payment_method.added',
+        'project.created',
+      ]) {
         assert.ok(actions.has(action), `${action} is recorded`);
       }
       assert.ok(audit.events.every((e: any) => typeof e.actorId === 'string' || e.actorId === null));
@@ -450,12 +694,21 @@ describe('a product without a free plan', () => {
     try {
       const icfg = await firstConfiguration(server);
       const failure = await sdkFailure(
-        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'free', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' } }),
+        server.sdk().integrations.createIntegrationStoreDirect({
+          requestBody: { name: 'free', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' },
+        }),
       );
       assert.deepEqual([failure.status, failure.code], [400, 'no_free_plan']);
       assert.match(failure.message, /postgres_pro, postgres_payg/);
       const disabled = await sdkFailure(
-        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'free', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_hobby' } }),
+        server.sdk().integrations.createIntegrationStoreDirect({
+          requestBody: {
+            name: 'free',
+            integrationConfigurationId: icfg,
+            integrationProductIdOrSlug: 'postgres',
+            billingPlanId: 'postgres_hobby',
+          },
+        }),
       );
       assert.deepEqual([disabled.status, disabled.code], [400, 'invalid_billing_plan']);
       assert.equal((await server.runtime.db.query('SELECT 1 FROM stores')).rows.length, 0);
@@ -474,16 +727,25 @@ describe('a slow create and the recovery sweep', () => {
       const db = server.runtime.db;
       // The embedded provider takes seconds for a first store (initdb): a create in progress.
       const creating = server.request('/v1/storage/stores/integration/direct', {
-        method: 'POST', headers: { 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
       });
-      await eventually('the store is recorded', async () => (await db.query("SELECT 1 FROM stores WHERE name = 'slow'")).rows.length === 1, 10_000);
+      await eventually(
+        'the store is recorded',
+        async () => (await db.query("SELECT 1 FROM stores WHERE name = 'slow'")).rows.length === 1,
+        10_000,
+      );
       // Another node, with a shorter timeout, takes it for a create whose node died.
       await db.query("UPDATE stores SET updated_at = now() - interval '1 hour' WHERE name = 'slow'");
       await server.runtime.stores.recoverInterrupted();
       const failure = await errorOf(await creating);
       assert.deepEqual([failure.status, failure.code], [409, 'store_deleted']);
-      await eventually('nothing is left', async () => (await db.query("SELECT 1 FROM stores WHERE name = 'slow'")).rows.length === 0, 10_000);
+      await eventually(
+        'nothing is left',
+        async () => (await db.query("SELECT 1 FROM stores WHERE name = 'slow'")).rows.length === 0,
+        10_000,
+      );
       const live = await db.query("SELECT 1 FROM provider_resources WHERE state IN ('provisioning', 'ready')");
       assert.equal(live.rows.length, 0);
     } finally {
@@ -497,22 +759,42 @@ describe('provider failures and timeouts roll the store back', () => {
     const server = await startServer('embedded', { env: { STOREHOUSE_POSTGRES_ADMIN_URL: 'postgres://postgres@127.0.0.1:1/postgres' } });
     try {
       const icfg = await firstConfiguration(server);
-      await server.request('/_storehouse/payment-methods', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ cardNumber: '4242424242424242' }) });
+      await server.request('/_storehouse/payment-methods', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ cardNumber: '4242424242424242' }),
+      });
       const failure = await sdkFailure(
-        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'down', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_pro' } }),
+        server.sdk().integrations.createIntegrationStoreDirect({
+          requestBody: {
+            name: 'down',
+            integrationConfigurationId: icfg,
+            integrationProductIdOrSlug: 'postgres',
+            billingPlanId: 'postgres_pro',
+          },
+        }),
       );
       assert.deepEqual([failure.status, failure.code], [503, 'provider_unavailable']);
       // The provider's delete of what the provision may have made cannot reach the server either:
       // the store is kept, being removed, so that resource is never forgotten; the API shows it
       // in error, saying what happens next.
-      const { rows } = await server.runtime.db.query<{ id: string; status: string; retry_at: Date | null }>('SELECT id, status, retry_at FROM stores');
-      assert.deepEqual(rows.map((row) => row.status), ['deleting'], 'kept, never initializing');
+      const { rows } = await server.runtime.db.query<{ id: string; status: string; retry_at: Date | null }>(
+        'SELECT id, status, retry_at FROM stores',
+      );
+      assert.deepEqual(
+        rows.map((row) => row.status),
+        ['deleting'],
+        'kept, never initializing',
+      );
       assert.ok(rows[0]!.retry_at, 'its undo is due again');
       const shown = (await (await server.request(`/v1/storage/stores/${rows[0]!.id}`)).json()) as any;
       assert.equal(shown.store.status, 'error');
       assert.equal(shown.store.notification?.title, 'Being rolled back');
       const auths = await server.runtime.db.query<{ state: string }>('SELECT state FROM billing_authorizations');
-      assert.deepEqual(auths.rows.map((r) => r.state), ['released']);
+      assert.deepEqual(
+        auths.rows.map((r) => r.state),
+        ['released'],
+      );
       // The sweep keeps trying, with a growing wait, while the server stays away.
       await eventually(
         'the undo is tried again',
@@ -536,23 +818,32 @@ describe('provider failures and timeouts roll the store back', () => {
     try {
       const icfg = await firstConfiguration(server);
       const failure = await sdkFailure(
-        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' } }),
+        server.sdk().integrations.createIntegrationStoreDirect({
+          requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' },
+        }),
       );
       assert.deepEqual([failure.status, failure.code], [503, 'provider_timeout']);
       assert.equal((await server.runtime.db.query('SELECT 1 FROM stores')).rows.length, 0, 'rolled back');
       // The provision still running when it timed out is refused when it gets there: its record
       // ends up deleted (a deleted record is never made live again), and nothing is left live.
       // It is waited for, not slept on: the embedded provision takes seconds, more under load.
-      const states = async () => (await server.runtime.db.query<{ state: string }>('SELECT state FROM provider_resources')).rows.map((row) => row.state);
-      await eventually('the timed-out provision undone', async () => {
-        const now = await states();
-        return now.length > 0 && now.every((state) => state === 'deleted');
-      }, 120_000);
+      const states = async () =>
+        (await server.runtime.db.query<{ state: string }>('SELECT state FROM provider_resources')).rows.map((row) => row.state);
+      await eventually(
+        'the timed-out provision undone',
+        async () => {
+          const now = await states();
+          return now.length > 0 && now.every((state) => state === 'deleted');
+        },
+        120_000,
+      );
       // And the name is free again: a create of that name gets past the name check (a 409
       // store_name_taken) to the provider, which this server does not have (no Redis is
       // configured): 503 provider_unavailable, and nothing is recorded.
       const again = await sdkFailure(
-        server.sdk().integrations.createIntegrationStoreDirect({ requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis' } }),
+        server.sdk().integrations.createIntegrationStoreDirect({
+          requestBody: { name: 'slow', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'redis' },
+        }),
       );
       assert.notEqual(again.status, 409);
       assert.deepEqual([again.status, again.code], [503, 'provider_unavailable'], again.message);
@@ -565,11 +856,17 @@ describe('provider failures and timeouts roll the store back', () => {
 });
 
 describe('rate limits', () => {
-  test('creates per team per minute, and requests per token, are 429s with Vercel\'s headers and body', async () => {
-    const server = await startServer('embedded', { env: { STOREHOUSE_RATE_LIMIT_STORE_CREATES: '2', STOREHOUSE_RATE_LIMIT_REQUESTS: '8' } });
+  test("creates per team per minute, and requests per token, are 429s with Vercel's headers and body", async () => {
+    const server = await startServer('embedded', {
+      env: { STOREHOUSE_RATE_LIMIT_STORE_CREATES: '2', STOREHOUSE_RATE_LIMIT_REQUESTS: '8' },
+    });
     try {
       const post = () =>
-        server.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x' }) });
+        server.request('/v1/storage/stores/integration/direct', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ name: 'x' }),
+        });
       assert.equal((await post()).status, 400);
       assert.equal((await post()).status, 400);
       const limited = await post();
@@ -594,14 +891,20 @@ describe('rate limits', () => {
   });
 });
 
-describe('rate limits across nodes', { skip: REDIS_URL && POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_REDIS_URL and STOREHOUSE_TEST_DATABASE_URL' }, () => {
+describe('rate limits across nodes', {
+  skip: REDIS_URL && POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_REDIS_URL and STOREHOUSE_TEST_DATABASE_URL',
+}, () => {
   test('with REDIS_URL every node counts against the same limit', async () => {
     const env = { REDIS_URL: REDIS_URL!, STOREHOUSE_RATE_LIMIT_STORE_CREATES: '3' };
     const first = await startServer('postgres', { env });
     const second = await startServer('postgres', { env, databaseUrl: first.config.databaseUrl!, bootstrapToken: first.token });
     try {
       const post = (node: TestServer) =>
-        node.request('/v1/storage/stores/integration/direct', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x' }) });
+        node.request('/v1/storage/stores/integration/direct', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ name: 'x' }),
+        });
       const statuses = [];
       for (const node of [first, second, first, second]) statuses.push((await post(node)).status);
       assert.deepEqual(statuses, [400, 400, 400, 429]);

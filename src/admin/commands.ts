@@ -45,7 +45,8 @@ export const adminCommands = {
 
   /** A new signing key for partner calls; the old one stays published until its tokens expire. */
   'keys.rotate': async (context: AdminContext) => context.signingKeys().rotate(),
-  'keys.list': async (context: AdminContext) => (await context.signingKeys().published()).map((key) => ({ kid: key.kid, alg: key.jwk.alg })),
+  'keys.list': async (context: AdminContext) =>
+    (await context.signingKeys().published()).map((key) => ({ kid: key.kid, alg: key.jwk.alg })),
 
   'teams.create': async ({ db }: AdminContext, args: Args) => createTeam(db, { slug: required(args, 'slug'), name: args.name }),
   'teams.list': async ({ db }: AdminContext) => listTeams(db),
@@ -55,16 +56,28 @@ export const adminCommands = {
     const quota = raw === 'default' ? null : Number(raw);
     return db.transaction(async (tx) => {
       const team = await setStoreQuota(tx, required(args, 'team'), quota);
-      await audit(tx, { teamId: team.id, actorId: OPERATOR, action: 'team.quota_set', targetType: 'team', targetId: team.id, details: { quota } });
+      await audit(tx, {
+        teamId: team.id,
+        actorId: OPERATOR,
+        action: 'team.quota_set',
+        targetType: 'team',
+        targetId: team.id,
+        details: { quota },
+      });
       return { team: team.slug, quota };
     });
   },
 
   'payment-methods.add': async ({ db }: AdminContext, args: Args) => {
     const team = await getTeam(db, required(args, 'team'));
-    return addPaymentMethod(db, { teamId: team.id, actorId: OPERATOR }, { cardNumber: required(args, 'card'), makeDefault: args.default !== undefined });
+    return addPaymentMethod(
+      db,
+      { teamId: team.id, actorId: OPERATOR },
+      { cardNumber: required(args, 'card'), makeDefault: args.default !== undefined },
+    );
   },
-  'payment-methods.list': async ({ db }: AdminContext, args: Args) => listPaymentMethods(db, (await getTeam(db, required(args, 'team'))).id),
+  'payment-methods.list': async ({ db }: AdminContext, args: Args) =>
+    listPaymentMethods(db, (await getTeam(db, required(args, 'team'))).id),
   'payment-methods.default': async ({ db }: AdminContext, args: Args) => {
     const team = await getTeam(db, required(args, 'team'));
     return setDefaultPaymentMethod(db, { teamId: team.id, actorId: OPERATOR }, required(args, 'id'));
@@ -94,7 +107,14 @@ export const adminCommands = {
         ? ((await getUser(tx, ref).catch(() => undefined)) ?? (await createUser(tx, { email: ref })))
         : await getUser(tx, ref);
       await setMember(tx, team.id, user.id, role);
-      await audit(tx, { teamId: team.id, actorId: OPERATOR, action: 'member.role_set', targetType: 'user', targetId: user.id, details: { role } });
+      await audit(tx, {
+        teamId: team.id,
+        actorId: OPERATOR,
+        action: 'member.role_set',
+        targetType: 'user',
+        targetId: user.id,
+        details: { role },
+      });
       return { team: team.slug, user: user.email, userId: user.id, role };
     }),
   'members.list': async ({ db }: AdminContext, args: Args) => listMembers(db, (await getTeam(db, required(args, 'team'))).id),
@@ -119,17 +139,27 @@ export const adminCommands = {
         expiresAt: days(args.expiresInDays),
       });
       await audit(tx, {
-        teamId: team.id, actorId: OPERATOR, action: 'token.created', targetType: 'token', targetId: token.id,
+        teamId: team.id,
+        actorId: OPERATOR,
+        action: 'token.created',
+        targetType: 'token',
+        targetId: token.id,
         details: { userId: user.id, name: token.name, expiresAt: token.expiresAt },
       });
       return { ...token, user: user.email, team: team.slug, value };
     }),
-  'tokens.list': async ({ db }: AdminContext, args: Args) =>
-    listTokens(db, args.user ? (await getUser(db, args.user)).id : undefined),
+  'tokens.list': async ({ db }: AdminContext, args: Args) => listTokens(db, args.user ? (await getUser(db, args.user)).id : undefined),
   'tokens.revoke': async ({ db }: AdminContext, args: Args) =>
     db.transaction(async (tx) => {
       const revoked = await revokeToken(tx, required(args, 'id'));
-      await audit(tx, { teamId: revoked.defaultTeamId, actorId: OPERATOR, action: 'token.revoked', targetType: 'token', targetId: revoked.id, details: { userId: revoked.userId } });
+      await audit(tx, {
+        teamId: revoked.defaultTeamId,
+        actorId: OPERATOR,
+        action: 'token.revoked',
+        targetType: 'token',
+        targetId: revoked.id,
+        details: { userId: revoked.userId },
+      });
       return revoked;
     }),
 
@@ -145,7 +175,11 @@ export const adminCommands = {
         source: 'cli',
       });
       await audit(tx, {
-        teamId: team.id, actorId: OPERATOR, action: 'installation.created', targetType: 'installation', targetId: installation.id,
+        teamId: team.id,
+        actorId: OPERATOR,
+        action: 'installation.created',
+        targetType: 'installation',
+        targetId: installation.id,
         details: { integration: integration.slug, installedBy: by?.id ?? null },
       });
       return { ...installation, team: team.slug, integration: integration.slug };

@@ -22,10 +22,14 @@ export interface AuditEvent {
 export type AuditEntry = Omit<AuditEvent, 'id' | 'createdAt' | 'details'> & { details?: Record<string, unknown> };
 
 export async function audit(db: Queryable, entry: AuditEntry): Promise<void> {
-  await db.query(
-    'INSERT INTO audit_events (team_id, actor_id, action, target_type, target_id, details) VALUES ($1, $2, $3, $4, $5, $6)',
-    [entry.teamId, entry.actorId, entry.action, entry.targetType, entry.targetId, JSON.stringify(entry.details ?? {})],
-  );
+  await db.query('INSERT INTO audit_events (team_id, actor_id, action, target_type, target_id, details) VALUES ($1, $2, $3, $4, $5, $6)', [
+    entry.teamId,
+    entry.actorId,
+    entry.action,
+    entry.targetType,
+    entry.targetId,
+    JSON.stringify(entry.details ?? {}),
+  ]);
 }
 
 /**
@@ -48,10 +52,17 @@ export async function audited<R extends Record<string, unknown>>(db: Queryable, 
  * The team's events, newest first; `before` (one of the team's event ids) pages further back.
  * Undefined when `before` names no event of the team's.
  */
-export async function listAuditEvents(db: Queryable, teamId: string, options: { limit: number; before?: string | undefined }): Promise<AuditEvent[] | undefined> {
+export async function listAuditEvents(
+  db: Queryable,
+  teamId: string,
+  options: { limit: number; before?: string | undefined },
+): Promise<AuditEvent[] | undefined> {
   let before: string | null = null;
   if (options.before !== undefined) {
-    const { rows } = await db.query<{ seq: string }>('SELECT seq FROM audit_events WHERE team_id = $1 AND id = $2', [teamId, options.before]);
+    const { rows } = await db.query<{ seq: string }>('SELECT seq FROM audit_events WHERE team_id = $1 AND id = $2', [
+      teamId,
+      options.before,
+    ]);
     if (!rows[0]) return undefined;
     before = rows[0].seq;
   }

@@ -22,8 +22,7 @@ export interface Charge {
 
 const dollars = (cents: number) => `$${(cents / 100).toFixed(2)}`;
 
-const invalidAmount = (message: string) =>
-  validationError([{ key: 'prepaymentAmountCents', message }], message);
+const invalidAmount = (message: string) => validationError([{ key: 'prepaymentAmountCents', message }], message);
 
 /** The prepayment a plan takes: the amount asked for, within the plan's bounds; a fixed-amount plan's own. */
 function prepaymentAmount(plan: BillingPlan, requested: number | undefined): number {
@@ -37,8 +36,10 @@ function prepaymentAmount(plan: BillingPlan, requested: number | undefined): num
   }
   if (!Number.isInteger(requested)) throw invalidAmount('prepaymentAmountCents must be a whole number of cents');
   if (requested < MIN_PREPAYMENT_CENTS) throw invalidAmount(`prepaymentAmountCents must be at least ${MIN_PREPAYMENT_CENTS}`);
-  if (min !== null && requested < min) throw invalidAmount(`The plan ${plan.id} takes a prepayment of at least ${min} cents (${dollars(min)})`);
-  if (max !== null && requested > max) throw invalidAmount(`The plan ${plan.id} takes a prepayment of at most ${max} cents (${dollars(max)})`);
+  if (min !== null && requested < min)
+    throw invalidAmount(`The plan ${plan.id} takes a prepayment of at least ${min} cents (${dollars(min)})`);
+  if (max !== null && requested > max)
+    throw invalidAmount(`The plan ${plan.id} takes a prepayment of at most ${max} cents (${dollars(max)})`);
   return requested;
 }
 
@@ -57,7 +58,7 @@ export async function chargeFor(
     throw invalidAmount(`prepaymentAmountCents applies to prepayment plans only, and ${plan.id} is a subscription plan`);
   }
   if (!prepayment && !plan.paymentMethodRequired) return undefined;
-  const amountCents = prepayment ? prepaymentAmount(plan, request.prepaymentAmountCents) : plan.preauthorizationAmountCents ?? 0;
+  const amountCents = prepayment ? prepaymentAmount(plan, request.prepaymentAmountCents) : (plan.preauthorizationAmountCents ?? 0);
   const paymentMethod = await paymentMethodFor(db, teamId, request.paymentMethodId);
   if (!paymentMethod) {
     throw new AppError(
@@ -67,20 +68,34 @@ export async function chargeFor(
     );
   }
   if (paymentMethod.behavior === 'decline') {
-    throw new AppError(402, 'payment_declined', `The payment method ${paymentMethod.id} (${describeCard(paymentMethod)}) was declined for ${dollars(amountCents)}`);
+    throw new AppError(
+      402,
+      'payment_declined',
+      `The payment method ${paymentMethod.id} (${describeCard(paymentMethod)}) was declined for ${dollars(amountCents)}`,
+    );
   }
   return { kind: prepayment ? 'prepayment' : 'preauthorization', amountCents, paymentMethod };
 }
 
 /** Records the charge for a store being created or changing plans (in its transaction); returns the authorization's id. */
-export async function recordCharge(tx: Queryable, input: { teamId: string; storeId: string; plan: BillingPlan; charge: Charge }): Promise<string> {
+export async function recordCharge(
+  tx: Queryable,
+  input: { teamId: string; storeId: string; plan: BillingPlan; charge: Charge },
+): Promise<string> {
   const id = newId('auth');
   await tx.query(
     `INSERT INTO billing_authorizations (id, team_id, store_id, payment_method_id, product_id, billing_plan_id, kind, amount_cents, state)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
     [
-      id, input.teamId, input.storeId, input.charge.paymentMethod.id, input.plan.productId, input.plan.id, input.charge.kind,
-      input.charge.amountCents, input.charge.kind === 'prepayment' ? 'paid' : 'authorized',
+      id,
+      input.teamId,
+      input.storeId,
+      input.charge.paymentMethod.id,
+      input.plan.productId,
+      input.plan.id,
+      input.charge.kind,
+      input.charge.amountCents,
+      input.charge.kind === 'prepayment' ? 'paid' : 'authorized',
     ],
   );
   return id;
@@ -116,7 +131,11 @@ export interface BillingAuthorization {
   createdAt: Date;
 }
 
-export async function listAuthorizations(db: Queryable, teamId: string, options: { storeId?: string | undefined } = {}): Promise<BillingAuthorization[]> {
+export async function listAuthorizations(
+  db: Queryable,
+  teamId: string,
+  options: { storeId?: string | undefined } = {},
+): Promise<BillingAuthorization[]> {
   const { rows } = await db.query<Record<string, any>>(
     'SELECT * FROM billing_authorizations WHERE team_id = $1 AND ($2::text IS NULL OR store_id = $2) ORDER BY created_at DESC, id',
     [teamId, options.storeId ?? null],

@@ -45,14 +45,16 @@ const toPaymentMethod = (row: Record<string, any>): PaymentMethod => ({
 /** Who may see and change a team's payment methods: its owners and billing members. */
 export function assertBillingManager(actor: Actor): void {
   if (actor.role !== 'OWNER' && actor.role !== 'BILLING') {
-    throw forbidden('Only the team\'s owners and billing members may manage its payment methods');
+    throw forbidden("Only the team's owners and billing members may manage its payment methods");
   }
 }
 
 export const describeCard = (method: PaymentMethod) => `${method.brand} ending in ${method.last4}`;
 
 export async function listPaymentMethods(db: Queryable, teamId: string): Promise<PaymentMethod[]> {
-  const { rows } = await db.query('SELECT * FROM payment_methods WHERE team_id = $1 AND removed_at IS NULL ORDER BY created_at, id', [teamId]);
+  const { rows } = await db.query('SELECT * FROM payment_methods WHERE team_id = $1 AND removed_at IS NULL ORDER BY created_at, id', [
+    teamId,
+  ]);
   return rows.map(toPaymentMethod);
 }
 
@@ -61,9 +63,10 @@ export async function listPaymentMethods(db: Queryable, teamId: string): Promise
  * removed), else the team's default; undefined when the team has none.
  */
 export async function paymentMethodFor(db: Queryable, teamId: string, id: string | undefined): Promise<PaymentMethod | undefined> {
-  const { rows } = id === undefined
-    ? await db.query('SELECT * FROM payment_methods WHERE team_id = $1 AND is_default AND removed_at IS NULL', [teamId])
-    : await db.query('SELECT * FROM payment_methods WHERE id = $1 AND team_id = $2 AND removed_at IS NULL', [id, teamId]);
+  const { rows } =
+    id === undefined
+      ? await db.query('SELECT * FROM payment_methods WHERE team_id = $1 AND is_default AND removed_at IS NULL', [teamId])
+      : await db.query('SELECT * FROM payment_methods WHERE id = $1 AND team_id = $2 AND removed_at IS NULL', [id, teamId]);
   if (!rows[0]) {
     if (id !== undefined) throw new AppError(400, 'invalid_payment_method', `The payment method ${id} is not one of this team's`);
     return undefined;
@@ -89,12 +92,16 @@ export async function addPaymentMethod(db: Database, by: BillingChange, input: N
   const card = TEST_CARDS[number];
   if (!card) {
     throw badRequest(
-      `Unknown test card number. Use one of: ${Object.entries(TEST_CARDS).map(([n, c]) => `${n} (${c.brand}, ${c.behavior === 'succeed' ? 'always succeeds' : 'always declines'})`).join(', ')}`,
+      `Unknown test card number. Use one of: ${Object.entries(TEST_CARDS)
+        .map(([n, c]) => `${n} (${c.brand}, ${c.behavior === 'succeed' ? 'always succeeds' : 'always declines'})`)
+        .join(', ')}`,
     );
   }
   return db.transaction(async (tx) => {
     await tx.query('SELECT 1 FROM teams WHERE id = $1 FOR NO KEY UPDATE', [by.teamId]);
-    const { rows: existing } = await tx.query('SELECT 1 FROM payment_methods WHERE team_id = $1 AND is_default AND removed_at IS NULL', [by.teamId]);
+    const { rows: existing } = await tx.query('SELECT 1 FROM payment_methods WHERE team_id = $1 AND is_default AND removed_at IS NULL', [
+      by.teamId,
+    ]);
     const makeDefault = input.makeDefault === true || existing.length === 0;
     if (makeDefault) await tx.query('UPDATE payment_methods SET is_default = false WHERE team_id = $1 AND is_default', [by.teamId]);
     const { rows } = await tx.query(
@@ -103,7 +110,11 @@ export async function addPaymentMethod(db: Database, by: BillingChange, input: N
     );
     const method = toPaymentMethod(rows[0]!);
     await audit(tx, {
-      teamId: by.teamId, actorId: by.actorId, action: 'payment_method.added', targetType: 'payment_method', targetId: method.id,
+      teamId: by.teamId,
+      actorId: by.actorId,
+      action: 'payment_method.added',
+      targetType: 'payment_method',
+      targetId: method.id,
       details: { brand: method.brand, last4: method.last4, default: method.isDefault },
     });
     return method;
@@ -123,7 +134,13 @@ export async function setDefaultPaymentMethod(db: Database, by: BillingChange, i
     if (method.isDefault) return method;
     await tx.query('UPDATE payment_methods SET is_default = false WHERE team_id = $1 AND is_default', [by.teamId]);
     await tx.query('UPDATE payment_methods SET is_default = true WHERE id = $1', [id]);
-    await audit(tx, { teamId: by.teamId, actorId: by.actorId, action: 'payment_method.made_default', targetType: 'payment_method', targetId: id });
+    await audit(tx, {
+      teamId: by.teamId,
+      actorId: by.actorId,
+      action: 'payment_method.made_default',
+      targetType: 'payment_method',
+      targetId: id,
+    });
     return { ...method, isDefault: true };
   });
 }
@@ -133,6 +150,12 @@ export async function removePaymentMethod(db: Database, by: BillingChange, id: s
   await db.transaction(async (tx) => {
     await lockedMethod(tx, by.teamId, id);
     await tx.query('UPDATE payment_methods SET removed_at = now(), is_default = false WHERE id = $1', [id]);
-    await audit(tx, { teamId: by.teamId, actorId: by.actorId, action: 'payment_method.removed', targetType: 'payment_method', targetId: id });
+    await audit(tx, {
+      teamId: by.teamId,
+      actorId: by.actorId,
+      action: 'payment_method.removed',
+      targetType: 'payment_method',
+      targetId: id,
+    });
   });
 }

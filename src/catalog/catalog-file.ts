@@ -7,7 +7,10 @@ import { createAjv, SUPPORTED_PAIRS } from './metadata-schema.ts';
 
 /** A catalog file that cannot be used; the message names the file, each bad field and what was expected. */
 export class CatalogError extends Error {
-  constructor(readonly file: string, readonly problems: string[]) {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
     super(`Invalid catalog ${file}:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
     this.name = 'CatalogError';
   }
@@ -47,9 +50,7 @@ function describe(error: ErrorObject): string {
 /** Ajv reports every failing branch of an anyOf; the anyOf's own error says it better. */
 function schemaProblems(errors: ErrorObject[]): string[] {
   const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath + '/');
-  const kept = errors.filter(
-    (e) => e.keyword !== 'if' && !anyOfPaths.some((prefix) => e.schemaPath.startsWith(prefix)),
-  );
+  const kept = errors.filter((e) => e.keyword !== 'if' && !anyOfPaths.some((prefix) => e.schemaPath.startsWith(prefix)));
   return [...new Set(kept.map(describe))];
 }
 
@@ -92,7 +93,9 @@ function checkMetadataSchema(product: CatalogProduct, path: string, problems: st
       const { ajv } = validator();
       const validate = ajv.compile(property);
       if (!validate(property.default)) {
-        problems.push(`${path}/metadataSchema/properties/${name}/default: does not satisfy its own property (${ajv.errorsText(validate.errors, { dataVar: 'default' })})`);
+        problems.push(
+          `${path}/metadataSchema/properties/${name}/default: does not satisfy its own property (${ajv.errorsText(validate.errors, { dataVar: 'default' })})`,
+        );
       }
     }
   }
@@ -120,7 +123,9 @@ function semanticProblems(catalog: CatalogFile): string[] {
     // the integration's id is its one client id.
     const partnerUrls = new Set(integration.products.filter((p) => p.provider.type === 'http').map((p) => String(p.provider.url)));
     if (partnerUrls.size > 1) {
-      problems.push(`${ipath}/products: the products of one integration must name one partner server, not ${[...partnerUrls].join(' and ')}`);
+      problems.push(
+        `${ipath}/products: the products of one integration must name one partner server, not ${[...partnerUrls].join(' and ')}`,
+      );
     }
     integration.products.forEach((product, p) => {
       const ppath = `${ipath}/products/${p}`;
@@ -158,7 +163,10 @@ export function readCatalogSource(file: string): string {
 export function loadCatalogFile(file: string, source = readCatalogSource(file)): CatalogFile {
   const document = parseDocument(source, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length > 0) {
-    throw new CatalogError(file, document.errors.map((error) => `not valid YAML or JSON: ${error.message}`));
+    throw new CatalogError(
+      file,
+      document.errors.map((error) => `not valid YAML or JSON: ${error.message}`),
+    );
   }
   return validateCatalog(document.toJS(), file);
 }

@@ -42,15 +42,20 @@ export async function syncCatalog(
     await tx.query('SELECT pg_advisory_xact_lock($1)', [CATALOG_SYNC_LOCK]);
 
     // Removals first, so a slug moving to a new id does not collide with its old row.
-    const goneKeys = (await tx.query<{ product_id: string; id: string; used: boolean }>(
-      `SELECT p.product_id, p.id, EXISTS (SELECT 1 FROM stores s WHERE s.product_id = p.product_id AND s.billing_plan_id = p.id) AS used
+    const goneKeys = (
+      await tx.query<{ product_id: string; id: string; used: boolean }>(
+        `SELECT p.product_id, p.id, EXISTS (SELECT 1 FROM stores s WHERE s.product_id = p.product_id AND s.billing_plan_id = p.id) AS used
          FROM billing_plans p WHERE NOT (p.product_id || '/' || p.id = ANY($1)) AND NOT p.retired`,
-      [planKeys],
-    )).rows;
+        [planKeys],
+      )
+    ).rows;
     for (const plan of goneKeys) {
       const label = `plan ${plan.product_id}/${plan.id}`;
       if (plan.used) {
-        await tx.query('UPDATE billing_plans SET retired = true, updated_at = now() WHERE product_id = $1 AND id = $2', [plan.product_id, plan.id]);
+        await tx.query('UPDATE billing_plans SET retired = true, updated_at = now() WHERE product_id = $1 AND id = $2', [
+          plan.product_id,
+          plan.id,
+        ]);
         summary.retired.push(label);
       } else {
         await tx.query('DELETE FROM billing_plans WHERE product_id = $1 AND id = $2', [plan.product_id, plan.id]);
@@ -112,7 +117,11 @@ export async function syncCatalog(
         `INSERT INTO integrations (id, slug, name, icon, scopes, client_secret_hash) VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (id) DO UPDATE SET slug = $2, name = $3, icon = $4, scopes = $5, client_secret_hash = $6, retired = false, updated_at = now()`,
         [
-          integration.id, integration.slug, integration.name, integration.icon, json(integration.scopes ?? ['read-write:integration-resource']),
+          integration.id,
+          integration.slug,
+          integration.name,
+          integration.icon,
+          json(integration.scopes ?? ['read-write:integration-resource']),
           secretHashes.get(integration.id) ?? null,
         ],
       );
@@ -127,9 +136,19 @@ export async function syncCatalog(
            short_description = $7, primary_protocol = $8, protocols = $9, tags = $10, capabilities = $11,
            metadata_schema = $12, provider = $13, retired = false, updated_at = now()`,
         [
-          product.id, product.integrationId, product.slug, product.position, product.name, product.description ?? null,
-          product.shortDescription ?? null, product.primaryProtocol ?? null, json(product.protocols), json(product.tags ?? []),
-          json(product.capabilities ?? {}), json(product.metadataSchema), json(product.provider),
+          product.id,
+          product.integrationId,
+          product.slug,
+          product.position,
+          product.name,
+          product.description ?? null,
+          product.shortDescription ?? null,
+          product.primaryProtocol ?? null,
+          json(product.protocols),
+          json(product.tags ?? []),
+          json(product.capabilities ?? {}),
+          json(product.metadataSchema),
+          json(product.provider),
         ],
       );
       summary.upserted.products++;
@@ -160,9 +179,23 @@ async function upsertPlan(tx: Queryable, position: number, plan: BillingPlan) {
        maximum_amount_cents = $13, details = $14, highlighted_details = $15, resource_limit = $16, disabled = $17,
        retired = false, updated_at = now()`,
     [
-      plan.productId, plan.id, position, plan.type, plan.scope, plan.name, plan.description, plan.cost, plan.paymentMethodRequired,
-      plan.preauthorizationAmountCents, plan.initialCharge, plan.minimumAmountCents, plan.maximumAmountCents, json(plan.details),
-      json(plan.highlightedDetails), plan.resourceLimit, plan.disabled,
+      plan.productId,
+      plan.id,
+      position,
+      plan.type,
+      plan.scope,
+      plan.name,
+      plan.description,
+      plan.cost,
+      plan.paymentMethodRequired,
+      plan.preauthorizationAmountCents,
+      plan.initialCharge,
+      plan.minimumAmountCents,
+      plan.maximumAmountCents,
+      json(plan.details),
+      json(plan.highlightedDetails),
+      plan.resourceLimit,
+      plan.disabled,
     ],
   );
 }

@@ -132,8 +132,7 @@ export class Catalog {
 
   /** An integration on offer, by id or slug; 404 otherwise. */
   findIntegration(idOrSlug: string): Integration {
-    const found =
-      this.integrations.get(idOrSlug) ?? [...this.integrations.values()].find((i) => i.slug === idOrSlug && !i.retired);
+    const found = this.integrations.get(idOrSlug) ?? [...this.integrations.values()].find((i) => i.slug === idOrSlug && !i.retired);
     if (!found || found.retired) throw notFound('integration', idOrSlug);
     return found;
   }
@@ -162,7 +161,10 @@ export class Catalog {
 const usdToCents = (usd: string | number | undefined): number | null => (usd === undefined ? null : Math.round(Number(usd) * 100));
 
 /** A plan as a catalog file (or a partner server) writes it, as the database and the API hold it: amounts in cents. */
-export function billingPlanOf(productId: string, plan: Omit<CatalogPlan, 'description' | 'paymentMethodRequired'> & { description?: string; paymentMethodRequired?: boolean }): BillingPlan {
+export function billingPlanOf(
+  productId: string,
+  plan: Omit<CatalogPlan, 'description' | 'paymentMethodRequired'> & { description?: string; paymentMethodRequired?: boolean },
+): BillingPlan {
   return {
     productId,
     id: plan.id,

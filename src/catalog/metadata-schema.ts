@@ -67,10 +67,7 @@ const option = {
 };
 /** Region and country options may also be bare strings, or objects without a label. */
 const placeOption = {
-  anyOf: [
-    { type: 'string' },
-    { ...option, required: ['value'] },
-  ],
+  anyOf: [{ type: 'string' }, { ...option, required: ['value'] }],
 };
 const options = (item: object) => ({ type: 'array', minItems: 1, items: item });
 

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
+import type pg from 'pg';
 
 /** PostgreSQL's unique_violation, as raised by both the server and PGlite. */
 export const isUniqueViolation = (error: unknown) => (error as { code?: string }).code === '23505';

@@ -18,7 +18,10 @@ import path from 'node:path';
  * lock file created with O_EXCL holds the owner's pid, and a lock whose pid is dead is taken over.
  */
 export class DataDirLockedError extends Error {
-  constructor(readonly dataDir: string, readonly holderPid: number | undefined) {
+  constructor(
+    readonly dataDir: string,
+    readonly holderPid: number | undefined,
+  ) {
     super(
       `The data directory ${dataDir} is in use by another Storehouse process` +
         (holderPid ? ` (pid ${holderPid}${holderHost(dataDir)})` : '') +

@@ -15,14 +15,24 @@ export function markDatabaseError<E>(error: E): E {
 }
 
 /** Socket-level failures: the server is down, unreachable, or dropped the connection. */
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 /**
  * SQLSTATEs of a server that is there but will not serve: class 08 (connection exception),
  * 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting up, or in
  * recovery), 53300 too many connections.
  */
-const isUnavailableState = (code: string) => code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300';
+const isUnavailableState = (code: string) =>
+  code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300';
 
 /** node-postgres and pg-pool say these in words only, without a code. */
 const UNAVAILABLE_MESSAGES = [

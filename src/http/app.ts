@@ -117,7 +117,16 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     if (address && typeof address === 'object') runtime.urls.listeningOn(callableUrl(address));
   });
   const limits = await RateLimits.create(
-    { requestsPerMinute: config.rateLimitRequests, routes: { 'stores.create': config.rateLimitStoreCreates, 'stores.update': config.rateLimitStoreUpdates, ...config.marketplaceRateLimits }, redisUrl: config.redisUrl, redisTimeoutMs: config.rateLimitRedisTimeoutMs },
+    {
+      requestsPerMinute: config.rateLimitRequests,
+      routes: {
+        'stores.create': config.rateLimitStoreCreates,
+        'stores.update': config.rateLimitStoreUpdates,
+        ...config.marketplaceRateLimits,
+      },
+      redisUrl: config.redisUrl,
+      redisTimeoutMs: config.rateLimitRedisTimeoutMs,
+    },
     (error: Error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
   );
   app.addHook('onClose', () => limits.close());

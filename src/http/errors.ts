@@ -22,10 +22,18 @@ export const errorSchema = {
 };
 
 export function sendError(reply: FastifyReply, status: number, code: string, message: string, extra: Record<string, unknown> = {}) {
-  return reply.code(status).type('application/json; charset=utf-8').send({ error: { code, message, ...extra } });
+  return reply
+    .code(status)
+    .type('application/json; charset=utf-8')
+    .send({ error: { code, message, ...extra } });
 }
 
-const LOCATIONS: Record<string, string> = { querystring: 'query parameter', params: 'path parameter', body: 'body field', headers: 'header' };
+const LOCATIONS: Record<string, string> = {
+  querystring: 'query parameter',
+  params: 'path parameter',
+  body: 'body field',
+  headers: 'header',
+};
 
 /** "Invalid query parameter `view`: must be one of account, project" from Fastify's Ajv errors. */
 function validationMessage(error: FastifyError): string {
@@ -33,9 +41,7 @@ function validationMessage(error: FastifyError): string {
   const first = error.validation?.[0];
   if (!first) return error.message;
   const params = first.params as Record<string, unknown>;
-  const field = [first.instancePath.replace(/^\//, '').replace(/\//g, '.'), params.missingProperty]
-    .filter(Boolean)
-    .join('.');
+  const field = [first.instancePath.replace(/^\//, '').replace(/\//g, '.'), params.missingProperty].filter(Boolean).join('.');
   if (first.keyword === 'required') return `Missing required ${where} "${field}"`;
   if (first.keyword === 'enum') {
     return `Invalid ${where} "${field}": must be one of ${(params.allowedValues as string[]).join(', ')}`;

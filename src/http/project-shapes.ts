@@ -8,7 +8,11 @@ import { ENVIRONMENTS } from '../projects/projects.ts';
 import { str, num, bool } from './vercel-shapes.ts';
 
 const nullableStr = { type: ['string', 'null'] };
-const regions = { type: 'object', required: ['functionDefaultRegions'], properties: { functionDefaultRegions: { type: 'array', items: str } } };
+const regions = {
+  type: 'object',
+  required: ['functionDefaultRegions'],
+  properties: { functionDefaultRegions: { type: 'array', items: str } },
+};
 
 /** Storehouse runs no functions; these are the defaults a new Vercel project shows. */
 const REGION = 'iad1';
@@ -17,7 +21,17 @@ const NODE_VERSION = '22.x';
 export const projectSchema = {
   $id: 'Project',
   type: 'object',
-  required: ['id', 'name', 'accountId', 'nodeVersion', 'alias', 'defaultResourceConfig', 'resourceConfig', 'deploymentExpiration', 'directoryListing'],
+  required: [
+    'id',
+    'name',
+    'accountId',
+    'nodeVersion',
+    'alias',
+    'defaultResourceConfig',
+    'resourceConfig',
+    'deploymentExpiration',
+    'directoryListing',
+  ],
   properties: {
     id: str,
     name: str,

@@ -98,10 +98,18 @@ type RateLimiterLibrary = typeof import('rate-limiter-flexible');
 function redisLimit(library: RateLimiterLibrary, redis: Redis, name: string, total: number): Limit {
   const { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } = library;
   const limiter = new RateLimiterRedis({
-    storeClient: redis, points: total, duration: WINDOW_SECONDS, keyPrefix: `storehouse:rl:${name}`,
-    insuranceLimiter: new RateLimiterMemory({ points: total, duration: WINDOW_SECONDS, keyPrefix: name }), rejectIfRedisNotReady: true,
+    storeClient: redis,
+    points: total,
+    duration: WINDOW_SECONDS,
+    keyPrefix: `storehouse:rl:${name}`,
+    insuranceLimiter: new RateLimiterMemory({ points: total, duration: WINDOW_SECONDS, keyPrefix: name }),
+    rejectIfRedisNotReady: true,
   });
-  const asCount = (result: RateLimiterRes, limited: boolean): Count => ({ remaining: Math.max(0, result.remainingPoints), msBeforeNext: result.msBeforeNext, limited });
+  const asCount = (result: RateLimiterRes, limited: boolean): Count => ({
+    remaining: Math.max(0, result.remainingPoints),
+    msBeforeNext: result.msBeforeNext,
+    limited,
+  });
   return {
     name,
     total,
@@ -162,9 +170,14 @@ export class RateLimits {
     const seconds = Math.max(1, Math.ceil(count.msBeforeNext / 1000));
     reply.header('retry-after', seconds);
     reply.header('retry-after-ms', Math.max(0, count.msBeforeNext));
-    throw new AppError(429, 'rate_limited', `The rate limit of ${limit.total} exceeded for '${limit.name}'. Try again in ${seconds} second${seconds === 1 ? '' : 's'}`, {
-      limit: { remaining: 0, reset, resetMs, total: limit.total },
-    });
+    throw new AppError(
+      429,
+      'rate_limited',
+      `The rate limit of ${limit.total} exceeded for '${limit.name}'. Try again in ${seconds} second${seconds === 1 ? '' : 's'}`,
+      {
+        limit: { remaining: 0, reset, resetMs, total: limit.total },
+      },
+    );
   }
 
   async byToken(tokenId: string, reply: FastifyReply): Promise<void> {

@@ -102,7 +102,11 @@ function checkNumericQuery(query: Record<string, unknown>, parameters: NumericPa
     for (const raw of [query[name]].flat()) {
       if (typeof raw !== 'string') continue;
       if (!(integer ? DECIMAL_INTEGER : DECIMAL_NUMBER).test(raw)) {
-        return invalid('query parameter', [name], integer ? 'must be a whole number in decimal digits' : 'must be a number in decimal digits');
+        return invalid(
+          'query parameter',
+          [name],
+          integer ? 'must be a whole number in decimal digits' : 'must be a number in decimal digits',
+        );
       }
       if (Math.abs(Number(raw)) > MAX) return invalid('query parameter', [name], `must be from ${-MAX} to ${MAX}`);
     }

@@ -23,7 +23,19 @@ export const storeSchema = {
     id: { ...str, description: "Storehouse's id of the store (the resource id to connect and delete it by)" },
     name: str,
     type: { type: 'string', enum: ['integration'] },
-    status: { type: 'string', enum: ['available', 'error', 'initializing', 'limits-exceeded-suspended', 'limits-exceeded-suspended-store-count', 'onboarding', 'suspended', 'uninstalled'] },
+    status: {
+      type: 'string',
+      enum: [
+        'available',
+        'error',
+        'initializing',
+        'limits-exceeded-suspended',
+        'limits-exceeded-suspended-store-count',
+        'onboarding',
+        'suspended',
+        'uninstalled',
+      ],
+    },
     externalResourceId: { ...str, description: "The provider's id of the resource" },
     externalResourceStatus: { type: 'string', enum: [...RESOURCE_STATUSES] },
     usageQuotaExceeded: bool,
@@ -102,7 +114,12 @@ export function storeBody(view: StoreView) {
   const notification =
     store.status === 'deleting'
       ? store.rollingBack
-        ? { level: 'warn' as const, title: 'Being rolled back', message: 'Its create did not finish; the store and whatever its provider made are being removed (retried until its provider answers)' }
+        ? {
+            level: 'warn' as const,
+            title: 'Being rolled back',
+            message:
+              'Its create did not finish; the store and whatever its provider made are being removed (retried until its provider answers)',
+          }
         : { level: 'warn' as const, title: 'Being deleted', message: 'The store is being deleted (retried until its provider answers)' }
       : store.notification;
   return {

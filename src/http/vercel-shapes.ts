@@ -9,8 +9,16 @@ import type { Installation } from '../tenancy/installations.ts';
 
 /** Closed enum of `source` in the SDK (requests and configuration responses). */
 export const SOURCES = [
-  'marketplace', 'deploy-button', 'external', 'v0', 'resource-claims', 'cli', 'oauth', 'backoffice',
-  'import-recommended-integrations', 'organization',
+  'marketplace',
+  'deploy-button',
+  'external',
+  'v0',
+  'resource-claims',
+  'cli',
+  'oauth',
+  'backoffice',
+  'import-recommended-integrations',
+  'organization',
 ] as const;
 
 /** JSON Schema building blocks every shapes module uses. */

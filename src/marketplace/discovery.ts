@@ -10,7 +10,14 @@ import type { Providers } from '../providers/registry.ts';
 import { badRequest } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { disableUsedUp } from '../stores/stores.ts';
-import { assertInstallationAdmin, countStores, getInstallation, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
+import {
+  assertInstallationAdmin,
+  countStores,
+  getInstallation,
+  listInstallations,
+  uninstall,
+  type Installation,
+} from '../tenancy/installations.ts';
 
 export interface ConfigurationFilter {
   installationType?: 'marketplace' | 'external' | 'provisioning' | undefined;
@@ -75,11 +82,18 @@ export class Discovery {
     // A partner server hears of it first: should it refuse, nothing changes here.
     const partner = this.providers.partnerOf(this.catalog.productsOf(installation.integrationId));
     if (partner) {
-      if ((await countStores(this.db, installation.id)) === 0) await partner.uninstall(installation.id, { userId: actor.userId, role: 'ADMIN' });
+      if ((await countStores(this.db, installation.id)) === 0)
+        await partner.uninstall(installation.id, { userId: actor.userId, role: 'ADMIN' });
     }
     await this.db.transaction(async (tx) => {
       await uninstall(tx, installation);
-      await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'installation.removed', targetType: 'installation', targetId: installation.id });
+      await audit(tx, {
+        teamId: actor.team.id,
+        actorId: actor.userId,
+        action: 'installation.removed',
+        targetType: 'installation',
+        targetId: installation.id,
+      });
     });
   }
 
@@ -114,7 +128,11 @@ export class Discovery {
     }
     const metadata = options.metadata === undefined ? {} : parseMetadata(options.metadata);
     // A plan whose per-team limit the team has reached is shown, but not selectable.
-    return disableUsedUp(this.db, actor.team.id, await this.providers.plansFor(product, metadata, { teamId: actor.team.id, installationId }));
+    return disableUsedUp(
+      this.db,
+      actor.team.id,
+      await this.providers.plansFor(product, metadata, { teamId: actor.team.id, installationId }),
+    );
   }
 }
 

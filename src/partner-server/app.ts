@@ -23,7 +23,18 @@ import { EmbeddedPostgresProvider } from '../providers/embedded-postgres.ts';
 import { PostgresProvider } from '../providers/postgres.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
 import { authorize, tokenVerifier, type AuthKind, type PartnerClaims } from './auth.ts';
-import { faultAnswer, hasCheckedBody, malformedAnswer, parseFaults, replaceFaults, takeFault, type Answer, type Faults, type Operation, type ProvisionFault } from './faults.ts';
+import {
+  faultAnswer,
+  hasCheckedBody,
+  malformedAnswer,
+  parseFaults,
+  replaceFaults,
+  takeFault,
+  type Answer,
+  type Faults,
+  type Operation,
+  type ProvisionFault,
+} from './faults.ts';
 import { MarketplaceClient } from './marketplace.ts';
 import { Partner, type ProvisionBody, type UpdateBody } from './partner.ts';
 import { partnerProduct, PLANS, PRODUCT_SLUG, findPlan } from './plans.ts';
@@ -89,7 +100,8 @@ class Fields {
   string(key: string, required: boolean): string | undefined {
     const value = this.body[key];
     if (value === undefined && !required) return undefined;
-    if (typeof value !== 'string' || (required && value === '')) this.errors.push({ key, message: required ? 'is required: a non-empty string' : 'must be a string' });
+    if (typeof value !== 'string' || (required && value === ''))
+      this.errors.push({ key, message: required ? 'is required: a non-empty string' : 'must be a string' });
     return typeof value === 'string' ? value : undefined;
   }
 
@@ -102,7 +114,8 @@ class Fields {
 
   plan(key: string, required: boolean): string | undefined {
     const id = this.string(key, required);
-    if (id !== undefined && !findPlan(id)) this.errors.push({ key, message: `is not a plan of this product (${PLANS.map((p) => p.id).join(', ')})` });
+    if (id !== undefined && !findPlan(id))
+      this.errors.push({ key, message: `is not a plan of this product (${PLANS.map((p) => p.id).join(', ')})` });
     return id;
   }
 
@@ -139,9 +152,11 @@ function parseUpsert(body: unknown): InstallationUpsert {
   const account = fields.object('account', false);
   const acceptedPolicies = fields.object('acceptedPolicies', false);
   const scopes = bodyOf(body).scopes;
-  if (scopes !== undefined && !(Array.isArray(scopes) && scopes.every((scope) => typeof scope === 'string'))) fields.errors.push({ key: 'scopes', message: 'must be a list of strings' });
+  if (scopes !== undefined && !(Array.isArray(scopes) && scopes.every((scope) => typeof scope === 'string')))
+    fields.errors.push({ key: 'scopes', message: 'must be a list of strings' });
   const accessToken = credentials?.access_token;
-  if (credentials && (typeof accessToken !== 'string' || accessToken === '')) fields.errors.push({ key: 'credentials.access_token', message: 'is required: a non-empty string' });
+  if (credentials && (typeof accessToken !== 'string' || accessToken === ''))
+    fields.errors.push({ key: 'credentials.access_token', message: 'is required: a non-empty string' });
   fields.check();
   return {
     accessToken: accessToken as string,
@@ -156,7 +171,8 @@ function parseUpsert(body: unknown): InstallationUpsert {
 function parseProvision(body: unknown): ProvisionBody {
   const fields = new Fields(bodyOf(body));
   const productId = fields.string('productId', true);
-  if (productId !== undefined && productId !== PRODUCT_SLUG) fields.errors.push({ key: 'productId', message: `is not a product of this partner (${PRODUCT_SLUG})` });
+  if (productId !== undefined && productId !== PRODUCT_SLUG)
+    fields.errors.push({ key: 'productId', message: `is not a product of this partner (${PRODUCT_SLUG})` });
   const name = fields.string('name', true);
   const metadata = fields.object('metadata', false) ?? {};
   const billingPlanId = fields.plan('billingPlanId', true);
@@ -216,12 +232,17 @@ interface Call {
 
 export async function startPartnerServer(options: PartnerServerOptions): Promise<PartnerServer> {
   const { logger } = options;
-  const db = await openDatabase({ dataDir: options.dataDir, databaseUrl: options.databaseUrl, onPoolError: (error) => logger?.warn({ err: error }, 'database pool error') });
+  const db = await openDatabase({
+    dataDir: options.dataDir,
+    databaseUrl: options.databaseUrl,
+    onPoolError: (error) => logger?.warn({ err: error }, 'database pool error'),
+  });
   const closing = new AbortController();
   const cleanups: Array<() => Promise<void>> = [() => db.close()];
   const cleanUp = async () => {
     closing.abort();
-    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: Error) => logger?.error({ err: error }, 'error while closing the partner server'));
+    for (const cleanup of cleanups.reverse())
+      await cleanup().catch((error: Error) => logger?.error({ err: error }, 'error while closing the partner server'));
   };
   try {
     // Storehouse's migrations give the wrapped provider its provider_resources table.
@@ -282,7 +303,9 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
       if (record) record.status = reply.statusCode;
     });
 
-    app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}`));
+    app.setNotFoundHandler((request, reply) =>
+      sendError(reply, 404, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}`),
+    );
     app.setErrorHandler((error: FastifyError, request, reply) => {
       if (error instanceof AppError) return sendError(reply, error.status, error.code, error.message, error.extra);
       const status = error.statusCode ?? 500;
@@ -305,7 +328,13 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
      * and the endpoint's Auth (§1's table), then the operation's fault, if any, comes before the
      * work (nothing done) or, with `afterWork`, after it.
      */
-    const partnerRoute = (method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE', url: string, auth: AuthKind, operation: Operation, work: (call: Call) => Promise<Answer>) => {
+    const partnerRoute = (
+      method: 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE',
+      url: string,
+      auth: AuthKind,
+      operation: Operation,
+      work: (call: Call) => Promise<Answer>,
+    ) => {
       app.route({
         method,
         url,
@@ -361,7 +390,10 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
       status: 201,
       body: await partner.provision(params.installationId!, idempotencyKey, parseProvision(body), fault?.pending),
     }));
-    partnerRoute('GET', resource, 'any', 'get', async ({ params }) => ({ status: 200, body: await partner.get(params.installationId!, params.resourceId!) }));
+    partnerRoute('GET', resource, 'any', 'get', async ({ params }) => ({
+      status: 200,
+      body: await partner.get(params.installationId!, params.resourceId!),
+    }));
     partnerRoute('PATCH', resource, 'user', 'update', async ({ params, body, idempotencyKey }) => ({
       status: 200,
       body: await partner.update(params.installationId!, params.resourceId!, parseUpdate(body), idempotencyKey),
@@ -405,8 +437,12 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
       resources: await state.liveResources(request.query.installationId),
     }));
     // Provider-side actions: each answers with what the marketplace answered.
-    app.post<{ Params: { resourceId: string } }>('/_partner/resources/:resourceId/ready', async (request) => partner.finish(request.params.resourceId));
-    app.post<{ Params: { resourceId: string } }>('/_partner/resources/:resourceId/rotate-secrets', async (request) => partner.rotateAndPush(request.params.resourceId));
+    app.post<{ Params: { resourceId: string } }>('/_partner/resources/:resourceId/ready', async (request) =>
+      partner.finish(request.params.resourceId),
+    );
+    app.post<{ Params: { resourceId: string } }>('/_partner/resources/:resourceId/rotate-secrets', async (request) =>
+      partner.rotateAndPush(request.params.resourceId),
+    );
     app.post<{ Params: { installationId: string } }>('/_partner/installations/:installationId/billing', async (request) =>
       partner.sendBilling(request.params.installationId, bodyOf(request.body)),
     );

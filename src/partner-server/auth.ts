@@ -43,14 +43,22 @@ export function tokenVerifier(options: VerifierOptions): Verify {
   return async (authorization) => {
     // The example matches `^bearer (.+)$` case-insensitively; so does this.
     const token = /^bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
-    if (!token) throw unauthorized('A bearer token (the marketplace\'s OIDC JWT) is required');
+    if (!token) throw unauthorized("A bearer token (the marketplace's OIDC JWT) is required");
     try {
-      const { payload } = await jwtVerify<PartnerClaims>(token, jwks, { issuer: options.issuer, audience: options.clientId, algorithms: ['RS256'] });
+      const { payload } = await jwtVerify<PartnerClaims>(token, jwks, {
+        issuer: options.issuer,
+        audience: options.clientId,
+        algorithms: ['RS256'],
+      });
       return payload;
     } catch (error) {
       // The key set could not be had: not the token's fault, and worth a retry (503), not a 401.
       if (jwksUnavailable(error)) {
-        throw new AppError(503, 'jwks_unavailable', `Cannot fetch the marketplace's signing keys from ${options.jwksUrl}: ${(error as Error).message}`);
+        throw new AppError(
+          503,
+          'jwks_unavailable',
+          `Cannot fetch the marketplace's signing keys from ${options.jwksUrl}: ${(error as Error).message}`,
+        );
       }
       throw unauthorized(`The token is not valid: ${(error as Error).message}`);
     }
@@ -78,7 +86,8 @@ export function authorize(claims: PartnerClaims, kind: AuthKind, method: string,
     throw forbidden(`The token is for installation ${claims.installation_id ?? '(none)'}, not ${installationId}`);
   }
   const isUser = typeof claims.user_id === 'string' && typeof claims.user_role === 'string';
-  if (kind === 'user' && !isUser) throw forbidden('This endpoint needs a user token (user_id and user_role claims); a system token was sent');
+  if (kind === 'user' && !isUser)
+    throw forbidden('This endpoint needs a user token (user_id and user_role claims); a system token was sent');
   if (isUser && method !== 'GET' && claims.user_role !== 'ADMIN') {
     throw forbidden(`User ${claims.user_id} has the role ${claims.user_role}, which is read-only`);
   }

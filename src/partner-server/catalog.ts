@@ -43,9 +43,17 @@ function addPartner(catalog: Record<string, any>, options: PartnerEntryOptions):
     metadataSchema,
     provider: { type: 'http', url },
     // What Storehouse knows of the plans before asking; the partner's answer decides what is offered.
-    plans: PLANS.filter((plan) => !options.catalogPlans || options.catalogPlans.includes(plan.id)).map(({ id, type, name, description, paymentMethodRequired, preauthorizationAmount }) => ({
-      id, type, scope: 'resource', name, description, paymentMethodRequired, ...(preauthorizationAmount !== undefined && { preauthorizationAmount }),
-    })),
+    plans: PLANS.filter((plan) => !options.catalogPlans || options.catalogPlans.includes(plan.id)).map(
+      ({ id, type, name, description, paymentMethodRequired, preauthorizationAmount }) => ({
+        id,
+        type,
+        scope: 'resource',
+        name,
+        description,
+        paymentMethodRequired,
+        ...(preauthorizationAmount !== undefined && { preauthorizationAmount }),
+      }),
+    ),
   });
   catalog.integrations.push({
     id: options.clientId ?? 'oac_partner',

@@ -31,7 +31,8 @@ export const BODILESS_OPERATIONS = ['uninstall', 'delete'] as const satisfies re
 /** An operation whose answer has a body Storehouse checks against the contract. */
 export type CheckedOperation = Exclude<Operation, (typeof BODILESS_OPERATIONS)[number]>;
 
-export const hasCheckedBody = (operation: Operation): operation is CheckedOperation => !(BODILESS_OPERATIONS as readonly string[]).includes(operation);
+export const hasCheckedBody = (operation: Operation): operation is CheckedOperation =>
+  !(BODILESS_OPERATIONS as readonly string[]).includes(operation);
 
 export interface Fault {
   /** Wait this long before answering. */
@@ -100,7 +101,13 @@ export function faultAnswer(operation: Operation, status: number): Answer {
   if (status === 204 || status === 304) return { status };
   const message = `The partner server was told to answer ${operation} with ${status}`;
   // A 400 names a field, as a partner's validation error does (§1: `fields` on 400 only).
-  if (status === 400) return { status, body: { error: { code: 'validation_error', message, fields: [{ key: 'metadata', message: 'refused by the partner (injected fault)' }] } } };
+  if (status === 400)
+    return {
+      status,
+      body: {
+        error: { code: 'validation_error', message, fields: [{ key: 'metadata', message: 'refused by the partner (injected fault)' }] },
+      },
+    };
   return { status, body: { error: { code: 'injected_fault', message } } };
 }
 
@@ -125,10 +132,12 @@ export function malformedAnswer(operation: CheckedOperation): Answer {
 /** Checks a `PUT /_partner/faults` body (400 `validation_error` naming each bad key); returns it as Faults. */
 export function parseFaults(body: unknown): Faults {
   if (body === undefined || body === null) return {};
-  if (typeof body !== 'object' || Array.isArray(body)) throw validationError([{ key: '(body)', message: 'must be an object of operation to fault' }]);
+  if (typeof body !== 'object' || Array.isArray(body))
+    throw validationError([{ key: '(body)', message: 'must be an object of operation to fault' }]);
   const fields: FieldError[] = [];
   const number = (key: string, value: unknown) => {
-    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 0)) fields.push({ key, message: 'must be a number, 0 or more' });
+    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value) || value < 0))
+      fields.push({ key, message: 'must be a number, 0 or more' });
   };
   for (const [operation, fault] of Object.entries(body)) {
     if (!(OPERATIONS as readonly string[]).includes(operation)) {
@@ -145,11 +154,16 @@ export function parseFaults(body: unknown): Faults {
     if (status !== undefined && !(Number.isInteger(status) && (status as number) >= 200 && (status as number) <= 599)) {
       fields.push({ key: `${operation}.status`, message: 'must be an HTTP status (200 to 599)' });
     }
-    if (malformed !== undefined && typeof malformed !== 'boolean') fields.push({ key: `${operation}.malformed`, message: 'must be a boolean' });
+    if (malformed !== undefined && typeof malformed !== 'boolean')
+      fields.push({ key: `${operation}.malformed`, message: 'must be a boolean' });
     else if (malformed !== undefined && !hasCheckedBody(operation as Operation)) {
-      fields.push({ key: `${operation}.malformed`, message: `does not apply to ${operation}: its answer has no body Storehouse checks (use a status)` });
+      fields.push({
+        key: `${operation}.malformed`,
+        message: `does not apply to ${operation}: its answer has no body Storehouse checks (use a status)`,
+      });
     }
-    if (afterWork !== undefined && typeof afterWork !== 'boolean') fields.push({ key: `${operation}.afterWork`, message: 'must be a boolean' });
+    if (afterWork !== undefined && typeof afterWork !== 'boolean')
+      fields.push({ key: `${operation}.afterWork`, message: 'must be a boolean' });
     if (pending !== undefined) {
       if (operation !== 'provision') fields.push({ key: `${operation}.pending`, message: 'applies to provision only' });
       else if (pending !== 'forever') number(`${operation}.pending`, pending);

@@ -44,14 +44,19 @@ export async function run(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const options = optionsFromEnv(env);
   const logger = pino({ level: env.LOG_LEVEL || 'info', redact: { paths: REDACTED_PATHS, censor: '[redacted]' } });
   const server = await startPartnerServer({ ...options, logger });
-  logger.info({ clientId: options.clientId, issuer: options.issuer, dataDir: options.dataDir }, `reference partner server at ${server.url}`);
+  logger.info(
+    { clientId: options.clientId, issuer: options.issuer, dataDir: options.dataDir },
+    `reference partner server at ${server.url}`,
+  );
 
   stopOnSignals({ logger, timeoutMs: SHUTDOWN_TIMEOUT_MS, close: () => server.close() });
 }
 
 // Only when run directly: importing this module (tests, another entry point) starts nothing.
 const isEntryPoint =
-  import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/partner-server/main.ts') || process.argv[1]?.endsWith('/partner-server/main.js');
+  import.meta.url === `file://${process.argv[1]}` ||
+  process.argv[1]?.endsWith('/partner-server/main.ts') ||
+  process.argv[1]?.endsWith('/partner-server/main.js');
 if (isEntryPoint) {
   run().catch((error: Error) => {
     process.stderr.write(`storehouse partner: cannot start: ${error.message}\n`);

@@ -68,11 +68,18 @@ export class MarketplaceClient {
       answer = await this.call(installationId, 'POST', `/v1/installations/${encodeURIComponent(installationId)}/events`, body);
       const retry = answer.status === 0 || answer.status === 429 || answer.status >= 500;
       if (!retry) break;
-      this.logger?.warn({ installationId, resourceId, attempt, status: answer.status, error: answer.error }, 'the resource.updated event was not accepted; retrying');
+      this.logger?.warn(
+        { installationId, resourceId, attempt, status: answer.status, error: answer.error },
+        'the resource.updated event was not accepted; retrying',
+      );
       if (attempt < attempts) await sleep(250 * 2 ** (attempt - 1), undefined, { signal: this.closing.signal }).catch(() => {});
     }
     if (answer.status >= 200 && answer.status < 300) this.logger?.info({ installationId, resourceId }, 'sent resource.updated');
-    else this.logger?.error({ installationId, resourceId, status: answer.status, body: answer.body, error: answer.error }, 'the marketplace did not take the resource.updated event');
+    else
+      this.logger?.error(
+        { installationId, resourceId, status: answer.status, body: answer.body, error: answer.error },
+        'the marketplace did not take the resource.updated event',
+      );
     return answer;
   }
 

@@ -91,10 +91,17 @@ export class Partner {
    * after that many ms, or never; `metadata.testing_initial_status` sets the status it starts in
    * (as the official example does) and keeps it until `/_partner/resources/:id/ready`.
    */
-  async provision(installationId: string, key: string, body: ProvisionBody, pending?: 'forever' | number): Promise<PartnerResource & { secrets: Secret[] }> {
+  async provision(
+    installationId: string,
+    key: string,
+    body: ProvisionBody,
+    pending?: 'forever' | number,
+  ): Promise<PartnerResource & { secrets: Secret[] }> {
     const testingStatus = body.metadata.testing_initial_status;
     if (testingStatus !== undefined && !isResourceStatus(testingStatus)) {
-      throw validationError([{ key: 'metadata.testing_initial_status', message: 'must be a resource status (ready, pending, error, ...)' }]);
+      throw validationError([
+        { key: 'metadata.testing_initial_status', message: 'must be a resource status (ready, pending, error, ...)' },
+      ]);
     }
     if ((await this.state.installationState(installationId)) !== 'live') {
       throw notFound('installation', `${installationId} (it must be upserted first: PUT /v1/installations/${installationId})`);
@@ -102,7 +109,10 @@ export class Partner {
     const known = await this.state.keyed(installationId, key);
     if (known && !isDeepStrictEqual(known.request, body)) {
       // Liberal: the key decides. The first request's resource is the answer, as the provider's records say.
-      this.logger?.warn({ installationId, key, resourceId: known.resourceId }, 'a provision repeats an Idempotency-Key with a different body; answering with the resource the key made');
+      this.logger?.warn(
+        { installationId, key, resourceId: known.resourceId },
+        'a provision repeats an Idempotency-Key with a different body; answering with the resource the key made',
+      );
     }
     const { resource, secrets } = await this.provider.provision({
       idempotencyKey: key,
@@ -206,7 +216,15 @@ export class Partner {
       if (!resource) continue;
       const plan = planForResource(resource.billingPlanId);
       const price = monthlyPrice(plan.id);
-      items.push({ billingPlanId: plan.id, resourceId: row.id, name: `${plan.name}: ${resource.name}`, price, quantity: 1, units: 'month', total: price });
+      items.push({
+        billingPlanId: plan.id,
+        resourceId: row.id,
+        name: `${plan.name}: ${resource.name}`,
+        price,
+        quantity: 1,
+        units: 'month',
+        total: price,
+      });
       usage.push({ resourceId: row.id, name: 'Databases', type: 'total', units: 'databases', dayValue: 1, periodValue: 1 });
     }
     const body = {
@@ -218,7 +236,12 @@ export class Partner {
       usage,
       ...override,
     };
-    const answer = await this.marketplace.call(installationId, 'POST', `/v1/installations/${encodeURIComponent(installationId)}/billing`, body);
+    const answer = await this.marketplace.call(
+      installationId,
+      'POST',
+      `/v1/installations/${encodeURIComponent(installationId)}/billing`,
+      body,
+    );
     await this.state.recordBilling(installationId, body, answer.status, answer.body);
     return { ...answer, sent: body };
   }
@@ -235,7 +258,9 @@ export class Partner {
     this.cancelTimer(row.id);
     const timer = setTimeout(() => {
       this.timers.delete(row.id);
-      const work = this.becomeReady(row).catch((error: Error) => this.logger?.error({ err: error, resourceId: row.id }, 'could not make a pending resource ready'));
+      const work = this.becomeReady(row).catch((error: Error) =>
+        this.logger?.error({ err: error, resourceId: row.id }, 'could not make a pending resource ready'),
+      );
       this.inFlight.add(work);
       void work.finally(() => this.inFlight.delete(work));
     }, delay);

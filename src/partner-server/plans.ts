@@ -50,7 +50,17 @@ export const findPlan = (id: string) => PLANS.find((plan) => plan.id === id);
  * name one this version no longer has: it is still reported, so the answer keeps its `billingPlan`.
  */
 export const planForResource = (id: string): PartnerPlan =>
-  findPlan(id) ?? { id, type: 'subscription', scope: 'resource', name: id, description: '', paymentMethodRequired: true, cost: '', details: [], highlightedDetails: [] };
+  findPlan(id) ?? {
+    id,
+    type: 'subscription',
+    scope: 'resource',
+    name: id,
+    description: '',
+    paymentMethodRequired: true,
+    cost: '',
+    details: [],
+    highlightedDetails: [],
+  };
 
 /** The catalog id of the product handed to the wrapped provider; it names the plans' product. */
 const PRODUCT_ID = 'iap_partner_postgres';

@@ -111,24 +111,38 @@ export class PartnerState {
        VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (id) DO UPDATE SET access_token = EXCLUDED.access_token, token_type = EXCLUDED.token_type, scopes = EXCLUDED.scopes,
          accepted_policies = EXCLUDED.accepted_policies, account = EXCLUDED.account, updated_at = now(), deleted_at = NULL`,
-      [id, this.box.seal(upsert.accessToken), upsert.tokenType, JSON.stringify(upsert.scopes), JSON.stringify(upsert.acceptedPolicies), upsert.account && JSON.stringify(upsert.account)],
+      [
+        id,
+        this.box.seal(upsert.accessToken),
+        upsert.tokenType,
+        JSON.stringify(upsert.scopes),
+        JSON.stringify(upsert.acceptedPolicies),
+        upsert.account && JSON.stringify(upsert.account),
+      ],
     );
   }
 
   /** Whether the installation is known: `live`, `deleted`, or undefined for never heard of. */
   async installationState(id: string): Promise<'live' | 'deleted' | undefined> {
-    const { rows } = await this.db.query<{ deleted: boolean }>('SELECT deleted_at IS NOT NULL AS deleted FROM partner_installations WHERE id = $1', [id]);
+    const { rows } = await this.db.query<{ deleted: boolean }>(
+      'SELECT deleted_at IS NOT NULL AS deleted FROM partner_installations WHERE id = $1',
+      [id],
+    );
     if (!rows[0]) return undefined;
     return rows[0].deleted ? 'deleted' : 'live';
   }
 
   async markInstallationDeleted(id: string): Promise<void> {
-    await this.db.query('UPDATE partner_installations SET deleted_at = coalesce(deleted_at, now()), updated_at = now() WHERE id = $1', [id]);
+    await this.db.query('UPDATE partner_installations SET deleted_at = coalesce(deleted_at, now()), updated_at = now() WHERE id = $1', [
+      id,
+    ]);
   }
 
   /** The token the marketplace gave with the installation; undefined when there is none. */
   async accessToken(installationId: string): Promise<string | undefined> {
-    const { rows } = await this.db.query<{ access_token: string }>('SELECT access_token FROM partner_installations WHERE id = $1', [installationId]);
+    const { rows } = await this.db.query<{ access_token: string }>('SELECT access_token FROM partner_installations WHERE id = $1', [
+      installationId,
+    ]);
     return rows[0] ? this.box.open(rows[0].access_token) : undefined;
   }
 
@@ -155,7 +169,14 @@ export class PartnerState {
       const inserted = await tx.query(
         `INSERT INTO partner_resources (id, installation_id, status, ready_at, external_id, protocol_settings)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [resource.id, resource.installationId, resource.status, resource.readyAt, resource.externalId, resource.protocolSettings && JSON.stringify(resource.protocolSettings)],
+        [
+          resource.id,
+          resource.installationId,
+          resource.status,
+          resource.readyAt,
+          resource.externalId,
+          resource.protocolSettings && JSON.stringify(resource.protocolSettings),
+        ],
       );
       if (inserted.rows[0]) return { row: toResource(inserted.rows[0]), fresh: true };
       const { rows } = await tx.query('SELECT * FROM partner_resources WHERE id = $1', [resource.id]);
@@ -186,7 +207,9 @@ export class PartnerState {
 
   /** Pending resources that become ready by themselves (their timers are set again after a restart). */
   async scheduledPending(): Promise<ResourceRow[]> {
-    const { rows } = await this.db.query("SELECT * FROM partner_resources WHERE status = 'pending' AND ready_at IS NOT NULL AND deleted_at IS NULL");
+    const { rows } = await this.db.query(
+      "SELECT * FROM partner_resources WHERE status = 'pending' AND ready_at IS NOT NULL AND deleted_at IS NULL",
+    );
     return rows.map(toResource);
   }
 
@@ -201,11 +224,17 @@ export class PartnerState {
   }
 
   async setProtocolSettings(id: string, settings: Record<string, unknown>): Promise<void> {
-    await this.db.query('UPDATE partner_resources SET protocol_settings = $2, updated_at = now() WHERE id = $1', [id, JSON.stringify(settings)]);
+    await this.db.query('UPDATE partner_resources SET protocol_settings = $2, updated_at = now() WHERE id = $1', [
+      id,
+      JSON.stringify(settings),
+    ]);
   }
 
   async markResourceDeleted(id: string): Promise<void> {
-    await this.db.query("UPDATE partner_resources SET deleted_at = coalesce(deleted_at, now()), status = 'uninstalled', ready_at = NULL, updated_at = now() WHERE id = $1", [id]);
+    await this.db.query(
+      "UPDATE partner_resources SET deleted_at = coalesce(deleted_at, now()), status = 'uninstalled', ready_at = NULL, updated_at = now() WHERE id = $1",
+      [id],
+    );
   }
 
   async recordBilling(installationId: string, body: unknown, status: number, answer: unknown): Promise<void> {

@@ -28,13 +28,17 @@ async function checkClientSecret(db: Queryable, installation: PartnerInstallatio
   if (credentials.client_id !== undefined && credentials.client_id !== installation.integrationId) {
     throw forbidden(`client_id is not the client id of this installation's integration (${installation.integrationId})`);
   }
-  const { rows } = await db.query<{ client_secret_hash: string | null }>('SELECT client_secret_hash FROM integrations WHERE id = $1', [installation.integrationId]);
+  const { rows } = await db.query<{ client_secret_hash: string | null }>('SELECT client_secret_hash FROM integrations WHERE id = $1', [
+    installation.integrationId,
+  ]);
   const hash = rows[0]?.client_secret_hash;
   if (!hash) {
-    throw forbidden(`The integration ${installation.integrationId} has no client secret (the catalog's clientSecret), so its credentials cannot be rotated or revoked`);
+    throw forbidden(
+      `The integration ${installation.integrationId} has no client secret (the catalog's clientSecret), so its credentials cannot be rotated or revoked`,
+    );
   }
   // Never echoed, never logged: only whether it matched.
-  if (!(await verifySecret(credentials.client_secret, hash))) throw forbidden('client_secret is not the integration\'s client secret');
+  if (!(await verifySecret(credentials.client_secret, hash))) throw forbidden("client_secret is not the integration's client secret");
 }
 
 /** A new access token for the installation; the token that asked keeps working until it is revoked. */
@@ -43,7 +47,11 @@ export async function rotateCredential(db: Database, catalog: Catalog, installat
   const token = await db.transaction(async (tx) => {
     const minted = await mintInstallationToken(tx, installation.installationId);
     await audit(tx, {
-      teamId: installation.teamId, actorId: null, action: 'installation.credential_rotated', targetType: 'installation', targetId: installation.installationId,
+      teamId: installation.teamId,
+      actorId: null,
+      action: 'installation.credential_rotated',
+      targetType: 'installation',
+      targetId: installation.installationId,
       details: { by: 'provider', tokenId: minted.id, rotatedWith: installation.tokenId },
     });
     return minted;
@@ -62,20 +70,31 @@ export async function rotateCredential(db: Database, catalog: Catalog, installat
  * working at once, on every node. A token the installation has no more (or never had) is
  * `already_revoked`; the installation's last live token is refused (409), as Vercel does.
  */
-export async function revokeCredential(db: Database, installation: PartnerInstallation, credentials: ClientCredentials & { token: string }) {
+export async function revokeCredential(
+  db: Database,
+  installation: PartnerInstallation,
+  credentials: ClientCredentials & { token: string },
+) {
   await checkClientSecret(db, installation, credentials);
   const outcome = await db.transaction(async (tx) => {
     const result = await revokeInstallationToken(tx, installation.installationId, credentials.token);
     if ('revoked' in result) {
       await audit(tx, {
-        teamId: installation.teamId, actorId: null, action: 'installation.credential_revoked', targetType: 'installation', targetId: installation.installationId,
+        teamId: installation.teamId,
+        actorId: null,
+        action: 'installation.credential_revoked',
+        targetType: 'installation',
+        targetId: installation.installationId,
         details: { by: 'provider', tokenId: result.revoked, revokedWith: installation.tokenId },
       });
     }
     return result;
   });
   if ('last' in outcome) {
-    throw conflict('last_credential', "The token is the installation's last live credential: rotate first, then revoke the old token with the new one");
+    throw conflict(
+      'last_credential',
+      "The token is the installation's last live credential: rotate first, then revoke the old token with the new one",
+    );
   }
   return 'revoked' in outcome ? { revoked: true, already_revoked: false } : { revoked: false, already_revoked: true };
 }

@@ -31,9 +31,14 @@ export async function updateInstallation(db: Queryable, installation: PartnerIns
   if (sets.length === 0) return;
   const fields = Object.keys(change).filter((key) => change[key as keyof InstallationChange] !== undefined);
   const { rows } = await audited(db, `UPDATE installations SET ${sets.join(', ')}, updated_at = now() WHERE id = $1 RETURNING id`, values, {
-    teamId: installation.teamId, actorId: null, action: 'installation.updated', targetType: 'installation', targetId: installation.installationId,
+    teamId: installation.teamId,
+    actorId: null,
+    action: 'installation.updated',
+    targetType: 'installation',
+    targetId: installation.installationId,
     details: {
-      by: 'provider', fields,
+      by: 'provider',
+      fields,
       ...(change.status !== undefined && { status: change.status }),
       ...(change.billingPlan !== undefined && { billingPlanId: change.billingPlan.id }),
     },

@@ -11,7 +11,11 @@ import { hashToken, newId, newTokenValue } from '../ids.ts';
 export async function mintInstallationToken(db: Queryable, installationId: string): Promise<{ id: string; value: string }> {
   const value = newTokenValue('shi');
   const id = newId('itok');
-  await db.query('INSERT INTO installation_tokens (id, token_hash, installation_id) VALUES ($1, $2, $3)', [id, hashToken(value), installationId]);
+  await db.query('INSERT INTO installation_tokens (id, token_hash, installation_id) VALUES ($1, $2, $3)', [
+    id,
+    hashToken(value),
+    installationId,
+  ]);
   return { id, value };
 }
 

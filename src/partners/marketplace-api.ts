@@ -118,22 +118,31 @@ export class MarketplaceApi {
       } catch (error) {
         // The event is taken; the poller asks again if the store is still pending.
         if (error instanceof AppError && error.status >= 500) {
-          throw new AppError(502, 'provider_error', `Storehouse could not read the resource ${event.resourceId} back from the partner server: ${error.message}`);
+          throw new AppError(
+            502,
+            'provider_error',
+            `Storehouse could not read the resource ${event.resourceId} back from the partner server: ${error.message}`,
+          );
         }
         throw error;
       }
       return;
     }
     await audit(this.db, {
-      teamId: installation.teamId, actorId: null, action: 'installation.updated', targetType: 'installation', targetId: installation.installationId,
+      teamId: installation.teamId,
+      actorId: null,
+      action: 'installation.updated',
+      targetType: 'installation',
+      targetId: installation.installationId,
       details: { by: 'provider', ...(event.billingPlanId !== undefined && { billingPlanId: event.billingPlanId }) },
     });
   }
 
   async listResources(installation: PartnerInstallation) {
-    const { rows } = await this.db.query(`SELECT ${STORE_COLUMNS} FROM stores WHERE installation_id = $1 AND external_resource_id IS NOT NULL ORDER BY seq`, [
-      installation.installationId,
-    ]);
+    const { rows } = await this.db.query(
+      `SELECT ${STORE_COLUMNS} FROM stores WHERE installation_id = $1 AND external_resource_id IS NOT NULL ORDER BY seq`,
+      [installation.installationId],
+    );
     return { resources: rows.map(toStore).map((store) => ({ ...this.resourceOf(store), partnerId: store.externalResourceId! })) };
   }
 
@@ -172,7 +181,10 @@ export class MarketplaceApi {
       }
       if (change.notification !== undefined) {
         // An empty string (what the SDK sends to clear it) or null clears the notification.
-        set('notification', typeof change.notification === 'object' && change.notification !== null ? JSON.stringify(change.notification) : null);
+        set(
+          'notification',
+          typeof change.notification === 'object' && change.notification !== null ? JSON.stringify(change.notification) : null,
+        );
         applied.push('notification');
       }
       try {
@@ -189,7 +201,14 @@ export class MarketplaceApi {
         applied.push('secrets');
       }
       // What was applied (billingPlan and extras are accepted, as the SDK sends them, and kept by the partner).
-      await audit(tx, { teamId: store.teamId, actorId: null, action: 'store.updated', targetType: 'store', targetId: store.id, details: { by: 'provider', fields: applied } });
+      await audit(tx, {
+        teamId: store.teamId,
+        actorId: null,
+        action: 'store.updated',
+        targetType: 'store',
+        targetId: store.id,
+        details: { by: 'provider', fields: applied },
+      });
       return { name: change.name ?? store.name };
     });
     if (change.status === 'pending') this.stores.pendingChanged();
@@ -213,7 +232,9 @@ export class MarketplaceApi {
         const current = this.catalog().productById(rows[0].product_id);
         if (input.productId !== current.id && input.productId !== current.slug) {
           this.catalog().findProduct(installation.integrationId, input.productId);
-          throw validationError([{ key: 'productId', message: `must be the resource's product (${current.slug}): a resource cannot change its product` }]);
+          throw validationError([
+            { key: 'productId', message: `must be the resource's product (${current.slug}): a resource cannot change its product` },
+          ]);
         }
         const { productId: _product, ownership: _ownership, billingPlan: _plan, extras: _extras, ...change } = input;
         return this.updateResource(installation, resourceId, change);
@@ -240,7 +261,11 @@ export class MarketplaceApi {
       const store = await this.store(tx, installation, resourceId, true);
       await this.writeSecrets(tx, store, secrets, partial);
       await audit(tx, {
-        teamId: store.teamId, actorId: null, action: 'store.secrets_updated', targetType: 'store', targetId: store.id,
+        teamId: store.teamId,
+        actorId: null,
+        action: 'store.secrets_updated',
+        targetType: 'store',
+        targetId: store.id,
         details: { by: 'provider', names: secrets.map((s) => s.name), partial },
       });
     });
@@ -250,7 +275,12 @@ export class MarketplaceApi {
   async report(installation: PartnerInstallation, kind: 'billing' | 'invoice' | 'balance', body: Record<string, unknown>): Promise<string> {
     const id = newId(kind === 'invoice' ? 'inv' : 'rpt');
     await this.db.transaction(async (tx) => {
-      await tx.query('INSERT INTO partner_reports (id, installation_id, kind, body) VALUES ($1, $2, $3, $4)', [id, installation.installationId, kind, JSON.stringify(body)]);
+      await tx.query('INSERT INTO partner_reports (id, installation_id, kind, body) VALUES ($1, $2, $3, $4)', [
+        id,
+        installation.installationId,
+        kind,
+        JSON.stringify(body),
+      ]);
       if (kind === 'balance') {
         // A resource's balance is shown with its store (the installation's own has no store).
         await tx.query(
@@ -260,11 +290,17 @@ export class MarketplaceApi {
           [installation.installationId, JSON.stringify(body.balances)],
         );
       }
-      await audit(tx, { teamId: installation.teamId, actorId: null, action: `partner.${kind}`, targetType: 'installation', targetId: installation.installationId, details: { reportId: id } });
+      await audit(tx, {
+        teamId: installation.teamId,
+        actorId: null,
+        action: `partner.${kind}`,
+        targetType: 'installation',
+        targetId: installation.installationId,
+        details: { reportId: id },
+      });
     });
     return id;
   }
-
 
   private async writeSecrets(tx: Queryable, store: Store, secrets: Secret[], partial: boolean): Promise<void> {
     assertUniqueNames(secrets);
@@ -277,7 +313,6 @@ export class MarketplaceApi {
     await tx.query('UPDATE stores SET secrets = $2, secret_summary = $3, updated_at = now() WHERE id = $1', [store.id, sealed, summary]);
     await this.connections.rewriteVariables(tx, store, next);
   }
-
 
   private resourceOf(store: Store) {
     return {
@@ -311,7 +346,8 @@ export class MarketplaceApi {
 function assertUniqueNames(secrets: Secret[]): void {
   const seen = new Set<string>();
   for (const [index, secret] of secrets.entries()) {
-    if (seen.has(secret.name)) throw validationError([{ key: `secrets[${index}].name`, message: `${secret.name} is named more than once` }]);
+    if (seen.has(secret.name))
+      throw validationError([{ key: `secrets[${index}].name`, message: `${secret.name} is named more than once` }]);
     seen.add(secret.name);
   }
 }

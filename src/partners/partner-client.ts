@@ -108,7 +108,8 @@ export class PartnerClient {
         text = await response.text();
       } catch (error) {
         const cause = (error as { cause?: { code?: string } }).cause?.code;
-        lastFailure = (error as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (cause ?? (error as Error).message);
+        lastFailure =
+          (error as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (cause ?? (error as Error).message);
         continue;
       }
       if (response.status >= 500) {
@@ -127,11 +128,20 @@ export class PartnerClient {
       }
       if (parsed === undefined && call.answer === 'installation') return undefined as T; // 204, or 200 without a body
       if (parsed === undefined) {
-        throw new AppError(502, 'provider_invalid_response', `The partner server answered ${label} with ${response.status} and no body; the partner API expects a JSON body`);
+        throw new AppError(
+          502,
+          'provider_invalid_response',
+          `The partner server answered ${label} with ${response.status} and no body; the partner API expects a JSON body`,
+        );
       }
       return checkAnswer<T>(call.answer, parsed, label);
     }
-    throw new PartnerError(503, 'provider_unavailable', `Cannot reach the partner server at ${this.options.baseUrl} (${label}): ${lastFailure}`, 0);
+    throw new PartnerError(
+      503,
+      'provider_unavailable',
+      `Cannot reach the partner server at ${this.options.baseUrl} (${label}): ${lastFailure}`,
+      0,
+    );
   }
 }
 
@@ -162,5 +172,11 @@ function refusal(label: string, status: number, text: string): PartnerError {
   const code = typeof error?.code === 'string' ? error.code : status === 404 ? 'not_found' : 'provider_refused';
   const message = `The partner server answered ${label} with ${status}${errorDetail(text)}`;
   const kept = status === 400 || status === 404 || status === 409;
-  return new PartnerError(kept ? status : 502, kept ? code : 'provider_refused', message, status, Array.isArray(error?.fields) ? { fields: error.fields } : {});
+  return new PartnerError(
+    kept ? status : 502,
+    kept ? code : 'provider_refused',
+    message,
+    status,
+    Array.isArray(error?.fields) ? { fields: error.fields } : {},
+  );
 }

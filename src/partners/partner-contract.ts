@@ -39,7 +39,12 @@ export const billingPlanSchema = {
 export const notificationSchema = {
   type: 'object',
   required: ['level', 'title'],
-  properties: { level: { enum: ['info', 'warn', 'error'] }, title: { type: 'string' }, message: { type: 'string' }, href: { type: 'string' } },
+  properties: {
+    level: { enum: ['info', 'warn', 'error'] },
+    title: { type: 'string' },
+    message: { type: 'string' },
+    href: { type: 'string' },
+  },
 };
 
 /** A secret (§1.1): its name becomes an environment variable's, so it must be one. */
@@ -125,7 +130,12 @@ export function checkAnswer<T>(name: ContractName, body: unknown, call: string):
   const validate = validator(name);
   if (validate(body)) return body as T;
   const problems = [...new Set((validate.errors ?? []).filter((e) => e.keyword !== 'if').map(describeError))];
-  throw new AppError(502, 'provider_invalid_response', `The partner server's answer to ${call} breaks the partner API: ${problems.join('; ')}`, {
-    fields: problems,
-  });
+  throw new AppError(
+    502,
+    'provider_invalid_response',
+    `The partner server's answer to ${call} breaks the partner API: ${problems.join('; ')}`,
+    {
+      fields: problems,
+    },
+  );
 }

@@ -93,7 +93,7 @@ export class SigningKeys {
       const { rows } = await tx.query<{ kid: string }>('UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL RETURNING kid');
       await insertKey(tx, made);
       // Keys whose tokens expired long ago are of no use to anyone.
-      await tx.query('DELETE FROM signing_keys WHERE retired_at < now() - interval \'1 day\'');
+      await tx.query("DELETE FROM signing_keys WHERE retired_at < now() - interval '1 day'");
       return rows.map((row) => row.kid);
     });
     this.invalidate();
@@ -110,7 +110,9 @@ export class SigningKeys {
 
   private async loadOrCreate(): Promise<SigningKey> {
     for (;;) {
-      const { rows } = await this.db.query<{ kid: string; private_key: string }>('SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL');
+      const { rows } = await this.db.query<{ kid: string; private_key: string }>(
+        'SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL',
+      );
       if (rows[0]) return { kid: rows[0].kid, privateKey: createPrivateKey(this.box.open(rows[0].private_key)) };
       const made = await makeKey(this.box);
       try {
@@ -140,5 +142,9 @@ async function makeKey(box: SecretBox): Promise<MadeKey> {
 }
 
 async function insertKey(db: Queryable, key: MadeKey): Promise<void> {
-  await db.query('INSERT INTO signing_keys (kid, private_key, public_jwk) VALUES ($1, $2, $3)', [key.kid, key.sealed, JSON.stringify(key.jwk)]);
+  await db.query('INSERT INTO signing_keys (kid, private_key, public_jwk) VALUES ($1, $2, $3)', [
+    key.kid,
+    key.sealed,
+    JSON.stringify(key.jwk),
+  ]);
 }

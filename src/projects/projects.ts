@@ -68,21 +68,37 @@ export function assertCanChangeProjects(actor: Actor): void {
   }
 }
 
-export async function createProject(db: Database, actor: Actor, input: { name: string; framework?: string | null | undefined }): Promise<Project> {
+export async function createProject(
+  db: Database,
+  actor: Actor,
+  input: { name: string; framework?: string | null | undefined },
+): Promise<Project> {
   assertCanChangeProjects(actor);
   if (!PROJECT_NAME.test(input.name) || input.name.includes('---')) {
-    throw new AppError(400, 'invalid_name', 'Project names are up to 100 lowercase letters, digits, ".", "_" and "-", and cannot contain "---"');
+    throw new AppError(
+      400,
+      'invalid_name',
+      'Project names are up to 100 lowercase letters, digits, ".", "_" and "-", and cannot contain "---"',
+    );
   }
   if (input.framework != null && !FRAMEWORKS.includes(input.framework)) {
     throw new AppError(400, 'invalid_framework', `Unknown framework "${input.framework}": use one of ${FRAMEWORKS.join(', ')}, or null`);
   }
   try {
     return await db.transaction(async (tx) => {
-      const { rows } = await tx.query('INSERT INTO projects (id, team_id, name, framework, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *', [
-        newId('prj'), actor.team.id, input.name, input.framework ?? null, actor.userId,
-      ]);
+      const { rows } = await tx.query(
+        'INSERT INTO projects (id, team_id, name, framework, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *',
+        [newId('prj'), actor.team.id, input.name, input.framework ?? null, actor.userId],
+      );
       const project = toProject(rows[0]!);
-      await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'project.created', targetType: 'project', targetId: project.id, details: { name: project.name } });
+      await audit(tx, {
+        teamId: actor.team.id,
+        actorId: actor.userId,
+        action: 'project.created',
+        targetType: 'project',
+        targetId: project.id,
+        details: { name: project.name },
+      });
       return project;
     });
   } catch (error) {
@@ -93,7 +109,10 @@ export async function createProject(db: Database, actor: Actor, input: { name: s
 
 /** The team's project by id or name; 404 for any other. */
 export async function findProject(db: Queryable, teamId: string, idOrName: string, options: { lock?: boolean } = {}): Promise<Project> {
-  const { rows } = await db.query(`SELECT * FROM projects WHERE team_id = $1 AND (id = $2 OR name = $2)${options.lock ? ' FOR UPDATE' : ''}`, [teamId, idOrName]);
+  const { rows } = await db.query(
+    `SELECT * FROM projects WHERE team_id = $1 AND (id = $2 OR name = $2)${options.lock ? ' FOR UPDATE' : ''}`,
+    [teamId, idOrName],
+  );
   if (!rows[0]) throw notFound('project', idOrName);
   return toProject(rows[0]);
 }
@@ -108,7 +127,11 @@ export interface ProjectPage {
  * The team's projects, newest first; `search` matches names. The cursor is the creation order,
  * which (unlike a time) no two projects share, so no page boundary ever skips one.
  */
-export async function listProjects(db: Queryable, teamId: string, options: { limit: number; until?: number | undefined; search?: string | undefined }): Promise<ProjectPage> {
+export async function listProjects(
+  db: Queryable,
+  teamId: string,
+  options: { limit: number; until?: number | undefined; search?: string | undefined },
+): Promise<ProjectPage> {
   const { rows } = await db.query(
     `SELECT * FROM projects
       WHERE team_id = $1 AND ($2::bigint IS NULL OR seq < $2) AND ($3::text IS NULL OR strpos(name, $3) > 0)
@@ -143,7 +166,11 @@ export class ProjectEnv {
   }
 
   /** The project's variables; values decrypted only when asked (sensitive ones never). */
-  async list(actor: Actor, idOrName: string, options: { decrypt: boolean; target?: string | undefined }): Promise<{ project: Project; envs: EnvVar[] }> {
+  async list(
+    actor: Actor,
+    idOrName: string,
+    options: { decrypt: boolean; target?: string | undefined },
+  ): Promise<{ project: Project; envs: EnvVar[] }> {
     if (options.decrypt) assertCanChangeProjects(actor);
     const project = await findProject(this.db, actor.team.id, idOrName);
     const { rows } = await this.db.query(

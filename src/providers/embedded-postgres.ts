@@ -19,7 +19,14 @@ import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog
 import type { Queryable } from '../db/database.ts';
 import { EMBEDDED_POSTGRES_CONF, ensureCluster } from '../db/open.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
+import {
+  providerUnavailable,
+  type Provider,
+  type ProviderResource,
+  type ProvisionRequest,
+  type ResourceUpdate,
+  type Secret,
+} from './provider.ts';
 import { checkPostgresMetadata, statementTimeoutValue } from './postgres.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
@@ -185,7 +192,8 @@ export class EmbeddedPostgresProvider implements Provider {
     } catch (error) {
       // Deleted meanwhile (or the settings failed): stop what was just started.
       await this.stopServing(record.id).catch(() => {});
-      if ((await this.records.get(record.installationId, record.id)).state === 'deleted') fs.rmSync(this.storeDir(record.id), { recursive: true, force: true });
+      if ((await this.records.get(record.installationId, record.id)).state === 'deleted')
+        fs.rmSync(this.storeDir(record.id), { recursive: true, force: true });
       throw error;
     }
   }
@@ -271,7 +279,6 @@ export class EmbeddedPostgresProvider implements Provider {
     await this.records.promote(record.id);
     return this.secrets(record);
   }
-
 
   async close(): Promise<void> {
     for (const id of [...this.instances.keys()]) await this.stopServing(id);

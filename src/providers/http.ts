@@ -73,7 +73,11 @@ export class HttpProvider implements Provider {
   /** The partner validates metadata itself (a 400 with `fields` from it reaches the caller). */
   checkMetadata(): void {}
 
-  async listPlans(product: Product, metadata: Record<string, unknown>, asker?: { teamId: string; installationId?: string | undefined }): Promise<BillingPlan[]> {
+  async listPlans(
+    product: Product,
+    metadata: Record<string, unknown>,
+    asker?: { teamId: string; installationId?: string | undefined },
+  ): Promise<BillingPlan[]> {
     const answer = await this.client.call<{ plans: PartnerPlan[] }>({
       method: 'GET',
       path: `/v1/products/${segment(product.slug)}/plans`,
@@ -85,7 +89,12 @@ export class HttpProvider implements Provider {
   }
 
   /** The partner's resource plans; its product plans when it does not serve them (the endpoint is optional). */
-  async listResourcePlans(installationId: string, resourceId: string, product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]> {
+  async listResourcePlans(
+    installationId: string,
+    resourceId: string,
+    product: Product,
+    metadata: Record<string, unknown>,
+  ): Promise<BillingPlan[]> {
     const identity = await this.identity(installationId);
     try {
       const answer = await this.client.call<{ plans: PartnerPlan[] }>({
@@ -133,7 +142,13 @@ export class HttpProvider implements Provider {
     return this.toResource(answer);
   }
 
-  async update(installationId: string, resourceId: string, update: ResourceUpdate, idempotencyKey: string, caller?: Caller): Promise<ProviderResource> {
+  async update(
+    installationId: string,
+    resourceId: string,
+    update: ResourceUpdate,
+    idempotencyKey: string,
+    caller?: Caller,
+  ): Promise<ProviderResource> {
     const answer = await this.client.call<PartnerResource>({
       method: 'PATCH',
       path: `/v1/installations/${segment(installationId)}/resources/${segment(resourceId)}`,

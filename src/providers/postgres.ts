@@ -15,7 +15,14 @@ import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { validationError } from '../errors.ts';
-import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
+import {
+  providerUnavailable,
+  type Provider,
+  type ProviderResource,
+  type ProvisionRequest,
+  type ResourceUpdate,
+  type Secret,
+} from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
 interface PostgresDetails {
@@ -85,7 +92,9 @@ export function checkPostgresMetadata(metadata: Record<string, unknown>, product
 
 function statementTimeout(role: string, metadata: Record<string, unknown>): string {
   const timeout = statementTimeoutValue(metadata);
-  return timeout === null ? `ALTER ROLE ${id(role)} RESET statement_timeout` : `ALTER ROLE ${id(role)} SET statement_timeout = ${literal(timeout)}`;
+  return timeout === null
+    ? `ALTER ROLE ${id(role)} RESET statement_timeout`
+    : `ALTER ROLE ${id(role)} SET statement_timeout = ${literal(timeout)}`;
 }
 
 export interface PostgresProviderOptions {
@@ -265,7 +274,9 @@ export class PostgresProvider implements Provider {
     const resource = ResourceRecords.asResource(record);
     if (record.state !== 'ready') return resource;
     // The record says ready: check the database is really there.
-    const { rows } = await this.admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [record.details.database]).catch(() => ({ rows: [1] }));
+    const { rows } = await this.admin
+      .query('SELECT 1 FROM pg_database WHERE datname = $1', [record.details.database])
+      .catch(() => ({ rows: [1] }));
     return rows.length === 0 ? { ...resource, status: 'error' } : resource;
   }
 
@@ -273,7 +284,9 @@ export class PostgresProvider implements Provider {
     const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
     const { role } = record.details;
     if (update.metadata) {
-      await this.exclusively(record.id, (run) => run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}; ${statementTimeout(role, next.metadata)}`));
+      await this.exclusively(record.id, (run) =>
+        run(`ALTER ROLE ${id(role)} ${connectionLimit(next.metadata)}; ${statementTimeout(role, next.metadata)}`),
+      );
     }
     await this.records.update(record.id, update);
     return ResourceRecords.asResource(next);
@@ -285,7 +298,9 @@ export class PostgresProvider implements Provider {
     const { role, database } = record.details;
     await this.exclusively(record.id, async (run) => {
       // First the role can no longer log in, whatever happens next.
-      await run(`DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${literal(role)}) THEN ALTER ROLE ${id(role)} NOLOGIN PASSWORD NULL; END IF; END $$`);
+      await run(
+        `DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${literal(role)}) THEN ALTER ROLE ${id(role)} NOLOGIN PASSWORD NULL; END IF; END $$`,
+      );
       // WITH (FORCE) terminates the database's open connections first.
       await run(`DROP DATABASE IF EXISTS ${id(database)} WITH (FORCE)`);
       try {

@@ -65,12 +65,21 @@ export interface Provider {
   /** Whether the provider can serve requests now; when not, why, in words for the API's error. */
   availability(): Promise<{ available: true } | { available: false; reason: string }>;
   /** The plans offered for a product, which may depend on the metadata being filled in. */
-  listPlans(product: Product, metadata: Record<string, unknown>, asker?: { teamId: string; installationId?: string | undefined }): Promise<BillingPlan[]>;
+  listPlans(
+    product: Product,
+    metadata: Record<string, unknown>,
+    asker?: { teamId: string; installationId?: string | undefined },
+  ): Promise<BillingPlan[]>;
   /**
    * The plans an existing resource may change to (the partner API's resource plans), when the
    * provider has its own answer; a provider without one offers its product's plans.
    */
-  listResourcePlans?(installationId: string, resourceId: string, product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]>;
+  listResourcePlans?(
+    installationId: string,
+    resourceId: string,
+    product: Product,
+    metadata: Record<string, unknown>,
+  ): Promise<BillingPlan[]>;
   /**
    * Refuses metadata the provider cannot apply, beyond what the product's schema says (400
    * `validation_error` naming the key); called before anything is recorded or billed. Its
@@ -80,7 +89,13 @@ export interface Provider {
   /** Creates the resource; the only operation whose answer carries its secrets. */
   provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }>;
   get(installationId: string, resourceId: string): Promise<ProviderResource>;
-  update(installationId: string, resourceId: string, update: ResourceUpdate, idempotencyKey: string, caller?: Caller): Promise<ProviderResource>;
+  update(
+    installationId: string,
+    resourceId: string,
+    update: ResourceUpdate,
+    idempotencyKey: string,
+    caller?: Caller,
+  ): Promise<ProviderResource>;
   /** Removes the resource and everything in it; deleting one already gone is not an error. */
   delete(installationId: string, resourceId: string, idempotencyKey: string, caller?: Caller): Promise<void>;
   /**

@@ -11,7 +11,14 @@ import { Redis } from 'ioredis';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { providerUnavailable, type Provider, type ProviderResource, type ProvisionRequest, type ResourceUpdate, type Secret } from './provider.ts';
+import {
+  providerUnavailable,
+  type Provider,
+  type ProviderResource,
+  type ProvisionRequest,
+  type ResourceUpdate,
+  type Secret,
+} from './provider.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
 interface RedisDetails {
@@ -31,10 +38,32 @@ interface RedisDetails {
 const CONNECT_WAIT_MS = 3_000;
 
 const DENIED = [
-  '-@dangerous', '-scan', '-randomkey', '-dbsize', '-keys', '-select', '-flushall', '-flushdb', '-config', '-acl',
-  '-swapdb', '-move', '-copy', '-pubsub', '-client|tracking', '-client|caching', '-client|trackinginfo',
-  '-client|getredir', '-function', '-fcall', '-fcall_ro', '-script|flush', '-script|kill', '-script|exists',
-  '-memory', '+memory|usage',
+  '-@dangerous',
+  '-scan',
+  '-randomkey',
+  '-dbsize',
+  '-keys',
+  '-select',
+  '-flushall',
+  '-flushdb',
+  '-config',
+  '-acl',
+  '-swapdb',
+  '-move',
+  '-copy',
+  '-pubsub',
+  '-client|tracking',
+  '-client|caching',
+  '-client|trackinginfo',
+  '-client|getredir',
+  '-function',
+  '-fcall',
+  '-fcall_ro',
+  '-script|flush',
+  '-script|kill',
+  '-script|exists',
+  '-memory',
+  '+memory|usage',
 ];
 
 export interface RedisProviderOptions {
@@ -158,7 +187,19 @@ export class RedisProvider implements Provider {
     const channels = record.metadata.pubsub === false ? [] : [`&${prefix}:*`];
     // `reset` first: the rules below are the whole truth, whatever the user had before.
     return this.call((redis) =>
-      redis.call('ACL', 'SETUSER', username, 'reset', 'on', `>${record.secret!}`, `~${prefix}:*`, 'resetchannels', ...channels, '+@all', ...DENIED),
+      redis.call(
+        'ACL',
+        'SETUSER',
+        username,
+        'reset',
+        'on',
+        `>${record.secret!}`,
+        `~${prefix}:*`,
+        'resetchannels',
+        ...channels,
+        '+@all',
+        ...DENIED,
+      ),
     );
   }
 
@@ -179,7 +220,6 @@ export class RedisProvider implements Provider {
     }
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
-
 
   private secrets(record: ResourceRecord<RedisDetails>): Secret[] {
     const { username, prefix } = record.details;

@@ -66,7 +66,8 @@ export class Providers {
   for(product: Product): Provider {
     if (product.provider.type === 'http') return this.partnerFor(product.integrationId, String(product.provider.url));
     const provider = this.configured.get(product.provider.type);
-    if (!provider) throw providerUnavailable(product.slug, this.missing.get(product.provider.type) ?? `unknown provider type ${product.provider.type}`);
+    if (!provider)
+      throw providerUnavailable(product.slug, this.missing.get(product.provider.type) ?? `unknown provider type ${product.provider.type}`);
     return provider;
   }
 
@@ -75,7 +76,11 @@ export class Providers {
    * metadata filled in so far). A built-in provider that is not configured still has the
    * catalog's plans to show: creating on them is what answers 503.
    */
-  plansFor(product: Product, metadata: Record<string, unknown>, asker: { teamId: string; installationId?: string | undefined }): Promise<BillingPlan[]> {
+  plansFor(
+    product: Product,
+    metadata: Record<string, unknown>,
+    asker: { teamId: string; installationId?: string | undefined },
+  ): Promise<BillingPlan[]> {
     const provider = product.provider.type === 'http' ? this.for(product) : this.configured.get(product.provider.type);
     return provider ? provider.listPlans(product, metadata, asker) : Promise.resolve(offeredPlans(product));
   }

@@ -63,10 +63,11 @@ export class ResourceRecords<Details> {
 
   /** The installation's resource; any other installation's is a 404, like a missing one. */
   async get(installationId: string, id: string): Promise<ResourceRecord<Details>> {
-    const { rows } = await this.db.query(
-      'SELECT * FROM provider_resources WHERE id = $1 AND installation_id = $2 AND provider = $3',
-      [id, installationId, this.provider],
-    );
+    const { rows } = await this.db.query('SELECT * FROM provider_resources WHERE id = $1 AND installation_id = $2 AND provider = $3', [
+      id,
+      installationId,
+      this.provider,
+    ]);
     if (!rows[0]) throw notFound('resource', id);
     return this.toRecord(rows[0]);
   }
@@ -85,8 +86,16 @@ export class ResourceRecords<Details> {
        ON CONFLICT (provider, installation_id, provision_key) DO UPDATE SET provision_key = EXCLUDED.provision_key
        RETURNING *`,
       [
-        id, this.provider, request.installationId, request.product.slug, request.name, JSON.stringify(request.metadata),
-        request.billingPlanId, JSON.stringify(details(id)), this.box.seal(randomBase62(32)), request.idempotencyKey,
+        id,
+        this.provider,
+        request.installationId,
+        request.product.slug,
+        request.name,
+        JSON.stringify(request.metadata),
+        request.billingPlanId,
+        JSON.stringify(details(id)),
+        this.box.seal(randomBase62(32)),
+        request.idempotencyKey,
       ],
     );
     const record = this.toRecord(rows[0]!);
@@ -176,7 +185,8 @@ export class ResourceRecords<Details> {
   /** The record an update applies to, and the record as the update leaves it; 409 once deleted. */
   async forUpdate(installationId: string, id: string, update: ResourceUpdate) {
     const record = await this.get(installationId, id);
-    if (record.state === 'deleted' || record.state === 'deleting') throw conflict('resource_deleted', `The resource ${id} has been deleted`);
+    if (record.state === 'deleted' || record.state === 'deleting')
+      throw conflict('resource_deleted', `The resource ${id} has been deleted`);
     const next: ResourceRecord<Details> = { ...record, ...update, metadata: update.metadata ?? record.metadata };
     return { record, next };
   }
@@ -231,7 +241,9 @@ export class ResourceRecords<Details> {
 
   /** Live records, for providers that must re-apply their resources (Redis ACL users after a restart). */
   async live(): Promise<ResourceRecord<Details>[]> {
-    const { rows } = await this.db.query("SELECT * FROM provider_resources WHERE provider = $1 AND state IN ('provisioning', 'ready')", [this.provider]);
+    const { rows } = await this.db.query("SELECT * FROM provider_resources WHERE provider = $1 AND state IN ('provisioning', 'ready')", [
+      this.provider,
+    ]);
     return rows.map((row) => this.toRecord(row));
   }
 

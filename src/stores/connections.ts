@@ -82,13 +82,22 @@ export class StoreConnections {
       const store = await findStoreByRef(tx, actor, ref, true);
       // Only a store with its secrets: one still being created has none to hand out yet.
       if (!CONNECTABLE.includes(store.status)) {
-        const state = store.status === 'deleting' ? 'being deleted' : store.status === 'initializing' ? 'still being created' : store.status;
-        throw conflict('store_not_connectable', `The store ${store.name} is ${state} and cannot be connected${store.status === 'initializing' ? ' yet' : ''}`);
+        const state =
+          store.status === 'deleting' ? 'being deleted' : store.status === 'initializing' ? 'still being created' : store.status;
+        throw conflict(
+          'store_not_connectable',
+          `The store ${store.name} is ${state} and cannot be connected${store.status === 'initializing' ? ' yet' : ''}`,
+        );
       }
       // Connections to one project take turns, so two stores' variables cannot both pass the clash check.
       const project = await findProject(tx, actor.team.id, input.projectId, { lock: true });
       const secrets = await readSecrets(tx, this.box, store.id);
-      const variables = await this.writeVariables(tx, store, { projectId: project.id, projectName: project.name, environments, sensitive, prefix, createdBy: actor.userId }, secrets);
+      const variables = await this.writeVariables(
+        tx,
+        store,
+        { projectId: project.id, projectName: project.name, environments, sensitive, prefix, createdBy: actor.userId },
+        secrets,
+      );
       await tx.query(
         `INSERT INTO store_connections (id, store_id, project_id, environments, sensitive, env_var_prefix, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (store_id, project_id) DO UPDATE SET environments = EXCLUDED.environments, sensitive = EXCLUDED.sensitive, env_var_prefix = EXCLUDED.env_var_prefix`,
@@ -96,7 +105,11 @@ export class StoreConnections {
       );
       await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [project.id]);
       await audit(tx, {
-        teamId: actor.team.id, actorId: actor.userId, action: 'store.connected', targetType: 'store', targetId: store.id,
+        teamId: actor.team.id,
+        actorId: actor.userId,
+        action: 'store.connected',
+        targetType: 'store',
+        targetId: store.id,
         details: { projectId: project.id, environments, sensitive, prefix, variables: [...new Set(variables.map((v) => v.key))] },
       });
     });
@@ -121,7 +134,14 @@ export class StoreConnections {
       if (projects.length > 0) {
         await tx.query('DELETE FROM project_env WHERE store_id = $1 AND project_id = ANY($2)', [store.id, projects]);
         await tx.query('UPDATE projects SET updated_at = now() WHERE id = ANY($1)', [projects]);
-        await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.disconnected', targetType: 'store', targetId: store.id, details: { projects } });
+        await audit(tx, {
+          teamId: actor.team.id,
+          actorId: actor.userId,
+          action: 'store.disconnected',
+          targetType: 'store',
+          targetId: store.id,
+          details: { projects },
+        });
       }
       return projects.length;
     });
@@ -142,7 +162,14 @@ export class StoreConnections {
       await this.writeVariables(
         tx,
         store,
-        { projectId: row.project_id, projectName: row.name, environments: row.environments, sensitive: row.sensitive, prefix: row.env_var_prefix, createdBy: row.created_by },
+        {
+          projectId: row.project_id,
+          projectName: row.name,
+          environments: row.environments,
+          sensitive: row.sensitive,
+          prefix: row.env_var_prefix,
+          createdBy: row.created_by,
+        },
         secrets,
       );
       await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [row.project_id]);
@@ -153,7 +180,14 @@ export class StoreConnections {
   private async writeVariables(
     tx: Queryable,
     store: Store,
-    to: { projectId: string; projectName: string; environments: Environment[]; sensitive: boolean; prefix: string; createdBy: string | null },
+    to: {
+      projectId: string;
+      projectName: string;
+      environments: Environment[];
+      sensitive: boolean;
+      prefix: string;
+      createdBy: string | null;
+    },
     secrets: Secret[],
   ): Promise<Array<{ key: string; value: string; targets: Environment[] }>> {
     // A connection again replaces the earlier one's variables (new environments, sensitivity).
@@ -161,7 +195,10 @@ export class StoreConnections {
     const variables = secrets.flatMap((secret) => variablesOf({ ...secret, name: to.prefix + secret.name }, to.environments));
     const clashes = await this.clashes(tx, to.projectId, variables);
     if (clashes.length > 0) {
-      throw conflict('env_var_conflict', `The project ${to.projectName} already has ${clashes.join(', ')} for the same environments: remove ${clashes.length === 1 ? 'it' : 'them'} first`);
+      throw conflict(
+        'env_var_conflict',
+        `The project ${to.projectName} already has ${clashes.join(', ')} for the same environments: remove ${clashes.length === 1 ? 'it' : 'them'} first`,
+      );
     }
     // One statement for all of them: this runs for every connected project when secrets change.
     if (variables.length > 0) {
@@ -169,8 +206,14 @@ export class StoreConnections {
         `INSERT INTO project_env (id, project_id, key, value, type, targets, store_id, created_by)
          SELECT v.id, $1, v.key, v.value, $2, v.targets, $3, $4 FROM unnest($5::text[], $6::text[], $7::text[], $8::jsonb[]) AS v(id, key, value, targets)`,
         [
-          to.projectId, to.sensitive ? 'sensitive' : 'encrypted', store.id, to.createdBy,
-          variables.map(() => newId('env')), variables.map((v) => v.key), variables.map((v) => this.box.seal(v.value)), variables.map((v) => JSON.stringify(v.targets)),
+          to.projectId,
+          to.sensitive ? 'sensitive' : 'encrypted',
+          store.id,
+          to.createdBy,
+          variables.map(() => newId('env')),
+          variables.map((v) => v.key),
+          variables.map((v) => this.box.seal(v.value)),
+          variables.map((v) => JSON.stringify(v.targets)),
         ],
       );
     }
@@ -187,5 +230,4 @@ export class StoreConnections {
     const clashing = rows.filter((row) => variables.some((v) => v.key === row.key && v.targets.some((t) => row.targets.includes(t))));
     return [...new Set(clashing.map((row) => row.key))];
   }
-
 }

@@ -29,9 +29,15 @@ export function requestHash(value: unknown): string {
     Array.isArray(v)
       ? v.map(canonical)
       : v && typeof v === 'object'
-        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]))
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+          )
         : v;
-  return createHash('sha256').update(JSON.stringify(canonical(value) ?? null)).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(value) ?? null))
+    .digest('base64url');
 }
 
 export interface IdempotentRequest {
@@ -107,13 +113,20 @@ export class IdempotencyKeys {
   /** Records the response a repeat of the request gets. */
   async complete(tx: Queryable, request: IdempotentRequest, response: unknown): Promise<void> {
     await tx.query('UPDATE idempotency_keys SET response = $4 WHERE team_id = $1 AND operation = $2 AND key = $3', [
-      request.teamId, request.operation, request.key, JSON.stringify(response),
+      request.teamId,
+      request.operation,
+      request.key,
+      JSON.stringify(response),
     ]);
   }
 
   /** Gives the key back: the request failed and changed nothing, so a retry runs again. */
   async release(tx: Queryable, request: IdempotentRequest): Promise<void> {
-    await tx.query('DELETE FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3', [request.teamId, request.operation, request.key]);
+    await tx.query('DELETE FROM idempotency_keys WHERE team_id = $1 AND operation = $2 AND key = $3', [
+      request.teamId,
+      request.operation,
+      request.key,
+    ]);
   }
 
   /**

@@ -33,7 +33,8 @@ export const isGone = (error: unknown) => error instanceof AppError && (error.st
  * provider's 4xx) are definite.
  */
 export function mayHaveHappened(error: unknown): boolean {
-  if (error instanceof PartnerError) return error.partnerStatus === 0 || error.partnerStatus >= 500 || error.partnerStatus === 409 || error.partnerStatus === 429;
+  if (error instanceof PartnerError)
+    return error.partnerStatus === 0 || error.partnerStatus >= 500 || error.partnerStatus === 409 || error.partnerStatus === 429;
   if (error instanceof AppError) return error.status >= 500 && !brokeContract(error);
   return true;
 }

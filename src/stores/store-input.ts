@@ -9,7 +9,6 @@ import type { Product } from '../catalog/catalog.ts';
 import { createAjv } from '../catalog/metadata-schema.ts';
 import { validationError, type FieldError } from '../errors.ts';
 
-
 // Made on first use: building Ajv instances is not free, and a start should not pay for it.
 let ajv: ReturnType<typeof createAjv> | undefined;
 const validators = new WeakMap<Product['metadataSchema'], ValidateFunction>();
@@ -47,7 +46,10 @@ export const STORE_NAME_SCHEMA = { type: 'string', minLength: 1, maxLength: 128,
 /** A store's name: 1 to 128 characters, none of them control characters; else 400 naming `name`. */
 export function checkName(name: string): string {
   if (name.length < 1 || name.length > 128 || CONTROL.test(name)) {
-    throw validationError([{ key: 'name', message: 'must be 1 to 128 characters, without control characters' }], 'name must be 1 to 128 characters, without control characters');
+    throw validationError(
+      [{ key: 'name', message: 'must be 1 to 128 characters, without control characters' }],
+      'name must be 1 to 128 characters, without control characters',
+    );
   }
   return name;
 }
@@ -81,7 +83,8 @@ export function checkChangeable(product: Product, current: Record<string, unknow
   const fields: FieldError[] = [];
   for (const [key, property] of Object.entries(product.metadataSchema.properties ?? {})) {
     if (!offTheUpdateForm(property['ui:read-only']) && !offTheUpdateForm(property['ui:disabled'])) continue;
-    if (!sameValue(current[key], next[key])) fields.push({ key: `metadata.${key}`, message: 'cannot be changed once the store is created' });
+    if (!sameValue(current[key], next[key]))
+      fields.push({ key: `metadata.${key}`, message: 'cannot be changed once the store is created' });
   }
   if (fields.length > 0) throw validationError(fields);
 }
@@ -93,7 +96,10 @@ export function sameValue(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   const keysA = Object.keys(a);
   const keysB = Object.keys(b);
-  return keysA.length === keysB.length && keysA.every((key) => Object.hasOwn(b, key) && sameValue((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]));
+  return (
+    keysA.length === keysB.length &&
+    keysA.every((key) => Object.hasOwn(b, key) && sameValue((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]))
+  );
 }
 
 /** What Vercel's API documents of each protocol's settings; other protocols take any object. */
@@ -127,7 +133,9 @@ const PROTOCOL_SETTINGS: Record<string, object> = {
 };
 let protocolValidators: Map<string, ValidateFunction> | undefined;
 const protocolValidator = (protocol: string) => {
-  protocolValidators ??= new Map(Object.entries(PROTOCOL_SETTINGS).map(([name, schema]) => [name, createAjv({ strict: false }).compile(schema)]));
+  protocolValidators ??= new Map(
+    Object.entries(PROTOCOL_SETTINGS).map(([name, schema]) => [name, createAjv({ strict: false }).compile(schema)]),
+  );
   return protocolValidators.get(protocol);
 };
 
@@ -138,20 +146,27 @@ export function supportedProtocols(product: Product): string[] {
     .map(([name]) => name);
 }
 
-export function validateProtocolSettings(product: Product, settings: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+export function validateProtocolSettings(
+  product: Product,
+  settings: Record<string, unknown> | undefined,
+): Record<string, unknown> | undefined {
   if (settings === undefined) return undefined;
   const supported = supportedProtocols(product);
   const fields: FieldError[] = [];
   for (const [protocol, value] of Object.entries(settings)) {
     const key = `protocolSettings.${protocol}`;
     if (!supported.includes(protocol)) {
-      fields.push({ key, message: `${product.slug} does not support the ${protocol} protocol (it supports ${supported.join(', ') || 'none'})` });
+      fields.push({
+        key,
+        message: `${product.slug} does not support the ${protocol} protocol (it supports ${supported.join(', ') || 'none'})`,
+      });
     } else if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       fields.push({ key, message: 'must be an object' });
     } else {
       const validate = protocolValidator(protocol);
       if (validate && !validate(value)) {
-        for (const error of validate.errors ?? []) fields.push({ key: `${key}${error.instancePath.replaceAll('/', '.')}`, message: error.message ?? 'is invalid' });
+        for (const error of validate.errors ?? [])
+          fields.push({ key: `${key}${error.instancePath.replaceAll('/', '.')}`, message: error.message ?? 'is invalid' });
       }
     }
   }

@@ -28,7 +28,24 @@ import { Schedule } from './schedule.ts';
 import { retryLater, takeoverAt, takeoverDue, underWay } from './interrupted-work.ts';
 import type { NodeLease } from '../db/node-lease.ts';
 import { checkName, validateMetadata, validateProtocolSettings } from './store-input.ts';
-import { assertPlanRoom, findStore, isNameTaken, listStores, nameTaken, ON_PLAN, planNotOffered, plansUsedUp, prefixed, rememberPlanIfNew, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store, type StorePage } from './stores.ts';
+import {
+  assertPlanRoom,
+  findStore,
+  isNameTaken,
+  listStores,
+  nameTaken,
+  ON_PLAN,
+  planNotOffered,
+  plansUsedUp,
+  prefixed,
+  rememberPlanIfNew,
+  sealSecrets,
+  STORE_COLUMNS,
+  STORE_STATUS,
+  toStore,
+  type Store,
+  type StorePage,
+} from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -82,10 +99,14 @@ const CREATE = 'stores.create';
 const storeDeleted = (store: Store) => conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
 
 const quotaExceeded = (quota: number, used: number) =>
-  new AppError(403, 'store_quota_exceeded', `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`, {
-    limit: { total: quota, used },
-  });
-
+  new AppError(
+    403,
+    'store_quota_exceeded',
+    `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`,
+    {
+      limit: { total: quota, used },
+    },
+  );
 
 export class StoreService {
   private readonly keys: IdempotencyKeys;
@@ -116,10 +137,14 @@ export class StoreService {
    */
   startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
     // The first runs wait a moment, so they do not compete with the start's first requests.
-    this.recovery = new Schedule(async () => {
-      await this.recoverInterrupted();
-      return this.nextStaleAt();
-    }, 60_000, onError).start(2_000);
+    this.recovery = new Schedule(
+      async () => {
+        await this.recoverInterrupted();
+        return this.nextStaleAt();
+      },
+      60_000,
+      onError,
+    ).start(2_000);
     this.pending = new Schedule(() => this.checkPending(), 60_000, onError).start(2_000);
     const purge = setInterval(() => void this.keys.purge().catch(onError), 3_600_000);
     purge.unref();
@@ -207,7 +232,7 @@ export class StoreService {
       actorId: null,
       onlyDeleting: true,
       action: creating ? 'store.rolled_back' : 'store.deleted',
-      reason: creating ? "its create did not finish" : 'its delete was interrupted',
+      reason: creating ? 'its create did not finish' : 'its delete was interrupted',
     });
     this.options.logger?.info({ store: store.id, creating }, 'finished an interrupted create or delete');
     return true;
@@ -261,10 +286,16 @@ export class StoreService {
         if (refreshed.status === 'initializing' && rows[0].overdue) await this.markNeverReady(store);
       } catch (error) {
         if (rows[0].overdue) await this.markNeverReady(store);
-        else this.options.logger?.warn({ err: error, store: store.id }, 'cannot ask the provider about a pending store yet; asking again later');
+        else
+          this.options.logger?.warn(
+            { err: error, store: store.id },
+            'cannot ask the provider about a pending store yet; asking again later',
+          );
       }
     }
-    const { rows } = await this.db.query<{ at: Date | null }>("SELECT min(next_check_at) AS at FROM stores WHERE next_check_at IS NOT NULL AND status = 'initializing'");
+    const { rows } = await this.db.query<{ at: Date | null }>(
+      "SELECT min(next_check_at) AS at FROM stores WHERE next_check_at IS NOT NULL AND status = 'initializing'",
+    );
     return rows[0]?.at ?? undefined;
   }
 
@@ -278,7 +309,10 @@ export class StoreService {
     const resource = await provider.get(store.installationId, store.externalResourceId);
     const status = STORE_STATUS[resource.status];
     const notification = resource.notification === undefined ? store.notification : resource.notification;
-    const changed = status !== store.status || resource.status !== store.externalResourceStatus || JSON.stringify(notification) !== JSON.stringify(store.notification);
+    const changed =
+      status !== store.status ||
+      resource.status !== store.externalResourceStatus ||
+      JSON.stringify(notification) !== JSON.stringify(store.notification);
     const pending = resource.status === 'pending';
     if (!changed) {
       if (!pending) await this.db.query('UPDATE stores SET next_check_at = NULL WHERE id = $1 AND next_check_at IS NOT NULL', [store.id]);
@@ -290,7 +324,14 @@ export class StoreService {
               next_check_at = CASE WHEN $5 THEN next_check_at END
         WHERE id = $1 AND status <> 'deleting' RETURNING ${STORE_COLUMNS}`,
       [store.id, status, resource.status, notification === null ? null : JSON.stringify(notification), pending],
-      { teamId: store.teamId, actorId: null, action: 'store.updated', targetType: 'store', targetId: store.id, details: { status, externalResourceStatus: resource.status, by: 'provider' } },
+      {
+        teamId: store.teamId,
+        actorId: null,
+        action: 'store.updated',
+        targetType: 'store',
+        targetId: store.id,
+        details: { status, externalResourceStatus: resource.status, by: 'provider' },
+      },
     );
     return rows[0] ? toStore(rows[0]) : store;
   }
@@ -307,7 +348,14 @@ export class StoreService {
       `UPDATE stores SET status = 'error', notification = $2, next_check_at = NULL, updated_at = now()
         WHERE id = $1 AND status = 'initializing' RETURNING id`,
       [store.id, JSON.stringify(notification)],
-      { teamId: store.teamId, actorId: null, action: 'store.failed', targetType: 'store', targetId: store.id, details: { reason: notification.message } },
+      {
+        teamId: store.teamId,
+        actorId: null,
+        action: 'store.failed',
+        targetType: 'store',
+        targetId: store.id,
+        details: { reason: notification.message },
+      },
     );
   }
 
@@ -320,20 +368,35 @@ export class StoreService {
   async importResource(
     installation: { installationId: string; teamId: string; integrationId: string },
     resourceId: string,
-    input: { productId: string; name: string; status: ResourceStatus; ownership?: Store['ownership'] | undefined; metadata?: Record<string, unknown> | undefined; billingPlan?: PartnerPlanInput | undefined; notification?: unknown; secrets?: Secret[] | undefined },
+    input: {
+      productId: string;
+      name: string;
+      status: ResourceStatus;
+      ownership?: Store['ownership'] | undefined;
+      metadata?: Record<string, unknown> | undefined;
+      billingPlan?: PartnerPlanInput | undefined;
+      notification?: unknown;
+      secrets?: Secret[] | undefined;
+    },
   ): Promise<Store> {
     const product = this.catalog().findProduct(installation.integrationId, input.productId);
     const plan = input.billingPlan
       ? (product.plans.find((p) => p.id === input.billingPlan!.id) ?? billingPlanOf(product.id, input.billingPlan))
       : (offeredPlans(product).find((p) => !p.disabled && !p.paymentMethodRequired) ?? offeredPlans(product)[0]);
-    if (!plan) throw validationError([{ key: 'billingPlan', message: 'is required for this product' }], `${product.name} has no plan to import the resource on: send billingPlan`);
+    if (!plan)
+      throw validationError(
+        [{ key: 'billingPlan', message: 'is required for this product' }],
+        `${product.name} has no plan to import the resource on: send billingPlan`,
+      );
     const status = STORE_STATUS[input.status];
     const sealed = input.secrets ? sealSecrets(this.box, input.secrets) : undefined;
     const notification = input.notification && typeof input.notification === 'object' ? JSON.stringify(input.notification) : null;
     try {
       const store = await this.db.transaction(async (tx) => {
         const quota = await this.storeQuota(tx, installation.teamId);
-        const { rows: counts } = await tx.query<{ total: number }>('SELECT count(*)::int AS total FROM stores WHERE team_id = $1', [installation.teamId]);
+        const { rows: counts } = await tx.query<{ total: number }>('SELECT count(*)::int AS total FROM stores WHERE team_id = $1', [
+          installation.teamId,
+        ]);
         if (counts[0]!.total >= quota) throw quotaExceeded(quota, counts[0]!.total);
         await rememberPlanIfNew(tx, product, plan);
         const id = newId('store');
@@ -344,10 +407,30 @@ export class StoreService {
            VALUES ($1, $2, $3, $4, $5, $6, $7, 'import', $8, $9, $10, $11, $12, coalesce($13::jsonb, '[]'), $14, $15)
            RETURNING ${STORE_COLUMNS}`,
           [
-            id, installation.teamId, installation.installationId, product.id, plan.id, input.name, status, JSON.stringify(input.metadata ?? {}), `${id}.import`,
-            resourceId, input.status, sealed?.sealed ?? null, sealed?.summary ?? null, notification, input.ownership ?? 'linked',
+            id,
+            installation.teamId,
+            installation.installationId,
+            product.id,
+            plan.id,
+            input.name,
+            status,
+            JSON.stringify(input.metadata ?? {}),
+            `${id}.import`,
+            resourceId,
+            input.status,
+            sealed?.sealed ?? null,
+            sealed?.summary ?? null,
+            notification,
+            input.ownership ?? 'linked',
           ],
-          { teamId: installation.teamId, actorId: null, action: 'store.imported', targetType: 'store', targetId: id, details: { name: input.name, externalResourceId: resourceId, product: product.slug } },
+          {
+            teamId: installation.teamId,
+            actorId: null,
+            action: 'store.imported',
+            targetType: 'store',
+            targetId: id,
+            details: { name: input.name, externalResourceId: resourceId, product: product.slug },
+          },
         );
         if (input.status === 'pending') await this.schedulePending(tx, id);
         return toStore(rows[0]!);
@@ -364,7 +447,11 @@ export class StoreService {
    * Creates a store, or with an idempotency key already used for this body, answers as the first
    * request did. `render` makes the response from the new store (it is recorded for repeats).
    */
-  async create<R>(actor: Actor, input: CreateStoreInput, options: { idempotencyKey?: string | undefined; render(view: StoreView): R }): Promise<R> {
+  async create<R>(
+    actor: Actor,
+    input: CreateStoreInput,
+    options: { idempotencyKey?: string | undefined; render(view: StoreView): R },
+  ): Promise<R> {
     // A key is one user's in one team: another user's request with the same key is their own
     // (and goes through every check), never a replay of someone else's.
     const idempotent: IdempotentRequest | undefined = options.idempotencyKey
@@ -391,7 +478,12 @@ export class StoreService {
     }
   }
 
-  private async createOnce<R>(actor: Actor, input: CreateStoreInput, idempotent: IdempotentRequest | undefined, render: (view: StoreView) => R): Promise<R> {
+  private async createOnce<R>(
+    actor: Actor,
+    input: CreateStoreInput,
+    idempotent: IdempotentRequest | undefined,
+    render: (view: StoreView) => R,
+  ): Promise<R> {
     // 1. What the body names.
     const name = checkName(input.name);
     const { installation, integration } = await this.discovery.getConfiguration(actor, input.integrationConfigurationId);
@@ -443,7 +535,10 @@ export class StoreService {
     billingPlanId: string | undefined,
     context: { metadata: Record<string, unknown>; installationId: string },
   ): Promise<BillingPlan> {
-    const plans = await this.providers.plansFor(product, context.metadata, { teamId: actor.team.id, installationId: context.installationId });
+    const plans = await this.providers.plansFor(product, context.metadata, {
+      teamId: actor.team.id,
+      installationId: context.installationId,
+    });
     const selectable = plans.filter((plan) => !plan.disabled);
     if (billingPlanId === undefined) {
       // A free plan the team has used up is not discovered (the plans endpoint lists it disabled).
@@ -459,7 +554,13 @@ export class StoreService {
       );
     }
     const plan = selectable.find((p) => p.id === billingPlanId);
-    if (!plan) throw planNotOffered(product, billingPlanId, plans, selectable.map((p) => p.id));
+    if (!plan)
+      throw planNotOffered(
+        product,
+        billingPlanId,
+        plans,
+        selectable.map((p) => p.id),
+      );
     return plan;
   }
 
@@ -469,7 +570,9 @@ export class StoreService {
     // requests count each other's stores and no quota is ever overshot. NO KEY UPDATE, because
     // it does not conflict with the share locks foreign keys take on the team (an idempotency
     // key's insert, an audit event's): FOR UPDATE did, and two creates deadlocked (40P01).
-    const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR NO KEY UPDATE', [teamId]);
+    const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR NO KEY UPDATE', [
+      teamId,
+    ]);
     return rows[0]?.store_quota ?? this.options.defaultStoreQuota;
   }
 
@@ -513,20 +616,46 @@ export class StoreService {
            VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13, $14)
            RETURNING ${STORE_COLUMNS}`,
           [
-            id, teamId, installation.id, product.id, plan.id, request.name, actor.userId, input.source ?? 'marketplace', input.externalId ?? null,
-            JSON.stringify(request.metadata), request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
-            `${id}.${randomBase62(8)}`, charge?.kind === 'prepayment' ? charge.amountCents : null, this.options.lease.nodeId,
+            id,
+            teamId,
+            installation.id,
+            product.id,
+            plan.id,
+            request.name,
+            actor.userId,
+            input.source ?? 'marketplace',
+            input.externalId ?? null,
+            JSON.stringify(request.metadata),
+            request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
+            `${id}.${randomBase62(8)}`,
+            charge?.kind === 'prepayment' ? charge.amountCents : null,
+            this.options.lease.nodeId,
           ],
           {
-            teamId, actorId: actor.userId, action: 'store.created', targetType: 'store', targetId: id,
+            teamId,
+            actorId: actor.userId,
+            action: 'store.created',
+            targetType: 'store',
+            targetId: id,
             details: {
-              name: request.name, product: product.slug, billingPlanId: plan.id, installationId: installation.id,
-              ...(charge && { billing: { authorizationId: authorization, kind: charge.kind, amountCents: charge.amountCents, paymentMethodId: charge.paymentMethod.id } }),
+              name: request.name,
+              product: product.slug,
+              billingPlanId: plan.id,
+              installationId: installation.id,
+              ...(charge && {
+                billing: {
+                  authorizationId: authorization,
+                  kind: charge.kind,
+                  amountCents: charge.amountCents,
+                  paymentMethodId: charge.paymentMethod.id,
+                },
+              }),
             },
           },
         );
         return toStore(rows[0]!);
-      });    } catch (error) {
+      });
+    } catch (error) {
       if (isNameTaken(error)) throw nameTaken(request.name);
       throw error;
     }
@@ -536,7 +665,12 @@ export class StoreService {
     return within(provider.provision(provisionRequest(store, product)), this.options.provisionTimeoutMs);
   }
 
-  private async recordProvisioned(db: Queryable, store: Store, result: { resource: ProviderResource; secrets: Secret[] }, actor: Actor): Promise<Store> {
+  private async recordProvisioned(
+    db: Queryable,
+    store: Store,
+    result: { resource: ProviderResource; secrets: Secret[] },
+    actor: Actor,
+  ): Promise<Store> {
     const { resource, secrets } = result;
     const status = STORE_STATUS[resource.status];
     const { sealed, summary } = sealSecrets(this.box, secrets);
@@ -545,8 +679,23 @@ export class StoreService {
       `UPDATE stores SET status = $2, external_resource_id = $3, external_resource_status = $4, secrets = $5, secret_summary = $6,
               notification = coalesce($7::jsonb, notification), owner_node = NULL, updated_at = now()
         WHERE id = $1 AND status = 'initializing' RETURNING ${STORE_COLUMNS}`,
-      [store.id, status, resource.id, resource.status, sealed, summary, resource.notification ? JSON.stringify(resource.notification) : null],
-      { teamId: store.teamId, actorId: actor.userId, action: 'store.provisioned', targetType: 'store', targetId: store.id, details: { status, externalResourceId: resource.id } },
+      [
+        store.id,
+        status,
+        resource.id,
+        resource.status,
+        sealed,
+        summary,
+        resource.notification ? JSON.stringify(resource.notification) : null,
+      ],
+      {
+        teamId: store.teamId,
+        actorId: actor.userId,
+        action: 'store.provisioned',
+        targetType: 'store',
+        targetId: store.id,
+        details: { status, externalResourceId: resource.id },
+      },
     );
     if (!rows[0]) throw storeDeleted(store);
     // A pending resource is asked about again (and the provider may report it ready sooner).
@@ -566,14 +715,19 @@ export class StoreService {
     );
   }
 
-
   /**
    * A provision failed or timed out: undo whatever it did, release the billing and roll the store
    * back. If the undo fails too (its provider unreachable), the store stays, `deleting`, as the
    * record of what may exist, and the recovery sweep tries the undo again with a backoff until it
    * succeeds; only then are its name, quota and billing released. Returns the error to answer with.
    */
-  private async undoCreate(store: Store, product: Product, idempotent: IdempotentRequest | undefined, actor: Actor, error: unknown): Promise<AppError> {
+  private async undoCreate(
+    store: Store,
+    product: Product,
+    idempotent: IdempotentRequest | undefined,
+    actor: Actor,
+    error: unknown,
+  ): Promise<AppError> {
     const answer = providerFailure(store, error);
     this.options.logger?.warn({ err: error, store: store.id }, 'provisioning failed');
     // Claimed as a rollback first, as the recovery sweep claims one: the sweep leaves it alone
@@ -593,7 +747,14 @@ export class StoreService {
         // (finding the name taken until the undo is done).
         await releaseCharges(tx, store.id);
         if (idempotent) await this.keys.release(tx, idempotent);
-        await audit(tx, { teamId: store.teamId, actorId: actor.userId, action: 'store.failed', targetType: 'store', targetId: store.id, details: { reason: answer.message } });
+        await audit(tx, {
+          teamId: store.teamId,
+          actorId: actor.userId,
+          action: 'store.failed',
+          targetType: 'store',
+          targetId: store.id,
+          details: { reason: answer.message },
+        });
       });
       // The API shows it being rolled back (store-shapes.ts) until the sweep has undone it.
       await this.retryLater(store);
@@ -640,8 +801,13 @@ export class StoreService {
     for (const row of rows) {
       const list = found.get(row.store_id) ?? [];
       list.push({
-        id: row.id, projectId: row.project_id, projectName: row.project_name, environments: row.environments, sensitive: row.sensitive,
-        envVarPrefix: row.env_var_prefix, envVarNames: row.env_names,
+        id: row.id,
+        projectId: row.project_id,
+        projectName: row.project_name,
+        environments: row.environments,
+        sensitive: row.sensitive,
+        envVarPrefix: row.env_var_prefix,
+        envVarNames: row.env_names,
       });
       found.set(row.store_id, list);
     }
@@ -665,7 +831,10 @@ export class StoreService {
       const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM store_connections WHERE store_id = $1', [id]);
       const connected = rows[0]!.n;
       // A create whose node died (or that is stale) may be deleted: the delete undoes it.
-      const { rows: due } = await tx.query<{ due: boolean }>(`SELECT ${takeoverDue('stores', '$2')} AS due FROM stores WHERE id = $1`, [id, this.staleMs / 1000]);
+      const { rows: due } = await tx.query<{ due: boolean }>(`SELECT ${takeoverDue('stores', '$2')} AS due FROM stores WHERE id = $1`, [
+        id,
+        this.staleMs / 1000,
+      ]);
       const stale = due[0]?.due === true;
       // A store its provider reported pending has its resource recorded: it may be deleted.
       if (locked.status === 'initializing' && !locked.externalResourceId && !stale) {
@@ -678,9 +847,19 @@ export class StoreService {
         );
       }
       // This node's from now on: should it die mid-delete, another finishes the delete at once.
-      await tx.query("UPDATE stores SET status = 'deleting', owner_node = $2, retry_at = NULL, updated_at = now() WHERE id = $1", [id, this.options.lease.nodeId]);
+      await tx.query("UPDATE stores SET status = 'deleting', owner_node = $2, retry_at = NULL, updated_at = now() WHERE id = $1", [
+        id,
+        this.options.lease.nodeId,
+      ]);
       if (locked.status !== 'deleting') {
-        await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'store.deleting', targetType: 'store', targetId: id, details: { name: locked.name, disconnected: connected } });
+        await audit(tx, {
+          teamId: actor.team.id,
+          actorId: actor.userId,
+          action: 'store.deleting',
+          targetType: 'store',
+          targetId: id,
+          details: { name: locked.name, disconnected: connected },
+        });
       }
       return locked;
     });
@@ -705,7 +884,8 @@ export class StoreService {
     if (store.ownership === 'linked') return;
     const provider = this.providers.for(product);
     try {
-      if (store.externalResourceId) await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
+      if (store.externalResourceId)
+        await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
       else await provider.abandon({ ...provisionRequest(store, product), ...(caller && { caller }) });
     } catch (error) {
       if (!isGone(error)) throw error;
@@ -723,20 +903,24 @@ export class StoreService {
     how: { actorId: string | null; onlyDeleting?: boolean; action?: 'store.deleted' | 'store.rolled_back'; reason?: string },
   ): Promise<void> {
     await this.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query(`DELETE FROM stores WHERE id = $1${how.onlyDeleting ? " AND status = 'deleting'" : ''}`, [store.id]);
+      const { rowCount } = await tx.query(`DELETE FROM stores WHERE id = $1${how.onlyDeleting ? " AND status = 'deleting'" : ''}`, [
+        store.id,
+      ]);
       if (!rowCount) return;
       const released = await releaseCharges(tx, store.id);
       // A key whose create never answered (its node died) is given back with the store.
       await this.keys.releaseFor(tx, store.teamId, store.id);
       await audit(tx, {
-        teamId: store.teamId, actorId: how.actorId, action: how.action ?? 'store.deleted', targetType: 'store', targetId: store.id,
+        teamId: store.teamId,
+        actorId: how.actorId,
+        action: how.action ?? 'store.deleted',
+        targetType: 'store',
+        targetId: store.id,
         details: { name: store.name, released, ...(how.reason && { reason: how.reason }) },
       });
     });
   }
 }
-
-
 
 /** A pending store's first check comes this long after it became pending; the wait doubles up to the longest. */
 const FIRST_CHECK_MS = 2_000;

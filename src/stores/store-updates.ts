@@ -31,7 +31,21 @@ import { Schedule } from './schedule.ts';
 import { ownerGone, type NodeLease } from '../db/node-lease.ts';
 import { checkChangeable, checkName, sameValue, validateMetadata } from './store-input.ts';
 import type { StoreService, StoreView } from './store-service.ts';
-import { assertPlanRoom, disableUsedUp, findStore, isNameTaken, nameTaken, ON_PLAN, planNotOffered, prefixed, rememberPlanIfNew, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
+import {
+  assertPlanRoom,
+  disableUsedUp,
+  findStore,
+  isNameTaken,
+  nameTaken,
+  ON_PLAN,
+  planNotOffered,
+  prefixed,
+  rememberPlanIfNew,
+  STORE_COLUMNS,
+  STORE_STATUS,
+  toStore,
+  type Store,
+} from './stores.ts';
 
 /** The body of PATCH /v1/storage/stores/{id}, as the route's schema lets it through. */
 export interface UpdateStoreInput {
@@ -105,7 +119,12 @@ export class StoreUpdates {
   private plansFor(actor: Actor, store: Store, product: Product, metadata: Record<string, unknown>): Promise<BillingPlan[]> {
     const asker = { teamId: actor.team.id, installationId: store.installationId };
     return store.externalResourceId
-      ? this.providers.resourcePlansFor(product, { installationId: store.installationId, externalResourceId: store.externalResourceId }, metadata, asker)
+      ? this.providers.resourcePlansFor(
+          product,
+          { installationId: store.installationId, externalResourceId: store.externalResourceId },
+          metadata,
+          asker,
+        )
       : this.providers.plansFor(product, metadata, asker);
   }
 
@@ -116,7 +135,12 @@ export class StoreUpdates {
   async update(actor: Actor, id: string, input: UpdateStoreInput): Promise<StoreView> {
     if (input.billingPlanId === undefined && (input.paymentMethodId !== undefined || input.prepaymentAmountCents !== undefined)) {
       throw validationError(
-        [{ key: input.paymentMethodId !== undefined ? 'paymentMethodId' : 'prepaymentAmountCents', message: 'applies to a plan change only: send billingPlanId' }],
+        [
+          {
+            key: input.paymentMethodId !== undefined ? 'paymentMethodId' : 'prepaymentAmountCents',
+            message: 'applies to a plan change only: send billingPlanId',
+          },
+        ],
         'paymentMethodId and prepaymentAmountCents apply to a plan change only: send billingPlanId',
       );
     }
@@ -138,12 +162,20 @@ export class StoreUpdates {
       const outcome = await this.settle(store, key, change, error, 1);
       if (outcome === 'made') {
         const broken = error as AppError;
-        throw new AppError(broken.status, broken.code, `${broken.message}. The partner answered with success, so the change is recorded as made`);
+        throw new AppError(
+          broken.status,
+          broken.code,
+          `${broken.message}. The partner answered with success, so the change is recorded as made`,
+        );
       }
       const failure = providerFailure(store, error, 'update');
       if (outcome === 'refused') throw failure;
       this.retries?.wake();
-      throw new AppError(failure.status, failure.code, `${failure.message}. The change is recorded and sent to the provider again until it answers; the store takes no other change meanwhile`);
+      throw new AppError(
+        failure.status,
+        failure.code,
+        `${failure.message}. The change is recorded and sent to the provider again until it answers; the store takes no other change meanwhile`,
+      );
     }
   }
 
@@ -153,7 +185,13 @@ export class StoreUpdates {
    * back), or `unanswered` (recorded still, sent again later; after a timeout the call may still
    * be running, so the claim begin() or the sweep made, twice the timeout, stands).
    */
-  private async settle(store: Store, key: string, change: RecordedChange, error: unknown, attempts: number): Promise<'made' | 'refused' | 'unanswered'> {
+  private async settle(
+    store: Store,
+    key: string,
+    change: RecordedChange,
+    error: unknown,
+    attempts: number,
+  ): Promise<'made' | 'refused' | 'unanswered'> {
     if (brokeContract(error)) return 'made';
     if (!mayHaveHappened(error)) {
       await this.goBack(store, key, change, error);
@@ -177,7 +215,10 @@ export class StoreUpdates {
     let plan: BillingPlan | undefined;
     let charge: Charge | undefined;
     if (input.billingPlanId === store.billingPlanId && (input.paymentMethodId !== undefined || input.prepaymentAmountCents !== undefined)) {
-      throw validationError([{ key: 'billingPlanId', message: `is the store's plan already` }], `The store ${store.name} is on ${store.billingPlanId} already: there is nothing to pay for`);
+      throw validationError(
+        [{ key: 'billingPlanId', message: `is the store's plan already` }],
+        `The store ${store.name} is on ${store.billingPlanId} already: there is nothing to pay for`,
+      );
     }
     if (input.billingPlanId !== undefined && input.billingPlanId !== store.billingPlanId) {
       if (store.ownership === 'linked') {
@@ -196,7 +237,14 @@ export class StoreUpdates {
   }
 
   /** Records the change before the provider is told: the new name taken, the charge made, the key chosen. */
-  private async begin(actor: Actor, store: Store, product: Product, body: ResourceUpdate, plan: BillingPlan | undefined, charge: Charge | undefined) {
+  private async begin(
+    actor: Actor,
+    store: Store,
+    product: Product,
+    body: ResourceUpdate,
+    plan: BillingPlan | undefined,
+    charge: Charge | undefined,
+  ) {
     const key = `${store.provisionKey}.update.${randomBase62(8)}`;
     try {
       return await this.db.transaction(async (tx) => {
@@ -211,15 +259,21 @@ export class StoreUpdates {
         }
         let planChange: RecordedChange['plan'];
         if (plan) {
-          const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM stores WHERE team_id = $1 AND ${ON_PLAN('$2', '$3')}`, [
-            store.teamId, store.productId, plan.id,
-          ]);
+          const { rows } = await tx.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM stores WHERE team_id = $1 AND ${ON_PLAN('$2', '$3')}`,
+            [store.teamId, store.productId, plan.id],
+          );
           assertPlanRoom(plan, rows[0]!.n);
           await rememberPlanIfNew(tx, product, plan);
           const authorizationId = charge ? await recordCharge(tx, { teamId: store.teamId, storeId: store.id, plan, charge }) : null;
           planChange = { id: plan.id, prepaidBalanceCents: charge?.kind === 'prepayment' ? charge.amountCents : null, authorizationId };
         }
-        const change: RecordedChange = { body, previous: { name: locked.name }, ...(planChange && { plan: planChange }), actorId: actor.userId };
+        const change: RecordedChange = {
+          body,
+          previous: { name: locked.name },
+          ...(planChange && { plan: planChange }),
+          actorId: actor.userId,
+        };
         // The name is the store's own: taken now (or refused, taken), so no create can take it while the provider works.
         await tx.query(
           `UPDATE stores SET name = coalesce($2, name), update_key = $3, update_request = $4, update_attempts = 1,
@@ -260,7 +314,12 @@ export class StoreUpdates {
   }
 
   /** The provider's answer, on the store; undefined when the change was answered already (or the store is gone). */
-  private async record(store: Store, key: string, change: RecordedChange, resource: ProviderResource | undefined): Promise<Store | undefined> {
+  private async record(
+    store: Store,
+    key: string,
+    change: RecordedChange,
+    resource: ProviderResource | undefined,
+  ): Promise<Store | undefined> {
     const recorded = await this.db.transaction(async (tx) => {
       const { rows } = await tx.query(
         `UPDATE stores SET metadata = coalesce($3::jsonb, metadata), billing_plan_id = coalesce($4, billing_plan_id),
@@ -271,19 +330,33 @@ export class StoreUpdates {
                 update_key = NULL, update_request = NULL, update_retry_at = NULL, update_attempts = 0, update_node = NULL, updated_at = now()
           WHERE id = $1 AND update_key = $2 RETURNING ${STORE_COLUMNS}`,
         [
-          store.id, key, change.body.metadata ? JSON.stringify(change.body.metadata) : null, change.plan?.id ?? null, change.plan?.prepaidBalanceCents ?? null,
-          resource ? STORE_STATUS[resource.status] : null, resource?.status ?? null, resource?.notification !== undefined,
+          store.id,
+          key,
+          change.body.metadata ? JSON.stringify(change.body.metadata) : null,
+          change.plan?.id ?? null,
+          change.plan?.prepaidBalanceCents ?? null,
+          resource ? STORE_STATUS[resource.status] : null,
+          resource?.status ?? null,
+          resource?.notification !== undefined,
           resource?.notification ? JSON.stringify(resource.notification) : null,
         ],
       );
       if (!rows[0]) return undefined;
       const released = change.plan ? await releaseCharges(tx, store.id, { except: change.plan.authorizationId ?? undefined }) : [];
       await audit(tx, {
-        teamId: store.teamId, actorId: change.actorId, action: 'store.updated', targetType: 'store', targetId: store.id,
+        teamId: store.teamId,
+        actorId: change.actorId,
+        action: 'store.updated',
+        targetType: 'store',
+        targetId: store.id,
         details: {
           ...(change.body.name !== undefined && { name: { from: change.previous.name, to: change.body.name } }),
           ...(change.body.metadata && { metadata: change.body.metadata }),
-          ...(change.plan && { billingPlanId: { from: store.billingPlanId, to: change.plan.id }, authorizationId: change.plan.authorizationId, released }),
+          ...(change.plan && {
+            billingPlanId: { from: store.billingPlanId, to: change.plan.id },
+            authorizationId: change.plan.authorizationId,
+            released,
+          }),
         },
       });
       if (resource?.status === 'pending') await this.stores.schedulePending(tx, store.id);
@@ -316,7 +389,11 @@ export class StoreUpdates {
       if (!rowCount) return;
       const released = change.plan?.authorizationId ? await releaseCharges(tx, store.id, { only: change.plan.authorizationId }) : [];
       await audit(tx, {
-        teamId: store.teamId, actorId: change.actorId, action: 'store.update_refused', targetType: 'store', targetId: store.id,
+        teamId: store.teamId,
+        actorId: change.actorId,
+        action: 'store.update_refused',
+        targetType: 'store',
+        targetId: store.id,
         details: { reason: providerFailure(store, error, 'update').message, released },
       });
     });
@@ -356,7 +433,10 @@ export class StoreUpdates {
       const change = row.update_request as RecordedChange;
       try {
         await this.send(store, row.update_key, change);
-        this.options.logger?.info({ store: store.id, attempts: row.update_attempts }, 'applied a store change its provider had not answered');
+        this.options.logger?.info(
+          { store: store.id, attempts: row.update_attempts },
+          'applied a store change its provider had not answered',
+        );
       } catch (error) {
         const outcome = await this.settle(store, row.update_key, change, error, row.update_attempts);
         this.options.logger?.warn({ err: error, store: store.id }, RETRY_OUTCOMES[outcome]);
@@ -377,11 +457,15 @@ export class StoreUpdates {
 /** A store being created, deleted or changed takes no (other) change; nor one whose resource was never made. */
 function assertChangeable(store: Store): void {
   if (store.status === 'deleting') throw conflict('store_deleting', `The store ${store.name} is being deleted`);
-  if (store.updating) throw conflict('store_updating', `A change to the store ${store.name} is still being applied by its provider: retry once it is done`);
+  if (store.updating)
+    throw conflict('store_updating', `A change to the store ${store.name} is still being applied by its provider: retry once it is done`);
   if (store.status === 'initializing') {
     throw conflict('store_initializing', `The store ${store.name} is still being created: change it once it is available`);
   }
   if (!store.externalResourceId) {
-    throw conflict('store_not_provisioned', `The store ${store.name} has no resource at its provider (its create failed): delete it and create another`);
+    throw conflict(
+      'store_not_provisioned',
+      `The store ${store.name} has no resource at its provider (its create failed): delete it and create another`,
+    );
   }
 }

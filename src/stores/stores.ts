@@ -55,7 +55,11 @@ export interface Store {
 
 /** Secrets as a store keeps them: sealed, and a summary (names and lengths) the API shows. */
 export function sealSecrets(box: SecretBox, secrets: Secret[]): { sealed: string; summary: string } {
-  const clean = secrets.map(({ name, value, environmentOverrides }) => ({ name, value, ...(environmentOverrides && { environmentOverrides }) }));
+  const clean = secrets.map(({ name, value, environmentOverrides }) => ({
+    name,
+    value,
+    ...(environmentOverrides && { environmentOverrides }),
+  }));
   const summary: SecretSummary[] = clean.map((secret) => ({ name: secret.name, length: secret.value.length }));
   return { sealed: box.seal(JSON.stringify(clean)), summary: JSON.stringify(summary) };
 }
@@ -110,11 +114,17 @@ export const STORE_COLUMNS = `id, team_id, installation_id, product_id, billing_
   prepaid_balance_cents, ownership, rolling_back, update_key IS NOT NULL AS updating, created_at, updated_at`;
 
 /** The store columns of table alias `alias`, for statements that join or update from a CTE. */
-export const prefixed = (alias: string) => STORE_COLUMNS.split(',').map((c) => `${alias}.${c.trim()}`).join(', ');
+export const prefixed = (alias: string) =>
+  STORE_COLUMNS.split(',')
+    .map((c) => `${alias}.${c.trim()}`)
+    .join(', ');
 
 /** The team's store; any other team's is a 404, like a missing one. */
 export async function findStore(db: Queryable, teamId: string, id: string, options: { lock?: boolean } = {}): Promise<Store> {
-  const { rows } = await db.query(`SELECT ${STORE_COLUMNS} FROM stores WHERE id = $1 AND team_id = $2${options.lock ? ' FOR UPDATE' : ''}`, [id, teamId]);
+  const { rows } = await db.query(
+    `SELECT ${STORE_COLUMNS} FROM stores WHERE id = $1 AND team_id = $2${options.lock ? ' FOR UPDATE' : ''}`,
+    [id, teamId],
+  );
   if (!rows[0]) throw notFound('store', id);
   return toStore(rows[0]);
 }
@@ -126,7 +136,11 @@ export interface StorePage {
 }
 
 /** A page of the team's stores, newest first; `until` is the previous page's `next`. */
-export async function listStores(db: Queryable, teamId: string, options: { limit: number; until?: number | undefined }): Promise<StorePage> {
+export async function listStores(
+  db: Queryable,
+  teamId: string,
+  options: { limit: number; until?: number | undefined },
+): Promise<StorePage> {
   const { rows } = await db.query(
     `SELECT ${STORE_COLUMNS}, seq FROM stores WHERE team_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3`,
     [teamId, options.until ?? null, options.limit + 1],
@@ -149,7 +163,11 @@ async function storesByPlan(db: Queryable, teamId: string, productId: string): P
 }
 
 /** The plans a team has used up: those whose per-team resource limit it has reached. */
-export async function plansUsedUp(db: Queryable, teamId: string, plans: Array<{ id: string; productId: string; resourceLimit: number | null }>): Promise<Set<string>> {
+export async function plansUsedUp(
+  db: Queryable,
+  teamId: string,
+  plans: Array<{ id: string; productId: string; resourceLimit: number | null }>,
+): Promise<Set<string>> {
   const limited = plans.filter((plan) => plan.resourceLimit !== null);
   if (limited.length === 0) return new Set();
   const used = await storesByPlan(db, teamId, limited[0]!.productId);
@@ -160,7 +178,8 @@ export const nameTaken = (name: string, id?: string) =>
   conflict('store_name_taken', `The team already has a store named "${name}"${id ? ` (${id})` : ''}`);
 
 /** Whether a write failed because the team has a store of that name already. */
-export const isNameTaken = (error: unknown) => isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key';
+export const isNameTaken = (error: unknown) =>
+  isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'stores_team_id_name_key';
 
 /** 403 when the team holds as many stores on `plan` as the plan allows (`onPlan`, not counting the one being placed on it). */
 export function assertPlanRoom(plan: { id: string; resourceLimit: number | null }, onPlan: number): void {
@@ -174,13 +193,14 @@ export function assertPlanRoom(plan: { id: string; resourceLimit: number | null 
 }
 
 /** `plans` with those the team has used up marked disabled: shown, not selectable (`current`, a store's own plan, stays as it is). */
-export async function disableUsedUp<P extends { id: string; productId: string; resourceLimit: number | null; disabled?: boolean | undefined }>(
-  db: Queryable,
-  teamId: string,
-  plans: P[],
-  current?: string,
-): Promise<P[]> {
-  const usedUp = await plansUsedUp(db, teamId, plans.filter((plan) => !plan.disabled && plan.id !== current));
+export async function disableUsedUp<
+  P extends { id: string; productId: string; resourceLimit: number | null; disabled?: boolean | undefined },
+>(db: Queryable, teamId: string, plans: P[], current?: string): Promise<P[]> {
+  const usedUp = await plansUsedUp(
+    db,
+    teamId,
+    plans.filter((plan) => !plan.disabled && plan.id !== current),
+  );
   return usedUp.size === 0 ? plans : plans.map((plan) => (usedUp.has(plan.id) ? { ...plan, disabled: true } : plan));
 }
 

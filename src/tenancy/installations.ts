@@ -95,7 +95,12 @@ export async function installationAccount(
   installationId: string,
   publicUrl: string,
 ): Promise<{ teamId: string; name: string; url: string; contact: { email: string; name?: string } | null; createdAt: Date }> {
-  const { rows } = await db.query<{ team_id: string; name: string; created_at: Date; contact: { email: string; name: string | null } | null }>(
+  const { rows } = await db.query<{
+    team_id: string;
+    name: string;
+    created_at: Date;
+    contact: { email: string; name: string | null } | null;
+  }>(
     `SELECT t.id AS team_id, t.name, i.created_at,
             (SELECT json_build_object('email', u.email, 'name', u.name) FROM memberships m JOIN users u ON u.id = m.user_id
               WHERE m.team_id = t.id AND (u.id = i.installed_by OR m.role = 'OWNER') ORDER BY u.id = i.installed_by DESC, m.created_at LIMIT 1) AS contact
@@ -129,7 +134,12 @@ export function isInstallationAdmin(installation: Pick<Installation, 'installedB
 }
 
 /** 403 unless the user is an admin of the installation: `what` says what they may not do, e.g. "delete its stores". */
-export function assertInstallationAdmin(installation: Installation, user: { userId: string; role: TeamRole }, integrationName: string, what: string): void {
+export function assertInstallationAdmin(
+  installation: Installation,
+  user: { userId: string; role: TeamRole },
+  integrationName: string,
+  what: string,
+): void {
   if (!isInstallationAdmin(installation, user.userId, user.role)) {
     throw forbidden(`Only the team's owners and the user who installed ${integrationName} may ${what}`);
   }

@@ -53,10 +53,7 @@ export async function createToken(
 }
 
 export async function revokeToken(db: Queryable, id: string): Promise<TokenInfo> {
-  const { rows } = await db.query(
-    'UPDATE access_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING *',
-    [id],
-  );
+  const { rows } = await db.query('UPDATE access_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING *', [id]);
   if (!rows[0]) throw notFound('token', id);
   return toToken(rows[0]);
 }

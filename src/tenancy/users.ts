@@ -24,7 +24,13 @@ export const toUser = (row: Record<string, any>): User => ({
 export async function createUser(db: Queryable, input: { email: string; name?: string; username?: string }): Promise<User> {
   const email = input.email.trim().toLowerCase();
   if (!EMAIL.test(email)) throw badRequest(`"${input.email}" is not an email address`);
-  const username = input.username ?? email.split('@')[0]!.replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48);
+  const username =
+    input.username ??
+    email
+      .split('@')[0]!
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 48);
   if (!USERNAME.test(username)) throw badRequest('A username is 1 to 48 lowercase letters, digits and dashes');
   try {
     const { rows } = await db.query('INSERT INTO users (id, email, username, name) VALUES ($1, $2, $3, $4) RETURNING *', [
@@ -35,7 +41,8 @@ export async function createUser(db: Queryable, input: { email: string; name?: s
     ]);
     return toUser(rows[0]!);
   } catch (error) {
-    if (isUniqueViolation(error)) throw conflict('user_exists', `A user with the email "${email}" or username "${username}" already exists`);
+    if (isUniqueViolation(error))
+      throw conflict('user_exists', `A user with the email "${email}" or username "${username}" already exists`);
     throw error;
   }
 }

@@ -44,7 +44,11 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
         },
       },
       response: {
-        200: { type: 'object', required: ['projects', 'pagination'], properties: { projects: { type: 'array', items: projectResponse }, pagination: { $ref: 'Pagination#' } } },
+        200: {
+          type: 'object',
+          required: ['projects', 'pagination'],
+          properties: { projects: { type: 'array', items: projectResponse }, pagination: { $ref: 'Pagination#' } },
+        },
         ...errorResponses(400, 401, 403),
       },
     },
@@ -73,7 +77,10 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
   app.get('/v9/projects/:idOrName', getRoute('getProject', false), get);
   app.get('/v8/projects/:idOrName', getRoute('getProjectV8', true), get); // what the vercel CLI calls
 
-  app.get<{ Params: { idOrName: string }; Querystring: TeamQuery & { decrypt?: 'true' | 'false'; target?: string; gitBranch?: string; source?: string } }>(
+  app.get<{
+    Params: { idOrName: string };
+    Querystring: TeamQuery & { decrypt?: 'true' | 'false'; target?: string; gitBranch?: string; source?: string };
+  }>(
     '/v10/projects/:idOrName/env',
     {
       schema: {
@@ -93,7 +100,11 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
           },
         },
         response: {
-          200: { type: 'object', required: ['envs', 'pagination'], properties: { envs: { type: 'array', items: { $ref: 'EnvVar#' } }, pagination: { $ref: 'Pagination#' } } },
+          200: {
+            type: 'object',
+            required: ['envs', 'pagination'],
+            properties: { envs: { type: 'array', items: { $ref: 'EnvVar#' } }, pagination: { $ref: 'Pagination#' } },
+          },
           ...errorResponses(400, 401, 403, 404),
         },
       },
@@ -138,7 +149,10 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
           200: {
             type: 'object',
             required: ['env', 'buildEnv'],
-            properties: { env: { type: 'object', additionalProperties: { type: 'string' } }, buildEnv: { type: 'object', additionalProperties: { type: 'string' } } },
+            properties: {
+              env: { type: 'object', additionalProperties: { type: 'string' } },
+              buildEnv: { type: 'object', additionalProperties: { type: 'string' } },
+            },
           },
           ...errorResponses(400, 401, 403, 404),
         },
