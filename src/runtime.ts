@@ -159,8 +159,9 @@ async function syncCatalogFile(db: Database, file: string, source: string, logge
     logger?.info({ catalog: file }, 'catalog unchanged since it was last synced');
     return;
   }
-  const sync = await syncCatalog(db, loadCatalogFile(file, source), { file, fingerprint });
-  logger?.info({ catalog: file, ...sync }, 'catalog synced');
+  const { unchanged, ...sync } = await syncCatalog(db, loadCatalogFile(file, source), { file, fingerprint });
+  if (unchanged) logger?.info({ catalog: file }, 'catalog synced by another node meanwhile');
+  else logger?.info({ catalog: file, ...sync }, 'catalog synced');
 }
 
 /**

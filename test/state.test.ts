@@ -157,6 +157,24 @@ for (const backend of BACKENDS) {
       });
     });
 
+    test('nodes syncing one catalog file at once write it once', async () => {
+      await withDatabase(backend, async (db) => {
+        await migrate(db);
+        const source = { file: 'catalog.json', fingerprint: 'fp-once' };
+        const results = await Promise.all([1, 2, 3].map(() => syncCatalog(db, defaultCatalog(), source)));
+        assert.deepEqual(
+          results.map((r) => r.unchanged).sort(),
+          [false, true, true],
+          'one sync writes, the others find it done under the lock',
+        );
+        const written = results.find((r) => !r.unchanged)!;
+        assert.deepEqual(written.upserted, { integrations: 1, products: 2, plans: 6 }, 'counted once, not per attempt');
+        // Another file is synced in full again.
+        const next = await syncCatalog(db, defaultCatalog(), { ...source, fingerprint: 'fp-next' });
+        assert.equal(next.unchanged, false);
+      });
+    });
+
     test('two products may swap slugs', async () => {
       await withDatabase(backend, async (db) => {
         await migrate(db);

@@ -10,7 +10,16 @@ export interface SyncSummary {
   retired: string[];
   /** Dropped from the file and unused: deleted. */
   deleted: string[];
+  /** Another node synced exactly this file while this one waited for the lock: nothing was written. */
+  unchanged: boolean;
 }
+
+const emptySummary = (): SyncSummary => ({
+  upserted: { integrations: 0, products: 0, plans: 0 },
+  retired: [],
+  deleted: [],
+  unchanged: false,
+});
 
 const CATALOG_SYNC_LOCK = 7_391_002;
 const json = (value: unknown) => JSON.stringify(value);
@@ -19,7 +28,9 @@ const json = (value: unknown) => JSON.stringify(value);
  * Brings the database's catalog in line with the file: adds and updates everything in it;
  * what the file no longer has is deleted when nothing uses it, and otherwise kept as retired,
  * so existing installations and stores never lose the integration, product or plan they use.
- * Runs in one transaction under an advisory lock, so nodes starting together do not interleave.
+ * Runs in one transaction under an advisory lock, so nodes starting together do not interleave;
+ * with a `source` fingerprint, a node that finds under the lock that another node has just synced
+ * the same file writes nothing, so nodes started together sync a catalog once.
  */
 export async function syncCatalog(
   db: Database,
@@ -27,7 +38,7 @@ export async function syncCatalog(
   source?: { file: string; fingerprint: string },
 ): Promise<SyncSummary> {
   const file = source?.file ?? 'catalog';
-  const summary: SyncSummary = { upserted: { integrations: 0, products: 0, plans: 0 }, retired: [], deleted: [] };
+  let summary = emptySummary();
   const integrationIds = catalog.integrations.map((i) => i.id);
   const products = catalog.integrations.flatMap((i) => i.products.map((p, position) => ({ ...p, integrationId: i.id, position })));
   const productIds = products.map((p) => p.id);
@@ -39,7 +50,13 @@ export async function syncCatalog(
   }
 
   await db.transaction(async (tx) => {
+    // A transaction retried after a deadlock or serialization failure counts from zero again.
+    summary = emptySummary();
     await tx.query('SELECT pg_advisory_xact_lock($1)', [CATALOG_SYNC_LOCK]);
+    if (source && (await syncedFingerprint(tx)) === source.fingerprint) {
+      summary.unchanged = true;
+      return;
+    }
 
     // Removals first, so a slug moving to a new id does not collide with its old row.
     const goneKeys = (
