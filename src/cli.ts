@@ -16,6 +16,7 @@ import { migrate } from './db/migrate.ts';
 import { openAdminContext, openConfiguredDatabase } from './runtime.ts';
 import { TEAM_ROLES } from './tenancy/teams.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: each command's printer reads the result its own command returns
 type Printer = (result: any) => string;
 
 const table = (rows: Array<Record<string, unknown>>, columns: string[]): string => {

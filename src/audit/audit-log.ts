@@ -3,7 +3,7 @@
  * written in the same transaction as the change they describe, so the log never claims a change
  * that was rolled back nor misses one that was made.
  */
-import type { Queryable } from '../db/database.ts';
+import type { MappedRow, Queryable } from '../db/database.ts';
 
 export interface AuditEvent {
   /** Random (`aud_...`): nothing about other teams' activity can be read from it. */
@@ -66,7 +66,7 @@ export async function listAuditEvents(
     if (!rows[0]) return undefined;
     before = rows[0].seq;
   }
-  const { rows } = await db.query<Record<string, any>>(
+  const { rows } = await db.query<MappedRow>(
     'SELECT * FROM audit_events WHERE team_id = $1 AND ($2::bigint IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3',
     [teamId, before, options.limit],
   );

@@ -6,7 +6,7 @@
  * deleted.
  */
 import type { BillingPlan } from '../catalog/catalog.ts';
-import type { Queryable } from '../db/database.ts';
+import type { MappedRow, Queryable } from '../db/database.ts';
 import { AppError, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { describeCard, paymentMethodFor, type PaymentMethod } from './payment-methods.ts';
@@ -136,7 +136,7 @@ export async function listAuthorizations(
   teamId: string,
   options: { storeId?: string | undefined } = {},
 ): Promise<BillingAuthorization[]> {
-  const { rows } = await db.query<Record<string, any>>(
+  const { rows } = await db.query<MappedRow>(
     'SELECT * FROM billing_authorizations WHERE team_id = $1 AND ($2::text IS NULL OR store_id = $2) ORDER BY created_at DESC, id',
     [teamId, options.storeId ?? null],
   );

@@ -4,7 +4,7 @@
  * four digits are kept. Team owners and billing members manage them.
  */
 import { audit } from '../audit/audit-log.ts';
-import type { Database, Queryable } from '../db/database.ts';
+import type { Database, MappedRow, Queryable } from '../db/database.ts';
 import { AppError, badRequest, forbidden, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Actor } from '../tenancy/access.ts';
@@ -31,7 +31,7 @@ const TEST_CARDS: Record<string, { brand: string; behavior: CardBehavior }> = {
   '4000000000009995': { brand: 'visa', behavior: 'decline' },
 };
 
-const toPaymentMethod = (row: Record<string, any>): PaymentMethod => ({
+const toPaymentMethod = (row: MappedRow): PaymentMethod => ({
   id: row.id,
   teamId: row.team_id,
   type: 'card',

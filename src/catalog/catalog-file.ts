@@ -49,7 +49,7 @@ function describe(error: ErrorObject): string {
 
 /** Ajv reports every failing branch of an anyOf; the anyOf's own error says it better. */
 function schemaProblems(errors: ErrorObject[]): string[] {
-  const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath + '/');
+  const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => `${e.schemaPath}/`);
   const kept = errors.filter((e) => e.keyword !== 'if' && !anyOfPaths.some((prefix) => e.schemaPath.startsWith(prefix)));
   return [...new Set(kept.map(describe))];
 }

@@ -1,4 +1,4 @@
-import type { Queryable } from '../db/database.ts';
+import type { MappedRow, Queryable } from '../db/database.ts';
 import { notFound } from '../errors.ts';
 import type { CatalogPlan, CatalogProduct, MetadataSchema, PlanDetail, ProviderBinding } from './catalog-schema.ts';
 
@@ -63,9 +63,9 @@ export class Catalog {
   ) {}
 
   static async load(db: Queryable): Promise<Catalog> {
-    const integrations = await db.query<Record<string, any>>('SELECT * FROM integrations ORDER BY slug');
-    const products = await db.query<Record<string, any>>('SELECT * FROM products ORDER BY integration_id, position');
-    const plans = await db.query<Record<string, any>>('SELECT * FROM billing_plans ORDER BY product_id, position');
+    const integrations = await db.query<MappedRow>('SELECT * FROM integrations ORDER BY slug');
+    const products = await db.query<MappedRow>('SELECT * FROM products ORDER BY integration_id, position');
+    const plans = await db.query<MappedRow>('SELECT * FROM billing_plans ORDER BY product_id, position');
     const plansByProduct = new Map<string, BillingPlan[]>();
     for (const row of plans.rows) {
       const list = plansByProduct.get(row.product_id) ?? [];

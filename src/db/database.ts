@@ -5,6 +5,12 @@ import type pg from 'pg';
 export const isUniqueViolation = (error: unknown) => (error as { code?: string }).code === '23505';
 
 export type Row = Record<string, unknown>;
+/**
+ * A row as a mapper beside its query reads it (toTeam, toStore, ...): node-postgres types no
+ * column, and the mapper is where each one gets its type.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: each column is typed by the mapper that reads it
+export type MappedRow = Record<string, any>;
 
 /**
  * A page of rows read newest first by a `seq` cursor, `limit + 1` of them: the extra one says

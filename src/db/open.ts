@@ -65,11 +65,13 @@ export async function ensureCluster(clusterDir: string): Promise<void> {
  * API can tell "our database is down" (503) from another service's refused connection.
  */
 class StatePool extends pg.Pool {
+  // biome-ignore lint/suspicious/noExplicitAny: pg's query has a dozen overloads; this passes every one through
   override query(...args: unknown[]): any {
     const result = (super.query as (...a: unknown[]) => unknown)(...args);
     return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(markDatabaseError(error))) : result;
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: pg's connect overloads (callback or promise) pass through
   override connect(...args: unknown[]): any {
     const result = (super.connect as (...a: unknown[]) => unknown)(...args);
     return result instanceof Promise ? result.catch((error: unknown) => Promise.reject(markDatabaseError(error))) : result;
@@ -96,6 +98,7 @@ class StateClient extends pg.Client {
     if (isReadTimeout(error)) (this as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: pg's query has a dozen overloads; this passes every one through
   override query(...args: unknown[]): any {
     const last = args.at(-1);
     if (typeof last === 'function') {

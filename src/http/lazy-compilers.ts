@@ -11,7 +11,7 @@ import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
 import { createAjv } from '../catalog/metadata-schema.ts';
 
 type Factory<F> = (externalSchemas: unknown, options: unknown) => (route: unknown) => F;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: Fastify's validator contract takes and returns anything
 type Validate = ((data: any, context?: any) => any) & { errors?: FastifySchemaValidationError[] | null | undefined; schemaEnv?: unknown };
 
 export function lazyValidators(): Factory<Validate> {
@@ -23,7 +23,7 @@ export function lazyValidators(): Factory<Validate> {
 }
 
 /** A validator that compiles on its first call; `errors` is the compiled one's, as Fastify reads it. */
-export function lazyValidator(compile: () => Validate | { (data: any, context?: any): any; errors?: unknown }): Validate {
+export function lazyValidator(compile: () => Validate | { (data: unknown, context?: unknown): unknown; errors?: unknown }): Validate {
   let compiled: Validate | undefined;
   const validate: Validate = (data, context) => {
     compiled ??= compile() as Validate;

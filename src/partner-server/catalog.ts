@@ -22,13 +22,16 @@ export interface PartnerEntryOptions {
 }
 
 /** The default catalog with each partner's integration added. */
-export function catalogWithPartner(...partners: PartnerEntryOptions[]): Record<string, any> {
+// biome-ignore lint/suspicious/noExplicitAny: the catalog file's JSON, validated when a server loads it
+type CatalogJson = Record<string, any>;
+
+export function catalogWithPartner(...partners: PartnerEntryOptions[]): CatalogJson {
   const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
   for (const options of partners) addPartner(catalog, options);
   return catalog;
 }
 
-function addPartner(catalog: Record<string, any>, options: PartnerEntryOptions): void {
+function addPartner(catalog: CatalogJson, options: PartnerEntryOptions): void {
   const builtIn = catalog.integrations[0];
   // The partner wraps the built-in Postgres provider: it takes the same metadata.
   const metadataSchema = builtIn.products.find((p: { slug: string }) => p.slug === 'postgres').metadataSchema;

@@ -1,4 +1,4 @@
-import type { Queryable } from '../db/database.ts';
+import type { MappedRow, Queryable } from '../db/database.ts';
 import { isUniqueViolation } from '../db/database.ts';
 import { conflict, forbidden, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
@@ -43,7 +43,7 @@ export interface PartnerInstallationPlan {
   [field: string]: unknown;
 }
 
-const toInstallation = (row: Record<string, any>): Installation => ({
+const toInstallation = (row: MappedRow): Installation => ({
   id: row.id,
   teamId: row.team_id,
   integrationId: row.integration_id,

@@ -1,4 +1,4 @@
-import { isUniqueViolation, type Queryable } from '../db/database.ts';
+import { isUniqueViolation, type MappedRow, type Queryable } from '../db/database.ts';
 import { AppError, badRequest, conflict, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { toUser, type User } from './users.ts';
@@ -20,7 +20,7 @@ export interface Member extends User {
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$/;
 
-const toTeam = (row: Record<string, any>): Team => ({ id: row.id, slug: row.slug, name: row.name, createdAt: row.created_at });
+const toTeam = (row: MappedRow): Team => ({ id: row.id, slug: row.slug, name: row.name, createdAt: row.created_at });
 export function parseRole(value: string): TeamRole {
   const role = value.toUpperCase();
   if (!(TEAM_ROLES as readonly string[]).includes(role)) {
@@ -98,7 +98,7 @@ export async function removeMember(db: Queryable, teamId: string, userId: string
 }
 
 export async function listMembers(db: Queryable, teamId: string): Promise<Member[]> {
-  const { rows } = await db.query<Record<string, any>>(
+  const { rows } = await db.query<MappedRow>(
     'SELECT u.*, m.role FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.team_id = $1 ORDER BY m.created_at, u.email',
     [teamId],
   );

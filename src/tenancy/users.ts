@@ -1,4 +1,4 @@
-import { isUniqueViolation, type Queryable } from '../db/database.ts';
+import { isUniqueViolation, type MappedRow, type Queryable } from '../db/database.ts';
 import { badRequest, conflict, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 
@@ -13,7 +13,7 @@ export interface User {
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 const USERNAME = /^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$/;
 
-export const toUser = (row: Record<string, any>): User => ({
+export const toUser = (row: MappedRow): User => ({
   id: row.id,
   email: row.email,
   username: row.username,
