@@ -93,7 +93,8 @@ const postgresCheck = async (url: string): Promise<void> => {
   }
 };
 
-// No ready check: it runs INFO, which a store's user may not.
+// No ready check: it runs INFO, which a store's user may not. Errors reach the caller through
+// its commands; the event would only be printed as unhandled.
 const redisClient = (url: string) =>
   new Redis(url, {
     maxRetriesPerRequest: 1,
@@ -101,7 +102,7 @@ const redisClient = (url: string) =>
     retryStrategy: () => null,
     lazyConnect: true,
     enableReadyCheck: false,
-  });
+  }).on('error', () => {});
 
 /**
  * Connects with every store's POSTGRES_URL or REDIS_URL and writes and reads; then, for a few

@@ -6,10 +6,21 @@
  *
  * ACL users vanish when Redis restarts without an ACL file, so every live resource's user is
  * set again each time the admin connection becomes ready (at start and after every reconnect).
+ *
+ * A user is set (provision, reapply, rotation, update) by whoever read its record live, and a
+ * delete may begin meanwhile: a SETUSER that reached Redis after the delete's DELUSER would leave
+ * a user no record owns, for good if its sender died before it could take the user away again
+ * (kill -9 of a node in the middle of reapply, the chaos run's orphan). So a delete first fences
+ * the name, in one transaction with its DELUSER (a key, `storehouse:acl-fence:<user>`), and every
+ * SETUSER is a transaction WATCHing that key: Redis applies it only while no fence exists, and
+ * refuses it once one is set. Whatever instant a node dies at, a user Redis holds was set before
+ * its delete's DELUSER, which removes it (a delete recorded as begun is finished by whoever comes
+ * next), or its record is live and its store still holds it.
  */
 import { Redis } from 'ioredis';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
+import { AppError, conflict } from '../errors.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import {
   providerUnavailable,
@@ -36,6 +47,20 @@ interface RedisDetails {
  */
 /** How long a call waits for a connection being made before it answers that Redis is unavailable. */
 const CONNECT_WAIT_MS = 3_000;
+
+/**
+ * The key that fences a deleted user's name (see the top of this file). It outlives by far any
+ * SETUSER a node could still have under way for the name (a command times out in 10 s), and then
+ * expires: user names are random, never used again.
+ */
+const fenceOf = (username: string) => `storehouse:acl-fence:${username}`;
+const FENCE_TTL_SECS = 24 * 3600;
+
+/** Connections kept open for fenced SETUSERs (WATCH holds a connection to itself); more are opened while these are busy. */
+const IDLE_FENCED_CONNECTIONS = 4;
+
+/** How soon a reapply that failed (the connection still up) is tried again. */
+const REAPPLY_RETRY_MS = 1_000;
 
 const DENIED = [
   '-@dangerous',
@@ -78,6 +103,11 @@ export class RedisProvider implements Provider {
   private readonly records: ResourceRecords<RedisDetails>;
   private readonly host: string;
   private readonly port: number;
+  /** Connections for fenced SETUSERs: those idle, and every one open (closed with the provider). */
+  private readonly idle: Redis[] = [];
+  private readonly fencing = new Set<Redis>();
+  private closed = false;
+  private reapplyTimer: NodeJS.Timeout | undefined;
 
   constructor(state: Queryable, box: SecretBox, options: RedisProviderOptions) {
     this.records = new ResourceRecords(state, box, 'redis');
@@ -95,7 +125,22 @@ export class RedisProvider implements Provider {
       this.lastError = withoutArguments(error).message;
       options.onError?.(error);
     });
-    this.admin.on('ready', () => void this.reapply().catch((error) => options.onError?.(withoutArguments(error))));
+    this.admin.on('ready', () => this.reapplySoon(0, options.onError));
+  }
+
+  /**
+   * Reapplies after `delayMs`, and again a second later for as long as it fails while the admin
+   * connection is up: until it succeeds, stores whose users Redis forgot cannot connect.
+   */
+  private reapplySoon(delayMs: number, onError: ((error: Error) => void) | undefined): void {
+    clearTimeout(this.reapplyTimer);
+    this.reapplyTimer = setTimeout(() => {
+      this.reapply().catch((error: Error) => {
+        onError?.(withoutArguments(error));
+        if (!this.closed && this.admin.status === 'ready') this.reapplySoon(REAPPLY_RETRY_MS, onError);
+      });
+    }, delayMs);
+    this.reapplyTimer.unref();
   }
 
   /**
@@ -104,7 +149,10 @@ export class RedisProvider implements Provider {
    */
   async reapply(): Promise<number> {
     const live = await this.records.live();
-    for (const record of live) await this.setUser(record);
+    // A user whose name a delete fenced meanwhile is not set again (setUser refuses it).
+    await this.withFenced(async (redis) => {
+      for (const record of live) await this.setUserOn(redis, record);
+    });
     const still = new Set((await this.records.liveDetails()).map((record) => record.id));
     for (const record of live) {
       if (!still.has(record.id)) await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
@@ -133,7 +181,10 @@ export class RedisProvider implements Provider {
       return { available: true as const };
     } catch (error) {
       if (/NOPERM/.test((error as Error).message)) {
-        return { available: false as const, reason: 'the admin user may not run ACL commands: it needs ACL, SCAN and UNLINK' };
+        return {
+          available: false as const,
+          reason: 'the admin user may not run ACL commands: it needs ACL, SCAN, UNLINK, SET, EXISTS, WATCH and MULTI',
+        };
       }
       return { available: false as const, reason: `lost the Redis server (${(error as Error).message})` };
     }
@@ -175,19 +226,68 @@ export class RedisProvider implements Provider {
     try {
       return await work(this.admin);
     } catch (error) {
-      if (/Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|Command timed out/.test((error as Error).message)) {
-        throw providerUnavailable('redis', `lost the Redis server (${(error as Error).message})`);
-      }
-      throw withoutArguments(error as Error);
+      throw unavailableOr(error as Error);
     }
   }
 
-  private setUser(record: ResourceRecord<RedisDetails>): Promise<unknown> {
+  /**
+   * Work on a connection of its own (WATCH is per connection, so fenced SETUSERs cannot share the
+   * admin connection): an idle one, or a new one. One that failed is closed, not kept.
+   */
+  private async withFenced<T>(work: (redis: Redis) => Promise<T>): Promise<T> {
+    if (!(await this.connected())) throw providerUnavailable('redis', this.unreachable());
+    let redis = this.idle.pop();
+    // One Redis dropped while it was idle (a restart) is no use.
+    while (redis && redis.status !== 'ready') {
+      this.discard(redis);
+      redis = this.idle.pop();
+    }
+    if (!redis) {
+      redis = this.admin.duplicate({ connectionName: 'storehouse-fenced', lazyConnect: true, retryStrategy: () => null });
+      redis.on('error', (error) => (this.lastError = withoutArguments(error).message));
+      this.fencing.add(redis);
+      try {
+        await connectWithin(redis, CONNECT_WAIT_MS);
+      } catch (error) {
+        this.discard(redis);
+        throw unavailableOr(error as Error);
+      }
+    }
+    try {
+      const result = await work(redis);
+      if (!this.closed && redis.status === 'ready' && this.idle.length < IDLE_FENCED_CONNECTIONS) this.idle.push(redis);
+      else this.discard(redis);
+      return result;
+    } catch (error) {
+      this.discard(redis); // a WATCH may still be on it
+      throw unavailableOr(error as Error);
+    }
+  }
+
+  private discard(redis: Redis): void {
+    this.fencing.delete(redis);
+    redis.disconnect();
+  }
+
+  /** Sets the record's user; false when its name is fenced (a delete began: the user is not set). */
+  private setUser(record: ResourceRecord<RedisDetails>): Promise<boolean> {
+    return this.withFenced((redis) => this.setUserOn(redis, record));
+  }
+
+  private async setUserOn(redis: Redis, record: ResourceRecord<RedisDetails>): Promise<boolean> {
     const { username, prefix } = record.details;
+    const fence = fenceOf(username);
+    await redis.watch(fence);
+    if ((await redis.exists(fence)) === 1) {
+      await redis.unwatch();
+      return false;
+    }
     const channels = record.metadata.pubsub === false ? [] : [`&${prefix}:*`];
-    // `reset` first: the rules below are the whole truth, whatever the user had before.
-    return this.call((redis) =>
-      redis.call(
+    // `reset` first: the rules below are the whole truth, whatever the user had before. EXEC
+    // answers null, applying nothing, when a delete set the fence since the WATCH.
+    const replies = await redis
+      .multi()
+      .call(
         'ACL',
         'SETUSER',
         username,
@@ -199,8 +299,19 @@ export class RedisProvider implements Provider {
         ...channels,
         '+@all',
         ...DENIED,
-      ),
-    );
+      )
+      .exec();
+    if (replies === null) return false;
+    const failed = replies.find(([error]) => error)?.[0];
+    if (failed) throw failed;
+    return true;
+  }
+
+  /** The user's name fenced and the user deleted, at once (see the top of this file); also disconnects its clients. */
+  private async fenceAndDelete(redis: Redis, username: string): Promise<void> {
+    const replies = await redis.multi().set(fenceOf(username), '1', 'EX', FENCE_TTL_SECS).call('ACL', 'DELUSER', username).exec();
+    const failed = replies?.find(([error]) => error)?.[0];
+    if (failed) throw failed;
   }
 
   checkMetadata(): void {
@@ -209,13 +320,15 @@ export class RedisProvider implements Provider {
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     const record = await this.records.claimFor(request, (id) => ({ username: id, prefix: id }));
-    await this.setUser(record); // ACL SETUSER is atomic and idempotent: a retry sets the same user
+    // ACL SETUSER is atomic and idempotent: a retry sets the same user. Refused once an abandon
+    // of this provision fenced the name.
+    if (!(await this.setUser(record))) throw deleted(record);
     let ready: ResourceRecord<RedisDetails>;
     try {
       ready = await this.records.markReady(record);
     } catch (error) {
-      // A delete began meanwhile: it may have removed the user before this set it again.
-      await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
+      // A delete began meanwhile (its DELUSER removes the user too, once it has fenced the name).
+      await this.call((redis) => this.fenceAndDelete(redis, record.details.username));
       throw error;
     }
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
@@ -248,7 +361,7 @@ export class RedisProvider implements Provider {
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
     const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
     if (update.metadata) {
-      await this.setUser(next);
+      if (!(await this.setUser(next))) throw deleted(next);
       await this.unlessDeleted(next);
     }
     await this.records.update(record.id, update);
@@ -260,7 +373,7 @@ export class RedisProvider implements Provider {
     if (!record) return;
     const { username, prefix } = record.details;
     await this.call(async (redis) => {
-      await redis.call('ACL', 'DELUSER', username); // also disconnects the user's clients
+      await this.fenceAndDelete(redis, username);
       let cursor = '0';
       do {
         const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
@@ -278,14 +391,45 @@ export class RedisProvider implements Provider {
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
     const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
     // The user's open connections keep working until they reconnect, as with Postgres.
-    await this.setUser(record);
+    if (!(await this.setUser(record))) throw deleted(record);
     await this.unlessDeleted(record);
     await this.records.promote(record.id);
     return this.secrets(record);
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reapplyTimer);
     this.admin.disconnect();
+    for (const redis of this.fencing) redis.disconnect();
+    this.fencing.clear();
+    this.idle.length = 0;
+  }
+}
+
+const deleted = (record: ResourceRecord<RedisDetails>) => conflict('resource_deleted', `The resource ${record.id} is being deleted`);
+
+/** Redis being away (a refused, closed or silent connection) is the provider being unavailable; other errors keep their message, without their arguments. */
+function unavailableOr(error: Error): Error {
+  if (error instanceof AppError) return error;
+  if (/Connection is closed|Stream isn't writeable|ECONNREFUSED|ECONNRESET|Command timed out|no connection within/.test(error.message)) {
+    return providerUnavailable('redis', `lost the Redis server (${error.message})`);
+  }
+  return withoutArguments(error);
+}
+
+/** Connects a lazy connection, or fails after `ms` (a Redis that accepts and never answers). */
+async function connectWithin(redis: Redis, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      redis.connect(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no connection within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
