@@ -56,8 +56,11 @@ const CONNECT_WAIT_MS = 3_000;
 const fenceOf = (username: string) => `storehouse:acl-fence:${username}`;
 const FENCE_TTL_SECS = 24 * 3600;
 
-/** Connections kept open for fenced SETUSERs (WATCH holds a connection to itself); more are opened while these are busy. */
-const IDLE_FENCED_CONNECTIONS = 4;
+/** Connections for fenced SETUSERs (WATCH holds a connection to itself), at most this many at once; they stay open once made. */
+const FENCED_CONNECTIONS = 8;
+
+/** How long a SETUSER waits for one of those connections (each is busy for a round trip or three). */
+const TURN_WAIT_MS = 10_000;
 
 /** How soon a reapply that failed (the connection still up) is tried again. */
 const REAPPLY_RETRY_MS = 1_000;
@@ -106,6 +109,8 @@ export class RedisProvider implements Provider {
   /** Connections for fenced SETUSERs: those idle, and every one open (closed with the provider). */
   private readonly idle: Redis[] = [];
   private readonly fencing = new Set<Redis>();
+  private turns = 0;
+  private readonly waiting: (() => void)[] = [];
   private closed = false;
   private reapplyTimer: NodeJS.Timeout | undefined;
 
@@ -232,36 +237,69 @@ export class RedisProvider implements Provider {
 
   /**
    * Work on a connection of its own (WATCH is per connection, so fenced SETUSERs cannot share the
-   * admin connection): an idle one, or a new one. One that failed is closed, not kept.
+   * admin connection): an idle one, or a new one, at most FENCED_CONNECTIONS at once (50 creates
+   * together wait their turn for a few milliseconds each, rather than opening 50 connections at
+   * once, which on a loaded machine took longer than the connect wait). One that failed is closed.
    */
   private async withFenced<T>(work: (redis: Redis) => Promise<T>): Promise<T> {
     if (!(await this.connected())) throw providerUnavailable('redis', this.unreachable());
-    let redis = this.idle.pop();
-    // One Redis dropped while it was idle (a restart) is no use.
-    while (redis && redis.status !== 'ready') {
-      this.discard(redis);
-      redis = this.idle.pop();
-    }
-    if (!redis) {
-      redis = this.admin.duplicate({ connectionName: 'storehouse-fenced', lazyConnect: true, retryStrategy: () => null });
-      redis.on('error', (error) => (this.lastError = withoutArguments(error).message));
-      this.fencing.add(redis);
-      try {
-        await connectWithin(redis, CONNECT_WAIT_MS);
-      } catch (error) {
+    await this.takeTurn();
+    try {
+      let redis = this.idle.pop();
+      // One Redis dropped while it was idle (a restart) is no use.
+      while (redis && redis.status !== 'ready') {
         this.discard(redis);
+        redis = this.idle.pop();
+      }
+      if (!redis) {
+        redis = this.admin.duplicate({ connectionName: 'storehouse-fenced', lazyConnect: true, retryStrategy: () => null });
+        redis.on('error', (error) => (this.lastError = withoutArguments(error).message));
+        this.fencing.add(redis);
+        try {
+          await connectWithin(redis, CONNECT_WAIT_MS);
+        } catch (error) {
+          this.discard(redis);
+          throw unavailableOr(error as Error);
+        }
+      }
+      try {
+        const result = await work(redis);
+        if (!this.closed && redis.status === 'ready') this.idle.push(redis);
+        else this.discard(redis);
+        return result;
+      } catch (error) {
+        this.discard(redis); // a WATCH may still be on it
         throw unavailableOr(error as Error);
       }
+    } finally {
+      this.endTurn();
     }
-    try {
-      const result = await work(redis);
-      if (!this.closed && redis.status === 'ready' && this.idle.length < IDLE_FENCED_CONNECTIONS) this.idle.push(redis);
-      else this.discard(redis);
-      return result;
-    } catch (error) {
-      this.discard(redis); // a WATCH may still be on it
-      throw unavailableOr(error as Error);
+  }
+
+  /** Waits for one of the FENCED_CONNECTIONS turns, for at most TURN_WAIT_MS. */
+  private takeTurn(): Promise<void> {
+    if (this.turns < FENCED_CONNECTIONS) {
+      this.turns++;
+      return Promise.resolve();
     }
+    return new Promise<void>((resolve, reject) => {
+      const waiter = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        reject(providerUnavailable('redis', `every connection to the Redis server stayed busy for ${TURN_WAIT_MS} ms`));
+      }, TURN_WAIT_MS);
+      this.waiting.push(waiter);
+    });
+  }
+
+  /** Hands the turn to the next waiter, or gives it back. */
+  private endTurn(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.turns--;
   }
 
   private discard(redis: Redis): void {
