@@ -16,6 +16,8 @@ import { AppError } from './errors.ts';
 import { Access } from './tenancy/access.ts';
 import { Providers } from './providers/registry.ts';
 import { SecretBox } from './secrets/secret-box.ts';
+import { resealLegacySecrets } from './secrets/reseal.ts';
+import { STOREHOUSE_SEALED_COLUMNS } from './secrets/sealed-columns.ts';
 import { SigningKeys } from './partners/signing-keys.ts';
 import { MarketplaceApi } from './partners/marketplace-api.ts';
 import { Discovery } from './marketplace/discovery.ts';
@@ -211,7 +213,8 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       onError: (error) => logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
     });
     const access = new Access(db, feed);
-    const box = SecretBox.load(config.secretKey, config.dataDir);
+    const box = SecretBox.load(config.secretKey, config.dataDir, { logger });
+    await resealLegacySecrets(db, box, STOREHOUSE_SEALED_COLUMNS, logger); // v1 values become v2 (src/secrets/reseal.ts)
     const keys = new SigningKeys(db, box);
     const urls = new PublicUrls(config);
     const providers = Providers.create(config, db, box, {

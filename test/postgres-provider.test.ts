@@ -74,7 +74,8 @@ describe('the provider registry', () => {
       await configured.close();
       // The generated key is kept, 0600, and opens what it sealed after a reload.
       assert.equal(fs.statSync(`${dataDir}/secret.key`).mode & 0o777, 0o600);
-      assert.equal(SecretBox.load(undefined, dataDir).open(box.seal('round trip')), 'round trip');
+      const where = { table: 'stores', id: 'store_1', column: 'secrets' } as const;
+      assert.equal(SecretBox.load(undefined, dataDir).open(box.seal('round trip', where), where), 'round trip');
     } finally {
       await state.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
@@ -384,6 +385,6 @@ describe('the Postgres provider (server mode)', { skip: POSTGRES_URL ? false : '
     await assert.rejects(provider.get('icfg_other', resource.id), (error) => error instanceof AppError && error.status === 404);
     const { rows } = await state.query<{ secret: string }>('SELECT secret FROM provider_resources WHERE id = $1', [resource.id]);
     assert.ok(!rows[0]!.secret.includes(secretsOf(secrets).PGPASSWORD!), 'the password is not stored in the clear');
-    assert.match(rows[0]!.secret, /^v1:/);
+    assert.match(rows[0]!.secret, /^v2:/);
   });
 });

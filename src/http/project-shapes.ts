@@ -78,7 +78,11 @@ export const envVarSchema = {
   properties: {
     id: str,
     key: str,
-    value: { ...str, description: 'Decrypted with decrypt=true; never for sensitive variables' },
+    value: {
+      ...str,
+      description:
+        'A plain value; an encrypted one decrypted with decrypt=true (else ""); never for sensitive variables (docs/vercel-api.md §9.1)',
+    },
     type: { type: 'string', enum: ['encrypted', 'sensitive', 'plain', 'secret', 'system'] },
     target: { type: 'array', items: { type: 'string', enum: [...ENVIRONMENTS] } },
     configurationId: nullableStr,
@@ -93,7 +97,7 @@ export const envVarSchema = {
   },
 };
 
-export function toEnvVar(env: EnvVar, decrypted: boolean) {
+export function toEnvVar(env: EnvVar) {
   return {
     id: env.id,
     key: env.key,
@@ -101,7 +105,7 @@ export function toEnvVar(env: EnvVar, decrypted: boolean) {
     type: env.type,
     target: env.targets,
     configurationId: env.configurationId,
-    decrypted: decrypted && env.value !== undefined,
+    decrypted: env.decrypted,
     createdAt: env.createdAt.getTime(),
     updatedAt: env.updatedAt.getTime(),
     createdBy: env.createdBy,

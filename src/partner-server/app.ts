@@ -22,6 +22,8 @@ import { randomBase62 } from '../ids.ts';
 import { EmbeddedPostgresProvider } from '../providers/embedded-postgres.ts';
 import { PostgresProvider } from '../providers/postgres.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
+import { resealLegacySecrets } from '../secrets/reseal.ts';
+import { PARTNER_SEALED_COLUMNS } from '../secrets/sealed-columns.ts';
 import { authorize, tokenVerifier, type AuthKind, type PartnerClaims } from './auth.ts';
 import {
   faultAnswer,
@@ -247,9 +249,10 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
   try {
     // Storehouse's migrations give the wrapped provider its provider_resources table.
     await migrate(db);
-    const box = SecretBox.load(undefined, options.dataDir);
+    const box = SecretBox.load(undefined, options.dataDir, { logger });
     const state = new PartnerState(db, box);
     await state.createTables();
+    await resealLegacySecrets(db, box, PARTNER_SEALED_COLUMNS, logger); // v1 values become v2 (src/secrets/reseal.ts)
 
     const provider = options.postgresAdminUrl
       ? new PostgresProvider(db, box, { adminUrl: options.postgresAdminUrl })

@@ -113,7 +113,7 @@ export class PartnerState {
          accepted_policies = EXCLUDED.accepted_policies, account = EXCLUDED.account, updated_at = now(), deleted_at = NULL`,
       [
         id,
-        this.box.seal(upsert.accessToken),
+        this.box.seal(upsert.accessToken, { table: 'partner_installations', id, column: 'access_token' }),
         upsert.tokenType,
         JSON.stringify(upsert.scopes),
         JSON.stringify(upsert.acceptedPolicies),
@@ -143,7 +143,9 @@ export class PartnerState {
     const { rows } = await this.db.query<{ access_token: string }>('SELECT access_token FROM partner_installations WHERE id = $1', [
       installationId,
     ]);
-    return rows[0] ? this.box.open(rows[0].access_token) : undefined;
+    return rows[0]
+      ? this.box.open(rows[0].access_token, { table: 'partner_installations', id: installationId, column: 'access_token' })
+      : undefined;
   }
 
   /** The resource a provision key made, and the request it came with; undefined for a new key. */

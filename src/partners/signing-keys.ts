@@ -18,6 +18,9 @@ import type { SecretBox } from '../secrets/secret-box.ts';
 
 const generate = promisify(generateKeyPair);
 
+/** Where a key's private half is sealed: bound to its row (the kid is the primary key). */
+const sealedAt = (kid: string) => ({ table: 'signing_keys', id: kid, column: 'private_key' }) as const;
+
 /** jose is loaded on the first signature, not at start-up (it costs ~40 ms to load). */
 const jose = () => import('jose');
 
@@ -113,7 +116,7 @@ export class SigningKeys {
       const { rows } = await this.db.query<{ kid: string; private_key: string }>(
         'SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL',
       );
-      if (rows[0]) return { kid: rows[0].kid, privateKey: createPrivateKey(this.box.open(rows[0].private_key)) };
+      if (rows[0]) return { kid: rows[0].kid, privateKey: createPrivateKey(this.box.open(rows[0].private_key, sealedAt(rows[0].kid))) };
       const made = await makeKey(this.box);
       try {
         await insertKey(this.db, made);
@@ -138,7 +141,7 @@ async function makeKey(box: SecretBox): Promise<MadeKey> {
   const kid = `key_${randomBase62(16)}`;
   const { exportJWK } = await jose();
   const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' };
-  return { kid, privateKey, sealed: box.seal(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string), jwk };
+  return { kid, privateKey, sealed: box.seal(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, sealedAt(kid)), jwk };
 }
 
 async function insertKey(db: Queryable, key: MadeKey): Promise<void> {

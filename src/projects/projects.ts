@@ -3,11 +3,11 @@
  * variables, where a connected store's secrets become variables (sealed at rest).
  */
 import { audit } from '../audit/audit-log.ts';
-import type { Database, Queryable } from '../db/database.ts';
+import type { Database, MappedRow, Queryable } from '../db/database.ts';
 import { isUniqueViolation, seqPage } from '../db/database.ts';
 import { AppError, conflict, forbidden, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
-import type { SecretBox } from '../secrets/secret-box.ts';
+import { type SecretBox, UnopenableSecretError } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
 
 export const ENVIRONMENTS = ['production', 'preview', 'development'] as const;
@@ -27,9 +27,14 @@ export interface EnvVar {
   id: string;
   projectId: string;
   key: string;
-  /** Undefined for a sensitive variable, whose value is never read back. */
+  /**
+   * Undefined for a sensitive variable, whose value is never read back; the empty string for an
+   * encrypted one read without decrypt; never the sealed value.
+   */
   value: string | undefined;
   type: 'encrypted' | 'sensitive' | 'plain';
+  /** Whether `value` is the variable's value (opened). */
+  decrypted: boolean;
   targets: Environment[];
   /** The store whose secret this is; null for a variable of the project's own. */
   storeId: string | null;
@@ -148,14 +153,20 @@ export class ProjectEnv {
     private readonly box: SecretBox,
   ) {}
 
-  private toEnvVar(row: Record<string, any>, decrypt: boolean): EnvVar {
-    const sensitive = row.type === 'sensitive';
+  /**
+   * A row as the API shows it (docs/vercel-api.md §9.1): a sensitive variable never has its value
+   * read back; an encrypted one only with `decrypt`; a plain one always. Without `decrypt` an
+   * encrypted value is the empty string, never the sealed value Storehouse keeps.
+   */
+  private toEnvVar(row: MappedRow, decrypt: boolean): EnvVar {
+    const readable = row.type === 'plain' || (decrypt && row.type !== 'sensitive');
     return {
       id: row.id,
       projectId: row.project_id,
       key: row.key,
-      value: sensitive ? undefined : decrypt ? this.box.open(row.value) : row.value,
+      value: row.type === 'sensitive' ? undefined : readable ? this.openValue(row) : '',
       type: row.type,
+      decrypted: readable,
       targets: row.targets,
       storeId: row.store_id,
       configurationId: row.installation_id ?? null,
@@ -163,6 +174,21 @@ export class ProjectEnv {
       createdAt: row.created_at,
       updatedAt: row.updated_at,
     };
+  }
+
+  /** A variable's value; one that does not open (sealed for another row) is a 409 naming the variable, never a 500. */
+  private openValue(row: MappedRow): string {
+    try {
+      return this.box.open(row.value, { table: 'project_env', id: row.id, column: 'value' });
+    } catch (error) {
+      if (!(error instanceof UnopenableSecretError)) throw error;
+      throw new AppError(
+        409,
+        error.code,
+        `The value of ${row.key} (${row.id}) cannot be read: it was not sealed for this variable. ` +
+          "Set it again (a store's variable: connect the store to the project again); the server log says why.",
+      );
+    }
   }
 
   /** The project's variables; values decrypted only when asked (sensitive ones never). */
@@ -181,7 +207,7 @@ export class ProjectEnv {
     return { project, envs: rows.map((row) => this.toEnvVar(row, options.decrypt)) };
   }
 
-  /** One variable, decrypted (as Vercel's single-variable endpoint returns it). */
+  /** One variable, decrypted unless sensitive (as Vercel's single-variable endpoint returns it). */
   async get(actor: Actor, idOrName: string, id: string): Promise<EnvVar> {
     assertCanChangeProjects(actor);
     const project = await findProject(this.db, actor.team.id, idOrName);

@@ -29,6 +29,9 @@ export interface ResourceRecord<Details> {
   rotationKey: string | null;
 }
 
+/** Where a record's credential is sealed: bound to its row and column. */
+const sealedAt = (id: string, column: 'secret' | 'pending_secret') => ({ table: 'provider_resources', id, column }) as const;
+
 const STATUS: Record<RecordState, ResourceStatus> = {
   provisioning: 'pending',
   ready: 'ready',
@@ -54,8 +57,8 @@ export class ResourceRecords<Details> {
       billingPlanId: row.billing_plan_id,
       state: row.state,
       details: row.details,
-      secret: row.secret === null ? undefined : this.box.open(row.secret),
-      pendingSecret: row.pending_secret === null ? undefined : this.box.open(row.pending_secret),
+      secret: row.secret === null ? undefined : this.box.open(row.secret, sealedAt(row.id, 'secret')),
+      pendingSecret: row.pending_secret === null ? undefined : this.box.open(row.pending_secret, sealedAt(row.id, 'pending_secret')),
       provisionKey: row.provision_key,
       rotationKey: row.rotation_key,
     };
@@ -94,7 +97,7 @@ export class ResourceRecords<Details> {
         JSON.stringify(request.metadata),
         request.billingPlanId,
         JSON.stringify(details(id)),
-        this.box.seal(randomBase62(32)),
+        this.box.seal(randomBase62(32), sealedAt(id, 'secret')),
         request.idempotencyKey,
       ],
     );
@@ -168,18 +171,32 @@ export class ResourceRecords<Details> {
     const fresh = randomBase62(32);
     await this.db.query('UPDATE provider_resources SET pending_secret = $2, rotation_key = $3, updated_at = now() WHERE id = $1', [
       record.id,
-      this.box.seal(fresh),
+      this.box.seal(fresh, sealedAt(record.id, 'pending_secret')),
       rotationKey,
     ]);
     return { ...record, rotationKey, secret: fresh, pendingSecret: fresh };
   }
 
-  /** The server now has the rotation's credential: it becomes the current one. */
+  /**
+   * The server now has the rotation's credential: it becomes the current one. Sealed values are
+   * bound to their column, so it is opened and sealed again as `secret` (not copied in SQL); the
+   * update is conditional on the pending value read, and is tried again if a rotation changed it.
+   */
   async promote(id: string): Promise<void> {
-    await this.db.query(
-      'UPDATE provider_resources SET secret = pending_secret, pending_secret = NULL, updated_at = now() WHERE id = $1 AND pending_secret IS NOT NULL',
-      [id],
-    );
+    for (;;) {
+      const { rows } = await this.db.query<{ pending_secret: string | null }>(
+        'SELECT pending_secret FROM provider_resources WHERE id = $1',
+        [id],
+      );
+      const pending = rows[0]?.pending_secret;
+      if (pending == null) return;
+      const secret = this.box.seal(this.box.open(pending, sealedAt(id, 'pending_secret')), sealedAt(id, 'secret'));
+      const { rowCount } = await this.db.query(
+        'UPDATE provider_resources SET secret = $2, pending_secret = NULL, updated_at = now() WHERE id = $1 AND pending_secret = $3',
+        [id, secret, pending],
+      );
+      if (rowCount) return;
+    }
   }
 
   /** The record an update applies to, and the record as the update leaves it; 409 once deleted. */

@@ -202,6 +202,7 @@ export class StoreConnections {
     }
     // One statement for all of them: this runs for every connected project when secrets change.
     if (variables.length > 0) {
+      const ids = variables.map(() => newId('env')); // made first: each value is sealed for its row
       await tx.query(
         `INSERT INTO project_env (id, project_id, key, value, type, targets, store_id, created_by)
          SELECT v.id, $1, v.key, v.value, $2, v.targets, $3, $4 FROM unnest($5::text[], $6::text[], $7::text[], $8::jsonb[]) AS v(id, key, value, targets)`,
@@ -210,9 +211,9 @@ export class StoreConnections {
           to.sensitive ? 'sensitive' : 'encrypted',
           store.id,
           to.createdBy,
-          variables.map(() => newId('env')),
+          ids,
           variables.map((v) => v.key),
-          variables.map((v) => this.box.seal(v.value)),
+          variables.map((v, i) => this.box.seal(v.value, { table: 'project_env', id: ids[i]!, column: 'value' })),
           variables.map((v) => JSON.stringify(v.targets)),
         ],
       );

@@ -54,21 +54,21 @@ export interface Store {
 }
 
 /** Secrets as a store keeps them: sealed, and a summary (names and lengths) the API shows. */
-export function sealSecrets(box: SecretBox, secrets: Secret[]): { sealed: string; summary: string } {
+export function sealSecrets(box: SecretBox, storeId: string, secrets: Secret[]): { sealed: string; summary: string } {
   const clean = secrets.map(({ name, value, environmentOverrides }) => ({
     name,
     value,
     ...(environmentOverrides && { environmentOverrides }),
   }));
   const summary: SecretSummary[] = clean.map((secret) => ({ name: secret.name, length: secret.value.length }));
-  return { sealed: box.seal(JSON.stringify(clean)), summary: JSON.stringify(summary) };
+  return { sealed: box.seal(JSON.stringify(clean), { table: 'stores', id: storeId, column: 'secrets' }), summary: JSON.stringify(summary) };
 }
 
 /** A store's secrets, opened. */
 export async function readSecrets(db: Queryable, box: SecretBox, storeId: string): Promise<Secret[]> {
   const { rows } = await db.query<{ secrets: string | null }>('SELECT secrets FROM stores WHERE id = $1', [storeId]);
   const sealed = rows[0]?.secrets;
-  return sealed ? (JSON.parse(box.open(sealed)) as Secret[]) : [];
+  return sealed ? (JSON.parse(box.open(sealed, { table: 'stores', id: storeId, column: 'secrets' })) as Secret[]) : [];
 }
 
 /** The store status a provider's resource status shows as. */

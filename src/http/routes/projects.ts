@@ -105,14 +105,14 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
             required: ['envs', 'pagination'],
             properties: { envs: { type: 'array', items: { $ref: 'EnvVar#' } }, pagination: { $ref: 'Pagination#' } },
           },
-          ...errorResponses(400, 401, 403, 404),
+          ...errorResponses(400, 401, 403, 404, 409),
         },
       },
     },
     async (request) => {
       const decrypt = request.query.decrypt === 'true';
       const { envs } = await env.list(request.actor, request.params.idOrName, { decrypt, target: request.query.target });
-      return { envs: envs.map((e) => toEnvVar(e, decrypt)), pagination: { count: envs.length, next: null, prev: null } };
+      return { envs: envs.map(toEnvVar), pagination: { count: envs.length, next: null, prev: null } };
     },
   );
 
@@ -125,10 +125,10 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
         tags,
         params: { type: 'object', required: ['idOrName', 'id'], properties: { idOrName: { type: 'string' }, id: { type: 'string' } } },
         querystring: { type: 'object', properties: teamQuery },
-        response: { 200: { $ref: 'EnvVar#' }, ...errorResponses(400, 401, 403, 404) },
+        response: { 200: { $ref: 'EnvVar#' }, ...errorResponses(400, 401, 403, 404, 409) },
       },
     },
-    async (request) => toEnvVar(await env.get(request.actor, request.params.idOrName, request.params.id), true),
+    async (request) => toEnvVar(await env.get(request.actor, request.params.idOrName, request.params.id)),
   );
 
   app.get<{ Params: { idOrName: string; target: string }; Querystring: TeamQuery & { source?: string } }>(
@@ -154,7 +154,7 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
               buildEnv: { type: 'object', additionalProperties: { type: 'string' } },
             },
           },
-          ...errorResponses(400, 401, 403, 404),
+          ...errorResponses(400, 401, 403, 404, 409),
         },
       },
     },
