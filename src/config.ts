@@ -1,5 +1,7 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_MAX_BODY_BYTES } from './outbound/outbound-http.ts';
 
 /** The catalog shipped with Storehouse, used when STOREHOUSE_CATALOG is not set. */
 export const DEFAULT_CATALOG_PATH = fileURLToPath(new URL('../catalog/default.yaml', import.meta.url));
@@ -55,6 +57,8 @@ export interface Config {
   partnerTimeoutMs: number;
   /** Retries of a partner call after a network error, a timeout or a 5xx. */
   partnerRetries: number;
+  /** The most bytes of an answer Storehouse reads from a server it calls (partner servers); past them the call fails with a 502. */
+  outboundMaxBodyBytes: number;
   /** How long a store a partner answered `pending` for may take to become ready before it is marked `error`. */
   pendingTimeoutMs: number;
   /** Storehouse's base URL as partners reach it (callbacks, JWKS); default: the address it listens on. */
@@ -65,6 +69,12 @@ export interface Config {
   redisUrl: string | undefined;
   /** How long a rate-limit count may wait on Redis before the node counts in process instead. */
   rateLimitRedisTimeoutMs: number;
+  /** After Redis failed a count, how long the node counts in process before it asks Redis again (one probe at a time). */
+  rateLimitRedisCooldownMs: number;
+  /** Failed authentications per client address per minute before the address gets 429 (0: no limit). */
+  authFailureLimit: number;
+  /** Whose X-Forwarded-For to believe for the client address (Fastify's `trustProxy`): nobody's by default. */
+  trustProxy: boolean | string[];
 }
 
 export class ConfigError extends Error {}
@@ -135,6 +145,32 @@ function httpUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return url.replace(/\/+$/, '');
 }
 
+/** proxy-addr's names for address ranges, which Fastify's `trustProxy` accepts besides addresses and CIDRs. */
+const PROXY_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
+
+/**
+ * Fastify's `trustProxy`: `true` (every hop: only when nothing but the proxy can reach Storehouse),
+ * or a comma-separated list of proxy addresses, CIDRs and proxy-addr's range names. Not a number
+ * of hops: Fastify trusts no one for a number, since a hop count cannot tell a proxy from a client.
+ */
+function trustProxy(env: NodeJS.ProcessEnv, name: string): boolean | string[] {
+  const raw = nonEmpty(env, name)?.trim();
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true') return true;
+  const entries = raw.split(',').map((entry) => entry.trim());
+  for (const entry of entries) {
+    const [address, bits, extra] = entry.split('/');
+    const family = isIP(address ?? '');
+    const prefixOk = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+    if (!(PROXY_RANGES.includes(entry) || (family !== 0 && prefixOk && extra === undefined))) {
+      throw new ConfigError(
+        `${name} must be true, false, or a comma-separated list of proxy addresses, CIDRs, ${PROXY_RANGES.join(', ')}; got "${entry}"`,
+      );
+    }
+  }
+  return entries;
+}
+
 /** Reads the configuration from the environment; every variable is documented in the README. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = env.LOG_LEVEL || 'info';
@@ -188,8 +224,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitStoreUpdates: integer(env, 'STOREHOUSE_RATE_LIMIT_STORE_UPDATES', 100, 0, 1_000_000_000),
     redisUrl: redisUrl(env, 'REDIS_URL'),
     rateLimitRedisTimeoutMs: integer(env, 'STOREHOUSE_RATE_LIMIT_REDIS_TIMEOUT_MS', 250, 10, 60_000),
+    rateLimitRedisCooldownMs: integer(env, 'STOREHOUSE_RATE_LIMIT_REDIS_COOLDOWN_MS', 1_000, 10, 600_000),
+    authFailureLimit: integer(env, 'STOREHOUSE_AUTH_FAILURE_LIMIT', 60, 0, 1_000_000_000),
+    trustProxy: trustProxy(env, 'STOREHOUSE_TRUST_PROXY'),
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
+    outboundMaxBodyBytes: integer(env, 'STOREHOUSE_OUTBOUND_MAX_BODY_BYTES', DEFAULT_MAX_BODY_BYTES, 1024, 1_073_741_824),
     pendingTimeoutMs: integer(env, 'STOREHOUSE_PENDING_TIMEOUT_MS', 1_800_000, 1_000, 86_400_000),
     publicUrl: httpUrl(env, 'STOREHOUSE_PUBLIC_URL'),
     oidcIssuer: httpUrl(env, 'STOREHOUSE_OIDC_ISSUER'),

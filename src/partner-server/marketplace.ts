@@ -5,13 +5,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { DEFAULT_MAX_BODY_BYTES, OutboundFailure, send } from '../outbound/outbound-http.ts';
 
 /** What the marketplace answered: its status (0 when it could not be reached) and body. */
 export interface MarketplaceAnswer {
   status: number;
   /** The parsed JSON body; the raw text when it is not JSON; null when empty. */
   body: unknown;
-  /** Why there is no answer, when status is 0. */
+  /** Why there is no answer (status 0), or why it was not read (a redirect, not followed; a body past the limit). */
   error?: string;
 }
 
@@ -32,19 +33,23 @@ export class MarketplaceClient {
     const token = await this.tokenOf(installationId);
     if (!token) return { status: 0, body: null, error: `no access token for installation ${installationId} (it was never upserted)` };
     const url = `${this.baseUrl.replace(/\/+$/, '')}${path}`;
-    let response: Response;
+    let text: string;
+    let status: number;
     try {
-      response = await fetch(url, {
-        method,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.any([AbortSignal.timeout(TIMEOUT_MS), this.closing.signal]),
-      });
+      // Through the outbound module, as Storehouse's own calls: a redirect would carry the access token elsewhere.
+      ({ status, text } = await send(
+        url,
+        {
+          method,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json' },
+          body: JSON.stringify(body),
+        },
+        { timeoutMs: TIMEOUT_MS, maxBodyBytes: DEFAULT_MAX_BODY_BYTES, signal: this.closing.signal },
+      ));
     } catch (error) {
-      const cause = (error as { cause?: { code?: string } }).cause?.code;
-      return { status: 0, body: null, error: `${method} ${url}: ${cause ?? (error as Error).message}` };
+      if (!(error instanceof OutboundFailure)) throw error;
+      return { status: error.status, body: null, error: `${method} ${url}: ${error.message}` };
     }
-    const text = await response.text().catch(() => '');
     let parsed: unknown = null;
     if (text !== '') {
       try {
@@ -53,7 +58,7 @@ export class MarketplaceClient {
         parsed = text;
       }
     }
-    return { status: response.status, body: parsed };
+    return { status, body: parsed };
   }
 
   /**

@@ -4,10 +4,13 @@
  * Idempotency-Key that stays the same across retries. Network errors, timeouts and 5xx answers
  * are retried a bounded number of times with exponential backoff and jitter; any 2xx is success,
  * a body is parsed only when there is one, and what it must hold is checked against the partner
- * contract (partner-contract.ts).
+ * contract (partner-contract.ts). Calls go through src/outbound/outbound-http.ts: a redirect is
+ * never followed (502 `provider_redirect`), an answer past STOREHOUSE_OUTBOUND_MAX_BODY_BYTES is
+ * not read, and what the partner says goes into Storehouse's messages as a short excerpt only.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AppError } from '../errors.ts';
+import { excerpt, OutboundFailure, send, type OutboundAnswer } from '../outbound/outbound-http.ts';
 import { checkAnswer, type ContractName } from './partner-contract.ts';
 import type { SigningKeys } from './signing-keys.ts';
 
@@ -39,6 +42,8 @@ export interface PartnerClientOptions {
   issuer: () => string;
   /** How long one attempt may take. */
   timeoutMs: number;
+  /** The most bytes of an answer read (STOREHOUSE_OUTBOUND_MAX_BODY_BYTES). */
+  maxBodyBytes: number;
   /** Attempts after the first, on network errors, timeouts and 5xx. */
   retries: number;
   /** The first backoff; each retry doubles it (with jitter). */
@@ -101,23 +106,30 @@ export class PartnerClient {
       const { token, style } = await this.token(call.identity);
       headers.authorization = `Bearer ${token}`;
       headers['x-vercel-auth'] = style;
-      let response: Response;
-      let text: string;
+      let answer: OutboundAnswer;
       try {
-        response = await fetch(url, { method: call.method, headers, body, signal: AbortSignal.timeout(this.options.timeoutMs) });
-        text = await response.text();
+        answer = await send(url, { method: call.method, headers, body }, this.options);
       } catch (error) {
-        const cause = (error as { cause?: { code?: string } }).cause?.code;
-        lastFailure =
-          (error as Error).name === 'TimeoutError' ? `no answer within ${this.options.timeoutMs} ms` : (cause ?? (error as Error).message);
-        continue;
+        if (!(error instanceof OutboundFailure)) throw error;
+        if (error.kind === 'redirect') throw redirected(label, error);
+        if (error.kind === 'too_large') {
+          // A success too large to read took effect all the same: a contract fault, as an unreadable
+          // answer is, unless the call needs no answer. An error's status is enough without its body.
+          if (error.status < 300 && !call.answer) return undefined as T;
+          if (error.status < 300) throw tooLarge(label, this.options.maxBodyBytes);
+          answer = { status: error.status, headers: new Headers(), text: '' };
+        } else {
+          lastFailure = error.message;
+          continue;
+        }
       }
-      if (response.status >= 500) {
-        lastFailure = `${response.status}${errorDetail(text)}`;
+      const { status: answered, text } = answer;
+      if (answered >= 500) {
+        lastFailure = `${answered}${errorDetail(text)}`;
         if (attempt < this.options.retries) continue;
-        throw new PartnerError(502, 'provider_error', `The partner server answered ${label} with ${lastFailure}`, response.status);
+        throw new PartnerError(502, 'provider_error', `The partner server answered ${label} with ${lastFailure}`, answered);
       }
-      if (response.status >= 300) throw refusal(label, response.status, text);
+      if (answered >= 300) throw refusal(label, answered, text);
       if (!call.answer) return undefined as T;
       let parsed: unknown;
       try {
@@ -131,7 +143,7 @@ export class PartnerClient {
         throw new AppError(
           502,
           'provider_invalid_response',
-          `The partner server answered ${label} with ${response.status} and no body; the partner API expects a JSON body`,
+          `The partner server answered ${label} with ${answered} and no body; the partner API expects a JSON body`,
         );
       }
       return checkAnswer<T>(call.answer, parsed, label);
@@ -146,37 +158,72 @@ export class PartnerClient {
 }
 
 /** The partner's error body, `{error:{code,message,fields?}}`, when it sent one. */
-function parseError(text: string): { code?: string; message?: string; fields?: unknown } | undefined {
+function parseError(text: string): { code?: unknown; message?: unknown; fields?: unknown } | undefined {
   try {
     const body = JSON.parse(text) as { error?: unknown };
-    return typeof body.error === 'object' && body.error !== null ? (body.error as { code?: string; message?: string }) : undefined;
+    return typeof body.error === 'object' && body.error !== null ? (body.error as { code?: unknown; message?: unknown }) : undefined;
   } catch {
     return undefined;
   }
 }
 
-function errorDetail(text: string): string {
-  const error = parseError(text);
-  if (error?.message || error?.code) return ` (${[error.code, error.message].filter(Boolean).join(': ')})`;
-  return text ? ` (${JSON.stringify(text.slice(0, 120))})` : '';
+/** A partner's error code, when it is one (letters, digits, `_`, `.`, `-`): it may become Storehouse's own answer's code. */
+function codeOf(error: { code?: unknown } | undefined): string | undefined {
+  return typeof error?.code === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(error.code) ? error.code : undefined;
 }
 
+/** What the partner said, for a message: its code and message, or its text, as a short sanitised excerpt. */
+function errorDetail(text: string): string {
+  const error = parseError(text);
+  const said = error ? [codeOf(error), typeof error.message === 'string' ? error.message : undefined].filter(Boolean).join(': ') : '';
+  if (said) return ` (${excerpt(said)})`;
+  const quoted = excerpt(text);
+  return quoted ? ` (${JSON.stringify(quoted)})` : '';
+}
+
+/** The partner's `fields` of a 400, passed on to the caller: `{key, message}` pairs only, a few, each excerpted. */
+function fieldsOf(error: { fields?: unknown } | undefined): Array<{ key: string; message: string }> | undefined {
+  if (!Array.isArray(error?.fields)) return undefined;
+  return error.fields
+    .filter((field): field is { key: string; message?: unknown } => typeof field?.key === 'string')
+    .slice(0, MAX_FIELDS)
+    .map((field) => ({ key: excerpt(field.key, 100), message: typeof field.message === 'string' ? excerpt(field.message) : '' }));
+}
+
+const MAX_FIELDS = 20;
+
 /**
- * A 4xx (or unexpected 3xx) answer. What the caller can act on keeps its status: 400 (with the
- * partner's `fields`), 404 (gone) and 409 (conflict). Anything else (the partner refusing
- * Storehouse's own token, say) is the provider's failure, 502, never a 401 or 403 to a caller
- * whose own token is fine.
+ * A 4xx answer. What the caller can act on keeps its status: 400 (with the partner's `fields`),
+ * 404 (gone) and 409 (conflict). Anything else (the partner refusing Storehouse's own token,
+ * say) is the provider's failure, 502, never a 401 or 403 to a caller whose own token is fine.
  */
 function refusal(label: string, status: number, text: string): PartnerError {
   const error = parseError(text);
-  const code = typeof error?.code === 'string' ? error.code : status === 404 ? 'not_found' : 'provider_refused';
+  const code = codeOf(error) ?? (status === 404 ? 'not_found' : 'provider_refused');
   const message = `The partner server answered ${label} with ${status}${errorDetail(text)}`;
   const kept = status === 400 || status === 404 || status === 409;
+  const fields = fieldsOf(error);
+  return new PartnerError(kept ? status : 502, kept ? code : 'provider_refused', message, status, fields ? { fields } : {});
+}
+
+/**
+ * A 3xx answer: the partner API documents none (docs/partner-api.md §1), and following one would
+ * send the call, its token and its body (an upsert's access token) wherever the partner points,
+ * Storehouse's own network included. A definite refusal: it is not retried.
+ */
+function redirected(label: string, failure: OutboundFailure): PartnerError {
   return new PartnerError(
-    kept ? status : 502,
-    kept ? code : 'provider_refused',
-    message,
-    status,
-    Array.isArray(error?.fields) ? { fields: error.fields } : {},
+    502,
+    'provider_redirect',
+    `The partner server answered ${label} with ${failure.message}: the partner API has no redirects, and Storehouse follows none`,
+    failure.status,
+  );
+}
+
+function tooLarge(label: string, max: number): AppError {
+  return new AppError(
+    502,
+    'provider_invalid_response',
+    `The partner server's answer to ${label} is larger than ${max} bytes (STOREHOUSE_OUTBOUND_MAX_BODY_BYTES); Storehouse stopped reading it`,
   );
 }

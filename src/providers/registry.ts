@@ -116,6 +116,7 @@ export class Providers {
         keys: context.keys,
         issuer: context.issuer,
         timeoutMs: this.config.partnerTimeoutMs,
+        maxBodyBytes: this.config.outboundMaxBodyBytes,
         retries: this.config.partnerRetries,
         backoffMs: 200,
       });
