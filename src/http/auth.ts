@@ -1,7 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isIPv4 } from 'node:net';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { AppError } from '../errors.ts';
 import type { Access, Actor, TeamSelector } from '../tenancy/access.ts';
 import type { Principal } from '../tenancy/tokens.ts';
+import type { RateLimits } from './rate-limit.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,18 +19,55 @@ declare module 'fastify' {
 }
 
 /**
+ * The key failed authentications are counted under: the client's address as Fastify gives it
+ * (`request.ip`, which believes X-Forwarded-For only from the proxies `trustProxy` names), an
+ * IPv4-mapped IPv6 address as IPv4, and IPv6 by its /64, the block one subscriber gets.
+ */
+export function clientAddressKey(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (isIPv4(ip) || !ip.includes(':')) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+/**
  * Every route but the public ones needs `Authorization: Bearer`: the token is checked first
  * (401), and once the query is validated the team is resolved from `teamId`/`slug` (403 for a
  * team the caller is not in).
+ *
+ * Failed authentications are counted per client address (issue 17): past the limit, the address
+ * is refused with 429 before its token is looked up, unless the token is one that authenticated
+ * on this node lately (`Access.recentlyAuthenticated`), which is then checked as usual.
  */
-export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { access: Access }) {
-  const { access } = options;
+export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { access: Access; limits?: RateLimits }) {
+  const { access, limits } = options;
   app.decorateRequest('principal', null as unknown as Principal);
   app.decorateRequest('actor', null as unknown as Actor);
+  const countsFailures = limits?.limitsAuthFailures === true;
 
-  app.addHook('onRequest', async (request: FastifyRequest) => {
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.routeOptions.config.public || !request.routeOptions.url) return;
-    request.principal = await access.principal(request.headers.authorization);
+    if (!countsFailures) {
+      request.principal = await access.principal(request.headers.authorization);
+      return;
+    }
+    const address = clientAddressKey(request.ip);
+    if (limits!.failuresSpent(address) && !access.recentlyAuthenticated(request.headers.authorization)) {
+      limits!.refuseAddress(address, reply);
+    }
+    try {
+      request.principal = await access.principal(request.headers.authorization);
+    } catch (error) {
+      if (error instanceof AppError && error.status === 401) await limits!.authFailure(address, reply);
+      throw error;
+    }
   });
 
   app.addHook('preHandler', async (request: FastifyRequest) => {

@@ -1,9 +1,11 @@
 /**
  * Rate limits, as Vercel applies them: a general limit per token, and route limits per team
  * (store creates: 100 a minute, as Vercel documents) or per installation (the marketplace API's
- * calls, docs/partner-api.md §7). Counted in process on a single node, and
- * in Redis when REDIS_URL is set, so every node behind a balancer shares the counts; if Redis
- * cannot be reached the node falls back to counting in process rather than refusing service.
+ * calls, docs/partner-api.md §7); and failed authentications per client address (issue 17).
+ * Counted in process on a single node, and in Redis when REDIS_URL is set, so every node behind a
+ * balancer shares the counts. If Redis fails a count (refused, lost, or not answering within the
+ * timeout) a circuit breaker (redis-breaker.ts) has the node count in process, asking Redis
+ * nothing, until a probe finds it answering again: rather than refuse service or wait on it.
  *
  * Every limited response carries X-RateLimit-Limit/Remaining/Reset; a 429 also `Retry-After`
  * (seconds, which @vercel/sdk's retries honour), `retry-after-ms`, and Vercel's
@@ -15,6 +17,7 @@ import { Redis } from 'ioredis';
 import type { RateLimiterRes } from 'rate-limiter-flexible';
 import { AppError } from '../errors.ts';
 import type { Access } from '../tenancy/access.ts';
+import { type BreakerState, RedisBreaker } from './redis-breaker.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -23,6 +26,10 @@ declare module 'fastify' {
      * team; `{name, key}` counts per whatever `key` names of the request (an installation).
      */
     rateLimit?: string | KeyedLimit;
+  }
+  interface FastifyInstance {
+    /** The app's rate limits (their Redis breaker's state is what tests and operators look at). */
+    rateLimits: RateLimits;
   }
 }
 
@@ -38,6 +45,8 @@ export interface RateLimitSettings {
   requestsPerMinute: number;
   /** Limits per minute of the routes that name them (`config.rateLimit`), per team or per their own key. */
   routes: Record<string, number>;
+  /** Failed authentications per client address per minute; 0 (or absent) turns the limit off. */
+  authFailuresPerMinute?: number | undefined;
   /** Shares the counts across nodes. */
   redisUrl?: string | undefined;
   /**
@@ -45,6 +54,8 @@ export interface RateLimitSettings {
    * Redis that hangs (paused, half-open) must not hang every request with it.
    */
   redisTimeoutMs?: number | undefined;
+  /** After a failed count, how long the node counts in process before it asks Redis again. */
+  redisCooldownMs?: number | undefined;
 }
 
 /** Where a request leaves a limit: what is left of the window, and when it starts again. */
@@ -62,6 +73,8 @@ interface Limit {
 
 const WINDOW_SECONDS = 60;
 const WINDOW_MS = WINDOW_SECONDS * 1000;
+/** Client addresses counted at once in process: the failure limit's keys come from anyone, not only from token holders. */
+const MAX_ADDRESSES = 100_000;
 
 /**
  * A fixed window counted in this process: synchronous, since it is on every request's path
@@ -71,7 +84,10 @@ class MemoryWindow {
   private readonly windows = new Map<string, { used: number; resetAt: number }>();
   private sweptAt = Date.now();
 
-  constructor(private readonly total: number) {}
+  constructor(
+    private readonly total: number,
+    private readonly maxKeys = Number.POSITIVE_INFINITY,
+  ) {}
 
   count(key: string): Count {
     const now = Date.now();
@@ -79,6 +95,9 @@ class MemoryWindow {
     let window = this.windows.get(key);
     if (!window || window.resetAt <= now) {
       window = { used: 0, resetAt: now + WINDOW_MS };
+      this.windows.delete(key);
+      // Full: the oldest window goes (its key starts over), so memory stays bounded whoever sends keys.
+      if (this.windows.size >= this.maxKeys) this.windows.delete(this.windows.keys().next().value!);
       this.windows.set(key, window);
     }
     window.used++;
@@ -94,79 +113,118 @@ class MemoryWindow {
 
 type RateLimiterLibrary = typeof import('rate-limiter-flexible');
 
-/** A limit counted atomically in Redis, shared by every node; counted in process while Redis cannot be reached. */
-function redisLimit(library: RateLimiterLibrary, redis: Redis, name: string, total: number): Limit {
-  const { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } = library;
+/** A limit counted atomically in Redis, shared by every node; counted in process while the breaker is open. */
+function redisLimit(
+  library: RateLimiterLibrary,
+  redis: Redis,
+  breaker: RedisBreaker,
+  name: string,
+  total: number,
+  maxKeys?: number,
+): Limit {
+  const { RateLimiterRedis, RateLimiterRes } = library;
   const limiter = new RateLimiterRedis({
     storeClient: redis,
     points: total,
     duration: WINDOW_SECONDS,
     keyPrefix: `storehouse:rl:${name}`,
-    insuranceLimiter: new RateLimiterMemory({ points: total, duration: WINDOW_SECONDS, keyPrefix: name }),
+    // Not connected (starting, reconnecting): fail at once, and the breaker counts in process.
     rejectIfRedisNotReady: true,
   });
+  const memory = new MemoryWindow(total, maxKeys);
   const asCount = (result: RateLimiterRes, limited: boolean): Count => ({
     remaining: Math.max(0, result.remainingPoints),
     msBeforeNext: result.msBeforeNext,
     limited,
   });
+  const isAnswer = (error: unknown) => error instanceof RateLimiterRes;
   return {
     name,
     total,
-    count: (key) =>
-      limiter.consume(key).then(
-        (result) => asCount(result, false),
-        (error) => {
-          if (error instanceof RateLimiterRes) return asCount(error, true);
-          throw error;
-        },
-      ),
+    count: async (key) => {
+      const result = await breaker.run(() => limiter.consume(key), isAnswer);
+      if (!result) return memory.count(key);
+      return 'value' in result ? asCount(result.value, false) : asCount(result.error as RateLimiterRes, true);
+    },
   };
 }
 
 export class RateLimits {
   private readonly redis: Redis | undefined;
+  private readonly breaker: RedisBreaker | undefined;
   private readonly token: Limit | undefined;
+  private readonly failures: Limit | undefined;
+  /**
+   * Addresses this node last counted past the failure limit, until their window ends: they are
+   * refused without asking Redis, so a flood of bad tokens costs a map lookup each.
+   */
+  private readonly blocked = new Map<string, number>();
   private readonly routes = new Map<string, Limit>();
 
   /** Loads the Redis limiter only when there is a Redis to count in (it is not small). */
-  static async create(settings: RateLimitSettings, onError?: (error: Error) => void): Promise<RateLimits> {
-    return new RateLimits(settings, settings.redisUrl ? await import('rate-limiter-flexible') : undefined, onError);
+  static async create(settings: RateLimitSettings, onError?: (error: Error) => void, onRecovered?: () => void): Promise<RateLimits> {
+    const library = settings.redisUrl ? await import('rate-limiter-flexible') : undefined;
+    return new RateLimits(settings, library, onError, onRecovered);
   }
 
-  private constructor(settings: RateLimitSettings, library: RateLimiterLibrary | undefined, onError?: (error: Error) => void) {
-    let limit = (name: string, total: number): Limit => {
-      const memory = new MemoryWindow(total);
+  private constructor(
+    settings: RateLimitSettings,
+    library: RateLimiterLibrary | undefined,
+    onError?: (error: Error) => void,
+    onRecovered?: () => void,
+  ) {
+    let limit = (name: string, total: number, maxKeys?: number): Limit => {
+      const memory = new MemoryWindow(total, maxKeys);
       return { name, total, count: (key) => memory.count(key) };
     };
     if (settings.redisUrl && library) {
       const timeoutMs = settings.redisTimeoutMs ?? 250;
       const redis = new Redis(settings.redisUrl, {
+        // Nothing waits for a connection, and nothing failed is sent again later: a count that
+        // did not reach Redis in time was made in process, and must not be made twice.
         enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
         lazyConnect: false,
-        // A command not answered in time fails, and the limiter counts in process (its insurance).
         commandTimeout: timeoutMs,
         connectTimeout: Math.max(timeoutMs, 1000),
       });
-      redis.on('error', (error: Error) => onError?.(new Error(`rate-limit Redis: ${error.message}`)));
+      redis.on('error', () => {}); // the breaker reports what matters, once per outage
+      const breaker = new RedisBreaker(redis, settings.redisCooldownMs ?? 1000, {
+        open: (error) => onError?.(new Error(`rate-limit Redis: ${error.message}`)),
+        close: () => onRecovered?.(),
+      });
       this.redis = redis;
-      limit = (name, total) => redisLimit(library, redis, name, total);
+      this.breaker = breaker;
+      limit = (name, total, maxKeys) => redisLimit(library, redis, breaker, name, total, maxKeys);
     }
     if (settings.requestsPerMinute > 0) this.token = limit('api-requests', settings.requestsPerMinute);
+    if ((settings.authFailuresPerMinute ?? 0) > 0) this.failures = limit('auth-failures', settings.authFailuresPerMinute!, MAX_ADDRESSES);
     for (const [route, total] of Object.entries(settings.routes)) if (total > 0) this.routes.set(route, limit(route, total));
   }
 
+  /** The Redis breaker's state; undefined when there is no Redis. */
+  get redisState(): BreakerState | undefined {
+    return this.breaker?.state;
+  }
+
   /** Counts a request against a limit: sets the X-RateLimit headers, and throws a 429 once it is spent. */
-  private async consume(limit: Limit, key: string, reply: FastifyReply): Promise<void> {
+  private async consume(limit: Limit, key: string, reply: FastifyReply): Promise<Count> {
     const counted = limit.count(key);
     const count = counted instanceof Promise ? await counted : counted;
-    const resetMs = Date.now() + count.msBeforeNext;
-    const reset = Math.ceil(resetMs / 1000);
+    this.setHeaders(limit, count, reply);
+    if (count.limited) this.refuse(limit, count, reply);
+    return count;
+  }
+
+  private setHeaders(limit: Limit, count: Count, reply: FastifyReply): void {
     reply.header('x-ratelimit-limit', limit.total);
     reply.header('x-ratelimit-remaining', count.remaining);
-    reply.header('x-ratelimit-reset', reset);
-    if (!count.limited) return;
+    reply.header('x-ratelimit-reset', Math.ceil((Date.now() + count.msBeforeNext) / 1000));
+  }
+
+  private refuse(limit: Limit, count: Count, reply: FastifyReply): never {
+    const resetMs = Date.now() + count.msBeforeNext;
     const seconds = Math.max(1, Math.ceil(count.msBeforeNext / 1000));
     reply.header('retry-after', seconds);
     reply.header('retry-after-ms', Math.max(0, count.msBeforeNext));
@@ -175,7 +233,7 @@ export class RateLimits {
       'rate_limited',
       `The rate limit of ${limit.total} exceeded for '${limit.name}'. Try again in ${seconds} second${seconds === 1 ? '' : 's'}`,
       {
-        limit: { remaining: 0, reset, resetMs, total: limit.total },
+        limit: { remaining: 0, reset: Math.ceil(resetMs / 1000), resetMs, total: limit.total },
       },
     );
   }
@@ -190,7 +248,45 @@ export class RateLimits {
     if (limit) await this.consume(limit, key, reply);
   }
 
+  /** Whether failed authentications are limited at all. */
+  get limitsAuthFailures(): boolean {
+    return this.failures !== undefined;
+  }
+
+  /** Whether this node counted `address` past the failure limit in the current window (no Redis call). */
+  failuresSpent(address: string): boolean {
+    const until = this.blocked.get(address);
+    if (until === undefined) return false;
+    if (until > Date.now()) return true;
+    this.blocked.delete(address);
+    return false;
+  }
+
+  /** The 429 of an address past the failure limit: the headers and body of every other 429. */
+  refuseAddress(address: string, reply: FastifyReply): never {
+    const count = { remaining: 0, msBeforeNext: Math.max(0, (this.blocked.get(address) ?? Date.now()) - Date.now()), limited: true };
+    this.setHeaders(this.failures!, count, reply);
+    this.refuse(this.failures!, count, reply);
+  }
+
+  /**
+   * Counts a failed authentication from `address`. Once the window's bound is used up the address
+   * is refused here, before its next token is hashed or looked up; past it (another node counted
+   * the rest), this request is the 429 too.
+   */
+  async authFailure(address: string, reply: FastifyReply): Promise<void> {
+    if (!this.failures) return;
+    const counted = this.failures.count(address);
+    const count = counted instanceof Promise ? await counted : counted;
+    if (count.remaining > 0) return;
+    this.blocked.delete(address);
+    if (this.blocked.size >= MAX_ADDRESSES) this.blocked.delete(this.blocked.keys().next().value!);
+    this.blocked.set(address, Date.now() + count.msBeforeNext);
+    if (count.limited) this.refuseAddress(address, reply);
+  }
+
   async close(): Promise<void> {
+    this.breaker?.stop();
     this.redis?.disconnect();
   }
 }
@@ -202,6 +298,7 @@ export class RateLimits {
  */
 export const rateLimitPlugin = fp(async function rateLimitPlugin(app: FastifyInstance, options: { limits: RateLimits; access: Access }) {
   const { limits, access } = options;
+  app.decorate('rateLimits', limits);
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     if (request.principal) await limits.byToken(request.principal.tokenId, reply);
   });

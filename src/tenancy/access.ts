@@ -3,7 +3,7 @@ import type { Database, Queryable } from '../db/database.ts';
 import { badRequest, forbidden, unauthorized } from '../errors.ts';
 import { hashToken } from '../ids.ts';
 import type { Team, TeamRole } from './teams.ts';
-import { findLiveToken, markTokensUsed, type LiveToken, type Principal } from './tokens.ts';
+import { markTokensUsed, TokenMisses, type LiveToken, type Principal } from './tokens.ts';
 
 /** Who is asking, and for which team, with what role there. */
 export interface Actor extends Principal {
@@ -57,6 +57,9 @@ export async function actorFor(db: Queryable, principal: Principal, selector: Te
 
 /** How often the tokens used since the last time get their `last_used_at` written. */
 const MARK_USED_EVERY_MS = 60_000;
+/** How long a token that authenticated here counts as its holder's, for `recentlyAuthenticated`, and how many are kept. */
+const KNOWN_TOKEN_MS = 15 * 60_000;
+const MAX_KNOWN_TOKENS = 10_000;
 
 /**
  * Authentication and team resolution for every request, served from memory between changes:
@@ -66,6 +69,9 @@ const MARK_USED_EVERY_MS = 60_000;
 export class Access {
   private readonly tokens: ReadCache<LiveToken>;
   private readonly actors: ReadCache<Actor>;
+  private readonly misses: TokenMisses;
+  /** Hashes of tokens that authenticated on this node lately, and until when they count (see `recentlyAuthenticated`). */
+  private readonly known = new Map<string, number>();
   private readonly used = new Set<string>();
   private readonly timer: NodeJS.Timeout;
 
@@ -75,21 +81,53 @@ export class Access {
   ) {
     this.tokens = new ReadCache(feed);
     this.actors = new ReadCache(feed);
+    this.misses = new TokenMisses(feed);
     this.timer = setInterval(() => void this.flushUsed().catch(() => {}), MARK_USED_EVERY_MS);
     this.timer.unref();
   }
 
   /** Who the bearer token speaks for; 401 when it is missing, unknown, revoked or expired. */
   async principal(authorization: string | undefined): Promise<Principal> {
-    const value = bearerToken(authorization);
-    const token = await this.tokens.get(hashToken(value), async () => {
-      const found = await findLiveToken(this.db, value);
-      if (!found) throw unauthorized('The bearer token is not valid');
+    const hash = hashToken(bearerToken(authorization));
+    const token = await this.tokens.get(hash, async () => {
+      const found = await this.misses.find(this.db, hash);
+      if (!found) {
+        this.known.delete(hash);
+        throw unauthorized('The bearer token is not valid');
+      }
       return found;
     });
-    if (token.expiresAt && token.expiresAt.getTime() <= Date.now()) throw unauthorized('The bearer token has expired');
+    const now = Date.now();
+    if (token.expiresAt && token.expiresAt.getTime() <= now) {
+      this.known.delete(hash);
+      throw unauthorized('The bearer token has expired');
+    }
     this.used.add(token.principal.tokenId);
+    const knownUntil = this.known.get(hash);
+    // Renewed at half its time, not on every request: this is every request's path.
+    if (knownUntil === undefined || knownUntil - now < KNOWN_TOKEN_MS / 2) {
+      this.known.delete(hash);
+      if (this.known.size >= MAX_KNOWN_TOKENS) this.known.delete(this.known.keys().next().value!);
+      this.known.set(hash, now + KNOWN_TOKEN_MS);
+    }
     return token.principal;
+  }
+
+  /**
+   * Whether this header's token authenticated on this node lately: one hash and a map lookup, no
+   * query. An address past the failed-authentication limit is refused unless its token passes
+   * this (the token is then checked as usual), so a holder sharing an address with an attacker
+   * is not locked out while the attacker's guesses cost nothing.
+   */
+  recentlyAuthenticated(authorization: string | undefined): boolean {
+    let value: string;
+    try {
+      value = bearerToken(authorization);
+    } catch {
+      return false;
+    }
+    const until = this.known.get(hashToken(value));
+    return until !== undefined && until > Date.now();
   }
 
   async actor(principal: Principal, selector: TeamSelector): Promise<Actor> {
