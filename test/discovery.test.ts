@@ -251,7 +251,7 @@ for (const backend of BACKENDS) {
       const notFound = await errorOf(await server.request('/v1/nothing/here'));
       assert.deepEqual([notFound.status, notFound.code], [404, 'not_found']);
       const wrongMethod = await server.request('/v1/integrations/configurations?view=account', { method: 'POST' });
-      assert.equal(wrongMethod.headers.get('allow'), 'GET');
+      assert.equal(wrongMethod.headers.get('allow'), 'GET, HEAD, OPTIONS');
       const method = await errorOf(wrongMethod);
       assert.deepEqual([method.status, method.code, method.message], [405, 'method_unknown', 'This endpoint only responds to GET']);
       const deleteOrGet = await errorOf(await server.request(`/v1/integrations/configuration/${icfg}`, { method: 'PATCH' }));

@@ -143,16 +143,27 @@ for (const backend of BACKENDS) {
         assertVercelError(path, 405, 'method_unknown');
       });
 
-      it('TRACE, PROPFIND and OPTIONS on a route are 405 with Allow; methods Node does not know (FOO, lowercase) are 405 too', async () => {
-        for (const method of ['TRACE', 'PROPFIND', 'OPTIONS', 'PURGE']) {
+      it('TRACE, PROPFIND and PURGE on a route are 405 with Allow; methods Node does not know (FOO, lowercase) are 405 too', async () => {
+        for (const method of ['TRACE', 'PROPFIND', 'PURGE']) {
           const answer = await raw(port, `${method} /v1/storage/stores HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n`);
           assertVercelError(answer, 405, 'method_unknown');
-          assert.match(answer.text, /\r\nallow: GET\r\n/i, answer.text);
+          assert.match(answer.text, /\r\nallow: GET, HEAD, OPTIONS\r\n/i, answer.text);
         }
         for (const method of ['FOO', 'get', 'Post']) {
           const answer = await raw(port, `${method} /v1/storage/stores HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n`);
           assertVercelError(answer, 405, 'method_unknown');
         }
+      });
+
+      it('OPTIONS on a path that exists is 204 with Allow and no body, without a token; on one that does not, 404', async () => {
+        const stores = await raw(port, 'OPTIONS /v1/storage/stores HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
+        assert.match(stores.text, /^HTTP\/1\.1 204 /, stores.text);
+        assert.match(stores.text, /\r\nallow: GET, HEAD, OPTIONS\r\n/i, stores.text);
+        assert.equal(stores.text.split('\r\n\r\n')[1], '', 'no body');
+        const store = await raw(port, 'OPTIONS /v1/storage/stores/store_nope HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
+        assert.match(store.text, /\r\nallow: GET, HEAD, PATCH, OPTIONS\r\n/i, store.text);
+        const nowhere = await raw(port, 'OPTIONS /nowhere HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
+        assertVercelError(nowhere, 404, 'not_found');
       });
 
       it("an odd method on an unknown path is a 404 in Vercel's format", async () => {

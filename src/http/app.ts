@@ -4,6 +4,7 @@ import { randomBase62 } from '../ids.ts';
 import type { Runtime } from '../runtime.ts';
 import { authPlugin } from './auth.ts';
 import { clientErrorHandler, connectHandler, errorSchema, errorsPlugin, frameworkErrors, sendError } from './errors.ts';
+import { MAX_PARAM_LENGTH, optionsPlugin, RouteMethods } from './route-methods.ts';
 import { acceptEmptyJsonBody } from './json-body.ts';
 import { requestValuesPlugin } from './request-values.ts';
 import { documentSharedResponses } from './openapi-responses.ts';
@@ -61,7 +62,9 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     forceCloseConnections: 'idle',
     frameworkErrors,
     clientErrorHandler,
-    routerOptions: { maxParamLength: 500 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // Whose X-Forwarded-For gives request.ip (the address failed authentications count under).
+    trustProxy: config.trustProxy,
     // A client that sends its request slowly, or not at all, gets a 408 (clientErrorHandler)
     // instead of holding a connection open: Fastify's default turns Node's request timeout off.
     requestTimeout: config.httpRequestTimeoutMs,
@@ -126,13 +129,18 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
       },
       redisUrl: config.redisUrl,
       redisTimeoutMs: config.rateLimitRedisTimeoutMs,
+      redisCooldownMs: config.rateLimitRedisCooldownMs,
+      authFailuresPerMinute: config.authFailureLimit,
     },
     (error: Error) => app.log.warn({ err: error }, 'rate limits counted in process until Redis is back'),
+    () => app.log.info('rate limits counted in Redis again'),
   );
   app.addHook('onClose', () => limits.close());
 
-  await app.register(errorsPlugin);
-  await app.register(authPlugin, { access: runtime.access });
+  // Which methods each path takes: for the Allow header of 405s, and the OPTIONS routes.
+  const methods = new RouteMethods();
+  await app.register(errorsPlugin, { methods });
+  await app.register(authPlugin, { access: runtime.access, limits });
   await app.register(rateLimitPlugin, { limits, access: runtime.access });
   // After the rate limits' plugin: its onRoute hook puts a route's limit first, and this one's check
   // must come before that (a limit per team reads `teamId` from the query).
@@ -145,6 +153,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(storehouseRoutes, { db: runtime.db });
   await app.register(accountRoutes, { db: runtime.db });
   await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
+  await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
   await app.ready();
   return app;
 }

@@ -2,9 +2,9 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { AppError } from '../errors.ts';
 import { databaseUnavailableCause } from '../db/unavailable.ts';
+import { RouteMethods } from './route-methods.ts';
 
 /** Vercel's error body: `{"error":{"code","message",...extra}}`. */
 export const errorSchema = {
@@ -64,15 +64,30 @@ export function frameworkErrors(error: FastifyError, _request: FastifyRequest, r
 }
 
 /**
- * Writes a whole Vercel-format error response on a raw socket (outside Fastify), then destroys
- * the socket: a small write is flushed at once, and the client may still be sending.
+ * The method of the request a client error is about, when it can be known: the parser's request
+ * once its headers were read (a body too slow), else the request line at the start of the bytes
+ * that failed (headers too large, a malformed header). Undefined when those bytes are not the
+ * request's start (headers too large over several packets, a request line never finished).
  */
-function answerOnSocket(socket: Socket, status: number, code: string, message: string): void {
+function methodOf(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): string | undefined {
+  const parsed = (socket as Socket & { parser?: { incoming?: { method?: string } } }).parser?.incoming?.method;
+  if (parsed) return parsed;
+  const start = error.rawPacket?.subarray(0, 16).toString('latin1');
+  return start ? /^([A-Z]+) /.exec(start)?.[1] : undefined;
+}
+
+/**
+ * Writes a whole Vercel-format error response on a raw socket (outside Fastify), then destroys
+ * the socket: a small write is flushed at once, and the client may still be sending. The answer
+ * to a HEAD has the headers a GET's would, and no body (RFC 9110 §9.3.2): Node's own responses
+ * leave it out, but these bytes are written by hand.
+ */
+function answerOnSocket(socket: Socket, status: number, code: string, message: string, method?: string): void {
   const body = errorBody(code, message);
   if (socket.writable) {
     socket.write(
       `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${method === 'HEAD' ? '' : body}`,
     );
   }
   socket.destroy();
@@ -95,7 +110,7 @@ export function clientErrorHandler(error: NodeJS.ErrnoException, socket: Socket)
           error.code === 'HPE_INVALID_METHOD'
           ? [405, 'method_unknown', 'The request method is not supported']
           : [400, 'bad_request', 'The request is not valid HTTP'];
-  answerOnSocket(socket, status, code, message);
+  answerOnSocket(socket, status, code, message, methodOf(error, socket));
 }
 
 /**
@@ -131,22 +146,18 @@ const FASTIFY_CODES: Record<string, string> = {
  * are, validation and body-parsing failures as 400, an unknown route as 404 and a known route
  * with the wrong method as 405. Anything else is a bug: logged in full, answered 500 without detail.
  */
-export const errorsPlugin = fp(async function errorsPlugin(app: FastifyInstance) {
-  // A second router, fed every route, answers "which methods does this path take?" for 405s.
-  const routes = FindMyWay();
-  app.addHook('onRoute', (route) => {
-    for (const method of [route.method].flat() as HTTPMethod[]) {
-      if (method === 'HEAD' || routes.hasRoute(method, route.url)) continue;
-      routes.on(method, route.url, () => {});
-    }
-  });
+export const errorsPlugin = fp(async function errorsPlugin(app: FastifyInstance, options: { methods?: RouteMethods }) {
+  // Which methods a path takes, for 405s (shared with the OPTIONS routes when the app passes one).
+  const methods = options.methods ?? new RouteMethods();
+  app.addHook('onRoute', (route) => methods.add(route));
 
   app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0]!;
-    const allowed = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].filter((method) => routes.find(method as HTTPMethod, path));
+    const allowed = methods.allowed(path);
     if (allowed.length > 0) {
       reply.header('allow', allowed.join(', '));
-      return sendError(reply, 405, 'method_unknown', `This endpoint only responds to ${allowed.join(', ')}`);
+      const main = allowed.filter((method) => method !== 'HEAD' && method !== 'OPTIONS');
+      return sendError(reply, 405, 'method_unknown', `This endpoint only responds to ${main.join(', ')}`);
     }
     return sendError(reply, 404, 'not_found', `The requested path ${path} was not found`);
   });
