@@ -541,8 +541,9 @@ for (const backend of BACKENDS) {
     });
 
     test("rate limits per installation: a 429 in Vercel's format with Retry-After once a limit is spent; other installations and routes unaffected", async () => {
-      const a = await freshInstallation();
-      const b = await freshInstallation();
+      // Installations of the partner integration: only a partner's products are imported.
+      const a = await freshInstallation('oac_partner');
+      const b = await freshInstallation('oac_partner');
       const now = new Date();
       const day = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate()));
       const billing = {

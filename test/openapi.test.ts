@@ -7,12 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
 import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { startServer, type TestServer } from './helpers.ts';
+import { startServer, type TestServer, writeCatalogFile } from './helpers.ts';
 import { checkFetchResponse, checkResponse, documentProblems, findOperation, loadOpenApi, type OpenApiDocument } from './openapi-check.ts';
 
 interface Call {
@@ -51,7 +52,10 @@ describe('/openapi.json against real responses', () => {
   };
 
   before(async () => {
-    server = await startServer('embedded', { env: { STOREHOUSE_RATE_LIMIT_MARKETPLACE_ACCOUNT: '3' } });
+    // The default catalog and a partner integration (never called here): the marketplace API
+    // serves partners' resources, not the built-in products'.
+    const catalogPath = writeCatalogFile(catalogWithPartner({ url: 'http://127.0.0.1:9' }));
+    server = await startServer('embedded', { catalogPath, env: { STOREHOUSE_RATE_LIMIT_MARKETPLACE_ACCOUNT: '3' } });
     doc = await loadOpenApi(server.url);
   });
   after(() => server?.close());
@@ -141,8 +145,8 @@ describe('/openapi.json against real responses', () => {
     await call({ path: `/v1/teams?teamId=${otherTeam.id}`, expect: 403 });
 
     // Discovery.
-    const [configuration] = await call({ path: '/v1/integrations/configurations?view=account', expect: 200 });
-    const icfg = configuration.id as string;
+    const configurations = await call({ path: '/v1/integrations/configurations?view=account', expect: 200 });
+    const icfg = configurations.find((c: { integrationId: string }) => c.integrationId === 'oac_storehouse').id as string;
     await call({ path: '/v1/integrations/configurations', expect: 400 });
     await call({ path: `/v1/integrations/configuration/${icfg}`, expect: 200 });
     await call({ path: `/v1/integrations/configuration/${otherInstall.id}`, expect: 404 });
@@ -223,10 +227,19 @@ describe('/openapi.json against real responses', () => {
     await call({ method: 'DELETE', path: `/v1/storage/stores/${store.id}/connections`, expect: 204 });
 
     // The marketplace API, with the installation's access token.
-    const partner = (await mintInstallationToken(db, icfg)).value;
-    const installation = `/v1/installations/${icfg}`;
-    const resourceId = store.externalResourceId as string;
+    const partnerIcfg = configurations.find((c: { integrationId: string }) => c.integrationId === 'oac_partner').id as string;
+    const partner = (await mintInstallationToken(db, partnerIcfg)).value;
+    const installation = `/v1/installations/${partnerIcfg}`;
     const market = (rest: Omit<Call, 'token'>) => call({ ...rest, token: partner });
+    // The partner's resource (a built-in product's store is not the marketplace API's to show or change).
+    const resourceId = 'ext_partner';
+    await market({
+      method: 'PUT',
+      path: `${installation}/resources/${resourceId}`,
+      body: { productId: 'postgres', name: 'partner-db', status: 'ready', secrets: [{ name: 'DB_URL', value: 'postgres://partner' }] },
+      expect: 200,
+    });
+    await market({ path: `/v1/installations/${icfg}/resources/${store.externalResourceId}`, expect: 403 });
     await market({ path: `${installation}/account`, expect: 200 });
     await call({ path: `${installation}/account`, token: server.token, expect: 401 });
     await market({ path: `/v1/installations/${otherInstall.id}/account`, expect: 403 });

@@ -77,6 +77,16 @@ export class MarketplaceApi {
     return this.catalog().productById(productId).slug;
   }
 
+  /**
+   * Whether a partner server serves the product (its binding is `http`). The others (the built-in
+   * `postgres` and `redis`) are Storehouse's own: no partner created their resources or can delete
+   * them, so the marketplace API neither imports nor shows them. An imported one was a store no
+   * one could delete: its delete asks a provider that holds no such resource.
+   */
+  private servedByPartner(productId: string): boolean {
+    return this.catalog().productById(productId).provider.type === 'http';
+  }
+
   /** The token's installation; 401 for an unknown token, 403 when it is another installation's. */
   async authenticate(authorization: string | undefined, installationId: string): Promise<PartnerInstallation> {
     const value = bearerToken(authorization);
@@ -143,7 +153,12 @@ export class MarketplaceApi {
       `SELECT ${STORE_COLUMNS} FROM stores WHERE installation_id = $1 AND external_resource_id IS NOT NULL ORDER BY seq`,
       [installation.installationId],
     );
-    return { resources: rows.map(toStore).map((store) => ({ ...this.resourceOf(store), partnerId: store.externalResourceId! })) };
+    return {
+      resources: rows
+        .map(toStore)
+        .filter((store) => this.servedByPartner(store.productId))
+        .map((store) => ({ ...this.resourceOf(store), partnerId: store.externalResourceId! })),
+    };
   }
 
   async getResource(installation: PartnerInstallation, resourceId: string) {
@@ -221,6 +236,18 @@ export class MarketplaceApi {
    */
   async importResource(installation: PartnerInstallation, resourceId: string, input: ResourceImport): Promise<{ name: string }> {
     assertUniqueNames(input.secrets ?? []);
+    const product = this.catalog().findProduct(installation.integrationId, input.productId);
+    if (!this.servedByPartner(product.id)) {
+      throw validationError(
+        [
+          {
+            key: 'productId',
+            message: `is ${product.slug}, which Storehouse serves itself: only a partner server's products are imported`,
+          },
+        ],
+        `The product ${product.slug} is served by Storehouse itself, not by a partner server: its resources cannot be imported`,
+      );
+    }
     for (let attempt = 0; ; attempt++) {
       const { rows } = await this.db.query<{ product_id: string }>(
         'SELECT product_id FROM stores WHERE installation_id = $1 AND external_resource_id = $2',
@@ -309,7 +336,7 @@ export class MarketplaceApi {
       const replaced = new Set(secrets.map((s) => s.name));
       next = [...(await readSecrets(tx, this.box, store.id)).filter((s) => !replaced.has(s.name)), ...secrets];
     }
-    const { sealed, summary } = sealSecrets(this.box, next);
+    const { sealed, summary } = sealSecrets(this.box, store.id, next);
     await tx.query('UPDATE stores SET secrets = $2, secret_summary = $3, updated_at = now() WHERE id = $1', [store.id, sealed, summary]);
     await this.connections.rewriteVariables(tx, store, next);
   }
@@ -328,14 +355,15 @@ export class MarketplaceApi {
     };
   }
 
-  /** The installation's store with this partner resource id; 404 for any other. */
+  /** The installation's store with this partner resource id, of a product a partner serves; 404 for any other. */
   private async store(db: Queryable, installation: PartnerInstallation, resourceId: string, lock = false): Promise<Store> {
     const { rows } = await db.query(
       `SELECT ${STORE_COLUMNS} FROM stores WHERE installation_id = $1 AND external_resource_id = $2${lock ? ' FOR UPDATE' : ''}`,
       [installation.installationId, resourceId],
     );
-    if (!rows[0]) throw notFound('resource', resourceId);
-    return toStore(rows[0]);
+    const store = rows[0] ? toStore(rows[0]) : undefined;
+    if (!store || !this.servedByPartner(store.productId)) throw notFound('resource', resourceId);
+    return store;
   }
 }
 
