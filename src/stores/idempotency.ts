@@ -3,13 +3,15 @@
  * records it, with a hash of its body, in the same transaction that records what it creates; a
  * repeat with the same body gets the first one's response once it is done (waiting for it while
  * it runs); a repeat with another body is a 409. A request that fails gives its key back, so a
- * retry runs again. Keys are kept at least 24 hours.
+ * retry runs again; one whose store could not be rolled back yet keeps it with that store, and a
+ * retry finishes the rollback (or answers why it cannot yet) before it runs again. Keys are kept
+ * at least 24 hours.
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../db/database.ts';
 import { AppError, badRequest, conflict } from '../errors.ts';
-import { takeoverDue } from './interrupted-work.ts';
+import { rollbackIdle, takeoverDue } from './interrupted-work.ts';
 
 const KEY_LIFETIME_HOURS = 24;
 const KEY = /^[\x21-\x7e]{1,255}$/;
@@ -58,7 +60,10 @@ export interface IdempotencyOptions {
   waitMs: number;
   /** The age (seconds) at which work under way is taken for interrupted, whoever does it. */
   staleSecs: number;
-  /** Finishes or undoes the create of `storeId`, whose node died: its key is then given back. */
+  /**
+   * Finishes or undoes the create of `storeId`, whose node died or whose rollback waits to be tried
+   * again: its key is then given back. Throws the answer when the rollback cannot be done yet.
+   */
   recover(storeId: string): Promise<void>;
 }
 
@@ -71,14 +76,16 @@ export class IdempotencyKeys {
   /**
    * The response recorded for this key, waiting while the request that holds it runs; undefined
    * when the key is free (never used, expired, or given back by a request that failed). When the
-   * request holding it died with its node (its lease ran out), its work is finished here and now,
-   * so the repeat runs again at once instead of waiting for a sweep.
+   * request holding it died with its node (its lease ran out), or failed and left its store to be
+   * rolled back later (its provider unreachable), that work is finished here and now, so the
+   * repeat runs again at once instead of waiting for a sweep; a rollback that still cannot be done
+   * throws its failure, the answer the first request got.
    */
   async recorded(request: IdempotentRequest): Promise<unknown | undefined> {
     const deadline = Date.now() + this.options.waitMs;
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       const { rows } = await this.db.query<{ request_hash: string; response: unknown; store_id: string | null; abandoned: boolean | null }>(
-        `SELECT k.request_hash, k.response, k.store_id, ${takeoverDue('s', '$4')} AS abandoned
+        `SELECT k.request_hash, k.response, k.store_id, (${takeoverDue('s', '$4')} OR ${rollbackIdle('s')}) AS abandoned
            FROM idempotency_keys k LEFT JOIN stores s ON s.id = k.store_id AND s.team_id = k.team_id
           WHERE k.team_id = $1 AND k.operation = $2 AND k.key = $3 AND k.expires_at > now()`,
         [request.teamId, request.operation, request.key, this.options.staleSecs],

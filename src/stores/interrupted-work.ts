@@ -22,6 +22,17 @@ export const takeoverDue = (s: string, staleSecs: string) =>
           OR (${s}.owner_node IS NOT NULL AND ${ownerGone(`${s}.owner_node`)}) END)`;
 
 /**
+ * SQL: row `s` is a create being rolled back whose undo nobody is doing now (it failed and waits
+ * for its retry, or its node is gone). A keyed retry of that create takes it over at once, whatever
+ * the backoff says: a client retrying is the moment to try the undo again.
+ */
+export const rollbackIdle = (s: string) =>
+  `(${s}.status = 'deleting' AND ${s}.rolling_back AND (${s}.owner_node IS NULL OR ${ownerGone(`${s}.owner_node`)}))`;
+
+/** SQL: a node with a live lease is doing the under-way work of row `s` now (it is not due to be taken over). */
+export const ownerAtWork = (s: string, staleSecs: string) => `(${s}.owner_node IS NOT NULL AND NOT ${takeoverDue(s, staleSecs)})`;
+
+/**
  * SQL: when the under-way work of row `s` may be taken over: its retry time, else the earlier of
  * its stale age and its owner's lease running out (a live owner renews it, and the time moves on).
  * `self` names the parameter holding this node's id: its own work is never waited for that way.
