@@ -8,6 +8,7 @@ import { isUniqueViolation, seqPage } from '../db/database.ts';
 import { AppError, conflict, forbidden, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { type SecretBox, UnopenableSecretError } from '../secrets/secret-box.ts';
+import { assertMayReadCredentials, GUARD_COLUMNS, GUARD_JOINS, guardOf } from '../stores/credential-access.ts';
 import type { Actor } from '../tenancy/access.ts';
 
 export const ENVIRONMENTS = ['production', 'preview', 'development'] as const;
@@ -191,6 +192,12 @@ export class ProjectEnv {
     }
   }
 
+  /** 403 for an encrypted variable of a sensitive store (see credential-access.ts) the actor may not read. */
+  private assertMayOpen(actor: Actor, row: MappedRow): void {
+    if (row.type !== 'encrypted' || row.store_id === null) return;
+    assertMayReadCredentials(actor, guardOf(row), `read the value of ${row.key}, one of its credentials`);
+  }
+
   /** The project's variables; values decrypted only when asked (sensitive ones never). */
   async list(
     actor: Actor,
@@ -200,10 +207,13 @@ export class ProjectEnv {
     if (options.decrypt) assertCanChangeProjects(actor);
     const project = await findProject(this.db, actor.team.id, idOrName);
     const { rows } = await this.db.query(
-      `SELECT e.*, s.installation_id FROM project_env e LEFT JOIN stores s ON s.id = e.store_id
+      `SELECT e.*, s.installation_id, ${GUARD_COLUMNS} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${GUARD_JOINS}
         WHERE e.project_id = $1 AND ($2::text IS NULL OR e.targets ? $2) ORDER BY e.created_at, e.key, e.id`,
       [project.id, options.target ?? null],
     );
+    // Refused whole rather than answered without the values: a pull that silently lacks a
+    // variable would fail later, far from the reason.
+    if (options.decrypt) for (const row of rows) this.assertMayOpen(actor, row);
     return { project, envs: rows.map((row) => this.toEnvVar(row, options.decrypt)) };
   }
 
@@ -212,10 +222,12 @@ export class ProjectEnv {
     assertCanChangeProjects(actor);
     const project = await findProject(this.db, actor.team.id, idOrName);
     const { rows } = await this.db.query(
-      'SELECT e.*, s.installation_id FROM project_env e LEFT JOIN stores s ON s.id = e.store_id WHERE e.project_id = $1 AND e.id = $2',
+      `SELECT e.*, s.installation_id, ${GUARD_COLUMNS} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${GUARD_JOINS}
+        WHERE e.project_id = $1 AND e.id = $2`,
       [project.id, id],
     );
     if (!rows[0]) throw notFound('environment variable', id);
+    this.assertMayOpen(actor, rows[0]);
     return this.toEnvVar(rows[0], true);
   }
 }

@@ -10,11 +10,13 @@ import type { Secret } from '../providers/provider.ts';
 import { assertCanChangeProjects, ENVIRONMENTS, findProject, type Environment } from '../projects/projects.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
+import { assertMayReadCredentials, storeGuard } from './credential-access.ts';
 import { findStore, readSecrets, STORE_COLUMNS, toStore, type Store, type StoreStatus } from './stores.ts';
 
 export interface ConnectInput {
   projectId: string;
   envVarEnvironments?: string[] | undefined;
+  /** Unset: sensitive when a connection of the store already is (see credential-access.ts), else not. */
   makeEnvVarsSensitive?: boolean | undefined;
   /** Put before each variable's name (the CLI's `envVarPrefix`), e.g. `STAGING_`. */
   envVarPrefix?: string | undefined;
@@ -72,7 +74,6 @@ export class StoreConnections {
   async connect(actor: Actor, ref: StoreRef, input: ConnectInput): Promise<void> {
     assertCanChangeProjects(actor);
     const environments = environmentsOf(input.envVarEnvironments);
-    const sensitive = input.makeEnvVarsSensitive === true;
     const prefix = input.envVarPrefix ?? '';
     if (prefix !== '' && !PREFIX.test(prefix)) {
       const message = 'must be letters, digits and "_", not starting with a digit (at most 64)';
@@ -91,6 +92,18 @@ export class StoreConnections {
       }
       // Connections to one project take turns, so two stores' variables cannot both pass the clash check.
       const project = await findProject(tx, actor.team.id, input.projectId, { lock: true });
+      // A sensitive store stays so unless one who may read its credentials says otherwise: variables
+      // that are not sensitive can be read back, by anyone who may change the project.
+      const guard = await storeGuard(tx, actor.team.id, store.id);
+      const sensitive = input.makeEnvVarsSensitive ?? guard.sensitive;
+      if (!sensitive) {
+        assertMayReadCredentials(
+          actor,
+          guard,
+          'connect it with makeEnvVarsSensitive false',
+          'Connect it as sensitive (true, or leave it out)',
+        );
+      }
       const secrets = await readSecrets(tx, this.box, store.id);
       const variables = await this.writeVariables(
         tx,
@@ -123,6 +136,7 @@ export class StoreConnections {
     assertCanChangeProjects(actor);
     return this.db.transaction(async (tx) => {
       const store = await findStore(tx, actor.team.id, storeId, { lock: true });
+      const guard = await storeGuard(tx, actor.team.id, store.id);
       const { rows } = await tx.query<{ project_id: string }>(
         `DELETE FROM store_connections c USING projects p
           WHERE c.store_id = $1 AND p.id = c.project_id AND ($2::text IS NULL OR c.id = $2 OR p.id = $2 OR p.name = $2)
@@ -130,6 +144,11 @@ export class StoreConnections {
         [store.id, which === 'all' ? null : which.connection],
       );
       if (rows.length === 0 && which !== 'all') throw notFound('connection', which.connection);
+      // Without a sensitive connection left the store would be readable again, by anyone: the
+      // refusal aborts the transaction, so nothing is removed.
+      if (guard.sensitive && !(await storeGuard(tx, actor.team.id, store.id)).sensitive) {
+        assertMayReadCredentials(actor, guard, 'remove its last sensitive connection');
+      }
       const projects = rows.map((row) => row.project_id);
       if (projects.length > 0) {
         await tx.query('DELETE FROM project_env WHERE store_id = $1 AND project_id = ANY($2)', [store.id, projects]);

@@ -57,7 +57,11 @@ const connectBody = {
   properties: {
     projectId: { type: 'string' },
     envVarEnvironments: { type: 'array', items: { type: 'string' } },
-    makeEnvVarsSensitive: { type: 'boolean' },
+    makeEnvVarsSensitive: {
+      type: 'boolean',
+      description:
+        'Variables never read back. Unset: true when a connection of the store already is sensitive; false then needs a team OWNER or the user who installed the integration (403 otherwise)',
+    },
     envVarPrefix: { type: 'string' },
     type: { type: 'string', enum: ['integration'] },
   },
