@@ -1,11 +1,16 @@
 /**
- * The judgement of one request: sent to the server, its answer checked against the document,
- * and, for a refused write, the state compared before and after.
+ * The judgement of one request: sent to the server, its answer checked against the document (an
+ * OPTIONS answer against fuzz/options-check.ts: the document leaves those routes out), and, for a
+ * refused write, the state compared before and after. A table that changed counts against the
+ * request only where the request itself committed rows of it (fuzz/write-attribution.ts): the
+ * server's background work writing meanwhile is not the request's doing.
  */
 import type { Fixtures } from './fixtures.ts';
 import type { Operation, OpenApi, ResponseChecker } from './openapi.ts';
+import { optionsChecker } from './options-check.ts';
 import { send, type FuzzRequest, type FuzzResponse } from './requests.ts';
 import { changes, snapshot } from './state.ts';
+import { WriteAttribution } from './write-attribution.ts';
 import type { TestServer } from '../test/helpers.ts';
 
 export const FAILURE_KINDS = ['5xx', 'no-answer', 'undocumented-status', 'schema-mismatch', 'refused-but-changed'] as const;
@@ -64,8 +69,16 @@ function errorLogs(logs: string[], from: number): string {
     .slice(0, 300);
 }
 
-export function makeJudge(server: TestServer, api: OpenApi, check: ResponseChecker, fx: Fixtures, redisConfigured: boolean): Judge {
+export async function makeJudge(
+  server: TestServer,
+  api: OpenApi,
+  check: ResponseChecker,
+  fx: Fixtures,
+  redisConfigured: boolean,
+): Promise<Judge> {
   const operations = new Map(api.operations.map((op) => [`${op.method} ${op.path}`, op]));
+  const checkOptions = optionsChecker(api);
+  const writes = await WriteAttribution.attach(server);
   return async (request) => {
     const [, template] = request.operation.split(' ', 2) as [string, string];
     // HEAD is answered by the GET route (Fastify's own HEAD routes), without a body.
@@ -73,6 +86,7 @@ export function makeJudge(server: TestServer, api: OpenApi, check: ResponseCheck
     const op = operations.get(`${asMethod} ${template}`);
     const write = !READS.has(request.method);
     const before = write ? await snapshot(server.runtime.db) : undefined;
+    const arrivalsStart = writes.arrivals.length;
     const logStart = server.logs.length;
     let response: FuzzResponse;
     try {
@@ -96,7 +110,9 @@ export function makeJudge(server: TestServer, api: OpenApi, check: ResponseCheck
     }
     if (!failures.length) {
       const path = request.target.split('?')[0]!;
-      for (const problem of check(request.method, path, template, response.status, response.json)) {
+      const problems =
+        request.method === 'OPTIONS' ? checkOptions(path, response) : check(request.method, path, template, response.status, response.json);
+      for (const problem of problems) {
         // A path the server cannot even read (bad percent-encoding, too long) is refused before
         // routing, whatever the method: 400/414/431 in Vercel's format is right there too.
         const refusedBeforeRouting =
@@ -117,7 +133,9 @@ export function makeJudge(server: TestServer, api: OpenApi, check: ResponseCheck
       }
     }
     if (before && response.status >= 400 && response.status < 500) {
-      const changed = changes(before, await snapshot(server.runtime.db));
+      // A request refused before it reached the app (the HTTP parser's 400, 431) committed nothing.
+      const arrival = writes.arrivalSince(arrivalsStart, request.method, request.target);
+      const changed = changes(before, await snapshot(server.runtime.db), arrival ? writes.tablesWrittenBy(arrival) : new Set());
       if (changed.length)
         add(
           'refused-but-changed',

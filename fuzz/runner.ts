@@ -72,7 +72,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     const fx = await makeFixtures(server);
     const api = await loadOpenApi(server.url);
     const { check, source } = await responseChecker(api, server.url);
-    const judge = makeJudge(server, api, check, fx, Boolean(options.redisUrl));
+    const judge = await makeJudge(server, api, check, fx, Boolean(options.redisUrl));
     const arbitrary = anyRequest(api.operations.map((op) => requestArbitrary(op, fx)));
     log(`# fuzzing ${api.operations.length} operations on ${options.backend}, seed ${options.seed}, checker ${source}`);
 
