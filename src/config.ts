@@ -37,6 +37,8 @@ export interface Config {
   secretKey: string | undefined;
   /** The Postgres provider's admin connection: a role with CREATEROLE and CREATEDB. */
   postgresAdminUrl: string | undefined;
+  /** Whether the Postgres provider revokes PUBLIC's CONNECT on the admin server's other databases (else it says what to run). */
+  postgresRevokePublicConnect: boolean;
   /** The Redis provider's admin connection: a user allowed ACL, SCAN and UNLINK. */
   redisAdminUrl: string | undefined;
   /** The most stores a team may hold, unless an operator gave the team a quota of its own. */
@@ -145,6 +147,14 @@ function httpUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return url.replace(/\/+$/, '');
 }
 
+function boolean(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = nonEmpty(env, name)?.trim();
+  if (raw === undefined) return fallback;
+  if (raw === 'true') return true;
+  if (raw === 'false') return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
 /** proxy-addr's names for address ranges, which Fastify's `trustProxy` accepts besides addresses and CIDRs. */
 const PROXY_RANGES = ['loopback', 'linklocal', 'uniquelocal'];
 
@@ -209,6 +219,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     changeHeartbeatMs: integer(env, 'STOREHOUSE_CHANGE_HEARTBEAT_MS', 5_000, 100, 600_000),
     secretKey: nonEmpty(env, 'STOREHOUSE_SECRET_KEY'),
     postgresAdminUrl: postgresUrl(env, 'STOREHOUSE_POSTGRES_ADMIN_URL'),
+    // Off by default: a server Storehouse is only given may hold other applications, whose roles rely on PUBLIC's CONNECT.
+    postgresRevokePublicConnect: boolean(env, 'STOREHOUSE_POSTGRES_REVOKE_PUBLIC_CONNECT', false),
     redisAdminUrl: redisUrl(env, 'STOREHOUSE_REDIS_ADMIN_URL'),
     teamStoreQuota: integer(env, 'STOREHOUSE_TEAM_STORE_QUOTA', 100, 0, 1_000_000),
     provisionTimeoutMs: integer(env, 'STOREHOUSE_PROVISION_TIMEOUT_MS', 60_000, 100, 3_600_000),

@@ -7,9 +7,14 @@
  * and every ReadCache drops what it read in an older one. While the listening connection is
  * down the feed is unhealthy and caches are bypassed, so a node never serves what it cannot
  * know is current.
+ *
+ * On PostgreSQL only notifications from Storehouse's own role move the feed (who that is, and
+ * why, is in notification-senders.ts): any role that can connect to the state database can
+ * NOTIFY, and a store role on a shared server could otherwise make every node drop its caches.
  */
 import { randomBase62 } from '../ids.ts';
 import type { Database } from './database.ts';
+import { NotificationSenders, UnverifiedChanges } from './notification-senders.ts';
 
 export const CHANGES_CHANNEL = 'storehouse_changes';
 
@@ -19,6 +24,10 @@ export const ANYTHING = '*';
 export class ChangeFeed {
   generation = 0;
   healthy = false;
+  /** Notifications refused: their sender was not Storehouse's role. */
+  refused = 0;
+  /** Notifications whose sender was gone before it could be checked (believed, at a bounded rate). */
+  unverified = 0;
   private readonly subscribers = new Set<(table: string | undefined) => void>();
 
   /** Something changed (in `table`; ANYTHING after a gap; undefined for a write of this process): what was read before is stale. */
@@ -40,11 +49,35 @@ export class ChangeFeed {
    */
   static async start(
     db: Database,
-    options: { heartbeatMs?: number; onError?: (error: Error) => void } = {},
+    options: {
+      heartbeatMs?: number;
+      onError?: (error: Error) => void;
+      logger?: { debug(details: object, message: string): void } | undefined;
+    } = {},
   ): Promise<{ feed: ChangeFeed; stop: () => Promise<void> }> {
-    const { heartbeatMs = 5000, onError } = options;
+    const { heartbeatMs = 5000, onError, logger } = options;
     const feed = new ChangeFeed();
     db.onWrite(() => feed.changed());
+    // The embedded database is this process's alone: nobody else can notify it.
+    const senders = db.kind === 'postgres' ? new NotificationSenders(db, await NotificationSenders.ownRoleOf(db)) : undefined;
+    const unverified = new UnverifiedChanges((table) => feed.changed(table), ANYTHING);
+    const apply = (table: string, pid: number, verdict: 'trusted' | 'refused' | 'gone') => {
+      if (verdict === 'trusted') return feed.changed(table);
+      if (verdict === 'refused') {
+        feed.refused++;
+        logger?.debug({ pid, table }, "ignored a change notification from a role that is not Storehouse's");
+        return;
+      }
+      feed.unverified++;
+      logger?.debug({ pid, table }, 'a change notification whose sender was gone before it could be checked');
+      unverified.add(table);
+    };
+    const notified = (table: string, pid: number | undefined) => {
+      if (!senders || pid === undefined) return feed.changed(table);
+      const verdict = senders.judge(pid);
+      if (typeof verdict === 'string') return apply(table, pid, verdict);
+      verdict.then((answer) => apply(table, pid, answer));
+    };
     const node = randomBase62(12);
     let beat = 0;
     let waiting: { payload: string; deadline: NodeJS.Timeout } | undefined;
@@ -57,8 +90,8 @@ export class ChangeFeed {
       if (wasHealthy) onError?.(error);
     };
     const listener = await db.listen(CHANGES_CHANNEL, {
-      message: (payload) => {
-        if (!payload.startsWith(HEARTBEAT)) return feed.changed(payload);
+      message: (payload, pid) => {
+        if (!payload.startsWith(HEARTBEAT)) return notified(payload, pid);
         if (waiting?.payload === payload) {
           clearTimeout(waiting.deadline);
           waiting = undefined;
@@ -87,6 +120,7 @@ export class ChangeFeed {
     }
     const stop = async () => {
       clearInterval(timer);
+      unverified.stop();
       if (waiting) clearTimeout(waiting.deadline);
       await listener.stop();
     };

@@ -28,7 +28,8 @@ export interface Queryable {
 }
 
 export interface ListenHandlers {
-  message(payload: string): void;
+  /** A notification; `senderPid` is the notifying backend's pid (PostgreSQL only). */
+  message(payload: string, senderPid?: number): void;
   /** The listening connection broke; notifications may be missed until `ready` comes again. */
   lost(error: Error): void;
   /** Listening (again). */

@@ -141,7 +141,7 @@ function listenOnPostgres(connectionString: string, connectionTimeoutMillis: num
       const next = new pg.Client({ connectionString, keepAlive: true, connectionTimeoutMillis });
       opened.add(next);
       next.on('notification', (message) => {
-        if (message.channel === channel && client === next) handlers.message(message.payload ?? '');
+        if (message.channel === channel && client === next) handlers.message(message.payload ?? '', message.processId);
       });
       next.on('error', () => {}); // 'end' follows, and says what to do
       next.on('end', () => {

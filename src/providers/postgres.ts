@@ -4,6 +4,9 @@
  * and a database owned by it, with CONNECT revoked from PUBLIC, so no other store's role can
  * connect to it.
  *
+ * Other databases stay reachable to PUBLIC unless revoked: postgres-isolation.ts checks them at
+ * start, and revokes or says what to revoke.
+ *
  * Role and database names are generated (`sh_` and lowercase base62); the store's name never
  * reaches the server (shared catalogs are readable by every role). These statements take no
  * parameters, so every identifier and literal goes through pg's escaping.
@@ -23,6 +26,7 @@ import {
   type ResourceUpdate,
   type Secret,
 } from './provider.ts';
+import { isolateStoreRoles, type IsolationLog, type IsolationReport } from './postgres-isolation.ts';
 import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
 
 interface PostgresDetails {
@@ -100,6 +104,10 @@ function statementTimeout(role: string, metadata: Record<string, unknown>): stri
 export interface PostgresProviderOptions {
   /** Connection string of a role with CREATEROLE and CREATEDB; stores are reached at its host and port. */
   adminUrl: string;
+  /** Revoke PUBLIC's CONNECT on the server's other databases where the admin may (STOREHOUSE_POSTGRES_REVOKE_PUBLIC_CONNECT). */
+  revokePublicConnect?: boolean | undefined;
+  /** Where the start-up check says what it revoked, or what the operator should. */
+  log?: (IsolationLog & { error(details: object, message: string): void }) | undefined;
 }
 
 export class PostgresProvider implements Provider {
@@ -108,8 +116,12 @@ export class PostgresProvider implements Provider {
   private readonly records: ResourceRecords<PostgresDetails>;
   private readonly host: string;
   private readonly port: number;
+  private readonly state: Queryable;
+  private readonly options: PostgresProviderOptions;
 
   constructor(state: Queryable, box: SecretBox, options: PostgresProviderOptions) {
+    this.state = state;
+    this.options = options;
     // Bounded waits: a lock held too long or a stuck server is a 503, never a hang.
     this.admin = new pg.Pool({
       connectionString: options.adminUrl,
@@ -124,6 +136,24 @@ export class PostgresProvider implements Provider {
     const url = new URL(options.adminUrl);
     this.host = url.hostname || 'localhost';
     this.port = Number(url.port || 5432);
+  }
+
+  private isolation: Promise<IsolationReport | undefined> | undefined;
+
+  /**
+   * The start-up check of which other databases store roles can reach (postgres-isolation.ts),
+   * run once; it never fails: a server it cannot check is logged, and checked again on next call.
+   */
+  start(): Promise<IsolationReport | undefined> {
+    this.isolation ??= isolateStoreRoles(this.admin, this.state, {
+      revoke: this.options.revokePublicConnect === true,
+      log: this.options.log,
+    }).catch((error) => {
+      this.isolation = undefined;
+      this.options.log?.error({ err: error }, 'cannot check which databases store roles can connect to');
+      return undefined;
+    });
+    return this.isolation;
   }
 
   private superuser: Promise<boolean> | undefined;
@@ -209,6 +239,8 @@ export class PostgresProvider implements Provider {
     const verifier = scramVerifier(record.secret!);
     verifier.catch(() => {});
     const superuser = await this.adminIsSuperuser().catch(() => false);
+    // Where Storehouse closes the other databases itself, no store is handed out before they are.
+    if (this.options.revokePublicConnect) await this.start();
     await this.exclusively(record.id, async (run) => {
       // A retry, under the lock: a delete that began meanwhile wins, and nothing is created again.
       if (!record.fresh) await this.records.expectState(record, ['provisioning', 'ready']);

@@ -11,7 +11,7 @@ import { PartnerClient } from '../partners/partner-client.ts';
 import type { SigningKeys } from '../partners/signing-keys.ts';
 import { EmbeddedPostgresProvider } from './embedded-postgres.ts';
 import { HttpProvider, type PartnerSettings } from './http.ts';
-import { PostgresProvider } from './postgres.ts';
+import { PostgresProvider, type PostgresProviderOptions } from './postgres.ts';
 import { RedisProvider } from './redis.ts';
 import { providerUnavailable, type Provider } from './provider.ts';
 
@@ -37,14 +37,18 @@ export class Providers {
     config: Config,
     state: Queryable,
     box: SecretBox,
-    options: { onError?: (error: Error) => void; partners?: PartnerContext } = {},
+    options: { onError?: (error: Error) => void; partners?: PartnerContext; logger?: PostgresProviderOptions['log'] } = {},
   ): Providers {
     const configured = new Map<string, Provider & { close?(): Promise<void> }>();
     const missing = new Map<string, string>();
     configured.set(
       'postgres',
       config.postgresAdminUrl
-        ? new PostgresProvider(state, box, { adminUrl: config.postgresAdminUrl })
+        ? new PostgresProvider(state, box, {
+            adminUrl: config.postgresAdminUrl,
+            revokePublicConnect: config.postgresRevokePublicConnect,
+            log: options.logger,
+          })
         : new EmbeddedPostgresProvider(state, box, config.dataDir),
     );
     if (config.redisAdminUrl) {
@@ -55,10 +59,14 @@ export class Providers {
     return new Providers(configured, missing, state, config, options.partners);
   }
 
-  /** Starts what providers serve themselves (the embedded Postgres stores) again after a restart. */
+  /**
+   * Starts what providers serve themselves (the embedded Postgres stores) again after a restart,
+   * and checks which databases a server-mode Postgres store's role could reach besides its own.
+   */
   async start(onError?: (error: Error) => void): Promise<void> {
     for (const provider of this.configured.values()) {
       if (provider instanceof EmbeddedPostgresProvider) await provider.start(onError);
+      if (provider instanceof PostgresProvider) await provider.start();
     }
   }
 
