@@ -108,6 +108,16 @@ export class StorehouseApi {
     return answer;
   }
 
+  /** Whether the server answers HTTP at all (any status), not counted in the tally. */
+  async answers(): Promise<boolean> {
+    try {
+      await (await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(5_000) })).arrayBuffer();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   createStore(body: Record<string, unknown>, idempotencyKey?: string): Promise<Answer> {
     return this.call('POST', '/v1/storage/stores/integration/direct', {
       body,

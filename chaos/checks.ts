@@ -32,11 +32,19 @@ export interface LedgerFindings {
   deletedButPresent: string[];
   /** One Idempotency-Key acknowledged with more than one store. */
   duplicates: string[];
+  /** Creates refused 409 store_name_taken: by the store their own earlier attempt left (see CreateRecord). */
+  keyedRepeatsNameTaken: string[];
 }
 
 export function checkLedger(ledger: Ledger, listed: Store[]): LedgerFindings {
   const ids = new Set(listed.map((store) => store.id));
-  const findings: LedgerFindings = { lost: [], deletedButPresent: [], duplicates: [] };
+  const findings: LedgerFindings = { lost: [], deletedButPresent: [], duplicates: [], keyedRepeatsNameTaken: [] };
+  for (const create of ledger.creates) {
+    if (create.nameTakenAnswers > 0)
+      findings.keyedRepeatsNameTaken.push(
+        `${create.name} (${create.nameTakenAnswers} of ${create.requests} requests${create.key ? ', keyed' : ''})`,
+      );
+  }
   for (const create of ledger.acknowledged()) {
     const id = create.storeId!;
     if (create.deleteRequests === 0 && !ids.has(id))

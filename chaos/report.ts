@@ -30,9 +30,10 @@ export interface PhaseResult {
   unavailable: number;
   /**
    * Repeats of a keyed create refused 409 store_name_taken: every create has a name of its own, so
-   * only a repeat can meet its name taken, by a store its own failed attempt left behind.
+   * only a repeat can meet its name taken, by a store its own failed attempt left behind, and it
+   * must get that attempt's answer instead (a bug in any phase).
    */
-  keyedRepeatsNameTaken: number;
+  keyedRepeatsNameTaken: string[];
   settleMs: number;
   /** e.g. "state PostgreSQL: list 312 ms, create 540 ms". */
   recovery: string[];
@@ -44,6 +45,7 @@ const FAILING: Array<[keyof PhaseResult, string]> = [
   ['lost', 'lost'],
   ['deletedButPresent', 'deleted, still there'],
   ['duplicates', 'duplicates (one key, two stores)'],
+  ['keyedRepeatsNameTaken', 'keyed repeats refused: name taken'],
   ['stuck', 'stuck'],
   ['orphanRoles', 'orphan roles'],
   ['orphanDatabases', 'orphan databases'],
@@ -80,7 +82,6 @@ export function table(phases: Record<string, PhaseResult>): string {
     ['kills (kill -9)', ...results.map((r) => String(r.kills))],
     ...FAILING.map(([key, label]): [string, ...string[]] => [label, ...results.map((r) => String((r[key] as string[]).length))]),
     ['503s answered', ...results.map((r) => String(r.unavailable))],
-    ['keyed repeats refused: name taken', ...results.map((r) => String(r.keyedRepeatsNameTaken))],
     ['settled after', ...results.map((r) => `${(r.settleMs / 1000).toFixed(1)} s`)],
   ];
   const width = [

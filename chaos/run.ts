@@ -82,7 +82,7 @@ export function emptyPhase(): PhaseResult {
     malformedErrors: [],
     unexpectedExits: [],
     unavailable: 0,
-    keyedRepeatsNameTaken: 0,
+    keyedRepeatsNameTaken: [],
     settleMs: 0,
     recovery: [],
     notes: [],
@@ -205,9 +205,6 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   result.malformedErrors = tally.malformedErrors.filter((e) => e.phase === phase).map((e) => `${e.what} ${e.status}: ${e.body}`);
   result.unavailable = tally.count(phase, (status) => status === 503);
   const outcomes = [...(tally.byOutcome.get(phase) ?? new Map<string, number>())].sort(([a], [b]) => a.localeCompare(b));
-  result.keyedRepeatsNameTaken = outcomes
-    .filter(([outcome]) => /^create \w+ 409 store_name_taken$/.test(outcome))
-    .reduce((n, [, count]) => n + count, 0);
   result.notes.push(`answers: ${outcomes.map(([outcome, n]) => `${outcome} ×${n}`).join(', ')}`);
 }
 
@@ -295,8 +292,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let rig: Rig | undefined;
   try {
     rig = await startRig(options, log, cleanups);
-    phases.crashes = await crashPhase(rig, size);
-    phases.outages = await outagePhase(rig, size);
+    for (const [name, phase] of [
+      ['crashes', crashPhase],
+      ['outages', outagePhase],
+    ] as const) {
+      const phaseBegan = Date.now();
+      phases[name] = await phase(rig, size);
+      phases[name].notes.push(`took ${((Date.now() - phaseBegan) / 1000).toFixed(0)} s, its checks included`);
+    }
     await rig.storehouse.stop();
   } finally {
     // Kept for whoever reads a failure: what every process said, in the order it said it.

@@ -19,6 +19,11 @@ export interface CreateRecord {
   storeId: string | undefined;
   /** Other store ids 200s of the same key named: each is a duplicate. */
   otherStoreIds: string[];
+  /**
+   * Repeats refused 409 store_name_taken: every create has a name of its own, so only a store its
+   * own earlier attempt left behind can hold it, and a repeat must get that attempt's answer.
+   */
+  nameTakenAnswers: number;
   deleteRequests: number;
   deleteAcknowledged: boolean;
 }
@@ -38,6 +43,7 @@ export class Ledger {
       requests: 0,
       storeId: undefined,
       otherStoreIds: [],
+      nameTakenAnswers: 0,
       deleteRequests: 0,
       deleteAcknowledged: false,
     };
@@ -84,14 +90,27 @@ export class Workload {
     private readonly random: Random,
   ) {}
 
-  /** When a request last got no answer at all (the server down): workers pause rather than spin. */
-  private lastNoAnswerAt = 0;
+  /**
+   * The last answer was none at all (the server killed and not back yet): workers wait for it to
+   * answer again before their next operation, so the run's creates and deletes reach a live
+   * server (and some are cut by its kill) instead of being spent on refused connections.
+   */
+  private serverGone = false;
+
+  /** Polls the server (outside the tally) until it answers at all, or the deadline. */
+  private async untilAnswering(timeoutMs = 180_000): Promise<void> {
+    for (const deadline = Date.now() + timeoutMs; this.serverGone && Date.now() < deadline; ) {
+      if (await this.api.answers()) this.serverGone = false;
+      else await sleep(100);
+    }
+  }
 
   /** One create request for `record`, noting a 200 in the ledger. */
   async sendCreate(record: CreateRecord): Promise<Answer> {
     record.requests++;
     const answer = await this.api.createStore(createBody(this.installationId, record), record.key);
-    if (answer.status === 0) this.lastNoAnswerAt = Date.now();
+    this.serverGone = answer.status === 0;
+    if (answer.status === 409 && answer.code === 'store_name_taken') record.nameTakenAnswers++;
     if (answer.status === 200) {
       const id = answer.body?.store?.id as string | undefined;
       if (!id) throw new Error(`a 200 create without a store: ${JSON.stringify(answer.body)}`);
@@ -152,7 +171,7 @@ export class Workload {
     const record = this.random.pick(candidates);
     record.deleteRequests++;
     const answer = await this.api.deleteStore(record.storeId!);
-    if (answer.status === 0) this.lastNoAnswerAt = Date.now();
+    this.serverGone = answer.status === 0;
     if (answer.status === 200) record.deleteAcknowledged = true;
   }
 
@@ -174,8 +193,8 @@ export class Workload {
   }): Promise<void> {
     const worker = async () => {
       while (!options.stop() && this.ledger.creates.length < options.maxCreates) {
-        // A server that is down refuses at once: without a pause a worker would make thousands of creates.
-        if (Date.now() - this.lastNoAnswerAt < 250) await sleep(250);
+        // A server that is down refuses at once: without waiting a worker would spend every create on it.
+        if (this.serverGone) await this.untilAnswering();
         if (this.random.chance(options.deleteShare) && this.ledger.deletable().length > 0) await this.deleteOne();
         else {
           await this.create(this.random.pick(options.products), {
