@@ -49,6 +49,8 @@ export interface FuzzReport {
   checker: string;
   /** Requests of the first pass, and all requests including replays and shrinking. */
   sent: number;
+  /** Whether the first pass stopped at its time limit, before its count. */
+  interrupted: boolean;
   sentTotal: number;
   seconds: number;
   statuses: Record<string, number>;
@@ -168,6 +170,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
       backend: options.backend,
       checker: source,
       sent,
+      interrupted: firstPass.interrupted,
       sentTotal,
       seconds: Math.round((Date.now() - started) / 100) / 10,
       statuses,
@@ -184,7 +187,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
 /** The report as the terminal shows it: totals, failures by kind, then each distinct failure with its curl. */
 export function formatReport(report: FuzzReport): string {
   const lines = [
-    `requests sent: ${report.sent} (${report.sentTotal} with replays and shrinking) in ${report.seconds} s on ${report.backend}, seed ${report.seed}`,
+    `requests sent: ${report.sent}${report.interrupted ? ', stopped by its time limit' : ''} (${report.sentTotal} with replays and shrinking) in ${report.seconds} s on ${report.backend}, seed ${report.seed}`,
     `statuses: ${Object.entries(report.statuses)
       .sort()
       .map(([status, n]) => `${status}×${n}`)
