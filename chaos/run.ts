@@ -273,7 +273,9 @@ async function outagePhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Pha
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const began = Date.now();
-  const log = options.log ?? ((line: string) => process.stderr.write(`chaos: ${line}\n`));
+  const write = options.log ?? ((line: string) => process.stderr.write(`chaos: ${line}\n`));
+  // Each line with the seconds since the start, so a slow run shows where its time went.
+  const log = (line: string) => write(`${((Date.now() - began) / 1000).toFixed(1).padStart(5)} s  ${line}`);
   const size = options.long ? SIZES.long : SIZES.short;
   const cleanups: Array<() => void> = [];
   const cleanUp = () => {
