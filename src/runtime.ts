@@ -8,6 +8,7 @@ import type { Config } from './config.ts';
 import type { Database } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
+import { secureDataDir } from './data-dir.ts';
 import { bootstrap, type Bootstrapped } from './tenancy/bootstrap.ts';
 import type { AdminContext } from './admin/commands.ts';
 import { serveControlSocket } from './admin/control-socket.ts';
@@ -142,8 +143,13 @@ function reloadCatalogOnChange(runtime: Runtime, logger?: Logger) {
   });
 }
 
-/** Opens the database named by the configuration (locking the data dir when embedded). */
-export function openConfiguredDatabase(config: Config, logger?: Logger): Promise<Database> {
+/**
+ * Opens the database named by the configuration (locking the data dir when embedded). The data
+ * dir is made owner-only first, and refused when it cannot be (src/data-dir.ts): this is the
+ * first use of it on every path, the server's start, the CLI's admin commands and its migrate.
+ */
+export async function openConfiguredDatabase(config: Config, logger?: Logger): Promise<Database> {
+  secureDataDir(config.dataDir, { warn: (message) => logger?.warn(message) });
   return openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,

@@ -6,6 +6,7 @@ import { PGlite } from '@electric-sql/pglite';
 import { createPgConfig } from '@electric-sql/pglite/node-postgres';
 import { PoolDatabase, type Database, type Listen } from './database.ts';
 import { lockDataDir } from './lock.ts';
+import { makeOwnerOnly, ownerOnlyFromNowOn } from '../data-dir.ts';
 import { markDatabaseError } from './unavailable.ts';
 
 export interface OpenOptions {
@@ -56,6 +57,8 @@ export async function ensureCluster(clusterDir: string): Promise<void> {
     worker.once('error', reject);
     worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`initdb of the embedded database exited with code ${code}`))));
   });
+  // initdb writes the cluster's files 0666 whatever the umask; the state in it is for this user only.
+  makeOwnerOnly(scratch);
   fs.rmSync(clusterDir, { recursive: true, force: true }); // an empty directory at most, checked above
   fs.renameSync(scratch, clusterDir);
 }
@@ -216,6 +219,7 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     await ensureCluster(embeddedClusterDir(options.dataDir));
     const pglite = new PGlite(embeddedClusterDir(options.dataDir), { postgresqlconf: EMBEDDED_POSTGRES_CONF });
     await pglite.waitReady;
+    ownerOnlyFromNowOn(pglite, embeddedClusterDir(options.dataDir));
     // No timeouts in process: PGlite cannot be unreachable, and its one connection is not replaceable.
     const pool = new StatePool(createPgConfig(pglite));
     pool.on('error', (error) => options.onPoolError?.(error));

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyError, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { openDatabase } from '../db/open.ts';
+import { secureDataDir } from '../data-dir.ts';
 import { migrate } from '../db/migrate.ts';
 import { AppError, notFound, validationError, type FieldError } from '../errors.ts';
 import { sendError } from '../http/errors.ts';
@@ -234,6 +235,8 @@ interface Call {
 
 export async function startPartnerServer(options: PartnerServerOptions): Promise<PartnerServer> {
   const { logger } = options;
+  // Its data dir holds a secret key and store credentials, as Storehouse's does (src/data-dir.ts).
+  secureDataDir(options.dataDir, { warn: (message) => logger?.warn(message) });
   const db = await openDatabase({
     dataDir: options.dataDir,
     databaseUrl: options.databaseUrl,

@@ -18,6 +18,7 @@ import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import { EMBEDDED_POSTGRES_CONF, ensureCluster } from '../db/open.ts';
+import { ownerOnlyFromNowOn } from '../data-dir.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import {
   providerUnavailable,
@@ -125,6 +126,7 @@ export class EmbeddedPostgresProvider implements Provider {
         await ensureCluster(cluster);
         const db = new PGlite(cluster, { postgresqlconf: EMBEDDED_POSTGRES_CONF });
         await db.waitReady;
+        ownerOnlyFromNowOn(db, cluster); // the store's data is its owner's only (src/data-dir.ts)
         const server = new PGLiteSocketServer({ db, host: HOST, port: record.details.port, maxConnections: 100 });
         try {
           await server.start();

@@ -1,0 +1,190 @@
+/**
+ * The data dir holds Storehouse's state: the embedded database, secret.key, the owner token,
+ * the control socket, the embedded stores' clusters. Anyone who can read it has every secret,
+ * and anyone who can write it can patch the state (a token hash, an OWNER membership). So at
+ * start it is made owner-only, whatever it was found as (a Docker volume, a `mkdir -p` under
+ * umask 022, files PGlite made 0666), and a data dir that cannot be made safe is refused.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
+
+/** The data dir is not Storehouse's to trust: another user owns it, or others may write it and that cannot be fixed. */
+export class DataDirUnsafeError extends Error {
+  constructor(
+    readonly file: string,
+    readonly mode: number,
+    reason: string,
+    what = 'The data directory',
+  ) {
+    super(`${what} ${file} is ${describeMode(mode)}: ${reason}`);
+    this.name = 'DataDirUnsafeError';
+  }
+}
+
+/** What the check needs of the file system (injectable, so the branches a root test run cannot reach are tested too). */
+export interface DataDirFs {
+  statSync(file: string): fs.Stats;
+  lstatSync(file: string): fs.Stats;
+  chmodSync(file: string, mode: number): void;
+  readdirSync(file: string): string[];
+}
+
+export interface SecureDataDirOptions {
+  /** Told what could not be made owner-only but is not writable by others (start goes on). */
+  warn?: (message: string) => void;
+  fs?: DataDirFs;
+  /** The effective uid Storehouse runs as. */
+  uid?: number;
+}
+
+const GROUP_OR_OTHER = 0o077;
+const WRITABLE_BY_OTHERS = 0o022;
+
+/** `drwxr-xr-x (0755)`: the mode as `ls -l` shows it, and in octal. */
+export function describeMode(mode: number): string {
+  const type =
+    (mode & fs.constants.S_IFMT) === fs.constants.S_IFDIR ? 'd' : (mode & fs.constants.S_IFMT) === fs.constants.S_IFSOCK ? 's' : '-';
+  const bits = 'rwxrwxrwx'.split('').map((letter, i) => (mode & (0o400 >> i) ? letter : '-'));
+  const special = (bit: number, at: number, letter: string) => {
+    if (mode & bit) bits[at] = bits[at] === '-' ? letter.toUpperCase() : letter;
+  };
+  special(0o4000, 2, 's');
+  special(0o2000, 5, 's');
+  special(0o1000, 8, 't');
+  return `${type}${bits.join('')} (${(mode & 0o7777).toString(8).padStart(4, '0')})`;
+}
+
+const errorText = (error: unknown) => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+
+/**
+ * Makes the data dir 0700 and everything in it owner-only (files keep only their owner's bits:
+ * 0666 becomes 0600), and makes what the process creates from now on owner-only too. Refuses
+ * (DataDirUnsafeError) a data dir another user owns, and one that stays group- or
+ * world-writable because chmod failed or the file system ignores it. A missing data dir is left
+ * to whoever creates it first (they do so 0700, and the umask makes it so regardless).
+ */
+export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {}): void {
+  if (process.platform === 'win32') return; // no POSIX modes to set
+  const files = options.fs ?? fs;
+  const uid = options.uid ?? process.geteuid?.();
+  const warn = options.warn ?? (() => {});
+  // Every file and directory this process makes from here on (PGlite's cluster files, which it
+  // creates 0666; the lock and pid files; a new store's cluster, made in a worker thread, which
+  // shares the process's umask) is owner-only from its first moment, with no window between its
+  // creation and a chmod. Nothing Storehouse writes is meant for another user. A worker thread
+  // cannot set the umask, and inherits the main thread's.
+  if (isMainThread) process.umask(0o077);
+
+  let found: fs.Stats;
+  try {
+    found = files.statSync(dataDir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  if (!found.isDirectory())
+    throw new DataDirUnsafeError(dataDir, found.mode, 'it is not a directory. Set STOREHOUSE_DATA_DIR to a directory.');
+  if (uid !== undefined && found.uid !== uid) {
+    throw new DataDirUnsafeError(
+      dataDir,
+      found.mode,
+      `it is owned by uid ${found.uid}, not by uid ${uid} that Storehouse runs as, and its owner could read and change the state. ` +
+        'Run Storehouse as its owner, or chown it to the user Storehouse runs as.',
+    );
+  }
+  if (found.mode & GROUP_OR_OTHER) {
+    let failure: string | undefined;
+    try {
+      files.chmodSync(dataDir, 0o700);
+    } catch (error) {
+      failure = errorText(error);
+    }
+    const now = failure ? found : files.statSync(dataDir);
+    if (now.mode & WRITABLE_BY_OTHERS) {
+      throw new DataDirUnsafeError(
+        dataDir,
+        now.mode,
+        `other users may write to it, and it cannot be made 0700 (${failure ?? 'the file system ignores chmod'}). ` +
+          'Make it 0700 and owned by the user Storehouse runs as, or set STOREHOUSE_DATA_DIR to one that is.',
+      );
+    }
+    if (now.mode & GROUP_OR_OTHER)
+      warn(
+        `the data directory ${dataDir} is ${describeMode(now.mode)} and cannot be made 0700 (${failure ?? 'the file system ignores chmod'})`,
+      );
+  }
+  restrictContents(dataDir, files, warn);
+}
+
+/**
+ * Makes a directory Storehouse has just made, and everything in it, owner-only: for what is
+ * written with modes of its own rather than under the umask (PGlite's initdb writes its cluster
+ * files 0666 whatever the umask).
+ */
+export function makeOwnerOnly(dir: string): void {
+  if (process.platform === 'win32') return;
+  fs.chmodSync(dir, fs.statSync(dir).mode & 0o700);
+  restrictContents(dir, fs, () => {});
+}
+
+/** What `ownerOnlyFromNowOn` needs of a PGlite instance: its Emscripten file system. */
+interface EmscriptenFiles {
+  Module: { FS: { chmod(path: unknown, mode: number, dontFollow?: boolean): unknown } };
+}
+
+/**
+ * Keeps an open PGlite cluster owner-only. Its file system (Emscripten's) chmods every file it
+ * creates to the mode the C code asked for under its own umask of 022, not the process's: files
+ * Postgres opens with fopen() (the relcache's pg_internal.init, rewritten as the catalog
+ * changes) come out 0644 whatever the umask. So its chmod keeps only the owner's bits, and what
+ * the start made before this point is made owner-only once.
+ */
+export function ownerOnlyFromNowOn(pglite: EmscriptenFiles, clusterDir: string): void {
+  if (process.platform === 'win32') return;
+  const files = pglite.Module.FS;
+  const chmod = files.chmod.bind(files);
+  files.chmod = (file, mode, dontFollow) => chmod(file, mode & ~GROUP_OR_OTHER, dontFollow);
+  makeOwnerOnly(clusterDir);
+}
+
+/** Every entry under `dir` loses its group and other bits; symbolic links are left alone (chmod would follow them out). */
+function restrictContents(dir: string, files: DataDirFs, warn: (message: string) => void): void {
+  const pending = [dir];
+  for (let current = pending.pop(); current !== undefined; current = pending.pop()) {
+    let names: string[];
+    try {
+      names = files.readdirSync(current);
+    } catch (error) {
+      warn(`cannot look inside ${current} to make it owner-only (${errorText(error)})`);
+      continue;
+    }
+    for (const name of names) {
+      const file = path.join(current, name);
+      let entry: fs.Stats;
+      try {
+        entry = files.lstatSync(file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed meanwhile
+        throw error;
+      }
+      if (entry.isSymbolicLink()) continue;
+      if (entry.isDirectory()) pending.push(file);
+      if (!(entry.mode & GROUP_OR_OTHER)) continue;
+      try {
+        files.chmodSync(file, entry.mode & 0o700);
+      } catch (error) {
+        if (entry.mode & WRITABLE_BY_OTHERS) {
+          throw new DataDirUnsafeError(
+            file,
+            entry.mode,
+            `other users may write to it, and it cannot be made owner-only (${errorText(error)}). ` +
+              'Make everything in the data directory owned by the user Storehouse runs as.',
+            'In the data directory,',
+          );
+        }
+        warn(`${file} in the data directory is ${describeMode(entry.mode)} and cannot be made owner-only (${errorText(error)})`);
+      }
+    }
+  }
+}
