@@ -69,11 +69,11 @@ export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {
   const files = options.fs ?? fs;
   const uid = options.uid ?? process.geteuid?.();
   const warn = options.warn ?? (() => {});
-  // Every file and directory this process makes from here on (PGlite's cluster files, which it
-  // creates 0666; the lock and pid files; a new store's cluster, made in a worker thread, which
-  // shares the process's umask) is owner-only from its first moment, with no window between its
-  // creation and a chmod. Nothing Storehouse writes is meant for another user. A worker thread
-  // cannot set the umask, and inherits the main thread's.
+  // Every file and directory this process makes from here on under the default modes (the lock
+  // and pid files, the stores' directories, the database files Postgres creates through PGlite)
+  // is owner-only from its first moment, with no window between its creation and a chmod: nothing
+  // Storehouse writes is meant for another user. Worker threads share the process's umask (and
+  // cannot set it). What PGlite chmods itself is for makeOwnerOnly and ownerOnlyFromNowOn below.
   if (isMainThread) process.umask(0o077);
 
   let found: fs.Stats;
