@@ -1,6 +1,7 @@
 /**
  * `npm run chaos [-- --long] [-- --seed N]`: runs the chaos suite (see run.ts), prints its table
- * and exits 1 on any loss, orphan, stuck store, broken credential, leak, secret in a log or 500.
+ * and exits 1 on any loss, orphan, stuck store, broken credential, leak, secret in a log or 500, or on
+ * a run whose zeros mean nothing (kills not made, nothing acknowledged between them, no outage seen).
  */
 import { parseArgs } from 'node:util';
 import { runChaos } from './run.ts';

@@ -59,8 +59,24 @@ const FAILING: Array<[keyof PhaseResult, string]> = [
   ['unexpectedExits', 'Storehouse exited by itself'],
 ];
 
-export function failuresOf(phases: Record<string, PhaseResult>): string[] {
-  const failures: string[] = [];
+/**
+ * A run whose zeros mean nothing: the kills not all made, no create or delete acknowledged between
+ * them, or no outage seen. Each is a failure of its own, so a run that tested nothing never passes.
+ */
+function idleRun(phases: Record<string, PhaseResult>, kills: number): string[] {
+  const { crashes, outages } = phases;
+  const idle: string[] = [];
+  if (crashes) {
+    if (crashes.kills !== kills) idle.push(`crashes: ${crashes.kills} of ${kills} kills made`);
+    if (crashes.acknowledged === 0) idle.push('crashes: no create acknowledged between the kills');
+    if (crashes.deletesAcknowledged === 0) idle.push('crashes: no delete acknowledged between the kills');
+  }
+  if (outages && outages.unavailable === 0) idle.push('outages: no 503 answered, so no outage was seen');
+  return idle;
+}
+
+export function failuresOf(phases: Record<string, PhaseResult>, kills: number): string[] {
+  const failures = idleRun(phases, kills);
   for (const [phase, result] of Object.entries(phases)) {
     for (const [key, label] of FAILING) {
       const items = result[key] as string[];

@@ -48,6 +48,9 @@ const SIZES = {
   long: { kills: 40, maxCreates: 1000, concurrency: 4, outageMs: 15_000, outageRounds: 3, settleMs: 300_000 },
 };
 
+/** How long a kill waits for the process to acknowledge something before it kills it anyway. */
+const PROGRESS_DEADLINE_MS = 60_000;
+
 /** Short, so an interrupted create is recovered (at twice this) within seconds. */
 const PROVISION_TIMEOUT_MS = 5_000;
 
@@ -158,7 +161,7 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   result.creates = ledger.createRequests;
   result.acknowledged = ledger.acknowledged().length;
   result.deletes = ledger.deleteRequests;
-  result.deletesAcknowledged = ledger.creates.filter((c) => c.deleteAcknowledged).length;
+  result.deletesAcknowledged = ledger.deletesAcknowledged;
   rig.log(`${phase}: waiting for every store to settle`);
   const settled = await settle(api, settleMs);
   result.settleMs = settled.ms;
@@ -225,12 +228,26 @@ async function crashPhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Phas
     retryDelayMs: 500,
     maxCreates: size.maxCreates,
   });
+  let driven = false;
+  void driving.finally(() => (driven = true)).catch(() => {});
   for (let kill = 1; kill <= size.kills; kill++) {
+    // At a random moment, but not before this process has acknowledged a create (odd kills) or a
+    // delete (even ones, once there is a store to delete): a kill before any request could finish
+    // tests nothing but refused connections, and on a busy machine a start takes 30 s and a create
+    // several. Requests of the other workers are in flight at that moment, at random stages.
+    const wanted = kill % 2 === 1 || ledger.deletable().length === 0 ? 'create' : 'delete';
+    const acknowledged = () => (wanted === 'create' ? ledger.acknowledged().length : ledger.deletesAcknowledged);
+    const before = acknowledged();
     await sleep(rig.random.int(200, 2_500));
+    for (const deadline = Date.now() + PROGRESS_DEADLINE_MS; acknowledged() === before && !driven && Date.now() < deadline; ) {
+      await sleep(50);
+    }
     if (!rig.storehouse.running) result.unexpectedExits.push(`before kill ${kill}`);
     await rig.storehouse.kill();
     result.kills++;
-    rig.log(`crashes: kill ${kill}/${size.kills} (${ledger.acknowledged().length} creates acknowledged so far)`);
+    rig.log(
+      `crashes: kill ${kill}/${size.kills} (${ledger.acknowledged().length} creates, ${ledger.deletesAcknowledged} deletes acknowledged so far)`,
+    );
     await rig.storehouse.start();
   }
   killing = false;
@@ -314,5 +331,5 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     cleanUp();
     process.removeListener('exit', cleanUp);
   }
-  return { seed: options.seed, phases, failures: failuresOf(phases), durationMs: Date.now() - began, logDir };
+  return { seed: options.seed, phases, failures: failuresOf(phases, size.kills), durationMs: Date.now() - began, logDir };
 }

@@ -64,6 +64,10 @@ export class Ledger {
     return this.creates.reduce((n, c) => n + c.requests, 0);
   }
 
+  get deletesAcknowledged(): number {
+    return this.creates.filter((c) => c.deleteAcknowledged).length;
+  }
+
   get deleteRequests(): number {
     return this.creates.reduce((n, c) => n + c.deleteRequests, 0);
   }

@@ -45,10 +45,8 @@ test('chaos: kill -9 and outages lose nothing, orphan nothing, leave nothing stu
   t.diagnostic(`seed ${seed} (STOREHOUSE_CHAOS_SEED=${seed} replays its choices)`);
   const result = await runChaos({ seed, long: false, log: (line) => t.diagnostic(line) });
   for (const line of table(result.phases).split('\n')) t.diagnostic(line);
-  // The run must have done what it claims, or its zeros mean nothing.
+  // Failures include a run that did not do what it claims (kills not made, nothing acknowledged
+  // between them, no outage seen), since its zeros would mean nothing.
   assert.equal(result.phases.crashes!.kills, 10, 'every kill was made');
-  assert.ok(result.phases.crashes!.acknowledged > 0, 'creates were acknowledged between the kills');
-  assert.ok(result.phases.crashes!.deletesAcknowledged > 0, 'deletes were acknowledged between the kills');
-  assert.ok(result.phases.outages!.unavailable > 0, 'the outages were seen (answered 503)');
   assert.deepEqual(result.failures, [], `seed ${seed}, logs in ${result.logDir}`);
 });
