@@ -7,6 +7,7 @@ import { audited } from '../audit/audit-log.ts';
 import type { Queryable } from '../db/database.ts';
 import type { StoreContext } from './store-context.ts';
 import { prefixed, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
+import { msUntil, untilDue } from './schedule.ts';
 
 /** A pending store's first check comes this long after it became pending; the wait doubles up to the longest. */
 const FIRST_CHECK_MS = 2_000;
@@ -22,7 +23,7 @@ export class PendingStores {
    * notification. A node claims a store by moving its next check on (SKIP LOCKED), so only one
    * node asks about it at a time.
    */
-  async checkPending(): Promise<Date | undefined> {
+  async checkPending(): Promise<number | undefined> {
     const { db, options } = this.ctx;
     for (let checked = 0; checked < 100 && !this.ctx.stopping; checked++) {
       const { rows } = await db.query(
@@ -45,10 +46,10 @@ export class PendingStores {
         else options.logger?.warn({ err: error, store: store.id }, 'cannot ask the provider about a pending store yet; asking again later');
       }
     }
-    const { rows } = await db.query<{ at: Date | null }>(
-      "SELECT min(next_check_at) AS at FROM stores WHERE next_check_at IS NOT NULL AND status = 'initializing'",
+    const { rows } = await db.query<{ ms: number | null }>(
+      `SELECT ${msUntil('min(next_check_at)')} AS ms FROM stores WHERE next_check_at IS NOT NULL AND status = 'initializing'`,
     );
-    return rows[0]?.at ?? undefined;
+    return untilDue(rows);
   }
 
   /**

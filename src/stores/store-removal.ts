@@ -20,6 +20,7 @@ import { ownerAtWork, retryLater, rollbackIdle, takeoverAt, takeoverDue, underWa
 import { isGone, providerFailure } from './provider-calls.ts';
 import { provisionRequest, type StoreContext } from './store-context.ts';
 import { findStore, prefixed, toStore, type Store } from './stores.ts';
+import { msUntil, untilDue } from './schedule.ts';
 
 export class StoreRemoval {
   constructor(private readonly ctx: StoreContext) {}
@@ -121,13 +122,13 @@ export class StoreRemoval {
     this.ctx.wakeRecovery();
   }
 
-  /** When the next create or delete under way may be taken over; undefined when none is under way. */
-  async nextStaleAt(): Promise<Date | undefined> {
-    const { rows } = await this.ctx.db.query<{ at: Date | null }>(
-      `SELECT min(${takeoverAt('s', '$1', '$2')}) AS at FROM stores s WHERE ${underWay('s')}`,
+  /** How long (ms, by the database's clock) until the next create or delete under way may be taken over; undefined when none is under way. */
+  async msUntilNextStale(): Promise<number | undefined> {
+    const { rows } = await this.ctx.db.query<{ ms: number | null }>(
+      `SELECT ${msUntil(`min(${takeoverAt('s', '$1', '$2')})`)} AS ms FROM stores s WHERE ${underWay('s')}`,
       [this.ctx.staleMs / 1000, this.ctx.options.lease.nodeId],
     );
-    return rows[0]?.at ?? undefined;
+    return untilDue(rows);
   }
 
   /**

@@ -84,7 +84,7 @@ export class StoreService {
     this.recovery = new Schedule(
       async () => {
         await this.removal.recoverInterrupted();
-        return this.removal.nextStaleAt();
+        return this.removal.msUntilNextStale();
       },
       60_000,
       onError,
@@ -114,7 +114,7 @@ export class StoreService {
   }
 
   /** Asks providers about the pending stores that are due (PendingStores.checkPending). */
-  checkPending(): Promise<Date | undefined> {
+  checkPending(): Promise<number | undefined> {
     return this.pendingStores.checkPending();
   }
 

@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { audit } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import type { BillingPlan, Catalog, Product } from '../catalog/catalog.ts';
-import type { Database, Queryable } from '../db/database.ts';
+import type { Database, MappedRow, Queryable } from '../db/database.ts';
 import { AppError, badRequest, conflict, validationError } from '../errors.ts';
 import { randomBase62 } from '../ids.ts';
 import { parseMetadata, type Discovery } from '../marketplace/discovery.ts';
@@ -27,7 +27,7 @@ import type { Providers } from '../providers/registry.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { assertInstallationAdmin } from '../tenancy/installations.ts';
 import { brokeContract, CallTimeout, mayHaveHappened, providerFailure, within } from './provider-calls.ts';
-import { Schedule } from './schedule.ts';
+import { msUntil, Schedule, untilDue } from './schedule.ts';
 import { ownerGone, type NodeLease } from '../db/node-lease.ts';
 import { checkChangeable, checkName, sameValue, validateMetadata } from './store-input.ts';
 import type { StoreService, StoreView } from './store-service.ts';
@@ -414,9 +414,9 @@ export class StoreUpdates {
    * has long passed). A node claims one by making it its own and moving its time on (SKIP LOCKED),
    * so only one sends it at a time.
    */
-  async retryUnanswered(): Promise<Date | undefined> {
+  async retryUnanswered(): Promise<number | undefined> {
     for (let sent = 0; sent < 100 && !this.retries?.isStopped; sent++) {
-      const { rows } = await this.db.query<Record<string, any>>(
+      const { rows } = await this.db.query<MappedRow>(
         `WITH due AS (
            SELECT id FROM stores
             WHERE update_key IS NOT NULL AND status <> 'deleting'
@@ -443,14 +443,14 @@ export class StoreUpdates {
       }
     }
     // Another node's change is due when its lease runs out, if that comes first (a live node renews it).
-    const { rows } = await this.db.query<{ at: Date | null }>(
-      `SELECT min(CASE WHEN s.update_node IS NOT NULL AND s.update_node <> $1
+    const { rows } = await this.db.query<{ ms: number | null }>(
+      `SELECT ${msUntil(`min(CASE WHEN s.update_node IS NOT NULL AND s.update_node <> $1
                        THEN least(s.update_retry_at, coalesce((SELECT l.expires_at FROM node_leases l WHERE l.node_id = s.update_node), now()))
-                       ELSE s.update_retry_at END) AS at
+                       ELSE s.update_retry_at END)`)} AS ms
          FROM stores s WHERE s.update_key IS NOT NULL AND s.status <> 'deleting'`,
       [this.options.lease.nodeId],
     );
-    return rows[0]?.at ?? undefined;
+    return untilDue(rows);
   }
 }
 
