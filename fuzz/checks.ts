@@ -135,6 +135,9 @@ export async function makeJudge(
     if (before && response.status >= 400 && response.status < 500) {
       // A request refused before it reached the app (the HTTP parser's 400, 431) committed nothing.
       const arrival = writes.arrivalSince(arrivalsStart, request.method, request.target);
+      // The app stamps every request it handles: one it handled must have been followed, or its writes would go unseen.
+      if (!arrival && response.headers['x-request-id'])
+        throw new Error(`the app answered ${request.method} ${request.target} but the write attribution never saw it arrive`);
       const changed = changes(before, await snapshot(server.runtime.db), arrival ? writes.tablesWrittenBy(arrival) : new Set());
       if (changed.length)
         add(
