@@ -30,7 +30,7 @@ import type { IsolationLog } from '../src/providers/postgres-isolation.ts';
 import { PostgresProvider } from '../src/providers/postgres.ts';
 import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
-import { eventually, POSTGRES_URL, providerState, startServer } from './helpers.ts';
+import { eventually, POSTGRES_URL, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
 
 const tag = () => randomBytes(5).toString('hex');
@@ -243,8 +243,9 @@ describe('the change channel', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_D
   test("believes Storehouse's own role and its members, not a store role or any other", async () => {
     const stateDb = await stateDatabase(POSTGRES_URL!);
     const server = await startServer('postgres', { databaseUrl: stateDb.url });
-    const setup = await providerState('postgres');
-    const provider = new PostgresProvider(setup.state, SecretBox.fromKey(randomBytes(32)), { adminUrl: POSTGRES_URL! });
+    // Its books in the server's own state: a store as the server's provider would make it.
+    const provider = new PostgresProvider(server.runtime.db, SecretBox.fromKey(randomBytes(32)), { adminUrl: POSTGRES_URL! });
+    const product = server.runtime.catalog.findProduct('oac_storehouse', 'postgres');
     const admin = await connect(POSTGRES_URL!);
     const member = `storehouse_iso_member_${tag()}`;
     const stranger = `storehouse_iso_other_${tag()}`;
@@ -254,7 +255,7 @@ describe('the change channel', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_D
       const seen: Array<string | undefined> = [];
       const { feed } = server.runtime;
       feed.onChange((table) => seen.push(table));
-      const { resource, secrets } = await provisionOn(provider, setup.product, 'notifying');
+      const { resource, secrets } = await provisionOn(provider, product, 'notifying');
       resourceId = resource.id;
       const store = secretsOf(secrets);
       await admin.query(`CREATE ROLE ${member} LOGIN PASSWORD 'member-pw' IN ROLE ${stateDb.role}`);
@@ -291,7 +292,6 @@ describe('the change channel', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_D
       for (const client of clients) await client.end().catch(() => {});
       if (resourceId) await provider.delete('icfg_isolation', resourceId, 'iso-cleanup');
       await provider.close();
-      await setup.close();
       await server.close();
       await admin.query(`DROP ROLE IF EXISTS ${member}`);
       await admin.query(`DROP ROLE IF EXISTS ${stranger}`);

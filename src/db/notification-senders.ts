@@ -51,21 +51,26 @@ export class NotificationSenders {
   }
 
   private async ask(pid: number): Promise<Verdict> {
-    let rows: Array<{ trusted: boolean }>;
+    // Every session of Storehouse's own role comes with the answer: the other nodes' new
+    // connections are known before they notify, so their changes need no question of their own.
+    let rows: Array<{ pid: number; trusted: boolean }>;
     try {
-      ({ rows } = await this.db.query<{ trusted: boolean }>(
-        `SELECT a.usename = $2 OR COALESCE(pg_has_role(a.usesysid, $2::name, 'USAGE'), false) AS trusted
-           FROM pg_stat_activity a WHERE a.pid = $1 AND a.usesysid IS NOT NULL`,
+      ({ rows } = await this.db.query<{ pid: number; trusted: boolean }>(
+        `SELECT a.pid, a.usename = $2 OR COALESCE(pg_has_role(a.usesysid, $2::name, 'USAGE'), false) AS trusted
+           FROM pg_stat_activity a WHERE (a.pid = $1 OR a.usename = $2) AND a.usesysid IS NOT NULL`,
         [pid, this.ownRole],
       ));
     } catch {
       return 'gone';
     }
-    if (rows.length === 0) return 'gone';
-    const verdict = rows[0]!.trusted ? 'trusted' : 'refused';
-    if (this.verdicts.size >= MAX_VERDICTS) this.verdicts.delete(this.verdicts.keys().next().value!);
-    this.verdicts.set(pid, { verdict, expiresAt: Date.now() + VERDICT_TTL_MS });
-    return verdict;
+    const expiresAt = Date.now() + VERDICT_TTL_MS;
+    for (const row of rows) {
+      this.verdicts.delete(row.pid);
+      if (this.verdicts.size >= MAX_VERDICTS) this.verdicts.delete(this.verdicts.keys().next().value!);
+      this.verdicts.set(row.pid, { verdict: row.trusted ? 'trusted' : 'refused', expiresAt });
+    }
+    const asked = rows.find((row) => row.pid === pid);
+    return asked === undefined ? 'gone' : asked.trusted ? 'trusted' : 'refused';
   }
 }
 

@@ -139,6 +139,7 @@ export class PostgresProvider implements Provider {
   }
 
   private isolation: Promise<IsolationReport | undefined> | undefined;
+  private isolationError: Error | undefined;
 
   /**
    * The start-up check of which other databases store roles can reach (postgres-isolation.ts),
@@ -150,6 +151,7 @@ export class PostgresProvider implements Provider {
       log: this.options.log,
     }).catch((error) => {
       this.isolation = undefined;
+      this.isolationError = error;
       this.options.log?.error({ err: error }, 'cannot check which databases store roles can connect to');
       return undefined;
     });
@@ -233,14 +235,16 @@ export class PostgresProvider implements Provider {
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     this.checkMetadata(request.metadata, request.product); // bad metadata is refused before anything is recorded or created
+    // Where Storehouse closes the other databases itself, no store is handed out before they are.
+    if (this.options.revokePublicConnect && !(await this.start())) {
+      throw providerUnavailable('postgres', `cannot close the server's other databases to store roles (${this.isolationError?.message})`);
+    }
     const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }));
     // The verifier's PBKDF2 runs on the thread pool meanwhile. The superuser question is asked
     // before a pool connection is held, so a burst of provisions cannot exhaust the pool on it.
     const verifier = scramVerifier(record.secret!);
     verifier.catch(() => {});
     const superuser = await this.adminIsSuperuser().catch(() => false);
-    // Where Storehouse closes the other databases itself, no store is handed out before they are.
-    if (this.options.revokePublicConnect) await this.start();
     await this.exclusively(record.id, async (run) => {
       // A retry, under the lock: a delete that began meanwhile wins, and nothing is created again.
       if (!record.fresh) await this.records.expectState(record, ['provisioning', 'ready']);
