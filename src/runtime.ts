@@ -217,6 +217,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     const { feed, stop: stopFeed } = await ChangeFeed.start(db, {
       heartbeatMs: config.changeHeartbeatMs,
       onError: (error) => logger?.warn({ err: error }, 'lost the change notifications; serving from the database until they are back'),
+      logger,
     });
     const access = new Access(db, feed);
     const box = SecretBox.load(config.secretKey, config.dataDir, { logger });
@@ -225,6 +226,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     const urls = new PublicUrls(config);
     const providers = Providers.create(config, db, box, {
       onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
+      logger,
       partners: {
         keys,
         issuer: () => urls.issuer(),

@@ -242,7 +242,8 @@ describe('on a cluster Storehouse runs itself', { skip: privateClusterUnavailabl
 describe('the change channel', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
   test("believes Storehouse's own role and its members, not a store role or any other", async () => {
     const stateDb = await stateDatabase(POSTGRES_URL!);
-    const server = await startServer('postgres', { databaseUrl: stateDb.url });
+    // The server's own Postgres provider is on this server too: at start it warns what to revoke.
+    const server = await startServer('postgres', { databaseUrl: stateDb.url, env: { STOREHOUSE_POSTGRES_ADMIN_URL: POSTGRES_URL! } });
     // Its books in the server's own state: a store as the server's provider would make it.
     const provider = new PostgresProvider(server.runtime.db, SecretBox.fromKey(randomBytes(32)), { adminUrl: POSTGRES_URL! });
     const product = server.runtime.catalog.findProduct('oac_storehouse', 'postgres');
@@ -252,6 +253,9 @@ describe('the change channel', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_D
     const clients: pg.Client[] = [];
     let resourceId: string | undefined;
     try {
+      const warned = () => server.logs.map((line) => JSON.parse(line)).find((line) => line.level === 40 && typeof line.sql === 'string');
+      await eventually('the start-up warning naming what to revoke', async () => warned() !== undefined);
+      assert.ok(warned().sql.includes(`REVOKE CONNECT ON DATABASE "${stateDb.database}" FROM PUBLIC;`), warned().sql);
       const seen: Array<string | undefined> = [];
       const { feed } = server.runtime;
       feed.onChange((table) => seen.push(table));
