@@ -26,7 +26,7 @@ export async function settle(api: StorehouseApi, timeoutMs: number): Promise<{ m
 }
 
 export interface LedgerFindings {
-  /** Acknowledged, never asked to be deleted, and not listed. */
+  /** Acknowledged, never asked to be deleted, and not listed; or answered 404 to a delete no earlier one can explain. */
   lost: string[];
   /** Deleted with a 200, yet listed. */
   deletedButPresent: string[];
@@ -49,6 +49,8 @@ export function checkLedger(ledger: Ledger, listed: Store[]): LedgerFindings {
     const id = create.storeId!;
     if (create.deleteRequests === 0 && !ids.has(id))
       findings.lost.push(`${create.name} (${id}, ${create.product}${create.key ? ', keyed' : ''})`);
+    else if (create.deleteNotFound && !create.deleteMaybeDone)
+      findings.lost.push(`${create.name} (${id}, ${create.product}): its delete answered 404 before any delete of it could have run`);
     if (create.deleteAcknowledged && ids.has(id)) findings.deletedButPresent.push(`${create.name} (${id})`);
     if (create.otherStoreIds.length > 0) findings.duplicates.push(`${create.name}: ${[id, ...create.otherStoreIds].join(', ')}`);
   }

@@ -26,6 +26,17 @@ export interface CreateRecord {
   nameTakenAnswers: number;
   deleteRequests: number;
   deleteAcknowledged: boolean;
+  /**
+   * A delete may have removed the store without a 200 to say so: one got no answer, a 5xx or 409
+   * store_deleting, or two were under way at once (either may answer 404 for the other's work).
+   */
+  deleteMaybeDone: boolean;
+  deletesInFlight: number;
+  /**
+   * A delete answered 404: the store is gone, and is not asked again. Unless an earlier delete
+   * may have removed it (deleteMaybeDone), an acknowledged store vanished: a loss.
+   */
+  deleteNotFound: boolean;
 }
 
 export class Ledger {
@@ -46,6 +57,9 @@ export class Ledger {
       nameTakenAnswers: 0,
       deleteRequests: 0,
       deleteAcknowledged: false,
+      deleteMaybeDone: false,
+      deletesInFlight: 0,
+      deleteNotFound: false,
     };
     this.creates.push(record);
     return record;
@@ -55,9 +69,9 @@ export class Ledger {
     return this.creates.filter((c) => c.storeId !== undefined);
   }
 
-  /** Acknowledged stores no acknowledged delete has taken: candidates for a delete. */
+  /** Acknowledged stores no delete has been answered 200 or 404 for: candidates for a delete. */
   deletable(): CreateRecord[] {
-    return this.creates.filter((c) => c.storeId !== undefined && !c.deleteAcknowledged);
+    return this.creates.filter((c) => c.storeId !== undefined && !c.deleteAcknowledged && !c.deleteNotFound);
   }
 
   get createRequests(): number {
@@ -174,9 +188,12 @@ export class Workload {
     if (candidates.length === 0) return;
     const record = this.random.pick(candidates);
     record.deleteRequests++;
-    const answer = await this.api.deleteStore(record.storeId!);
+    if (record.deletesInFlight++ > 0) record.deleteMaybeDone = true;
+    const answer = await this.api.deleteStore(record.storeId!).finally(() => record.deletesInFlight--);
     this.serverGone = answer.status === 0;
     if (answer.status === 200) record.deleteAcknowledged = true;
+    if (answer.status === 404) record.deleteNotFound = true;
+    if (answer.status === 0 || answer.status >= 500 || answer.code === 'store_deleting') record.deleteMaybeDone = true;
   }
 
   /**
