@@ -177,9 +177,10 @@ export class HttpProvider implements Provider {
    * The partner API has no "abandon": the provision is asked for again with the same
    * idempotency key, so a partner that made the resource names it (and one that did not makes it
    * now), and that resource is deleted. A partner that refuses the repeat with a 4xx other than
-   * 409 has nothing for the key; a 409 (the first call still running) is retried later. So has
-   * one that answers it (or the install upsert before it) with a redirect: a 3xx says the call was
-   * not served there, and Storehouse follows none (src/outbound/outbound-http.ts).
+   * 409 has nothing for the key; a 409 (the first call still running) is retried later. So is a
+   * redirect (Storehouse follows none, src/outbound/outbound-http.ts): a 3xx to the repeat says
+   * nothing about the first call, which may still be making the resource, so it is no proof that
+   * nothing exists, and the store stays being rolled back until the partner answers.
    */
   async abandon(request: ProvisionRequest): Promise<void> {
     const { installationId, idempotencyKey } = request;
@@ -187,7 +188,7 @@ export class HttpProvider implements Provider {
     try {
       resourceId = (await this.provision(request)).resource.id;
     } catch (error) {
-      if (error instanceof PartnerError && error.partnerStatus >= 300 && error.partnerStatus < 500 && error.partnerStatus !== 409) return;
+      if (error instanceof PartnerError && error.partnerStatus >= 400 && error.partnerStatus < 500 && error.partnerStatus !== 409) return;
       throw error;
     }
     await this.delete(installationId, resourceId, `${idempotencyKey}.abandon`, request.caller);
