@@ -212,6 +212,38 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     }
   });
 
+  test('an admin that may not run a fenced transaction is unavailable, naming what it needs; its failures carry no password', async () => {
+    // Everything but EXEC: ACL USERS works, every SETUSER (a WATCHed MULTI/EXEC) is refused.
+    await admin.call('ACL', 'SETUSER', 'sh_noexec_admin', 'on', '>noexec-password', '~*', '+@all', '-exec');
+    const limited = new RedisProvider(state, box, { adminUrl: 'redis://sh_noexec_admin:noexec-password@127.0.0.1:6379' });
+    try {
+      await eventually('the reason naming EXEC', async () => {
+        const answer = await limited.availability();
+        return answer.available === false && /EXEC/.test(answer.reason);
+      });
+      const failed = (await limited
+        .provision({
+          idempotencyKey: `noexec-${randomBytes(4).toString('hex')}`,
+          installationId,
+          product,
+          name: 'n',
+          metadata: {},
+          billingPlanId: 'redis_hobby',
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        )) as Error & Record<string, unknown>;
+      assert.ok(failed instanceof Error, 'the provision failed');
+      // What a logger would print of it (pino's err serialiser walks every own property).
+      const printed = JSON.stringify({ ...failed, message: failed.message, stack: failed.stack });
+      assert.doesNotMatch(printed, /SETUSER|previousErrors|>[A-Za-z0-9]{16,}/, printed);
+    } finally {
+      await limited.close();
+      await admin.call('ACL', 'DELUSER', 'sh_noexec_admin');
+    }
+  });
+
   test('an unreachable Redis is unavailable, with the reason, never a 500', async () => {
     const away = new RedisProvider(state, box, { adminUrl: 'redis://127.0.0.1:1' });
     const answer = await away.availability();

@@ -65,6 +65,9 @@ const TURN_WAIT_MS = 10_000;
 /** How soon a reapply that failed (the connection still up) is tried again. */
 const REAPPLY_RETRY_MS = 1_000;
 
+/** The commands the admin user must be allowed (README, the Redis provider). */
+const ADMIN_NEEDS = 'ACL, SCAN, UNLINK, SET, EXISTS, WATCH, UNWATCH, MULTI and EXEC';
+
 const DENIED = [
   '-@dangerous',
   '-scan',
@@ -110,7 +113,8 @@ export class RedisProvider implements Provider {
   private readonly idle: Redis[] = [];
   private readonly fencing = new Set<Redis>();
   private turns = 0;
-  private readonly waiting: (() => void)[] = [];
+  /** Callers waiting for a turn: given it (`go`) or refused (`refuse`, at their deadline or at close). */
+  private readonly waiting: Array<{ go: () => void; refuse: (error: Error) => void }> = [];
   private closed = false;
   private reapplyTimer: NodeJS.Timeout | undefined;
 
@@ -181,15 +185,23 @@ export class RedisProvider implements Provider {
   async availability() {
     if (!(await this.connected())) return { available: false as const, reason: this.unreachable() };
     try {
-      // ACL USERS needs the ACL permission this provider works with, which PING would not prove.
+      // Every command this provider sends, on a key of its own: PING would prove none of the
+      // permissions, and ACL USERS alone not the fenced transactions every SETUSER is.
+      const probe = fenceOf('storehouse-probe');
       await this.admin.call('ACL', 'USERS');
+      await this.admin.scan('0', 'MATCH', probe, 'COUNT', 1);
+      await this.withFenced(async (redis) => {
+        await redis.watch(probe);
+        await redis.exists(probe);
+        await redis.unwatch();
+        const replies = await redis.multi().set(probe, '1', 'EX', 60).unlink(probe).exec();
+        const failed = replies?.find(([error]) => error)?.[0];
+        if (failed) throw failed;
+      });
       return { available: true as const };
     } catch (error) {
-      if (/NOPERM/.test((error as Error).message)) {
-        return {
-          available: false as const,
-          reason: 'the admin user may not run ACL commands: it needs ACL, SCAN, UNLINK, SET, EXISTS, WATCH and MULTI',
-        };
+      if (/NOPERM|EXECABORT/.test((error as Error).message)) {
+        return { available: false as const, reason: `the admin user may not run every command this provider needs: ${ADMIN_NEEDS}` };
       }
       return { available: false as const, reason: `lost the Redis server (${(error as Error).message})` };
     }
@@ -278,19 +290,28 @@ export class RedisProvider implements Provider {
 
   /** Waits for one of the FENCED_CONNECTIONS turns, for at most TURN_WAIT_MS. */
   private takeTurn(): Promise<void> {
+    if (this.closed) return Promise.reject(providerUnavailable('redis', 'the provider is shutting down'));
     if (this.turns < FENCED_CONNECTIONS) {
       this.turns++;
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      const waiter = () => {
-        clearTimeout(timer);
-        resolve();
+      const waiter = {
+        go: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        refuse: (error: Error) => {
+          clearTimeout(timer);
+          this.waiting.splice(this.waiting.indexOf(waiter), 1);
+          reject(error);
+        },
       };
-      const timer = setTimeout(() => {
-        this.waiting.splice(this.waiting.indexOf(waiter), 1);
-        reject(providerUnavailable('redis', `every connection to the Redis server stayed busy for ${TURN_WAIT_MS} ms`));
-      }, TURN_WAIT_MS);
+      const timer = setTimeout(
+        () => waiter.refuse(providerUnavailable('redis', `every connection to the Redis server stayed busy for ${TURN_WAIT_MS} ms`)),
+        TURN_WAIT_MS,
+      );
+      timer.unref();
       this.waiting.push(waiter);
     });
   }
@@ -298,7 +319,7 @@ export class RedisProvider implements Provider {
   /** Hands the turn to the next waiter, or gives it back. */
   private endTurn(): void {
     const next = this.waiting.shift();
-    if (next) next();
+    if (next) next.go();
     else this.turns--;
   }
 
@@ -438,6 +459,7 @@ export class RedisProvider implements Provider {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.reapplyTimer);
+    for (const waiter of [...this.waiting]) waiter.refuse(providerUnavailable('redis', 'the provider is shutting down'));
     this.admin.disconnect();
     for (const redis of this.fencing) redis.disconnect();
     this.fencing.clear();
@@ -473,6 +495,10 @@ async function connectWithin(redis: Redis, ms: number): Promise<void> {
 
 /** ioredis puts a failed command's arguments on its errors; for ACL SETUSER they hold a password. */
 function withoutArguments(error: Error): Error {
-  delete (error as { command?: unknown }).command;
-  return error;
+  // A fresh error with the message only: ioredis hangs the command, with its arguments (an ACL
+  // SETUSER's `>password`), on the error and, for a transaction that failed, on each of its
+  // `previousErrors`, and a logger prints them all. A message that quotes a modifier loses it too.
+  const clean = new Error(error.message.replace(/'>[^']*'/g, "'>[redacted]'"));
+  clean.name = error.name;
+  return clean;
 }
