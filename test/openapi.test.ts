@@ -240,6 +240,16 @@ describe('/openapi.json against real responses', () => {
       expect: 200,
     });
     await market({ path: `/v1/installations/${icfg}/resources/${store.externalResourceId}`, expect: 403 });
+    // A built-in product's resources are not the marketplace API's: the built-in installation's own token may not import one.
+    const builtIn = (await mintInstallationToken(db, icfg)).value;
+    await call({
+      method: 'PUT',
+      path: `/v1/installations/${icfg}/resources/ext_builtin`,
+      body: { productId: 'postgres', name: 'not-imported', status: 'ready' },
+      token: builtIn,
+      expect: 400,
+    });
+    await call({ path: `/v1/installations/${icfg}/resources/${store.externalResourceId}`, token: builtIn, expect: 404 });
     await market({ path: `${installation}/account`, expect: 200 });
     await call({ path: `${installation}/account`, token: server.token, expect: 401 });
     await market({ path: `/v1/installations/${otherInstall.id}/account`, expect: 403 });
