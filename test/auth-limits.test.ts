@@ -83,6 +83,8 @@ for (const backend of BACKENDS) {
         for (const response of batch) statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
       }
       assert.deepEqual([...statuses], [[429, 1000 - LIMIT - 1]]);
+      const warned = server.logs.filter((line) => line.includes('refusing a client address') && line.includes(attacker));
+      assert.equal(warned.length, 1, 'the refusal of the address is logged once in its window');
       assert.equal(lookups.count - start, LIMIT, 'one lookup per failure within the bound, none after');
       // No token at all is refused the same way (a 429, not a 401).
       assert.equal((await from(attacker, null)).status, 429);

@@ -65,7 +65,12 @@ export const authPlugin = fp(async function authPlugin(app: FastifyInstance, opt
     try {
       request.principal = await access.principal(request.headers.authorization);
     } catch (error) {
-      if (error instanceof AppError && error.status === 401) await limits!.authFailure(address, reply);
+      if (error instanceof AppError && error.status === 401) {
+        // Once a window: an address refused is everyone behind it (a proxy not in STOREHOUSE_TRUST_PROXY).
+        await limits!.authFailure(address, reply, (refused) =>
+          request.log.warn({ address: refused }, 'refusing a client address after too many failed authentications this minute'),
+        );
+      }
       throw error;
     }
   });

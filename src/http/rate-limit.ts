@@ -274,11 +274,13 @@ export class RateLimits {
    * is refused here, before its next token is hashed or looked up; past it (another node counted
    * the rest), this request is the 429 too.
    */
-  async authFailure(address: string, reply: FastifyReply): Promise<void> {
+  async authFailure(address: string, reply: FastifyReply, onBlocked?: (address: string) => void): Promise<void> {
     if (!this.failures) return;
     const counted = this.failures.count(address);
     const count = counted instanceof Promise ? await counted : counted;
     if (count.remaining > 0) return;
+    const blockedUntil = this.blocked.get(address);
+    if (blockedUntil === undefined || blockedUntil <= Date.now()) onBlocked?.(address);
     this.blocked.delete(address);
     if (this.blocked.size >= MAX_ADDRESSES) this.blocked.delete(this.blocked.keys().next().value!);
     this.blocked.set(address, Date.now() + count.msBeforeNext);
