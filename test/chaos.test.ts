@@ -1,13 +1,15 @@
 /**
  * The short chaos run (`npm run chaos`, see chaos/run.ts) in the test suite: kill -9 of
  * Storehouse during creates and deletes, then outages of its state PostgreSQL and of Redis, on
- * private servers it starts itself; it fails on any store lost, stuck or duplicated, any orphan
- * role, database or ACL user, any broken credential, any keyed repeat refused store_name_taken
- * and any 500. It needs PostgreSQL's server binaries (initdb, pg_ctl), `redis-server` and, since
- * PostgreSQL will not run as root, the `postgres` OS user when run as root; where they are missing
- * it is skipped, saying why. It takes three to five minutes here, so it starts first in `npm test`
- * (test/run.ts). A failure names its seed: STOREHOUSE_CHAOS_SEED replays its choices (not its
- * timings), and the logs of every process are kept in the directory it names.
+ * private servers it starts itself. It fails on any store lost, stuck or duplicated, any orphan
+ * role, database or ACL user, any broken credential, any keyed repeat refused store_name_taken,
+ * any 500, and on a run that tested nothing (no create or delete acknowledged between the kills,
+ * no outage seen). It needs PostgreSQL's server binaries (initdb, pg_ctl), `redis-server` and,
+ * since PostgreSQL will not run as root, the `postgres` OS user when run as root; where they are
+ * missing it is skipped, saying why. It takes two to three minutes on 2 idle cores, five or more
+ * on busy ones, so it starts first in `npm test` (test/run.ts). A failure names its seed:
+ * STOREHOUSE_CHAOS_SEED replays its choices (not its timings), and the directory of every
+ * process's logs.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -38,7 +40,7 @@ if (skip) process.stderr.write(`# chaos: skipped: ${skip}\n`);
 
 test('chaos: kill -9 and outages lose nothing, orphan nothing, leave nothing stuck and answer no 500', {
   skip: skip ?? false,
-  // Three minutes on 2 idle cores, five when they are busy (most of it the 11 starts of Storehouse): far above is a hang.
+  // Two to three minutes on 2 idle cores, five to ten on busy ones (most of it the 11 starts of Storehouse).
   timeout: 20 * 60_000,
 }, async (t) => {
   const seed = process.env.STOREHOUSE_CHAOS_SEED ? Number(process.env.STOREHOUSE_CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
