@@ -14,9 +14,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
+import { checkLedger } from '../chaos/checks.ts';
 import { postgresBinDir } from '../chaos/postgres-server.ts';
 import { table } from '../chaos/report.ts';
 import { runChaos } from '../chaos/run.ts';
+import { Ledger } from '../chaos/workload.ts';
 
 function whyNot(): string | undefined {
   if (!postgresBinDir()) return 'no PostgreSQL server binaries at /usr/lib/postgresql/*/bin/initdb';
@@ -51,4 +53,27 @@ test('chaos: kill -9 and outages lose nothing, orphan nothing, leave nothing stu
   // between them, no outage seen), since its zeros would mean nothing.
   assert.equal(result.phases.crashes!.kills, 10, 'every kill was made');
   assert.deepEqual(result.failures, [], `seed ${seed}, logs in ${result.logDir}`);
+});
+
+// The checks must be able to fail: each finding the ledger can make, from a ledger made up to hold it.
+test('chaos: the ledger check flags a lost store, an unexplained 404, a store deleted but listed, a duplicate and a name-taken repeat', () => {
+  const ledger = new Ledger('check');
+  const store = (id: string) => ({ id, name: id, status: 'available', externalResourceId: `sh_${id}` });
+  const kept = Object.assign(ledger.newCreate('redis', true), { storeId: 'kept' });
+  Object.assign(ledger.newCreate('redis', false), { storeId: 'lost' });
+  Object.assign(ledger.newCreate('postgres', false), { storeId: 'vanished', deleteRequests: 1, deleteNotFound: true });
+  // A 404 after a delete that got no answer is that delete's work: no finding.
+  Object.assign(ledger.newCreate('postgres', false), { storeId: 'cut', deleteRequests: 2, deleteNotFound: true, deleteMaybeDone: true });
+  Object.assign(ledger.newCreate('redis', false), { storeId: 'undead', deleteRequests: 1, deleteAcknowledged: true });
+  kept.otherStoreIds.push('twin');
+  Object.assign(ledger.newCreate('redis', true), { requests: 2, nameTakenAnswers: 1 });
+  const findings = checkLedger(ledger, [store('kept'), store('undead')]);
+  assert.deepEqual(
+    findings.lost.map((line) => /\((\w+),/.exec(line)?.[1]),
+    ['lost', 'vanished'],
+  );
+  assert.equal(findings.deletedButPresent.length, 1);
+  assert.match(findings.deletedButPresent[0]!, /undead/);
+  assert.deepEqual(findings.duplicates, ['chaos-check-1: kept, twin']);
+  assert.deepEqual(findings.keyedRepeatsNameTaken, ['chaos-check-6 (1 of 2 requests, keyed)']);
 });
