@@ -184,6 +184,10 @@ export class HttpProvider implements Provider {
    */
   async abandon(request: ProvisionRequest): Promise<void> {
     const { installationId, idempotencyKey } = request;
+    // No provision is sent before the installation's upsert succeeded and was recorded: one the
+    // partner never heard of has nothing for the key, whatever the first call's fate (a refused or
+    // redirected upsert), so there is nothing to ask it.
+    if (!(await this.identity(installationId)).installed) return;
     let resourceId: string;
     try {
       resourceId = (await this.provision(request)).resource.id;
