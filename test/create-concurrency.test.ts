@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BACKENDS, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { BACKENDS, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer, addTestCard } from './helpers.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 
@@ -46,12 +46,7 @@ for (const backend of BACKENDS) {
     before(async () => {
       server = await startServer(backend, { env: { STOREHOUSE_REDIS_ADMIN_URL: REDIS_URL!, STOREHOUSE_RATE_LIMIT_STORE_CREATES: '0' } });
       icfg = await firstConfiguration(server);
-      const card = await server.request('/_storehouse/payment-methods', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ cardNumber: '4242424242424242' }),
-      });
-      assert.equal(card.status, 200);
+      await addTestCard(server);
     });
     after(async () => {
       await deleteAll();

@@ -233,3 +233,13 @@ export async function providerState(productSlug: string) {
     },
   };
 }
+
+/** Adds the test card that is always approved to the server's team (paid plans need one); fails the test unless it is accepted. */
+export async function addTestCard(server: TestServer): Promise<void> {
+  const card = await server.request('/_storehouse/payment-methods', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ cardNumber: '4242424242424242' }),
+  });
+  if (card.status !== 200) throw new Error(`the test card was refused: ${card.status} ${await card.text()}`);
+}

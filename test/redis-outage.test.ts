@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { PrivateRedis } from '../chaos/redis-server.ts';
-import { errorOf, eventually, startServer, type TestServer } from './helpers.ts';
+import { errorOf, eventually, startServer, type TestServer, addTestCard } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
 
 describe('a Redis outage during creates', () => {
@@ -35,12 +35,7 @@ describe('a Redis outage during creates', () => {
     await redis.start();
     server = await startServer('embedded', { env: { STOREHOUSE_REDIS_ADMIN_URL: redis.url, STOREHOUSE_PROVISION_TIMEOUT_MS: '5000' } });
     icfg = (await server.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
-    const card = await server.request('/_storehouse/payment-methods', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ cardNumber: '4242424242424242' }),
-    });
-    assert.equal(card.status, 200);
+    await addTestCard(server);
   });
   after(async () => {
     await server?.close();

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { PrivateRedis } from '../chaos/redis-server.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
-import { errorOf, eventually, startServer, type TestServer } from './helpers.ts';
+import { errorOf, eventually, startServer, type TestServer, addTestCard } from './helpers.ts';
 import { freePort, startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 const post = (server: TestServer, body: Record<string, unknown>, key: string) =>
@@ -36,12 +36,7 @@ describe('a keyed retry of a create that failed during a Redis outage', () => {
     await redis.start();
     server = await startServer('embedded', { env: { STOREHOUSE_REDIS_ADMIN_URL: redis.url, STOREHOUSE_PROVISION_TIMEOUT_MS: '5000' } });
     icfg = (await server.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
-    const card = await server.request('/_storehouse/payment-methods', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ cardNumber: '4242424242424242' }),
-    });
-    assert.equal(card.status, 200);
+    await addTestCard(server);
   });
   after(async () => {
     await server?.close();
