@@ -57,7 +57,7 @@ export const FRAMEWORKS = (
 /** Vercel's rule for project names. */
 const PROJECT_NAME = /^[a-z0-9._-]{1,100}$/;
 
-const toProject = (row: Record<string, any>): Project => ({
+const toProject = (row: MappedRow): Project => ({
   id: row.id,
   teamId: row.team_id,
   name: row.name,

@@ -3,7 +3,7 @@
  * written before the outside world is touched and updated after, so retries are idempotent and
  * no created resource goes unrecorded. The credential is kept sealed.
  */
-import type { Queryable } from '../db/database.ts';
+import type { MappedRow, Queryable } from '../db/database.ts';
 import { conflict, notFound } from '../errors.ts';
 import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
@@ -46,7 +46,7 @@ export class ResourceRecords<Details> {
     readonly provider: string,
   ) {}
 
-  private toRecord(row: Record<string, any>): ResourceRecord<Details> {
+  private toRecord(row: MappedRow): ResourceRecord<Details> {
     return {
       id: row.id,
       provider: row.provider,

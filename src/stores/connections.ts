@@ -3,7 +3,7 @@
  * variables for the chosen environments, and follow the store until it is disconnected.
  */
 import { audit } from '../audit/audit-log.ts';
-import type { Database, Queryable } from '../db/database.ts';
+import type { Database, MappedRow, Queryable } from '../db/database.ts';
 import { conflict, notFound, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
@@ -172,7 +172,7 @@ export class StoreConnections {
    * next deployment, as on Vercel. A new name that clashes with a project's own variable is 409.
    */
   async rewriteVariables(tx: Queryable, store: Store, secrets: Secret[]): Promise<void> {
-    const { rows } = await tx.query<Record<string, any>>(
+    const { rows } = await tx.query<MappedRow>(
       `SELECT c.project_id, p.name, c.environments, c.sensitive, c.env_var_prefix, c.created_by
          FROM store_connections c JOIN projects p ON p.id = c.project_id WHERE c.store_id = $1 ORDER BY c.project_id FOR UPDATE OF p`,
       [store.id],

@@ -1,5 +1,5 @@
 /** The stores table: what a store is, and the queries the store service runs on it. */
-import { isUniqueViolation, seqPage, type Queryable } from '../db/database.ts';
+import { isUniqueViolation, type MappedRow, seqPage, type Queryable } from '../db/database.ts';
 import type { BillingPlan, Product } from '../catalog/catalog.ts';
 import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
 import { AppError, conflict, notFound } from '../errors.ts';
@@ -82,7 +82,7 @@ export const STORE_STATUS: Record<ResourceStatus, StoreStatus> = {
   error: 'error',
 };
 
-export const toStore = (row: Record<string, any>): Store => ({
+export const toStore = (row: MappedRow): Store => ({
   id: row.id,
   teamId: row.team_id,
   installationId: row.installation_id,

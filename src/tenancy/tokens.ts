@@ -1,5 +1,5 @@
 import type { ChangeFeed } from '../db/change-feed.ts';
-import type { Queryable } from '../db/database.ts';
+import type { MappedRow, Queryable } from '../db/database.ts';
 import { badRequest, notFound } from '../errors.ts';
 import { hashToken, newId, newTokenValue } from '../ids.ts';
 import { roleIn } from './teams.ts';
@@ -22,7 +22,7 @@ export interface Principal {
   defaultTeamId: string;
 }
 
-const toToken = (row: Record<string, any>): TokenInfo => ({
+const toToken = (row: MappedRow): TokenInfo => ({
   id: row.id,
   name: row.name,
   userId: row.user_id,
