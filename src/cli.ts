@@ -80,7 +80,7 @@ async function runCommand(command: AdminCommand, args: Record<string, string | u
 export function buildCli(): Command {
   const program = new Command('storehouse')
     .description(
-      "Storehouse: a self-hostable integration marketplace speaking Vercel's REST API.\nConfiguration comes from the environment (see the README): DATABASE_URL, STOREHOUSE_DATA_DIR, STOREHOUSE_CATALOG, ...",
+      "Storehouse: a self-hostable integration marketplace speaking Vercel's REST API.\nConfiguration comes from the environment (see docs/configuration.md): DATABASE_URL, STOREHOUSE_DATA_DIR, STOREHOUSE_CATALOG, ...",
     )
     .option('--json', 'print results as JSON')
     .showHelpAfterError();

@@ -181,7 +181,7 @@ function trustProxy(env: NodeJS.ProcessEnv, name: string): boolean | string[] {
   return entries;
 }
 
-/** Reads the configuration from the environment; every variable is documented in the README. */
+/** Reads the configuration from the environment; every variable is documented in docs/configuration.md. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const logLevel = env.LOG_LEVEL || 'info';
   if (!LOG_LEVELS.includes(logLevel)) {

@@ -7,7 +7,7 @@
  *
  * For development only: the socket accepts any user name and password (the secrets carry one,
  * so clients that insist on a password work, but it protects nothing), and every store costs
- * about as much memory as an embedded Storehouse (a PGlite instance each; see the README).
+ * about as much memory as an embedded Storehouse (a PGlite instance each; see docs/providers.md).
  */
 import fs from 'node:fs';
 import net from 'node:net';

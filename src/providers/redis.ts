@@ -65,7 +65,7 @@ const TURN_WAIT_MS = 10_000;
 /** How soon a reapply that failed (the connection still up) is tried again. */
 const REAPPLY_RETRY_MS = 1_000;
 
-/** The commands the admin user must be allowed (README, the Redis provider). */
+/** The commands the admin user must be allowed (docs/providers.md, the Redis provider). */
 const ADMIN_NEEDS = 'ACL, SCAN, UNLINK, SET, EXISTS, WATCH, UNWATCH, MULTI and EXEC';
 
 const DENIED = [
