@@ -3,7 +3,7 @@ import type { Database, Queryable } from '../db/database.ts';
 import { badRequest, forbidden, unauthorized } from '../errors.ts';
 import { hashToken } from '../ids.ts';
 import type { Team, TeamRole } from './teams.ts';
-import { markTokensUsed, TokenMisses, type LiveToken, type Principal } from './tokens.ts';
+import { findLiveToken, markTokensUsed, type LiveToken, type Principal } from './tokens.ts';
 
 /** Who is asking, and for which team, with what role there. */
 export interface Actor extends Principal {
@@ -69,7 +69,12 @@ const MAX_KNOWN_TOKENS = 10_000;
 export class Access {
   private readonly tokens: ReadCache<LiveToken>;
   private readonly actors: ReadCache<Actor>;
-  private readonly misses: TokenMisses;
+  /**
+   * What a token hash's lookup found lately, misses included, so a bad token sent again costs no
+   * query (issue 17): forgotten on every change (a token created on any node works at once) and
+   * after 5 s, and kept apart from `tokens` so a flood of bad tokens cannot evict the good ones.
+   */
+  private readonly lookups: ReadCache<LiveToken | undefined>;
   /** Hashes of tokens that authenticated on this node lately, and until when they count (see `recentlyAuthenticated`). */
   private readonly known = new Map<string, number>();
   private readonly used = new Set<string>();
@@ -81,7 +86,7 @@ export class Access {
   ) {
     this.tokens = new ReadCache(feed);
     this.actors = new ReadCache(feed);
-    this.misses = new TokenMisses(feed);
+    this.lookups = new ReadCache(feed, { ttlMs: 5_000, maxEntries: 10_000 });
     this.timer = setInterval(() => void this.flushUsed().catch(() => {}), MARK_USED_EVERY_MS);
     this.timer.unref();
   }
@@ -90,7 +95,7 @@ export class Access {
   async principal(authorization: string | undefined): Promise<Principal> {
     const hash = hashToken(bearerToken(authorization));
     const token = await this.tokens.get(hash, async () => {
-      const found = await this.misses.find(this.db, hash);
+      const found = await this.lookups.get(hash, () => findLiveToken(this.db, hash));
       if (!found) {
         this.known.delete(hash);
         throw unauthorized('The bearer token is not valid');

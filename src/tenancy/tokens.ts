@@ -1,4 +1,3 @@
-import type { ChangeFeed } from '../db/change-feed.ts';
 import type { MappedRow, Queryable } from '../db/database.ts';
 import { badRequest, notFound } from '../errors.ts';
 import { hashToken, newId, newTokenValue } from '../ids.ts';
@@ -81,45 +80,6 @@ export async function findLiveToken(db: Queryable, hash: string): Promise<LiveTo
   const row = rows[0];
   if (!row) return undefined;
   return { principal: { tokenId: row.id, userId: row.user_id, defaultTeamId: row.default_team_id }, expiresAt: row.expires_at };
-}
-
-/**
- * Token hashes that matched no live token lately, so a bad token sent again costs no query
- * (issue 17). Kept `ttlMs` at most, the least recently missed dropped past `maxEntries`, and all
- * forgotten on every change the feed reports (a token created or changed on any node), so a token
- * created a moment ago works at once. While the feed is deaf nothing is believed.
- */
-export class TokenMisses {
-  private readonly misses = new Map<string, number>();
-
-  constructor(
-    private readonly feed: ChangeFeed,
-    private readonly options: { ttlMs: number; maxEntries: number } = { ttlMs: 5_000, maxEntries: 10_000 },
-  ) {
-    feed.onChange(() => this.misses.clear());
-  }
-
-  has(hash: string): boolean {
-    const expiresAt = this.misses.get(hash);
-    if (expiresAt === undefined) return false;
-    this.misses.delete(hash);
-    if (!this.feed.healthy || expiresAt <= Date.now()) return false;
-    this.misses.set(hash, expiresAt); // most recently missed last
-    return true;
-  }
-
-  /** Looks `hash` up unless it missed lately; a miss read while nothing changed is remembered. */
-  async find(db: Queryable, hash: string): Promise<LiveToken | undefined> {
-    if (this.has(hash)) return undefined;
-    const generation = this.feed.generation;
-    const found = await findLiveToken(db, hash);
-    // A change during the read (a token created meanwhile) may make this miss wrong: not kept.
-    if (!found && this.feed.healthy && this.feed.generation === generation) {
-      if (this.misses.size >= this.options.maxEntries) this.misses.delete(this.misses.keys().next().value!);
-      this.misses.set(hash, Date.now() + this.options.ttlMs);
-    }
-    return found;
-  }
 }
 
 /** Records that these tokens were used just now (bookkeeping: it changes nobody's access). */
