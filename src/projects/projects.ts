@@ -206,8 +206,10 @@ export class ProjectEnv {
   ): Promise<{ project: Project; envs: EnvVar[] }> {
     if (options.decrypt) assertCanChangeProjects(actor);
     const project = await findProject(this.db, actor.team.id, idOrName);
+    // The guard (who may open a store's values) is read only when values are to be opened.
+    const guard = options.decrypt ? { columns: `, ${GUARD_COLUMNS}`, joins: GUARD_JOINS } : { columns: '', joins: '' };
     const { rows } = await this.db.query(
-      `SELECT e.*, s.installation_id, ${GUARD_COLUMNS} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${GUARD_JOINS}
+      `SELECT e.*, s.installation_id${guard.columns} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${guard.joins}
         WHERE e.project_id = $1 AND ($2::text IS NULL OR e.targets ? $2) ORDER BY e.created_at, e.key, e.id`,
       [project.id, options.target ?? null],
     );

@@ -10,7 +10,7 @@ import type { Secret } from '../providers/provider.ts';
 import { assertCanChangeProjects, ENVIRONMENTS, findProject, type Environment } from '../projects/projects.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { assertMayReadCredentials, storeGuard } from './credential-access.ts';
+import { assertMayReadCredentials, hasSensitiveConnection, storeGuard } from './credential-access.ts';
 import { findStore, readSecrets, STORE_COLUMNS, toStore, type Store, type StoreStatus } from './stores.ts';
 
 export interface ConnectInput {
@@ -146,7 +146,7 @@ export class StoreConnections {
       if (rows.length === 0 && which !== 'all') throw notFound('connection', which.connection);
       // Without a sensitive connection left the store would be readable again, by anyone: the
       // refusal aborts the transaction, so nothing is removed.
-      if (guard.sensitive && !(await storeGuard(tx, actor.team.id, store.id)).sensitive) {
+      if (guard.sensitive && !(await hasSensitiveConnection(tx, store.id))) {
         assertMayReadCredentials(actor, guard, 'remove its last sensitive connection');
       }
       const projects = rows.map((row) => row.project_id);

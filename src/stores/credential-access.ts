@@ -36,6 +36,15 @@ export const guardOf = (row: MappedRow): CredentialGuard => ({
   sensitive: row.guard_sensitive === true,
 });
 
+/** Whether any connection of the store is sensitive now (the guard's `sensitive`, alone). */
+export async function hasSensitiveConnection(db: Queryable, storeId: string): Promise<boolean> {
+  const { rows } = await db.query<{ sensitive: boolean }>(
+    'SELECT EXISTS (SELECT 1 FROM store_connections WHERE store_id = $1 AND sensitive) AS sensitive',
+    [storeId],
+  );
+  return rows[0]!.sensitive === true;
+}
+
 /** The guard of the team's store; read inside the transaction that holds the store's row, so no connection changes meanwhile. */
 export async function storeGuard(db: Queryable, teamId: string, storeId: string): Promise<CredentialGuard> {
   const { rows } = await db.query(`SELECT ${GUARD_COLUMNS} FROM stores s ${GUARD_JOINS} WHERE s.id = $1 AND s.team_id = $2`, [
@@ -46,7 +55,7 @@ export async function storeGuard(db: Queryable, teamId: string, storeId: string)
   return guardOf(rows[0]);
 }
 
-export function mayReadCredentials(actor: Actor, guard: CredentialGuard): boolean {
+function mayReadCredentials(actor: Actor, guard: CredentialGuard): boolean {
   return !guard.sensitive || isInstallationAdmin({ installedBy: guard.installedBy }, actor.userId, actor.role);
 }
 
