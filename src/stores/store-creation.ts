@@ -38,6 +38,8 @@ import {
   STORE_STATUS,
   toStore,
   type Store,
+  quotaExceeded,
+  storeQuota,
 } from './stores.ts';
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
@@ -63,26 +65,6 @@ const CREATE = 'stores.create';
 const CONTENDED = new Set(['store_name_taken', 'store_quota_exceeded', 'plan_resource_limit_reached', 'no_free_plan']);
 
 const storeDeleted = (store: Store) => conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
-
-export const quotaExceeded = (quota: number, used: number) =>
-  new AppError(
-    403,
-    'store_quota_exceeded',
-    `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`,
-    { limit: { total: quota, used } },
-  );
-
-/** The team's store quota (its own, else the default). */
-export async function storeQuota(tx: Queryable, teamId: string, defaultQuota: number): Promise<number> {
-  // Locking the team's row makes every create of the team take turns here, so concurrent
-  // requests count each other's stores and no quota is ever overshot. NO KEY UPDATE, because
-  // it does not conflict with the share locks foreign keys take on the team (an idempotency
-  // key's insert, an audit event's): FOR UPDATE did, and two creates deadlocked (40P01).
-  const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR NO KEY UPDATE', [
-    teamId,
-  ]);
-  return rows[0]?.store_quota ?? defaultQuota;
-}
 
 export class StoreCreation {
   constructor(

@@ -10,8 +10,17 @@ import type { ResourceStatus, Secret } from '../providers/provider.ts';
 import type { PartnerPlan as PartnerPlanInput } from '../providers/http.ts';
 import type { PendingStores } from './pending-stores.ts';
 import type { StoreContext } from './store-context.ts';
-import { quotaExceeded, storeQuota } from './store-creation.ts';
-import { isNameTaken, nameTaken, rememberPlanIfNew, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
+import {
+  assertStoreRoom,
+  isNameTaken,
+  nameTaken,
+  rememberPlanIfNew,
+  sealSecrets,
+  STORE_COLUMNS,
+  STORE_STATUS,
+  toStore,
+  type Store,
+} from './stores.ts';
 
 export class StoreImports {
   constructor(
@@ -54,11 +63,7 @@ export class StoreImports {
     const notification = input.notification && typeof input.notification === 'object' ? JSON.stringify(input.notification) : null;
     try {
       const store = await this.ctx.db.transaction(async (tx) => {
-        const quota = await storeQuota(tx, installation.teamId, this.ctx.options.defaultStoreQuota);
-        const { rows: counts } = await tx.query<{ total: number }>('SELECT count(*)::int AS total FROM stores WHERE team_id = $1', [
-          installation.teamId,
-        ]);
-        if (counts[0]!.total >= quota) throw quotaExceeded(quota, counts[0]!.total);
+        await assertStoreRoom(tx, installation.teamId, this.ctx.options.defaultStoreQuota);
         await rememberPlanIfNew(tx, product, plan);
         const { rows } = await audited(
           tx,

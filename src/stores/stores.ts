@@ -226,3 +226,30 @@ export function planNotOffered(product: Product, requested: string, plans: Billi
     { fields: [{ key: 'billingPlanId', message: `is not a selectable plan of this product${forWhat}` }] },
   );
 }
+
+export const quotaExceeded = (quota: number, used: number) =>
+  new AppError(
+    403,
+    'store_quota_exceeded',
+    `The team has reached its quota of ${quota} store${quota === 1 ? '' : 's'}: delete one, or ask an operator to raise the quota`,
+    { limit: { total: quota, used } },
+  );
+
+/** The team's store quota (its own, else the default). */
+export async function storeQuota(tx: Queryable, teamId: string, defaultQuota: number): Promise<number> {
+  // Locking the team's row makes every create of the team take turns here, so concurrent
+  // requests count each other's stores and no quota is ever overshot. NO KEY UPDATE, because
+  // it does not conflict with the share locks foreign keys take on the team (an idempotency
+  // key's insert, an audit event's): FOR UPDATE did, and two creates deadlocked (40P01).
+  const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR NO KEY UPDATE', [
+    teamId,
+  ]);
+  return rows[0]?.store_quota ?? defaultQuota;
+}
+
+/** 403 unless the team has room for one more store under its quota (the team's row locked: see storeQuota). */
+export async function assertStoreRoom(tx: Queryable, teamId: string, defaultQuota: number): Promise<void> {
+  const quota = await storeQuota(tx, teamId, defaultQuota);
+  const { rows } = await tx.query<{ total: number }>('SELECT count(*)::int AS total FROM stores WHERE team_id = $1', [teamId]);
+  if (rows[0]!.total >= quota) throw quotaExceeded(quota, rows[0]!.total);
+}
