@@ -118,7 +118,10 @@ export class RedisProvider implements Provider {
   private closed = false;
   private reapplyTimer: NodeJS.Timeout | undefined;
 
+  private readonly onError: ((error: Error) => void) | undefined;
+
   constructor(state: Queryable, box: SecretBox, options: RedisProviderOptions) {
+    this.onError = options.onError;
     this.records = new ResourceRecords(state, box, 'redis');
     const url = new URL(options.adminUrl);
     this.host = url.hostname || 'localhost';
@@ -180,6 +183,12 @@ export class RedisProvider implements Provider {
       await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
       throw error;
     }
+  }
+
+  /** Checks availability once and reports an unavailable provider through `onError` (at start). */
+  async reportAvailability(): Promise<void> {
+    const answer = await this.availability();
+    if (!answer.available) this.onError?.(new Error(`the Redis provider is unavailable: ${answer.reason}`));
   }
 
   async availability() {

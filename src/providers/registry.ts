@@ -67,6 +67,11 @@ export class Providers {
     for (const provider of this.configured.values()) {
       if (provider instanceof EmbeddedPostgresProvider) await provider.start(onError);
       if (provider instanceof PostgresProvider) await provider.start();
+      // Not awaited: a Redis that is away must not hold the start. An admin user that lacks a
+      // command every SETUSER needs is named at once, not at the first create.
+      if (provider instanceof RedisProvider) {
+        void provider.reportAvailability();
+      }
     }
   }
 

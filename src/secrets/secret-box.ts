@@ -109,11 +109,6 @@ export class SecretBox {
     return this.openAny(sealed, context);
   }
 
-  /** Whether `sealed` is in the v1 format, which the start re-seals. */
-  static isLegacy(sealed: string): boolean {
-    return sealed.startsWith(`${LEGACY}:`);
-  }
-
   /** A v1 value opened and sealed again as v2 for `context` (the start's re-seal; opens v1 even once retired). */
   reseal(sealed: string, context: SealContext): string {
     return this.seal(this.openAny(sealed, context), context);
