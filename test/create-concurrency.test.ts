@@ -110,12 +110,7 @@ describe('one key sent to two nodes at once', {
     database = await freshPostgresDatabase();
     a = await startServer('postgres', { databaseUrl: database.url, env });
     b = await startServer('postgres', { databaseUrl: database.url, env, bootstrapToken: a.token });
-    const card = await a.request('/_storehouse/payment-methods', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ cardNumber: '4242424242424242' }),
-    });
-    assert.equal(card.status, 200);
+    await addTestCard(a);
   });
   after(async () => {
     const { rows } = await a.runtime.db.query<{ id: string }>('SELECT id FROM stores');

@@ -216,10 +216,13 @@ export async function eventually(what: string, check: () => Promise<boolean>, ti
   throw new Error(`${what} did not happen within ${timeoutMs} ms`);
 }
 
-/** Storehouse state for provider tests: a migrated embedded database with the default catalog, and one of its products. */
-export async function providerState(productSlug: string) {
+/**
+ * Storehouse state for provider tests: a migrated database (embedded, or the PostgreSQL at
+ * `databaseUrl`) with the default catalog, and one of its products.
+ */
+export async function providerState(productSlug: string, options: { databaseUrl?: string } = {}) {
   const dataDir = await freshDataDir();
-  const state = await openDatabase({ dataDir });
+  const state = await openDatabase({ dataDir, ...(options.databaseUrl && { databaseUrl: options.databaseUrl }) });
   await migrate(state);
   await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
   const product = (await Catalog.load(state)).findProduct('oac_storehouse', productSlug);

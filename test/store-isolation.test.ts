@@ -11,26 +11,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { parse } from 'yaml';
 import { postgresBinDir, PrivatePostgres } from '../chaos/postgres-server.ts';
-import { Catalog, type Product } from '../src/catalog/catalog.ts';
-import { syncCatalog } from '../src/catalog/catalog-sync.ts';
-import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
+import type { Product } from '../src/catalog/catalog.ts';
 import { ANYTHING, CHANGES_CHANNEL } from '../src/db/change-feed.ts';
-import type { Database } from '../src/db/database.ts';
-import { migrate } from '../src/db/migrate.ts';
-import { openDatabase } from '../src/db/open.ts';
 import { UNVERIFIED_INTERVAL_MS, UnverifiedChanges } from '../src/db/notification-senders.ts';
 import type { IsolationLog } from '../src/providers/postgres-isolation.ts';
 import { PostgresProvider } from '../src/providers/postgres.ts';
 import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
-import { eventually, POSTGRES_URL, startServer } from './helpers.ts';
+import { eventually, POSTGRES_URL, providerState, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
 
 const tag = () => randomBytes(5).toString('hex');
@@ -91,21 +82,7 @@ async function stateDatabase(adminUrl: string) {
 }
 
 /** A migrated state on `url`, with the default catalog, and its Postgres product. */
-async function openState(url: string): Promise<{ state: Database; product: Product; close: () => Promise<void> }> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-isolation-'));
-  const state = await openDatabase({ databaseUrl: url, dataDir });
-  await migrate(state);
-  await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
-  const product = (await Catalog.load(state)).findProduct('oac_storehouse', 'postgres');
-  return {
-    state,
-    product,
-    close: async () => {
-      await state.close();
-      fs.rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
+const openState = (url: string) => providerState('postgres', { databaseUrl: url });
 
 function capturingLog() {
   const lines: Array<{ level: string; details: any; message: string }> = [];

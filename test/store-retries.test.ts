@@ -89,7 +89,7 @@ describe('a keyed retry of a create that failed during a Redis outage', () => {
     );
     assert.ok(
       answers.slice(0, -1).every((status) => status === 503),
-      `before Redis was reachable again, 503s only: ${answers}`,
+      `while Redis was reconnecting, 503s only (never 409 store_name_taken): ${answers}`,
     );
     assert.notEqual(created!.id, firstId);
     assert.deepEqual([created!.name, created!.status], ['retried-in-outage', 'available']);
