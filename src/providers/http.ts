@@ -112,7 +112,13 @@ export class HttpProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    const identity = await this.identity(request.installationId, request.caller);
+    return this.provisionAs(request, await this.identity(request.installationId, request.caller));
+  }
+
+  private async provisionAs(
+    request: ProvisionRequest,
+    identity: CallIdentity & { installed: boolean },
+  ): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
     if (!identity.installed) await this.ensureInstalled(request.installationId, identity);
     const answer = await this.client.call<PartnerResource & { secrets: Secret[] }>({
       method: 'POST',
@@ -187,10 +193,11 @@ export class HttpProvider implements Provider {
     // No provision is sent before the installation's upsert succeeded and was recorded: one the
     // partner never heard of has nothing for the key, whatever the first call's fate (a refused or
     // redirected upsert), so there is nothing to ask it.
-    if (!(await this.identity(installationId)).installed) return;
+    const identity = await this.identity(installationId, request.caller);
+    if (!identity.installed) return;
     let resourceId: string;
     try {
-      resourceId = (await this.provision(request)).resource.id;
+      resourceId = (await this.provisionAs(request, identity)).resource.id;
     } catch (error) {
       if (error instanceof PartnerError && error.partnerStatus >= 400 && error.partnerStatus < 500 && error.partnerStatus !== 409) return;
       throw error;
