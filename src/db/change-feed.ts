@@ -11,10 +11,13 @@
  * On PostgreSQL only notifications from Storehouse's own role move the feed (who that is, and
  * why, is in notification-senders.ts): any role that can connect to the state database can
  * NOTIFY, and a store role on a shared server could otherwise make every node drop its caches.
+ * Senders are asked about on a connection of their own, never behind requests in the pool, and
+ * a question unanswered within its bound believes the notification.
  */
 import { randomBase62 } from '../ids.ts';
+import type pg from 'pg';
 import type { Database } from './database.ts';
-import { NotificationSenders, UnverifiedChanges } from './notification-senders.ts';
+import { NotificationSenders, SENDER_CHECK_TIMEOUT_MS, UnverifiedChanges, type Verdict } from './notification-senders.ts';
 
 export const CHANGES_CHANNEL = 'storehouse_changes';
 
@@ -28,6 +31,8 @@ export class ChangeFeed {
   refused = 0;
   /** Notifications whose sender was gone before it could be checked (believed, at a bounded rate). */
   unverified = 0;
+  /** Notifications whose sender could not be asked about within the bound, or at all (believed, at a bounded rate). */
+  unanswered = 0;
   private readonly subscribers = new Set<(table: string | undefined) => void>();
 
   /** Something changed (in `table`; ANYTHING after a gap; undefined for a write of this process): what was read before is stale. */
@@ -46,6 +51,9 @@ export class ChangeFeed {
    * pool and must hear it on its LISTEN connection within `heartbeatMs`; if it does not (a
    * half-open connection, a pooler that drops LISTEN), the feed turns unhealthy, so caches are
    * bypassed, and the connection is replaced.
+   *
+   * Senders are checked on a connection of the feed's own (`senderConnection`, by default
+   * `db.dedicatedClient`), each question within `senderCheckTimeoutMs`.
    */
   static async start(
     db: Database,
@@ -53,23 +61,36 @@ export class ChangeFeed {
       heartbeatMs?: number;
       onError?: (error: Error) => void;
       logger?: { debug(details: object, message: string): void } | undefined;
+      senderCheckTimeoutMs?: number;
+      senderConnection?: () => pg.Client;
     } = {},
   ): Promise<{ feed: ChangeFeed; stop: () => Promise<void> }> {
-    const { heartbeatMs = 5000, onError, logger } = options;
+    const { heartbeatMs = 5000, onError, logger, senderCheckTimeoutMs = SENDER_CHECK_TIMEOUT_MS } = options;
     const feed = new ChangeFeed();
     db.onWrite(() => feed.changed());
     // The embedded database is this process's alone: nobody else can notify it.
-    const senders = db.kind === 'postgres' ? new NotificationSenders(db, await NotificationSenders.ownRoleOf(db)) : undefined;
+    const senders =
+      db.kind === 'postgres'
+        ? new NotificationSenders(options.senderConnection ?? (() => db.dedicatedClient()), await NotificationSenders.ownRoleOf(db), {
+            timeoutMs: senderCheckTimeoutMs,
+            logger,
+          })
+        : undefined;
     const unverified = new UnverifiedChanges((table) => feed.changed(table), ANYTHING);
-    const apply = (table: string, pid: number, verdict: 'trusted' | 'refused' | 'gone') => {
+    const apply = (table: string, pid: number, verdict: Verdict) => {
       if (verdict === 'trusted') return feed.changed(table);
       if (verdict === 'refused') {
         feed.refused++;
         logger?.debug({ pid, table }, "ignored a change notification from a role that is not Storehouse's");
         return;
       }
-      feed.unverified++;
-      logger?.debug({ pid, table }, 'a change notification whose sender was gone before it could be checked');
+      if (verdict === 'gone') {
+        feed.unverified++;
+        logger?.debug({ pid, table }, 'a change notification whose sender was gone before it could be checked');
+      } else {
+        feed.unanswered++;
+        logger?.debug({ pid, table }, 'a change notification whose sender could not be checked in time: believed');
+      }
       unverified.add(table);
     };
     const notified = (table: string, pid: number | undefined) => {
@@ -122,7 +143,7 @@ export class ChangeFeed {
       clearInterval(timer);
       unverified.stop();
       if (waiting) clearTimeout(waiting.deadline);
-      await listener.stop();
+      await Promise.all([listener.stop(), senders?.close()]);
     };
     return { feed, stop };
   }

@@ -56,6 +56,12 @@ export interface Database extends Queryable {
   listen: Listen;
   /** Calls `hook` after each write this process commits (a transaction, or a statement that is not a SELECT). */
   onWrite(hook: () => void): void;
+  /**
+   * PostgreSQL only: a connection outside the pool, made as the pool makes its own (its client
+   * class, its settings), not yet connected; the caller connects and ends it. For what must not
+   * wait behind requests for a free connection (the change feed's sender checks).
+   */
+  dedicatedClient(): pg.Client;
   close(): Promise<void>;
 }
 
@@ -104,6 +110,13 @@ export class PoolDatabase implements Database {
 
   onWrite(hook: () => void): void {
     this.writeHooks.push(hook);
+  }
+
+  dedicatedClient(): pg.Client {
+    // PGlite's settings name its one in-process connection: a second client would share it.
+    if (this.kind !== 'postgres') throw new Error("the embedded database has one connection only, the pool's");
+    const { Client } = this.pool as unknown as { Client: new (config: pg.PoolConfig) => pg.Client };
+    return new Client(this.pool.options);
   }
 
   private wrote(): void {

@@ -9,24 +9,53 @@
  * of its state connections), has its privileges (a member of it, or a superuser: who could
  * write Storehouse's tables as it could), since the triggers of migration 0002 notify from the
  * session of whoever writes. Store roles are members of nothing, so they are refused.
+ *
+ * The questions go on a connection of their own, never through the state pool: with every pool
+ * connection busy (a burst of requests, a slow database) a verdict would wait its turn behind
+ * them, and every node would serve stale caches meanwhile. A question unanswered within
+ * SENDER_CHECK_TIMEOUT_MS is given up and its notification believed (at a bounded rate, below):
+ * dropping caches needlessly only costs reads, keeping stale ones serves revoked access.
  */
+import type pg from 'pg';
 import type { Queryable } from './database.ts';
 
-export type Verdict = 'trusted' | 'refused' | 'gone';
+/**
+ * `gone`: the sender ended before it could be asked about. `unanswered`: the question failed, or
+ * took over its bound. Both are believed at a bounded rate (UnverifiedChanges).
+ */
+export type Verdict = 'trusted' | 'refused' | 'gone' | 'unanswered';
 
 /** How long a pid's verdict is kept: a session's role never changes, but pids are reused once it ends. */
 const VERDICT_TTL_MS = 30_000;
 const MAX_VERDICTS = 1000;
 
+/** How long a sender question may take (connecting included) before its notification is believed unchecked. */
+export const SENDER_CHECK_TIMEOUT_MS = 2000;
+
+/** The checks connection's application_name, so an operator can tell it in pg_stat_activity. */
+export const SENDER_CHECK_APPLICATION = 'storehouse sender checks';
+
+const SENDERS_SQL = `SELECT a.pid, a.usename = $2 OR COALESCE(pg_has_role(a.usesysid, $2::name, 'USAGE'), false) AS trusted
+  FROM pg_stat_activity a WHERE (a.pid = $1 OR a.usename = $2) AND a.usesysid IS NOT NULL`;
+
+type Logger = { debug(details: object, message: string): void };
+
 export class NotificationSenders {
   private readonly verdicts = new Map<number, { verdict: 'trusted' | 'refused'; expiresAt: number }>();
   private readonly asking = new Map<number, Promise<Verdict>>();
+  private readonly connection: CheckConnection;
+  private readonly timeoutMs: number;
 
   constructor(
-    private readonly db: Queryable,
+    /** A new, unconnected client with the state's connection settings (Database.dedicatedClient). */
+    open: () => pg.Client,
     /** Storehouse's own role: the session role of its state connections. */
     private readonly ownRole: string,
-  ) {}
+    private readonly options: { timeoutMs?: number; logger?: Logger | undefined } = {},
+  ) {
+    this.connection = new CheckConnection(open);
+    this.timeoutMs = options.timeoutMs ?? SENDER_CHECK_TIMEOUT_MS;
+  }
 
   /** The session role of the state connections: whose notifications are Storehouse's. */
   static async ownRoleOf(db: Queryable): Promise<string> {
@@ -36,8 +65,8 @@ export class NotificationSenders {
 
   /**
    * Whether the backend `pid` may move the feed: at once when its verdict is known, else after
-   * asking pg_stat_activity once (concurrent asks for one pid share the answer). `gone` is a
-   * sender that ended before it could be asked about, or a question that failed.
+   * asking pg_stat_activity once (concurrent asks for one pid share the answer), within the
+   * bound: 'unanswered' past it.
    */
   judge(pid: number): Verdict | Promise<Verdict> {
     const known = this.verdicts.get(pid);
@@ -50,18 +79,20 @@ export class NotificationSenders {
     return asking;
   }
 
+  /** Ends the checks connection; questions still open are 'unanswered'. */
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+
   private async ask(pid: number): Promise<Verdict> {
     // Every session of Storehouse's own role comes with the answer: the other nodes' new
     // connections are known before they notify, so their changes need no question of their own.
     let rows: Array<{ pid: number; trusted: boolean }>;
     try {
-      ({ rows } = await this.db.query<{ pid: number; trusted: boolean }>(
-        `SELECT a.pid, a.usename = $2 OR COALESCE(pg_has_role(a.usesysid, $2::name, 'USAGE'), false) AS trusted
-           FROM pg_stat_activity a WHERE (a.pid = $1 OR a.usename = $2) AND a.usesysid IS NOT NULL`,
-        [pid, this.ownRole],
-      ));
-    } catch {
-      return 'gone';
+      ({ rows } = await this.connection.query<{ pid: number; trusted: boolean }>(SENDERS_SQL, [pid, this.ownRole], this.timeoutMs));
+    } catch (error) {
+      this.options.logger?.debug({ pid, err: error }, 'could not ask who sent a change notification');
+      return 'unanswered';
     }
     const expiresAt = Date.now() + VERDICT_TTL_MS;
     for (const row of rows) {
@@ -71,6 +102,95 @@ export class NotificationSenders {
     }
     const asked = rows.find((row) => row.pid === pid);
     return asked === undefined ? 'gone' : asked.trusted ? 'trusted' : 'refused';
+  }
+}
+
+class Unanswered extends Error {}
+
+/** `promise`, or an Unanswered error once `deadline` (a Date.now() time) has passed. */
+function byDeadline<T>(promise: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Unanswered(`${what} took over its bound`)), Math.max(0, deadline - Date.now()));
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** One opening of the checks connection: `ready` once connected and named. */
+interface Opened {
+  client: pg.Client;
+  ready: Promise<pg.Client>;
+  ended?: Promise<void>;
+}
+
+/**
+ * The sender checks' one connection, opened on the first question and again after it breaks.
+ * A question that fails is asked once more on a new connection (the old one may just have been
+ * terminated) while its bound allows. A question left unanswered past its bound drops the
+ * connection too, since every later question would queue behind it on a half-open one; a
+ * connection still being opened is left to finish (or fail by its own connect timeout), so a slow
+ * server still gets one.
+ */
+class CheckConnection {
+  private current: Opened | undefined;
+  private closed = false;
+
+  constructor(private readonly open: () => pg.Client) {}
+
+  async query<R extends pg.QueryResultRow>(sql: string, params: unknown[], timeoutMs: number): Promise<pg.QueryResult<R>> {
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const opened = this.connection();
+      let client: pg.Client;
+      try {
+        client = await byDeadline(opened.ready, deadline, 'connecting for a sender check');
+      } catch (error) {
+        if (error instanceof Unanswered || attempt >= 2 || this.closed) throw error;
+        this.drop(opened);
+        continue; // it failed to open: once more on a new one
+      }
+      try {
+        return await byDeadline(client.query<R>(sql, params), deadline, 'a sender check');
+      } catch (error) {
+        this.drop(opened);
+        if (error instanceof Unanswered || attempt >= 2 || this.closed) throw error;
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.current) await this.drop(this.current);
+  }
+
+  private connection(): Opened {
+    if (this.closed) throw new Error('the sender checks are closed');
+    if (this.current) return this.current;
+    const client = this.open();
+    const ready = (async () => {
+      await client.connect();
+      await client.query(`SET application_name = '${SENDER_CHECK_APPLICATION}'`);
+      return client;
+    })();
+    const opened: Opened = { client, ready };
+    // Broken (terminated, the server gone): the next question opens another. 'end' follows 'error'.
+    client.on('error', () => {});
+    client.on('end', () => this.drop(opened));
+    ready.catch(() => this.drop(opened));
+    this.current = opened;
+    return opened;
+  }
+
+  /** Ends `opened` (once, however often it is dropped); resolves when it has ended. */
+  private drop(opened: Opened): Promise<void> {
+    if (this.current === opened) this.current = undefined;
+    if (!opened.ended) {
+      opened.ended = opened.client.end().catch(() => {});
+      // end() waits for the server's goodbye, which a half-open connection never sends.
+      const stream = () => (opened.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+      setTimeout(() => stream()?.destroy(), 1000).unref();
+    }
+    return opened.ended;
   }
 }
 
