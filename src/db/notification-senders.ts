@@ -198,12 +198,14 @@ class CheckConnection {
 export const UNVERIFIED_INTERVAL_MS = 1000;
 
 /**
- * Changes whose sender ended before it could be checked. They are believed, since ignoring a
- * real change (a CLI command that wrote and exited at once, a node that stopped) would leave
- * nodes serving stale access for up to a cache's lifetime, while a needless drop only costs
- * reads. But a store role that connects, notifies and disconnects could win that race every
- * time, so they are applied at most once per UNVERIFIED_INTERVAL_MS: the first at once, the
- * rest folded into one at the interval's end (named by their table, or ANYTHING for several).
+ * Changes whose sender ended before it could be checked, or could not be asked about in time.
+ * They are believed, since ignoring a real change (a CLI command that wrote and exited at once,
+ * a node that stopped, a write while the database was slow) would leave nodes serving stale
+ * access for up to a cache's lifetime, while a needless drop only costs reads. But a store role
+ * that connects, notifies and disconnects could win that race every time (and any role's
+ * notifications pass while questions go unanswered), so they are applied at most once per
+ * UNVERIFIED_INTERVAL_MS: the first at once, the rest folded into one at the interval's end
+ * (named by their table, or ANYTHING for several).
  */
 export class UnverifiedChanges {
   private last = 0;
