@@ -5,14 +5,13 @@
  * and the SETUSER reached Redis after the delete's DELUSER, its sender dying before it heard the
  * answer and could take the user away again.
  *
- * The dying node's connections to Redis go through a proxy in this file that holds the chunk
+ * The dying node's connections to Redis go through a proxy (redis-proxy.ts) that holds the chunk
  * carrying its SETUSER, lets the other node's delete run, then passes the chunk to the real Redis,
  * waits for Redis to have acted on it, and closes the node without its answer: the node never
  * learns what happened and sends nothing more (ioredis does not send it again), as after kill -9.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { Product } from '../src/catalog/catalog.ts';
@@ -20,97 +19,9 @@ import type { Database } from '../src/db/database.ts';
 import { RedisProvider } from '../src/providers/redis.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { eventually, providerState } from './helpers.ts';
+import { HoldingProxy } from './redis-proxy.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
-
-interface Held {
-  client: net.Socket;
-  upstream: net.Socket;
-  chunks: Buffer[];
-}
-
-/** A TCP proxy to Redis that can hold the first chunk a client sends containing `pattern`, and everything after it. */
-class HoldingProxy {
-  private readonly server: net.Server;
-  private trap: { pattern: string; caught: (held: Held) => void } | undefined;
-  private readonly sockets = new Set<net.Socket>();
-  port = 0;
-
-  constructor(private readonly upstream: { host: string; port: number }) {
-    this.server = net.createServer((client) => this.connection(client));
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  /** Resolves once a client sends a chunk containing `pattern`: that chunk, and all its connection sends after it, are held. */
-  hold(pattern: string): Promise<Held> {
-    return new Promise((caught) => {
-      this.trap = { pattern, caught };
-    });
-  }
-
-  /**
-   * Passes the held chunks to Redis, then a PING, and waits for its PONG (so Redis has acted on
-   * every held command), none of the answers reaching the client; then `kill` ends the client
-   * (it must not reconnect and send anything again), and both sides are cut.
-   */
-  async releaseThenKill(held: Held, kill: () => Promise<void>): Promise<void> {
-    held.upstream.removeAllListeners('data');
-    held.client.removeAllListeners('data');
-    let answered = '';
-    const done = new Promise<void>((resolve) =>
-      held.upstream.on('data', (chunk) => {
-        answered += chunk.toString('latin1');
-        if (answered.includes('+PONG\r\n')) resolve();
-      }),
-    );
-    for (const chunk of held.chunks) held.upstream.write(chunk);
-    held.upstream.write('PING\r\n');
-    await done;
-    await kill();
-    held.client.destroy();
-    held.upstream.destroy();
-  }
-
-  private connection(client: net.Socket): void {
-    const upstream = net.connect(this.upstream.port, this.upstream.host);
-    for (const socket of [client, upstream]) {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-      socket.on('error', () => {});
-    }
-    let held: Held | undefined;
-    client.on('data', (chunk) => {
-      if (held) {
-        held.chunks.push(chunk);
-        return;
-      }
-      const trap = this.trap;
-      if (trap && chunk.includes(trap.pattern)) {
-        this.trap = undefined;
-        held = { client, upstream, chunks: [chunk] };
-        trap.caught(held);
-        return;
-      }
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => client.write(chunk));
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  }
-
-  async close(): Promise<void> {
-    for (const socket of this.sockets) socket.destroy();
-    await new Promise((resolve) => this.server.close(resolve));
-  }
-}
 
 describe('a node killed while setting an ACL user that another node deletes', {
   skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set',
@@ -140,9 +51,7 @@ describe('a node killed while setting an ACL user that another node deletes', {
     admin = new Redis(REDIS_URL!);
     survivor = new RedisProvider(state, box, { adminUrl: REDIS_URL! });
     await eventually('the provider connecting', async () => (await survivor.availability()).available);
-    const url = new URL(REDIS_URL!);
-    proxy = new HoldingProxy({ host: url.hostname || '127.0.0.1', port: Number(url.port || 6379) });
-    await proxy.start();
+    proxy = await HoldingProxy.to(REDIS_URL!);
   });
   after(async () => {
     const { rows } = await state.query<{ id: string }>("SELECT id FROM provider_resources WHERE state <> 'deleted'");

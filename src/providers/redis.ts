@@ -7,15 +7,28 @@
  * ACL users vanish when Redis restarts without an ACL file, so every live resource's user is
  * set again each time the admin connection becomes ready (at start and after every reconnect).
  *
- * A user is set (provision, reapply, rotation, update) by whoever read its record live, and a
- * delete may begin meanwhile: a SETUSER that reached Redis after the delete's DELUSER would leave
- * a user no record owns, for good if its sender died before it could take the user away again
- * (kill -9 of a node in the middle of reapply, the chaos run's orphan). So a delete first fences
- * the name, in one transaction with its DELUSER (a key, `storehouse:acl-fence:<user>`), and every
- * SETUSER is a transaction WATCHing that key: Redis applies it only while no fence exists, and
- * refuses it once one is set. Whatever instant a node dies at, a user Redis holds was set before
- * its delete's DELUSER, which removes it (a delete recorded as begun is finished by whoever comes
- * next), or its record is live and its store still holds it.
+ * A user is set (provision, reapply, rotation, update) by any node, any time, while others may
+ * be rotating its password or deleting it: a SETUSER built from a record read before another
+ * writer changed the record would land with what the record no longer says (reapply putting an
+ * old password back after a rotation; a deleted store's user made again, for good if its sender
+ * died before it could take it away: the chaos run's orphan). So every SETUSER is a transaction
+ * WATCHing two keys of the user's, its fence (`storehouse:acl-fence:<user>`, set by a delete in
+ * one transaction with its DELUSER) and its version (`storehouse:acl-version:<user>`, bumped by
+ * every SETUSER's transaction), and built from the record read again from the state database
+ * after the WATCH. Redis applies it only if no other SETUSER and no delete reached the user since
+ * that read; one that lost the race reads again and retries. So whatever instant a node dies at,
+ * the last SETUSER Redis applied was built from the record as it is now (every change to a record
+ * is followed by its own SETUSER, or by the next reapply), or the user was deleted after it.
+ *
+ * A rotation keeps its new password pending in the record until Redis has it: while pending, a
+ * user accepts both the current and the pending password (the store's credentials keep working
+ * until it has the new ones); once promoted, the user is set again with the new one only.
+ *
+ * A user no live record has (its fence lost with a flushed or restarted Redis, a state database
+ * restored from a backup) is removed by a sweep, at start and every SWEEP_INTERVAL_MS. Several
+ * deployments may share one Redis, so names carry this deployment's tag (table `deployment`):
+ * `sh_<tag>_<id>`; the sweep removes users of that form, and users of the older untagged form
+ * (`sh_<id>`, the record's id) only when this deployment's records have them deleted.
  */
 import { Redis } from 'ioredis';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
@@ -30,7 +43,7 @@ import {
   type ResourceUpdate,
   type Secret,
 } from './provider.ts';
-import { ResourceRecords, type ResourceRecord } from './resource-records.ts';
+import { ResourceRecords, type RecordState, type ResourceRecord } from './resource-records.ts';
 
 interface RedisDetails {
   username: string;
@@ -56,6 +69,28 @@ const CONNECT_WAIT_MS = 3_000;
 const fenceOf = (username: string) => `storehouse:acl-fence:${username}`;
 const FENCE_TTL_SECS = 24 * 3600;
 
+/** The key every SETUSER of the user bumps in its transaction, and WATCHes (see the top of this file); removed with the user. */
+const versionOf = (username: string) => `storehouse:acl-version:${username}`;
+
+/** How many times a SETUSER that another writer of the same user overtook is tried again (each loss is another writer's success). */
+const SET_TRIES = 10;
+
+/** Users a reapply sets in one transaction (one WATCH of their keys, one read of their records). */
+const REAPPLY_BATCH = 50;
+
+/** How often users no live record has are swept away (besides after each reapply). */
+const SWEEP_INTERVAL_MS = 10 * 60_000;
+
+/** A record whose user should exist. */
+const LIVE: RecordState[] = ['provisioning', 'ready'];
+
+/** A user's name: `sh_<deployment tag>_<the record id's random part>` (record ids are `sh_` and 20 of [0-9a-z]). */
+const userOf = (tag: string, id: string) => `sh_${tag}_${id.slice('sh_'.length)}`;
+/** The names this deployment gives its users. */
+const taggedWith = (tag: string) => new RegExp(`^sh_${tag}_[0-9a-z]{20}$`);
+/** The names given before names had a tag: the record's id, whichever deployment made it. */
+const UNTAGGED = /^sh_[0-9a-z]{20}$/;
+
 /** Connections for fenced SETUSERs (WATCH holds a connection to itself), at most this many at once; they stay open once made. */
 const FENCED_CONNECTIONS = 8;
 
@@ -66,7 +101,7 @@ const TURN_WAIT_MS = 10_000;
 const REAPPLY_RETRY_MS = 1_000;
 
 /** The commands the admin user must be allowed (docs/providers.md, the Redis provider). */
-const ADMIN_NEEDS = 'ACL, SCAN, UNLINK, SET, EXISTS, WATCH, UNWATCH, MULTI and EXEC';
+const ADMIN_NEEDS = 'ACL, SCAN, UNLINK, SET, INCR, EXISTS, WATCH, UNWATCH, MULTI and EXEC';
 
 const DENIED = [
   '-@dangerous',
@@ -100,7 +135,12 @@ const DENIED = [
 export interface RedisProviderOptions {
   adminUrl: string;
   onError?: (error: Error) => void;
+  /** How often users no live record has are swept away; SWEEP_INTERVAL_MS unless given. */
+  sweepIntervalMs?: number;
 }
+
+/** What a SETUSER needs to know of a record before reading it again: which record, and the user's name. */
+type Target = Pick<ResourceRecord<RedisDetails>, 'id' | 'installationId' | 'details'>;
 
 export class RedisProvider implements Provider {
   private readonly admin: Redis;
@@ -117,10 +157,19 @@ export class RedisProvider implements Provider {
   private readonly waiting: Array<{ go: () => void; refuse: (error: Error) => void }> = [];
   private closed = false;
   private reapplyTimer: NodeJS.Timeout | undefined;
+  private readonly sweepTimer: NodeJS.Timeout;
+  /** The reapply under way, which a call meanwhile waits for instead of starting another. */
+  private reapplying: Promise<number> | undefined;
+  /** This deployment's tag, read once. */
+  private tag: Promise<string> | undefined;
 
   private readonly onError: ((error: Error) => void) | undefined;
 
-  constructor(state: Queryable, box: SecretBox, options: RedisProviderOptions) {
+  constructor(
+    private readonly state: Queryable,
+    box: SecretBox,
+    options: RedisProviderOptions,
+  ) {
     this.onError = options.onError;
     this.records = new ResourceRecords(state, box, 'redis');
     const url = new URL(options.adminUrl);
@@ -138,51 +187,106 @@ export class RedisProvider implements Provider {
       options.onError?.(error);
     });
     this.admin.on('ready', () => this.reapplySoon(0, options.onError));
+    this.sweepTimer = setInterval(() => {
+      if (this.admin.status === 'ready') this.sweepReporting();
+    }, options.sweepIntervalMs ?? SWEEP_INTERVAL_MS);
+    this.sweepTimer.unref();
   }
 
   /**
    * Reapplies after `delayMs`, and again a second later for as long as it fails while the admin
-   * connection is up: until it succeeds, stores whose users Redis forgot cannot connect.
+   * connection is up: until it succeeds, stores whose users Redis forgot cannot connect. Then
+   * sweeps away users no live record has.
    */
   private reapplySoon(delayMs: number, onError: ((error: Error) => void) | undefined): void {
     clearTimeout(this.reapplyTimer);
     this.reapplyTimer = setTimeout(() => {
-      this.reapply().catch((error: Error) => {
-        onError?.(withoutArguments(error));
-        if (!this.closed && this.admin.status === 'ready') this.reapplySoon(REAPPLY_RETRY_MS, onError);
-      });
+      this.reapply().then(
+        () => this.sweepReporting(),
+        (error: Error) => {
+          onError?.(withoutArguments(error));
+          if (!this.closed && this.admin.status === 'ready') this.reapplySoon(REAPPLY_RETRY_MS, onError);
+        },
+      );
     }, delayMs);
     this.reapplyTimer.unref();
   }
 
   /**
-   * Sets every live resource's user again (Redis may have restarted and forgotten them), then
-   * takes away any whose resource a delete began on meanwhile (one read for all of them).
+   * Sets every live resource's user again (Redis may have restarted and forgotten them), as each
+   * record says when its user is set; answers how many were set. A call while a reapply is under
+   * way answers when that one ends: it holds one connection throughout, so a restart of Redis
+   * during it fails it (and the reconnect's reapply is tried again) rather than going unnoticed.
    */
-  async reapply(): Promise<number> {
-    const live = await this.records.live();
-    // A user whose name a delete fenced meanwhile is not set again (setUser refuses it).
-    await this.withFenced(async (redis) => {
-      for (const record of live) await this.setUserOn(redis, record);
+  reapply(): Promise<number> {
+    this.reapplying ??= this.reapplyAll().finally(() => {
+      this.reapplying = undefined;
     });
-    const still = new Set((await this.records.liveDetails()).map((record) => record.id));
-    for (const record of live) {
-      if (!still.has(record.id)) await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
-    }
-    return live.length;
+    return this.reapplying;
+  }
+
+  private async reapplyAll(): Promise<number> {
+    const live = await this.records.live();
+    return this.withFenced(async (redis) => {
+      let set = 0;
+      for (let start = 0; start < live.length; start += REAPPLY_BATCH) {
+        const batch = live.slice(start, start + REAPPLY_BATCH);
+        const done = await this.setUsersOnce(redis, batch);
+        if (done) set += done.length;
+        // Another writer got to one of them first: each on its own, each until it holds.
+        else for (const target of batch) if (await this.setUserOn(redis, target)) set++;
+      }
+      return set;
+    });
   }
 
   /**
-   * After setting a user: if a delete began meanwhile, take the user away again and answer 409.
-   * (A delete that begins after this check removes the user itself.)
+   * Removes the ACL users of this deployment that no live record has: users of its tagged form
+   * whose record is not live or does not exist, and users of the untagged form whose record it
+   * has, not live. Users of other deployments (another tag, or an untagged name it has no record
+   * of) are left alone. Each is removed as a delete removes one (fenced), so no writer that read
+   * its record live long ago can set it again. Answers how many were removed.
    */
-  private async unlessDeleted(record: ResourceRecord<RedisDetails>): Promise<void> {
-    try {
-      await this.records.expectState(record, ['provisioning', 'ready']);
-    } catch (error) {
-      await this.call((redis) => redis.call('ACL', 'DELUSER', record.details.username));
-      throw error;
+  async sweep(): Promise<number> {
+    const tag = await this.deploymentTag();
+    const tagged = taggedWith(tag);
+    // The users first, the records after: a provision records its resource before it sets the
+    // user, so a user in this list whose record is mid-provision has its record seen live below.
+    const users = (await this.call((redis) => redis.call('ACL', 'USERS'))) as string[];
+    const candidates = users.filter((user) => tagged.test(user) || UNTAGGED.test(user));
+    if (candidates.length === 0) return 0;
+    const idOf = (user: string) => (tagged.test(user) ? `sh_${user.slice(-20)}` : user);
+    const { rows } = await this.state.query<{ username: string; state: RecordState }>(
+      "SELECT details->>'username' AS username, state FROM provider_resources WHERE provider = 'redis' AND id = ANY($1)",
+      [candidates.map(idOf)],
+    );
+    const states = new Map(rows.map((row) => [row.username, row.state]));
+    const orphans = candidates.filter((user) => {
+      const state = states.get(user);
+      return state === undefined ? tagged.test(user) : !LIVE.includes(state);
+    });
+    for (const user of orphans) await this.call((redis) => this.fenceAndDelete(redis, user));
+    return orphans.length;
+  }
+
+  /** A sweep whose failure is reported, not thrown (at start, after a reconnect, on the timer). */
+  private sweepReporting(): void {
+    this.sweep().catch((error: Error) => this.onError?.(withoutArguments(error)));
+  }
+
+  /** This deployment's tag (table `deployment`), read once (again after a failed read). */
+  private deploymentTag(): Promise<string> {
+    if (!this.tag) {
+      const reading = this.state.query<{ tag: string }>('SELECT tag FROM deployment').then(({ rows }) => {
+        if (!rows[0]) throw new Error('the state database names no deployment (table deployment is empty)');
+        return rows[0].tag;
+      });
+      reading.catch(() => {
+        if (this.tag === reading) this.tag = undefined;
+      });
+      this.tag = reading;
     }
+    return this.tag;
   }
 
   /** Checks availability once and reports an unavailable provider through `onError` (at start). */
@@ -203,7 +307,7 @@ export class RedisProvider implements Provider {
         await redis.watch(probe);
         await redis.exists(probe);
         await redis.unwatch();
-        const replies = await redis.multi().set(probe, '1', 'EX', 60).unlink(probe).exec();
+        const replies = await redis.multi().set(probe, '1', 'EX', 60).incr(probe).unlink(probe).exec();
         const failed = replies?.find(([error]) => error)?.[0];
         if (failed) throw failed;
       });
@@ -337,47 +441,86 @@ export class RedisProvider implements Provider {
     redis.disconnect();
   }
 
-  /** Sets the record's user; false when its name is fenced (a delete began: the user is not set). */
-  private setUser(record: ResourceRecord<RedisDetails>): Promise<boolean> {
-    return this.withFenced((redis) => this.setUserOn(redis, record));
+  /** Sets the record's user as its record says now; false when the record is not live (a delete began: the user is not set). */
+  private setUser(target: Target): Promise<boolean> {
+    return this.withFenced((redis) => this.setUserOn(redis, target));
   }
 
-  private async setUserOn(redis: Redis, record: ResourceRecord<RedisDetails>): Promise<boolean> {
-    const { username, prefix } = record.details;
-    const fence = fenceOf(username);
-    await redis.watch(fence);
-    if ((await redis.exists(fence)) === 1) {
-      await redis.unwatch();
-      return false;
+  /** setUser on a fenced connection: tried again while other writers of the user get in first, at most SET_TRIES times. */
+  private async setUserOn(redis: Redis, target: Target): Promise<boolean> {
+    for (let attempt = 0; attempt < SET_TRIES; attempt++) {
+      const set = await this.setUsersOnce(redis, [target]);
+      if (set) return set.length === 1;
     }
+    throw providerUnavailable('redis', `the ACL user ${target.details.username} kept being changed by others (${SET_TRIES} tries)`);
+  }
+
+  /**
+   * One try at setting these records' users (see the top of this file): WATCHes each one's fence
+   * and version, reads the records again, and sets the users of those still live and not fenced,
+   * in one transaction that bumps each one's version. Answers the ids set; undefined when another
+   * writer reached one of the users since the WATCH, and then nothing was set.
+   */
+  private async setUsersOnce(redis: Redis, targets: Target[]): Promise<string[] | undefined> {
+    const names = targets.map((target) => target.details.username);
+    const watching = redis.pipeline().watch(...names.flatMap((name) => [fenceOf(name), versionOf(name)]));
+    for (const name of names) watching.exists(fenceOf(name));
+    const watched = (await watching.exec()) ?? [];
+    const failed = watched.find(([error]) => error)?.[0];
+    if (failed) throw failed;
+    const fenced = watched.slice(1).map(([, exists]) => exists === 1);
+    // Read after the WATCH: a change made to a record after this read is followed by a SETUSER
+    // (or a delete) of its own, whose transaction makes this one's EXEC answer null.
+    const records = await Promise.all(targets.map((target) => this.records.get(target.installationId, target.id)));
+    const live = records.filter((record, i) => !fenced[i] && LIVE.includes(record.state));
+    if (live.length === 0) {
+      await redis.unwatch();
+      return [];
+    }
+    const transaction = redis.multi();
+    for (const record of live) transaction.call('ACL', 'SETUSER', ...this.rulesOf(record)).incr(versionOf(record.details.username));
+    const replies = await transaction.exec();
+    if (replies === null) return undefined;
+    const refused = replies.find(([error]) => error)?.[0];
+    if (refused) throw refused;
+    return live.map((record) => record.id);
+  }
+
+  /**
+   * The SETUSER arguments that make the record's user what the record says: `reset` first, so
+   * they are the whole truth whatever the user had before; during a rotation both passwords.
+   */
+  private rulesOf(record: ResourceRecord<RedisDetails>): string[] {
+    const { username, prefix } = record.details;
+    const passwords = [
+      record.secret!,
+      ...(record.pendingSecret !== undefined && record.pendingSecret !== record.secret ? [record.pendingSecret] : []),
+    ];
     const channels = record.metadata.pubsub === false ? [] : [`&${prefix}:*`];
-    // `reset` first: the rules below are the whole truth, whatever the user had before. EXEC
-    // answers null, applying nothing, when a delete set the fence since the WATCH.
+    return [
+      username,
+      'reset',
+      'on',
+      ...passwords.map((password) => `>${password}`),
+      `~${prefix}:*`,
+      'resetchannels',
+      ...channels,
+      '+@all',
+      ...DENIED,
+    ];
+  }
+
+  /**
+   * The user's name fenced and the user deleted, at once (see the top of this file), its version
+   * gone with it; also disconnects its clients.
+   */
+  private async fenceAndDelete(redis: Redis, username: string): Promise<void> {
     const replies = await redis
       .multi()
-      .call(
-        'ACL',
-        'SETUSER',
-        username,
-        'reset',
-        'on',
-        `>${record.secret!}`,
-        `~${prefix}:*`,
-        'resetchannels',
-        ...channels,
-        '+@all',
-        ...DENIED,
-      )
+      .set(fenceOf(username), '1', 'EX', FENCE_TTL_SECS)
+      .unlink(versionOf(username))
+      .call('ACL', 'DELUSER', username)
       .exec();
-    if (replies === null) return false;
-    const failed = replies.find(([error]) => error)?.[0];
-    if (failed) throw failed;
-    return true;
-  }
-
-  /** The user's name fenced and the user deleted, at once (see the top of this file); also disconnects its clients. */
-  private async fenceAndDelete(redis: Redis, username: string): Promise<void> {
-    const replies = await redis.multi().set(fenceOf(username), '1', 'EX', FENCE_TTL_SECS).call('ACL', 'DELUSER', username).exec();
     const failed = replies?.find(([error]) => error)?.[0];
     if (failed) throw failed;
   }
@@ -387,9 +530,10 @@ export class RedisProvider implements Provider {
   }
 
   async provision(request: ProvisionRequest): Promise<{ resource: ProviderResource; secrets: Secret[] }> {
-    const record = await this.records.claimFor(request, (id) => ({ username: id, prefix: id }));
+    const tag = await this.deploymentTag();
+    const record = await this.records.claimFor(request, (id) => ({ username: userOf(tag, id), prefix: id }));
     // ACL SETUSER is atomic and idempotent: a retry sets the same user. Refused once an abandon
-    // of this provision fenced the name.
+    // of this provision began deleting the record.
     if (!(await this.setUser(record))) throw deleted(record);
     let ready: ResourceRecord<RedisDetails>;
     try {
@@ -428,11 +572,10 @@ export class RedisProvider implements Provider {
 
   async update(installationId: string, resourceId: string, update: ResourceUpdate, _idempotencyKey?: string): Promise<ProviderResource> {
     const { record, next } = await this.records.forUpdate(installationId, resourceId, update);
-    if (update.metadata) {
-      if (!(await this.setUser(next))) throw deleted(next);
-      await this.unlessDeleted(next);
-    }
+    // The record first: the user is set from it (a failure here is sent again with the same key,
+    // and a node dying before the SETUSER leaves it to the next reapply).
     await this.records.update(record.id, update);
+    if (update.metadata && !(await this.setUser(record))) throw deleted(record);
     return ResourceRecords.asResource(next);
   }
 
@@ -456,18 +599,27 @@ export class RedisProvider implements Provider {
     return this.records.abandon(installationId, idempotencyKey, (id) => this.delete(installationId, id, idempotencyKey));
   }
 
+  /**
+   * The rotation's password is recorded pending, the user set to take both, the pending one
+   * promoted in the record, and the user set again with it alone. A node dying at any step leaves
+   * a user the record's credentials work with (both until the promotion, the new one after it),
+   * which the next reapply sets again; a retry with the same key finishes the rotation.
+   */
   async rotateSecrets(installationId: string, resourceId: string, idempotencyKey: string): Promise<Secret[]> {
     const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
     // The user's open connections keep working until they reconnect, as with Postgres.
+    if (record.pendingSecret !== undefined) {
+      if (!(await this.setUser(record))) throw deleted(record);
+      await this.records.promote(record.id);
+    }
     if (!(await this.setUser(record))) throw deleted(record);
-    await this.unlessDeleted(record);
-    await this.records.promote(record.id);
     return this.secrets(record);
   }
 
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.reapplyTimer);
+    clearInterval(this.sweepTimer);
     for (const waiter of [...this.waiting]) waiter.refuse(providerUnavailable('redis', 'the provider is shutting down'));
     this.admin.disconnect();
     for (const redis of this.fencing) redis.disconnect();
