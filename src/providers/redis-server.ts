@@ -88,6 +88,7 @@ const ADMIN_RIGHTS = [
   '+scan',
   '+unlink',
   '+set',
+  '+incr',
   '+exists',
   '+watch',
   '+unwatch',
@@ -165,8 +166,10 @@ interface Paths {
   port: string;
 }
 
+/** Its files, under the data dir's real path: the configuration file's path must be the same at every start (takeOver finds servers by it). */
 function pathsOf(dataDir: string): Paths {
-  const dir = path.join(path.resolve(dataDir), 'redis');
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const dir = path.join(fs.realpathSync(dataDir), 'redis');
   return {
     dir,
     password: path.join(dir, 'admin-password'),
@@ -199,10 +202,10 @@ function readOrMakePassword(file: string): string {
   return password;
 }
 
-/** A port number kept in a file (the port file, or `port` in the last redis.conf), or undefined. */
-function readPort(file: string, pattern = /^(\d+)\s*$/): number | undefined {
+/** The port kept in the port file, or undefined. */
+function readPort(file: string): number | undefined {
   try {
-    const match = pattern.exec(fs.readFileSync(file, 'utf8'));
+    const match = /^(\d+)\s*$/.exec(fs.readFileSync(file, 'utf8'));
     const port = Number(match?.[1]);
     return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
   } catch {
@@ -318,15 +321,34 @@ function running(pid: number): boolean {
   }
 }
 
-/** Whether `pid` is a redis-server started on this configuration file (Linux: its command line; elsewhere: unknown). */
-function runsOurConf(pid: number, conf: string): boolean | undefined {
-  let argv: string[];
-  try {
-    argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  } catch {
-    return fs.existsSync('/proc/self/cmdline') ? false : undefined;
+/**
+ * The processes running a redis-server on this configuration file (its command line names it:
+ * the configuration sets `set-proc-title no`), from /proc on Linux, else from ps(1).
+ */
+function serversOn(conf: string): number[] {
+  const isServer = (program: string) => /(redis|valkey)-server$/.test(program);
+  if (fs.existsSync('/proc/self/cmdline')) {
+    const found: number[] = [];
+    for (const name of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+      let argv: string[];
+      try {
+        argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue; // gone meanwhile, or not ours to read
+      }
+      if (isServer(argv[0] ?? '') && argv.includes(conf) && running(Number(name))) found.push(Number(name));
+    }
+    return found;
   }
-  return /(redis|valkey)-server$/.test(argv[0] ?? '') && argv.includes(conf);
+  if (process.platform === 'win32') return [];
+  const listing = execFileSync('ps', ['-A', '-o', 'pid=', '-o', 'command='], { encoding: 'utf8', timeout: 30_000 });
+  return listing
+    .split('\n')
+    .map((line) => /^\s*(\d+)\s+(\S+)(.*)$/.exec(line))
+    .filter((match): match is RegExpExecArray => !!match && isServer(match[2]!) && ` ${match[3]} `.includes(` ${conf} `))
+    .map((match) => Number(match[1]))
+    .filter((pid) => pid !== process.pid && running(pid));
 }
 
 /** A short-lived connection as the admin user; undefined when nothing answers with this password. */
@@ -452,7 +474,7 @@ export class RedisServer extends EventEmitter {
     fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
     const password = readOrMakePassword(paths.password);
     const kept = readPort(paths.port);
-    await takeOver(paths, password, [kept, readPort(paths.conf, /^port (\d+)\s*$/m), options.port], log);
+    await takeOver(paths, log);
 
     const wanted = options.port ?? kept;
     if (wanted !== undefined) {
@@ -670,52 +692,35 @@ async function terminate(child: ChildProcess): Promise<void> {
   }
 }
 
-/** A free port of PORTS, lowest first, none of `skip`. */
+/**
+ * A free port of PORTS, none of `skip`, from a random place in the range on: lowest first would
+ * hand the port of a data dir whose Storehouse is stopped to the next data dir started, and the
+ * stopped one could not start again.
+ */
 async function freePort(skip: Set<number>): Promise<number> {
-  for (let port = PORTS.first; port <= PORTS.last; port++) {
+  const size = PORTS.last - PORTS.first + 1;
+  const offset = Math.floor(Math.random() * size);
+  for (let i = 0; i < size; i++) {
+    const port = PORTS.first + ((offset + i) % size);
     if (!skip.has(port) && (await canListen(port))) return port;
   }
   throw new RedisServerError('port_taken', `every port from ${PORTS.first} to ${PORTS.last} is in use`);
 }
 
 /**
- * Stops a redis-server left running on this data dir (its Storehouse was killed with kill -9),
- * so that this start's is the only one: the one answering our admin password on a port this
- * dir used whose configuration file is ours, or the one in the pid file if it runs our
- * configuration file (one that does not answer, or answers on a port no longer known). Its ACL
- * users are saved first (a change whose save it missed is kept).
+ * Stops any redis-server left running on this data dir (its Storehouse was killed with kill -9),
+ * so that this start's is the only one: every process whose command line runs this dir's
+ * configuration file, whatever port it listens on and whether or not it answers. Found by its
+ * command line, never by asking whatever listens on the dir's port: the admin password is sent
+ * to nothing but a redis-server known to be this dir's.
  */
-async function takeOver(paths: Paths, password: string, ports: Array<number | undefined>, log: RedisServerLog): Promise<void> {
-  const conf = realpathOr(paths.conf);
-  let found: { pid: number; port?: number } | undefined;
-  for (const port of new Set(ports.filter((p): p is number => p !== undefined))) {
-    const info = await withAdmin(port, password, (redis) => redis.info('server'));
-    if (!info) continue;
-    const configFile = /^config_file:(.*)$/m.exec(info)?.[1]?.trim();
-    const pid = Number(/^process_id:(\d+)/m.exec(info)?.[1]);
-    if (configFile && realpathOr(configFile) === conf && pid > 0) {
-      found = { pid, port };
-      break;
-    }
-  }
-  if (!found) {
-    const pid = readPid(paths.pid);
-    if (pid !== undefined && pid !== process.pid && running(pid) && runsOurConf(pid, paths.conf)) found = { pid };
-  }
-  if (!found) return;
-  log.warn(
-    { redisPid: found.pid, port: found.port },
-    'a redis-server is still running on this data dir (its Storehouse was stopped without stopping it): stopping it to start this one',
-  );
-  if (found.port !== undefined) await withAdmin(found.port, password, (redis) => redis.call('ACL', 'SAVE'));
-  await endProcess(found.pid, STOP_TIMEOUT_MS);
-}
-
-function realpathOr(file: string): string {
-  try {
-    return fs.realpathSync(file);
-  } catch {
-    return path.resolve(file);
+async function takeOver(paths: Paths, log: RedisServerLog): Promise<void> {
+  for (const pid of serversOn(paths.conf)) {
+    log.warn(
+      { redisPid: pid, pidFile: readPid(paths.pid) === pid },
+      'a redis-server is still running on this data dir (its Storehouse was stopped without stopping it): stopping it to start this one',
+    );
+    await endProcess(pid, STOP_TIMEOUT_MS);
   }
 }
 
