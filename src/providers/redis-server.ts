@@ -8,13 +8,16 @@
  * - `users.acl`: the ACL file. The `default` and admin users' lines are written at each start;
  *   every other line is the provider's store users, as Redis saved them. Redis writes this file
  *   only on `ACL SAVE`: an `ACL SETUSER` or `ACL DELUSER` not followed by one is lost when Redis
- *   restarts (the provider saves after each; see docs/providers.md).
+ *   restarts, so the Redis provider sends one in each transaction that sets or deletes users
+ *   (and `stop` sends one). Redis renames the file into place without an fsync: a crash of the
+ *   machine may lose the last save, which the provider's reapply and sweep of users repair.
  * - `redis.conf`: written at each start (edits are lost): the port, loopback only, protected
  *   mode, no `requirepass`, the ACL file, the append-only file.
  * - `appendonlydir/`: the data, as an append-only file fsynced every second. Redis writes each
  *   command to it before it answers, so what a client was told is stored survives a kill -9 of
- *   Storehouse and of redis-server itself; only a crash of the machine can lose the last second.
- *   (RDB snapshots alone would lose every write since the last one at any kill.)
+ *   Storehouse and of redis-server itself; only a crash of the machine can lose the last second
+ *   (two, on a disk so slow that Redis postpones its writes). RDB snapshots alone would lose
+ *   every write since the last snapshot at any kill; `appendfsync always` would fsync each write.
  * - `redis.pid` (Redis's own), and `port`: the port picked at the first start, kept so that
  *   stores' URLs keep working across restarts.
  *
