@@ -55,8 +55,8 @@ export function unlimitedEnv(): Record<string, string> {
 
 /**
  * Stores the fuzzer may create on top of the fixture's own: each valid create provisions a real
- * database (an embedded PGlite cluster costs seconds and tens of MB), so beyond this many the
- * team's quota refuses them (403 `store_quota_exceeded`, after every other check has run).
+ * database (a role and a database on a PostgreSQL server), so beyond this many the team's quota
+ * refuses them (403 `store_quota_exceeded`, after every other check has run).
  */
 export const EXTRA_STORES = 3;
 

@@ -1,7 +1,7 @@
 /**
  * What a refused request must not change: the rows of the tables that hold a team's things,
  * money and history. One query reads every table's row count and a digest of its rows, so it
- * runs before and after each refused-or-not write and stays cheap (a few ms on PGlite).
+ * runs before and after each refused-or-not write and stays cheap (a few ms).
  *
  * A digest that differs says the table changed, not who changed it: the server's background work
  * writes these tables too (sweeps finish stores, the token-use flush sets `last_used_at`). So a

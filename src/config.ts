@@ -11,13 +11,17 @@ export interface Config {
   port: number;
   /** Directory for the embedded database, the data-dir lock and the admin token file. */
   dataDir: string;
-  /** A PostgreSQL connection string; when absent the embedded PGlite database is used. */
+  /** A PostgreSQL connection string; when absent Storehouse runs a PostgreSQL server of its own in the data dir. */
   databaseUrl: string | undefined;
-  /** Connections in the PostgreSQL pool (ignored on the embedded database, which has one). */
+  /** The port of the embedded default's PostgreSQL server; else the one picked at its first start. */
+  embeddedPostgresPort: number | undefined;
+  /** The port of the embedded default's redis-server; else the one picked at its first start. */
+  embeddedRedisPort: number | undefined;
+  /** Connections in the state database's pool. */
   dbPoolMax: number;
-  /** On PostgreSQL: how long opening a connection (or waiting for a free one) may take before the request is a 503. */
+  /** How long opening a connection (or waiting for a free one) may take before the request is a 503. */
   dbConnectTimeoutMs: number;
-  /** On PostgreSQL: how long one statement may go unanswered before it fails (and the request is a 503). */
+  /** How long one statement may go unanswered before it fails (and the request is a 503). */
   dbQueryTimeoutMs: number;
   /** How long a client may take to send a whole request (headers and body) before it gets a 408. */
   httpRequestTimeoutMs: number;
@@ -205,6 +209,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: integer(env, 'PORT', 3000, 0, 65535),
     dataDir: path.resolve(env.STOREHOUSE_DATA_DIR || '.storehouse'),
     databaseUrl,
+    embeddedPostgresPort: nonEmpty(env, 'STOREHOUSE_EMBEDDED_POSTGRES_PORT')
+      ? integer(env, 'STOREHOUSE_EMBEDDED_POSTGRES_PORT', 0, 1, 65535)
+      : undefined,
+    embeddedRedisPort: nonEmpty(env, 'STOREHOUSE_EMBEDDED_REDIS_PORT')
+      ? integer(env, 'STOREHOUSE_EMBEDDED_REDIS_PORT', 0, 1, 65535)
+      : undefined,
     dbPoolMax: integer(env, 'STOREHOUSE_DB_POOL_MAX', 10, 1, 1000),
     dbConnectTimeoutMs: integer(env, 'STOREHOUSE_DB_CONNECT_TIMEOUT_MS', 5_000, 100, 600_000),
     dbQueryTimeoutMs: integer(env, 'STOREHOUSE_DB_QUERY_TIMEOUT_MS', 30_000, 100, 3_600_000),

@@ -1,9 +1,9 @@
 /**
- * The data dir holds Storehouse's state: the embedded database, secret.key, the owner token,
- * the control socket, the embedded stores' clusters. Anyone who can read it has every secret,
+ * The data dir holds Storehouse's state: the embedded PostgreSQL cluster (its state and its
+ * Postgres stores) and its password, secret.key, the owner token, the control socket. Anyone who can read it has every secret,
  * and anyone who can write it can patch the state (a token hash, an OWNER membership). So at
  * start it is made owner-only, whatever it was found as (a Docker volume, a `mkdir -p` under
- * umask 022, files PGlite made 0666), and a data dir that cannot be made safe is refused.
+ * umask 022), and a data dir that cannot be made safe is refused.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,6 +40,12 @@ export interface SecureDataDirOptions {
 
 const GROUP_OR_OTHER = 0o077;
 const WRITABLE_BY_OTHERS = 0o022;
+/**
+ * The one bit the data dir itself may keep: its group's search permission (0710), which lets the
+ * embedded PostgreSQL, run as its own user when Storehouse is root, reach its cluster inside; it
+ * reveals no name and opens no file (every file is owner-only). See src/db/postgres-server.ts.
+ */
+const GROUP_SEARCH = 0o010;
 
 /** `drwxr-xr-x (0755)`: the mode as `ls -l` shows it, and in octal. */
 export function describeMode(mode: number): string {
@@ -69,11 +75,10 @@ export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {
   const files = options.fs ?? fs;
   const uid = options.uid ?? process.geteuid?.();
   const warn = options.warn ?? (() => {});
-  // Every file and directory this process makes from here on under the default modes (the lock
-  // and pid files, the stores' directories, the database files Postgres creates through PGlite)
-  // is owner-only from its first moment, with no window between its creation and a chmod: nothing
-  // Storehouse writes is meant for another user. Worker threads share the process's umask (and
-  // cannot set it). What PGlite chmods itself is for makeOwnerOnly and ownerOnlyFromNowOn below.
+  // Every file and directory this process (and the PostgreSQL server it starts) makes from here
+  // on under the default modes is owner-only from its first moment, with no window between its
+  // creation and a chmod: nothing Storehouse writes is meant for another user. Worker threads
+  // share the process's umask (and cannot set it).
   if (isMainThread) process.umask(0o077);
 
   let found: fs.Stats;
@@ -93,7 +98,7 @@ export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {
         'Run Storehouse as its owner, or chown it to the user Storehouse runs as.',
     );
   }
-  if (found.mode & GROUP_OR_OTHER) {
+  if (found.mode & GROUP_OR_OTHER & ~GROUP_SEARCH) {
     let failure: string | undefined;
     try {
       files.chmodSync(dataDir, 0o700);
@@ -109,43 +114,12 @@ export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {
           'Make it 0700 and owned by the user Storehouse runs as, or set STOREHOUSE_DATA_DIR to one that is.',
       );
     }
-    if (now.mode & GROUP_OR_OTHER)
+    if (now.mode & GROUP_OR_OTHER & ~GROUP_SEARCH)
       warn(
         `the data directory ${dataDir} is ${describeMode(now.mode)} and cannot be made 0700 (${failure ?? 'the file system ignores chmod'})`,
       );
   }
   restrictContents(dataDir, files, warn);
-}
-
-/**
- * Makes a directory Storehouse has just made, and everything in it, owner-only: for what is
- * written with modes of its own rather than under the umask (PGlite's initdb writes its cluster
- * files 0666 whatever the umask).
- */
-export function makeOwnerOnly(dir: string): void {
-  if (process.platform === 'win32') return;
-  fs.chmodSync(dir, fs.statSync(dir).mode & 0o700);
-  restrictContents(dir, fs, () => {});
-}
-
-/** What `ownerOnlyFromNowOn` needs of a PGlite instance: its Emscripten file system. */
-interface EmscriptenFiles {
-  Module: { FS: { chmod(path: unknown, mode: number, dontFollow?: boolean): unknown } };
-}
-
-/**
- * Keeps an open PGlite cluster owner-only. Its file system (Emscripten's) chmods every file it
- * creates to the mode the C code asked for under its own umask of 022, not the process's: files
- * Postgres opens with fopen() (the relcache's pg_internal.init, rewritten as the catalog
- * changes) come out 0644 whatever the umask. So its chmod keeps only the owner's bits, and what
- * the start made before this point is made owner-only once.
- */
-export function ownerOnlyFromNowOn(pglite: EmscriptenFiles, clusterDir: string): void {
-  if (process.platform === 'win32') return;
-  const files = pglite.Module.FS;
-  const chmod = files.chmod.bind(files);
-  files.chmod = (file, mode, dontFollow) => chmod(file, mode & ~GROUP_OR_OTHER, dontFollow);
-  makeOwnerOnly(clusterDir);
 }
 
 /** Every entry under `dir` loses its group and other bits; symbolic links are left alone (chmod would follow them out). */

@@ -16,6 +16,7 @@ import { ANYTHING, ChangeFeed } from './db/change-feed.ts';
 import { AppError } from './errors.ts';
 import { Access } from './tenancy/access.ts';
 import { Providers } from './providers/registry.ts';
+import { RedisServer, RedisServerError } from './providers/redis-server.ts';
 import { SecretBox } from './secrets/secret-box.ts';
 import { resealLegacySecrets } from './secrets/reseal.ts';
 import { STOREHOUSE_SEALED_COLUMNS } from './secrets/sealed-columns.ts';
@@ -52,11 +53,6 @@ export interface Runtime {
   signingKeys(): SigningKeys;
   /** Where partners reach this Storehouse, and the issuer of its tokens. */
   urls: PublicUrls;
-  /**
-   * Settles once the stores that providers serve themselves (embedded Postgres) are served again
-   * after a start; the API does not wait for them.
-   */
-  storesServed: Promise<void>;
   /** Reads the catalog from the database again (another node may have synced a new one). */
   reloadCatalog(): Promise<Catalog>;
   /** Set on the start that bootstrapped empty state. */
@@ -157,7 +153,31 @@ export async function openConfiguredDatabase(config: Config, logger?: Logger): P
     connectTimeoutMs: config.dbConnectTimeoutMs,
     queryTimeoutMs: config.dbQueryTimeoutMs,
     onPoolError: (error) => logger?.error({ err: error }, 'database connection error'),
+    embeddedPort: config.embeddedPostgresPort,
+    log: logger,
   });
+}
+
+/**
+ * On the embedded default without STOREHOUSE_REDIS_ADMIN_URL: the redis-server Storehouse runs
+ * itself for Redis stores (src/providers/redis-server.ts), when one is on PATH; else why there is
+ * none, which a create on a Redis product answers with (503). Nothing on DATABASE_URL: several
+ * nodes share their stores, so each must not start a Redis of its own.
+ */
+async function startEmbeddedRedis(
+  config: Config,
+  db: Database,
+  logger?: Logger,
+): Promise<{ server: RedisServer } | { unavailable: string } | undefined> {
+  if (config.redisAdminUrl || db.kind !== 'embedded') return undefined;
+  try {
+    return { server: await RedisServer.start({ dataDir: config.dataDir, port: config.embeddedRedisPort, log: logger }) };
+  } catch (error) {
+    if (!(error instanceof RedisServerError)) throw error;
+    if (error.reason === 'not_found') logger?.info({ reason: error.message }, 'Redis stores are unavailable');
+    else logger?.error({ err: error }, 'cannot start the embedded redis-server: Redis stores are unavailable');
+    return { unavailable: error.message };
+  }
 }
 
 /** Validates the catalog file and syncs it in, unless exactly this file was already validated and synced. */
@@ -204,6 +224,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
   const { logger } = options;
   const source = readCatalogSource(config.catalogPath); // an unreadable file stops start-up before the lock
   const db = await openConfiguredDatabase(config, logger);
+  let embeddedRedis: Awaited<ReturnType<typeof startEmbeddedRedis>>;
   try {
     const applied = await migrate(db);
     if (applied.length > 0) logger?.info({ migrations: applied }, 'applied migrations');
@@ -224,7 +245,9 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     await resealLegacySecrets(db, box, STOREHOUSE_SEALED_COLUMNS, logger); // v1 values become v2 (src/secrets/reseal.ts)
     const keys = new SigningKeys(db, box);
     const urls = new PublicUrls(config);
+    embeddedRedis = await startEmbeddedRedis(config, db, logger);
     const providers = Providers.create(config, db, box, {
+      embeddedRedis: embeddedRedis && ('server' in embeddedRedis ? { adminUrl: embeddedRedis.server.adminUrl } : embeddedRedis),
       onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
       logger,
       partners: {
@@ -234,12 +257,17 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
         integration: (id) => runtime.catalog.integrationById(id),
       },
     });
-    // Embedded stores come up in the background: the API serves at once, and a store whose
-    // port is taken is logged, not fatal. Closing waits for them, so nothing is left half-open.
-    const storesServed = providers
-      .start((error) => logger?.error({ err: error }, 'cannot serve an embedded store'))
-      .catch((error) => logger?.error({ err: error }, 'cannot serve the embedded stores'));
-    const closers: Array<() => Promise<void>> = [() => access.close(), () => storesServed.then(() => providers.close()), stopFeed];
+    // The providers' start-up checks run in the background: the API serves at once, and what
+    // they find is logged. Closing waits for them, so nothing is left half-open.
+    const providersStarted = providers.start().catch((error) => logger?.error({ err: error }, 'a provider could not start'));
+    const closers: Array<() => Promise<void>> = [
+      () => access.close(),
+      async () => {
+        await providersStarted.then(() => providers.close());
+        if (embeddedRedis && 'server' in embeddedRedis) await embeddedRedis.server.stop();
+      },
+      stopFeed,
+    ];
     const catalogs = { current: () => runtime.catalog, reload: () => runtime.reloadCatalog() };
     const discovery = new Discovery(db, catalogs, feed, providers);
     // This node's lease on its work under way; on the embedded database, which one process holds
@@ -279,7 +307,6 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       keys,
       signingKeys: () => keys,
       urls,
-      storesServed,
       bootstrapped,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),
       close: async () => {
@@ -295,6 +322,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     }
     return runtime;
   } catch (error) {
+    if (embeddedRedis && 'server' in embeddedRedis) await embeddedRedis.server.stop().catch(() => {});
     await db.close().catch(() => {});
     throw error;
   }

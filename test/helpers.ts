@@ -1,11 +1,12 @@
 /**
  * Test harness: a real Storehouse (runtime + Fastify app) listening on a loopback port, on the
- * embedded PGlite database or on a real PostgreSQL, with its log lines captured.
+ * embedded default (a PostgreSQL server of its own in a fresh data dir) or on a PostgreSQL
+ * server given by URL, with its log lines captured.
  *
- * A fresh PGlite costs seconds (initdb), so embedded servers start from a copy of a template
- * cluster made once and cached under .cache/. PostgreSQL servers get a database of their own,
- * dropped afterwards. Set STOREHOUSE_TEST_DATABASE_URL (a database on a server where the user
- * may CREATE DATABASE) to run every database-facing test on PostgreSQL too.
+ * Servers on the PostgreSQL backend get a database of their own, dropped afterwards, and keep
+ * their Postgres stores on that server too. Set STOREHOUSE_TEST_DATABASE_URL (a database on a
+ * server where the user may CREATE DATABASE and CREATE ROLE) to run every database-facing test
+ * on PostgreSQL too.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -13,7 +14,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
 import { Vercel } from '@vercel/sdk';
 import { SDKError } from '@vercel/sdk/models/sdkerror.js';
 import type { FastifyInstance } from 'fastify';
@@ -25,7 +25,7 @@ import { syncCatalog } from '../src/catalog/catalog-sync.ts';
 import { DEFAULT_CATALOG_PATH, loadConfig, type Config } from '../src/config.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildApp, REDACTED_PATHS } from '../src/http/app.ts';
-import { EMBEDDED_POSTGRES_CONF, embeddedClusterDir, openDatabase } from '../src/db/open.ts';
+import { openDatabase } from '../src/db/open.ts';
 import { randomBase62 } from '../src/ids.ts';
 import { openRuntime, type Runtime } from '../src/runtime.ts';
 
@@ -40,31 +40,9 @@ if (!POSTGRES_URL) {
   process.stderr.write('# STOREHOUSE_TEST_DATABASE_URL is not set: tests run on the embedded database only\n');
 }
 
-const pgliteVersion = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/@electric-sql/pglite/package.json'), 'utf8')).version;
-const TEMPLATE_DIR = path.join(ROOT, '.cache', `pglite-template-${pgliteVersion}`);
-
-/** A PGlite cluster that has been through initdb, made once and shared by every test. */
-export async function pgliteTemplate(): Promise<string> {
-  if (fs.existsSync(path.join(TEMPLATE_DIR, 'PG_VERSION'))) return TEMPLATE_DIR;
-  const building = `${TEMPLATE_DIR}.building-${process.pid}`;
-  fs.rmSync(building, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(building), { recursive: true });
-  const db = new PGlite(building, { postgresqlconf: EMBEDDED_POSTGRES_CONF });
-  await db.waitReady;
-  await db.close();
-  try {
-    fs.renameSync(building, TEMPLATE_DIR);
-  } catch {
-    fs.rmSync(building, { recursive: true, force: true }); // another test process made it first
-  }
-  return TEMPLATE_DIR;
-}
-
-/** A new data dir whose embedded cluster is a copy of the template. */
+/** A new, empty data dir: a server started on it initialises its own PostgreSQL cluster there. */
 export async function freshDataDir(): Promise<string> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-test-'));
-  fs.cpSync(await pgliteTemplate(), embeddedClusterDir(dataDir), { recursive: true });
-  return dataDir;
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-test-'));
 }
 
 /** A PostgreSQL database of its own for one test server; `drop` removes it. */
@@ -120,6 +98,18 @@ export function writeCatalogFile(catalog: unknown): string {
   return file;
 }
 
+/**
+ * The default catalog with its free plans limited to `limit` stores per team (plan limits are a
+ * catalog feature the default catalog does not use), written as a catalog file.
+ */
+export function catalogWithFreePlanLimit(limit = 3, change: (catalog: any) => void = () => {}): string {
+  const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
+  for (const product of catalog.integrations[0].products)
+    for (const plan of product.plans) if (plan.cost === 'Free') plan.resourceLimit = limit;
+  change(catalog);
+  return writeCatalogFile(catalog);
+}
+
 /** Starts a Storehouse on `backend`, listening on 127.0.0.1 at a free port. */
 export async function startServer(backend: Backend, options: ServerOptions = {}): Promise<TestServer> {
   const cleanups: Array<() => Promise<void>> = [];
@@ -136,6 +126,8 @@ export async function startServer(backend: Backend, options: ServerOptions = {})
     STOREHOUSE_DATA_DIR: dataDir,
     STOREHOUSE_BOOTSTRAP_TOKEN: token,
     ...(databaseUrl && { DATABASE_URL: databaseUrl }),
+    // Stores beside the state: on the embedded default its own server, else the test PostgreSQL.
+    ...(databaseUrl && POSTGRES_URL && { STOREHOUSE_POSTGRES_ADMIN_URL: POSTGRES_URL }),
     ...(options.catalogPath && { STOREHOUSE_CATALOG: options.catalogPath }),
     LOG_LEVEL: 'info',
     ...options.env,

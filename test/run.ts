@@ -1,13 +1,11 @@
 /**
- * `npm test`'s runner (after the typecheck): the few files that must run alone, one `node --test`
- * run; then every other file in a second one, several files at a time, whose summary lines end
- * the output. The exit code is 1 when either run failed.
+ * `npm test`'s runner (after the typecheck): every test file in one `node --test` run, several
+ * files at a time, whose summary lines end the output. The exit code is 1 when a test failed.
  *
  * Files run concurrently because none shares state with another: each server has a data dir or
  * database of its own, provider resources get random names, the tests that count roles or ACL
  * users count their own, or ones on a server they started themselves, and ports come from the
- * kernel (or `freePort`, outside the kernel's own range). What they do share, the PGlite template
- * cluster, is built here once before any file starts, so no two processes race to build it.
+ * kernel (or `freePort`, outside the kernel's own range).
  *
  * The slowest files start first, so the run is not left waiting on one long file at the end.
  * `npm test -- test/a.test.ts test/b.test.ts` runs only those files (concurrently).
@@ -15,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pgliteTemplate, ROOT } from './helpers.ts';
+import { ROOT } from './helpers.ts';
 
 /**
  * Files at a time. The machine CI runs on has 2 cores; most files spend much of their time
@@ -40,14 +38,6 @@ const SLOW_FIRST = [
   'partner-server',
   'postgres-provider',
 ];
-
-/**
- * Files that must run with nothing beside them. embedded-postgres restarts embedded Postgres
- * stores and expects each back on its port; those ports come from one fixed range that every
- * Storehouse on the machine picks from (lowest free first), so while its stores are down a store
- * of another test file would take their ports.
- */
-const ALONE = ['embedded-postgres'];
 
 function concurrency(): number {
   const given = process.env.STOREHOUSE_TEST_CONCURRENCY;
@@ -88,16 +78,7 @@ function nodeTest(files: string[], filesAtATime: number): Promise<boolean> {
 process.on('SIGINT', () => {});
 const filesAtATime = concurrency();
 const given = process.argv.slice(2);
-await pgliteTemplate();
 if (given.length > 0) {
   process.exit((await nodeTest(given, filesAtATime)) ? 0 : 1);
 }
-const files = allTestFiles();
-const alone = files.filter((file) => ALONE.includes(baseName(file)));
-const aloneOk = await nodeTest(alone, 1);
-const restOk = await nodeTest(
-  files.filter((file) => !alone.includes(file)),
-  filesAtATime,
-);
-if (!aloneOk) process.stderr.write(`\n# FAILED: a file run alone failed (${alone.join(', ')}): see its output above the last run\n`);
-process.exit(aloneOk && restOk ? 0 : 1);
+process.exit((await nodeTest(allTestFiles(), filesAtATime)) ? 0 : 1);

@@ -428,13 +428,13 @@ describe('the bootstrap notice', () => {
 });
 
 describe('the embedded cluster', () => {
-  test('a data dir whose pgdata holds files but no cluster is refused, not overwritten', async () => {
+  test('a data dir whose cluster directory holds files but no cluster is refused, not overwritten', async () => {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-partial-'));
     try {
-      fs.mkdirSync(path.join(dataDir, 'pgdata'));
-      fs.writeFileSync(path.join(dataDir, 'pgdata', 'precious'), 'restored data');
+      fs.mkdirSync(path.join(dataDir, 'postgres'));
+      fs.writeFileSync(path.join(dataDir, 'postgres', 'precious'), 'restored data');
       await assert.rejects(openDatabase({ dataDir }), /holds files but no PostgreSQL cluster \(no PG_VERSION\): refusing to touch it/);
-      assert.equal(fs.readFileSync(path.join(dataDir, 'pgdata', 'precious'), 'utf8'), 'restored data');
+      assert.equal(fs.readFileSync(path.join(dataDir, 'postgres', 'precious'), 'utf8'), 'restored data');
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });
     }

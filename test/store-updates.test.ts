@@ -10,34 +10,33 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import pg from 'pg';
-import { parse } from 'yaml';
 import type { PartnerServer } from '../src/partner-server/app.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
-import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
 import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
+import { BACKENDS, catalogWithFreePlanLimit, errorOf, eventually, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 /** The default catalog, with a Postgres setting that cannot change once a store is created. */
+/** The default catalog with Hobby limited to 3 stores per team, and a setting only a create may set. */
 function catalogWithReadOnlySetting(): string {
-  const catalog = parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
-  const postgres = catalog.integrations[0].products.find((p: { slug: string }) => p.slug === 'postgres');
-  postgres.metadataSchema.properties.region = {
-    type: 'string',
-    'ui:control': 'select',
-    'ui:label': 'Region',
-    'ui:read-only': 'update',
-    default: 'iad1',
-    enum: ['iad1', 'fra1'],
-    'ui:options': [
-      { value: 'iad1', label: 'Washington' },
-      { value: 'fra1', label: 'Frankfurt' },
-    ],
-  };
-  return writeCatalogFile(catalog);
+  return catalogWithFreePlanLimit(3, (catalog) => {
+    const postgres = catalog.integrations[0].products.find((p: { slug: string }) => p.slug === 'postgres');
+    postgres.metadataSchema.properties.region = {
+      type: 'string',
+      'ui:control': 'select',
+      'ui:label': 'Region',
+      'ui:read-only': 'update',
+      default: 'iad1',
+      enum: ['iad1', 'fra1'],
+      'ui:options': [
+        { value: 'iad1', label: 'Washington' },
+        { value: 'fra1', label: 'Frankfurt' },
+      ],
+    };
+  });
 }
 
 const json = (body: unknown) => ({ headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

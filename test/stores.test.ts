@@ -15,7 +15,17 @@ import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember, setStoreQuota } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { BACKENDS, errorOf, eventually, POSTGRES_URL, sdkFailure, startServer, type Backend, type TestServer } from './helpers.ts';
+import {
+  BACKENDS,
+  catalogWithFreePlanLimit,
+  errorOf,
+  eventually,
+  POSTGRES_URL,
+  sdkFailure,
+  startServer,
+  type Backend,
+  type TestServer,
+} from './helpers.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 
@@ -74,7 +84,9 @@ for (const backend of BACKENDS) {
     };
 
     before(async () => {
-      server = await startServer(backend, { env: providerEnv(backend) });
+      const catalogFile = catalogWithFreePlanLimit(3);
+      server = await startServer(backend, { catalogPath: catalogFile, env: providerEnv(backend) });
+      fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true }); // read at start, synced into the state
       const db = server.runtime.db;
       icfg = await firstConfiguration(server);
       teamId = (await db.query<{ id: string }>("SELECT id FROM teams WHERE slug = 'my-team'")).rows[0]!.id;

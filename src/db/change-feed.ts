@@ -68,14 +68,13 @@ export class ChangeFeed {
     const { heartbeatMs = 5000, onError, logger, senderCheckTimeoutMs = SENDER_CHECK_TIMEOUT_MS } = options;
     const feed = new ChangeFeed();
     db.onWrite(() => feed.changed());
-    // The embedded database is this process's alone: nobody else can notify it.
-    const senders =
-      db.kind === 'postgres'
-        ? new NotificationSenders(options.senderConnection ?? (() => db.dedicatedClient()), await NotificationSenders.ownRoleOf(db), {
-            timeoutMs: senderCheckTimeoutMs,
-            logger,
-          })
-        : undefined;
+    // On the embedded default too: its store roles cannot connect to the state database, but a
+    // check that holds everywhere needs no argument about where it may be skipped.
+    const senders = new NotificationSenders(
+      options.senderConnection ?? (() => db.dedicatedClient()),
+      await NotificationSenders.ownRoleOf(db),
+      { timeoutMs: senderCheckTimeoutMs, logger },
+    );
     const unverified = new UnverifiedChanges((table) => feed.changed(table), ANYTHING);
     const apply = (table: string, pid: number, verdict: Verdict) => {
       if (verdict === 'trusted') return feed.changed(table);
@@ -94,7 +93,7 @@ export class ChangeFeed {
       unverified.add(table);
     };
     const notified = (table: string, pid: number | undefined) => {
-      if (!senders || pid === undefined) return feed.changed(table);
+      if (pid === undefined) return feed.changed(table);
       const verdict = senders.judge(pid);
       if (typeof verdict === 'string') return apply(table, pid, verdict);
       verdict.then((answer) => apply(table, pid, answer));
@@ -124,26 +123,23 @@ export class ChangeFeed {
         feed.healthy = true;
       },
     });
-    let timer: NodeJS.Timeout | undefined;
-    if (db.kind === 'postgres') {
-      timer = setInterval(() => {
-        if (waiting || !feed.healthy) return; // a reconnect is under way
-        const payload = `${HEARTBEAT}${node}:${++beat}`;
-        const deadline = setTimeout(() => {
-          deaf(new Error(`the change notifications went quiet: a heartbeat took over ${heartbeatMs} ms`));
-          listener.replace();
-        }, heartbeatMs);
-        deadline.unref();
-        waiting = { payload, deadline };
-        db.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, payload]).catch(() => {}); // a failure shows as a missed deadline
+    const timer = setInterval(() => {
+      if (waiting || !feed.healthy) return; // a reconnect is under way
+      const payload = `${HEARTBEAT}${node}:${++beat}`;
+      const deadline = setTimeout(() => {
+        deaf(new Error(`the change notifications went quiet: a heartbeat took over ${heartbeatMs} ms`));
+        listener.replace();
       }, heartbeatMs);
-      timer.unref();
-    }
+      deadline.unref();
+      waiting = { payload, deadline };
+      db.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, payload]).catch(() => {}); // a failure shows as a missed deadline
+    }, heartbeatMs);
+    timer.unref();
     const stop = async () => {
       clearInterval(timer);
       unverified.stop();
       if (waiting) clearTimeout(waiting.deadline);
-      await Promise.all([listener.stop(), senders?.close()]);
+      await Promise.all([listener.stop(), senders.close()]);
     };
     return { feed, stop };
   }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 
-/** PostgreSQL's unique_violation, as raised by both the server and PGlite. */
+/** PostgreSQL's unique_violation. */
 export const isUniqueViolation = (error: unknown) => (error as { code?: string }).code === '23505';
 
 export type Row = Record<string, unknown>;
@@ -46,7 +46,10 @@ export interface Listener {
 export type Listen = (channel: string, handlers: ListenHandlers) => Promise<Listener>;
 
 export interface Database extends Queryable {
+  /** `embedded`: the PostgreSQL server this process runs itself in its data dir; `postgres`: DATABASE_URL's. */
   readonly kind: 'embedded' | 'postgres';
+  /** On the embedded default: a superuser connection string to its PostgreSQL server, for the Postgres provider. */
+  readonly embeddedAdminUrl?: string | undefined;
   /**
    * Runs `work` in one transaction: committed when it resolves, rolled back when it throws. A
    * deadlock or serialization failure rolls it back and runs `work` again (a few times at most),
@@ -81,9 +84,8 @@ const TRANSACTION_ATTEMPTS = 5;
 const RETRY_DELAY_MS = 20;
 
 /**
- * PostgreSQL text cannot hold a NUL byte, and sent as a parameter to PGlite it throws the
- * in-process connection out of step (later queries get earlier answers). So no such parameter
- * is ever sent: it fails here, as PostgreSQL itself would (22021), which the API answers with 400.
+ * PostgreSQL text cannot hold a NUL byte: a parameter holding one fails here, before a round
+ * trip, as PostgreSQL itself would (22021), which the API answers with 400.
  */
 function refuseNul(params: unknown[] | undefined): void {
   const hasNul = (value: unknown): boolean =>
@@ -94,9 +96,8 @@ function refuseNul(params: unknown[] | undefined): void {
 }
 
 /**
- * The one implementation: a node-postgres pool. On PostgreSQL it holds real connections;
- * on the embedded database it holds PGlite's single in-process connection, so the same SQL
- * and the same transaction code run in both modes.
+ * The one implementation: a node-postgres pool, on DATABASE_URL's server or on the embedded
+ * default's own, so the same SQL and the same transaction code run in both modes.
  */
 export class PoolDatabase implements Database {
   private readonly writeHooks: Array<() => void> = [];
@@ -105,16 +106,19 @@ export class PoolDatabase implements Database {
     readonly kind: Database['kind'],
     private readonly pool: pg.Pool,
     readonly listen: Listen,
-    private readonly onClose: () => Promise<void> = async () => {},
+    private readonly embedded: { adminUrl: string; onClose: () => Promise<void> } | undefined = undefined,
   ) {}
+
+  /** On the embedded default: a superuser connection string to its PostgreSQL server, for the Postgres provider. */
+  get embeddedAdminUrl(): string | undefined {
+    return this.embedded?.adminUrl;
+  }
 
   onWrite(hook: () => void): void {
     this.writeHooks.push(hook);
   }
 
   dedicatedClient(): pg.Client {
-    // PGlite's settings name its one in-process connection: a second client would share it.
-    if (this.kind !== 'postgres') throw new Error("the embedded database has one connection only, the pool's");
     const { Client } = this.pool as unknown as { Client: new (config: pg.PoolConfig) => pg.Client };
     return new Client(this.pool.options);
   }
@@ -173,6 +177,6 @@ export class PoolDatabase implements Database {
 
   async close(): Promise<void> {
     await this.pool.end();
-    await this.onClose();
+    await this.embedded?.onClose();
   }
 }

@@ -1,67 +1,48 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import pg from 'pg';
-import { PGlite } from '@electric-sql/pglite';
-import { createPgConfig } from '@electric-sql/pglite/node-postgres';
 import { PoolDatabase, type Database, type Listen } from './database.ts';
 import { lockDataDir } from './lock.ts';
-import { makeOwnerOnly, ownerOnlyFromNowOn } from '../data-dir.ts';
+import { PostgresServer, type ServerLog } from './postgres-server.ts';
 import { markDatabaseError } from './unavailable.ts';
 
 export interface OpenOptions {
-  /** A PostgreSQL connection string; without one the embedded database in `dataDir` is opened. */
+  /** A PostgreSQL connection string; without one the embedded PostgreSQL server in `dataDir` is started. */
   databaseUrl?: string | undefined;
   dataDir: string;
   poolMax?: number;
-  /** On PostgreSQL: how long a new connection may take (pg-pool's connectionTimeoutMillis; also a wait for a free one). */
+  /** How long a new connection may take (pg-pool's connectionTimeoutMillis; also a wait for a free one). */
   connectTimeoutMs?: number;
-  /** On PostgreSQL: how long a statement may go unanswered before it fails (node-postgres' query_timeout). */
+  /** How long a statement may go unanswered before it fails (node-postgres' query_timeout). */
   queryTimeoutMs?: number;
   onPoolError?: (error: Error) => void;
+  /** On the embedded default: the port of its PostgreSQL server (else the one kept in the data dir). */
+  embeddedPort?: number | undefined;
+  /** Where the embedded PostgreSQL server's log lines go. */
+  log?: ServerLog | undefined;
 }
 
-/** Where the embedded PostgreSQL cluster lives inside the data directory. */
-export const embeddedClusterDir = (dataDir: string) => path.join(dataDir, 'pgdata');
-
 /**
- * Small buffers keep an idle embedded server well under the memory budget; Storehouse's own
- * state is small and hot rows stay in the OS page cache anyway.
+ * A data dir an earlier Storehouse made, whose state and Postgres stores were PGlite databases
+ * (`pgdata/`, `stores/`): a PostgreSQL server cannot open PGlite's files, and nothing is changed.
  */
-export const EMBEDDED_POSTGRES_CONF = ['shared_buffers=4MB', 'work_mem=2MB', 'maintenance_work_mem=16MB'];
-
-/**
- * Creates the embedded cluster (initdb) when the data dir has none. initdb in PGlite leaves
- * ~500 MB of WebAssembly memory that is never returned, so it runs in a worker thread whose
- * memory goes when it exits; it builds in a scratch directory renamed into place, so a start
- * interrupted mid-initdb never leaves a half-made cluster behind. The caller holds the lock.
- */
-export async function ensureCluster(clusterDir: string): Promise<void> {
-  if (fs.existsSync(path.join(clusterDir, 'PG_VERSION'))) return;
-  if (fs.existsSync(clusterDir) && fs.readdirSync(clusterDir).length > 0) {
-    throw new Error(
-      `${clusterDir} holds files but no PostgreSQL cluster (no PG_VERSION): refusing to touch it. ` +
-        'Restore it completely, or move it away to start with empty state.',
+export class LegacyDataDirError extends Error {
+  override name = 'LegacyDataDirError';
+  constructor(dataDir: string) {
+    super(
+      `${dataDir} was made by an earlier Storehouse, which kept its state and its Postgres stores in PGlite ` +
+        `(${path.join(dataDir, 'pgdata')}); this one runs a PostgreSQL server of its own and cannot open PGlite's files. ` +
+        'Nothing was changed. To start afresh, move the directory away (`mv ' +
+        `${dataDir} ${dataDir}.pglite\`) or set STOREHOUSE_DATA_DIR to another one. To keep what it holds, start the earlier ` +
+        'version on it (Storehouse 0.1, git tag v0.1.0) and copy each store out with pg_dump against its POSTGRES_URL.',
     );
   }
-  const scratch = `${clusterDir}.initdb`;
-  fs.rmSync(scratch, { recursive: true, force: true });
-  const pglite = import.meta.resolve('@electric-sql/pglite');
-  const code = `
-    const { PGlite } = await import(${JSON.stringify(pglite)});
-    const db = new PGlite(${JSON.stringify(scratch)}, { postgresqlconf: ${JSON.stringify(EMBEDDED_POSTGRES_CONF)} });
-    await db.waitReady;
-    await db.close();`;
-  await new Promise<void>((resolve, reject) => {
-    const worker = new Worker(code, { eval: true, execArgv: [] });
-    worker.once('error', reject);
-    worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`initdb of the embedded database exited with code ${code}`))));
-  });
-  // initdb writes the cluster's files 0666 whatever the umask; the state in it is for this user only.
-  makeOwnerOnly(scratch);
-  fs.rmSync(clusterDir, { recursive: true, force: true }); // an empty directory at most, checked above
-  fs.renameSync(scratch, clusterDir);
 }
+
+const isLegacyDataDir = (dataDir: string) => fs.existsSync(path.join(dataDir, 'pgdata'));
+
+/** The embedded PostgreSQL's database for Storehouse's own state (store databases sit beside it). */
+export const STATE_DATABASE = 'storehouse';
 
 /**
  * The state database's pool: every error it raises is marked as the state database's, so the
@@ -191,19 +172,24 @@ function listenOnPostgres(connectionString: string, connectionTimeoutMillis: num
   };
 }
 
+function statePool(url: string, options: OpenOptions): pg.Pool {
+  // Bounded waits: a database that is down or hangs is a prompt 503, never a request left hanging.
+  const pool = new StatePool({
+    connectionString: url,
+    max: options.poolMax ?? 10,
+    Client: StateClient,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 5000,
+    query_timeout: options.queryTimeoutMs ?? 30_000,
+    keepAlive: true,
+  });
+  pool.on('error', (error) => options.onPoolError?.(error));
+  return pool;
+}
+
 export async function openDatabase(options: OpenOptions): Promise<Database> {
+  const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
   if (options.databaseUrl) {
-    const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-    // Bounded waits: a database that is down or hangs is a prompt 503, never a request left hanging.
-    const pool = new StatePool({
-      connectionString: options.databaseUrl,
-      max: options.poolMax ?? 10,
-      Client: StateClient,
-      connectionTimeoutMillis: connectTimeoutMs,
-      query_timeout: options.queryTimeoutMs ?? 30_000,
-      keepAlive: true,
-    });
-    pool.on('error', (error) => options.onPoolError?.(error));
+    const pool = statePool(options.databaseUrl, options);
     const db = new PoolDatabase('postgres', pool, listenOnPostgres(options.databaseUrl, connectTimeoutMs));
     try {
       await db.query('SELECT 1');
@@ -214,26 +200,26 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     return db;
   }
 
+  // The embedded default: a PostgreSQL server of this process's own in the data dir, which one
+  // process at a time holds locked (two supervisors of one cluster would fight over it).
   const lock = await lockDataDir(options.dataDir);
+  let server: PostgresServer | undefined;
   try {
-    await ensureCluster(embeddedClusterDir(options.dataDir));
-    const pglite = new PGlite(embeddedClusterDir(options.dataDir), { postgresqlconf: EMBEDDED_POSTGRES_CONF });
-    await pglite.waitReady;
-    ownerOnlyFromNowOn(pglite, embeddedClusterDir(options.dataDir));
-    // No timeouts in process: PGlite cannot be unreachable, and its one connection is not replaceable.
-    const pool = new StatePool(createPgConfig(pglite));
-    pool.on('error', (error) => options.onPoolError?.(error));
-    // One process owns the embedded database, and PGlite hands it notifications directly.
-    const listen: Listen = async (channel, handlers) => {
-      const unlisten = await pglite.listen(channel, handlers.message);
-      handlers.ready();
-      return { stop: () => unlisten(), replace: () => {} };
-    };
-    return new PoolDatabase('embedded', pool, listen, async () => {
-      await pglite.close();
-      await lock.release();
+    if (isLegacyDataDir(options.dataDir)) throw new LegacyDataDirError(options.dataDir);
+    server = await PostgresServer.start({ dataDir: options.dataDir, port: options.embeddedPort, log: options.log });
+    await server.ensureDatabase(STATE_DATABASE);
+    const url = server.url(STATE_DATABASE);
+    const pool = statePool(url, options);
+    const running = server;
+    return new PoolDatabase('embedded', pool, listenOnPostgres(url, connectTimeoutMs), {
+      adminUrl: server.url('postgres'),
+      onClose: async () => {
+        await running.stop();
+        await lock.release();
+      },
     });
   } catch (error) {
+    await server?.stop().catch(() => {});
     await lock.release();
     throw error;
   }

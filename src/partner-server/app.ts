@@ -20,7 +20,6 @@ import { AppError, notFound, validationError, type FieldError } from '../errors.
 import { sendError } from '../http/errors.ts';
 import { acceptEmptyJsonBody } from '../http/json-body.ts';
 import { randomBase62 } from '../ids.ts';
-import { EmbeddedPostgresProvider } from '../providers/embedded-postgres.ts';
 import { PostgresProvider } from '../providers/postgres.ts';
 import { SecretBox } from '../secrets/secret-box.ts';
 import { resealLegacySecrets } from '../secrets/reseal.ts';
@@ -241,6 +240,7 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
     dataDir: options.dataDir,
     databaseUrl: options.databaseUrl,
     onPoolError: (error) => logger?.warn({ err: error }, 'database pool error'),
+    log: logger,
   });
   const closing = new AbortController();
   const cleanups: Array<() => Promise<void>> = [() => db.close()];
@@ -257,13 +257,11 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
     await state.createTables();
     await resealLegacySecrets(db, box, PARTNER_SEALED_COLUMNS, logger); // v1 values become v2 (src/secrets/reseal.ts)
 
-    const provider = options.postgresAdminUrl
-      ? new PostgresProvider(db, box, { adminUrl: options.postgresAdminUrl })
-      : new EmbeddedPostgresProvider(db, box, options.dataDir);
+    // Its databases live on the configured server, else on the partner's own embedded PostgreSQL.
+    const adminUrl = options.postgresAdminUrl ?? db.embeddedAdminUrl;
+    if (!adminUrl) throw new Error('the partner server needs PARTNER_POSTGRES_ADMIN_URL when PARTNER_DATABASE_URL is set');
+    const provider = new PostgresProvider(db, box, { adminUrl, revokePublicConnect: !options.postgresAdminUrl });
     cleanups.push(() => provider.close());
-    if (provider instanceof EmbeddedPostgresProvider) {
-      await provider.start((error) => logger?.warn({ err: error }, 'an embedded store could not be served again'));
-    }
 
     const marketplace = new MarketplaceClient(options.marketplaceUrl ?? options.issuer, (id) => state.accessToken(id), logger);
     const partner = new Partner(state, provider, partnerProduct(options.clientId), marketplace, logger);
@@ -456,7 +454,7 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
     await partner.resumeScheduled();
     await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
     const url = callableUrl(app.server.address() as AddressInfo);
-    logger?.info({ url, provider: options.postgresAdminUrl ? 'postgres' : 'embedded-postgres' }, 'partner server listening');
+    logger?.info({ url, provider: options.postgresAdminUrl ? 'postgres' : 'embedded' }, 'partner server listening');
 
     let closed: Promise<void> | undefined;
     return {

@@ -5,11 +5,10 @@
  */
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Config } from '../config.ts';
-import type { Queryable } from '../db/database.ts';
+import type { Database } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { PartnerClient } from '../partners/partner-client.ts';
 import type { SigningKeys } from '../partners/signing-keys.ts';
-import { EmbeddedPostgresProvider } from './embedded-postgres.ts';
 import { HttpProvider, type PartnerSettings } from './http.ts';
 import { PostgresProvider, type PostgresProviderOptions } from './postgres.ts';
 import { RedisProvider } from './redis.ts';
@@ -28,44 +27,56 @@ export class Providers {
   private constructor(
     private readonly configured: Map<string, Provider & { close?(): Promise<void> }>,
     private readonly missing: Map<string, string>,
-    private readonly state: Queryable,
+    private readonly state: Database,
     private readonly config: Config,
     private readonly partnerContext: PartnerContext | undefined,
   ) {}
 
   static create(
     config: Config,
-    state: Queryable,
+    state: Database,
     box: SecretBox,
-    options: { onError?: (error: Error) => void; partners?: PartnerContext; logger?: PostgresProviderOptions['log'] } = {},
+    options: {
+      onError?: (error: Error) => void;
+      partners?: PartnerContext;
+      logger?: PostgresProviderOptions['log'];
+      /** On the embedded default: the redis-server Storehouse runs itself, or why there is none. */
+      embeddedRedis?: { adminUrl: string } | { unavailable: string } | undefined;
+    } = {},
   ): Providers {
     const configured = new Map<string, Provider & { close?(): Promise<void> }>();
     const missing = new Map<string, string>();
-    configured.set(
-      'postgres',
-      config.postgresAdminUrl
-        ? new PostgresProvider(state, box, {
-            adminUrl: config.postgresAdminUrl,
-            revokePublicConnect: config.postgresRevokePublicConnect,
-            log: options.logger,
-          })
-        : new EmbeddedPostgresProvider(state, box, config.dataDir),
-    );
-    if (config.redisAdminUrl) {
-      configured.set('redis', new RedisProvider(state, box, { adminUrl: config.redisAdminUrl, onError: options.onError }));
+    // Configured, or the embedded default's own server, which is Storehouse's alone: there it
+    // revokes PUBLIC's CONNECT itself, so store roles reach no database but their own.
+    const postgresAdminUrl = config.postgresAdminUrl ?? state.embeddedAdminUrl;
+    if (postgresAdminUrl) {
+      configured.set(
+        'postgres',
+        new PostgresProvider(state, box, {
+          adminUrl: postgresAdminUrl,
+          revokePublicConnect: config.postgresAdminUrl ? config.postgresRevokePublicConnect : true,
+          log: options.logger,
+        }),
+      );
     } else {
-      missing.set('redis', 'no Redis server is configured: set STOREHOUSE_REDIS_ADMIN_URL');
+      missing.set('postgres', 'no PostgreSQL server is configured for stores: set STOREHOUSE_POSTGRES_ADMIN_URL');
+    }
+    const redis = options.embeddedRedis;
+    const redisAdminUrl = config.redisAdminUrl ?? (redis && 'adminUrl' in redis ? redis.adminUrl : undefined);
+    if (redisAdminUrl) {
+      configured.set('redis', new RedisProvider(state, box, { adminUrl: redisAdminUrl, onError: options.onError }));
+    } else {
+      missing.set(
+        'redis',
+        redis && 'unavailable' in redis ? redis.unavailable : 'no Redis server is configured: set STOREHOUSE_REDIS_ADMIN_URL',
+      );
     }
     return new Providers(configured, missing, state, config, options.partners);
   }
 
-  /**
-   * Starts what providers serve themselves (the embedded Postgres stores) again after a restart,
-   * and checks which databases a server-mode Postgres store's role could reach besides its own.
-   */
-  async start(onError?: (error: Error) => void): Promise<void> {
+  /** Checks which databases a Postgres store's role could reach besides its own, and what the Redis admin may do. */
+  async start(): Promise<void> {
     for (const provider of this.configured.values()) {
-      if (provider instanceof EmbeddedPostgresProvider) await provider.start(onError);
       if (provider instanceof PostgresProvider) await provider.start();
       // Not awaited: a Redis that is away must not hold the start. An admin user that lacks a
       // command every SETUSER needs is named at once, not at the first create.

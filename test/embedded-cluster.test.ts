@@ -1,0 +1,267 @@
+/**
+ * The embedded default as `npm start` runs it, with no PostgreSQL configured: Storehouse starts
+ * a PostgreSQL server of its own in the data dir, for its state and for every Postgres store,
+ * and supervises it. Real processes, real connections to what was provisioned.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Vercel } from '@vercel/sdk';
+import pg from 'pg';
+import { eventually, freshDataDir, ROOT } from './helpers.ts';
+import { freePort } from './partner-fixtures.ts';
+
+const TOKEN = 'embedded-cluster-test-token-0123456789';
+
+interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  exit: Promise<number | null>;
+}
+
+/** Storehouse as `npm start` starts it (from source), on `dataDir`, with no database configured. */
+function start(dataDir: string, port: number, env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: '',
+      STOREHOUSE_POSTGRES_ADMIN_URL: '',
+      STOREHOUSE_REDIS_ADMIN_URL: '',
+      STOREHOUSE_DATA_DIR: dataDir,
+      STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
+      PORT: String(port),
+      LOG_LEVEL: 'debug',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => output, exit };
+}
+
+async function healthy(url: string, proc: Proc): Promise<void> {
+  await eventually(
+    'the server answering /healthz',
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`the server exited early: ${proc.output()}`);
+      return (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200;
+    },
+    120_000,
+  );
+}
+
+/** The pid of the embedded PostgreSQL server (the first line of its postmaster.pid), while one runs. */
+function postmasterPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+async function stop(proc: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
+  await proc.exit;
+}
+
+describe('the embedded default runs its own PostgreSQL', () => {
+  let dataDir: string;
+  let port: number;
+  let server: Proc;
+  let sdk: Vercel;
+  let icfg: string;
+  const url = () => `http://127.0.0.1:${port}`;
+  const api = (pathAndQuery: string, init: RequestInit = {}) =>
+    fetch(url() + pathAndQuery, {
+      ...init,
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...init.headers },
+    });
+
+  /** Creates a Postgres store and returns its POSTGRES_URL, read as an app reads it: from a connected project's env. */
+  async function createStore(name: string): Promise<string> {
+    const created = await sdk.integrations.createIntegrationStoreDirect({
+      requestBody: { name, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_hobby' },
+    });
+    const project = await sdk.projects.createProject({ requestBody: { name: `app-${name}` } });
+    await sdk.integrations.connectIntegrationResourceToProject({
+      integrationConfigurationId: icfg,
+      resourceId: created.store!.externalResourceId!,
+      requestBody: { projectId: project.id, envVarEnvironments: ['development'] },
+    });
+    const envs = await sdk.projects.filterProjectEnvs({ idOrName: project.id, decrypt: 'true' });
+    assert.ok('envs' in envs);
+    return envs.envs.find((env) => env.key === 'POSTGRES_URL')!.value!;
+  }
+
+  before(async () => {
+    dataDir = await freshDataDir();
+    port = await freePort();
+    server = start(dataDir, port);
+    await healthy(url(), server);
+    sdk = new Vercel({ bearerToken: TOKEN, serverURL: url() });
+    const configurations = (await (await api('/v1/integrations/configurations?view=account')).json()) as Array<{ id: string }>;
+    icfg = configurations[0]!.id;
+  });
+  after(async () => {
+    await stop(server, 'SIGKILL');
+    await eventually('the embedded PostgreSQL to stop', async () => postmasterPid(dataDir) === undefined, 60_000).catch(() => {});
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('two connections to one store each hold a transaction, and both commit; a wrong password is refused', async () => {
+    const storeUrl = await createStore('two-at-once');
+    const a = new pg.Client({ connectionString: storeUrl });
+    const b = new pg.Client({ connectionString: storeUrl });
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      await a.query('CREATE TABLE items (id int PRIMARY KEY, by text)');
+      await a.query('BEGIN');
+      await a.query("INSERT INTO items VALUES (1, 'a')");
+      // B works while A's transaction is open, in one of its own.
+      await b.query('BEGIN');
+      await b.query("INSERT INTO items VALUES (2, 'b')");
+      assert.equal((await b.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 1, "B does not see A's uncommitted row");
+      await Promise.all([a.query('COMMIT'), b.query('COMMIT')]);
+      assert.deepEqual((await a.query('SELECT by FROM items ORDER BY id')).rows, [{ by: 'a' }, { by: 'b' }]);
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+    const wrong = new URL(storeUrl);
+    wrong.password = 'not-the-password';
+    const refused = new pg.Client({ connectionString: wrong.toString() });
+    await assert.rejects(refused.connect(), (error: Error & { code?: string }) => error.code === '28P01');
+    // Nor may a store's role reach Storehouse's own database.
+    const intoState = new URL(storeUrl);
+    intoState.pathname = '/storehouse';
+    const trespasser = new pg.Client({ connectionString: intoState.toString() });
+    await assert.rejects(trespasser.connect(), (error: Error & { code?: string }) => error.code === '42501');
+  });
+
+  test('20 concurrent creates all answer 200, each with a database of its own', async () => {
+    const urls = await Promise.all(Array.from({ length: 20 }, (_, i) => createStore(`many-${i}`)));
+    assert.equal(new Set(urls).size, 20);
+    const databases = await Promise.all(
+      urls.map(async (storeUrl) => {
+        const client = new pg.Client({ connectionString: storeUrl });
+        await client.connect();
+        const { rows } = await client.query('SELECT current_database() AS db');
+        await client.end();
+        return rows[0].db as string;
+      }),
+    );
+    assert.equal(new Set(databases).size, 20);
+  });
+
+  test("a store's data survives a restart and a kill -9 of Storehouse, and the server stops with it", async () => {
+    const storeUrl = await createStore('durable');
+    const write = async (value: string) => {
+      const client = new pg.Client({ connectionString: storeUrl });
+      await client.connect();
+      await client.query('CREATE TABLE IF NOT EXISTS notes (value text)');
+      await client.query('INSERT INTO notes VALUES ($1)', [value]);
+      await client.end();
+    };
+    const read = async () => {
+      const client = new pg.Client({ connectionString: storeUrl });
+      await client.connect();
+      const { rows } = await client.query('SELECT value FROM notes ORDER BY value');
+      await client.end();
+      return rows.map((row) => row.value as string);
+    };
+    await write('before restart');
+    await stop(server, 'SIGTERM');
+    assert.equal(await server.exit, 0);
+    assert.equal(postmasterPid(dataDir), undefined, 'a clean stop stops the PostgreSQL server too');
+    server = start(dataDir, port);
+    await healthy(url(), server);
+    assert.deepEqual(await read(), ['before restart']);
+
+    await write('before kill');
+    const pid = postmasterPid(dataDir);
+    assert.ok(pid);
+    await stop(server, 'SIGKILL');
+    // Its server shuts down (cleanly) with it: nothing is left running.
+    await eventually('the orphaned PostgreSQL to stop', async () => postmasterPid(dataDir) === undefined, 60_000);
+    server = start(dataDir, port);
+    await healthy(url(), server);
+    assert.deepEqual(await read(), ['before kill', 'before restart']);
+    // The same port, so every URL handed out still works.
+    assert.equal(new URL(storeUrl).port, fs.readFileSync(path.join(dataDir, 'postgres-port'), 'utf8').trim());
+  });
+
+  test('a crashed PostgreSQL is started again and requests recover without a restart', async () => {
+    const pid = postmasterPid(dataDir);
+    assert.ok(pid);
+    process.kill(pid, 'SIGKILL');
+    await eventually(
+      'a new PostgreSQL server',
+      async () => {
+        const now = postmasterPid(dataDir);
+        return now !== undefined && now !== pid;
+      },
+      120_000,
+    );
+    await eventually('requests to succeed again', async () => (await api('/v1/storage/stores')).status === 200, 120_000);
+    const storeUrl = await createStore('after-crash');
+    const client = new pg.Client({ connectionString: storeUrl });
+    await client.connect();
+    assert.equal((await client.query('SELECT 1 AS one')).rows[0].one, 1);
+    await client.end();
+    assert.match(server.output(), /the embedded PostgreSQL exited; starting it again/);
+  });
+
+  test('its log lines reach the log, and no password does', async () => {
+    assert.match(server.output(), /embedded PostgreSQL is ready/);
+    const password = fs.readFileSync(path.join(dataDir, 'postgres-password'), 'utf8').trim();
+    assert.ok(!server.output().includes(password));
+    assert.equal(fs.statSync(path.join(dataDir, 'postgres-password')).mode & 0o777, 0o600);
+  });
+});
+
+describe('the embedded default refuses what it cannot serve safely', () => {
+  test('a port taken by another program at restart is an error naming it, not a move', async () => {
+    const dataDir = await freshDataDir();
+    const port = await freePort();
+    let server = start(dataDir, port);
+    try {
+      await healthy(`http://127.0.0.1:${port}`, server);
+      await stop(server);
+      const postgresPort = Number(fs.readFileSync(path.join(dataDir, 'postgres-port'), 'utf8'));
+      const squatter = net.createServer();
+      await new Promise<void>((resolve) => squatter.listen(postgresPort, '127.0.0.1', resolve));
+      try {
+        server = start(dataDir, port);
+        assert.notEqual(await server.exit, 0);
+        assert.match(server.output(), new RegExp(`port ${postgresPort} is taken by another program`));
+      } finally {
+        squatter.close();
+      }
+    } finally {
+      await stop(server, 'SIGKILL');
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test("an earlier version's PGlite data dir is refused, untouched, with what to do", async () => {
+    const dataDir = await freshDataDir();
+    fs.mkdirSync(path.join(dataDir, 'pgdata'));
+    fs.writeFileSync(path.join(dataDir, 'pgdata', 'PG_VERSION'), '17\n');
+    const server = start(dataDir, await freePort());
+    try {
+      assert.notEqual(await server.exit, 0);
+      assert.match(server.output(), /made by an earlier Storehouse.*PGlite.*Nothing was changed/s);
+      assert.ok(!fs.existsSync(path.join(dataDir, 'postgres')), 'no cluster was made beside it');
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
