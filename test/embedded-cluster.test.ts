@@ -4,9 +4,10 @@
  * and supervises it. Real processes, real connections to what was provisioned.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Vercel } from '@vercel/sdk';
@@ -262,6 +263,60 @@ describe('the embedded default refuses what it cannot serve safely', () => {
       assert.ok(!fs.existsSync(path.join(dataDir, 'postgres')), 'no cluster was made beside it');
     } finally {
       fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('without a redis-server to run, Redis is listed as unavailable', () => {
+  test('its protocols and plans are disabled with the reason, a create is 503 saying what to install, a bad plan still 400', async () => {
+    const dataDir = await freshDataDir();
+    // A PATH with what the start needs (`id`, for the server's user as root) and no redis-server.
+    const bin = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-path-'));
+    fs.symlinkSync(execFileSync('sh', ['-c', 'command -v id'], { encoding: 'utf8' }).trim(), path.join(bin, 'id'));
+    const port = await freePort();
+    const server = start(dataDir, port, { PATH: bin });
+    const api = (pathAndQuery: string, init: RequestInit = {}) =>
+      fetch(`http://127.0.0.1:${port}${pathAndQuery}`, {
+        ...init,
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      });
+    try {
+      await healthy(`http://127.0.0.1:${port}`, server);
+      const [configuration] = (await (await api('/v1/integrations/configurations?view=account')).json()) as Array<{ id: string }>;
+      const { products } = (await (await api(`/v1/integrations/configuration/${configuration!.id}/products`)).json()) as {
+        products: Array<{ slug: string; protocols: Record<string, { status: string }>; unavailableReason?: string }>;
+      };
+      const redis = products.find((product) => product.slug === 'redis')!;
+      assert.equal(redis.protocols.storage!.status, 'disabled');
+      assert.match(redis.unavailableReason!, /no redis-server on PATH: install Redis/);
+      const postgres = products.find((product) => product.slug === 'postgres')!;
+      assert.equal(postgres.protocols.storage!.status, 'enabled');
+      assert.equal(postgres.unavailableReason, undefined);
+      const { plans } = (await (await api('/v1/integrations/integration/storehouse/products/redis/plans')).json()) as {
+        plans: Array<{ id: string; disabled?: boolean }>;
+      };
+      assert.ok(plans.length > 0 && plans.every((plan) => plan.disabled === true));
+
+      const create = (billingPlanId: string) =>
+        api('/v1/storage/stores/integration/direct', {
+          method: 'POST',
+          body: JSON.stringify({
+            name: `cache-${billingPlanId}`,
+            integrationConfigurationId: configuration!.id,
+            integrationProductIdOrSlug: 'redis',
+            billingPlanId,
+          }),
+        });
+      const refused = await create(plans[0]!.id);
+      assert.equal(refused.status, 503);
+      const body = (await refused.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, 'provider_unavailable');
+      assert.match(body.error.message, /install Redis/);
+      assert.equal((await create('no_such_plan')).status, 400, 'a bad plan is a 400 whatever the provider');
+    } finally {
+      await stop(server, 'SIGKILL');
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      fs.rmSync(bin, { recursive: true, force: true });
     }
   });
 });

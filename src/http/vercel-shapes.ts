@@ -62,6 +62,10 @@ export const productSchema = {
     description: str,
     primaryProtocol: str,
     protocols: { ...freeObject, description: 'Each protocol present has a `status` of enabled or disabled.' },
+    unavailableReason: {
+      ...str,
+      description: "Storehouse's own: why this product cannot be created on now (its protocols are then disabled), in words for a person.",
+    },
     tags: { type: 'array', items: str },
     capabilities: freeObject,
     metadataSchema: {
@@ -144,7 +148,7 @@ export function toBillingPlan(plan: BillingPlan) {
   };
 }
 
-export function toProduct(product: Product) {
+export function toProduct(product: Product & { unavailableReason?: string }) {
   return {
     id: product.id,
     slug: product.slug,
@@ -156,6 +160,7 @@ export function toProduct(product: Product) {
     tags: product.tags,
     capabilities: product.capabilities,
     metadataSchema: product.metadataSchema,
+    ...(product.unavailableReason !== undefined && { unavailableReason: product.unavailableReason }),
   };
 }
 

@@ -103,7 +103,21 @@ export class Discovery {
   ): Promise<{ installation: Installation; integration: Integration; products: Product[]; catalog: Catalog }> {
     const { installation, integration } = await this.getConfiguration(actor, id);
     const catalog = this.catalog;
-    return { installation, integration, products: catalog.productsOf(integration.id), catalog };
+    return { installation, integration, products: catalog.productsOf(integration.id).map((p) => this.withAvailability(p)), catalog };
+  }
+
+  /**
+   * A product as this node can offer it: one whose provider is not to be had here is listed with
+   * every protocol `disabled` and the reason (`unavailableReason`), as Vercel lists a product a
+   * team cannot use; creating on it is the 503 that says the same.
+   */
+  private withAvailability(product: Product): Product & { unavailableReason?: string } {
+    const reason = this.providers.unavailableReason(product);
+    if (reason === undefined) return product;
+    const protocols = Object.fromEntries(
+      Object.entries(product.protocols).map(([name, settings]) => [name, { ...settings, status: 'disabled' as const }]),
+    );
+    return { ...product, protocols, unavailableReason: reason };
   }
 
   /**
@@ -127,12 +141,11 @@ export class Discovery {
       installationId = installation.id;
     }
     const metadata = options.metadata === undefined ? {} : parseMetadata(options.metadata);
-    // A plan whose per-team limit the team has reached is shown, but not selectable.
-    return disableUsedUp(
-      this.db,
-      actor.team.id,
-      await this.providers.plansFor(product, metadata, { teamId: actor.team.id, installationId }),
-    );
+    // A plan whose per-team limit the team has reached is shown, but not selectable; so is every
+    // plan of a product no provider serves here (a create on one still answers 503, saying why).
+    const plans = await this.providers.plansFor(product, metadata, { teamId: actor.team.id, installationId });
+    const offered = this.providers.unavailableReason(product) === undefined ? plans : plans.map((plan) => ({ ...plan, disabled: true }));
+    return disableUsedUp(this.db, actor.team.id, offered);
   }
 }
 

@@ -86,6 +86,16 @@ export class Providers {
     }
   }
 
+  /**
+   * Why no provider serves `product` on this node (a built-in one that is not configured, or the
+   * embedded redis-server that could not be had), in words for a person; undefined when one does.
+   * A partner server's availability is only known by calling it, so its products have none here.
+   */
+  unavailableReason(product: Product): string | undefined {
+    if (product.provider.type === 'http' || this.configured.has(product.provider.type)) return undefined;
+    return this.missing.get(product.provider.type) ?? `unknown provider type ${product.provider.type}`;
+  }
+
   /** The provider serving `product`; 503 `provider_unavailable` when there is none. */
   for(product: Product): Provider {
     if (product.provider.type === 'http') return this.partnerFor(product.integrationId, String(product.provider.url));
