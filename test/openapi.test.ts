@@ -55,7 +55,11 @@ describe('/openapi.json against real responses', () => {
     // The default catalog and a partner integration (never called here): the marketplace API
     // serves partners' resources, not the built-in products'.
     const catalogPath = writeCatalogFile(catalogWithPartner({ url: 'http://127.0.0.1:9' }));
-    server = await startServer('embedded', { catalogPath, env: { STOREHOUSE_RATE_LIMIT_MARKETPLACE_ACCOUNT: '3' } });
+    server = await startServer('embedded', {
+      catalogPath,
+      // A Redis that cannot be reached: its creates are the 503 the document must list.
+      env: { STOREHOUSE_RATE_LIMIT_MARKETPLACE_ACCOUNT: '3', STOREHOUSE_REDIS_ADMIN_URL: 'redis://127.0.0.1:1' },
+    });
     doc = await loadOpenApi(server.url);
   });
   after(() => server?.close());
@@ -183,7 +187,7 @@ describe('/openapi.json against real responses', () => {
     await call({ method: 'PATCH', path: `/_storehouse/payment-methods/${card.id}`, body: { default: true }, expect: 200 });
     await call({ method: 'PATCH', path: '/_storehouse/payment-methods/pm_nothing', body: { default: true }, expect: 404 });
 
-    // Stores: a paid plan on a card that declines, a provider that is not configured, then a real one.
+    // Stores: a paid plan on a card that declines, a provider that cannot be reached, then a real one.
     const create = (body: Record<string, unknown>, expect: number) =>
       call({ method: 'POST', path: '/v1/storage/stores/integration/direct', body: { integrationConfigurationId: icfg, ...body }, expect });
     await create(
