@@ -11,9 +11,22 @@ declare module 'autocannon' {
       method?: string;
       headers?: Record<string, string>;
       body?: string;
+      /** Requests sent in turn; a setupRequest rebuilds its request before each send. */
+      requests?: Array<{
+        method?: string;
+        path?: string;
+        headers?: Record<string, string>;
+        setupRequest?: (request: RequestData, context: Record<string, unknown>) => RequestData;
+      }>;
       renderProgressBar?: boolean;
       renderResultsTable?: boolean;
       renderLatencyTable?: boolean;
+    }
+    interface RequestData {
+      method: string;
+      path: string;
+      headers: Record<string, string>;
+      [key: string]: unknown;
     }
     interface Histogram {
       average: number;

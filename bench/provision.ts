@@ -2,8 +2,12 @@
  * Provisioning latency of the built-in providers against the raw work they wrap, measured
  * alternately in the same run: for Postgres, CREATE ROLE plus CREATE DATABASE over one admin
  * connection; for Redis, one ACL SETUSER. Storehouse's provision adds its books (a record before
- * the server is touched and one after, in the embedded state database) and the hardening
- * statements (REVOKE, GRANT, settings, an advisory lock). Target: at most 1.3 times the raw work.
+ * the server is touched and one after, in the state database) and the hardening statements
+ * (REVOKE, GRANT, settings, an advisory lock). Target: at most 1.3 times the raw work.
+ *
+ * The state is the embedded default's (its own PostgreSQL in a scratch data dir); the Postgres
+ * stores go to that same cluster, as on the embedded default, unless STOREHOUSE_BENCH_POSTGRES_URL
+ * names another server; Redis is the one at STOREHOUSE_BENCH_REDIS_URL (default 127.0.0.1:6379).
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -28,6 +32,8 @@ export const TARGET_PROVISION_RATIO = 1.3;
 
 export interface ProvisionResult {
   provider: string;
+  /** Where the stores went: `embedded` (the state's own cluster) or the server's host:port. */
+  server: string;
   rawMedianMs: number;
   rawP95Ms: number;
   storehouseMedianMs: number;
@@ -37,12 +43,12 @@ export interface ProvisionResult {
 }
 
 export async function benchProvisioning(log: (line: string) => void): Promise<ProvisionResult[]> {
-  const postgresUrl = process.env.STOREHOUSE_BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
   const redisUrl = process.env.STOREHOUSE_BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-bench-provision-'));
-  const state = await openDatabase({ dataDir });
   const results: ProvisionResult[] = [];
+  let state: Awaited<ReturnType<typeof openDatabase>> | undefined;
   try {
+    state = await openDatabase({ dataDir });
     await migrate(state);
     await syncCatalog(state, parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8')));
     const catalog = await Catalog.load(state);
@@ -50,6 +56,7 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
 
     const measure = async (
       name: string,
+      server: string,
       provider: Provider & { close(): Promise<void> },
       productSlug: string,
       raw: () => Promise<() => Promise<void>>,
@@ -86,6 +93,7 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
       for (const cleanup of cleanups) await cleanup();
       const result: ProvisionResult = {
         provider: name,
+        server,
         rawMedianMs: quantile(rawMs, 0.5),
         rawP95Ms: quantile(rawMs, 0.95),
         storehouseMedianMs: quantile(storehouseMs, 0.5),
@@ -100,14 +108,18 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
       results.push(result);
     };
 
+    const configured = process.env.STOREHOUSE_BENCH_POSTGRES_URL || undefined;
+    const postgresUrl = configured ?? state.embeddedAdminUrl!;
+    const postgresServer = configured ? new URL(configured).host : 'embedded';
     const admin = new pg.Client({ connectionString: postgresUrl });
     const postgresUp = await admin.connect().then(
       () => true,
       () => false,
     );
     if (postgresUp) {
-      const provider = new PostgresProvider(state, box, { adminUrl: postgresUrl });
-      await measure('postgres', provider, 'postgres', async () => {
+      // As the registry sets it up: on its own embedded cluster Storehouse revokes PUBLIC's CONNECT itself.
+      const provider = new PostgresProvider(state, box, { adminUrl: postgresUrl, revokePublicConnect: !configured });
+      await measure('postgres', postgresServer, provider, 'postgres', async () => {
         const name = `bench_raw_${randomBytes(6).toString('hex')}`;
         await admin.query(`CREATE ROLE ${name} LOGIN PASSWORD '${randomBytes(16).toString('hex')}'`);
         await admin.query(`CREATE DATABASE ${name} OWNER ${name}`);
@@ -119,7 +131,8 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
       await provider.close();
       await admin.end();
     } else {
-      log(`  postgres: skipped (no PostgreSQL at ${postgresUrl}; set STOREHOUSE_BENCH_POSTGRES_URL)`);
+      await admin.end().catch(() => {});
+      log(`  postgres: skipped (no PostgreSQL at ${postgresServer})`);
     }
 
     const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -131,7 +144,7 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
     if (redisUp) {
       const provider = new RedisProvider(state, box, { adminUrl: redisUrl });
       while (!(await provider.availability()).available) await new Promise((resolve) => setTimeout(resolve, 20));
-      await measure('redis', provider, 'redis', async () => {
+      await measure('redis', new URL(redisUrl).host, provider, 'redis', async () => {
         const name = `bench_raw_${randomBytes(6).toString('hex')}`;
         await redis.call('ACL', 'SETUSER', name, 'on', `>${randomBytes(16).toString('hex')}`, `~${name}:*`, '+@all', '-@dangerous');
         return async () => {
@@ -144,7 +157,7 @@ export async function benchProvisioning(log: (line: string) => void): Promise<Pr
       log(`  redis: skipped (no Redis at ${redisUrl}; set STOREHOUSE_BENCH_REDIS_URL)`);
     }
   } finally {
-    await state.close();
+    await state?.close();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
   return results;

@@ -1,8 +1,10 @@
 /**
- * Store creation and listing, in process on the embedded state database:
+ * Store creation and listing, in process on the embedded default (its own PostgreSQL in a scratch
+ * data dir, holding the state and the Postgres stores; STOREHOUSE_BENCH_POSTGRES_URL sends the
+ * stores to another server instead):
  * - create-store latency through the whole API (auth, validation, plan, billing, quota, the
  *   records before and after) against the same provider's raw provision() in the same run,
- *   alternating, for Redis and for Postgres (server mode) when they are reachable;
+ *   alternating, for Postgres and for Redis (at STOREHOUSE_BENCH_REDIS_URL) when it is reachable;
  * - listing a team's 10,000 stores: one page of 100 through the API against the same page read
  *   in process by the store service (runtime.stores.list: the page query and its connections
  *   query, as the route runs them), and the walk through every page.
@@ -52,13 +54,16 @@ export interface ListResult {
   pages: number;
 }
 
-async function reachable(postgresUrl: string, redisUrl: string) {
-  const client = new pg.Client({ connectionString: postgresUrl });
-  const postgres = await client.connect().then(
-    () => true,
-    () => false,
-  );
-  await client.end().catch(() => {});
+async function reachable(postgresUrl: string | undefined, redisUrl: string) {
+  let postgres = true; // the embedded default's own
+  if (postgresUrl) {
+    const client = new pg.Client({ connectionString: postgresUrl });
+    postgres = await client.connect().then(
+      () => true,
+      () => false,
+    );
+    await client.end().catch(() => {});
+  }
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   redis.on('error', () => {});
   const redisUp = await redis.connect().then(
@@ -70,7 +75,7 @@ async function reachable(postgresUrl: string, redisUrl: string) {
 }
 
 export async function benchStores(log: (line: string) => void): Promise<{ create: CreateResult[]; list: ListResult }> {
-  const postgresUrl = process.env.STOREHOUSE_BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const postgresUrl = process.env.STOREHOUSE_BENCH_POSTGRES_URL || undefined;
   const redisUrl = process.env.STOREHOUSE_BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
   const up = await reachable(postgresUrl, redisUrl);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-bench-stores-'));
@@ -83,18 +88,22 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
     STOREHOUSE_RATE_LIMIT_REQUESTS: '1000000000',
     STOREHOUSE_RATE_LIMIT_STORE_CREATES: '1000000000',
     STOREHOUSE_TEAM_STORE_QUOTA: String(STORES * 2),
-    ...(up.postgres && { STOREHOUSE_POSTGRES_ADMIN_URL: postgresUrl }),
+    ...(postgresUrl && up.postgres && { STOREHOUSE_POSTGRES_ADMIN_URL: postgresUrl }),
     ...(up.redis && { STOREHOUSE_REDIS_ADMIN_URL: redisUrl }),
   });
   const logger = pino({ level: 'warn' });
-  const runtime = await openRuntime(config, { logger });
-  const app = await buildApp(runtime, { logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-  const create: CreateResult[] = [];
+  // Closed in reverse order at the end, also when a start-up step fails (nothing is left running).
+  const closers: Array<() => Promise<unknown>> = [];
   try {
+    const runtime = await openRuntime(config, { logger });
+    closers.push(() => runtime.close());
+    const app = await buildApp(runtime, { logger: false });
+    closers.push(() => app.close());
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const address = app.server.address();
+    const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const create: CreateResult[] = [];
     const [configuration] = (await (await fetch(`${base}/v1/integrations/configurations?view=account`, { headers })).json()) as Array<{
       id: string;
     }>;
@@ -165,7 +174,7 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
     if (up.redis) await measure('redis', 'redis_pro');
     else log(`  create redis: skipped (no Redis at ${redisUrl})`);
     if (up.postgres) await measure('postgres', 'postgres_pro');
-    else log(`  create postgres: skipped (no PostgreSQL at ${postgresUrl})`);
+    else log(`  create postgres: skipped (no PostgreSQL at STOREHOUSE_BENCH_POSTGRES_URL)`);
 
     // 10,000 stores, written directly (provisioning them would measure the provider, not the list).
     const { rows: team } = await runtime.db.query<{ id: string }>("SELECT id FROM teams WHERE slug = 'my-team'");
@@ -224,8 +233,7 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
     );
     return { create, list };
   } finally {
-    await app.close();
-    await runtime.close();
+    for (const close of closers.reverse()) await close().catch(() => undefined);
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
 }
