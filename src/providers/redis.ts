@@ -24,11 +24,13 @@
  * user accepts both the current and the pending password (the store's credentials keep working
  * until it has the new ones); once promoted, the user is set again with the new one only.
  *
- * A user no live record has (its fence lost with a flushed or restarted Redis, a state database
- * restored from a backup) is removed by a sweep, at start and every SWEEP_INTERVAL_MS. Several
- * deployments may share one Redis, so names carry this deployment's tag (table `deployment`):
- * `sh_<tag>_<id>`; the sweep removes users of that form, and users of the older untagged form
- * (`sh_<id>`, the record's id) only when this deployment's records have them deleted.
+ * A user no live record has (made by a node of an older version after its fence was lost with a
+ * flushed or restarted Redis, saved in an ACL file before its delete, or left by a state database
+ * restored from a backup) is removed by a sweep: after each reapply (at start and after every
+ * reconnect) and every SWEEP_INTERVAL_MS. Several deployments may share one Redis, so names carry
+ * this deployment's tag (table `deployment`): `sh_<tag>_<id>`; the sweep removes users of that
+ * form, and users of the older untagged form (`sh_<id>`, the record's id) only when this
+ * deployment's records have them deleted.
  */
 import { Redis } from 'ioredis';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
