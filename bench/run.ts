@@ -281,7 +281,7 @@ function printSummary(
     `idle memory (PSS, summed)               ${num(memory.idle.totalMb)} MB  (${kinds(memory.idle)})   target <= ${TARGETS.idleMemoryMb} MB: ${mark(targets.idleMemory)}`,
   );
   log(
-    `with ${memory.stores} stores more                  ${num(memory.withStores.totalMb)} MB  (${kinds(memory.withStores)}): ` +
+    `${`with ${memory.stores} stores more`.padEnd(40)}${num(memory.withStores.totalMb)} MB  (${kinds(memory.withStores)}): ` +
       `${memory.perStoreMb.toFixed(2)} MB a store   target <= ${TARGETS.perStoreMb} MB: ${mark(targets.perStore)}`,
   );
   log(`after the load runs                     ${num(load.afterLoadMb)} MB`);
@@ -296,7 +296,7 @@ function printSummary(
       `ratio ${(creates.concurrentApiMedianMs / creates.concurrentRawMedianMs).toFixed(2)})   target <= ${TARGETS.concurrentCreatesMs} ms: ${mark(targets.concurrentCreates)}`,
   );
   const rps = (name: string, s: { rpsMedian: number; p99MedianMs: number }) =>
-    log(`${name.padEnd(40)}${num(s.rpsMedian)} req/s  p99 ${ms(s.p99MedianMs)}`);
+    log(`${name.padEnd(44)}${num(s.rpsMedian)} req/s  p99 ${ms(s.p99MedianMs)}`);
   rps('GET /v2/user                 storehouse', load.user);
   rps('GET /v2/user                 bare', load.bareUser);
   if (load.emulateUser) rps(`GET /v2/user                 emulate ${EMULATE_VERSION}`, load.emulateUser);
@@ -336,7 +336,10 @@ function printSummary(
       node: process.version,
       cpus: os.cpus().length,
       startup: {
-        ...startup,
+        freshMedianMs: round(startup.freshMedianMs, 1),
+        freshPostgresMedianMs: round(startup.freshPostgresMedianMs, 1),
+        existingMedianMs: round(startup.existingMedianMs, 1),
+        existingPostgresMedianMs: round(startup.existingPostgresMedianMs, 1),
         freshRunsMs: r1(startup.freshRunsMs),
         freshPostgresRunsMs: r1(startup.freshPostgresRunsMs),
         existingRunsMs: r1(startup.existingRunsMs),
