@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Vercel } from '@vercel/sdk';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { eventually, freshDataDir, ROOT } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
@@ -88,9 +89,12 @@ describe('the embedded default runs its own PostgreSQL', () => {
     });
 
   /** Creates a Postgres store and returns its POSTGRES_URL, read as an app reads it: from a connected project's env. */
-  async function createStore(name: string): Promise<string> {
+  const createStore = async (name: string) => (await createStoreEnv(name, 'postgres')).POSTGRES_URL!;
+
+  /** Creates a store and returns the variables its connected project got, decrypted. */
+  async function createStoreEnv(name: string, product: 'postgres' | 'redis'): Promise<Record<string, string>> {
     const created = await sdk.integrations.createIntegrationStoreDirect({
-      requestBody: { name, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'postgres_hobby' },
+      requestBody: { name, integrationConfigurationId: icfg, integrationProductIdOrSlug: product, billingPlanId: `${product}_hobby` },
     });
     const project = await sdk.projects.createProject({ requestBody: { name: `app-${name}` } });
     await sdk.integrations.connectIntegrationResourceToProject({
@@ -100,7 +104,7 @@ describe('the embedded default runs its own PostgreSQL', () => {
     });
     const envs = await sdk.projects.filterProjectEnvs({ idOrName: project.id, decrypt: 'true' });
     assert.ok('envs' in envs);
-    return envs.envs.find((env) => env.key === 'POSTGRES_URL')!.value!;
+    return Object.fromEntries(envs.envs.map((env) => [env.key, env.value!]));
   }
 
   before(async () => {
@@ -197,6 +201,43 @@ describe('the embedded default runs its own PostgreSQL', () => {
     assert.deepEqual(await read(), ['before kill', 'before restart']);
     // The same port, so every URL handed out still works.
     assert.equal(new URL(storeUrl).port, fs.readFileSync(path.join(dataDir, 'postgres-port'), 'utf8').trim());
+  });
+
+  test("a Redis store on the embedded default's own redis-server keeps its user and data across restarts; a deleted one's user stays gone", async () => {
+    const kept = await createStoreEnv('cache', 'redis');
+    const doomed = await createStoreEnv('doomed-cache', 'redis');
+    const connect = async (env: Record<string, string>) => {
+      const redis = new Redis(env.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      redis.on('error', () => {});
+      await redis.connect();
+      return redis;
+    };
+    const writer = await connect(kept);
+    await writer.set(`${kept.REDIS_KEY_PREFIX}greeting`, 'hello');
+    writer.disconnect();
+    const { stores } = (await (await api('/v1/storage/stores')).json()) as { stores: Array<{ id: string; name: string }> };
+    const doomedId = stores.find((store) => store.name === 'doomed-cache')!.id;
+    const removed = await api(`/v1/storage/stores/integration/${doomedId}?disconnect=true`, { method: 'DELETE' });
+    assert.ok(removed.status < 300, await removed.text());
+
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      await stop(server, signal);
+      server = start(dataDir, port);
+      await healthy(url(), server);
+      const reader = await connect(kept);
+      assert.equal(await reader.get(`${kept.REDIS_KEY_PREFIX}greeting`), 'hello', `after ${signal}`);
+      reader.disconnect();
+      // Refused at AUTH (ioredis then closes: the reason is in its error event).
+      const refused = new Redis(doomed.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const errors: string[] = [];
+      refused.on('error', (error) => errors.push(error.message));
+      await assert.rejects(refused.connect());
+      refused.disconnect();
+      assert.ok(
+        errors.some((message) => /WRONGPASS|invalid username-password/.test(message)),
+        `the deleted store's user, after ${signal}: ${errors}`,
+      );
+    }
   });
 
   test('a crashed PostgreSQL is started again and requests recover without a restart', async () => {

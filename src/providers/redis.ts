@@ -139,6 +139,12 @@ export interface RedisProviderOptions {
   onError?: (error: Error) => void;
   /** How often users no live record has are swept away; SWEEP_INTERVAL_MS unless given. */
   sweepIntervalMs?: number;
+  /**
+   * The server keeps its users in an ACL file (the embedded default's own redis-server): every
+   * transaction that changes users ends with ACL SAVE, so they are on disk before it answers. A
+   * server without an ACL file refuses ACL SAVE, so this is only for one known to have it.
+   */
+  saveAcl?: boolean;
 }
 
 /** What a SETUSER needs to know of a record before reading it again: which record, and the user's name. */
@@ -166,6 +172,7 @@ export class RedisProvider implements Provider {
   private tag: Promise<string> | undefined;
 
   private readonly onError: ((error: Error) => void) | undefined;
+  private readonly saveAcl: boolean;
 
   constructor(
     private readonly state: Queryable,
@@ -173,6 +180,7 @@ export class RedisProvider implements Provider {
     options: RedisProviderOptions,
   ) {
     this.onError = options.onError;
+    this.saveAcl = options.saveAcl ?? false;
     this.records = new ResourceRecords(state, box, 'redis');
     const url = new URL(options.adminUrl);
     this.host = url.hostname || 'localhost';
@@ -304,6 +312,7 @@ export class RedisProvider implements Provider {
       // permissions, and ACL USERS alone not the fenced transactions every SETUSER is.
       const probe = fenceOf('storehouse-probe');
       await this.admin.call('ACL', 'USERS');
+      if (this.saveAcl) await this.admin.call('ACL', 'SAVE');
       await this.admin.scan('0', 'MATCH', probe, 'COUNT', 1);
       await this.withFenced(async (redis) => {
         await redis.watch(probe);
@@ -481,6 +490,7 @@ export class RedisProvider implements Provider {
     }
     const transaction = redis.multi();
     for (const record of live) transaction.call('ACL', 'SETUSER', ...this.rulesOf(record)).incr(versionOf(record.details.username));
+    if (this.saveAcl) transaction.call('ACL', 'SAVE');
     const replies = await transaction.exec();
     if (replies === null) return undefined;
     const refused = replies.find(([error]) => error)?.[0];
@@ -517,12 +527,14 @@ export class RedisProvider implements Provider {
    * gone with it; also disconnects its clients.
    */
   private async fenceAndDelete(redis: Redis, username: string): Promise<void> {
-    const replies = await redis
+    const transaction = redis
       .multi()
       .set(fenceOf(username), '1', 'EX', FENCE_TTL_SECS)
       .unlink(versionOf(username))
-      .call('ACL', 'DELUSER', username)
-      .exec();
+      .call('ACL', 'DELUSER', username);
+    // Saved with it: a DELUSER only in memory would bring a deleted store's user back at a restart.
+    if (this.saveAcl) transaction.call('ACL', 'SAVE');
+    const replies = await transaction.exec();
     const failed = replies?.find(([error]) => error)?.[0];
     if (failed) throw failed;
   }

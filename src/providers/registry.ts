@@ -64,7 +64,15 @@ export class Providers {
     const redis = options.embeddedRedis;
     const redisAdminUrl = config.redisAdminUrl ?? (redis && 'adminUrl' in redis ? redis.adminUrl : undefined);
     if (redisAdminUrl) {
-      configured.set('redis', new RedisProvider(state, box, { adminUrl: redisAdminUrl, onError: options.onError }));
+      configured.set(
+        'redis',
+        new RedisProvider(state, box, {
+          adminUrl: redisAdminUrl,
+          onError: options.onError,
+          // Its own redis-server keeps users in an ACL file, saved by every change (redis-server.ts).
+          saveAcl: config.redisAdminUrl === undefined,
+        }),
+      );
     } else {
       missing.set(
         'redis',
