@@ -204,4 +204,24 @@ describe('writers of one ACL user racing', { skip: REDIS_URL ? false : 'STOREHOU
       admin.disconnect();
     }
   });
+
+  test('rotations with different keys at once: each answers a password the user keeps, or 409, never one that stops working', async () => {
+    const other = await startNode(false);
+    const { resource, secrets } = await node.provision(request(fresh('rotated-twice')));
+    const username = secretsOf(secrets).REDIS_USERNAME!;
+    for (let round = 0; round < 6; round++) {
+      const outcomes = await Promise.allSettled([
+        node.rotateSecrets(installationId, resource.id, fresh(`first-${round}`)),
+        other.rotateSecrets(installationId, resource.id, fresh(`second-${round}`)),
+      ]);
+      for (const outcome of outcomes) {
+        if (outcome.status === 'rejected') assert.equal((outcome.reason as { status?: number }).status, 409, String(outcome.reason));
+      }
+      const answered = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [secretsOf(outcome.value).REDIS_PASSWORD!] : []));
+      assert.ok(answered.length >= 1, `round ${round}: one rotation wins`);
+      const current = (await recordOf(resource.id)).secret!;
+      assert.ok(answered.includes(current), `round ${round}: the record keeps a password a rotation answered`);
+      assert.deepEqual(await accepted(username, ...answered), [current], `round ${round}: only the record's works`);
+    }
+  });
 });

@@ -17,7 +17,7 @@ import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
-import { validationError } from '../errors.ts';
+import { conflict, validationError } from '../errors.ts';
 import {
   providerUnavailable,
   type Provider,
@@ -381,7 +381,9 @@ export class PostgresProvider implements Provider {
     return this.exclusively(resourceId, async (run) => {
       const record = await this.records.rotation(installationId, resourceId, idempotencyKey);
       await run(`ALTER ROLE ${id(record.details.role)} PASSWORD ${literal(await scramVerifier(record.secret!))}`);
-      await this.records.promote(record.id);
+      // Rotations of one role take turns (exclusively), so no other one can have replaced this one's.
+      if (!(await this.records.promote(record.id, record.secret!)))
+        throw conflict('resource_rotating', `The resource ${record.id}'s secrets changed during the rotation: try again`);
       return this.secrets(record);
     });
   }

@@ -624,7 +624,7 @@ export class RedisProvider implements Provider {
     // The user's open connections keep working until they reconnect, as with Postgres.
     if (record.pendingSecret !== undefined) {
       if (!(await this.setUser(record))) throw deleted(record);
-      await this.records.promote(record.id);
+      if (!(await this.records.promote(record.id, record.pendingSecret))) throw rotationRaced(record.id);
     }
     if (!(await this.setUser(record))) throw deleted(record);
     return this.secrets(record);
@@ -643,6 +643,9 @@ export class RedisProvider implements Provider {
 }
 
 const deleted = (record: ResourceRecord<RedisDetails>) => conflict('resource_deleted', `The resource ${record.id} is being deleted`);
+/** Another rotation (another key) replaced this one's password before it was promoted: that one's wins. */
+const rotationRaced = (id: string) =>
+  conflict('resource_rotating', `Another rotation of the resource ${id}'s secrets began meanwhile: try again once it is done`);
 
 /** Redis being away (a refused, closed or silent connection) is the provider being unavailable; other errors keep their message, without their arguments. */
 function unavailableOr(error: Error): Error {

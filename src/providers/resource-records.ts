@@ -178,24 +178,28 @@ export class ResourceRecords<Details> {
   }
 
   /**
-   * The server now has the rotation's credential: it becomes the current one. Sealed values are
-   * bound to their column, so it is opened and sealed again as `secret` (not copied in SQL); the
-   * update is conditional on the pending value read, and is tried again if a rotation changed it.
+   * The server now has the rotation's credential `credential`: it becomes the current one. Only
+   * that one: false when another rotation (another key) replaced it as the pending credential
+   * meanwhile, which its caller promotes (the caller of this one answers 409, never a password the
+   * record will not keep). True as well when it is current already (a retry's second promote).
+   * Sealed values are bound to their column, so it is opened and sealed again as `secret` (not
+   * copied in SQL); the update is conditional on the pending value read.
    */
-  async promote(id: string): Promise<void> {
+  async promote(id: string, credential: string): Promise<boolean> {
     for (;;) {
-      const { rows } = await this.db.query<{ pending_secret: string | null }>(
-        'SELECT pending_secret FROM provider_resources WHERE id = $1',
+      const { rows } = await this.db.query<{ pending_secret: string | null; secret: string }>(
+        'SELECT pending_secret, secret FROM provider_resources WHERE id = $1',
         [id],
       );
-      const pending = rows[0]?.pending_secret;
-      if (pending == null) return;
-      const secret = this.box.seal(this.box.open(pending, sealedAt(id, 'pending_secret')), sealedAt(id, 'secret'));
+      const row = rows[0];
+      if (!row) return false;
+      if (row.pending_secret === null) return this.box.open(row.secret, sealedAt(id, 'secret')) === credential;
+      if (this.box.open(row.pending_secret, sealedAt(id, 'pending_secret')) !== credential) return false;
       const { rowCount } = await this.db.query(
         'UPDATE provider_resources SET secret = $2, pending_secret = NULL, updated_at = now() WHERE id = $1 AND pending_secret = $3',
-        [id, secret, pending],
+        [id, this.box.seal(credential, sealedAt(id, 'secret')), row.pending_secret],
       );
-      if (rowCount) return;
+      if (rowCount) return true;
     }
   }
 
