@@ -361,3 +361,20 @@ describe('without a redis-server to run, Redis is listed as unavailable', () => 
     }
   });
 });
+
+describe('as root, a data dir the server user cannot reach', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+  test('is refused before initdb, naming the directory in the way and what to do', async () => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-private-'));
+    fs.chmodSync(parent, 0o700); // as root's home is
+    const dataDir = path.join(parent, 'data');
+    const server = start(dataDir, await freePort());
+    try {
+      assert.notEqual(await server.exit, 0);
+      assert.match(server.output(), new RegExp(`cannot reach the data dir ${dataDir}: ${parent} is 0700`));
+      assert.match(server.output(), /Set STOREHOUSE_DATA_DIR to a directory outside it/);
+      assert.ok(!fs.existsSync(path.join(dataDir, 'postgres')));
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});

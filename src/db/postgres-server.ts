@@ -223,6 +223,7 @@ export class PostgresServer {
     // The server's user must reach its cluster through the data dir: its group may search it
     // (0710), and can list nothing there nor open anything but the cluster it owns.
     if (runAs.uid !== undefined) {
+      assertReachable(path.dirname(path.resolve(dataDir)), runAs, dataDir);
       fs.chownSync(dataDir, process.geteuid!(), runAs.gid!);
       fs.chmodSync(dataDir, 0o710);
     }
@@ -372,6 +373,26 @@ export class PostgresServer {
     const timer = setTimeout(() => child.kill('SIGQUIT'), STOP_TIMEOUT_MS);
     await this.stopped;
     clearTimeout(timer);
+  }
+}
+
+/**
+ * As root, the server runs as another user, which must be able to pass through every directory
+ * above the data dir: one of them 0700 (root's home, say) stops initdb with "Permission denied".
+ * Said plainly instead, with what to do.
+ */
+function assertReachable(dir: string, runAs: RunAs, dataDir: string): void {
+  for (let current = dir; ; current = path.dirname(current)) {
+    const { mode, uid, gid } = fs.statSync(current);
+    const search = uid === runAs.uid ? mode & 0o100 : gid === runAs.gid ? mode & 0o010 : mode & 0o001;
+    if (!search) {
+      throw new PostgresStartError(
+        `PostgreSQL refuses to run as root, so Storehouse runs it as the user ${runAs.name}, which cannot reach the data dir ` +
+          `${dataDir}: ${current} is ${(mode & 0o777).toString(8).padStart(4, '0')} (no search permission for it). ` +
+          'Set STOREHOUSE_DATA_DIR to a directory outside it (e.g. /var/lib/storehouse), or run Storehouse as a user other than root.',
+      );
+    }
+    if (current === path.dirname(current)) return;
   }
 }
 
