@@ -14,10 +14,12 @@ import { RateLimits, rateLimitPlugin } from './rate-limit.ts';
 import { paginationSchema } from './routes/common.ts';
 import accountRoutes from './routes/account.ts';
 import integrationsRoutes, { sharedSchemas } from './routes/integrations.ts';
+import cliIntegrationsRoutes from './routes/cli-integrations.ts';
 import projectsRoutes from './routes/projects.ts';
 import storehouseRoutes from './routes/storehouse.ts';
 import storesRoutes from './routes/stores.ts';
 import systemRoutes from './routes/system.ts';
+import teamsRoutes from './routes/teams.ts';
 import oidcRoutes from './routes/oidc.ts';
 import marketplaceRoutes from './routes/marketplace.ts';
 import { storeSchema } from './store-shapes.ts';
@@ -148,10 +150,12 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(systemRoutes, { db: runtime.db });
   await app.register(oidcRoutes, { keys: runtime.keys, urls: runtime.urls });
   await app.register(integrationsRoutes, { discovery: runtime.discovery });
+  await app.register(cliIntegrationsRoutes, { runtime });
   await app.register(storesRoutes, { stores: runtime.stores, updates: runtime.storeUpdates, connections: runtime.connections });
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });
   await app.register(accountRoutes, { db: runtime.db });
+  await app.register(teamsRoutes, { db: runtime.db });
   await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
   await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
   await app.ready();

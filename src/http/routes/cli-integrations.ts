@@ -1,0 +1,276 @@
+/**
+ * The marketplace endpoints the `vercel` CLI (58.10.0) calls that the SDK does not: an
+ * integration by slug (`GET /v2/integrations/integration/{slug}`), the configurations list as its
+ * `/v2` (with `integration.slug`), accepting an integration's terms (`.../marketplace/install`)
+ * and `vercel integration add`'s one-call create (`.../marketplace/auto-provision/{product}`).
+ * Answers are shaped as the CLI's bundled source reads them (node_modules/vercel/dist); the rules
+ * are the services': CliInstalls (src/marketplace/cli-installs.ts), which creates stores through
+ * the store service, and Discovery.
+ */
+import type { FastifyInstance } from 'fastify';
+import { CliInstalls, type AutoProvisionInput } from '../../marketplace/cli-installs.ts';
+import type { Runtime } from '../../runtime.ts';
+import { parseIdempotencyKey } from '../../stores/idempotency.ts';
+import { exactBodies } from '../lazy-compilers.ts';
+import { configurationSchema, SOURCES, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
+import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+
+const tags = ['integrations'];
+const str = { type: 'string' };
+const anyObject = { type: 'object', additionalProperties: true };
+
+const metadataValue = {
+  anyOf: [
+    { type: 'string' },
+    { type: 'number' },
+    { type: 'boolean' },
+    { type: 'array', items: { type: 'string' } },
+    { type: 'array', items: { type: 'number' } },
+  ],
+};
+
+/** A product as the CLI reads it: the SDK's product, and `tags` and `shortDescription` for `discover`. */
+const productSchema = {
+  type: 'object',
+  required: ['id', 'slug', 'name', 'metadataSchema'],
+  properties: {
+    id: str,
+    slug: str,
+    name: str,
+    shortDescription: str,
+    description: str,
+    primaryProtocol: str,
+    protocols: anyObject,
+    tags: { type: 'array', items: str },
+    capabilities: anyObject,
+    metadataSchema: anyObject,
+    unavailableReason: { ...str, description: 'Why the product cannot be created on this server, when it cannot' },
+  },
+};
+
+/** An integration as `GET /v2/integrations/integration/{slug}` and `GET /v2/integrations/integrations` answer it. */
+const integrationSchema = {
+  type: 'object',
+  required: ['id', 'slug', 'name', 'products'],
+  properties: {
+    id: str,
+    slug: str,
+    name: str,
+    icon: str,
+    shortDescription: str,
+    isMarketplace: { type: 'boolean' },
+    canInstall: { type: 'boolean' },
+    tagIds: { type: 'array', items: str },
+    capabilities: { type: 'object', properties: { requiresBrowserInstall: { type: 'boolean' } } },
+    products: { type: 'array', items: productSchema },
+  },
+};
+
+/** The `/v2` configuration: the `/v1` one with the integration's slug, which `vercel integration installations` shows. */
+const { $id: _v1Id, ...v1Configuration } = configurationSchema;
+const configurationV2Schema = {
+  ...v1Configuration,
+  properties: {
+    ...v1Configuration.properties,
+    integration: {
+      ...v1Configuration.properties.integration,
+      required: ['name', 'slug', 'icon', 'isLegacy'],
+      properties: { ...v1Configuration.properties.integration.properties, slug: str },
+    },
+  },
+};
+
+const autoProvisionBody = {
+  type: 'object',
+  required: ['name'],
+  properties: {
+    name: { type: 'string', maxLength: 128, description: 'The store name' },
+    metadata: { type: 'object', additionalProperties: metadataValue, description: "Validated against the product's metadataSchema" },
+    acceptedPolicies: {
+      type: 'object',
+      additionalProperties: { type: 'string' },
+      description: 'Terms accepted in this call (`toc`: when); installs the integration when the team has not',
+    },
+    source: { type: 'string', enum: [...SOURCES], default: 'cli' },
+    billingPlanId: { type: 'string', description: 'A plan of the product; absent means its free plan' },
+    installationId: { type: 'string', description: 'The installation to create on, when the team has several' },
+    installationMetadata: { type: 'object', additionalProperties: metadataValue },
+  },
+};
+
+const autoProvisionAnswer = {
+  type: 'object',
+  required: ['kind', 'integration', 'product', 'installation', 'resource', 'billingPlan'],
+  properties: {
+    kind: { type: 'string', enum: ['provisioned'] },
+    integration: {
+      type: 'object',
+      required: ['id', 'slug', 'name'],
+      properties: { id: str, slug: str, name: str, icon: str, policies: { type: 'object', additionalProperties: str } },
+    },
+    product: {
+      type: 'object',
+      required: ['id', 'slug', 'name'],
+      properties: { id: str, slug: str, name: str, icon: str, metadataSchema: anyObject },
+    },
+    installation: { type: 'object', required: ['id'], properties: { id: str } },
+    resource: {
+      type: 'object',
+      required: ['id', 'name', 'status'],
+      properties: {
+        id: { ...str, description: "The store's id" },
+        externalResourceId: { type: ['string', 'null'] },
+        name: str,
+        status: str,
+        secretKeys: { type: 'array', items: str },
+      },
+    },
+    billingPlan: { anyOf: [{ $ref: 'BillingPlan#' }, { type: 'null' }] },
+  },
+};
+
+const slugParams = { type: 'object', required: ['slug'], properties: { slug: { type: 'string', description: 'Integration slug or id' } } };
+
+function toIntegration({ integration, products }: ReturnType<CliInstalls['describe']>) {
+  return {
+    id: integration.id,
+    slug: integration.slug,
+    name: integration.name,
+    icon: integration.icon,
+    isMarketplace: true,
+    canInstall: true,
+    tagIds: [...new Set(products.flatMap((product) => product.tags))],
+    capabilities: { requiresBrowserInstall: false },
+    products: products.map(toProduct),
+  };
+}
+
+export default async function cliIntegrationsRoutes(app: FastifyInstance, options: { runtime: Runtime }) {
+  const { runtime } = options;
+  const installs = new CliInstalls(runtime.db, () => runtime.catalog, runtime.providers, runtime.stores);
+
+  app.get<{ Params: { slug: string }; Querystring: TeamQuery }>(
+    '/v2/integrations/integration/:slug',
+    {
+      schema: {
+        operationId: 'getIntegration',
+        summary: 'An integration and its products, by slug or id (as the vercel CLI reads it)',
+        tags,
+        params: slugParams,
+        querystring: { type: 'object', properties: teamQuery },
+        response: { 200: integrationSchema, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => toIntegration(installs.describe(request.params.slug)),
+  );
+
+  app.get<{
+    Querystring: TeamQuery & {
+      view: 'account' | 'project';
+      installationType?: 'marketplace' | 'external' | 'provisioning';
+      integrationIdOrSlug?: string;
+    };
+  }>(
+    '/v2/integrations/configurations',
+    {
+      schema: {
+        operationId: 'getConfigurationsV2',
+        summary: "The team's integration configurations, each with its integration's slug (as the vercel CLI reads them)",
+        tags,
+        querystring: {
+          type: 'object',
+          required: ['view'],
+          properties: {
+            view: { type: 'string', enum: ['account', 'project'] },
+            installationType: { type: 'string', enum: ['marketplace', 'external', 'provisioning'] },
+            integrationIdOrSlug: { type: 'string', description: 'ID or slug of the integration' },
+            ...teamQuery,
+          },
+        },
+        response: { 200: { type: 'array', items: configurationV2Schema }, ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const found = await runtime.discovery.listConfigurations(request.actor, request.query);
+      return found.map(({ installation, integration }) => {
+        const configuration = toConfiguration(installation, integration);
+        return { ...configuration, integration: { ...configuration.integration, slug: integration.slug } };
+      });
+    },
+  );
+
+  app.post<{ Params: { slug: string }; Querystring: TeamQuery; Body: { acceptedPolicies?: Record<string, string>; source?: string } }>(
+    '/v2/integrations/integration/:slug/marketplace/install',
+    {
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'installMarketplaceIntegration',
+        summary: 'Install an integration for the team, its terms accepted (vercel integration accept-terms); 409 when the team has it',
+        tags,
+        params: slugParams,
+        querystring: { type: 'object', properties: teamQuery },
+        body: {
+          type: 'object',
+          required: ['acceptedPolicies'],
+          properties: {
+            acceptedPolicies: {
+              type: 'object',
+              additionalProperties: { type: 'string' },
+              description: '`toc`: when the terms were accepted',
+            },
+            source: { type: 'string', enum: [...SOURCES], default: 'cli' },
+          },
+        },
+        response: { 200: { $ref: 'IntegrationConfiguration#' }, ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => {
+      const { installation, integration } = await installs.install(
+        request.actor,
+        request.params.slug,
+        request.body.acceptedPolicies,
+        request.body.source ?? 'cli',
+      );
+      return toConfiguration(installation, integration);
+    },
+  );
+
+  app.post<{ Params: { slug: string; productSlug: string }; Querystring: TeamQuery; Body: AutoProvisionInput }>(
+    '/v1/integrations/integration/:slug/marketplace/auto-provision/:productSlug',
+    {
+      config: { rateLimit: 'stores.create' },
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'autoProvisionIntegrationResource',
+        summary:
+          'Create a store as vercel integration add does: through the same checks, billing and provisioning as POST /v1/storage/stores/integration/direct',
+        tags,
+        params: {
+          type: 'object',
+          required: ['slug', 'productSlug'],
+          properties: { slug: slugParams.properties.slug, productSlug: { type: 'string', description: 'Product slug or id' } },
+        },
+        querystring: { type: 'object', properties: teamQuery },
+        headers: {
+          type: 'object',
+          properties: {
+            'idempotency-key': { type: 'string', description: 'Repeats with the same key and body return the first response' },
+            'x-vercel-cli-invocation-id': { type: 'string', description: "The CLI's invocation: its retries of one create are one create" },
+          },
+        },
+        body: autoProvisionBody,
+        // 422 `multiple_installations` (with `installations`) when the installation to use is ambiguous.
+        response: { 200: autoProvisionAnswer, ...errorResponses(400, 401, 402, 403, 404, 409, 422, 429, 502, 503) },
+      },
+    },
+    async (request) => {
+      const { slug, productSlug } = request.params;
+      const invocation = request.headers['x-vercel-cli-invocation-id'];
+      const idempotencyKey =
+        parseIdempotencyKey(request.headers['idempotency-key']) ??
+        (typeof invocation === 'string' && /^[\x21-\x7e]{1,200}$/.test(invocation) ? `vercel-cli:${invocation}` : undefined);
+      const answer = await installs.autoProvision(request.actor, slug, productSlug, request.body, { idempotencyKey });
+      return { ...answer, billingPlan: answer.billingPlan && toBillingPlan(answer.billingPlan) };
+    },
+  );
+}

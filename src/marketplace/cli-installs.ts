@@ -1,0 +1,217 @@
+/**
+ * What the `vercel` CLI's marketplace commands need beyond the SDK's operations: an integration
+ * looked up by slug with its products, a team installing an integration after accepting its
+ * terms (`vercel integration accept-terms`, `POST .../marketplace/install`), and the one-call
+ * create of `vercel integration add` (`POST .../marketplace/auto-provision/{product}`).
+ *
+ * The auto-provision is a front for the store service: the store is created by
+ * StoreService.create exactly as `POST /v1/storage/stores/integration/direct` creates one, so
+ * every rule of that endpoint holds (metadata checked against the product's schema, the plan
+ * chosen or checked, billing authorised for a paid plan, prepayment, quotas, the idempotency
+ * key). What is added here is only what the CLI's call leaves to the server: which installation,
+ * and an installation made on the spot when the caller accepted the terms in the same call.
+ *
+ * The CLI retries every 5xx answer several times, so nothing a request gets wrong is a 5xx: a
+ * product no provider serves on this node is a 400 naming why (the store service's 503 for it is
+ * meant for SDK callers, which do not retry), and the CLI's invocation id keys the create so its
+ * retries of a create that failed on the provider's side get the first answer, not a second store.
+ */
+import { audit } from '../audit/audit-log.ts';
+import type { BillingPlan, Catalog, Integration, Product } from '../catalog/catalog.ts';
+import type { Database } from '../db/database.ts';
+import { AppError, badRequest, forbidden, notFound } from '../errors.ts';
+import type { Providers } from '../providers/registry.ts';
+import type { StoreService, StoreView } from '../stores/store-service.ts';
+import type { Actor } from '../tenancy/access.ts';
+import { install, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
+
+/** The body of POST /v1/integrations/integration/{slug}/marketplace/auto-provision/{product}, as the CLI sends it. */
+export interface AutoProvisionInput {
+  name: string;
+  metadata?: Record<string, unknown> | undefined;
+  acceptedPolicies?: Record<string, string> | undefined;
+  source?: string | undefined;
+  billingPlanId?: string | undefined;
+  installationId?: string | undefined;
+  installationMetadata?: Record<string, unknown> | undefined;
+}
+
+/** The 200 answer of an auto-provision, as the CLI reads it (`kind: "provisioned"`). */
+export interface Provisioned {
+  kind: 'provisioned';
+  integration: { id: string; slug: string; name: string; icon: string; policies: Record<string, string> };
+  product: { id: string; slug: string; name: string; icon: string; metadataSchema: Product['metadataSchema'] };
+  installation: { id: string };
+  resource: { id: string; externalResourceId: string | null; name: string; status: string; secretKeys: string[] };
+  billingPlan: BillingPlan | null;
+}
+
+/** Roles that only read: they may not install an integration (as they may not create stores). */
+const READ_ONLY = new Set(['VIEWER', 'BILLING']);
+
+export class CliInstalls {
+  constructor(
+    private readonly db: Database,
+    private readonly catalog: () => Catalog,
+    private readonly providers: Providers,
+    private readonly stores: StoreService,
+  ) {}
+
+  /** An integration on offer, by id or slug, with its products (each with why it is unavailable here, if it is). */
+  describe(idOrSlug: string): { integration: Integration; products: Array<Product & { unavailableReason?: string }> } {
+    const catalog = this.catalog();
+    const integration = catalog.findIntegration(idOrSlug);
+    const products = catalog.productsOf(integration.id).map((product) => {
+      const reason = this.providers.unavailableReason(product);
+      return reason === undefined ? product : { ...product, unavailableReason: reason };
+    });
+    return { integration, products };
+  }
+
+  /** Every integration on offer, with its products. */
+  list(): Array<ReturnType<CliInstalls['describe']>> {
+    return this.catalog()
+      .listIntegrations()
+      .map((integration) => this.describe(integration.id));
+  }
+
+  /**
+   * Installs an integration for the team, the terms accepted (`acceptedPolicies.toc`, a time);
+   * 409 `already_installed` when the team has it (the CLI reads that as installed).
+   */
+  async install(actor: Actor, integrationIdOrSlug: string, acceptedPolicies: Record<string, string> | undefined, source = 'cli') {
+    const integration = this.catalog().findIntegration(integrationIdOrSlug);
+    assertMayInstall(actor, integration);
+    assertTermsAccepted(integration, acceptedPolicies);
+    return this.db.transaction(async (tx) => {
+      const installation = await install(tx, { teamId: actor.team.id, integrationId: integration.id, installedBy: actor.userId, source });
+      await audit(tx, {
+        teamId: actor.team.id,
+        actorId: actor.userId,
+        action: 'installation.created',
+        targetType: 'installation',
+        targetId: installation.id,
+        details: { integration: integration.slug, installedBy: actor.userId, acceptedPolicies: acceptedPolicies ?? {} },
+      });
+      return { installation, integration };
+    });
+  }
+
+  /**
+   * `vercel integration add`: the store created through the store service, on the installation
+   * named (`installationId`), else the team's only one of the integration, else one made now if
+   * the caller accepted the terms in this call. Two or more and none named: 422
+   * `multiple_installations` with the list, which the CLI prints with `--installation-id`.
+   */
+  async autoProvision(
+    actor: Actor,
+    integrationSlug: string,
+    productSlug: string,
+    input: AutoProvisionInput,
+    options: { idempotencyKey?: string | undefined },
+  ): Promise<Provisioned> {
+    const catalog = this.catalog();
+    const integration = catalog.findIntegration(integrationSlug);
+    const product = catalog.findProduct(integration.id, productSlug);
+    if (input.installationMetadata && Object.keys(input.installationMetadata).length > 0) {
+      throw badRequest(
+        `${integration.name} takes no installation settings: ${Object.keys(input.installationMetadata).join(', ')} ${Object.keys(input.installationMetadata).length === 1 ? 'is not one' : 'are not'}`,
+      );
+    }
+    const unavailable = this.providers.unavailableReason(product);
+    if (unavailable !== undefined) {
+      throw new AppError(400, 'product_unavailable', `${product.name} cannot be created on this server: ${unavailable}`);
+    }
+    let installation: Installation;
+    let madeNow = false;
+    const ofIntegration = (await listInstallations(this.db, actor.team.id)).filter((i) => i.integrationId === integration.id);
+    if (input.installationId !== undefined) {
+      const named = ofIntegration.find((i) => i.id === input.installationId);
+      if (!named) throw notFound(`installation of ${integration.slug}`, input.installationId);
+      installation = named;
+    } else if (ofIntegration.length === 1) {
+      installation = ofIntegration[0]!;
+    } else if (ofIntegration.length > 1) {
+      throw new AppError(
+        422,
+        'multiple_installations',
+        `The team has ${ofIntegration.length} installations of ${integration.slug}: name one with installationId (--installation-id)`,
+        {
+          kind: 'unknown',
+          reason: 'multiple_installations',
+          installations: ofIntegration.map((i) => ({
+            id: i.id,
+            type: 'marketplace',
+            status: i.status,
+            ...(i.externalId !== null && { externalId: i.externalId }),
+          })),
+          url: '',
+          integration: { id: integration.id, slug: integration.slug, name: integration.name },
+          product: { id: product.id, slug: product.slug, name: product.name },
+        },
+      );
+    } else {
+      if (!input.acceptedPolicies?.toc) {
+        throw new AppError(
+          403,
+          'terms_not_accepted',
+          `The team has not installed ${integration.name}: accept its terms first (vercel integration accept-terms ${integration.slug})`,
+        );
+      }
+      installation = (await this.install(actor, integration.id, input.acceptedPolicies)).installation;
+      madeNow = true;
+    }
+
+    try {
+      return await this.stores.create(
+        actor,
+        {
+          name: input.name,
+          integrationConfigurationId: installation.id,
+          integrationProductIdOrSlug: product.id,
+          metadata: input.metadata,
+          source: input.source ?? 'cli',
+          billingPlanId: input.billingPlanId,
+        },
+        { idempotencyKey: options.idempotencyKey, render: provisioned },
+      );
+    } catch (error) {
+      // The installation this request made for its store goes with the refused store: a refused
+      // request leaves nothing behind. Only when it still has no store (a retry may have made one).
+      if (madeNow) await uninstall(this.db, installation).catch(() => {});
+      throw error;
+    }
+  }
+}
+
+/** The answer the CLI reads for a store just made. */
+function provisioned(view: StoreView): Provisioned {
+  const { store, product, integration, plan } = view;
+  return {
+    kind: 'provisioned',
+    integration: { id: integration.id, slug: integration.slug, name: integration.name, icon: integration.icon, policies: {} },
+    product: { id: product.id, slug: product.slug, name: product.name, icon: integration.icon, metadataSchema: product.metadataSchema },
+    installation: { id: store.installationId },
+    resource: {
+      id: store.id,
+      externalResourceId: store.externalResourceId,
+      name: store.name,
+      status: store.status,
+      secretKeys: store.secretSummary.map((secret) => secret.name),
+    },
+    billingPlan: plan ?? null,
+  };
+}
+
+function assertMayInstall(actor: Actor, integration: Integration): void {
+  if (READ_ONLY.has(actor.role)) {
+    throw forbidden(`A ${actor.role.toLowerCase()} of the team may not install ${integration.name}: ask an owner or a member`);
+  }
+}
+
+function assertTermsAccepted(integration: Integration, acceptedPolicies: Record<string, string> | undefined): void {
+  const toc = acceptedPolicies?.toc;
+  if (typeof toc !== 'string' || Number.isNaN(Date.parse(toc))) {
+    throw badRequest(`Installing ${integration.name} needs its terms accepted: acceptedPolicies.toc, the time they were accepted`);
+  }
+}
