@@ -172,6 +172,7 @@ export class CliInstalls {
           metadata: input.metadata,
           source: input.source ?? 'cli',
           billingPlanId: input.billingPlanId,
+          prepaymentAmountCents: initialPrepayment(product, input.billingPlanId),
         },
         { idempotencyKey: options.idempotencyKey, render: provisioned },
       );
@@ -201,6 +202,17 @@ function provisioned(view: StoreView): Provisioned {
     },
     billingPlan: plan ?? null,
   };
+}
+
+/**
+ * The CLI has no flag for a prepayment's amount: a prepayment plan of the catalog is bought at its
+ * minimum (what its `initialCharge` says), and topped up later. Other plans, and plans a partner
+ * server offers (it checks the amount itself), are left to the store service.
+ */
+function initialPrepayment(product: Product, billingPlanId: string | undefined): number | undefined {
+  const plan = billingPlanId === undefined ? undefined : product.plans.find((p) => p.id === billingPlanId && !p.retired);
+  if (plan?.type !== 'prepayment') return undefined;
+  return plan.minimumAmountCents ?? undefined;
 }
 
 function assertMayInstall(actor: Actor, integration: Integration): void {

@@ -131,6 +131,13 @@ const autoProvisionAnswer = {
 
 const slugParams = { type: 'object', required: ['slug'], properties: { slug: { type: 'string', description: 'Integration slug or id' } } };
 
+/** A product's tags that name a marketplace category (`tag_databases`), as Vercel's do. */
+const isCategory = (tag: string) => tag.startsWith('tag_') && tag.length > 4;
+const categoryOf = (tag: string) => {
+  const slug = tag.slice(4);
+  return { id: tag, slug, title: slug.charAt(0).toUpperCase() + slug.slice(1).replaceAll('-', ' ') };
+};
+
 function toIntegration({ integration, products }: ReturnType<CliInstalls['describe']>) {
   return {
     id: integration.id,
@@ -139,7 +146,7 @@ function toIntegration({ integration, products }: ReturnType<CliInstalls['descri
     icon: integration.icon,
     isMarketplace: true,
     canInstall: true,
-    tagIds: [...new Set(products.flatMap((product) => product.tags))],
+    tagIds: [...new Set(products.flatMap((product) => product.tags.filter(isCategory)))],
     capabilities: { requiresBrowserInstall: false },
     products: products.map(toProduct),
   };
@@ -162,6 +169,61 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
       },
     },
     async (request) => toIntegration(installs.describe(request.params.slug)),
+  );
+
+  app.get<{ Querystring: TeamQuery & { integrationType?: string; category?: string[] } }>(
+    '/v2/integrations/integrations',
+    {
+      schema: {
+        operationId: 'listIntegrations',
+        summary: 'The integrations on offer with their products (vercel integration discover), optionally of some categories',
+        tags,
+        querystring: {
+          type: 'object',
+          properties: {
+            integrationType: { type: 'string', enum: ['marketplace', 'external'] },
+            category: { type: 'array', items: { type: 'string' }, description: 'Category slugs or ids (repeatable): any of them' },
+            ...teamQuery,
+          },
+        },
+        response: { 200: { type: 'array', items: integrationSchema }, ...errorResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      // Every Storehouse integration is a marketplace one.
+      if (request.query.integrationType === 'external') return [];
+      const wanted = request.query.category ?? [];
+      return installs
+        .list()
+        .map(toIntegration)
+        .filter(
+          (integration) =>
+            wanted.length === 0 || integration.tagIds.some((tag) => wanted.includes(tag) || wanted.includes(categoryOf(tag).slug)),
+        );
+    },
+  );
+
+  app.get<{ Querystring: TeamQuery }>(
+    '/v2/integrations/categories',
+    {
+      schema: {
+        operationId: 'listIntegrationCategories',
+        summary: "The marketplace's categories: those its products' `tag_...` tags name",
+        tags,
+        querystring: { type: 'object', properties: teamQuery },
+        response: {
+          200: {
+            type: 'array',
+            items: { type: 'object', required: ['id', 'slug', 'title'], properties: { id: str, slug: str, title: str } },
+          },
+          ...errorResponses(400, 401, 403),
+        },
+      },
+    },
+    async () => {
+      const found = new Set(installs.list().flatMap(({ products }) => products.flatMap((product) => product.tags.filter(isCategory))));
+      return [...found].sort().map(categoryOf);
+    },
   );
 
   app.get<{

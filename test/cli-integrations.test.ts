@@ -1,0 +1,287 @@
+/**
+ * The real `vercel` CLI (58.10.0, the pinned devDependency) against a Storehouse started here:
+ * `vercel integration add` and the integration commands, asserting what a user sees and what the
+ * API then holds. The CLI runs with a HOME of its own and telemetry off (test/cli-harness.ts).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { randomBase62 } from '../src/ids.ts';
+import { cliUser, type CliResult, type CliUser } from './cli-harness.ts';
+import { errorOf, startServer, type TestServer } from './helpers.ts';
+
+const run = promisify(execFile);
+
+/** A dotenv file as `vercel env pull` writes it (`KEY="value"` lines). */
+function readDotenv(file: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const match = /^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$/.exec(line);
+    if (match) values[match[1]!] = match[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"');
+  }
+  return values;
+}
+
+const ok = (result: CliResult) => assert.equal(result.code, 0, `the command failed:\n${result.output}`);
+const failed = (result: CliResult) => assert.equal(result.code, 1, `the command did not fail:\n${result.output}`);
+
+describe('vercel integration add', () => {
+  let server: TestServer;
+  let cli: CliUser;
+  let project: { id: string; name: string };
+
+  const storeNames = async () => {
+    const response = await server.request('/v1/storage/stores?limit=100');
+    assert.equal(response.status, 200);
+    return ((await response.json()) as { stores: Array<{ name: string }> }).stores.map((store) => store.name).sort();
+  };
+  const addCard = async (cardNumber: string) => {
+    const response = await server.request('/_storehouse/payment-methods', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cardNumber, default: true }),
+    });
+    assert.equal(response.status, 200, await response.text());
+  };
+
+  before(async () => {
+    // The CLI refuses a --token with a "-" in it, which the harness's default tokens have.
+    server = await startServer('embedded', { bootstrapToken: `cli${randomBase62(24)}` });
+    cli = cliUser(server);
+    const created = await server.request('/v11/projects', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'cli-app' }),
+    });
+    const text = await created.text();
+    assert.equal(created.status, 200, text);
+    project = JSON.parse(text) as { id: string; name: string };
+    ok(await cli.run(['link', '--yes', '--project', project.name]));
+  });
+  after(async () => {
+    cli?.remove();
+    await server?.close();
+  });
+
+  test('in a linked directory: a store on the free plan, connected to the project, and a POSTGRES_URL in .env.local that psql connects to', async () => {
+    const result = await cli.run(['integration', 'add', 'storehouse/postgres', '--name', 'cli-db']);
+    ok(result);
+    assert.match(result.output, /Installing Postgres by Storehouse under my-team/);
+    assert.match(result.output, /Postgres successfully provisioned: cli-db/);
+    assert.match(result.output, /cli-db successfully connected to cli-app/);
+    assert.match(result.output, /Created\s+\.env\.local/);
+
+    const env = readDotenv(path.join(cli.cwd, '.env.local'));
+    assert.ok(env.POSTGRES_URL, `no POSTGRES_URL in .env.local: ${Object.keys(env).join(', ')}`);
+    const { stdout } = await run('psql', [env.POSTGRES_URL, '-Atc', 'SELECT current_database(), 41 + 1']);
+    assert.equal(stdout.trim(), `${env.POSTGRES_DATABASE}|42`);
+
+    const stores = (await (await server.request('/v1/storage/stores')).json()) as { stores: any[] };
+    const store = stores.stores.find((s) => s.name === 'cli-db');
+    assert.equal(store.status, 'available');
+    assert.equal(store.billingPlan.id, 'postgres_hobby');
+    assert.deepEqual(
+      store.projectsMetadata.map((p: any) => [p.projectId, [...p.environments].sort()]),
+      [[project.id, ['development', 'preview', 'production']]],
+    );
+  });
+
+  test('--environment and --prefix: the variables are named with the prefix and set for those environments only', async () => {
+    const result = await cli.run([
+      'integration',
+      'add',
+      'storehouse/postgres',
+      '--name',
+      'cli-db-prod',
+      '--environment',
+      'production',
+      '--prefix',
+      'PROD_',
+      '-m',
+      'connectionLimit=5',
+    ]);
+    ok(result);
+    assert.match(result.output, /cli-db-prod successfully connected to cli-app/);
+    const listed = (await (await server.request(`/v10/projects/${project.id}/env`)).json()) as { envs: any[] };
+    const prefixed = listed.envs.filter((e) => e.key.startsWith('PROD_'));
+    assert.ok(
+      prefixed.some((e) => e.key === 'PROD_POSTGRES_URL'),
+      `no PROD_POSTGRES_URL: ${prefixed.map((e) => e.key).join(', ')}`,
+    );
+    for (const variable of prefixed) assert.deepEqual(variable.target, ['production'], variable.key);
+    // .env.local is the development environment's: the production-only variables are not in it.
+    const env = readDotenv(path.join(cli.cwd, '.env.local'));
+    assert.ok(env.POSTGRES_URL);
+    assert.equal(env.PROD_POSTGRES_URL, undefined);
+    const stores = (await (await server.request('/v1/storage/stores')).json()) as { stores: any[] };
+    assert.equal(stores.stores.find((s) => s.name === 'cli-db-prod').metadata.connectionLimit, 5);
+  });
+
+  test('a paid plan: refused without a card and with a declining one (nothing created), made with a card that is approved', async () => {
+    const before = await storeNames();
+    const args = ['integration', 'add', 'storehouse/postgres', '--name', 'cli-paid', '--plan', 'postgres_pro', '--no-connect'];
+
+    const noCard = await cli.run(args);
+    failed(noCard);
+    assert.match(noCard.output, /Error: The plan postgres_pro is paid and the team has no default payment method.*\(402\)/);
+    assert.deepEqual(await storeNames(), before);
+
+    await addCard('4000000000000002');
+    const declined = await cli.run(args);
+    failed(declined);
+    assert.match(declined.output, /Error: The payment method \S+ \(visa ending in 0002\) was declined.*\(402\)/);
+    assert.deepEqual(await storeNames(), before);
+
+    await addCard('4242424242424242');
+    const paid = await cli.run(args);
+    ok(paid);
+    assert.match(paid.output, /Postgres successfully provisioned: cli-paid/);
+    const stores = (await (await server.request('/v1/storage/stores')).json()) as { stores: any[] };
+    assert.equal(stores.stores.find((s) => s.name === 'cli-paid').billingPlan.id, 'postgres_pro');
+  });
+
+  test('a prepayment plan is bought at its minimum, as the CLI has no amount to give', async () => {
+    const result = await cli.run([
+      'integration',
+      'add',
+      'storehouse/postgres',
+      '--name',
+      'cli-prepaid',
+      '--plan',
+      'postgres_payg',
+      '--no-connect',
+      '--format',
+      'json',
+    ]);
+    ok(result);
+    const answer = JSON.parse(result.stdout.slice(result.stdout.indexOf('{')));
+    assert.equal(answer.resource.name, 'cli-prepaid');
+    assert.deepEqual(answer.billingPlan, { id: 'postgres_payg', name: answer.billingPlan.name, type: 'prepayment' });
+    const store = (await (await server.request(`/v1/storage/stores/${answer.resource.id}`)).json()) as { store: any };
+    assert.equal(store.store.billingPlan.id, 'postgres_payg');
+  });
+
+  test('a plan that does not exist and bad metadata: a clear error, nothing created, never a 5xx', async () => {
+    const before = await storeNames();
+    const noPlan = await cli.run([
+      'integration',
+      'add',
+      'storehouse/postgres',
+      '--name',
+      'cli-bad',
+      '--plan',
+      'postgres_gold',
+      '--no-connect',
+    ]);
+    failed(noPlan);
+    assert.match(
+      noPlan.output,
+      /Error: Postgres has no plan postgres_gold: use one of postgres_hobby, postgres_pro, postgres_payg \(400\)/,
+    );
+
+    // The CLI checks --metadata against the product's schema the server sent it...
+    const outOfRange = await cli.run(['integration', 'add', 'storehouse/postgres', '--name', 'cli-bad', '-m', 'connectionLimit=500']);
+    failed(outOfRange);
+    assert.match(outOfRange.output, /Error: Metadata "connectionLimit" must be <= 100/);
+    const unknown = await cli.run(['integration', 'add', 'storehouse/postgres', '--name', 'cli-bad', '-m', 'color=blue']);
+    failed(unknown);
+    assert.match(unknown.output, /Error: Unknown metadata key: "color"/);
+
+    // ...and the server checks it again, as the seed endpoint does, for what the CLI let through.
+    const response = await server.request('/v1/integrations/integration/storehouse/marketplace/auto-provision/postgres', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'cli-bad', metadata: { connectionLimit: 500, color: 'blue' }, acceptedPolicies: {}, source: 'cli' }),
+    });
+    const error = await errorOf(response);
+    assert.equal(error.status, 400);
+    assert.equal(error.code, 'validation_error');
+    assert.deepEqual(error.body.error.fields.map((f: any) => f.key).sort(), ['metadata.color', 'metadata.connectionLimit']);
+    assert.deepEqual(await storeNames(), before);
+  });
+
+  test('an integration or product that does not exist', async () => {
+    const noProduct = await cli.run(['integration', 'add', 'storehouse/mysql']);
+    failed(noProduct);
+    assert.match(noProduct.output, /Error: Product "mysql" not found\. Available products: postgres, redis/);
+    const noIntegration = await cli.run(['integration', 'add', 'nosuchthing']);
+    failed(noIntegration);
+    assert.match(noIntegration.output, /No integration found matching "nosuchthing"/);
+  });
+
+  test('--installation-id: the installation named is used; one the team does not have is a 404', async () => {
+    const configurations = (await (
+      await server.request('/v2/integrations/configurations?view=account&integrationIdOrSlug=storehouse')
+    ).json()) as any[];
+    assert.equal(configurations.length, 1);
+    assert.equal(configurations[0].installationType, 'marketplace');
+    assert.equal(configurations[0].integration.slug, 'storehouse');
+    const id = configurations[0].id;
+
+    const wrong = await cli.run(['integration', 'add', 'storehouse/postgres', '--no-connect', '--installation-id', 'icfg_nope']);
+    failed(wrong);
+    assert.match(wrong.output, /Error: Could not find the installation of storehouse: icfg_nope \(404\)/);
+    const right = await cli.run([
+      'integration',
+      'add',
+      'storehouse/postgres',
+      '--name',
+      'cli-chosen',
+      '--no-connect',
+      '--installation-id',
+      id,
+    ]);
+    ok(right);
+    assert.match(right.output, new RegExp(`Dashboard: .*/storehouse/${id}/resources/store_`));
+  });
+
+  test('a keyword instead of a slug: the one product matching it is the one added', async () => {
+    const result = await cli.run(['integration', 'add', 'postgres', '--name', 'cli-keyword', '--no-connect']);
+    ok(result);
+    assert.match(result.output, /Postgres successfully provisioned: cli-keyword/);
+  });
+
+  test('discover, categories, guide and installations show the catalog and the team installation', async () => {
+    const discover = await cli.run(['integration', 'discover']);
+    ok(discover);
+    assert.match(discover.output, /storehouse\/postgres/);
+    assert.match(discover.output, /storehouse\/redis/);
+    const json = await cli.run(['integration', 'discover', 'redis', '--format', 'json']);
+    ok(json);
+    const { products } = JSON.parse(json.stdout);
+    assert.deepEqual(
+      products.map((p: any) => p.slug),
+      ['storehouse/redis'],
+    );
+    assert.ok(products[0].tags.includes('Databases'), products[0].tags.join(', '));
+    const byCategory = await cli.run(['integration', 'discover', '--category', 'databases', '--format', 'json']);
+    ok(byCategory);
+    assert.equal(JSON.parse(byCategory.stdout).products.length, 2);
+    const noneInCategory = await cli.run(['integration', 'discover', '--category', 'ai', '--format', 'json']);
+    ok(noneInCategory);
+    assert.deepEqual(JSON.parse(noneInCategory.stdout).products, []);
+
+    const categories = await cli.run(['integration', 'categories', '--format', 'json']);
+    ok(categories);
+    assert.deepEqual(JSON.parse(categories.stdout), { categories: [{ slug: 'databases', title: 'Databases' }] });
+
+    const guide = await cli.run(['integration', 'guide', 'storehouse/postgres']);
+    ok(guide);
+    assert.match(guide.output, /No guides or snippets available for "Postgres" yet/);
+
+    const installations = await cli.run(['integration', 'installations']);
+    ok(installations);
+    const team = ((await (await server.request('/v2/user')).json()) as any).user.defaultTeamId;
+    assert.match(installations.output, new RegExp(`icfg_\\w+\\s+storehouse\\s+${team}`));
+  });
+
+  test('vercel install is the same command', async () => {
+    const result = await cli.run(['install', 'storehouse/postgres', '--name', 'cli-install', '--no-connect']);
+    ok(result);
+    assert.match(result.output, /Postgres successfully provisioned: cli-install/);
+    assert.ok((await storeNames()).includes('cli-install'));
+  });
+});
