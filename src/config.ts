@@ -81,6 +81,10 @@ export interface Config {
   authFailureLimit: number;
   /** Whose X-Forwarded-For to believe for the client address (Fastify's `trustProxy`): nobody's by default. */
   trustProxy: boolean | string[];
+  /** How often /healthz's dependencies are probed in the background (src/health/dependencies.ts). */
+  healthIntervalMs: number;
+  /** How long one health probe may take before its dependency counts as unavailable; /healthz waits no longer. */
+  healthTimeoutMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -249,6 +253,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitRedisCooldownMs: integer(env, 'STOREHOUSE_RATE_LIMIT_REDIS_COOLDOWN_MS', 1_000, 10, 600_000),
     authFailureLimit: integer(env, 'STOREHOUSE_AUTH_FAILURE_LIMIT', 60, 0, 1_000_000_000),
     trustProxy: trustProxy(env, 'STOREHOUSE_TRUST_PROXY'),
+    healthIntervalMs: integer(env, 'STOREHOUSE_HEALTH_INTERVAL_MS', 5_000, 100, 3_600_000),
+    healthTimeoutMs: integer(env, 'STOREHOUSE_HEALTH_TIMEOUT_MS', 2_000, 50, 600_000),
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
     outboundMaxBodyBytes: integer(env, 'STOREHOUSE_OUTBOUND_MAX_BODY_BYTES', DEFAULT_MAX_BODY_BYTES, 1024, 1_073_741_824),

@@ -28,6 +28,7 @@ import { StoreConnections } from './stores/connections.ts';
 import { StoreService } from './stores/store-service.ts';
 import { NodeLease } from './db/node-lease.ts';
 import { StoreUpdates } from './stores/store-updates.ts';
+import { type HealthChecks, startHealthChecks } from './health/dependencies.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
@@ -57,6 +58,8 @@ export interface Runtime {
   reloadCatalog(): Promise<Catalog>;
   /** Set on the start that bootstrapped empty state. */
   bootstrapped: Bootstrapped | undefined;
+  /** What this node can reach, probed in the background: what /healthz answers. */
+  health: HealthChecks;
   close(): Promise<void>;
 }
 
@@ -283,6 +286,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       defaultStoreQuota: config.teamStoreQuota,
       provisionTimeoutMs: config.provisionTimeoutMs,
       pendingTimeoutMs: config.pendingTimeoutMs,
+      feed,
       logger,
     });
     const storeUpdates = new StoreUpdates(db, catalogs.current, discovery, providers, stores, {
@@ -291,6 +295,11 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       logger,
     });
     const connections = new StoreConnections(db, box);
+    const health = startHealthChecks(
+      { db, rateLimitRedisUrl: config.redisUrl, providers, catalog: catalogs.current },
+      { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs, log: logger },
+    );
+    closers.unshift(() => health.stop());
     const runtime: Runtime = {
       config,
       db,
@@ -308,6 +317,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       signingKeys: () => keys,
       urls,
       bootstrapped,
+      health,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),
       close: async () => {
         for (const close of closers) await close();
