@@ -1,7 +1,12 @@
 /**
  * The few Storehouse calls a chaos run makes, over plain fetch (so a killed server is a network
  * error, not an exception inside a client), each answer recorded in the run's tally: its status,
- * and whether an error answer had Vercel's error format.
+ * whether an error answer had Vercel's error format, which node answered and how long it took.
+ *
+ * With several nodes the client is a round-robin balancer: each request goes to the next node,
+ * or to the one it is pinned to; a refused connection (the node is down: nothing was sent) is
+ * tried on the next node, as a load balancer would, while a connection cut mid-request is the
+ * caller's no-answer, since the request may have been served.
  */
 
 export type Product = 'postgres' | 'redis';
@@ -13,6 +18,22 @@ export interface Answer {
   /** The Vercel error code of an error answer. */
   code?: string;
   networkError?: string;
+  /** The node (index into the client's URLs) that answered, or was asked last. */
+  node?: number;
+  /** When the request was sent (Date.now()) and how long its answer took. */
+  sentAt?: number;
+  ms?: number;
+}
+
+/** One request's timing, for the waits of a hang. */
+export interface Timing {
+  phase: string;
+  what: string;
+  node: number;
+  sentAt: number;
+  ms: number;
+  status: number;
+  code?: string;
 }
 
 export interface Store {
@@ -34,9 +55,22 @@ export class Tally {
   readonly serverErrors: Array<{ phase: string; what: string; status: number; code?: string; message?: string }> = [];
   /** Error answers whose body is not `{"error":{"code","message"}}`. */
   readonly malformedErrors: Array<{ phase: string; what: string; status: number; body: string }> = [];
+  /** Every request's timing (the hang phase looks for the ones that waited past its bound). */
+  readonly timings: Timing[] = [];
   phase = 'setup';
 
   record(what: string, answer: Answer): void {
+    if (answer.sentAt !== undefined) {
+      this.timings.push({
+        phase: this.phase,
+        what,
+        node: answer.node ?? 0,
+        sentAt: answer.sentAt,
+        ms: answer.ms ?? 0,
+        status: answer.status,
+        code: answer.code,
+      });
+    }
     const key = `${this.phase} ${answer.status}`;
     this.byStatus.set(key, (this.byStatus.get(key) ?? 0) + 1);
     const outcomes = this.byOutcome.get(this.phase) ?? new Map<string, number>();
@@ -69,60 +103,98 @@ export class Tally {
   }
 }
 
+/** A refused connection: nothing reached the server, so another node may be asked instead. */
+const refused = (error: unknown) => (error as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED';
+
 export class StorehouseApi {
+  readonly urls: string[];
+  private turn = 0;
+
   constructor(
-    readonly url: string,
+    url: string | string[],
     private readonly token: string,
     private readonly tally: Tally,
     /** An answer slower than this is given up on (a hung request is a finding of its own). */
     private readonly timeoutMs = 60_000,
-  ) {}
+  ) {
+    this.urls = typeof url === 'string' ? [url] : url;
+  }
+
+  get url(): string {
+    return this.urls[0]!;
+  }
+
+  get nodes(): number {
+    return this.urls.length;
+  }
+
+  /** The node the next unpinned request goes to (and moves the turn on). */
+  nextNode(): number {
+    return this.turn++ % this.urls.length;
+  }
 
   async call(
     method: string,
     pathAndQuery: string,
-    options: { body?: unknown; headers?: Record<string, string>; what?: string } = {},
+    options: { body?: unknown; headers?: Record<string, string>; what?: string; node?: number } = {},
   ): Promise<Answer> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, ...options.headers };
     if (options.body !== undefined) headers['content-type'] = 'application/json';
     let answer: Answer;
-    try {
-      const response = await fetch(this.url + pathAndQuery, {
-        method,
-        headers,
-        body: options.body === undefined ? undefined : JSON.stringify(options.body),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-      const text = await response.text();
-      let body: any = text;
+    const first = options.node ?? this.nextNode();
+    // A pinned request is asked of its node only; an unpinned one moves on past refused connections.
+    const tries = options.node === undefined ? this.urls.length : 1;
+    const sentAt = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const node = (first + attempt) % this.urls.length;
       try {
-        body = text === '' ? null : JSON.parse(text);
-      } catch {
-        /* kept as text: a non-JSON error body is a finding */
+        const response = await fetch(this.urls[node] + pathAndQuery, {
+          method,
+          headers,
+          body: options.body === undefined ? undefined : JSON.stringify(options.body),
+          signal: AbortSignal.timeout(this.timeoutMs),
+        });
+        const text = await response.text();
+        let body: any = text;
+        try {
+          body = text === '' ? null : JSON.parse(text);
+        } catch {
+          /* kept as text: a non-JSON error body is a finding */
+        }
+        answer = { status: response.status, body, code: body?.error?.code, node };
+        break;
+      } catch (error) {
+        if (refused(error) && attempt + 1 < tries) continue;
+        answer = { status: 0, body: null, networkError: (error as Error).cause ? String((error as Error).cause) : String(error), node };
+        break;
       }
-      answer = { status: response.status, body, code: body?.error?.code };
-    } catch (error) {
-      answer = { status: 0, body: null, networkError: (error as Error).cause ? String((error as Error).cause) : String(error) };
     }
+    answer.sentAt = sentAt;
+    answer.ms = Date.now() - sentAt;
     this.tally.record(options.what ?? `${method} ${pathAndQuery.split('?')[0]}`, answer);
     return answer;
   }
 
-  /** Whether the server answers HTTP at all (any status), not counted in the tally. */
-  async answers(): Promise<boolean> {
-    try {
-      await (await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(5_000) })).arrayBuffer();
-      return true;
-    } catch {
-      return false;
+  /** Whether a server (any node, or `node`) answers HTTP at all (any status), not counted in the tally. */
+  async answers(node?: number): Promise<boolean> {
+    for (const [index, url] of this.urls.entries()) {
+      if (node !== undefined && index !== node) continue;
+      try {
+        await (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5_000) })).arrayBuffer();
+        return true;
+      } catch {
+        /* this one does not: the next */
+      }
     }
+    return false;
   }
 
-  createStore(body: Record<string, unknown>, idempotencyKey?: string): Promise<Answer> {
+  createStore(body: Record<string, unknown>, idempotencyKey?: string, node?: number): Promise<Answer> {
     return this.call('POST', '/v1/storage/stores/integration/direct', {
       body,
       headers: idempotencyKey ? { 'idempotency-key': idempotencyKey } : {},
       what: `create ${body.integrationProductIdOrSlug}`,
+      node,
     });
   }
 
@@ -130,11 +202,14 @@ export class StorehouseApi {
     return this.call('DELETE', `/v1/storage/stores/integration/${id}?disconnect=true`, { what: 'delete' });
   }
 
-  /** The team's stores, all of them, page by page (newest first; `next` is the `until` of the next page). */
-  async stores(): Promise<Store[]> {
+  /** The team's stores, all of them, page by page (newest first; `next` is the `until` of the next page), from one node or the next. */
+  async stores(node?: number): Promise<Store[]> {
     const all: Store[] = [];
     for (let until: number | null | undefined = undefined; ; ) {
-      const answer = await this.call('GET', `/v1/storage/stores?limit=1000${until ? `&until=${until}` : ''}`, { what: 'list stores' });
+      const answer = await this.call('GET', `/v1/storage/stores?limit=1000${until ? `&until=${until}` : ''}`, {
+        what: 'list stores',
+        node,
+      });
       if (answer.status !== 200)
         throw new Error(`listing the stores answered ${answer.status} ${answer.networkError ?? JSON.stringify(answer.body)}`);
       all.push(...(answer.body.stores as Store[]));

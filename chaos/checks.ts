@@ -34,12 +34,15 @@ export interface LedgerFindings {
   duplicates: string[];
   /** Creates refused 409 store_name_taken: by the store their own earlier attempt left (see CreateRecord). */
   keyedRepeatsNameTaken: string[];
+  /** One Idempotency-Key given different final answers (e.g. a 200 and a 409 store_name_taken): replays that disagreed. */
+  disagreements: string[];
 }
 
 export function checkLedger(ledger: Ledger, listed: Store[]): LedgerFindings {
   const ids = new Set(listed.map((store) => store.id));
-  const findings: LedgerFindings = { lost: [], deletedButPresent: [], duplicates: [], keyedRepeatsNameTaken: [] };
+  const findings: LedgerFindings = { lost: [], deletedButPresent: [], duplicates: [], keyedRepeatsNameTaken: [], disagreements: [] };
   for (const create of ledger.creates) {
+    if (create.finalAnswers.length > 1) findings.disagreements.push(`${create.name}: ${create.finalAnswers.join(' vs ')}`);
     if (create.nameTakenAnswers > 0)
       findings.keyedRepeatsNameTaken.push(
         `${create.name} (${create.nameTakenAnswers} of ${create.requests} requests${create.key ? ', keyed' : ''})`,
@@ -55,6 +58,27 @@ export function checkLedger(ledger: Ledger, listed: Store[]): LedgerFindings {
     if (create.otherStoreIds.length > 0) findings.duplicates.push(`${create.name}: ${[id, ...create.otherStoreIds].join(', ')}`);
   }
   return findings;
+}
+
+/**
+ * Every node's list of the team's stores (ids), against the first node's: the nodes share one
+ * database, so they must list the same stores. Listed one after another, so a store that changed
+ * meanwhile could differ; the lists are taken once every store has settled.
+ */
+export async function listsDiffer(api: StorehouseApi): Promise<string[]> {
+  const lists: string[][] = [];
+  for (let node = 0; node < api.nodes; node++) lists.push((await api.stores(node)).map((store) => store.id).sort());
+  const differ: string[] = [];
+  for (let node = 1; node < lists.length; node++) {
+    const [mine, first] = [new Set(lists[node]), new Set(lists[0])];
+    const missing = lists[0]!.filter((id) => !mine.has(id));
+    const extra = lists[node]!.filter((id) => !first.has(id));
+    if (missing.length + extra.length > 0)
+      differ.push(
+        `node ${node} lists ${extra.length} store(s) node 0 does not (${extra.slice(0, 3).join(', ')}) and misses ${missing.length} (${missing.slice(0, 3).join(', ')})`,
+      );
+  }
+  return differ;
 }
 
 /** The provider-made things (names `sh_...`) on the provider's servers. */

@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Product } from './api.ts';
 import type { PhaseResult } from './report.ts';
-import type { Rig } from './run.ts';
+import { startNode, type Rig } from './run.ts';
 import type { Workload } from './workload.ts';
 
 export interface Outage {
@@ -33,6 +33,16 @@ async function firstSuccess(since: number, probe: () => Promise<number>): Promis
   return undefined;
 }
 
+/** Any node that exited by itself is a finding; it is started again so the run goes on. */
+export async function restartExited(rig: Rig, result: PhaseResult, during: string): Promise<void> {
+  for (const [index, node] of rig.nodes.entries()) {
+    if (node.running) continue;
+    const name = rig.nodes.length > 1 ? `node ${index}` : 'Storehouse';
+    result.unexpectedExits.push(`${name} during ${during}: ${node.logs().split('\n').slice(-5).join(' | ').slice(0, 600)}`);
+    await startNode(rig, index);
+  }
+}
+
 export async function runOutage(rig: Rig, workload: Workload, result: PhaseResult, outage: Outage): Promise<void> {
   let driving = true;
   const driven = workload.run({
@@ -55,17 +65,12 @@ export async function runOutage(rig: Rig, workload: Workload, result: PhaseResul
     const downAt = Date.now();
     while (Date.now() - downAt < outage.outageMs) {
       await sleep(100);
-      if (!rig.storehouse.running) break;
+      if (rig.nodes.some((node) => !node.running)) break;
     }
     await outage.up();
     const upAt = Date.now();
     rig.log(`outages: ${outage.what} is back`);
-    if (!rig.storehouse.running) {
-      result.unexpectedExits.push(
-        `during the ${outage.what} outage: ${rig.storehouse.logs().split('\n').slice(-5).join(' | ').slice(0, 600)}`,
-      );
-      await rig.storehouse.start();
-    }
+    await restartExited(rig, result, `the ${outage.what} outage`);
 
     // The product that needs the dependency: Redis stores for Redis; for the state, any create.
     const product: Product = outage.what === 'Redis' ? 'redis' : 'postgres';

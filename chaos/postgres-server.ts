@@ -1,7 +1,8 @@
 /**
  * A private PostgreSQL server for one chaos run: its own cluster (initdb) in a temp dir, on a
  * free loopback port, started and stopped with pg_ctl. Private so that every role and database
- * on it is the run's own, and counts of orphans are exact; stoppable so outages are real.
+ * on it is the run's own, and counts of orphans are exact; stoppable and pausable (SIGSTOP of all its
+ * processes) so outages and hangs are real.
  *
  * PostgreSQL refuses to run as root, so as root every command runs as the `postgres` OS user.
  * The `postgres` role connects without a password (it is the admin Storehouse is given); every
@@ -105,6 +106,45 @@ export class PrivatePostgres {
     this.running = false;
   }
 
+  /**
+   * SIGSTOP of the whole server: the postmaster (new connections are accepted by the kernel and
+   * then hear nothing) and every process it started (a backend's statement hangs, its connection
+   * open and silent). Stopping the postmaster alone would leave the backends answering.
+   */
+  pause(): void {
+    const postmaster = this.postmasterPid();
+    process.kill(postmaster, 'SIGSTOP');
+    // Stopped, it forks nothing more: its children now are all there will be until the resume.
+    for (const child of childrenOf(postmaster)) {
+      try {
+        process.kill(child, 'SIGSTOP');
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+    this.paused = [postmaster, ...childrenOf(postmaster)];
+  }
+
+  /** SIGCONT of everything `pause` stopped. */
+  resume(): void {
+    for (const pid of [...this.paused].reverse()) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+    this.paused = [];
+  }
+
+  private paused: number[] = [];
+
+  private postmasterPid(): number {
+    const pid = Number(fs.readFileSync(path.join(this.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no postmaster pid in ${this.dir}/data/postmaster.pid`);
+    return pid;
+  }
+
   /** The server's own log (warnings and DDL statements). */
   log(): string {
     return fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
@@ -112,6 +152,7 @@ export class PrivatePostgres {
 
   /** Stops the server if it runs and removes its files; safe to call twice, and from an exit handler. */
   destroy(): void {
+    this.resume();
     try {
       this.stop('immediate');
     } catch {
@@ -119,4 +160,21 @@ export class PrivatePostgres {
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The pids whose parent is `pid` (from /proc). */
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // The command may hold spaces and parentheses: the fields after its last ')' are the state, then the parent.
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (parent === pid) children.push(Number(entry));
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return children;
 }

@@ -34,6 +34,24 @@ export interface PhaseResult {
    * must get that attempt's answer instead (a bug in any phase).
    */
   keyedRepeatsNameTaken: string[];
+  /** Keys whose requests got different final answers (several nodes: one sent to two nodes at once, or repeated on another). */
+  disagreements: string[];
+  /** Keyed creates sent to two different nodes at once, both answered. */
+  crossNodePairs: number;
+  /** Nodes whose list of stores differs from the first node's, once every store settled. */
+  listsDiffer: string[];
+  /** For each node killed while it had work under way: ms from its death to that work finished or rolled back. */
+  takeoverMs: number[];
+  /** Takeovers slower than their bound (the lease plus the provision timeout plus slack), or never done. */
+  takeoversLate: string[];
+  /** Keyed creates cut by a kill: ms from the cut to their first final answer (on any node). */
+  keyedRetryAfterCutMs: number[];
+  /** Requests of a hang (a dependency paused with SIGSTOP) answered later than the bound after they were sent, or not at all. */
+  hangWaits: string[];
+  /** The slowest answer to a request sent while a dependency hung, in ms. */
+  slowestInHangMs: number | undefined;
+  /** What the run did not manage to test in this phase (each a failure: zeros that mean nothing). */
+  idle: string[];
   settleMs: number;
   /** e.g. "state PostgreSQL: list 312 ms, create 540 ms". */
   recovery: string[];
@@ -46,6 +64,10 @@ const FAILING: Array<[keyof PhaseResult, string]> = [
   ['deletedButPresent', 'deleted, still there'],
   ['duplicates', 'duplicates (one key, two stores)'],
   ['keyedRepeatsNameTaken', 'keyed repeats refused: name taken'],
+  ['disagreements', 'replays that disagreed'],
+  ['listsDiffer', 'nodes listing other stores'],
+  ['takeoversLate', 'takeovers past the bound'],
+  ['hangWaits', 'waits past the bound in a hang'],
   ['stuck', 'stuck'],
   ['orphanRoles', 'orphan roles'],
   ['orphanDatabases', 'orphan databases'],
@@ -78,6 +100,7 @@ function idleRun(phases: Record<string, PhaseResult>, kills: number): string[] {
 export function failuresOf(phases: Record<string, PhaseResult>, kills: number): string[] {
   const failures = idleRun(phases, kills);
   for (const [phase, result] of Object.entries(phases)) {
+    for (const idle of result.idle) failures.push(`${phase}: ${idle}`);
     for (const [key, label] of FAILING) {
       const items = result[key] as string[];
       if (items.length > 0)
@@ -86,6 +109,8 @@ export function failuresOf(phases: Record<string, PhaseResult>, kills: number): 
   }
   return failures;
 }
+
+const seconds = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
 
 export function table(phases: Record<string, PhaseResult>): string {
   const names = Object.keys(phases);
@@ -96,6 +121,13 @@ export function table(phases: Record<string, PhaseResult>): string {
     ['deletes (requests)', ...results.map((r) => String(r.deletes))],
     ['deletes acknowledged', ...results.map((r) => String(r.deletesAcknowledged))],
     ['kills (kill -9)', ...results.map((r) => String(r.kills))],
+    ['same key on two nodes at once', ...results.map((r) => String(r.crossNodePairs))],
+    ['death → its work done (slowest)', ...results.map((r) => seconds(r.takeoverMs.length ? Math.max(...r.takeoverMs) : undefined))],
+    [
+      'keyed retry after a cut (slowest)',
+      ...results.map((r) => seconds(r.keyedRetryAfterCutMs.length ? Math.max(...r.keyedRetryAfterCutMs) : undefined)),
+    ],
+    ['slowest answer in a hang', ...results.map((r) => seconds(r.slowestInHangMs))],
     ...FAILING.map(([key, label]): [string, ...string[]] => [label, ...results.map((r) => String((r[key] as string[]).length))]),
     ['503s answered', ...results.map((r) => String(r.unavailable))],
     ['settled after', ...results.map((r) => `${(r.settleMs / 1000).toFixed(1)} s`)],

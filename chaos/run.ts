@@ -7,7 +7,14 @@
  * moments and started again. Phase "outages": the state PostgreSQL stopped during requests and
  * started again, then Redis. After each phase, once recovery has had its chance, the invariants
  * of checks.ts are checked. Bounded by counts and deadlines; `--long` for a bigger run.
+ *
+ * `--nodes N` (N > 1): N Storehouse processes on the same servers (one secret key, Redis for the
+ * shared rate limits too) behind the round-robin client of api.ts, and multinode.ts's phases:
+ * kills of a random node while it has work under way (timed until that work is taken over),
+ * same-key creates sent to two nodes at once, the outages, and hangs (SIGSTOP) of Redis and of
+ * the state PostgreSQL, where no request may wait past a bound the configured timeouts give.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +25,7 @@ import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
 import { writeCatalogFile } from '../test/helpers.ts';
 import { freePort } from '../test/partner-fixtures.ts';
 import { StorehouseApi, Tally, type Product } from './api.ts';
-import { checkCredentials, checkLedger, orphans, providerInventory, secretsInLogs, settle } from './checks.ts';
+import { checkCredentials, checkLedger, listsDiffer, orphans, providerInventory, secretsInLogs, settle } from './checks.ts';
 import { PrivatePostgres } from './postgres-server.ts';
 import { Random } from './random.ts';
 import { PrivateRedis } from './redis-server.ts';
@@ -26,10 +33,14 @@ import { runOutage } from './outages.ts';
 import { failuresOf, type PhaseResult } from './report.ts';
 import { StorehouseProcess } from './storehouse-process.ts';
 import { Ledger, Workload } from './workload.ts';
+import { hangPhase, multiNodeCrashPhase, NODE_TIMEOUTS } from './multinode.ts';
+import { leaseIds, statePool } from './takeover.ts';
 
 export interface ChaosOptions {
   seed: number;
   long: boolean;
+  /** Storehouse processes (1 unless given): more than one runs the multi-node mode. */
+  nodes?: number;
   /** Progress lines (to stderr by default). */
   log?: (line: string) => void;
 }
@@ -44,9 +55,50 @@ export interface ChaosResult {
 }
 
 const SIZES = {
-  short: { kills: 10, maxCreates: 200, concurrency: 3, outageMs: 4_000, outageRounds: 1, settleMs: 180_000 },
-  long: { kills: 40, maxCreates: 1000, concurrency: 4, outageMs: 15_000, outageRounds: 3, settleMs: 300_000 },
+  short: {
+    kills: 10,
+    maxCreates: 200,
+    concurrency: 3,
+    outageMs: 4_000,
+    outageRounds: 1,
+    settleMs: 180_000,
+    stateOutage: true,
+    storesHang: false,
+  },
+  long: {
+    kills: 40,
+    maxCreates: 1000,
+    concurrency: 4,
+    outageMs: 15_000,
+    outageRounds: 3,
+    settleMs: 300_000,
+    stateOutage: true,
+    storesHang: true,
+  },
+  /** Several nodes, short (the run in npm test): a few kills, Redis stopped, Redis and the state PostgreSQL hung. */
+  multiShort: {
+    kills: 3,
+    maxCreates: 200,
+    concurrency: 3,
+    outageMs: 4_000,
+    outageRounds: 1,
+    settleMs: 180_000,
+    stateOutage: false,
+    storesHang: false,
+  },
+  multiLong: {
+    kills: 20,
+    maxCreates: 400,
+    concurrency: 4,
+    outageMs: 10_000,
+    outageRounds: 2,
+    settleMs: 300_000,
+    stateOutage: true,
+    storesHang: true,
+  },
 };
+
+export type Size = (typeof SIZES)['short'];
 
 /** How long a kill waits for the process to acknowledge something before it kills it anyway. */
 const PROGRESS_DEADLINE_MS = 60_000;
@@ -64,6 +116,21 @@ function chaosCatalog(): string {
 }
 
 export function emptyPhase(): PhaseResult {
+  return {
+    ...emptyCounts(),
+    disagreements: [],
+    crossNodePairs: 0,
+    listsDiffer: [],
+    takeoverMs: [],
+    takeoversLate: [],
+    keyedRetryAfterCutMs: [],
+    hangWaits: [],
+    slowestInHangMs: undefined,
+    idle: [],
+  };
+}
+
+function emptyCounts() {
   return {
     creates: 0,
     acknowledged: 0,
@@ -97,7 +164,13 @@ export interface Rig {
   statePostgres: PrivatePostgres;
   storesPostgres: PrivatePostgres;
   redis: PrivateRedis;
+  /** The first node (the only one unless --nodes). */
   storehouse: StorehouseProcess;
+  nodes: StorehouseProcess[];
+  /** Each node's current process's lease (node_leases.node_id), learnt at its start; undefined when it could not be. */
+  nodeIds: Array<string | undefined>;
+  /** The state database as its admin, for the leases and the work under way (multi-node mode). */
+  state: pg.Pool;
   api: StorehouseApi;
   tally: Tally;
   token: string;
@@ -108,9 +181,25 @@ export interface Rig {
   passwords: Set<string>;
 }
 
+/**
+ * Starts node `index` again (or for the first time) and learns its lease: nodes start one at a
+ * time, so the one lease that is new after its start is its own.
+ */
+export async function startNode(rig: Rig, index: number): Promise<void> {
+  // Before the first start there is no lease table yet: no lease.
+  const before = await leaseIds(rig.state).catch((): string[] => []);
+  await rig.nodes[index]!.start();
+  const after = await leaseIds(rig.state).catch((): string[] => []);
+  const fresh = after.filter((id) => !before.includes(id));
+  rig.nodeIds[index] = fresh.length === 1 ? fresh[0] : undefined;
+}
+
 async function startRig(options: ChaosOptions, log: (line: string) => void, cleanups: Array<() => void>): Promise<Rig> {
   const random = new Random(options.seed);
-  const [statePort, storesPort, redisPort, port] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const nodeCount = options.nodes ?? 1;
+  const [statePort, storesPort, redisPort] = [await freePort(), await freePort(), await freePort()];
+  const ports: number[] = [];
+  for (let i = 0; i < nodeCount; i++) ports.push(await freePort());
   log(`starting PostgreSQL (state) on ${statePort}, PostgreSQL (stores) on ${storesPort}, Redis on ${redisPort}`);
   const statePostgres = await PrivatePostgres.create('state', statePort);
   cleanups.push(() => statePostgres.destroy());
@@ -124,39 +213,81 @@ async function startRig(options: ChaosOptions, log: (line: string) => void, clea
   await admin.query('CREATE DATABASE storehouse');
   await admin.end();
 
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-chaos-data-'));
   const catalogFile = chaosCatalog();
-  cleanups.push(() => {
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
-  });
+  cleanups.push(() => fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true }));
   const token = `chaos-${random.int(1e9, 9e9)}-${options.seed}-token`;
-  const url = `http://127.0.0.1:${port}`;
-  const storehouse = new StorehouseProcess(url, {
-    PORT: String(port),
-    DATABASE_URL: statePostgres.urlOf('storehouse'),
-    STOREHOUSE_DATA_DIR: dataDir,
-    STOREHOUSE_CATALOG: catalogFile,
-    STOREHOUSE_BOOTSTRAP_TOKEN: token,
-    STOREHOUSE_POSTGRES_ADMIN_URL: storesPostgres.adminUrl,
-    STOREHOUSE_REDIS_ADMIN_URL: redis.url,
-    STOREHOUSE_PROVISION_TIMEOUT_MS: String(PROVISION_TIMEOUT_MS),
-    STOREHOUSE_TEAM_STORE_QUOTA: '100000',
-    STOREHOUSE_RATE_LIMIT_STORE_CREATES: '0',
-    STOREHOUSE_RATE_LIMIT_REQUESTS: '0',
-    REDIS_URL: '',
-    LOG_LEVEL: 'info',
-  });
-  cleanups.push(() => storehouse.destroy());
+  // Several nodes must seal secrets with one key; a single node generates its own into its data dir.
+  const secretKey = nodeCount > 1 ? crypto.randomBytes(32).toString('hex') : undefined;
+  const nodes: StorehouseProcess[] = [];
+  for (const port of ports) {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-chaos-data-'));
+    cleanups.push(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+    const env: Record<string, string> = {
+      PORT: String(port),
+      DATABASE_URL: statePostgres.urlOf('storehouse'),
+      STOREHOUSE_DATA_DIR: dataDir,
+      STOREHOUSE_CATALOG: catalogFile,
+      STOREHOUSE_BOOTSTRAP_TOKEN: token,
+      STOREHOUSE_POSTGRES_ADMIN_URL: storesPostgres.adminUrl,
+      STOREHOUSE_REDIS_ADMIN_URL: redis.url,
+      STOREHOUSE_PROVISION_TIMEOUT_MS: String(PROVISION_TIMEOUT_MS),
+      STOREHOUSE_TEAM_STORE_QUOTA: '100000',
+      STOREHOUSE_RATE_LIMIT_STORE_CREATES: '0',
+      STOREHOUSE_RATE_LIMIT_REQUESTS: '0',
+      REDIS_URL: '',
+      LOG_LEVEL: 'info',
+    };
+    if (secretKey) {
+      Object.assign(env, {
+        STOREHOUSE_SECRET_KEY: secretKey,
+        // The shared rate limits count in this Redis, so its hang reaches every authenticated request;
+        // limits too high to refuse anything.
+        REDIS_URL: redis.url,
+        STOREHOUSE_RATE_LIMIT_STORE_CREATES: '1000000',
+        STOREHOUSE_RATE_LIMIT_REQUESTS: '1000000',
+        STOREHOUSE_LEASE_MS: String(NODE_TIMEOUTS.leaseMs),
+        STOREHOUSE_DB_CONNECT_TIMEOUT_MS: String(NODE_TIMEOUTS.dbConnectMs),
+        STOREHOUSE_DB_QUERY_TIMEOUT_MS: String(NODE_TIMEOUTS.dbQueryMs),
+        STOREHOUSE_RATE_LIMIT_REDIS_TIMEOUT_MS: String(NODE_TIMEOUTS.rateLimitRedisMs),
+      });
+    }
+    const node = new StorehouseProcess(`http://127.0.0.1:${port}`, env);
+    cleanups.push(() => node.destroy());
+    nodes.push(node);
+  }
+  const state = statePool(statePostgres.urlOf('storehouse'));
+  cleanups.push(() => void state.end().catch(() => {}));
   const tally = new Tally();
-  const api = new StorehouseApi(url, token, tally);
-  await storehouse.start();
-  const installationId = await api.installationId();
-  return { statePostgres, storesPostgres, redis, storehouse, api, tally, token, installationId, random, log, passwords: new Set() };
+  const api = new StorehouseApi(
+    nodes.map((node) => node.url),
+    token,
+    tally,
+  );
+  const rig: Rig = {
+    statePostgres,
+    storesPostgres,
+    redis,
+    storehouse: nodes[0]!,
+    nodes,
+    nodeIds: nodes.map(() => undefined),
+    state,
+    api,
+    tally,
+    token,
+    installationId: '',
+    random,
+    log,
+    passwords: new Set(),
+  };
+  // One at a time: the first applies the migrations and the bootstrap, and each start's new lease is its node's.
+  for (let index = 0; index < nodes.length; index++) await startNode(rig, index);
+  if (nodes.length > 1) log(`${nodes.length} nodes started in ${nodes.map((node) => node.startTimesMs[0]).join(', ')} ms`);
+  rig.installationId = await api.installationId();
+  return rig;
 }
 
 /** Fills a phase's result with what the ledger and the tally say, then checks every invariant. */
-async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: Ledger, settleMs: number): Promise<void> {
+export async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: Ledger, settleMs: number): Promise<void> {
   const { api, tally } = rig;
   result.creates = ledger.createRequests;
   result.acknowledged = ledger.acknowledged().length;
@@ -170,6 +301,11 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   );
   const listed = await api.stores();
   Object.assign(result, checkLedger(ledger, listed));
+  if (api.nodes > 1) {
+    result.listsDiffer = await listsDiffer(api);
+    result.crossNodePairs = ledger.creates.reduce((n, c) => n + c.crossNodePairs, 0);
+    result.keyedRetryAfterCutMs = ledger.creates.flatMap((c) => (c.resolvedAfterCutMs === undefined ? [] : [c.resolvedAfterCutMs]));
+  }
 
   rig.log(`${phase}: checking the credentials of ${listed.length} stores`);
   const available = listed.filter((store) => store.status === 'available');
@@ -193,7 +329,7 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
   result.orphanAclUsers = stray.aclUsers;
 
   result.secretsInLogs = secretsInLogs([...rig.passwords, rig.token], {
-    'Storehouse logs': rig.storehouse.logs(),
+    ...Object.fromEntries(rig.nodes.map((node, index) => [rig.nodes.length > 1 ? `node ${index}'s logs` : 'Storehouse logs', node.logs()])),
     'the state PostgreSQL log': rig.statePostgres.log(),
     'the stores PostgreSQL log': rig.storesPostgres.log(),
     'the Redis log': rig.redis.log(),
@@ -212,7 +348,7 @@ async function checkPhase(rig: Rig, phase: string, result: PhaseResult, ledger: 
 }
 
 /** Phase 1: kill -9 at random moments while creates and deletes run. */
-async function crashPhase(rig: Rig, size: (typeof SIZES)['short']): Promise<PhaseResult> {
+async function crashPhase(rig: Rig, size: Size): Promise<PhaseResult> {
   const result = emptyPhase();
   rig.tally.phase = 'crashes';
   const ledger = new Ledger(`c${rig.random.int(1e6, 9e6)}`);
@@ -261,20 +397,21 @@ async function crashPhase(rig: Rig, size: (typeof SIZES)['short']): Promise<Phas
 const ledgerBound = (workload: Workload, more: number) => workload.ledger.creates.length + more;
 
 /** Phase 2: the state PostgreSQL, then Redis, stopped during requests and started again. */
-async function outagePhase(rig: Rig, size: (typeof SIZES)['short']): Promise<PhaseResult> {
+async function outagePhase(rig: Rig, size: Size): Promise<PhaseResult> {
   const result = emptyPhase();
   rig.tally.phase = 'outages';
   const ledger = new Ledger(`o${rig.random.int(1e6, 9e6)}`);
   const workload = new Workload(rig.api, rig.installationId, ledger, rig.random);
   for (let round = 1; round <= size.outageRounds; round++) {
-    await runOutage(rig, workload, result, {
-      what: 'state PostgreSQL',
-      products: ['postgres', 'redis'],
-      outageMs: size.outageMs,
-      maxCreates: ledgerBound(workload, size.maxCreates / 2),
-      down: async () => rig.statePostgres.stop('immediate'),
-      up: async () => rig.statePostgres.start(),
-    });
+    if (size.stateOutage)
+      await runOutage(rig, workload, result, {
+        what: 'state PostgreSQL',
+        products: ['postgres', 'redis'],
+        outageMs: size.outageMs,
+        maxCreates: ledgerBound(workload, size.maxCreates / 2),
+        down: async () => rig.statePostgres.stop('immediate'),
+        up: async () => rig.statePostgres.start(),
+      });
     await runOutage(rig, workload, result, {
       what: 'Redis',
       products: ['redis', 'redis', 'postgres'],
@@ -293,7 +430,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const write = options.log ?? ((line: string) => process.stderr.write(`chaos: ${line}\n`));
   // Each line with the seconds since the start, so a slow run shows where its time went.
   const log = (line: string) => write(`${((Date.now() - began) / 1000).toFixed(1).padStart(5)} s  ${line}`);
-  const size = options.long ? SIZES.long : SIZES.short;
+  const multi = (options.nodes ?? 1) > 1;
+  const size = multi ? (options.long ? SIZES.multiLong : SIZES.multiShort) : options.long ? SIZES.long : SIZES.short;
   const cleanups: Array<() => void> = [];
   const cleanUp = () => {
     for (const cleanup of cleanups.splice(0).reverse()) {
@@ -311,19 +449,27 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let rig: Rig | undefined;
   try {
     rig = await startRig(options, log, cleanups);
-    for (const [name, phase] of [
-      ['crashes', crashPhase],
-      ['outages', outagePhase],
-    ] as const) {
+    const phaseList: Array<readonly [string, (rig: Rig, size: Size) => Promise<PhaseResult>]> = multi
+      ? [
+          ['crashes', multiNodeCrashPhase],
+          ['outages', outagePhase],
+          ['hangs', hangPhase],
+        ]
+      : [
+          ['crashes', crashPhase],
+          ['outages', outagePhase],
+        ];
+    for (const [name, phase] of phaseList) {
       const phaseBegan = Date.now();
       phases[name] = await phase(rig, size);
       phases[name].notes.push(`took ${((Date.now() - phaseBegan) / 1000).toFixed(0)} s, its checks included`);
     }
-    await rig.storehouse.stop();
+    await Promise.all(rig.nodes.map((node) => node.stop()));
   } finally {
     // Kept for whoever reads a failure: what every process said, in the order it said it.
     if (rig) {
-      fs.writeFileSync(path.join(logDir, 'storehouse.log'), rig.storehouse.logs());
+      for (const [index, node] of rig.nodes.entries())
+        fs.writeFileSync(path.join(logDir, rig.nodes.length > 1 ? `storehouse-node${index}.log` : 'storehouse.log'), node.logs());
       fs.writeFileSync(path.join(logDir, 'postgres-state.log'), rig.statePostgres.log());
       fs.writeFileSync(path.join(logDir, 'postgres-stores.log'), rig.storesPostgres.log());
       fs.writeFileSync(path.join(logDir, 'redis.log'), rig.redis.log());

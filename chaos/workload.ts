@@ -3,7 +3,9 @@
  * answered 200 must leave its store, every delete answered 200 must leave nothing. Creates mix
  * both products, with and without an Idempotency-Key; a keyed create is sent again (at once, or
  * concurrently, or after a failure such as the server being killed), and every 200 it gets must
- * name the same store.
+ * name the same store. With several nodes a concurrent twin goes to another node than the first
+ * request, and every final answer of one key (a 200 or a 4xx that is not "try again") must be
+ * the same answer: a replay that disagreed is a finding.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Answer, Product, StorehouseApi } from './api.ts';
@@ -24,6 +26,15 @@ export interface CreateRecord {
    * own earlier attempt left behind can hold it, and a repeat must get that attempt's answer.
    */
   nameTakenAnswers: number;
+  /** The distinct final answers of this create's requests: "200 <store id>" or "<status> <code>" (see finalAnswer). */
+  finalAnswers: string[];
+  /** Concurrent requests of one key sent to two different nodes (each pair counted once). */
+  crossNodePairs: number;
+  /** Create requests of this record not answered yet: no delete is sent meanwhile (its repeat would meet the delete). */
+  createsInFlight: number;
+  /** When a request of this keyed create first got no answer (cut by a kill), and how long until a final answer came after it. */
+  cutAt: number | undefined;
+  resolvedAfterCutMs: number | undefined;
   deleteRequests: number;
   deleteAcknowledged: boolean;
   /**
@@ -55,6 +66,11 @@ export class Ledger {
       storeId: undefined,
       otherStoreIds: [],
       nameTakenAnswers: 0,
+      finalAnswers: [],
+      crossNodePairs: 0,
+      createsInFlight: 0,
+      cutAt: undefined,
+      resolvedAfterCutMs: undefined,
       deleteRequests: 0,
       deleteAcknowledged: false,
       deleteMaybeDone: false,
@@ -71,7 +87,7 @@ export class Ledger {
 
   /** Acknowledged stores no delete has been answered 200 or 404 for: candidates for a delete. */
   deletable(): CreateRecord[] {
-    return this.creates.filter((c) => c.storeId !== undefined && !c.deleteAcknowledged && !c.deleteNotFound);
+    return this.creates.filter((c) => c.storeId !== undefined && !c.deleteAcknowledged && !c.deleteNotFound && c.createsInFlight === 0);
   }
 
   get createRequests(): number {
@@ -98,7 +114,18 @@ export function createBody(installationId: string, record: CreateRecord): Record
 
 /** Answers after which a keyed create is worth sending again: no answer, a 5xx, or its key still held. */
 const retryable = (answer: Answer) =>
-  answer.status === 0 || answer.status >= 500 || answer.code === 'idempotency_key_in_use' || answer.status === 429;
+  answer.status === 0 || answer.status >= 500 || answer.code === 'idempotency_key_in_use' || answer.status === 429 || answer.status === 408;
+
+/**
+ * What a create's answer decided, when it decided something: a 200 names its store, a refusal
+ * its status and code. Undefined for the answers that say "try again" (none, a 5xx, the key still
+ * held, 408, 429): a failed request gives its key back, so a retry may rightly end otherwise.
+ */
+export function finalAnswer(answer: Answer): string | undefined {
+  if (retryable(answer)) return undefined;
+  if (answer.status === 200) return `200 ${answer.body?.store?.id}`;
+  return `${answer.status} ${answer.code ?? ''}`.trim();
+}
 
 export class Workload {
   constructor(
@@ -123,11 +150,22 @@ export class Workload {
     }
   }
 
-  /** One create request for `record`, noting a 200 in the ledger. */
-  async sendCreate(record: CreateRecord): Promise<Answer> {
+  /** One create request for `record` (to `node`, or the balancer's next), noting a 200 in the ledger. */
+  async sendCreate(record: CreateRecord, node?: number): Promise<Answer> {
     record.requests++;
-    const answer = await this.api.createStore(createBody(this.installationId, record), record.key);
+    record.createsInFlight++;
+    const answer = await this.api
+      .createStore(createBody(this.installationId, record), record.key, node)
+      .finally(() => record.createsInFlight--);
     this.serverGone = answer.status === 0;
+    if (record.key !== undefined) {
+      if (answer.status === 0 && record.cutAt === undefined) record.cutAt = answer.sentAt ?? Date.now();
+      const final = finalAnswer(answer);
+      if (final !== undefined) {
+        if (!record.finalAnswers.includes(final)) record.finalAnswers.push(final);
+        if (record.cutAt !== undefined && record.resolvedAfterCutMs === undefined) record.resolvedAfterCutMs = Date.now() - record.cutAt;
+      }
+    }
     if (answer.status === 409 && answer.code === 'store_name_taken') record.nameTakenAnswers++;
     if (answer.status === 200) {
       const id = answer.body?.store?.id as string | undefined;
@@ -148,10 +186,18 @@ export class Workload {
    * `retryDelayMs`), in the background so the worker goes on meanwhile: a create whose server was
    * killed holds its key until recovery gives it back, seconds later.
    */
-  async create(product: Product, options: { keyed: boolean; retries: number; retryDelayMs: number }): Promise<CreateRecord> {
+  async create(
+    product: Product,
+    options: { keyed: boolean; retries: number; retryDelayMs: number; twinShare?: number },
+  ): Promise<CreateRecord> {
     const record = this.ledger.newCreate(product, options.keyed);
-    const twin = options.keyed && this.random.chance(0.15);
-    const answers = await Promise.all([this.sendCreate(record), ...(twin ? [this.sendCreate(record)] : [])]);
+    const twin = options.keyed && this.random.chance(options.twinShare ?? 0.15);
+    // With several nodes the twins go to two different nodes: the one to answer second must replay the first's answer.
+    // (Pinned only then: an unpinned request moves on past a node that is down.)
+    const first = twin && this.api.nodes > 1 ? this.api.nextNode() : undefined;
+    const second = first === undefined ? undefined : (first + 1 + this.random.int(0, this.api.nodes - 2)) % this.api.nodes;
+    const answers = await Promise.all([this.sendCreate(record, first), ...(twin ? [this.sendCreate(record, second)] : [])]);
+    if (twin && first !== undefined && answers.every((answer) => answer.status !== 0)) record.crossNodePairs++;
     if (!options.keyed) return record;
     if (record.storeId !== undefined) {
       if (this.random.chance(0.3)) await this.sendCreate(record);
@@ -211,6 +257,8 @@ export class Workload {
     pauseMs?: number;
     /** No new create once the ledger holds this many (a bound on the run, whatever the timings). */
     maxCreates: number;
+    /** The share of keyed creates sent twice at once (to two nodes when there are several); 0.15 unless given. */
+    twinShare?: number;
   }): Promise<void> {
     const worker = async () => {
       while (!options.stop() && this.ledger.creates.length < options.maxCreates) {
@@ -222,6 +270,7 @@ export class Workload {
             keyed: this.random.chance(0.6),
             retries: options.retries,
             retryDelayMs: options.retryDelayMs,
+            twinShare: options.twinShare,
           });
         }
         if (options.pauseMs) await sleep(options.pauseMs);

@@ -1,0 +1,304 @@
+/**
+ * The phases of the multi-node mode (`npm run chaos -- --nodes 3`), beside run.ts's outages:
+ *
+ * "crashes": creates and deletes of both products, with and without keys, a keyed one often sent
+ * to two nodes at once, while a random node is killed with SIGKILL at a moment it has a create
+ * or delete under way (read from the state database; after a deadline, anyway). The node stays
+ * dead until that work is finished or rolled back by a survivor (its sweep, or a keyed retry
+ * sent to it), timed from the death, or until TAKEOVER_BOUND_MS; then it is started again.
+ *
+ * "hangs": Redis (the provider's and the shared rate limits') and then the state PostgreSQL are
+ * paused with SIGSTOP (every process of the server: a stopped postmaster alone leaves its backends
+ * answering) during requests, for longer than its bound, and resumed. Every request in flight
+ * meanwhile must be answered within that bound, which the configured timeouts give (HANG_BOUNDS_MS).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Product } from './api.ts';
+import { restartExited } from './outages.ts';
+import type { PhaseResult } from './report.ts';
+import { checkPhase, emptyPhase, type Rig, type Size, startNode } from './run.ts';
+import { holdRoleCatalog, leaseLeftMs, postgresWorkUnderWay, untilTakenOver, workUnderWay } from './takeover.ts';
+import { Ledger, Workload } from './workload.ts';
+
+/** The timeouts every node is configured with in this mode, from which the bounds below follow. */
+export const NODE_TIMEOUTS = {
+  /** STOREHOUSE_LEASE_MS: a dead node's work may be taken over this soon after its last renewal. */
+  leaseMs: 3_000,
+  /** STOREHOUSE_PROVISION_TIMEOUT_MS, as run.ts sets it for every mode. */
+  provisionMs: 5_000,
+  /** STOREHOUSE_DB_CONNECT_TIMEOUT_MS: opening a state connection, or waiting for a free one. */
+  dbConnectMs: 2_000,
+  /** STOREHOUSE_DB_QUERY_TIMEOUT_MS: one state statement unanswered. */
+  dbQueryMs: 5_000,
+  /** STOREHOUSE_RATE_LIMIT_REDIS_TIMEOUT_MS: a rate-limit count waiting on Redis. */
+  rateLimitRedisMs: 250,
+};
+
+/** Added to every bound below for a loaded 2-core machine. */
+const SLACK_MS = 3_000;
+
+/**
+ * The longest a request may wait while each dependency hangs: every configured wait on that
+ * dependency met once before it answers, plus SLACK_MS.
+ * - Redis (the provider's and the rate limits'): a rate-limit count (then the node counts in
+ *   process) and a provider call (the provision timeout): 0.25 + 5 + 3 = 8.25 s.
+ * - The state PostgreSQL: a connection (or a free one in the pool) and a statement: 2 + 5 + 3 = 10 s.
+ * - The stores PostgreSQL (the Postgres provider's): a provider call: 5 + 3 = 8 s.
+ * A provider call that times out is undone; an undo that waits on the hung dependency again, past
+ * the provision timeout, holds its request past the bound: the provider must fail fast.
+ */
+export const HANG_BOUNDS_MS = {
+  redis: NODE_TIMEOUTS.rateLimitRedisMs + NODE_TIMEOUTS.provisionMs + SLACK_MS,
+  state: NODE_TIMEOUTS.dbConnectMs + NODE_TIMEOUTS.dbQueryMs + SLACK_MS,
+  stores: NODE_TIMEOUTS.provisionMs + SLACK_MS,
+};
+
+/** A hang lasts its bound and this much more, so a request held for the whole hang is caught. */
+const HANG_BEYOND_BOUND_MS = 7_000;
+
+/**
+ * The longest from a node's death to its work finished or rolled back: its lease runs out (at most
+ * the lease after its death), a survivor takes the work over at once and finishes or undoes it with
+ * one provider call (at most the provision timeout), plus 5 s for a loaded machine: 13 s.
+ */
+export const TAKEOVER_BOUND_MS = NODE_TIMEOUTS.leaseMs + NODE_TIMEOUTS.provisionMs + 5_000;
+
+/**
+ * How long a kill waits for its node to have work under way before it kills it anyway (the role
+ * catalog held meanwhile: well below the provision timeout, so no create times out for it).
+ */
+const WORK_DEADLINE_MS = 3_000;
+
+/** How long a late takeover is still watched (for the table), the dead node started again meanwhile. */
+const LATE_WATCH_MS = 120_000;
+
+export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseResult> {
+  const result = emptyPhase();
+  rig.tally.phase = 'crashes';
+  const ledger = new Ledger(`m${rig.random.int(1e6, 9e6)}`);
+  const workload = new Workload(rig.api, rig.installationId, ledger, rig.random);
+  let killing = true;
+  const driving = workload.run({
+    concurrency: size.concurrency,
+    stop: () => !killing,
+    products: ['postgres', 'redis'],
+    deleteShare: 0.3,
+    retries: 10,
+    retryDelayMs: 500,
+    maxCreates: size.maxCreates,
+    twinShare: 0.4,
+    // Paced, so the creates last until the last kill: a kill spends seconds waiting for its takeover.
+    pauseMs: 100,
+  });
+  let driven = false;
+  void driving.finally(() => (driven = true)).catch(() => {});
+  const lateWatches: Array<Promise<void>> = [];
+  try {
+    for (let kill = 1; kill <= size.kills; kill++) {
+      const victim = rig.random.int(0, rig.nodes.length - 1);
+      const node = rig.nodes[victim]!;
+      const nodeId = rig.nodeIds[victim];
+      await sleep(rig.random.int(200, 2_500));
+      // At a moment the node has a create or delete under way, so its death leaves work to take
+      // over: the provider's role catalog is held meanwhile, so Postgres work reaching it waits.
+      let waited = 0;
+      const held = await holdRoleCatalog(rig.storesPostgres.adminUrl);
+      let killed: Promise<void>;
+      let diedAt: number;
+      let work: string[] = [];
+      let left: number | undefined;
+      try {
+        if (nodeId) {
+          const began = Date.now();
+          while (!driven && Date.now() - began < WORK_DEADLINE_MS) {
+            if ((await postgresWorkUnderWay(rig.state, nodeId).catch(() => [])).length > 0) break;
+            await sleep(10);
+          }
+          waited = Date.now() - began;
+        }
+        if (!node.running) result.unexpectedExits.push(`node ${victim} before kill ${kill}`);
+        killed = node.kill(); // SIGKILL sent now; its exit awaited below
+        diedAt = Date.now();
+        await killed;
+        result.kills++;
+        if (nodeId) {
+          work = await workUnderWay(rig.state, nodeId).catch(() => []);
+          left = await leaseLeftMs(rig.state, nodeId).catch(() => undefined);
+        }
+      } finally {
+        await held.release();
+      }
+      rig.log(
+        `crashes: kill ${kill}/${size.kills}: node ${victim} with ${work.length} create(s)/delete(s) under way` +
+          ` (waited ${waited} ms for them; its lease had ${left === undefined ? '?' : Math.round(left)} ms left);` +
+          ` ${ledger.acknowledged().length} creates, ${ledger.deletesAcknowledged} deletes acknowledged so far`,
+      );
+      if (!nodeId) result.notes.push(`kill ${kill}: node ${victim}'s lease was not known, its work not timed`);
+      if (work.length > 0) {
+        // The node stays dead meanwhile: only the survivors (their sweeps, keyed retries sent to them) can take its work over.
+        const taken = await untilTakenOver(rig.state, work, diedAt, TAKEOVER_BOUND_MS);
+        if (taken.ms !== undefined) result.takeoverMs.push(taken.ms);
+        else {
+          const still = taken.left;
+          lateWatches.push(
+            untilTakenOver(rig.state, still, diedAt, LATE_WATCH_MS).then((late) => {
+              if (late.ms !== undefined) result.takeoverMs.push(late.ms);
+              result.takeoversLate.push(
+                `kill ${kill} (node ${victim}): ${still.length} of ${work.length} stores still under way ${TAKEOVER_BOUND_MS / 1000} s after its death ` +
+                  `(${still.join(', ')}; its lease had ${left === undefined ? '?' : Math.round(left)} ms left), ` +
+                  (late.ms === undefined
+                    ? `and still ${LATE_WATCH_MS / 1000} s after it`
+                    : `done ${(late.ms / 1000).toFixed(1)} s after it, the node started again meanwhile`),
+              );
+            }),
+          );
+        }
+      }
+      await startNode(rig, victim);
+    }
+  } finally {
+    killing = false;
+    await driving;
+    await Promise.all(lateWatches);
+  }
+  result.notes.push(
+    `starts took ${rig.nodes.map((node, index) => `node ${index}: ${node.startTimesMs.join(', ')}`).join('; ')} ms; ` +
+      `takeovers ${result.takeoverMs.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s (bound ${TAKEOVER_BOUND_MS / 1000} s, lease ${NODE_TIMEOUTS.leaseMs / 1000} s)`,
+  );
+  if (result.takeoverMs.length + result.takeoversLate.length === 0)
+    result.idle.push('no kill found its node with work under way, so no takeover was timed');
+  await checkPhase(rig, 'crashes', result, ledger, size.settleMs);
+  if (result.crossNodePairs === 0) result.idle.push('no keyed create was sent to two nodes at once and answered by both');
+  return result;
+}
+
+interface Hang {
+  what: string;
+  /** No request may wait longer while it hangs (HANG_BOUNDS_MS). */
+  boundMs: number;
+  products: Product[];
+  pause: () => void;
+  resume: () => void;
+}
+
+export async function hangPhase(rig: Rig, size: Size): Promise<PhaseResult> {
+  const result = emptyPhase();
+  rig.tally.phase = 'hangs';
+  const ledger = new Ledger(`h${rig.random.int(1e6, 9e6)}`);
+  const workload = new Workload(rig.api, rig.installationId, ledger, rig.random);
+  const hangs: Hang[] = [
+    {
+      what: 'Redis',
+      boundMs: HANG_BOUNDS_MS.redis,
+      products: ['redis', 'redis', 'postgres'],
+      pause: () => rig.redis.pause(),
+      resume: () => rig.redis.resume(),
+    },
+    {
+      what: 'state PostgreSQL',
+      boundMs: HANG_BOUNDS_MS.state,
+      products: ['postgres', 'redis'],
+      pause: () => rig.statePostgres.pause(),
+      resume: () => rig.statePostgres.resume(),
+    },
+  ];
+  if (size.storesHang) {
+    hangs.push({
+      what: 'stores PostgreSQL',
+      boundMs: HANG_BOUNDS_MS.stores,
+      products: ['postgres', 'postgres', 'redis'],
+      pause: () => rig.storesPostgres.pause(),
+      resume: () => rig.storesPostgres.resume(),
+    });
+  }
+  for (const hang of hangs) await runHang(rig, workload, result, hang, size);
+  await checkPhase(rig, 'hangs', result, ledger, size.settleMs);
+  return result;
+}
+
+async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: Hang, size: Size): Promise<void> {
+  let driving = true;
+  const driven = workload.run({
+    concurrency: 3,
+    stop: () => !driving,
+    products: hang.products,
+    deleteShare: 0.2,
+    retries: 3,
+    retryDelayMs: 500,
+    pauseMs: 50,
+    maxCreates: workload.ledger.creates.length + size.maxCreates / 2,
+    twinShare: 0.3,
+  });
+  // Besides the workload, a read on each node in turn: authenticated, so it is counted against the shared rate limit.
+  const probing = (async () => {
+    while (driving) {
+      await rig.api.call('GET', '/v1/integrations/configurations?view=account', { what: 'list installations' });
+      await sleep(200);
+    }
+  })();
+  try {
+    const before = workload.ledger.acknowledged().length;
+    for (const deadline = Date.now() + 60_000; workload.ledger.acknowledged().length === before && Date.now() < deadline; ) await sleep(50);
+
+    const hangMs = hang.boundMs + HANG_BEYOND_BOUND_MS;
+    rig.log(`hangs: pausing ${hang.what} (SIGSTOP) for ${hangMs / 1000} s; no request may wait past ${hang.boundMs / 1000} s`);
+    hang.pause();
+    const pausedAt = Date.now();
+    // What each node's /healthz says a few seconds into the hang (not counted: a report, not a check).
+    const health = (async () => {
+      await sleep(Math.min(5_000, hangMs / 2));
+      return Promise.all(
+        rig.nodes.map(async (node, index) => {
+          try {
+            const response = await fetch(`${node.url}/healthz`, { signal: AbortSignal.timeout(hang.boundMs) });
+            return `node ${index} ${response.status}`;
+          } catch {
+            return `node ${index} no answer within ${hang.boundMs / 1000} s`;
+          }
+        }),
+      );
+    })();
+    try {
+      while (Date.now() - pausedAt < hangMs) {
+        await sleep(100);
+        if (rig.nodes.some((node) => !node.running)) break;
+      }
+    } finally {
+      hang.resume();
+    }
+    const resumedAt = Date.now();
+    rig.log(`hangs: ${hang.what} resumed`);
+    result.notes.push(`${hang.what} hung: /healthz 5 s in: ${(await health).join(', ')}`);
+    await restartExited(rig, result, `the ${hang.what} hang`);
+    driving = false;
+    await Promise.all([driven, probing]);
+
+    const inHang = rig.tally.timings.filter((t) => t.phase === 'hangs' && t.sentAt < resumedAt && t.sentAt + t.ms > pausedAt);
+    for (const t of inHang) {
+      if (t.ms <= hang.boundMs) continue;
+      result.hangWaits.push(
+        `${hang.what} hang: ${t.what} on node ${t.node}, sent ${((t.sentAt - pausedAt) / 1000).toFixed(1)} s into it, ` +
+          `answered ${t.status === 0 ? 'nothing' : `${t.status}${t.code ? ` ${t.code}` : ''}`} after ${(t.ms / 1000).toFixed(1)} s`,
+      );
+    }
+    const slowest = Math.max(0, ...inHang.map((t) => t.ms));
+    result.slowestInHangMs = Math.max(result.slowestInHangMs ?? 0, slowest);
+    const answers = new Map<string, number>();
+    for (const t of inHang) {
+      const key = `${t.what} ${t.status === 0 ? 'no answer' : t.status}${t.code ? ` ${t.code}` : ''}`;
+      answers.set(key, (answers.get(key) ?? 0) + 1);
+    }
+    const slowestThree = [...inHang]
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 3)
+      .map((t) => `${t.what} ${t.status === 0 ? 'no answer' : t.status}${t.code ? ` ${t.code}` : ''} ${(t.ms / 1000).toFixed(1)} s`);
+    result.notes.push(
+      `${hang.what} hung ${hangMs / 1000} s (bound ${hang.boundMs / 1000} s): ${inHang.length} requests in flight, the slowest ${slowestThree.join(', ')}; all: ` +
+        [...answers].map(([key, n]) => `${key} ×${n}`).join(', '),
+    );
+    if (inHang.length === 0) result.idle.push(`no request was in flight while ${hang.what} hung`);
+  } finally {
+    driving = false;
+    await Promise.all([driven, probing]);
+  }
+}
