@@ -153,6 +153,18 @@ interface Entry<V> {
   expiresAt: number;
 }
 
+export interface ReadCacheOptions {
+  /** How long an entry lives at most, changes or not (a backstop). */
+  ttlMs?: number;
+  maxEntries?: number;
+  /**
+   * The tables what it holds is read from: a change another node notifies in any other table
+   * leaves it as it is. Unset, every change empties it. A write of this process (which names no
+   * table) and a gap in the notifications (ANYTHING) empty it either way.
+   */
+  tables?: readonly string[];
+}
+
 /**
  * A bounded read-through cache whose entries live until the next change (or `ttlMs`, a
  * backstop). A value read while a change happened is returned but not kept, so a read racing
@@ -161,12 +173,25 @@ interface Entry<V> {
 export class ReadCache<V> {
   /** Emptied on every change, so whatever it holds was read in the current generation. */
   private readonly entries = new Map<string, Entry<V>>();
+  private readonly ttlMs: number;
+  private readonly maxEntries: number;
 
   constructor(
     private readonly feed: ChangeFeed,
-    private readonly options: { ttlMs: number; maxEntries: number } = { ttlMs: 60_000, maxEntries: 10_000 },
+    options: ReadCacheOptions = {},
   ) {
-    feed.onChange(() => this.entries.clear());
+    this.ttlMs = options.ttlMs ?? 60_000;
+    this.maxEntries = options.maxEntries ?? 10_000;
+    const tables = options.tables && new Set(options.tables);
+    feed.onChange((table) => {
+      if (!tables || table === undefined || table === ANYTHING || tables.has(table)) this.entries.clear();
+    });
+  }
+
+  /** The value kept for `key`, without loading it: undefined when there is none (or it may be stale). */
+  peek(key: string): V | undefined {
+    const hit = this.entries.get(key);
+    return hit && this.feed.healthy && hit.expiresAt > Date.now() ? hit.value : undefined;
   }
 
   async get(key: string, load: () => Promise<V>): Promise<V> {
@@ -176,8 +201,8 @@ export class ReadCache<V> {
     const value = await load();
     // A change during the read emptied the cache; what was read before it must not go back in.
     if (this.feed.healthy && this.feed.generation === generation) {
-      if (this.entries.size >= this.options.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-      this.entries.set(key, { value, expiresAt: Date.now() + this.options.ttlMs });
+      if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+      this.entries.set(key, { value, expiresAt: Date.now() + this.ttlMs });
     }
     return value;
   }

@@ -11,6 +11,10 @@ declare module 'fastify' {
     /** Routes anyone may call without a token (health, the OpenAPI document). */
     public?: boolean;
   }
+  interface FastifyInstance {
+    /** Authentication and team resolution, and the users they name, served from memory between changes. */
+    access: Access;
+  }
   interface FastifyRequest {
     principal: Principal;
     /** The caller and the team the request acts on (from `teamId`/`slug`, else the token's default team). */
@@ -48,6 +52,7 @@ export function clientAddressKey(ip: string): string {
  */
 export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { access: Access; limits?: RateLimits }) {
   const { access, limits } = options;
+  app.decorate('access', access);
   app.decorateRequest('principal', null as unknown as Principal);
   app.decorateRequest('actor', null as unknown as Actor);
   const countsFailures = limits?.limitsAuthFailures === true;

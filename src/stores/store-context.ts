@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Catalog, Product } from '../catalog/catalog.ts';
+import type { ChangeFeed } from '../db/change-feed.ts';
 import type { Database } from '../db/database.ts';
 import type { NodeLease } from '../db/node-lease.ts';
 import type { Discovery } from '../marketplace/discovery.ts';
@@ -23,6 +24,8 @@ export interface StoreServiceOptions {
   pendingTimeoutMs: number;
   /** This node's lease: the creates and deletes it works on are recorded as its own. */
   lease: NodeLease;
+  /** When given, a store's view is served from memory between changes (StoreViews); else read each time. */
+  feed?: ChangeFeed | undefined;
   logger?: Logger | undefined;
 }
 

@@ -18,7 +18,7 @@ import type { StoreContext, StoreServiceOptions } from './store-context.ts';
 import { StoreCreation, type CreateStoreInput } from './store-creation.ts';
 import { StoreImports } from './store-imports.ts';
 import { StoreRemoval } from './store-removal.ts';
-import { connectionsOf, viewWith, type StoreView } from './store-views.ts';
+import { connectionsOf, StoreViews, viewWith, type StoreView } from './store-views.ts';
 import { findStore, listStores, type Store, type StorePage } from './stores.ts';
 
 export type { StoreContext, StoreServiceOptions } from './store-context.ts';
@@ -33,6 +33,7 @@ export class StoreService {
   private readonly pendingStores: PendingStores;
   private readonly creation: StoreCreation;
   private readonly imports: StoreImports;
+  private readonly views: StoreViews | undefined;
 
   constructor(
     private readonly db: Database,
@@ -42,6 +43,7 @@ export class StoreService {
     box: SecretBox,
     private readonly options: StoreServiceOptions,
   ) {
+    this.views = options.feed && new StoreViews(db, options.feed);
     const staleMs = 2 * options.provisionTimeoutMs;
     const waitMs = options.provisionTimeoutMs + 30_000;
     const keys = new IdempotencyKeys(db, {
@@ -143,6 +145,7 @@ export class StoreService {
   }
 
   async get(actor: Actor, id: string): Promise<StoreView> {
+    if (this.views) return this.views.get(this.catalog(), actor.team.id, id);
     return this.view(await findStore(this.db, actor.team.id, id));
   }
 

@@ -1,7 +1,8 @@
 /** The API's view of a store: the store with the catalog entries it was created from, and the projects it is connected to. */
 import { offeredPlans, type BillingPlan, type Catalog, type Integration, type Product } from '../catalog/catalog.ts';
+import { ReadCache, type ChangeFeed } from '../db/change-feed.ts';
 import type { MappedRow, Queryable } from '../db/database.ts';
-import type { Store } from './stores.ts';
+import { findStore, type Store } from './stores.ts';
 
 /** A store with the catalog entries it was created from, which its API view shows. */
 export interface StoreView {
@@ -57,4 +58,41 @@ export async function connectionsOf(db: Queryable, storeIds: string[]): Promise<
     found.set(row.store_id, list);
   }
   return found;
+}
+
+/** What a store's view is read from, besides the catalog: its row, and its connections. */
+interface StoreRows {
+  store: Store;
+  connections: StoreConnection[];
+}
+
+/** The tables a store's view is read from (their triggers notify the change feed, migration 0012). */
+const VIEW_TABLES = ['stores', 'store_connections', 'projects', 'project_env'];
+
+/**
+ * The rows of GET /v1/storage/stores/{id}, read through a cache that any write to what a view
+ * shows empties, on every node (the change feed): this node's own writes at once, another
+ * node's (or an operator's SQL) as soon as its notification arrives, as authorization's caches
+ * are. While the feed cannot hear changes, every read goes to the database. The catalog entries
+ * are looked up on each read, so a catalog reload shows at once.
+ */
+export class StoreViews {
+  private readonly rows: ReadCache<StoreRows>;
+
+  constructor(
+    private readonly db: Queryable,
+    feed: ChangeFeed,
+  ) {
+    this.rows = new ReadCache(feed, { tables: VIEW_TABLES });
+  }
+
+  /** The team's store (404 for any other team's, uncached) with its connections. */
+  async get(catalog: Catalog, teamId: string, id: string): Promise<StoreView> {
+    // The team is in the key: the same id asked for by another team is its own 404.
+    const { store, connections } = await this.rows.get(`${teamId}\0${id}`, async () => {
+      const store = await findStore(this.db, teamId, id);
+      return { store, connections: (await connectionsOf(this.db, [store.id])).get(store.id) ?? [] };
+    });
+    return viewWith(catalog, store, connections);
+  }
 }

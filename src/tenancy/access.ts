@@ -4,6 +4,7 @@ import { badRequest, forbidden, unauthorized } from '../errors.ts';
 import { hashToken } from '../ids.ts';
 import type { Team, TeamRole } from './teams.ts';
 import { findLiveToken, markTokensUsed, type LiveToken, type Principal } from './tokens.ts';
+import { getUser, type User } from './users.ts';
 
 /** Who is asking, and for which team, with what role there. */
 export interface Actor extends Principal {
@@ -75,6 +76,8 @@ export class Access {
    * after 5 s, and kept apart from `tokens` so a flood of bad tokens cannot evict the good ones.
    */
   private readonly lookups: ReadCache<LiveToken | undefined>;
+  /** Users by id, for GET /v2/user on every call of the CLI: only a change to `users` empties it. */
+  private readonly users: ReadCache<User>;
   /** Hashes of tokens that authenticated on this node lately, and until when they count (see `recentlyAuthenticated`). */
   private readonly known = new Map<string, number>();
   private readonly used = new Set<string>();
@@ -87,6 +90,7 @@ export class Access {
     this.tokens = new ReadCache(feed);
     this.actors = new ReadCache(feed);
     this.lookups = new ReadCache(feed, { ttlMs: 5_000, maxEntries: 10_000 });
+    this.users = new ReadCache(feed, { tables: ['users'] });
     this.timer = setInterval(() => void this.flushUsed().catch(() => {}), MARK_USED_EVERY_MS);
     this.timer.unref();
   }
@@ -139,6 +143,11 @@ export class Access {
     // JSON keeps "no teamId" apart from "teamId=" (an empty string names no team).
     const key = JSON.stringify([principal.tokenId, selector.teamId ?? null, selector.slug ?? null]);
     return this.actors.get(key, () => actorFor(this.db, principal, selector));
+  }
+
+  /** The principal's user (from memory between changes to `users`); 404 if it is gone. */
+  user(principal: Principal): Promise<User> {
+    return this.users.get(principal.userId, () => getUser(this.db, principal.userId));
   }
 
   private async flushUsed(): Promise<void> {

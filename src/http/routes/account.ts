@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../db/database.ts';
 import { forbidden } from '../../errors.ts';
 import { teamsOf } from '../../tenancy/teams.ts';
-import { getUser } from '../../tenancy/users.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
 import { str } from '../vercel-shapes.ts';
 
@@ -51,7 +50,7 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
       },
     },
     async (request) => {
-      const user = await getUser(db, request.principal.userId);
+      const user = await app.access.user(request.principal);
       return {
         user: {
           id: user.id,
