@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import type { Store, StorehouseApi } from './api.ts';
+import type { Store, StorehouseApi, Timing } from './api.ts';
 import type { Ledger } from './workload.ts';
 
 /** Waits until no store is initializing, deleting or in error (the list shows deleting as error). */
@@ -79,6 +79,21 @@ export async function listsDiffer(api: StorehouseApi): Promise<string[]> {
       );
   }
   return differ;
+}
+
+/**
+ * The requests of `phase` in flight at some moment while a dependency hung (sent before it resumed,
+ * answered, or given up on, after it paused), and those of them answered later than `boundMs`
+ * after they were sent (or not at all).
+ */
+export function hangWaits(
+  timings: Timing[],
+  phase: string,
+  window: { pausedAt: number; resumedAt: number },
+  boundMs: number,
+): { inHang: Timing[]; late: Timing[] } {
+  const inHang = timings.filter((t) => t.phase === phase && t.sentAt < window.resumedAt && t.sentAt + t.ms > window.pausedAt);
+  return { inHang, late: inHang.filter((t) => t.ms > boundMs) };
 }
 
 /** The provider-made things (names `sh_...`) on the provider's servers. */

@@ -14,6 +14,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Product } from './api.ts';
+import { hangWaits } from './checks.ts';
 import { restartExited } from './outages.ts';
 import type { PhaseResult } from './report.ts';
 import { checkPhase, emptyPhase, type Rig, type Size, startNode } from './run.ts';
@@ -87,44 +88,52 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
     retryDelayMs: 500,
     maxCreates: size.maxCreates,
     twinShare: 0.4,
-    // Paced, so the creates last until the last kill: a kill spends seconds waiting for its takeover.
-    pauseMs: 100,
+    // Paced, so the creates last until the last kill (a kill spends seconds waiting for its
+    // takeover, a start seconds more); maxCreates is only a bound.
+    pauseMs: 300,
   });
   let driven = false;
   void driving.finally(() => (driven = true)).catch(() => {});
   const lateWatches: Array<Promise<void>> = [];
   try {
     for (let kill = 1; kill <= size.kills; kill++) {
-      const victim = rig.random.int(0, rig.nodes.length - 1);
-      const node = rig.nodes[victim]!;
-      const nodeId = rig.nodeIds[victim];
       await sleep(rig.random.int(200, 2_500));
-      // At a moment the node has a create or delete under way, so its death leaves work to take
-      // over: the provider's role catalog is held meanwhile, so Postgres work reaching it waits.
-      let waited = 0;
+      // At a moment a node has a create or delete under way, so its death leaves work to take over:
+      // the provider's role catalog is held meanwhile, so Postgres work reaching it waits there, and
+      // the node killed is a random one of those whose work has waited (not one about to finish).
       const held = await holdRoleCatalog(rig.storesPostgres.adminUrl);
-      let killed: Promise<void>;
+      let victim: number | undefined;
+      let waited = 0;
       let diedAt: number;
       let work: string[] = [];
       let left: number | undefined;
       try {
-        if (nodeId) {
-          const began = Date.now();
-          while (!driven && Date.now() - began < WORK_DEADLINE_MS) {
-            if ((await postgresWorkUnderWay(rig.state, nodeId).catch(() => [])).length > 0) break;
-            await sleep(10);
+        const began = Date.now();
+        const seen = new Map<string, number>();
+        while (!driven && Date.now() - began < WORK_DEADLINE_MS) {
+          const rows = await postgresWorkUnderWay(rig.state).catch(() => []);
+          const now = Date.now();
+          for (const row of rows) if (!seen.has(row.id)) seen.set(row.id, now);
+          const waiting = rows.filter((row) => now - seen.get(row.id)! >= 100 && rig.nodeIds.includes(row.owner));
+          if (waiting.length > 0) {
+            victim = rig.nodeIds.indexOf(rig.random.pick(waiting).owner);
+            break;
           }
-          waited = Date.now() - began;
+          await sleep(20);
         }
+        waited = Date.now() - began;
+        victim ??= rig.random.int(0, rig.nodes.length - 1);
+        const node = rig.nodes[victim]!;
+        const nodeId = rig.nodeIds[victim];
         if (!node.running) result.unexpectedExits.push(`node ${victim} before kill ${kill}`);
-        killed = node.kill(); // SIGKILL sent now; its exit awaited below
+        const killed = node.kill(); // SIGKILL sent now; its exit awaited below
         diedAt = Date.now();
         await killed;
         result.kills++;
         if (nodeId) {
           work = await workUnderWay(rig.state, nodeId).catch(() => []);
           left = await leaseLeftMs(rig.state, nodeId).catch(() => undefined);
-        }
+        } else result.notes.push(`kill ${kill}: node ${victim}'s lease was not known, its work not timed`);
       } finally {
         await held.release();
       }
@@ -133,7 +142,6 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
           ` (waited ${waited} ms for them; its lease had ${left === undefined ? '?' : Math.round(left)} ms left);` +
           ` ${ledger.acknowledged().length} creates, ${ledger.deletesAcknowledged} deletes acknowledged so far`,
       );
-      if (!nodeId) result.notes.push(`kill ${kill}: node ${victim}'s lease was not known, its work not timed`);
       if (work.length > 0) {
         // The node stays dead meanwhile: only the survivors (their sweeps, keyed retries sent to them) can take its work over.
         const taken = await untilTakenOver(rig.state, work, diedAt, TAKEOVER_BOUND_MS);
@@ -273,9 +281,8 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     driving = false;
     await Promise.all([driven, probing]);
 
-    const inHang = rig.tally.timings.filter((t) => t.phase === 'hangs' && t.sentAt < resumedAt && t.sentAt + t.ms > pausedAt);
-    for (const t of inHang) {
-      if (t.ms <= hang.boundMs) continue;
+    const { inHang, late } = hangWaits(rig.tally.timings, 'hangs', { pausedAt, resumedAt }, hang.boundMs);
+    for (const t of late) {
       result.hangWaits.push(
         `${hang.what} hang: ${t.what} on node ${t.node}, sent ${((t.sentAt - pausedAt) / 1000).toFixed(1)} s into it, ` +
           `answered ${t.status === 0 ? 'nothing' : `${t.status}${t.code ? ` ${t.code}` : ''}`} after ${(t.ms / 1000).toFixed(1)} s`,

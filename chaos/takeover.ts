@@ -33,15 +33,13 @@ export async function leaseIds(state: pg.Pool): Promise<string[]> {
   return (await query<{ node_id: string }>(state, 'SELECT node_id FROM node_leases')).map((row) => row.node_id);
 }
 
-/** The Postgres stores whose create or delete `nodeId` has under way (the work holdRoleCatalog keeps under way). */
-export async function postgresWorkUnderWay(state: pg.Pool, nodeId: string): Promise<string[]> {
-  const rows = await query<{ id: string }>(
+/** The Postgres stores with a create or delete under way, and the node doing each (the work holdRoleCatalog keeps under way). */
+export async function postgresWorkUnderWay(state: pg.Pool): Promise<Array<{ id: string; owner: string }>> {
+  return query<{ id: string; owner: string }>(
     state,
-    `SELECT s.id FROM stores s JOIN products p ON p.id = s.product_id
-      WHERE s.owner_node = $1 AND p.slug = 'postgres' AND ${UNDER_WAY.replaceAll('status', 's.status').replace('external_resource_id', 's.external_resource_id')}`,
-    [nodeId],
+    `SELECT s.id, s.owner_node AS owner FROM stores s JOIN products p ON p.id = s.product_id
+      WHERE s.owner_node IS NOT NULL AND p.slug = 'postgres' AND ${UNDER_WAY.replaceAll('status', 's.status').replace('external_resource_id', 's.external_resource_id')}`,
   );
-  return rows.map((row) => row.id);
 }
 
 /** The stores whose create or delete `nodeId` has under way. */
