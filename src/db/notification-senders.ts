@@ -134,6 +134,8 @@ interface Opened {
 class CheckConnection {
   private current: Opened | undefined;
   private closed = false;
+  /** Questions take turns on the one connection (node-postgres deprecates sending one while another runs). */
+  private turn: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly open: () => pg.Client) {}
 
@@ -150,7 +152,9 @@ class CheckConnection {
         continue; // it failed to open: once more on a new one
       }
       try {
-        return await byDeadline(client.query<R>(sql, params), deadline, 'a sender check');
+        const answer = this.turn.then(() => client.query<R>(sql, params));
+        this.turn = answer.catch(() => {});
+        return await byDeadline(answer, deadline, 'a sender check');
       } catch (error) {
         this.drop(opened);
         if (error instanceof Unanswered || attempt >= 2 || this.closed) throw error;
