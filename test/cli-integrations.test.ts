@@ -4,13 +4,13 @@
  * API then holds. The CLI runs with a HOME of its own and telemetry off (test/cli-harness.ts).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { randomBase62 } from '../src/ids.ts';
-import { cliUser, type CliResult, type CliUser } from './cli-harness.ts';
+import { cliUser, VERCEL_BIN, type CliResult, type CliUser } from './cli-harness.ts';
 import { errorOf, startServer, type TestServer } from './helpers.ts';
 
 const run = promisify(execFile);
@@ -23,6 +23,52 @@ function readDotenv(file: string): Record<string, string> {
     if (match) values[match[1]!] = match[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"');
   }
   return values;
+}
+
+/**
+ * Runs `vercel <args>` in a terminal of its own (util-linux `script`), as a user at a prompt
+ * does: each answer is typed once the output shows its question. The CLI asks for the terms only
+ * in a terminal.
+ */
+function runInTerminal(
+  server: TestServer,
+  cli: CliUser,
+  args: string[],
+  answers: Array<{ when: RegExp; type: string }>,
+  timeoutMs = 120_000,
+): Promise<CliResult> {
+  const quote = (arg: string) => `'${arg.replaceAll("'", "'\\''")}'`;
+  const command = [VERCEL_BIN, ...args, '--api', server.url, '--token', server.token].map(quote).join(' ');
+  // Nothing of the suite's environment: no variable an agent detector reads, the CLI's state in its HOME.
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: cli.home,
+    TERM: 'dumb',
+    VERCEL_TELEMETRY_DISABLED: '1',
+    NO_UPDATE_NOTIFIER: '1',
+    NO_COLOR: '1',
+    FORCE_COLOR: '0',
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qec', command, '/dev/null'], { cwd: cli.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    const pending = [...answers];
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString().replaceAll('\r', '');
+      while (pending[0]?.when.test(output)) child.stdin.write(pending.shift()!.type);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`vercel ${args.join(' ')} in a terminal did not finish within ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      child.stdin.destroy();
+      resolve({ code, stdout: output, stderr: '', output });
+    });
+  });
 }
 
 const ok = (result: CliResult) => assert.equal(result.code, 0, `the command failed:\n${result.output}`);
@@ -283,5 +329,129 @@ describe('vercel integration add', () => {
     ok(result);
     assert.match(result.output, /Postgres successfully provisioned: cli-install/);
     assert.ok((await storeNames()).includes('cli-install'));
+  });
+
+  test("balance and resource create-threshold: a prepaid store's balance, and the threshold kept and shown", async () => {
+    const before = await cli.run(['integration', 'balance', 'storehouse']);
+    ok(before);
+    assert.match(before.output, /No thresholds found for this integration/);
+    assert.match(before.output, /● cli-prepaid\n>?\s*Balance: \$5\.00/);
+
+    const created = await cli.run(['integration', 'resource', 'create-threshold', 'cli-prepaid', '5', '10', '50', '--yes']);
+    ok(created);
+    assert.match(created.output, /Threshold for resource cli-prepaid created successfully/);
+    const after = await cli.run(['integration', 'balance', 'storehouse', '--format', 'json']);
+    ok(after);
+    const { balances, thresholds } = JSON.parse(after.stdout);
+    assert.deepEqual(
+      balances.map((b: any) => [b.resourceName, b.amount]),
+      [['cli-prepaid', '$5.00']],
+    );
+    assert.deepEqual(
+      thresholds.map((t: any) => [t.resourceName, t.minimumAmountInCents, t.purchaseAmountInCents]),
+      [['cli-prepaid', 500, 1000]],
+    );
+    // Set again, it replaces the first.
+    ok(await cli.run(['integration', 'resource', 'create-threshold', 'cli-prepaid', '6', '12', '60', '--yes']));
+    const text = await cli.run(['integration', 'balance', 'storehouse']);
+    assert.match(text.output, /Threshold: Spend \$12\.00 if balance goes below \$6\.00/);
+
+    // What the CLI checks itself, the server checks again.
+    const stores = (await (await server.request('/v1/storage/stores')).json()) as { stores: any[] };
+    const byName = (name: string) => stores.stores.find((store) => store.name === name);
+    const installation = byName('cli-prepaid').product.integrationConfigurationId;
+    const threshold = (store: string, body: object) =>
+      server.request(`/v1/integrations/installations/${installation}/resources/${byName(store).id}/billing/threshold`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const notPrepaid = await errorOf(await threshold('cli-db', { minimumAmountInCents: 500, purchaseAmountInCents: 1000 }));
+    assert.deepEqual([notPrepaid.status, notPrepaid.code], [400, 'not_prepayment']);
+    const belowPlan = await errorOf(await threshold('cli-prepaid', { minimumAmountInCents: 50, purchaseAmountInCents: 100 }));
+    assert.deepEqual([belowPlan.status, belowPlan.code], [400, 'validation_error']);
+    assert.match(belowPlan.message, /purchaseAmountInCents: must be at least the plan's minimum, \$5\.00/);
+  });
+
+  test('remove: refused while stores exist, naming them; removed once they are gone; then installed again by accepting the terms', async () => {
+    const refused = await cli.run(['integration', 'remove', 'storehouse', '--yes']);
+    failed(refused);
+    assert.match(refused.output, /Cannot uninstall storehouse because it still has resources\./);
+    for (const name of await storeNames()) assert.match(refused.output, new RegExp(`- ${name}\\n`));
+
+    const removedOne = await cli.run(['integration', 'resource', 'remove', 'cli-db', '--disconnect-all', '--yes']);
+    ok(removedOne);
+    assert.match(removedOne.output, /cli-db successfully deleted/);
+    const stores = (await (await server.request('/v1/storage/stores')).json()) as { stores: any[] };
+    for (const store of stores.stores) {
+      const deleted = await server.request(`/v1/storage/stores/integration/${store.id}?disconnect=true`, { method: 'DELETE' });
+      assert.equal(deleted.status, 200, await deleted.text());
+    }
+    const removed = await cli.run(['integration', 'remove', 'storehouse', '--yes']);
+    ok(removed);
+    assert.match(removed.output, /storehouse successfully removed/);
+    const none = await cli.run(['integration', 'installations']);
+    ok(none);
+    assert.match(none.output, /No marketplace installations found/);
+
+    // Without an installation and no terminal to accept the terms in, the CLI says what to do; nothing is made.
+    const noTerms = await cli.run(['integration', 'add', 'storehouse/postgres', '--no-connect', '--non-interactive']);
+    failed(noTerms);
+    assert.match(noTerms.output, /"status": "action_required"/);
+    assert.match(noTerms.output, /Accept marketplace terms for \\"Storehouse\\"/);
+    const provision = (body: object) =>
+      server.request('/v1/integrations/integration/storehouse/marketplace/auto-provision/postgres', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'cli-raw', metadata: {}, source: 'cli', ...body }),
+      });
+    const unaccepted = await errorOf(await provision({ acceptedPolicies: {} }));
+    assert.deepEqual([unaccepted.status, unaccepted.code], [403, 'terms_not_accepted']);
+    assert.match(unaccepted.message, /vercel integration accept-terms storehouse/);
+    // Terms accepted in the call but the store refused: the installation made for it goes too.
+    const badPlan = await errorOf(await provision({ acceptedPolicies: { toc: new Date().toISOString() }, billingPlanId: 'postgres_gold' }));
+    assert.equal(badPlan.status, 400);
+    const configurations = async () =>
+      (await (await server.request('/v2/integrations/configurations?view=account&installationType=marketplace')).json()) as any[];
+    assert.deepEqual(await configurations(), []);
+    assert.deepEqual(await storeNames(), []);
+
+    // In a terminal, add asks for the terms and installs the integration with the store.
+    const accept = [{ when: /Accept all of the documents listed above\?/, type: 'y\r' }];
+    const added = await runInTerminal(
+      server,
+      cli,
+      ['integration', 'add', 'storehouse/postgres', '--name', 'cli-terms', '--no-connect'],
+      accept,
+    );
+    assert.equal(added.code, 0, added.output);
+    assert.match(added.output, /Installing Storehouse requires accepting the following/);
+    assert.match(added.output, /Postgres successfully provisioned: cli-terms/);
+    assert.equal((await configurations()).length, 1);
+    assert.deepEqual(await storeNames(), ['cli-terms']);
+
+    // accept-terms: the terms flow alone.
+    const [store] = ((await (await server.request('/v1/storage/stores')).json()) as { stores: any[] }).stores;
+    assert.equal((await server.request(`/v1/storage/stores/integration/${store.id}`, { method: 'DELETE' })).status, 200);
+    ok(await cli.run(['integration', 'remove', 'storehouse', '--yes']));
+    const accepted = await runInTerminal(server, cli, ['integration', 'accept-terms', 'storehouse'], accept);
+    assert.equal(accepted.code, 0, accepted.output);
+    assert.match(accepted.output, /Terms accepted\. Integration storehouse is installed for this team/);
+    const [installation] = await configurations();
+    assert.equal(installation.integration.slug, 'storehouse');
+    assert.equal(installation.source, 'cli');
+    const again = await cli.run(['integration', 'accept-terms', 'storehouse']);
+    ok(again);
+    assert.match(again.output, /Integration storehouse is already installed for this team/);
+    const twice = await errorOf(
+      await server.request('/v2/integrations/integration/storehouse/marketplace/install', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ acceptedPolicies: { toc: new Date().toISOString() }, source: 'cli' }),
+      }),
+    );
+    assert.deepEqual([twice.status, twice.code], [409, 'already_installed']);
+    // And add works without a terminal again.
+    ok(await cli.run(['integration', 'add', 'storehouse/postgres', '--name', 'cli-after', '--no-connect']));
   });
 });

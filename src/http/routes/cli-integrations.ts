@@ -9,6 +9,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { CliInstalls, type AutoProvisionInput } from '../../marketplace/cli-installs.ts';
+import { InstallationBilling, type ThresholdInput } from '../../marketplace/installation-billing.ts';
 import type { Runtime } from '../../runtime.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import { exactBodies } from '../lazy-compilers.ts';
@@ -129,6 +130,18 @@ const autoProvisionAnswer = {
   },
 };
 
+const thresholdSchema = {
+  type: 'object',
+  required: ['resourceId', 'minimumAmountInCents', 'purchaseAmountInCents'],
+  properties: {
+    resourceId: { ...str, description: "The store's externalResourceId" },
+    billingPlanId: str,
+    minimumAmountInCents: { type: 'number' },
+    purchaseAmountInCents: { type: 'number' },
+    maximumAmountPerPeriodInCents: { type: 'number' },
+  },
+};
+
 const slugParams = { type: 'object', required: ['slug'], properties: { slug: { type: 'string', description: 'Integration slug or id' } } };
 
 /** A product's tags that name a marketplace category (`tag_databases`), as Vercel's do. */
@@ -155,6 +168,7 @@ function toIntegration({ integration, products }: ReturnType<CliInstalls['descri
 export default async function cliIntegrationsRoutes(app: FastifyInstance, options: { runtime: Runtime }) {
   const { runtime } = options;
   const installs = new CliInstalls(runtime.db, () => runtime.catalog, runtime.providers, runtime.stores);
+  const billing = new InstallationBilling(runtime.db, () => runtime.catalog, runtime.discovery);
 
   app.get<{ Params: { slug: string }; Querystring: TeamQuery }>(
     '/v2/integrations/integration/:slug',
@@ -333,6 +347,109 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
         (typeof invocation === 'string' && /^[\x21-\x7e]{1,200}$/.test(invocation) ? `vercel-cli:${invocation}` : undefined);
       const answer = await installs.autoProvision(request.actor, slug, productSlug, request.body, { idempotencyKey });
       return { ...answer, billingPlan: answer.billingPlan && toBillingPlan(answer.billingPlan) };
+    },
+  );
+
+  const installationParams = {
+    type: 'object',
+    required: ['id'],
+    properties: { id: { type: 'string', description: 'The installation (integration configuration) id' } },
+  };
+  const cents = { type: 'integer', minimum: 0, maximum: 100_000_000 };
+
+  app.get<{ Params: { id: string }; Querystring: TeamQuery }>(
+    '/v1/integrations/installations/:id/billing/balance',
+    {
+      schema: {
+        operationId: 'getInstallationPrepaymentBalance',
+        summary: "The prepaid balances of an installation's stores and their thresholds (vercel integration balance)",
+        tags,
+        params: installationParams,
+        querystring: { type: 'object', properties: teamQuery },
+        response: {
+          200: {
+            type: 'object',
+            required: ['ownerId', 'installationId', 'balances', 'thresholds'],
+            properties: {
+              ownerId: str,
+              installationId: str,
+              balances: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['resourceId', 'currencyValueInCents'],
+                  properties: {
+                    resourceId: { ...str, description: "The store's externalResourceId" },
+                    currencyValueInCents: { type: 'number' },
+                    timestamp: str,
+                  },
+                },
+              },
+              thresholds: { type: 'array', items: thresholdSchema },
+            },
+          },
+          ...errorResponses(400, 401, 403, 404),
+        },
+      },
+    },
+    async (request) => billing.balance(request.actor, request.params.id),
+  );
+
+  app.post<{ Params: { id: string; resourceId: string }; Querystring: TeamQuery; Body: ThresholdInput }>(
+    '/v1/integrations/installations/:id/resources/:resourceId/billing/threshold',
+    {
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'setResourcePrepaymentThreshold',
+        summary: "Set a prepaid store's balance threshold (vercel integration resource create-threshold)",
+        tags,
+        params: {
+          type: 'object',
+          required: ['id', 'resourceId'],
+          properties: {
+            ...installationParams.properties,
+            resourceId: { type: 'string', description: "The store's id or externalResourceId" },
+          },
+        },
+        querystring: { type: 'object', properties: teamQuery },
+        body: {
+          type: 'object',
+          required: ['minimumAmountInCents', 'purchaseAmountInCents'],
+          properties: {
+            billingPlanId: { type: 'string', description: "The store's plan" },
+            minimumAmountInCents: { ...cents, description: 'Buy more when the balance falls below this' },
+            purchaseAmountInCents: { ...cents, description: 'How much to buy' },
+            maximumAmountPerPeriodInCents: { ...cents, description: 'At most this much per billing period' },
+            metadata: { type: 'string', maxLength: 10_000 },
+          },
+        },
+        response: { 200: thresholdSchema, ...errorResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => billing.setThreshold(request.actor, request.params.id, request.params.resourceId, request.body),
+  );
+
+  app.post<{ Params: { id: string }; Querystring: TeamQuery }>(
+    '/v2/integrations/installations/:id/uninstall',
+    {
+      schema: {
+        operationId: 'uninstallIntegration',
+        summary:
+          'Uninstall an integration (vercel integration remove): 403 has_resources while it has stores, else as DELETE /v1/integrations/configuration/{id}',
+        tags,
+        params: installationParams,
+        querystring: { type: 'object', properties: teamQuery },
+        body: { type: 'object', additionalProperties: false, properties: {} },
+        response: {
+          200: { type: 'object', required: ['id'], properties: { id: str } },
+          // 409 for a store made meanwhile; the partner server's answer to its uninstall passed on.
+          ...errorResponses(400, 401, 403, 404, 409, 502, 503),
+        },
+      },
+    },
+    async (request) => {
+      await billing.uninstall(request.actor, request.params.id);
+      return { id: request.params.id };
     },
   );
 }
