@@ -19,6 +19,7 @@ import projectsRoutes from './routes/projects.ts';
 import storehouseRoutes from './routes/storehouse.ts';
 import storesRoutes from './routes/stores.ts';
 import systemRoutes from './routes/system.ts';
+import teamsRoutes from './routes/teams.ts';
 import oidcRoutes from './routes/oidc.ts';
 import marketplaceRoutes from './routes/marketplace.ts';
 import { storeSchema } from './store-shapes.ts';
@@ -154,6 +155,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });
   await app.register(accountRoutes, { db: runtime.db });
+  await app.register(teamsRoutes, { db: runtime.db });
   await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
   await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
   await app.ready();

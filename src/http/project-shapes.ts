@@ -115,3 +115,11 @@ export function toEnvVar(env: EnvVar) {
     securityIssues: [],
   };
 }
+
+/**
+ * A variable as a write answers it (createProjectEnv's `created`, editProjectEnv, removeProjectEnv):
+ * the SDK requires `value` there, so an encrypted or sensitive one has `""`, never its value.
+ */
+export function toWrittenEnvVar(env: EnvVar) {
+  return { ...toEnvVar(env), value: env.value ?? '' };
+}

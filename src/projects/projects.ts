@@ -10,6 +10,7 @@ import { newId } from '../ids.ts';
 import { type SecretBox, UnopenableSecretError } from '../secrets/secret-box.ts';
 import { assertMayReadCredentials, GUARD_COLUMNS, GUARD_JOINS, guardOf } from '../stores/credential-access.ts';
 import type { Actor } from '../tenancy/access.ts';
+import { ProjectEnvWrites } from './env-writes.ts';
 
 export const ENVIRONMENTS = ['production', 'preview', 'development'] as const;
 export type Environment = (typeof ENVIRONMENTS)[number];
@@ -149,10 +150,15 @@ export async function listProjects(
 }
 
 export class ProjectEnv {
+  /** Writes to the project's own variables (env-writes.ts), with the same database and box. */
+  readonly writes: ProjectEnvWrites;
+
   constructor(
     private readonly db: Database,
     private readonly box: SecretBox,
-  ) {}
+  ) {
+    this.writes = new ProjectEnvWrites(db, box);
+  }
 
   /**
    * A row as the API shows it (docs/vercel-api.md §9.1): a sensitive variable never has its value

