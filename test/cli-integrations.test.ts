@@ -373,6 +373,39 @@ describe('vercel integration add', () => {
     assert.match(belowPlan.message, /purchaseAmountInCents: must be at least the plan's minimum, \$5\.00/);
   });
 
+  test('update --projects limits the projects its stores may connect to; --plan is refused: plans are per store', async () => {
+    const created = await server.request('/v11/projects', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'cli-other' }),
+    });
+    const other = JSON.parse(await created.text()) as { id: string };
+    // cli-app has stores connected: it cannot be left out.
+    const leftOut = await cli.run(['integration', 'update', 'storehouse', '--projects', other.id]);
+    failed(leftOut);
+    assert.match(leftOut.output, /Failed to update storehouse: Stores of Storehouse are connected to projects left out: cli-db to cli-app/);
+
+    const selected = await cli.run(['integration', 'update', 'storehouse', '--projects', project.id, '--format', 'json']);
+    ok(selected);
+    assert.deepEqual(JSON.parse(selected.stdout).projects, [project.id]);
+    const listed = await cli.run(['integration', 'installations', '--format', 'json']);
+    const [installation] = JSON.parse(listed.stdout).installations;
+    assert.deepEqual([installation.projectSelection, installation.projects], ['selected', [project.id]]);
+    const refused = await cli.run(['integration', 'resource', 'connect', 'cli-install', 'cli-other', '--yes']);
+    failed(refused);
+    assert.match(refused.output, /may connect its stores to selected projects only, and cli-other is not one/);
+
+    ok(await cli.run(['integration', 'update', 'storehouse', '--projects', 'all']));
+    const connected = await cli.run(['integration', 'resource', 'connect', 'cli-install', 'cli-other', '--yes']);
+    ok(connected);
+    const envs = (await (await server.request(`/v10/projects/${other.id}/env`)).json()) as { envs: any[] };
+    assert.ok(envs.envs.some((e) => e.key === 'POSTGRES_URL'));
+
+    const plan = await cli.run(['integration', 'update', 'storehouse', '--plan', 'postgres_pro']);
+    failed(plan);
+    assert.match(plan.output, /postgres_pro is a plan of each Storehouse store, not of the installation/);
+  });
+
   test('remove: refused while stores exist, naming them; removed once they are gone; then installed again by accepting the terms', async () => {
     const refused = await cli.run(['integration', 'remove', 'storehouse', '--yes']);
     failed(refused);

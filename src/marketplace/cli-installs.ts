@@ -19,11 +19,18 @@
 import { audit } from '../audit/audit-log.ts';
 import type { BillingPlan, Catalog, Integration, Product } from '../catalog/catalog.ts';
 import type { Database } from '../db/database.ts';
-import { AppError, badRequest, forbidden, notFound } from '../errors.ts';
+import { AppError, badRequest, conflict, forbidden, notFound } from '../errors.ts';
 import type { Providers } from '../providers/registry.ts';
 import type { StoreService, StoreView } from '../stores/store-service.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { install, listInstallations, uninstall, type Installation } from '../tenancy/installations.ts';
+import {
+  assertInstallationAdmin,
+  getInstallation,
+  install,
+  listInstallations,
+  uninstall,
+  type Installation,
+} from '../tenancy/installations.ts';
 
 /** The body of POST /v1/integrations/integration/{slug}/marketplace/auto-provision/{product}, as the CLI sends it. */
 export interface AutoProvisionInput {
@@ -183,6 +190,100 @@ export class CliInstalls {
       throw error;
     }
   }
+}
+
+/** PATCH /v1/integrations/configuration/{id} as `vercel integration update` sends it. */
+export interface ConfigurationUpdate {
+  billingPlanId?: string | undefined;
+  authorizationId?: string | undefined;
+  projects?: 'all' | string[] | undefined;
+}
+
+/** Which projects an installation may connect its stores to: `all`, or the ids of those selected. */
+export type ProjectSelection = { projectSelection: 'all' } | { projectSelection: 'selected'; projects: string[] };
+
+/** The project selection of each of the team's installations, by installation id. */
+export async function projectSelections(db: Database, teamId: string): Promise<Map<string, ProjectSelection>> {
+  const { rows } = await db.query<{ id: string; project_ids: string[] | null }>(
+    'SELECT id, project_ids FROM installations WHERE team_id = $1',
+    [teamId],
+  );
+  return new Map(
+    rows.map((row) => [
+      row.id,
+      row.project_ids === null ? { projectSelection: 'all' } : { projectSelection: 'selected', projects: row.project_ids },
+    ]),
+  );
+}
+
+/**
+ * `vercel integration update`: which projects the installation may connect its stores to
+ * (`projects`: "all" or project ids; a project already connected to one of its stores must stay
+ * selected: 409 naming it), by its admins. `billingPlanId` is refused with a 400 saying why:
+ * Storehouse's plans are each store's own (PATCH /v1/storage/stores/{id}), never an installation's.
+ */
+export async function updateConfiguration(
+  db: Database,
+  catalog: Catalog,
+  actor: Actor,
+  id: string,
+  update: ConfigurationUpdate,
+): Promise<{ installation: Installation; integration: Integration; selection: ProjectSelection }> {
+  const installation = await getInstallation(db, actor.team.id, id);
+  const integration = catalog.integrationById(installation.integrationId)!;
+  assertInstallationAdmin(installation, actor, integration.name, 'change its configuration');
+  if (update.billingPlanId !== undefined) {
+    const plans = catalog.productsOf(integration.id).flatMap((product) => product.plans.filter((plan) => !plan.retired));
+    const plan = plans.find((p) => p.id === update.billingPlanId);
+    throw new AppError(
+      400,
+      plan ? 'plan_per_store' : 'invalid_billing_plan',
+      plan
+        ? `${plan.id} is a plan of each ${integration.name} store, not of the installation: change a store's plan with PATCH /v1/storage/stores/{id}`
+        : `${integration.name} has no installation plan ${update.billingPlanId}: its plans are each store's own (${plans.map((p) => p.id).join(', ')}), changed with PATCH /v1/storage/stores/{id}`,
+    );
+  }
+  if (update.projects === undefined) throw badRequest('Nothing to update: pass projects ("all" or project ids)');
+  const wanted = update.projects;
+  return db.transaction(async (tx) => {
+    // Held until the change commits: a connect reads the selection FOR SHARE (connections.ts), so the
+    // two take turns and a store cannot be connected to a project being left out meanwhile.
+    await tx.query('SELECT 1 FROM installations WHERE id = $1 FOR UPDATE', [installation.id]);
+    let ids: string[] | null = null;
+    if (wanted !== 'all') {
+      if (wanted.length === 0) throw badRequest('projects must be "all" or at least one project id');
+      const { rows } = await tx.query<{ id: string }>('SELECT id FROM projects WHERE team_id = $1 AND id = ANY($2::text[])', [
+        actor.team.id,
+        wanted,
+      ]);
+      const found = new Set(rows.map((row) => row.id));
+      const missing = wanted.find((projectId) => !found.has(projectId));
+      if (missing !== undefined) throw notFound('project', missing);
+      ids = [...found].sort();
+      const { rows: outside } = await tx.query<{ name: string; store: string }>(
+        `SELECT DISTINCT p.name, s.name AS store FROM store_connections c JOIN stores s ON s.id = c.store_id JOIN projects p ON p.id = c.project_id
+          WHERE s.installation_id = $1 AND NOT (c.project_id = ANY($2::text[])) ORDER BY p.name, s.name`,
+        [installation.id, ids],
+      );
+      if (outside.length > 0) {
+        throw conflict(
+          'projects_connected',
+          `Stores of ${integration.name} are connected to projects left out: ${outside.map((o) => `${o.store} to ${o.name}`).join(', ')}; disconnect them first or keep those projects`,
+        );
+      }
+    }
+    await tx.query('UPDATE installations SET project_ids = $2, updated_at = now() WHERE id = $1', [installation.id, ids]);
+    await audit(tx, {
+      teamId: actor.team.id,
+      actorId: actor.userId,
+      action: 'installation.updated',
+      targetType: 'installation',
+      targetId: installation.id,
+      details: { projects: ids ?? 'all' },
+    });
+    const selection: ProjectSelection = ids === null ? { projectSelection: 'all' } : { projectSelection: 'selected', projects: ids };
+    return { installation, integration, selection };
+  });
 }
 
 /** The answer the CLI reads for a store just made. */

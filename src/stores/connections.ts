@@ -4,7 +4,7 @@
  */
 import { audit } from '../audit/audit-log.ts';
 import type { Database, MappedRow, Queryable } from '../db/database.ts';
-import { conflict, notFound, validationError } from '../errors.ts';
+import { conflict, forbidden, notFound, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
 import { assertCanChangeProjects, ENVIRONMENTS, findProject, type Environment } from '../projects/projects.ts';
@@ -92,6 +92,16 @@ export class StoreConnections {
       }
       // Connections to one project take turns, so two stores' variables cannot both pass the clash check.
       const project = await findProject(tx, actor.team.id, input.projectId, { lock: true });
+      // The installation may be limited to some projects (vercel integration update --projects).
+      const { rows: selection } = await tx.query<{ project_ids: string[] | null }>(
+        'SELECT project_ids FROM installations WHERE id = $1 FOR SHARE',
+        [store.installationId],
+      );
+      if (selection[0]?.project_ids && !selection[0].project_ids.includes(project.id)) {
+        throw forbidden(
+          `The installation ${store.installationId} may connect its stores to selected projects only, and ${project.name} is not one: add it with PATCH /v1/integrations/configuration/${store.installationId} (vercel integration update --projects)`,
+        );
+      }
       // A sensitive store stays so unless one who may read its credentials says otherwise: variables
       // that are not sensitive can be read back, by anyone who may change the project.
       const guard = await storeGuard(tx, actor.team.id, store.id);

@@ -8,7 +8,13 @@
  * the store service, and Discovery.
  */
 import type { FastifyInstance } from 'fastify';
-import { CliInstalls, type AutoProvisionInput } from '../../marketplace/cli-installs.ts';
+import {
+  CliInstalls,
+  projectSelections,
+  updateConfiguration,
+  type AutoProvisionInput,
+  type ConfigurationUpdate,
+} from '../../marketplace/cli-installs.ts';
 import { InstallationBilling, type ThresholdInput } from '../../marketplace/installation-billing.ts';
 import type { Runtime } from '../../runtime.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
@@ -73,6 +79,7 @@ const configurationV2Schema = {
   ...v1Configuration,
   properties: {
     ...v1Configuration.properties,
+    projects: { type: 'array', items: str, description: 'With projectSelection "selected": the projects its stores may connect to' },
     integration: {
       ...v1Configuration.properties.integration,
       required: ['name', 'slug', 'icon', 'isLegacy'],
@@ -268,9 +275,14 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     },
     async (request) => {
       const found = await runtime.discovery.listConfigurations(request.actor, request.query);
+      const selections = found.length > 0 ? await projectSelections(runtime.db, request.actor.team.id) : new Map();
       return found.map(({ installation, integration }) => {
         const configuration = toConfiguration(installation, integration);
-        return { ...configuration, integration: { ...configuration.integration, slug: integration.slug } };
+        return {
+          ...configuration,
+          ...selections.get(installation.id),
+          integration: { ...configuration.integration, slug: integration.slug },
+        };
       });
     },
   );
@@ -450,6 +462,48 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     async (request) => {
       await billing.uninstall(request.actor, request.params.id);
       return { id: request.params.id };
+    },
+  );
+
+  app.patch<{ Params: { id: string }; Querystring: TeamQuery; Body: ConfigurationUpdate }>(
+    '/v1/integrations/configuration/:id',
+    {
+      validatorCompiler: exactBodies,
+      schema: {
+        operationId: 'updateConfiguration',
+        summary:
+          'Change which projects an installation may connect its stores to (vercel integration update --projects); a billingPlanId is refused: plans are per store',
+        tags,
+        params: installationParams,
+        querystring: { type: 'object', properties: teamQuery },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            projects: {
+              anyOf: [
+                { type: 'string', enum: ['all'] },
+                { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 1000 },
+              ],
+              description: '"all", or the ids of the projects its stores may connect to',
+            },
+            billingPlanId: { type: 'string', description: "Refused (400): Storehouse's plans are each store's own" },
+            authorizationId: { type: 'string' },
+          },
+        },
+        response: { 200: configurationV2Schema, ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => {
+      const { installation, integration, selection } = await updateConfiguration(
+        runtime.db,
+        runtime.catalog,
+        request.actor,
+        request.params.id,
+        request.body,
+      );
+      const configuration = toConfiguration(installation, integration);
+      return { ...configuration, ...selection, integration: { ...configuration.integration, slug: integration.slug } };
     },
   );
 }
