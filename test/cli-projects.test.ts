@@ -223,6 +223,19 @@ describe('the vercel CLI: projects, env vars and teams', () => {
     assert.equal(listed.type, 'encrypted');
     assert.equal(listed.configurationId, icfg, "a store's variable names its installation, as Vercel's name theirs");
     assert.ok(!listed.value, 'no value without decrypt');
+    // Through the SDK, as Vercel lists an integration store's secret: its hint names the store.
+    const viaSdk = await sdk.projects.filterProjectEnvs({ idOrName: 'shop-app' });
+    assert.ok('envs' in viaSdk);
+    const hinted = viaSdk.envs.find((e) => e.key === 'POSTGRES_URL')!;
+    const product = (await server.runtime.db.query<{ product_id: string }>('SELECT product_id FROM stores WHERE id = $1', [storeId]))
+      .rows[0]!;
+    assert.deepEqual(hinted.contentHint, {
+      type: 'integration-store-secret',
+      storeId,
+      integrationId: 'oac_storehouse',
+      integrationProductId: product.product_id,
+      integrationConfigurationId: icfg,
+    });
     const vaultLs = await user.run(['env', 'ls', '--project', 'vault-app']);
     assert.deepEqual(rowOf(envTable(vaultLs.output), 'POSTGRES_URL'), [
       ['POSTGRES_URL', 'Hidden', 'Sensitive', 'Production, Preview, Development'],
@@ -241,7 +254,7 @@ describe('the vercel CLI: projects, env vars and teams', () => {
     ]);
     assert.equal(update.code, 1, update.output);
     assert.match(update.output, /POSTGRES_URL is a variable of the store shop-db/);
-    assert.match(update.output, /vercel integration resource disconnect shop-db/);
+    assert.match(update.output, /vercel integration resource disconnect shop-db shop-app/);
     const remove = await user.run(['env', 'rm', 'POSTGRES_URL', 'production', '--yes', '--project', 'shop-app']);
     assert.equal(remove.code, 1, remove.output);
     assert.match(remove.output, /POSTGRES_URL is a variable of the store shop-db/);
@@ -372,6 +385,7 @@ for (const backend of BACKENDS) {
       assert.ok('envs' in listed);
       const byKey = Object.fromEntries(listed.envs.map((e) => [e.key, e]));
       assert.equal(byKey.PLAIN_ONE!.value, 'visible');
+      assert.equal(byKey.PLAIN_ONE!.contentHint, null, "a variable of the project's own has no store hint");
       assert.equal(byKey.ENC_ONE!.value, 'hidden-unless-decrypt');
       assert.ok(!byKey.SENS_ONE!.value, 'a sensitive value is never read back');
       const stored = await server.runtime.db.query<{ value: string }>("SELECT value FROM project_env WHERE key = 'PLAIN_ONE'");

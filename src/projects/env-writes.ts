@@ -144,6 +144,7 @@ export class ProjectEnvWrites {
       targets: row.targets,
       storeId: row.store_id,
       configurationId: null,
+      contentHint: null, // only variables of the project's own are written here
       createdBy: row.created_by,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
@@ -167,16 +168,16 @@ export class ProjectEnvWrites {
     const message =
       row.store_id === null
         ? `A variable with the name ${row.key} already exists ${where}: update it, or add it with upsert (vercel env add --force)`
-        : `${row.key} is already a variable of the store ${row.store_name} ${where}: change it through the store, or disconnect the store first (vercel integration resource disconnect ${row.store_name})`;
+        : `${row.key} is already a variable of the store ${row.store_name} ${where}: change it through the store, or disconnect the store first (vercel integration resource disconnect ${row.store_name} ${project.name})`;
     return envError('ENV_ALREADY_EXISTS', message, { key: row.key, envVarId: row.id, envVarKey: row.key, target: overlap });
   }
 
   /** 409 for a store's variable: it follows the store's secrets, so it is changed through the store. */
-  private ownedByStore(row: MappedRow, doing: string): AppError {
+  private ownedByStore(project: Project, row: MappedRow, doing: string): AppError {
     return conflict(
       'env_var_owned_by_store',
-      `${row.key} is a variable of the store ${row.store_name}, connected to this project, and cannot be ${doing} by hand: ` +
-        `it follows the store's credentials. Disconnect the store (vercel integration resource disconnect ${row.store_name}), ` +
+      `${row.key} is a variable of the store ${row.store_name}, connected to the project ${project.name}, and cannot be ${doing} by hand: ` +
+        `it follows the store's credentials. Disconnect the store (vercel integration resource disconnect ${row.store_name} ${project.name}), ` +
         'or connect it again with other environments or a prefix',
     );
   }
@@ -267,7 +268,7 @@ export class ProjectEnvWrites {
     if (patch.value !== undefined) checkValue(patch.value, patch.key ?? 'the variable');
     return this.db.transaction(async (tx) => {
       const { project, row } = await this.find(tx, actor, idOrName, id);
-      if (row.store_id !== null) throw this.ownedByStore(row, 'changed');
+      if (row.store_id !== null) throw this.ownedByStore(project, row, 'changed');
       const key = patch.key ?? row.key;
       checkUnsupported(patch, key);
       const type = patch.type === undefined ? (row.type as WritableType) : checkType(patch.type, key);
@@ -313,7 +314,7 @@ export class ProjectEnvWrites {
     assertCanChangeProjects(actor);
     return this.db.transaction(async (tx) => {
       const { project, row } = await this.find(tx, actor, idOrName, id);
-      if (row.store_id !== null) throw this.ownedByStore(row, 'removed');
+      if (row.store_id !== null) throw this.ownedByStore(project, row, 'removed');
       await tx.query('DELETE FROM project_env WHERE id = $1', [row.id]);
       await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [project.id]);
       await audit(tx, {

@@ -41,10 +41,39 @@ export interface EnvVar {
   /** The store whose secret this is; null for a variable of the project's own. */
   storeId: string | null;
   configurationId: string | null;
+  /**
+   * For a store's variable, what Vercel's list says of an integration store's secret
+   * (`contentHint` of type `integration-store-secret`): the store, its product, integration and
+   * installation. Null for a variable of the project's own.
+   */
+  contentHint: StoreSecretHint | null;
   createdBy: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
+
+export interface StoreSecretHint {
+  type: 'integration-store-secret';
+  storeId: string;
+  integrationId: string;
+  integrationProductId: string;
+  integrationConfigurationId: string;
+}
+
+/** Columns for `contentHint`, for a query that names the variable `e` and its store `s`. */
+const HINT_COLUMNS =
+  's.installation_id, s.product_id, (SELECT integration_id FROM installations WHERE id = s.installation_id) AS integration_id';
+
+const hintOf = (row: MappedRow): StoreSecretHint | null =>
+  row.store_id === null
+    ? null
+    : {
+        type: 'integration-store-secret',
+        storeId: row.store_id,
+        integrationId: row.integration_id,
+        integrationProductId: row.product_id,
+        integrationConfigurationId: row.installation_id,
+      };
 
 /** The frameworks Vercel (and @vercel/sdk's closed enum) knows. */
 export const FRAMEWORKS = (
@@ -177,6 +206,7 @@ export class ProjectEnv {
       targets: row.targets,
       storeId: row.store_id,
       configurationId: row.installation_id ?? null,
+      contentHint: hintOf(row),
       createdBy: row.created_by,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
@@ -215,7 +245,7 @@ export class ProjectEnv {
     // The guard (who may open a store's values) is read only when values are to be opened.
     const guard = options.decrypt ? { columns: `, ${GUARD_COLUMNS}`, joins: GUARD_JOINS } : { columns: '', joins: '' };
     const { rows } = await this.db.query(
-      `SELECT e.*, s.installation_id${guard.columns} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${guard.joins}
+      `SELECT e.*, ${HINT_COLUMNS}${guard.columns} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${guard.joins}
         WHERE e.project_id = $1 AND ($2::text IS NULL OR e.targets ? $2) ORDER BY e.created_at, e.key, e.id`,
       [project.id, options.target ?? null],
     );
@@ -230,7 +260,7 @@ export class ProjectEnv {
     assertCanChangeProjects(actor);
     const project = await findProject(this.db, actor.team.id, idOrName);
     const { rows } = await this.db.query(
-      `SELECT e.*, s.installation_id, ${GUARD_COLUMNS} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${GUARD_JOINS}
+      `SELECT e.*, ${HINT_COLUMNS}, ${GUARD_COLUMNS} FROM project_env e LEFT JOIN stores s ON s.id = e.store_id ${GUARD_JOINS}
         WHERE e.project_id = $1 AND e.id = $2`,
       [project.id, id],
     );
