@@ -259,7 +259,14 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
         rig.nodes.map(async (node, index) => {
           try {
             const response = await fetch(`${node.url}/healthz`, { signal: AbortSignal.timeout(hang.boundMs) });
-            return `node ${index} ${response.status}`;
+            // Its status, and what it says it cannot reach (the checks it reports unavailable), when it says.
+            const body = (await response.json().catch(() => undefined)) as
+              | { status?: string; checks?: Record<string, { status?: string }> }
+              | undefined;
+            const down = Object.entries(body?.checks ?? {})
+              .filter(([, check]) => check.status === 'unavailable')
+              .map(([name]) => name);
+            return `node ${index} ${response.status}${body?.status ? ` ${body.status}` : ''}${down.length ? ` (${down.join(', ')} unavailable)` : ''}`;
           } catch {
             return `node ${index} no answer within ${hang.boundMs / 1000} s`;
           }

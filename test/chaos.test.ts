@@ -15,7 +15,7 @@
  * client, three kills of a node with work under way, keyed creates sent to two nodes at once, Redis
  * and the state PostgreSQL hung with SIGSTOP. It also fails on a replay that disagreed, a dead
  * node's work taken over past its bound, a request that waited past the bound during a hang, a
- * 5xx other than 503, and nodes listing different stores. About two minutes on 2 cores.
+ * 5xx other than 503, and nodes listing different stores. Two to three minutes on 2 cores.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -64,7 +64,7 @@ test('chaos: kill -9 and outages lose nothing, orphan nothing, leave nothing stu
 
 test('chaos, 3 nodes: kill -9 of a node, same-key creates on two nodes and hung dependencies: one answer per key, prompt takeovers, no long wait', {
   skip: skip ?? false,
-  // About two minutes on 2 cores; more on busy ones (three restarts, two hangs of 15 to 17 s, the checks).
+  // About two and a half minutes on 2 cores, three and more on busy ones (six starts of a node, two hangs of 15 and 17 s, the checks).
   timeout: 15 * 60_000,
 }, async (t) => {
   const seed = process.env.STOREHOUSE_CHAOS_SEED ? Number(process.env.STOREHOUSE_CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
