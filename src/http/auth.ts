@@ -49,6 +49,11 @@ export function clientAddressKey(ip: string): string {
  * Failed authentications are counted per client address (issue 17): past the limit, the address
  * is refused with 429 before its token is looked up, unless the token is one that authenticated
  * on this node lately (`Access.recentlyAuthenticated`), which is then checked as usual.
+ *
+ * The hooks are the routes' own (added as each route is), not the app's: a public route or a
+ * path no route takes pays nothing for them, and none asks which route it is on every request.
+ * A token this node verified since the last change (and its team) is answered synchronously:
+ * no promise, no hash, no address check (a token that works is no guess).
  */
 export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { access: Access; limits?: RateLimits }) {
   const { access, limits } = options;
@@ -57,18 +62,18 @@ export const authPlugin = fp(async function authPlugin(app: FastifyInstance, opt
   app.decorateRequest('actor', null as unknown as Actor);
   const countsFailures = limits?.limitsAuthFailures === true;
 
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (request.routeOptions.config.public || !request.routeOptions.url) return;
+  /** A token not verified lately: the address's failures first, then the lookup, counted if it fails. */
+  const authenticateSlowly = async (request: FastifyRequest, reply: FastifyReply, started?: Promise<Principal>) => {
     if (!countsFailures) {
-      request.principal = await access.principal(request.headers.authorization);
+      request.principal = await started!;
       return;
     }
     const address = clientAddressKey(request.ip);
-    if (limits!.failuresSpent(address) && !access.recentlyAuthenticated(request.headers.authorization)) {
+    if (started === undefined && limits!.failuresSpent(address) && !access.recentlyAuthenticated(request.headers.authorization)) {
       limits!.refuseAddress(address, reply);
     }
     try {
-      request.principal = await access.principal(request.headers.authorization);
+      request.principal = await (started ?? access.principal(request.headers.authorization));
     } catch (error) {
       if (error instanceof AppError && error.status === 401) {
         // Once a window: an address refused is everyone behind it (a proxy not in STOREHOUSE_TRUST_PROXY).
@@ -78,11 +83,49 @@ export const authPlugin = fp(async function authPlugin(app: FastifyInstance, opt
       }
       throw error;
     }
-  });
+  };
 
-  app.addHook('preHandler', async (request: FastifyRequest) => {
-    if (!request.principal) return;
+  const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
+    const header = request.headers.authorization;
+    let started: Promise<Principal> | undefined;
+    if (!countsFailures || access.verifiedLately(header)) {
+      let found: Principal | Promise<Principal>;
+      try {
+        found = access.principal(header);
+      } catch (error) {
+        found = Promise.reject(error);
+      }
+      if (!(found instanceof Promise)) {
+        request.principal = found;
+        return done();
+      }
+      started = found;
+    }
+    authenticateSlowly(request, reply, started).then(() => done(), done);
+  };
+
+  const resolveActor = (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void) => {
     const query = (request.query ?? {}) as TeamSelector;
-    request.actor = await access.actor(request.principal, { teamId: query.teamId, slug: query.slug });
+    let found: Actor | Promise<Actor>;
+    try {
+      found = access.actor(request.principal, { teamId: query.teamId, slug: query.slug });
+    } catch (error) {
+      return done(error as Error);
+    }
+    if (!(found instanceof Promise)) {
+      request.actor = found;
+      return done();
+    }
+    found.then((actor) => {
+      request.actor = actor;
+      done();
+    }, done);
+  };
+
+  app.addHook('onRoute', (route) => {
+    if (route.config?.public) return;
+    // First of the route's own hooks: the rate limits' (added after this) count the principal found here.
+    route.onRequest = [authenticate, ...(route.onRequest === undefined ? [] : [route.onRequest].flat())] as typeof route.onRequest;
+    route.preHandler = [resolveActor, ...(route.preHandler === undefined ? [] : [route.preHandler].flat())] as typeof route.preHandler;
   });
 });

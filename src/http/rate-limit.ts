@@ -208,13 +208,19 @@ export class RateLimits {
     return this.breaker?.state;
   }
 
-  /** Counts a request against a limit: sets the X-RateLimit headers, and throws a 429 once it is spent. */
-  private async consume(limit: Limit, key: string, reply: FastifyReply): Promise<Count> {
+  /**
+   * Counts a request against a limit: sets the X-RateLimit headers, and throws a 429 once it is
+   * spent. Synchronous when counted in process (every request's path on a single node).
+   */
+  private consume(limit: Limit, key: string, reply: FastifyReply): void | Promise<void> {
     const counted = limit.count(key);
-    const count = counted instanceof Promise ? await counted : counted;
+    if (counted instanceof Promise) return counted.then((count) => this.settle(limit, count, reply));
+    this.settle(limit, counted, reply);
+  }
+
+  private settle(limit: Limit, count: Count, reply: FastifyReply): void {
     this.setHeaders(limit, count, reply);
     if (count.limited) this.refuse(limit, count, reply);
-    return count;
   }
 
   private setHeaders(limit: Limit, count: Count, reply: FastifyReply): void {
@@ -238,8 +244,9 @@ export class RateLimits {
     );
   }
 
-  async byToken(tokenId: string, reply: FastifyReply): Promise<void> {
-    if (this.token) await this.consume(this.token, tokenId, reply);
+  /** Counts a request against its token's limit (a promise only when counted in Redis). */
+  byToken(tokenId: string, reply: FastifyReply): void | Promise<void> {
+    if (this.token) return this.consume(this.token, tokenId, reply);
   }
 
   /** Counts a request against a route limit, under its key (a team, an installation); a limit set to 0 counts nothing. */
@@ -301,9 +308,17 @@ export class RateLimits {
 export const rateLimitPlugin = fp(async function rateLimitPlugin(app: FastifyInstance, options: { limits: RateLimits; access: Access }) {
   const { limits, access } = options;
   app.decorate('rateLimits', limits);
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (request.principal) await limits.byToken(request.principal.tokenId, reply);
-  });
+  const byToken = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
+    if (!request.principal) return done();
+    let counted: void | Promise<void>;
+    try {
+      counted = limits.byToken(request.principal.tokenId, reply);
+    } catch (error) {
+      return done(error as Error);
+    }
+    if (counted instanceof Promise) counted.then(() => done(), done);
+    else done();
+  };
   const byRoute = async (request: FastifyRequest, reply: FastifyReply) => {
     const route = request.routeOptions.config.rateLimit;
     if (!route) return;
@@ -314,8 +329,12 @@ export const rateLimitPlugin = fp(async function rateLimitPlugin(app: FastifyIns
     const actor = await access.actor(request.principal, { teamId: text(query.teamId), slug: text(query.slug) });
     await limits.byRoute(route, actor.team.id, reply);
   };
-  // Only the routes that name a limit get the hook: the others pay nothing for it.
   app.addHook('onRoute', (route) => {
+    // The routes that take tokens count them, after the auth plugin's hook (added before this one) found the token's principal.
+    if (!route.config?.public) {
+      route.onRequest = [...(route.onRequest === undefined ? [] : [route.onRequest].flat()), byToken] as typeof route.onRequest;
+    }
+    // Only the routes that name a limit get the hook: the others pay nothing for it.
     if (!route.config?.rateLimit) return;
     const existing = route.preValidation === undefined ? [] : [route.preValidation].flat();
     route.preValidation = [byRoute, ...existing] as typeof route.preValidation;

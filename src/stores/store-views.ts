@@ -60,10 +60,11 @@ export async function connectionsOf(db: Queryable, storeIds: string[]): Promise<
   return found;
 }
 
-/** What a store's view is read from, besides the catalog: its row, and its connections. */
+/** What a store's view is read from, besides the catalog: its row, and its connections; and its view in the last catalog asked with. */
 interface StoreRows {
   store: Store;
   connections: StoreConnection[];
+  view?: { catalog: Catalog; view: StoreView };
 }
 
 /** The tables a store's view is read from (their triggers notify the change feed, migration 0012). */
@@ -86,13 +87,21 @@ export class StoreViews {
     this.rows = new ReadCache(feed, { tables: VIEW_TABLES });
   }
 
-  /** The team's store (404 for any other team's, uncached) with its connections. */
+  /**
+   * The team's store (404 for any other team's, uncached) with its connections. Between changes
+   * (and catalog reloads) it is the same object each time, so what is made of it can be kept
+   * beside it (the route keeps its JSON).
+   */
   async get(catalog: Catalog, teamId: string, id: string): Promise<StoreView> {
     // The team is in the key: the same id asked for by another team is its own 404.
-    const { store, connections } = await this.rows.get(`${teamId}\0${id}`, async () => {
-      const store = await findStore(this.db, teamId, id);
-      return { store, connections: (await connectionsOf(this.db, [store.id])).get(store.id) ?? [] };
-    });
-    return viewWith(catalog, store, connections);
+    const key = `${teamId}\0${id}`;
+    const rows =
+      this.rows.peek(key) ??
+      (await this.rows.get(key, async () => {
+        const store = await findStore(this.db, teamId, id);
+        return { store, connections: (await connectionsOf(this.db, [store.id])).get(store.id) ?? [] };
+      }));
+    if (rows.view?.catalog !== catalog) rows.view = { catalog, view: viewWith(catalog, rows.store, rows.connections) };
+    return rows.view.view;
   }
 }

@@ -24,6 +24,21 @@ export function bearerToken(authorization: string | undefined): string {
   return match[1]!;
 }
 
+/** The token of an `Authorization: Bearer <token>` header, if it is one. */
+function tokenIn(authorization: string | undefined): string | undefined {
+  try {
+    return bearerToken(authorization);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A team selector's value in a cache key: "absent" stays apart from "empty" (`teamId=` names no
+ * team), and a value that is not one string (a repeated parameter) is written out whole.
+ */
+const selectorPart = (value: unknown) => (value === undefined ? '' : typeof value === 'string' ? `=${value}` : `:${JSON.stringify(value)}`);
+
 /**
  * The team a request acts on: `teamId` or `slug` when given (both must name the same team),
  * else the token's default team. A team the user is not in is 403, whether or not it exists.
@@ -80,6 +95,8 @@ export class Access {
   private readonly users: ReadCache<User>;
   /** Hashes of tokens that authenticated on this node lately, and until when they count (see `recentlyAuthenticated`). */
   private readonly known = new Map<string, number>();
+  /** Token values that authenticated here, to their hashes (`hashOf`): as many as `known`, renewed with it. */
+  private readonly hashes = new Map<string, string>();
   private readonly used = new Set<string>();
   private readonly timer: NodeJS.Timeout;
 
@@ -95,20 +112,49 @@ export class Access {
     this.timer.unref();
   }
 
-  /** Who the bearer token speaks for; 401 when it is missing, unknown, revoked or expired. */
-  async principal(authorization: string | undefined): Promise<Principal> {
-    const hash = hashToken(bearerToken(authorization));
-    const token = await this.tokens.get(hash, async () => {
-      const found = await this.lookups.get(hash, () => findLiveToken(this.db, hash));
-      if (!found) {
-        this.known.delete(hash);
-        throw unauthorized('The bearer token is not valid');
-      }
-      return found;
-    });
+  /**
+   * Who the bearer token speaks for; 401 when it is missing, unknown, revoked or expired. A token
+   * this node verified since the last change is answered at once, not as a promise: that is every
+   * request's path, and a promise and its hashing cost it as much as the rest of its work.
+   */
+  principal(authorization: string | undefined): Principal | Promise<Principal> {
+    const value = bearerToken(authorization);
+    const hash = this.hashOf(value);
+    const cached = this.tokens.peek(hash);
+    if (cached) return this.accepted(value, hash, cached);
+    return this.tokens
+      .get(hash, async () => {
+        const found = await this.lookups.get(hash, () => findLiveToken(this.db, hash));
+        if (!found) {
+          this.known.delete(hash);
+          this.hashes.delete(value);
+          throw unauthorized('The bearer token is not valid');
+        }
+        return found;
+      })
+      .then((token) => this.accepted(value, hash, token));
+  }
+
+  /** Whether this header's token is one this node verified since the last change (its next `principal` is answered at once). */
+  verifiedLately(authorization: string | undefined): boolean {
+    const value = tokenIn(authorization);
+    return value !== undefined && this.tokens.peek(this.hashOf(value)) !== undefined;
+  }
+
+  /**
+   * A token's hash: remembered for tokens that authenticated here, so a token sent again is not
+   * hashed again. Only tokens found live go in (and leave when they stop working), so a flood of
+   * bad tokens adds nothing; the cache of tokens still decides, so nothing here outlives a revocation.
+   */
+  private hashOf(value: string): string {
+    return this.hashes.get(value) ?? hashToken(value);
+  }
+
+  private accepted(value: string, hash: string, token: LiveToken): Principal {
     const now = Date.now();
     if (token.expiresAt && token.expiresAt.getTime() <= now) {
       this.known.delete(hash);
+      this.hashes.delete(value);
       throw unauthorized('The bearer token has expired');
     }
     this.used.add(token.principal.tokenId);
@@ -118,6 +164,9 @@ export class Access {
       this.known.delete(hash);
       if (this.known.size >= MAX_KNOWN_TOKENS) this.known.delete(this.known.keys().next().value!);
       this.known.set(hash, now + KNOWN_TOKEN_MS);
+      this.hashes.delete(value);
+      if (this.hashes.size >= MAX_KNOWN_TOKENS) this.hashes.delete(this.hashes.keys().next().value!);
+      this.hashes.set(value, hash);
     }
     return token.principal;
   }
@@ -129,25 +178,21 @@ export class Access {
    * is not locked out while the attacker's guesses cost nothing.
    */
   recentlyAuthenticated(authorization: string | undefined): boolean {
-    let value: string;
-    try {
-      value = bearerToken(authorization);
-    } catch {
-      return false;
-    }
-    const until = this.known.get(hashToken(value));
+    const value = tokenIn(authorization);
+    if (value === undefined) return false;
+    const until = this.known.get(this.hashOf(value));
     return until !== undefined && until > Date.now();
   }
 
-  async actor(principal: Principal, selector: TeamSelector): Promise<Actor> {
-    // JSON keeps "no teamId" apart from "teamId=" (an empty string names no team).
-    const key = JSON.stringify([principal.tokenId, selector.teamId ?? null, selector.slug ?? null]);
-    return this.actors.get(key, () => actorFor(this.db, principal, selector));
+  /** The actor for this team selector: answered at once from memory between changes, else read (a promise). */
+  actor(principal: Principal, selector: TeamSelector): Actor | Promise<Actor> {
+    const key = `${principal.tokenId}\0${selectorPart(selector.teamId)}\0${selectorPart(selector.slug)}`;
+    return this.actors.peek(key) ?? this.actors.get(key, () => actorFor(this.db, principal, selector));
   }
 
   /** The principal's user (from memory between changes to `users`); 404 if it is gone. */
-  user(principal: Principal): Promise<User> {
-    return this.users.get(principal.userId, () => getUser(this.db, principal.userId));
+  user(principal: Principal): User | Promise<User> {
+    return this.users.peek(principal.userId) ?? this.users.get(principal.userId, () => getUser(this.db, principal.userId));
   }
 
   private async flushUsed(): Promise<void> {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../db/database.ts';
 import { forbidden } from '../../errors.ts';
 import { teamsOf } from '../../tenancy/teams.ts';
+import type { User } from '../../tenancy/users.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
 import { str } from '../vercel-shapes.ts';
 
@@ -18,6 +19,8 @@ const teamSchema = {
  */
 export default async function accountRoutes(app: FastifyInstance, options: { db: Database }) {
   const { db } = options;
+  /** GET /v2/user's JSON by the user it shows, for the token's default team it was made with. */
+  const bodies = new WeakMap<User, { defaultTeamId: string; body: string }>();
 
   app.get(
     '/v2/user',
@@ -49,18 +52,18 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const user = await app.access.user(request.principal);
-      return {
-        user: {
-          id: user.id,
-          email: user.email,
-          username: user.username,
-          name: user.name,
-          defaultTeamId: request.principal.defaultTeamId,
-          version: 'northstar',
-        },
-      };
+      const { defaultTeamId } = request.principal;
+      // Kept beside the user Access.user hands out (the same object between changes to users):
+      // what every call of the CLI asks is not built and serialized again each time.
+      const kept = bodies.get(user);
+      if (kept?.defaultTeamId === defaultTeamId) return reply.type('application/json; charset=utf-8').send(kept.body);
+      const body = reply.serialize({
+        user: { id: user.id, email: user.email, username: user.username, name: user.name, defaultTeamId, version: 'northstar' },
+      }) as string;
+      bodies.set(user, { defaultTeamId, body });
+      return reply.type('application/json; charset=utf-8').send(body);
     },
   );
 

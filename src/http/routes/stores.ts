@@ -1,7 +1,7 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import type { StoreConnections } from '../../stores/connections.ts';
-import type { CreateStoreInput, StoreService } from '../../stores/store-service.ts';
+import type { CreateStoreInput, StoreService, StoreView } from '../../stores/store-service.ts';
 import type { StoreUpdates, UpdateStoreInput } from '../../stores/store-updates.ts';
 import { exactBodies } from '../lazy-compilers.ts';
 import { storeBody } from '../store-shapes.ts';
@@ -137,9 +137,18 @@ export default async function storesRoutes(
     },
   );
 
-  const getStore = async (request: { actor: Parameters<StoreService['get']>[0]; params: { id: string } }) => ({
-    store: storeBody(await stores.get(request.actor, request.params.id)),
-  });
+  // A store's JSON, by the view it was made of: StoreService.get hands out the same view between
+  // changes, so a store read again is not built and serialized again (both routes share a schema).
+  const bodies = new WeakMap<StoreView, string>();
+  const getStore = async (request: { actor: Parameters<StoreService['get']>[0]; params: { id: string } }, reply: FastifyReply) => {
+    const view = await stores.get(request.actor, request.params.id);
+    let body = bodies.get(view);
+    if (body === undefined) {
+      body = reply.serialize({ store: storeBody(view) }) as string;
+      bodies.set(view, body);
+    }
+    return reply.type('application/json; charset=utf-8').send(body);
+  };
   app.get<{ Params: { id: string }; Querystring: TeamQuery }>(
     '/v1/storage/stores/:id',
     {
