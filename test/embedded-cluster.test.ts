@@ -214,6 +214,8 @@ describe('the embedded default runs its own PostgreSQL', () => {
     };
     const writer = await connect(kept);
     await writer.set(`${kept.REDIS_KEY_PREFIX}greeting`, 'hello');
+    // A transaction too: Redis replays MULTI/EXEC from its append-only file with its own rules.
+    await writer.multi().set(`${kept.REDIS_KEY_PREFIX}counted`, '1').incr(`${kept.REDIS_KEY_PREFIX}counted`).exec();
     writer.disconnect();
     const { stores } = (await (await api('/v1/storage/stores')).json()) as { stores: Array<{ id: string; name: string }> };
     const doomedId = stores.find((store) => store.name === 'doomed-cache')!.id;
@@ -226,6 +228,7 @@ describe('the embedded default runs its own PostgreSQL', () => {
       await healthy(url(), server);
       const reader = await connect(kept);
       assert.equal(await reader.get(`${kept.REDIS_KEY_PREFIX}greeting`), 'hello', `after ${signal}`);
+      assert.equal(await reader.get(`${kept.REDIS_KEY_PREFIX}counted`), '2', `the transaction's writes, after ${signal}`);
       reader.disconnect();
       // Refused at AUTH (ioredis then closes: the reason is in its error event).
       const refused = new Redis(doomed.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });

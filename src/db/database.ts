@@ -107,7 +107,15 @@ export class PoolDatabase implements Database {
     private readonly pool: pg.Pool,
     readonly listen: Listen,
     private readonly embedded: { adminUrl: string; onClose: () => Promise<void> } | undefined = undefined,
-  ) {}
+  ) {
+    pool.on('connect', (client) => {
+      this.open.add(client);
+      client.once('end', () => this.open.delete(client));
+    });
+  }
+
+  /** The pool's connections until each has really closed (pg-pool's end() resolves before that). */
+  private readonly open = new Set<pg.PoolClient>();
 
   /** On the embedded default: a superuser connection string to its PostgreSQL server, for the Postgres provider. */
   get embeddedAdminUrl(): string | undefined {
@@ -177,6 +185,10 @@ export class PoolDatabase implements Database {
 
   async close(): Promise<void> {
     await this.pool.end();
+    // The embedded server is stopped next: a connection still saying goodbye would hear its
+    // shutdown as an error. Each has been told to end; wait until it has (briefly, at most).
+    const ended = [...this.open].map((client) => new Promise<void>((resolve) => client.once('end', () => resolve())));
+    await Promise.race([Promise.all(ended), sleep(2000)]);
     await this.embedded?.onClose();
   }
 }

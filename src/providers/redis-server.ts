@@ -226,9 +226,14 @@ function readPid(file: string): number | undefined {
 }
 
 /**
- * The ACL file for this start: the `default` user off and without rights (a connection that has
- * not authenticated may do nothing), the admin user with the password's hash (the file never
- * holds the password), and every other user as Redis last saved it.
+ * The ACL file for this start: the `default` user off (no connection can be it: one that has not
+ * authenticated may do nothing, and AUTH as default fails), the admin user with the password's
+ * hash (the file never holds the password), and every other user as Redis last saved it.
+ *
+ * `default` keeps every right all the same: Redis replays the append-only file as `default`, and
+ * EXEC checks the rights of each command it runs, so a `default` without rights made Redis 7.0
+ * drop every MULTI/EXEC of the file at a restart (a store's transactions lost, logged only as
+ * CRITICAL lines). Being off, its rights serve nothing else.
  */
 function writeAclFile(paths: Paths, password: string): void {
   let kept: string[] = [];
@@ -245,7 +250,7 @@ function writeAclFile(paths: Paths, password: string): void {
   }
   const hash = createHash('sha256').update(password).digest('hex');
   const lines = [
-    'user default off resetpass resetkeys resetchannels -@all',
+    'user default off resetpass ~* &* +@all',
     `user ${ADMIN_USER} on resetpass #${hash} ${ADMIN_RIGHTS.join(' ')}`,
   ];
   writeAtomically(paths.acl, `${[...lines, ...kept].join('\n')}\n`);
