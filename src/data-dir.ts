@@ -81,6 +81,7 @@ export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {
   // share the process's umask (and cannot set it).
   if (isMainThread) process.umask(0o077);
 
+  checkParents(path.dirname(path.resolve(dataDir)), files, uid, warn);
   let found: fs.Stats;
   try {
     found = files.statSync(dataDir);
@@ -120,6 +121,39 @@ export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {
       );
   }
   restrictContents(dataDir, files, warn);
+}
+
+/**
+ * Whoever may write a directory above the data dir may rename the data dir away and put one of
+ * their own in its place (tokens and OWNER memberships of their choosing): a parent every user
+ * may write without the sticky bit (which /tmp has) is refused; one a group may write, or another
+ * user (not root) owns, is named in a warning.
+ */
+function checkParents(dir: string, files: DataDirFs, uid: number | undefined, warn: (message: string) => void): void {
+  for (let current = dir; ; current = path.dirname(current)) {
+    let entry: fs.Stats | undefined;
+    try {
+      entry = files.statSync(current);
+    } catch {
+      entry = undefined; // not there yet (made with the data dir), or not ours to look at
+    }
+    if (entry && !(entry.mode & 0o1000)) {
+      if (entry.mode & 0o002) {
+        throw new DataDirUnsafeError(
+          current,
+          entry.mode,
+          'every user may write to it, so anyone could replace the data directory inside it with one of their own. ' +
+            'Set STOREHOUSE_DATA_DIR to a directory whose parents only their owners may write (or make this one sticky: chmod +t).',
+          'A parent of the data directory,',
+        );
+      }
+      if (entry.mode & 0o020)
+        warn(`${current}, a parent of the data directory, is ${describeMode(entry.mode)}: its group could replace the data directory`);
+      else if (uid !== undefined && entry.uid !== uid && entry.uid !== 0)
+        warn(`${current}, a parent of the data directory, is owned by uid ${entry.uid}, who could replace the data directory`);
+    }
+    if (current === path.dirname(current)) return;
+  }
 }
 
 /** Every entry under `dir` loses its group and other bits; symbolic links are left alone (chmod would follow them out). */

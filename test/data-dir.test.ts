@@ -212,3 +212,33 @@ describe('a chmod the file system refuses or ignores', () => {
     assert.equal(modeOf('/etc/hostname'), target, 'a link is not followed out of the data dir');
   });
 });
+
+describe("the data dir's parents", () => {
+  test('one every user may write (not sticky) is refused, naming it; sticky as /tmp is, or group-writable, it is started on', () => {
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-parent-'));
+    const dataDir = path.join(parent, 'data');
+    try {
+      fs.mkdirSync(dataDir, { mode: 0o700 });
+      fs.chmodSync(parent, 0o777);
+      assert.throws(
+        () => secureDataDir(dataDir),
+        (error) =>
+          error instanceof DataDirUnsafeError &&
+          error.message.startsWith(`A parent of the data directory, ${parent} is drwxrwxrwx (0777): every user may write to it`),
+      );
+      fs.chmodSync(parent, 0o1777);
+      secureDataDir(dataDir);
+      const warnings: string[] = [];
+      fs.chmodSync(parent, 0o770);
+      secureDataDir(dataDir, { warn: (message) => warnings.push(message) });
+      assert.deepEqual(warnings, [
+        `${parent}, a parent of the data directory, is drwxrwx--- (0770): its group could replace the data directory`,
+      ]);
+      // Not there yet: the parents are checked all the same.
+      fs.chmodSync(parent, 0o777);
+      assert.throws(() => secureDataDir(path.join(parent, 'not-yet')), DataDirUnsafeError);
+    } finally {
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
