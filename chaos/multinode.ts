@@ -106,6 +106,7 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
       let waited = 0;
       let diedAt: number;
       let work: string[] = [];
+      let kinds = new Map<string, string>();
       let left: number | undefined;
       try {
         const began = Date.now();
@@ -131,7 +132,7 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
         await killed;
         result.kills++;
         if (nodeId) {
-          work = await workUnderWay(rig.state, nodeId).catch(() => []);
+          ({ ids: work, what: kinds } = await workUnderWay(rig.state, nodeId).catch(() => ({ ids: [], what: new Map<string, string>() })));
           left = await leaseLeftMs(rig.state, nodeId).catch(() => undefined);
         } else result.notes.push(`kill ${kill}: node ${victim}'s lease was not known, its work not timed`);
       } finally {
@@ -139,6 +140,7 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
       }
       rig.log(
         `crashes: kill ${kill}/${size.kills}: node ${victim} with ${work.length} create(s)/delete(s) under way` +
+          (work.length ? ` (${[...kinds.values()].join(', ')})` : '') +
           ` (waited ${waited} ms for them; its lease had ${left === undefined ? '?' : Math.round(left)} ms left);` +
           ` ${ledger.acknowledged().length} creates, ${ledger.deletesAcknowledged} deletes acknowledged so far`,
       );
@@ -153,7 +155,7 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
               if (late.ms !== undefined) result.takeoverMs.push(late.ms);
               result.takeoversLate.push(
                 `kill ${kill} (node ${victim}): ${still.length} of ${work.length} stores still under way ${TAKEOVER_BOUND_MS / 1000} s after its death ` +
-                  `(${still.join(', ')}; its lease had ${left === undefined ? '?' : Math.round(left)} ms left), ` +
+                  `(${still.map((id) => `${kinds.get(id) ?? 'work'} ${id}`).join(', ')}; its lease had ${left === undefined ? '?' : Math.round(left)} ms left), ` +
                   (late.ms === undefined
                     ? `and still ${LATE_WATCH_MS / 1000} s after it`
                     : `done ${(late.ms / 1000).toFixed(1)} s after it, the node started again meanwhile`),
@@ -252,13 +254,16 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     rig.log(`hangs: pausing ${hang.what} (SIGSTOP) for ${hangMs / 1000} s; no request may wait past ${hang.boundMs / 1000} s`);
     hang.pause();
     const pausedAt = Date.now();
-    // What each node's /healthz says a few seconds into the hang (not counted: a report, not a check).
+    // What each node's /healthz says late in the hang, its own probes having had their interval
+    // and timeout (5 s and 2 s by default) to notice, and answered before the resume (not counted:
+    // a report, not a check).
+    const healthAfterMs = hangMs - 6_000;
     const health = (async () => {
-      await sleep(Math.min(5_000, hangMs / 2));
+      await sleep(healthAfterMs);
       return Promise.all(
         rig.nodes.map(async (node, index) => {
           try {
-            const response = await fetch(`${node.url}/healthz`, { signal: AbortSignal.timeout(hang.boundMs) });
+            const response = await fetch(`${node.url}/healthz`, { signal: AbortSignal.timeout(5_000) });
             // Its status, and what it says it cannot reach (the checks it reports unavailable), when it says.
             const body = (await response.json().catch(() => undefined)) as
               | { status?: string; checks?: Record<string, { status?: string }> }
@@ -268,7 +273,7 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
               .map(([name]) => name);
             return `node ${index} ${response.status}${body?.status ? ` ${body.status}` : ''}${down.length ? ` (${down.join(', ')} unavailable)` : ''}`;
           } catch {
-            return `node ${index} no answer within ${hang.boundMs / 1000} s`;
+            return `node ${index} no answer within 5 s`;
           }
         }),
       );
@@ -283,7 +288,7 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     }
     const resumedAt = Date.now();
     rig.log(`hangs: ${hang.what} resumed`);
-    result.notes.push(`${hang.what} hung: /healthz 5 s in: ${(await health).join(', ')}`);
+    result.notes.push(`${hang.what} hung: /healthz ${(healthAfterMs / 1000).toFixed(1)} s in: ${(await health).join(', ')}`);
     await restartExited(rig, result, `the ${hang.what} hang`);
     driving = false;
     await Promise.all([driven, probing]);

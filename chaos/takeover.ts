@@ -42,11 +42,17 @@ export async function postgresWorkUnderWay(state: pg.Pool): Promise<Array<{ id: 
   );
 }
 
-/** The stores whose create or delete `nodeId` has under way. */
-export async function workUnderWay(state: pg.Pool, nodeId: string): Promise<string[]> {
-  return (await query<{ id: string }>(state, `SELECT id FROM stores WHERE owner_node = $1 AND ${UNDER_WAY}`, [nodeId])).map(
-    (row) => row.id,
+/** The stores whose create or delete `nodeId` has under way: their ids, and what each is ("create", "rollback of a create", "delete"). */
+export async function workUnderWay(state: pg.Pool, nodeId: string): Promise<{ ids: string[]; what: Map<string, string> }> {
+  const rows = await query<{ id: string; status: string; rolling_back: boolean }>(
+    state,
+    `SELECT id, status, rolling_back FROM stores WHERE owner_node = $1 AND ${UNDER_WAY}`,
+    [nodeId],
   );
+  const what = new Map(
+    rows.map((row) => [row.id, row.status === 'initializing' ? 'create' : row.rolling_back ? 'rollback of a create' : 'delete']),
+  );
+  return { ids: rows.map((row) => row.id), what };
 }
 
 /** Of `ids`, the stores still under way (by anyone). */
