@@ -456,6 +456,23 @@ for (const backend of BACKENDS) {
       );
     });
 
+    test('writes to one project take turns: of adds racing for a key, one wins; racing upserts leave one variable', async () => {
+      const post = (value: string, upsert: boolean) =>
+        server.request(
+          `/v10/projects/edge-app/env${upsert ? '?upsert=true' : ''}`,
+          json('POST', { key: 'RACE', value, type: 'encrypted', target: ['preview'] }),
+        );
+      const added = await Promise.all(Array.from({ length: 8 }, (_, i) => post(`v${i}`, false)));
+      assert.deepEqual(added.map((r) => r.status).sort(), [201, 400, 400, 400, 400, 400, 400, 400]);
+      const upserted = await Promise.all(Array.from({ length: 8 }, (_, i) => post(`u${i}`, true)));
+      assert.deepEqual(new Set(upserted.map((r) => r.status)), new Set([201]));
+      const rows = await server.runtime.db.query("SELECT targets FROM project_env WHERE key = 'RACE'");
+      assert.deepEqual(
+        rows.rows.map((r) => r.targets),
+        [['preview']],
+      );
+    });
+
     test('an edit that would overlap another variable of the key is refused', async () => {
       const post = (body: unknown) => server.request('/v10/projects/edge-app/env', json('POST', body));
       const prod = (await (await post({ key: 'TWIN', value: 'p', type: 'encrypted', target: ['production'] })).json()) as any;
