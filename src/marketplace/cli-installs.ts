@@ -104,6 +104,21 @@ export class CliInstalls {
     });
   }
 
+  /** Removes an installation made for a store that was refused (it has no store), saying why in the audit log. */
+  private async undoInstall(actor: Actor, installation: Installation, cause: unknown): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await uninstall(tx, installation);
+      await audit(tx, {
+        teamId: actor.team.id,
+        actorId: actor.userId,
+        action: 'installation.removed',
+        targetType: 'installation',
+        targetId: installation.id,
+        details: { reason: `the store it was made for was refused: ${cause instanceof Error ? cause.message : String(cause)}` },
+      });
+    });
+  }
+
   /**
    * `vercel integration add`: the store created through the store service, on the installation
    * named (`installationId`), else the team's only one of the integration, else one made now if
@@ -186,7 +201,7 @@ export class CliInstalls {
     } catch (error) {
       // The installation this request made for its store goes with the refused store: a refused
       // request leaves nothing behind. Only when it still has no store (a retry may have made one).
-      if (madeNow) await uninstall(this.db, installation).catch(() => {});
+      if (madeNow) await this.undoInstall(actor, installation, error).catch(() => {});
       throw error;
     }
   }
