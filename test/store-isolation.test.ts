@@ -208,6 +208,25 @@ describe('on a cluster Storehouse runs itself', { skip: privateClusterUnavailabl
       });
       assert.deepEqual(await again.start(), { revoked: [], toRun: [] });
       await again.close();
+      // A database made on the server after the start is closed to store roles by a later check.
+      const rechecking = new PostgresProvider(server.runtime.db, SecretBox.fromKey(randomBytes(32)), {
+        adminUrl: cluster.adminUrl,
+        revokePublicConnect: true,
+        isolationRecheckMs: 100,
+      });
+      await rechecking.start();
+      const late = `storehouse_test_late_${tag()}`;
+      const admin = await connect(cluster.adminUrl);
+      await admin.query(`CREATE DATABASE ${late}`);
+      await admin.end();
+      try {
+        await eventually('the new database closed to store roles', async () => (await connectionOutcome(storeInto(late))) === '42501');
+      } finally {
+        await rechecking.close();
+        const cleanup = await connect(cluster.adminUrl);
+        await cleanup.query(`DROP DATABASE IF EXISTS ${late} WITH (FORCE)`);
+        await cleanup.end();
+      }
     } finally {
       if (resourceId) await provider.delete('icfg_isolation', resourceId, 'iso-cleanup');
       await server.close();

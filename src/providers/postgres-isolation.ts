@@ -70,7 +70,12 @@ async function stateOnServer(admin: Queryable, state: Queryable): Promise<StateI
 export async function isolateStoreRoles(
   admin: Queryable,
   state: Queryable,
-  options: { revoke: boolean; log?: IsolationLog | undefined },
+  options: {
+    revoke: boolean;
+    log?: IsolationLog | undefined;
+    /** Statements already logged to run (by an earlier check): not logged again. */
+    reported?: Set<string>;
+  },
 ): Promise<IsolationReport> {
   const [{ rows: me }, stateDb] = await Promise.all([
     admin.query<{ role: string; superuser: boolean; database: string }>(
@@ -111,9 +116,11 @@ export async function isolateStoreRoles(
   if (report.revoked.length > 0) {
     options.log?.info({ statements: report.revoked }, 'revoked PUBLIC CONNECT so store roles reach only their own databases');
   }
-  if (report.toRun.length > 0) {
+  const unreported = report.toRun.filter((sql) => !options.reported?.has(sql));
+  for (const sql of unreported) options.reported?.add(sql);
+  if (unreported.length > 0) {
     options.log?.warn(
-      { statements: report.toRun, sql: report.toRun.join('\n') },
+      { statements: unreported, sql: unreported.join('\n') },
       options.revoke
         ? 'store roles can connect to databases the Postgres admin may not change: run these statements as their owner or a superuser'
         : "store roles can connect to databases other than their own (PUBLIC has CONNECT): run these statements, or set STOREHOUSE_POSTGRES_REVOKE_PUBLIC_CONNECT=true on a server that is Storehouse's alone",

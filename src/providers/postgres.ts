@@ -108,6 +108,8 @@ export interface PostgresProviderOptions {
   revokePublicConnect?: boolean | undefined;
   /** Where the start-up check says what it revoked, or what the operator should. */
   log?: (IsolationLog & { error(details: object, message: string): void }) | undefined;
+  /** How often that check runs again after the start (ISOLATION_RECHECK_MS unless given). */
+  isolationRecheckMs?: number;
 }
 
 export class PostgresProvider implements Provider {
@@ -140,15 +142,26 @@ export class PostgresProvider implements Provider {
 
   private isolation: Promise<IsolationReport | undefined> | undefined;
   private isolationError: Error | undefined;
+  private recheck: NodeJS.Timeout | undefined;
+  private readonly reported = new Set<string>();
 
   /**
    * The start-up check of which other databases store roles can reach (postgres-isolation.ts),
-   * run once; it never fails: a server it cannot check is logged, and checked again on next call.
+   * run once, then again every ISOLATION_RECHECK_MS (a database made on the server since is
+   * PUBLIC's to connect to as well); it never fails: a server it cannot check is logged, and
+   * checked again on next call. What it asks an operator to run is logged once, not at each check.
    */
   start(): Promise<IsolationReport | undefined> {
+    if (!this.recheck) {
+      this.recheck = setInterval(() => {
+        if (this.isolation) this.isolation.then(() => (this.isolation = undefined)).then(() => this.start());
+      }, this.options.isolationRecheckMs ?? ISOLATION_RECHECK_MS);
+      this.recheck.unref();
+    }
     this.isolation ??= isolateStoreRoles(this.admin, this.state, {
       revoke: this.options.revokePublicConnect === true,
       log: this.options.log,
+      reported: this.reported,
     }).catch((error) => {
       this.isolation = undefined;
       this.isolationError = error;
@@ -389,6 +402,10 @@ export class PostgresProvider implements Provider {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.recheck);
     await this.admin.end();
   }
 }
+
+/** How often the check of which databases store roles can reach runs again. */
+const ISOLATION_RECHECK_MS = 10 * 60_000;
