@@ -249,10 +249,7 @@ function writeAclFile(paths: Paths, password: string): void {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const hash = createHash('sha256').update(password).digest('hex');
-  const lines = [
-    'user default off resetpass ~* &* +@all',
-    `user ${ADMIN_USER} on resetpass #${hash} ${ADMIN_RIGHTS.join(' ')}`,
-  ];
+  const lines = ['user default off resetpass ~* &* +@all', `user ${ADMIN_USER} on resetpass #${hash} ${ADMIN_RIGHTS.join(' ')}`];
   writeAtomically(paths.acl, `${[...lines, ...kept].join('\n')}\n`);
 }
 
