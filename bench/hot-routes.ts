@@ -4,19 +4,22 @@
 // warm-up + 5 s measured, rounds alternating between targets, medians).
 //
 //   node --import tsx bench/hot-routes.ts [--rounds N] [--duration S] [--cpu-prof DIR] [--only user|store]
-//                                         [name=path/to/main.js ...]
+//                                         [--emulate] [name=path/to/main.js ...]
 //
 // Each name=path is a Storehouse build to measure (default: current=dist/main.js, so run npm run
 // build first), each on an empty data dir of its own; several builds are measured in the same
 // alternating rounds, so a build before a change and one after it compare on the same machine
 // at the same time. --cpu-prof DIR starts them with node --cpu-prof (a .cpuprofile per build in
-// DIR, written when it stops). Prints a line per run, then medians and ratios, then one JSON line.
+// DIR, written when it stops). --emulate adds emulate 0.8.0's own GET /v2/user, as npm run bench
+// installs and loads it (bench/emulate.ts). Prints a line per run, then medians and ratios, then
+// one JSON line.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import type { Result as CannonResult } from 'autocannon';
 import { HOST, makeTempDir, request, ROOT, spawnTracked, stop, stopEverything, waitFor200, type Spawned } from './children.ts';
 import { auth, createStore, openApi, TOKEN, type Server } from './embedded.ts';
+import { emulateTokens, emulateUrl, startEmulate } from './emulate.ts';
 import { freePort, median } from './measure.ts';
 
 const CONNECTIONS = 10;
@@ -29,11 +32,12 @@ interface Options {
   durationS: number;
   cpuProfDir: string | undefined;
   only: 'user' | 'store' | undefined;
+  emulate: boolean;
   builds: Array<{ name: string; entry: string }>;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = { rounds: 3, durationS: 5, cpuProfDir: undefined, only: undefined, builds: [] };
+  const options: Options = { rounds: 3, durationS: 5, cpuProfDir: undefined, only: undefined, emulate: false, builds: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -44,6 +48,7 @@ function parseArgs(argv: string[]): Options {
     if (arg === '--rounds') options.rounds = Number(value());
     else if (arg === '--duration') options.durationS = Number(value());
     else if (arg === '--cpu-prof') options.cpuProfDir = path.resolve(value());
+    else if (arg === '--emulate') options.emulate = true;
     else if (arg === '--only') {
       const only = value();
       if (only !== 'user' && only !== 'store') throw new Error('--only takes user or store');
@@ -106,13 +111,13 @@ async function body(port: number, urlPath: string): Promise<string> {
   return response.body;
 }
 
-async function cannon(url: string, durationS: number): Promise<CannonResult> {
+async function cannon(url: string, durationS: number, token: () => string = () => TOKEN): Promise<CannonResult> {
   const result = await autocannon({
     url,
     connections: CONNECTIONS,
     duration: durationS,
     // As bench/run.ts sends them: every request through a setupRequest that sets the header.
-    requests: [{ method: 'GET', setupRequest: (r) => ({ ...r, headers: { ...r.headers, authorization: `Bearer ${TOKEN}` } }) }],
+    requests: [{ method: 'GET', setupRequest: (r) => ({ ...r, headers: { ...r.headers, authorization: `Bearer ${token()}` } }) }],
     renderProgressBar: false,
     renderResultsTable: false,
     renderLatencyTable: false,
@@ -141,19 +146,24 @@ async function main(): Promise<void> {
     const userBody = await body(first.server.port, first.paths.user);
     const storeBody = await body(first.server.port, first.paths.store);
     const bare = await startBare({ [first.paths.user]: userBody, [first.paths.store]: storeBody });
-    const targets: Array<{ name: string; url: string; runs: number[] }> = [];
+    const targets: Array<{ name: string; url: string; token?: () => string; runs: number[] }> = [];
     const routes = (['user', 'store'] as const).filter((route) => !options.only || options.only === route);
     for (const route of routes) {
       for (const { name, server, paths } of servers) {
         targets.push({ name: `${name} ${route}`, url: `http://${HOST}:${server.port}${paths[route]}`, runs: [] });
       }
       targets.push({ name: `bare ${route}`, url: `http://${HOST}:${bare.port}${first.paths[route]}`, runs: [] });
+      if (route === 'user' && options.emulate) {
+        const emulate = await startEmulate(log);
+        if ('skipped' in emulate) log(`emulate: SKIPPED, ${emulate.skipped}`);
+        else targets.push({ name: 'emulate user', url: emulateUrl(emulate), token: emulateTokens(), runs: [] });
+      }
     }
     log(`${CONNECTIONS} connections, ${WARMUP_S} s warm-up + ${options.durationS} s measured, ${options.rounds} alternating rounds`);
     for (let round = 1; round <= options.rounds; round++) {
       for (const target of targets) {
-        await cannon(target.url, WARMUP_S);
-        const result = await cannon(target.url, options.durationS);
+        await cannon(target.url, WARMUP_S, target.token);
+        const result = await cannon(target.url, options.durationS, target.token);
         target.runs.push(result.requests.average);
         log(
           `  round ${round} ${target.name.padEnd(24)} ${String(Math.round(result.requests.average)).padStart(6)} req/s  p99 ${result.latency.p99} ms`,
@@ -165,9 +175,12 @@ async function main(): Promise<void> {
     for (const route of routes) {
       const bareMedian = medians[`bare ${route}`]!;
       log(`  bare ${route}: ${bareMedian} req/s`);
+      if (route === 'user' && medians['emulate user']) log(`  emulate user: ${medians['emulate user']} req/s`);
       for (const { name } of servers) {
         const rps = medians[`${name} ${route}`]!;
-        log(`  ${name} ${route}: ${rps} req/s, ${(rps / bareMedian).toFixed(2)}x bare`);
+        const emulateMedian = route === 'user' ? medians['emulate user'] : undefined;
+        const vsEmulate = emulateMedian ? `, ${(rps / emulateMedian).toFixed(2)}x emulate` : '';
+        log(`  ${name} ${route}: ${rps} req/s, ${(rps / bareMedian).toFixed(2)}x bare${vsEmulate}`);
       }
     }
     log(JSON.stringify({ medians, runs: Object.fromEntries(targets.map((t) => [t.name, t.runs.map(Math.round)])) }));
