@@ -38,8 +38,6 @@ export default async function teamsRoutes(app: FastifyInstance, options: { db: D
           properties: {
             limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
             next: { type: 'integer', minimum: 0, description: 'The `pagination.next` of the previous page' },
-            since: { type: 'integer' },
-            until: { type: 'integer' },
           },
         },
         response: {
