@@ -10,8 +10,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { randomBase62 } from '../src/ids.ts';
+import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
 import { cliUser, VERCEL_BIN, type CliResult, type CliUser } from './cli-harness.ts';
-import { errorOf, startServer, type TestServer } from './helpers.ts';
+import { errorOf, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { freePort, writePartnerCatalog } from './partner-fixtures.ts';
 
 const run = promisify(execFile);
 
@@ -486,5 +488,68 @@ describe('vercel integration add', () => {
     assert.deepEqual([twice.status, twice.code], [409, 'already_installed']);
     // And add works without a terminal again.
     ok(await cli.run(['integration', 'add', 'storehouse/postgres', '--name', 'cli-after', '--no-connect']));
+  });
+});
+
+describe('vercel integration add and remove on a partner integration', () => {
+  let server: TestServer;
+  let partner: PartnerServer;
+  let partnerDir: string;
+  let catalogFile: string;
+  let cli: CliUser;
+  let installationId: string;
+
+  const partnerResourceIds = async () =>
+    ((await (await fetch(`${partner.url}/_partner/resources`)).json()) as { resources: Array<{ id: string }> }).resources.map((r) => r.id);
+  const uninstallsHeard = () =>
+    partner.requests.filter(
+      (r) => r.method === 'DELETE' && r.url.includes(`/v1/installations/${installationId}`) && !r.url.includes('/resources/'),
+    );
+
+  before(async () => {
+    const port = await freePort();
+    catalogFile = writePartnerCatalog({ url: `http://127.0.0.1:${port}` });
+    // The CLI refuses a --token with a "-" in it, which the harness's default tokens have.
+    server = await startServer('embedded', { catalogPath: catalogFile, bootstrapToken: `cli${randomBase62(24)}` });
+    partnerDir = await freshDataDir();
+    partner = await startPartnerServer({
+      port,
+      dataDir: partnerDir,
+      clientId: 'oac_partner',
+      issuer: server.url,
+      postgresAdminUrl: POSTGRES_URL,
+    });
+    cli = cliUser(server);
+    const configurations = (await (
+      await server.request('/v2/integrations/configurations?view=account&integrationIdOrSlug=acme')
+    ).json()) as any[];
+    installationId = configurations[0].id;
+  });
+  after(async () => {
+    cli?.remove();
+    await partner?.close();
+    await server?.close();
+    if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
+    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+  });
+
+  test('the partner provisions the store; once it is gone, remove tells the partner of the uninstall', async () => {
+    const added = await cli.run(['integration', 'add', 'acme/postgres', '--name', 'partner-db', '--no-connect', '--format', 'json']);
+    ok(added);
+    const answer = JSON.parse(added.stdout.slice(added.stdout.indexOf('{')));
+    assert.equal(answer.installation.id, installationId);
+    assert.deepEqual(await partnerResourceIds(), [answer.resource.externalResourceId]);
+
+    const refused = await cli.run(['integration', 'remove', 'acme', '--yes']);
+    failed(refused);
+    assert.match(refused.output, /Cannot uninstall acme because it still has resources\.[\s\S]*- partner-db\n/);
+    assert.equal(uninstallsHeard().length, 0);
+
+    ok(await cli.run(['integration', 'resource', 'remove', 'partner-db', '--disconnect-all', '--yes']));
+    assert.deepEqual(await partnerResourceIds(), []);
+    const removed = await cli.run(['integration', 'remove', 'acme', '--yes']);
+    ok(removed);
+    assert.match(removed.output, /acme successfully removed/);
+    assert.equal(uninstallsHeard().length, 1);
   });
 });
