@@ -326,6 +326,23 @@ describe('vercel integration add', () => {
     assert.match(installations.output, new RegExp(`icfg_\\w+\\s+storehouse\\s+${team}`));
   });
 
+  test('storehouse/redis: created when this node serves Redis, else a 400 saying why (a 5xx the CLI would send again)', async () => {
+    const integration = (await (await server.request('/v2/integrations/integration/storehouse')).json()) as { products: any[] };
+    const redis = integration.products.find((product) => product.slug === 'redis');
+    const result = await cli.run(['integration', 'add', 'storehouse/redis', '--name', 'cli-cache', '--no-connect', '--format', 'json']);
+    if (redis.unavailableReason === undefined) {
+      ok(result);
+      const answer = JSON.parse(result.stdout.slice(result.stdout.indexOf('{')));
+      assert.equal(answer.product.slug, 'redis');
+      assert.equal(answer.resource.status, 'available');
+      assert.equal((await storeNames()).filter((name) => name === 'cli-cache').length, 1);
+    } else {
+      failed(result);
+      assert.match(result.output, /Redis cannot be created on this server: .* \(400\)/);
+      assert.ok(!(await storeNames()).includes('cli-cache'));
+    }
+  });
+
   test('vercel install is the same command', async () => {
     const result = await cli.run(['install', 'storehouse/postgres', '--name', 'cli-install', '--no-connect']);
     ok(result);
