@@ -1,8 +1,9 @@
 /**
  * Knowing when shared state changed, so hot reads can be served from memory.
  *
- * Triggers on the tables that authorization and the catalog read (migration 0002) send
- * `pg_notify('storehouse_changes', <table>)` when a write commits. Every node listens; each
+ * Triggers on the tables that authorization and the catalog read (migration 0002), and those
+ * the user and store views read (0012), send `pg_notify('storehouse_changes', <table>)` when a
+ * write commits. Every node listens; each
  * notification, and each write this process makes itself, moves the feed to a new generation,
  * and every ReadCache drops what it read in an older one. While the listening connection is
  * down the feed is unhealthy and caches are bypassed, so a node never serves what it cannot
