@@ -251,6 +251,27 @@ describe('vercel integration add', () => {
     assert.deepEqual(await storeNames(), before);
   });
 
+  test("the CLI's retries of one create (one invocation id) make one store and get its answer", async () => {
+    const before = await storeNames();
+    const send = (invocation: string) =>
+      server.request('/v1/integrations/integration/storehouse/marketplace/auto-provision/postgres', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-vercel-cli-invocation-id': invocation },
+        body: JSON.stringify({ name: 'cli-retried', metadata: {}, acceptedPolicies: {}, source: 'cli' }),
+      });
+    const invocation = randomBase62(16);
+    const first = await send(invocation);
+    assert.equal(first.status, 200);
+    const again = await send(invocation);
+    assert.equal(again.status, 200);
+    const [a, b] = [(await first.json()) as any, (await again.json()) as any];
+    assert.equal(b.resource.id, a.resource.id);
+    assert.deepEqual(await storeNames(), [...before, 'cli-retried'].sort());
+    // Another invocation is another create: the name is taken.
+    const other = await errorOf(await send(randomBase62(16)));
+    assert.deepEqual([other.status, other.code], [409, 'store_name_taken']);
+  });
+
   test('an integration or product that does not exist', async () => {
     const noProduct = await cli.run(['integration', 'add', 'storehouse/mysql']);
     failed(noProduct);
