@@ -322,13 +322,28 @@ export class RedisProbe implements Probe {
     });
   }
 
-  async run(): Promise<void> {
+  async run(signal: AbortSignal): Promise<void> {
+    // Still opening its first connection (at start): that is not an outage yet, so wait for it (within the timeout).
+    if (this.redis.status === 'connecting' || this.redis.status === 'connect' || this.redis.status === 'wait') await this.opened(signal);
     if (this.redis.status !== 'ready') {
       const why = this.lastError ?? `connection ${this.redis.status}`;
       throw new ProbeFailure(`not connected (${why})`, `not connected (${kindOf(why) ?? 'connecting'})`);
     }
     const answer = await this.redis.ping();
     if (answer !== 'PONG') throw new ProbeFailure(`PING answered ${answer}`, 'unexpected answer');
+  }
+
+  /** Resolves once the connection is ready, closed, or the probe is aborted. */
+  private opened(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.redis.off('ready', done).off('close', done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.redis.once('ready', done).once('close', done);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   async close(): Promise<void> {
