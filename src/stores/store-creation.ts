@@ -9,6 +9,7 @@
  * even the undo fails, the store stays, `deleting`, as the record of what may exist, until the
  * undo is done.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import type { BillingPlan, Product } from '../catalog/catalog.ts';
@@ -41,6 +42,9 @@ import {
   quotaExceeded,
   storeQuota,
 } from './stores.ts';
+
+/** How long a failed create's answer waits for its undo before answering all the same (the undo goes on). */
+const UNDO_WAIT_MS = 2_000;
 
 /** The body of POST /v1/storage/stores/integration/direct, as the route's schema lets it through. */
 export interface CreateStoreInput {
@@ -357,6 +361,18 @@ export class StoreCreation {
     );
     // The sweep took it for dead already (that is why the provision failed, likely): it finishes the undo.
     if (!rowCount) return storeDeleted(store);
+    const undone = this.undo(store, product, actor, answer).catch((failure: Error) =>
+      options.logger?.warn({ err: failure, store: store.id }, 'cannot record a failed undo; the sweep finds it all the same'),
+    );
+    // The answer is the provision's failure either way; it waits a moment for the undo (quick
+    // when the provider answers, so the store is gone when the client hears), not for a provider
+    // that stopped answering: the undo goes on, bounded, and the sweep retries it if it fails.
+    await Promise.race([undone, sleep(UNDO_WAIT_MS)]);
+    return answer;
+  }
+
+  private async undo(store: Store, product: Product, actor: Actor, answer: AppError): Promise<void> {
+    const { db, options } = this.ctx;
     try {
       await this.removal.deprovision(store, product);
     } catch (undoError) {
@@ -373,9 +389,8 @@ export class StoreCreation {
         });
       });
       await this.removal.retryLater(store);
-      return answer;
+      return;
     }
     await this.removal.remove(store, { actorId: actor.userId, onlyDeleting: true, action: 'store.rolled_back', reason: answer.message });
-    return answer;
   }
 }

@@ -17,7 +17,7 @@ import type { Caller } from '../providers/provider.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { assertInstallationAdmin } from '../tenancy/installations.ts';
 import { ownerAtWork, retryLater, rollbackIdle, takeoverAt, takeoverDue, underWay } from './interrupted-work.ts';
-import { isGone, providerFailure } from './provider-calls.ts';
+import { isGone, providerFailure, within } from './provider-calls.ts';
 import { provisionRequest, type StoreContext } from './store-context.ts';
 import { findStore, prefixed, toStore, type Store } from './stores.ts';
 import { msUntil, untilDue } from './schedule.ts';
@@ -221,10 +221,14 @@ export class StoreRemoval {
   async deprovision(store: Store, product: Product, caller?: Caller): Promise<void> {
     if (store.ownership === 'linked') return;
     const provider = this.ctx.providers.for(product);
+    // Bounded as a provision is: a provider that stopped answering must not hold the request (or
+    // the sweep) for as long as its own client waits; the call may still land, and a repeat with
+    // the same key is harmless.
+    const limit = this.ctx.options.provisionTimeoutMs;
     try {
       if (store.externalResourceId)
-        await provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller);
-      else await provider.abandon({ ...provisionRequest(store, product), ...(caller && { caller }) });
+        await within(provider.delete(store.installationId, store.externalResourceId, `${store.provisionKey}.delete`, caller), limit);
+      else await within(provider.abandon({ ...provisionRequest(store, product), ...(caller && { caller }) }), limit);
     } catch (error) {
       if (!isGone(error)) throw error;
     }

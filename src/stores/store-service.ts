@@ -83,12 +83,14 @@ export class StoreService {
    */
   startHousekeeping(onError: (error: Error) => void): () => Promise<void> {
     // The first runs wait a moment, so they do not compete with the start's first requests.
+    // Idle, it looks again every lease period: another node may begin work after this sweep and
+    // die, and nothing else would wake this one before its minute was up (its lease long expired).
     this.recovery = new Schedule(
       async () => {
         await this.removal.recoverInterrupted();
         return this.removal.msUntilNextStale();
       },
-      60_000,
+      Math.min(60_000, this.options.lease.leaseMs),
       onError,
     ).start(2_000);
     this.pending = new Schedule(() => this.pendingStores.checkPending(), 60_000, onError).start(2_000);
