@@ -254,9 +254,9 @@ for (const backend of BACKENDS) {
       assert.equal(wrongMethod.headers.get('allow'), 'GET, HEAD, OPTIONS');
       const method = await errorOf(wrongMethod);
       assert.deepEqual([method.status, method.code, method.message], [405, 'method_unknown', 'This endpoint only responds to GET']);
-      const deleteOrGet = await errorOf(await server.request(`/v1/integrations/configuration/${icfg}`, { method: 'PATCH' }));
+      const deleteOrGet = await errorOf(await server.request(`/v1/integrations/configuration/${icfg}`, { method: 'PUT' }));
       assert.equal(deleteOrGet.status, 405);
-      assert.match(deleteOrGet.message, /GET, DELETE/);
+      assert.match(deleteOrGet.message, /GET, PATCH, DELETE/);
       const malformed = await server.request(`/v1/integrations/configuration/${icfg}`, {
         method: 'DELETE',
         headers: { 'content-type': 'application/json' },
@@ -351,7 +351,9 @@ describe('system routes', () => {
   test('healthz answers without a token; responses carry a request id', async () => {
     const response = await server.request('/healthz', { token: null });
     assert.equal(response.status, 200);
-    assert.deepEqual(await response.json(), { status: 'ok' });
+    const body = (await response.json()) as { status: string; checks: Record<string, { status: string }> };
+    assert.equal(body.status, 'ok');
+    assert.equal(body.checks.database?.status, 'ok', 'it names what it checked');
     assert.match(response.headers.get('x-request-id') ?? '', /^req_/);
     const traced = await server.request('/healthz', { token: null, headers: { 'x-request-id': 'lb-trace-42' } });
     assert.equal(traced.headers.get('x-request-id'), 'lb-trace-42');

@@ -326,6 +326,54 @@ describe('/openapi.json against real responses', () => {
     await market({ path: `${installation}/account`, expect: 200 });
     await market({ path: `${installation}/account`, expect: 429 });
 
+    // The vercel CLI's marketplace calls (src/http/routes/cli-integrations.ts).
+    await call({ path: '/v2/integrations/integration/storehouse', expect: 200 });
+    await call({ path: '/v2/integrations/integration/nothing', expect: 404 });
+    await call({ path: '/v2/integrations/integrations?integrationType=marketplace&category=databases', expect: 200 });
+    await call({ path: '/v2/integrations/categories', expect: 200 });
+    await call({
+      path: '/v2/integrations/configurations?view=account&installationType=marketplace&integrationIdOrSlug=storehouse',
+      expect: 200,
+    });
+    await call({ path: '/v2/integrations/configurations', expect: 400 });
+    const provision = (body: Record<string, unknown>, expect: number, token?: string) =>
+      call({
+        method: 'POST',
+        path: '/v1/integrations/integration/storehouse/marketplace/auto-provision/postgres',
+        body: { metadata: {}, acceptedPolicies: {}, source: 'cli', ...body },
+        token,
+        expect,
+      });
+    const cliStore = await provision({ name: 'cli-db', installationId: icfg }, 200);
+    const prepaid = await provision({ name: 'cli-prepaid', billingPlanId: 'postgres_payg' }, 200);
+    await provision({ name: 'cli-gold', billingPlanId: 'postgres_gold' }, 400);
+    await provision({ name: 'cli-viewer' }, 403, viewerToken);
+    await provision({ name: 'cli-other', installationId: otherInstall.id }, 404);
+    const installPath = '/v2/integrations/integration/storehouse/marketplace/install';
+    await call({ method: 'POST', path: installPath, body: { acceptedPolicies: { toc: new Date().toISOString() } }, expect: 409 });
+    await call({ method: 'POST', path: installPath, body: { acceptedPolicies: {} }, expect: 400 });
+    await call({ path: `/v1/integrations/installations/${icfg}/billing/balance`, expect: 200 });
+    await call({ path: `/v1/integrations/installations/${otherInstall.id}/billing/balance`, expect: 404 });
+    const threshold = (resourceId: string, expect: number) =>
+      call({
+        method: 'POST',
+        path: `/v1/integrations/installations/${icfg}/resources/${resourceId}/billing/threshold`,
+        body: { minimumAmountInCents: 500, purchaseAmountInCents: 1000, maximumAmountPerPeriodInCents: 5000 },
+        expect,
+      });
+    await threshold(prepaid.resource.id, 200);
+    await threshold(cliStore.resource.id, 400);
+    await threshold('store_nothing', 404);
+    const configuration = `/v1/integrations/configuration/${icfg}`;
+    await call({ method: 'PATCH', path: configuration, body: { projects: 'all' }, expect: 200 });
+    await call({ method: 'PATCH', path: configuration, body: { billingPlanId: 'postgres_pro' }, expect: 400 });
+    await call({ method: 'PATCH', path: configuration, body: { projects: ['prj_nothing'] }, expect: 404 });
+    await call({ method: 'PATCH', path: configuration, body: { projects: 'all' }, token: viewerToken, expect: 403 });
+    await call({ method: 'POST', path: `/v2/integrations/installations/${icfg}/uninstall`, body: {}, expect: 403 });
+    await call({ method: 'POST', path: `/v2/integrations/installations/${otherInstall.id}/uninstall`, body: {}, expect: 404 });
+    for (const made of [cliStore, prepaid])
+      await call({ method: 'DELETE', path: `/v1/storage/stores/integration/${made.resource.id}`, expect: 200 });
+
     // The records of all this, then the store's delete.
     await call({ path: '/_storehouse/billing/authorizations', expect: 200 });
     await call({ path: '/_storehouse/audit?limit=50', expect: 200 });
@@ -334,6 +382,17 @@ describe('/openapi.json against real responses', () => {
     await call({ method: 'DELETE', path: `/v1/storage/stores/integration/${store.id}`, expect: 200 });
     await call({ method: 'DELETE', path: `/v1/storage/stores/integration/${store.id}`, expect: 404 });
     await call({ method: 'DELETE', path: `/_storehouse/payment-methods/${card.id}`, expect: 204 });
+    // An installation without stores: the CLI's uninstall removes it.
+    const otherOwner = await createUser(db, { email: 'other-owner@example.com' });
+    await setMember(db, otherTeam.id, otherOwner.id, 'OWNER');
+    const otherToken = (await createToken(db, { userId: otherOwner.id, teamId: otherTeam.id, name: 'other' })).value;
+    await call({
+      method: 'POST',
+      path: `/v2/integrations/installations/${otherInstall.id}/uninstall`,
+      body: {},
+      token: otherToken,
+      expect: 200,
+    });
 
     assert.deepEqual(problems, []);
     // Every documented operation was called at least once, so none went unchecked.
