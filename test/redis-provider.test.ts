@@ -124,11 +124,10 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
     assert.equal(await outcome(() => clientA.publish(`${a.REDIS_KEY_PREFIX}news`, 'x')), 'ok', 'its own channels');
     assert.equal(await outcome(() => clientA.call('MEMORY', 'USAGE', `${b.REDIS_KEY_PREFIX}private`)), 'NOPERM');
     assert.equal(await outcome(() => clientA.eval(`return redis.call('GET', KEYS[1])`, 1, `${b.REDIS_KEY_PREFIX}private`)), 'NOPERM');
-    assert.equal(
-      await outcome(() => clientA.eval(`return redis.call('SET', KEYS[1], 'v')`, 1, `${a.REDIS_KEY_PREFIX}scripted`)),
-      'ok',
-      'scripts on its own keys',
-    );
+    // No scripts at all, even on its own keys: one store's endless script would block every store.
+    assert.equal(await outcome(() => clientA.eval('while true do end', 0)), 'NOPERM', 'an endless script');
+    assert.equal(await outcome(() => clientA.eval(`return redis.call('SET', KEYS[1], 'v')`, 1, `${a.REDIS_KEY_PREFIX}scripted`)), 'NOPERM');
+    assert.equal(await outcome(() => clientA.call('SCRIPT', 'DEBUG', 'SYNC')), 'NOPERM', 'a debugging session');
     assert.equal(await clientB.get(`${b.REDIS_KEY_PREFIX}private`), 'B only');
   });
 

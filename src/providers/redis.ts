@@ -105,8 +105,15 @@ const REAPPLY_RETRY_MS = 1_000;
 /** The commands the admin user must be allowed (docs/providers.md, the Redis provider). */
 const ADMIN_NEEDS = 'ACL, SCAN, UNLINK, SET, INCR, EXISTS, WATCH, UNWATCH, MULTI and EXEC';
 
+/**
+ * What a store's user may not run. Scripting is refused whole (`@scripting`: EVAL, EVALSHA,
+ * FCALL, SCRIPT, FUNCTION): Redis runs one script at a time, so one store's endless script (or a
+ * SCRIPT DEBUG SYNC session) blocks every store on the server, and a script that wrote cannot be
+ * killed short of stopping the server.
+ */
 const DENIED = [
   '-@dangerous',
+  '-@scripting',
   '-scan',
   '-randomkey',
   '-dbsize',
@@ -124,12 +131,6 @@ const DENIED = [
   '-client|caching',
   '-client|trackinginfo',
   '-client|getredir',
-  '-function',
-  '-fcall',
-  '-fcall_ro',
-  '-script|flush',
-  '-script|kill',
-  '-script|exists',
   '-memory',
   '+memory|usage',
 ];
