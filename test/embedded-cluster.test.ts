@@ -296,6 +296,29 @@ describe('the embedded default refuses what it cannot serve safely', () => {
     }
   });
 
+  test('a postmaster.pid whose pid another process has now is removed, and that process left alone', async () => {
+    const dataDir = await freshDataDir();
+    const port = await freePort();
+    let server = start(dataDir, port);
+    const bystander = spawn('sleep', ['600'], { stdio: 'ignore' });
+    try {
+      await healthy(`http://127.0.0.1:${port}`, server);
+      await stop(server);
+      // As after a crash of the machine: the file stayed, and its pid went to another program.
+      const pidFile = path.join(dataDir, 'postgres', 'postmaster.pid');
+      fs.writeFileSync(pidFile, `${bystander.pid}\n${path.join(dataDir, 'postgres')}\n`);
+      server = start(dataDir, port);
+      await healthy(`http://127.0.0.1:${port}`, server);
+      assert.equal(bystander.exitCode, null, 'the bystander was not signalled');
+      assert.equal(bystander.signalCode, null);
+      assert.match(server.output(), /names a process that is not it: removing the stale file/);
+    } finally {
+      bystander.kill('SIGKILL');
+      await stop(server, 'SIGKILL');
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   test("an earlier version's PGlite data dir is refused, untouched, with what to do", async () => {
     const dataDir = await freshDataDir();
     fs.mkdirSync(path.join(dataDir, 'pgdata'));

@@ -83,6 +83,8 @@ const SETTINGS: Record<string, string> = {
   log_destination: 'stderr',
   log_line_prefix: '',
   log_min_error_statement: 'panic',
+  // No DETAIL lines: a failed statement's would carry column values ("Failing row contains ...").
+  log_error_verbosity: 'terse',
   log_checkpoints: 'off',
   lc_messages: 'C',
 };
@@ -121,21 +123,60 @@ interface RunAs {
   name?: string;
 }
 
-function serverUser(log: ServerLog): RunAs {
+/**
+ * The system user the embedded PostgreSQL runs as when Storehouse is root: one of its own, not the
+ * distribution's `postgres` (whose other servers' superusers could otherwise read and rewrite this
+ * cluster's files and the server's environment). A cluster that exists keeps running as its owner.
+ */
+export const SERVER_OS_USER = 'storehouse-pg';
+
+function serverUser(clusterDir: string, log: ServerLog): RunAs {
   if (process.platform === 'win32' || process.geteuid?.() !== 0) return {};
+  try {
+    const { uid, gid } = fs.statSync(clusterDir);
+    if (uid !== 0) return { uid, gid, name: `uid ${uid}` };
+  } catch {
+    /* a first start: the cluster is made as the user below */
+  }
   const ids = () => ({
-    uid: Number(execFileSync('id', ['-u', SUPERUSER], { encoding: 'utf8' }).trim()),
-    gid: Number(execFileSync('id', ['-g', SUPERUSER], { encoding: 'utf8' }).trim()),
-    name: SUPERUSER,
+    uid: Number(execFileSync('id', ['-u', SERVER_OS_USER], { encoding: 'utf8' }).trim()),
+    gid: Number(execFileSync('id', ['-g', SERVER_OS_USER], { encoding: 'utf8' }).trim()),
+    name: SERVER_OS_USER,
   });
   try {
     return ids();
   } catch {
-    log.info({ user: SUPERUSER }, 'creating the system user the embedded PostgreSQL runs as (it refuses to run as root)');
-    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', SUPERUSER], {
+    log.info({ user: SERVER_OS_USER }, 'creating the system user the embedded PostgreSQL runs as (it refuses to run as root)');
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', SERVER_OS_USER], {
       stdio: 'ignore',
     });
     return ids();
+  }
+}
+
+/** What the server's processes see of the environment: no more than they need (never Storehouse's secrets). */
+const serverEnv = (): NodeJS.ProcessEnv => ({
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  LC_ALL: 'C',
+  ...(process.env.TZ && { TZ: process.env.TZ }),
+});
+
+/** `text` written to `file` whole or not at all: a scratch file, fsynced, renamed into place, the directory fsynced. */
+function writeDurably(file: string, text: string): void {
+  const scratch = `${file}.new`;
+  const fd = fs.openSync(scratch, 'w', 0o600);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(scratch, file);
+  const dir = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(dir);
+  } finally {
+    fs.closeSync(dir);
   }
 }
 
@@ -153,17 +194,21 @@ async function canListen(port: number): Promise<boolean> {
 async function choosePort(dataDir: string, configured: number | undefined): Promise<number> {
   const file = portFileOf(dataDir);
   if (configured !== undefined) {
-    fs.writeFileSync(file, `${configured}\n`, { mode: 0o600 });
+    writeDurably(file, `${configured}\n`);
     return configured;
   }
   if (fs.existsSync(file)) {
     const kept = Number(fs.readFileSync(file, 'utf8').trim());
     if (Number.isInteger(kept) && kept > 0 && kept < 65536) return kept;
+    // Its stores' URLs name the port it had: a new one would send them nowhere without a word.
+    throw new PostgresStartError(
+      `${file} does not hold a port: write the port the embedded PostgreSQL had (its stores' URLs name it), or set STOREHOUSE_EMBEDDED_POSTGRES_PORT`,
+    );
   }
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = PORT_RANGE.first + Math.floor(Math.random() * (PORT_RANGE.last - PORT_RANGE.first));
     if (await canListen(port)) {
-      fs.writeFileSync(file, `${port}\n`, { mode: 0o600 });
+      writeDurably(file, `${port}\n`);
       return port;
     }
   }
@@ -173,7 +218,13 @@ async function choosePort(dataDir: string, configured: number | undefined): Prom
 /** The superuser's password: kept in the data dir; made (before the cluster) on first start. */
 function superuserPassword(dataDir: string, clusterExists: boolean): string {
   const file = passwordFileOf(dataDir);
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  if (fs.existsSync(file)) {
+    const kept = fs.readFileSync(file, 'utf8').trim();
+    if (kept) return kept;
+    throw new PostgresStartError(
+      `${file} is empty: restore it from a backup of the data dir (the cluster accepts its superuser only with it)`,
+    );
+  }
   if (clusterExists) {
     throw new PostgresStartError(
       `${file} is missing, and the embedded PostgreSQL in ${clusterDirOf(dataDir)} accepts its superuser only with that password. ` +
@@ -181,15 +232,18 @@ function superuserPassword(dataDir: string, clusterExists: boolean): string {
     );
   }
   const password = randomBytes(32).toString('base64url');
-  const scratch = `${file}.new`;
-  fs.writeFileSync(scratch, `${password}\n`, { mode: 0o600 });
-  fs.renameSync(scratch, file);
+  writeDurably(file, `${password}\n`); // on disk before initdb makes a cluster only it opens
   return password;
 }
 
 /** The level a server log line is logged at, from its severity word. */
+/** LOG lines that report a crash or a recovery: an operator needs to see those. */
+const CRASH_REPORT =
+  /terminated by signal|exited with exit code|terminating any other active server processes|all server processes terminated|automatic recovery|was interrupted|not properly shut down|redo (starts|done)/;
+
 function levelOf(line: string): keyof ServerLog {
   const severity = /^([A-Z]+):/.exec(line)?.[1];
+  if (severity === 'LOG' && CRASH_REPORT.test(line)) return 'warn';
   if (severity === 'WARNING') return 'warn';
   if (severity === 'PANIC') return 'error';
   if (severity === 'FATAL') return line.includes('the database system is') ? 'debug' : 'info';
@@ -219,7 +273,7 @@ export class PostgresServer {
     const { dataDir } = options;
     const clusterDir = clusterDirOf(dataDir);
     const bins = await binaries();
-    const runAs = serverUser(log);
+    const runAs = serverUser(clusterDir, log);
     // The server's user must reach its cluster through the data dir: its group may search it
     // (0710), and can list nothing there nor open anything but the cluster it owns.
     if (runAs.uid !== undefined) {
@@ -271,7 +325,15 @@ export class PostgresServer {
       return;
     }
     if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
-    this.log.warn({ pid }, 'the embedded PostgreSQL of an earlier Storehouse is still running; stopping it first');
+    if (!this.isOurServer(pid)) {
+      // The pid was reused (a crash of the machine, a container restarted): another process has
+      // it now, which pg_ctl would signal, and postgres would take for a running server. The data
+      // dir is locked, so the file is this cluster's own leftover.
+      this.log.warn({ stalePid: pid }, "the embedded PostgreSQL's postmaster.pid names a process that is not it: removing the stale file");
+      fs.rmSync(path.join(this.clusterDir, 'postmaster.pid'), { force: true });
+      return;
+    }
+    this.log.warn({ leftoverPid: pid }, 'the embedded PostgreSQL of an earlier Storehouse is still running; stopping it first');
     for (const mode of ['fast', 'immediate']) {
       try {
         execFileSync(this.bins.pg_ctl, ['stop', '-D', this.clusterDir, '-m', mode, '-w', '-t', String(STOP_TIMEOUT_MS / 1000)], {
@@ -287,6 +349,20 @@ export class PostgresServer {
     throw new PostgresStartError(`cannot stop the PostgreSQL (pid ${pid}) still running on ${this.clusterDir}: stop it, then start again`);
   }
 
+  /** Whether `pid` is a postgres server of this cluster (its command line says so; elsewhere than Linux, believed). */
+  private isOurServer(pid: number): boolean {
+    if (process.platform !== 'linux') return true;
+    try {
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const data = argv.indexOf('-D');
+      return (
+        path.basename(argv[0] ?? '') === 'postgres' && data !== -1 && path.resolve(argv[data + 1] ?? '') === path.resolve(this.clusterDir)
+      );
+    } catch {
+      return false; // gone meanwhile, or not ours to read
+    }
+  }
+
   /** Starts the server and resolves once it accepts connections; rejects with its last words if it exits first. */
   private run(): Promise<void> {
     const args = ['-D', this.clusterDir, '-p', String(this.port)];
@@ -294,7 +370,7 @@ export class PostgresServer {
     const { command, argv, switchesUser } = withParentDeathSignal(this.bins.postgres, args, this.runAs);
     const child = spawn(command, argv, {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, LC_ALL: 'C' },
+      env: serverEnv(),
       ...(this.runAs.uid !== undefined && !switchesUser && { uid: this.runAs.uid, gid: this.runAs.gid }),
     });
     this.child = child;
@@ -314,7 +390,7 @@ export class PostgresServer {
           if (lastLines.length > 8) lastLines.shift();
           if (!ready && line.includes(READY)) {
             ready = true;
-            this.log.info({ port: this.port, pid: child.pid }, 'embedded PostgreSQL is ready');
+            this.log.info({ port: this.port, postgresPid: child.pid }, 'embedded PostgreSQL is ready');
             resolve();
             continue;
           }
@@ -341,7 +417,10 @@ export class PostgresServer {
         this.restarting = this.restart();
       });
       setTimeout(() => {
-        if (!ready) reject(new PostgresStartError(`the embedded PostgreSQL was not ready within ${READY_TIMEOUT_MS} ms`));
+        if (ready || child.exitCode !== null || child.signalCode !== null) return;
+        // Not left running unsupervised: stopped (immediate shutdown: recovery undoes it), then refused.
+        child.kill('SIGQUIT');
+        exited.then(() => reject(new PostgresStartError(`the embedded PostgreSQL was not ready within ${READY_TIMEOUT_MS} ms`)));
       }, READY_TIMEOUT_MS).unref();
     });
   }
@@ -418,16 +497,21 @@ function findSetpriv(): string | null {
 }
 
 /**
- * The command that runs `binary` so that it gets SIGINT (fast shutdown) when this process dies:
+ * The command that runs `binary` so that it gets `signal` (SIGINT: a server's fast shutdown) when this process dies:
  * util-linux's setpriv sets PR_SET_PDEATHSIG, after switching to the server's user (a change of
  * credentials would clear it), then execs the binary, so the server is this process's child.
  * Without setpriv the binary runs as it is, and outlives a kill -9 until the next start stops it.
  */
-function withParentDeathSignal(binary: string, args: string[], runAs: RunAs): { command: string; argv: string[]; switchesUser: boolean } {
+function withParentDeathSignal(
+  binary: string,
+  args: string[],
+  runAs: RunAs,
+  signal: 'SIGINT' | 'SIGKILL' = 'SIGINT',
+): { command: string; argv: string[]; switchesUser: boolean } {
   const setpriv = findSetpriv();
   if (!setpriv) return { command: binary, argv: args, switchesUser: false };
   const user = runAs.uid !== undefined ? [`--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, '--init-groups'] : [];
-  return { command: setpriv, argv: [...user, '--pdeathsig=SIGINT', '--', binary, ...args], switchesUser: user.length > 0 };
+  return { command: setpriv, argv: [...user, `--pdeathsig=${signal}`, '--', binary, ...args], switchesUser: user.length > 0 };
 }
 
 /**
@@ -442,15 +526,20 @@ async function initialise(initdb: string, clusterDir: string, password: string, 
         'Restore it completely, or move it away to start with empty state.',
     );
   }
-  const scratch = `${clusterDir}.initdb`;
-  fs.rmSync(scratch, { recursive: true, force: true });
+  // Scratch directories of interrupted first starts go (the data dir is locked: none is in use);
+  // this one's is its own, so no initdb an earlier start left running writes into it.
+  const parent = path.dirname(clusterDir);
+  for (const name of fs.readdirSync(parent))
+    if (name.startsWith(`${path.basename(clusterDir)}.initdb`)) fs.rmSync(path.join(parent, name), { recursive: true, force: true });
+  const scratch = `${clusterDir}.initdb-${process.pid}-${randomBytes(4).toString('hex')}`;
   fs.mkdirSync(scratch, { mode: 0o700 });
   if (runAs.uid !== undefined) fs.chownSync(scratch, runAs.uid, runAs.gid!);
   log.info({ cluster: clusterDir }, 'initialising the embedded PostgreSQL (first start)');
   const passwordFile = `${scratch}.password`;
   fs.writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
   if (runAs.uid !== undefined) fs.chownSync(passwordFile, runAs.uid, runAs.gid!);
-  const child = spawn(
+  // Under PR_SET_PDEATHSIG as the server is: a Storehouse killed mid-initdb takes its initdb along.
+  const { command, argv, switchesUser } = withParentDeathSignal(
     initdb,
     [
       `--pgdata=${scratch}`,
@@ -461,12 +550,14 @@ async function initialise(initdb: string, clusterDir: string, password: string, 
       '--locale=C',
       '--no-instructions',
     ],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, LC_ALL: 'C' },
-      ...(runAs.uid !== undefined && { uid: runAs.uid, gid: runAs.gid }),
-    },
+    runAs,
+    'SIGKILL',
   );
+  const child = spawn(command, argv, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: serverEnv(),
+    ...(runAs.uid !== undefined && !switchesUser && { uid: runAs.uid, gid: runAs.gid }),
+  });
   let errors = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     errors = (errors + chunk.toString('utf8')).slice(-2000);
