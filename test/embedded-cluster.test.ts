@@ -70,6 +70,17 @@ function postmasterPid(dataDir: string): number | undefined {
   }
 }
 
+/** The pid of the embedded redis-server (its pid file), while one runs. */
+function redisPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dataDir, 'redis', 'redis.pid'), 'utf8').trim());
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
 async function stop(proc: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
   await proc.exit;
@@ -193,9 +204,11 @@ describe('the embedded default runs its own PostgreSQL', () => {
     await write('before kill');
     const pid = postmasterPid(dataDir);
     assert.ok(pid);
+    assert.ok(redisPid(dataDir), 'its redis-server runs');
     await stop(server, 'SIGKILL');
     // Its server shuts down (cleanly) with it: nothing is left running.
     await eventually('the orphaned PostgreSQL to stop', async () => postmasterPid(dataDir) === undefined, 60_000);
+    await eventually('its redis-server to stop too', async () => redisPid(dataDir) === undefined, 60_000);
     server = start(dataDir, port);
     await healthy(url(), server);
     assert.deepEqual(await read(), ['before kill', 'before restart']);

@@ -545,9 +545,17 @@ export class RedisServer extends EventEmitter {
    * answers the admin user. Rejects when it exits first (AddressInUse when its port was taken).
    */
   private async launch(): Promise<Child> {
-    const spawned = spawn(this.binary, [this.paths.conf], {
+    // Under PR_SET_PDEATHSIG (util-linux's setpriv, which then execs redis-server): a Storehouse
+    // killed with kill -9 takes its Redis along (SIGTERM: it syncs its append-only file and exits)
+    // instead of leaving it running for good. Its environment is no more than it needs.
+    const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((candidate) => process.platform === 'linux' && fs.existsSync(candidate));
+    const [command, ...args] = setpriv
+      ? [setpriv, '--pdeathsig=SIGTERM', '--', this.binary, this.paths.conf]
+      : [this.binary, this.paths.conf];
+    const spawned = spawn(command!, args, {
       cwd: this.paths.dir,
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
       detached: true, // a process group of its own: a terminal's Ctrl-C is for Storehouse, which stops it
     });
     const child: Child = { process: spawned, pid: spawned.pid ?? 0, startedAt: Date.now(), tail: [], ready: false };
