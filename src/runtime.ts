@@ -162,6 +162,24 @@ export async function openConfiguredDatabase(config: Config, logger?: Logger): P
 }
 
 /**
+ * Stores an earlier Storehouse kept in PGlite clusters (provider `postgres-embedded`, in some
+ * node's data dir) cannot be served or deleted any more: a start on state that has live ones is
+ * refused, naming them, rather than list them `available` with URLs nobody answers.
+ */
+async function refuseLegacyStores(db: Database): Promise<void> {
+  const { rows } = await db.query<{ id: string }>(
+    "SELECT id FROM provider_resources WHERE provider = 'postgres-embedded' AND state <> 'deleted' ORDER BY id LIMIT 5",
+  );
+  if (rows.length === 0) return;
+  throw new Error(
+    `this state holds Postgres stores an earlier Storehouse kept in PGlite (${rows.map((row) => row.id).join(', ')}${rows.length === 5 ? ', ...' : ''}), ` +
+      'which this version cannot serve or delete. Copy their data out with the earlier version (git checkout acf52b9: pg_dump each store ' +
+      "against its POSTGRES_URL), delete them there, then start this one; or mark them gone: UPDATE provider_resources SET state = 'deleted' " +
+      "WHERE provider = 'postgres-embedded', and delete their stores through the API.",
+  );
+}
+
+/**
  * On the embedded default without STOREHOUSE_REDIS_ADMIN_URL: the redis-server Storehouse runs
  * itself for Redis stores (src/providers/redis-server.ts), when one is on PATH; else why there is
  * none, which a create on a Redis product answers with (503). Nothing on DATABASE_URL: several
@@ -231,6 +249,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
   try {
     const applied = await migrate(db);
     if (applied.length > 0) logger?.info({ migrations: applied }, 'applied migrations');
+    await refuseLegacyStores(db);
     await syncCatalogFile(db, config.catalogPath, source, logger);
     const catalog = await Catalog.load(db);
     const bootstrapped = await bootstrap(db, catalog, config.bootstrapToken);

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { Vercel } from '@vercel/sdk';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { eventually, freshDataDir, ROOT } from './helpers.ts';
+import { eventually, freshDataDir, POSTGRES_URL, ROOT, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
 
 const TOKEN = 'embedded-cluster-test-token-0123456789';
@@ -332,6 +332,19 @@ describe('the embedded default refuses what it cannot serve safely', () => {
     }
   });
 
+  test("on DATABASE_URL too, an earlier version's PGlite stores (stores/ in the data dir) are refused, untouched", async () => {
+    const dataDir = await freshDataDir();
+    fs.mkdirSync(path.join(dataDir, 'stores', 'pgres_old', 'pgdata'), { recursive: true });
+    const server = start(dataDir, await freePort(), { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/nowhere' });
+    try {
+      assert.notEqual(await server.exit, 0);
+      assert.match(server.output(), new RegExp(`made by an earlier Storehouse.*${path.join(dataDir, 'stores')}.*Nothing was changed`, 's'));
+      assert.ok(fs.existsSync(path.join(dataDir, 'stores', 'pgres_old', 'pgdata')));
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   test("an earlier version's PGlite data dir is refused, untouched, with what to do", async () => {
     const dataDir = await freshDataDir();
     fs.mkdirSync(path.join(dataDir, 'pgdata'));
@@ -414,6 +427,30 @@ describe('as root, a data dir the server user cannot reach', { skip: process.get
       assert.ok(!fs.existsSync(path.join(dataDir, 'postgres')));
     } finally {
       fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("state that holds an earlier version's PGlite stores", {
+  skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set',
+}, () => {
+  test('is refused at start, naming them and what to do, instead of listing stores nobody serves', async () => {
+    const first = await startServer('postgres');
+    const databaseUrl = first.config.databaseUrl!;
+    await first.runtime.db.query(
+      `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, provision_key)
+       VALUES ('pgres_fromPGlite', 'postgres-embedded', 'icfg_old', 'postgres', 'old', '{}', 'postgres_hobby', 'ready', '{"port": 25432}', 'k')`,
+    );
+    // The database stays for the second start: only the first server's own close is skipped.
+    await first.app.close();
+    await first.runtime.close();
+    try {
+      await assert.rejects(
+        startServer('postgres', { databaseUrl }),
+        /holds Postgres stores an earlier Storehouse kept in PGlite \(pgres_fromPGlite\).*git checkout acf52b9/s,
+      );
+    } finally {
+      await first.close().catch(() => {});
     }
   });
 });

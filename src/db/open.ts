@@ -28,18 +28,22 @@ export interface OpenOptions {
  */
 export class LegacyDataDirError extends Error {
   override name = 'LegacyDataDirError';
-  constructor(dataDir: string) {
+  constructor(dataDir: string, what = `${path.join(dataDir, 'pgdata')}`) {
     super(
       `${dataDir} was made by an earlier Storehouse, which kept its state and its Postgres stores in PGlite ` +
-        `(${path.join(dataDir, 'pgdata')}); this one runs a PostgreSQL server of its own and cannot open PGlite's files. ` +
+        `(${what}); this one runs a PostgreSQL server of its own and cannot open PGlite's files. ` +
         'Nothing was changed. To start afresh, move the directory away (`mv ' +
         `${dataDir} ${dataDir}.pglite\`) or set STOREHOUSE_DATA_DIR to another one. To keep what it holds, start the earlier ` +
-        'version on it (Storehouse 0.1, git tag v0.1.0) and copy each store out with pg_dump against its POSTGRES_URL.',
+        'version on it (git checkout acf52b9, the last with PGlite) and copy each store out with pg_dump against its POSTGRES_URL.',
     );
   }
 }
 
-const isLegacyDataDir = (dataDir: string) => fs.existsSync(path.join(dataDir, 'pgdata'));
+/** What an earlier Storehouse's PGlite left in a data dir: its state (`pgdata/`) or its stores (`stores/`). */
+export function legacyPart(dataDir: string): string | undefined {
+  for (const part of ['pgdata', 'stores']) if (fs.existsSync(path.join(dataDir, part))) return path.join(dataDir, part);
+  return undefined;
+}
 
 /** The embedded PostgreSQL's database for Storehouse's own state (store databases sit beside it). */
 export const STATE_DATABASE = 'storehouse';
@@ -189,6 +193,9 @@ function statePool(url: string, options: OpenOptions): pg.Pool {
 export async function openDatabase(options: OpenOptions): Promise<Database> {
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
   if (options.databaseUrl) {
+    // On DATABASE_URL too: an earlier version kept its Postgres stores in PGlite under the data dir.
+    const legacy = legacyPart(options.dataDir);
+    if (legacy) throw new LegacyDataDirError(options.dataDir, legacy);
     const pool = statePool(options.databaseUrl, options);
     const db = new PoolDatabase('postgres', pool, listenOnPostgres(options.databaseUrl, connectTimeoutMs));
     try {
@@ -205,7 +212,8 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
   const lock = await lockDataDir(options.dataDir);
   let server: PostgresServer | undefined;
   try {
-    if (isLegacyDataDir(options.dataDir)) throw new LegacyDataDirError(options.dataDir);
+    const legacy = legacyPart(options.dataDir);
+    if (legacy) throw new LegacyDataDirError(options.dataDir, legacy);
     server = await PostgresServer.start({ dataDir: options.dataDir, port: options.embeddedPort, log: options.log });
     await server.ensureDatabase(STATE_DATABASE);
     const url = server.url(STATE_DATABASE);
