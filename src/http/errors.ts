@@ -133,7 +133,7 @@ const isDataException = (error: unknown) => {
 };
 
 /** How long a client is told to wait before retrying while the database is unavailable. */
-const DATABASE_RETRY_AFTER_SECONDS = 5;
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /** Fastify's own client errors (body parsing and the like), as Vercel codes. */
 const FASTIFY_CODES: Record<string, string> = {

@@ -20,21 +20,11 @@ import type { Runtime } from '../../runtime.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import { exactBodies } from '../lazy-compilers.ts';
 import { configurationSchema, SOURCES, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
-import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+import { errorResponses, teamQuery, type TeamQuery, metadataValue, configurationsQuery } from './common.ts';
 
 const tags = ['integrations'];
 const str = { type: 'string' };
 const anyObject = { type: 'object', additionalProperties: true };
-
-const metadataValue = {
-  anyOf: [
-    { type: 'string' },
-    { type: 'number' },
-    { type: 'boolean' },
-    { type: 'array', items: { type: 'string' } },
-    { type: 'array', items: { type: 'number' } },
-  ],
-};
 
 /** A product as the CLI reads it: the SDK's product, and `tags` and `shortDescription` for `discover`. */
 const productSchema = {
@@ -260,16 +250,7 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
         operationId: 'getConfigurationsV2',
         summary: "The team's integration configurations, each with its integration's slug (as the vercel CLI reads them)",
         tags,
-        querystring: {
-          type: 'object',
-          required: ['view'],
-          properties: {
-            view: { type: 'string', enum: ['account', 'project'] },
-            installationType: { type: 'string', enum: ['marketplace', 'external', 'provisioning'] },
-            integrationIdOrSlug: { type: 'string', description: 'ID or slug of the integration' },
-            ...teamQuery,
-          },
-        },
+        querystring: configurationsQuery,
         response: { 200: { type: 'array', items: configurationV2Schema }, ...errorResponses(400, 401, 403) },
       },
     },

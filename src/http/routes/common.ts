@@ -5,6 +5,29 @@ export const teamQuery = {
   slug: { type: 'string', description: 'The Team slug to perform the request on behalf of.' },
 };
 
+/** A store's metadata value, as the SDK types it: a string, a number, a boolean, or a list of strings or numbers. */
+export const metadataValue = {
+  anyOf: [
+    { type: 'string' },
+    { type: 'number' },
+    { type: 'boolean' },
+    { type: 'array', items: { type: 'string' } },
+    { type: 'array', items: { type: 'number' } },
+  ],
+};
+
+/** The query of a list of integration configurations (v1, and v2 as the CLI reads it). */
+export const configurationsQuery = {
+  type: 'object',
+  required: ['view'],
+  properties: {
+    view: { type: 'string', enum: ['account', 'project'] },
+    installationType: { type: 'string', enum: ['marketplace', 'external', 'provisioning'] },
+    integrationIdOrSlug: { type: 'string', description: 'ID or slug of the integration' },
+    ...teamQuery,
+  },
+};
+
 export interface TeamQuery {
   teamId?: string;
   slug?: string;

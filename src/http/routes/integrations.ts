@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Catalog } from '../../catalog/catalog.ts';
 import type { Discovery } from '../../marketplace/discovery.ts';
-import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
+import { errorResponses, teamQuery, type TeamQuery, configurationsQuery } from './common.ts';
 import {
   billingPlanSchema,
   configurationSchema,
@@ -43,16 +43,7 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
         operationId: 'getConfigurations',
         summary: 'Get configurations for the authenticated user or team',
         tags,
-        querystring: {
-          type: 'object',
-          required: ['view'],
-          properties: {
-            view: { type: 'string', enum: ['account', 'project'] },
-            installationType: { type: 'string', enum: ['marketplace', 'external', 'provisioning'] },
-            integrationIdOrSlug: { type: 'string', description: 'ID or slug of the integration' },
-            ...teamQuery,
-          },
-        },
+        querystring: configurationsQuery,
         response: { 200: { type: 'array', items: { $ref: 'IntegrationConfiguration#' } }, ...errorResponses(400, 401, 403) },
       },
     },

@@ -6,18 +6,9 @@ import type { StoreUpdates, UpdateStoreInput } from '../../stores/store-updates.
 import { exactBodies } from '../lazy-compilers.ts';
 import { storeBody } from '../store-shapes.ts';
 import { SOURCES, toBillingPlan } from '../vercel-shapes.ts';
-import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery } from './common.ts';
+import { errorResponses, pageQuery, teamQuery, type PageQuery, type TeamQuery, metadataValue } from './common.ts';
 
 const tags = ['storage'];
-const metadataValue = {
-  anyOf: [
-    { type: 'string' },
-    { type: 'number' },
-    { type: 'boolean' },
-    { type: 'array', items: { type: 'string' } },
-    { type: 'array', items: { type: 'number' } },
-  ],
-};
 
 const createBody = {
   type: 'object',

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../db/database.ts';
+import { DATABASE_RETRY_AFTER_SECONDS as RETRY_AFTER_SECONDS, errorSchema } from '../errors.ts';
 import { type HealthChecks, healthChecksOf, startHealthChecks } from '../../health/dependencies.ts';
 
 const statusSchema = { type: 'object', required: ['status'], properties: { status: { type: 'string' } } };
@@ -36,19 +37,11 @@ const unavailableSchema = {
   type: 'object',
   required: ['error'],
   properties: {
-    error: {
-      type: 'object',
-      required: ['code', 'message'],
-      properties: { code: { type: 'string' }, message: { type: 'string' } },
-      additionalProperties: true,
-    },
+    error: errorSchema.properties.error,
     status: { type: 'string', enum: ['unavailable'] },
     checks: checksSchema,
   },
 };
-
-/** How long a client is told to wait before retrying while the database is unavailable (as the error handler says). */
-const RETRY_AFTER_SECONDS = 5;
 
 /**
  * Health for load balancers and process supervisors, and the OpenAPI document of the API.
