@@ -162,7 +162,6 @@ export class InstallationBilling {
         403,
         'has_resources',
         `The installation ${installation.id} still has resources (${stores} store${stores === 1 ? '' : 's'}): remove them first (vercel integration resource remove <name> --disconnect-all)`,
-
       );
     }
     await this.discovery.deleteConfiguration(actor, installation.id);
