@@ -289,7 +289,7 @@ describe("Storehouse's own redis-server", { skip: BINARY ? false : 'no redis-ser
     await server.stop(); // a second stop is a no-op
   });
 
-  test('takes over the redis-server a Storehouse killed with kill -9 left running, keeping its data and users', async () => {
+  test('a Storehouse killed with kill -9 takes its redis-server along; one left running (no setpriv) is taken over, keeping its data and users', async () => {
     const dir = dataDir();
     const module = pathToFileURL(path.join(ROOT, 'src/providers/redis-server.ts')).href;
     const script = `
@@ -318,9 +318,24 @@ describe("Storehouse's own redis-server", { skip: BINARY ? false : 'no redis-ser
     storehouse.kill('SIGKILL');
     await dead;
 
-    // The killed Storehouse's redis-server still runs and serves: a user and a key made now.
-    assert.equal(running(orphan.pid), true);
+    // Its redis-server gets SIGTERM as its parent dies (PR_SET_PDEATHSIG), and stops.
+    await eventually('the killed Storehouse redis-server to stop', async () => !running(orphan.pid));
+    // Without setpriv it would have stayed: as such a leftover, the same server started on its own.
+    const leftover = spawn('redis-server', [path.join(dir, 'redis', 'redis.conf')], { stdio: 'ignore', detached: true });
+    orphan.pid = leftover.pid!;
+    strays.push(orphan.pid);
     const stray: Served = { port: orphan.port, adminUrl: orphan.adminUrl };
+    await eventually('the leftover answering', async () => {
+      try {
+        const redis = new Redis(stray.adminUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+        redis.on('error', () => {});
+        await redis.connect();
+        redis.disconnect();
+        return true;
+      } catch {
+        return false;
+      }
+    });
     await makeUser(stray, 'store_t', 'pw-t', true);
     assert.equal(await asUser(stray, 'store_t', 'pw-t', (redis) => redis.set('store_t:k', 'kept')), 'OK');
 
