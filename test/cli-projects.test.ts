@@ -509,6 +509,9 @@ for (const backend of BACKENDS) {
         [{ ...good, key: 'K'.repeat(257) }, 'KEY_INVALID_LENGTH'],
         [{ ...good, value: undefined }, 'MISSING_VALUE'],
         [{ ...good, value: 'x'.repeat(65_537) }, 'VALUE_INVALID_LENGTH'],
+        // Taken as sent, never coerced: null is not an empty value, nor 42 the text "42".
+        [{ ...good, value: null }, 'bad_request'],
+        [{ ...good, value: 42 }, 'bad_request'],
         [{ ...good, type: undefined }, 'MISSING_TYPE'],
         [{ ...good, type: 'system' }, 'VALUE_INVALID_TYPE'],
         [{ ...good, type: 'secret' }, 'VALUE_INVALID_TYPE'],
@@ -527,6 +530,17 @@ for (const backend of BACKENDS) {
       const unknownUpsert = await errorOf(await server.request('/v10/projects/api-app/env?upsert=maybe', json('POST', good)));
       assert.equal(unknownUpsert.status, 400);
       assert.equal(await count(), before);
+      // Nor does an edit blank a variable with a null value.
+      const created = (await (
+        await server.request('/v10/projects/api-app/env', json('POST', { ...good, key: 'KEPT', type: 'encrypted' }))
+      ).json()) as any;
+      const edited = await errorOf(
+        await server.request(`/v10/projects/api-app/env/${created.created.id}`, json('PATCH', { value: null } as never)),
+      );
+      assert.equal(edited.status, 400);
+      const read = (await (await server.request(`/v1/projects/api-app/env/${created.created.id}`)).json()) as any;
+      assert.equal(read.value, 'v');
+      await server.request(`/v10/projects/api-app/env/${created.created.id}`, { method: 'DELETE' });
     });
 
     test('unknown projects and variables, and those of another team, are 404', async () => {

@@ -1,3 +1,4 @@
+import { exactBodies } from '../lazy-compilers.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../../db/database.ts';
 import { createProject, findProject, listProjects, type ProjectEnv } from '../../projects/projects.ts';
@@ -164,6 +165,8 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
   app.post(
     '/v10/projects/:idOrName/env',
     {
+      // Values as sent: the app's coercing validator would make `"value": null` an empty string.
+      validatorCompiler: exactBodies,
       schema: {
         operationId: 'createProjectEnv',
         summary: "Add environment variables of the project's own (upsert=true replaces one set for the same environments)",
@@ -203,6 +206,8 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
     properties: { idOrName: { type: 'string' }, id: { type: 'string' } },
   };
   const editRoute = (operationId: string, hide: boolean) => ({
+    // Values as sent: coerced, a PATCH of `"value": null` would blank the variable.
+    validatorCompiler: exactBodies,
     schema: {
       operationId,
       summary: "Change a variable of the project's own: key, value, type or environments (a store's is 409)",
