@@ -196,7 +196,7 @@ export class CliInstalls {
           billingPlanId: input.billingPlanId,
           prepaymentAmountCents: initialPrepayment(product, input.billingPlanId),
         },
-        { idempotencyKey: options.idempotencyKey, render: provisioned },
+        { idempotencyKey: options.idempotencyKey, render: provisioned, answer: 'auto-provision' },
       );
     } catch (error) {
       // The installation this request made for its store goes with the refused store: a refused

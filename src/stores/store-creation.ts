@@ -91,13 +91,20 @@ export class StoreCreation {
   async create<R>(
     actor: Actor,
     input: CreateStoreInput,
-    options: { idempotencyKey?: string | undefined; render(view: StoreView): R },
+    options: {
+      idempotencyKey?: string | undefined;
+      render(view: StoreView): R;
+      /** The shape `render` answers in, when not the store route's: a key is kept per shape (a replay is answered as recorded). */
+      answer?: string;
+    },
   ): Promise<R> {
     const { keys } = this.ctx;
     // A key is one user's in one team: another user's request with the same key is their own
-    // (and goes through every check), never a replay of someone else's.
+    // (and goes through every check), never a replay of someone else's. It is one route's too: the
+    // same key sent to another route that answers in another shape is a request of its own.
+    const operation = `${CREATE}${options.answer ? `.${options.answer}` : ''}:${actor.userId}`;
     const idempotent: IdempotentRequest | undefined = options.idempotencyKey
-      ? { teamId: actor.team.id, operation: `${CREATE}:${actor.userId}`, key: options.idempotencyKey, hash: requestHash(input) }
+      ? { teamId: actor.team.id, operation, key: options.idempotencyKey, hash: requestHash(input) }
       : undefined;
     let reran = false;
     for (;;) {

@@ -141,7 +141,7 @@ export class StoreService {
   create<R>(
     actor: Actor,
     input: CreateStoreInput,
-    options: { idempotencyKey?: string | undefined; render(view: StoreView): R },
+    options: { idempotencyKey?: string | undefined; render(view: StoreView): R; answer?: string },
   ): Promise<R> {
     return this.creation.create(actor, input, options);
   }
