@@ -145,3 +145,35 @@ describe('one key sent to two nodes at once', {
     assert.equal((await a.runtime.db.query('SELECT 1 FROM stores')).rows.length, 60);
   });
 });
+
+test('a create whose installation is removed between its check and its insert is a 404, not a 500', async () => {
+  const server = await startServer('embedded');
+  try {
+    const configurations = (await (await server.request('/v1/integrations/configurations?view=account')).json()) as Array<{ id: string }>;
+    const icfg = configurations[0]!.id;
+    const locker = server.runtime.db.dedicatedClient();
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE stores IN ACCESS EXCLUSIVE MODE'); // holds the create at its first read of stores
+      const pending = server.request('/v1/storage/stores/integration/direct', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'fk-race', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+      });
+      for (;;) {
+        const { rows } = await locker.query("SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'stores'::regclass AND NOT granted");
+        if (rows[0].n > 0) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await locker.query('DELETE FROM installations WHERE id = $1', [icfg]); // an uninstall meanwhile
+      await locker.query('COMMIT');
+      const answer = await pending;
+      assert.equal(answer.status, 404, await answer.text());
+    } finally {
+      await locker.end();
+    }
+  } finally {
+    await server.close();
+  }
+});

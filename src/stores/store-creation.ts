@@ -14,7 +14,7 @@ import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import type { BillingPlan, Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
-import { AppError, conflict } from '../errors.ts';
+import { AppError, conflict, notFound } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
 import type { Provider, ProviderResource, Secret } from '../providers/provider.ts';
 import type { Actor } from '../tenancy/access.ts';
@@ -299,6 +299,10 @@ export class StoreCreation {
       });
     } catch (error) {
       if (isNameTaken(error)) throw nameTaken(request.name);
+      // The installation was removed between its check and this insert (an uninstall meanwhile).
+      const { code, constraint } = error as { code?: string; constraint?: string };
+      if (code === '23503' && constraint === 'stores_installation_id_fkey')
+        throw notFound('integration configuration', request.installation.id);
       throw error;
     }
   }
