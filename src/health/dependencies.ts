@@ -416,8 +416,8 @@ export class HealthChecks {
   private probeAll(): void {
     void this.database.run();
     for (const check of this.others) void check.run();
-    // A provider's own check proves its permissions with several commands (on the embedded
-    // default's Redis an ACL SAVE, which rewrites the ACL file): every PROVIDER_ROUNDS rounds only.
+    // A provider's own check proves its permissions with several commands (the Redis provider's
+    // take a connection of its pool and a transaction): every PROVIDER_ROUNDS rounds only.
     if (this.rounds++ % PROVIDER_ROUNDS === 0) for (const entry of this.providers()) if (entry.check) void entry.check.run();
   }
 

@@ -52,14 +52,6 @@ interface RedisDetails {
   prefix: string;
 }
 
-/**
- * Denied on top of @dangerous (which already covers KEYS, FLUSHALL, FLUSHDB, CONFIG, ACL, INFO,
- * CLIENT LIST/KILL, MONITOR, SORT...): commands that list or count the whole key space or switch
- * databases; PUBSUB, whose introspection lists every store's channels; CLIENT TRACKING, whose
- * broadcast mode streams every key name written; Redis functions and the script cache's
- * FLUSH/KILL/EXISTS, which are shared by every user; MEMORY but MEMORY USAGE (its STATS count the
- * key space); and COPY and MOVE, which can put keys in databases a store's deletion never sees.
- */
 /** How long a call waits for a connection being made before it answers that Redis is unavailable. */
 const CONNECT_WAIT_MS = 3_000;
 
@@ -106,10 +98,15 @@ const REAPPLY_RETRY_MS = 1_000;
 const ADMIN_NEEDS = 'ACL, SCAN, UNLINK, SET, INCR, EXISTS, WATCH, UNWATCH, MULTI and EXEC';
 
 /**
- * What a store's user may not run. Scripting is refused whole (`@scripting`: EVAL, EVALSHA,
- * FCALL, SCRIPT, FUNCTION): Redis runs one script at a time, so one store's endless script (or a
- * SCRIPT DEBUG SYNC session) blocks every store on the server, and a script that wrote cannot be
- * killed short of stopping the server.
+ * What a store's user may not run: @dangerous (which already covers KEYS, FLUSHALL, FLUSHDB,
+ * CONFIG, ACL, INFO, CLIENT LIST/KILL, MONITOR, SORT...); commands that list or count the whole
+ * key space or switch databases; PUBSUB, whose introspection lists every store's channels; CLIENT
+ * TRACKING, whose broadcast mode streams every key name written; MEMORY but MEMORY USAGE (its
+ * STATS count the key space); COPY and MOVE, which can put keys in databases a store's deletion
+ * never sees. Scripting is refused whole (`@scripting`: EVAL, EVALSHA, FCALL, SCRIPT, FUNCTION):
+ * Redis runs one script at a time, so one store's endless script (or a SCRIPT DEBUG SYNC session)
+ * blocks every store on the server, and a script that wrote cannot be killed short of stopping
+ * the server.
  */
 const DENIED = [
   '-@dangerous',
@@ -312,8 +309,9 @@ export class RedisProvider implements Provider {
       // Every command this provider sends, on a key of its own: PING would prove none of the
       // permissions, and ACL USERS alone not the fenced transactions every SETUSER is.
       const probe = fenceOf('storehouse-probe');
+      // No ACL SAVE: it would rewrite the ACL file at every probe, and the embedded server's admin,
+      // the only one saveAcl is for, may run every ACL subcommand (redis-server.ts, ADMIN_RIGHTS).
       await this.admin.call('ACL', 'USERS');
-      if (this.saveAcl) await this.admin.call('ACL', 'SAVE');
       await this.admin.scan('0', 'MATCH', probe, 'COUNT', 1);
       await this.withFenced(async (redis) => {
         await redis.watch(probe);
