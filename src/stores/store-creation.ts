@@ -9,7 +9,6 @@
  * even the undo fails, the store stays, `deleting`, as the record of what may exist, until the
  * undo is done.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
 import type { BillingPlan, Product } from '../catalog/catalog.ts';
@@ -378,7 +377,8 @@ export class StoreCreation {
     // The answer is the provision's failure either way; it waits a moment for the undo (quick
     // when the provider answers, so the store is gone when the client hears), not for a provider
     // that stopped answering: the undo goes on, bounded, and the sweep retries it if it fails.
-    await Promise.race([undone, sleep(UNDO_WAIT_MS)]);
+    // (within, not a race with a sleep: its timer goes once the undo is done, not 2 s later.)
+    await within(undone, UNDO_WAIT_MS).catch(() => {});
     return answer;
   }
 
