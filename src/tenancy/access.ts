@@ -93,10 +93,11 @@ export class Access {
   private readonly lookups: ReadCache<LiveToken | undefined>;
   /** Users by id, for GET /v2/user on every call of the CLI: only a change to `users` empties it. */
   private readonly users: ReadCache<User>;
-  /** Hashes of tokens that authenticated on this node lately, and until when they count (see `recentlyAuthenticated`). */
-  private readonly known = new Map<string, number>();
-  /** Token values that authenticated here, to their hashes (`hashOf`): as many as `known`, renewed with it. */
-  private readonly hashes = new Map<string, string>();
+  /**
+   * Tokens that authenticated on this node lately, by value: their hash (`hashOf`), and until
+   * when they count (see `recentlyAuthenticated`).
+   */
+  private readonly known = new Map<string, { hash: string; until: number }>();
   private readonly used = new Set<string>();
   private readonly timer: NodeJS.Timeout;
 
@@ -126,8 +127,7 @@ export class Access {
       .get(hash, async () => {
         const found = await this.lookups.get(hash, () => findLiveToken(this.db, hash));
         if (!found) {
-          this.known.delete(hash);
-          this.hashes.delete(value);
+          this.known.delete(value);
           throw unauthorized('The bearer token is not valid');
         }
         return found;
@@ -147,32 +147,28 @@ export class Access {
    * bad tokens adds nothing; the cache of tokens still decides, so nothing here outlives a revocation.
    */
   private hashOf(value: string): string {
-    return this.hashes.get(value) ?? hashToken(value);
+    return this.known.get(value)?.hash ?? hashToken(value);
   }
 
   private accepted(value: string, hash: string, token: LiveToken): Principal {
     const now = Date.now();
     if (token.expiresAt && token.expiresAt.getTime() <= now) {
-      this.known.delete(hash);
-      this.hashes.delete(value);
+      this.known.delete(value);
       throw unauthorized('The bearer token has expired');
     }
     this.used.add(token.principal.tokenId);
-    const knownUntil = this.known.get(hash);
+    const known = this.known.get(value);
     // Renewed at half its time, not on every request: this is every request's path.
-    if (knownUntil === undefined || knownUntil - now < KNOWN_TOKEN_MS / 2) {
-      this.known.delete(hash);
+    if (known === undefined || known.until - now < KNOWN_TOKEN_MS / 2) {
+      this.known.delete(value);
       if (this.known.size >= MAX_KNOWN_TOKENS) this.known.delete(this.known.keys().next().value!);
-      this.known.set(hash, now + KNOWN_TOKEN_MS);
-      this.hashes.delete(value);
-      if (this.hashes.size >= MAX_KNOWN_TOKENS) this.hashes.delete(this.hashes.keys().next().value!);
-      this.hashes.set(value, hash);
+      this.known.set(value, { hash, until: now + KNOWN_TOKEN_MS });
     }
     return token.principal;
   }
 
   /**
-   * Whether this header's token authenticated on this node lately: one hash and a map lookup, no
+   * Whether this header's token authenticated on this node lately: a map lookup, no hash, no
    * query. An address past the failed-authentication limit is refused unless its token passes
    * this (the token is then checked as usual), so a holder sharing an address with an attacker
    * is not locked out while the attacker's guesses cost nothing.
@@ -180,7 +176,7 @@ export class Access {
   recentlyAuthenticated(authorization: string | undefined): boolean {
     const value = tokenIn(authorization);
     if (value === undefined) return false;
-    const until = this.known.get(this.hashOf(value));
+    const until = this.known.get(value)?.until;
     return until !== undefined && until > Date.now();
   }
 
