@@ -34,6 +34,11 @@ export interface Timing {
   ms: number;
   status: number;
   code?: string;
+  /**
+   * The request may wait on another's work before its own (HangBound.waitingMs): a keyed create,
+   * on the request holding its key; a delete sent while another delete of its store was under way.
+   */
+  waitsOnAnother?: boolean;
 }
 
 export interface Store {
@@ -59,7 +64,7 @@ export class Tally {
   readonly timings: Timing[] = [];
   phase = 'setup';
 
-  record(what: string, answer: Answer): void {
+  record(what: string, answer: Answer, waitsOnAnother = false): void {
     if (answer.sentAt !== undefined) {
       this.timings.push({
         phase: this.phase,
@@ -69,6 +74,7 @@ export class Tally {
         ms: answer.ms ?? 0,
         status: answer.status,
         code: answer.code,
+        ...(waitsOnAnother && { waitsOnAnother }),
       });
     }
     const key = `${this.phase} ${answer.status}`;
@@ -136,7 +142,7 @@ export class StorehouseApi {
   async call(
     method: string,
     pathAndQuery: string,
-    options: { body?: unknown; headers?: Record<string, string>; what?: string; node?: number } = {},
+    options: { body?: unknown; headers?: Record<string, string>; what?: string; node?: number; waitsOnAnother?: boolean } = {},
   ): Promise<Answer> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, ...options.headers };
     if (options.body !== undefined) headers['content-type'] = 'application/json';
@@ -171,7 +177,7 @@ export class StorehouseApi {
     }
     answer.sentAt = sentAt;
     answer.ms = Date.now() - sentAt;
-    this.tally.record(options.what ?? `${method} ${pathAndQuery.split('?')[0]}`, answer);
+    this.tally.record(options.what ?? `${method} ${pathAndQuery.split('?')[0]}`, answer, options.waitsOnAnother);
     return answer;
   }
 
@@ -195,11 +201,13 @@ export class StorehouseApi {
       headers: idempotencyKey ? { 'idempotency-key': idempotencyKey } : {},
       what: `create ${body.integrationProductIdOrSlug}`,
       node,
+      waitsOnAnother: idempotencyKey !== undefined,
     });
   }
 
-  deleteStore(id: string): Promise<Answer> {
-    return this.call('DELETE', `/v1/storage/stores/integration/${id}?disconnect=true`, { what: 'delete' });
+  /** `concurrent`: another delete of the store is under way, whose work this one waits for. */
+  deleteStore(id: string, concurrent = false): Promise<Answer> {
+    return this.call('DELETE', `/v1/storage/stores/integration/${id}?disconnect=true`, { what: 'delete', waitsOnAnother: concurrent });
   }
 
   /** The team's stores, all of them, page by page (newest first; `next` is the `until` of the next page), from one node or the next. */

@@ -81,19 +81,25 @@ export async function listsDiffer(api: StorehouseApi): Promise<string[]> {
   return differ;
 }
 
+/** How long a request may wait while a dependency hangs: on its own work, and when it may wait on another request's first (Timing.waitsOnAnother). */
+export interface HangBound {
+  ownMs: number;
+  waitingMs: number;
+}
+
 /**
  * The requests of `phase` in flight at some moment while a dependency hung (sent before it resumed,
- * answered, or given up on, after it paused), and those of them answered later than `boundMs`
+ * answered, or given up on, after it paused), and those of them answered later than their bound
  * after they were sent (or not at all).
  */
 export function hangWaits(
   timings: Timing[],
   phase: string,
   window: { pausedAt: number; resumedAt: number },
-  boundMs: number,
+  bound: HangBound,
 ): { inHang: Timing[]; late: Timing[] } {
   const inHang = timings.filter((t) => t.phase === phase && t.sentAt < window.resumedAt && t.sentAt + t.ms > window.pausedAt);
-  return { inHang, late: inHang.filter((t) => t.ms > boundMs) };
+  return { inHang, late: inHang.filter((t) => t.ms > (t.waitsOnAnother ? bound.waitingMs : bound.ownMs)) };
 }
 
 /** The provider-made things (names `sh_...`) on the provider's servers. */

@@ -14,7 +14,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Product } from './api.ts';
-import { hangWaits } from './checks.ts';
+import { type HangBound, hangWaits } from './checks.ts';
 import { restartExited } from './outages.ts';
 import type { PhaseResult } from './report.ts';
 import { checkPhase, emptyPhase, type Rig, type Size, startNode } from './run.ts';
@@ -33,25 +33,46 @@ export const NODE_TIMEOUTS = {
   dbQueryMs: 5_000,
   /** STOREHOUSE_RATE_LIMIT_REDIS_TIMEOUT_MS: a rate-limit count waiting on Redis. */
   rateLimitRedisMs: 250,
+  /**
+   * Not configurable (UNDO_WAIT_MS in src/stores/store-creation.ts): a create whose provision
+   * failed or timed out waits this long for its undo before it answers the failure.
+   */
+  undoWaitMs: 2_000,
 };
 
 /** Added to every bound below for a loaded 2-core machine. */
 const SLACK_MS = 3_000;
 
+/** The longest a request waits while a provider's server hangs: a provider call, and for a create that failed its undo's wait. */
+const PROVIDER_CALL_MS = NODE_TIMEOUTS.provisionMs + NODE_TIMEOUTS.undoWaitMs;
+
+/**
+ * The longest a request waits on another request's work before its own: a keyed create on the
+ * request holding its key (which holds it through its provision and then its undo, each bounded
+ * by the provision timeout: StoreRemoval.deprovision), a delete on another delete of the same store
+ * (its deprovision). Only a provider's hang holds that work; a state hang fails it at its statement.
+ */
+const OTHERS_WORK_MS = 2 * NODE_TIMEOUTS.provisionMs;
+
 /**
  * The longest a request may wait while each dependency hangs: every configured wait on that
  * dependency met once before it answers, plus SLACK_MS.
  * - Redis (the provider's and the rate limits'): a rate-limit count (then the node counts in
- *   process) and a provider call (the provision timeout): 0.25 + 5 + 3 = 8.25 s.
+ *   process), a provider call (the provision timeout) and the undo's wait: 0.25 + 5 + 2 + 3 = 10.25 s.
  * - The state PostgreSQL: a connection (or a free one in the pool) and a statement: 2 + 5 + 3 = 10 s.
- * - The stores PostgreSQL (the Postgres provider's): a provider call: 5 + 3 = 8 s.
- * A provider call that times out is undone; an undo that waits on the hung dependency again, past
- * the provision timeout, holds its request past the bound: the provider must fail fast.
+ * - The stores PostgreSQL (the Postgres provider's): a provider call and the undo's wait: 5 + 2 + 3 = 10 s.
+ * A request that may wait on another's work (Timing.waitsOnAnother) has OTHERS_WORK_MS more in a
+ * provider's hang (`waiting`): 20.25 s and 20 s. A provider call that times out is undone; an undo
+ * that waits on the hung dependency again, past the provision timeout, holds its work past the
+ * bound: the provider must fail fast.
  */
-export const HANG_BOUNDS_MS = {
-  redis: NODE_TIMEOUTS.rateLimitRedisMs + NODE_TIMEOUTS.provisionMs + SLACK_MS,
-  state: NODE_TIMEOUTS.dbConnectMs + NODE_TIMEOUTS.dbQueryMs + SLACK_MS,
-  stores: NODE_TIMEOUTS.provisionMs + SLACK_MS,
+const redisOwnMs = NODE_TIMEOUTS.rateLimitRedisMs + PROVIDER_CALL_MS + SLACK_MS;
+const storesOwnMs = PROVIDER_CALL_MS + SLACK_MS;
+const stateMs = NODE_TIMEOUTS.dbConnectMs + NODE_TIMEOUTS.dbQueryMs + SLACK_MS;
+export const HANG_BOUNDS_MS: Record<'redis' | 'state' | 'stores', HangBound> = {
+  redis: { ownMs: redisOwnMs, waitingMs: redisOwnMs + OTHERS_WORK_MS },
+  state: { ownMs: stateMs, waitingMs: stateMs },
+  stores: { ownMs: storesOwnMs, waitingMs: storesOwnMs + OTHERS_WORK_MS },
 };
 
 /** A hang lasts its bound and this much more, so a request held for the whole hang is caught. */
@@ -185,7 +206,7 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
 interface Hang {
   what: string;
   /** No request may wait longer while it hangs (HANG_BOUNDS_MS). */
-  boundMs: number;
+  bound: HangBound;
   products: Product[];
   pause: () => void;
   resume: () => void;
@@ -199,14 +220,14 @@ export async function hangPhase(rig: Rig, size: Size): Promise<PhaseResult> {
   const hangs: Hang[] = [
     {
       what: 'Redis',
-      boundMs: HANG_BOUNDS_MS.redis,
+      bound: HANG_BOUNDS_MS.redis,
       products: ['redis', 'redis', 'postgres'],
       pause: () => rig.redis.pause(),
       resume: () => rig.redis.resume(),
     },
     {
       what: 'state PostgreSQL',
-      boundMs: HANG_BOUNDS_MS.state,
+      bound: HANG_BOUNDS_MS.state,
       products: ['postgres', 'redis'],
       pause: () => rig.statePostgres.pause(),
       resume: () => rig.statePostgres.resume(),
@@ -215,7 +236,7 @@ export async function hangPhase(rig: Rig, size: Size): Promise<PhaseResult> {
   if (size.storesHang) {
     hangs.push({
       what: 'stores PostgreSQL',
-      boundMs: HANG_BOUNDS_MS.stores,
+      bound: HANG_BOUNDS_MS.stores,
       products: ['postgres', 'postgres', 'redis'],
       pause: () => rig.storesPostgres.pause(),
       resume: () => rig.storesPostgres.resume(),
@@ -250,8 +271,11 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     const before = workload.ledger.acknowledged().length;
     for (const deadline = Date.now() + 60_000; workload.ledger.acknowledged().length === before && Date.now() < deadline; ) await sleep(50);
 
-    const hangMs = hang.boundMs + HANG_BEYOND_BOUND_MS;
-    rig.log(`hangs: pausing ${hang.what} (SIGSTOP) for ${hangMs / 1000} s; no request may wait past ${hang.boundMs / 1000} s`);
+    const hangMs = hang.bound.ownMs + HANG_BEYOND_BOUND_MS;
+    rig.log(
+      `hangs: pausing ${hang.what} (SIGSTOP) for ${hangMs / 1000} s; no request may wait past ${hang.bound.ownMs / 1000} s ` +
+        `(${hang.bound.waitingMs / 1000} s one that may wait on another's work)`,
+    );
     hang.pause();
     const pausedAt = Date.now();
     // What each node's /healthz says late in the hang, its own probes having had their interval
@@ -293,7 +317,7 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     driving = false;
     await Promise.all([driven, probing]);
 
-    const { inHang, late } = hangWaits(rig.tally.timings, 'hangs', { pausedAt, resumedAt }, hang.boundMs);
+    const { inHang, late } = hangWaits(rig.tally.timings, 'hangs', { pausedAt, resumedAt }, hang.bound);
     for (const t of late) {
       result.hangWaits.push(
         `${hang.what} hang: ${t.what} on node ${t.node}, sent ${((t.sentAt - pausedAt) / 1000).toFixed(1)} s into it, ` +
@@ -312,7 +336,7 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
       .slice(0, 3)
       .map((t) => `${t.what} ${t.status === 0 ? 'no answer' : t.status}${t.code ? ` ${t.code}` : ''} ${(t.ms / 1000).toFixed(1)} s`);
     result.notes.push(
-      `${hang.what} hung ${hangMs / 1000} s (bound ${hang.boundMs / 1000} s): ${inHang.length} requests in flight, the slowest ${slowestThree.join(', ')}; all: ` +
+      `${hang.what} hung ${hangMs / 1000} s (bound ${hang.bound.ownMs / 1000} s, ${hang.bound.waitingMs / 1000} s waiting on another's work): ${inHang.length} requests in flight, the slowest ${slowestThree.join(', ')}; all: ` +
         [...answers].map(([key, n]) => `${key} ×${n}`).join(', '),
     );
     if (inHang.length === 0) result.idle.push(`no request was in flight while ${hang.what} hung`);

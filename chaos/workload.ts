@@ -234,8 +234,9 @@ export class Workload {
     if (candidates.length === 0) return;
     const record = this.random.pick(candidates);
     record.deleteRequests++;
-    if (record.deletesInFlight++ > 0) record.deleteMaybeDone = true;
-    const answer = await this.api.deleteStore(record.storeId!).finally(() => record.deletesInFlight--);
+    const concurrent = record.deletesInFlight++ > 0;
+    if (concurrent) record.deleteMaybeDone = true;
+    const answer = await this.api.deleteStore(record.storeId!, concurrent).finally(() => record.deletesInFlight--);
     this.serverGone = answer.status === 0;
     if (answer.status === 200) record.deleteAcknowledged = true;
     if (answer.status === 404) record.deleteNotFound = true;
