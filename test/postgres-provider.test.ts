@@ -20,12 +20,11 @@ import { openDatabase } from '../src/db/open.ts';
 import { AppError } from '../src/errors.ts';
 import { PostgresProvider } from '../src/providers/postgres.ts';
 import { ResourceRecords } from '../src/providers/resource-records.ts';
-import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { freshDataDir, POSTGRES_URL, providerState } from './helpers.ts';
+import { assertUnreachable, provisionRequest, secretsOf } from './provider-fixtures.ts';
 
 const run = promisify(execFile);
-const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
 
 async function connect(url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url });
@@ -139,14 +138,7 @@ for (const server of ['configured', 'embedded'] as const)
     test('is available with a CREATEROLE/CREATEDB admin, and says why not otherwise', async () => {
       assert.deepEqual(await provider.availability(), { available: true });
       const unreachable = new PostgresProvider(state, box, { adminUrl: 'postgres://postgres@127.0.0.1:1/postgres' });
-      const answer = await unreachable.availability();
-      assert.equal(answer.available, false);
-      assert.match((answer as { reason: string }).reason, /cannot reach the PostgreSQL server/);
-      await assert.rejects(
-        unreachable.provision({ idempotencyKey: 'x', installationId, product, name: 'n', metadata: {}, billingPlanId: 'postgres_hobby' }),
-        (error) => error instanceof AppError && error.status === 503 && error.code === 'provider_unavailable',
-      );
-      await unreachable.close();
+      await assertUnreachable(unreachable, provisionRequest(product, installationId, 'x'), /cannot reach the PostgreSQL server/);
     });
 
     test('provisions a database its secrets connect to, with pg and with psql', async () => {

@@ -19,6 +19,7 @@ import type { Database } from '../src/db/database.ts';
 import { RedisProvider } from '../src/providers/redis.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { eventually, providerState } from './helpers.ts';
+import { provisionRequest } from './provider-fixtures.ts';
 import { HoldingProxy } from './redis-proxy.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
@@ -35,14 +36,7 @@ describe('a node killed while setting an ACL user that another node deletes', {
   let proxy: HoldingProxy;
   const installationId = 'icfg_aclcrash';
   const box = SecretBox.fromKey(randomBytes(32));
-  const request = (key: string) => ({
-    idempotencyKey: key,
-    installationId,
-    product,
-    name: key,
-    metadata: {},
-    billingPlanId: 'redis_hobby',
-  });
+  const request = (key: string) => provisionRequest(product, installationId, key);
   const userExists = async (username: string) => (await admin.call('ACL', 'GETUSER', username)) !== null;
 
   before(async () => {

@@ -10,15 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { Product } from '../src/catalog/catalog.ts';
 import type { Database } from '../src/db/database.ts';
-import { AppError } from '../src/errors.ts';
-import type { Secret } from '../src/providers/provider.ts';
 import { RedisProvider } from '../src/providers/redis.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { eventually, providerState } from './helpers.ts';
+import { assertUnreachable, provisionRequest, secretsOf } from './provider-fixtures.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 const run = promisify(execFile);
-const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
 
 /** The error a command fails with ('NOPERM', 'WRONGPASS', ...), or 'ok'. */
 async function outcome(work: () => Promise<unknown>): Promise<string> {
@@ -242,13 +240,6 @@ describe('the Redis provider', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDI
 
   test('an unreachable Redis is unavailable, with the reason, never a 500', async () => {
     const away = new RedisProvider(state, box, { adminUrl: 'redis://127.0.0.1:1' });
-    const answer = await away.availability();
-    assert.equal(answer.available, false);
-    assert.match((answer as { reason: string }).reason, /cannot reach the Redis server/);
-    await assert.rejects(
-      away.provision({ idempotencyKey: 'away', installationId, product, name: 'n', metadata: {}, billingPlanId: 'redis_hobby' }),
-      (error) => error instanceof AppError && error.status === 503 && error.code === 'provider_unavailable',
-    );
-    await away.close();
+    await assertUnreachable(away, provisionRequest(product, installationId, 'away'), /cannot reach the Redis server/);
   });
 });

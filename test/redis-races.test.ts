@@ -14,15 +14,14 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { Product } from '../src/catalog/catalog.ts';
 import type { Database } from '../src/db/database.ts';
-import type { Secret } from '../src/providers/provider.ts';
 import { RedisProvider } from '../src/providers/redis.ts';
 import { ResourceRecords } from '../src/providers/resource-records.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { eventually, providerState } from './helpers.ts';
+import { provisionRequest, secretsOf } from './provider-fixtures.ts';
 import { execAnswered, HoldingProxy } from './redis-proxy.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
-const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
 
 describe('writers of one ACL user racing', { skip: REDIS_URL ? false : 'STOREHOUSE_TEST_REDIS_URL is not set' }, () => {
   let setup: Awaited<ReturnType<typeof providerState>>;
@@ -35,14 +34,7 @@ describe('writers of one ACL user racing', { skip: REDIS_URL ? false : 'STOREHOU
   const started: RedisProvider[] = [];
   const installationId = 'icfg_redisraces';
   const box = SecretBox.fromKey(randomBytes(32));
-  const request = (key: string) => ({
-    idempotencyKey: key,
-    installationId,
-    product,
-    name: key,
-    metadata: {},
-    billingPlanId: 'redis_hobby',
-  });
+  const request = (key: string) => provisionRequest(product, installationId, key);
   const fresh = (what: string) => `${what}-${randomBytes(4).toString('hex')}`;
 
   /** A node sharing the state database; through the proxy when `proxied`. Ready, and done with its start's reapply. */

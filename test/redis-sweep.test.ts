@@ -16,15 +16,14 @@ import { PrivateRedis } from '../chaos/redis-server.ts';
 import type { Product } from '../src/catalog/catalog.ts';
 import type { Database } from '../src/db/database.ts';
 import { randomBase62 } from '../src/ids.ts';
-import type { Secret } from '../src/providers/provider.ts';
 import { RedisProvider } from '../src/providers/redis.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { eventually, providerState } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
+import { provisionRequest, secretsOf } from './provider-fixtures.ts';
 import { execAnswered, HoldingProxy } from './redis-proxy.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
-const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
 /** What a record id's random part looks like (record ids are `sh_` and these 20). */
 const randomPart = () => randomBase62(20).toLowerCase();
 
@@ -40,14 +39,7 @@ describe('the sweep of ACL users no live record has', { skip: REDIS_URL ? false 
   const made = new Set<string>();
   const installationId = 'icfg_redissweep';
   const box = SecretBox.fromKey(randomBytes(32));
-  const request = (key: string) => ({
-    idempotencyKey: key,
-    installationId,
-    product,
-    name: key,
-    metadata: {},
-    billingPlanId: 'redis_hobby',
-  });
+  const request = (key: string) => provisionRequest(product, installationId, key);
   const fresh = (what: string) => `${what}-${randomBytes(4).toString('hex')}`;
 
   /** An ACL user set by hand, with a password of its own; answers the password. */
