@@ -73,10 +73,12 @@ function embeddedEnv(port: number, dataDir: string): NodeJS.ProcessEnv {
   return env;
 }
 
-export async function startStorehouse(dataDir: string): Promise<Server> {
+/** Starts a build (`entry`, dist/main.js unless given; `nodeArgs` before it) on the embedded default, until /healthz answers 200. */
+export async function startStorehouse(dataDir: string, options: { entry?: string; nodeArgs?: string[] } = {}): Promise<Server> {
   const port = await freePort();
+  const entry = options.entry ?? path.join(ROOT, 'dist/main.js');
   const started = performance.now();
-  const proc = spawnTracked(process.execPath, [path.join(ROOT, 'dist/main.js')], embeddedEnv(port, dataDir));
+  const proc = spawnTracked(process.execPath, [...(options.nodeArgs ?? []), entry], embeddedEnv(port, dataDir));
   try {
     await waitFor200(proc, port, '/healthz');
   } catch (error) {

@@ -13,17 +13,12 @@
 // DIR, written when it stops). --emulate adds emulate 0.8.0's own GET /v2/user, as npm run bench
 // installs and loads it (bench/emulate.ts). Prints a line per run, then medians and ratios, then
 // one JSON line.
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import autocannon from 'autocannon';
-import type { Result as CannonResult } from 'autocannon';
-import { HOST, makeTempDir, request, ROOT, spawnTracked, stop, stopEverything, waitFor200, type Spawned } from './children.ts';
-import { auth, createStore, openApi, TOKEN, type Server } from './embedded.ts';
+import { HOST, makeTempDir, ROOT, stop, stopEverything } from './children.ts';
+import { createStore, getOk, openApi, startStorehouse, TOKEN, type Server } from './embedded.ts';
 import { emulateTokens, emulateUrl, startEmulate } from './emulate.ts';
-import { freePort, median } from './measure.ts';
-
-const CONNECTIONS = 10;
-const WARMUP_S = 1;
+import { cannon, CONNECTIONS, startBare, WARMUP_S } from './load.ts';
+import { median } from './measure.ts';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -64,70 +59,8 @@ function parseArgs(argv: string[]): Options {
 
 /** The embedded default as the main bench starts it (bench/embedded.ts), from any build. */
 async function startBuild(entry: string, cpuProfDir: string | undefined, name: string): Promise<Server> {
-  const dataDir = await makeTempDir('storehouse-hot-');
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PORT: String(port),
-    HOST,
-    STOREHOUSE_DATA_DIR: dataDir,
-    STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
-    LOG_LEVEL: 'warn',
-    STOREHOUSE_RATE_LIMIT_REQUESTS: '1000000000',
-    STOREHOUSE_RATE_LIMIT_STORE_CREATES: '1000000000',
-  };
-  for (const variable of ['DATABASE_URL', 'STOREHOUSE_POSTGRES_ADMIN_URL', 'STOREHOUSE_REDIS_ADMIN_URL', 'REDIS_URL']) delete env[variable];
-  delete env.STOREHOUSE_EMBEDDED_POSTGRES_PORT;
-  const args = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, '--cpu-prof-name', `${name}.cpuprofile`, entry] : [entry];
-  const started = performance.now();
-  const proc = spawnTracked(process.execPath, args, env);
-  try {
-    await waitFor200(proc, port, '/healthz');
-  } catch (error) {
-    await stop(proc).catch(() => undefined);
-    throw error;
-  }
-  return { ...proc, port, dataDir, startupMs: performance.now() - started };
-}
-
-async function startBare(routes: Record<string, string>): Promise<Spawned & { port: number }> {
-  const dir = await makeTempDir('storehouse-hot-bare-');
-  const routesFile = path.join(dir, 'routes.json');
-  await writeFile(routesFile, JSON.stringify(routes));
-  const port = await freePort();
-  const proc = spawnTracked(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/bare-server.ts')], {
-    ...process.env,
-    PORT: String(port),
-    HOST,
-    BENCH_ROUTES_FILE: routesFile,
-  });
-  await waitFor200(proc, port, Object.keys(routes)[0]!);
-  return { ...proc, port };
-}
-
-async function body(port: number, urlPath: string): Promise<string> {
-  const response = await request(port, 'GET', urlPath, 30_000, auth);
-  if (response.status !== 200) throw new Error(`GET ${urlPath} answered ${response.status}: ${response.body.slice(0, 300)}`);
-  return response.body;
-}
-
-async function cannon(url: string, durationS: number, token: () => string = () => TOKEN): Promise<CannonResult> {
-  const result = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration: durationS,
-    // As bench/run.ts sends them: every request through a setupRequest that sets the header.
-    requests: [{ method: 'GET', setupRequest: (r) => ({ ...r, headers: { ...r.headers, authorization: `Bearer ${token()}` } }) }],
-    renderProgressBar: false,
-    renderResultsTable: false,
-    renderLatencyTable: false,
-  });
-  if (result.errors > 0 || result.timeouts > 0 || result.non2xx > 0) {
-    throw new Error(
-      `load run against ${url} was not clean: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx`,
-    );
-  }
-  return result;
+  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
+  return startStorehouse(await makeTempDir('storehouse-hot-'), { entry, nodeArgs });
 }
 
 async function main(): Promise<void> {
@@ -143,16 +76,17 @@ async function main(): Promise<void> {
     }
     // Every build serves the same bodies but for the store's id: the bare server serves the first build's.
     const first = servers[0]!;
-    const userBody = await body(first.server.port, first.paths.user);
-    const storeBody = await body(first.server.port, first.paths.store);
+    const userBody = await getOk(first.server.port, first.paths.user);
+    const storeBody = await getOk(first.server.port, first.paths.store);
     const bare = await startBare({ [first.paths.user]: userBody, [first.paths.store]: storeBody });
-    const targets: Array<{ name: string; url: string; token?: () => string; runs: number[] }> = [];
+    const fixed = () => TOKEN;
+    const targets: Array<{ name: string; url: string; token: () => string; runs: number[] }> = [];
     const routes = (['user', 'store'] as const).filter((route) => !options.only || options.only === route);
     for (const route of routes) {
       for (const { name, server, paths } of servers) {
-        targets.push({ name: `${name} ${route}`, url: `http://${HOST}:${server.port}${paths[route]}`, runs: [] });
+        targets.push({ name: `${name} ${route}`, url: `http://${HOST}:${server.port}${paths[route]}`, token: fixed, runs: [] });
       }
-      targets.push({ name: `bare ${route}`, url: `http://${HOST}:${bare.port}${first.paths[route]}`, runs: [] });
+      targets.push({ name: `bare ${route}`, url: `http://${HOST}:${bare.port}${first.paths[route]}`, token: fixed, runs: [] });
       if (route === 'user' && options.emulate) {
         const emulate = await startEmulate(log);
         if ('skipped' in emulate) log(`emulate: SKIPPED, ${emulate.skipped}`);

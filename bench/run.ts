@@ -8,24 +8,9 @@
 // Prints a human-readable report to stdout and, as the last line, one JSON object with every
 // number. Exits 0 whether or not targets are met; non-zero only when something fails to run.
 // Every child process (servers, their PostgreSQL) is stopped at the end, also on a failure.
-import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
-import autocannon from 'autocannon';
 import type { Result as CannonResult } from 'autocannon';
-import {
-  descendants,
-  HOST,
-  makeTempDir,
-  ROOT,
-  runCommand,
-  spawnTracked,
-  stop,
-  stopEverything,
-  treeMemory,
-  waitFor200,
-  type Spawned,
-} from './children.ts';
+import { descendants, HOST, runCommand, stop, stopEverything, treeMemory } from './children.ts';
 import {
   benchCreates,
   benchMemory,
@@ -41,15 +26,14 @@ import {
   type StartupResult,
 } from './embedded.ts';
 import { emulateTokens, emulateUrl, EMULATE_VERSION, startEmulate, type Emulate } from './emulate.ts';
-import { freePort, median } from './measure.ts';
+import { cannon, CONNECTIONS, startBare, WARMUP_S } from './load.ts';
+import { median } from './measure.ts';
 import { benchPartners } from './partners.ts';
 import { benchProvisioning, TARGET_PROVISION_RATIO } from './provision.ts';
 import { benchStores } from './stores.ts';
 
 const LOAD_ROUNDS = 3;
-const CONNECTIONS = 10;
 const DURATION_S = 5;
-const WARMUP_S = 1;
 
 const TARGET_EMULATE_RATIO = 3;
 const TARGET_BARE_RATIO = 0.6;
@@ -62,51 +46,6 @@ const mark = (met: boolean) => (met ? 'MET' : 'MISSED');
 
 /** The bench's descendants but tsx's esbuild service (which transpiles the bench itself). */
 const leftovers = () => descendants(process.pid).filter((p) => p.name !== 'esbuild');
-
-async function startBare(routes: Record<string, string>): Promise<Spawned & { port: number }> {
-  const dir = await makeTempDir('storehouse-bench-bare-');
-  const routesFile = path.join(dir, 'routes.json');
-  await writeFile(routesFile, JSON.stringify(routes));
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), HOST, BENCH_ROUTES_FILE: routesFile };
-  const proc = spawnTracked(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/bare-server.ts')], env);
-  try {
-    await waitFor200(proc, port, Object.keys(routes)[0]!);
-  } catch (error) {
-    await stop(proc).catch(() => undefined);
-    throw error;
-  }
-  return { ...proc, port };
-}
-
-/**
- * One load run. Every target's requests go through the same setupRequest (which sets the
- * authorization header), so the load generator does the same work for each; emulate's rotates
- * its tokens (bench/emulate.ts), the others send Storehouse's.
- */
-async function cannon(url: string, durationS: number, token: () => string): Promise<CannonResult> {
-  const result = await autocannon({
-    url,
-    connections: CONNECTIONS,
-    duration: durationS,
-    requests: [
-      {
-        method: 'GET',
-        setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: `Bearer ${token()}` } }),
-      },
-    ],
-    renderProgressBar: false,
-    renderResultsTable: false,
-    renderLatencyTable: false,
-  });
-  if (result.errors > 0 || result.timeouts > 0 || result.non2xx > 0) {
-    throw new Error(
-      `load run against ${url} was not clean: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx ` +
-        `(status codes ${JSON.stringify(result.statusCodeStats)})`,
-    );
-  }
-  return result;
-}
 
 interface LoadTarget {
   name: string;
