@@ -6,10 +6,10 @@
  * under a deadline; none is a fixed sleep.
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { PrivateRedis } from '../chaos/redis-server.ts';
 import { publicReason, withoutCredentials } from '../src/health/dependencies.ts';
+import { CuttableProxy } from './cuttable-proxy.ts';
 import { POSTGRES_URL, eventually, freshPostgresDatabase, startServer, type TestServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
 
@@ -27,65 +27,6 @@ const healthEnv = {
   STOREHOUSE_DB_CONNECT_TIMEOUT_MS: '20000',
   STOREHOUSE_DB_QUERY_TIMEOUT_MS: '60000',
 };
-
-/** A TCP proxy that forwards, refuses connections (cut) or swallows everything (blackhole). */
-class DatabaseProxy {
-  private server: net.Server | undefined;
-  private readonly sockets = new Set<net.Socket>();
-  private mode: 'forward' | 'blackhole' = 'forward';
-  port = 0;
-
-  constructor(private readonly upstream: { host: string; port: number }) {}
-
-  async listen(): Promise<void> {
-    const server = net.createServer((client) => {
-      this.sockets.add(client);
-      client.on('close', () => this.sockets.delete(client));
-      client.on('error', () => {});
-      if (this.mode === 'blackhole') {
-        client.resume(); // read and drop
-        return;
-      }
-      const upstream = net.connect(this.upstream);
-      this.sockets.add(upstream);
-      upstream.on('error', () => {});
-      upstream.on('close', () => client.destroy());
-      client.on('close', () => upstream.destroy());
-      client.on('data', (chunk) => this.mode === 'forward' && upstream.write(chunk));
-      upstream.on('data', (chunk) => this.mode === 'forward' && client.write(chunk));
-    });
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(this.port, '127.0.0.1', () => resolve()));
-    this.server = server;
-    this.port = (server.address() as net.AddressInfo).port;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-    this.dropAll();
-    await closed;
-  }
-
-  blackhole(): void {
-    this.mode = 'blackhole';
-  }
-
-  async restore(): Promise<void> {
-    if (this.mode === 'blackhole') this.dropAll(); // connections that lost bytes are out of step for good
-    this.mode = 'forward';
-    if (!this.server) await this.listen();
-  }
-
-  private dropAll(): void {
-    for (const socket of this.sockets) socket.destroy();
-    this.sockets.clear();
-  }
-
-  async close(): Promise<void> {
-    await this.cut();
-  }
-}
 
 interface Health {
   status: number;
@@ -122,7 +63,7 @@ const logged = (server: TestServer, level: number, pattern: RegExp) =>
   server.logs.map((line) => JSON.parse(line)).filter((entry) => entry.level === level && pattern.test(entry.msg));
 
 describe('/healthz while the state database is down', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
-  let proxy: DatabaseProxy;
+  let proxy: CuttableProxy;
   let server: TestServer;
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
   let password: string;
@@ -131,7 +72,7 @@ describe('/healthz while the state database is down', { skip: POSTGRES_URL ? fal
     database = await freshPostgresDatabase();
     const direct = new URL(database.url);
     password = decodeURIComponent(direct.password);
-    proxy = new DatabaseProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
+    proxy = new CuttableProxy({ host: direct.hostname, port: Number(direct.port || 5432) });
     await proxy.listen();
     const proxied = new URL(database.url);
     proxied.hostname = '127.0.0.1';

@@ -15,26 +15,20 @@ import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { eventually, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { deafenNodes, type TwoNodes, twoNodes } from './two-nodes.ts';
 
 describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
-  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
+  let nodes: TwoNodes;
+  let database: TwoNodes['database'];
   let a: TestServer;
   let b: TestServer;
   let sql: pg.Client;
 
   before(async () => {
-    database = await freshPostgresDatabase();
-    a = await startServer('postgres', { databaseUrl: database.url });
-    b = await startServer('postgres', { databaseUrl: database.url, bootstrapToken: a.token });
-    sql = new pg.Client({ connectionString: database.url });
-    await sql.connect();
+    nodes = await twoNodes();
+    ({ database, a, b, sql } = nodes);
   });
-  after(async () => {
-    await sql?.end();
-    await b?.close();
-    await a?.close();
-    await database?.drop();
-  });
+  after(() => nodes?.close());
 
   const status = async (server: TestServer, token: string, query = '') =>
     (await server.request(`/v1/integrations/configurations?view=account${query}`, { token })).status;
@@ -77,7 +71,7 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
     const { token, value } = await createToken(a.runtime.db, { userId: owner.user_id, teamId: owner.default_team_id, name: 'deaf' });
     assert.equal(await status(b, value), 200);
     // Cut every LISTEN connection; node B must stop trusting its memory at once.
-    await sql.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()");
+    await deafenNodes(sql);
     await eventually('node B noticing it is deaf', async () => !b.runtime.feed.healthy, 2000);
     await sql.query('UPDATE access_tokens SET revoked_at = now() WHERE id = $1', [token.id]);
     assert.equal(await status(b, value), 401);
@@ -88,7 +82,7 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'STOREHOU
 
   test('a node that was deaf reloads the catalog; an integration it has not loaded yet is no 500', async () => {
     const icfg = (await b.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
-    await sql.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()");
+    await deafenNodes(sql);
     await eventually('node B noticing it is deaf', async () => !b.runtime.feed.healthy, 2000);
     await sql.query("UPDATE products SET name = 'Redis (changed while deaf)' WHERE id = 'iap_storehouse_redis'");
     await eventually('node B listening again', async () => b.runtime.feed.healthy, 5000);

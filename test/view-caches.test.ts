@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Database } from '../src/db/database.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { eventually, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { eventually, POSTGRES_URL, type TestServer } from './helpers.ts';
+import { deafenNodes, type TwoNodes, twoNodes } from './two-nodes.ts';
 
 /** Counts the statements sent through `db` while `work` runs (the real ones are sent all the same). */
 async function queriesDuring(db: Database, work: () => Promise<void>): Promise<string[]> {
@@ -31,7 +32,7 @@ async function queriesDuring(db: Database, work: () => Promise<void>): Promise<s
 describe('views served from memory, on two nodes of one PostgreSQL', {
   skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set',
 }, () => {
-  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
+  let nodes: TwoNodes;
   let a: TestServer;
   let b: TestServer;
   let sql: pg.Client;
@@ -45,11 +46,8 @@ describe('views served from memory, on two nodes of one PostgreSQL', {
   const user = async (server: TestServer) => ((await (await server.request('/v2/user')).json()) as any).user;
 
   before(async () => {
-    database = await freshPostgresDatabase();
-    a = await startServer('postgres', { databaseUrl: database.url });
-    b = await startServer('postgres', { databaseUrl: database.url, bootstrapToken: a.token });
-    sql = new pg.Client({ connectionString: database.url });
-    await sql.connect();
+    nodes = await twoNodes();
+    ({ a, b, sql } = nodes);
     icfg = (await a.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
     const created = await a.request('/v1/storage/stores/integration/direct', {
       method: 'POST',
@@ -59,12 +57,7 @@ describe('views served from memory, on two nodes of one PostgreSQL', {
     assert.equal(created.status, 200, await created.clone().text());
     storeId = ((await created.json()) as any).store.id;
   });
-  after(async () => {
-    await sql?.end();
-    await b?.close();
-    await a?.close();
-    await database?.drop();
-  });
+  after(() => nodes?.close());
 
   test('a store read again, and the user read again, ask the database nothing', async () => {
     // Any write of the node's own (its lease, the tokens' last use) empties every cache: between
@@ -147,7 +140,7 @@ describe('views served from memory, on two nodes of one PostgreSQL', {
 
   test('while a node cannot hear changes, it reads stores through to the database', async () => {
     assert.equal((await store(b)).status, 200);
-    await sql.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()");
+    await deafenNodes(sql);
     await eventually('node B noticing it is deaf', async () => !b.runtime.feed.healthy, 2000);
     await sql.query("UPDATE stores SET name = 'renamed while deaf' WHERE id = $1", [storeId]);
     assert.equal((await store(b)).body.store.name, 'renamed while deaf');
