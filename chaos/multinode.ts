@@ -15,7 +15,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Product } from './api.ts';
 import { type HangBound, hangWaits } from './checks.ts';
-import { restartExited } from './outages.ts';
+import { lastFor, restartExited } from './outages.ts';
 import type { PhaseResult } from './report.ts';
 import { checkPhase, emptyPhase, type Rig, type Size, startNode } from './run.ts';
 import { holdRoleCatalog, leaseLeftMs, postgresWorkUnderWay, untilTakenOver, workUnderWay } from './takeover.ts';
@@ -268,8 +268,7 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     }
   })();
   try {
-    const before = workload.ledger.acknowledged().length;
-    for (const deadline = Date.now() + 60_000; workload.ledger.acknowledged().length === before && Date.now() < deadline; ) await sleep(50);
+    await workload.untilFlowing();
 
     const hangMs = hang.bound.ownMs + HANG_BEYOND_BOUND_MS;
     rig.log(
@@ -303,10 +302,7 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
       );
     })();
     try {
-      while (Date.now() - pausedAt < hangMs) {
-        await sleep(100);
-        if (rig.nodes.some((node) => !node.running)) break;
-      }
+      await lastFor(rig, hangMs);
     } finally {
       hang.resume();
     }

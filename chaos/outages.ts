@@ -33,6 +33,14 @@ async function firstSuccess(since: number, probe: () => Promise<number>): Promis
   return undefined;
 }
 
+/** Lets an outage or a hang last `ms`, or until a node exits by itself (restartExited notes it). */
+export async function lastFor(rig: Rig, ms: number): Promise<void> {
+  for (const began = Date.now(); Date.now() - began < ms; ) {
+    await sleep(100);
+    if (rig.nodes.some((node) => !node.running)) return;
+  }
+}
+
 /** Any node that exited by itself is a finding; it is started again so the run goes on. */
 export async function restartExited(rig: Rig, result: PhaseResult, during: string): Promise<void> {
   for (const [index, node] of rig.nodes.entries()) {
@@ -57,16 +65,11 @@ export async function runOutage(rig: Rig, workload: Workload, result: PhaseResul
   });
   try {
     // Requests are flowing (a create acknowledged) before the dependency goes.
-    const before = workload.ledger.acknowledged().length;
-    for (const deadline = Date.now() + 60_000; workload.ledger.acknowledged().length === before && Date.now() < deadline; ) await sleep(50);
+    await workload.untilFlowing();
 
     rig.log(`outages: stopping ${outage.what} for ${outage.outageMs} ms`);
     await outage.down();
-    const downAt = Date.now();
-    while (Date.now() - downAt < outage.outageMs) {
-      await sleep(100);
-      if (rig.nodes.some((node) => !node.running)) break;
-    }
+    await lastFor(rig, outage.outageMs);
     await outage.up();
     const upAt = Date.now();
     rig.log(`outages: ${outage.what} is back`);

@@ -222,6 +222,12 @@ export class Workload {
     return record;
   }
 
+  /** Waits until one create more than now is acknowledged (a minute at most): requests are flowing. */
+  async untilFlowing(): Promise<void> {
+    const before = this.ledger.acknowledged().length;
+    for (const deadline = Date.now() + 60_000; this.ledger.acknowledged().length === before && Date.now() < deadline; ) await sleep(50);
+  }
+
   /** Waits for every keyed retry still running. */
   async retriesDone(): Promise<void> {
     while (this.retrying.size > 0) await Promise.all(this.retrying);
