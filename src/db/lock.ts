@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
+import { isAlive } from '../supervision/local-servers.ts';
 
 /**
  * An exclusive lock on a data directory, held for the life of the process.
@@ -91,15 +92,6 @@ async function lockWithFlock(dataDir: string): Promise<DataDirLock> {
         helper.stdin!.end();
       }),
   };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function lockWithAbstractSocket(dataDir: string): Promise<DataDirLock> {

@@ -3,7 +3,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { PoolDatabase, type Database, type Listen } from './database.ts';
 import { lockDataDir } from './lock.ts';
-import { PostgresServer, type ServerLog } from './postgres-server.ts';
+import { PostgresServer } from './postgres-server.ts';
+import type { ServerLog } from '../supervision/local-servers.ts';
 import { markDatabaseError } from './unavailable.ts';
 
 export interface OpenOptions {

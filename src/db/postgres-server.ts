@@ -31,20 +31,10 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-
-/** Where log lines go: pino's (object, message) signature. */
-export interface ServerLog {
-  debug(details: object, message: string): void;
-  info(details: object, message: string): void;
-  warn(details: object, message: string): void;
-  error(details: object, message: string): void;
-}
-
-const NO_LOG: ServerLog = { debug() {}, info() {}, warn() {}, error() {} };
+import { findSetpriv, freePort, isAlive, lineSplitter, NO_LOG, type ServerLog, writeFileAtomically } from '../supervision/local-servers.ts';
 
 export interface PostgresServerOptions {
   dataDir: string;
@@ -161,40 +151,11 @@ const serverEnv = (): NodeJS.ProcessEnv => ({
   ...(process.env.TZ && { TZ: process.env.TZ }),
 });
 
-/** `text` written to `file` whole or not at all: a scratch file, fsynced, renamed into place, the directory fsynced. */
-function writeDurably(file: string, text: string): void {
-  const scratch = `${file}.new`;
-  const fd = fs.openSync(scratch, 'w', 0o600);
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(scratch, file);
-  const dir = fs.openSync(path.dirname(file), 'r');
-  try {
-    fs.fsyncSync(dir);
-  } finally {
-    fs.closeSync(dir);
-  }
-}
-
-async function canListen(port: number): Promise<boolean> {
-  const probe = net.createServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    probe.once('error', () => resolve(false));
-    probe.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(true));
-  });
-  if (ok) await new Promise((resolve) => probe.close(resolve));
-  return ok;
-}
-
 /** The port: configured (and kept), else kept from an earlier start, else a free one of the range, kept. */
 async function choosePort(dataDir: string, configured: number | undefined): Promise<number> {
   const file = portFileOf(dataDir);
   if (configured !== undefined) {
-    writeDurably(file, `${configured}\n`);
+    writeFileAtomically(file, `${configured}\n`);
     return configured;
   }
   if (fs.existsSync(file)) {
@@ -205,14 +166,11 @@ async function choosePort(dataDir: string, configured: number | undefined): Prom
       `${file} does not hold a port: write the port the embedded PostgreSQL had (its stores' URLs name it), or set STOREHOUSE_EMBEDDED_POSTGRES_PORT`,
     );
   }
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = PORT_RANGE.first + Math.floor(Math.random() * (PORT_RANGE.last - PORT_RANGE.first));
-    if (await canListen(port)) {
-      writeDurably(file, `${port}\n`);
-      return port;
-    }
-  }
-  throw new PostgresStartError(`no free port from ${PORT_RANGE.first} to ${PORT_RANGE.last} for the embedded PostgreSQL`);
+  const port = await freePort(PORT_RANGE);
+  if (port === undefined)
+    throw new PostgresStartError(`no free port from ${PORT_RANGE.first} to ${PORT_RANGE.last} for the embedded PostgreSQL`);
+  writeFileAtomically(file, `${port}\n`);
+  return port;
 }
 
 /** The superuser's password: kept in the data dir; made (before the cluster) on first start. */
@@ -232,11 +190,10 @@ function superuserPassword(dataDir: string, clusterExists: boolean): string {
     );
   }
   const password = randomBytes(32).toString('base64url');
-  writeDurably(file, `${password}\n`); // on disk before initdb makes a cluster only it opens
+  writeFileAtomically(file, `${password}\n`); // on disk before initdb makes a cluster only it opens
   return password;
 }
 
-/** The level a server log line is logged at, from its severity word. */
 /** LOG lines that report a crash or a recovery: an operator needs to see those. */
 const CRASH_REPORT =
   /terminated by signal|exited with exit code|terminating any other active server processes|all server processes terminated|automatic recovery|was interrupted|not properly shut down|redo (starts|done)/;
@@ -379,24 +336,20 @@ export class PostgresServer {
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     this.stopped = exited;
     return new Promise<void>((resolve, reject) => {
-      let buffered = '';
-      child.stderr!.on('data', (chunk: Buffer) => {
-        buffered += chunk.toString('utf8');
-        const lines = buffered.split('\n');
-        buffered = lines.pop() ?? '';
-        for (const line of lines) {
-          if (!line) continue;
+      child.stderr!.on(
+        'data',
+        lineSplitter((line) => {
           lastLines.push(line);
           if (lastLines.length > 8) lastLines.shift();
           if (!ready && line.includes(READY)) {
             ready = true;
             this.log.info({ port: this.port, postgresPid: child.pid }, 'embedded PostgreSQL is ready');
             resolve();
-            continue;
+            return;
           }
           this.log[levelOf(line)]({ postgres: line }, 'embedded PostgreSQL');
-        }
-      });
+        }),
+      );
       child.once('error', (error) => reject(new PostgresStartError(`cannot run ${command}: ${error.message}`)));
       child.once('exit', (code, signal) => {
         if (!ready) {
@@ -473,27 +426,6 @@ function assertReachable(dir: string, runAs: RunAs, dataDir: string): void {
     }
     if (current === path.dirname(current)) return;
   }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-let setprivPath: string | null | undefined;
-function findSetpriv(): string | null {
-  if (setprivPath !== undefined) return setprivPath;
-  setprivPath = null;
-  if (process.platform !== 'linux') return setprivPath;
-  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/bin', '/bin'])) {
-    const candidate = path.join(dir, 'setpriv');
-    if (dir && fs.existsSync(candidate)) return (setprivPath = candidate);
-  }
-  return setprivPath;
 }
 
 /**

@@ -40,17 +40,21 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import {
+  canListen,
+  findSetpriv,
+  freePort,
+  isAlive,
+  lineSplitter,
+  NO_LOG,
+  type ServerLog,
+  writeFileAtomically,
+} from '../supervision/local-servers.ts';
 
 /** What it logs to: a pino logger, or anything with its four methods. */
-export interface RedisServerLog {
-  debug(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+export type RedisServerLog = ServerLog;
 
 export interface RedisServerOptions {
   /** The data dir (locked by this process); the server's files go in `<dataDir>/redis/`. */
@@ -105,7 +109,7 @@ const ADMIN_RIGHTS = [
 /**
  * Ports picked at a first start: a range below the kernel's ephemeral ports (32768 and up), so
  * the port is not handed to some program's outgoing connection while Storehouse is down, and
- * apart from the embedded Postgres stores' range (25432 to 26431).
+ * apart from the embedded PostgreSQL's range (src/db/postgres-server.ts).
  */
 export const PORTS = { first: 16379, last: 17378 };
 
@@ -186,13 +190,6 @@ function pathsOf(dataDir: string): Paths {
 /** A string as redis.conf quotes it. */
 const quoted = (value: string) => `"${value.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 
-/** Writes a file whole or not at all (a kill mid-write leaves the previous one), owner-only. */
-function writeAtomically(file: string, text: string): void {
-  const temporary = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(temporary, text, { mode: 0o600 });
-  fs.renameSync(temporary, file);
-}
-
 function readOrMakePassword(file: string): string {
   try {
     const kept = fs.readFileSync(file, 'utf8').trim();
@@ -201,7 +198,7 @@ function readOrMakePassword(file: string): string {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const password = randomBytes(32).toString('hex');
-  writeAtomically(file, `${password}\n`);
+  writeFileAtomically(file, `${password}\n`);
   return password;
 }
 
@@ -250,7 +247,7 @@ function writeAclFile(paths: Paths, password: string): void {
   }
   const hash = createHash('sha256').update(password).digest('hex');
   const lines = ['user default off resetpass ~* &* +@all', `user ${ADMIN_USER} on resetpass #${hash} ${ADMIN_RIGHTS.join(' ')}`];
-  writeAtomically(paths.acl, `${[...lines, ...kept].join('\n')}\n`);
+  writeFileAtomically(paths.acl, `${[...lines, ...kept].join('\n')}\n`);
 }
 
 function writeConf(paths: Paths, port: number): void {
@@ -276,7 +273,7 @@ function writeConf(paths: Paths, port: number): void {
     'maxmemory 0',
     'maxmemory-policy noeviction',
   ];
-  writeAtomically(paths.conf, `${conf.join('\n')}\n`);
+  writeFileAtomically(paths.conf, `${conf.join('\n')}\n`);
 }
 
 /** The redis-server's version, refused unless 7.0 or later (ACL files, the append-only directory, the optional bind). */
@@ -299,23 +296,9 @@ function checkVersion(binary: string): string {
   return match[0].slice(2);
 }
 
-async function canListen(port: number): Promise<boolean> {
-  const probe = net.createServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    probe.once('error', () => resolve(false));
-    probe.listen({ port, host: HOST, exclusive: true }, () => resolve(true));
-  });
-  if (ok) await new Promise((resolve) => probe.close(resolve));
-  return ok;
-}
-
 /** Whether a process runs (a zombie, which no parent reaped, does not: it holds no port and no file). */
 function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!isAlive(pid)) return false;
   try {
     // `<pid> (<name>) <state> ...`; the name may hold spaces and parentheses.
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -465,7 +448,7 @@ export class RedisServer extends EventEmitter {
    * URLs name it), or when it does not start (`failed`, with its last lines).
    */
   static async start(options: RedisServerOptions): Promise<RedisServer> {
-    const log = options.log ?? silent;
+    const log = options.log ?? NO_LOG;
     const binary = options.binary ?? findRedisServer();
     if (!binary) {
       throw new RedisServerError(
@@ -490,7 +473,7 @@ export class RedisServer extends EventEmitter {
       } catch (error) {
         throw error instanceof AddressInUse ? server.portTaken(options.port !== undefined) : error;
       }
-      if (kept !== wanted) writeAtomically(paths.port, `${wanted}\n`);
+      if (kept !== wanted) writeFileAtomically(paths.port, `${wanted}\n`);
       log.info({ port: wanted, pid: server.pid, version }, 'redis-server started');
       return server;
     }
@@ -498,7 +481,8 @@ export class RedisServer extends EventEmitter {
     // (nobody has been told this one yet).
     const tried = new Set<number>();
     for (let attempt = 0; attempt < 10; attempt++) {
-      const port = await freePort(tried);
+      const port = await freePort(PORTS, tried);
+      if (port === undefined) throw new RedisServerError('port_taken', `every port from ${PORTS.first} to ${PORTS.last} is in use`);
       tried.add(port);
       const server = new RedisServer(paths, binary, password, port, log);
       try {
@@ -507,7 +491,7 @@ export class RedisServer extends EventEmitter {
         if (error instanceof AddressInUse) continue;
         throw error;
       }
-      writeAtomically(paths.port, `${port}\n`);
+      writeFileAtomically(paths.port, `${port}\n`);
       log.info({ port, pid: server.pid, version }, 'redis-server started on a port picked for this data dir (kept for its next starts)');
       return server;
     }
@@ -548,7 +532,7 @@ export class RedisServer extends EventEmitter {
     // Under PR_SET_PDEATHSIG (util-linux's setpriv, which then execs redis-server): a Storehouse
     // killed with kill -9 takes its Redis along (SIGTERM: it syncs its append-only file and exits)
     // instead of leaving it running for good. Its environment is no more than it needs.
-    const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((candidate) => process.platform === 'linux' && fs.existsSync(candidate));
+    const setpriv = findSetpriv();
     const [command, ...args] = setpriv
       ? [setpriv, '--pdeathsig=SIGTERM', '--', this.binary, this.paths.conf]
       : [this.binary, this.paths.conf];
@@ -561,22 +545,14 @@ export class RedisServer extends EventEmitter {
     const child: Child = { process: spawned, pid: spawned.pid ?? 0, startedAt: Date.now(), tail: [], ready: false };
     let sawReady: () => void = () => {};
     const readyLine = new Promise<void>((resolve) => (sawReady = resolve));
-    const lines = (stream: 'stdout' | 'stderr') => {
-      let partial = '';
-      return (chunk: Buffer) => {
-        const text = partial + chunk.toString('utf8');
-        const complete = text.split('\n');
-        partial = complete.pop() ?? '';
-        for (const line of complete) {
-          if (!line.trim()) continue;
-          child.tail.push(line);
-          if (child.tail.length > TAIL_LINES) child.tail.shift();
-          const parsed = parseRedisLogLine(line, stream);
-          this.log[parsed.level]({ redisPid: parsed.pid ?? child.pid }, `redis-server: ${parsed.text}`);
-          if (/Ready to accept connections/.test(parsed.text)) sawReady();
-        }
-      };
-    };
+    const lines = (stream: 'stdout' | 'stderr') =>
+      lineSplitter((line) => {
+        child.tail.push(line);
+        if (child.tail.length > TAIL_LINES) child.tail.shift();
+        const parsed = parseRedisLogLine(line, stream);
+        this.log[parsed.level]({ redisPid: parsed.pid ?? child.pid }, `redis-server: ${parsed.text}`);
+        if (/Ready to accept connections/.test(parsed.text)) sawReady();
+      });
     spawned.stdout!.on('data', lines('stdout'));
     spawned.stderr!.on('data', lines('stderr'));
     const exited = new Promise<never>((_, reject) => {
@@ -706,21 +682,6 @@ async function terminate(child: ChildProcess): Promise<void> {
 }
 
 /**
- * A free port of PORTS, none of `skip`, from a random place in the range on: lowest first would
- * hand the port of a data dir whose Storehouse is stopped to the next data dir started, and the
- * stopped one could not start again.
- */
-async function freePort(skip: Set<number>): Promise<number> {
-  const size = PORTS.last - PORTS.first + 1;
-  const offset = Math.floor(Math.random() * size);
-  for (let i = 0; i < size; i++) {
-    const port = PORTS.first + ((offset + i) % size);
-    if (!skip.has(port) && (await canListen(port))) return port;
-  }
-  throw new RedisServerError('port_taken', `every port from ${PORTS.first} to ${PORTS.last} is in use`);
-}
-
-/**
  * Stops any redis-server left running on this data dir (its Storehouse was killed with kill -9),
  * so that this start's is the only one: every process whose command line runs this dir's
  * configuration file, whatever port it listens on and whether or not it answers. Found by its
@@ -736,5 +697,3 @@ async function takeOver(paths: Paths, log: RedisServerLog): Promise<void> {
     await endProcess(pid, STOP_TIMEOUT_MS);
   }
 }
-
-const silent: RedisServerLog = { debug() {}, info() {}, warn() {}, error() {} };
