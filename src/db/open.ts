@@ -29,7 +29,7 @@ export interface OpenOptions {
  */
 export class LegacyDataDirError extends Error {
   override name = 'LegacyDataDirError';
-  constructor(dataDir: string, what = `${path.join(dataDir, 'pgdata')}`) {
+  constructor(dataDir: string, what: string) {
     super(
       `${dataDir} was made by an earlier Storehouse, which kept its state and its Postgres stores in PGlite ` +
         `(${what}); this one runs a PostgreSQL server of its own and cannot open PGlite's files. ` +
@@ -41,7 +41,7 @@ export class LegacyDataDirError extends Error {
 }
 
 /** What an earlier Storehouse's PGlite left in a data dir: its state (`pgdata/`) or its stores (`stores/`). */
-export function legacyPart(dataDir: string): string | undefined {
+function legacyPart(dataDir: string): string | undefined {
   for (const part of ['pgdata', 'stores']) if (fs.existsSync(path.join(dataDir, part))) return path.join(dataDir, part);
   return undefined;
 }
@@ -193,10 +193,10 @@ function statePool(url: string, options: OpenOptions): pg.Pool {
 
 export async function openDatabase(options: OpenOptions): Promise<Database> {
   const connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+  // On DATABASE_URL too: an earlier version kept its Postgres stores in PGlite under the data dir.
+  const legacy = legacyPart(options.dataDir);
+  if (legacy) throw new LegacyDataDirError(options.dataDir, legacy);
   if (options.databaseUrl) {
-    // On DATABASE_URL too: an earlier version kept its Postgres stores in PGlite under the data dir.
-    const legacy = legacyPart(options.dataDir);
-    if (legacy) throw new LegacyDataDirError(options.dataDir, legacy);
     const pool = statePool(options.databaseUrl, options);
     const db = new PoolDatabase('postgres', pool, listenOnPostgres(options.databaseUrl, connectTimeoutMs));
     try {
@@ -213,8 +213,6 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
   const lock = await lockDataDir(options.dataDir);
   let server: PostgresServer | undefined;
   try {
-    const legacy = legacyPart(options.dataDir);
-    if (legacy) throw new LegacyDataDirError(options.dataDir, legacy);
     server = await PostgresServer.start({ dataDir: options.dataDir, port: options.embeddedPort, log: options.log });
     await server.ensureDatabase(STATE_DATABASE);
     const url = server.url(STATE_DATABASE);
