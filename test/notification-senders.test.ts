@@ -19,37 +19,18 @@ import { CHANGES_CHANNEL, ChangeFeed } from '../src/db/change-feed.ts';
 import type { Database } from '../src/db/database.ts';
 import { SENDER_CHECK_APPLICATION } from '../src/db/notification-senders.ts';
 import { openDatabase } from '../src/db/open.ts';
+import { eventually, POSTGRES_URL } from './helpers.ts';
+import { connect, urlWith } from './pg-clients.ts';
 
-const POSTGRES_URL = process.env.STOREHOUSE_TEST_DATABASE_URL || undefined;
 const POOL_MAX = 2;
 
 const tag = () => randomBytes(5).toString('hex');
 
-async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-}
+/** helpers' eventually, for checks that may answer at once, within a minute by default. */
+const until = (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000) =>
+  eventually(what, async () => check(), timeoutMs);
 
-function urlWith(url: string, change: { user: string; password: string; database: string }): string {
-  const next = new URL(url);
-  next.username = encodeURIComponent(change.user);
-  next.password = encodeURIComponent(change.password);
-  next.pathname = `/${encodeURIComponent(change.database)}`;
-  return next.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  client.on('error', () => {});
-  await client.connect();
-  return client;
-}
-
-/** A feed's changes as it applied them, and its debug log lines. */
+/** A feed's changes as it applied them. */
 function watch(feed: ChangeFeed) {
   const seen: Array<string | undefined> = [];
   feed.onChange((table) => seen.push(table));
@@ -135,10 +116,10 @@ describe('sender checks', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABA
 
       const own = `own-${tag()}`;
       await notifyFrom(stateUrl, own);
-      await eventually("the feed moving on Storehouse's notification", () => seen.includes(own));
+      await until("the feed moving on Storehouse's notification", () => seen.includes(own));
       const forged = `forged-${tag()}`;
       await notifyFrom(strangerUrl, forged);
-      await eventually("the stranger's notification refused", () => feed.refused > before.refused);
+      await until("the stranger's notification refused", () => feed.refused > before.refused);
 
       assert.equal(probeSettled, false, 'the pool was still exhausted: a request was still waiting for a connection');
       assert.ok(!seen.includes(forged), "a stranger's notification moved nothing");
@@ -157,7 +138,7 @@ describe('sender checks', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABA
     // A question first, so there is a checks connection to terminate (the test may run alone).
     const first = `own-${tag()}`;
     await notifyFrom(stateUrl, first);
-    await eventually('the feed moving', () => seen.includes(first));
+    await until('the feed moving', () => seen.includes(first));
     const [old, ...more] = await checkSessions();
     assert.ok(old !== undefined && more.length === 0, 'one checks connection');
     const { rows } = await admin.query<{ ended: boolean }>('SELECT pg_terminate_backend($1) AS ended', [old]);
@@ -167,14 +148,14 @@ describe('sender checks', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABA
     // Whether or not the client has noticed yet, the question is answered: on a new connection.
     const own = `own-${tag()}`;
     await notifyFrom(stateUrl, own);
-    await eventually('the feed moving after the checks connection was terminated', () => seen.includes(own));
+    await until('the feed moving after the checks connection was terminated', () => seen.includes(own));
     assert.equal(feed.unanswered, before.unanswered, 'the sender was judged, not believed unchecked');
     assert.equal(feed.unverified, before.unverified);
     const forged = `forged-${tag()}`;
     await notifyFrom(strangerUrl, forged);
-    await eventually("the stranger's notification refused", () => feed.refused > before.refused);
+    await until("the stranger's notification refused", () => feed.refused > before.refused);
     assert.ok(!seen.includes(forged));
-    await eventually('the terminated connection gone', async () => !(await checkSessions()).includes(old));
+    await until('the terminated connection gone', async () => !(await checkSessions()).includes(old));
     const now = await checkSessions();
     assert.equal(now.length, 1, `one checks connection again, not ${now.length}`);
   });
@@ -200,7 +181,7 @@ describe('sender checks', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABA
       const own = `own-${tag()}`;
       const sent = Date.now();
       await notifyFrom(stateUrl, own);
-      await eventually('the unanswered notification believed', () => hungSeen.includes(own));
+      await until('the unanswered notification believed', () => hungSeen.includes(own));
       assert.ok(Date.now() - sent >= boundMs - 5, 'believed once the bound had passed, not before');
       assert.ok(sockets.size >= 1, 'the question was asked on the checks connection');
       assert.equal(started.feed.unanswered, 1);
@@ -212,8 +193,8 @@ describe('sender checks', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABA
       // A stranger cannot be told from Storehouse either while nothing answers: believed, at the bounded rate.
       const forged = `forged-${tag()}`;
       await notifyFrom(strangerUrl, forged);
-      await eventually('the second unanswered notification counted', () => started.feed.unanswered === 2);
-      await eventually('folded into the next interval, not lost', () => hungSeen.includes(forged), 30_000);
+      await until('the second unanswered notification counted', () => started.feed.unanswered === 2);
+      await until('folded into the next interval, not lost', () => hungSeen.includes(forged), 30_000);
     } finally {
       await started.stop();
       for (const socket of sockets) socket.destroy();

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
+import type pg from 'pg';
 import { postgresBinDir, PrivatePostgres } from '../chaos/postgres-server.ts';
 import type { Product } from '../src/catalog/catalog.ts';
 import { ANYTHING, CHANGES_CHANNEL } from '../src/db/change-feed.ts';
@@ -23,25 +23,10 @@ import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { eventually, POSTGRES_URL, providerState, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
+import { connect, urlWith } from './pg-clients.ts';
 
 const tag = () => randomBytes(5).toString('hex');
 const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
-
-/** `url` with another user, password and database. */
-function urlWith(url: string, change: { user?: string; password?: string; database?: string }): string {
-  const next = new URL(url);
-  if (change.user !== undefined) next.username = encodeURIComponent(change.user);
-  if (change.password !== undefined) next.password = encodeURIComponent(change.password);
-  if (change.database !== undefined) next.pathname = `/${encodeURIComponent(change.database)}`;
-  return next.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  client.on('error', () => {});
-  await client.connect();
-  return client;
-}
 
 /** The SQLSTATE a real connection attempt fails with, or 'connected' once a query ran on it. */
 async function connectionOutcome(url: string): Promise<string> {
