@@ -271,10 +271,8 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     await workload.untilFlowing();
 
     const hangMs = hang.bound.ownMs + HANG_BEYOND_BOUND_MS;
-    rig.log(
-      `hangs: pausing ${hang.what} (SIGSTOP) for ${hangMs / 1000} s; no request may wait past ${hang.bound.ownMs / 1000} s ` +
-        `(${hang.bound.waitingMs / 1000} s one that may wait on another's work)`,
-    );
+    const bound = `${hang.bound.ownMs / 1000} s${hang.bound.waitingMs > hang.bound.ownMs ? ` (${hang.bound.waitingMs / 1000} s one that may wait on another's work)` : ''}`;
+    rig.log(`hangs: pausing ${hang.what} (SIGSTOP) for ${hangMs / 1000} s; no request may wait past ${bound}`);
     hang.pause();
     const pausedAt = Date.now();
     // What each node's /healthz says late in the hang, its own probes having had their interval
@@ -332,7 +330,7 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
       .slice(0, 3)
       .map((t) => `${t.what} ${t.status === 0 ? 'no answer' : t.status}${t.code ? ` ${t.code}` : ''} ${(t.ms / 1000).toFixed(1)} s`);
     result.notes.push(
-      `${hang.what} hung ${hangMs / 1000} s (bound ${hang.bound.ownMs / 1000} s, ${hang.bound.waitingMs / 1000} s waiting on another's work): ${inHang.length} requests in flight, the slowest ${slowestThree.join(', ')}; all: ` +
+      `${hang.what} hung ${hangMs / 1000} s (bound ${bound}): ${inHang.length} requests in flight, the slowest ${slowestThree.join(', ')}; all: ` +
         [...answers].map(([key, n]) => `${key} ×${n}`).join(', '),
     );
     if (inHang.length === 0) result.idle.push(`no request was in flight while ${hang.what} hung`);
