@@ -12,12 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { stringify } from 'yaml';
-import { loadConfig } from '../src/config.ts';
-import { buildApp } from '../src/http/app.ts';
 import { randomBase62 } from '../src/ids.ts';
 import { startPartnerServer } from '../src/partner-server/app.ts';
 import { catalogWithPartner } from '../src/partner-server/catalog.ts';
-import { openRuntime } from '../src/runtime.ts';
+import { startInProcess } from './in-process.ts';
 import { freePort, quantile, time } from './measure.ts';
 
 const ROUNDS = 20;
@@ -46,27 +44,18 @@ export async function benchPartners(log: (line: string) => void): Promise<Partne
   const catalogFile = path.join(scratch, 'catalog.yaml');
   fs.writeFileSync(catalogFile, stringify(catalogWithPartner({ url: `http://127.0.0.1:${partnerPort}` })));
   const token = `bench-${randomBase62(24)}`;
-  const config = loadConfig({
-    STOREHOUSE_DATA_DIR: path.join(scratch, 'storehouse'),
-    STOREHOUSE_BOOTSTRAP_TOKEN: token,
-    STOREHOUSE_CATALOG: catalogFile,
-    LOG_LEVEL: 'warn',
-    // Far above what the bench sends: the limiters stay on and count every request, as in production.
-    STOREHOUSE_RATE_LIMIT_REQUESTS: '1000000000',
-    STOREHOUSE_RATE_LIMIT_STORE_CREATES: '1000000000',
-    STOREHOUSE_RATE_LIMIT_STORE_UPDATES: '1000000000',
-    STOREHOUSE_TEAM_STORE_QUOTA: '1000',
-  });
-  const logger = pino({ level: 'warn' });
   // Closed in reverse order at the end, also when a start-up step fails (nothing is left running).
   const closers: Array<() => Promise<unknown>> = [];
   try {
-    const runtime = await openRuntime(config, { logger });
-    closers.push(() => runtime.close());
-    const app = await buildApp(runtime, { logger: false });
-    closers.push(() => app.close());
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const base = runtime.urls.publicUrl();
+    const { runtime, base } = await startInProcess(
+      {
+        STOREHOUSE_DATA_DIR: path.join(scratch, 'storehouse'),
+        STOREHOUSE_BOOTSTRAP_TOKEN: token,
+        STOREHOUSE_CATALOG: catalogFile,
+        STOREHOUSE_TEAM_STORE_QUOTA: '1000',
+      },
+      closers,
+    );
     const partner = await startPartnerServer({
       port: partnerPort,
       dataDir: path.join(scratch, 'partner'),

@@ -14,11 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import pino from 'pino';
-import { loadConfig } from '../src/config.ts';
-import { buildApp } from '../src/http/app.ts';
 import { randomBase62 } from '../src/ids.ts';
-import { openRuntime } from '../src/runtime.ts';
+import { startInProcess } from './in-process.ts';
 import { quantile, time } from './measure.ts';
 
 const ROUNDS = 20;
@@ -80,28 +77,19 @@ export async function benchStores(log: (line: string) => void): Promise<{ create
   const up = await reachable(postgresUrl, redisUrl);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-bench-stores-'));
   const token = `bench-${randomBase62(24)}`;
-  const config = loadConfig({
-    STOREHOUSE_DATA_DIR: dataDir,
-    STOREHOUSE_BOOTSTRAP_TOKEN: token,
-    LOG_LEVEL: 'warn',
-    // Far above what the bench sends: the limiters stay on and count every request, as in production.
-    STOREHOUSE_RATE_LIMIT_REQUESTS: '1000000000',
-    STOREHOUSE_RATE_LIMIT_STORE_CREATES: '1000000000',
-    STOREHOUSE_TEAM_STORE_QUOTA: String(STORES * 2),
-    ...(postgresUrl && up.postgres && { STOREHOUSE_POSTGRES_ADMIN_URL: postgresUrl }),
-    ...(up.redis && { STOREHOUSE_REDIS_ADMIN_URL: redisUrl }),
-  });
-  const logger = pino({ level: 'warn' });
   // Closed in reverse order at the end, also when a start-up step fails (nothing is left running).
   const closers: Array<() => Promise<unknown>> = [];
   try {
-    const runtime = await openRuntime(config, { logger });
-    closers.push(() => runtime.close());
-    const app = await buildApp(runtime, { logger: false });
-    closers.push(() => app.close());
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const address = app.server.address();
-    const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    const { runtime, base } = await startInProcess(
+      {
+        STOREHOUSE_DATA_DIR: dataDir,
+        STOREHOUSE_BOOTSTRAP_TOKEN: token,
+        STOREHOUSE_TEAM_STORE_QUOTA: String(STORES * 2),
+        ...(postgresUrl && up.postgres && { STOREHOUSE_POSTGRES_ADMIN_URL: postgresUrl }),
+        ...(up.redis && { STOREHOUSE_REDIS_ADMIN_URL: redisUrl }),
+      },
+      closers,
+    );
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
     const create: CreateResult[] = [];
     const [configuration] = (await (await fetch(`${base}/v1/integrations/configurations?view=account`, { headers })).json()) as Array<{
