@@ -153,8 +153,11 @@ export class PostgresProvider implements Provider {
    */
   start(): Promise<IsolationReport | undefined> {
     if (!this.recheck) {
-      this.recheck = setInterval(() => {
-        if (this.isolation) this.isolation.then(() => (this.isolation = undefined)).then(() => this.start());
+      // After the check under way, if one is (its answer is kept until then); a failed one too.
+      this.recheck = setInterval(async () => {
+        await this.isolation;
+        this.isolation = undefined;
+        await this.start();
       }, this.options.isolationRecheckMs ?? ISOLATION_RECHECK_MS);
       this.recheck.unref();
     }
