@@ -146,7 +146,7 @@ export interface RedisProviderOptions {
 }
 
 /** What a SETUSER needs to know of a record before reading it again: which record, and the user's name. */
-type Target = Pick<ResourceRecord<RedisDetails>, 'id' | 'installationId' | 'details'>;
+type Target = Pick<ResourceRecord<RedisDetails>, 'id' | 'details'>;
 
 export class RedisProvider implements Provider {
   private readonly admin: Redis;
@@ -234,7 +234,8 @@ export class RedisProvider implements Provider {
   }
 
   private async reapplyAll(): Promise<number> {
-    const live = await this.records.live();
+    // Ids and names only: each batch's records (and their secrets) are read again after its WATCH.
+    const live = await this.records.liveDetails();
     return this.withFenced(async (redis) => {
       let set = 0;
       for (let start = 0; start < live.length; start += REAPPLY_BATCH) {
@@ -273,7 +274,7 @@ export class RedisProvider implements Provider {
       const state = states.get(user);
       return state === undefined ? tagged.test(user) : !LIVE.includes(state);
     });
-    for (const user of orphans) await this.call((redis) => this.fenceAndDelete(redis, user));
+    if (orphans.length > 0) await this.call((redis) => this.fenceAndDelete(redis, ...orphans));
     return orphans.length;
   }
 
@@ -481,8 +482,11 @@ export class RedisProvider implements Provider {
     const fenced = watched.slice(1).map(([, exists]) => exists === 1);
     // Read after the WATCH: a change made to a record after this read is followed by a SETUSER
     // (or a delete) of its own, whose transaction makes this one's EXEC answer null.
-    const records = await Promise.all(targets.map((target) => this.records.get(target.installationId, target.id)));
-    const live = records.filter((record, i) => !fenced[i] && LIVE.includes(record.state));
+    const records = await this.records.byIds(targets.map((target) => target.id));
+    const live = targets.flatMap((target, i) => {
+      const record = records.get(target.id);
+      return record && !fenced[i] && LIVE.includes(record.state) ? [record] : [];
+    });
     if (live.length === 0) {
       await redis.unwatch();
       return [];
@@ -522,15 +526,14 @@ export class RedisProvider implements Provider {
   }
 
   /**
-   * The user's name fenced and the user deleted, at once (see the top of this file), its version
-   * gone with it; also disconnects its clients.
+   * The users' names fenced and the users deleted, at once (see the top of this file), their
+   * versions gone with them; also disconnects their clients. One transaction (one ACL SAVE) for all.
    */
-  private async fenceAndDelete(redis: Redis, username: string): Promise<void> {
-    const transaction = redis
-      .multi()
-      .set(fenceOf(username), '1', 'EX', FENCE_TTL_SECS)
-      .unlink(versionOf(username))
-      .call('ACL', 'DELUSER', username);
+  private async fenceAndDelete(redis: Redis, ...usernames: string[]): Promise<void> {
+    const transaction = redis.multi();
+    for (const username of usernames) {
+      transaction.set(fenceOf(username), '1', 'EX', FENCE_TTL_SECS).unlink(versionOf(username)).call('ACL', 'DELUSER', username);
+    }
     // Saved with it: a DELUSER only in memory would bring a deleted store's user back at a restart.
     if (this.saveAcl) transaction.call('ACL', 'SAVE');
     const replies = await transaction.exec();

@@ -238,19 +238,6 @@ export class ResourceRecords<Details> {
     );
   }
 
-  async setDetails(id: string, details: Details): Promise<void> {
-    await this.db.query('UPDATE provider_resources SET details = $2, updated_at = now() WHERE id = $1', [id, JSON.stringify(details)]);
-  }
-
-  /** A record's id and details if it is still live (provisioning or ready); undefined otherwise. */
-  async liveOne(id: string): Promise<{ id: string; details: Details } | undefined> {
-    const { rows } = await this.db.query<{ id: string; details: Details }>(
-      "SELECT id, details FROM provider_resources WHERE id = $1 AND provider = $2 AND state IN ('provisioning', 'ready')",
-      [id, this.provider],
-    );
-    return rows[0];
-  }
-
   /** The ids and details of live records, without opening any secret. */
   async liveDetails(): Promise<Array<{ id: string; details: Details }>> {
     const { rows } = await this.db.query<{ id: string; details: Details }>(
@@ -260,12 +247,10 @@ export class ResourceRecords<Details> {
     return rows;
   }
 
-  /** Live records, for providers that must re-apply their resources (Redis ACL users after a restart). */
-  async live(): Promise<ResourceRecord<Details>[]> {
-    const { rows } = await this.db.query("SELECT * FROM provider_resources WHERE provider = $1 AND state IN ('provisioning', 'ready')", [
-      this.provider,
-    ]);
-    return rows.map((row) => this.toRecord(row));
+  /** These records as they are now, in one query, by id; one that does not exist is left out. */
+  async byIds(ids: string[]): Promise<Map<string, ResourceRecord<Details>>> {
+    const { rows } = await this.db.query('SELECT * FROM provider_resources WHERE id = ANY($1) AND provider = $2', [ids, this.provider]);
+    return new Map(rows.map((row) => [row.id as string, this.toRecord(row)]));
   }
 
   static asResource(record: ResourceRecord<unknown>): ProviderResource {
