@@ -10,10 +10,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { randomBase62 } from '../src/ids.ts';
-import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
+import { replaceFaults } from '../src/partner-server/faults.ts';
 import { cliUser, VERCEL_BIN, type CliResult, type CliUser } from './cli-harness.ts';
-import { errorOf, freshDataDir, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
-import { freePort, writePartnerCatalog } from './partner-fixtures.ts';
+import { errorOf, eventually, startServer, type TestServer } from './helpers.ts';
+import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 const run = promisify(execFile);
 
@@ -530,45 +530,24 @@ describe('vercel integration add', () => {
 });
 
 describe('vercel integration add and remove on a partner integration', () => {
+  let fixture: StorehouseWithPartner;
   let server: TestServer;
-  let partner: PartnerServer;
-  let partnerDir: string;
-  let catalogFile: string;
   let cli: CliUser;
   let installationId: string;
 
-  const partnerResourceIds = async () =>
-    ((await (await fetch(`${partner.url}/_partner/resources`)).json()) as { resources: Array<{ id: string }> }).resources.map((r) => r.id);
-  const uninstallsHeard = () =>
-    partner.requests.filter(
-      (r) => r.method === 'DELETE' && r.url.includes(`/v1/installations/${installationId}`) && !r.url.includes('/resources/'),
-    );
+  const partnerResourceIds = () => fixture.partnerResourceIds();
+  const uninstallsHeard = (id = installationId) =>
+    fixture.partnerCalls('DELETE', `/v1/installations/${id}`).filter((r) => !r.url.includes('/resources/'));
 
   before(async () => {
-    const port = await freePort();
-    catalogFile = writePartnerCatalog({ url: `http://127.0.0.1:${port}` });
     // The CLI refuses a --token with a "-" in it, which the harness's default tokens have.
-    server = await startServer('embedded', { catalogPath: catalogFile, bootstrapToken: `cli${randomBase62(24)}` });
-    partnerDir = await freshDataDir();
-    partner = await startPartnerServer({
-      port,
-      dataDir: partnerDir,
-      clientId: 'oac_partner',
-      issuer: server.url,
-      postgresAdminUrl: POSTGRES_URL,
-    });
+    fixture = await startStorehouseWithPartner({ bootstrapToken: `cli${randomBase62(24)}` });
+    ({ server, installationId } = fixture);
     cli = cliUser(server);
-    const configurations = (await (
-      await server.request('/v2/integrations/configurations?view=account&integrationIdOrSlug=acme')
-    ).json()) as any[];
-    installationId = configurations[0].id;
   });
   after(async () => {
     cli?.remove();
-    await partner?.close();
-    await server?.close();
-    if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
-    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    await fixture?.close();
   });
 
   test('the partner provisions the store; once it is gone, remove tells the partner of the uninstall', async () => {
@@ -589,5 +568,37 @@ describe('vercel integration add and remove on a partner integration', () => {
     ok(removed);
     assert.match(removed.output, /acme successfully removed/);
     assert.equal(uninstallsHeard().length, 1);
+  });
+
+  test('a store refused whose rollback outlasts the answer: the installation made for it goes once the store has, and the partner hears of it', async () => {
+    const acme = async () =>
+      (await (await server.request('/v2/integrations/configurations?view=account&integrationIdOrSlug=acme')).json()) as any[];
+    assert.deepEqual(await acme(), [], 'the test before removes the installation');
+    // The partner refuses the create; the undo's delete of what it made answers only after the
+    // create's answer has stopped waiting for it (2 s, store-creation.ts).
+    replaceFaults(fixture.partner.faults, { provision: { status: 400, times: 1 }, delete: { delayMs: 4_000, times: 1 } });
+    try {
+      const refused = await server.request('/v1/integrations/integration/acme/marketplace/auto-provision/postgres', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name: 'refused-db',
+          metadata: { connectionLimit: 5 },
+          source: 'cli',
+          acceptedPolicies: { toc: new Date().toISOString() },
+        }),
+      });
+      assert.equal(refused.status, 400, await refused.text());
+      const [upsert] = fixture.partnerCalls('PUT', '/v1/installations/').filter((r) => !r.url.includes(installationId));
+      assert.ok(upsert, 'the partner heard of the installation made for the store');
+      const made = upsert.url.split('/')[3]!;
+      await eventually('the installation made for the refused store is gone', async () => (await acme()).length === 0);
+      assert.equal(uninstallsHeard(made).length, 1);
+      assert.deepEqual(await partnerResourceIds(), []);
+      const { stores } = (await (await server.request('/v1/storage/stores')).json()) as { stores: unknown[] };
+      assert.deepEqual(stores, []);
+    } finally {
+      replaceFaults(fixture.partner.faults, {});
+    }
   });
 });

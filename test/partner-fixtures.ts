@@ -79,6 +79,8 @@ export async function startStorehouseWithPartner(
     /** The partner's plans Storehouse's catalog lists (all by default). */
     catalogPlans?: string[];
     env?: Record<string, string>;
+    /** The owner's token (the vercel CLI refuses one with a "-", which the harness's default has). */
+    bootstrapToken?: string;
   } = {},
 ): Promise<StorehouseWithPartner> {
   const port = await freePort();
@@ -122,7 +124,11 @@ export async function startStorehouseWithPartner(
     }
   };
   try {
-    server = await startServer('embedded', { catalogPath: catalogFile, ...(options.env && { env: options.env }) });
+    server = await startServer('embedded', {
+      catalogPath: catalogFile,
+      ...(options.env && { env: options.env }),
+      ...(options.bootstrapToken && { bootstrapToken: options.bootstrapToken }),
+    });
     partnerDir = await freshDataDir();
     partner = await startPartnerServer({
       port,

@@ -16,6 +16,7 @@
  * meant for SDK callers, which do not retry), and the CLI's invocation id keys the create so its
  * retries of a create that failed on the provider's side get the first answer, not a second store.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { audit } from '../audit/audit-log.ts';
 import type { BillingPlan, Catalog, Integration, Product } from '../catalog/catalog.ts';
 import type { Database } from '../db/database.ts';
@@ -23,14 +24,8 @@ import { AppError, badRequest, conflict, forbidden, notFound } from '../errors.t
 import type { Providers } from '../providers/registry.ts';
 import type { StoreService, StoreView } from '../stores/store-service.ts';
 import type { Actor } from '../tenancy/access.ts';
-import {
-  assertInstallationAdmin,
-  getInstallation,
-  install,
-  listInstallations,
-  uninstall,
-  type Installation,
-} from '../tenancy/installations.ts';
+import { assertInstallationAdmin, getInstallation, install, listInstallations, type Installation } from '../tenancy/installations.ts';
+import type { Discovery } from './discovery.ts';
 
 /** The body of POST /v1/integrations/integration/{slug}/marketplace/auto-provision/{product}, as the CLI sends it. */
 export interface AutoProvisionInput {
@@ -56,12 +51,18 @@ export interface Provisioned {
 /** Roles that only read: they may not install an integration (as they may not create stores). */
 const READ_ONLY = new Set(['VIEWER', 'BILLING']);
 
+/** How often an installation undone with its store looks again whether the store's rollback is done. */
+const ROLLBACK_POLL_MS = 250;
+
 export class CliInstalls {
   constructor(
     private readonly db: Database,
     private readonly catalog: () => Catalog,
     private readonly providers: Providers,
     private readonly stores: StoreService,
+    private readonly discovery: Discovery,
+    /** A provider call's bound, which bounds a refused store's rollback too. */
+    private readonly provisionTimeoutMs: number,
   ) {}
 
   /** An integration on offer, by id or slug, with its products (each with why it is unavailable here, if it is). */
@@ -104,19 +105,38 @@ export class CliInstalls {
     });
   }
 
-  /** Removes an installation made for a store that was refused (it has no store), saying why in the audit log. */
+  /**
+   * Removes an installation made for a store that was refused, as DELETE
+   * /v1/integrations/configuration/{id} removes one (a partner server told), saying why in the
+   * audit log. The refused store may still be rolling back: its create answers after a moment
+   * while a slow undo goes on (store-creation.ts). The installation then goes once the store has,
+   * from the background; a store made on it meanwhile (a teammate's) keeps it.
+   */
   private async undoInstall(actor: Actor, installation: Installation, cause: unknown): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      await uninstall(tx, installation);
-      await audit(tx, {
-        teamId: actor.team.id,
-        actorId: actor.userId,
-        action: 'installation.removed',
-        targetType: 'installation',
-        targetId: installation.id,
-        details: { reason: `the store it was made for was refused: ${cause instanceof Error ? cause.message : String(cause)}` },
-      });
-    });
+    const reason = `the store it was made for was refused: ${cause instanceof Error ? cause.message : String(cause)}`;
+    /** True when done: removed, or kept by a store that is not being rolled back. */
+    const removed = async (): Promise<boolean> => {
+      try {
+        await this.discovery.deleteConfiguration(actor, installation.id, { reason });
+        return true;
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'configuration_has_stores')) throw error;
+        const { rows } = await this.db.query<{ rolling: boolean | null }>(
+          "SELECT bool_and(status = 'deleting' AND rolling_back) AS rolling FROM stores WHERE installation_id = $1",
+          [installation.id],
+        );
+        return rows[0]?.rolling === false;
+      }
+    };
+    if (await removed()) return;
+    // As long as the store service lets a rollback run before it takes it for stale (store-service.ts).
+    const deadline = Date.now() + 2 * this.provisionTimeoutMs;
+    void (async () => {
+      while (Date.now() < deadline) {
+        await sleep(ROLLBACK_POLL_MS, undefined, { ref: false });
+        if (await removed()) return;
+      }
+    })().catch(() => {}); // the server closing meanwhile; or the partner refusing, as it may refuse a DELETE
   }
 
   /**

@@ -75,8 +75,11 @@ export class Discovery {
     return { installation, integration: await this.integrationOf(installation) };
   }
 
-  /** Only the installation's admins may remove it; it is refused while it still has stores. */
-  async deleteConfiguration(actor: Actor, id: string): Promise<void> {
+  /**
+   * Only the installation's admins may remove it; it is refused while it still has stores.
+   * `reason`, when given, is kept in the audit log (an installation undone with its refused store).
+   */
+  async deleteConfiguration(actor: Actor, id: string, options: { reason?: string } = {}): Promise<void> {
     const installation = await getInstallation(this.db, actor.team.id, id);
     assertInstallationAdmin(installation, actor, 'the integration', 'remove its configuration');
     // A partner server hears of it first: should it refuse, nothing changes here.
@@ -93,6 +96,7 @@ export class Discovery {
         action: 'installation.removed',
         targetType: 'installation',
         targetId: installation.id,
+        ...(options.reason !== undefined && { details: { reason: options.reason } }),
       });
     });
   }

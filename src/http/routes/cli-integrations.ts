@@ -164,7 +164,14 @@ function toIntegration({ integration, products }: ReturnType<CliInstalls['descri
 
 export default async function cliIntegrationsRoutes(app: FastifyInstance, options: { runtime: Runtime }) {
   const { runtime } = options;
-  const installs = new CliInstalls(runtime.db, () => runtime.catalog, runtime.providers, runtime.stores);
+  const installs = new CliInstalls(
+    runtime.db,
+    () => runtime.catalog,
+    runtime.providers,
+    runtime.stores,
+    runtime.discovery,
+    runtime.config.provisionTimeoutMs,
+  );
   const billing = new InstallationBilling(runtime.db, () => runtime.catalog, runtime.discovery);
 
   app.get<{ Params: { slug: string }; Querystring: TeamQuery }>(
