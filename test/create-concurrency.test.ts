@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { BACKENDS, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer, addTestCard } from './helpers.ts';
+import { BACKENDS, eventually, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer, addTestCard } from './helpers.ts';
 
 const REDIS_URL = process.env.STOREHOUSE_TEST_REDIS_URL || undefined;
 
@@ -161,11 +161,11 @@ test('a create whose installation is removed between its check and its insert is
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ name: 'fk-race', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
       });
-      for (;;) {
+      // Under a deadline: a create that never waits on the lock (it answered already) fails here, not hangs.
+      await eventually('the create waiting on the locked stores table', async () => {
         const { rows } = await locker.query("SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'stores'::regclass AND NOT granted");
-        if (rows[0].n > 0) break;
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+        return rows[0].n > 0;
+      });
       await locker.query('DELETE FROM installations WHERE id = $1', [icfg]); // an uninstall meanwhile
       await locker.query('COMMIT');
       const answer = await pending;
