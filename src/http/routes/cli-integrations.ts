@@ -19,31 +19,10 @@ import { InstallationBilling, type ThresholdInput } from '../../marketplace/inst
 import type { Runtime } from '../../runtime.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import { exactBodies } from '../lazy-compilers.ts';
-import { configurationSchema, SOURCES, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
+import { configurationSchema, freeObject, SOURCES, str, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
 import { errorResponses, teamQuery, type TeamQuery, metadataValue, configurationsQuery } from './common.ts';
 
 const tags = ['integrations'];
-const str = { type: 'string' };
-const anyObject = { type: 'object', additionalProperties: true };
-
-/** A product as the CLI reads it: the SDK's product, and `tags` and `shortDescription` for `discover`. */
-const productSchema = {
-  type: 'object',
-  required: ['id', 'slug', 'name', 'metadataSchema'],
-  properties: {
-    id: str,
-    slug: str,
-    name: str,
-    shortDescription: str,
-    description: str,
-    primaryProtocol: str,
-    protocols: anyObject,
-    tags: { type: 'array', items: str },
-    capabilities: anyObject,
-    metadataSchema: anyObject,
-    unavailableReason: { ...str, description: 'Why the product cannot be created on this server, when it cannot' },
-  },
-};
 
 /** An integration as `GET /v2/integrations/integration/{slug}` and `GET /v2/integrations/integrations` answer it. */
 const integrationSchema = {
@@ -59,7 +38,8 @@ const integrationSchema = {
     canInstall: { type: 'boolean' },
     tagIds: { type: 'array', items: str },
     capabilities: { type: 'object', properties: { requiresBrowserInstall: { type: 'boolean' } } },
-    products: { type: 'array', items: productSchema },
+    // The SDK's product (with `tags` and `shortDescription`, which `vercel integration discover` shows).
+    products: { type: 'array', items: { $ref: 'Product#' } },
   },
 };
 
@@ -109,7 +89,7 @@ const autoProvisionAnswer = {
     product: {
       type: 'object',
       required: ['id', 'slug', 'name'],
-      properties: { id: str, slug: str, name: str, icon: str, metadataSchema: anyObject },
+      properties: { id: str, slug: str, name: str, icon: str, metadataSchema: freeObject },
     },
     installation: { type: 'object', required: ['id'], properties: { id: str } },
     resource: {
