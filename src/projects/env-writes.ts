@@ -23,7 +23,15 @@ import { AppError, conflict, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
-import { assertCanChangeProjects, ENVIRONMENTS, type EnvVar, type Environment, findProject, type Project } from './projects.ts';
+import {
+  assertCanChangeProjects,
+  ENVIRONMENTS,
+  type EnvVar,
+  type Environment,
+  findProject,
+  type Project,
+  projectChanged,
+} from './projects.ts';
 
 export const WRITABLE_TYPES = ['plain', 'encrypted', 'sensitive'] as const;
 export type WritableType = (typeof WRITABLE_TYPES)[number];
@@ -289,8 +297,7 @@ export class ProjectEnvWrites {
         'UPDATE project_env SET key = $2, value = $3, type = $4, targets = $5, updated_at = now() WHERE id = $1 RETURNING *',
         [row.id, key, this.box.seal(value, { table: 'project_env', id: row.id, column: 'value' }), type, JSON.stringify(targets)],
       );
-      await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [project.id]);
-      await audit(tx, {
+      await projectChanged(tx, project.id, {
         teamId: actor.team.id,
         actorId: actor.userId,
         action: 'project.env.updated',
@@ -316,8 +323,7 @@ export class ProjectEnvWrites {
       const { project, row } = await this.find(tx, actor, idOrName, id);
       if (row.store_id !== null) throw this.ownedByStore(project, row, 'removed');
       await tx.query('DELETE FROM project_env WHERE id = $1', [row.id]);
-      await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [project.id]);
-      await audit(tx, {
+      await projectChanged(tx, project.id, {
         teamId: actor.team.id,
         actorId: actor.userId,
         action: 'project.env.removed',

@@ -2,7 +2,7 @@
  * Projects, minimal but real: a team's projects, which stores connect to, and their environment
  * variables, where a connected store's secrets become variables (sealed at rest).
  */
-import { audit } from '../audit/audit-log.ts';
+import { audit, audited, type AuditEntry } from '../audit/audit-log.ts';
 import type { Database, MappedRow, Queryable } from '../db/database.ts';
 import { isUniqueViolation, seqPage } from '../db/database.ts';
 import { AppError, conflict, forbidden, notFound } from '../errors.ts';
@@ -74,6 +74,14 @@ const hintOf = (row: MappedRow): StoreSecretHint | null =>
         integrationProductId: row.product_id,
         integrationConfigurationId: row.installation_id,
       };
+
+/**
+ * Marks a project changed (its `updated_at`) by a write to its variables, and records the change:
+ * one statement (audit-log.ts `audited`).
+ */
+export async function projectChanged(db: Queryable, projectId: string, entry: AuditEntry): Promise<void> {
+  await audited(db, 'UPDATE projects SET updated_at = now() WHERE id = $1 RETURNING id', [projectId], entry);
+}
 
 /** The frameworks Vercel (and @vercel/sdk's closed enum) knows. */
 export const FRAMEWORKS = (

@@ -7,7 +7,7 @@ import type { Database, MappedRow, Queryable } from '../db/database.ts';
 import { conflict, forbidden, notFound, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
-import { assertCanChangeProjects, ENVIRONMENTS, findProject, type Environment } from '../projects/projects.ts';
+import { assertCanChangeProjects, ENVIRONMENTS, findProject, projectChanged, type Environment } from '../projects/projects.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { assertMayReadCredentials, hasSensitiveConnection, storeGuard } from './credential-access.ts';
@@ -126,8 +126,7 @@ export class StoreConnections {
          ON CONFLICT (store_id, project_id) DO UPDATE SET environments = EXCLUDED.environments, sensitive = EXCLUDED.sensitive, env_var_prefix = EXCLUDED.env_var_prefix`,
         [newId('spc'), store.id, project.id, JSON.stringify(environments), sensitive, prefix, actor.userId],
       );
-      await tx.query('UPDATE projects SET updated_at = now() WHERE id = $1', [project.id]);
-      await audit(tx, {
+      await projectChanged(tx, project.id, {
         teamId: actor.team.id,
         actorId: actor.userId,
         action: 'store.connected',
