@@ -14,13 +14,16 @@ import {
   updateConfiguration,
   type AutoProvisionInput,
   type ConfigurationUpdate,
+  type ProjectSelection,
 } from '../../marketplace/cli-installs.ts';
+import type { Integration } from '../../catalog/catalog.ts';
+import type { Installation } from '../../tenancy/installations.ts';
 import { InstallationBilling, type ThresholdInput } from '../../marketplace/installation-billing.ts';
 import type { Runtime } from '../../runtime.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import { exactBodies } from '../lazy-compilers.ts';
 import { configurationSchema, freeObject, SOURCES, str, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
-import { errorResponses, teamQuery, type TeamQuery, metadataValue, configurationsQuery } from './common.ts';
+import { errorResponses, teamQuery, type TeamQuery, metadataValue, configurationsQuery, type ConfigurationsQuery } from './common.ts';
 
 const tags = ['integrations'];
 
@@ -142,6 +145,12 @@ function toIntegration({ integration, products }: ReturnType<CliInstalls['descri
   };
 }
 
+/** A configuration as `configurationV2Schema` shapes it. */
+function toConfigurationV2(installation: Installation, integration: Integration, selection: ProjectSelection | undefined) {
+  const configuration = toConfiguration(installation, integration);
+  return { ...configuration, ...selection, integration: { ...configuration.integration, slug: integration.slug } };
+}
+
 export default async function cliIntegrationsRoutes(app: FastifyInstance, options: { runtime: Runtime }) {
   const { runtime } = options;
   const installs = new CliInstalls(
@@ -224,13 +233,7 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     },
   );
 
-  app.get<{
-    Querystring: TeamQuery & {
-      view: 'account' | 'project';
-      installationType?: 'marketplace' | 'external' | 'provisioning';
-      integrationIdOrSlug?: string;
-    };
-  }>(
+  app.get<{ Querystring: ConfigurationsQuery }>(
     '/v2/integrations/configurations',
     {
       schema: {
@@ -244,14 +247,7 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     async (request) => {
       const found = await runtime.discovery.listConfigurations(request.actor, request.query);
       const selections = found.length > 0 ? await projectSelections(runtime.db, request.actor.team.id) : new Map();
-      return found.map(({ installation, integration }) => {
-        const configuration = toConfiguration(installation, integration);
-        return {
-          ...configuration,
-          ...selections.get(installation.id),
-          integration: { ...configuration.integration, slug: integration.slug },
-        };
-      });
+      return found.map(({ installation, integration }) => toConfigurationV2(installation, integration, selections.get(installation.id)));
     },
   );
 
@@ -470,8 +466,7 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
         request.params.id,
         request.body,
       );
-      const configuration = toConfiguration(installation, integration);
-      return { ...configuration, ...selection, integration: { ...configuration.integration, slug: integration.slug } };
+      return toConfigurationV2(installation, integration, selection);
     },
   );
 }

@@ -28,6 +28,13 @@ export const configurationsQuery = {
   },
 };
 
+/** What `configurationsQuery` lets through. */
+export type ConfigurationsQuery = TeamQuery & {
+  view: 'account' | 'project';
+  installationType?: 'marketplace' | 'external' | 'provisioning';
+  integrationIdOrSlug?: string;
+};
+
 export interface TeamQuery {
   teamId?: string;
   slug?: string;

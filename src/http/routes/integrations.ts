@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Catalog } from '../../catalog/catalog.ts';
 import type { Discovery } from '../../marketplace/discovery.ts';
-import { errorResponses, teamQuery, type TeamQuery, configurationsQuery } from './common.ts';
+import { errorResponses, teamQuery, type TeamQuery, configurationsQuery, type ConfigurationsQuery } from './common.ts';
 import {
   billingPlanSchema,
   configurationSchema,
@@ -30,13 +30,7 @@ export default async function integrationsRoutes(app: FastifyInstance, options: 
   const { discovery } = options;
   const productBodies = new WeakMap<Catalog, Map<string, string>>();
 
-  app.get<{
-    Querystring: TeamQuery & {
-      view: 'account' | 'project';
-      installationType?: 'marketplace' | 'external' | 'provisioning';
-      integrationIdOrSlug?: string;
-    };
-  }>(
+  app.get<{ Querystring: ConfigurationsQuery }>(
     '/v1/integrations/configurations',
     {
       schema: {
