@@ -13,7 +13,7 @@
  * meanwhile must be answered within that bound, which the configured timeouts give (HANG_BOUNDS_MS).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Product } from './api.ts';
+import type { Product, Timing } from './api.ts';
 import { type HangBound, hangWaits } from './checks.ts';
 import { lastFor, restartExited } from './outages.ts';
 import type { PhaseResult } from './report.ts';
@@ -55,11 +55,13 @@ const PROVIDER_CALL_MS = NODE_TIMEOUTS.provisionMs + NODE_TIMEOUTS.undoWaitMs;
 const OTHERS_WORK_MS = 2 * NODE_TIMEOUTS.provisionMs;
 
 /**
- * The longest a request may wait while each dependency hangs: every configured wait on that
- * dependency met once before it answers, plus SLACK_MS.
+ * The longest a request may wait while each dependency hangs: every configured wait it may meet
+ * on that dependency before it answers, plus SLACK_MS.
  * - Redis (the provider's and the rate limits'): a rate-limit count (then the node counts in
  *   process), a provider call (the provision timeout) and the undo's wait: 0.25 + 5 + 2 + 3 = 10.25 s.
- * - The state PostgreSQL: a connection (or a free one in the pool) and a statement: 2 + 5 + 3 = 10 s.
+ * - The state PostgreSQL: a create's provider call (its provider writes its books there: the provision
+ *   timeout), then its undo's first statement, a connection (or a free one in the pool) and the
+ *   statement: 5 + 2 + 5 + 3 = 15 s.
  * - The stores PostgreSQL (the Postgres provider's): a provider call and the undo's wait: 5 + 2 + 3 = 10 s.
  * A request that may wait on another's work (Timing.waitsOnAnother) has OTHERS_WORK_MS more in a
  * provider's hang (`waiting`): 20.25 s and 20 s. A provider call that times out is undone; an undo
@@ -68,7 +70,7 @@ const OTHERS_WORK_MS = 2 * NODE_TIMEOUTS.provisionMs;
  */
 const redisOwnMs = NODE_TIMEOUTS.rateLimitRedisMs + PROVIDER_CALL_MS + SLACK_MS;
 const storesOwnMs = PROVIDER_CALL_MS + SLACK_MS;
-const stateMs = NODE_TIMEOUTS.dbConnectMs + NODE_TIMEOUTS.dbQueryMs + SLACK_MS;
+const stateMs = NODE_TIMEOUTS.provisionMs + NODE_TIMEOUTS.dbConnectMs + NODE_TIMEOUTS.dbQueryMs + SLACK_MS;
 export const HANG_BOUNDS_MS: Record<'redis' | 'state' | 'stores', HangBound> = {
   redis: { ownMs: redisOwnMs, waitingMs: redisOwnMs + OTHERS_WORK_MS },
   state: { ownMs: stateMs, waitingMs: stateMs },
@@ -203,6 +205,10 @@ export async function multiNodeCrashPhase(rig: Rig, size: Size): Promise<PhaseRe
   return result;
 }
 
+/** What a request was and how it was answered, e.g. "create redis 503 provider_timeout". */
+const outcome = (t: Timing) => `${t.what} ${t.status === 0 ? 'no answer' : t.status}${t.code ? ` ${t.code}` : ''}`;
+const mayWait = (t: Timing) => (t.waitsOnAnother ? ' (may wait on another request)' : '');
+
 interface Hang {
   what: string;
   /** No request may wait longer while it hangs (HANG_BOUNDS_MS). */
@@ -315,20 +321,20 @@ async function runHang(rig: Rig, workload: Workload, result: PhaseResult, hang: 
     for (const t of late) {
       result.hangWaits.push(
         `${hang.what} hang: ${t.what} on node ${t.node}, sent ${((t.sentAt - pausedAt) / 1000).toFixed(1)} s into it, ` +
-          `answered ${t.status === 0 ? 'nothing' : `${t.status}${t.code ? ` ${t.code}` : ''}`} after ${(t.ms / 1000).toFixed(1)} s`,
+          `answered ${t.status === 0 ? 'nothing' : `${t.status}${t.code ? ` ${t.code}` : ''}`} after ${(t.ms / 1000).toFixed(1)} s${mayWait(t)}`,
       );
     }
     const slowest = Math.max(0, ...inHang.map((t) => t.ms));
     result.slowestInHangMs = Math.max(result.slowestInHangMs ?? 0, slowest);
     const answers = new Map<string, number>();
     for (const t of inHang) {
-      const key = `${t.what} ${t.status === 0 ? 'no answer' : t.status}${t.code ? ` ${t.code}` : ''}`;
+      const key = outcome(t);
       answers.set(key, (answers.get(key) ?? 0) + 1);
     }
     const slowestThree = [...inHang]
       .sort((a, b) => b.ms - a.ms)
       .slice(0, 3)
-      .map((t) => `${t.what} ${t.status === 0 ? 'no answer' : t.status}${t.code ? ` ${t.code}` : ''} ${(t.ms / 1000).toFixed(1)} s`);
+      .map((t) => `${outcome(t)} ${(t.ms / 1000).toFixed(1)} s${mayWait(t)}`);
     result.notes.push(
       `${hang.what} hung ${hangMs / 1000} s (bound ${bound}): ${inHang.length} requests in flight, the slowest ${slowestThree.join(', ')}; all: ` +
         [...answers].map(([key, n]) => `${key} ×${n}`).join(', '),

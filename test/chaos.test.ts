@@ -64,7 +64,7 @@ test('chaos: kill -9 and outages lose nothing, orphan nothing, leave nothing stu
 
 test('chaos, 3 nodes: kill -9 of a node, same-key creates on two nodes and hung dependencies: one answer per key, prompt takeovers, no long wait', {
   skip: skip ?? false,
-  // About two and a half minutes on 2 cores, three and more on busy ones (six starts of a node, two hangs of about 17 s, the checks).
+  // About two and a half minutes on 2 cores, three and more on busy ones (six starts of a node, hangs of 17 and 22 s, the checks).
   timeout: 15 * 60_000,
 }, async (t) => {
   const seed = process.env.STOREHOUSE_CHAOS_SEED ? Number(process.env.STOREHOUSE_CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
