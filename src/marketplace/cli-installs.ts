@@ -155,9 +155,10 @@ export class CliInstalls {
     const catalog = this.catalog();
     const integration = catalog.findIntegration(integrationSlug);
     const product = catalog.findProduct(integration.id, productSlug);
-    if (input.installationMetadata && Object.keys(input.installationMetadata).length > 0) {
+    const settings = Object.keys(input.installationMetadata ?? {});
+    if (settings.length > 0) {
       throw badRequest(
-        `${integration.name} takes no installation settings: ${Object.keys(input.installationMetadata).join(', ')} ${Object.keys(input.installationMetadata).length === 1 ? 'is not one' : 'are not'}`,
+        `${integration.name} takes no installation settings: ${settings.join(', ')} ${settings.length === 1 ? 'is not one' : 'are not'}`,
       );
     }
     const unavailable = this.providers.unavailableReason(product);
