@@ -65,14 +65,11 @@ export class CliInstalls {
     private readonly provisionTimeoutMs: number,
   ) {}
 
-  /** An integration on offer, by id or slug, with its products (each with why it is unavailable here, if it is). */
+  /** An integration on offer, by id or slug, with its products as discovery lists them (one unavailable here says why). */
   describe(idOrSlug: string): { integration: Integration; products: Array<Product & { unavailableReason?: string }> } {
     const catalog = this.catalog();
     const integration = catalog.findIntegration(idOrSlug);
-    const products = catalog.productsOf(integration.id).map((product) => {
-      const reason = this.providers.unavailableReason(product);
-      return reason === undefined ? product : { ...product, unavailableReason: reason };
-    });
+    const products = catalog.productsOf(integration.id).map((product) => this.discovery.withAvailability(product));
     return { integration, products };
   }
 

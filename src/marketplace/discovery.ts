@@ -115,7 +115,7 @@ export class Discovery {
    * every protocol `disabled` and the reason (`unavailableReason`), as Vercel lists a product a
    * team cannot use; creating on it is the 503 that says the same.
    */
-  private withAvailability(product: Product): Product & { unavailableReason?: string } {
+  withAvailability(product: Product): Product & { unavailableReason?: string } {
     const reason = this.providers.unavailableReason(product);
     if (reason === undefined) return product;
     const protocols = Object.fromEntries(
