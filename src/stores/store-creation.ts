@@ -70,11 +70,19 @@ const CONTENDED = new Set(['store_name_taken', 'store_quota_exceeded', 'plan_res
 const storeDeleted = (store: Store) => conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
 
 export class StoreCreation {
+  /** Undos still going on after their create answered (see undoCreate): waited for at shutdown. */
+  private readonly undoing = new Set<Promise<void>>();
+
   constructor(
     private readonly ctx: StoreContext,
     private readonly removal: StoreRemoval,
     private readonly pending: PendingStores,
   ) {}
+
+  /** Resolves once every undo under way has ended (each is bounded: the provider's part by the provision timeout). */
+  async undosDone(): Promise<void> {
+    await Promise.all(this.undoing);
+  }
 
   /**
    * Creates a store, or with an idempotency key already used for this body, answers as the first
@@ -371,13 +379,16 @@ export class StoreCreation {
     );
     // The sweep took it for dead already (that is why the provision failed, likely): it finishes the undo.
     if (!rowCount) return storeDeleted(store);
-    const undone = this.undo(store, product, actor, answer).catch((failure: Error) =>
-      options.logger?.warn({ err: failure, store: store.id }, 'cannot record a failed undo; the sweep finds it all the same'),
+    const undone = this.undo(store, product, actor, answer).then(
+      () => {},
+      (failure: Error) =>
+        options.logger?.warn({ err: failure, store: store.id }, 'cannot record a failed undo; the sweep finds it all the same'),
     );
+    this.undoing.add(undone);
+    void undone.finally(() => this.undoing.delete(undone));
     // The answer is the provision's failure either way; it waits a moment for the undo (quick
     // when the provider answers, so the store is gone when the client hears), not for a provider
     // that stopped answering: the undo goes on, bounded, and the sweep retries it if it fails.
-    // (within, not a race with a sleep: its timer goes once the undo is done, not 2 s later.)
     await within(undone, UNDO_WAIT_MS).catch(() => {});
     return answer;
   }

@@ -98,7 +98,8 @@ export class StoreService {
     purge.unref();
     return async () => {
       clearInterval(purge);
-      await Promise.all([this.recovery?.stop(), this.pending?.stop()]);
+      // A failed create's undo that outlived its answer is finished, not cut off with the database.
+      await Promise.all([this.recovery?.stop(), this.pending?.stop(), this.creation.undosDone()]);
     };
   }
 
