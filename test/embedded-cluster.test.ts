@@ -4,7 +4,7 @@
  * and supervises it. Real processes, real connections to what was provisioned.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -15,49 +15,25 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { eventually, freshDataDir, POSTGRES_URL, ROOT, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
+import { answering, type Proc, runFromSource, stop } from './spawned.ts';
 
 const TOKEN = 'embedded-cluster-test-token-0123456789';
 
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  exit: Promise<number | null>;
-}
-
 /** Storehouse as `npm start` starts it (from source), on `dataDir`, with no database configured. */
 function start(dataDir: string, port: number, env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      DATABASE_URL: '',
-      STOREHOUSE_POSTGRES_ADMIN_URL: '',
-      STOREHOUSE_REDIS_ADMIN_URL: '',
-      STOREHOUSE_DATA_DIR: dataDir,
-      STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
-      PORT: String(port),
-      LOG_LEVEL: 'debug',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  return runFromSource([path.join(ROOT, 'src', 'main.ts')], {
+    DATABASE_URL: '',
+    STOREHOUSE_POSTGRES_ADMIN_URL: '',
+    STOREHOUSE_REDIS_ADMIN_URL: '',
+    STOREHOUSE_DATA_DIR: dataDir,
+    STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
+    PORT: String(port),
+    LOG_LEVEL: 'debug',
+    ...env,
   });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => output, exit };
 }
 
-async function healthy(url: string, proc: Proc): Promise<void> {
-  await eventually(
-    'the server answering /healthz',
-    async () => {
-      if (proc.child.exitCode !== null) throw new Error(`the server exited early: ${proc.output()}`);
-      return (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200;
-    },
-    120_000,
-  );
-}
+const healthy = (url: string, proc: Proc) => answering('the server', `${url}/healthz`, proc, 120_000);
 
 /** The pid of the embedded PostgreSQL server (the first line of its postmaster.pid), while one runs. */
 function postmasterPid(dataDir: string): number | undefined {
@@ -79,11 +55,6 @@ function redisPid(dataDir: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function stop(proc: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
-  await proc.exit;
 }
 
 describe('the embedded default runs its own PostgreSQL', () => {

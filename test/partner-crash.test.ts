@@ -15,7 +15,6 @@
  * scenario runs; without it they are embedded, slow to make, and the scope is smaller (see FAST).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,6 +23,7 @@ import { Vercel } from '@vercel/sdk';
 import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
 import { eventually, freshDataDir, POSTGRES_URL, ROOT } from './helpers.ts';
 import { freePort, writePartnerCatalog } from './partner-fixtures.ts';
+import { type Proc, runFromSource } from './spawned.ts';
 
 const TOKEN = 'partner-crash-token-0123456789';
 /**
@@ -41,24 +41,14 @@ const STALE_MS = 2 * PROVISION_TIMEOUT_MS;
 const SETTLE_MS = STALE_MS + 20_000;
 const KILLS = FAST ? 5 : 1;
 
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  exit: Promise<number | null>;
-}
-
 /** Storehouse's server as `npm start` runs it (from the sources, through tsx). */
 function spawnStorehouse(env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: '', STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  return runFromSource([path.join(ROOT, 'src', 'main.ts')], {
+    DATABASE_URL: '',
+    STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
+    LOG_LEVEL: 'info',
+    ...env,
   });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => output, exit };
 }
 
 interface Store {

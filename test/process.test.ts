@@ -3,35 +3,18 @@
  * start them, on a copied embedded data dir.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eventually, freshDataDir, ROOT } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
+import { answering, type Proc, runFromSource } from './spawned.ts';
 
 const TOKEN = 'process-test-token-0123456789';
 
-interface Proc {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<number | null>;
-}
-
 function run(script: 'main' | 'cli', args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', `${script}.ts`), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DATABASE_URL: '', STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (chunk) => (out += chunk));
-  child.stderr!.on('data', (chunk) => (err += chunk));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => out, stderr: () => err, exit };
+  return runFromSource([path.join(ROOT, 'src', `${script}.ts`), ...args], { DATABASE_URL: '', STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN, ...env });
 }
 
 async function cli(dataDir: string, ...args: string[]) {
@@ -40,19 +23,7 @@ async function cli(dataDir: string, ...args: string[]) {
   return { code, stdout: proc.stdout(), stderr: proc.stderr() };
 }
 
-async function waitForHealth(url: string, proc: Proc): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (proc.child.exitCode !== null) throw new Error(`server exited early: ${proc.stderr()}`);
-    try {
-      if ((await fetch(`${url}/healthz`)).status === 200) return;
-    } catch {
-      /* not listening yet */
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('server did not become healthy');
-}
+const waitForHealth = (url: string, proc: Proc) => answering('the server', `${url}/healthz`, proc, 30_000);
 
 describe('the server process', () => {
   let dataDir: string;

@@ -8,7 +8,7 @@
  * a static test checks that the defaults the walkthrough relies on fit together.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,8 +16,9 @@ import { parse } from 'yaml';
 import { loadCatalogFile } from '../src/catalog/catalog-file.ts';
 import { DEFAULT_CATALOG_PATH, loadConfig } from '../src/config.ts';
 import { optionsFromEnv } from '../src/partner-server/main.ts';
-import { eventually, freshDataDir, ROOT } from './helpers.ts';
+import { freshDataDir, ROOT } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
+import { answering as answeringWithin, type Proc, runFromSource, stop } from './spawned.ts';
 
 const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
 const EXAMPLE_CATALOG = path.join(ROOT, 'catalog', 'example.yaml');
@@ -51,28 +52,9 @@ const PSQL = (() => {
   }
 })();
 
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  exit: Promise<number | null>;
-}
-
-function run(args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => output, exit };
-}
-
 /** Storehouse as `npm start` runs it, on `dataDir`, with nothing configured but the port (and the catalog, when given). */
 function startStorehouse(dataDir: string, port: number, catalog = ''): Proc {
-  return run([path.join('src', 'main.ts')], {
+  return runFromSource([path.join('src', 'main.ts')], {
     HOST: '',
     PORT: String(port),
     STOREHOUSE_DATA_DIR: dataDir,
@@ -90,7 +72,7 @@ function startStorehouse(dataDir: string, port: number, catalog = ''): Proc {
 
 /** The reference partner as `npm run partner` runs it, on `port`, trusting the Storehouse at `issuer`. */
 function startPartner(dataDir: string, port: number, issuer: string): Proc {
-  return run([path.join('src', 'partner-server', 'main.ts')], {
+  return runFromSource([path.join('src', 'partner-server', 'main.ts')], {
     HOST: '',
     PORT: String(port),
     PARTNER_DATA_DIR: dataDir,
@@ -104,22 +86,7 @@ function startPartner(dataDir: string, port: number, issuer: string): Proc {
   });
 }
 
-async function answering(what: string, url: string, proc: Proc): Promise<void> {
-  await eventually(
-    `${what} answering ${url}`,
-    async () => {
-      if (proc.child.exitCode !== null) throw new Error(`${what} exited early: ${proc.output()}`);
-      return (await fetch(url).catch(() => undefined))?.status === 200;
-    },
-    180_000,
-  );
-}
-
-async function stop(proc: Proc | undefined): Promise<void> {
-  if (!proc) return;
-  if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGTERM');
-  await proc.exit;
-}
+const answering = (what: string, url: string, proc: Proc) => answeringWithin(what, url, proc, 180_000);
 
 /** Runs `script` with bash as a person's shell would, with only `env` (and PATH, HOME) set; its exit code and output. */
 async function bash(script: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
