@@ -130,6 +130,11 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
   return value;
 }
 
+/** A port from 1 to 65535 when the variable is set, else undefined. */
+function optionalPort(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  return nonEmpty(env, name) ? integer(env, name, 0, 1, 65535) : undefined;
+}
+
 function nonEmpty(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw === '' ? undefined : raw;
@@ -213,12 +218,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: integer(env, 'PORT', 3000, 0, 65535),
     dataDir: path.resolve(env.STOREHOUSE_DATA_DIR || '.storehouse'),
     databaseUrl,
-    embeddedPostgresPort: nonEmpty(env, 'STOREHOUSE_EMBEDDED_POSTGRES_PORT')
-      ? integer(env, 'STOREHOUSE_EMBEDDED_POSTGRES_PORT', 0, 1, 65535)
-      : undefined,
-    embeddedRedisPort: nonEmpty(env, 'STOREHOUSE_EMBEDDED_REDIS_PORT')
-      ? integer(env, 'STOREHOUSE_EMBEDDED_REDIS_PORT', 0, 1, 65535)
-      : undefined,
+    embeddedPostgresPort: optionalPort(env, 'STOREHOUSE_EMBEDDED_POSTGRES_PORT'),
+    embeddedRedisPort: optionalPort(env, 'STOREHOUSE_EMBEDDED_REDIS_PORT'),
     dbPoolMax: integer(env, 'STOREHOUSE_DB_POOL_MAX', 10, 1, 1000),
     dbConnectTimeoutMs: integer(env, 'STOREHOUSE_DB_CONNECT_TIMEOUT_MS', 5_000, 100, 600_000),
     dbQueryTimeoutMs: integer(env, 'STOREHOUSE_DB_QUERY_TIMEOUT_MS', 30_000, 100, 3_600_000),
