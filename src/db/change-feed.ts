@@ -189,15 +189,29 @@ export class ReadCache<V> {
     });
   }
 
+  /** The entry kept for `key` while it may be believed (the feed heard, not expired). */
+  private fresh(key: string): { value: V } | undefined {
+    const hit = this.entries.get(key);
+    return hit && this.feed.healthy && hit.expiresAt > Date.now() ? hit : undefined;
+  }
+
   /** The value kept for `key`, without loading it: undefined when there is none (or it may be stale). */
   peek(key: string): V | undefined {
-    const hit = this.entries.get(key);
-    return hit && this.feed.healthy && hit.expiresAt > Date.now() ? hit.value : undefined;
+    return this.fresh(key)?.value;
+  }
+
+  /**
+   * The value kept for `key` at once when there is one (no promise, for hot paths), else loaded as
+   * `get` loads it. A kept undefined (a lookup that found nothing) is a value too.
+   */
+  read(key: string, load: () => Promise<V>): V | Promise<V> {
+    const hit = this.fresh(key);
+    return hit ? hit.value : this.get(key, load);
   }
 
   async get(key: string, load: () => Promise<V>): Promise<V> {
-    const hit = this.entries.get(key);
-    if (hit && this.feed.healthy && hit.expiresAt > Date.now()) return hit.value;
+    const hit = this.fresh(key);
+    if (hit) return hit.value;
     const generation = this.feed.generation;
     const value = await load();
     // A change during the read emptied the cache; what was read before it must not go back in.

@@ -95,12 +95,10 @@ export class StoreViews {
   async get(catalog: Catalog, teamId: string, id: string): Promise<StoreView> {
     // The team is in the key: the same id asked for by another team is its own 404.
     const key = `${teamId}\0${id}`;
-    const rows =
-      this.rows.peek(key) ??
-      (await this.rows.get(key, async () => {
-        const store = await findStore(this.db, teamId, id);
-        return { store, connections: (await connectionsOf(this.db, [store.id])).get(store.id) ?? [] };
-      }));
+    const rows = await this.rows.read(key, async () => {
+      const store = await findStore(this.db, teamId, id);
+      return { store, connections: (await connectionsOf(this.db, [store.id])).get(store.id) ?? [] };
+    });
     if (rows.view?.catalog !== catalog) rows.view = { catalog, view: viewWith(catalog, rows.store, rows.connections) };
     return rows.view.view;
   }

@@ -183,12 +183,12 @@ export class Access {
   /** The actor for this team selector: answered at once from memory between changes, else read (a promise). */
   actor(principal: Principal, selector: TeamSelector): Actor | Promise<Actor> {
     const key = `${principal.tokenId}\0${selectorPart(selector.teamId)}\0${selectorPart(selector.slug)}`;
-    return this.actors.peek(key) ?? this.actors.get(key, () => actorFor(this.db, principal, selector));
+    return this.actors.read(key, () => actorFor(this.db, principal, selector));
   }
 
   /** The principal's user (from memory between changes to `users`); 404 if it is gone. */
   user(principal: Principal): User | Promise<User> {
-    return this.users.peek(principal.userId) ?? this.users.get(principal.userId, () => getUser(this.db, principal.userId));
+    return this.users.read(principal.userId, () => getUser(this.db, principal.userId));
   }
 
   private async flushUsed(): Promise<void> {
