@@ -17,3 +17,15 @@ export async function connect(url: string): Promise<pg.Client> {
   await client.connect();
   return client;
 }
+
+/** The SQLSTATE a real connection attempt fails with, or 'connected' once a query ran on it. */
+export async function connectionOutcome(url: string): Promise<string> {
+  try {
+    const client = await connect(url);
+    await client.query('SELECT 1');
+    await client.end();
+    return 'connected';
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+}

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import pg from 'pg';
+import type pg from 'pg';
 import { parse } from 'yaml';
 import { Catalog, type Product } from '../src/catalog/catalog.ts';
 import { syncCatalog } from '../src/catalog/catalog-sync.ts';
@@ -22,26 +22,10 @@ import { PostgresProvider } from '../src/providers/postgres.ts';
 import { ResourceRecords } from '../src/providers/resource-records.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { freshDataDir, POSTGRES_URL, providerState } from './helpers.ts';
+import { connect, connectionOutcome } from './pg-clients.ts';
 import { assertUnreachable, provisionRequest, secretsOf } from './provider-fixtures.ts';
 
 const run = promisify(execFile);
-
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  return client;
-}
-
-/** The SQLSTATE a connection attempt fails with, or 'connected'. */
-async function connectionOutcome(url: string): Promise<string> {
-  try {
-    const client = await connect(url);
-    await client.end();
-    return 'connected';
-  } catch (error) {
-    return (error as { code?: string }).code ?? String(error);
-  }
-}
 
 describe('the provider registry', () => {
   test('an unconfigured provider is a 503 that says what to configure', async () => {

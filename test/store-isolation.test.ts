@@ -19,26 +19,13 @@ import { ANYTHING, CHANGES_CHANNEL } from '../src/db/change-feed.ts';
 import { UNVERIFIED_INTERVAL_MS, UnverifiedChanges } from '../src/db/notification-senders.ts';
 import type { IsolationLog } from '../src/providers/postgres-isolation.ts';
 import { PostgresProvider } from '../src/providers/postgres.ts';
-import type { Secret } from '../src/providers/provider.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { eventually, POSTGRES_URL, providerState, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
-import { connect, urlWith } from './pg-clients.ts';
+import { connect, connectionOutcome, urlWith } from './pg-clients.ts';
+import { secretsOf } from './provider-fixtures.ts';
 
 const tag = () => randomBytes(5).toString('hex');
-const secretsOf = (secrets: Secret[]) => Object.fromEntries(secrets.map((s) => [s.name, s.value]));
-
-/** The SQLSTATE a real connection attempt fails with, or 'connected' once a query ran on it. */
-async function connectionOutcome(url: string): Promise<string> {
-  try {
-    const client = await connect(url);
-    await client.query('SELECT 1');
-    await client.end();
-    return 'connected';
-  } catch (error) {
-    return (error as { code?: string }).code ?? String(error);
-  }
-}
 
 /**
  * A state database owned by a role that is not a superuser (Storehouse's state role, as an
