@@ -171,8 +171,6 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
         operationId: 'createProjectEnv',
         summary: "Add environment variables of the project's own (upsert=true replaces one set for the same environments)",
         tags,
-        // Out of /openapi.json until test/openapi.test.ts calls it (it checks every documented operation).
-        hide: true,
         params: idOrNameParams,
         querystring: { type: 'object', properties: { upsert: { type: 'string', enum: ['true', 'false', ''] }, ...teamQuery } },
         body: { anyOf: [envInputSchema, { type: 'array', minItems: 1, maxItems: MAX_BATCH, items: envInputSchema }] },
@@ -205,14 +203,13 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
     required: ['idOrName', 'id'],
     properties: { idOrName: { type: 'string' }, id: { type: 'string' } },
   };
-  const editRoute = (operationId: string, hide: boolean) => ({
+  const editRoute = (operationId: string) => ({
     // Values as sent: coerced, a PATCH of `"value": null` would blank the variable.
     validatorCompiler: exactBodies,
     schema: {
       operationId,
       summary: "Change a variable of the project's own: key, value, type or environments (a store's is 409)",
       tags,
-      hide,
       params: oneEnvParams,
       querystring: { type: 'object', properties: teamQuery },
       body: envInputSchema,
@@ -221,15 +218,14 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
   });
   const edit = async (request: OneEnvRequest) =>
     toWrittenEnvVar(await env.writes.update(request.actor, request.params.idOrName, request.params.id, request.body as EnvInput));
-  app.patch('/v9/projects/:idOrName/env/:id', editRoute('editProjectEnv', true), edit); // hidden as createProjectEnv is
-  app.patch('/v10/projects/:idOrName/env/:id', editRoute('editProjectEnvV10', true), edit); // what `vercel env update` calls
+  app.patch('/v9/projects/:idOrName/env/:id', editRoute('editProjectEnv'), edit); // the SDK's editProjectEnv
+  app.patch('/v10/projects/:idOrName/env/:id', editRoute('editProjectEnvV10'), edit); // what `vercel env update` calls
 
-  const removeRoute = (operationId: string, hide: boolean) => ({
+  const removeRoute = (operationId: string) => ({
     schema: {
       operationId,
       summary: "Remove a variable of the project's own (a store's goes when the store is disconnected: 409)",
       tags,
-      hide,
       params: oneEnvParams,
       querystring: { type: 'object', properties: { customEnvironmentId: { type: 'string' }, ...teamQuery } },
       response: { 200: writtenEnvVar, ...errorResponses(400, 401, 403, 404, 409) },
@@ -237,8 +233,8 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
   });
   const remove = async (request: OneEnvRequest) =>
     toWrittenEnvVar(await env.writes.remove(request.actor, request.params.idOrName, request.params.id));
-  app.delete('/v9/projects/:idOrName/env/:id', removeRoute('removeProjectEnv', true), remove); // hidden as createProjectEnv is
-  app.delete('/v10/projects/:idOrName/env/:id', removeRoute('removeProjectEnvV10', true), remove); // what `vercel env rm` calls
+  app.delete('/v9/projects/:idOrName/env/:id', removeRoute('removeProjectEnv'), remove); // the SDK's removeProjectEnv
+  app.delete('/v10/projects/:idOrName/env/:id', removeRoute('removeProjectEnvV10'), remove); // what `vercel env rm` calls
 
   app.get<{ Params: { idOrName: string; target: string }; Querystring: TeamQuery & { source?: string } }>(
     '/v3/env/pull/:idOrName/:target',
@@ -247,7 +243,6 @@ export default async function projectsRoutes(app: FastifyInstance, options: { db
         operationId: 'pullProjectEnv',
         summary: "A project's variables for one environment as KEY: value (what `vercel env pull` reads)",
         tags,
-        hide: true,
         params: {
           type: 'object',
           required: ['idOrName', 'target'],

@@ -32,7 +32,6 @@ export default async function teamsRoutes(app: FastifyInstance, options: { db: D
         operationId: 'getTeamsV2',
         summary: "The teams the token's user belongs to, a page at a time (what `vercel teams ls` reads)",
         tags,
-        hide: true,
         querystring: {
           type: 'object',
           properties: {
