@@ -3,13 +3,14 @@
 // GET /v2/user, GET /v1/storage/stores/{id} and the products endpoint, each against a baseline
 // measured in the same run, alternating (the machine may be noisy: compare the ratios). Then the
 // in-process benches: provisioning (bench/provision.ts), creates and lists (bench/stores.ts),
-// partner creates (bench/partners.ts).
+// partner creates (bench/partners.ts), and `vercel integration add` (bench/cli.ts).
 //
 // Prints a human-readable report to stdout and, as the last line, one JSON object with every
 // number. Exits 0 whether or not targets are met; non-zero only when something fails to run.
 // Every child process (servers, their PostgreSQL) is stopped at the end, also on a failure.
 import os from 'node:os';
 import type { Result as CannonResult } from 'autocannon';
+import { benchCliAdd } from './cli.ts';
 import { descendants, HOST, runCommand, stop, stopEverything, treeMemory } from './children.ts';
 import {
   benchCreates,
@@ -164,8 +165,10 @@ async function main(): Promise<void> {
   const stores = await benchStores(log);
   log('partners: creates through a partner server alternating with the same provision sent to it directly (medians of 20)');
   const partners = await benchPartners(log);
+  log('vercel integration add: the CLI against the same steps through @vercel/sdk, alternating (medians of 5), and vercel --version');
+  const cli = await benchCliAdd(log);
 
-  printSummary(startup, memory, creates, load, provisioning, stores, partners, benchStarted);
+  printSummary(startup, memory, creates, load, provisioning, stores, partners, cli, benchStarted);
 }
 
 function printSummary(
@@ -176,6 +179,7 @@ function printSummary(
   provisioning: Awaited<ReturnType<typeof benchProvisioning>>,
   stores: Awaited<ReturnType<typeof benchStores>>,
   partners: Awaited<ReturnType<typeof benchPartners>>,
+  cli: Awaited<ReturnType<typeof benchCliAdd>>,
   benchStarted: number,
 ): void {
   const num = (value: number, width = 6) => String(round(value)).padStart(width);
@@ -265,6 +269,10 @@ function printSummary(
   log(
     `change through partner median ${partners.updateMedianMs.toFixed(1)} ms vs direct to the partner ${partners.directUpdateMedianMs.toFixed(1)} ms: ratio ${partners.updateRatio.toFixed(2)}`,
   );
+  log(
+    `vercel integration add median ${round(cli.cliAddMedianMs)} ms vs the same steps through @vercel/sdk ${round(cli.sdkStepsMedianMs)} ms: ratio ${cli.ratio.toFixed(2)}; ` +
+      `vercel --version ${round(cli.cliVersionMedianMs)} ms (without it: ratio ${cli.ratioWithoutStartup.toFixed(2)})`,
+  );
   const benchSeconds = round((performance.now() - benchStarted) / 1000, 1);
   log(`bench took ${benchSeconds} s`);
 
@@ -297,6 +305,7 @@ function printSummary(
       provisioning,
       stores,
       partners,
+      cli,
       benchSeconds,
     }),
   );

@@ -56,7 +56,7 @@ export interface CliUser {
 }
 
 /** A user of the CLI against `server`, with the owner token unless another is given to `run`. */
-export function cliUser(server: TestServer, token = server.token): CliUser {
+export function cliUser(server: Pick<TestServer, 'url' | 'token'>, token = server.token): CliUser {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-cli-home-'));
   const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse-cli-work-'));
   const env: NodeJS.ProcessEnv = { ...process.env };
