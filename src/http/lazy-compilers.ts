@@ -17,8 +17,10 @@ type Validate = ((data: any, context?: any) => any) & { errors?: FastifySchemaVa
 export function lazyValidators(): Factory<Validate> {
   const build = (AjvCompiler as unknown as () => Factory<Validate>)();
   return (externalSchemas, options) => {
-    const compilerFor = build(externalSchemas, options);
-    return (route) => lazyValidator(() => compilerFor(route));
+    // Making the compiler is making its Ajv: adding the shared schemas compiles JSON Schema's own
+    // meta-schema to check them (a tenth of the start-up time), so that waits for a first request too.
+    let compilerFor: ((route: unknown) => Validate) | undefined;
+    return (route) => lazyValidator(() => (compilerFor ??= build(externalSchemas, options))(route));
   };
 }
 
@@ -48,10 +50,10 @@ export const exactBodies = ({ schema }: { schema: object }) =>
 export function lazySerializers(): Factory<(data: unknown) => string> {
   const build = (SerializerSelector as unknown as () => Factory<(data: unknown) => string>)();
   return (externalSchemas, options) => {
-    const compilerFor = build(externalSchemas, options);
+    let compilerFor: ((route: unknown) => (data: unknown) => string) | undefined;
     return (route) => {
       let compiled: ((data: unknown) => string) | undefined;
-      return (data) => (compiled ??= compilerFor(route))(data);
+      return (data) => (compiled ??= (compilerFor ??= build(externalSchemas, options))(route))(data);
     };
   };
 }
