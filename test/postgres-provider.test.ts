@@ -22,6 +22,7 @@ import { PostgresProvider } from '../src/providers/postgres.ts';
 import { ResourceRecords } from '../src/providers/resource-records.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import { freshDataDir, POSTGRES_URL, providerState } from './helpers.ts';
+import { CuttableProxy } from './cuttable-proxy.ts';
 import { connect, connectionOutcome } from './pg-clients.ts';
 import { assertUnreachable, provisionRequest, secretsOf } from './provider-fixtures.ts';
 
@@ -123,6 +124,37 @@ for (const server of ['configured', 'embedded'] as const)
       assert.deepEqual(await provider.availability(), { available: true });
       const unreachable = new PostgresProvider(state, box, { adminUrl: 'postgres://postgres@127.0.0.1:1/postgres' });
       await assertUnreachable(unreachable, provisionRequest(product, installationId, 'x'), /cannot reach the PostgreSQL server/);
+    });
+
+    test('a server that stops answering is a prompt 503 (the statement is given up, its connection dropped), and the next call works once it answers', {
+      timeout: 60_000,
+    }, async () => {
+      const upstream = new URL(adminUrl);
+      const proxy = new CuttableProxy({ host: upstream.hostname, port: Number(upstream.port || 5432) });
+      await proxy.listen();
+      const proxied = new URL(adminUrl);
+      proxied.port = String(proxy.port);
+      const hung = new PostgresProvider(state, box, { adminUrl: proxied.toString(), statementTimeoutMs: 1000 });
+      const request = (name: string) => ({
+        ...provisionRequest(product, installationId, name),
+        idempotencyKey: `hang-${name}-${++counter}`,
+      });
+      try {
+        // A first provision leaves a connection idle in the pool: the one the hang then catches.
+        await hung.provision(request('before-hang'));
+        proxy.blackhole();
+        await assert.rejects(hung.provision(request('during-hang')), (error: unknown) => {
+          assert.ok(error instanceof AppError, String(error));
+          assert.equal(error.status, 503);
+          return true;
+        });
+        await proxy.restore();
+        const { resource } = await hung.provision(request('after-hang'));
+        assert.equal(resource.status, 'ready');
+      } finally {
+        await hung.close();
+        await proxy.cut();
+      }
     });
 
     test('provisions a database its secrets connect to, with pg and with psql', async () => {

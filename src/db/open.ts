@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { BoundedClient } from './bounded-client.ts';
 import { PoolDatabase, type Database, type Listen } from './database.ts';
 import { lockDataDir } from './lock.ts';
 import { PostgresServer } from './postgres-server.ts';
@@ -67,42 +68,10 @@ class StatePool extends pg.Pool {
   }
 }
 
-const isReadTimeout = (error: unknown) => (error as Error | undefined)?.message === 'Query read timeout';
-
-/**
- * A PostgreSQL connection of the state pool. A statement that went unanswered past
- * query_timeout leaves node-postgres waiting on it for ever (every later statement queues
- * behind it), so the connection is dropped: the pool then replaces it instead of lending out a
- * dead one. Its errors are marked as the state database's.
- */
-class StateClient extends pg.Client {
-  constructor(config?: string | pg.ClientConfig) {
-    super(config);
-    // A checked-out connection that breaks emits 'error' (its statements fail with it anyway);
-    // with no listener that event would kill the process. The pool listens on idle ones itself.
-    this.on('error', () => {});
-  }
-
-  private dropOnTimeout(error: unknown): void {
-    if (isReadTimeout(error)) (this as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-  }
-
-  // biome-ignore lint/suspicious/noExplicitAny: pg's query has a dozen overloads; this passes every one through
-  override query(...args: unknown[]): any {
-    const last = args.at(-1);
-    if (typeof last === 'function') {
-      args[args.length - 1] = (error: unknown, result: unknown) => {
-        this.dropOnTimeout(error);
-        (last as (e: unknown, r: unknown) => void)(markDatabaseError(error), result);
-      };
-      return (super.query as (...a: unknown[]) => unknown)(...args);
-    }
-    const result = (super.query as (...a: unknown[]) => unknown)(...args);
-    if (!(result instanceof Promise)) return result;
-    return result.catch((error: unknown) => {
-      this.dropOnTimeout(error);
-      return Promise.reject(markDatabaseError(error));
-    });
+/** A connection of the state pool (bounded: see BoundedClient); its errors are marked as the state database's. */
+class StateClient extends BoundedClient {
+  protected override mapError(error: unknown): unknown {
+    return markDatabaseError(error);
   }
 }
 

@@ -15,6 +15,7 @@ import { createHash, createHmac, pbkdf2 as pbkdf2Callback, randomBytes } from 'n
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
+import { BoundedClient, isReadTimeout } from '../db/bounded-client.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { conflict, validationError } from '../errors.ts';
@@ -61,6 +62,8 @@ const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min
 
 /** PostgreSQL's CONNECTION LIMIT: -1 is none; beyond 10,000 no server has the connections. */
 const CONNECTION_LIMIT_RANGE = { minimum: -1, maximum: 10_000 };
+/** The longest an admin statement (CREATE DATABASE copies a template) may run. */
+const ADMIN_STATEMENT_TIMEOUT_MS = 120_000;
 
 /**
  * The role's CONNECTION LIMIT clause. The range a caller is told is the product's (its
@@ -110,6 +113,8 @@ export interface PostgresProviderOptions {
   log?: (IsolationLog & { error(details: object, message: string): void }) | undefined;
   /** How often that check runs again after the start (ISOLATION_RECHECK_MS unless given). */
   isolationRecheckMs?: number;
+  /** The longest an admin statement may run (ADMIN_STATEMENT_TIMEOUT_MS unless given). */
+  statementTimeoutMs?: number;
 }
 
 export class PostgresProvider implements Provider {
@@ -120,17 +125,25 @@ export class PostgresProvider implements Provider {
   private readonly port: number;
   private readonly state: Queryable;
   private readonly options: PostgresProviderOptions;
+  private readonly queryTimeoutMs: number;
 
   constructor(state: Queryable, box: SecretBox, options: PostgresProviderOptions) {
     this.state = state;
     this.options = options;
-    // Bounded waits: a lock held too long or a stuck server is a 503, never a hang.
+    const statementTimeoutMs = options.statementTimeoutMs ?? ADMIN_STATEMENT_TIMEOUT_MS;
+    this.queryTimeoutMs = statementTimeoutMs + Math.min(10_000, statementTimeoutMs);
+    // Bounded waits: a lock held too long or a stuck server is a 503, never a hang. The server
+    // enforces statement_timeout; a server that stops answering altogether (SIGSTOP, a dead
+    // host) cannot, so the client gives up a little later and drops the connection.
     this.admin = new pg.Pool({
       connectionString: options.adminUrl,
       max: 4,
+      Client: BoundedClient,
       connectionTimeoutMillis: 5000,
+      keepAlive: true,
       lock_timeout: 30_000,
-      statement_timeout: 120_000,
+      statement_timeout: statementTimeoutMs,
+      query_timeout: this.queryTimeoutMs,
     });
     this.adminUrl = options.adminUrl;
     this.admin.on('error', () => {}); // an idle admin connection dropping is noticed on next use
@@ -237,6 +250,10 @@ export class PostgresProvider implements Provider {
       }
       if (code === '55P03' || code === '57014') {
         throw providerUnavailable('postgres', `the PostgreSQL server is too busy (${(error as Error).message})`);
+      }
+      if (isReadTimeout(error)) {
+        broken = true;
+        throw providerUnavailable('postgres', `the PostgreSQL server did not answer within ${this.queryTimeoutMs} ms`);
       }
       throw error;
     } finally {
