@@ -2,7 +2,7 @@
  * `vercel integration add storehouse/postgres` end to end (issue 13): the wall time of the real
  * CLI (the pinned devDependency) in a linked directory, creating a free Postgres store, connecting
  * it to the project and pulling `.env.local`, against the same steps sent through `@vercel/sdk`
- * from this process (who am I, the installation, the create, the connection, the
+ * from this process (who am I, the team, the installation, the create, the connection, the
  * development variables decrypted), alternating, in the same run. The CLI's own start-up,
  * `vercel --version` (no request at all), is measured beside it: most of a command's time is the
  * CLI loading itself, which no server can shorten.
@@ -65,9 +65,8 @@ export async function benchCliAdd(log: (line: string) => void): Promise<CliAddRe
       return time(() => sdkAdd(name, project.id));
     };
     const sdkAdd = async (name: string, projectId: string) => {
-      // The CLI also reads the team (GET /teams/{id}, for its name): the SDK's getTeam is
-      // GET /v2/teams/{id}, which Storehouse does not serve, so the team is the user's only.
-      await sdk.user.getAuthUser();
+      const { user: me } = (await sdk.user.getAuthUser())!;
+      await sdk.teams.getTeam({ teamId: me.defaultTeamId! });
       const [installation] = await sdk.integrations.getConfigurations({
         view: 'account',
         installationType: 'marketplace',

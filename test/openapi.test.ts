@@ -146,6 +146,8 @@ describe('/openapi.json against real responses', () => {
     await call({ path: '/v1/teams', expect: 200 });
     await call({ path: '/teams/my-team', expect: 200 });
     await call({ path: '/teams/other-team', expect: 403 });
+    await call({ path: '/v2/teams/my-team', expect: 200 });
+    await call({ path: '/v2/teams/other-team', expect: 403 });
     await call({ path: `/v1/teams?teamId=${otherTeam.id}`, expect: 403 });
 
     // Discovery.

@@ -107,6 +107,17 @@ for (const backend of BACKENDS) {
     });
     after(() => server?.close());
 
+    test("teams.getTeam: the token's team by id or slug; a team the user is not in is 403", async () => {
+      const sdk = server.sdk();
+      const { user } = (await sdk.user.getAuthUser())!;
+      const team = await sdk.teams.getTeam({ teamId: user.defaultTeamId! });
+      assert.equal(team.id, user.defaultTeamId);
+      assert.equal(team.slug, 'my-team');
+      assert.equal(team.creatorId, user.id);
+      assert.equal((await sdk.teams.getTeam({ teamId: 'my-team' })).id, team.id);
+      await assert.rejects(sdk.teams.getTeam({ teamId: 'other-team' }), (error: any) => error.statusCode === 403);
+    });
+
     test('the seed workflow: discover, create free, connect to a project, read POSTGRES_URL and query it', async () => {
       const sdk = server.sdk();
       const products = await sdk.integrations.getConfigurationProducts({ id: icfg });

@@ -121,3 +121,12 @@ export async function teamsOf(db: Queryable, userId: string): Promise<Array<Team
   );
   return rows.map((row) => ({ ...toTeam(row), role: row.role as TeamRole }));
 }
+
+/** Who made the team, as Vercel's `creatorId`: its first member (the bootstrap's or the creator's owner). */
+export async function teamCreatorId(db: Queryable, teamId: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ user_id: string }>(
+    'SELECT user_id FROM memberships WHERE team_id = $1 ORDER BY created_at, user_id LIMIT 1',
+    [teamId],
+  );
+  return rows[0]?.user_id;
+}

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../db/database.ts';
 import { forbidden } from '../../errors.ts';
-import { teamsOf } from '../../tenancy/teams.ts';
+import { teamCreatorId, teamsOf } from '../../tenancy/teams.ts';
 import type { User } from '../../tenancy/users.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
 import { str } from '../vercel-shapes.ts';
@@ -93,6 +93,13 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
     },
   );
 
+  /** One of the caller's teams by id or slug; a team they are not in is 403, as Vercel answers. */
+  const callersTeam = async (userId: string, idOrSlug: string) => {
+    const team = (await teamsOf(db, userId)).find((t) => t.id === idOrSlug || t.slug === idOrSlug);
+    if (!team) throw forbidden('You do not have permission to access this team, or it does not exist.');
+    return team;
+  };
+
   app.get<{ Params: { idOrSlug: string }; Querystring: TeamQuery }>(
     '/teams/:idOrSlug',
     {
@@ -106,11 +113,57 @@ export default async function accountRoutes(app: FastifyInstance, options: { db:
       },
     },
     async (request) => {
-      const team = (await teamsOf(db, request.principal.userId)).find(
-        (t) => t.id === request.params.idOrSlug || t.slug === request.params.idOrSlug,
-      );
-      if (!team) throw forbidden('You do not have permission to access this team, or it does not exist.');
+      const team = await callersTeam(request.principal.userId, request.params.idOrSlug);
       return { id: team.id, slug: team.slug, name: team.name, createdAt: team.createdAt.getTime(), membership: { role: team.role } };
+    },
+  );
+
+  // @vercel/sdk's teams.getTeam: the same team with the fields its Team schema requires (a team
+  // here has no avatar, description or billing of Vercel's, and is never renamed).
+  const nullableStr = { type: 'string', nullable: true };
+  app.get<{ Params: { teamId: string }; Querystring: TeamQuery }>(
+    '/v2/teams/:teamId',
+    {
+      schema: {
+        operationId: 'getTeamV2',
+        summary: "One of the caller's teams, by id (or slug), as @vercel/sdk's teams.getTeam reads it",
+        tags,
+        params: { type: 'object', required: ['teamId'], properties: { teamId: str } },
+        querystring: { type: 'object', properties: teamQuery },
+        response: {
+          200: {
+            type: 'object',
+            required: [...teamSchema.required, 'avatar', 'billing', 'createdAt', 'creatorId', 'description', 'stagingPrefix', 'updatedAt'],
+            properties: {
+              ...teamSchema.properties,
+              avatar: nullableStr,
+              billing: { type: 'object', nullable: true },
+              creatorId: str,
+              description: nullableStr,
+              stagingPrefix: str,
+              updatedAt: { type: 'number' },
+            },
+          },
+          ...errorResponses(400, 401, 403),
+        },
+      },
+    },
+    async (request) => {
+      const team = await callersTeam(request.principal.userId, request.params.teamId);
+      const createdAt = team.createdAt.getTime();
+      return {
+        id: team.id,
+        slug: team.slug,
+        name: team.name,
+        avatar: null,
+        billing: null,
+        createdAt,
+        updatedAt: createdAt,
+        creatorId: (await teamCreatorId(db, team.id)) ?? request.principal.userId,
+        description: null,
+        stagingPrefix: team.slug,
+        membership: { role: team.role },
+      };
     },
   );
 }
