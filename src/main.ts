@@ -21,10 +21,8 @@ export async function serve(config: Config): Promise<void> {
     beforeClose: () => {
       lifecycle.draining = true;
     },
-    close: async () => {
-      await app.close();
-      await runtime.close();
-    },
+    close: () => app.close(),
+    release: () => runtime.close(),
   });
 
   try {
