@@ -15,8 +15,10 @@ ALTER TABLE integrations ADD COLUMN client_secret text;
 CREATE TABLE webhook_events (
   id               text PRIMARY KEY,
   seq              bigserial NOT NULL UNIQUE,
-  integration_id   text NOT NULL REFERENCES integrations (id),
-  -- The team and installation it is about (no foreign keys: a removal's event outlives both).
+  -- No foreign keys: a removal's event outlives its installation, and an event (failed, say)
+  -- must not keep the catalog's sync from deleting an integration nothing else uses.
+  integration_id   text NOT NULL,
+  -- The team and installation it is about.
   team_id          text,
   installation_id  text,
   type             text NOT NULL,
@@ -47,3 +49,6 @@ CREATE TABLE webhook_attempts (
   error        text,
   PRIMARY KEY (event_id, number)
 );
+
+-- The catalog synced before this migration carried neither: the next start syncs its file again.
+UPDATE catalog_state SET fingerprint = 'before-0015';

@@ -1,0 +1,234 @@
+/**
+ * Sends the outbox's events (outbox.ts) to their integrations' webhook URLs. Every node runs a
+ * dispatcher; an event is sent by one of them at a time:
+ *
+ * - A node claims due events with `FOR UPDATE SKIP LOCKED` and pushes their `next_attempt_at`
+ *   past the attempt (the claim), recording itself in `claimed_by`. Another node skips them until
+ *   the claim runs out, or at once when the claiming node's lease (node-lease.ts) is gone: a node
+ *   killed mid-send leaves its events to the next node (or to itself restarted) soon after.
+ * - The body is the recorded envelope, byte for byte, signed as Vercel signs (`x-vercel-signature`,
+ *   hex HMAC-SHA1 keyed with the integration's client secret), sent through outbound-http.ts.
+ * - A 2xx delivers it. A timeout, a network error or any other answer is retried with
+ *   exponential backoff and jitter until `retryForMs` after the event was recorded (or asked to
+ *   be redelivered), then the event is `failed`: kept, visible, and redeliverable, never dropped.
+ * - Each attempt is recorded (status, error, duration). The result of an attempt only lands while
+ *   the event is still pending and still this attempt's: a late answer of a node whose claim was
+ *   taken over cannot overwrite what the next attempt found, except that a 2xx always delivers.
+ *
+ * Dispatchers wake on the notification a recorded event sends at its commit (WEBHOOKS_CHANNEL)
+ * and also look every `pollMs`, so a missed notification only delays an event.
+ */
+import { createHmac } from 'node:crypto';
+import type { Database, Listener } from '../db/database.ts';
+import { ownerGone, type NodeLease } from '../db/node-lease.ts';
+import { msUntil, Schedule, untilDue } from '../stores/schedule.ts';
+import { excerpt, OutboundFailure, send } from '../outbound/outbound-http.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
+import type { WebhookConfig } from '../config.ts';
+import { WEBHOOKS_CHANNEL } from './outbox.ts';
+
+/** The most bytes of a receiver's answer read: only its status matters. */
+const ANSWER_BYTES = 64 * 1024;
+
+export interface DispatcherLogger {
+  warn(details: object, message: string): void;
+  debug(details: object, message: string): void;
+}
+
+/** Vercel's signature of a webhook body: hex HMAC-SHA1 keyed with the client secret. */
+export const signWebhook = (body: string, clientSecret: string) => createHmac('sha1', clientSecret).update(body).digest('hex');
+
+/**
+ * How long to wait before attempt `attempt + 1`, after `attempt` failed: the base doubled per
+ * attempt up to the cap, half of it fixed and half random ("equal jitter"), so retries of many
+ * events after one outage spread out, and none comes back at once.
+ */
+export function backoffMs(config: Pick<WebhookConfig, 'backoffMs' | 'backoffMaxMs'>, attempt: number): number {
+  const ceiling = Math.min(config.backoffMaxMs, config.backoffMs * 2 ** Math.min(attempt - 1, 40));
+  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+type Claimed = {
+  id: string;
+  body: string;
+  attempt: number;
+  webhook_url: string | null;
+  client_secret: string | null;
+  integration_id: string;
+  type: string;
+};
+
+interface Outcome {
+  status: number | null;
+  error: string | null;
+  delivered: boolean;
+}
+
+export class WebhookDispatcher {
+  private readonly schedule: Schedule;
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly stopping = new AbortController();
+  private listener: Listener | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly box: SecretBox,
+    private readonly lease: NodeLease,
+    private readonly config: WebhookConfig,
+    private readonly logger?: DispatcherLogger,
+  ) {
+    this.schedule = new Schedule(
+      () => this.dispatch(),
+      config.pollMs,
+      (error) => logger?.warn({ err: error }, 'webhook delivery failed; retrying later'),
+    );
+  }
+
+  /** Starts listening and sending; the returned function stops both and waits for the sends under way. */
+  async start(): Promise<() => Promise<void>> {
+    this.listener = await this.db.listen(WEBHOOKS_CHANNEL, {
+      message: () => this.schedule.wake(),
+      lost: () => {}, // the poll goes on meanwhile
+      ready: () => this.schedule.wake(),
+    });
+    this.schedule.start(0);
+    return () => this.stop();
+  }
+
+  /** Looks for due events now (a redelivery asked on this node, a test). */
+  wake(): void {
+    this.schedule.wake();
+  }
+
+  private async stop(): Promise<void> {
+    await this.listener?.stop().catch(() => {});
+    await this.schedule.stop();
+    // Sends under way are cut off: their events go back to being due at once, for whoever is next.
+    this.stopping.abort();
+    await Promise.allSettled([...this.inflight]);
+  }
+
+  /** How long a claim holds: the attempt's timeout, and time to record its result. */
+  private get claimMs(): number {
+    return this.config.timeoutMs + 5_000;
+  }
+
+  /** Claims what is due, up to the free sending slots, and starts sending it; resolves to when to look again. */
+  private async dispatch(): Promise<number | undefined> {
+    const room = this.config.concurrency - this.inflight.size;
+    if (room > 0 && !this.schedule.isStopped) {
+      const { rows } = await this.db.query<Claimed>(
+        `WITH due AS (
+           SELECT id FROM webhook_events
+            WHERE status = 'pending' AND (next_attempt_at <= now() OR (claimed_by IS NOT NULL AND ${ownerGone('claimed_by')}))
+            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         UPDATE webhook_events e SET attempts = e.attempts + 1, claimed_by = $2, next_attempt_at = now() + make_interval(secs => $3)
+           FROM due WHERE e.id = due.id
+         RETURNING e.id, e.body, e.attempts AS attempt, e.integration_id, e.type,
+                   (SELECT i.webhook_url FROM integrations i WHERE i.id = e.integration_id) AS webhook_url,
+                   (SELECT i.client_secret FROM integrations i WHERE i.id = e.integration_id) AS client_secret`,
+        [room, this.lease.nodeId, this.claimMs / 1000],
+      );
+      for (const event of rows) {
+        const sending: Promise<void> = this.attempt(event)
+          .catch((error: Error) => this.logger?.warn({ err: error, event: event.id }, 'cannot record a webhook attempt'))
+          .finally(() => {
+            this.inflight.delete(sending);
+            this.schedule.wake();
+          });
+        this.inflight.add(sending);
+      }
+      // Every slot taken: each send's end wakes the schedule for more.
+      if (rows.length === room) return undefined;
+    }
+    const { rows } = await this.db.query<{ ms: number | null }>(
+      `SELECT ${msUntil('min(next_attempt_at)')} AS ms FROM webhook_events WHERE status = 'pending'`,
+    );
+    return untilDue(rows);
+  }
+
+  private async attempt(event: Claimed): Promise<void> {
+    const startedAt = new Date();
+    const outcome = await this.post(event);
+    const durationMs = Date.now() - startedAt.getTime();
+    if (this.stopping.signal.aborted && !outcome.delivered) {
+      // Cut off by this node's shutdown: not the receiver's failure, and due again at once.
+      await this.db.query(
+        `UPDATE webhook_events SET next_attempt_at = now(), claimed_by = NULL
+          WHERE id = $1 AND attempts = $2 AND claimed_by = $3 AND status = 'pending'`,
+        [event.id, event.attempt, this.lease.nodeId],
+      );
+      return;
+    }
+    const delay = backoffMs(this.config, event.attempt);
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO webhook_attempts (event_id, number, node_id, started_at, duration_ms, status, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+        [event.id, event.attempt, this.lease.nodeId, startedAt, durationMs, outcome.status, outcome.error],
+      );
+      if (outcome.delivered) {
+        await tx.query(
+          `UPDATE webhook_events SET status = 'delivered', delivered_at = now(), claimed_by = NULL, last_status = $2, last_error = NULL
+            WHERE id = $1 AND status = 'pending'`,
+          [event.id, outcome.status],
+        );
+        return;
+      }
+      // Past the retry window (or never deliverable: no URL or secret any more), it is failed.
+      await tx.query(
+        `UPDATE webhook_events
+            SET status = CASE WHEN $6 OR retry_from + make_interval(secs => $5) < now() + make_interval(secs => $4) THEN 'failed' ELSE 'pending' END,
+                next_attempt_at = now() + make_interval(secs => $4), claimed_by = NULL, last_status = $7, last_error = $8
+          WHERE id = $1 AND attempts = $2 AND claimed_by = $3 AND status = 'pending'`,
+        [
+          event.id,
+          event.attempt,
+          this.lease.nodeId,
+          delay / 1000,
+          this.config.retryForMs / 1000,
+          event.webhook_url === null || event.client_secret === null,
+          outcome.status,
+          outcome.error,
+        ],
+      );
+    });
+    if (!outcome.delivered) {
+      this.logger?.debug({ event: event.id, type: event.type, attempt: event.attempt, status: outcome.status }, 'webhook not delivered');
+    }
+  }
+
+  private async post(event: Claimed): Promise<Outcome> {
+    if (event.webhook_url === null || event.client_secret === null) {
+      return {
+        status: null,
+        error: `the integration ${event.integration_id} has no webhookUrl (or clientSecret) any more`,
+        delivered: false,
+      };
+    }
+    let secret: string;
+    try {
+      secret = this.box.open(event.client_secret, { table: 'integrations', id: event.integration_id, column: 'client_secret' });
+    } catch (error) {
+      return { status: null, error: (error as Error).message, delivered: false };
+    }
+    try {
+      const answer = await send(
+        event.webhook_url,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-vercel-signature': signWebhook(event.body, secret) },
+          body: event.body,
+        },
+        { timeoutMs: this.config.timeoutMs, maxBodyBytes: ANSWER_BYTES, signal: this.stopping.signal },
+      );
+      const delivered = answer.status >= 200 && answer.status < 300;
+      return { status: answer.status, error: delivered ? null : `answered ${answer.status}: ${excerpt(answer.text)}`, delivered };
+    } catch (error) {
+      if (!(error instanceof OutboundFailure)) throw error;
+      // A 2xx whose body is past the limit was still accepted.
+      const delivered = error.kind === 'too_large' && error.status >= 200 && error.status < 300;
+      return { status: error.status || null, error: delivered ? null : `${error.kind}: ${error.message}`, delivered };
+    }
+  }
+}
