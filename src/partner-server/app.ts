@@ -38,6 +38,7 @@ import {
   type ProvisionFault,
 } from './faults.ts';
 import { MarketplaceClient } from './marketplace.ts';
+import { ssoLoginRoutes } from './sso.ts';
 import { Partner, type ProvisionBody, type UpdateBody } from './partner.ts';
 import { partnerProduct, PLANS, PRODUCT_SLUG, findPlan } from './plans.ts';
 import { PartnerState, type InstallationUpsert } from './state.ts';
@@ -61,8 +62,10 @@ export interface PartnerServerOptions {
   issuer: string;
   /** Where Storehouse's signing keys are; `${issuer}/.well-known/jwks` unless given. */
   jwksUrl?: string | undefined;
-  /** Storehouse's base URL for callbacks (events, secrets, billing); the issuer unless given. */
+  /** Storehouse's base URL for callbacks (events, secrets, billing, the SSO exchange); the issuer unless given. */
   marketplaceUrl?: string | undefined;
+  /** The integration's client secret (the catalog's clientSecret): SSO codes are exchanged with it. */
+  clientSecret?: string | undefined;
   logger?: Logger | undefined;
 }
 
@@ -420,6 +423,16 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
     partnerRoute('GET', `${resource}/plans`, 'any', 'plans', async ({ params, query }) => {
       parseMetadataQuery(query.metadata);
       return { status: 200, body: { plans: await partner.resourcePlans(params.installationId!, params.resourceId!) } };
+    });
+
+    // The Redirect Login URL ("Open in provider"): a user's browser arrives with a code, not a token.
+    await app.register(ssoLoginRoutes, {
+      marketplaceUrl: options.marketplaceUrl ?? options.issuer,
+      clientId: options.clientId,
+      clientSecret: options.clientSecret,
+      verify,
+      state,
+      signal: closing.signal,
     });
 
     // Steering, for tests: no token.
