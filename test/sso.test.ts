@@ -19,6 +19,7 @@ import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { errorOf, eventually, POSTGRES_URL, sdkFailure, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
+import { checkFetchResponse, findOperation, loadOpenApi } from './openapi-check.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 const CLIENT_ID = 'oac_partner';
@@ -322,6 +323,40 @@ describe('SSO: open in provider', () => {
     // A team-owned project is context the partner receives.
     const ownProject = await createProject(server.token, 'sso-ours');
     assert.equal((await openUrl({ project_id: ownProject, support: 'true' })).searchParams.get('project_id'), ownProject);
+  });
+
+  test('its answers are the ones /openapi.json documents, for both operations', async () => {
+    const doc = await loadOpenApi(server.url);
+    const problems: string[] = [];
+    const seen: string[] = [];
+    const check = async (method: string, path: string, response: Response, expect: number) => {
+      seen.push(`${method} ${findOperation(doc, method, path)?.template} ${response.status}`);
+      problems.push(...(await checkFetchResponse(doc, method, path, response)).problems);
+      assert.equal(response.status, expect, `${method} ${path}`);
+    };
+    const open = (query: Record<string, string>, init: RequestInit & { token?: string | null } = {}) => {
+      const path = openPath('acme', installationId, query);
+      return server.request(path, init).then((response) => ({ path, response }));
+    };
+    for (const [query, init, expect] of [
+      [{}, { headers: { accept: 'application/json' } }, 200],
+      [{}, { redirect: 'manual' }, 302],
+      [{ path: 'elsewhere' }, {}, 400],
+      [{}, { token: null }, 401],
+      [{ resource_id: 'store_nothing' }, {}, 404],
+    ] as const) {
+      const { path, response } = await open(query, init);
+      await check('GET', path, response, expect);
+    }
+    await check('GET', openPath('storehouse', 'icfg_x'), await server.request(openPath('storehouse', 'icfg_x')), 404);
+    const url = await openUrl();
+    const code = url.searchParams.get('code')!;
+    const token = '/v1/integrations/sso/token';
+    await check('POST', token, await postToken({ code, client_id: CLIENT_ID, client_secret: 'wrong-secret-wrong' }), 403);
+    await check('POST', token, await postToken({ code, client_id: CLIENT_ID, client_secret: CLIENT_SECRET }), 200);
+    await check('POST', token, await postToken({ code, client_id: CLIENT_ID, client_secret: CLIENT_SECRET }), 400);
+    assert.deepEqual(problems, []);
+    assert.ok(!seen.some((entry) => entry.includes('undefined')), seen.join(', '));
   });
 
   test('the catalog refuses a redirectLoginUrl without a clientSecret, and one that is not http(s)', () => {
