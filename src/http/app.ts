@@ -23,6 +23,7 @@ import systemRoutes from './routes/system.ts';
 import teamsRoutes from './routes/teams.ts';
 import oidcRoutes from './routes/oidc.ts';
 import marketplaceRoutes from './routes/marketplace.ts';
+import teamBillingRoutes from './routes/team-billing.ts';
 import ssoRoutes from './routes/sso.ts';
 import { Sso } from '../partners/sso.ts';
 import { storeSchema } from './store-shapes.ts';
@@ -160,6 +161,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(webhookDeliveryRoutes, { db: runtime.db, wake: () => runtime.webhooks.wake() });
   await app.register(accountRoutes, { db: runtime.db });
   await app.register(teamsRoutes, { db: runtime.db });
+  await app.register(teamBillingRoutes, { db: runtime.db });
   await app.register(marketplaceRoutes, {
     api: runtime.marketplace,
     db: runtime.db,
