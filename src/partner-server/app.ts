@@ -39,6 +39,7 @@ import {
 } from './faults.ts';
 import { MarketplaceClient } from './marketplace.ts';
 import { ssoLoginRoutes } from './sso.ts';
+import { emptyInbox, webhookRoutes, type WebhookInbox } from './webhooks.ts';
 import { Partner, type ProvisionBody, type UpdateBody } from './partner.ts';
 import { partnerProduct, PLANS, PRODUCT_SLUG, findPlan } from './plans.ts';
 import { PartnerState, type InstallationUpsert } from './state.ts';
@@ -90,6 +91,8 @@ export interface PartnerServer {
   faults: Faults;
   /** Partner API requests received, oldest first (the last 1000). */
   requests: ReceivedRequest[];
+  /** The webhooks received from Storehouse (POST /webhook), each once, with the duplicates counted. */
+  webhooks: WebhookInbox;
   close(): Promise<void>;
 }
 
@@ -435,6 +438,10 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
       signal: closing.signal,
     });
 
+    // Storehouse's webhooks (the catalog's webhookUrl: <this server>/webhook), signed with the client secret.
+    const webhooks = emptyInbox();
+    await app.register(webhookRoutes, { clientSecret: options.clientSecret, faults, inbox: webhooks, signal: closing.signal });
+
     // Steering, for tests: no token.
     app.get('/_partner/faults', async () => faults);
     app.put('/_partner/faults', async (request) => {
@@ -474,6 +481,7 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
       url,
       faults,
       requests,
+      webhooks,
       close: () => (closed ??= cleanUp()),
     };
   } catch (error) {
