@@ -126,6 +126,14 @@ describe('SSO: open in provider', () => {
     assert.deepEqual(body.resource, { id: store.externalResourceId, status: 'ready' });
     assert.deepEqual(body.context, { resource_id: store.externalResourceId, product_id: 'postgres', path: 'usage' });
 
+    // The sign-in is in the team's audit log, with what was opened.
+    const audit = (await (await server.request('/_storehouse/audit')).json()) as { events: any[] };
+    const logins = audit.events.filter((event) => event.action === 'installation.sso_login');
+    assert.equal(logins.length, 1);
+    assert.equal(logins[0].actorId, owner.id);
+    assert.equal(logins[0].targetId, installationId);
+    assert.equal(logins[0].details.context.resource_id, store.externalResourceId);
+
     // The same page, once more: the code is spent, so the partner signs nobody in.
     const again = await fetch(location, { headers: { accept: 'application/json' } });
     const refused = await errorOf(again);

@@ -9,6 +9,7 @@
  * as its hash, works once, expires quickly (STOREHOUSE_SSO_CODE_TTL_MS) and only for the client
  * it was issued to.
  */
+import { audited } from '../audit/audit-log.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Database } from '../db/database.ts';
 import { AppError, badRequest, conflict, forbidden, notFound } from '../errors.ts';
@@ -176,7 +177,7 @@ export class Sso {
    * hash) only for a code that could be exchanged, so guesses at codes cost next to nothing; the
    * code is spent by one UPDATE, so of two exchanges racing only one gets a token. The user's
    * role and name are read now, not when the code was issued: one removed from the team
-   * meanwhile gets no token.
+   * meanwhile gets no token (and the code is left unspent: it can sign nobody in).
    */
   async exchange(request: TokenRequest): Promise<TokenAnswer> {
     const { db } = this.options;
@@ -196,8 +197,9 @@ export class Sso {
       used: boolean;
       expired: boolean;
       client_secret_hash: string | null;
+      context: SsoContext;
     }>(
-      `SELECT c.integration_id, c.installation_id, c.user_id, c.state, c.used_at IS NOT NULL AS used, c.expires_at <= now() AS expired,
+      `SELECT c.integration_id, c.installation_id, c.user_id, c.state, c.context, c.used_at IS NOT NULL AS used, c.expires_at <= now() AS expired,
               i.client_secret_hash
          FROM sso_codes c JOIN integrations i ON i.id = c.integration_id WHERE c.code_hash = $1`,
       [hash],
@@ -214,11 +216,6 @@ export class Sso {
     }
     if (request.state !== undefined && request.state !== code.state) throw badRequest('state is not the state sent with the code');
 
-    const spent = await db.query('UPDATE sso_codes SET used_at = now() WHERE code_hash = $1 AND used_at IS NULL AND expires_at > now()', [
-      hash,
-    ]);
-    if (spent.rowCount === 0) throw invalidGrant('The code was already exchanged, or expired, meanwhile: a code works once');
-
     const { rows: users } = await db.query<{
       team_id: string;
       installed_by: string | null;
@@ -233,6 +230,22 @@ export class Sso {
     );
     const user = users[0];
     if (!user || user.role === null) throw forbidden("The code's user is no longer a member of the installation's team");
+
+    // Spent and logged in one statement: the team's audit log shows each sign-in at the provider.
+    const spent = await audited(
+      db,
+      'UPDATE sso_codes SET used_at = now() WHERE code_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING context',
+      [hash],
+      {
+        teamId: user.team_id,
+        actorId: code.user_id,
+        action: 'installation.sso_login',
+        targetType: 'installation',
+        targetId: code.installation_id,
+        details: { integrationId: code.integration_id, context: code.context },
+      },
+    );
+    if (spent.rowCount === 0) throw invalidGrant('The code was already exchanged, or expired, meanwhile: a code works once');
     const admin = isInstallationAdmin({ installedBy: user.installed_by }, code.user_id, user.role);
     const claims = userTokenClaims(code.integration_id, {
       accountId: user.team_id,
