@@ -142,16 +142,39 @@ describe('SSO: open in provider', () => {
     assert.match(refused.message, /400 invalid_grant: The code was already exchanged/);
 
     // Without Accept: JSON the partner answers a page naming the user, escaped.
-    const page = await fetch(await openUrl({ invoice_id: 'inv_<b>1' }));
+    const page = await fetch(await openUrl({ url: 'https://example.com/<b>1' }));
     const html = await page.text();
     assert.equal(page.status, 200, html);
     assert.ok(html.includes(`Signed in as ${owner.name} (${owner.email})`), html);
-    assert.match(html, /invoice_id: inv_&lt;b&gt;1/);
+    assert.ok(html.includes('url: https://example.com/&lt;b&gt;1'), html);
   });
 
   test("the id_token (through @vercel/sdk) verifies against Storehouse's JWKS and carries the user claims", async () => {
-    const url = await openUrl({ invoice_id: 'inv_123' });
-    assert.equal(url.searchParams.get('invoice_id'), 'inv_123');
+    // An invoice the partner submitted for the installation is context it receives.
+    const upsert = setup.partnerCalls('PUT', `/v1/installations/${installationId}`)[0]!;
+    const accessToken = (upsert.body as { credentials: { access_token: string } }).credentials.access_token;
+    const store = await setup.createStore('sso-invoiced');
+    const { invoiceId } = await server.sdk(accessToken).marketplace.submitInvoice({
+      integrationConfigurationId: installationId,
+      requestBody: {
+        invoiceDate: new Date(Date.UTC(2027, 0, 2)),
+        period: { start: new Date(Date.UTC(2027, 0, 1)), end: new Date(Date.UTC(2027, 1, 1)) },
+        items: [
+          {
+            billingPlanId: 'partner_pro',
+            resourceId: store.externalResourceId,
+            name: 'Pro',
+            price: '10.00',
+            quantity: 1,
+            units: 'month',
+            total: '10.00',
+          },
+        ],
+      },
+    });
+    assert.ok(invoiceId);
+    const url = await openUrl({ invoice_id: invoiceId });
+    assert.equal(url.searchParams.get('invoice_id'), invoiceId);
     const answer = (await exchange(url.searchParams.get('code')!, { state: url.searchParams.get('state')! })) as any;
     assert.equal(answer.accessToken, null);
     assert.equal(answer.tokenType, null);
@@ -312,6 +335,9 @@ describe('SSO: open in provider', () => {
     const project = await errorOf(await server.request(openPath('acme', installationId, { project_id: otherProject })));
     assert.equal(project.status, 404);
     assert.match(project.message, /project/);
+    const invoice = await errorOf(await server.request(openPath('acme', installationId, { invoice_id: 'inv_nothing' })));
+    assert.equal(invoice.status, 404);
+    assert.match(invoice.message, /invoice/);
     const product = await errorOf(await server.request(openPath('acme', installationId, { product_id: 'redis' })));
     assert.equal(product.status, 404);
     const badPath = await errorOf(await server.request(openPath('acme', installationId, { path: 'elsewhere' })));

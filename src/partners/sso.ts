@@ -82,8 +82,9 @@ export class Sso {
   /**
    * A one-time code for `userId` to open the installation in its provider, and where to send the
    * browser with it. 404 for an installation the user's teams do not have (or of another
-   * integration), and for a resource or project not of that installation; 409 for an integration
-   * the catalog gives no redirectLoginUrl or no client secret (its partner could not exchange a code).
+   * integration), and for a resource, invoice or project not of that installation; 409 for an
+   * integration the catalog gives no redirectLoginUrl or no client secret (its partner could not
+   * exchange a code).
    */
   async open(userId: string, integrationIdOrSlug: string, installationId: string, asked: SsoContext): Promise<{ url: string }> {
     const { db } = this.options;
@@ -135,7 +136,8 @@ export class Sso {
 
   /**
    * The context as the partner knows it: a resource by the partner's own id (the caller may name
-   * it by Storehouse's store id), with its product's slug; a project of the installation's team.
+   * it by Storehouse's store id), with its product's slug; an invoice of the installation; a
+   * project of the installation's team. Anything else is passed on as given.
    */
   private async partnerContext(integrationId: string, installationId: string, teamId: string, asked: SsoContext): Promise<SsoContext> {
     const { db } = this.options;
@@ -164,6 +166,11 @@ export class Sso {
       }
       context.resource_id = store.external_resource_id ?? store.id;
       context.product_id = store.product_slug;
+    }
+    if (asked.invoice_id !== undefined) {
+      // Storehouse's invoice id, as the partner got it back from its submission (src/billing/invoices.ts).
+      const { rows } = await db.query('SELECT 1 FROM invoices WHERE id = $1 AND installation_id = $2', [asked.invoice_id, installationId]);
+      if (rows.length === 0) throw notFound('invoice', asked.invoice_id);
     }
     if (asked.project_id !== undefined) {
       const { rows } = await db.query('SELECT 1 FROM projects WHERE id = $1 AND team_id = $2', [asked.project_id, teamId]);
