@@ -5,7 +5,7 @@
  * same id; a retry-exhausted event is failed and visible; the deliveries API and its refusals.
  */
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +17,16 @@ import { syncCatalog } from '../src/catalog/catalog-sync.ts';
 import { loadCatalogFile } from '../src/catalog/catalog-file.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import type { CatalogFile } from '../src/catalog/catalog-schema.ts';
-import { errorOf, eventually, freshDataDir, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
+import {
+  errorOf,
+  eventually,
+  freshDataDir,
+  freshPostgresDatabase,
+  POSTGRES_URL,
+  startServer,
+  writeCatalogFile,
+  type TestServer,
+} from './helpers.ts';
 import { freePort, startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 import { CLIENT_SECRET, FAST_RETRIES, inboxOf, received, webhookIntegration } from './webhooks-fixtures.ts';
 
@@ -363,5 +372,69 @@ describe('a webhook whose receiver never comes back', () => {
       const d = (await (await server.request(`/_storehouse/webhooks/deliveries/${failed.id}`)).json()) as any;
       return d.status === 'failed' && d.attempts > failed.attempts;
     });
+  });
+});
+
+describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_DATABASE_URL' }, () => {
+  let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
+  let a: TestServer;
+  let b: TestServer;
+  let partner: PartnerServer;
+  let partnerDir: string;
+  let catalogFile: string;
+
+  before(async () => {
+    const partnerPort = await freePort();
+    const partnerUrl = `http://127.0.0.1:${partnerPort}`;
+    const catalog = catalogWithPartner({ url: partnerUrl });
+    Object.assign(
+      catalog.integrations.find((i: any) => i.id === 'oac_partner'),
+      webhookIntegration(partnerUrl),
+    );
+    catalogFile = writeCatalogFile(catalog);
+    database = await freshPostgresDatabase();
+    // One secret key for both nodes, as several nodes must share one.
+    const env = { ...FAST_RETRIES, STOREHOUSE_SECRET_KEY: randomBytes(32).toString('hex') };
+    a = await startServer('postgres', { databaseUrl: database.url, catalogPath: catalogFile, env });
+    b = await startServer('postgres', { databaseUrl: database.url, catalogPath: catalogFile, env, bootstrapToken: a.token });
+    partnerDir = await freshDataDir();
+    partner = await startPartnerServer({
+      port: partnerPort,
+      dataDir: partnerDir,
+      clientId: 'oac_partner',
+      issuer: a.url,
+      clientSecret: CLIENT_SECRET,
+    });
+  });
+  after(async () => {
+    await partner?.close();
+    await b?.close();
+    await a?.close();
+    await database?.drop();
+    if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
+    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+  });
+
+  test('each event is sent by one node, once', async () => {
+    const teamId = a.runtime.bootstrapped!.team.id;
+    const count = 30;
+    // Changes on both nodes; both dispatchers hear of every event.
+    await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        admin(i % 2 ? a : b, 'members.add', { team: teamId, user: `pair-${i}@example.com`, role: 'MEMBER' }),
+      ),
+    );
+    await eventually('every event delivered', async () => (await inboxOf(partner.url)).events.length >= count);
+    const { rows } = await a.runtime.db.query<{ status: string; attempts: number }>('SELECT status, attempts FROM webhook_events');
+    assert.equal(rows.length, count);
+    await eventually('every delivery recorded', async () => {
+      const recorded = await a.runtime.db.query<{ n: number }>("SELECT count(*)::int AS n FROM webhook_events WHERE status = 'delivered'");
+      return recorded.rows[0]!.n === count;
+    });
+    const inbox = await inboxOf(partner.url);
+    assert.equal(inbox.events.length, count);
+    assert.equal(inbox.duplicates, 0, 'no event sent twice');
+    const attempts = await a.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM webhook_attempts');
+    assert.equal(attempts.rows[0]!.n, count, 'one attempt per event');
   });
 });

@@ -1,0 +1,135 @@
+/**
+ * Webhooks survive `kill -9` (issue 14): Storehouse runs as a real child process on an embedded
+ * data dir; the reference partner, in this process, holds the first attempt of an event open
+ * (its webhook fault hangs far longer than the test waits), Storehouse is killed with SIGKILL
+ * while that attempt is in flight, and started again on the same data dir. The event, committed
+ * with its change before the kill, must arrive from the restarted process under the same id.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, test } from 'node:test';
+import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
+import { catalogWithPartner } from '../src/partner-server/catalog.ts';
+import { replaceFaults } from '../src/partner-server/faults.ts';
+import { eventually, freshDataDir, POSTGRES_URL, ROOT, writeCatalogFile } from './helpers.ts';
+import { freePort } from './partner-fixtures.ts';
+import { type Proc, runFromSource, stop } from './spawned.ts';
+import { CLIENT_SECRET, FAST_RETRIES, received, webhookIntegration } from './webhooks-fixtures.ts';
+
+const TOKEN = 'webhooks-crash-token-0123456789';
+
+describe('kill -9 between a change and its webhook', () => {
+  let partner: PartnerServer | undefined;
+  let partnerDir: string | undefined;
+  let dataDir: string | undefined;
+  let catalogFile: string | undefined;
+  let port: number;
+  let url: string;
+  let server: Proc | undefined;
+  const history: string[] = [];
+
+  const request = (pathAndQuery: string, init: RequestInit = {}) =>
+    fetch(url + pathAndQuery, { ...init, headers: { authorization: `Bearer ${TOKEN}`, ...init.headers } });
+
+  /** Starts Storehouse (npm start's way) on the data dir and waits until it answers /healthz. */
+  const start = async (): Promise<void> => {
+    // The killed process's data-dir lock goes within milliseconds; a start that still finds it held is retried.
+    for (let attempt = 1; ; attempt++) {
+      const proc = runFromSource([path.join(ROOT, 'src', 'main.ts')], {
+        DATABASE_URL: '',
+        STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
+        STOREHOUSE_DATA_DIR: dataDir!,
+        STOREHOUSE_CATALOG: catalogFile!,
+        PORT: String(port),
+        LOG_LEVEL: 'info',
+        ...FAST_RETRIES,
+      });
+      server = proc;
+      const healthy = await eventually(
+        'Storehouse answering /healthz',
+        async () => {
+          if (proc.child.exitCode !== null) return true;
+          return (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200;
+        },
+        60_000,
+      ).then(() => proc.child.exitCode === null);
+      if (healthy) return;
+      history.push(proc.output());
+      if (attempt < 10 && /is in use by another Storehouse process/.test(proc.output())) {
+        await sleep(300);
+        continue;
+      }
+      throw new Error(`Storehouse did not start:\n${proc.output().slice(-4000)}`);
+    }
+  };
+
+  before(async () => {
+    port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    const partnerPort = await freePort();
+    const partnerUrl = `http://127.0.0.1:${partnerPort}`;
+    const catalog = catalogWithPartner({ url: partnerUrl });
+    Object.assign(
+      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
+      webhookIntegration(partnerUrl),
+    );
+    catalogFile = writeCatalogFile(catalog);
+    dataDir = await freshDataDir();
+    partnerDir = await freshDataDir();
+    await start();
+    partner = await startPartnerServer({
+      port: partnerPort,
+      dataDir: partnerDir,
+      clientId: 'oac_partner',
+      issuer: url,
+      postgresAdminUrl: POSTGRES_URL,
+      clientSecret: CLIENT_SECRET,
+    });
+  });
+
+  after(async () => {
+    await stop(server);
+    await partner?.close();
+    for (const dir of [dataDir, partnerDir]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+  });
+
+  test('an event whose attempt was in flight at the kill is delivered after the restart, under the same id', async () => {
+    const configurations = (await (
+      await request('/v1/integrations/configurations?view=account&integrationIdOrSlug=acme')
+    ).json()) as Array<{
+      id: string;
+    }>;
+    const installationId = configurations[0]!.id;
+    // Far longer than the test waits: only a retry of the restarted process can deliver it in time.
+    partner!.faults.webhook = { delayMs: 600_000 };
+    const removed = await request(`/v1/integrations/configuration/${installationId}`, { method: 'DELETE' });
+    assert.equal(removed.status, 204, await removed.text());
+    await eventually('the first attempt reached the partner', async () => partner!.webhooks.arrivals >= 1);
+    assert.equal(partner!.webhooks.events.length, 0, 'held open, not recorded yet');
+
+    process.kill(server!.child.pid!, 'SIGKILL');
+    await server!.exit;
+    history.push(server!.output());
+    replaceFaults(partner!.faults, {});
+    await start();
+
+    const event = await received(partner!.url, 'the removal after the restart', (e) => e.type === 'integration-configuration.removed');
+    assert.equal((event.payload.configuration as { id: string }).id, installationId);
+    const list = (await (await request('/_storehouse/webhooks/deliveries')).json()) as {
+      deliveries: Array<{ id: string; status: string }>;
+    };
+    assert.deepEqual(
+      list.deliveries.map((d) => d.id),
+      [event.id],
+      'one event, the same id as the killed attempt sent',
+    );
+    await eventually('recorded as delivered', async () => {
+      const detail = (await (await request(`/_storehouse/webhooks/deliveries/${event.id}`)).json()) as any;
+      // The killed process never recorded its attempt; the restarted one's is the second.
+      return detail.status === 'delivered' && detail.attempts === 2 && detail.history.at(-1)?.status === 200;
+    });
+  });
+});
