@@ -73,6 +73,8 @@ export interface Config {
   oidcIssuer: string | undefined;
   /** How long an SSO code ("Open in provider", src/partners/sso.ts) may wait for the partner's exchange. */
   ssoCodeTtlMs: number;
+  /** SSO codes ("Open in provider") one user may ask for per minute (0: no limit); Vercel allows 20. */
+  rateLimitSsoOpens: number;
   /** Redis shared by every node for rate-limit counts; counted in process when absent. */
   redisUrl: string | undefined;
   /** How long a rate-limit count may wait on Redis before the node counts in process instead. */
@@ -283,6 +285,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     invoiceRetryIntervalMs: integer(env, 'STOREHOUSE_INVOICE_RETRY_INTERVAL_MS', 144_000_000, 100, 2_592_000_000),
     // Long enough for a browser's redirect and the partner's exchange; OAuth asks codes to last at most 10 minutes.
     ssoCodeTtlMs: integer(env, 'STOREHOUSE_SSO_CODE_TTL_MS', 300_000, 50, 600_000),
+    rateLimitSsoOpens: integer(env, 'STOREHOUSE_RATE_LIMIT_SSO_OPENS', 20, 0, 1_000_000_000),
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
     outboundMaxBodyBytes: integer(env, 'STOREHOUSE_OUTBOUND_MAX_BODY_BYTES', DEFAULT_MAX_BODY_BYTES, 1024, 1_073_741_824),

@@ -85,7 +85,12 @@ describe('SSO: open in provider', () => {
   };
 
   before(async () => {
-    setup = await startStorehouseWithPartner({ integration: withSso, partnerClientSecret: CLIENT_SECRET });
+    setup = await startStorehouseWithPartner({
+      integration: withSso,
+      partnerClientSecret: CLIENT_SECRET,
+      // Its own test below: these tests open the provider more often than a user may in a minute.
+      env: { STOREHOUSE_RATE_LIMIT_SSO_OPENS: '1000' },
+    });
     server = setup.server;
     installationId = setup.installationId;
     const bootstrapped = server.runtime.bootstrapped!;
@@ -405,7 +410,7 @@ describe('SSO: open in provider', () => {
   });
 });
 
-describe('SSO: an expired code', () => {
+describe('SSO: an expired code, and the opens of a user per minute', () => {
   let server: TestServer;
   let catalogFile: string;
   before(async () => {
@@ -418,7 +423,7 @@ describe('SSO: an expired code', () => {
     catalogFile = writeCatalogFile(catalog);
     server = await startServer(POSTGRES_URL ? 'postgres' : 'embedded', {
       catalogPath: catalogFile,
-      env: { STOREHOUSE_SSO_CODE_TTL_MS: '200' },
+      env: { STOREHOUSE_SSO_CODE_TTL_MS: '200', STOREHOUSE_RATE_LIMIT_SSO_OPENS: '2' },
     });
   });
   after(async () => {
@@ -444,5 +449,34 @@ describe('SSO: an expired code', () => {
     assert.equal(expired.status, 400);
     assert.equal(expired.code, 'invalid_grant');
     assert.match(expired.message, /expired/);
+  });
+
+  test("a user's opens are limited per minute (Vercel's 20), each user counted apart", async () => {
+    const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
+    const path = openPath('acme', configurations[0]!.id!);
+    const json = { headers: { accept: 'application/json' } };
+    // Opened until refused: within the limit (2) of this window, or of the next if a minute turns meanwhile.
+    let limited: Response | undefined;
+    let opened = 0;
+    for (let attempt = 0; attempt < 5 && !limited; attempt++) {
+      const response = await server.request(path, json);
+      if (response.status === 429) limited = response;
+      else {
+        assert.equal(response.status, 200, await response.text());
+        assert.equal(response.headers.get('x-ratelimit-limit'), '2');
+        opened++;
+      }
+    }
+    assert.ok(limited, 'the opens were refused past the limit');
+    assert.ok(opened <= 4, `${opened} opens before the first refusal`);
+    const refused = await errorOf(limited.clone());
+    assert.equal(refused.code, 'rate_limited');
+    assert.ok(Number(limited.headers.get('retry-after')) > 0);
+    // Another member of the team has opens of their own.
+    const db = server.runtime.db;
+    const member = await createUser(db, { email: 'sso-member@example.com' });
+    await setMember(db, server.runtime.bootstrapped!.team.id, member.id, 'MEMBER');
+    const memberToken = (await createToken(db, { userId: member.id, teamId: server.runtime.bootstrapped!.team.id, name: 'member' })).value;
+    assert.equal((await server.request(path, { ...json, token: memberToken })).status, 200);
   });
 });

@@ -131,6 +131,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
       routes: {
         'stores.create': config.rateLimitStoreCreates,
         'stores.update': config.rateLimitStoreUpdates,
+        'sso.open': config.rateLimitSsoOpens,
         ...config.marketplaceRateLimits,
       },
       redisUrl: config.redisUrl,

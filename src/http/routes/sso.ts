@@ -88,6 +88,8 @@ export default async function ssoRoutes(app: FastifyInstance, options: { sso: Ss
   app.get<{ Params: { integrationIdOrSlug: string; installationId: string }; Querystring: SsoContext & TeamQuery }>(
     '/_storehouse/sso/integrations/:integrationIdOrSlug/:installationId',
     {
+      // Per user, as Vercel counts its "SSO redirect URI create" (20 a minute): each open keeps a code.
+      config: { rateLimit: { name: 'sso.open', key: (request: FastifyRequest) => request.principal.userId } },
       schema: {
         operationId: 'openInProvider',
         summary:
