@@ -10,12 +10,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Vercel } from '@vercel/sdk';
 import { catalogWithPartner } from '../src/partner-server/catalog.ts';
+import { validSignature } from '../src/partner-server/webhooks.ts';
 import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
 import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember, type TeamRole } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { errorOf, eventually, sdkFailure, type TestServer } from './helpers.ts';
+import { checkFetchResponse, documentProblems, findOperation, loadOpenApi } from './openapi-check.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 const CLIENT_SECRET = 'invoices-test-client-secret-0123456789';
@@ -606,5 +608,81 @@ describe('invoices, billing history and balances', () => {
       ],
       'the card was charged for the two purchases only',
     );
+  });
+
+  test('the invoice webhooks arrive at the partner, each once, signed with the client secret', async () => {
+    const { rows } = await server.runtime.db.query<{ id: string; type: string; body: string }>(
+      "SELECT id, type, body FROM webhook_events WHERE type LIKE 'marketplace.invoice.%' ORDER BY seq",
+    );
+    assert.deepEqual(
+      [...new Set(rows.map((row) => row.type))].sort(),
+      ['created', 'notpaid', 'overdue', 'paid', 'refunded'].map((t) => `marketplace.invoice.${t}`),
+    );
+    const inbox = setup.partner.webhooks;
+    const received = () => new Map(inbox.events.map((event) => [event.id, event]));
+    await eventually('every invoice webhook received', async () => rows.every((row) => received().has(row.id)));
+    for (const row of rows) {
+      const event = received().get(row.id)!;
+      assert.equal(event.type, row.type);
+      assert.equal(event.body, row.body, 'the envelope recorded is the one sent');
+      assert.ok(validSignature(event.body, event.signature, CLIENT_SECRET), `${row.type} ${row.id} is signed`);
+      assert.equal(event.deliveries, 1);
+    }
+  });
+
+  test('the billing operations answer what /openapi.json documents', async () => {
+    const doc = await loadOpenApi(server.url);
+    assert.deepEqual(
+      (await documentProblems(doc)).filter((p) => /invoice|billing/i.test(p)),
+      [],
+    );
+    const problems: string[] = [];
+    const check = async (method: string, path: string, init: RequestInit & { token?: string | null }, expect: number) => {
+      const response = await server.request(path, { method, ...init });
+      const template = findOperation(doc, method, path)?.template;
+      assert.ok(template, `${method} ${path} is documented`);
+      const { problems: found, body } = await checkFetchResponse(doc, method, path, response);
+      problems.push(...found);
+      assert.equal(response.status, expect, `${method} ${path}: ${JSON.stringify(body)}`);
+      return body as any;
+    };
+    const json = (body: unknown, bearer: string | null = token) => ({
+      token: bearer,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const base = `/v1/installations/${installationId}/billing`;
+    await useCard(SUCCEEDS);
+    const { invoiceId } = await check('POST', `${base}/invoices`, json(wire(8)), 200);
+    await check('POST', `${base}/invoices`, json({ ...wire(9), test: { validate: true } }), 200);
+    await check('POST', `${base}/invoices`, json(wire(9, (b) => (b.items[0].total = '1.00'))), 400);
+    await check('POST', `${base}/invoices`, json(wire(9, (b) => (b.items[0].resourceId = 'nope'))), 404);
+    await check('POST', `${base}/invoices`, json(wire(8)), 409);
+    await check('POST', `${base}/invoices`, json(wire(9), server.token), 401);
+    await waitFor(invoiceId, 'paid');
+    await check('GET', `${base}/invoices/${invoiceId}`, { token }, 200);
+    await check('GET', `${base}/invoices/inv_nothing`, { token }, 404);
+    const refund = (total: string) => json({ action: 'refund', total, reason: 'check' });
+    await check('POST', `${base}/invoices/${invoiceId}/actions`, refund('99.00'), 400);
+    await check('POST', `${base}/invoices/${invoiceId}/actions`, refund('1.00'), 204);
+    const { invoiceId: unpaid } = await check('POST', `${base}/invoices`, json({ ...wire(10), test: { result: 'notpaid' } }), 200);
+    await check('POST', `${base}/invoices/${unpaid}/actions`, refund('1.00'), 409);
+    const day = '2027-01-01T00:00:00.000Z';
+    await check(
+      'POST',
+      base,
+      json({ timestamp: day, eod: day, period: { start: day, end: '2027-02-01T00:00:00.000Z' }, billing: [], usage: [] }),
+      201,
+    );
+    await check('POST', `${base}/balance`, json({ timestamp: day, balances: [{ currencyValueInCents: 1 }] }), 201);
+    const team = `/_storehouse/teams/${teamId}`;
+    await check('GET', `${team}/invoices?limit=1`, {}, 200);
+    await check('GET', `${team}/invoices/${invoiceId}`, {}, 200);
+    await check('GET', `${team}/invoices/inv_nothing`, {}, 404);
+    await check('GET', `${team}/billing/usage`, {}, 200);
+    await check('GET', `${team}/billing/balances?installationId=${installationId}`, {}, 200);
+    const viewer = await memberToken('openapi-viewer@invoices.test', 'VIEWER');
+    await check('GET', `${team}/invoices`, { token: viewer }, 403);
+    assert.deepEqual(problems, []);
   });
 });
