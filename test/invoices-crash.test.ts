@@ -8,7 +8,8 @@
  * installation's access token while the node charges them; it is killed with SIGKILL the moment
  * an attempt is seen started, and again on a fresh batch until an attempt is left started by the
  * kill. Started again, it must finish every invoice: each paid, on its first attempt's number,
- * with one charge in the card processor's ledger.
+ * with one charge in the card processor's ledger. And two nodes on one database share the
+ * charging: each attempt is made by one of them, and charged once.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
-import { eventually, freshDataDir, freshPostgresDatabase, POSTGRES_URL, ROOT } from './helpers.ts';
+import { eventually, freshDataDir, freshPostgresDatabase, POSTGRES_URL, ROOT, startServer, type TestServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
 import { answering, type Proc, runFromSource, stop } from './spawned.ts';
 
@@ -151,5 +152,68 @@ describe('kill -9 while invoices are charged', { skip: POSTGRES_URL ? false : 'S
     }
     assert.equal(await count("SELECT count(*) AS n FROM invoice_charges WHERE outcome <> 'succeeded'"), 0);
     assert.equal(await count("SELECT count(*) AS n FROM card_charges WHERE outcome <> 'succeeded'"), 0);
+  });
+});
+
+describe('two nodes charging the same invoices', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
+  let database: { url: string; drop: () => Promise<void> };
+  let a: TestServer | undefined;
+  let b: TestServer | undefined;
+  const RETRIES = 4;
+
+  before(async () => {
+    database = await freshPostgresDatabase();
+    const env = { STOREHOUSE_INVOICE_RETRIES: String(RETRIES), STOREHOUSE_INVOICE_RETRY_INTERVAL_MS: '300' };
+    a = await startServer('postgres', { databaseUrl: database.url, env });
+    b = await startServer('postgres', { databaseUrl: database.url, bootstrapToken: a.token, env });
+  });
+
+  after(async () => {
+    await b?.close();
+    await a?.close();
+    await database?.drop();
+  });
+
+  test('each attempt of every invoice is made by one node, in order, and charged once', async () => {
+    const card = await a!.request('/_storehouse/payment-methods', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ cardNumber: '4000000000000002' }),
+    });
+    assert.equal(card.status, 200);
+    const installationId = (await a!.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
+    const partnerToken = (await mintInstallationToken(a!.runtime.db, installationId)).value;
+    const ids: string[] = [];
+    for (let n = 0; n < 20; n++) {
+      const { invoiceId } = await (n % 2 === 0 ? a! : b!).sdk(partnerToken).marketplace.submitInvoice({
+        integrationConfigurationId: installationId,
+        requestBody: {
+          invoiceDate: new Date('2027-03-02T00:00:00.000Z'),
+          period: { start: new Date('2027-03-01T00:00:00.000Z'), end: new Date('2027-04-01T00:00:00.000Z') },
+          items: [{ billingPlanId: 'postgres_pro', name: `Pro ${n}`, price: '20.00', quantity: 1, units: 'month', total: '20.00' }],
+        },
+      });
+      ids.push(invoiceId!);
+    }
+    const db = a!.runtime.db;
+    await eventually(
+      'every invoice overdue',
+      async () =>
+        Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM invoices WHERE state = 'overdue'")).rows[0]!.n) === ids.length,
+      60_000,
+    );
+    const { rows } = await db.query<{ invoice_id: string; attempts: number[]; charged: string }>(
+      `SELECT a.invoice_id, array_agg(a.attempt ORDER BY a.attempt) AS attempts,
+              (SELECT count(*) FROM card_charges c WHERE c.idempotency_key LIKE a.invoice_id || ':%') AS charged
+         FROM invoice_charges a GROUP BY a.invoice_id`,
+    );
+    assert.equal(rows.length, ids.length);
+    const all = Array.from({ length: 1 + RETRIES }, (_, i) => i + 1);
+    for (const row of rows) {
+      assert.deepEqual(row.attempts, all, `${row.invoice_id}: every attempt once, in order`);
+      assert.equal(Number(row.charged), 1 + RETRIES, `${row.invoice_id}: each attempt charged once`);
+    }
+    const { rows: nodes } = await db.query<{ n: string }>('SELECT count(DISTINCT node_id) AS n FROM invoice_charges');
+    assert.equal(Number(nodes[0]!.n), 2, 'both nodes charged');
   });
 });
