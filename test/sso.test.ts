@@ -353,6 +353,8 @@ describe('SSO: open in provider', () => {
     assert.match(unknownParameter.message, /code/);
     const empty = await errorOf(await server.request(openPath('acme', installationId, { resource_id: '' })));
     assert.equal(empty.status, 400);
+    const head = await server.request(openPath('acme', installationId), { method: 'HEAD' });
+    assert.equal(head.status, 405);
     assert.equal(
       (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM sso_codes')).rows[0]!.n,
       before,

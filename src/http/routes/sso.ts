@@ -90,6 +90,8 @@ export default async function ssoRoutes(app: FastifyInstance, options: { sso: Ss
     {
       // Per user, as Vercel counts its "SSO redirect URI create" (20 a minute): each open keeps a code.
       config: { rateLimit: { name: 'sso.open', key: (request: FastifyRequest) => request.principal.userId } },
+      // Each GET mints a code: a HEAD (a link checker, a prefetch) must not mint one it never shows.
+      exposeHeadRoute: false,
       schema: {
         operationId: 'openInProvider',
         summary:
