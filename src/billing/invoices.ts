@@ -3,7 +3,7 @@
  * (invoice-input.ts), kept `pending`, then charged to the team's default card by whichever node
  * claims them (invoice-charges.ts): `paid`, or `notpaid` and retried, `overdue` once the retries
  * are spent. A paid invoice may be refunded, in parts, up to its total. Each change of state
- * records its webhook (`marketplace.invoice.*`, §1.7) in the transaction that makes it.
+ * records its webhook (`marketplace.invoice.*`, as Vercel sends them) in the transaction that makes it.
  *
  * Test-mode invoices (`test`): `validate` checks only, keeping nothing; `result` keeps the invoice
  * marked `test`, in the state asked for, charging nothing (its webhooks are sent, for the partner
@@ -101,8 +101,9 @@ export function invoiceJson(invoice: Invoice) {
 export type InvoiceEvent = 'created' | 'paid' | 'notpaid' | 'overdue' | 'refunded';
 
 /**
- * Records `marketplace.invoice.<event>` in `tx`, the transaction of the change (§1.7's payload;
- * `refunded` adds the amount and reason). Nothing is recorded for an integration without a webhook URL.
+ * Records `marketplace.invoice.<event>` in `tx`, the transaction of the change, with Vercel's
+ * payload (installation, invoice and external ids, period, date, total; `refunded` adds the
+ * amount and reason). Nothing is recorded for an integration without a webhook URL.
  */
 export async function recordInvoiceEvent(
   tx: Queryable,
