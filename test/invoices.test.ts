@@ -322,6 +322,8 @@ describe('invoices, billing history and balances', () => {
         (b) => (b.discounts = [{ billingPlanId: 'partner_pro', name: 'Promo', amount: '25.00' }]),
         /discounts: come to 25\.00/,
       ],
+      ['a price with 7 decimals', (b) => (b.items[0].price = '0.0000001'), /items\[0\]\.price: "0\.0000001" is not a dollar amount/],
+      ['an amount of ten billion dollars', (b) => (b.items[0].total = '10000000000.00'), /items\[0\]\.total/],
       ['a negative quantity', (b) => (b.items[0].quantity = -1), /items\[0\]\.quantity/],
       ['no items', (b) => (b.items = []), /items/],
       ['an item without a price', (b) => delete b.items[0].price, /price/],

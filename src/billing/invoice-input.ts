@@ -67,9 +67,12 @@ export interface CheckedInvoice {
   stretches: BilledStretch[];
 }
 
-/** A dollar amount written with at most 2 decimals (`"20.00"`, `"3"`), in cents; undefined if it is not one. */
+/**
+ * A dollar amount written with at most 2 decimals (`"20.00"`, `"3"`), in cents; undefined if it is
+ * not one. Below ten billion dollars: a thousand items of it still add up exactly in a number.
+ */
 export function centsOf(value: string): number | undefined {
-  const match = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(value);
+  const match = /^(\d{1,10})(?:\.(\d{1,2}))?$/.exec(value);
   if (!match) return undefined;
   return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
 }
@@ -77,9 +80,9 @@ export function centsOf(value: string): number | undefined {
 /** Cents as the decimal string of dollars Vercel's API carries (`"20.00"`). */
 export const dollarsOf = (cents: number) => `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
 
-/** A unit price: up to 6 decimals (usage is priced per request, per GB-hour...), in millionths of a dollar. */
+/** A unit price: up to 6 decimals (usage is priced per request, per GB-hour...), in millionths of a dollar; below $100M, so exact. */
 function microsOf(value: string): number | undefined {
-  const match = /^(\d{1,12})(?:\.(\d{1,6}))?$/.exec(value);
+  const match = /^(\d{1,8})(?:\.(\d{1,6}))?$/.exec(value);
   if (!match) return undefined;
   return Number(match[1]) * 1_000_000 + Number((match[2] ?? '').padEnd(6, '0'));
 }
