@@ -192,6 +192,17 @@ describe('invoices, billing history and balances', () => {
     );
     const events = await types(invoiceId!);
     assert.deepEqual(events, ['created', ...Array(charged.length - 1).fill('notpaid'), 'paid'], 'a notpaid for each declined attempt');
+    // The team's audit log has each outcome.
+    const { events: audited } = (await (await server.request('/_storehouse/audit?limit=1000')).json()) as {
+      events: Array<{ action: string; targetId: string }>;
+    };
+    assert.deepEqual(
+      audited
+        .filter((e) => e.targetId === invoiceId)
+        .map((e) => e.action)
+        .reverse(),
+      ['invoice.submitted', ...Array(charged.length - 1).fill('invoice.notpaid'), 'invoice.paid'],
+    );
     // The team sees each attempt.
     const seen = (await (await server.request(`/_storehouse/teams/${teamId}/invoices/${invoiceId}`)).json()) as any;
     assert.equal(seen.state, 'paid');

@@ -13,6 +13,7 @@
  * key and gets the first answer, so an invoice is never charged twice and never lost. Nodes claim
  * invoices with SKIP LOCKED, one at a time each.
  */
+import { audit } from '../audit/audit-log.ts';
 import type { Database } from '../db/database.ts';
 import { type NodeLease, ownerGone } from '../db/node-lease.ts';
 import { msUntil, Schedule, untilDue } from '../stores/schedule.ts';
@@ -159,6 +160,14 @@ export class InvoiceCharges {
         [attempt.invoiceId, state, attempt.attempt, retryIntervalMs / 1000],
       );
       const invoice = toInvoice(rows[0]!);
+      await audit(tx, {
+        teamId: invoice.teamId,
+        actorId: null,
+        action: `invoice.${state}`,
+        targetType: 'invoice',
+        targetId: invoice.id,
+        details: { attempt: attempt.attempt, paymentMethodId: attempt.paymentMethodId, ...(message !== null && { reason: message }) },
+      });
       if (outcome === 'succeeded') await recordInvoiceEvent(tx, invoice, 'paid');
       else {
         await recordInvoiceEvent(tx, invoice, 'notpaid');
