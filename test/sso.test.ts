@@ -207,6 +207,27 @@ describe('SSO: open in provider', () => {
     assert.equal(decodeProtectedHeader(answer.idToken).typ, 'JWT');
   });
 
+  test("the partner's login refuses a parameter sent twice before it exchanges the code, which then still signs the user in", async () => {
+    const store = await setup.createStore('sso-twice');
+    const location = await openUrl({ resource_id: store.externalResourceId });
+    for (const name of ['resource_id', 'state']) {
+      const twice = new URL(location);
+      twice.searchParams.append(name, 'another');
+      const refused = await errorOf(await fetch(twice, { headers: { accept: 'application/json' } }));
+      assert.equal(refused.status, 400);
+      assert.match(refused.message, new RegExp(`${name} is sent more than once`));
+    }
+    const { rows } = await server.runtime.db.query<{ used: boolean }>(
+      'SELECT used_at IS NOT NULL AS used FROM sso_codes WHERE code_hash = $1',
+      [hashToken(location.searchParams.get('code')!)],
+    );
+    assert.deepEqual(rows, [{ used: false }]);
+    const login = await fetch(location, { headers: { accept: 'application/json' } });
+    const body = (await login.json()) as any;
+    assert.equal(login.status, 200, JSON.stringify(body));
+    assert.deepEqual(body.resource, { id: store.externalResourceId, status: 'ready' });
+  });
+
   test('a form-encoded exchange (as OAuth clients send it) works once; of two exchanges racing, one wins', async () => {
     const url = await openUrl();
     const form = new URLSearchParams({

@@ -107,6 +107,12 @@ export async function ssoLoginRoutes(app: FastifyInstance, options: SsoLoginOpti
     if (one('mode') !== 'sso') throw badRequest('This is the SSO login: mode=sso is required');
     const code = one('code');
     if (!code) throw badRequest('The SSO login needs the code the marketplace sent');
+    // Read before the exchange: a bad parameter must be refused while the code is still unspent.
+    const context: Record<string, string> = {};
+    for (const name of CONTEXT_PARAMETERS) {
+      const value = one(name);
+      if (value !== undefined) context[name] = value;
+    }
     const idToken = await exchange(code, one('state'));
     let claims: PartnerClaims;
     try {
@@ -117,11 +123,6 @@ export async function ssoLoginRoutes(app: FastifyInstance, options: SsoLoginOpti
     }
     if (claims.type !== 'id_token' || typeof claims.user_id !== 'string' || typeof claims.user_role !== 'string') {
       throw loginFailed('The id_token carries no user (user_id, user_role, type id_token)');
-    }
-    const context: Record<string, string> = {};
-    for (const name of CONTEXT_PARAMETERS) {
-      const value = one(name);
-      if (value !== undefined) context[name] = value;
     }
     // A resource is looked up in the token's installation only: the context is the user's to open, not to choose.
     let resource: SsoLogin['resource'] = null;
