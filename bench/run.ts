@@ -31,6 +31,7 @@ import { median } from './measure.ts';
 import { benchPartners } from './partners.ts';
 import { benchProvisioning, TARGET_PROVISION_RATIO } from './provision.ts';
 import { benchStores } from './stores.ts';
+import { benchWebhooks } from './webhooks.ts';
 
 const LOAD_ROUNDS = 3;
 const DURATION_S = 5;
@@ -164,8 +165,10 @@ async function main(): Promise<void> {
   const stores = await benchStores(log);
   log('partners: creates through a partner server alternating with the same provision sent to it directly (medians of 20)');
   const partners = await benchPartners(log);
+  log('webhooks: commit to 2xx one at a time alternating with a bare POST (medians of 200), then 2000 events against a bare loop');
+  const webhooks = await benchWebhooks(log);
 
-  printSummary(startup, memory, creates, load, provisioning, stores, partners, benchStarted);
+  printSummary(startup, memory, creates, load, provisioning, stores, partners, webhooks, benchStarted);
 }
 
 function printSummary(
@@ -176,6 +179,7 @@ function printSummary(
   provisioning: Awaited<ReturnType<typeof benchProvisioning>>,
   stores: Awaited<ReturnType<typeof benchStores>>,
   partners: Awaited<ReturnType<typeof benchPartners>>,
+  webhooks: Awaited<ReturnType<typeof benchWebhooks>>,
   benchStarted: number,
 ): void {
   const num = (value: number, width = 6) => String(round(value)).padStart(width);
@@ -265,6 +269,12 @@ function printSummary(
   log(
     `change through partner median ${partners.updateMedianMs.toFixed(1)} ms vs direct to the partner ${partners.directUpdateMedianMs.toFixed(1)} ms: ratio ${partners.updateRatio.toFixed(2)}`,
   );
+  log(
+    `webhook commit to 2xx median ${webhooks.latencyMedianMs.toFixed(2)} ms (p99 ${webhooks.latencyP99Ms.toFixed(2)}) vs a bare POST ${webhooks.bareLatencyMedianMs.toFixed(2)} ms (p99 ${webhooks.bareLatencyP99Ms.toFixed(2)}): ratio ${webhooks.latencyRatio.toFixed(2)}`,
+  );
+  log(
+    `webhook deliveries ${round(webhooks.deliveriesPerSecond)}/s vs a bare loop ${round(webhooks.bareDeliveriesPerSecond)}/s: ratio ${webhooks.throughputRatio.toFixed(2)}`,
+  );
   const benchSeconds = round((performance.now() - benchStarted) / 1000, 1);
   log(`bench took ${benchSeconds} s`);
 
@@ -297,6 +307,7 @@ function printSummary(
       provisioning,
       stores,
       partners,
+      webhooks,
       benchSeconds,
     }),
   );

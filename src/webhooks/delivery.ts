@@ -115,32 +115,34 @@ export class WebhookDispatcher {
 
   /** Claims what is due, up to the free sending slots, and starts sending it; resolves to when to look again. */
   private async dispatch(): Promise<number | undefined> {
+    if (this.schedule.isStopped) return undefined;
     const room = this.config.concurrency - this.inflight.size;
-    if (room > 0 && !this.schedule.isStopped) {
-      const { rows } = await this.db.query<Claimed>(
-        `WITH due AS (
-           SELECT id FROM webhook_events
-            WHERE status = 'pending' AND (next_attempt_at <= now() OR (claimed_by IS NOT NULL AND ${ownerGone('claimed_by')}))
-            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-         UPDATE webhook_events e SET attempts = e.attempts + 1, claimed_by = $2, next_attempt_at = now() + make_interval(secs => $3)
-           FROM due WHERE e.id = due.id
-         RETURNING e.id, e.body, e.attempts AS attempt, e.integration_id, e.type,
-                   (SELECT i.webhook_url FROM integrations i WHERE i.id = e.integration_id) AS webhook_url,
-                   (SELECT i.client_secret FROM integrations i WHERE i.id = e.integration_id) AS client_secret`,
-        [room, this.lease.nodeId, this.claimMs / 1000],
-      );
-      for (const event of rows) {
-        const sending: Promise<void> = this.attempt(event)
-          .catch((error: Error) => this.logger?.warn({ err: error, event: event.id }, 'cannot record a webhook attempt'))
-          .finally(() => {
-            this.inflight.delete(sending);
-            this.schedule.wake();
-          });
-        this.inflight.add(sending);
-      }
-      // Every slot taken: each send's end wakes the schedule for more.
-      if (rows.length === room) return undefined;
+    // Claims are batched: with sends under way, a claim waits for a quarter of the slots to be
+    // free (each send's end wakes the schedule), so a busy node pays one claim for several events.
+    if (this.inflight.size > 0 && room < Math.ceil(this.config.concurrency / 4)) return undefined;
+    const { rows: claimed } = await this.db.query<Claimed>(
+      `WITH due AS (
+         SELECT id FROM webhook_events
+          WHERE status = 'pending' AND (next_attempt_at <= now() OR (claimed_by IS NOT NULL AND ${ownerGone('claimed_by')}))
+          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+       UPDATE webhook_events e SET attempts = e.attempts + 1, claimed_by = $2, next_attempt_at = now() + make_interval(secs => $3)
+         FROM due WHERE e.id = due.id
+       RETURNING e.id, e.body, e.attempts AS attempt, e.integration_id, e.type,
+                 (SELECT i.webhook_url FROM integrations i WHERE i.id = e.integration_id) AS webhook_url,
+                 (SELECT i.client_secret FROM integrations i WHERE i.id = e.integration_id) AS client_secret`,
+      [room, this.lease.nodeId, this.claimMs / 1000],
+    );
+    for (const event of claimed) {
+      const sending: Promise<void> = this.attempt(event)
+        .catch((error: Error) => this.logger?.warn({ err: error, event: event.id }, 'cannot record a webhook attempt'))
+        .finally(() => {
+          this.inflight.delete(sending);
+          this.schedule.wake();
+        });
+      this.inflight.add(sending);
     }
+    // Something was claimed: each send's end wakes the schedule, which looks again then.
+    if (claimed.length > 0) return undefined;
     const { rows } = await this.db.query<{ ms: number | null }>(
       `SELECT ${msUntil('min(next_attempt_at)')} AS ms FROM webhook_events WHERE status = 'pending'`,
     );
@@ -161,38 +163,36 @@ export class WebhookDispatcher {
       return;
     }
     const delay = backoffMs(this.config, event.attempt);
-    await this.db.transaction(async (tx) => {
-      await tx.query(
-        `INSERT INTO webhook_attempts (event_id, number, node_id, started_at, duration_ms, status, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-        [event.id, event.attempt, this.lease.nodeId, startedAt, durationMs, outcome.status, outcome.error],
-      );
-      if (outcome.delivered) {
-        await tx.query(
-          `UPDATE webhook_events SET status = 'delivered', delivered_at = now(), claimed_by = NULL, last_status = $2, last_error = NULL
-            WHERE id = $1 AND status = 'pending'`,
-          [event.id, outcome.status],
-        );
-        return;
-      }
-      // Past the retry window (or never deliverable: no URL or secret any more), it is failed.
-      await tx.query(
-        `UPDATE webhook_events
-            SET status = CASE WHEN $6 OR retry_from + make_interval(secs => $5) < now() + make_interval(secs => $4) THEN 'failed' ELSE 'pending' END,
-                next_attempt_at = now() + make_interval(secs => $4), claimed_by = NULL, last_status = $7, last_error = $8
-          WHERE id = $1 AND attempts = $2 AND claimed_by = $3 AND status = 'pending'`,
-        [
-          event.id,
-          event.attempt,
-          this.lease.nodeId,
-          delay / 1000,
-          this.config.retryForMs / 1000,
-          event.webhook_url === null || event.client_secret === null,
-          outcome.status,
-          outcome.error,
-        ],
-      );
-    });
+    // One statement, so atomic without a transaction's round trips: the attempt is recorded, and
+    // its result lands on the event. A 2xx delivers a pending event whoever claims it now; any other
+    // result only while the claim is still this attempt's. Past the retry window (or never
+    // deliverable: no URL or secret any more), it is failed.
+    await this.db.query(
+      `WITH attempt AS (
+         INSERT INTO webhook_attempts (event_id, number, node_id, started_at, duration_ms, status, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING)
+       UPDATE webhook_events
+          SET status = CASE WHEN $8 THEN 'delivered'
+                            WHEN $9 OR retry_from + make_interval(secs => $10) < now() + make_interval(secs => $11) THEN 'failed'
+                            ELSE 'pending' END,
+              delivered_at = CASE WHEN $8 THEN now() END,
+              next_attempt_at = CASE WHEN $8 THEN next_attempt_at ELSE now() + make_interval(secs => $11) END,
+              claimed_by = NULL, last_status = $6, last_error = $7
+        WHERE id = $1 AND status = 'pending' AND ($8 OR (attempts = $2 AND claimed_by = $3))`,
+      [
+        event.id,
+        event.attempt,
+        this.lease.nodeId,
+        startedAt,
+        durationMs,
+        outcome.status,
+        outcome.error,
+        outcome.delivered,
+        event.webhook_url === null || event.client_secret === null,
+        this.config.retryForMs / 1000,
+        delay / 1000,
+      ],
+    );
     if (!outcome.delivered) {
       this.logger?.debug({ event: event.id, type: event.type, attempt: event.attempt, status: outcome.status }, 'webhook not delivered');
     }
