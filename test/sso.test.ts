@@ -303,6 +303,32 @@ describe('SSO: open in provider', () => {
     assert.equal(typeof ((await exchange(fresh)) as any).idToken, 'string');
   });
 
+  test('a code takes at most 5 client secrets (each a slow hash), even tried all at once; the right one within them works', async () => {
+    const wrong = (code: string) => postToken({ code, client_id: CLIENT_ID, client_secret: `${CLIENT_SECRET}x` });
+    const tried = (await openUrl()).searchParams.get('code')!;
+    const answers = await Promise.all(Array.from({ length: 20 }, () => wrong(tried).then(errorOf)));
+    const count = (status: number) => answers.filter((answer) => answer.status === status).length;
+    assert.deepEqual([count(403), count(400)], [5, 15], JSON.stringify(answers.map((answer) => answer.status)));
+    const spent = await errorOf(await postToken({ code: tried, client_id: CLIENT_ID, client_secret: CLIENT_SECRET }));
+    assert.equal(spent.status, 400);
+    assert.equal(spent.code, 'invalid_grant');
+    assert.match(spent.message, /5 client secrets/);
+
+    const fresh = (await openUrl()).searchParams.get('code')!;
+    for (let attempt = 0; attempt < 4; attempt++) assert.equal((await wrong(fresh)).status, 403);
+    assert.equal(typeof ((await exchange(fresh)) as any).idToken, 'string');
+  });
+
+  test("the codes' foreign keys are indexed (deleting a user or an installation deletes its codes) and so is their expiry", async () => {
+    const { rows } = await server.runtime.db.query<{ column: string }>(
+      `SELECT a.attname AS column FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
+        WHERE x.indrelid = 'sso_codes'::regclass`,
+    );
+    const leading = rows.map((row) => row.column);
+    for (const column of ['code_hash', 'installation_id', 'user_id', 'expires_at'])
+      assert.ok(leading.includes(column), `${column}: ${leading}`);
+  });
+
   test('refusals of the open: no token, a user without access, a resource of another installation, no redirectLoginUrl, bad context', async () => {
     const db = server.runtime.db;
     const noToken = await errorOf(await server.request(openPath('acme', installationId), { token: null }));

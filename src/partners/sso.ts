@@ -73,6 +73,13 @@ export interface SsoOptions {
 /** Used and expired codes are kept this long (a second use is told "already used", not "unknown"), then deleted. */
 const KEEP_SPENT_CODES = '1 hour';
 
+/**
+ * Client secrets a code may be tried with. Each check is a slow hash (about 50 ms of the thread
+ * pool, secret-hash.ts) and any member of the team can hold a code, so without a bound one could
+ * keep a node hashing; the partner's own exchange needs one.
+ */
+export const SECRET_CHECKS_PER_CODE = 5;
+
 /** 400 as OAuth's `invalid_grant`: the code is not one that can be exchanged (unknown, used, expired). */
 const invalidGrant = (message: string) => new AppError(400, 'invalid_grant', message);
 
@@ -181,8 +188,8 @@ export class Sso {
 
   /**
    * Exchanges a code for the id_token of its user, once. The client's secret is checked (a slow
-   * hash) only for a code that could be exchanged, so guesses at codes cost next to nothing; the
-   * code is spent by one UPDATE, so of two exchanges racing only one gets a token. The user's
+   * hash) only for a code that could be exchanged, so guesses at codes cost next to nothing, and
+   * at most SECRET_CHECKS_PER_CODE times a code; the code is spent by one UPDATE, so of two exchanges racing only one gets a token. The user's
    * role and name are read now, not when the code was issued: one removed from the team
    * meanwhile gets no token (and the code is left unspent: it can sign nobody in).
    */
@@ -217,8 +224,19 @@ export class Sso {
     if (code.expired) throw invalidGrant(`The code expired (codes last ${this.options.codeTtlMs} ms): open the provider again`);
     if (request.client_id !== code.integration_id)
       throw forbidden('client_id is not the client id of the integration the code was issued for');
+    if (!code.client_secret_hash) throw forbidden("client_secret is not the integration's client secret");
+    // Counted before the hash, in one statement: exchanges racing with wrong secrets get no more checks between them.
+    const { rowCount: checks } = await db.query(
+      'UPDATE sso_codes SET secret_checks = secret_checks + 1 WHERE code_hash = $1 AND secret_checks < $2',
+      [hash, SECRET_CHECKS_PER_CODE],
+    );
+    if (checks === 0) {
+      throw invalidGrant(
+        `The code was tried with ${SECRET_CHECKS_PER_CODE} client secrets, the most a code takes: open the provider again`,
+      );
+    }
     // Never echoed, never logged: only whether it matched.
-    if (!code.client_secret_hash || !(await verifySecret(request.client_secret, code.client_secret_hash))) {
+    if (!(await verifySecret(request.client_secret, code.client_secret_hash))) {
       throw forbidden("client_secret is not the integration's client secret");
     }
     if (request.state !== undefined && request.state !== code.state) throw badRequest('state is not the state sent with the code');
