@@ -131,5 +131,25 @@ describe('kill -9 between a change and its webhook', () => {
       // The killed process never recorded its attempt; the restarted one's is the second.
       return detail.status === 'delivered' && detail.attempts === 2 && detail.history.at(-1)?.status === 200;
     });
+
+    // The operator's CLI reaches the running server (it holds the data dir) over its control socket.
+    const cli = runFromSource([path.join(ROOT, 'src', 'cli.ts'), '--json', 'webhooks', 'show', event.id], {
+      STOREHOUSE_DATA_DIR: dataDir!,
+    });
+    assert.equal(await cli.exit, 0, cli.output());
+    const shown = JSON.parse(cli.stdout());
+    assert.equal(shown.id, event.id);
+    assert.equal(shown.status, 'delivered');
+    assert.equal(shown.event.type, 'integration-configuration.removed');
+    const listed = runFromSource([path.join(ROOT, 'src', 'cli.ts'), 'webhooks', 'list', '--status', 'delivered'], {
+      STOREHOUSE_DATA_DIR: dataDir!,
+    });
+    assert.equal(await listed.exit, 0, listed.output());
+    assert.match(listed.stdout(), new RegExp(`${event.id}\\s+integration-configuration.removed\\s+oac_partner\\s+delivered`));
+    const refused = runFromSource([path.join(ROOT, 'src', 'cli.ts'), 'webhooks', 'redeliver', 'evt_nothing'], {
+      STOREHOUSE_DATA_DIR: dataDir!,
+    });
+    assert.equal(await refused.exit, 2);
+    assert.match(refused.stderr(), /Could not find the webhook delivery: evt_nothing/);
   });
 });

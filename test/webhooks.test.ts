@@ -158,7 +158,6 @@ describe('webhooks to the reference partner', () => {
       globalUserId: memberId,
       userEmail: 'hooked-member@example.com',
       team: { id: teamId },
-      user: { id: memberId },
     });
     // A role the partner sees the same way (MEMBER to DEVELOPER: still USER) sends nothing.
     await admin(server, 'members.add', { team: teamId, user: memberId, role: 'DEVELOPER' });
@@ -368,6 +367,10 @@ describe('a webhook whose receiver never comes back', () => {
     const again = await server.request(`/_storehouse/webhooks/deliveries/${failed.id}/redeliver`, { method: 'POST' });
     assert.equal(again.status, 200);
     assert.equal(((await again.json()) as any).status, 'pending');
+    // Pending again (its new window is 1.5 s): a second redelivery is refused until it settles.
+    const twice = await server.request(`/_storehouse/webhooks/deliveries/${failed.id}/redeliver`, { method: 'POST' });
+    assert.equal(twice.status, 409);
+    assert.equal((await errorOf(twice)).code, 'delivery_pending');
     await eventually('failed again after its new window', async () => {
       const d = (await (await server.request(`/_storehouse/webhooks/deliveries/${failed.id}`)).json()) as any;
       return d.status === 'failed' && d.attempts > failed.attempts;

@@ -48,6 +48,35 @@ export async function configurationRemoved(tx: Queryable, installationId: string
   });
 }
 
+/**
+ * `integration-configuration.permission-upgraded`: the projects the installation may use changed
+ * (PATCH /v1/integrations/configuration/{id}, `vercel integration update --projects`), with the
+ * selection before and after (null: all projects). Recorded in the change's transaction by its
+ * caller (src/marketplace/cli-installs.ts).
+ */
+export async function permissionUpgraded(
+  tx: Queryable,
+  installationId: string,
+  before: string[] | null,
+  after: string[] | null,
+  userId: string | null,
+): Promise<void> {
+  const installation = await installationRow(tx, installationId);
+  if (!installation) return;
+  const added = after === null ? [] : after.filter((id) => before === null || !before.includes(id));
+  const removed = after === null ? [] : (before ?? []).filter((id) => !after.includes(id));
+  await recordWebhookEvent(tx, {
+    integrationId: installation.integration_id,
+    type: 'integration-configuration.permission-upgraded',
+    payload: {
+      configuration: { id: installation.id, projectSelection: after === null ? 'all' : 'selected', projects: after ?? [] },
+      projects: { added, removed },
+      team: { id: installation.team_id },
+      user: { id: userId },
+    },
+  });
+}
+
 /** The store a connection event is about, as partners know it: their own resource id where they gave one. */
 export interface ConnectedStore {
   id: string;
@@ -137,8 +166,9 @@ export async function memberChanged(
         role,
         globalUserId: user.id,
         ...(email !== undefined && { userEmail: email }),
+        // No `user`: the base payload's user is who made the change, which the team's member
+        // functions do not know (an operator's change has none).
         team: { id: teamId },
-        user: { id: user.id },
       },
     });
   }
