@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { randomBase62 } from '../src/ids.ts';
 import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
 import { install } from '../src/tenancy/installations.ts';
@@ -15,6 +16,9 @@ import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { startServer, type TestServer, writeCatalogFile } from './helpers.ts';
 import { checkFetchResponse, checkResponse, documentProblems, findOperation, loadOpenApi, type OpenApiDocument } from './openapi-check.ts';
+
+/** The partner integration's client secret in this test's catalog: SSO codes are exchanged with it. */
+const PARTNER_CLIENT_SECRET = `cs_${randomBase62(40)}`;
 
 interface Call {
   method?: string;
@@ -54,7 +58,13 @@ describe('/openapi.json against real responses', () => {
   before(async () => {
     // The default catalog and a partner integration (never called here): the marketplace API
     // serves partners' resources, not the built-in products'.
-    const catalogPath = writeCatalogFile(catalogWithPartner({ url: 'http://127.0.0.1:9' }));
+    const catalog = catalogWithPartner({ url: 'http://127.0.0.1:9' });
+    // Its SSO ("Open in provider"): Storehouse issues and exchanges the codes, so the partner need not run.
+    Object.assign(
+      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
+      { clientSecret: PARTNER_CLIENT_SECRET, redirectLoginUrl: 'http://127.0.0.1:9/sso' },
+    );
+    const catalogPath = writeCatalogFile(catalog);
     server = await startServer('embedded', {
       catalogPath,
       // A Redis that cannot be reached: its creates are the 503 the document must list.
@@ -321,6 +331,29 @@ describe('/openapi.json against real responses', () => {
       expect: 201,
     });
     await market({ method: 'POST', path: `${installation}/billing/balance`, body: { balances: [] }, expect: 400 });
+    // SSO, "Open in provider": the owner opens the partner's installation (the URL, as JSON), whose
+    // partner exchanges the code once with its client secret; the built-in integration offers none.
+    const opened = await call({
+      path: `/_storehouse/sso/integrations/acme/${partnerIcfg}?path=usage`,
+      headers: { accept: 'application/json' },
+      expect: 200,
+    });
+    await call({ path: `/_storehouse/sso/integrations/storehouse/${icfg}`, expect: 409 });
+    const ssoToken = '/v1/integrations/sso/token';
+    const ssoExchange = {
+      code: new URL(opened.url).searchParams.get('code'),
+      client_id: 'oac_partner',
+      client_secret: PARTNER_CLIENT_SECRET,
+    };
+    await call({
+      method: 'POST',
+      path: ssoToken,
+      body: { ...ssoExchange, client_secret: 'not-the-secret-at-all' },
+      token: null,
+      expect: 403,
+    });
+    await call({ method: 'POST', path: ssoToken, body: ssoExchange, token: null, expect: 200 });
+    await call({ method: 'POST', path: ssoToken, body: ssoExchange, token: null, expect: 400 });
     // The account limit was set to 3 a minute: the fourth call is refused.
     await market({ path: `${installation}/account`, expect: 200 });
     await market({ path: `${installation}/account`, expect: 200 });
