@@ -305,19 +305,60 @@ describe('/openapi.json against real responses', () => {
       expect: 403,
     });
     const period = { start: '2025-01-01T00:00:00Z', end: '2025-02-01T00:00:00Z' };
-    const item = { billingPlanId: 'postgres_hobby', name: 'Storage', price: '0.00', quantity: 1, units: 'GB', total: '0.00' };
+    // The partner's subscription plan, on its resource: a test invoice (kept paid, charging nothing) to read and refund.
+    const item = { billingPlanId: 'partner_pro', resourceId, name: 'Pro', price: '10.00', quantity: 1, units: 'month', total: '10.00' };
     await market({
       method: 'POST',
       path: `${installation}/billing`,
       body: { timestamp: period.end, eod: period.end, period, billing: [item], usage: [] },
       expect: 201,
     });
+    const { invoiceId } = await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [item], test: { result: 'paid' } },
+      expect: 200,
+    });
     await market({
       method: 'POST',
       path: `${installation}/billing/invoices`,
-      body: { invoiceDate: period.end, period, items: [item] },
+      body: { invoiceDate: period.end, period, items: [] },
+      expect: 400,
+    });
+    const foreignItem = { ...item, resourceId: 'ext_nothing' };
+    await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [foreignItem] },
+      expect: 404,
+    });
+    await market({ path: `${installation}/billing/invoices/${invoiceId}`, expect: 200 });
+    await market({ path: `${installation}/billing/invoices/inv_nothing`, expect: 404 });
+    const refund = (id: string, total: string, expect: number) =>
+      market({
+        method: 'POST',
+        path: `${installation}/billing/invoices/${id}/actions`,
+        body: { action: 'refund', total, reason: 'credit' },
+        expect,
+      });
+    await refund(invoiceId, '1.00', 204);
+    await refund(invoiceId, '10.00', 400);
+    await refund('inv_nothing', '1.00', 404);
+    const notpaid = await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [item], test: { result: 'notpaid' } },
       expect: 200,
     });
+    await refund(notpaid.invoiceId, '1.00', 409);
+    // The team's view of what it is billed (owners and billing members see invoices; every member usage and balances).
+    const team = `/_storehouse/teams/${owner.team_id}`;
+    await call({ path: `${team}/invoices?installationId=${partnerIcfg}`, expect: 200 });
+    await call({ path: `${team}/invoices`, token: viewerToken, expect: 403 });
+    await call({ path: `${team}/invoices?limit=0`, expect: 400 });
+    await call({ path: `${team}/invoices/${invoiceId}`, expect: 200 });
+    await call({ path: `${team}/invoices/inv_nothing`, expect: 404 });
+    await call({ path: `/_storehouse/teams/${otherTeam.id}/invoices/${invoiceId}`, expect: 403 });
     await market({
       method: 'POST',
       path: `${installation}/billing/invoices`,
@@ -331,6 +372,10 @@ describe('/openapi.json against real responses', () => {
       expect: 201,
     });
     await market({ method: 'POST', path: `${installation}/billing/balance`, body: { balances: [] }, expect: 400 });
+    await call({ path: `${team}/billing/usage`, token: viewerToken, expect: 200 });
+    await call({ path: `${team}/billing/usage?limit=0`, expect: 400 });
+    await call({ path: `${team}/billing/balances`, token: viewerToken, expect: 200 });
+    await call({ path: `/_storehouse/teams/${otherTeam.id}/billing/balances`, expect: 403 });
     // SSO, "Open in provider": the owner opens the partner's installation (the URL, as JSON), whose
     // partner exchanges the code once with its client secret; the built-in integration offers none.
     const opened = await call({
