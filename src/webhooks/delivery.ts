@@ -58,6 +58,21 @@ type Claimed = {
   type: string;
 };
 
+/** What an attempt found, as its result is written. */
+interface AttemptResult {
+  id: string;
+  attempt: number;
+  startedAt: Date;
+  durationMs: number;
+  status: number | null;
+  error: string | null;
+  delivered: boolean;
+  /** No URL or secret to send it with any more: failed at once. */
+  undeliverable: boolean;
+  /** Until the next attempt, if it is not delivered. */
+  delayMs: number;
+}
+
 interface Outcome {
   status: number | null;
   error: string | null;
@@ -69,6 +84,9 @@ export class WebhookDispatcher {
   private readonly inflight = new Set<Promise<void>>();
   private readonly stopping = new AbortController();
   private listener: Listener | undefined;
+  /** Attempts' results waiting to be written, and the write under way. */
+  private readonly results: Array<{ result: AttemptResult; resolve: () => void; reject: (error: Error) => void }> = [];
+  private writing: Promise<void> | undefined;
 
   constructor(
     private readonly db: Database,
@@ -162,40 +180,85 @@ export class WebhookDispatcher {
       );
       return;
     }
-    const delay = backoffMs(this.config, event.attempt);
-    // One statement, so atomic without a transaction's round trips: the attempt is recorded, and
-    // its result lands on the event. A 2xx delivers a pending event whoever claims it now; any other
-    // result only while the claim is still this attempt's. Past the retry window (or never
-    // deliverable: no URL or secret any more), it is failed.
-    await this.db.query(
-      `WITH attempt AS (
-         INSERT INTO webhook_attempts (event_id, number, node_id, started_at, duration_ms, status, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING)
-       UPDATE webhook_events
-          SET status = CASE WHEN $8 THEN 'delivered'
-                            WHEN $9 OR retry_from + make_interval(secs => $10) < now() + make_interval(secs => $11) THEN 'failed'
-                            ELSE 'pending' END,
-              delivered_at = CASE WHEN $8 THEN now() END,
-              next_attempt_at = CASE WHEN $8 THEN next_attempt_at ELSE now() + make_interval(secs => $11) END,
-              claimed_by = NULL, last_status = $6, last_error = $7
-        WHERE id = $1 AND status = 'pending' AND ($8 OR (attempts = $2 AND claimed_by = $3))`,
-      [
-        event.id,
-        event.attempt,
-        this.lease.nodeId,
-        startedAt,
-        durationMs,
-        outcome.status,
-        outcome.error,
-        outcome.delivered,
-        event.webhook_url === null || event.client_secret === null,
-        this.config.retryForMs / 1000,
-        delay / 1000,
-      ],
-    );
+    await this.recordResult({
+      id: event.id,
+      attempt: event.attempt,
+      startedAt,
+      durationMs,
+      status: outcome.status,
+      error: outcome.error,
+      delivered: outcome.delivered,
+      undeliverable: event.webhook_url === null || event.client_secret === null,
+      delayMs: backoffMs(this.config, event.attempt),
+    });
     if (!outcome.delivered) {
       this.logger?.debug({ event: event.id, type: event.type, attempt: event.attempt, status: outcome.status }, 'webhook not delivered');
     }
+  }
+
+  /**
+   * Records an attempt's result; resolves once it is written. Results that come while a write is
+   * under way are written together by the next one, so a busy node pays one statement for many.
+   */
+  private recordResult(result: AttemptResult): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.results.push({ result, resolve, reject });
+      this.writeResults();
+    });
+  }
+
+  private writeResults(): void {
+    if (this.writing || this.results.length === 0) return;
+    const batch = this.results.splice(0);
+    const column = <K extends keyof AttemptResult>(key: K) => batch.map(({ result }) => result[key]);
+    // One statement, so atomic without a transaction's round trips: each attempt is recorded, and
+    // its result lands on its event. A 2xx delivers a pending event whoever claims it now; any other
+    // result only while the claim is still this attempt's. Past the retry window (or never
+    // deliverable: no URL or secret any more), it is failed.
+    this.writing = this.db
+      .query(
+        `WITH o AS (
+           SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::text[], $7::bool[], $8::bool[], $9::float8[])
+             AS o(id, attempt, started_at, duration_ms, status, error, delivered, undeliverable, delay_ms)),
+         attempt AS (
+           INSERT INTO webhook_attempts (event_id, number, node_id, started_at, duration_ms, status, error)
+           SELECT id, attempt, $10, started_at, duration_ms, status, error FROM o ON CONFLICT DO NOTHING)
+         UPDATE webhook_events e
+            SET status = CASE WHEN o.delivered THEN 'delivered'
+                              WHEN o.undeliverable OR e.retry_from + make_interval(secs => $11) < now() + make_interval(secs => o.delay_ms / 1000)
+                                THEN 'failed'
+                              ELSE 'pending' END,
+                delivered_at = CASE WHEN o.delivered THEN now() END,
+                next_attempt_at = CASE WHEN o.delivered THEN e.next_attempt_at ELSE now() + make_interval(secs => o.delay_ms / 1000) END,
+                claimed_by = NULL, last_status = o.status, last_error = o.error
+           FROM o
+          WHERE e.id = o.id AND e.status = 'pending' AND (o.delivered OR (e.attempts = o.attempt AND e.claimed_by = $10))`,
+        [
+          column('id'),
+          column('attempt'),
+          column('startedAt'),
+          column('durationMs'),
+          column('status'),
+          column('error'),
+          column('delivered'),
+          column('undeliverable'),
+          column('delayMs'),
+          this.lease.nodeId,
+          this.config.retryForMs / 1000,
+        ],
+      )
+      .then(
+        () => {
+          for (const { resolve } of batch) resolve();
+        },
+        (error: Error) => {
+          for (const { reject } of batch) reject(error);
+        },
+      )
+      .finally(() => {
+        this.writing = undefined;
+        this.writeResults();
+      });
   }
 
   private async post(event: Claimed): Promise<Outcome> {
