@@ -303,6 +303,25 @@ describe('SSO: open in provider', () => {
     assert.equal(typeof ((await exchange(fresh)) as any).idToken, 'string');
   });
 
+  test("a provider-initiated open (the provider's own state) sends that state back beside the code, and the exchange holds the code to it", async () => {
+    const state = `partner-${randomBase62(20)}`;
+    const opened = await server.request(openPath('acme', installationId, { state, path: 'billing' }), { redirect: 'manual' });
+    assert.equal(opened.status, 302, await opened.clone().text());
+    const location = new URL(opened.headers.get('location')!);
+    assert.equal(location.searchParams.get('state'), state);
+    assert.equal(location.searchParams.getAll('state').length, 1);
+    const code = location.searchParams.get('code')!;
+    const wrong = await sdkFailure(exchange(code, { state: `${state}x` }));
+    assert.equal(wrong.status, 400);
+    assert.match(wrong.message, /state/);
+    // The partner's login sends the state it received, as the reference partner does.
+    const login = await fetch(location, { headers: { accept: 'application/json' } });
+    assert.equal(login.status, 200, await login.clone().text());
+    const tooLong = await errorOf(await server.request(openPath('acme', installationId, { state: 'x'.repeat(201) })));
+    assert.equal(tooLong.status, 400);
+    assert.match(tooLong.message, /state/);
+  });
+
   test('a code takes at most 5 client secrets (each a slow hash), even tried all at once; the right one within them works', async () => {
     const wrong = (code: string) => postToken({ code, client_id: CLIENT_ID, client_secret: `${CLIENT_SECRET}x` });
     const tried = (await openUrl()).searchParams.get('code')!;

@@ -91,9 +91,17 @@ export class Sso {
    * browser with it. 404 for an installation the user's teams do not have (or of another
    * integration), and for a resource, invoice or project not of that installation; 409 for an
    * integration the catalog gives no redirectLoginUrl or no client secret (its partner could not
-   * exchange a code).
+   * exchange a code). `state` is the provider's own when it sent the user here (provider-initiated
+   * SSO, as Vercel's `/sso/integrations/{slug}/{installationId}?state=...`): the partner gets it
+   * back beside the code, and can tell a login it asked for from one it did not.
    */
-  async open(userId: string, integrationIdOrSlug: string, installationId: string, asked: SsoContext): Promise<{ url: string }> {
+  async open(
+    userId: string,
+    integrationIdOrSlug: string,
+    installationId: string,
+    asked: SsoContext,
+    givenState?: string,
+  ): Promise<{ url: string }> {
     const { db } = this.options;
     const integration = this.options.catalog().findIntegration(integrationIdOrSlug);
     const { rows } = await db.query<{
@@ -126,7 +134,7 @@ export class Sso {
     const context = await this.partnerContext(integration.id, installationId, installation.team_id, asked);
 
     const code = newTokenValue('shsso');
-    const state = randomBase62(24);
+    const state = givenState ?? randomBase62(24);
     await db.query(`DELETE FROM sso_codes WHERE expires_at < now() - interval '${KEEP_SPENT_CODES}'`);
     await db.query(
       `INSERT INTO sso_codes (code_hash, integration_id, installation_id, user_id, state, context, expires_at)

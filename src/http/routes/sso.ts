@@ -24,6 +24,15 @@ const contextQuery = {
   support: { type: 'boolean', description: 'The Support link was followed' },
 };
 
+/** The state of a provider-initiated SSO (`{state}` in the exchange's body has the same bound). */
+const stateQuery = {
+  state: {
+    ...text(200),
+    description:
+      "The provider's own state, when it sent the user here (provider-initiated SSO): sent back beside the code; a random one when absent",
+  },
+};
+
 const openParams = {
   type: 'object',
   required: ['integrationIdOrSlug', 'installationId'],
@@ -85,7 +94,7 @@ function parseForm(_request: FastifyRequest, body: string | Buffer, done: (error
 export default async function ssoRoutes(app: FastifyInstance, options: { sso: Sso }) {
   const { sso } = options;
 
-  app.get<{ Params: { integrationIdOrSlug: string; installationId: string }; Querystring: SsoContext & TeamQuery }>(
+  app.get<{ Params: { integrationIdOrSlug: string; installationId: string }; Querystring: SsoContext & TeamQuery & { state?: string } }>(
     '/_storehouse/sso/integrations/:integrationIdOrSlug/:installationId',
     {
       // Per user, as Vercel counts its "SSO redirect URI create" (20 a minute): each open keeps a code.
@@ -98,7 +107,7 @@ export default async function ssoRoutes(app: FastifyInstance, options: { sso: Ss
           "Open an installation (or its resource, invoice, project...) in the provider's dashboard: a redirect to the integration's redirectLoginUrl with mode=sso, a one-time code and the context; with Accept: application/json, that URL as {url}",
         tags: ['storehouse'],
         params: openParams,
-        querystring: { type: 'object', properties: { ...contextQuery, ...teamQuery }, additionalProperties: false },
+        querystring: { type: 'object', properties: { ...contextQuery, ...stateQuery, ...teamQuery }, additionalProperties: false },
         response: {
           200: { type: 'object', required: ['url'], properties: { url: { type: 'string' } } },
           302: { type: 'null', description: "To the integration's redirectLoginUrl (Location)" },
@@ -108,9 +117,9 @@ export default async function ssoRoutes(app: FastifyInstance, options: { sso: Ss
       },
     },
     async (request, reply) => {
-      const { teamId: _teamId, slug: _slug, ...context } = request.query;
+      const { teamId: _teamId, slug: _slug, state, ...context } = request.query;
       const { integrationIdOrSlug, installationId } = request.params;
-      const opened = await sso.open(request.principal.userId, integrationIdOrSlug, installationId, context);
+      const opened = await sso.open(request.principal.userId, integrationIdOrSlug, installationId, context, state);
       // The URL holds a live code: no cache may keep it.
       reply.header('cache-control', 'no-store');
       // A dashboard (fetch with the user's token) asks for the URL and opens it; a redirect otherwise.
