@@ -8,7 +8,8 @@
  * PARTNER_DATABASE_URL (state on PostgreSQL instead of embedded), PARTNER_POSTGRES_ADMIN_URL
  * (stores on a PostgreSQL server instead of embedded ones), PARTNER_CLIENT_ID (oac_partner),
  * PARTNER_ISSUER (http://127.0.0.1:3000), PARTNER_JWKS_URL, PARTNER_MARKETPLACE_URL, PARTNER_CLIENT_SECRET (the
- * integration's clientSecret in Storehouse's catalog: SSO codes are exchanged with it), LOG_LEVEL (info).
+ * integration's clientSecret in Storehouse's catalog: SSO codes are exchanged with it, and the webhooks POST
+ * /webhook receives are verified with it), LOG_LEVEL (info).
  */
 import pino from 'pino';
 import { stopOnSignals } from '../shutdown.ts';
