@@ -11,11 +11,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { validateCatalog } from '../src/catalog/catalog-file.ts';
 import { hashToken, randomBase62 } from '../src/ids.ts';
 import { catalogWithPartner } from '../src/partner-server/catalog.ts';
-import { createTeam, setMember } from '../src/tenancy/teams.ts';
+import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
+import { install } from '../src/tenancy/installations.ts';
+import { createTeam, removeMember, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { errorOf, eventually, POSTGRES_URL, sdkFailure, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
@@ -322,6 +324,85 @@ describe('SSO: open in provider', () => {
     assert.match(tooLong.message, /state/);
   });
 
+  test("another team's installation of the same integration: its resource and invoice are not context of ours, nor is it ours to open; an installation token opens nothing", async () => {
+    const db = server.runtime.db;
+    const theirTeam = await createTeam(db, { slug: 'sso-their-team' });
+    const theirOwner = await createUser(db, { email: 'sso-their-owner@example.com' });
+    await setMember(db, theirTeam.id, theirOwner.id, 'OWNER');
+    const theirs = await install(db, { teamId: theirTeam.id, integrationId: CLIENT_ID, installedBy: theirOwner.id });
+    const theirAccess = (await mintInstallationToken(db, theirs.id)).value;
+    // The partner keeps a resource for them and bills it, through the marketplace API.
+    const imported = await server.request(`/v1/installations/${theirs.id}/resources/ext_theirs`, {
+      method: 'PUT',
+      token: theirAccess,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ productId: 'postgres', name: 'sso-theirs', status: 'ready' }),
+    });
+    assert.equal(imported.status, 200, await imported.text());
+    const { invoiceId } = await server.sdk(theirAccess).marketplace.submitInvoice({
+      integrationConfigurationId: theirs.id,
+      requestBody: {
+        invoiceDate: new Date(Date.UTC(2027, 0, 2)),
+        period: { start: new Date(Date.UTC(2027, 0, 1)), end: new Date(Date.UTC(2027, 1, 1)) },
+        items: [
+          {
+            billingPlanId: 'partner_pro',
+            resourceId: 'ext_theirs',
+            name: 'Pro',
+            price: '10.00',
+            quantity: 1,
+            units: 'month',
+            total: '10.00',
+          },
+        ],
+      },
+    });
+    const theirStore = await storeIdOf('sso-theirs');
+    for (const query of [{ invoice_id: invoiceId }, { resource_id: 'ext_theirs' }, { resource_id: theirStore }]) {
+      const refused = await errorOf(await server.request(openPath('acme', installationId, query)));
+      assert.equal(refused.status, 404, JSON.stringify(query));
+    }
+    const notOurs = await errorOf(await server.request(openPath('acme', theirs.id)));
+    assert.equal(notOurs.status, 404);
+    const byInstallationToken = await server.request(openPath('acme', installationId), { token: theirAccess });
+    assert.equal(byInstallationToken.status, 401, await byInstallationToken.clone().text());
+    // Their owner opens it, on their resource and invoice: the id_token says their team and installation.
+    const theirToken = (await createToken(db, { userId: theirOwner.id, teamId: theirTeam.id, name: 'theirs' })).value;
+    const opened = await server.request(openPath('acme', theirs.id, { resource_id: 'ext_theirs', invoice_id: invoiceId }), {
+      headers: { accept: 'application/json' },
+      token: theirToken,
+    });
+    const url = new URL(((await opened.json()) as { url: string }).url);
+    const answer = (await exchange(url.searchParams.get('code')!)) as any;
+    const { payload } = await jwtVerify(answer.idToken, createRemoteJWKSet(new URL(`${server.url}/.well-known/jwks`)), {
+      issuer: server.runtime.urls.issuer(),
+      audience: CLIENT_ID,
+    });
+    assert.equal(payload.installation_id, theirs.id);
+    assert.equal(payload.account_id, theirTeam.id);
+    assert.equal(payload.sub, `account:${theirTeam.id}:user:${theirOwner.id}`);
+  });
+
+  test('a member removed between the open and the exchange gets no token, and a role changed meanwhile is the role signed', async () => {
+    const db = server.runtime.db;
+    const member = await createUser(db, { email: 'sso-leaver@example.com' });
+    await setMember(db, owner.teamId, member.id, 'OWNER');
+    const memberToken = (await createToken(db, { userId: member.id, teamId: owner.teamId, name: 'leaver' })).value;
+    const demoted = (await openUrl({}, memberToken)).searchParams.get('code')!;
+    const removed = (await openUrl({}, memberToken)).searchParams.get('code')!;
+    await setMember(db, owner.teamId, member.id, 'VIEWER');
+    const answer = (await exchange(demoted)) as any;
+    assert.equal(decodeJwt(answer.idToken).user_role, 'USER');
+    await removeMember(db, owner.teamId, member.id);
+    const refused = await sdkFailure(exchange(removed));
+    assert.equal(refused.status, 403);
+    assert.match(refused.message, /no longer a member/);
+    const { rows } = await db.query<{ used: boolean }>('SELECT used_at IS NOT NULL AS used FROM sso_codes WHERE code_hash = $1', [
+      hashToken(removed),
+    ]);
+    assert.deepEqual(rows, [{ used: false }]);
+  });
+
   test('a code takes at most 5 client secrets (each a slow hash), even tried all at once; the right one within them works', async () => {
     const wrong = (code: string) => postToken({ code, client_id: CLIENT_ID, client_secret: `${CLIENT_SECRET}x` });
     const tried = (await openUrl()).searchParams.get('code')!;
@@ -475,6 +556,14 @@ describe('SSO: open in provider', () => {
     validateCatalog(catalog, 'catalog.yaml');
     partner.redirectLoginUrl = 'javascript:alert(1)';
     assert.throws(() => validateCatalog(catalog, 'catalog.yaml'), /redirectLoginUrl/);
+  });
+
+  test("after every open and exchange above, Storehouse's log holds no code, id_token or client secret", () => {
+    const opens = server.logs.filter((line) => line.includes('/_storehouse/sso/integrations/'));
+    const exchanges = server.logs.filter((line) => line.includes('/v1/integrations/sso/token'));
+    assert.ok(opens.length > 10 && exchanges.length > 10, `${opens.length} opens and ${exchanges.length} exchanges logged`);
+    const leaks = server.logs.filter((line) => /shsso_|eyJ[\w-]+\.eyJ/.test(line) || line.includes(CLIENT_SECRET));
+    assert.deepEqual(leaks, []);
   });
 });
 
