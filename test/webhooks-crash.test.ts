@@ -1,9 +1,10 @@
 /**
  * Webhooks survive `kill -9` (issue 14): Storehouse runs as a real child process on an embedded
- * data dir; the reference partner, in this process, holds the first attempt of an event open
- * (its webhook fault hangs far longer than the test waits), Storehouse is killed with SIGKILL
- * while that attempt is in flight, and started again on the same data dir. The event, committed
- * with its change before the kill, must arrive from the restarted process under the same id.
+ * data dir, the reference partner in this process. Twice an event is committed with its change
+ * and Storehouse is killed with SIGKILL before it could deliver it: once after the receiver
+ * refused two attempts (503), once while the receiver holds an attempt open (its webhook fault
+ * hangs far longer than the test waits). Started again on the same data dir, the process must
+ * deliver each event under its id, keeping what the killed one recorded.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -96,23 +97,80 @@ describe('kill -9 between a change and its webhook', () => {
     if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
   });
 
-  test('an event whose attempt was in flight at the kill is delivered after the restart, under the same id', async () => {
-    const configurations = (await (
-      await request('/v1/integrations/configurations?view=account&integrationIdOrSlug=acme')
-    ).json()) as Array<{
+  /** kill -9: no handler runs, nothing is flushed or closed by Storehouse. */
+  const kill = async () => {
+    process.kill(server!.child.pid!, 'SIGKILL');
+    await server!.exit;
+    history.push(server!.output());
+  };
+
+  const installation = async () =>
+    ((await (await request('/v1/integrations/configurations?view=account&integrationIdOrSlug=acme')).json()) as Array<{ id: string }>)[0]!
+      .id;
+
+  test('an event whose attempts failed before the kill is retried by the restarted process, its attempts kept', async () => {
+    const installationId = await installation();
+    const json = { 'content-type': 'application/json' };
+    const created = await request('/v1/storage/stores/integration/direct', {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({
+        name: 'crash-hooked',
+        integrationConfigurationId: installationId,
+        integrationProductIdOrSlug: 'postgres',
+        metadata: { connectionLimit: 5 },
+      }),
+    });
+    assert.equal(created.status, 200, await created.clone().text());
+    const store = ((await created.json()) as { store: { id: string } }).store;
+    const project = (await (
+      await request('/v11/projects', { method: 'POST', headers: json, body: JSON.stringify({ name: 'crash-app' }) })
+    ).json()) as {
       id: string;
-    }>;
-    const installationId = configurations[0]!.id;
+    };
+    // The receiver fails every attempt until told otherwise.
+    partner!.faults.webhook = { status: 503 };
+    const connected = await request(`/v1/integrations/installations/${installationId}/resources/${store.id}/connections`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ projectId: project.id }),
+    });
+    assert.ok(connected.status < 300, await connected.text());
+    await eventually('two attempts refused', async () => partner!.webhooks.arrivals >= 2);
+    await kill();
+    replaceFaults(partner!.faults, {});
+    await start();
+
+    const event = await received(
+      partner!.url,
+      'project-connected after the restart',
+      (e) => e.type === 'integration-resource.project-connected',
+    );
+    assert.equal(event.payload.projectId, project.id);
+    await eventually('recorded as delivered, after the attempts the killed process recorded', async () => {
+      const detail = (await (await request(`/_storehouse/webhooks/deliveries/${event.id}`)).json()) as any;
+      if (detail.status !== 'delivered') return false;
+      const statuses = detail.history.map((a: { status: number | null }) => a.status);
+      assert.ok(statuses.filter((s: number | null) => s === 503).length >= 2, JSON.stringify(statuses));
+      assert.equal(statuses.at(-1), 200);
+      return true;
+    });
+    const removed = await request(`/v1/storage/stores/integration/${store.id}?disconnect=true`, { method: 'DELETE' });
+    assert.ok(removed.status < 300, await removed.text());
+  });
+
+  test('an event whose attempt was in flight at the kill is delivered after the restart, under the same id', async () => {
+    const installationId = await installation();
+    const arrivalsBefore = partner!.webhooks.arrivals;
+    const before = new Set(partner!.webhooks.events.map((e) => e.id));
     // Far longer than the test waits: only a retry of the restarted process can deliver it in time.
     partner!.faults.webhook = { delayMs: 600_000 };
     const removed = await request(`/v1/integrations/configuration/${installationId}`, { method: 'DELETE' });
     assert.equal(removed.status, 204, await removed.text());
-    await eventually('the first attempt reached the partner', async () => partner!.webhooks.arrivals >= 1);
-    assert.equal(partner!.webhooks.events.length, 0, 'held open, not recorded yet');
+    await eventually('the first attempt reached the partner', async () => partner!.webhooks.arrivals > arrivalsBefore);
+    assert.ok(!partner!.webhooks.events.some((e) => e.type === 'integration-configuration.removed'), 'held open, not recorded yet');
 
-    process.kill(server!.child.pid!, 'SIGKILL');
-    await server!.exit;
-    history.push(server!.output());
+    await kill();
     replaceFaults(partner!.faults, {});
     await start();
 
@@ -122,7 +180,7 @@ describe('kill -9 between a change and its webhook', () => {
       deliveries: Array<{ id: string; status: string }>;
     };
     assert.deepEqual(
-      list.deliveries.map((d) => d.id),
+      list.deliveries.filter((d) => !before.has(d.id)).map((d) => d.id),
       [event.id],
       'one event, the same id as the killed attempt sent',
     );
