@@ -419,6 +419,25 @@ describe('SSO: open in provider', () => {
     assert.equal(typeof ((await exchange(fresh)) as any).idToken, 'string');
   });
 
+  test('a code spent or expired is kept an hour past its expiry (a reuse is told apart), then deleted by a later open', async () => {
+    const db = server.runtime.db;
+    const spent = (await openUrl()).searchParams.get('code')!;
+    await exchange(spent);
+    const kept = (await openUrl()).searchParams.get('code')!;
+    // Their expiry moved back, as the clock would have moved on: one just inside the hour, one past it.
+    await db.query(`UPDATE sso_codes SET expires_at = now() - interval '59 minutes' WHERE code_hash = $1`, [hashToken(kept)]);
+    await db.query(`UPDATE sso_codes SET expires_at = now() - interval '61 minutes' WHERE code_hash = $1`, [hashToken(spent)]);
+    await openUrl();
+    const left = async (code: string) => (await db.query('SELECT 1 FROM sso_codes WHERE code_hash = $1', [hashToken(code)])).rows.length;
+    assert.equal(await left(spent), 0);
+    assert.equal(await left(kept), 1);
+    const expired = await sdkFailure(exchange(kept));
+    assert.match(expired.message, /expired/);
+    const forgotten = await sdkFailure(exchange(spent));
+    assert.equal(forgotten.code, 'invalid_grant');
+    assert.match(forgotten.message, /not one Storehouse issued/);
+  });
+
   test("the codes' foreign keys are indexed (deleting a user or an installation deletes its codes) and so is their expiry", async () => {
     const { rows } = await server.runtime.db.query<{ column: string }>(
       `SELECT a.attname AS column FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0]
