@@ -18,8 +18,10 @@
  */
 import { audit } from '../audit/audit-log.ts';
 import type { Database, MappedRow, Queryable } from '../db/database.ts';
+import { type FieldError, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { chargeCard } from './card-processor.ts';
+import { time } from './invoice-input.ts';
 import { paymentMethodFor } from './payment-methods.ts';
 
 export interface ReportingInstallation {
@@ -34,13 +36,39 @@ interface BalanceInput {
   currencyValueInCents: number;
 }
 
+/**
+ * A report's `timestamp` as a Date: PostgreSQL would read the string by its own rules (it has no
+ * year 0000, which the schema's format allows), and refuse some with a message naming no field.
+ */
+function reportTime(timestamp: string): Date {
+  const parsed = time(timestamp);
+  if (!parsed) throw validationError([{ key: 'timestamp', message: 'must be an ISO 8601 date-time' }]);
+  return parsed;
+}
+
 export type TopUpOutcome = 'purchased' | 'declined' | 'no_payment_method' | 'over_period_maximum';
 
 export class BillingHistory {
   constructor(private readonly db: Database) {}
 
-  /** Keeps a billing-data report; its id. */
-  async recordBilling(installation: ReportingInstallation, body: Record<string, unknown> & { timestamp: string }): Promise<string> {
+  /**
+   * Keeps a billing-data report; its id. Its period must run forwards with `eod` inside it, as
+   * Vercel requires (400 naming the field otherwise, keeping nothing).
+   */
+  async recordBilling(
+    installation: ReportingInstallation,
+    body: Record<string, unknown> & { timestamp: string; eod: string; period: { start: string; end: string } },
+  ): Promise<string> {
+    const [start, end, eod] = [time(body.period.start), time(body.period.end), time(body.eod)];
+    const fields: FieldError[] = [];
+    if (!start) fields.push({ key: 'period.start', message: 'must be an ISO 8601 date-time' });
+    if (!end) fields.push({ key: 'period.end', message: 'must be an ISO 8601 date-time' });
+    if (!eod) fields.push({ key: 'eod', message: 'must be an ISO 8601 date-time' });
+    if (start && end && start >= end) fields.push({ key: 'period.end', message: 'must be after period.start' });
+    else if (start && end && eod && (eod < start || eod > end)) {
+      fields.push({ key: 'eod', message: `must be inside the period (${body.period.start} to ${body.period.end})` });
+    }
+    if (fields.length > 0) throw validationError(fields);
     const id = newId('rpt');
     await this.db.transaction(async (tx) => {
       await this.keep(tx, installation, id, 'billing', body);
@@ -53,6 +81,7 @@ export class BillingHistory {
     installation: ReportingInstallation,
     body: { timestamp: string; balances: BalanceInput[] } & Record<string, unknown>,
   ): Promise<string> {
+    const reportedAt = reportTime(body.timestamp);
     const id = newId('rpt');
     await this.db.transaction(async (tx) => {
       await this.keep(tx, installation, id, 'balance', body);
@@ -79,7 +108,7 @@ export class BillingHistory {
             cents,
             balance.credit ?? null,
             balance.nameLabel ?? null,
-            body.timestamp,
+            reportedAt,
           ],
         );
         if (!store) continue;
@@ -103,7 +132,7 @@ export class BillingHistory {
       installation.installationId,
       kind,
       JSON.stringify(body),
-      body.timestamp,
+      reportTime(body.timestamp),
     ]);
     await audit(tx, {
       teamId: installation.teamId,

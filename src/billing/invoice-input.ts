@@ -9,26 +9,24 @@ import type { BillingPlan, Catalog } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import { type FieldError, notFound } from '../errors.ts';
 
-export interface InvoiceItemInput {
+/** What an item and a discount both name: the plan, the resource (none: the installation), the stretch of the period. */
+interface InvoiceLineInput {
   billingPlanId: string;
   resourceId?: string;
   start?: string;
   end?: string;
   name: string;
   details?: string;
+}
+
+export interface InvoiceItemInput extends InvoiceLineInput {
   price: string;
   quantity: number;
   units: string;
   total: string;
 }
 
-export interface InvoiceDiscountInput {
-  billingPlanId: string;
-  resourceId?: string;
-  start?: string;
-  end?: string;
-  name: string;
-  details?: string;
+export interface InvoiceDiscountInput extends InvoiceLineInput {
   amount: string;
 }
 
@@ -67,6 +65,9 @@ export interface CheckedInvoice {
   stretches: BilledStretch[];
 }
 
+/** The most an amount (and so an invoice's total) may be: $9,999,999,999.99. */
+const MAX_CENTS = 999_999_999_999;
+
 /**
  * A dollar amount written with at most 2 decimals (`"20.00"`, `"3"`), in cents; undefined if it is
  * not one. Below ten billion dollars: a thousand items of it still add up exactly in a number.
@@ -87,7 +88,8 @@ function microsOf(value: string): number | undefined {
   return Number(match[1]) * 1_000_000 + Number((match[2] ?? '').padEnd(6, '0'));
 }
 
-const time = (value: string | undefined): Date | undefined => {
+/** A date-time as sent, or undefined if none or not a time JavaScript can hold (`23:59:60` passes the schema's format, say). */
+export const time = (value: string | undefined): Date | undefined => {
   if (value === undefined) return undefined;
   const date = new Date(value);
   return Number.isNaN(date.getTime()) ? undefined : date;
@@ -184,6 +186,9 @@ export async function checkInvoice(
   }
   if (discountCents > itemsCents) {
     refuse('discounts', `come to ${dollarsOf(discountCents)}, more than the items' ${dollarsOf(itemsCents)}: the total cannot be negative`);
+  } else if (itemsCents - discountCents > MAX_CENTS) {
+    // Below the bound of any amount, so the whole total can be refunded (a refund's total is one amount).
+    refuse('items', `come to ${dollarsOf(itemsCents - discountCents)}: an invoice's total must be below 10000000000.00`);
   }
   if (fields.length > 0 || !periodStart || !periodEnd || !invoiceDate) return { fields };
   return { fields, invoice: { input, invoiceDate, periodStart, periodEnd, totalCents: itemsCents - discountCents, stretches } };

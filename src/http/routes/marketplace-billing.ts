@@ -71,7 +71,7 @@ export default async function marketplaceBillingRoutes(
 ) {
   const { invoices, history, limited } = options;
 
-  app.post<{ Params: Params; Body: Record<string, unknown> & { timestamp: string } }>(
+  app.post<{ Params: Params; Body: Record<string, unknown> & { timestamp: string; eod: string; period: { start: string; end: string } } }>(
     '/v1/installations/:installationId/billing',
     {
       config: limited('marketplace.billing'),
