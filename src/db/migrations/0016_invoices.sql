@@ -130,3 +130,5 @@ CREATE TABLE balance_top_ups (
   created_at         timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX balance_top_ups_store_idx ON balance_top_ups (store_id, created_at);
+-- The team's view of its top-ups (GET /_storehouse/teams/{teamId}/billing/balances), newest first.
+CREATE INDEX balance_top_ups_team_idx ON balance_top_ups (team_id, created_at DESC);
