@@ -86,6 +86,20 @@ describe('SSO: open in provider', () => {
     return body.id;
   };
 
+  /** A month of the partner's Pro plan for `resourceId`, submitted with the installation's access token: the invoice's id. */
+  const submitInvoice = async (accessToken: string, installation: string, resourceId: string): Promise<string> => {
+    const { invoiceId } = await server.sdk(accessToken).marketplace.submitInvoice({
+      integrationConfigurationId: installation,
+      requestBody: {
+        invoiceDate: new Date(Date.UTC(2027, 0, 2)),
+        period: { start: new Date(Date.UTC(2027, 0, 1)), end: new Date(Date.UTC(2027, 1, 1)) },
+        items: [{ billingPlanId: 'partner_pro', resourceId, name: 'Pro', price: '10.00', quantity: 1, units: 'month', total: '10.00' }],
+      },
+    });
+    assert.ok(invoiceId);
+    return invoiceId;
+  };
+
   before(async () => {
     setup = await startStorehouseWithPartner({
       integration: withSso,
@@ -161,24 +175,7 @@ describe('SSO: open in provider', () => {
     const upsert = setup.partnerCalls('PUT', `/v1/installations/${installationId}`)[0]!;
     const accessToken = (upsert.body as { credentials: { access_token: string } }).credentials.access_token;
     const store = await setup.createStore('sso-invoiced');
-    const { invoiceId } = await server.sdk(accessToken).marketplace.submitInvoice({
-      integrationConfigurationId: installationId,
-      requestBody: {
-        invoiceDate: new Date(Date.UTC(2027, 0, 2)),
-        period: { start: new Date(Date.UTC(2027, 0, 1)), end: new Date(Date.UTC(2027, 1, 1)) },
-        items: [
-          {
-            billingPlanId: 'partner_pro',
-            resourceId: store.externalResourceId,
-            name: 'Pro',
-            price: '10.00',
-            quantity: 1,
-            units: 'month',
-            total: '10.00',
-          },
-        ],
-      },
-    });
+    const invoiceId = await submitInvoice(accessToken, installationId, store.externalResourceId);
     assert.ok(invoiceId);
     const url = await openUrl({ invoice_id: invoiceId });
     assert.equal(url.searchParams.get('invoice_id'), invoiceId);
@@ -339,26 +336,14 @@ describe('SSO: open in provider', () => {
       body: JSON.stringify({ productId: 'postgres', name: 'sso-theirs', status: 'ready' }),
     });
     assert.equal(imported.status, 200, await imported.text());
-    const { invoiceId } = await server.sdk(theirAccess).marketplace.submitInvoice({
-      integrationConfigurationId: theirs.id,
-      requestBody: {
-        invoiceDate: new Date(Date.UTC(2027, 0, 2)),
-        period: { start: new Date(Date.UTC(2027, 0, 1)), end: new Date(Date.UTC(2027, 1, 1)) },
-        items: [
-          {
-            billingPlanId: 'partner_pro',
-            resourceId: 'ext_theirs',
-            name: 'Pro',
-            price: '10.00',
-            quantity: 1,
-            units: 'month',
-            total: '10.00',
-          },
-        ],
-      },
-    });
+    const invoiceId = await submitInvoice(theirAccess, theirs.id, 'ext_theirs');
     const theirStore = await storeIdOf('sso-theirs');
-    for (const query of [{ invoice_id: invoiceId }, { resource_id: 'ext_theirs' }, { resource_id: theirStore }]) {
+    const foreignContext: Record<string, string>[] = [
+      { invoice_id: invoiceId },
+      { resource_id: 'ext_theirs' },
+      { resource_id: theirStore },
+    ];
+    for (const query of foreignContext) {
       const refused = await errorOf(await server.request(openPath('acme', installationId, query)));
       assert.equal(refused.status, 404, JSON.stringify(query));
     }
