@@ -397,7 +397,8 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'needs ST
     catalogFile = writeCatalogFile(catalog);
     database = await freshPostgresDatabase();
     // One secret key for both nodes, as several nodes must share one.
-    const env = { ...FAST_RETRIES, STOREHOUSE_SECRET_KEY: randomBytes(32).toString('hex') };
+    // A timeout far above a loaded machine's answer: an attempt retried after a slow 2xx would be a duplicate.
+    const env = { ...FAST_RETRIES, STOREHOUSE_WEBHOOK_TIMEOUT_MS: '15000', STOREHOUSE_SECRET_KEY: randomBytes(32).toString('hex') };
     a = await startServer('postgres', { databaseUrl: database.url, catalogPath: catalogFile, env });
     b = await startServer('postgres', { databaseUrl: database.url, catalogPath: catalogFile, env, bootstrapToken: a.token });
     partnerDir = await freshDataDir();
