@@ -65,7 +65,7 @@ describe('webhooks to the reference partner', () => {
       integration: webhookIntegration,
       partnerClientSecret: CLIENT_SECRET,
       otherPartners: [{ slug: 'beta', url: `http://127.0.0.1:${betaPort}` }],
-      env: { ...FAST_RETRIES, STOREHOUSE_WEBHOOK_RETRY_FOR_MS: '120000' },
+      env: { ...FAST_RETRIES, STOREHOUSE_WEBHOOK_RETRY_FOR_MS: '120000', STOREHOUSE_WEBHOOK_TIMEOUT_MS: '2000' },
     });
     ({ server, partner, installationId } = setup);
     teamId = server.runtime.bootstrapped!.team.id;
@@ -214,16 +214,16 @@ describe('webhooks to the reference partner', () => {
     assert.equal(detail.event.id, event.id);
     assert.equal(JSON.stringify(detail.event), event.body, 'the recorded body, byte for byte');
 
-    // Slow past Storehouse's timeout (1 s): the first attempt times out; the receiver still
+    // Slow past Storehouse's timeout (2 s): the first attempt times out; the receiver still
     // records it once its delay is over, and the retry comes as a duplicate of the same id.
-    partner.faults.webhook = { delayMs: 2500, times: 1 };
+    partner.faults.webhook = { delayMs: 4000, times: 1 };
     const before = (await inboxOf(partner.url)).duplicates;
     await admin(server, 'members.add', { team: teamId, user: 'retried-slow@example.com', role: 'MEMBER' });
     const slow = await received(partner.url, 'the event after a timeout', (e) => e.payload.userEmail === 'retried-slow@example.com');
     await delivered(slow.id);
     const slowDetail = await delivery(slow.id);
     assert.match(slowDetail.history[0].error, /timeout/);
-    assert.ok(slowDetail.history[0].durationMs >= 900);
+    assert.ok(slowDetail.history[0].durationMs >= 1900);
     await eventually('the late first attempt counted as a duplicate', async () => {
       const inbox = await inboxOf(partner.url);
       return inbox.duplicates === before + 1 && inbox.events.find((e) => e.id === slow.id)?.deliveries === 2;
