@@ -25,6 +25,7 @@ import { msUntil, Schedule, untilDue } from '../stores/schedule.ts';
 import { excerpt, OutboundFailure, send } from '../outbound/outbound-http.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { WebhookConfig } from '../config.ts';
+import { DispatcherConnection } from './connection.ts';
 import { WEBHOOKS_CHANNEL } from './outbox.ts';
 
 /** The most bytes of a receiver's answer read: only its status matters. */
@@ -87,6 +88,8 @@ export class WebhookDispatcher {
   /** Attempts' results waiting to be written, and the write under way. */
   private readonly results: Array<{ result: AttemptResult; resolve: () => void; reject: (error: Error) => void }> = [];
   private writing: Promise<void> | undefined;
+  /** Its own connection, for everything but listening (connection.ts says why). */
+  private readonly sql: DispatcherConnection;
 
   constructor(
     private readonly db: Database,
@@ -95,6 +98,7 @@ export class WebhookDispatcher {
     private readonly config: WebhookConfig,
     private readonly logger?: DispatcherLogger,
   ) {
+    this.sql = new DispatcherConnection(() => db.dedicatedClient());
     this.schedule = new Schedule(
       () => this.dispatch(),
       config.pollMs,
@@ -124,6 +128,7 @@ export class WebhookDispatcher {
     // Sends under way are cut off: their events go back to being due at once, for whoever is next.
     this.stopping.abort();
     await Promise.allSettled([...this.inflight]);
+    await this.sql.close();
   }
 
   /** How long a claim holds: the attempt's timeout, and time to record its result. */
@@ -138,7 +143,7 @@ export class WebhookDispatcher {
     // Claims are batched: with sends under way, a claim waits for a quarter of the slots to be
     // free (each send's end wakes the schedule), so a busy node pays one claim for several events.
     if (this.inflight.size > 0 && room < Math.ceil(this.config.concurrency / 4)) return undefined;
-    const { rows: claimed } = await this.db.query<Claimed>(
+    const { rows: claimed } = await this.sql.query<Claimed>(
       `WITH due AS (
          SELECT id FROM webhook_events
           WHERE status = 'pending' AND (next_attempt_at <= now() OR (claimed_by IS NOT NULL AND ${ownerGone('claimed_by')}))
@@ -161,7 +166,7 @@ export class WebhookDispatcher {
     }
     // Something was claimed: each send's end wakes the schedule, which looks again then.
     if (claimed.length > 0) return undefined;
-    const { rows } = await this.db.query<{ ms: number | null }>(
+    const { rows } = await this.sql.query<{ ms: number | null }>(
       `SELECT ${msUntil('min(next_attempt_at)')} AS ms FROM webhook_events WHERE status = 'pending'`,
     );
     return untilDue(rows);
@@ -173,7 +178,7 @@ export class WebhookDispatcher {
     const durationMs = Date.now() - startedAt.getTime();
     if (this.stopping.signal.aborted && !outcome.delivered) {
       // Cut off by this node's shutdown: not the receiver's failure, and due again at once.
-      await this.db.query(
+      await this.sql.query(
         `UPDATE webhook_events SET next_attempt_at = now(), claimed_by = NULL
           WHERE id = $1 AND attempts = $2 AND claimed_by = $3 AND status = 'pending'`,
         [event.id, event.attempt, this.lease.nodeId],
@@ -215,7 +220,7 @@ export class WebhookDispatcher {
     // its result lands on its event. A 2xx delivers a pending event whoever claims it now; any other
     // result only while the claim is still this attempt's. Past the retry window (or never
     // deliverable: no URL or secret any more), it is failed.
-    this.writing = this.db
+    this.writing = this.sql
       .query(
         `WITH o AS (
            SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::text[], $7::bool[], $8::bool[], $9::float8[])
