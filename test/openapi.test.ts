@@ -62,7 +62,8 @@ describe('/openapi.json against real responses', () => {
     // Its SSO ("Open in provider"): Storehouse issues and exchanges the codes, so the partner need not run.
     Object.assign(
       catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
-      { clientSecret: PARTNER_CLIENT_SECRET, redirectLoginUrl: 'http://127.0.0.1:9/sso' },
+      // Its webhooks go nowhere: each is refused and stays pending, retried within the default day.
+      { clientSecret: PARTNER_CLIENT_SECRET, redirectLoginUrl: 'http://127.0.0.1:9/sso', webhookUrl: 'http://127.0.0.1:9/webhook' },
     );
     const catalogPath = writeCatalogFile(catalog);
     server = await startServer('embedded', {
@@ -351,6 +352,18 @@ describe('/openapi.json against real responses', () => {
       expect: 200,
     });
     await refund(notpaid.invoiceId, '1.00', 409);
+    // The webhooks those invoices sent the partner (nobody listens: each is pending, retried later).
+    const { deliveries } = await call({ path: `/_storehouse/webhooks/deliveries?integrationId=oac_partner&limit=5`, expect: 200 });
+    assert.ok(deliveries.length > 0, 'the invoices recorded webhook events');
+    const delivery = `/_storehouse/webhooks/deliveries/${deliveries[0].id}`;
+    await call({ path: '/_storehouse/webhooks/deliveries?status=lost', expect: 400 });
+    await call({ path: '/_storehouse/webhooks/deliveries', token: viewerToken, expect: 403 });
+    await call({ path: delivery, expect: 200 });
+    await call({ path: delivery, token: viewerToken, expect: 403 });
+    await call({ path: '/_storehouse/webhooks/deliveries/evt_nothing', expect: 404 });
+    await call({ method: 'POST', path: `${delivery}/redeliver`, expect: 409 });
+    await call({ method: 'POST', path: `${delivery}/redeliver`, token: viewerToken, expect: 403 });
+    await call({ method: 'POST', path: '/_storehouse/webhooks/deliveries/evt_nothing/redeliver', expect: 404 });
     // The team's view of what it is billed (owners and billing members see invoices; every member usage and balances).
     const team = `/_storehouse/teams/${owner.team_id}`;
     await call({ path: `${team}/invoices?installationId=${partnerIcfg}`, expect: 200 });
