@@ -52,7 +52,9 @@ export async function configurationRemoved(tx: Queryable, installationId: string
  * `integration-configuration.permission-upgraded`: the projects the installation may use changed
  * (PATCH /v1/integrations/configuration/{id}, `vercel integration update --projects`), with the
  * selection before and after (null: all projects). Recorded in the change's transaction by its
- * caller (src/marketplace/cli-installs.ts).
+ * caller (src/marketplace/cli-installs.ts); nothing when the selection stayed as it was. `added`
+ * and `removed` are project ids, as in Vercel's payload: from or to "all", the team's projects
+ * outside the selection.
  */
 export async function permissionUpgraded(
   tx: Queryable,
@@ -63,8 +65,18 @@ export async function permissionUpgraded(
 ): Promise<void> {
   const installation = await installationRow(tx, installationId);
   if (!installation) return;
-  const added = after === null ? [] : after.filter((id) => before === null || !before.includes(id));
-  const removed = after === null ? [] : (before ?? []).filter((id) => !after.includes(id));
+  if (before === null && after === null) return;
+  let all: string[] = [];
+  if (before === null || after === null) {
+    const { rows } = await tx.query<{ id: string }>('SELECT id FROM projects WHERE team_id = $1 ORDER BY id', [installation.team_id]);
+    all = rows.map((row) => row.id);
+  }
+  const wasAllowed = before ?? all;
+  const isAllowed = after ?? all;
+  const added = isAllowed.filter((id) => !wasAllowed.includes(id));
+  const removed = wasAllowed.filter((id) => !isAllowed.includes(id));
+  // The same selection again (and "all" again): nothing changed, nothing to tell.
+  if (added.length === 0 && removed.length === 0 && (before === null) === (after === null)) return;
   await recordWebhookEvent(tx, {
     integrationId: installation.integration_id,
     type: 'integration-configuration.permission-upgraded',
