@@ -109,6 +109,8 @@ export interface WebhookConfig {
   pollMs: number;
   /** The most events one node sends at once. */
   concurrency: number;
+  /** How long a delivered event (and its attempts) is kept after its delivery, then pruned; failed and pending ones are kept. */
+  retentionMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -299,6 +301,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       backoffMaxMs: integer(env, 'STOREHOUSE_WEBHOOK_BACKOFF_MAX_MS', 600_000, 1, 86_400_000),
       pollMs: integer(env, 'STOREHOUSE_WEBHOOK_POLL_MS', 5_000, 10, 600_000),
       concurrency: integer(env, 'STOREHOUSE_WEBHOOK_CONCURRENCY', 16, 1, 1_000),
+      retentionMs: integer(env, 'STOREHOUSE_WEBHOOK_RETENTION_MS', 30 * 86_400_000, 1_000, 3_650 * 86_400_000),
     },
   };
 }

@@ -17,6 +17,9 @@
  *
  * Dispatchers wake on the notification a recorded event sends at its commit (WEBHOOKS_CHANNEL)
  * and also look every `pollMs`, so a missed notification only delays an event.
+ *
+ * Housekeeping: a delivered event (with its attempts) is deleted `retentionMs` after its delivery,
+ * so the outbox does not grow for ever; failed and pending ones stay until delivered.
  */
 import { createHmac } from 'node:crypto';
 import type { Database, Listener } from '../db/database.ts';
@@ -30,6 +33,9 @@ import { WEBHOOKS_CHANNEL } from './outbox.ts';
 
 /** The most bytes of a receiver's answer read: only its status matters. */
 const ANSWER_BYTES = 64 * 1024;
+
+/** The most delivered events one pruning statement deletes: a backlog goes in short statements, back to back. */
+const PRUNE_BATCH = 500;
 
 export interface DispatcherLogger {
   warn(details: object, message: string): void;
@@ -82,6 +88,8 @@ interface Outcome {
 
 export class WebhookDispatcher {
   private readonly schedule: Schedule;
+  /** Deletes delivered events past their retention. */
+  private readonly pruning: Schedule;
   private readonly inflight = new Set<Promise<void>>();
   private readonly stopping = new AbortController();
   private listener: Listener | undefined;
@@ -104,6 +112,12 @@ export class WebhookDispatcher {
       config.pollMs,
       (error) => logger?.warn({ err: error }, 'webhook delivery failed; retrying later'),
     );
+    // Runs when the oldest delivered event's retention ends, and at least this often (new ones).
+    this.pruning = new Schedule(
+      () => this.prune(),
+      Math.min(config.retentionMs, 600_000),
+      (error) => logger?.warn({ err: error }, 'cannot prune delivered webhook events; retrying later'),
+    );
   }
 
   /** Starts listening and sending; the returned function stops both and waits for the sends under way. */
@@ -114,6 +128,7 @@ export class WebhookDispatcher {
       ready: () => this.schedule.wake(),
     });
     this.schedule.start(0);
+    this.pruning.start(0);
     return () => this.stop();
   }
 
@@ -125,6 +140,7 @@ export class WebhookDispatcher {
   private async stop(): Promise<void> {
     await this.listener?.stop().catch(() => {});
     await this.schedule.stop();
+    await this.pruning.stop();
     // Sends under way are cut off: their events go back to being due at once, for whoever is next.
     this.stopping.abort();
     await Promise.allSettled([...this.inflight]);
@@ -170,6 +186,27 @@ export class WebhookDispatcher {
       `SELECT ${msUntil('min(next_attempt_at)')} AS ms FROM webhook_events WHERE status = 'pending'`,
     );
     return untilDue(rows);
+  }
+
+  /** Deletes delivered events past their retention (their attempts cascade); resolves to when the next one's ends. */
+  private async prune(): Promise<number | undefined> {
+    if (this.pruning.isStopped) return undefined;
+    const retention = this.config.retentionMs / 1000;
+    // Several nodes may prune at once: each skips the rows another is deleting.
+    const { rowCount } = await this.sql.query(
+      `DELETE FROM webhook_events WHERE id IN (
+         SELECT id FROM webhook_events WHERE status = 'delivered' AND delivered_at < now() - make_interval(secs => $1)
+          ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [retention, PRUNE_BATCH],
+    );
+    if ((rowCount ?? 0) >= PRUNE_BATCH) return 0;
+    const { rows } = await this.sql.query<{ ms: number | null }>(
+      `SELECT ${msUntil('min(delivered_at) + make_interval(secs => $1)')} AS ms FROM webhook_events WHERE status = 'delivered'`,
+      [retention],
+    );
+    // One past its time already is another node's to delete right now (locked): not a spin meanwhile.
+    const ms = untilDue(rows);
+    return ms === undefined ? undefined : Math.max(ms, 1_000);
   }
 
   private async attempt(event: Claimed): Promise<void> {

@@ -37,6 +37,8 @@ CREATE TABLE webhook_events (
 CREATE INDEX webhook_events_due_idx ON webhook_events (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_events_integration_idx ON webhook_events (integration_id, seq);
 CREATE INDEX webhook_events_team_idx ON webhook_events (team_id, seq);
+-- Delivered events are pruned once STOREHOUSE_WEBHOOK_RETENTION_MS past their delivery, oldest first.
+CREATE INDEX webhook_events_delivered_idx ON webhook_events (delivered_at) WHERE status = 'delivered';
 
 -- Every attempt to send an event: what came back, or why nothing did.
 CREATE TABLE webhook_attempts (
