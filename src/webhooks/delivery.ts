@@ -160,12 +160,21 @@ export class WebhookDispatcher {
     // free (each send's end wakes the schedule), so a busy node pays one claim for several events.
     if (this.inflight.size > 0 && room < Math.ceil(this.config.concurrency / 4)) return undefined;
     const { rows: claimed } = await this.sql.query<Claimed>(
+      // Two index scans, each reading only what it claims: the due events (webhook_events_due_idx,
+      // up to now), and those whose claiming node is gone (webhook_events_claimed_idx, the few in
+      // flight). One OR in a single scan read every pending event, due or not, on every look: a
+      // receiver down for a day made each claim read its whole backlog.
       `WITH due AS (
          SELECT id FROM webhook_events
-          WHERE status = 'pending' AND (next_attempt_at <= now() OR (claimed_by IS NOT NULL AND ${ownerGone('claimed_by')}))
-          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+          WHERE status = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+       orphaned AS (
+         SELECT id FROM webhook_events
+          WHERE status = 'pending' AND claimed_by IS NOT NULL AND next_attempt_at > now() AND ${ownerGone('claimed_by')}
+          LIMIT $1 FOR UPDATE SKIP LOCKED),
+       picked AS (SELECT id FROM due UNION ALL SELECT id FROM orphaned LIMIT $1)
        UPDATE webhook_events e SET attempts = e.attempts + 1, claimed_by = $2, next_attempt_at = now() + make_interval(secs => $3)
-         FROM due WHERE e.id = due.id
+         FROM picked WHERE e.id = picked.id
        RETURNING e.id, e.body, e.attempts AS attempt, e.integration_id, e.type,
                  (SELECT i.webhook_url FROM integrations i WHERE i.id = e.integration_id) AS webhook_url,
                  (SELECT i.client_secret FROM integrations i WHERE i.id = e.integration_id) AS client_secret`,

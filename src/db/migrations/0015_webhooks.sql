@@ -35,6 +35,8 @@ CREATE TABLE webhook_events (
   delivered_at     timestamptz
 );
 CREATE INDEX webhook_events_due_idx ON webhook_events (next_attempt_at) WHERE status = 'pending';
+-- The events claimed right now (the few in flight), for taking over a dead node's claims.
+CREATE INDEX webhook_events_claimed_idx ON webhook_events (claimed_by) WHERE status = 'pending' AND claimed_by IS NOT NULL;
 CREATE INDEX webhook_events_integration_idx ON webhook_events (integration_id, seq);
 CREATE INDEX webhook_events_team_idx ON webhook_events (team_id, seq);
 -- Delivered events are pruned once STOREHOUSE_WEBHOOK_RETENTION_MS past their delivery, oldest first.
