@@ -3,7 +3,8 @@
 // GET /v2/user, GET /v1/storage/stores/{id} and the products endpoint, each against a baseline
 // measured in the same run, alternating (the machine may be noisy: compare the ratios). Then the
 // in-process benches: provisioning (bench/provision.ts), creates and lists (bench/stores.ts),
-// partner creates (bench/partners.ts), and `vercel integration add` (bench/cli.ts).
+// partner creates (bench/partners.ts), `vercel integration add` (bench/cli.ts) and webhook
+// deliveries (bench/webhooks.ts).
 //
 // Prints a human-readable report to stdout and, as the last line, one JSON object with every
 // number. Exits 0 whether or not targets are met; non-zero only when something fails to run.
@@ -32,6 +33,7 @@ import { median } from './measure.ts';
 import { benchPartners } from './partners.ts';
 import { benchProvisioning, TARGET_PROVISION_RATIO } from './provision.ts';
 import { benchStores } from './stores.ts';
+import { benchWebhooks } from './webhooks.ts';
 
 const LOAD_ROUNDS = 3;
 const DURATION_S = 5;
@@ -167,8 +169,10 @@ async function main(): Promise<void> {
   const partners = await benchPartners(log);
   log('vercel integration add: the CLI against the same steps through @vercel/sdk, alternating (medians of 5), and vercel --version');
   const cli = await benchCliAdd(log);
+  log('webhooks: commit to 2xx one at a time alternating with a bare POST (medians of 200), then 2000 events against a bare loop');
+  const webhooks = await benchWebhooks(log);
 
-  printSummary(startup, memory, creates, load, provisioning, stores, partners, cli, benchStarted);
+  printSummary(startup, memory, creates, load, provisioning, stores, partners, cli, webhooks, benchStarted);
 }
 
 function printSummary(
@@ -180,6 +184,7 @@ function printSummary(
   stores: Awaited<ReturnType<typeof benchStores>>,
   partners: Awaited<ReturnType<typeof benchPartners>>,
   cli: Awaited<ReturnType<typeof benchCliAdd>>,
+  webhooks: Awaited<ReturnType<typeof benchWebhooks>>,
   benchStarted: number,
 ): void {
   const num = (value: number, width = 6) => String(round(value)).padStart(width);
@@ -273,6 +278,12 @@ function printSummary(
     `vercel integration add median ${round(cli.cliAddMedianMs)} ms vs the same steps through @vercel/sdk ${round(cli.sdkStepsMedianMs)} ms: ratio ${cli.ratio.toFixed(2)}; ` +
       `vercel --version ${round(cli.cliVersionMedianMs)} ms (without it: ratio ${cli.ratioWithoutStartup.toFixed(2)})`,
   );
+  log(
+    `webhook commit to 2xx median ${webhooks.latencyMedianMs.toFixed(2)} ms (p99 ${webhooks.latencyP99Ms.toFixed(2)}) vs a bare POST ${webhooks.bareLatencyMedianMs.toFixed(2)} ms (p99 ${webhooks.bareLatencyP99Ms.toFixed(2)}): ratio ${webhooks.latencyRatio.toFixed(2)}`,
+  );
+  log(
+    `webhook deliveries ${round(webhooks.deliveriesPerSecond)}/s vs a bare loop ${round(webhooks.bareDeliveriesPerSecond)}/s: ratio ${webhooks.throughputRatio.toFixed(2)}`,
+  );
   const benchSeconds = round((performance.now() - benchStarted) / 1000, 1);
   log(`bench took ${benchSeconds} s`);
 
@@ -306,6 +317,7 @@ function printSummary(
       stores,
       partners,
       cli,
+      webhooks,
       benchSeconds,
     }),
   );

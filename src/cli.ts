@@ -267,6 +267,39 @@ export function buildCli(): Command {
     table(rows, ['id', 'integration', 'installedBy', 'source', 'createdAt']),
   );
 
+  const webhooks = program.command('webhooks').description("webhook deliveries to integrations' webhook URLs, every team's");
+  admin(
+    webhooks
+      .command('list')
+      .option('--integration <integration>', 'integration id or slug')
+      .option('--status <status>', 'pending, delivered or failed')
+      .option('--limit <n>', 'most deliveries shown (20)')
+      .option('--until <next>', "the previous page's next"),
+    'list webhook deliveries, newest first',
+    'webhooks.list',
+    (page) =>
+      `${table(page.deliveries, ['id', 'type', 'integrationId', 'status', 'attempts', 'lastStatus', 'nextAttemptAt', 'createdAt'])}${
+        page.next === null ? '' : `\nmore: --until ${page.next}`
+      }`,
+  );
+  admin(
+    webhooks.command('show').argument('<id>', 'event id (evt_...)'),
+    'show a delivery: the event and every attempt',
+    'webhooks.show',
+    (d) =>
+      [
+        `${d.id}  ${d.type}  ${d.status}  (${d.attempts} attempt${d.attempts === 1 ? '' : 's'}${d.nextAttemptAt ? `, next at ${d.nextAttemptAt}` : ''})`,
+        JSON.stringify(d.event, null, 2),
+        table(d.history, ['number', 'startedAt', 'durationMs', 'status', 'error']),
+      ].join('\n'),
+  );
+  admin(
+    webhooks.command('redeliver').argument('<id>', 'event id (evt_...)'),
+    'send a delivered or failed event again (same id and body)',
+    'webhooks.redeliver',
+    (d) => `${d.id} is pending again`,
+  );
+
   return program;
 }
 

@@ -71,6 +71,10 @@ export interface Config {
   publicUrl: string | undefined;
   /** The `iss` of the tokens Storehouse signs; default: the public URL. */
   oidcIssuer: string | undefined;
+  /** How long an SSO code ("Open in provider", src/partners/sso.ts) may wait for the partner's exchange. */
+  ssoCodeTtlMs: number;
+  /** SSO codes ("Open in provider") one user may ask for per minute (0: no limit); Vercel allows 20. */
+  rateLimitSsoOpens: number;
   /** Redis shared by every node for rate-limit counts; counted in process when absent. */
   redisUrl: string | undefined;
   /** How long a rate-limit count may wait on Redis before the node counts in process instead. */
@@ -85,6 +89,28 @@ export interface Config {
   healthIntervalMs: number;
   /** How long one health probe may take before its dependency counts as unavailable; /healthz waits no longer. */
   healthTimeoutMs: number;
+  /** How often a declined invoice is charged again before it is `overdue` (Vercel: up to 9 times). */
+  invoiceRetries: number;
+  /** How long after a declined charge an invoice is charged again. */
+  invoiceRetryIntervalMs: number;
+  /** Webhook delivery (src/webhooks/delivery.ts). */
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** How long one POST to a webhook URL may take before it counts as failed (and is retried). */
+  timeoutMs: number;
+  /** How long an event is retried after it was recorded (or redelivered) before it is marked failed. */
+  retryForMs: number;
+  /** The first retry's delay; each next one doubles, up to `backoffMaxMs`, with full jitter. */
+  backoffMs: number;
+  backoffMaxMs: number;
+  /** How often each node looks for due events besides being woken by new ones. */
+  pollMs: number;
+  /** The most events one node sends at once. */
+  concurrency: number;
+  /** How long a delivered event (and its attempts) is kept after its delivery, then pruned; failed and pending ones are kept. */
+  retentionMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -256,11 +282,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: trustProxy(env, 'STOREHOUSE_TRUST_PROXY'),
     healthIntervalMs: integer(env, 'STOREHOUSE_HEALTH_INTERVAL_MS', 5_000, 100, 3_600_000),
     healthTimeoutMs: integer(env, 'STOREHOUSE_HEALTH_TIMEOUT_MS', 2_000, 50, 600_000),
+    invoiceRetries: integer(env, 'STOREHOUSE_INVOICE_RETRIES', 9, 0, 100),
+    // 40 hours: Vercel's 9 retries then span the 15 days after which it calls an invoice overdue.
+    invoiceRetryIntervalMs: integer(env, 'STOREHOUSE_INVOICE_RETRY_INTERVAL_MS', 144_000_000, 100, 2_592_000_000),
+    // Long enough for a browser's redirect and the partner's exchange; OAuth asks codes to last at most 10 minutes.
+    ssoCodeTtlMs: integer(env, 'STOREHOUSE_SSO_CODE_TTL_MS', 300_000, 50, 600_000),
+    rateLimitSsoOpens: integer(env, 'STOREHOUSE_RATE_LIMIT_SSO_OPENS', 20, 0, 1_000_000_000),
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
     outboundMaxBodyBytes: integer(env, 'STOREHOUSE_OUTBOUND_MAX_BODY_BYTES', DEFAULT_MAX_BODY_BYTES, 1024, 1_073_741_824),
     pendingTimeoutMs: integer(env, 'STOREHOUSE_PENDING_TIMEOUT_MS', 1_800_000, 1_000, 86_400_000),
     publicUrl: httpUrl(env, 'STOREHOUSE_PUBLIC_URL'),
     oidcIssuer: httpUrl(env, 'STOREHOUSE_OIDC_ISSUER'),
+    webhooks: {
+      timeoutMs: integer(env, 'STOREHOUSE_WEBHOOK_TIMEOUT_MS', 10_000, 100, 600_000),
+      retryForMs: integer(env, 'STOREHOUSE_WEBHOOK_RETRY_FOR_MS', 86_400_000, 0, 30 * 86_400_000),
+      backoffMs: integer(env, 'STOREHOUSE_WEBHOOK_BACKOFF_MS', 1_000, 1, 3_600_000),
+      backoffMaxMs: integer(env, 'STOREHOUSE_WEBHOOK_BACKOFF_MAX_MS', 600_000, 1, 86_400_000),
+      pollMs: integer(env, 'STOREHOUSE_WEBHOOK_POLL_MS', 5_000, 10, 600_000),
+      concurrency: integer(env, 'STOREHOUSE_WEBHOOK_CONCURRENCY', 16, 1, 1_000),
+      retentionMs: integer(env, 'STOREHOUSE_WEBHOOK_RETENTION_MS', 30 * 86_400_000, 1_000, 3_650 * 86_400_000),
+    },
   };
 }

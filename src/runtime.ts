@@ -29,6 +29,10 @@ import { StoreService } from './stores/store-service.ts';
 import { NodeLease } from './db/node-lease.ts';
 import { StoreUpdates } from './stores/store-updates.ts';
 import { type HealthChecks, startHealthChecks } from './health/dependencies.ts';
+import { Invoices } from './billing/invoices.ts';
+import { InvoiceCharges } from './billing/invoice-charges.ts';
+import { BillingHistory } from './billing/billing-history.ts';
+import { WebhookDispatcher } from './webhooks/delivery.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
@@ -48,6 +52,10 @@ export interface Runtime {
   projectEnv: ProjectEnv;
   /** The API partner servers call back. */
   marketplace: MarketplaceApi;
+  /** Partners' invoices, charged by this node's housekeeping (src/billing/invoice-charges.ts). */
+  invoices: Invoices;
+  /** Partners' billing data and balances, kept as a history; balance thresholds' top-ups. */
+  billingHistory: BillingHistory;
   /** The keys partner calls are signed with. */
   keys: SigningKeys;
   /** The same, as the CLI's commands reach them. */
@@ -60,6 +68,8 @@ export interface Runtime {
   bootstrapped: Bootstrapped | undefined;
   /** What this node can reach, probed in the background: what /healthz answers. */
   health: HealthChecks;
+  /** This node's sender of webhook events (src/webhooks/). */
+  webhooks: WebhookDispatcher;
   close(): Promise<void>;
 }
 
@@ -202,13 +212,13 @@ async function startEmbeddedRedis(
 }
 
 /** Validates the catalog file and syncs it in, unless exactly this file was already validated and synced. */
-async function syncCatalogFile(db: Database, file: string, source: string, logger?: Logger): Promise<void> {
+async function syncCatalogFile(db: Database, file: string, source: string, box: SecretBox, logger?: Logger): Promise<void> {
   const fingerprint = catalogFingerprint(source);
   if ((await syncedFingerprint(db)) === fingerprint) {
     logger?.info({ catalog: file }, 'catalog unchanged since it was last synced');
     return;
   }
-  const { unchanged, ...sync } = await syncCatalog(db, loadCatalogFile(file, source), { file, fingerprint });
+  const { unchanged, ...sync } = await syncCatalog(db, loadCatalogFile(file, source), { file, fingerprint }, box);
   if (unchanged) logger?.info({ catalog: file }, 'catalog synced by another node meanwhile');
   else logger?.info({ catalog: file, ...sync }, 'catalog synced');
 }
@@ -250,7 +260,9 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     const applied = await migrate(db);
     if (applied.length > 0) logger?.info({ migrations: applied }, 'applied migrations');
     await refuseLegacyStores(db);
-    await syncCatalogFile(db, config.catalogPath, source, logger);
+    // Before the catalog's sync, which seals the client secrets webhooks are signed with.
+    const box = SecretBox.load(config.secretKey, config.dataDir, { logger });
+    await syncCatalogFile(db, config.catalogPath, source, box, logger);
     const catalog = await Catalog.load(db);
     const bootstrapped = await bootstrap(db, catalog, config.bootstrapToken);
     if (bootstrapped) {
@@ -263,7 +275,6 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       logger,
     });
     const access = new Access(db, feed);
-    const box = SecretBox.load(config.secretKey, config.dataDir, { logger });
     await resealLegacySecrets(db, box, STOREHOUSE_SEALED_COLUMNS, logger); // v1 values become v2 (src/secrets/reseal.ts)
     const keys = new SigningKeys(db, box);
     const urls = new PublicUrls(config);
@@ -319,6 +330,12 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs, log: logger },
     );
     closers.unshift(() => health.stop());
+    const invoiceCharges = new InvoiceCharges(db, {
+      lease,
+      retries: config.invoiceRetries,
+      retryIntervalMs: config.invoiceRetryIntervalMs,
+    });
+    const webhooks = new WebhookDispatcher(db, box, lease, config.webhooks, logger);
     const runtime: Runtime = {
       config,
       db,
@@ -331,12 +348,15 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       storeUpdates,
       connections,
       marketplace: new MarketplaceApi(db, box, stores, connections, urls, catalogs.current, feed),
+      invoices: new Invoices(db, catalogs.current, invoiceCharges),
+      billingHistory: new BillingHistory(db),
       projectEnv: new ProjectEnv(db, box),
       keys,
       signingKeys: () => keys,
       urls,
       bootstrapped,
       health,
+      webhooks,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),
       close: async () => {
         for (const close of closers) await close();
@@ -346,6 +366,10 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     reloadCatalogOnChange(runtime, logger);
     const housekeepingFailed = (error: Error) => logger?.warn({ err: error }, 'store housekeeping failed; retrying later');
     closers.unshift(stores.startHousekeeping(housekeepingFailed), storeUpdates.startHousekeeping(housekeepingFailed));
+    // Stopped before the lease its claims are recorded under, and the database.
+    closers.unshift(invoiceCharges.startHousekeeping((error) => logger?.warn({ err: error }, 'invoice charging failed; retrying later')));
+    // Stopped before the lease it claims events under, and the database.
+    closers.unshift(await webhooks.start());
     if (options.controlSocket && db.kind === 'embedded') {
       closers.unshift(await serveControlSocket(config.dataDir, runtime, logger));
     }

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { randomBase62 } from '../src/ids.ts';
 import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { mintInstallationToken } from '../src/partners/installation-tokens.ts';
 import { install } from '../src/tenancy/installations.ts';
@@ -15,6 +16,9 @@ import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { startServer, type TestServer, writeCatalogFile } from './helpers.ts';
 import { checkFetchResponse, checkResponse, documentProblems, findOperation, loadOpenApi, type OpenApiDocument } from './openapi-check.ts';
+
+/** The partner integration's client secret in this test's catalog: SSO codes are exchanged with it. */
+const PARTNER_CLIENT_SECRET = `cs_${randomBase62(40)}`;
 
 interface Call {
   method?: string;
@@ -54,7 +58,14 @@ describe('/openapi.json against real responses', () => {
   before(async () => {
     // The default catalog and a partner integration (never called here): the marketplace API
     // serves partners' resources, not the built-in products'.
-    const catalogPath = writeCatalogFile(catalogWithPartner({ url: 'http://127.0.0.1:9' }));
+    const catalog = catalogWithPartner({ url: 'http://127.0.0.1:9' });
+    // Its SSO ("Open in provider"): Storehouse issues and exchanges the codes, so the partner need not run.
+    Object.assign(
+      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
+      // Its webhooks go nowhere: each is refused and stays pending, retried within the default day.
+      { clientSecret: PARTNER_CLIENT_SECRET, redirectLoginUrl: 'http://127.0.0.1:9/sso', webhookUrl: 'http://127.0.0.1:9/webhook' },
+    );
+    const catalogPath = writeCatalogFile(catalog);
     server = await startServer('embedded', {
       catalogPath,
       // A Redis that cannot be reached: its creates are the 503 the document must list.
@@ -321,19 +332,72 @@ describe('/openapi.json against real responses', () => {
       expect: 403,
     });
     const period = { start: '2025-01-01T00:00:00Z', end: '2025-02-01T00:00:00Z' };
-    const item = { billingPlanId: 'postgres_hobby', name: 'Storage', price: '0.00', quantity: 1, units: 'GB', total: '0.00' };
+    // The partner's subscription plan, on its resource: a test invoice (kept paid, charging nothing) to read and refund.
+    const item = { billingPlanId: 'partner_pro', resourceId, name: 'Pro', price: '10.00', quantity: 1, units: 'month', total: '10.00' };
     await market({
       method: 'POST',
       path: `${installation}/billing`,
       body: { timestamp: period.end, eod: period.end, period, billing: [item], usage: [] },
       expect: 201,
     });
+    const { invoiceId } = await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [item], test: { result: 'paid' } },
+      expect: 200,
+    });
     await market({
       method: 'POST',
       path: `${installation}/billing/invoices`,
-      body: { invoiceDate: period.end, period, items: [item] },
+      body: { invoiceDate: period.end, period, items: [] },
+      expect: 400,
+    });
+    const foreignItem = { ...item, resourceId: 'ext_nothing' };
+    await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [foreignItem] },
+      expect: 404,
+    });
+    await market({ path: `${installation}/billing/invoices/${invoiceId}`, expect: 200 });
+    await market({ path: `${installation}/billing/invoices/inv_nothing`, expect: 404 });
+    const refund = (id: string, total: string, expect: number) =>
+      market({
+        method: 'POST',
+        path: `${installation}/billing/invoices/${id}/actions`,
+        body: { action: 'refund', total, reason: 'credit' },
+        expect,
+      });
+    await refund(invoiceId, '1.00', 204);
+    await refund(invoiceId, '10.00', 400);
+    await refund('inv_nothing', '1.00', 404);
+    const notpaid = await market({
+      method: 'POST',
+      path: `${installation}/billing/invoices`,
+      body: { invoiceDate: period.end, period, items: [item], test: { result: 'notpaid' } },
       expect: 200,
     });
+    await refund(notpaid.invoiceId, '1.00', 409);
+    // The webhooks those invoices sent the partner (nobody listens: each is pending, retried later).
+    const { deliveries } = await call({ path: `/_storehouse/webhooks/deliveries?integrationId=oac_partner&limit=5`, expect: 200 });
+    assert.ok(deliveries.length > 0, 'the invoices recorded webhook events');
+    const delivery = `/_storehouse/webhooks/deliveries/${deliveries[0].id}`;
+    await call({ path: '/_storehouse/webhooks/deliveries?status=lost', expect: 400 });
+    await call({ path: '/_storehouse/webhooks/deliveries', token: viewerToken, expect: 403 });
+    await call({ path: delivery, expect: 200 });
+    await call({ path: delivery, token: viewerToken, expect: 403 });
+    await call({ path: '/_storehouse/webhooks/deliveries/evt_nothing', expect: 404 });
+    await call({ method: 'POST', path: `${delivery}/redeliver`, expect: 409 });
+    await call({ method: 'POST', path: `${delivery}/redeliver`, token: viewerToken, expect: 403 });
+    await call({ method: 'POST', path: '/_storehouse/webhooks/deliveries/evt_nothing/redeliver', expect: 404 });
+    // The team's view of what it is billed (owners and billing members see invoices; every member usage and balances).
+    const team = `/_storehouse/teams/${owner.team_id}`;
+    await call({ path: `${team}/invoices?installationId=${partnerIcfg}`, expect: 200 });
+    await call({ path: `${team}/invoices`, token: viewerToken, expect: 403 });
+    await call({ path: `${team}/invoices?limit=0`, expect: 400 });
+    await call({ path: `${team}/invoices/${invoiceId}`, expect: 200 });
+    await call({ path: `${team}/invoices/inv_nothing`, expect: 404 });
+    await call({ path: `/_storehouse/teams/${otherTeam.id}/invoices/${invoiceId}`, expect: 403 });
     await market({
       method: 'POST',
       path: `${installation}/billing/invoices`,
@@ -347,6 +411,33 @@ describe('/openapi.json against real responses', () => {
       expect: 201,
     });
     await market({ method: 'POST', path: `${installation}/billing/balance`, body: { balances: [] }, expect: 400 });
+    await call({ path: `${team}/billing/usage`, token: viewerToken, expect: 200 });
+    await call({ path: `${team}/billing/usage?limit=0`, expect: 400 });
+    await call({ path: `${team}/billing/balances`, token: viewerToken, expect: 200 });
+    await call({ path: `/_storehouse/teams/${otherTeam.id}/billing/balances`, expect: 403 });
+    // SSO, "Open in provider": the owner opens the partner's installation (the URL, as JSON), whose
+    // partner exchanges the code once with its client secret; the built-in integration offers none.
+    const opened = await call({
+      path: `/_storehouse/sso/integrations/acme/${partnerIcfg}?path=usage`,
+      headers: { accept: 'application/json' },
+      expect: 200,
+    });
+    await call({ path: `/_storehouse/sso/integrations/storehouse/${icfg}`, expect: 409 });
+    const ssoToken = '/v1/integrations/sso/token';
+    const ssoExchange = {
+      code: new URL(opened.url).searchParams.get('code'),
+      client_id: 'oac_partner',
+      client_secret: PARTNER_CLIENT_SECRET,
+    };
+    await call({
+      method: 'POST',
+      path: ssoToken,
+      body: { ...ssoExchange, client_secret: 'not-the-secret-at-all' },
+      token: null,
+      expect: 403,
+    });
+    await call({ method: 'POST', path: ssoToken, body: ssoExchange, token: null, expect: 200 });
+    await call({ method: 'POST', path: ssoToken, body: ssoExchange, token: null, expect: 400 });
     // The account limit was set to 3 a minute: the fourth call is refused.
     await market({ path: `${installation}/account`, expect: 200 });
     await market({ path: `${installation}/account`, expect: 200 });

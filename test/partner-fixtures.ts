@@ -81,10 +81,14 @@ export async function startStorehouseWithPartner(
     env?: Record<string, string>;
     /** The owner's token (the vercel CLI refuses one with a "-", which the harness's default has). */
     bootstrapToken?: string;
+    /** More fields of the partner's catalog entry (clientSecret, redirectLoginUrl...), given the partner's URL. */
+    integration?: (partnerUrl: string) => Record<string, unknown>;
+    /** The partner's client secret (PARTNER_CLIENT_SECRET), when the catalog gives its integration one. */
+    partnerClientSecret?: string;
   } = {},
 ): Promise<StorehouseWithPartner> {
   const port = await freePort();
-  const catalogFile = writePartnerCatalog(
+  const catalog = catalogWithPartner(
     {
       url: `http://127.0.0.1:${port}`,
       ...(options.extraProducts && { extraProducts: options.extraProducts }),
@@ -92,6 +96,13 @@ export async function startStorehouseWithPartner(
     },
     ...(options.otherPartners ?? []).map((other) => ({ url: other.url, slug: other.slug, clientId: `oac_${other.slug}` })),
   );
+  if (options.integration) {
+    Object.assign(
+      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
+      options.integration(`http://127.0.0.1:${port}`),
+    );
+  }
+  const catalogFile = writeCatalogFile(catalog);
   let server: TestServer | undefined;
   let partner: PartnerServer | undefined;
   let partnerDir: string | undefined;
@@ -136,6 +147,7 @@ export async function startStorehouseWithPartner(
       clientId: 'oac_partner',
       issuer: server.url,
       postgresAdminUrl: POSTGRES_URL,
+      ...(options.partnerClientSecret && { clientSecret: options.partnerClientSecret }),
     });
     const configurations = await server.sdk().integrations.getConfigurations({ view: 'account', integrationIdOrSlug: 'acme' });
     const installationId = configurations[0]!.id!;

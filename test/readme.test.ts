@@ -212,7 +212,11 @@ describe('the partner walkthrough, run', { skip: PSQL ? false : 'no psql on PATH
     partnerPort = await freePort();
     // The example catalog as it is, but for the partner's port (the defaults are checked above).
     const source = fs.readFileSync(EXAMPLE_CATALOG, 'utf8');
-    assert.equal(source.split('http://127.0.0.1:4000').length - 1, 2, 'the partner URL, in the header comment and the provider');
+    assert.equal(
+      source.split('http://127.0.0.1:4000').length - 1,
+      4,
+      "the partner URL, in the header comment, the integration's webhookUrl and redirectLoginUrl, and the provider",
+    );
     const catalog = path.join(catalogDir, 'example.yaml');
     fs.writeFileSync(catalog, source.replaceAll('http://127.0.0.1:4000', partnerUrl()));
     server = startStorehouse(dataDir, port, catalog);

@@ -14,6 +14,7 @@ import { audit, listAuditEvents } from '../audit/audit-log.ts';
 import type { SigningKeys } from '../partners/signing-keys.ts';
 import { createToken, listTokens, revokeToken } from '../tenancy/tokens.ts';
 import { createUser, getUser } from '../tenancy/users.ts';
+import { DELIVERY_STATUSES, type DeliveryStatus, getDelivery, listDeliveries, redeliver } from '../webhooks/deliveries.ts';
 
 /** Operator changes are audited with no user: they come from the CLI, not from a token. */
 const OPERATOR = null;
@@ -189,6 +190,26 @@ export const adminCommands = {
       ...installation,
       integration: catalog.integrationById(installation.integrationId)?.slug,
     })),
+
+  /** Every team's webhook deliveries, newest first (the operator's view; team owners have /_storehouse/webhooks/deliveries). */
+  'webhooks.list': async ({ db, catalog }: AdminContext, args: Args) => {
+    const limit = Number(args.limit ?? 20);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badRequest('--limit must be a whole number from 1 to 1000');
+    const until = args.until === undefined ? undefined : Number(args.until);
+    if (until !== undefined && !Number.isInteger(until)) throw badRequest("--until must be a page's `next`, a whole number");
+    const status = args.status;
+    if (status !== undefined && !(DELIVERY_STATUSES as readonly string[]).includes(status)) {
+      throw badRequest(`--status must be one of ${DELIVERY_STATUSES.join(', ')}`);
+    }
+    const integrationId =
+      args.integration === undefined
+        ? undefined
+        : (catalog.integrationById(args.integration)?.id ?? catalog.findIntegration(args.integration).id);
+    return listDeliveries(db, { operator: true }, { integrationId, status: status as DeliveryStatus | undefined, limit, until });
+  },
+  'webhooks.show': async ({ db }: AdminContext, args: Args) => getDelivery(db, { operator: true }, required(args, 'id')),
+  /** Sends a delivered or failed event again (same id and body); the running servers are woken to send it. */
+  'webhooks.redeliver': async ({ db }: AdminContext, args: Args) => redeliver(db, { operator: true }, required(args, 'id')),
 } satisfies Record<string, (context: AdminContext, args: Args) => Promise<unknown>>;
 
 export type AdminCommand = keyof typeof adminCommands;

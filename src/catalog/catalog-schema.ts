@@ -144,8 +144,16 @@ export interface CatalogIntegration {
   /**
    * The integration's client secret: its partner server proves it to rotate and revoke its
    * installations' access tokens. Only its hash is stored; without one, credentials cannot be rotated.
+   * Webhooks are signed with it, so with a `webhookUrl` it is also kept sealed (src/secrets).
    */
   clientSecret?: string;
+  /**
+   * Vercel's Redirect Login URL: where "Open in provider" sends a user, with `mode=sso` and a one-time
+   * code its server exchanges (with `clientSecret`, so it needs one) for the user's id_token (src/partners/sso.ts).
+   */
+  redirectLoginUrl?: string;
+  /** Where the integration receives Vercel's webhooks (src/webhooks/), signed with `clientSecret`; none without one. */
+  webhookUrl?: string;
   products: CatalogProduct[];
 }
 
@@ -325,8 +333,12 @@ export const catalogFileSchema = {
           scopes: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
           // Long enough not to be guessed (the hash is slow, but a short secret is still short).
           clientSecret: { type: 'string', minLength: 16, maxLength: 200 },
+          redirectLoginUrl: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 2000 },
+          webhookUrl: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 2000 },
           products: { type: 'array', items: productSchema },
         },
+        // A webhook is signed with the client secret: a URL without one could never be verified.
+        dependencies: { webhookUrl: ['clientSecret'], redirectLoginUrl: ['clientSecret'] },
         additionalProperties: false,
       },
     },

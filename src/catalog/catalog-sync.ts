@@ -3,6 +3,7 @@ import type { Database, Queryable } from '../db/database.ts';
 import { CatalogError } from './catalog-file.ts';
 import type { CatalogFile } from './catalog-schema.ts';
 import { hashSecret } from '../secrets/secret-hash.ts';
+import type { SecretBox } from '../secrets/secret-box.ts';
 
 export interface SyncSummary {
   upserted: { integrations: number; products: number; plans: number };
@@ -36,6 +37,8 @@ export async function syncCatalog(
   db: Database,
   catalog: CatalogFile,
   source?: { file: string; fingerprint: string },
+  /** Seals the client secrets of integrations with a webhook URL (webhooks are signed with them); without it, none is kept. */
+  box?: SecretBox,
 ): Promise<SyncSummary> {
   const file = source?.file ?? 'catalog';
   let summary = emptySummary();
@@ -131,8 +134,10 @@ export async function syncCatalog(
 
     for (const integration of catalog.integrations) {
       await tx.query(
-        `INSERT INTO integrations (id, slug, name, icon, scopes, client_secret_hash) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (id) DO UPDATE SET slug = $2, name = $3, icon = $4, scopes = $5, client_secret_hash = $6, retired = false, updated_at = now()`,
+        `INSERT INTO integrations (id, slug, name, icon, scopes, client_secret_hash, webhook_url, client_secret)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET slug = $2, name = $3, icon = $4, scopes = $5, client_secret_hash = $6, webhook_url = $7,
+           client_secret = $8, retired = false, updated_at = now()`,
         [
           integration.id,
           integration.slug,
@@ -140,8 +145,18 @@ export async function syncCatalog(
           integration.icon,
           json(integration.scopes ?? ['read-write:integration-resource']),
           secretHashes.get(integration.id) ?? null,
+          integration.webhookUrl ?? null,
+          // Sealed only where a webhook needs it in plaintext; elsewhere the hash is enough.
+          integration.webhookUrl !== undefined && integration.clientSecret !== undefined && box
+            ? box.seal(integration.clientSecret, { table: 'integrations', id: integration.id, column: 'client_secret' })
+            : null,
         ],
       );
+      // Its own statement, beside the upsert: "Open in provider" (src/partners/sso.ts) reads it from here.
+      await tx.query('UPDATE integrations SET redirect_login_url = $2 WHERE id = $1', [
+        integration.id,
+        integration.redirectLoginUrl ?? null,
+      ]);
       summary.upserted.integrations++;
     }
     for (const product of products) {

@@ -8,6 +8,8 @@ export interface Integration {
   name: string;
   icon: string;
   scopes: string[];
+  /** Where its webhooks go (src/webhooks/); null for none. */
+  webhookUrl: string | null;
   retired: boolean;
 }
 
@@ -94,7 +96,15 @@ export class Catalog {
       new Map(
         integrations.rows.map((row) => [
           row.id,
-          { id: row.id, slug: row.slug, name: row.name, icon: row.icon, scopes: row.scopes, retired: row.retired },
+          {
+            id: row.id,
+            slug: row.slug,
+            name: row.name,
+            icon: row.icon,
+            scopes: row.scopes,
+            webhookUrl: row.webhook_url ?? null,
+            retired: row.retired,
+          },
         ]),
       ),
       new Map(

@@ -17,11 +17,15 @@ import integrationsRoutes, { sharedSchemas } from './routes/integrations.ts';
 import cliIntegrationsRoutes from './routes/cli-integrations.ts';
 import projectsRoutes from './routes/projects.ts';
 import storehouseRoutes from './routes/storehouse.ts';
+import webhookDeliveryRoutes from './routes/webhook-deliveries.ts';
 import storesRoutes from './routes/stores.ts';
 import systemRoutes from './routes/system.ts';
 import teamsRoutes from './routes/teams.ts';
 import oidcRoutes from './routes/oidc.ts';
 import marketplaceRoutes from './routes/marketplace.ts';
+import teamBillingRoutes from './routes/team-billing.ts';
+import ssoRoutes from './routes/sso.ts';
+import { Sso } from '../partners/sso.ts';
 import { storeSchema } from './store-shapes.ts';
 import { callableUrl } from './listen-address.ts';
 
@@ -127,6 +131,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
       routes: {
         'stores.create': config.rateLimitStoreCreates,
         'stores.update': config.rateLimitStoreUpdates,
+        'sso.open': config.rateLimitSsoOpens,
         ...config.marketplaceRateLimits,
       },
       redisUrl: config.redisUrl,
@@ -154,9 +159,25 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(storesRoutes, { stores: runtime.stores, updates: runtime.storeUpdates, connections: runtime.connections });
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });
+  await app.register(webhookDeliveryRoutes, { db: runtime.db, wake: () => runtime.webhooks.wake() });
   await app.register(accountRoutes, { db: runtime.db });
   await app.register(teamsRoutes, { db: runtime.db });
-  await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
+  await app.register(teamBillingRoutes, { db: runtime.db });
+  await app.register(marketplaceRoutes, {
+    api: runtime.marketplace,
+    db: runtime.db,
+    catalog: () => runtime.catalog,
+    invoices: runtime.invoices,
+    history: runtime.billingHistory,
+  });
+  const sso = new Sso({
+    db: runtime.db,
+    keys: runtime.keys,
+    catalog: () => runtime.catalog,
+    issuer: () => runtime.urls.issuer(),
+    codeTtlMs: config.ssoCodeTtlMs,
+  });
+  await app.register(ssoRoutes, { sso });
   await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
   await app.ready();
   return app;

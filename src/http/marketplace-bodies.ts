@@ -111,7 +111,7 @@ export const secretsBody = {
   additionalProperties: false,
 };
 
-// Billing data, invoices and prepayment balances (kept as sent).
+// Billing data, invoices and prepayment balances (src/billing/: kept as a history; invoices checked and charged).
 const period = {
   type: 'object',
   required: ['start', 'end'],
@@ -139,6 +139,8 @@ const discount = {
   properties: {
     billingPlanId: text,
     resourceId: { type: 'string' },
+    start: { type: 'string', format: 'date-time' },
+    end: { type: 'string', format: 'date-time' },
     name: { type: 'string' },
     details: { type: 'string' },
     amount: { type: 'string' },
@@ -185,15 +187,27 @@ export const invoiceBody = {
   type: 'object',
   required: ['invoiceDate', 'period', 'items'],
   properties: {
-    externalId: { type: 'string' },
+    externalId: { type: 'string', minLength: 1, maxLength: 256, pattern: NO_CONTROL_PATTERN },
     invoiceDate: { type: 'string', format: 'date-time' },
     memo: { type: 'string' },
     period,
-    items: { type: 'array', minItems: 1, items: billingItem },
-    discounts: { type: 'array', items: discount },
+    items: { type: 'array', minItems: 1, maxItems: 1000, items: billingItem },
+    discounts: { type: 'array', maxItems: 1000, items: discount },
     final: { type: 'boolean' },
     test: { type: 'object', properties: { validate: { type: 'boolean' }, result: { enum: ['paid', 'notpaid', 'overdue'] } } },
   },
+};
+
+/** An invoice action: a refund of part or all of a paid invoice (the SDK's UpdateInvoiceRequestBody). */
+export const invoiceActionBody = {
+  type: 'object',
+  required: ['action', 'total', 'reason'],
+  properties: {
+    action: { enum: ['refund'] },
+    total: { type: 'string', description: 'The amount refunded, a decimal string of dollars' },
+    reason: { type: 'string', minLength: 1, maxLength: 1000 },
+  },
+  additionalProperties: false,
 };
 
 export const balanceBody = {

@@ -25,6 +25,7 @@ import type { Providers } from '../providers/registry.ts';
 import type { StoreService, StoreView } from '../stores/store-service.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { assertInstallationAdmin, getInstallation, install, listInstallations, type Installation } from '../tenancy/installations.ts';
+import { permissionUpgraded } from '../webhooks/events.ts';
 import type { Discovery } from './discovery.ts';
 
 /** The body of POST /v1/integrations/integration/{slug}/marketplace/auto-provision/{product}, as the CLI sends it. */
@@ -281,7 +282,11 @@ export async function updateConfiguration(
   return db.transaction(async (tx) => {
     // Held until the change commits: a connect reads the selection FOR SHARE (connections.ts), so the
     // two take turns and a store cannot be connected to a project being left out meanwhile.
-    await tx.query('SELECT 1 FROM installations WHERE id = $1 FOR UPDATE', [installation.id]);
+    const { rows: held } = await tx.query<{ project_ids: string[] | null }>(
+      'SELECT project_ids FROM installations WHERE id = $1 FOR UPDATE',
+      [installation.id],
+    );
+    const before = held[0]?.project_ids ?? null;
     let ids: string[] | null = null;
     if (wanted !== 'all') {
       if (wanted.length === 0) throw badRequest('projects must be "all" or at least one project id');
@@ -306,6 +311,8 @@ export async function updateConfiguration(
       }
     }
     await tx.query('UPDATE installations SET project_ids = $2, updated_at = now() WHERE id = $1', [installation.id, ids]);
+    // The integration is told the projects it may use changed (in this transaction: the outbox).
+    await permissionUpgraded(tx, installation.id, before, ids, actor.userId);
     await audit(tx, {
       teamId: actor.team.id,
       actorId: actor.userId,

@@ -10,6 +10,7 @@ import type { Providers } from '../providers/registry.ts';
 import { badRequest } from '../errors.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { disableUsedUp } from '../stores/stores.ts';
+import { configurationRemoved } from '../webhooks/events.ts';
 import {
   assertInstallationAdmin,
   countStores,
@@ -89,6 +90,8 @@ export class Discovery {
         await partner.uninstall(installation.id, { userId: actor.userId, role: 'ADMIN' });
     }
     await this.db.transaction(async (tx) => {
+      // Recorded first, while the installation's row can be read; the uninstall's refusal undoes it.
+      await configurationRemoved(tx, installation.id, actor.userId);
       await uninstall(tx, installation);
       await audit(tx, {
         teamId: actor.team.id,

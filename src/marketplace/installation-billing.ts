@@ -5,9 +5,10 @@
  * remove`, which answers the 403 the CLI expects while stores remain.
  *
  * Balances are the stores' own (`prepaid_balance_cents`: what the prepayment bought, as the
- * partner last reported it through POST /v1/installations/{id}/billing/balance). A threshold is
- * kept with its store (prepayment_thresholds) and shown with the balance; Storehouse's test-mode
- * billing charges nothing, so no top-up is bought when a balance falls below one.
+ * partner last reported it through POST /v1/installations/{id}/billing/balance; every report is
+ * kept, src/billing/billing-history.ts). A threshold is kept with its store (prepayment_thresholds)
+ * and shown with the balance; a report that takes the balance below it buys the top-up
+ * (billing-history.ts), which GET /_storehouse/teams/{teamId}/billing/balances lists.
  */
 import { audited } from '../audit/audit-log.ts';
 import type { BillingPlan, Catalog } from '../catalog/catalog.ts';

@@ -38,6 +38,8 @@ import {
   type ProvisionFault,
 } from './faults.ts';
 import { MarketplaceClient } from './marketplace.ts';
+import { ssoLoginRoutes } from './sso.ts';
+import { emptyInbox, webhookRoutes, type WebhookInbox } from './webhooks.ts';
 import { Partner, type ProvisionBody, type UpdateBody } from './partner.ts';
 import { partnerProduct, PLANS, PRODUCT_SLUG, findPlan } from './plans.ts';
 import { PartnerState, type InstallationUpsert } from './state.ts';
@@ -61,8 +63,10 @@ export interface PartnerServerOptions {
   issuer: string;
   /** Where Storehouse's signing keys are; `${issuer}/.well-known/jwks` unless given. */
   jwksUrl?: string | undefined;
-  /** Storehouse's base URL for callbacks (events, secrets, billing); the issuer unless given. */
+  /** Storehouse's base URL for callbacks (events, secrets, billing, the SSO exchange); the issuer unless given. */
   marketplaceUrl?: string | undefined;
+  /** The integration's client secret (the catalog's clientSecret): SSO codes are exchanged with it. */
+  clientSecret?: string | undefined;
   logger?: Logger | undefined;
 }
 
@@ -87,6 +91,8 @@ export interface PartnerServer {
   faults: Faults;
   /** Partner API requests received, oldest first (the last 1000). */
   requests: ReceivedRequest[];
+  /** The webhooks received from Storehouse (POST /webhook), each once, with the duplicates counted. */
+  webhooks: WebhookInbox;
   close(): Promise<void>;
 }
 
@@ -422,6 +428,20 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
       return { status: 200, body: { plans: await partner.resourcePlans(params.installationId!, params.resourceId!) } };
     });
 
+    // The Redirect Login URL ("Open in provider"): a user's browser arrives with a code, not a token.
+    await app.register(ssoLoginRoutes, {
+      marketplaceUrl: options.marketplaceUrl ?? options.issuer,
+      clientId: options.clientId,
+      clientSecret: options.clientSecret,
+      verify,
+      state,
+      signal: closing.signal,
+    });
+
+    // Storehouse's webhooks (the catalog's webhookUrl: <this server>/webhook), signed with the client secret.
+    const webhooks = emptyInbox();
+    await app.register(webhookRoutes, { clientSecret: options.clientSecret, faults, inbox: webhooks, signal: closing.signal });
+
     // Steering, for tests: no token.
     app.get('/_partner/faults', async () => faults);
     app.put('/_partner/faults', async (request) => {
@@ -461,6 +481,7 @@ export async function startPartnerServer(options: PartnerServerOptions): Promise
       url,
       faults,
       requests,
+      webhooks,
       close: () => (closed ??= cleanUp()),
     };
   } catch (error) {

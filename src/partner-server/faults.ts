@@ -4,8 +4,8 @@
  * error status, a malformed 2xx answer, for the next N calls or until cleared. They are set at
  * run time, in process (the `faults` object) or over HTTP (`PUT /_partner/faults`).
  *
- * `malformed` applies only to operations whose answer Storehouse checks: `uninstall` and `delete`
- * are answered without a body it reads (a 204, a 200 whose body is ignored), so a "malformed"
+ * `malformed` applies only to operations whose answer Storehouse checks: `uninstall`, `delete` and
+ * `webhook` are answered without a body it reads (a 204, a 200 whose body is ignored), so a "malformed"
  * answer there would be a success and break nothing; it is refused for them (a type error in
  * process, a 400 over HTTP). Use a `status` to make them fail.
  */
@@ -21,12 +21,13 @@ export const OPERATIONS = [
   'delete', // DELETE .../resources/:rid
   'plans', // GET /v1/products/:slug/plans and GET .../resources/:rid/plans
   'rotate', // POST .../resources/:rid/secrets/rotate
+  'webhook', // POST /webhook, the receiver of Storehouse's webhooks (webhooks.ts)
 ] as const;
 
 export type Operation = (typeof OPERATIONS)[number];
 
 /** Operations whose answer has no body Storehouse checks: a malformed answer cannot be shown there. */
-export const BODILESS_OPERATIONS = ['uninstall', 'delete'] as const satisfies readonly Operation[];
+export const BODILESS_OPERATIONS = ['uninstall', 'delete', 'webhook'] as const satisfies readonly Operation[];
 
 /** An operation whose answer has a body Storehouse checks against the contract. */
 export type CheckedOperation = Exclude<Operation, (typeof BODILESS_OPERATIONS)[number]>;
@@ -73,6 +74,8 @@ export interface Faults {
   delete?: BodilessFault;
   plans?: Fault;
   rotate?: Fault;
+  /** The webhook receiver: a status instead of 200, a delay (past Storehouse's timeout: a hang), `afterWork` to lose the answer. */
+  webhook?: BodilessFault;
 }
 
 /** What a route answers: a status and, unless it is 204, a JSON body. */

@@ -7,7 +7,9 @@
  * Environment: PORT (4000), HOST (127.0.0.1), PARTNER_DATA_DIR (.storehouse-partner),
  * PARTNER_DATABASE_URL (state on PostgreSQL instead of embedded), PARTNER_POSTGRES_ADMIN_URL
  * (stores on a PostgreSQL server instead of embedded ones), PARTNER_CLIENT_ID (oac_partner),
- * PARTNER_ISSUER (http://127.0.0.1:3000), PARTNER_JWKS_URL, PARTNER_MARKETPLACE_URL, LOG_LEVEL (info).
+ * PARTNER_ISSUER (http://127.0.0.1:3000), PARTNER_JWKS_URL, PARTNER_MARKETPLACE_URL, PARTNER_CLIENT_SECRET (the
+ * integration's clientSecret in Storehouse's catalog: SSO codes are exchanged with it, and the webhooks POST
+ * /webhook receives are verified with it), LOG_LEVEL (info).
  */
 import pino from 'pino';
 import { stopOnSignals } from '../shutdown.ts';
@@ -33,6 +35,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): PartnerSer
     issuer: value('PARTNER_ISSUER') ?? 'http://127.0.0.1:3000',
     jwksUrl: value('PARTNER_JWKS_URL'),
     marketplaceUrl: value('PARTNER_MARKETPLACE_URL'),
+    clientSecret: value('PARTNER_CLIENT_SECRET'),
   };
 }
 

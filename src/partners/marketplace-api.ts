@@ -1,14 +1,13 @@
 /**
  * The marketplace API partner servers call back (docs/partner-api.md §2.2, §5;
  * docs/vercel-api.md §5): with the installation's access token they read the account and members,
- * report `resource.updated`, read, change and delete resources, replace their secrets, and
- * submit billing data, invoices and prepayment balances. A token speaks for one installation only.
+ * report `resource.updated`, read, change and delete resources and replace their secrets (their
+ * billing data, invoices and balances are src/billing/'s). A token speaks for one installation only.
  */
 import { audit } from '../audit/audit-log.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import type { Database, Queryable } from '../db/database.ts';
 import { AppError, forbidden, notFound, unauthorized, validationError } from '../errors.ts';
-import { newId } from '../ids.ts';
 import type { Secret } from '../providers/provider.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import type { StoreConnections } from '../stores/connections.ts';
@@ -296,37 +295,6 @@ export class MarketplaceApi {
         details: { by: 'provider', names: secrets.map((s) => s.name), partial },
       });
     });
-  }
-
-  /** Billing data, an invoice or prepayment balances, kept as the partner sent them. */
-  async report(installation: PartnerInstallation, kind: 'billing' | 'invoice' | 'balance', body: Record<string, unknown>): Promise<string> {
-    const id = newId(kind === 'invoice' ? 'inv' : 'rpt');
-    await this.db.transaction(async (tx) => {
-      await tx.query('INSERT INTO partner_reports (id, installation_id, kind, body) VALUES ($1, $2, $3, $4)', [
-        id,
-        installation.installationId,
-        kind,
-        JSON.stringify(body),
-      ]);
-      if (kind === 'balance') {
-        // A resource's balance is shown with its store (the installation's own has no store).
-        await tx.query(
-          `UPDATE stores s SET prepaid_balance_cents = round(b."currencyValueInCents"), updated_at = now()
-             FROM jsonb_to_recordset($2::jsonb) AS b("resourceId" text, "currencyValueInCents" numeric)
-            WHERE s.installation_id = $1 AND s.external_resource_id = b."resourceId"`,
-          [installation.installationId, JSON.stringify(body.balances)],
-        );
-      }
-      await audit(tx, {
-        teamId: installation.teamId,
-        actorId: null,
-        action: `partner.${kind}`,
-        targetType: 'installation',
-        targetId: installation.installationId,
-        details: { reportId: id },
-      });
-    });
-    return id;
   }
 
   private async writeSecrets(tx: Queryable, store: Store, secrets: Secret[], partial: boolean): Promise<void> {

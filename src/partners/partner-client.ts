@@ -50,6 +50,25 @@ export interface PartnerClientOptions {
   backoffMs: number;
 }
 
+/**
+ * The claims of a user-style token (docs/partner-api.md §2.1) for the integration `clientId`: the
+ * ones partner calls made for a user carry, and the id_token of an SSO login (src/partners/sso.ts).
+ */
+export function userTokenClaims(clientId: string, identity: CallIdentity & { user: NonNullable<CallIdentity['user']> }) {
+  const { accountId, installationId, user } = identity;
+  return {
+    aud: clientId,
+    account_id: accountId,
+    installation_id: installationId,
+    sub: `account:${accountId}:user:${user.id}`,
+    user_id: user.id,
+    user_role: user.role,
+    ...(user.email && { user_email: user.email }),
+    ...(user.name && { user_name: user.name }),
+    type: 'id_token',
+  };
+}
+
 /** The partner answered with an error status (after retries, for 5xx). */
 export class PartnerError extends AppError {
   constructor(
@@ -69,19 +88,11 @@ export class PartnerClient {
   /** Signs the token a call carries: user style when a user is behind it, else system style. */
   private async token(identity: CallIdentity): Promise<{ token: string; style: 'user' | 'system' }> {
     const { accountId, installationId, user } = identity;
-    const common = { aud: this.options.clientId, account_id: accountId, installation_id: installationId };
     if (user) {
-      const claims = {
-        ...common,
-        sub: `account:${accountId}:user:${user.id}`,
-        user_id: user.id,
-        user_role: user.role,
-        ...(user.email && { user_email: user.email }),
-        ...(user.name && { user_name: user.name }),
-        type: 'id_token',
-      };
+      const claims = userTokenClaims(this.options.clientId, { accountId, installationId, user });
       return { token: await this.options.keys.sign(claims, this.options.issuer()), style: 'user' };
     }
+    const common = { aud: this.options.clientId, account_id: accountId, installation_id: installationId };
     const claims = { ...common, sub: accountId ? `account:${accountId}` : null, type: 'access_token' };
     return { token: await this.options.keys.sign(claims, this.options.issuer()), style: 'system' };
   }

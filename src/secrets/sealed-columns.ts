@@ -15,6 +15,8 @@ export const STOREHOUSE_SEALED_COLUMNS = [
   { table: 'provider_resources', idColumn: 'id', column: 'pending_secret' },
   // The private half of a key partner calls are signed with.
   { table: 'signing_keys', idColumn: 'kid', column: 'private_key' },
+  // An integration's client secret, which its webhooks are signed with (src/webhooks/).
+  { table: 'integrations', idColumn: 'id', column: 'client_secret' },
 ] as const;
 
 /** The reference partner server's state (src/partner-server/): the provider it wraps, and its installations' tokens. */

@@ -12,6 +12,7 @@ import type { SecretBox } from '../secrets/secret-box.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { assertMayReadCredentials, hasSensitiveConnection, storeGuard } from './credential-access.ts';
 import { findStore, readSecrets, STORE_COLUMNS, toStore, type Store, type StoreStatus } from './stores.ts';
+import { projectConnected, projectDisconnected } from '../webhooks/events.ts';
 
 export interface ConnectInput {
   projectId: string;
@@ -126,6 +127,7 @@ export class StoreConnections {
          ON CONFLICT (store_id, project_id) DO UPDATE SET environments = EXCLUDED.environments, sensitive = EXCLUDED.sensitive, env_var_prefix = EXCLUDED.env_var_prefix`,
         [newId('spc'), store.id, project.id, JSON.stringify(environments), sensitive, prefix, actor.userId],
       );
+      await projectConnected(tx, store, project, environments, actor.userId);
       await projectChanged(tx, project.id, {
         teamId: actor.team.id,
         actorId: actor.userId,
@@ -146,10 +148,10 @@ export class StoreConnections {
     return this.db.transaction(async (tx) => {
       const store = await findStore(tx, actor.team.id, storeId, { lock: true });
       const guard = await storeGuard(tx, actor.team.id, store.id);
-      const { rows } = await tx.query<{ project_id: string }>(
+      const { rows } = await tx.query<{ project_id: string; environments: string[] }>(
         `DELETE FROM store_connections c USING projects p
           WHERE c.store_id = $1 AND p.id = c.project_id AND ($2::text IS NULL OR c.id = $2 OR p.id = $2 OR p.name = $2)
-          RETURNING c.project_id`,
+          RETURNING c.project_id, c.environments`,
         [store.id, which === 'all' ? null : which.connection],
       );
       if (rows.length === 0 && which !== 'all') throw notFound('connection', which.connection);
@@ -170,6 +172,7 @@ export class StoreConnections {
           targetId: store.id,
           details: { projects },
         });
+        for (const row of rows) await projectDisconnected(tx, store, row.project_id, row.environments, actor.userId);
       }
       return projects.length;
     });

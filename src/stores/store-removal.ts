@@ -21,6 +21,7 @@ import { isGone, providerFailure, within } from './provider-calls.ts';
 import { provisionRequest, type StoreContext } from './store-context.ts';
 import { findStore, prefixed, toStore, type Store } from './stores.ts';
 import { msUntil, untilDue } from './schedule.ts';
+import { projectDisconnected } from '../webhooks/events.ts';
 
 export class StoreRemoval {
   constructor(private readonly ctx: StoreContext) {}
@@ -240,10 +241,19 @@ export class StoreRemoval {
     how: { actorId: string | null; onlyDeleting?: boolean; action?: 'store.deleted' | 'store.rolled_back'; reason?: string },
   ): Promise<void> {
     await this.ctx.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query(`DELETE FROM stores WHERE id = $1${how.onlyDeleting ? " AND status = 'deleting'" : ''}`, [
-        store.id,
-      ]);
+      const { rowCount } = await tx.query(
+        `SELECT 1 FROM stores WHERE id = $1${how.onlyDeleting ? " AND status = 'deleting'" : ''} FOR UPDATE`,
+        [store.id],
+      );
       if (!rowCount) return;
+      // Its connections would go with its row (cascade), unseen: each is a disconnect its
+      // integration is told of, in this transaction. The row locked, no connect slips in between.
+      const { rows: disconnected } = await tx.query<{ project_id: string; environments: string[] }>(
+        'DELETE FROM store_connections WHERE store_id = $1 RETURNING project_id, environments',
+        [store.id],
+      );
+      for (const row of disconnected) await projectDisconnected(tx, store, row.project_id, row.environments, how.actorId);
+      await tx.query('DELETE FROM stores WHERE id = $1', [store.id]);
       const released = await releaseCharges(tx, store.id);
       // A key whose create never answered (its node died, or it was rolled back) is given back with the store.
       await this.ctx.keys.releaseFor(tx, store.teamId, store.id);

@@ -2,6 +2,7 @@ import { isUniqueViolation, type MappedRow, type Queryable } from '../db/databas
 import { AppError, badRequest, conflict, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { toUser, type User } from './users.ts';
+import { memberChanged } from '../webhooks/events.ts';
 
 /** Vercel's team roles. */
 export const TEAM_ROLES = ['OWNER', 'MEMBER', 'DEVELOPER', 'BILLING', 'VIEWER'] as const;
@@ -74,7 +75,10 @@ async function ownerCount(db: Queryable, teamId: string): Promise<number> {
 
 const lastOwner = () => new AppError(409, 'last_owner', 'A team needs at least one OWNER: add another owner first');
 
-/** Adds a member, or changes the role of one; the last owner cannot be demoted. */
+/**
+ * Adds a member, or changes the role of one; the last owner cannot be demoted. The team's
+ * installations hear of it (`marketplace.member.changed`) in the same transaction: `db` should be one.
+ */
 export async function setMember(db: Queryable, teamId: string, userId: string, role: TeamRole): Promise<void> {
   const current = await roleIn(db, teamId, userId);
   if (current === 'OWNER' && role !== 'OWNER' && (await ownerCount(db, teamId)) <= 1) throw lastOwner();
@@ -83,6 +87,7 @@ export async function setMember(db: Queryable, teamId: string, userId: string, r
      ON CONFLICT (team_id, user_id) DO UPDATE SET role = $3`,
     [teamId, userId, role],
   );
+  if (current !== role) await memberChanged(db, teamId, { id: userId }, current, role);
 }
 
 export async function removeMember(db: Queryable, teamId: string, userId: string): Promise<void> {
@@ -90,6 +95,7 @@ export async function removeMember(db: Queryable, teamId: string, userId: string
   if (!current) throw notFound('member', userId);
   if (current === 'OWNER' && (await ownerCount(db, teamId)) <= 1) throw lastOwner();
   await db.query('DELETE FROM memberships WHERE team_id = $1 AND user_id = $2', [teamId, userId]);
+  await memberChanged(db, teamId, { id: userId }, current, undefined);
   // A token whose default team the user left would only ever answer 403: revoke it.
   await db.query('UPDATE access_tokens SET revoked_at = now() WHERE user_id = $1 AND default_team_id = $2 AND revoked_at IS NULL', [
     userId,

@@ -16,17 +16,17 @@ import { exactBodies } from '../lazy-compilers.ts';
 import { errorResponses } from './common.ts';
 import { accountInfoSchema, memberSchema, resourceListSchema, resourceNameSchema, resourceSchema } from '../marketplace-shapes.ts';
 import {
-  balanceBody,
-  billingDataBody,
   eventBody,
   importBody,
   installationChangeBody,
-  invoiceBody,
   resourceChangeBody,
   revokeBody,
   rotateBody,
   secretsBody,
 } from '../marketplace-bodies.ts';
+import type { BillingHistory } from '../../billing/billing-history.ts';
+import type { Invoices } from '../../billing/invoices.ts';
+import marketplaceBillingRoutes from './marketplace-billing.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -58,9 +58,9 @@ type Params = { installationId: string; resourceId: string };
  */
 export default async function marketplaceRoutes(
   app: FastifyInstance,
-  options: { api: MarketplaceApi; db: Database; catalog: () => Catalog },
+  options: { api: MarketplaceApi; db: Database; catalog: () => Catalog; invoices: Invoices; history: BillingHistory },
 ) {
-  const { api, db, catalog } = options;
+  const { api, db, catalog, invoices, history } = options;
   app.setValidatorCompiler(exactBodies);
   app.decorateRequest('partner', null as unknown as PartnerInstallation);
   app.addHook('onRequest', async (request: FastifyRequest) => {
@@ -317,62 +317,10 @@ export default async function marketplaceRoutes(
     putSecrets,
   );
 
-  app.post<{ Params: Params; Body: Record<string, unknown> }>(
-    '/v1/installations/:installationId/billing',
-    {
-      config: limited('marketplace.billing'),
-      schema: {
-        operationId: 'submitBillingData',
-        summary: 'Billing and usage data for the installation',
-        tags,
-        params: installationParams,
-        body: billingDataBody,
-        response: { 201: recorded, ...errors() },
-      },
-    },
-    async (request, reply) => {
-      await api.report(request.partner, 'billing', request.body);
-      return created(reply);
-    },
-  );
-
-  app.post<{ Params: Params; Body: Record<string, unknown> }>(
-    '/v1/installations/:installationId/billing/invoices',
-    {
-      config,
-      schema: {
-        operationId: 'submitInvoice',
-        summary: 'An invoice for the installation',
-        tags,
-        params: installationParams,
-        body: invoiceBody,
-        response: { 200: { type: 'object', properties: { invoiceId: { type: 'string' }, test: { type: 'boolean' } } }, ...errors() },
-      },
-    },
-    async (request) => {
-      const test = (request.body.test as { validate?: boolean } | undefined)?.validate === true;
-      // A validation-only test invoice is checked (the schema above) and not kept.
-      if (test) return { test: true };
-      return { invoiceId: await api.report(request.partner, 'invoice', request.body) };
-    },
-  );
-
-  app.post<{ Params: Params; Body: Record<string, unknown> }>(
-    '/v1/installations/:installationId/billing/balance',
-    {
-      config,
-      schema: {
-        operationId: 'submitPrepaymentBalances',
-        summary: 'Prepayment credit balances',
-        tags,
-        params: installationParams,
-        body: balanceBody,
-        response: { 201: recorded, ...errors() },
-      },
-    },
-    async (request, reply) => {
-      await api.report(request.partner, 'balance', request.body);
-      return created(reply);
-    },
-  );
+  // Billing data, invoices and balances: their own module (src/billing/ behind it), under this one's token check.
+  await app.register(marketplaceBillingRoutes, {
+    invoices,
+    history,
+    limited: (name?: MarketplaceRateLimit) => (name === undefined ? config : limited(name)),
+  });
 }
