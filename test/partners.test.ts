@@ -13,6 +13,7 @@ import { replaceFaults } from '../src/partner-server/faults.ts';
 import { hashToken } from '../src/ids.ts';
 import { eventually, sdkFailure, type TestServer } from './helpers.ts';
 import { freePort, startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
+import { subject } from '../src/partners/partner-client.ts';
 
 describe('stores provided by a partner server over HTTP', () => {
   let setup: StorehouseWithPartner;
@@ -104,7 +105,8 @@ describe('stores provided by a partner server over HTTP', () => {
     const storeId = rows[0]!.id;
     assert.equal(provision.idempotencyKey, rows[0]!.provision_key);
     assert.equal(provision.claims?.account_id, server.runtime.bootstrapped!.team.id);
-    assert.equal(provision.claims?.sub, `account:${server.runtime.bootstrapped!.team.id}:user:${server.runtime.bootstrapped!.user.id}`);
+    assert.equal(provision.claims?.sub, subject(server.runtime.bootstrapped!.team.id, server.runtime.bootstrapped!.user.id));
+    assert.match(provision.claims?.sub as string, /^account:[0-9a-f]+:user:[0-9a-f]+$/);
     assert.equal(store.externalResourceId, rows[0]!.external_resource_id);
 
     // The second create does not announce the installation again.

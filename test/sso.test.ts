@@ -23,6 +23,7 @@ import { createUser } from '../src/tenancy/users.ts';
 import { errorOf, eventually, POSTGRES_URL, sdkFailure, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
 import { checkFetchResponse, findOperation, loadOpenApi } from './openapi-check.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
+import { subject } from '../src/partners/partner-client.ts';
 
 const CLIENT_ID = 'oac_partner';
 const CLIENT_SECRET = `cs_${randomBase62(40)}`;
@@ -193,7 +194,7 @@ describe('SSO: open in provider', () => {
     // Signed with the key partner calls are signed with: the JWKS's current key.
     const published = await server.runtime.keys.published();
     assert.equal(protectedHeader.kid, published[0]!.kid);
-    assert.equal(payload.sub, `account:${owner.teamId}:user:${owner.id}`);
+    assert.equal(payload.sub, subject(owner.teamId, owner.id));
     assert.equal(payload.account_id, owner.teamId);
     assert.equal(payload.installation_id, installationId);
     assert.equal(payload.user_id, owner.id);
@@ -365,7 +366,7 @@ describe('SSO: open in provider', () => {
     });
     assert.equal(payload.installation_id, theirs.id);
     assert.equal(payload.account_id, theirTeam.id);
-    assert.equal(payload.sub, `account:${theirTeam.id}:user:${theirOwner.id}`);
+    assert.equal(payload.sub, subject(theirTeam.id, theirOwner.id));
   });
 
   test('a member removed between the open and the exchange gets no token, and a role changed meanwhile is the role signed', async () => {

@@ -51,6 +51,16 @@ export interface PartnerClientOptions {
 }
 
 /**
+ * A token's `sub` names the account (and user) in hex, as Vercel documents its pattern
+ * (`account:<hex>:user:<hex>`, docs/partner-api.md §2.1): Storehouse's ids (`team_...`) are not
+ * hex, so their bytes are written in hex; `account_id` and `user_id` carry the ids as they are.
+ */
+export const subject = (accountId: string | null, userId?: string) => {
+  const hex = (id: string | null) => (id === null ? '' : Buffer.from(id).toString('hex'));
+  return `account:${hex(accountId)}${userId === undefined ? '' : `:user:${hex(userId)}`}`;
+};
+
+/**
  * The claims of a user-style token (docs/partner-api.md §2.1) for the integration `clientId`: the
  * ones partner calls made for a user carry, and the id_token of an SSO login (src/partners/sso.ts).
  */
@@ -60,7 +70,7 @@ export function userTokenClaims(clientId: string, identity: CallIdentity & { use
     aud: clientId,
     account_id: accountId,
     installation_id: installationId,
-    sub: `account:${accountId}:user:${user.id}`,
+    sub: subject(accountId, user.id),
     user_id: user.id,
     user_role: user.role,
     ...(user.email && { user_email: user.email }),
@@ -93,7 +103,7 @@ export class PartnerClient {
       return { token: await this.options.keys.sign(claims, this.options.issuer()), style: 'user' };
     }
     const common = { aud: this.options.clientId, account_id: accountId, installation_id: installationId };
-    const claims = { ...common, sub: accountId ? `account:${accountId}` : null, type: 'access_token' };
+    const claims = { ...common, sub: accountId ? subject(accountId) : null, type: 'access_token' };
     return { token: await this.options.keys.sign(claims, this.options.issuer()), style: 'system' };
   }
 
