@@ -149,6 +149,10 @@ describe('the README and the example catalog, read', () => {
       partner.products.map((product) => product.provider),
       [{ type: 'http', url: `http://${defaults.host}:${defaults.port}` }],
     );
+    // Webhooks are signed, and SSO codes exchanged, with the secret the partner has by default.
+    assert.equal(partner.clientSecret, defaults.clientSecret);
+    assert.equal(partner.webhookUrl, `http://${defaults.host}:${defaults.port}/webhook`);
+    assert.equal(partner.redirectLoginUrl, `http://${defaults.host}:${defaults.port}/sso`);
   });
 
   test("the example catalog is the default catalog's integration, with a plan limit, plus the partner", () => {

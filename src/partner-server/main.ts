@@ -8,8 +8,8 @@
  * PARTNER_DATABASE_URL (state on PostgreSQL instead of embedded), PARTNER_POSTGRES_ADMIN_URL
  * (stores on a PostgreSQL server instead of embedded ones), PARTNER_CLIENT_ID (oac_partner),
  * PARTNER_ISSUER (http://127.0.0.1:3000), PARTNER_JWKS_URL, PARTNER_MARKETPLACE_URL, PARTNER_CLIENT_SECRET (the
- * integration's clientSecret in Storehouse's catalog: SSO codes are exchanged with it, and the webhooks POST
- * /webhook receives are verified with it), LOG_LEVEL (info).
+ * integration's clientSecret in Storehouse's catalog, catalog/example.yaml's by default: SSO codes are
+ * exchanged with it, and the webhooks POST /webhook receives are verified with it), LOG_LEVEL (info).
  */
 import pino from 'pino';
 import { stopOnSignals } from '../shutdown.ts';
@@ -19,6 +19,9 @@ const REDACTED_PATHS = ['req.headers.authorization', 'req.headers.cookie'];
 
 /** How long in-flight requests may take after SIGTERM/SIGINT (Storehouse's default shutdown timeout). */
 const SHUTDOWN_TIMEOUT_MS = 10_000;
+
+/** catalog/example.yaml's client secret for its partner integration (an example, not a secret). */
+export const EXAMPLE_CLIENT_SECRET = 'acme-example-client-secret';
 
 /** The options from the environment; an unset or empty variable takes its default. */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): PartnerServerOptions {
@@ -35,7 +38,8 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): PartnerSer
     issuer: value('PARTNER_ISSUER') ?? 'http://127.0.0.1:3000',
     jwksUrl: value('PARTNER_JWKS_URL'),
     marketplaceUrl: value('PARTNER_MARKETPLACE_URL'),
-    clientSecret: value('PARTNER_CLIENT_SECRET'),
+    // Like the defaults above, catalog/example.yaml's, so that file and `npm run partner` work together.
+    clientSecret: value('PARTNER_CLIENT_SECRET') ?? EXAMPLE_CLIENT_SECRET,
   };
 }
 
