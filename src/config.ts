@@ -102,7 +102,7 @@ export interface WebhookConfig {
   timeoutMs: number;
   /** How long an event is retried after it was recorded (or redelivered) before it is marked failed. */
   retryForMs: number;
-  /** The first retry's delay; each next one doubles, up to `backoffMaxMs`, with full jitter. */
+  /** The first retry's delay; each next one doubles, up to `backoffMaxMs`, with equal jitter (half fixed, half random: delivery.ts backoffMs). */
   backoffMs: number;
   backoffMaxMs: number;
   /** How often each node looks for due events besides being woken by new ones. */

@@ -152,7 +152,7 @@ export interface CatalogIntegration {
    * code its server exchanges (with `clientSecret`, so it needs one) for the user's id_token (src/partners/sso.ts).
    */
   redirectLoginUrl?: string;
-  /** Where the integration receives Vercel's webhooks (src/webhooks/), signed with `clientSecret`; none without one. */
+  /** Where the integration receives Vercel's webhooks (src/webhooks/), signed with `clientSecret`; none without one; no credentials in it. */
   webhookUrl?: string;
   products: CatalogProduct[];
 }
@@ -334,7 +334,9 @@ export const catalogFileSchema = {
           // Long enough not to be guessed (the hash is slow, but a short secret is still short).
           clientSecret: { type: 'string', minLength: 16, maxLength: 200 },
           redirectLoginUrl: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 2000 },
-          webhookUrl: { type: 'string', format: 'uri', pattern: '^https?://', maxLength: 2000 },
+          // No user:password@ in it: fetch refuses such a URL, quoting it whole in the error every
+          // attempt records, which the team's owners read (GET /_storehouse/webhooks/deliveries).
+          webhookUrl: { type: 'string', format: 'uri', pattern: '^https?://[^/?#@]+([/?#].*)?$', maxLength: 2000 },
           products: { type: 'array', items: productSchema },
         },
         // A webhook is signed with the client secret: a URL without one could never be verified.

@@ -7,10 +7,11 @@
  *   count as a write of this process (Database.onWrite) and empty every cache of the node's change
  *   feed, once or twice per delivery.
  *
- * Statements take turns on it (their batching makes one enough). One that fails without the
- * server's answer (the connection broke, or went unanswered past the query timeout and was
- * dropped) drops the connection, and the next statement opens a new one; a deadlock or
- * serialization failure is run again, as the pool does.
+ * Statements take turns on it (their batching makes one enough). A connection that could not be
+ * opened, or a statement that fails without the server's answer to it (the connection broke, went
+ * unanswered past the query timeout, or the server ended the session with a FATAL) drops the
+ * connection, and the next statement opens a new one; a deadlock or serialization failure is run
+ * again, as the pool does.
  */
 import type pg from 'pg';
 import { isRetryable, type Queryable, type Row } from '../db/database.ts';
@@ -42,12 +43,22 @@ export class DispatcherConnection implements Queryable {
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw new Error('the webhook dispatcher has stopped');
       const connecting = this.connection();
+      let client: pg.Client;
       try {
-        const client = await connecting;
+        client = await connecting;
+      } catch (error) {
+        // Never connected (refused, timed out, or the server's own FATAL: "does not allow
+        // connections", too many clients): the next statement tries a new one, not this one again.
+        this.drop(connecting);
+        throw error;
+      }
+      try {
         return await client.query<R>(sql, params);
       } catch (error) {
-        // The server's own answer (it has a severity) leaves the connection usable.
-        if ((error as { severity?: unknown }).severity === undefined) this.drop(connecting);
+        // The server's answer to the statement (ERROR) leaves the connection usable; no answer, or
+        // a FATAL or PANIC (the server ended this session: terminated, shutting down), does not.
+        const severity = (error as { severity?: unknown }).severity;
+        if (severity === undefined || severity === 'FATAL' || severity === 'PANIC') this.drop(connecting);
         if (!isRetryable(error) || attempt >= ATTEMPTS) throw error;
       }
     }
