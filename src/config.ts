@@ -85,6 +85,10 @@ export interface Config {
   healthIntervalMs: number;
   /** How long one health probe may take before its dependency counts as unavailable; /healthz waits no longer. */
   healthTimeoutMs: number;
+  /** How long a dashboard session lasts after its last use before it is refused (src/tenancy/dashboard-sessions.ts). */
+  dashboardSessionIdleMs: number;
+  /** How long a one-time dashboard sign-in link (the first start's, `storehouse dashboard-link`'s) can be used. */
+  dashboardLinkTtlMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -256,6 +260,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: trustProxy(env, 'STOREHOUSE_TRUST_PROXY'),
     healthIntervalMs: integer(env, 'STOREHOUSE_HEALTH_INTERVAL_MS', 5_000, 100, 3_600_000),
     healthTimeoutMs: integer(env, 'STOREHOUSE_HEALTH_TIMEOUT_MS', 2_000, 50, 600_000),
+    dashboardSessionIdleMs: integer(env, 'STOREHOUSE_DASHBOARD_SESSION_IDLE_MINUTES', 720, 1, 43_200) * 60_000,
+    dashboardLinkTtlMs: integer(env, 'STOREHOUSE_DASHBOARD_LINK_MINUTES', 15, 1, 1_440) * 60_000,
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
     outboundMaxBodyBytes: integer(env, 'STOREHOUSE_OUTBOUND_MAX_BODY_BYTES', DEFAULT_MAX_BODY_BYTES, 1024, 1_073_741_824),

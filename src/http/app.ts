@@ -22,6 +22,8 @@ import systemRoutes from './routes/system.ts';
 import teamsRoutes from './routes/teams.ts';
 import oidcRoutes from './routes/oidc.ts';
 import marketplaceRoutes from './routes/marketplace.ts';
+import dashboardRoutes from './routes/dashboard.ts';
+import dashboardSessionRoutes from './routes/dashboard-sessions.ts';
 import { storeSchema } from './store-shapes.ts';
 import { callableUrl } from './listen-address.ts';
 
@@ -142,7 +144,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   // Which methods each path takes: for the Allow header of 405s, and the OPTIONS routes.
   const methods = new RouteMethods();
   await app.register(errorsPlugin, { methods });
-  await app.register(authPlugin, { access: runtime.access, limits });
+  await app.register(authPlugin, { access: runtime.access, limits, sessions: runtime.dashboardSessions });
   await app.register(rateLimitPlugin, { limits, access: runtime.access });
   // After the rate limits' plugin: its onRoute hook puts a route's limit first, and this one's check
   // must come before that (a limit per team reads `teamId` from the query).
@@ -157,6 +159,8 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(accountRoutes, { db: runtime.db });
   await app.register(teamsRoutes, { db: runtime.db });
   await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
+  await app.register(dashboardSessionRoutes, { sessions: runtime.dashboardSessions, access: runtime.access, db: runtime.db });
+  await app.register(dashboardRoutes);
   await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
   await app.ready();
   return app;

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin';
 import { AppError } from '../errors.ts';
 import type { Access, Actor, TeamSelector } from '../tenancy/access.ts';
 import type { Principal } from '../tenancy/tokens.ts';
+import { type DashboardSession, type DashboardSessions, CSRF_HEADER, sessionCookie } from '../tenancy/dashboard-sessions.ts';
 import type { RateLimits } from './rate-limit.ts';
 
 declare module 'fastify' {
@@ -19,8 +20,13 @@ declare module 'fastify' {
     principal: Principal;
     /** The caller and the team the request acts on (from `teamId`/`slug`, else the token's default team). */
     actor: Actor;
+    /** The dashboard session the request came with, when its cookie (not a bearer token) authenticated it. */
+    dashboardSession: DashboardSession | undefined;
   }
 }
+
+/** Methods that change nothing: a cookie-authenticated request of any other method must carry the CSRF token. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
  * The key failed authentications are counted under: the client's address as Fastify gives it
@@ -55,11 +61,15 @@ export function clientAddressKey(ip: string): string {
  * A token this node verified since the last change (and its team) is answered synchronously:
  * no promise, no hash, no address check (a token that works is no guess).
  */
-export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { access: Access; limits?: RateLimits }) {
-  const { access, limits } = options;
+export const authPlugin = fp(async function authPlugin(
+  app: FastifyInstance,
+  options: { access: Access; limits?: RateLimits; sessions?: DashboardSessions },
+) {
+  const { access, limits, sessions } = options;
   app.decorate('access', access);
   app.decorateRequest('principal', null as unknown as Principal);
   app.decorateRequest('actor', null as unknown as Actor);
+  app.decorateRequest('dashboardSession', undefined);
   const countsFailures = limits?.limitsAuthFailures === true;
 
   /** A token not verified lately: the address's failures first, then the lookup, counted if it fails. */
@@ -85,8 +95,26 @@ export const authPlugin = fp(async function authPlugin(app: FastifyInstance, opt
     }
   };
 
+  /**
+   * The dashboard's cookie, when no bearer token came: the session's user, and for a write its
+   * CSRF token too (a page of another site can make the browser send the cookie, never the token).
+   */
+  const authenticateBySession = async (request: FastifyRequest, secret: string) => {
+    const session = await sessions!.session(secret);
+    if (!SAFE_METHODS.has(request.method)) sessions!.checkCsrf(session, request.headers[CSRF_HEADER]);
+    request.dashboardSession = session;
+    request.principal = session.principal;
+  };
+
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
     const header = request.headers.authorization;
+    if (header === undefined && sessions !== undefined) {
+      const secret = sessionCookie(request.headers.cookie);
+      if (secret !== undefined) {
+        authenticateBySession(request, secret).then(() => done(), done);
+        return;
+      }
+    }
     let started: Promise<Principal> | undefined;
     if (!countsFailures || access.verifiedLately(header)) {
       let found: Principal | Promise<Principal>;
