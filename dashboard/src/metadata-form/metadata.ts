@@ -70,6 +70,20 @@ export type FieldValue = string | boolean | string[] | number[];
 export type FormValues = Record<string, FieldValue>;
 export type Metadata = Record<string, string | number | boolean | string[] | number[]>;
 
+/** What MetadataForm takes (here, beside the values, so code that does not render it needs no JSX). */
+export interface MetadataFormProps {
+  schema: MetadataSchema;
+  mode: Mode;
+  values: FormValues;
+  onChange: (values: FormValues) => void;
+  /** The server's validation_error fields, by key: `metadata.size` (as the API names them) or `size`. */
+  errors?: Record<string, string> | undefined;
+  /** Whether the chosen plan is paid: a `ui:paid-only` control is locked, with a note, on a free one. */
+  paidPlan: boolean;
+  /** Locks every control (while the form is being sent). */
+  disabled?: boolean | undefined;
+}
+
 /** The properties in the order the form shows them: `ui:order` first, then the rest as the schema lists them. */
 export function orderedKeys(schema: MetadataSchema): string[] {
   const keys = Object.keys(schema.properties);
