@@ -35,6 +35,7 @@ const PROVIDERS = { github: 'GitHub', gitlab: 'GitLab', bitbucket: 'Bitbucket' }
 /** What one field's parts need: ids that tie them together, its state, and how it sets its value. */
 interface Field {
   key: string;
+  /** The control's id and its name: unique on the page, so a radio group never joins one of the page's own (its plan radios). */
   id: string;
   property: MetadataProperty;
   value: FieldValue | undefined;
@@ -190,7 +191,7 @@ function TextInput({ field, formatted }: { field: Field; formatted: string | und
   const control = property['ui:control'];
   const common = {
     id: field.id,
-    name: field.key,
+    name: field.id,
     class: 'mf-input',
     placeholder: property['ui:placeholder'],
     autocomplete: 'off',
@@ -227,7 +228,7 @@ function Toggle({ field, formatted }: { field: Field; formatted: string | undefi
     <span class="mf-row">
       <input
         id={field.id}
-        name={field.key}
+        name={field.id}
         class="mf-toggle"
         type="checkbox"
         role="switch"
@@ -253,7 +254,7 @@ function Select({ field, formatted }: { field: Field; formatted: string | undefi
       <span class="mf-row">
         <select
           id={field.id}
-          name={field.key}
+          name={field.id}
           class="mf-select"
           value={value}
           disabled={field.locked}
@@ -290,7 +291,7 @@ function Choices({ field, formatted, multiple }: { field: Field; formatted: stri
           <span class="mf-choice" key={option.value}>
             <input
               id={id}
-              name={field.key}
+              name={field.id}
               type={multiple ? 'checkbox' : 'radio'}
               value={option.value}
               checked={chosen.includes(option.value)}
@@ -337,7 +338,7 @@ function Slider({ field, formatted }: { field: Field; formatted: string | undefi
         )}
         <input
           id={id}
-          name={field.key}
+          name={field.id}
           class="mf-slider"
           type="range"
           min={0}
