@@ -27,6 +27,7 @@ import { Discovery } from './marketplace/discovery.ts';
 import { ProjectEnv } from './projects/projects.ts';
 import { StoreConnections } from './stores/connections.ts';
 import { StoreService } from './stores/store-service.ts';
+import { StoreSecrets } from './stores/store-secrets.ts';
 import { NodeLease } from './db/node-lease.ts';
 import { StoreUpdates } from './stores/store-updates.ts';
 import { type HealthChecks, startHealthChecks } from './health/dependencies.ts';
@@ -49,6 +50,8 @@ export interface Runtime {
   /** Changes to stores after their create: name, metadata, plan. */
   storeUpdates: StoreUpdates;
   connections: StoreConnections;
+  /** Stores' secrets read back (Storehouse's own API, for the dashboard). */
+  storeSecrets: StoreSecrets;
   projectEnv: ProjectEnv;
   /** The API partner servers call back. */
   marketplace: MarketplaceApi;
@@ -350,6 +353,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       connections,
       marketplace: new MarketplaceApi(db, box, stores, connections, urls, catalogs.current, feed),
       projectEnv: new ProjectEnv(db, box),
+      storeSecrets: new StoreSecrets(db, box),
       keys,
       signingKeys: () => keys,
       urls,
