@@ -1,7 +1,9 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { notFound } from '../../errors.ts';
 
 /** Where `npm run build` puts the dashboard (vite build), found from src/http/routes and dist/http/routes alike. */
 export const DASHBOARD_DIR = fileURLToPath(new URL('../../../dist/dashboard/', import.meta.url));
@@ -48,21 +50,31 @@ export default async function dashboardRoutes(app: FastifyInstance, options: { d
   app.get('/dashboard', route, async (_request, reply) => reply.redirect('/dashboard/', 301));
 
   if (!built) {
-    app.get('/dashboard/*', route, async (_request, reply) =>
-      reply.code(503).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(NOT_BUILT),
-    );
+    const notBuilt = async (_request: unknown, reply: FastifyReply) =>
+      reply.code(503).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(NOT_BUILT);
+    app.get('/dashboard/', route, notBuilt);
+    app.get('/dashboard/*', route, notBuilt);
     return;
   }
 
   await app.register(fastifyStatic, { root: dir, serve: false, cacheControl: false, index: false, dotfiles: 'deny' });
+  // Its own route: the wildcard's empty match is an empty path segment, which the app answers 404.
+  app.get('/dashboard/', route, async (_request, reply) => sendIndex(reply));
   app.get<{ Params: { '*': string } }>('/dashboard/*', route, async (request, reply) => {
     const file = request.params['*'];
+    // A file that is not there is a 404 in the API's format (sendFile would pass it to the app's
+    // not-found handler, which answers a path some route takes with 405).
+    const isFile = (name: string) => {
+      const full = path.resolve(dir, name);
+      return full.startsWith(path.resolve(dir) + path.sep) && fs.statSync(full, { throwIfNoEntry: false })?.isFile() === true;
+    };
     if (HASHED_ASSET.test(file)) {
+      if (!isFile(file)) throw notFound('file', `/dashboard/${file}`);
       reply.header('cache-control', 'public, max-age=31536000, immutable');
       return reply.sendFile(file);
     }
     // Files Vite copies as they are (the favicon): a day, since their names do not change with them.
-    if (/^[\w-]+\.(svg|png|ico|txt|webmanifest)$/.test(file)) {
+    if (/^[\w-]+\.(svg|png|ico|txt|webmanifest)$/.test(file) && isFile(file)) {
       reply.header('cache-control', 'public, max-age=86400');
       return reply.sendFile(file);
     }
