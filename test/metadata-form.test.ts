@@ -6,6 +6,7 @@
  * variants and every kind of ui:hidden / ui:disabled / ui:read-only value.
  */
 import assert from 'node:assert/strict';
+import { register } from 'node:module';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -39,7 +40,13 @@ const product = loadCatalogFile(FIXTURE).integrations[0]!.products[0]!;
 const schema = product.metadataSchema as unknown as MetadataSchema;
 
 // The component is JSX, which this repository's tsconfig (Node code) does not compile; the
-// dashboard's build checks it. tsx runs it here (the file names its JSX runtime, preact).
+// dashboard's build checks it. tsx runs it here (the file names its JSX runtime, preact), and
+// its stylesheet, which Vite bundles, is an empty module.
+register(
+  `data:text/javascript,${encodeURIComponent(
+    "export const load = (url, context, next) => url.endsWith('.css') ? { format: 'module', source: '', shortCircuit: true } : next(url, context);",
+  )}`,
+);
 const { MetadataForm } = (await import(pathToFileURL(path.join(ROOT, 'dashboard/src/metadata-form/MetadataForm.tsx')).href)) as {
   MetadataForm: FunctionComponent<MetadataFormProps>;
 };
@@ -503,11 +510,11 @@ describe('the form rendered', () => {
     assert.ok('disabled' in slider);
     const paidNote = slider['aria-describedby']!.split(' ').find((id) => id.endsWith('-paid'))!;
     assert.match(textOf(free, paidNote)!, /Available on paid plans/);
-    assert.match(free, /<output[^>]*>500 ops\/s<\/output>/);
+    assert.match(free, /<output[^>]*>500 queries\/s<\/output>/);
     const paid = field(render({ values: { ...values, throughput: [5000] }, paidPlan: true }), 'throughput')!;
     assert.equal('disabled' in tags(paid, 'input')[0]!.attrs, false);
     assert.doesNotMatch(paid, /Available on paid plans/);
-    assert.match(paid, /<output[^>]*>5000 ops\/s<\/output>/);
+    assert.match(paid, /<output[^>]*>5000 queries\/s<\/output>/);
     assert.equal(tags(paid, 'input')[0]!.attrs.value, '3');
   });
 

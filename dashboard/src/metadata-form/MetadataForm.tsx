@@ -10,7 +10,8 @@
  * Controlled: the caller holds the values (initialValues() gives the first ones) and sends
  * toMetadata(schema, values, mode, { paidPlan }). Native controls only, so every one is
  * keyboard operable and labelled by a <label> or a <legend>; descriptions, formatted values and
- * errors are tied to their controls with aria-describedby. The look is metadata-form.css's.
+ * errors are tied to their controls with aria-describedby. The look is metadata-form.css's,
+ * which Vite bundles with it.
  */
 import type { ComponentChildren } from 'preact';
 import { useId } from 'preact/hooks';
@@ -27,6 +28,7 @@ import {
   orderedKeys,
 } from './metadata.ts';
 import { countryName, regionName } from './places.ts';
+import './metadata-form.css';
 
 export type { MetadataFormProps };
 
@@ -326,6 +328,7 @@ function Slider({ field, formatted }: { field: Field; formatted: string | undefi
   const steps = [...(field.property['ui:steps'] ?? [])].sort((a, b) => a - b);
   const numbers = Array.isArray(field.value) ? (field.value as number[]) : [];
   const nearest = (n: number) => steps.reduce((best, step, i) => (Math.abs(step - n) < Math.abs(steps[best]! - n) ? i : best), 0);
+  const text = formatted || numbers.join(' – ');
   const thumb = (n: number, index: number) => {
     const id = numbers.length > 1 ? `${field.id}-${index}` : field.id;
     const position = nearest(n);
@@ -354,16 +357,15 @@ function Slider({ field, formatted }: { field: Field; formatted: string | undefi
           }}
           {...aria(field)}
         />
+        {numbers.length === 1 && <Output field={field} text={text} />}
       </span>
     );
   };
-  const text = formatted || numbers.join(' – ');
   if (numbers.length <= 1) {
     return (
       <>
         <Label field={field} />
         {numbers.map(thumb)}
-        <Output field={field} text={text} />
       </>
     );
   }
