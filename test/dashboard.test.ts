@@ -118,4 +118,182 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.getByRole('link', { name: 'dash-free' }).waitFor();
     await screenshot(owner, 'stores');
   });
+  it('asks a paid plan for a payment method, takes a new test card, and makes the store', async () => {
+    await openPostgresForm(owner, server);
+    await owner.getByLabel('Name').fill('dash-paid');
+    await owner.getByRole('radio', { name: /Pro/ }).check();
+    await owner.getByText('This plan needs a payment method and the team has none yet').waitFor();
+    await owner.getByLabel('Card number').fill('4242 4242 4242 4242');
+    await owner.getByRole('button', { name: 'Add card' }).click();
+    await owner.getByRole('radio', { name: /ending in 4242/ }).waitFor();
+    assert.equal(await owner.getByRole('radio', { name: /ending in 4242/ }).isChecked(), true, 'the new card is chosen');
+    await screenshot(owner, 'create-store-paid');
+    await owner.getByRole('button', { name: 'Create store' }).click();
+    await owner.waitForURL(/\/dashboard\/stores\/[^/]+$/);
+    await owner.getByRole('heading', { name: 'dash-paid' }).waitFor();
+    const [store] = await storesNamed(server, 'dash-paid');
+    assert.equal(store.billingPlan.name, 'Pro');
+  });
+
+  it('shows a declined card’s refusal and makes nothing', async () => {
+    await openPostgresForm(owner, server);
+    await owner.getByLabel('Name').fill('dash-declined');
+    await owner.getByRole('radio', { name: /Pro/ }).check();
+    await owner.getByRole('button', { name: 'Add a test card' }).click();
+    await owner.getByLabel('Card number').fill('4000000000000002');
+    await owner.getByRole('button', { name: 'Add card' }).click();
+    await owner.getByRole('radio', { name: /ending in 0002/ }).waitFor();
+    assert.equal(await owner.getByRole('radio', { name: /ending in 0002/ }).isChecked(), true);
+    await owner.getByRole('button', { name: 'Create store' }).click();
+    await owner
+      .getByRole('alert')
+      .filter({ hasText: /declined/ })
+      .waitFor();
+    await screenshot(owner, 'create-store-declined');
+    assert.match(owner.url(), /\/dashboard\/create\//, 'the form stays, to choose another card');
+    assert.deepEqual(await storesNamed(server, 'dash-declined'), []);
+  });
+
+  it('puts the server’s validation errors beside their fields', async () => {
+    await openPostgresForm(owner, server);
+    await owner.getByLabel('Name').fill('dash-invalid');
+    await owner.getByRole('radio', { name: /Hobby/ }).check();
+    const limit = owner.getByLabel('Connection limit');
+    await limit.fill('500');
+    await owner.getByRole('button', { name: 'Create store' }).click();
+    await owner.getByText('Some settings need a change').waitFor();
+    assert.equal(await limit.getAttribute('aria-invalid'), 'true');
+    // The message is the server's, tied to its input (aria-describedby), next to it in the form.
+    const described = (await limit.getAttribute('aria-describedby'))?.split(/\s+/) ?? [];
+    const notes = await Promise.all(described.map((id) => owner.locator(`[id="${id}"]`).textContent()));
+    assert.ok(
+      notes.some((note) => /100/.test(note ?? '')),
+      `a note of the field names its maximum: ${JSON.stringify(notes)}`,
+    );
+    await screenshot(owner, 'create-store-invalid');
+    // An empty name: the server's message beside the name field.
+    await owner.getByLabel('Name').fill('');
+    await limit.fill('5');
+    await owner.getByRole('button', { name: 'Create store' }).click();
+    await owner.locator('#store-name-error').waitFor();
+    assert.equal(await owner.getByLabel('Name').getAttribute('aria-describedby'), 'store-name-error');
+    assert.deepEqual(await storesNamed(server, 'dash-invalid'), []);
+  });
+
+  it('makes one store of a form sent twice at once (its Idempotency-Key)', async () => {
+    await openPostgresForm(owner, server);
+    await owner.getByLabel('Name').fill('dash-double');
+    await owner.getByRole('radio', { name: /Hobby/ }).check();
+    let creates = 0;
+    const count = (request: { method(): string; url(): string }) => {
+      if (request.method() === 'POST' && request.url().includes('/v1/storage/stores/integration/direct')) creates++;
+    };
+    owner.on('request', count);
+    // Both in one task: the second goes before the page can disable the button.
+    await owner.locator('form.create').evaluate((form) => {
+      (form as HTMLFormElement).requestSubmit();
+      (form as HTMLFormElement).requestSubmit();
+    });
+    await owner.waitForURL(/\/dashboard\/stores\/[^/]+$/);
+    owner.off('request', count);
+    assert.equal(creates, 2, 'the form was sent twice');
+    assert.equal((await storesNamed(server, 'dash-double')).length, 1);
+  });
+
+  it('shows projects, billing and the team to the owner', async () => {
+    const nav = owner.getByRole('navigation', { name: 'Main' });
+    await nav.getByRole('link', { name: 'Projects' }).click();
+    await owner.getByLabel('Project name').fill('dash-web');
+    await owner.getByRole('button', { name: 'Create project' }).click();
+    await owner.getByRole('heading', { name: 'dash-web' }).waitFor();
+    await owner.getByLabel('Name', { exact: true }).fill('GREETING');
+    await owner.getByLabel('Value').fill('hello');
+    await owner.getByRole('button', { name: 'Add variable' }).click();
+    await owner.getByRole('button', { name: 'Reveal GREETING' }).first().click();
+    await owner.getByText('hello', { exact: true }).first().waitFor();
+    await screenshot(owner, 'project');
+    await nav.getByRole('link', { name: 'Billing' }).click();
+    await owner.getByText('Visa ending in 4242').waitFor();
+    await owner.getByRole('cell', { name: 'preauthorization' }).first().waitFor();
+    await screenshot(owner, 'billing');
+    await nav.getByRole('link', { name: 'Team' }).click();
+    await owner.getByRole('cell', { name: 'store.created' }).first().waitFor();
+    await owner.getByLabel('Action').fill('payment_method');
+    await owner.getByRole('cell', { name: 'store.created' }).first().waitFor({ state: 'detached' });
+    await screenshot(owner, 'team');
+  });
+
+  it('shows a viewer no write controls, on a phone-sized window too', async () => {
+    await server.cli('members', 'add', 'my-team', 'viewer@example.com', '--role', 'VIEWER');
+    const created = await server.cli('tokens', 'create', 'viewer@example.com', '--team', 'my-team');
+    const token = created.trim().split('\n').at(-1)!;
+    const { page, context } = await newWindow(browser, server.url, true);
+    await page.goto(`${server.url}/dashboard/`);
+    await page.getByLabel('Access token').fill(token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Marketplace' }).waitFor();
+    await page.getByText('$20.00/month', { exact: false }).first().waitFor({ state: 'attached' });
+    assert.equal(await page.getByRole('link', { name: /^Create a/ }).count(), 0, 'no create links');
+    assert.equal(await page.getByRole('link', { name: 'Billing' }).count(), 0, 'no billing for a viewer');
+    const fits = () => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+    assert.equal(await fits(), true, 'the marketplace fits a 390 px window');
+    await screenshot(page, 'marketplace-phone');
+    await page.getByRole('link', { name: 'Stores' }).click();
+    await page.getByRole('link', { name: 'dash-free' }).click();
+    await page.getByRole('heading', { name: 'dash-free' }).waitFor();
+    await page.getByRole('heading', { name: 'Connected projects' }).waitFor();
+    assert.equal(await page.locator('main button, main input, main select, main textarea').count(), 0, 'no controls on the store page');
+    assert.equal(await fits(), true, 'the store page fits a 390 px window');
+    await screenshot(page, 'store-viewer-phone');
+    // What a viewer may not do, the API refuses too: its message is shown, not a blank page.
+    await page.goto(`${server.url}/dashboard/billing`);
+    await page.getByText('Only the team').waitFor();
+    await context.close();
+  });
+
+  it('signs out on the server: the old cookie is refused by the API', async () => {
+    const printed = await server.cli('dashboard-link');
+    const link = /(http:\/\/\S+\/dashboard\/#code=\w+)/.exec(printed)?.[1];
+    assert.ok(link, printed);
+    const { page, context } = await newWindow(browser, server.url);
+    await page.goto(link);
+    await page.getByRole('heading', { name: 'Marketplace' }).waitFor();
+    const cookies = await context.cookies();
+    const session = cookies.find((cookie) => cookie.name === 'storehouse_session');
+    assert.ok(session, JSON.stringify(cookies));
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, 'Strict');
+    const cookie = `storehouse_session=${session.value}`;
+    assert.equal((await apiCall(server, '/v2/user', { cookie })).status, 200, 'the cookie works before signing out');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Access token').waitFor();
+    const after = await apiCall(server, '/v2/user', { cookie });
+    assert.equal(after.status, 401);
+    assert.equal(((await after.json()) as any).error.code, 'unauthorized');
+    await context.close();
+  });
+
+  it('refuses a write with the session cookie but without its CSRF token, and changes nothing', async () => {
+    const session = (await owner.context().cookies()).find((cookie) => cookie.name === 'storehouse_session')!;
+    const cookie = `storehouse_session=${session.value}`;
+    const { csrfToken } = (await (await apiCall(server, '/_storehouse/dashboard/session', { cookie })).json()) as any;
+    const cards = async () =>
+      ((await (await apiCall(server, '/_storehouse/payment-methods', { token: server.ownerToken })).json()) as any).paymentMethods.length;
+    const before = await cards();
+    const body = JSON.stringify({ cardNumber: '4242424242424242' });
+    const refused = await apiCall(server, '/_storehouse/payment-methods', { method: 'POST', cookie, body });
+    assert.equal(refused.status, 403);
+    const error = ((await refused.json()) as any).error;
+    assert.equal(error.code, 'forbidden');
+    assert.match(error.message, /CSRF/);
+    const wrong = await apiCall(server, '/_storehouse/payment-methods', { method: 'POST', cookie, csrf: `${csrfToken}x`, body });
+    assert.equal(wrong.status, 403);
+    assert.equal(await cards(), before, 'nothing was added');
+    const accepted = await apiCall(server, '/_storehouse/payment-methods', { method: 'POST', cookie, csrf: csrfToken, body });
+    assert.equal(accepted.status, 200, 'the same write with the token goes through');
+    assert.equal(await cards(), before + 1);
+    // A bearer token needs no CSRF token (no browser sends it by itself).
+    const bearer = await apiCall(server, '/_storehouse/payment-methods', { method: 'POST', token: server.ownerToken, body });
+    assert.equal(bearer.status, 200);
+  });
 });
