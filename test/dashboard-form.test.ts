@@ -144,5 +144,28 @@ describe('the generated form in Chromium', () => {
     assert.equal(response.status, 200);
     const { store } = (await response.json()) as { store: { metadata: Record<string, unknown> } };
     assert.deepEqual(store.metadata, { ...expected, throughput: [500], internal: 'kept' });
+
+    // Its settings are the same form with the update rules: the key prefix is read-only, the
+    // domain hidden, the country (disabled on create only) can change.
+    const prefix = page.getByRole('textbox', { name: 'Key prefix' });
+    await prefix.waitFor();
+    assert.equal(await prefix.inputValue(), 'app-');
+    assert.equal(await prefix.getAttribute('readonly'), '');
+    assert.equal(await field('domain').count(), 0);
+    assert.equal(await page.getByRole('spinbutton', { name: 'Size' }).inputValue(), '32');
+    await page.getByRole('combobox', { name: 'Billing country' }).selectOption('DE');
+    await page.getByRole('spinbutton', { name: 'Size' }).fill('40');
+    const patch = page.waitForRequest(
+      (request) => request.method() === 'PATCH' && new URL(request.url()).pathname === `/v1/storage/stores/${storeId}`,
+    );
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    const changed = { ...expected, size: 40, country: 'DE' } as Record<string, unknown>;
+    delete changed.keyPrefix;
+    delete changed.domain;
+    assert.deepEqual((await patch).postDataJSON().metadata, changed);
+    await page.getByText('Saved.').waitFor();
+    await screenshot(page, 'store-settings-every-control');
+    const saved = (await (await server.request(`/v1/storage/stores/${storeId}`)).json()) as { store: { metadata: unknown } };
+    assert.deepEqual(saved.store.metadata, { ...store.metadata, size: 40, country: 'DE' });
   });
 });

@@ -357,6 +357,29 @@ describe('form values and metadata', () => {
     assert.equal(metadata.tier, 'scale');
   });
 
+  test('a value whose option an expression hides is not sent, the way the form no longer shows it chosen', () => {
+    const values = { ...initialValues(schema, 'create'), tier: 'scale', size: '16' };
+    assert.equal(toMetadata(schema, values, 'create').tier, 'scale');
+    // Below 16 GB the scale option is hidden: no tier is sent, and the server fills in the default.
+    const smaller = toMetadata(schema, { ...values, size: '8' }, 'create');
+    assert.equal('tier' in smaller, false);
+    assert.equal(validateMetadata(product as unknown as Product, smaller).tier, 'hobby');
+    const hiddenOption: MetadataSchema = {
+      type: 'object',
+      properties: {
+        regions: {
+          type: 'array',
+          'ui:control': 'multi-vercel-region',
+          items: { type: 'string' },
+          'ui:options': ['iad1', { value: 'fra1', hidden: { expr: 'metadata.eu == false' } }],
+        },
+        eu: { type: 'boolean', 'ui:control': 'toggle' },
+      },
+    };
+    assert.deepEqual(toMetadata(hiddenOption, { regions: ['iad1', 'fra1'], eu: false }, 'create').regions, ['iad1']);
+    assert.deepEqual(toMetadata(hiddenOption, { regions: ['iad1', 'fra1'], eu: true }, 'create').regions, ['iad1', 'fra1']);
+  });
+
   test("a number input's text that is not a number is sent as typed, and the server names the field", () => {
     const metadata = toMetadata(schema, { ...initialValues(schema, 'create'), size: '12abc' }, 'create');
     assert.equal(metadata.size, '12abc');
@@ -535,6 +558,30 @@ describe('the form rendered', () => {
     assert.equal(textOf(html, group['aria-describedby']!.split(' ').find((id) => id.endsWith('-error'))!), 'is required');
     // Fields without errors are not marked.
     assert.equal(tags(field(html, 'region')!, 'select')[0]!.attrs['aria-invalid'], undefined);
+  });
+
+  test("a select shows a hidden option's value as nothing chosen, and a value no option names as it is", () => {
+    const select: MetadataSchema = {
+      type: 'object',
+      properties: {
+        size: {
+          type: 'string',
+          'ui:control': 'select',
+          'ui:options': [
+            { value: 'small', label: 'Small' },
+            { value: 'huge', label: 'Huge', hidden: { expr: '!metadata.big' } },
+          ],
+        },
+        big: { type: 'boolean', 'ui:control': 'toggle' },
+      },
+    };
+    const selected = (html: string) => /<option selected value(?:="([^"]*)")?>([^<]*)<\/option>/.exec(html)?.slice(1);
+    const show = (values: FormValues) =>
+      renderToString(h(MetadataForm, { schema: select, mode: 'update', values, onChange: () => {}, paidPlan: false }));
+    assert.deepEqual(selected(show({ size: 'huge', big: true })), ['huge', 'Huge']);
+    assert.deepEqual(selected(show({ size: 'huge', big: false })), [undefined, 'Choose…']);
+    assert.deepEqual(selected(show({ size: 'medium', big: false })), ['medium', 'medium']);
+    assert.deepEqual(toMetadata(select, { size: 'medium', big: false }, 'update'), { size: 'medium', big: false });
   });
 
   test('disabled locks every control', () => {

@@ -246,10 +246,17 @@ function Toggle({ field, formatted }: { field: Field; formatted: string | undefi
   );
 }
 
-/** A select of the options; with nothing chosen yet, the placeholder (or "Choose…") is the first entry. */
+/**
+ * A select of the options; with nothing chosen yet, the placeholder (or "Choose…") is the first
+ * entry. A value whose option is hidden now shows as nothing chosen (it is not sent); one the
+ * options do not name at all (a store's value from an older catalog) is shown as it is.
+ */
 function Select({ field, formatted }: { field: Field; formatted: string | undefined }) {
-  const value = typeof field.value === 'string' ? field.value : '';
   const choices = options(field);
+  const own = typeof field.value === 'string' ? field.value : '';
+  const named = (field.property['ui:options'] ?? []).some((option) => (typeof option === 'string' ? option : option.value) === own);
+  const value = named && !choices.some((option) => option.value === own) ? '' : own;
+  if (value !== '' && !named) choices.push({ value, label: value, disabled: false });
   return (
     <>
       <Label field={field} />

@@ -180,11 +180,24 @@ export function fieldState(property: MetadataProperty, mode: Mode, scope: Scope,
 }
 
 /**
+ * A value without the options the form hides now: one chosen before its option was hidden (a
+ * radio button, a select entry, a checkbox) is no longer shown as chosen, so it is not sent.
+ */
+function withoutHiddenOptions(property: MetadataProperty, value: Metadata[string] | undefined, mode: Mode, scope: Scope) {
+  const hidden = (property['ui:options'] ?? [])
+    .filter((option): option is OptionObject => typeof option === 'object' && holds(option.hidden, mode, scope))
+    .map((option) => option.value);
+  if (hidden.length === 0 || value === undefined) return value;
+  if (Array.isArray(value)) return (value as string[]).filter((item) => !hidden.includes(item));
+  return typeof value === 'string' && hidden.includes(value) ? undefined : value;
+}
+
+/**
  * The `metadata` the create or update request sends. Left out: properties hidden on this form
- * (as the Vercel CLI leaves out a property hidden on create, util/integration/format-schema-help.ts),
- * values not given (the server fills defaults in), and, on an update form, properties the form
- * does not let change (the server keeps the store's own value, and refuses a change to a
- * read-only one), and paid-only ones on a free plan.
+ * (as the Vercel CLI leaves out a property hidden on create, util/integration/format-schema-help.ts)
+ * and values of hidden options, values not given (the server fills defaults in), paid-only
+ * properties on a free plan, and, on an update form, properties the form does not let change
+ * (the server keeps the store's own value, and refuses a change to a read-only one).
  */
 export function toMetadata(schema: MetadataSchema, values: FormValues, mode: Mode, context: FormContext = {}): Metadata {
   const scope = expressionScope(schema, values);
@@ -193,7 +206,7 @@ export function toMetadata(schema: MetadataSchema, values: FormValues, mode: Mod
     const property = schema.properties[key]!;
     const state = fieldState(property, mode, scope, context);
     if (state.hidden || state.paidOnly || (mode === 'update' && state.locked)) continue;
-    const value = scope.metadata[key] as Metadata[string] | undefined;
+    const value = withoutHiddenOptions(property, scope.metadata[key] as Metadata[string] | undefined, mode, scope);
     if (value !== undefined) metadata[key] = value;
   }
   return metadata;
