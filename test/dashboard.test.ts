@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { Browser, Page } from 'playwright-core';
+import { eventually } from './helpers.ts';
 import {
   apiCall,
   type DashboardServer,
@@ -221,6 +222,51 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.getByLabel('Action').fill('payment_method');
     await owner.getByRole('cell', { name: 'store.created' }).first().waitFor({ state: 'detached' });
     await screenshot(owner, 'team');
+  });
+
+  it('connects a project (environments, prefix) and disconnects it, changes settings, and deletes after naming what goes', async () => {
+    const nav = owner.getByRole('navigation', { name: 'Main' });
+    await nav.getByRole('link', { name: 'Stores' }).click();
+    await owner.getByRole('link', { name: 'dash-double' }).click();
+    await owner.locator('.badge', { hasText: 'available' }).waitFor({ timeout: 180_000 });
+    const projectId = ((await (await apiCall(server, '/v9/projects', { token: server.ownerToken })).json()) as any).projects.find(
+      (project: any) => project.name === 'dash-web',
+    ).id;
+    const envKeys = async () =>
+      ((await (await apiCall(server, `/v10/projects/${projectId}/env`, { token: server.ownerToken })).json()) as any).envs.map(
+        (env: any) => `${env.key}:${[env.target].flat().sort().join(',')}`,
+      );
+    const connect = async () => {
+      await owner.getByLabel('Project', { exact: true }).selectOption({ label: 'dash-web' });
+      await owner.getByRole('checkbox', { name: 'preview' }).uncheck();
+      await owner.getByLabel('Variable prefix (optional)').fill('DB_');
+      await owner.getByRole('button', { name: 'Connect', exact: true }).click();
+      await owner.getByRole('button', { name: 'Disconnect dash-web' }).waitFor();
+    };
+    await connect();
+    assert.ok((await envKeys()).includes('DB_POSTGRES_URL:development,production'), JSON.stringify(await envKeys()));
+    await owner.getByRole('cell', { name: /DB_POSTGRES_URL/ }).waitFor();
+    await screenshot(owner, 'store-connected');
+    await owner.getByRole('button', { name: 'Disconnect dash-web' }).click();
+    await owner.getByRole('button', { name: 'Disconnect dash-web' }).waitFor({ state: 'detached' });
+    assert.ok(!(await envKeys()).some((key: string) => key.startsWith('DB_')), 'its variables went with it');
+
+    await owner.getByLabel('Connection limit').fill('9');
+    await owner.getByRole('button', { name: 'Save changes' }).click();
+    await owner.getByText('Saved.').waitFor();
+    assert.equal((await storesNamed(server, 'dash-double'))[0].metadata.connectionLimit, 9);
+
+    await connect();
+    await owner.getByRole('button', { name: 'Delete this store' }).click();
+    const dialog = owner.getByRole('dialog', { name: 'Delete dash-double?' });
+    await dialog.waitFor();
+    const text = (await dialog.textContent()) ?? '';
+    assert.match(text, /dash-web/, 'the confirmation names the connected project');
+    assert.match(text, /POSTGRES_URL/, 'and the secrets that go');
+    await screenshot(owner, 'store-delete');
+    await dialog.getByRole('button', { name: 'Delete dash-double' }).click();
+    await owner.waitForURL(/\/dashboard\/stores$/);
+    await eventually('the store being gone', async () => (await storesNamed(server, 'dash-double')).length === 0, 120_000);
   });
 
   it('shows a viewer no write controls, on a phone-sized window too', async () => {
