@@ -3,7 +3,7 @@
  * the page the path names. Signing in sets an HttpOnly cookie; what this code keeps is only the
  * session's CSRF token, in memory.
  */
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, setCsrfToken, setTeam, whenSignedOut } from './api.ts';
 import { Link, match, navigate, usePath } from './router.tsx';
 import { SessionContext, type SessionState } from './session.tsx';
@@ -112,6 +112,12 @@ const NAV = [
 
 function Layout() {
   const path = usePath();
+  const first = useRef(true);
+  // A new page moves the focus to its content, as a page load would (screen readers announce it).
+  useEffect(() => {
+    if (first.current) first.current = false;
+    else document.getElementById('main')?.focus();
+  }, [path]);
   return (
     <SessionContext.Consumer>
       {(session) => (

@@ -52,6 +52,12 @@ function StoreView({ store, reload }: { store: Store; reload: () => Promise<void
           The store is being made; this page updates by itself.
         </p>
       )}
+      {!writable && (
+        <p class="notice">
+          Your role ({role.toLowerCase()}) sees this store; revealing its secrets and changing it are for the team's owners, members and
+          developers.
+        </p>
+      )}
       <Secrets store={store} writable={writable} />
       <Connections store={store} writable={writable} reload={reload} />
       {writable && <StoreSettings store={store} onSaved={reload} />}
