@@ -33,6 +33,7 @@ import {
   orderedKeys,
   toMetadata,
 } from '../dashboard/src/metadata-form/metadata.ts';
+import { countryName, regionName } from '../dashboard/src/metadata-form/places.ts';
 import { ROOT } from './helpers.ts';
 
 const FIXTURE = path.join(ROOT, 'test/fixtures/every-control.yaml');
@@ -391,6 +392,16 @@ describe('form values and metadata', () => {
   });
 });
 
+describe('region and country names', () => {
+  test("Vercel's region ids and ISO country codes are named; anything else is shown as it is", () => {
+    assert.equal(regionName('fra1'), 'Frankfurt, Germany (fra1)');
+    assert.equal(regionName('xyz9'), 'xyz9');
+    assert.equal(countryName('DE'), 'Germany');
+    assert.equal(countryName('jp'), 'Japan');
+    assert.equal(countryName('not a code'), 'not a code');
+  });
+});
+
 /** The tags of an HTML string with their attributes, enough for what preact-render-to-string writes. */
 function tags(html: string, name?: string): { name: string; attrs: Record<string, string>; index: number }[] {
   const found = [];
@@ -582,6 +593,36 @@ describe('the form rendered', () => {
     assert.deepEqual(selected(show({ size: 'huge', big: false })), [undefined, 'Choose…']);
     assert.deepEqual(selected(show({ size: 'medium', big: false })), ['medium', 'medium']);
     assert.deepEqual(toMetadata(select, { size: 'medium', big: false }, 'update'), { size: 'medium', big: false });
+  });
+
+  test('keys and option values with spaces make ids without them, each still named by its label', () => {
+    const spaced: MetadataSchema = {
+      type: 'object',
+      properties: {
+        'max size': { type: 'number', 'ui:control': 'input', description: 'In GB' },
+        'log level': {
+          type: 'string',
+          'ui:control': 'radio-button',
+          'ui:options': [
+            { value: 'very loud', label: 'Very loud' },
+            { value: 'very.loud', label: 'Dotted' },
+          ],
+        },
+      },
+    };
+    const html = renderToString(
+      h(MetadataForm, { schema: spaced, mode: 'create', values: { 'max size': '', 'log level': '' }, onChange: () => {}, paidPlan: false }),
+    );
+    const inputs = tags(html, 'input');
+    assert.equal(inputs.length, 3);
+    assert.equal(new Set(inputs.map((input) => input.attrs.id)).size, 3);
+    const labels = new Set(tags(html, 'label').map((label) => label.attrs.for));
+    for (const input of inputs) {
+      assert.doesNotMatch(input.attrs.id!, /\s/);
+      assert.ok(labels.has(input.attrs.id));
+    }
+    const described = inputs[0]!.attrs['aria-describedby']!;
+    assert.equal(textOf(html, described.replace(/[.]/g, '\\.')), 'In GB');
   });
 
   test('disabled locks every control', () => {

@@ -51,6 +51,9 @@ interface Field {
   set: (value: FieldValue) => void;
 }
 
+/** Text as part of an id: letters, digits, _ and - as they are, anything else (spaces, which would split aria-describedby) by its code. */
+const idPart = (text: string) => text.replace(/[^A-Za-z0-9_-]/g, (c) => `.${c.codePointAt(0)!.toString(16)}.`);
+
 export function MetadataForm({ schema, mode, values, onChange, errors = {}, paidPlan, disabled = false }: MetadataFormProps) {
   const prefix = useId();
   const scope = expressionScope(schema, values);
@@ -61,7 +64,7 @@ export function MetadataForm({ schema, mode, values, onChange, errors = {}, paid
         const property = schema.properties[key]!;
         const state = fieldState(property, mode, scope, { paidPlan });
         if (state.hidden) return null;
-        const id = `${prefix}-${key}`;
+        const id = `${prefix}-${idPart(key)}`;
         const error = errors[`metadata.${key}`] ?? errors[key];
         const description = describe(property, scope);
         const formatted = property['ui:formatted-value'] ? evaluateText(property['ui:formatted-value'].expr, scope) : undefined;
@@ -295,7 +298,7 @@ function Choices({ field, formatted, multiple }: { field: Field; formatted: stri
     <>
       <Legend field={field} />
       {options(field).map((option) => {
-        const id = `${field.id}-${option.value}`;
+        const id = `${field.id}-${idPart(option.value)}`;
         return (
           <span class="mf-choice" key={option.value}>
             <input
