@@ -389,6 +389,9 @@ describe('form values and metadata', () => {
       (error: any) => error.code === 'validation_error' && error.extra.fields.some((f: any) => f.key === 'metadata.size'),
     );
     assert.equal('size' in toMetadata(schema, { ...initialValues(schema, 'create'), size: '  ' }, 'create'), false);
+    const sent = (size: string) => toMetadata(schema, { ...initialValues(schema, 'create'), size }, 'create').size;
+    assert.deepEqual(['-1.5', '+2', '1e1', '.5', '3.'].map(sent), [-1.5, 2, 10, 0.5, 3]);
+    assert.deepEqual(['0x10', 'Infinity', '1,5', '1 2'].map(sent), ['0x10', 'Infinity', '1,5', '1 2']);
   });
 });
 

@@ -129,6 +129,8 @@ export function initialValues(schema: MetadataSchema, mode: Mode, existing: Reco
   return values;
 }
 
+const DECIMAL = /^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
+
 /**
  * One value as the API takes it, or undefined for none given: an empty text or choice is none
  * (the server then fills the property's default, or says it is required). A number input's text
@@ -139,8 +141,8 @@ function metadataValue(property: MetadataProperty, value: FieldValue | undefined
   if (property.type === 'number') {
     const typed = String(value).trim();
     if (typed === '') return undefined;
-    const number = Number(typed);
-    return Number.isFinite(number) ? number : typed;
+    // Decimal notation only: Number() would also read "0x10" as 16 and " " as 0.
+    return DECIMAL.test(typed) ? Number(typed) : typed;
   }
   if (typeof value === 'string' && value === '') return undefined;
   return Array.isArray(value) ? ([...value] as string[] | number[]) : value;
