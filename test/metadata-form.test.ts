@@ -598,6 +598,43 @@ describe('the form rendered', () => {
     assert.deepEqual(toMetadata(select, { size: 'medium', big: false }, 'update'), { size: 'medium', big: false });
   });
 
+  test('a slider of two numbers is a group of two labelled thumbs over its steps', () => {
+    const range: MetadataSchema = {
+      type: 'object',
+      properties: {
+        window: {
+          type: 'array',
+          'ui:control': 'slider',
+          'ui:label': 'Window',
+          items: { type: 'number' },
+          'ui:steps': [40, 10, 20, 30],
+          minItems: 2,
+        },
+      },
+    };
+    const values = initialValues(range, 'create');
+    assert.deepEqual(values.window, [10, 10], 'the lowest step, for each of minItems');
+    const html = renderToString(
+      h(MetadataForm, { schema: range, mode: 'create', values: { window: [10, 30] }, onChange: () => {}, paidPlan: false }),
+    );
+    assert.match(html, /<legend[^>]*>Window<\/legend>/);
+    const thumbs = tags(html, 'input');
+    assert.deepEqual(
+      thumbs.map((t) => [t.attrs.value, t.attrs['aria-valuetext'], t.attrs.max]),
+      [
+        ['0', '10', '3'],
+        ['2', '30', '3'],
+      ],
+    );
+    const labels = tags(html, 'label').map((label) => label.attrs.for);
+    assert.deepEqual(
+      labels,
+      thumbs.map((t) => t.attrs.id),
+    );
+    assert.match(html, />Window 1 of 2<\/label>/);
+    assert.match(html, /<output[^>]*>10 – 30<\/output>/);
+  });
+
   test('keys and option values with spaces make ids without them, each still named by its label', () => {
     const spaced: MetadataSchema = {
       type: 'object',

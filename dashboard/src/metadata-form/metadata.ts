@@ -93,11 +93,11 @@ export function orderedKeys(schema: MetadataSchema): string[] {
 
 const isSlider = (property: MetadataProperty) => property['ui:control'] === 'slider';
 
-/** A slider with nothing chosen yet: its items' default (or minimum, or the first step), minItems times (at least once). */
+/** A slider with nothing chosen yet: its items' default (or minimum, or its lowest step), minItems times (at least once). */
 function sliderStart(property: MetadataProperty): number[] {
   const steps = property['ui:steps'] ?? [];
   const item = property.items ?? { type: 'number' };
-  const start = typeof item.default === 'number' ? item.default : (item.minimum ?? steps[0] ?? 0);
+  const start = typeof item.default === 'number' ? item.default : (item.minimum ?? (steps.length > 0 ? Math.min(...steps) : 0));
   return Array.from({ length: Math.max(1, property.minItems ?? 1) }, () => start);
 }
 
