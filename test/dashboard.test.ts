@@ -26,6 +26,10 @@ async function storesNamed(server: DashboardServer, name: string): Promise<any[]
   return ((await response.json()) as any).stores.filter((store: any) => store.name === name);
 }
 
+/** The owner's team (the bootstrapped my-team). */
+let teamIdOf: (() => Promise<string>) | undefined;
+const teamId = () => teamIdOf!();
+
 /** Opens the create form of the default catalog's Postgres product from the marketplace. */
 async function openPostgresForm(page: Page, server: DashboardServer) {
   await page.goto(`${server.url}/dashboard/`);
@@ -43,6 +47,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     server = await startDashboardServer();
     browser = await launchChromium();
     owner = (await newWindow(browser, server.url)).page;
+    teamIdOf = async () => ((await (await apiCall(server, '/v2/user', { token: server.ownerToken })).json()) as any).user.defaultTeamId;
   });
 
   after(async () => {
@@ -295,6 +300,34 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await page.goto(`${server.url}/dashboard/billing`);
     await page.getByText('Only the team').waitFor();
     await context.close();
+  });
+
+  it("manages the team's members and the owner's own tokens on the Team page", async () => {
+    await owner.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Team' }).click();
+    const members = async () =>
+      ((await (await apiCall(server, `/v3/teams/${await teamId()}/members`, { token: server.ownerToken })).json()) as any).members;
+    await owner.getByLabel('Role of viewer@example.com').selectOption('DEVELOPER');
+    await eventually(
+      'the role change',
+      async () => (await members()).find((m: any) => m.email === 'viewer@example.com')?.role === 'DEVELOPER',
+    );
+    await owner.getByLabel('Token name').fill('dash-cli');
+    await owner.getByRole('button', { name: 'Create token' }).click();
+    const value = ((await owner.locator('[data-new-token]').textContent()) ?? '').trim();
+    assert.match(value, /^sh_\w+$/);
+    assert.equal((await apiCall(server, '/v2/user', { token: value })).status, 200, 'the new token works');
+    await screenshot(owner, 'team-tokens');
+    await owner.reload();
+    await owner.getByRole('button', { name: 'Revoke dash-cli' }).waitFor();
+    assert.equal(await owner.locator('[data-new-token]').count(), 0, 'its value is shown once only');
+    await owner.getByRole('button', { name: 'Revoke dash-cli' }).click();
+    await owner.getByRole('button', { name: 'Revoke dash-cli' }).waitFor({ state: 'detached' });
+    assert.equal((await apiCall(server, '/v2/user', { token: value })).status, 401, 'the revoked token is refused');
+    await owner.getByLabel('Role of viewer@example.com').selectOption('VIEWER');
+    await eventually(
+      'the role change back',
+      async () => (await members()).find((m: any) => m.email === 'viewer@example.com')?.role === 'VIEWER',
+    );
   });
 
   it('signs out on the server: the old cookie is refused by the API', async () => {

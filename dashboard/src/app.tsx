@@ -3,7 +3,7 @@
  * the page the path names. Signing in sets an HttpOnly cookie; what this code keeps is only the
  * session's CSRF token, in memory.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, setCsrfToken, setTeam, whenSignedOut } from './api.ts';
 import { Link, match, navigate, usePath } from './router.tsx';
 import { SessionContext, type SessionState } from './session.tsx';
@@ -113,8 +113,9 @@ const NAV = [
 function Layout() {
   const path = usePath();
   const first = useRef(true);
-  // A new page moves the focus to its content, as a page load would (screen readers announce it).
-  useEffect(() => {
+  // A new page moves the focus to its content, as a page load would (screen readers announce it);
+  // before anything is painted, so it never takes the focus from a field someone already chose.
+  useLayoutEffect(() => {
     if (first.current) first.current = false;
     else document.getElementById('main')?.focus();
   }, [path]);

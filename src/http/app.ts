@@ -25,6 +25,7 @@ import marketplaceRoutes from './routes/marketplace.ts';
 import dashboardRoutes from './routes/dashboard.ts';
 import dashboardSessionRoutes from './routes/dashboard-sessions.ts';
 import storeSecretsRoutes from './routes/store-secrets.ts';
+import teamAdminRoutes from './routes/team-admin.ts';
 import { storeSchema } from './store-shapes.ts';
 import { callableUrl } from './listen-address.ts';
 
@@ -162,6 +163,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
   await app.register(dashboardSessionRoutes, { sessions: runtime.dashboardSessions, access: runtime.access, db: runtime.db });
   await app.register(storeSecretsRoutes, { secrets: runtime.storeSecrets });
+  await app.register(teamAdminRoutes, { db: runtime.db });
   await app.register(dashboardRoutes);
   await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
   await app.ready();
