@@ -170,6 +170,51 @@ for (const backend of BACKENDS) {
       assert.deepEqual(problems, []);
     });
 
+    test('members and own tokens: owners change roles, everyone their own tokens, and the answers match /openapi.json', async () => {
+      const doc = await loadOpenApi(`${server.url}/openapi.json`);
+      const problems: string[] = [];
+      const call = async (method: string, path: string, status: number, init: { token?: string; body?: unknown } = {}) => {
+        const response = await server.request(path, {
+          method,
+          ...(init.token && { token: init.token }),
+          ...(init.body !== undefined && { headers: json, body: JSON.stringify(init.body) }),
+        });
+        const checked = await checkFetchResponse(doc, method, path, response);
+        assert.equal(response.status, status, `${method} ${path}: ${JSON.stringify(checked.body)}`);
+        problems.push(...checked.problems);
+        return checked.body as any;
+      };
+      const viewerId = (await call('GET', '/v2/user', 200, { token: viewerToken })).user.id;
+      const members = await call('GET', `/v3/teams/${teamId}/members`, 200, { token: viewerToken });
+      assert.deepEqual(members.members.map((m: any) => m.role).sort(), ['OWNER', 'VIEWER']);
+      await call('PATCH', `/v1/teams/${teamId}/members/${viewerId}`, 403, { token: viewerToken, body: { role: 'OWNER' } });
+      await call('PATCH', `/v1/teams/${teamId}/members/${viewerId}`, 400, { body: { role: 'EMPEROR' } });
+      await call('PATCH', `/v1/teams/${teamId}/members/${ownerId}`, 409, { body: { role: 'MEMBER' } });
+      await call('PATCH', `/v1/teams/${teamId}/members/nobody`, 404, { body: { role: 'MEMBER' } });
+      await call('PATCH', `/v1/teams/${teamId}/members/${viewerId}`, 200, { body: { role: 'DEVELOPER' } });
+      assert.equal((await call('GET', `/v3/teams/${teamId}/members`, 200)).members.find((m: any) => m.uid === viewerId).role, 'DEVELOPER');
+      await call('PATCH', `/v1/teams/${teamId}/members/${viewerId}`, 200, { body: { role: 'VIEWER' } });
+      const other = await createTeam(server.runtime.db, { slug: 'dash-elsewhere' });
+      await call('GET', `/v3/teams/${other.id}/members`, 403);
+      await call('DELETE', `/v1/teams/${teamId}/members/${ownerId}`, 403, { token: viewerToken });
+
+      const created = await call('POST', '/v3/user/tokens', 200, { token: viewerToken, body: { name: 'mine' } });
+      assert.match(created.bearerToken, /^sh_/);
+      assert.equal((await call('GET', '/v2/user', 200, { token: created.bearerToken })).user.id, viewerId);
+      await call('POST', '/v3/user/tokens', 400, { token: viewerToken, body: { name: ' ' } });
+      await call('POST', '/v3/user/tokens', 400, { token: viewerToken, body: { name: 'old', expiresAt: Date.now() - 1000 } });
+      const listed = await call('GET', '/v6/user/tokens', 200, { token: viewerToken });
+      assert.deepEqual(listed.tokens.map((t: any) => t.name).sort(), ['mine', 'viewer']);
+      assert.ok(!JSON.stringify(listed).includes(created.bearerToken), 'no value is listed');
+      const ownersToken = (await call('GET', '/v6/user/tokens', 200)).tokens[0].id;
+      await call('DELETE', `/v3/user/tokens/${ownersToken}`, 404, { token: viewerToken });
+      await call('DELETE', '/v3/user/tokens/current', 200, { token: created.bearerToken });
+      await call('GET', '/v2/user', 401, { token: created.bearerToken });
+      const events = (await call('GET', '/_storehouse/audit', 200)).events.map((e: any) => `${e.action}:${e.actorId}`);
+      assert.ok(events.includes(`token.created:${viewerId}`) && events.includes(`member.role_set:${ownerId}`), JSON.stringify(events));
+      assert.deepEqual(problems, []);
+    });
+
     test("a store's secrets are read back by those who may read credentials: a viewer is refused, another team sees nothing", async () => {
       const created = await server.request('/v1/storage/stores/integration/direct', {
         method: 'POST',
