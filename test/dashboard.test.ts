@@ -280,9 +280,16 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     const token = created.trim().split('\n').at(-1)!;
     const { page, context } = await newWindow(browser, server.url, true);
     await page.goto(`${server.url}/dashboard/`);
+    // By keyboard: the token field, then Enter.
     await page.getByLabel('Access token').fill(token);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByLabel('Access token').press('Enter');
     await page.getByRole('heading', { name: 'Marketplace' }).waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(
+      await page.evaluate(() => document.activeElement?.textContent),
+      'Skip to content',
+      'the first Tab offers to skip to the content',
+    );
     await page.getByText('$20.00/month', { exact: false }).first().waitFor({ state: 'attached' });
     assert.equal(await page.getByRole('link', { name: /^Create a/ }).count(), 0, 'no create links');
     assert.equal(await page.getByRole('link', { name: 'Billing' }).count(), 0, 'no billing for a viewer');
