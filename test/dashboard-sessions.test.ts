@@ -123,6 +123,24 @@ for (const backend of BACKENDS) {
       assert.equal((await withCookie(cookie, '/_storehouse/dashboard/session')).status, 401);
     });
 
+    test('a session made from a token ends when the token is revoked', async () => {
+      const made = await server.request('/v3/user/tokens', {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ name: 'short-lived' }),
+      });
+      const { bearerToken } = (await made.json()) as any;
+      const { cookie } = await signIn({ token: bearerToken });
+      assert.equal((await withCookie(cookie, '/v2/user')).status, 200);
+      const revoked = await server.request('/v3/user/tokens/current', { method: 'DELETE', token: bearerToken });
+      assert.equal(revoked.status, 200);
+      assert.equal((await withCookie(cookie, '/v2/user')).status, 401);
+      // A session from a one-time link has no token to end with.
+      const { code } = await server.runtime.dashboardSessions.createLinkCode(ownerId, teamId);
+      const linked = await signIn({ code });
+      assert.equal((await withCookie(linked.cookie, '/v2/user')).status, 200);
+    });
+
     test('a bearer token beside a cookie is what authenticates, and needs no CSRF token', async () => {
       const { cookie } = await signIn({ token: viewerToken });
       const response = await server.request('/_storehouse/payment-methods', {

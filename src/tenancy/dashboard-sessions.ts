@@ -105,19 +105,20 @@ export class DashboardSessions {
     return this.signIn(row.user_id, row.team_id);
   }
 
-  /** Signs in as a live access token's user, in its default team. */
+  /** Signs in as a live access token's user, in its default team, for no longer than the token lives. */
   async signInWithToken(principal: Principal): Promise<SignedIn> {
-    return this.signIn(principal.userId, principal.defaultTeamId);
+    return this.signIn(principal.userId, principal.defaultTeamId, principal.tokenId);
   }
 
-  private async signIn(userId: string, teamId: string): Promise<SignedIn> {
+  private async signIn(userId: string, teamId: string, tokenId: string | null = null): Promise<SignedIn> {
     if (!(await roleIn(this.db, teamId, userId))) throw forbidden('You are no longer a member of this team.');
     const secret = `shd_${randomBase62(43)}`;
     const csrfToken = randomBase62(32);
     const expiresAt = new Date(Date.now() + this.options.idleMs);
     await this.db.query(
-      'INSERT INTO dashboard_sessions (id, secret_hash, user_id, team_id, csrf_token, expires_at) VALUES ($1, $2, $3, $4, $5, $6)',
-      [newId('dss'), hashToken(secret), userId, teamId, csrfToken, expiresAt],
+      `INSERT INTO dashboard_sessions (id, secret_hash, user_id, team_id, token_id, csrf_token, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+      [newId('dss'), hashToken(secret), userId, teamId, tokenId, csrfToken, expiresAt],
     );
     await this.db.query('DELETE FROM dashboard_sessions WHERE expires_at < now()');
     return { secret, csrfToken, user: await getUser(this.db, userId), team: await getTeam(this.db, teamId), expiresAt };
@@ -126,7 +127,10 @@ export class DashboardSessions {
   /** The live session this cookie secret opens; 401 when there is none (ended, expired, never made). */
   async session(secret: string): Promise<DashboardSession> {
     const { rows } = await this.db.query<{ id: string; user_id: string; team_id: string; csrf_token: string; last_seen_at: Date }>(
-      'SELECT id, user_id, team_id, csrf_token, last_seen_at FROM dashboard_sessions WHERE secret_hash = $1 AND expires_at > now()',
+      `SELECT s.id, s.user_id, s.team_id, s.csrf_token, s.last_seen_at
+         FROM dashboard_sessions s LEFT JOIN access_tokens t ON t.id = s.token_id
+        WHERE s.secret_hash = $1 AND s.expires_at > now()
+          AND (s.token_id IS NULL OR (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > now())))`,
       [hashToken(secret)],
     );
     const row = rows[0];
