@@ -337,6 +337,28 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     );
   });
 
+  it('switches teams: the pages then act on the chosen one (?teamId=)', async () => {
+    await server.cli('teams', 'create', 'dash-second', '--name', 'Second Team');
+    await server.cli('members', 'add', 'dash-second', 'owner@storehouse.local', '--role', 'OWNER');
+    await owner.goto(`${server.url}/dashboard/stores`);
+    await owner.getByRole('link', { name: 'dash-free' }).waitFor();
+    const storeLists: string[] = [];
+    const seen = (request: { url(): string }) => {
+      if (new URL(request.url()).pathname === '/v1/storage/stores')
+        storeLists.push(new URL(request.url()).searchParams.get('teamId') ?? '');
+    };
+    owner.on('request', seen);
+    await owner.getByLabel('Team', { exact: true }).selectOption({ label: 'Second Team' });
+    await owner.getByText('No stores yet.').waitFor();
+    const second = ((await (await apiCall(server, '/v2/teams', { token: server.ownerToken })).json()) as any).teams.find(
+      (team: any) => team.slug === 'dash-second',
+    ).id;
+    assert.ok(storeLists.includes(second), `the list asked for the second team: ${JSON.stringify(storeLists)}`);
+    await owner.getByLabel('Team', { exact: true }).selectOption({ label: 'My Team' });
+    await owner.getByRole('link', { name: 'dash-free' }).waitFor();
+    owner.off('request', seen);
+  });
+
   it('signs out on the server: the old cookie is refused by the API', async () => {
     const printed = await server.cli('dashboard-link');
     const link = /(http:\/\/\S+\/dashboard\/#code=\w+)/.exec(printed)?.[1];

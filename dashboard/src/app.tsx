@@ -158,16 +158,20 @@ function TeamAndUser() {
     <SessionContext.Consumer>
       {(session) => (
         <div class="who">
-          <label>
-            <span class="visually-hidden">Team</span>
-            <select value={session!.team.id} onChange={(event) => session!.chooseTeam((event.target as HTMLSelectElement).value)}>
-              {session!.teams.map((team) => (
-                <option key={team.id} value={team.id}>
-                  {team.name}
-                </option>
-              ))}
-            </select>
+          <label for="team-select" class="visually-hidden">
+            Team
           </label>
+          <select
+            id="team-select"
+            value={session!.team.id}
+            onChange={(event) => session!.chooseTeam((event.target as HTMLSelectElement).value)}
+          >
+            {session!.teams.map((team) => (
+              <option key={team.id} value={team.id}>
+                {team.name}
+              </option>
+            ))}
+          </select>
           <span class="user" title={session!.user.email}>
             {session!.user.name ?? session!.user.username} <span class="muted">({session!.role.toLowerCase()})</span>
           </span>
