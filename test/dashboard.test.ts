@@ -30,6 +30,21 @@ async function storesNamed(server: DashboardServer, name: string): Promise<any[]
 let teamIdOf: (() => Promise<string>) | undefined;
 const teamId = () => teamIdOf!();
 
+/** Every form control on the page has a label (a <label>, aria-label or aria-labelledby), and every button a name. */
+async function assertLabelled(page: Page, what: string) {
+  const unnamed = await page.locator('input, select, textarea, button').evaluateAll((controls) =>
+    controls
+      .filter((control) => {
+        const element = control as HTMLInputElement;
+        if (element.type === 'hidden') return false;
+        const named = (element.labels?.length ?? 0) > 0 || element.getAttribute('aria-label') || element.getAttribute('aria-labelledby');
+        return !named && !(element.tagName === 'BUTTON' && element.textContent?.trim());
+      })
+      .map((control) => control.outerHTML.slice(0, 120)),
+  );
+  assert.deepEqual(unnamed, [], `unlabelled controls on ${what}`);
+}
+
 /** Opens the create form of the default catalog's Postgres product from the marketplace. */
 async function openPostgresForm(page: Page, server: DashboardServer) {
   await page.goto(`${server.url}/dashboard/`);
@@ -97,6 +112,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.getByRole('radio', { name: /Hobby/ }).check();
     await owner.getByLabel('Connection limit').fill('7');
     await screenshot(owner, 'create-store');
+    await assertLabelled(owner, 'the create form');
     await owner.getByRole('button', { name: 'Create store' }).click();
     await owner.waitForURL(/\/dashboard\/stores\/[^/]+$/);
     await owner.getByRole('heading', { name: 'dash-free' }).waitFor();
@@ -110,6 +126,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     const copied = await owner.evaluate(() => navigator.clipboard.readText());
     assert.equal(copied, shown);
     await screenshot(owner, 'store');
+    await assertLabelled(owner, 'the store page');
     const client = new pg.Client({ connectionString: copied });
     await client.connect();
     try {
@@ -222,6 +239,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.getByText('Visa ending in 4242').waitFor();
     await owner.getByRole('cell', { name: 'preauthorization' }).first().waitFor();
     await screenshot(owner, 'billing');
+    await assertLabelled(owner, 'the billing page');
     await nav.getByRole('link', { name: 'Team' }).click();
     await owner.getByRole('cell', { name: 'store.created' }).first().waitFor();
     await owner.getByLabel('Action').fill('payment_method');
@@ -324,6 +342,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     assert.match(value, /^sh_\w+$/);
     assert.equal((await apiCall(server, '/v2/user', { token: value })).status, 200, 'the new token works');
     await screenshot(owner, 'team-tokens');
+    await assertLabelled(owner, 'the team page');
     await owner.reload();
     await owner.getByRole('button', { name: 'Revoke dash-cli' }).waitFor();
     assert.equal(await owner.locator('[data-new-token]').count(), 0, 'its value is shown once only');
