@@ -48,9 +48,11 @@ export function clientAddressKey(ip: string): string {
 }
 
 /**
- * Every route but the public ones needs `Authorization: Bearer`: the token is checked first
- * (401), and once the query is validated the team is resolved from `teamId`/`slug` (403 for a
- * team the caller is not in).
+ * Every route but the public ones needs `Authorization: Bearer`, or else the web dashboard's
+ * session cookie (src/tenancy/dashboard-sessions.ts: its user's principal, and for any method but
+ * GET/HEAD/OPTIONS the session's CSRF token in `x-storehouse-csrf`, 403 without it): the token or
+ * cookie is checked first (401), and once the query is validated the team is resolved from
+ * `teamId`/`slug` (403 for a team the caller is not in). A bearer token, when sent, is all that counts.
  *
  * Failed authentications are counted per client address (issue 17): past the limit, the address
  * is refused with 429 before its token is looked up, unless the token is one that authenticated
