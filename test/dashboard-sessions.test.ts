@@ -276,6 +276,27 @@ for (const backend of BACKENDS) {
   });
 }
 
+describe('failed dashboard sign-ins', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer('embedded', { env: { STOREHOUSE_AUTH_FAILURE_LIMIT: '3' } });
+  });
+  after(() => server.close());
+
+  test('count with failed tokens per address: past the limit, the address gets 429', async () => {
+    const signIn = (body: unknown) =>
+      server.request('/_storehouse/dashboard/session', { method: 'POST', token: null, headers: json, body: JSON.stringify(body) });
+    for (const body of [{ token: 'sh_wrong' }, { code: 'wrong' }, { token: 'sh_wrong_again' }]) {
+      assert.equal((await signIn(body)).status, 401);
+    }
+    // The limit of 3 is used up: the next sign-in from this address is refused before it is checked.
+    const refused = await signIn({ token: server.token });
+    assert.equal(refused.status, 429);
+    assert.equal((await errorOf(refused)).code, 'rate_limited');
+    assert.equal(refused.headers.get('set-cookie'), null);
+  });
+});
+
 describe('the dashboard without a build', () => {
   test('answers its pages with a 503 that says to run npm run build', async () => {
     const app = Fastify();

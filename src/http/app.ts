@@ -161,7 +161,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(accountRoutes, { db: runtime.db });
   await app.register(teamsRoutes, { db: runtime.db });
   await app.register(marketplaceRoutes, { api: runtime.marketplace, db: runtime.db, catalog: () => runtime.catalog });
-  await app.register(dashboardSessionRoutes, { sessions: runtime.dashboardSessions, access: runtime.access, db: runtime.db });
+  await app.register(dashboardSessionRoutes, { sessions: runtime.dashboardSessions, access: runtime.access, db: runtime.db, limits });
   await app.register(storeSecretsRoutes, { secrets: runtime.storeSecrets });
   await app.register(teamAdminRoutes, { db: runtime.db });
   await app.register(dashboardRoutes);

@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { badRequest, unauthorized } from '../../errors.ts';
+import { AppError, badRequest, unauthorized } from '../../errors.ts';
 import type { Access } from '../../tenancy/access.ts';
 import { type DashboardSessions, type SignedIn, SESSION_COOKIE } from '../../tenancy/dashboard-sessions.ts';
 import { roleIn } from '../../tenancy/teams.ts';
 import type { Database } from '../../db/database.ts';
 import { errorResponses } from './common.ts';
+import { clientAddressKey } from '../auth.ts';
+import type { RateLimits } from '../rate-limit.ts';
 import { str } from '../vercel-shapes.ts';
 
 const tags = ['storehouse'];
@@ -44,9 +46,9 @@ function setCookie(reply: FastifyReply, request: FastifyRequest, value: string, 
  */
 export default async function dashboardSessionRoutes(
   app: FastifyInstance,
-  options: { sessions: DashboardSessions; access: Access; db: Database },
+  options: { sessions: DashboardSessions; access: Access; db: Database; limits?: RateLimits },
 ) {
-  const { sessions, access, db } = options;
+  const { sessions, access, db, limits } = options;
 
   const signedInBody = async (signedIn: Pick<SignedIn, 'user' | 'team' | 'csrfToken'>) => ({
     user: { id: signedIn.user.id, email: signedIn.user.email, username: signedIn.user.username, name: signedIn.user.name },
@@ -76,17 +78,30 @@ export default async function dashboardSessionRoutes(
             code: { type: 'string', minLength: 1, maxLength: 200, description: 'A one-time code from a sign-in link' },
           },
         },
-        response: { 200: sessionSchema, ...errorResponses(400, 401, 403) },
+        response: { 200: sessionSchema, ...errorResponses(400, 401, 403, 429) },
       },
     },
     async (request, reply) => {
       const { token, code } = request.body ?? {};
       if ((token === undefined) === (code === undefined))
         throw badRequest('Send either `token` (an access token) or `code` (from a sign-in link)');
-      const signedIn =
-        token !== undefined
-          ? await sessions.signInWithToken(await access.principal(`Bearer ${token}`))
-          : await sessions.signInWithCode(code!);
+      // Failed sign-ins count with failed bearer tokens, per client address (STOREHOUSE_AUTH_FAILURE_LIMIT).
+      const address = clientAddressKey(request.ip);
+      if (limits?.limitsAuthFailures && limits.failuresSpent(address)) limits.refuseAddress(address, reply);
+      let signedIn: SignedIn;
+      try {
+        signedIn =
+          token !== undefined
+            ? await sessions.signInWithToken(await access.principal(`Bearer ${token}`))
+            : await sessions.signInWithCode(code!);
+      } catch (error) {
+        if (limits?.limitsAuthFailures && error instanceof AppError && error.status === 401) {
+          await limits.authFailure(address, reply, (refused) =>
+            request.log.warn({ address: refused }, 'refusing a client address after too many failed dashboard sign-ins this minute'),
+          );
+        }
+        throw error;
+      }
       setCookie(reply, request, signedIn.secret, Math.floor((signedIn.expiresAt.getTime() - Date.now()) / 1000));
       reply.header('cache-control', 'no-store');
       return signedInBody(signedIn);
