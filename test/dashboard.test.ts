@@ -177,6 +177,28 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     assert.deepEqual(await storesNamed(server, 'dash-declined'), []);
   });
 
+  it('asks a prepayment plan for an amount within its bounds', async () => {
+    await openPostgresForm(owner, server);
+    await owner.getByLabel('Name').fill('dash-prepaid');
+    await owner.getByRole('radio', { name: /Pay as you go/ }).check();
+    await owner.getByText('At least $5.00, at most $500.00').waitFor();
+    const amount = owner.getByLabel('Prepayment amount (USD)');
+    await amount.fill('600');
+    await owner.getByRole('button', { name: 'Create store' }).click();
+    await owner
+      .locator('#prepayment-error')
+      .filter({ hasText: /at most/ })
+      .waitFor();
+    assert.equal(await amount.getAttribute('aria-invalid'), 'true');
+    assert.deepEqual(await storesNamed(server, 'dash-prepaid'), []);
+    await amount.fill('25');
+    await owner.getByRole('button', { name: 'Create store' }).click();
+    await owner.waitForURL(/\/dashboard\/stores\/[^/]+$/);
+    const [store] = await storesNamed(server, 'dash-prepaid');
+    assert.equal(store.billingPlan.type, 'prepayment');
+    assert.equal(store.prepaidBalanceCents, 2500);
+  });
+
   it('puts the server’s validation errors beside their fields', async () => {
     await openPostgresForm(owner, server);
     await owner.getByLabel('Name').fill('dash-invalid');
