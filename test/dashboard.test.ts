@@ -346,6 +346,13 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     // What a viewer may not do, the API refuses too: its message is shown, not a blank page.
     await page.goto(`${server.url}/dashboard/billing`);
     await page.getByText('Only the team').waitFor();
+    // A refusal from the API is its message on the page, never a blank one.
+    await page.goto(`${server.url}/dashboard/stores/store_nothing_here`);
+    await page
+      .getByRole('alert')
+      .filter({ hasText: /Cannot load the store.*store_nothing_here/ })
+      .waitFor();
+    await screenshot(page, 'store-not-found-phone');
     await context.close();
   });
 
