@@ -266,6 +266,10 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.getByRole('cell', { name: 'store.created' }).first().waitFor();
     await owner.getByLabel('Action').fill('payment_method');
     await owner.getByRole('cell', { name: 'store.created' }).first().waitFor({ state: 'detached' });
+    await owner.getByLabel('Action').fill('');
+    await owner.getByLabel('Actor').fill('owner@storehouse.local');
+    await owner.getByRole('cell', { name: 'store.created' }).first().waitFor();
+    assert.ok((await owner.getByRole('cell', { name: 'owner@storehouse.local' }).count()) > 0, 'actors are shown by their email');
     await screenshot(owner, 'team');
   });
 

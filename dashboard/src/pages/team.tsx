@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { useSession } from '../session.tsx';
 import type { Role } from '../types.ts';
-import { ActionButton, CopyButton, ErrorNotice, Show, formatDate, useLoad } from '../ui.tsx';
+import { ActionButton, CopyButton, ErrorNotice, type Loaded, Show, formatDate, useLoad } from '../ui.tsx';
 
 const ROLES: Role[] = ['OWNER', 'MEMBER', 'DEVELOPER', 'BILLING', 'VIEWER'];
 
@@ -37,6 +37,11 @@ interface AuditEvent {
 /** The team, the signed-in member's role, and its audit log (filtered by action, target and actor). */
 export function TeamPage() {
   const { team, role, user } = useSession();
+  const members = useLoad(
+    () => api.get<{ members: Member[] }>(`/v3/teams/${encodeURIComponent(team.id)}/members`, { noTeam: true }).then((b) => b.members),
+    [team.id],
+  );
+  const emails = new Map((members.data ?? []).map((member) => [member.uid, member.email]));
   const events = useLoad(
     () => api.get<{ events: AuditEvent[] }>('/_storehouse/audit', { query: { limit: 200 } }).then((b) => b.events),
     [],
@@ -50,7 +55,7 @@ export function TeamPage() {
       <p>
         <span class="label">Slug:</span> <code>{team.slug}</code> · <span class="label">You:</span> {user.email} ({role.toLowerCase()})
       </p>
-      <Members />
+      <Members members={members} />
       {role !== 'VIEWER' && <Tokens />}
       <h2>Audit log</h2>
       <fieldset class="filters">
@@ -65,7 +70,7 @@ export function TeamPage() {
         </label>
         <label>
           Actor
-          <input value={actor} placeholder="user id" onInput={(event) => setActor((event.target as HTMLInputElement).value)} />
+          <input value={actor} placeholder="email or user id" onInput={(event) => setActor((event.target as HTMLInputElement).value)} />
         </label>
       </fieldset>
       <Show loaded={events} what="the audit log">
@@ -74,7 +79,7 @@ export function TeamPage() {
             (event) =>
               event.action.includes(action.trim()) &&
               (target.trim() === '' || event.targetId.includes(target.trim()) || event.targetType.includes(target.trim())) &&
-              (actor.trim() === '' || (event.actorId ?? 'system').includes(actor.trim())),
+              (actor.trim() === '' || `${event.actorId ?? 'system'} ${emails.get(event.actorId ?? '') ?? ''}`.includes(actor.trim())),
           );
           return shown.length === 0 ? (
             <p class="muted">No events{list.length > 0 ? ' match these filters' : ''}.</p>
@@ -99,7 +104,7 @@ export function TeamPage() {
                       <td>
                         {event.targetType} <code>{event.targetId}</code>
                       </td>
-                      <td>{event.actorId ?? 'system (CLI)'}</td>
+                      <td>{event.actorId === null ? 'system (CLI)' : (emails.get(event.actorId) ?? event.actorId)}</td>
                     </tr>
                   ))}
                 </tbody>
@@ -113,10 +118,8 @@ export function TeamPage() {
 }
 
 /** The team's members; an owner changes their roles and removes them. */
-function Members() {
+function Members({ members }: { members: Loaded<Member[]> }) {
   const { team, role, user } = useSession();
-  const path = `/v3/teams/${encodeURIComponent(team.id)}/members`;
-  const members = useLoad(() => api.get<{ members: Member[] }>(path, { noTeam: true }).then((b) => b.members), [team.id]);
   const [error, setError] = useState<Error>();
   const owner = role === 'OWNER';
   const memberPath = (uid: string) => `/v1/teams/${encodeURIComponent(team.id)}/members/${encodeURIComponent(uid)}`;
