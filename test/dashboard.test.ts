@@ -223,6 +223,14 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.locator('#store-name-error').waitFor();
     assert.equal(await owner.getByLabel('Name').getAttribute('aria-describedby'), 'store-name-error');
     assert.deepEqual(await storesNamed(server, 'dash-invalid'), []);
+    // The same form on a phone-sized window: one column, nothing wider than the window.
+    await owner.setViewportSize({ width: 390, height: 844 });
+    try {
+      assert.equal(await owner.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), true, 'the form fits 390 px');
+      await screenshot(owner, 'create-store-phone');
+    } finally {
+      await owner.setViewportSize({ width: 1280, height: 720 });
+    }
   });
 
   it('makes one store of a form sent twice at once (its Idempotency-Key)', async () => {
