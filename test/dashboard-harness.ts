@@ -141,6 +141,12 @@ export async function startDashboardServer(): Promise<DashboardServer> {
 }
 
 export async function launchChromium(): Promise<Browser> {
+  // Playwright's own message for a missing binary talks of `npx playwright install`, which cannot work here.
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(
+      `The dashboard's browser tests need Chromium at ${CHROMIUM}: install Debian's chromium package (.ci/run does: apt-get install chromium), or name another binary in STOREHOUSE_TEST_CHROMIUM`,
+    );
+  }
   // --no-sandbox: CI runs the tests as root, where Chromium's sandbox cannot start.
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 }
