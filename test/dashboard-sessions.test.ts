@@ -233,6 +233,54 @@ for (const backend of BACKENDS) {
       assert.deepEqual(problems, []);
     });
 
+    test('members and own tokens through @vercel/sdk: its calls, its filters, and its parsing of the answers', async () => {
+      const sdk = server.sdk();
+      const db = server.runtime.db;
+      const developer = await createUser(db, { email: 'sdk-dev@example.com', name: 'Ada Developer' });
+      await setMember(db, teamId, developer.id, 'DEVELOPER');
+      const everyone = await sdk.teams.getTeamMembers({ teamId });
+      assert.ok(everyone.members.length >= 3 && everyone.pagination.hasNext === false, JSON.stringify(everyone));
+      // The SDK's filters are answered, not ignored: one role, a search, a limit.
+      const developers = await sdk.teams.getTeamMembers({ teamId, role: 'DEVELOPER' });
+      assert.deepEqual(
+        developers.members.map((m) => m.uid),
+        [developer.id],
+      );
+      assert.deepEqual((await sdk.teams.getTeamMembers({ teamId, role: 'SECURITY' })).members, []);
+      assert.deepEqual(
+        (await sdk.teams.getTeamMembers({ teamId, search: 'ada dev' })).members.map((m) => m.email),
+        ['sdk-dev@example.com'],
+      );
+      const one = await sdk.teams.getTeamMembers({ teamId, limit: 1 });
+      assert.equal(one.members.length, 1);
+      assert.equal(one.pagination.hasNext, true);
+      await assert.rejects(sdk.teams.getTeamMembers({ teamId: 'team_elsewhere' }), (error: any) => error.statusCode === 403);
+
+      assert.deepEqual(await sdk.teams.updateTeamMember({ teamId, uid: developer.id, requestBody: { role: 'BILLING' } }), {
+        id: developer.id,
+      });
+      assert.equal((await sdk.teams.getTeamMembers({ teamId, role: 'BILLING' })).members[0]?.uid, developer.id);
+      await assert.rejects(
+        sdk.teams.updateTeamMember({ teamId, uid: ownerId, requestBody: { role: 'MEMBER' } }),
+        (error: any) => error.statusCode === 409,
+      );
+
+      const created = await sdk.authentication.createAuthToken({ teamId, requestBody: { name: 'through the sdk' } });
+      assert.match(created.bearerToken, /^sh_/);
+      const listed = await sdk.authentication.listAuthTokens();
+      assert.ok(
+        listed.tokens.some((t) => t.id === created.token.id && t.name === 'through the sdk'),
+        JSON.stringify(listed),
+      );
+      assert.deepEqual(await sdk.authentication.deleteAuthToken({ tokenId: created.token.id }), { tokenId: created.token.id });
+      assert.equal((await server.request('/v2/user', { token: created.bearerToken })).status, 401);
+      await assert.rejects(sdk.authentication.deleteAuthToken({ tokenId: 'tok_nothing' }), (error: any) => error.statusCode === 404);
+
+      assert.deepEqual(await sdk.teams.removeTeamMember({ teamId, uid: developer.id }), { id: developer.id });
+      assert.equal((await sdk.teams.getTeamMembers({ teamId, search: 'sdk-dev' })).members.length, 0);
+      await assert.rejects(sdk.teams.removeTeamMember({ teamId, uid: developer.id }), (error: any) => error.statusCode === 404);
+    });
+
     test("a store's secrets are read back by those who may read credentials: a viewer is refused, another team sees nothing", async () => {
       const created = await server.request('/v1/storage/stores/integration/direct', {
         method: 'POST',

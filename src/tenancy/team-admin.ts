@@ -15,8 +15,27 @@ const assertOwner = (actor: Actor, what: string) => {
   if (actor.role !== 'OWNER') throw forbidden(`Only a team OWNER may ${what}`);
 };
 
-export async function teamMembers(db: Database, actor: Actor): Promise<Member[]> {
-  return listMembers(db, actor.team.id);
+/** What @vercel/sdk's teams.getTeamMembers may ask for: one role, a search of email, username and name, and how many. */
+export interface MemberFilter {
+  role?: string | undefined;
+  search?: string | undefined;
+  limit?: number | undefined;
+}
+
+/**
+ * The team's members that match the filter, in the order they joined, and whether more matched
+ * than `limit` let through. A role no one here can have (Vercel has more) matches no one.
+ */
+export async function teamMembers(db: Database, actor: Actor, filter: MemberFilter = {}): Promise<{ members: Member[]; more: boolean }> {
+  const role = filter.role?.toUpperCase();
+  const search = filter.search?.trim().toLowerCase();
+  const matching = (await listMembers(db, actor.team.id)).filter(
+    (member) =>
+      (role === undefined || member.role === role) &&
+      (!search || [member.email, member.username, member.name ?? ''].some((field) => field.toLowerCase().includes(search))),
+  );
+  const limit = filter.limit ?? matching.length;
+  return { members: matching.slice(0, limit), more: matching.length > limit };
 }
 
 /** An owner changes a member's role (the team keeps at least one owner). */

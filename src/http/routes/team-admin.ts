@@ -1,7 +1,15 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../../db/database.ts';
 import type { Actor } from '../../tenancy/access.ts';
-import { changeRole, createOwnToken, ownTokens, removeFromTeam, revokeOwnToken, teamMembers } from '../../tenancy/team-admin.ts';
+import {
+  changeRole,
+  createOwnToken,
+  type MemberFilter,
+  ownTokens,
+  removeFromTeam,
+  revokeOwnToken,
+  teamMembers,
+} from '../../tenancy/team-admin.ts';
 import { parseRole, TEAM_ROLES } from '../../tenancy/teams.ts';
 import type { TokenInfo } from '../../tenancy/tokens.ts';
 import { errorResponses, teamQuery, type TeamQuery } from './common.ts';
@@ -59,11 +67,26 @@ const memberSchema = {
 
 const teamParams = { type: 'object', required: ['teamId'], properties: { teamId: str } };
 const memberParams = { type: 'object', required: ['teamId', 'uid'], properties: { teamId: str, uid: str } };
-const pagination = (count: number) => ({ count, next: null, prev: null });
+const pagination = (count: number, hasNext = false) => ({ count, hasNext, next: null, prev: null });
 const paginationSchema = {
   type: 'object',
-  required: ['count', 'next', 'prev'],
-  properties: { count: num, next: { type: ['number', 'null'] }, prev: { type: ['number', 'null'] } },
+  required: ['count', 'hasNext', 'next', 'prev'],
+  properties: {
+    count: num,
+    hasNext: { type: 'boolean', description: 'Whether more matched than `limit` let through (no cursor: raise the limit)' },
+    next: { type: ['number', 'null'] },
+    prev: { type: ['number', 'null'] },
+  },
+};
+/** The filters @vercel/sdk's teams.getTeamMembers sends (its `since`, `until` and project filters are not kept: there is no cursor). */
+const membersQuery = {
+  type: 'object',
+  properties: {
+    ...teamQuery,
+    role: { type: 'string', maxLength: 40, description: 'Only members with this role' },
+    search: { type: 'string', maxLength: 200, description: 'Only members whose email, username or name contains this' },
+    limit: { type: 'integer', minimum: 1, maximum: 100, description: 'At most this many members' },
+  },
 };
 
 /**
@@ -77,7 +100,7 @@ export default async function teamAdminRoutes(app: FastifyInstance, options: { d
   const actorOf = async (request: FastifyRequest<{ Params: { teamId: string } }>): Promise<Actor> =>
     app.access.actor(request.principal, { teamId: request.params.teamId });
 
-  app.get<{ Params: { teamId: string } }>(
+  app.get<{ Params: { teamId: string }; Querystring: TeamQuery & MemberFilter }>(
     '/v3/teams/:teamId/members',
     {
       schema: {
@@ -85,6 +108,7 @@ export default async function teamAdminRoutes(app: FastifyInstance, options: { d
         summary: "List the team's members and their roles",
         tags: ['teams'],
         params: teamParams,
+        querystring: membersQuery,
         response: {
           200: {
             type: 'object',
@@ -96,7 +120,8 @@ export default async function teamAdminRoutes(app: FastifyInstance, options: { d
       },
     },
     async (request) => {
-      const members = await teamMembers(db, await actorOf(request));
+      const { role, search, limit } = request.query;
+      const { members, more } = await teamMembers(db, await actorOf(request), { role, search, limit });
       return {
         members: members.map((member) => ({
           uid: member.id,
@@ -107,7 +132,7 @@ export default async function teamAdminRoutes(app: FastifyInstance, options: { d
           confirmed: true,
           createdAt: member.createdAt.getTime(),
         })),
-        pagination: pagination(members.length),
+        pagination: pagination(members.length, more),
       };
     },
   );
