@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import dashboardRoutes from '../src/http/routes/dashboard.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
+import { hashToken } from '../src/ids.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { checkFetchResponse, loadOpenApi } from './openapi-check.ts';
@@ -121,6 +122,35 @@ for (const backend of BACKENDS) {
       assert.match(out.headers.get('set-cookie') ?? '', /^storehouse_session=; .*Max-Age=0/);
       assert.equal((await withCookie(cookie, '/v2/user')).status, 401);
       assert.equal((await withCookie(cookie, '/_storehouse/dashboard/session')).status, 401);
+    });
+
+    test('signing in again ends the session the browser had, and a session in use has its cookie renewed with it', async () => {
+      const first = await signIn({ token: server.token });
+      const second = await signIn({ token: server.token }, { cookie: first.cookie });
+      assert.equal(second.response.status, 200);
+      assert.notEqual(second.cookie, first.cookie);
+      assert.equal((await withCookie(first.cookie, '/v2/user')).status, 401, 'the replaced session has ended');
+      assert.equal((await withCookie(second.cookie, '/v2/user')).status, 200);
+
+      // Used again after a while: the server extends the session, and the cookie's lifetime with it.
+      const secret = second.cookie.slice('storehouse_session='.length);
+      await server.runtime.db.query(
+        "UPDATE dashboard_sessions SET last_seen_at = now() - interval '2 minutes', expires_at = now() + interval '1 minute' WHERE secret_hash = $1",
+        [hashToken(secret)],
+      );
+      const used = await withCookie(second.cookie, '/v2/user');
+      assert.equal(used.status, 200);
+      assert.match(
+        used.headers.get('set-cookie') ?? '',
+        new RegExp(`^${second.cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200$`),
+      );
+      const { rows } = await server.runtime.db.query<{ left: number }>(
+        'SELECT extract(epoch FROM expires_at - now()) AS left FROM dashboard_sessions WHERE secret_hash = $1',
+        [hashToken(secret)],
+      );
+      assert.ok(Number(rows[0]!.left) > 43_000, `the session was extended: ${rows[0]!.left} s left`);
+      const soon = await withCookie(second.cookie, '/v2/user');
+      assert.equal(soon.headers.get('set-cookie'), null, 'a session just extended is not written again');
     });
 
     test('a session made from a token ends when the token is revoked', async () => {
@@ -320,6 +350,34 @@ for (const backend of BACKENDS) {
       await setMember(db, other.id, stranger.id, 'OWNER');
       const strangerToken = (await createToken(db, { userId: stranger.id, teamId: other.id, name: 's' })).value;
       assert.equal((await server.request(`/_storehouse/stores/${store.id}/secrets`, { token: strangerToken })).status, 404);
+
+      // The rule env pull keeps: billing members never; a developer until the store is connected
+      // as sensitive, then only its configuration's admins (the owner here).
+      const tokenOf = async (email: string, role: 'BILLING' | 'DEVELOPER') => {
+        const user = await createUser(db, { email });
+        await setMember(db, teamId, user.id, role);
+        return (await createToken(db, { userId: user.id, teamId, name: role })).value;
+      };
+      const billing = await tokenOf('secrets-billing@example.com', 'BILLING');
+      const developer = await tokenOf('secrets-dev@example.com', 'DEVELOPER');
+      const readBy = async (token?: string) =>
+        (await server.request(`/_storehouse/stores/${store.id}/secrets`, token ? { token } : {})).status;
+      assert.equal(await readBy(billing), 403);
+      assert.equal(await readBy(developer), 200);
+      const project = await server.request('/v11/projects', {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ name: 'secrets-web' }),
+      });
+      assert.equal(project.status, 200);
+      const connected = await server.request(`/v1/storage/stores/${store.id}/connections`, {
+        method: 'POST',
+        headers: json,
+        body: JSON.stringify({ projectId: 'secrets-web', makeEnvVarsSensitive: true }),
+      });
+      assert.equal(connected.status, 201, await connected.text());
+      assert.equal(await readBy(developer), 403);
+      assert.equal(await readBy(), 200);
     });
   });
 }

@@ -6,6 +6,7 @@ import type { Access, Actor, TeamSelector } from '../tenancy/access.ts';
 import type { Principal } from '../tenancy/tokens.ts';
 import { type DashboardSession, type DashboardSessions, CSRF_HEADER, sessionCookie } from '../tenancy/dashboard-sessions.ts';
 import type { RateLimits } from './rate-limit.ts';
+import { setSessionCookie } from './session-cookie.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -101,11 +102,13 @@ export const authPlugin = fp(async function authPlugin(
    * The dashboard's cookie, when no bearer token came: the session's user, and for a write its
    * CSRF token too (a page of another site can make the browser send the cookie, never the token).
    */
-  const authenticateBySession = async (request: FastifyRequest, secret: string) => {
+  const authenticateBySession = async (request: FastifyRequest, reply: FastifyReply, secret: string) => {
     const session = await sessions!.session(secret);
     if (!SAFE_METHODS.has(request.method)) sessions!.checkCsrf(session, request.headers[CSRF_HEADER]);
     request.dashboardSession = session;
     request.principal = session.principal;
+    // The server extended the session: the browser's cookie must not expire before it does.
+    if (session.renewedFor !== undefined) setSessionCookie(reply, request, secret, Math.floor(session.renewedFor / 1000));
   };
 
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
@@ -113,7 +116,7 @@ export const authPlugin = fp(async function authPlugin(
     if (header === undefined && sessions !== undefined) {
       const secret = sessionCookie(request.headers.cookie);
       if (secret !== undefined) {
-        authenticateBySession(request, secret).then(() => done(), done);
+        authenticateBySession(request, reply, secret).then(() => done(), done);
         return;
       }
     }

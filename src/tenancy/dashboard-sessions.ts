@@ -29,6 +29,8 @@ const TOUCH_EVERY_MS = 60_000;
 export interface DashboardSession {
   principal: Principal;
   csrfToken: string;
+  /** Set when this request extended the session: its cookie should be given the new lifetime too. */
+  renewedFor?: number;
 }
 
 export interface SignedIn {
@@ -135,13 +137,18 @@ export class DashboardSessions {
     );
     const row = rows[0];
     if (!row) throw unauthorized('The dashboard session has ended: sign in again');
+    const session: DashboardSession = {
+      principal: { tokenId: row.id, userId: row.user_id, defaultTeamId: row.team_id },
+      csrfToken: row.csrf_token,
+    };
     if (Date.now() - row.last_seen_at.getTime() > TOUCH_EVERY_MS) {
       await this.db.query(
         "UPDATE dashboard_sessions SET last_seen_at = now(), expires_at = now() + $2 * interval '1 millisecond' WHERE id = $1",
         [row.id, this.options.idleMs],
       );
+      session.renewedFor = this.options.idleMs;
     }
-    return { principal: { tokenId: row.id, userId: row.user_id, defaultTeamId: row.team_id }, csrfToken: row.csrf_token };
+    return session;
   }
 
   /** 403 unless `given` is the session's CSRF token. */
@@ -154,5 +161,10 @@ export class DashboardSessions {
   /** Ends the session with this id (its cookie is refused from now on, on every node). */
   async end(sessionId: string): Promise<void> {
     await this.db.query('DELETE FROM dashboard_sessions WHERE id = $1', [sessionId]);
+  }
+
+  /** Ends the session this cookie secret opens, if there is one. */
+  async endBySecret(secret: string): Promise<void> {
+    await this.db.query('DELETE FROM dashboard_sessions WHERE secret_hash = $1', [hashToken(secret)]);
   }
 }

@@ -1,11 +1,12 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { AppError, badRequest, unauthorized } from '../../errors.ts';
 import type { Access } from '../../tenancy/access.ts';
-import { type DashboardSessions, type SignedIn, SESSION_COOKIE } from '../../tenancy/dashboard-sessions.ts';
+import { type DashboardSessions, type SignedIn, sessionCookie } from '../../tenancy/dashboard-sessions.ts';
 import { roleIn } from '../../tenancy/teams.ts';
 import type { Database } from '../../db/database.ts';
 import { errorResponses } from './common.ts';
 import { clientAddressKey } from '../auth.ts';
+import { setSessionCookie } from '../session-cookie.ts';
 import type { RateLimits } from '../rate-limit.ts';
 import { str } from '../vercel-shapes.ts';
 
@@ -29,15 +30,6 @@ const sessionSchema = {
     csrfToken: { ...str, description: 'Send it in the `x-storehouse-csrf` header with every write this session makes' },
   },
 };
-
-/** Whether the request came over https (directly, or through a proxy STOREHOUSE_TRUST_PROXY believes). */
-const overHttps = (request: FastifyRequest) => request.protocol === 'https';
-
-function setCookie(reply: FastifyReply, request: FastifyRequest, value: string, maxAgeSeconds: number) {
-  const attributes = [`${SESSION_COOKIE}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Strict', `Max-Age=${maxAgeSeconds}`];
-  if (overHttps(request)) attributes.push('Secure');
-  reply.header('set-cookie', attributes.join('; '));
-}
 
 /**
  * Storehouse's own endpoints for the web dashboard's sign-in: a session from an access token or a
@@ -102,7 +94,11 @@ export default async function dashboardSessionRoutes(
         }
         throw error;
       }
-      setCookie(reply, request, signedIn.secret, Math.floor((signedIn.expiresAt.getTime() - Date.now()) / 1000));
+      // Signing in again replaces the session this browser had: the old cookie's session ends
+      // with it, rather than lasting on unseen until its idle time runs out.
+      const previous = sessionCookie(request.headers.cookie);
+      if (previous !== undefined) await sessions.endBySecret(previous);
+      setSessionCookie(reply, request, signedIn.secret, Math.floor((signedIn.expiresAt.getTime() - Date.now()) / 1000));
       reply.header('cache-control', 'no-store');
       return signedInBody(signedIn);
     },
@@ -141,7 +137,7 @@ export default async function dashboardSessionRoutes(
       const session = request.dashboardSession;
       if (!session) throw unauthorized('No dashboard session: this endpoint answers the session cookie, not a bearer token');
       await sessions.end(session.principal.tokenId);
-      setCookie(reply, request, '', 0);
+      setSessionCookie(reply, request, '', 0);
       return reply.code(204).send();
     },
   );
