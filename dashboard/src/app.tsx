@@ -132,7 +132,10 @@ function Layout() {
             </Link>
             <nav aria-label="Main">
               <ul>
-                {NAV.filter((item) => item.href !== '/billing' || mayBill(session!.role)).map((item) => (
+                {NAV.map((item) =>
+                  // Everyone sees the team's usage and balances; only owners and billing members its money.
+                  item.href === '/billing' && !mayBill(session!.role) ? { ...item, label: 'Usage' } : item,
+                ).map((item) => (
                   <li key={item.href}>
                     <Link href={item.href} aria-current={item.current(path) ? 'page' : undefined}>
                       {item.label}

@@ -2,6 +2,7 @@ import { api } from '../api.ts';
 import { useSession } from '../session.tsx';
 import { mayBill, type PaymentMethod } from '../types.ts';
 import { ActionButton, Show, formatDate, useLoad } from '../ui.tsx';
+import { Balances, Invoices, Usage } from './invoices.tsx';
 import { AddCardForm, loadPaymentMethods } from './payment.tsx';
 
 type Authorization = Record<string, unknown> & { id: string; createdAt: number };
@@ -15,16 +16,22 @@ export function Billing() {
     [],
   );
   if (!mayBill(role)) {
+    // Balances and usage are every member's (as `vercel integration balance` shows them); money is not.
     return (
       <section>
-        <h1>Billing</h1>
-        <p>Only the team's owners and billing members see its billing.</p>
+        <h1>Usage and balances</h1>
+        <p class="muted">Only the team's owners and billing members see its payment methods, charges and invoices.</p>
+        <Balances />
+        <Usage />
       </section>
     );
   }
   return (
     <section>
       <h1>Billing</h1>
+      <Invoices />
+      <Balances />
+      <Usage />
       <h2>Payment methods</h2>
       <Show loaded={methods} what="payment methods">
         {(list: PaymentMethod[]) =>

@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { useSession } from '../session.tsx';
 import type { Role } from '../types.ts';
+import { WebhookDeliveries } from './webhook-deliveries.tsx';
 import { ActionButton, CopyButton, ErrorNotice, type Loaded, Show, formatDate, useLoad } from '../ui.tsx';
 
 const ROLES: Role[] = ['OWNER', 'MEMBER', 'DEVELOPER', 'BILLING', 'VIEWER'];
@@ -57,6 +58,7 @@ export function TeamPage() {
       </p>
       <Members members={members} />
       {role !== 'VIEWER' && <Tokens />}
+      {role === 'OWNER' && <WebhookDeliveries />}
       <h2>Audit log</h2>
       <fieldset class="filters">
         <legend>Filter the audit log</legend>
