@@ -249,6 +249,16 @@ export function buildCli(): Command {
   );
   admin(tokens.command('revoke').argument('<id>', 'token id (tok_...)'), 'revoke a token', 'tokens.revoke', (t) => `revoked ${t.id}`);
 
+  admin(
+    program
+      .command('dashboard-link')
+      .option('--user <user>', 'whom it signs in (email, username or id); by default the first owner')
+      .option('--team <team>', 'the team it opens (slug or id); by default the oldest team'),
+    'print a one-time sign-in link to the web dashboard (STOREHOUSE_DASHBOARD_LINK_MINUTES to use it)',
+    'dashboard.link',
+    (l) => `${l.url}\nsigns in ${l.user} (team ${l.team}) once, until ${l.expiresAt}`,
+  );
+
   const installations = program
     .command('installations')
     .alias('install')

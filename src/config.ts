@@ -95,6 +95,10 @@ export interface Config {
   invoiceRetryIntervalMs: number;
   /** Webhook delivery (src/webhooks/delivery.ts). */
   webhooks: WebhookConfig;
+  /** How long a dashboard session lasts after its last use before it is refused (src/tenancy/dashboard-sessions.ts). */
+  dashboardSessionIdleMs: number;
+  /** How long a one-time dashboard sign-in link (the first start's, `storehouse dashboard-link`'s) can be used. */
+  dashboardLinkTtlMs: number;
 }
 
 export interface WebhookConfig {
@@ -288,6 +292,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // Long enough for a browser's redirect and the partner's exchange; OAuth asks codes to last at most 10 minutes.
     ssoCodeTtlMs: integer(env, 'STOREHOUSE_SSO_CODE_TTL_MS', 300_000, 50, 600_000),
     rateLimitSsoOpens: integer(env, 'STOREHOUSE_RATE_LIMIT_SSO_OPENS', 20, 0, 1_000_000_000),
+    dashboardSessionIdleMs: integer(env, 'STOREHOUSE_DASHBOARD_SESSION_IDLE_MINUTES', 720, 1, 43_200) * 60_000,
+    dashboardLinkTtlMs: integer(env, 'STOREHOUSE_DASHBOARD_LINK_MINUTES', 15, 1, 1_440) * 60_000,
     partnerTimeoutMs: integer(env, 'STOREHOUSE_PARTNER_TIMEOUT_MS', 10_000, 100, 600_000),
     partnerRetries: integer(env, 'STOREHOUSE_PARTNER_RETRIES', 2, 0, 10),
     outboundMaxBodyBytes: integer(env, 'STOREHOUSE_OUTBOUND_MAX_BODY_BYTES', DEFAULT_MAX_BODY_BYTES, 1024, 1_073_741_824),

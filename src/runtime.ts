@@ -15,6 +15,7 @@ import { serveControlSocket } from './admin/control-socket.ts';
 import { ANYTHING, ChangeFeed } from './db/change-feed.ts';
 import { AppError } from './errors.ts';
 import { Access } from './tenancy/access.ts';
+import { DashboardSessions, dashboardLinkUrl } from './tenancy/dashboard-sessions.ts';
 import { Providers } from './providers/registry.ts';
 import { RedisServer, RedisServerError } from './providers/redis-server.ts';
 import { SecretBox } from './secrets/secret-box.ts';
@@ -26,6 +27,7 @@ import { Discovery } from './marketplace/discovery.ts';
 import { ProjectEnv } from './projects/projects.ts';
 import { StoreConnections } from './stores/connections.ts';
 import { StoreService } from './stores/store-service.ts';
+import { StoreSecrets } from './stores/store-secrets.ts';
 import { NodeLease } from './db/node-lease.ts';
 import { StoreUpdates } from './stores/store-updates.ts';
 import { type HealthChecks, startHealthChecks } from './health/dependencies.ts';
@@ -33,6 +35,7 @@ import { Invoices } from './billing/invoices.ts';
 import { InvoiceCharges } from './billing/invoice-charges.ts';
 import { BillingHistory } from './billing/billing-history.ts';
 import { WebhookDispatcher } from './webhooks/delivery.ts';
+import { callableUrl } from './http/listen-address.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
 export interface Runtime {
@@ -42,6 +45,8 @@ export interface Runtime {
   catalog: Catalog;
   feed: ChangeFeed;
   access: Access;
+  /** The web dashboard's sign-ins: sessions and one-time link codes. */
+  dashboardSessions: DashboardSessions;
   /** The providers that serve the catalog's products. */
   providers: Providers;
   discovery: Discovery;
@@ -49,6 +54,8 @@ export interface Runtime {
   /** Changes to stores after their create: name, metadata, plan. */
   storeUpdates: StoreUpdates;
   connections: StoreConnections;
+  /** Stores' secrets read back (Storehouse's own API, for the dashboard). */
+  storeSecrets: StoreSecrets;
   projectEnv: ProjectEnv;
   /** The API partner servers call back. */
   marketplace: MarketplaceApi;
@@ -65,7 +72,7 @@ export interface Runtime {
   /** Reads the catalog from the database again (another node may have synced a new one). */
   reloadCatalog(): Promise<Catalog>;
   /** Set on the start that bootstrapped empty state. */
-  bootstrapped: Bootstrapped | undefined;
+  bootstrapped: FirstStart | undefined;
   /** What this node can reach, probed in the background: what /healthz answers. */
   health: HealthChecks;
   /** This node's sender of webhook events (src/webhooks/). */
@@ -107,23 +114,27 @@ export interface RuntimeOptions {
 
 export const adminTokenPath = (dataDir: string) => path.join(dataDir, 'admin-token');
 
+/** What the first start made, and the owner's one-time dashboard sign-in link (its address is known once the server listens). */
+export type FirstStart = Bootstrapped & { dashboardLink?: () => string };
+
 /**
  * The operator's one look at a bootstrap token: its value on an interactive terminal; only the
  * file it is saved in otherwise, since a service's stderr ends up in its logs. '' when nothing
  * was bootstrapped.
  */
-export function bootstrapNotice(
-  config: Config,
-  bootstrapped: Bootstrapped | undefined,
-  interactive = Boolean(process.stderr.isTTY),
-): string {
+export function bootstrapNotice(config: Config, bootstrapped: FirstStart | undefined, interactive = Boolean(process.stderr.isTTY)): string {
   if (!bootstrapped) return '';
+  // The link is printed even where the token is not: its code works once, for a short while
+  // (STOREHOUSE_DASHBOARD_LINK_MINUTES), so a copy left in a log is worthless once it is used.
+  const link = bootstrapped.dashboardLink
+    ? `Sign in to the dashboard (once, within ${Math.round(config.dashboardLinkTtlMs / 60_000)} minutes; \`storehouse dashboard-link\` makes another):\n\n    ${bootstrapped.dashboardLink()}\n\n`
+    : '';
   const value = config.bootstrapToken
     ? ' (the value of STOREHOUSE_BOOTSTRAP_TOKEN).\n'
     : interactive
       ? `:\n\n    ${bootstrapped.token}\n\n`
       : '.\n';
-  return `\nStorehouse bootstrapped team "${bootstrapped.team.slug}" with an owner token${value}It is saved in ${adminTokenPath(config.dataDir)} (mode 0600).\n\n`;
+  return `\nStorehouse bootstrapped team "${bootstrapped.team.slug}" with an owner token${value}It is saved in ${adminTokenPath(config.dataDir)} (mode 0600).\n\n${link}`;
 }
 
 /** Writes the token file whole and 0600 from its first byte, whatever was there before. */
@@ -240,7 +251,10 @@ export async function openAdminContext(config: Config): Promise<AdminContext & {
     }
     let keys: SigningKeys | undefined;
     const signingKeys = () => (keys ??= new SigningKeys(db, SecretBox.load(config.secretKey, config.dataDir)));
-    return { db, catalog: await Catalog.load(db), signingKeys, close: () => db.close() };
+    // Outside a server the dashboard's links point where the configuration says it listens.
+    const urls = new PublicUrls(config);
+    urls.listeningOn(callableUrl({ address: config.host, port: config.port }));
+    return { db, catalog: await Catalog.load(db), signingKeys, config, urls, close: () => db.close() };
   } catch (error) {
     await db.close().catch(() => {});
     throw error;
@@ -278,6 +292,12 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     await resealLegacySecrets(db, box, STOREHOUSE_SEALED_COLUMNS, logger); // v1 values become v2 (src/secrets/reseal.ts)
     const keys = new SigningKeys(db, box);
     const urls = new PublicUrls(config);
+    const dashboardSessions = new DashboardSessions(db, { idleMs: config.dashboardSessionIdleMs, linkTtlMs: config.dashboardLinkTtlMs });
+    let firstStart: FirstStart | undefined = bootstrapped;
+    if (bootstrapped) {
+      const { code } = await dashboardSessions.createLinkCode(bootstrapped.user.id, bootstrapped.team.id);
+      firstStart = { ...bootstrapped, dashboardLink: () => dashboardLinkUrl(urls.publicUrl(), code) };
+    }
     embeddedRedis = await startEmbeddedRedis(config, db, logger);
     const providers = Providers.create(config, db, box, {
       embeddedRedis: embeddedRedis && ('server' in embeddedRedis ? { adminUrl: embeddedRedis.server.adminUrl } : embeddedRedis),
@@ -342,6 +362,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       catalog,
       feed,
       access,
+      dashboardSessions,
       providers,
       discovery,
       stores,
@@ -351,10 +372,11 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       invoices: new Invoices(db, catalogs.current, invoiceCharges),
       billingHistory: new BillingHistory(db),
       projectEnv: new ProjectEnv(db, box),
+      storeSecrets: new StoreSecrets(db, box),
       keys,
       signingKeys: () => keys,
       urls,
-      bootstrapped,
+      bootstrapped: firstStart,
       health,
       webhooks,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),

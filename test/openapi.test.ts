@@ -30,6 +30,8 @@ interface Call {
   headers?: Record<string, string>;
   /** The status this call is made to produce: a call that answers another did not test what it meant to. */
   expect: number;
+  /** Sees the response's headers (a session's cookie). */
+  seen?: (response: Response) => void;
 }
 
 describe('/openapi.json against real responses', () => {
@@ -40,13 +42,14 @@ describe('/openapi.json against real responses', () => {
   const covered = new Set<string>();
 
   /** Makes the call, checks its response against the document, and returns its body. */
-  const call = async ({ method = 'GET', path, body, token, headers = {}, expect }: Call): Promise<any> => {
+  const call = async ({ method = 'GET', path, body, token, headers = {}, expect, seen }: Call): Promise<any> => {
     const init: RequestInit & { token?: string | null } = { method, headers: { ...headers }, token };
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
       (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
     }
     const response = await server.request(path, init);
+    seen?.(response);
     const checked = await checkFetchResponse(doc, method, path, response);
     problems.push(...checked.problems);
     const operation = findOperation(doc, method, path);
@@ -262,6 +265,11 @@ describe('/openapi.json against real responses', () => {
     await call({ method: 'DELETE', path: `/v9/projects/web/env/${ownA}`, expect: 404 });
     await call({ path: '/v2/teams', expect: 200 });
     await call({ path: '/v2/teams?limit=0', expect: 400 });
+    // A store's secrets read back (the dashboard's store page): not by a viewer, not another team's.
+    const { secrets: revealed } = await call({ path: `/_storehouse/stores/${store.id}/secrets`, expect: 200 });
+    assert.ok(revealed.some((secret: { name: string }) => secret.name === 'POSTGRES_URL'));
+    await call({ path: `/_storehouse/stores/${store.id}/secrets`, token: viewerToken, expect: 403 });
+    await call({ path: '/_storehouse/stores/store_nothing/secrets', expect: 404 });
     await call({ method: 'DELETE', path: `/v1/storage/stores/${store.id}/connections/nothing`, expect: 404 });
     await call({ method: 'DELETE', path: `/v1/storage/stores/${store.id}/connections/${project.id}`, expect: 204 });
     await call({ method: 'POST', path: `/v1/storage/stores/${store.id}/connections`, body: { projectId: 'web' }, expect: 201 });
@@ -490,6 +498,54 @@ describe('/openapi.json against real responses', () => {
     await call({ method: 'POST', path: `/v2/integrations/installations/${otherInstall.id}/uninstall`, body: {}, expect: 404 });
     for (const made of [cliStore, prepaid])
       await call({ method: 'DELETE', path: `/v1/storage/stores/integration/${made.resource.id}`, expect: 200 });
+
+    // The dashboard's sign-in: a session from a token, read and ended with its cookie (and CSRF token).
+    let cookie = '';
+    const session = await call({
+      method: 'POST',
+      path: '/_storehouse/dashboard/session',
+      body: { token: server.token },
+      token: null,
+      expect: 200,
+      seen: (response) => (cookie = response.headers.get('set-cookie')?.split(';')[0] ?? ''),
+    });
+    assert.match(cookie, /^storehouse_session=shd_/);
+    await call({ method: 'POST', path: '/_storehouse/dashboard/session', body: { token: 'not-a-token' }, token: null, expect: 401 });
+    await call({ method: 'POST', path: '/_storehouse/dashboard/session', body: { token: 'a', code: 'b' }, token: null, expect: 400 });
+    await call({ method: 'POST', path: '/_storehouse/dashboard/session', body: { code: 'used-or-never-made' }, token: null, expect: 401 });
+    await call({ path: '/_storehouse/dashboard/session', token: null, headers: { cookie }, expect: 200 });
+    await call({ path: '/_storehouse/dashboard/session', expect: 401 });
+    await call({ method: 'DELETE', path: '/_storehouse/dashboard/session', token: null, headers: { cookie }, expect: 403 });
+    await call({ method: 'DELETE', path: '/_storehouse/dashboard/session', expect: 401 });
+    await call({
+      method: 'DELETE',
+      path: '/_storehouse/dashboard/session',
+      token: null,
+      headers: { cookie, 'x-storehouse-csrf': session.csrfToken },
+      expect: 204,
+    });
+    await call({ path: '/_storehouse/dashboard/session', token: null, headers: { cookie }, expect: 401 });
+
+    // Members and roles: owners change them, the last owner stays, other teams' members are not there.
+    const members = `/v1/teams/${owner.team_id}/members`;
+    await call({ path: `/v3/teams/${owner.team_id}/members`, expect: 200 });
+    await call({ path: `/v3/teams/${otherTeam.id}/members`, expect: 403 });
+    await call({ method: 'PATCH', path: `${members}/${viewer.id}`, body: { role: 'VIEWER' }, expect: 200 });
+    await call({ method: 'PATCH', path: `${members}/${viewer.id}`, body: { role: 'KING' }, expect: 400 });
+    await call({ method: 'PATCH', path: `${members}/${viewer.id}`, body: { role: 'OWNER' }, token: viewerToken, expect: 403 });
+    await call({ method: 'PATCH', path: `${members}/${owner.id}`, body: { role: 'MEMBER' }, expect: 409 });
+    await call({ method: 'PATCH', path: `${members}/user_nobody`, body: { role: 'MEMBER' }, expect: 404 });
+    await call({ method: 'DELETE', path: `${members}/nobody`, expect: 404 });
+    await call({ method: 'DELETE', path: `${members}/${owner.id}`, expect: 409 });
+
+    // A user's own access tokens.
+    await call({ path: '/v6/user/tokens', expect: 200 });
+    const made = await call({ method: 'POST', path: '/v3/user/tokens', body: { name: 'ci' }, expect: 200 });
+    await call({ method: 'POST', path: '/v3/user/tokens', body: { name: ' ' }, expect: 400 });
+    await call({ method: 'POST', path: '/v3/user/tokens', body: {}, expect: 400 });
+    await call({ method: 'DELETE', path: `/v3/user/tokens/${made.token.id}`, token: viewerToken, expect: 404 });
+    await call({ method: 'DELETE', path: `/v3/user/tokens/${made.token.id}`, expect: 200 });
+    await call({ method: 'DELETE', path: '/v3/user/tokens/tok_nothing', expect: 404 });
 
     // The records of all this, then the store's delete.
     await call({ path: '/_storehouse/billing/authorizations', expect: 200 });

@@ -18,7 +18,7 @@ describe('webhook retention', () => {
   let server: TestServer;
 
   const addMember = (email: string) =>
-    runAdminCommand({ db: server.runtime.db, catalog: server.runtime.catalog, signingKeys: server.runtime.signingKeys }, 'members.add', {
+    runAdminCommand(server.runtime, 'members.add', {
       team: server.runtime.bootstrapped!.team.id,
       user: email,
       role: 'MEMBER',

@@ -33,8 +33,7 @@ import { CLIENT_SECRET, FAST_RETRIES, inboxOf, received, webhookIntegration } fr
 const BETA_SECRET = 'beta-webhook-test-client-secret';
 
 /** An operator's command, as the CLI runs it on the server's state. */
-const admin = (server: TestServer, command: AdminCommand, args: Record<string, string>) =>
-  runAdminCommand({ db: server.runtime.db, catalog: server.runtime.catalog, signingKeys: server.runtime.signingKeys }, command, args);
+const admin = (server: TestServer, command: AdminCommand, args: Record<string, string>) => runAdminCommand(server.runtime, command, args);
 
 describe('webhooks to the reference partner', () => {
   let setup: StorehouseWithPartner;

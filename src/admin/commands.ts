@@ -15,6 +15,9 @@ import type { SigningKeys } from '../partners/signing-keys.ts';
 import { createToken, listTokens, revokeToken } from '../tenancy/tokens.ts';
 import { createUser, getUser } from '../tenancy/users.ts';
 import { DELIVERY_STATUSES, type DeliveryStatus, getDelivery, listDeliveries, redeliver } from '../webhooks/deliveries.ts';
+import { DashboardSessions, dashboardLinkUrl } from '../tenancy/dashboard-sessions.ts';
+import type { Config } from '../config.ts';
+import type { PublicUrls } from '../runtime.ts';
 
 /** Operator changes are audited with no user: they come from the CLI, not from a token. */
 const OPERATOR = null;
@@ -24,6 +27,9 @@ export interface AdminContext {
   catalog: Catalog;
   /** The keys partner calls are signed with (made on use: only the keys commands need the secret key). */
   signingKeys(): SigningKeys;
+  config: Config;
+  /** Where the dashboard's sign-in links point. */
+  urls: PublicUrls;
 }
 
 type Args = Record<string, string | undefined>;
@@ -163,6 +169,37 @@ export const adminCommands = {
       });
       return revoked;
     }),
+
+  /**
+   * A one-time dashboard sign-in link for a member of a team (by default the first owner of the
+   * oldest team, whom the first start's link was for). Its code is in this result and nowhere
+   * else: only its hash is stored.
+   */
+  'dashboard.link': async ({ db, config, urls }: AdminContext, args: Args) => {
+    const team = args.team ? await getTeam(db, args.team) : undefined;
+    const user = args.user ? await getUser(db, args.user) : undefined;
+    const params: unknown[] = [];
+    const { rows } = await db.query<{ user_id: string; team_id: string }>(
+      `SELECT m.user_id, m.team_id FROM memberships m JOIN teams t ON t.id = m.team_id
+        WHERE ${team ? `m.team_id = $${params.push(team.id)}` : 'true'} AND ${user ? `m.user_id = $${params.push(user.id)}` : "m.role = 'OWNER'"}
+        ORDER BY t.created_at, m.created_at LIMIT 1`,
+      params,
+    );
+    const member = rows[0];
+    if (!member) throw badRequest(user ? `${args.user} is not a member of ${team ? args.team : 'any team'}` : 'No team has an owner yet');
+    const sessions = new DashboardSessions(db, { idleMs: config.dashboardSessionIdleMs, linkTtlMs: config.dashboardLinkTtlMs });
+    const { code, expiresAt } = await sessions.createLinkCode(member.user_id, member.team_id);
+    const [who, where] = [await getUser(db, member.user_id), await getTeam(db, member.team_id)];
+    await audit(db, {
+      teamId: where.id,
+      actorId: OPERATOR,
+      action: 'dashboard.link_created',
+      targetType: 'user',
+      targetId: who.id,
+      details: { expiresAt },
+    });
+    return { url: dashboardLinkUrl(urls.publicUrl(), code), user: who.email, team: where.slug, expiresAt };
+  },
 
   'installations.create': async ({ db, catalog }: AdminContext, args: Args) =>
     db.transaction(async (tx) => {

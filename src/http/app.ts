@@ -26,6 +26,10 @@ import marketplaceRoutes from './routes/marketplace.ts';
 import teamBillingRoutes from './routes/team-billing.ts';
 import ssoRoutes from './routes/sso.ts';
 import { Sso } from '../partners/sso.ts';
+import dashboardRoutes from './routes/dashboard.ts';
+import dashboardSessionRoutes from './routes/dashboard-sessions.ts';
+import storeSecretsRoutes from './routes/store-secrets.ts';
+import teamAdminRoutes from './routes/team-admin.ts';
 import { storeSchema } from './store-shapes.ts';
 import { callableUrl } from './listen-address.ts';
 
@@ -147,7 +151,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   // Which methods each path takes: for the Allow header of 405s, and the OPTIONS routes.
   const methods = new RouteMethods();
   await app.register(errorsPlugin, { methods });
-  await app.register(authPlugin, { access: runtime.access, limits });
+  await app.register(authPlugin, { access: runtime.access, limits, sessions: runtime.dashboardSessions });
   await app.register(rateLimitPlugin, { limits, access: runtime.access });
   // After the rate limits' plugin: its onRoute hook puts a route's limit first, and this one's check
   // must come before that (a limit per team reads `teamId` from the query).
@@ -178,6 +182,10 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
     codeTtlMs: config.ssoCodeTtlMs,
   });
   await app.register(ssoRoutes, { sso });
+  await app.register(dashboardSessionRoutes, { sessions: runtime.dashboardSessions, access: runtime.access, db: runtime.db, limits });
+  await app.register(storeSecretsRoutes, { secrets: runtime.storeSecrets });
+  await app.register(teamAdminRoutes, { db: runtime.db });
+  await app.register(dashboardRoutes);
   await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
   await app.ready();
   return app;

@@ -4,7 +4,9 @@ import fp from 'fastify-plugin';
 import { AppError } from '../errors.ts';
 import type { Access, Actor, TeamSelector } from '../tenancy/access.ts';
 import type { Principal } from '../tenancy/tokens.ts';
+import { type DashboardSession, type DashboardSessions, CSRF_HEADER, sessionCookie } from '../tenancy/dashboard-sessions.ts';
 import type { RateLimits } from './rate-limit.ts';
+import { setSessionCookie } from './session-cookie.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -19,8 +21,13 @@ declare module 'fastify' {
     principal: Principal;
     /** The caller and the team the request acts on (from `teamId`/`slug`, else the token's default team). */
     actor: Actor;
+    /** The dashboard session the request came with, when its cookie (not a bearer token) authenticated it. */
+    dashboardSession: DashboardSession | undefined;
   }
 }
+
+/** Methods that change nothing: a cookie-authenticated request of any other method must carry the CSRF token. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
  * The key failed authentications are counted under: the client's address as Fastify gives it
@@ -42,9 +49,11 @@ export function clientAddressKey(ip: string): string {
 }
 
 /**
- * Every route but the public ones needs `Authorization: Bearer`: the token is checked first
- * (401), and once the query is validated the team is resolved from `teamId`/`slug` (403 for a
- * team the caller is not in).
+ * Every route but the public ones needs `Authorization: Bearer`, or else the web dashboard's
+ * session cookie (src/tenancy/dashboard-sessions.ts: its user's principal, and for any method but
+ * GET/HEAD/OPTIONS the session's CSRF token in `x-storehouse-csrf`, 403 without it): the token or
+ * cookie is checked first (401), and once the query is validated the team is resolved from
+ * `teamId`/`slug` (403 for a team the caller is not in). A bearer token, when sent, is all that counts.
  *
  * Failed authentications are counted per client address (issue 17): past the limit, the address
  * is refused with 429 before its token is looked up, unless the token is one that authenticated
@@ -55,11 +64,15 @@ export function clientAddressKey(ip: string): string {
  * A token this node verified since the last change (and its team) is answered synchronously:
  * no promise, no hash, no address check (a token that works is no guess).
  */
-export const authPlugin = fp(async function authPlugin(app: FastifyInstance, options: { access: Access; limits?: RateLimits }) {
-  const { access, limits } = options;
+export const authPlugin = fp(async function authPlugin(
+  app: FastifyInstance,
+  options: { access: Access; limits?: RateLimits; sessions?: DashboardSessions },
+) {
+  const { access, limits, sessions } = options;
   app.decorate('access', access);
   app.decorateRequest('principal', null as unknown as Principal);
   app.decorateRequest('actor', null as unknown as Actor);
+  app.decorateRequest('dashboardSession', undefined);
   const countsFailures = limits?.limitsAuthFailures === true;
 
   /** A token not verified lately: the address's failures first, then the lookup, counted if it fails. */
@@ -85,8 +98,28 @@ export const authPlugin = fp(async function authPlugin(app: FastifyInstance, opt
     }
   };
 
+  /**
+   * The dashboard's cookie, when no bearer token came: the session's user, and for a write its
+   * CSRF token too (a page of another site can make the browser send the cookie, never the token).
+   */
+  const authenticateBySession = async (request: FastifyRequest, reply: FastifyReply, secret: string) => {
+    const session = await sessions!.session(secret);
+    if (!SAFE_METHODS.has(request.method)) sessions!.checkCsrf(session, request.headers[CSRF_HEADER]);
+    request.dashboardSession = session;
+    request.principal = session.principal;
+    // The server extended the session: the browser's cookie must not expire before it does.
+    if (session.renewedFor !== undefined) setSessionCookie(reply, request, secret, Math.floor(session.renewedFor / 1000));
+  };
+
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
     const header = request.headers.authorization;
+    if (header === undefined && sessions !== undefined) {
+      const secret = sessionCookie(request.headers.cookie);
+      if (secret !== undefined) {
+        authenticateBySession(request, reply, secret).then(() => done(), done);
+        return;
+      }
+    }
     let started: Promise<Principal> | undefined;
     if (!countsFailures || access.verifiedLately(header)) {
       let found: Principal | Promise<Principal>;
