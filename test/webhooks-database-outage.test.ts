@@ -36,7 +36,7 @@ describe('the webhook dispatcher when its database breaks', { skip: POSTGRES_URL
   let name: string;
 
   const addMemberOnce = (email: string) =>
-    runAdminCommand({ db: server.runtime.db, catalog: server.runtime.catalog, signingKeys: server.runtime.signingKeys }, 'members.add', {
+    runAdminCommand(server.runtime, 'members.add', {
       team: server.runtime.bootstrapped!.team.id,
       user: email,
       role: 'MEMBER',

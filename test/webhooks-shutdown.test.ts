@@ -69,7 +69,7 @@ describe('a node shut down mid-send', { skip: POSTGRES_URL ? false : 'needs STOR
     const node = first;
     // The receiver holds the first request open, longer than the test.
     partner.faults.webhook = { delayMs: 600_000, times: 1 };
-    await runAdminCommand({ db: node.runtime.db, catalog: node.runtime.catalog, signingKeys: node.runtime.signingKeys }, 'members.add', {
+    await runAdminCommand(node.runtime, 'members.add', {
       team: node.runtime.bootstrapped!.team.id,
       user: 'cut-off@example.com',
       role: 'MEMBER',
