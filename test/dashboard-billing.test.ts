@@ -273,4 +273,24 @@ describe("the dashboard's invoices, balances, usage and webhook deliveries", { t
     await screenshot(page, 'team-webhooks-phone');
     await page.context().close();
   });
+
+  test('the deliveries list pages: older ones are shown on request', async () => {
+    // Each new member is an event for the installation (marketplace.member.changed): past one page of 50.
+    for (let n = 0; n < 50; n++) await member(`member-${n}@example.com`, 'MEMBER');
+    const oldest = (await deliveries()).length; // the API's first page is at most 100: all of them
+    assert.ok(oldest > 50, `${oldest} deliveries`);
+    const firstEvent = (await api('/_storehouse/webhooks/deliveries?limit=100')).body.deliveries.at(-1).id;
+    const me = (await api('/v2/user')).body.user;
+    const page = await signedIn(me.id, '/team');
+    const section = page.getByRole('region', { name: 'Webhook deliveries' });
+    const rows = section.locator('tr[data-delivery]');
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 50, 'one page');
+    assert.equal(await section.locator(`tr[data-delivery="${firstEvent}"]`).count(), 0, 'the oldest is on the next page');
+    await section.getByRole('button', { name: 'Show older deliveries' }).click();
+    await section.locator(`tr[data-delivery="${firstEvent}"]`).waitFor();
+    assert.equal(await rows.count(), oldest);
+    await section.getByRole('button', { name: 'Show older deliveries' }).waitFor({ state: 'detached' });
+    await page.context().close();
+  });
 });

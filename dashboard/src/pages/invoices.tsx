@@ -94,66 +94,112 @@ const STATE_TONES: Record<Invoice['state'], string> = { pending: 'busy', paid: '
 
 export const dollars = (amount: string | undefined) => (amount === undefined ? '' : `$${amount}`);
 export const cents = (value: number) => `$${(value / 100).toFixed(2)}`;
+/** Rows per page of a list. */
+export const PAGE = 50;
 const day = (iso: string) => new Date(iso).toLocaleDateString();
 
-/** The team's installations' integration names, by installation (icfg_...) and by integration id. */
-export function useIntegrationNames() {
+export interface IntegrationNames {
+  installation(id: string | null | undefined): string;
+  integration(id: string): string;
+}
+
+/** The team's installations' integration names, by installation (icfg_...) and by integration id (the id itself until loaded). */
+export function useIntegrationNames(): IntegrationNames {
   const loaded = useLoad(() => api.get<Configuration[]>('/v1/integrations/configurations', { query: { view: 'account' } }), []);
   const byInstallation = new Map((loaded.data ?? []).map((configuration) => [configuration.id, configuration.integration.name]));
   const byIntegration = new Map((loaded.data ?? []).map((configuration) => [configuration.integrationId, configuration.integration.name]));
   return {
-    installation: (id: string | null | undefined) => (id ? (byInstallation.get(id) ?? id) : ''),
-    integration: (id: string) => byIntegration.get(id) ?? id,
+    installation: (id) => (id ? (byInstallation.get(id) ?? id) : ''),
+    integration: (id) => byIntegration.get(id) ?? id,
   };
+}
+
+/** Pages of a list the API answers newest first with a cursor (`next`, null on the last page). */
+export interface Paged<T> {
+  items: T[];
+  more: boolean;
+}
+
+/**
+ * Loads the first `pages` pages of a list (a reload, for rows that change, loads as many as were
+ * shown), following each page's cursor.
+ */
+export async function loadPages<T>(
+  page: (cursor: number | undefined) => Promise<{ items: T[]; next: number | null }>,
+  pages: number,
+): Promise<Paged<T>> {
+  const items: T[] = [];
+  let cursor: number | undefined;
+  for (let loaded = 0; loaded < pages; loaded++) {
+    const answer = await page(cursor);
+    items.push(...answer.items);
+    if (answer.next === null) return { items, more: false };
+    cursor = answer.next;
+  }
+  return { items, more: true };
 }
 
 /** The resources an invoice's lines are for (most invoices have one). */
 const resourcesOf = (invoice: Invoice) => [...new Set(invoice.items.map((item) => item.resourceId).filter(Boolean))].join(', ');
 
-export function Invoices() {
+export function Invoices({ names }: { names: IntegrationNames }) {
   const { team } = useSession();
-  const names = useIntegrationNames();
+  const [pages, setPages] = useState(1);
   const invoices = useLoad(
     () =>
-      api
-        .get<{ invoices: Invoice[]; next: number | null }>(`/_storehouse/teams/${encodeURIComponent(team.id)}/invoices`, { noTeam: true })
-        .then((body) => body.invoices),
-    [team.id],
+      loadPages(
+        (before) =>
+          api
+            .get<{ invoices: Invoice[]; next: number | null }>(`/_storehouse/teams/${encodeURIComponent(team.id)}/invoices`, {
+              noTeam: true,
+              query: { limit: PAGE, before },
+            })
+            .then((body) => ({ items: body.invoices, next: body.next })),
+        pages,
+      ),
+    [team.id, pages],
   );
   const [open, setOpen] = useState<string>();
   return (
     <section aria-labelledby="invoices-title">
       <h2 id="invoices-title">Invoices</h2>
       <Show loaded={invoices} what="invoices">
-        {(list) =>
+        {({ items: list, more }) =>
           list.length === 0 ? (
             <p class="muted">No invoice yet.</p>
           ) : (
-            <div class="table-wrap">
-              <table aria-labelledby="invoices-title">
-                <thead>
-                  <tr>
-                    <th scope="col">Invoice</th>
-                    <th scope="col">State</th>
-                    <th scope="col">Total</th>
-                    <th scope="col">Period</th>
-                    <th scope="col">Integration</th>
-                    <th scope="col">Resource</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.map((invoice) => (
-                    <InvoiceRow
-                      key={invoice.invoiceId}
-                      invoice={invoice}
-                      integration={names.installation(invoice.installationId)}
-                      open={open === invoice.invoiceId}
-                      toggle={() => setOpen(open === invoice.invoiceId ? undefined : invoice.invoiceId)}
-                    />
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <>
+              <div class="table-wrap">
+                <table aria-labelledby="invoices-title">
+                  <thead>
+                    <tr>
+                      <th scope="col">Invoice</th>
+                      <th scope="col">State</th>
+                      <th scope="col">Total</th>
+                      <th scope="col">Period</th>
+                      <th scope="col">Integration</th>
+                      <th scope="col">Resource</th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {list.map((invoice) => (
+                      <InvoiceRow
+                        key={invoice.invoiceId}
+                        invoice={invoice}
+                        integration={names.installation(invoice.installationId)}
+                        open={open === invoice.invoiceId}
+                        toggle={() => setOpen(open === invoice.invoiceId ? undefined : invoice.invoiceId)}
+                      />
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+              {more && (
+                <button type="button" disabled={invoices.loading} onClick={() => setPages(pages + 1)}>
+                  Show older invoices
+                </button>
+              )}
+            </>
           )
         }
       </Show>
@@ -318,9 +364,8 @@ function InvoiceDetails({ invoiceId }: { invoiceId: string }) {
 }
 
 /** Each resource's latest prepaid balance (the API lists every report, newest first) and its top-ups. */
-export function Balances() {
+export function Balances({ names }: { names: IntegrationNames }) {
   const { team } = useSession();
-  const names = useIntegrationNames();
   const loaded = useLoad(
     () =>
       api.get<{ balances: Balance[]; topUps: TopUp[] }>(`/_storehouse/teams/${encodeURIComponent(team.id)}/billing/balances`, {
@@ -380,9 +425,8 @@ export function Balances() {
 }
 
 /** The newest billing and usage report of each installation: what partners say the team used and owes. */
-export function Usage() {
+export function Usage({ names }: { names: IntegrationNames }) {
   const { team } = useSession();
-  const names = useIntegrationNames();
   const loaded = useLoad(
     () =>
       api
