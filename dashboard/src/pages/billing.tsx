@@ -2,7 +2,9 @@ import { api } from '../api.ts';
 import { useSession } from '../session.tsx';
 import { mayBill, type PaymentMethod } from '../types.ts';
 import { ActionButton, Show, formatDate, useLoad } from '../ui.tsx';
-import { Balances, Invoices, Usage, useIntegrationNames } from './invoices.tsx';
+import { useIntegrationNames } from './billing-lists.ts';
+import { Balances, Usage } from './billing-usage.tsx';
+import { Invoices } from './invoices.tsx';
 import { AddCardForm, loadPaymentMethods } from './payment.tsx';
 
 type Authorization = Record<string, unknown> & { id: string; createdAt: number };

@@ -5,7 +5,7 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ActionButton, Show, formatDate, useInterval, useLoad } from '../ui.tsx';
-import { PAGE, loadPages, useIntegrationNames } from './invoices.tsx';
+import { PAGE, loadPages, useIntegrationNames } from './billing-lists.ts';
 
 type DeliveryStatus = 'pending' | 'delivered' | 'failed';
 
