@@ -2,7 +2,9 @@ import { api } from '../api.ts';
 import { useSession } from '../session.tsx';
 import { mayBill, type PaymentMethod } from '../types.ts';
 import { ActionButton, Show, formatDate, useLoad } from '../ui.tsx';
-import { Balances, Invoices, Usage } from './invoices.tsx';
+import { useIntegrationNames } from './billing-lists.ts';
+import { Balances, Usage } from './billing-usage.tsx';
+import { Invoices } from './invoices.tsx';
 import { AddCardForm, loadPaymentMethods } from './payment.tsx';
 
 type Authorization = Record<string, unknown> & { id: string; createdAt: number };
@@ -10,6 +12,8 @@ type Authorization = Record<string, unknown> & { id: string; createdAt: number }
 /** The team's payment methods (test cards) and what was authorized or charged against them. */
 export function Billing() {
   const { role } = useSession();
+  // One look-up of the integrations' names for the three sections that name them.
+  const names = useIntegrationNames();
   const methods = useLoad(loadPaymentMethods, []);
   const authorizations = useLoad(
     () => api.get<{ authorizations: Authorization[] }>('/_storehouse/billing/authorizations').then((b) => b.authorizations),
@@ -21,17 +25,17 @@ export function Billing() {
       <section>
         <h1>Usage and balances</h1>
         <p class="muted">Only the team's owners and billing members see its payment methods, charges and invoices.</p>
-        <Balances />
-        <Usage />
+        <Balances names={names} />
+        <Usage names={names} />
       </section>
     );
   }
   return (
     <section>
       <h1>Billing</h1>
-      <Invoices />
-      <Balances />
-      <Usage />
+      <Invoices names={names} />
+      <Balances names={names} />
+      <Usage names={names} />
       <h2>Payment methods</h2>
       <Show loaded={methods} what="payment methods">
         {(list: PaymentMethod[]) =>

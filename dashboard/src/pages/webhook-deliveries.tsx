@@ -5,7 +5,7 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { ActionButton, Show, formatDate, useInterval, useLoad } from '../ui.tsx';
-import { useIntegrationNames } from './invoices.tsx';
+import { PAGE, loadPages, useIntegrationNames } from './billing-lists.ts';
 
 type DeliveryStatus = 'pending' | 'delivered' | 'failed';
 
@@ -36,19 +36,26 @@ const deliveryPath = (id: string) => `/_storehouse/webhooks/deliveries/${encodeU
 export function WebhookDeliveries() {
   const names = useIntegrationNames();
   const [status, setStatus] = useState<'' | DeliveryStatus>('');
+  const [pages, setPages] = useState(1);
   const deliveries = useLoad(
     () =>
-      api
-        .get<{ deliveries: Delivery[] }>('/_storehouse/webhooks/deliveries', { query: { limit: 100, status: status || undefined } })
-        .then((body) => body.deliveries),
-    [status],
+      loadPages(
+        (until) =>
+          api
+            .get<{ deliveries: Delivery[]; pagination: { next: number | null } }>('/_storehouse/webhooks/deliveries', {
+              query: { limit: PAGE, status: status || undefined, until },
+            })
+            .then((body) => ({ items: body.deliveries, next: body.pagination.next })),
+        pages,
+      ),
+    [status, pages],
   );
   const [open, setOpen] = useState<string>();
   // A pending delivery is being sent (or waits for its next try): its row follows it until it settles.
   useInterval(
     () => void deliveries.reload(),
     2000,
-    (deliveries.data ?? []).some((delivery) => delivery.status === 'pending'),
+    (deliveries.data?.items ?? []).some((delivery) => delivery.status === 'pending'),
   );
   return (
     <section aria-labelledby="webhooks-title">
@@ -57,7 +64,13 @@ export function WebhookDeliveries() {
       <div class="filters">
         <label>
           Status{' '}
-          <select value={status} onChange={(event) => setStatus((event.target as HTMLSelectElement).value as '' | DeliveryStatus)}>
+          <select
+            value={status}
+            onChange={(event) => {
+              setStatus((event.target as HTMLSelectElement).value as '' | DeliveryStatus);
+              setPages(1);
+            }}
+          >
             <option value="">All</option>
             <option value="pending">Pending</option>
             <option value="delivered">Delivered</option>
@@ -66,39 +79,46 @@ export function WebhookDeliveries() {
         </label>
       </div>
       <Show loaded={deliveries} what="webhook deliveries">
-        {(list) =>
+        {({ items: list, more }) =>
           list.length === 0 ? (
             <p class="muted">No deliveries{status ? ` ${status}` : ''}.</p>
           ) : (
-            <div class="table-wrap">
-              <table aria-labelledby="webhooks-title">
-                <thead>
-                  <tr>
-                    <th scope="col">Event</th>
-                    <th scope="col">Integration</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Attempts</th>
-                    <th scope="col">Last answer</th>
-                    <th scope="col">Next try</th>
-                    <th scope="col">
-                      <span class="visually-hidden">Actions</span>
-                    </th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {list.map((delivery) => (
-                    <DeliveryRow
-                      key={delivery.id}
-                      delivery={delivery}
-                      integration={names.integration(delivery.integrationId)}
-                      open={open === delivery.id}
-                      toggle={() => setOpen(open === delivery.id ? undefined : delivery.id)}
-                      resent={() => deliveries.reload()}
-                    />
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <>
+              <div class="table-wrap">
+                <table aria-labelledby="webhooks-title">
+                  <thead>
+                    <tr>
+                      <th scope="col">Event</th>
+                      <th scope="col">Integration</th>
+                      <th scope="col">Status</th>
+                      <th scope="col">Attempts</th>
+                      <th scope="col">Last answer</th>
+                      <th scope="col">Next try</th>
+                      <th scope="col">
+                        <span class="visually-hidden">Actions</span>
+                      </th>
+                    </tr>
+                  </thead>
+                  <tbody>
+                    {list.map((delivery) => (
+                      <DeliveryRow
+                        key={delivery.id}
+                        delivery={delivery}
+                        integration={names.integration(delivery.integrationId)}
+                        open={open === delivery.id}
+                        toggle={() => setOpen(open === delivery.id ? undefined : delivery.id)}
+                        resent={() => deliveries.reload()}
+                      />
+                    ))}
+                  </tbody>
+                </table>
+              </div>
+              {more && (
+                <button type="button" disabled={deliveries.loading} onClick={() => setPages(pages + 1)}>
+                  Show older deliveries
+                </button>
+              )}
+            </>
           )
         }
       </Show>
