@@ -14,7 +14,8 @@ import { hashToken } from '../src/ids.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { checkFetchResponse, loadOpenApi } from './openapi-check.ts';
-import { BACKENDS, errorOf, eventually, startServer, type TestServer } from './helpers.ts';
+import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { type TwoNodes, twoNodes } from './two-nodes.ts';
 
 const json = { 'content-type': 'application/json' };
 
@@ -418,5 +419,49 @@ describe('the dashboard without a build', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('dashboard sessions on two nodes', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
+  let nodes: TwoNodes;
+  before(async () => {
+    nodes = await twoNodes();
+  });
+  after(() => nodes?.close());
+
+  test('a session made on one node works on the other, follows a role change made there, and signing out on either ends it on both', async () => {
+    const { a, b } = nodes;
+    const made = await a.request('/_storehouse/dashboard/session', {
+      method: 'POST',
+      token: null,
+      headers: json,
+      body: JSON.stringify({ token: a.token }),
+    });
+    assert.equal(made.status, 200);
+    const cookie = (made.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const { csrfToken, user, team } = (await made.json()) as any;
+    const on = (node: TestServer, path: string, init: RequestInit = {}) =>
+      node.request(path, { ...init, token: null, headers: { ...(init.headers as Record<string, string>), cookie } });
+    assert.equal((await on(b, '/v2/user')).status, 200);
+    // A second owner, so the first may step down; B's cached role follows A's change.
+    const other = await createUser(a.runtime.db, { email: 'second-owner@example.com' });
+    await setMember(a.runtime.db, team.id, other.id, 'OWNER');
+    const viewerOnB = () =>
+      on(b, '/v11/projects', {
+        method: 'POST',
+        headers: { ...json, 'x-storehouse-csrf': csrfToken },
+        body: JSON.stringify({ name: 'two-nodes' }),
+      });
+    const demoted = await on(a, `/v1/teams/${team.id}/members/${user.id}`, {
+      method: 'PATCH',
+      headers: { ...json, 'x-storehouse-csrf': csrfToken },
+      body: JSON.stringify({ role: 'VIEWER' }),
+    });
+    assert.equal(demoted.status, 200, await demoted.text());
+    await eventually('node B refusing the demoted owner a write', async () => (await viewerOnB()).status === 403, 30_000);
+    const out = await on(b, '/_storehouse/dashboard/session', { method: 'DELETE', headers: { 'x-storehouse-csrf': csrfToken } });
+    assert.equal(out.status, 204);
+    assert.equal((await on(a, '/v2/user')).status, 401, 'signed out on B, refused on A at once');
+    assert.equal((await on(b, '/v2/user')).status, 401);
   });
 });
