@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import { useSession } from '../session.tsx';
 import type { Role } from '../types.ts';
-import { ActionButton, CopyButton, ErrorNotice, type Loaded, Show, formatDate, useLoad } from '../ui.tsx';
+import { ActionButton, CopyButton, ErrorNotice, type Loaded, Show, formatDate, useAction, useLoad } from '../ui.tsx';
 
 const ROLES: Role[] = ['OWNER', 'MEMBER', 'DEVELOPER', 'BILLING', 'VIEWER'];
 
@@ -212,8 +212,7 @@ function Tokens() {
   const [name, setName] = useState('');
   const [days, setDays] = useState('');
   const [created, setCreated] = useState<{ name: string; value: string }>();
-  const [error, setError] = useState<Error>();
-  const [busy, setBusy] = useState(false);
+  const { busy, error, submit } = useAction();
   return (
     <section aria-labelledby="tokens-title">
       <h2 id="tokens-title">Your access tokens</h2>
@@ -273,22 +272,13 @@ function Tokens() {
       </Show>
       <form
         class="inline-form"
-        onSubmit={async (event) => {
-          event.preventDefault();
-          setBusy(true);
-          setError(undefined);
-          try {
-            const expiresAt = days.trim() === '' ? undefined : Date.now() + Number(days) * 86_400_000;
-            const body = await api.post<{ token: AuthToken; bearerToken: string }>('/v3/user/tokens', { name: name.trim(), expiresAt });
-            setCreated({ name: body.token.name, value: body.bearerToken });
-            setName('');
-            await tokens.reload();
-          } catch (caught) {
-            setError(caught as Error);
-          } finally {
-            setBusy(false);
-          }
-        }}
+        onSubmit={submit(async () => {
+          const expiresAt = days.trim() === '' ? undefined : Date.now() + Number(days) * 86_400_000;
+          const body = await api.post<{ token: AuthToken; bearerToken: string }>('/v3/user/tokens', { name: name.trim(), expiresAt });
+          setCreated({ name: body.token.name, value: body.bearerToken });
+          setName('');
+          await tokens.reload();
+        })}
       >
         <h3>Create a token</h3>
         <label for="token-name">Token name</label>
