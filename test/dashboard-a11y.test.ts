@@ -103,6 +103,11 @@ describe('the generated form: accessibility and weight in Chromium', () => {
 
   test('Tab visits every enabled control once, in the form order, each with a visible focus ring', async () => {
     const { context, page } = await openCreatePage();
+    // A paid plan and the Pro tier unlock the slider, encryption, time series and the read replicas.
+    await page.getByRole('radio', { name: /Pro/ }).and(page.locator('[name="plan"]')).check();
+    await page.getByRole('radio', { name: 'Pro', exact: true }).check();
+    await page.getByRole('slider', { name: 'Throughput' }).and(page.locator(':enabled')).waitFor();
+    await field(page, 'replicaRegions').waitFor();
     // What the keyboard should reach: enabled inputs and selects in document order, a radio group once (at its checked radio).
     const expected = await page.evaluate(() => {
       const seen = new Set<string>();
@@ -122,7 +127,6 @@ describe('the generated form: accessibility and weight in Chromium', () => {
 
     await page.getByLabel('Name', { exact: true }).focus();
     const visited: string[] = [];
-    const rings: string[] = [];
     for (let presses = 0; presses < 60; presses++) {
       await page.keyboard.press('Tab');
       const stop = await page.evaluate(() => {
@@ -144,9 +148,17 @@ describe('the generated form: accessibility and weight in Chromium', () => {
       visited.push(stop.id);
       assert.ok(stop.focusVisible, `${stop.id} matches :focus-visible`);
       assert.ok(stop.styleName !== 'none' && stop.width >= 2, `${stop.id} has a visible focus ring: ${stop.outline}`);
-      rings.push(stop.outline);
     }
     assert.deepEqual(visited, expected);
+    for (const kind of ['range', 'checkbox', 'radio', 'text']) {
+      assert.ok(
+        await page.evaluate(({ ids, type }) => ids.some((id) => (document.getElementById(id) as HTMLInputElement).type === type), {
+          ids: visited,
+          type: kind,
+        }),
+        `Tab reached a ${kind} control`,
+      );
+    }
     await context.close();
   });
 
