@@ -336,7 +336,9 @@ describe('the generated form: accessibility and weight in Chromium', () => {
         return `${e.tagName.toLowerCase()}${e.className ? `.${String(e.className).split(' ').join('.')}` : ''}${key ? ` [${key}]` : ''}`;
       };
       const failures: { what: string; text: string; ratio: number; needed: number; inForm: boolean }[] = [];
+      const checked = new Set<string>();
       const check = (e: Element, colour: string, text: string, large: boolean, alpha = 1) => {
+        checked.add(e.tagName === 'BUTTON' ? 'button' : (String(e.className).split(' ')[0] ?? ''));
         const fg = parse(colour);
         const bg = background(e);
         const shown = over([fg[0]!, fg[1]!, fg[2]!, fg[3]! * alpha * opacity(e)], bg);
@@ -381,7 +383,7 @@ describe('the generated form: accessibility and weight in Chromium', () => {
           }
         }
       }
-      return failures;
+      return { failures, checked: [...checked] };
     });
   }
 
@@ -395,7 +397,11 @@ describe('the generated form: accessibility and weight in Chromium', () => {
       await page.getByRole('textbox', { name: 'Git namespace' }).focus();
       await field(page, 'keyPrefix').locator('.mf-error').waitFor();
       await screenshot(page, `create-store-contrast-${dark ? 'dark' : 'light'}`);
-      const failures = await contrastFailures(page);
+      const { failures, checked } = await contrastFailures(page);
+      // The form's texts and the page's button were among those measured.
+      for (const kind of ['mf-label', 'mf-description', 'mf-hint', 'mf-error', 'mf-value', 'mf-input', 'mf-required', 'button']) {
+        assert.ok(checked.includes(kind), `${kind} was measured (measured: ${checked.join(' ')})`);
+      }
       // The page's own styles (dashboard/src/styles.css) are not the form's: reported, not failed on here.
       for (const failure of failures.filter((f) => !f.inForm)) t.diagnostic(`page contrast: ${JSON.stringify(failure)}`);
       assert.deepEqual(
