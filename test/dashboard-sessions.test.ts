@@ -154,6 +154,19 @@ for (const backend of BACKENDS) {
       assert.equal(soon.headers.get('set-cookie'), null, 'a session just extended is not written again');
     });
 
+    test("a member removed from the team loses their dashboard sessions in it, a one-time link's too", async () => {
+      const leaver = await createUser(server.runtime.db, { email: `leaver-${Date.now()}@example.com` });
+      await setMember(server.runtime.db, teamId, leaver.id, 'DEVELOPER');
+      const { code } = await server.runtime.dashboardSessions.createLinkCode(leaver.id, teamId);
+      const { response, cookie } = await signIn({ code });
+      assert.equal(response.status, 200);
+      assert.equal((await withCookie(cookie, '/v2/user')).status, 200);
+      const removed = await server.request(`/v1/teams/${teamId}/members/${leaver.id}`, { method: 'DELETE' });
+      assert.equal(removed.status, 200);
+      const ended = await withCookie(cookie, '/_storehouse/dashboard/session');
+      assert.equal(ended.status, 401, 'the session ended: the page asks to sign in again');
+    });
+
     test('a session made from a token ends when the token is revoked', async () => {
       const made = await server.request('/v3/user/tokens', {
         method: 'POST',

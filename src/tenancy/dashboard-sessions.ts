@@ -8,7 +8,7 @@
  * on every node at once.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { Database } from '../db/database.ts';
+import type { Database, Queryable } from '../db/database.ts';
 import { AppError, badRequest, forbidden, unauthorized } from '../errors.ts';
 import { hashToken, newId, randomBase62 } from '../ids.ts';
 import { type Team, getTeam, roleIn } from './teams.ts';
@@ -67,6 +67,15 @@ export function sessionCookie(header: string | undefined): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Ends a member's sessions in a team they left or were removed from (inside the transaction that
+ * removes them): a session whose team is gone would only answer 403. Sessions made from a token
+ * end already, with the tokens the removal revokes; these are the one-time links' ones.
+ */
+export async function endMemberSessions(db: Queryable, teamId: string, userId: string): Promise<void> {
+  await db.query('DELETE FROM dashboard_sessions WHERE team_id = $1 AND user_id = $2', [teamId, userId]);
 }
 
 export class DashboardSessions {
