@@ -80,7 +80,8 @@ describe('the generated form in Chromium', () => {
     await page.getByRole('checkbox', { name: 'Tokyo' }).check();
     await field('size').getByText('Up to 64 GB on this tier').waitFor();
 
-    // A number past the schema's maximum goes to the server, whose validation_error lands beside Size.
+    // A number past the schema's maximum is refused before sending, in the server's words, beside
+    // Size (the server's own validation_error beside a field: test/dashboard-a11y.test.ts).
     const size = page.getByRole('textbox', { name: 'Size' });
     await size.fill('100');
     await field('size').locator('output', { hasText: '100 GB' }).waitFor();
