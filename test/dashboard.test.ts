@@ -388,6 +388,12 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
       .filter({ hasText: /Cannot load the store.*store_nothing_here/ })
       .waitFor();
     await screenshot(page, 'store-not-found-phone');
+    // The Team page: the members without role controls, and no audit log (the API keeps it for owners).
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Team' }).click();
+    await page.getByRole('rowheader', { name: /viewer@example\.com/ }).waitFor();
+    await page.getByText("The audit log is for the team's owners.").waitFor();
+    assert.equal(await page.getByRole('alert').count(), 0, 'no refusal shown: the page asks for nothing the viewer may not read');
+    assert.equal(await page.locator('main button, main input, main select, main textarea').count(), 0, 'no controls on the team page');
     await context.close();
   });
 

@@ -34,7 +34,7 @@ interface AuditEvent {
   createdAt: number | string;
 }
 
-/** The team, the signed-in member's role, and its audit log (filtered by action, target and actor). */
+/** The team, the signed-in member's role, and (for its owners, who alone may read it) its audit log. */
 export function TeamPage() {
   const { team, role, user } = useSession();
   const members = useLoad(
@@ -42,13 +42,6 @@ export function TeamPage() {
     [team.id],
   );
   const emails = new Map((members.data ?? []).map((member) => [member.uid, member.email]));
-  const events = useLoad(
-    () => api.get<{ events: AuditEvent[] }>('/_storehouse/audit', { query: { limit: 200 } }).then((b) => b.events),
-    [],
-  );
-  const [action, setAction] = useState('');
-  const [target, setTarget] = useState('');
-  const [actor, setActor] = useState('');
   return (
     <section>
       <h1>{team.name}</h1>
@@ -58,6 +51,22 @@ export function TeamPage() {
       <Members members={members} />
       {role !== 'VIEWER' && <Tokens />}
       <h2>Audit log</h2>
+      {role === 'OWNER' ? <AuditLog emails={emails} /> : <p class="muted">The audit log is for the team's owners.</p>}
+    </section>
+  );
+}
+
+/** The team's audit log, filtered by action, target and actor (by id or email: `emails` names the members). */
+function AuditLog({ emails }: { emails: Map<string, string> }) {
+  const events = useLoad(
+    () => api.get<{ events: AuditEvent[] }>('/_storehouse/audit', { query: { limit: 200 } }).then((b) => b.events),
+    [],
+  );
+  const [action, setAction] = useState('');
+  const [target, setTarget] = useState('');
+  const [actor, setActor] = useState('');
+  return (
+    <>
       <fieldset class="filters">
         <legend>Filter the audit log</legend>
         <label>
@@ -113,7 +122,7 @@ export function TeamPage() {
           );
         }}
       </Show>
-    </section>
+    </>
   );
 }
 
