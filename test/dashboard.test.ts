@@ -26,6 +26,27 @@ async function storesNamed(server: DashboardServer, name: string): Promise<any[]
   return ((await response.json()) as any).stores.filter((store: any) => store.name === name);
 }
 
+/**
+ * Nothing a page's script can read keeps the sign-in's secrets: not the address or its history
+ * entry, not localStorage or sessionStorage, not document.cookie (the session cookie is HttpOnly).
+ */
+async function assertNothingSecretKept(page: Page, secrets: string[]): Promise<void> {
+  const readable = await page.evaluate(() =>
+    JSON.stringify({
+      url: location.href,
+      state: history.state,
+      local: { ...localStorage },
+      session: { ...sessionStorage },
+      cookie: document.cookie,
+    }),
+  );
+  assert.ok(!readable.includes('storehouse_session'), `the session cookie is not readable: ${readable}`);
+  for (const secret of secrets) {
+    assert.ok(secret.length >= 20, 'a real secret to look for');
+    assert.ok(!readable.includes(secret), `a sign-in secret is kept where scripts read it: ${readable}`);
+  }
+}
+
 /** The owner's team (the bootstrapped my-team). */
 let teamIdOf: (() => Promise<string>) | undefined;
 const teamId = () => teamIdOf!();
@@ -91,6 +112,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.goto(server.link);
     await owner.getByRole('heading', { name: 'Marketplace' }).waitFor();
     assert.equal(new URL(owner.url()).hash, '', 'the code is taken out of the address');
+    await assertNothingSecretKept(owner, [new URL(server.link).hash.slice('#code='.length)]);
     await owner.getByRole('link', { name: 'Create a Postgres store' }).waitFor();
     await owner.locator('details').evaluateAll((all) => {
       for (const details of all) (details as HTMLDetailsElement).open = true;
@@ -359,6 +381,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await page.getByLabel('Access token').fill(token);
     await page.getByLabel('Access token').press('Enter');
     await page.getByRole('heading', { name: 'Marketplace' }).waitFor();
+    await assertNothingSecretKept(page, [token]);
     await page.keyboard.press('Tab');
     assert.equal(
       await page.evaluate(() => document.activeElement?.textContent),
