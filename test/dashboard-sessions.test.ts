@@ -417,6 +417,30 @@ describe('failed dashboard sign-ins', () => {
   });
 });
 
+describe('failed dashboard cookies', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer('embedded', { env: { STOREHOUSE_AUTH_FAILURE_LIMIT: '3' } });
+  });
+  after(() => server.close());
+
+  test('count as failed authentications per address, as bad tokens do: past the limit, 429, sign-in too', async () => {
+    for (const guess of ['shd_guess1', 'shd_guess2', 'shd_guess3']) {
+      const response = await server.request('/v2/user', { token: null, headers: { cookie: `storehouse_session=${guess}` } });
+      assert.equal(response.status, 401);
+    }
+    const refused = await server.request('/v2/user', { token: null, headers: { cookie: 'storehouse_session=shd_guess4' } });
+    assert.equal(refused.status, 429);
+    const signIn = await server.request('/_storehouse/dashboard/session', {
+      method: 'POST',
+      token: null,
+      headers: json,
+      body: JSON.stringify({ token: server.token }),
+    });
+    assert.equal(signIn.status, 429, 'the address is refused before its token is looked up');
+  });
+});
+
 describe('the dashboard without a build', () => {
   test('answers its pages with a 503 that says to run npm run build', async () => {
     const app = Fastify();

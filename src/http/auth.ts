@@ -103,7 +103,20 @@ export const authPlugin = fp(async function authPlugin(
    * CSRF token too (a page of another site can make the browser send the cookie, never the token).
    */
   const authenticateBySession = async (request: FastifyRequest, reply: FastifyReply, secret: string) => {
-    const session = await sessions!.session(secret);
+    let session: DashboardSession;
+    try {
+      session = await sessions!.session(secret);
+    } catch (error) {
+      // A cookie that opens no session counts as a failed authentication, as a bad token does, so
+      // guessed cookies cost their address as guessed tokens do. Counted only after the lookup: a
+      // stale cookie is every returning browser's, and must not cost it its sign-in.
+      if (countsFailures && error instanceof AppError && error.status === 401) {
+        await limits!.authFailure(clientAddressKey(request.ip), reply, (refused) =>
+          request.log.warn({ address: refused }, 'refusing a client address after too many failed authentications this minute'),
+        );
+      }
+      throw error;
+    }
     if (!SAFE_METHODS.has(request.method)) sessions!.checkCsrf(session, request.headers[CSRF_HEADER]);
     request.dashboardSession = session;
     request.principal = session.principal;
