@@ -69,9 +69,18 @@ for (const backend of BACKENDS) {
       assert.equal(user.user.id, ownerId);
     });
 
-    test('over https (a trusted proxy says so) the cookie is Secure', async () => {
-      const { setCookie } = await signIn({ token: server.token }, { 'x-forwarded-proto': 'https' });
-      assert.match(setCookie, /; Secure$/);
+    test('over https (a trusted proxy says so) the cookie is Secure and __Host-, the only name read there', async () => {
+      const https = { 'x-forwarded-proto': 'https' };
+      const { setCookie, cookie } = await signIn({ token: server.token }, https);
+      assert.match(setCookie, /^__Host-storehouse_session=shd_\w+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+; Secure$/);
+      const secret = cookie.slice('__Host-storehouse_session='.length);
+      const as = (cookieHeader: string) =>
+        server.request('/v2/user', { token: null, headers: { ...https, cookie: cookieHeader } }).then((r) => r.status);
+      assert.equal(await as(cookie), 200);
+      // A cookie without the prefix (one a sibling subdomain could plant) authenticates nothing over https.
+      assert.equal(await as(`storehouse_session=${secret}`), 401);
+      const { response } = await signIn({ token: server.token });
+      assert.equal(response.status, 200, 'over http the plain name is the one');
     });
 
     test('bad sign-ins are 4xx that make no session', async () => {

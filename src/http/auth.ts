@@ -4,9 +4,9 @@ import fp from 'fastify-plugin';
 import { AppError } from '../errors.ts';
 import type { Access, Actor, TeamSelector } from '../tenancy/access.ts';
 import type { Principal } from '../tenancy/tokens.ts';
-import { type DashboardSession, type DashboardSessions, CSRF_HEADER, sessionCookie } from '../tenancy/dashboard-sessions.ts';
+import { type DashboardSession, type DashboardSessions, CSRF_HEADER } from '../tenancy/dashboard-sessions.ts';
 import type { RateLimits } from './rate-limit.ts';
-import { setSessionCookie } from './session-cookie.ts';
+import { requestSessionSecret, setSessionCookie } from './session-cookie.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -127,7 +127,7 @@ export const authPlugin = fp(async function authPlugin(
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
     const header = request.headers.authorization;
     if (header === undefined && sessions !== undefined) {
-      const secret = sessionCookie(request.headers.cookie);
+      const secret = requestSessionSecret(request);
       if (secret !== undefined) {
         authenticateBySession(request, reply, secret).then(() => done(), done);
         return;
