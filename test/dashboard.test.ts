@@ -11,6 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { eventually } from './helpers.ts';
 import {
   apiCall,
+  cspViolations,
   type DashboardServer,
   ensureDashboardBuilt,
   launchChromium,
@@ -515,5 +516,9 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     // A bearer token needs no CSRF token (no browser sends it by itself).
     const bearer = await apiCall(server, '/_storehouse/payment-methods', { method: 'POST', token: server.ownerToken, body });
     assert.equal(bearer.status, 200);
+  });
+
+  it('broke no rule of the pages’ Content-Security-Policy on any page it visited', () => {
+    assert.deepEqual(cspViolations, []);
   });
 });
