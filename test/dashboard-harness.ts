@@ -151,11 +151,18 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 }
 
+/** What the Content-Security-Policy refused in any window a test opened: a test file asserts it stays empty. */
+export const cspViolations: string[] = [];
+
 /** A browser window of its own (its own cookies), phone-sized when asked, that may use the clipboard. */
 export async function newWindow(browser: Browser, url: string, phone = false): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext(phone ? { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true } : {});
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: url });
   const page = await context.newPage();
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content Security Policy/i.test(message.text()))
+      cspViolations.push(`${page.url()}: ${message.text()}`);
+  });
   page.setDefaultTimeout(60_000);
   return { context, page };
 }

@@ -24,7 +24,14 @@ describe('a store being made, in the dashboard', { timeout: 300_000 }, () => {
   });
 
   test('is listed as initializing, and the list and its page turn available by themselves', async () => {
-    env.partner.faults.provision = { pending: 4000, times: 1 };
+    // Pending until the test tells the partner to finish (after the page showed it initializing),
+    // whatever time the page took to load.
+    const finish = async (storeId: string) => {
+      const { store } = (await (await env.server.request(`/v1/storage/stores/${storeId}`)).json()) as any;
+      const ready = await fetch(`${env.partner.url}/_partner/resources/${store.externalResourceId}/ready`, { method: 'POST' });
+      assert.equal(ready.status, 200, await ready.text());
+    };
+    env.partner.faults.provision = { pending: 'forever', times: 1 };
     const idOf = async (name: string): Promise<string> =>
       ((await (await env.server.request('/v1/storage/stores')).json()) as any).stores.find((s: any) => s.name === name).id;
     const store = await env.createStore('dash-pending');
@@ -39,14 +46,17 @@ describe('a store being made, in the dashboard', { timeout: 300_000 }, () => {
     await screenshot(page, 'stores-initializing');
     // Marks this page load: a reload would lose it.
     await page.evaluate(() => ((window as any).sameLoad = true));
+    await finish(storeId);
     await badge.filter({ hasText: 'available' }).waitFor({ timeout: 120_000 });
     assert.equal(await page.evaluate(() => (window as any).sameLoad), true, 'the list updated without a reload');
 
-    env.partner.faults.provision = { pending: 4000, times: 1 };
+    env.partner.faults.provision = { pending: 'forever', times: 1 };
     assert.equal((await env.createStore('dash-pending-2')).status, 'initializing');
-    await page.goto(`${env.server.url}/dashboard/stores/${await idOf('dash-pending-2')}`);
+    const secondId = await idOf('dash-pending-2');
+    await page.goto(`${env.server.url}/dashboard/stores/${secondId}`);
     await page.getByText('The store is being made; this page updates by itself.').waitFor();
     await page.evaluate(() => ((window as any).sameLoad = true));
+    await finish(secondId);
     await page.locator('.badge', { hasText: 'available' }).waitFor({ timeout: 120_000 });
     await page.getByText('The store is being made').waitFor({ state: 'detached' });
     assert.equal(await page.evaluate(() => (window as any).sameLoad), true, 'the page updated without a reload');

@@ -14,7 +14,8 @@ import { hashToken } from '../src/ids.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { checkFetchResponse, loadOpenApi } from './openapi-check.ts';
-import { BACKENDS, errorOf, eventually, startServer, type TestServer } from './helpers.ts';
+import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { type TwoNodes, twoNodes } from './two-nodes.ts';
 
 const json = { 'content-type': 'application/json' };
 
@@ -68,9 +69,18 @@ for (const backend of BACKENDS) {
       assert.equal(user.user.id, ownerId);
     });
 
-    test('over https (a trusted proxy says so) the cookie is Secure', async () => {
-      const { setCookie } = await signIn({ token: server.token }, { 'x-forwarded-proto': 'https' });
-      assert.match(setCookie, /; Secure$/);
+    test('over https (a trusted proxy says so) the cookie is Secure and __Host-, the only name read there', async () => {
+      const https = { 'x-forwarded-proto': 'https' };
+      const { setCookie, cookie } = await signIn({ token: server.token }, https);
+      assert.match(setCookie, /^__Host-storehouse_session=shd_\w+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+; Secure$/);
+      const secret = cookie.slice('__Host-storehouse_session='.length);
+      const as = (cookieHeader: string) =>
+        server.request('/v2/user', { token: null, headers: { ...https, cookie: cookieHeader } }).then((r) => r.status);
+      assert.equal(await as(cookie), 200);
+      // A cookie without the prefix (one a sibling subdomain could plant) authenticates nothing over https.
+      assert.equal(await as(`storehouse_session=${secret}`), 401);
+      const { response } = await signIn({ token: server.token });
+      assert.equal(response.status, 200, 'over http the plain name is the one');
     });
 
     test('bad sign-ins are 4xx that make no session', async () => {
@@ -151,6 +161,19 @@ for (const backend of BACKENDS) {
       assert.ok(Number(rows[0]!.left) > 43_000, `the session was extended: ${rows[0]!.left} s left`);
       const soon = await withCookie(second.cookie, '/v2/user');
       assert.equal(soon.headers.get('set-cookie'), null, 'a session just extended is not written again');
+    });
+
+    test("a member removed from the team loses their dashboard sessions in it, a one-time link's too", async () => {
+      const leaver = await createUser(server.runtime.db, { email: `leaver-${Date.now()}@example.com` });
+      await setMember(server.runtime.db, teamId, leaver.id, 'DEVELOPER');
+      const { code } = await server.runtime.dashboardSessions.createLinkCode(leaver.id, teamId);
+      const { response, cookie } = await signIn({ code });
+      assert.equal(response.status, 200);
+      assert.equal((await withCookie(cookie, '/v2/user')).status, 200);
+      const removed = await server.request(`/v1/teams/${teamId}/members/${leaver.id}`, { method: 'DELETE' });
+      assert.equal(removed.status, 200);
+      const ended = await withCookie(cookie, '/_storehouse/dashboard/session');
+      assert.equal(ended.status, 401, 'the session ended: the page asks to sign in again');
     });
 
     test('a session made from a token ends when the token is revoked', async () => {
@@ -403,6 +426,30 @@ describe('failed dashboard sign-ins', () => {
   });
 });
 
+describe('failed dashboard cookies', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer('embedded', { env: { STOREHOUSE_AUTH_FAILURE_LIMIT: '3' } });
+  });
+  after(() => server.close());
+
+  test('count as failed authentications per address, as bad tokens do: past the limit, 429, sign-in too', async () => {
+    for (const guess of ['shd_guess1', 'shd_guess2', 'shd_guess3']) {
+      const response = await server.request('/v2/user', { token: null, headers: { cookie: `storehouse_session=${guess}` } });
+      assert.equal(response.status, 401);
+    }
+    const refused = await server.request('/v2/user', { token: null, headers: { cookie: 'storehouse_session=shd_guess4' } });
+    assert.equal(refused.status, 429);
+    const signIn = await server.request('/_storehouse/dashboard/session', {
+      method: 'POST',
+      token: null,
+      headers: json,
+      body: JSON.stringify({ token: server.token }),
+    });
+    assert.equal(signIn.status, 429, 'the address is refused before its token is looked up');
+  });
+});
+
 describe('the dashboard without a build', () => {
   test('answers its pages with a 503 that says to run npm run build', async () => {
     const app = Fastify();
@@ -418,5 +465,49 @@ describe('the dashboard without a build', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('dashboard sessions on two nodes', { skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set' }, () => {
+  let nodes: TwoNodes;
+  before(async () => {
+    nodes = await twoNodes();
+  });
+  after(() => nodes?.close());
+
+  test('a session made on one node works on the other, follows a role change made there, and signing out on either ends it on both', async () => {
+    const { a, b } = nodes;
+    const made = await a.request('/_storehouse/dashboard/session', {
+      method: 'POST',
+      token: null,
+      headers: json,
+      body: JSON.stringify({ token: a.token }),
+    });
+    assert.equal(made.status, 200);
+    const cookie = (made.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const { csrfToken, user, team } = (await made.json()) as any;
+    const on = (node: TestServer, path: string, init: RequestInit = {}) =>
+      node.request(path, { ...init, token: null, headers: { ...(init.headers as Record<string, string>), cookie } });
+    assert.equal((await on(b, '/v2/user')).status, 200);
+    // A second owner, so the first may step down; B's cached role follows A's change.
+    const other = await createUser(a.runtime.db, { email: 'second-owner@example.com' });
+    await setMember(a.runtime.db, team.id, other.id, 'OWNER');
+    const viewerOnB = () =>
+      on(b, '/v11/projects', {
+        method: 'POST',
+        headers: { ...json, 'x-storehouse-csrf': csrfToken },
+        body: JSON.stringify({ name: 'two-nodes' }),
+      });
+    const demoted = await on(a, `/v1/teams/${team.id}/members/${user.id}`, {
+      method: 'PATCH',
+      headers: { ...json, 'x-storehouse-csrf': csrfToken },
+      body: JSON.stringify({ role: 'VIEWER' }),
+    });
+    assert.equal(demoted.status, 200, await demoted.text());
+    await eventually('node B refusing the demoted owner a write', async () => (await viewerOnB()).status === 403, 30_000);
+    const out = await on(b, '/_storehouse/dashboard/session', { method: 'DELETE', headers: { 'x-storehouse-csrf': csrfToken } });
+    assert.equal(out.status, 204);
+    assert.equal((await on(a, '/v2/user')).status, 401, 'signed out on B, refused on A at once');
+    assert.equal((await on(b, '/v2/user')).status, 401);
   });
 });

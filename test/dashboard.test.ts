@@ -11,6 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { eventually } from './helpers.ts';
 import {
   apiCall,
+  cspViolations,
   type DashboardServer,
   ensureDashboardBuilt,
   launchChromium,
@@ -24,6 +25,27 @@ async function storesNamed(server: DashboardServer, name: string): Promise<any[]
   const response = await apiCall(server, '/v1/storage/stores?limit=100', { token: server.ownerToken });
   assert.equal(response.status, 200);
   return ((await response.json()) as any).stores.filter((store: any) => store.name === name);
+}
+
+/**
+ * Nothing a page's script can read keeps the sign-in's secrets: not the address or its history
+ * entry, not localStorage or sessionStorage, not document.cookie (the session cookie is HttpOnly).
+ */
+async function assertNothingSecretKept(page: Page, secrets: string[]): Promise<void> {
+  const readable = await page.evaluate(() =>
+    JSON.stringify({
+      url: location.href,
+      state: history.state,
+      local: { ...localStorage },
+      session: { ...sessionStorage },
+      cookie: document.cookie,
+    }),
+  );
+  assert.ok(!readable.includes('storehouse_session'), `the session cookie is not readable: ${readable}`);
+  for (const secret of secrets) {
+    assert.ok(secret.length >= 20, 'a real secret to look for');
+    assert.ok(!readable.includes(secret), `a sign-in secret is kept where scripts read it: ${readable}`);
+  }
 }
 
 /** The owner's team (the bootstrapped my-team). */
@@ -91,6 +113,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.goto(server.link);
     await owner.getByRole('heading', { name: 'Marketplace' }).waitFor();
     assert.equal(new URL(owner.url()).hash, '', 'the code is taken out of the address');
+    await assertNothingSecretKept(owner, [new URL(server.link).hash.slice('#code='.length)]);
     await owner.getByRole('link', { name: 'Create a Postgres store' }).waitFor();
     await owner.locator('details').evaluateAll((all) => {
       for (const details of all) (details as HTMLDetailsElement).open = true;
@@ -206,9 +229,10 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     const limit = owner.getByLabel('Connection limit');
     await limit.fill('500');
     await owner.getByRole('button', { name: 'Create store' }).click();
-    await owner.getByText('Some settings need a change').waitFor();
-    assert.equal(await limit.getAttribute('aria-invalid'), 'true');
-    // The message is the server's, tied to its input (aria-describedby), next to it in the form.
+    // The form checks the schema's bounds itself before sending (in the server's words); the
+    // server's own validation_error beside a field is the prepayment amount's, above.
+    await eventually('the connection limit marked invalid', async () => (await limit.getAttribute('aria-invalid')) === 'true');
+    // The message is tied to its input (aria-describedby), next to it in the form.
     const described = (await limit.getAttribute('aria-describedby'))?.split(/\s+/) ?? [];
     const notes = await Promise.all(described.map((id) => owner.locator(`[id="${id}"]`).textContent()));
     assert.ok(
@@ -237,20 +261,42 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await openPostgresForm(owner, server);
     await owner.getByLabel('Name').fill('dash-double');
     await owner.getByRole('radio', { name: /Hobby/ }).check();
+    const creating = (request: { method(): string; url(): string }) =>
+      request.method() === 'POST' && request.url().includes('/v1/storage/stores/integration/direct');
     let creates = 0;
     const count = (request: { method(): string; url(): string }) => {
-      if (request.method() === 'POST' && request.url().includes('/v1/storage/stores/integration/direct')) creates++;
+      if (creating(request)) creates++;
     };
     owner.on('request', count);
-    // Both in one task: the second goes before the page can disable the button.
+    const sent = owner.waitForRequest(creating);
+    // Both in one task: the second goes before the page can disable the button; the page sends
+    // once while a send is under way.
     await owner.locator('form.create').evaluate((form) => {
       (form as HTMLFormElement).requestSubmit();
       (form as HTMLFormElement).requestSubmit();
     });
     await owner.waitForURL(/\/dashboard\/stores\/[^/]+$/);
     owner.off('request', count);
-    assert.equal(creates, 2, 'the form was sent twice');
-    assert.equal((await storesNamed(server, 'dash-double')).length, 1);
+    assert.equal(creates, 1, 'the form was sent once');
+    // The same request again (a retry after a lost answer), as the page sent it: its
+    // Idempotency-Key gets the store made the first time, not a second one.
+    const first = await sent;
+    const headers = first.headers();
+    assert.match(headers['idempotency-key'] ?? '', /^[0-9a-f-]{36}$/);
+    const again = await owner.evaluate(
+      async ({ url, body, key, csrf }) => {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key, 'x-storehouse-csrf': csrf },
+          body,
+        });
+        return { status: response.status, id: ((await response.json()) as { store?: { id: string } }).store?.id };
+      },
+      { url: first.url(), body: first.postData() ?? '', key: headers['idempotency-key']!, csrf: headers['x-storehouse-csrf'] ?? '' },
+    );
+    const stores = await storesNamed(server, 'dash-double');
+    assert.equal(stores.length, 1);
+    assert.deepEqual(again, { status: 200, id: stores[0].id });
   });
 
   it('shows projects, billing and the team to the owner', async () => {
@@ -336,6 +382,7 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await page.getByLabel('Access token').fill(token);
     await page.getByLabel('Access token').press('Enter');
     await page.getByRole('heading', { name: 'Marketplace' }).waitFor();
+    await assertNothingSecretKept(page, [token]);
     await page.keyboard.press('Tab');
     assert.equal(
       await page.evaluate(() => document.activeElement?.textContent),
@@ -365,6 +412,12 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
       .filter({ hasText: /Cannot load the store.*store_nothing_here/ })
       .waitFor();
     await screenshot(page, 'store-not-found-phone');
+    // The Team page: the members without role controls, and no audit log (the API keeps it for owners).
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Team' }).click();
+    await page.getByRole('rowheader', { name: /viewer@example\.com/ }).waitFor();
+    await page.getByText("The audit log is for the team's owners.").waitFor();
+    assert.equal(await page.getByRole('alert').count(), 0, 'no refusal shown: the page asks for nothing the viewer may not read');
+    assert.equal(await page.locator('main button, main input, main select, main textarea').count(), 0, 'no controls on the team page');
     await context.close();
   });
 
@@ -463,5 +516,9 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     // A bearer token needs no CSRF token (no browser sends it by itself).
     const bearer = await apiCall(server, '/_storehouse/payment-methods', { method: 'POST', token: server.ownerToken, body });
     assert.equal(bearer.status, 200);
+  });
+
+  it('broke no rule of the pages’ Content-Security-Policy on any page it visited', () => {
+    assert.deepEqual(cspViolations, []);
   });
 });

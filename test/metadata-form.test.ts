@@ -29,6 +29,7 @@ import {
   type FormValues,
   initialValues,
   type MetadataFormProps,
+  metadataProblems,
   type MetadataSchema,
   orderedKeys,
   toMetadata,
@@ -393,6 +394,71 @@ describe('form values and metadata', () => {
     assert.deepEqual(['-1.5', '+2', '1e1', '.5', '3.'].map(sent), [-1.5, 2, 10, 0.5, 3]);
     assert.deepEqual(['0x10', 'Infinity', '1,5', '1 2'].map(sent), ['0x10', 'Infinity', '1,5', '1 2']);
   });
+
+  test("the form's own checks refuse what the server's validator refuses, in its words, and take what it takes", () => {
+    const bounded: MetadataSchema = {
+      type: 'object',
+      properties: {
+        count: { type: 'number', 'ui:control': 'input', minimum: 1, maximum: 10 },
+        ratio: { type: 'number', 'ui:control': 'input', exclusiveMinimum: 0, exclusiveMaximum: 1 },
+        name: { type: 'string', 'ui:control': 'input', minLength: 2, maxLength: 4, pattern: '^[a-z]' },
+        slug: { type: 'string', 'ui:control': 'domain', pattern: 'x' },
+        kind: { type: 'string', 'ui:control': 'select', enum: ['a', 'b'], 'ui:options': [{ value: 'a', label: 'A' }] },
+        tags: {
+          type: 'array',
+          'ui:control': 'multi-select',
+          items: { type: 'string' },
+          minItems: 1,
+          maxItems: 2,
+          'ui:options': [{ value: 'a', label: 'A' }],
+        },
+        speed: {
+          type: 'array',
+          'ui:control': 'slider',
+          items: { type: 'number', minimum: 5, maximum: 50 },
+          'ui:steps': [1, 5, 50, 99],
+        },
+      },
+    };
+    const serverProduct = { slug: 'bounded', metadataSchema: bounded } as unknown as Product;
+    const server = (key: string, value: FormValues[string]) => {
+      try {
+        validateMetadata(serverProduct, toMetadata(bounded, { [key]: value }, 'create'));
+        return undefined;
+      } catch (error: any) {
+        return error.extra.fields.find((f: any) => f.key === `metadata.${key}`)?.message as string | undefined;
+      }
+    };
+    const cases: [string, FormValues[string]][] = [
+      ...['0', '1', '10', '10.5', '-3', 'x', '1e1', '1e2'].map((v) => ['count', v] as [string, string]),
+      ...['0', '0.5', '1', '-1'].map((v) => ['ratio', v] as [string, string]),
+      ...['a', 'ab', 'abcd', 'abcde', 'Ab', '1b', '😀😀', 'a😀😀😀', 'a😀😀😀😀'].map((v) => ['name', v] as [string, string]),
+      ...['x', 'axb', 'abc'].map((v) => ['slug', v] as [string, string]),
+      ...['a', 'b', 'c'].map((v) => ['kind', v] as [string, string]),
+      ['tags', []],
+      ['tags', ['a']],
+      ['tags', ['a', 'b', 'c']],
+      ['speed', [5]],
+      ['speed', [50]],
+      ['speed', [1]],
+      ['speed', [99]],
+    ];
+    const refused = new Set<string>();
+    for (const [key, value] of cases) {
+      const own = metadataProblems(bounded, { [key]: value }, 'create')[key];
+      assert.equal(own, server(key, value), `${key} = ${JSON.stringify(value)}`);
+      if (own) refused.add(key);
+    }
+    // Every keyword was exercised on both sides of it.
+    assert.deepEqual([...refused].sort(), ['count', 'kind', 'name', 'ratio', 'slug', 'speed', 'tags']);
+  });
+
+  test('a hidden field, a locked one on the update form and a paid-only one on a free plan are not checked (they are not sent)', () => {
+    const values = { ...initialValues(schema, 'create'), backupWindow: 'nonsense', keyPrefix: 'A', throughput: [1] };
+    assert.deepEqual(Object.keys(metadataProblems(schema, values, 'create')).sort(), ['keyPrefix']);
+    assert.deepEqual(metadataProblems(schema, values, 'update'), {}, 'the key prefix is read-only on update');
+    assert.deepEqual(Object.keys(metadataProblems(schema, values, 'create', { paidPlan: true })).sort(), ['keyPrefix', 'throughput']);
+  });
 });
 
 describe('region and country names', () => {
@@ -451,9 +517,9 @@ describe('the form rendered', () => {
       kinds('tier').map((t) => t.attrs.type ?? t.name),
       ['fieldset', 'radio', 'radio'], // "scale" is hidden while size < 16
     );
-    assert.equal(kinds('size')[0]!.attrs.type, 'number');
-    assert.equal(kinds('size')[0]!.attrs.min, '1');
-    assert.equal(kinds('size')[0]!.attrs.max, '64');
+    // A number is typed as text (inputmode decimal), so what was typed is kept and checked; its bounds are said under it.
+    assert.equal(kinds('size')[0]!.attrs.type, 'text');
+    assert.equal(kinds('size')[0]!.attrs.inputmode ?? kinds('size')[0]!.attrs.inputMode, 'decimal');
     assert.equal(kinds('size')[0]!.attrs.placeholder, '8');
     assert.equal(kinds('region')[0]!.name, 'select');
     assert.equal(kinds('encryption')[0]!.attrs.role, 'switch');
@@ -484,6 +550,11 @@ describe('the form rendered', () => {
     const described = size.attrs['aria-describedby']!.split(' ');
     assert.equal(textOf(html, described.find((id) => id.endsWith('-description'))!), 'Up to 8 GB on this tier');
     assert.equal(textOf(html, described.find((id) => id.endsWith('-value'))!), '8 GB');
+    assert.equal(textOf(html, described.find((id) => id.endsWith('-hint'))!), 'A number, at least 1 and at most 64.');
+    const prefixHint = kinds('keyPrefix')[0]!
+      .attrs['aria-describedby']!.split(' ')
+      .find((id) => id.endsWith('-hint'))!;
+    assert.equal(textOf(html, prefixHint), '2 to 20 characters.');
     assert.equal(size.attrs['aria-required'], 'true');
   });
 

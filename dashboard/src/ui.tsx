@@ -37,6 +37,37 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
   return { data, error, loading, reload };
 }
 
+/**
+ * What a form or button does when used: `busy` while it runs, and the API's refusal kept in
+ * `error` for the page to show beside it. A second use while the first still runs does nothing
+ * (a double click or Enter pressed twice comes before the disabled button has rendered).
+ */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<Error>();
+  const running = useRef(false);
+  const run = async (action: () => Promise<unknown>) => {
+    if (running.current) return;
+    running.current = true;
+    setBusy(true);
+    setError(undefined);
+    try {
+      await action();
+    } catch (caught) {
+      setError(caught as Error);
+    } finally {
+      running.current = false;
+      setBusy(false);
+    }
+  };
+  /** A form's onSubmit: the page stays where it is, and `action` runs. */
+  const submit = (action: () => Promise<unknown>) => (event: Event) => {
+    event.preventDefault();
+    void run(action);
+  };
+  return { busy, error, setError, run, submit };
+}
+
 /** A refusal's message (the API's own words), announced to screen readers. */
 export function ErrorNotice({ error, title }: { error: Error | undefined; title?: string }) {
   if (!error) return null;
@@ -89,8 +120,7 @@ export function ActionButton(props: {
   disabled?: boolean;
   label?: string;
 }) {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error>();
+  const { busy, error, run } = useAction();
   return (
     <span class="action">
       <button
@@ -98,17 +128,7 @@ export function ActionButton(props: {
         class={props.class}
         aria-label={props.label}
         disabled={busy || props.disabled}
-        onClick={async () => {
-          setBusy(true);
-          setError(undefined);
-          try {
-            await props.action();
-          } catch (caught) {
-            setError(caught as Error);
-          } finally {
-            setBusy(false);
-          }
-        }}
+        onClick={() => run(props.action)}
       >
         {props.children}
       </button>

@@ -4,9 +4,9 @@ import fp from 'fastify-plugin';
 import { AppError } from '../errors.ts';
 import type { Access, Actor, TeamSelector } from '../tenancy/access.ts';
 import type { Principal } from '../tenancy/tokens.ts';
-import { type DashboardSession, type DashboardSessions, CSRF_HEADER, sessionCookie } from '../tenancy/dashboard-sessions.ts';
+import { type DashboardSession, type DashboardSessions, CSRF_HEADER } from '../tenancy/dashboard-sessions.ts';
 import type { RateLimits } from './rate-limit.ts';
-import { setSessionCookie } from './session-cookie.ts';
+import { requestSessionSecret, setSessionCookie } from './session-cookie.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -103,7 +103,20 @@ export const authPlugin = fp(async function authPlugin(
    * CSRF token too (a page of another site can make the browser send the cookie, never the token).
    */
   const authenticateBySession = async (request: FastifyRequest, reply: FastifyReply, secret: string) => {
-    const session = await sessions!.session(secret);
+    let session: DashboardSession;
+    try {
+      session = await sessions!.session(secret);
+    } catch (error) {
+      // A cookie that opens no session counts as a failed authentication, as a bad token does, so
+      // guessed cookies cost their address as guessed tokens do. Counted only after the lookup: a
+      // stale cookie is every returning browser's, and must not cost it its sign-in.
+      if (countsFailures && error instanceof AppError && error.status === 401) {
+        await limits!.authFailure(clientAddressKey(request.ip), reply, (refused) =>
+          request.log.warn({ address: refused }, 'refusing a client address after too many failed authentications this minute'),
+        );
+      }
+      throw error;
+    }
     if (!SAFE_METHODS.has(request.method)) sessions!.checkCsrf(session, request.headers[CSRF_HEADER]);
     request.dashboardSession = session;
     request.principal = session.principal;
@@ -114,7 +127,7 @@ export const authPlugin = fp(async function authPlugin(
   const authenticate = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) => {
     const header = request.headers.authorization;
     if (header === undefined && sessions !== undefined) {
-      const secret = sessionCookie(request.headers.cookie);
+      const secret = requestSessionSecret(request);
       if (secret !== undefined) {
         authenticateBySession(request, reply, secret).then(() => done(), done);
         return;

@@ -8,7 +8,7 @@
  * on every node at once.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { Database } from '../db/database.ts';
+import type { Database, Queryable } from '../db/database.ts';
 import { AppError, badRequest, forbidden, unauthorized } from '../errors.ts';
 import { hashToken, newId, randomBase62 } from '../ids.ts';
 import { type Team, getTeam, roleIn } from './teams.ts';
@@ -17,6 +17,14 @@ import { type User, getUser } from './users.ts';
 
 /** The cookie a session's secret travels in. */
 export const SESSION_COOKIE = 'storehouse_session';
+/**
+ * Its name over https: a `__Host-` cookie is one the browser takes only from this very host, with
+ * Secure and Path=/ and no Domain, so a page of a sibling subdomain cannot plant a session of
+ * its own choosing (signing the victim in as someone else) under the name the server reads.
+ */
+export const SECURE_SESSION_COOKIE = `__Host-${SESSION_COOKIE}`;
+/** The session cookie's name for a request that came over https or not. */
+export const sessionCookieName = (secure: boolean) => (secure ? SECURE_SESSION_COOKIE : SESSION_COOKIE);
 /** The header a cookie-authenticated write carries its session's CSRF token in. */
 export const CSRF_HEADER = 'x-storehouse-csrf';
 
@@ -56,17 +64,27 @@ function sameSecret(given: string, expected: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The session secret in a Cookie header, if there is one. */
-export function sessionCookie(header: string | undefined): string | undefined {
+/** The session secret in a Cookie header, if there is one: over https only in the `__Host-` cookie. */
+export function sessionCookie(header: string | undefined, secure = false): string | undefined {
   if (!header) return undefined;
+  const name = sessionCookieName(secure);
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === SESSION_COOKIE) {
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
       const value = part.slice(eq + 1).trim();
       return value === '' ? undefined : value;
     }
   }
   return undefined;
+}
+
+/**
+ * Ends a member's sessions in a team they left or were removed from (inside the transaction that
+ * removes them): a session whose team is gone would only answer 403. Sessions made from a token
+ * end already, with the tokens the removal revokes; these are the one-time links' ones.
+ */
+export async function endMemberSessions(db: Queryable, teamId: string, userId: string): Promise<void> {
+  await db.query('DELETE FROM dashboard_sessions WHERE team_id = $1 AND user_id = $2', [teamId, userId]);
 }
 
 export class DashboardSessions {

@@ -14,7 +14,7 @@
  * which Vite bundles with it.
  */
 import type { ComponentChildren } from 'preact';
-import { useId } from 'preact/hooks';
+import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import { evaluateText, holds, type Scope } from './expressions.ts';
 import {
   expressionScope,
@@ -22,6 +22,7 @@ import {
   type FieldValue,
   fieldState,
   type MetadataFormProps,
+  metadataProblems,
   type MetadataProperty,
   type Mode,
   normalizeOption,
@@ -54,22 +55,59 @@ interface Field {
 /** Text as part of an id: letters, digits, _ and - as they are, anything else (spaces, which would split aria-describedby) by its code. */
 const idPart = (text: string) => text.replace(/[^A-Za-z0-9_-]/g, (c) => `.${c.codePointAt(0)!.toString(16)}.`);
 
+/**
+ * Keeps the form around it from being sent while a value breaks its schema's rules: a submit
+ * listener on the <form> that runs before the page's own (a capturing listener on the target
+ * runs first) stops the submit, shows every such field's message and moves focus to the first.
+ * The page's form is noValidate (the server's validation_error lands beside each field, and
+ * native bubbles would say it differently), so the browser's own checks do not do this.
+ */
+function useSubmitGuard(problems: Record<string, string>, showAll: () => void) {
+  const root = useRef<HTMLDivElement>(null);
+  const current = useRef({ problems, showAll });
+  current.current = { problems, showAll };
+  useEffect(() => {
+    const form = root.current?.closest('form');
+    if (!form) return;
+    const guard = (event: Event) => {
+      const keys = Object.keys(current.current.problems);
+      if (keys.length === 0) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      current.current.showAll();
+      const first = root.current?.querySelector<HTMLElement>(`.mf-field[data-problem] :is(input, select):not(:disabled)`);
+      first?.focus();
+    };
+    form.addEventListener('submit', guard, true);
+    return () => form.removeEventListener('submit', guard, true);
+  }, []);
+  return root;
+}
+
 export function MetadataForm({ schema, mode, values, onChange, errors = {}, paidPlan, disabled = false }: MetadataFormProps) {
   const prefix = useId();
   const scope = expressionScope(schema, values);
   const required = new Set(schema.required ?? []);
+  // A field's own check shows once it has been left (or a submit was stopped), not while the first characters are typed.
+  const [touched, setTouched] = useState<ReadonlySet<string> | 'all'>(new Set());
+  const problems = metadataProblems(schema, values, mode, { paidPlan });
+  const root = useSubmitGuard(problems, () => setTouched('all'));
+  const leave = (key: string) => setTouched((old) => (old === 'all' || old.has(key) ? old : new Set([...old, key])));
   return (
-    <div class="mf">
+    <div class="mf" ref={root}>
       {orderedKeys(schema).map((key) => {
         const property = schema.properties[key]!;
         const state = fieldState(property, mode, scope, { paidPlan });
         if (state.hidden) return null;
         const id = `${prefix}-${idPart(key)}`;
-        const error = errors[`metadata.${key}`] ?? errors[key];
+        const problem = touched === 'all' || touched.has(key) ? problems[key] : undefined;
+        const error = errors[`metadata.${key}`] ?? errors[key] ?? problem;
         const description = describe(property, scope);
+        const hint = bounds(property);
         const formatted = property['ui:formatted-value'] ? evaluateText(property['ui:formatted-value'].expr, scope) : undefined;
         const notes = [
           description && `${id}-description`,
+          hint && `${id}-hint`,
           formatted && `${id}-value`,
           state.paidOnly && `${id}-paid`,
           error && `${id}-error`,
@@ -89,11 +127,24 @@ export function MetadataForm({ schema, mode, values, onChange, errors = {}, paid
           set: (value) => onChange({ ...values, [key]: value }),
         };
         return (
-          <div class="mf-field" key={key} data-key={key} data-control={property['ui:control']} data-invalid={error ? '' : undefined}>
+          <div
+            class="mf-field"
+            key={key}
+            data-key={key}
+            data-control={property['ui:control']}
+            data-invalid={error ? '' : undefined}
+            data-problem={problems[key] ? '' : undefined}
+            onBlurCapture={() => leave(key)}
+          >
             {renderControl(field, formatted)}
             {description && (
               <p class="mf-description" id={`${id}-description`}>
                 {description}
+              </p>
+            )}
+            {hint && (
+              <p class="mf-hint" id={`${id}-hint`}>
+                {hint}
               </p>
             )}
             {state.paidOnly && (
@@ -120,6 +171,34 @@ function describe(property: MetadataProperty, scope: Scope): string {
   if (text || property['ui:control'] !== 'git-namespace') return text;
   const providers = (property['git:providers'] ?? ['github', 'gitlab', 'bitbucket']).map((p) => PROVIDERS[p]);
   return `A ${providers.join(', ')} user or organization.`;
+}
+
+const list = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+
+/** The schema's bounds as a line under the control ("From 1 to 64."), so they are known before a value breaks them. */
+function bounds(property: MetadataProperty): string {
+  if (property.type === 'number') {
+    const low = property.minimum ?? property.exclusiveMinimum;
+    const high = property.maximum ?? property.exclusiveMaximum;
+    const above = property.minimum !== undefined ? `at least ${low}` : `more than ${low}`;
+    const below = property.maximum !== undefined ? `at most ${high}` : `less than ${high}`;
+    if (low !== undefined && high !== undefined) return `A number, ${above} and ${below}.`;
+    if (low !== undefined) return `A number, ${above}.`;
+    return high !== undefined ? `A number, ${below}.` : '';
+  }
+  if (property.type === 'string' && property['ui:control'] !== 'git-namespace' && !property['ui:options']) {
+    const { minLength: min, maxLength: max } = property;
+    if (min !== undefined && max !== undefined) return `${min} to ${list(max, 'character')}.`;
+    if (min !== undefined) return `At least ${list(min, 'character')}.`;
+    return max !== undefined ? `At most ${list(max, 'character')}.` : '';
+  }
+  if (property.type === 'array' && property['ui:control'] !== 'slider') {
+    const { minItems: min, maxItems: max } = property;
+    if (min !== undefined && max !== undefined) return `Choose ${min} to ${max}.`;
+    if (min !== undefined) return `Choose at least ${min}.`;
+    return max !== undefined ? `Choose at most ${max}.` : '';
+  }
+  return '';
 }
 
 function Label({ field, id, children }: { field: Field; id?: string; children?: ComponentChildren }) {
@@ -211,7 +290,10 @@ function TextInput({ field, formatted }: { field: Field; formatted: string | und
       <Label field={field} />
       <span class="mf-row">
         {property.type === 'number' ? (
-          <input {...common} type="number" inputMode="decimal" step="any" min={property.minimum} max={property.maximum} />
+          // Text, not type="number": a number input's value is "" while its text is not a number ("1e",
+          // "1,5"), which would send nothing and let the server fill the default in; as text, what
+          // was typed is kept and checked (bounds() says the range, metadataProblems() enforces it).
+          <input {...common} type="text" inputMode="decimal" spellcheck={false} />
         ) : (
           <input
             {...common}

@@ -49,13 +49,29 @@ export interface MetadataProperty {
   'ui:options'?: Option[];
   'ui:steps'?: number[];
   'git:providers'?: ('github' | 'gitlab' | 'bitbucket')[];
-  items?: { type: 'string' | 'number'; default?: unknown; minimum?: number; maximum?: number };
+  items?: NumberBounds & StringBounds & { type: 'string' | 'number'; default?: unknown; enum?: string[] };
+  enum?: string[];
   minimum?: number;
   maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
   minLength?: number;
   maxLength?: number;
+  pattern?: string;
   minItems?: number;
   maxItems?: number;
+}
+
+interface NumberBounds {
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+}
+interface StringBounds {
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
 }
 
 export interface MetadataSchema {
@@ -218,4 +234,72 @@ export function toMetadata(schema: MetadataSchema, values: FormValues, mode: Mod
 export function normalizeOption(option: Option, name: (code: string) => string = (code) => code): OptionObject & { label: string } {
   if (typeof option === 'string') return { value: option, label: name(option) };
   return { ...option, label: option.label ?? name(option.value) };
+}
+
+/** Ajv's "must be <= 64"-style message for the first bound a number breaks, as the server words it. */
+function numberProblem(bounds: NumberBounds, n: number): string | undefined {
+  if (bounds.maximum !== undefined && !(n <= bounds.maximum)) return `must be <= ${bounds.maximum}`;
+  if (bounds.minimum !== undefined && !(n >= bounds.minimum)) return `must be >= ${bounds.minimum}`;
+  if (bounds.exclusiveMaximum !== undefined && !(n < bounds.exclusiveMaximum)) return `must be < ${bounds.exclusiveMaximum}`;
+  if (bounds.exclusiveMinimum !== undefined && !(n > bounds.exclusiveMinimum)) return `must be > ${bounds.exclusiveMinimum}`;
+  return undefined;
+}
+
+/**
+ * The first string keyword a text breaks, worded as the server's Ajv words it. Lengths count code
+ * points (as Ajv does, not UTF-16 units), and a pattern is JSON Schema's: unanchored, with the `u`
+ * flag (an HTML `pattern` attribute would anchor it, so the input does not carry one).
+ */
+function stringProblem(bounds: StringBounds & { enum?: string[] }, text: string): string | undefined {
+  const length = [...text].length;
+  if (bounds.maxLength !== undefined && length > bounds.maxLength) return `must NOT have more than ${bounds.maxLength} characters`;
+  if (bounds.minLength !== undefined && length < bounds.minLength) return `must NOT have fewer than ${bounds.minLength} characters`;
+  if (bounds.pattern !== undefined) {
+    let pattern: RegExp | undefined;
+    try {
+      pattern = new RegExp(bounds.pattern, 'u');
+    } catch {
+      // A pattern this browser cannot compile: the server (which the catalog validator holds to it) decides.
+    }
+    if (pattern && !pattern.test(text)) return `must match pattern "${bounds.pattern}"`;
+  }
+  if (bounds.enum && !bounds.enum.includes(text)) return `must be one of: ${bounds.enum.join(', ')}`;
+  return undefined;
+}
+
+/** What the server's validator would say of one value the form sends, or undefined when it takes it. */
+export function valueProblem(property: MetadataProperty, value: Metadata[string]): string | undefined {
+  if (property.type === 'number') return typeof value === 'number' ? numberProblem(property, value) : 'must be number';
+  if (property.type === 'string' && typeof value === 'string') return stringProblem(property, value);
+  if (property.type === 'array' && Array.isArray(value)) {
+    if (property.maxItems !== undefined && value.length > property.maxItems) return `must NOT have more than ${property.maxItems} items`;
+    if (property.minItems !== undefined && value.length < property.minItems) return `must NOT have fewer than ${property.minItems} items`;
+    const items = property.items ?? {};
+    for (const item of value as unknown[]) {
+      const problem =
+        typeof item === 'number' ? numberProblem(items, item) : typeof item === 'string' ? stringProblem(items, item) : undefined;
+      if (problem) return problem;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The schema's rules the form checks before it sends (JSON Schema's bounds, lengths, pattern,
+ * enum and item counts, as the server's validator applies them), by key, for the values it
+ * would send: a hidden, locked-on-update or paid-only-on-free field is not sent, so not checked.
+ * A required field left empty is not here: the server says so, beside the field.
+ */
+export function metadataProblems(
+  schema: MetadataSchema,
+  values: FormValues,
+  mode: Mode,
+  context: FormContext = {},
+): Record<string, string> {
+  const problems: Record<string, string> = {};
+  for (const [key, value] of Object.entries(toMetadata(schema, values, mode, context))) {
+    const problem = valueProblem(schema.properties[key]!, value);
+    if (problem) problems[key] = problem;
+  }
+  return problems;
 }

@@ -6,7 +6,7 @@ import { initialValues, toMetadata, type FormValues } from '../metadata-form/met
 import { Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { mayChange, type BillingPlan, type Store } from '../types.ts';
-import { ErrorNotice, Show, useLoad } from '../ui.tsx';
+import { ErrorNotice, Show, useAction, useLoad } from '../ui.tsx';
 import { PaymentMethodPicker } from './payment.tsx';
 import { PlanDetails } from './plans.tsx';
 
@@ -57,8 +57,7 @@ function CreateForm(props: {
   const [paymentMethodId, setPaymentMethodId] = useState<string>();
   const [amount, setAmount] = useState('');
   const [values, setValues] = useState<FormValues>(() => initialValues(schema, 'create'));
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error>();
+  const { busy, error, submit: sending } = useAction();
   // One key per request body: a second click (or a retry of the same form) sends the same key,
   // so the server makes one store; a changed form is a new request with a new key.
   const keys = useRef(new Map<string, string>());
@@ -76,23 +75,14 @@ function CreateForm(props: {
     ...(plan?.type === 'prepayment' && amount.trim() !== '' && { prepaymentAmountCents: Math.round(Number(amount) * 100) }),
   });
 
-  const submit = async (event: Event) => {
-    event.preventDefault();
+  const submit = sending(async () => {
     const request = body();
     const text = JSON.stringify(request);
     let key = keys.current.get(text);
     if (!key) keys.current.set(text, (key = newIdempotencyKey()));
-    setBusy(true);
-    setError(undefined);
-    try {
-      const { store } = await api.post<{ store: Store }>('/v1/storage/stores/integration/direct', request, { idempotencyKey: key });
-      navigate(`/stores/${encodeURIComponent(store.id)}`);
-    } catch (caught) {
-      setError(caught as Error);
-    } finally {
-      setBusy(false);
-    }
-  };
+    const { store } = await api.post<{ store: Store }>('/v1/storage/stores/integration/direct', request, { idempotencyKey: key });
+    navigate(`/stores/${encodeURIComponent(store.id)}`);
+  });
 
   const generalError = error && !(error instanceof ApiError && error.code === 'validation_error') ? error : undefined;
   const otherFields = Object.entries(errors).filter(

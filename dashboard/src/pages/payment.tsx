@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api.ts';
 import type { PaymentMethod } from '../types.ts';
-import { ErrorNotice, useLoad } from '../ui.tsx';
+import { ErrorNotice, useAction, useLoad } from '../ui.tsx';
 
 export const loadPaymentMethods = () =>
   api.get<{ paymentMethods: PaymentMethod[] }>('/_storehouse/payment-methods').then((b) => b.paymentMethods);
@@ -13,21 +13,13 @@ export const addTestCard = (cardNumber: string, makeDefault: boolean) =>
 export function AddCardForm({ onAdded, makeDefault = false }: { onAdded: (method: PaymentMethod) => void; makeDefault?: boolean }) {
   const [number, setNumber] = useState('');
   const [asDefault, setAsDefault] = useState(makeDefault);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error>();
-  const add = async () => {
-    setBusy(true);
-    setError(undefined);
-    try {
+  const { busy, error, run } = useAction();
+  const add = () =>
+    run(async () => {
       const method = await addTestCard(number, asDefault);
       setNumber('');
       onAdded(method);
-    } catch (caught) {
-      setError(caught as Error);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   return (
     <fieldset class="add-card">
       <legend>Add a test card</legend>

@@ -3,7 +3,7 @@ import { api } from '../api.ts';
 import { Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { mayChange, type EnvVar, type Project } from '../types.ts';
-import { CopyButton, ErrorNotice, Show, useLoad } from '../ui.tsx';
+import { CopyButton, ErrorNotice, Show, useAction, useLoad } from '../ui.tsx';
 
 const ENVIRONMENTS = ['production', 'preview', 'development'] as const;
 const projectPath = (id: string) => `/v9/projects/${encodeURIComponent(id)}`;
@@ -36,24 +36,14 @@ export function Projects() {
 
 function CreateProject() {
   const [name, setName] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error>();
+  const { busy, error, submit } = useAction();
   return (
     <form
       class="inline-form"
-      onSubmit={async (event) => {
-        event.preventDefault();
-        setBusy(true);
-        setError(undefined);
-        try {
-          const project = await api.post<Project>('/v11/projects', { name: name.trim() });
-          navigate(`/projects/${encodeURIComponent(project.id)}`);
-        } catch (caught) {
-          setError(caught as Error);
-        } finally {
-          setBusy(false);
-        }
-      }}
+      onSubmit={submit(async () => {
+        const project = await api.post<Project>('/v11/projects', { name: name.trim() });
+        navigate(`/projects/${encodeURIComponent(project.id)}`);
+      })}
     >
       <h2>Create a project</h2>
       <label for="project-name">Project name</label>
@@ -152,31 +142,21 @@ function AddVariable({ projectId, onAdded }: { projectId: string; onAdded: () =>
   const [key, setKey] = useState('');
   const [value, setValue] = useState('');
   const [targets, setTargets] = useState<string[]>([...ENVIRONMENTS]);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error>();
+  const { busy, error, submit } = useAction();
   return (
     <form
       class="inline-form"
-      onSubmit={async (event) => {
-        event.preventDefault();
-        setBusy(true);
-        setError(undefined);
-        try {
-          await api.post(`/v10/projects/${encodeURIComponent(projectId)}/env`, {
-            key: key.trim(),
-            value,
-            type: 'encrypted',
-            target: targets,
-          });
-          setKey('');
-          setValue('');
-          await onAdded();
-        } catch (caught) {
-          setError(caught as Error);
-        } finally {
-          setBusy(false);
-        }
-      }}
+      onSubmit={submit(async () => {
+        await api.post(`/v10/projects/${encodeURIComponent(projectId)}/env`, {
+          key: key.trim(),
+          value,
+          type: 'encrypted',
+          target: targets,
+        });
+        setKey('');
+        setValue('');
+        await onAdded();
+      })}
     >
       <h2>Add a variable</h2>
       <label for="env-key">Name</label>

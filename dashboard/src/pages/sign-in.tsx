@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import type { Session } from '../types.ts';
-import { ErrorNotice } from '../ui.tsx';
+import { ErrorNotice, useAction } from '../ui.tsx';
 
 /**
  * Signing in with an access token (it is sent once, to make the session, and kept nowhere), or
@@ -9,27 +9,17 @@ import { ErrorNotice } from '../ui.tsx';
  */
 export function SignIn({ error, onSignedIn }: { error: Error | undefined; onSignedIn: (session: Session) => Promise<void> }) {
   const [token, setToken] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [failed, setFailed] = useState<Error>();
+  const { busy, error: failed, submit } = useAction();
   return (
     <main id="main" class="sign-in">
       <h1>Sign in to Storehouse</h1>
       <ErrorNotice error={error} title="Sign-in link" />
       <form
-        onSubmit={async (event) => {
-          event.preventDefault();
-          setBusy(true);
-          setFailed(undefined);
-          try {
-            const session = await api.post<Session>('/_storehouse/dashboard/session', { token: token.trim() }, { noTeam: true });
-            setToken('');
-            await onSignedIn(session);
-          } catch (caught) {
-            setFailed(caught as Error);
-          } finally {
-            setBusy(false);
-          }
-        }}
+        onSubmit={submit(async () => {
+          const session = await api.post<Session>('/_storehouse/dashboard/session', { token: token.trim() }, { noTeam: true });
+          setToken('');
+          await onSignedIn(session);
+        })}
       >
         <label for="token">Access token</label>
         <input

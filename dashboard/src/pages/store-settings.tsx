@@ -3,7 +3,7 @@ import { api, ApiError } from '../api.ts';
 import { MetadataForm } from '../metadata-form/MetadataForm.tsx';
 import { initialValues, toMetadata, type FormValues, type MetadataSchema } from '../metadata-form/metadata.ts';
 import type { BillingPlan, Store } from '../types.ts';
-import { ErrorNotice, Show, useLoad } from '../ui.tsx';
+import { ErrorNotice, Show, useAction, useLoad } from '../ui.tsx';
 import { fieldErrors, isPaid } from './create-store.tsx';
 import { PaymentMethodPicker } from './payment.tsx';
 import { PlanDetails } from './plans.tsx';
@@ -33,8 +33,7 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
   const [planId, setPlanId] = useState(store.billingPlan?.id);
   const [paymentMethodId, setPaymentMethodId] = useState<string>();
   const [amount, setAmount] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error>();
+  const { busy, error, submit } = useAction();
   const [saved, setSaved] = useState(false);
   const plan = plans.find((candidate) => candidate.id === planId) ?? store.billingPlan;
   const changingPlan = planId !== undefined && planId !== store.billingPlan?.id;
@@ -42,29 +41,20 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
   return (
     <form
       noValidate
-      onSubmit={async (event) => {
-        event.preventDefault();
-        setBusy(true);
-        setError(undefined);
+      onSubmit={submit(async () => {
         setSaved(false);
-        try {
-          await api.patch(`/v1/storage/stores/${encodeURIComponent(store.id)}`, {
-            ...(name.trim() !== store.name && { name: name.trim() }),
-            metadata: toMetadata(schema, values, 'update', { paidPlan: isPaid(plan) }),
-            ...(changingPlan && { billingPlanId: planId }),
-            ...(changingPlan && plan?.paymentMethodRequired && paymentMethodId && { paymentMethodId }),
-            ...(changingPlan &&
-              plan?.type === 'prepayment' &&
-              amount.trim() !== '' && { prepaymentAmountCents: Math.round(Number(amount) * 100) }),
-          });
-          setSaved(true);
-          await onSaved();
-        } catch (caught) {
-          setError(caught as Error);
-        } finally {
-          setBusy(false);
-        }
-      }}
+        await api.patch(`/v1/storage/stores/${encodeURIComponent(store.id)}`, {
+          ...(name.trim() !== store.name && { name: name.trim() }),
+          metadata: toMetadata(schema, values, 'update', { paidPlan: isPaid(plan) }),
+          ...(changingPlan && { billingPlanId: planId }),
+          ...(changingPlan && plan?.paymentMethodRequired && paymentMethodId && { paymentMethodId }),
+          ...(changingPlan &&
+            plan?.type === 'prepayment' &&
+            amount.trim() !== '' && { prepaymentAmountCents: Math.round(Number(amount) * 100) }),
+        });
+        setSaved(true);
+        await onSaved();
+      })}
     >
       <div class="field">
         <label for="settings-name">Name</label>
@@ -73,6 +63,7 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
           value={name}
           disabled={busy}
           onInput={(event) => setName((event.target as HTMLInputElement).value)}
+          aria-invalid={errors.name ? true : undefined}
           aria-describedby={errors.name ? 'settings-name-error' : undefined}
         />
         {errors.name && (
@@ -82,7 +73,7 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
         )}
       </div>
       {plans.length > 0 && (
-        <fieldset class="plan-picker">
+        <fieldset class="plan-picker" aria-describedby={errors.billingPlanId ? 'settings-plan-error' : undefined}>
           <legend>Plan</legend>
           {plans.map((candidate) => (
             <label key={candidate.id} class={`plan-choice${candidate.disabled ? ' disabled' : ''}`}>
@@ -97,7 +88,11 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
               {candidate.id === store.billingPlan?.id && <span class="badge ok">current</span>}
             </label>
           ))}
-          {errors.billingPlanId && <p class="field-error">{errors.billingPlanId}</p>}
+          {errors.billingPlanId && (
+            <p id="settings-plan-error" class="field-error">
+              {errors.billingPlanId}
+            </p>
+          )}
         </fieldset>
       )}
       {changingPlan && plan?.paymentMethodRequired && (
@@ -111,9 +106,16 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
             type="number"
             step="0.01"
             value={amount}
+            disabled={busy}
             onInput={(event) => setAmount((event.target as HTMLInputElement).value)}
+            aria-invalid={errors.prepaymentAmountCents ? true : undefined}
+            aria-describedby={errors.prepaymentAmountCents ? 'settings-prepayment-error' : undefined}
           />
-          {errors.prepaymentAmountCents && <p class="field-error">{errors.prepaymentAmountCents}</p>}
+          {errors.prepaymentAmountCents && (
+            <p id="settings-prepayment-error" class="field-error">
+              {errors.prepaymentAmountCents}
+            </p>
+          )}
         </div>
       )}
       {Object.keys(schema.properties ?? {}).length > 0 && (

@@ -3,7 +3,7 @@ import { api } from '../api.ts';
 import { Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { mayChange, type Project, type Store } from '../types.ts';
-import { ActionButton, Confirm, CopyButton, ErrorNotice, Show, StatusBadge, formatDate, useInterval, useLoad } from '../ui.tsx';
+import { ActionButton, Confirm, CopyButton, ErrorNotice, Show, StatusBadge, formatDate, useInterval, useAction, useLoad } from '../ui.tsx';
 import { settling } from './stores.tsx';
 import { StoreSettings } from './store-settings.tsx';
 
@@ -202,32 +202,22 @@ function ConnectForm({ store, onConnected }: { store: Store; onConnected: () => 
   const [projectId, setProjectId] = useState('');
   const [environments, setEnvironments] = useState<string[]>(ENVIRONMENTS);
   const [prefix, setPrefix] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error>();
+  const { busy, error, submit } = useAction();
   const connected = new Set(store.projectsMetadata.map((connection) => connection.projectId));
   const available = (projects.data ?? []).filter((project) => !connected.has(project.id));
   return (
     <form
       class="connect"
-      onSubmit={async (event) => {
-        event.preventDefault();
-        setBusy(true);
-        setError(undefined);
-        try {
-          await api.post(`${storePath(store.id)}/connections`, {
-            projectId,
-            envVarEnvironments: environments,
-            ...(prefix.trim() !== '' && { envVarPrefix: prefix.trim() }),
-          });
-          setProjectId('');
-          setPrefix('');
-          await onConnected();
-        } catch (caught) {
-          setError(caught as Error);
-        } finally {
-          setBusy(false);
-        }
-      }}
+      onSubmit={submit(async () => {
+        await api.post(`${storePath(store.id)}/connections`, {
+          projectId,
+          envVarEnvironments: environments,
+          ...(prefix.trim() !== '' && { envVarPrefix: prefix.trim() }),
+        });
+        setProjectId('');
+        setPrefix('');
+        await onConnected();
+      })}
     >
       <h3>Connect a project</h3>
       <ErrorNotice error={projects.error} title="Cannot list projects" />

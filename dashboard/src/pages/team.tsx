@@ -3,7 +3,7 @@ import { api } from '../api.ts';
 import { useSession } from '../session.tsx';
 import type { Role } from '../types.ts';
 import { WebhookDeliveries } from './webhook-deliveries.tsx';
-import { ActionButton, CopyButton, ErrorNotice, type Loaded, Show, formatDate, useLoad } from '../ui.tsx';
+import { ActionButton, CopyButton, ErrorNotice, type Loaded, Show, formatDate, useAction, useLoad } from '../ui.tsx';
 
 const ROLES: Role[] = ['OWNER', 'MEMBER', 'DEVELOPER', 'BILLING', 'VIEWER'];
 
@@ -35,7 +35,7 @@ interface AuditEvent {
   createdAt: number | string;
 }
 
-/** The team, the signed-in member's role, and its audit log (filtered by action, target and actor). */
+/** The team, the signed-in member's role, and (for its owners, who alone may read it) its audit log. */
 export function TeamPage() {
   const { team, role, user } = useSession();
   const members = useLoad(
@@ -43,13 +43,6 @@ export function TeamPage() {
     [team.id],
   );
   const emails = new Map((members.data ?? []).map((member) => [member.uid, member.email]));
-  const events = useLoad(
-    () => api.get<{ events: AuditEvent[] }>('/_storehouse/audit', { query: { limit: 200 } }).then((b) => b.events),
-    [],
-  );
-  const [action, setAction] = useState('');
-  const [target, setTarget] = useState('');
-  const [actor, setActor] = useState('');
   return (
     <section>
       <h1>{team.name}</h1>
@@ -60,6 +53,22 @@ export function TeamPage() {
       {role !== 'VIEWER' && <Tokens />}
       {role === 'OWNER' && <WebhookDeliveries />}
       <h2>Audit log</h2>
+      {role === 'OWNER' ? <AuditLog emails={emails} /> : <p class="muted">The audit log is for the team's owners.</p>}
+    </section>
+  );
+}
+
+/** The team's audit log, filtered by action, target and actor (by id or email: `emails` names the members). */
+function AuditLog({ emails }: { emails: Map<string, string> }) {
+  const events = useLoad(
+    () => api.get<{ events: AuditEvent[] }>('/_storehouse/audit', { query: { limit: 200 } }).then((b) => b.events),
+    [],
+  );
+  const [action, setAction] = useState('');
+  const [target, setTarget] = useState('');
+  const [actor, setActor] = useState('');
+  return (
+    <>
       <fieldset class="filters">
         <legend>Filter the audit log</legend>
         <label>
@@ -115,7 +124,7 @@ export function TeamPage() {
           );
         }}
       </Show>
-    </section>
+    </>
   );
 }
 
@@ -214,8 +223,7 @@ function Tokens() {
   const [name, setName] = useState('');
   const [days, setDays] = useState('');
   const [created, setCreated] = useState<{ name: string; value: string }>();
-  const [error, setError] = useState<Error>();
-  const [busy, setBusy] = useState(false);
+  const { busy, error, submit } = useAction();
   return (
     <section aria-labelledby="tokens-title">
       <h2 id="tokens-title">Your access tokens</h2>
@@ -275,22 +283,13 @@ function Tokens() {
       </Show>
       <form
         class="inline-form"
-        onSubmit={async (event) => {
-          event.preventDefault();
-          setBusy(true);
-          setError(undefined);
-          try {
-            const expiresAt = days.trim() === '' ? undefined : Date.now() + Number(days) * 86_400_000;
-            const body = await api.post<{ token: AuthToken; bearerToken: string }>('/v3/user/tokens', { name: name.trim(), expiresAt });
-            setCreated({ name: body.token.name, value: body.bearerToken });
-            setName('');
-            await tokens.reload();
-          } catch (caught) {
-            setError(caught as Error);
-          } finally {
-            setBusy(false);
-          }
-        }}
+        onSubmit={submit(async () => {
+          const expiresAt = days.trim() === '' ? undefined : Date.now() + Number(days) * 86_400_000;
+          const body = await api.post<{ token: AuthToken; bearerToken: string }>('/v3/user/tokens', { name: name.trim(), expiresAt });
+          setCreated({ name: body.token.name, value: body.bearerToken });
+          setName('');
+          await tokens.reload();
+        })}
       >
         <h3>Create a token</h3>
         <label for="token-name">Token name</label>

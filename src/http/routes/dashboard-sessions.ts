@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError, badRequest, unauthorized } from '../../errors.ts';
 import type { Access } from '../../tenancy/access.ts';
-import { type DashboardSessions, type SignedIn, sessionCookie } from '../../tenancy/dashboard-sessions.ts';
+import type { DashboardSessions, SignedIn } from '../../tenancy/dashboard-sessions.ts';
 import { roleIn } from '../../tenancy/teams.ts';
 import type { Database } from '../../db/database.ts';
 import { errorResponses } from './common.ts';
 import { clientAddressKey } from '../auth.ts';
-import { setSessionCookie } from '../session-cookie.ts';
+import { requestSessionSecret, setSessionCookie } from '../session-cookie.ts';
 import type { RateLimits } from '../rate-limit.ts';
 import { str } from '../vercel-shapes.ts';
 
@@ -96,7 +96,7 @@ export default async function dashboardSessionRoutes(
       }
       // Signing in again replaces the session this browser had: the old cookie's session ends
       // with it, rather than lasting on unseen until its idle time runs out.
-      const previous = sessionCookie(request.headers.cookie);
+      const previous = requestSessionSecret(request);
       if (previous !== undefined) await sessions.endBySecret(previous);
       setSessionCookie(reply, request, signedIn.secret, Math.floor((signedIn.expiresAt.getTime() - Date.now()) / 1000));
       reply.header('cache-control', 'no-store');
