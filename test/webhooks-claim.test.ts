@@ -5,39 +5,30 @@
  * its own counters of the table's scans and the rows they read.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { catalogWithPartner } from '../src/partner-server/catalog.ts';
-import { eventually, freshPostgresDatabase, POSTGRES_URL, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
-import { freePort } from './partner-fixtures.ts';
-import { webhookIntegration } from './webhooks-fixtures.ts';
+import { eventually, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { prepareWebhookPartner, type WebhookPartner } from './webhooks-fixtures.ts';
 
 const BACKLOG = 5_000;
 
 describe('the claim of due webhook events', { skip: POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_DATABASE_URL' }, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
   let server: TestServer;
-  let catalogFile: string;
+  let receiver: WebhookPartner | undefined;
 
   before(async () => {
-    const catalog = catalogWithPartner({ url: `http://127.0.0.1:${await freePort()}` });
-    Object.assign(
-      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
-      webhookIntegration(`http://127.0.0.1:${await freePort()}`),
-    );
-    catalogFile = writeCatalogFile(catalog);
+    receiver = await prepareWebhookPartner(); // never started: nothing is delivered
     database = await freshPostgresDatabase();
     server = await startServer('postgres', {
       databaseUrl: database.url,
-      catalogPath: catalogFile,
+      catalogPath: receiver.catalogFile,
       env: { STOREHOUSE_WEBHOOK_POLL_MS: '50' },
     });
   });
   after(async () => {
     await server?.close();
     await database?.drop();
-    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    await receiver?.close();
   });
 
   test('reads a handful of rows per look, not every pending event', { timeout: 120_000 }, async () => {

@@ -11,19 +11,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
-import { catalogWithPartner } from '../src/partner-server/catalog.ts';
+import type { PartnerServer } from '../src/partner-server/app.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
-import { eventually, freshDataDir, POSTGRES_URL, ROOT, writeCatalogFile } from './helpers.ts';
+import { eventually, freshDataDir, POSTGRES_URL, ROOT } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
 import { type Proc, runFromSource, stop } from './spawned.ts';
-import { CLIENT_SECRET, FAST_RETRIES, received, webhookIntegration } from './webhooks-fixtures.ts';
+import { FAST_RETRIES, prepareWebhookPartner, received, type WebhookPartner } from './webhooks-fixtures.ts';
 
 const TOKEN = 'webhooks-crash-token-0123456789';
 
 describe('kill -9 between a change and its webhook', () => {
+  let receiver: WebhookPartner | undefined;
   let partner: PartnerServer | undefined;
-  let partnerDir: string | undefined;
   let dataDir: string | undefined;
   let catalogFile: string | undefined;
   let port: number;
@@ -69,32 +68,17 @@ describe('kill -9 between a change and its webhook', () => {
   before(async () => {
     port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    const partnerPort = await freePort();
-    const partnerUrl = `http://127.0.0.1:${partnerPort}`;
-    const catalog = catalogWithPartner({ url: partnerUrl });
-    Object.assign(
-      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
-      webhookIntegration(partnerUrl),
-    );
-    catalogFile = writeCatalogFile(catalog);
+    receiver = await prepareWebhookPartner();
+    catalogFile = receiver.catalogFile;
     dataDir = await freshDataDir();
-    partnerDir = await freshDataDir();
     await start();
-    partner = await startPartnerServer({
-      port: partnerPort,
-      dataDir: partnerDir,
-      clientId: 'oac_partner',
-      issuer: url,
-      postgresAdminUrl: POSTGRES_URL,
-      clientSecret: CLIENT_SECRET,
-    });
+    partner = await receiver.start(url, { postgresAdminUrl: POSTGRES_URL });
   });
 
   after(async () => {
     await stop(server);
-    await partner?.close();
-    for (const dir of [dataDir, partnerDir]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    await receiver?.close();
+    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   /** kill -9: no handler runs, nothing is flushed or closed by Storehouse. */

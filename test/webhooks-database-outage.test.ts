@@ -5,49 +5,29 @@
  * next events are delivered without a restart, as is one that was waiting through the outage.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
-import { runAdminCommand } from '../src/admin/commands.ts';
-import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
-import { catalogWithPartner } from '../src/partner-server/catalog.ts';
+import type { PartnerServer } from '../src/partner-server/app.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
-import {
-  eventually,
-  freshDataDir,
-  freshPostgresDatabase,
-  POSTGRES_URL,
-  startServer,
-  writeCatalogFile,
-  type TestServer,
-} from './helpers.ts';
-import { freePort } from './partner-fixtures.ts';
-import { CLIENT_SECRET, FAST_RETRIES, inboxOf, received, webhookIntegration } from './webhooks-fixtures.ts';
+import { eventually, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { addTeamMember, FAST_RETRIES, inboxOf, prepareWebhookPartner, received, type WebhookPartner } from './webhooks-fixtures.ts';
 
 describe('the webhook dispatcher when its database breaks', { skip: POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_DATABASE_URL' }, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
   let server: TestServer;
+  let receiver: WebhookPartner | undefined;
   let partner: PartnerServer;
-  let partnerDir: string;
-  let catalogFile: string;
   /** A connection to the cluster's own database (not the test's), to end and refuse the test database's connections. */
   let admin: pg.Client;
   let name: string;
 
-  const addMemberOnce = (email: string) =>
-    runAdminCommand(server.runtime, 'members.add', {
-      team: server.runtime.bootstrapped!.team.id,
-      user: email,
-      role: 'MEMBER',
-    });
   /**
    * The change, once the pool has let go of the connections PostgreSQL ended (a transaction on one
    * it had not yet noticed is refused with 57P01): the pool is not what this test is about.
    */
   const addMember = async (email: string) => {
     await eventually(`${email} added`, () =>
-      addMemberOnce(email).then(
+      addTeamMember(server, email).then(
         () => true,
         (error: { code?: string }) => {
           if (error.code !== '57P01') throw error;
@@ -61,40 +41,24 @@ describe('the webhook dispatcher when its database breaks', { skip: POSTGRES_URL
   const allowConnections = (allowed: boolean) => admin.query(`ALTER DATABASE ${name} WITH ALLOW_CONNECTIONS ${allowed}`);
 
   before(async () => {
-    const partnerPort = await freePort();
-    const partnerUrl = `http://127.0.0.1:${partnerPort}`;
-    const catalog = catalogWithPartner({ url: partnerUrl });
-    Object.assign(
-      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
-      webhookIntegration(partnerUrl),
-    );
-    catalogFile = writeCatalogFile(catalog);
+    receiver = await prepareWebhookPartner();
     database = await freshPostgresDatabase();
     name = new URL(database.url).pathname.slice(1);
     server = await startServer('postgres', {
       databaseUrl: database.url,
-      catalogPath: catalogFile,
+      catalogPath: receiver.catalogFile,
       env: { ...FAST_RETRIES, STOREHOUSE_WEBHOOK_TIMEOUT_MS: '5000' },
     });
-    partnerDir = await freshDataDir();
-    partner = await startPartnerServer({
-      port: partnerPort,
-      dataDir: partnerDir,
-      clientId: 'oac_partner',
-      issuer: server.url,
-      clientSecret: CLIENT_SECRET,
-    });
+    partner = await receiver.start(server.url);
     admin = new pg.Client({ connectionString: POSTGRES_URL });
     await admin.connect();
   });
   after(async () => {
     await allowConnections(true).catch(() => {});
     await admin?.end();
-    await partner?.close();
+    await receiver?.close();
     await server?.close();
     await database?.drop();
-    if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
-    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
   });
 
   test('its connection ended by PostgreSQL: the next event is delivered', async () => {

@@ -5,11 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { runAdminCommand } from '../src/admin/commands.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
 import { eventually, type TestServer } from './helpers.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
-import { CLIENT_SECRET, FAST_RETRIES, received, webhookIntegration } from './webhooks-fixtures.ts';
+import { addTeamMember, CLIENT_SECRET, FAST_RETRIES, received, webhookIntegration } from './webhooks-fixtures.ts';
 
 const RETENTION_MS = 1_500;
 
@@ -17,12 +16,6 @@ describe('webhook retention', () => {
   let setup: StorehouseWithPartner;
   let server: TestServer;
 
-  const addMember = (email: string) =>
-    runAdminCommand(server.runtime, 'members.add', {
-      team: server.runtime.bootstrapped!.team.id,
-      user: email,
-      role: 'MEMBER',
-    });
   const rowsOf = async (id: string) => {
     const events = await server.runtime.db.query<{ status: string }>('SELECT status FROM webhook_events WHERE id = $1', [id]);
     const attempts = await server.runtime.db.query<{ n: number }>('SELECT count(*)::int AS n FROM webhook_attempts WHERE event_id = $1', [
@@ -49,7 +42,7 @@ describe('webhook retention', () => {
   test('a delivered event is pruned with its attempts once its retention is over; a failed one stays', async () => {
     // Refused until its retry window (1 s) is spent: failed.
     setup.partner.faults.webhook = { status: 500, times: 1_000 };
-    await addMember('refused@example.com');
+    await addTeamMember(server, 'refused@example.com');
     let failedId: string | undefined;
     await eventually('the refused event failed', async () => {
       const { rows } = await server.runtime.db.query<{ id: string }>(
@@ -60,7 +53,7 @@ describe('webhook retention', () => {
     });
     replaceFaults(setup.partner.faults, {});
 
-    await addMember('kept-a-while@example.com');
+    await addTeamMember(server, 'kept-a-while@example.com');
     const event = await received(setup.partner.url, 'the delivered event', (e) => e.payload.userEmail === 'kept-a-while@example.com');
     await eventually('its delivery recorded', async () => (await rowsOf(event.id)).status === 'delivered');
     assert.equal((await rowsOf(event.id)).attempts, 1);

@@ -5,61 +5,33 @@
  * Storehouse nodes, one after the other, on one real PostgreSQL; the reference partner receives.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
-import { runAdminCommand } from '../src/admin/commands.ts';
-import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
-import { catalogWithPartner } from '../src/partner-server/catalog.ts';
+import type { PartnerServer } from '../src/partner-server/app.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
-import {
-  eventually,
-  freshDataDir,
-  freshPostgresDatabase,
-  POSTGRES_URL,
-  startServer,
-  writeCatalogFile,
-  type TestServer,
-} from './helpers.ts';
-import { freePort } from './partner-fixtures.ts';
-import { CLIENT_SECRET, FAST_RETRIES, inboxOf, received, webhookIntegration } from './webhooks-fixtures.ts';
+import { eventually, freshPostgresDatabase, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
+import { addTeamMember, FAST_RETRIES, inboxOf, prepareWebhookPartner, received, type WebhookPartner } from './webhooks-fixtures.ts';
 
 describe('a node shut down mid-send', { skip: POSTGRES_URL ? false : 'needs STOREHOUSE_TEST_DATABASE_URL' }, () => {
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
   let first: TestServer | undefined;
   let second: TestServer | undefined;
+  let receiver: WebhookPartner | undefined;
   let partner: PartnerServer;
-  let partnerDir: string;
   let catalogFile: string;
 
   before(async () => {
-    const partnerPort = await freePort();
-    const partnerUrl = `http://127.0.0.1:${partnerPort}`;
-    const catalog = catalogWithPartner({ url: partnerUrl });
-    Object.assign(
-      catalog.integrations.find((i: { id: string }) => i.id === 'oac_partner'),
-      webhookIntegration(partnerUrl),
-    );
-    catalogFile = writeCatalogFile(catalog);
+    receiver = await prepareWebhookPartner();
+    catalogFile = receiver.catalogFile;
     database = await freshPostgresDatabase();
-    partnerDir = await freshDataDir();
-    partner = await startPartnerServer({
-      port: partnerPort,
-      dataDir: partnerDir,
-      clientId: 'oac_partner',
-      issuer: 'http://127.0.0.1:1',
-      clientSecret: CLIENT_SECRET,
-    });
+    partner = await receiver.start('http://127.0.0.1:1');
   });
   after(async () => {
-    await partner?.close();
+    await receiver?.close();
     await second?.close();
     await first?.close();
     await database?.drop();
-    if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
-    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
   });
 
   test('the cut-off send is due again at once, and the next node delivers it', { timeout: 120_000 }, async () => {
@@ -69,11 +41,7 @@ describe('a node shut down mid-send', { skip: POSTGRES_URL ? false : 'needs STOR
     const node = first;
     // The receiver holds the first request open, longer than the test.
     partner.faults.webhook = { delayMs: 600_000, times: 1 };
-    await runAdminCommand(node.runtime, 'members.add', {
-      team: node.runtime.bootstrapped!.team.id,
-      user: 'cut-off@example.com',
-      role: 'MEMBER',
-    });
+    await addTeamMember(node, 'cut-off@example.com');
     await eventually('the send under way', async () => (await inboxOf(partner.url)).arrivals === 1);
     const { rows } = await node.runtime.db.query<{ id: string }>("SELECT id FROM webhook_events WHERE body LIKE '%cut-off@example.com%'");
     const id = rows[0]!.id;

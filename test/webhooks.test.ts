@@ -10,25 +10,26 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runAdminCommand, type AdminCommand } from '../src/admin/commands.ts';
-import { startPartnerServer, type PartnerServer } from '../src/partner-server/app.ts';
+import type { PartnerServer } from '../src/partner-server/app.ts';
 import { catalogWithPartner } from '../src/partner-server/catalog.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
 import { syncCatalog } from '../src/catalog/catalog-sync.ts';
 import { loadCatalogFile } from '../src/catalog/catalog-file.ts';
 import { SecretBox } from '../src/secrets/secret-box.ts';
 import type { CatalogFile } from '../src/catalog/catalog-schema.ts';
-import {
-  errorOf,
-  eventually,
-  freshDataDir,
-  freshPostgresDatabase,
-  POSTGRES_URL,
-  startServer,
-  writeCatalogFile,
-  type TestServer,
-} from './helpers.ts';
+import { errorOf, eventually, freshPostgresDatabase, POSTGRES_URL, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
 import { freePort, startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
-import { CLIENT_SECRET, FAST_RETRIES, inboxOf, received, webhookIntegration } from './webhooks-fixtures.ts';
+import {
+  CLIENT_SECRET,
+  FAST_RETRIES,
+  inboxOf,
+  prepareWebhookPartner,
+  received,
+  startWebhookReceiver,
+  webhookIntegration,
+  type WebhookPartner,
+  type WebhookReceiver,
+} from './webhooks-fixtures.ts';
 
 const BETA_SECRET = 'beta-webhook-test-client-secret';
 
@@ -43,7 +44,7 @@ describe('webhooks to the reference partner', () => {
   /** The second integration's receiver: down (nothing on its port) until the test starts it. */
   let betaPort: number;
   let beta: PartnerServer | undefined;
-  let betaDir: string | undefined;
+  let betaReceiver: WebhookReceiver | undefined;
   let teamId: string;
 
   const deliveries = async (query = '', token?: string) => {
@@ -86,8 +87,7 @@ describe('webhooks to the reference partner', () => {
   });
 
   after(async () => {
-    await beta?.close();
-    if (betaDir) fs.rmSync(betaDir, { recursive: true, force: true });
+    await betaReceiver?.close();
     await setup?.close();
   });
 
@@ -178,14 +178,8 @@ describe('webhooks to the reference partner', () => {
       (await betaEvents()).some((d) => d.attempts > 0 && d.lastError?.includes('unreachable')),
     );
     assert.ok((await betaEvents()).every((d) => d.status === 'pending'));
-    betaDir = await freshDataDir();
-    beta = await startPartnerServer({
-      port: betaPort,
-      dataDir: betaDir,
-      clientId: 'oac_beta',
-      issuer: server.url,
-      clientSecret: BETA_SECRET,
-    });
+    betaReceiver = await startWebhookReceiver({ port: betaPort, clientId: 'oac_beta', issuer: server.url, clientSecret: BETA_SECRET });
+    beta = betaReceiver.partner;
     for (const d of await betaEvents()) await delivered(d.id);
     const inbox = await inboxOf(beta.url);
     assert.equal(inbox.events.length, 3);
@@ -328,24 +322,18 @@ describe('webhooks to the reference partner', () => {
 
 describe('a webhook whose receiver never comes back', () => {
   let server: TestServer;
-  let catalogFile: string;
+  let receiver: WebhookPartner | undefined;
 
   before(async () => {
-    const port = await freePort(); // nothing listens there
-    const catalog = catalogWithPartner({ url: `http://127.0.0.1:${port}` });
-    Object.assign(
-      catalog.integrations.find((i: any) => i.id === 'oac_partner'),
-      {
-        clientSecret: CLIENT_SECRET,
-        webhookUrl: `http://127.0.0.1:${port}/webhook`,
-      },
-    );
-    catalogFile = writeCatalogFile(catalog);
-    server = await startServer('embedded', { catalogPath: catalogFile, env: { ...FAST_RETRIES, STOREHOUSE_WEBHOOK_RETRY_FOR_MS: '1500' } });
+    receiver = await prepareWebhookPartner(); // never started: nothing listens there
+    server = await startServer('embedded', {
+      catalogPath: receiver.catalogFile,
+      env: { ...FAST_RETRIES, STOREHOUSE_WEBHOOK_RETRY_FOR_MS: '1500' },
+    });
   });
   after(async () => {
     await server?.close();
-    fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
+    await receiver?.close();
   });
 
   test('is retried for the configured time, then failed and visible; a redelivery tries again', async () => {
@@ -381,41 +369,25 @@ describe('two nodes on one PostgreSQL', { skip: POSTGRES_URL ? false : 'needs ST
   let database: Awaited<ReturnType<typeof freshPostgresDatabase>>;
   let a: TestServer;
   let b: TestServer;
+  let receiver: WebhookPartner | undefined;
   let partner: PartnerServer;
-  let partnerDir: string;
-  let catalogFile: string;
 
   before(async () => {
-    const partnerPort = await freePort();
-    const partnerUrl = `http://127.0.0.1:${partnerPort}`;
-    const catalog = catalogWithPartner({ url: partnerUrl });
-    Object.assign(
-      catalog.integrations.find((i: any) => i.id === 'oac_partner'),
-      webhookIntegration(partnerUrl),
-    );
-    catalogFile = writeCatalogFile(catalog);
+    receiver = await prepareWebhookPartner();
+    const catalogFile = receiver.catalogFile;
     database = await freshPostgresDatabase();
     // One secret key for both nodes, as several nodes must share one.
     // A timeout far above a loaded machine's answer: an attempt retried after a slow 2xx would be a duplicate.
     const env = { ...FAST_RETRIES, STOREHOUSE_WEBHOOK_TIMEOUT_MS: '15000', STOREHOUSE_SECRET_KEY: randomBytes(32).toString('hex') };
     a = await startServer('postgres', { databaseUrl: database.url, catalogPath: catalogFile, env });
     b = await startServer('postgres', { databaseUrl: database.url, catalogPath: catalogFile, env, bootstrapToken: a.token });
-    partnerDir = await freshDataDir();
-    partner = await startPartnerServer({
-      port: partnerPort,
-      dataDir: partnerDir,
-      clientId: 'oac_partner',
-      issuer: a.url,
-      clientSecret: CLIENT_SECRET,
-    });
+    partner = await receiver.start(a.url);
   });
   after(async () => {
-    await partner?.close();
+    await receiver?.close();
     await b?.close();
     await a?.close();
     await database?.drop();
-    if (partnerDir) fs.rmSync(partnerDir, { recursive: true, force: true });
-    if (catalogFile) fs.rmSync(path.dirname(catalogFile), { recursive: true, force: true });
   });
 
   test('each event is sent by one node, once', async () => {
