@@ -5,8 +5,7 @@
  * needs it, then kept. A schema error therefore shows at a route's first request rather than at
  * start, which the test suite (it calls every route) catches.
  */
-import { AjvCompiler } from '@fastify/ajv-compiler';
-import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
+import { createRequire } from 'node:module';
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js';
 import { createAjv } from '../catalog/metadata-schema.ts';
 
@@ -14,8 +13,13 @@ type Factory<F> = (externalSchemas: unknown, options: unknown) => (route: unknow
 // biome-ignore lint/suspicious/noExplicitAny: Fastify's validator contract takes and returns anything
 type Validate = ((data: any, context?: any) => any) & { errors?: FastifySchemaValidationError[] | null | undefined; schemaEnv?: unknown };
 
+const requireHere = createRequire(import.meta.url);
+
 export function lazyValidators(): Factory<Validate> {
-  const build = (AjvCompiler as unknown as () => Factory<Validate>)();
+  // Fastify's compiler (and the Ajv it loads) is loaded with the first compiler it makes.
+  let made: Factory<Validate> | undefined;
+  const build: Factory<Validate> = (externalSchemas, options) =>
+    (made ??= (requireHere('@fastify/ajv-compiler') as { AjvCompiler: () => Factory<Validate> }).AjvCompiler())(externalSchemas, options);
   return (externalSchemas, options) => {
     // Making the compiler is making its Ajv: adding the shared schemas compiles JSON Schema's own
     // meta-schema to check them (a tenth of the start-up time), so that waits for a first request too.
@@ -48,7 +52,14 @@ export const exactBodies = ({ schema }: { schema: object }) =>
   lazyValidator(() => (bodyAjv ??= createAjv({ strict: false, allErrors: false, useDefaults: true, coerceTypes: false })).compile(schema));
 
 export function lazySerializers(): Factory<(data: unknown) => string> {
-  const build = (SerializerSelector as unknown as () => Factory<(data: unknown) => string>)();
+  // Fastify's serializer compiler (fast-json-stringify, which loads Ajv) too, with the first it makes.
+  type Serializers = Factory<(data: unknown) => string>;
+  let made: Serializers | undefined;
+  const build: Serializers = (externalSchemas, options) =>
+    (made ??= (requireHere('@fastify/fast-json-stringify-compiler') as { SerializerSelector: () => Serializers }).SerializerSelector())(
+      externalSchemas,
+      options,
+    );
   return (externalSchemas, options) => {
     let compilerFor: ((route: unknown) => (data: unknown) => string) | undefined;
     return (route) => {
