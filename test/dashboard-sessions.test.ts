@@ -16,6 +16,7 @@ import { createUser } from '../src/tenancy/users.ts';
 import { checkFetchResponse, loadOpenApi } from './openapi-check.ts';
 import { BACKENDS, errorOf, eventually, POSTGRES_URL, startServer, type TestServer } from './helpers.ts';
 import { type TwoNodes, twoNodes } from './two-nodes.ts';
+import { runAdminCommand } from '../src/admin/commands.ts';
 
 const json = { 'content-type': 'application/json' };
 
@@ -174,6 +175,13 @@ for (const backend of BACKENDS) {
       assert.equal(removed.status, 200);
       const ended = await withCookie(cookie, '/_storehouse/dashboard/session');
       assert.equal(ended.status, 401, 'the session ended: the page asks to sign in again');
+
+      // The same when the operator removes them (`storehouse members remove`).
+      await setMember(server.runtime.db, teamId, leaver.id, 'DEVELOPER');
+      const again = await signIn({ code: (await server.runtime.dashboardSessions.createLinkCode(leaver.id, teamId)).code });
+      assert.equal((await withCookie(again.cookie, '/v2/user')).status, 200);
+      await runAdminCommand(server.runtime, 'members.remove', { team: teamId, user: leaver.email });
+      assert.equal((await withCookie(again.cookie, '/_storehouse/dashboard/session')).status, 401);
     });
 
     test('a session made from a token ends when the token is revoked', async () => {

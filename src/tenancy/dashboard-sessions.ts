@@ -79,8 +79,8 @@ export function sessionCookie(header: string | undefined, secure = false): strin
 }
 
 /**
- * Ends a member's sessions in a team they left or were removed from (inside the transaction that
- * removes them): a session whose team is gone would only answer 403. Sessions made from a token
+ * Ends a member's sessions in a team they left or were removed from (removeMember calls it, in
+ * the transaction that removes them): a session whose team is gone would only answer 403. Sessions made from a token
  * end already, with the tokens the removal revokes; these are the one-time links' ones.
  */
 export async function endMemberSessions(db: Queryable, teamId: string, userId: string): Promise<void> {

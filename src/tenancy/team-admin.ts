@@ -8,7 +8,6 @@ import { audit } from '../audit/audit-log.ts';
 import type { Database } from '../db/database.ts';
 import { badRequest, forbidden, notFound } from '../errors.ts';
 import type { Actor } from './access.ts';
-import { endMemberSessions } from './dashboard-sessions.ts';
 import { listMembers, type Member, removeMember, roleIn, setMember, type TeamRole } from './teams.ts';
 import { createToken, listTokens, type TokenInfo } from './tokens.ts';
 
@@ -61,7 +60,6 @@ export async function removeFromTeam(db: Database, actor: Actor, userId: string)
   if (userId !== actor.userId) assertOwner(actor, 'remove another member');
   await db.transaction(async (tx) => {
     await removeMember(tx, actor.team.id, userId);
-    await endMemberSessions(tx, actor.team.id, userId);
     await audit(tx, { teamId: actor.team.id, actorId: actor.userId, action: 'member.removed', targetType: 'user', targetId: userId });
   });
 }

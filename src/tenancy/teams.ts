@@ -3,6 +3,7 @@ import { AppError, badRequest, conflict, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { toUser, type User } from './users.ts';
 import { memberChanged } from '../webhooks/events.ts';
+import { endMemberSessions } from './dashboard-sessions.ts';
 
 /** Vercel's team roles. */
 export const TEAM_ROLES = ['OWNER', 'MEMBER', 'DEVELOPER', 'BILLING', 'VIEWER'] as const;
@@ -101,6 +102,8 @@ export async function removeMember(db: Queryable, teamId: string, userId: string
     userId,
     teamId,
   ]);
+  // So would their dashboard sessions in it (a one-time link's; a token's end with the token).
+  await endMemberSessions(db, teamId, userId);
 }
 
 export async function listMembers(db: Queryable, teamId: string): Promise<Member[]> {
