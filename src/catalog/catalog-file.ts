@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import type { ErrorObject, ValidateFunction } from 'ajv';
+import { parseDocument } from 'yaml';
 import { catalogFileSchema, type CatalogFile, type CatalogPlan, type CatalogProduct } from './catalog-schema.ts';
 import { createAjv, SUPPORTED_PAIRS } from './metadata-schema.ts';
 
@@ -159,16 +159,9 @@ export function readCatalogSource(file: string): string {
   }
 }
 
-/**
- * The YAML parser, loaded on the first parse: a start whose catalog is unchanged since the last
- * sync (the fingerprint below) parses nothing, and loading yaml was a twentieth of its time.
- */
-let yaml: typeof import('yaml') | undefined;
-const parser = () => (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
-
 /** Reads and validates a catalog file, YAML or JSON (YAML parses both). */
 export function loadCatalogFile(file: string, source = readCatalogSource(file)): CatalogFile {
-  const document = parser().parseDocument(source, { prettyErrors: true, uniqueKeys: true });
+  const document = parseDocument(source, { prettyErrors: true, uniqueKeys: true });
   if (document.errors.length > 0) {
     throw new CatalogError(
       file,
