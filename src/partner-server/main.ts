@@ -21,7 +21,7 @@ const REDACTED_PATHS = ['req.headers.authorization', 'req.headers.cookie'];
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /** catalog/example.yaml's client secret for its partner integration (an example, not a secret). */
-export const EXAMPLE_CLIENT_SECRET = 'acme-example-client-secret';
+const EXAMPLE_CLIENT_SECRET = 'acme-example-client-secret';
 
 /** The options from the environment; an unset or empty variable takes its default. */
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): PartnerServerOptions {
