@@ -39,7 +39,6 @@ export async function benchCliAdd(log: (line: string) => void): Promise<CliAddRe
   // The CLI refuses a --token with a "-" in it.
   const token = `bench${randomBase62(24)}`;
   const closers: Array<() => Promise<unknown>> = [];
-  const cli = { remove: () => undefined } as { remove(): void };
   try {
     const { base } = await startInProcess(
       { STOREHOUSE_DATA_DIR: path.join(scratch, 'storehouse'), STOREHOUSE_BOOTSTRAP_TOKEN: token, STOREHOUSE_TEAM_STORE_QUOTA: '1000' },
@@ -47,7 +46,7 @@ export async function benchCliAdd(log: (line: string) => void): Promise<CliAddRe
     );
     const sdk = new Vercel({ bearerToken: token, serverURL: base });
     const user = cliUser({ url: base, token });
-    cli.remove = () => user.remove();
+    closers.push(async () => user.remove());
     const checked = async (args: string[]) => {
       const result = await user.run(args);
       if (result.code !== 0) throw new Error(`vercel ${args.join(' ')} exited ${result.code}:\n${result.output}`);
@@ -118,7 +117,6 @@ export async function benchCliAdd(log: (line: string) => void): Promise<CliAddRe
       ratioWithoutStartup: (cliAddMedianMs - cliVersionMedianMs) / sdkStepsMedianMs,
     };
   } finally {
-    cli.remove();
     for (const close of closers.reverse()) await close().catch(() => undefined);
     fs.rmSync(scratch, { recursive: true, force: true });
   }
