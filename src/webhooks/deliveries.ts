@@ -126,13 +126,18 @@ export async function getDelivery(db: Queryable, scope: DeliveryScope, id: strin
  * event would be (its retry window starts now). A pending one is refused (409): it is being sent.
  */
 export async function redeliver(db: Queryable, scope: DeliveryScope, id: string): Promise<Delivery> {
-  await getDelivery(db, scope, id); // 404 outside the scope
+  // The scope is part of the update, so the common case is one statement; a miss is told apart
+  // (404 outside the scope or absent, 409 pending) only then.
+  const teamId = 'teamId' in scope ? scope.teamId : null;
   const { rows } = await db.query<MappedRow>(
     `UPDATE webhook_events SET status = 'pending', next_attempt_at = now(), retry_from = now(), claimed_by = NULL, delivered_at = NULL
-      WHERE id = $1 AND status IN ('delivered', 'failed') RETURNING ${COLUMNS}`,
-    [id],
+      WHERE id = $1 AND status IN ('delivered', 'failed') AND ($2::text IS NULL OR team_id = $2) RETURNING ${COLUMNS}`,
+    [id, teamId],
   );
   if (!rows[0]) {
+    const found = await db.query<MappedRow>('SELECT team_id FROM webhook_events WHERE id = $1', [id]);
+    const row = found.rows[0];
+    if (!row || (teamId !== null && row.team_id !== teamId)) throw notFound('webhook delivery', id);
     throw new AppError(
       409,
       'delivery_pending',
