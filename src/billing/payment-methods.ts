@@ -42,10 +42,13 @@ const toPaymentMethod = (row: MappedRow): PaymentMethod => ({
   createdAt: row.created_at,
 });
 
-/** Who may see and change a team's payment methods: its owners and billing members. */
-export function assertBillingManager(actor: Actor): void {
+/**
+ * Who may see and change a team's money (its payment methods, billing authorizations, invoices):
+ * its owners and billing members. `doing` names what was refused, for the 403.
+ */
+export function assertBillingManager(actor: Actor, doing = 'manage its payment methods'): void {
   if (actor.role !== 'OWNER' && actor.role !== 'BILLING') {
-    throw forbidden("Only the team's owners and billing members may manage its payment methods");
+    throw forbidden(`Only the team's owners and billing members may ${doing}`);
   }
 }
 

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { balanceHistory, billingDataHistory } from '../../billing/billing-history.ts';
 import { invoiceJson, listTeamInvoices, teamInvoice } from '../../billing/invoices.ts';
+import { assertBillingManager } from '../../billing/payment-methods.ts';
 import type { Database } from '../../db/database.ts';
-import { forbidden } from '../../errors.ts';
 import type { Actor } from '../../tenancy/access.ts';
 import { errorResponses } from './common.ts';
 import { invoiceSchema } from './marketplace-billing.ts';
@@ -22,13 +22,10 @@ type ListQuery = { installationId?: string; limit?: number; before?: number };
 /**
  * Who sees what, after Vercel's roles (src/tenancy/teams.ts): money (invoices, their charges and
  * refunds) is for the team's owners and billing members, as its payment methods and billing
- * authorizations are; usage and balances, which `vercel integration balance` shows every member,
- * for every member, viewers included.
+ * authorizations are (assertBillingManager); usage and balances, which `vercel integration
+ * balance` shows every member, for every member, viewers included.
  */
-function assertSeesInvoices(actor: Actor): void {
-  if (actor.role !== 'OWNER' && actor.role !== 'BILLING')
-    throw forbidden("Only the team's owners and billing members may see its invoices");
-}
+const assertSeesInvoices = (actor: Actor) => assertBillingManager(actor, 'see its invoices');
 
 const open = { type: 'object', additionalProperties: true };
 const teamInvoiceSchema = {
