@@ -214,3 +214,27 @@ export function StatusBadge({ status }: { status: string }) {
 }
 
 export const formatDate = (millis: number | string | undefined) => (millis === undefined ? '' : new Date(millis).toLocaleString());
+
+/** The environments a variable or a connected project can be given to, in Vercel's order. */
+export const ENVIRONMENTS = ['production', 'preview', 'development'] as const;
+
+/** A fieldset of one checkbox per environment; `chosen` is the environments ticked. */
+export function EnvironmentsField({ chosen, onChange }: { chosen: string[]; onChange: (chosen: string[]) => void }) {
+  return (
+    <fieldset>
+      <legend>Environments</legend>
+      {ENVIRONMENTS.map((environment) => (
+        <label key={environment} class="inline">
+          <input
+            type="checkbox"
+            checked={chosen.includes(environment)}
+            onChange={(event) =>
+              onChange((event.target as HTMLInputElement).checked ? [...chosen, environment] : chosen.filter((e) => e !== environment))
+            }
+          />{' '}
+          {environment}
+        </label>
+      ))}
+    </fieldset>
+  );
+}

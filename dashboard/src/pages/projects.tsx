@@ -3,9 +3,8 @@ import { api } from '../api.ts';
 import { Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { mayChange, type EnvVar, type Project } from '../types.ts';
-import { CopyButton, ErrorNotice, Show, useAction, useLoad } from '../ui.tsx';
+import { CopyButton, ENVIRONMENTS, EnvironmentsField, ErrorNotice, Show, useAction, useLoad } from '../ui.tsx';
 
-const ENVIRONMENTS = ['production', 'preview', 'development'] as const;
 const projectPath = (id: string) => `/v9/projects/${encodeURIComponent(id)}`;
 
 export function Projects() {
@@ -169,23 +168,7 @@ function AddVariable({ projectId, onAdded }: { projectId: string; onAdded: () =>
         value={value}
         onInput={(event) => setValue((event.target as HTMLInputElement).value)}
       />
-      <fieldset>
-        <legend>Environments</legend>
-        {ENVIRONMENTS.map((environment) => (
-          <label key={environment} class="inline">
-            <input
-              type="checkbox"
-              checked={targets.includes(environment)}
-              onChange={(event) =>
-                setTargets(
-                  (event.target as HTMLInputElement).checked ? [...targets, environment] : targets.filter((t) => t !== environment),
-                )
-              }
-            />{' '}
-            {environment}
-          </label>
-        ))}
-      </fieldset>
+      <EnvironmentsField chosen={targets} onChange={setTargets} />
       <ErrorNotice error={error} title="Not added" />
       <button type="submit" disabled={busy || key.trim() === '' || targets.length === 0}>
         Add variable

@@ -3,7 +3,20 @@ import { api } from '../api.ts';
 import { Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { mayChange, type Project, type Store } from '../types.ts';
-import { ActionButton, Confirm, CopyButton, ErrorNotice, Show, StatusBadge, formatDate, useInterval, useAction, useLoad } from '../ui.tsx';
+import {
+  ActionButton,
+  Confirm,
+  CopyButton,
+  ENVIRONMENTS,
+  EnvironmentsField,
+  ErrorNotice,
+  Show,
+  StatusBadge,
+  formatDate,
+  useInterval,
+  useAction,
+  useLoad,
+} from '../ui.tsx';
 import { settling } from './stores.tsx';
 import { StoreSettings } from './store-settings.tsx';
 
@@ -144,8 +157,6 @@ function Secrets({ store, writable }: { store: Store; writable: boolean }) {
   );
 }
 
-const ENVIRONMENTS = ['production', 'preview', 'development'];
-
 function Connections({ store, writable, reload }: { store: Store; writable: boolean; reload: () => Promise<void> }) {
   return (
     <section aria-labelledby="projects-title">
@@ -200,7 +211,7 @@ function Connections({ store, writable, reload }: { store: Store; writable: bool
 function ConnectForm({ store, onConnected }: { store: Store; onConnected: () => Promise<void> }) {
   const projects = useLoad(() => api.get<{ projects: Project[] }>('/v9/projects', { query: { limit: 100 } }).then((b) => b.projects), []);
   const [projectId, setProjectId] = useState('');
-  const [environments, setEnvironments] = useState<string[]>(ENVIRONMENTS);
+  const [environments, setEnvironments] = useState<string[]>([...ENVIRONMENTS]);
   const [prefix, setPrefix] = useState('');
   const { busy, error, submit } = useAction();
   const connected = new Set(store.projectsMetadata.map((connection) => connection.projectId));
@@ -236,25 +247,7 @@ function ConnectForm({ store, onConnected }: { store: Store; onConnected: () => 
               </option>
             ))}
           </select>
-          <fieldset>
-            <legend>Environments</legend>
-            {ENVIRONMENTS.map((environment) => (
-              <label key={environment} class="inline">
-                <input
-                  type="checkbox"
-                  checked={environments.includes(environment)}
-                  onChange={(event) =>
-                    setEnvironments(
-                      (event.target as HTMLInputElement).checked
-                        ? [...environments, environment]
-                        : environments.filter((e) => e !== environment),
-                    )
-                  }
-                />{' '}
-                {environment}
-              </label>
-            ))}
-          </fieldset>
+          <EnvironmentsField chosen={environments} onChange={setEnvironments} />
           <label for="connect-prefix">Variable prefix (optional)</label>
           <input
             id="connect-prefix"
