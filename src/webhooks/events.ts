@@ -63,9 +63,9 @@ export async function permissionUpgraded(
   after: string[] | null,
   userId: string | null,
 ): Promise<void> {
+  if (before === null && after === null) return;
   const installation = await installationRow(tx, installationId);
   if (!installation) return;
-  if (before === null && after === null) return;
   let all: string[] = [];
   if (before === null || after === null) {
     const { rows } = await tx.query<{ id: string }>('SELECT id FROM projects WHERE team_id = $1 ORDER BY id', [installation.team_id]);
