@@ -6,7 +6,6 @@
  * signature and answers 200, so what is measured is Storehouse's side. Storehouse runs on the
  * embedded default, in this process.
  */
-import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -14,6 +13,8 @@ import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { DEFAULT_CATALOG_PATH } from '../src/config.ts';
 import { randomBase62 } from '../src/ids.ts';
+import { validSignature } from '../src/partner-server/webhooks.ts';
+import { signWebhook } from '../src/webhooks/delivery.ts';
 import { recordWebhookEvent } from '../src/webhooks/outbox.ts';
 import { startInProcess } from './in-process.ts';
 import { freePort, median, quantile } from './measure.ts';
@@ -46,8 +47,8 @@ async function startReceiver(port: number) {
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
-      const signature = createHmac('sha1', SECRET).update(body).digest('hex');
-      if (request.headers['x-vercel-signature'] !== signature) {
+      const header = request.headers['x-vercel-signature'];
+      if (!validSignature(body, Array.isArray(header) ? header[0] : header, SECRET)) {
         badSignatures++;
         response.writeHead(403).end();
         return;
@@ -106,7 +107,7 @@ export async function benchWebhooks(log: (line: string) => void): Promise<Webhoo
     const bare = (body: string) =>
       fetch(webhookUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-vercel-signature': createHmac('sha1', SECRET).update(body).digest('hex') },
+        headers: { 'content-type': 'application/json', 'x-vercel-signature': signWebhook(body, SECRET) },
         body,
       }).then(async (response) => {
         await response.arrayBuffer();
