@@ -1,10 +1,10 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_MAX_BODY_BYTES } from './outbound/outbound-http.ts';
+import { packagePath } from './package-root.ts';
 
 /** The catalog shipped with Storehouse, used when STOREHOUSE_CATALOG is not set. */
-export const DEFAULT_CATALOG_PATH = fileURLToPath(new URL('../catalog/default.yaml', import.meta.url));
+export const DEFAULT_CATALOG_PATH = packagePath('catalog', 'default.yaml');
 
 export interface Config {
   host: string;

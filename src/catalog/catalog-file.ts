@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
 import { catalogFileSchema, type CatalogFile, type CatalogPlan, type CatalogProduct } from './catalog-schema.ts';
+import { STOREHOUSE_VERSION } from '../package-root.ts';
 import { createAjv, SUPPORTED_PAIRS } from './metadata-schema.ts';
 
 /** A catalog file that cannot be used; the message names the file, each bad field and what was expected. */
@@ -170,8 +171,6 @@ export function loadCatalogFile(file: string, source = readCatalogSource(file)):
   }
   return validateCatalog(document.toJS(), file);
 }
-
-const STOREHOUSE_VERSION: string = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
 /**
  * Identifies a catalog and the rules it was checked against: its bytes, the catalog schema and

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../package-root.ts';
 import type { Database } from './database.ts';
 
-/** The SQL files, found from src/db or dist/db alike (both sit two levels under the root). */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../src/db/migrations/', import.meta.url));
+/** The SQL files: shipped as they are in src/db/migrations, whichever form the code runs in. */
+export const MIGRATIONS_DIR = packagePath('src', 'db', 'migrations');
 
 export interface Migration {
   version: string;

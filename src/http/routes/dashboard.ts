@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { notFound } from '../../errors.ts';
+import { packagePath } from '../../package-root.ts';
 
-/** Where `npm run build` puts the dashboard (vite build), found from src/http/routes and dist/http/routes alike. */
-export const DASHBOARD_DIR = fileURLToPath(new URL('../../../dist/dashboard/', import.meta.url));
+/** Where `npm run build` puts the dashboard (vite build). */
+export const DASHBOARD_DIR = packagePath('dist', 'dashboard');
 
 /**
  * The dashboard's pages may load only what this server sends: no CDN, no fonts or scripts from
