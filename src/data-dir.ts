@@ -64,8 +64,9 @@ export function describeMode(mode: number): string {
 const errorText = (error: unknown) => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
 /**
- * Makes the data dir 0700 and everything in it owner-only (files keep only their owner's bits:
- * 0666 becomes 0600), and makes what the process creates from now on owner-only too. Refuses
+ * Makes the data dir 0700 and everything in it others could reach owner-only (files keep only
+ * their owner's bits: 0666 becomes 0600), and makes what the process creates from now on
+ * owner-only too. Refuses
  * (DataDirUnsafeError) a data dir another user owns, and one that stays group- or
  * world-writable because chmod failed or the file system ignores it. A missing data dir is left
  * to whoever creates it first (they do so 0700, and the umask makes it so regardless).
@@ -120,7 +121,8 @@ export function secureDataDir(dataDir: string, options: SecureDataDirOptions = {
         `the data directory ${dataDir} is ${describeMode(now.mode)} and cannot be made 0700 (${failure ?? 'the file system ignores chmod'})`,
       );
   }
-  restrictContents(dataDir, files, warn);
+  // Its top level is always looked at: 0710 lets the embedded PostgreSQL's group reach entries by name.
+  restrictContents(dataDir, (found.mode & GROUP_OR_OTHER & ~GROUP_SEARCH) !== 0, files, warn);
 }
 
 /**
@@ -156,19 +158,25 @@ function checkParents(dir: string, files: DataDirFs, uid: number | undefined, wa
   }
 }
 
-/** Every entry under `dir` loses its group and other bits; symbolic links are left alone (chmod would follow them out). */
-function restrictContents(dir: string, files: DataDirFs, warn: (message: string) => void): void {
-  const pending = [dir];
+/**
+ * Every entry others could reach under `dir` loses its group and other bits; symbolic links are
+ * left alone (chmod would follow them out). A directory that was already owner-only is not walked
+ * unless one above it was open: nobody else could reach what it holds, and walking it every start
+ * would cost a stat of every file of the embedded PostgreSQL's cluster (some 300 per store).
+ * `exposed` says whether others could reach `dir`'s entries by name before this call.
+ */
+function restrictContents(dir: string, exposed: boolean, files: DataDirFs, warn: (message: string) => void): void {
+  const pending: Array<{ dir: string; exposed: boolean }> = [{ dir, exposed }];
   for (let current = pending.pop(); current !== undefined; current = pending.pop()) {
     let names: string[];
     try {
-      names = files.readdirSync(current);
+      names = files.readdirSync(current.dir);
     } catch (error) {
-      warn(`cannot look inside ${current} to make it owner-only (${errorText(error)})`);
+      warn(`cannot look inside ${current.dir} to make it owner-only (${errorText(error)})`);
       continue;
     }
     for (const name of names) {
-      const file = path.join(current, name);
+      const file = path.join(current.dir, name);
       let entry: fs.Stats;
       try {
         entry = files.lstatSync(file);
@@ -177,8 +185,9 @@ function restrictContents(dir: string, files: DataDirFs, warn: (message: string)
         throw error;
       }
       if (entry.isSymbolicLink()) continue;
-      if (entry.isDirectory()) pending.push(file);
-      if (!(entry.mode & GROUP_OR_OTHER)) continue;
+      const open = (entry.mode & GROUP_OR_OTHER) !== 0;
+      if (entry.isDirectory() && (open || current.exposed)) pending.push({ dir: file, exposed: current.exposed || open });
+      if (!open) continue;
       try {
         files.chmodSync(file, entry.mode & 0o700);
       } catch (error) {

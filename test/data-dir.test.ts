@@ -211,6 +211,30 @@ describe('a chmod the file system refuses or ignores', () => {
     assert.equal(modeOf(nested), 0o700);
     assert.equal(modeOf('/etc/hostname'), target, 'a link is not followed out of the data dir');
   });
+
+  test('in an owner-only data dir, what others could reach is fixed and owner-only directories are not walked', () => {
+    fs.chmodSync(dataDir, 0o700);
+    const open = path.join(dataDir, 'open');
+    const closed = path.join(dataDir, 'closed');
+    for (const dir of [open, closed]) fs.mkdirSync(path.join(dir, 'inner'), { recursive: true });
+    fs.chmodSync(open, 0o755);
+    fs.chmodSync(closed, 0o700);
+    fs.writeFileSync(path.join(open, 'inner', 'file'), 'x', { mode: 0o644 });
+    fs.chmodSync(path.join(open, 'inner', 'file'), 0o644);
+    fs.writeFileSync(path.join(closed, 'inner', 'file'), 'x');
+    const listed: string[] = [];
+    const readdirSync = (dir: string) => {
+      listed.push(dir);
+      return fs.readdirSync(dir);
+    };
+    secureDataDir(dataDir, { fs: { ...fsWhereChmod((file, mode) => fs.chmodSync(file, mode)), readdirSync } });
+    // Below a directory others could open, everything is made owner-only, however deep.
+    assert.equal(modeOf(open), 0o700);
+    assert.equal(modeOf(path.join(open, 'inner', 'file')), 0o600);
+    // Nobody else could enter the owner-only one: what it holds was not listed (the cluster's files, every start).
+    assert.ok(listed.includes(path.join(open, 'inner')));
+    assert.ok(!listed.includes(closed), `listed ${listed.join(', ')}`);
+  });
 });
 
 describe("the data dir's parents", () => {
