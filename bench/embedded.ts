@@ -1,5 +1,5 @@
 /**
- * The embedded default, as `npm start` runs it (`node dist/main.js`, no DATABASE_URL, no
+ * The embedded default, as `npm start` runs it (`node dist/storehouse.js`, no DATABASE_URL, no
  * STOREHOUSE_POSTGRES_ADMIN_URL: Storehouse starts its own PostgreSQL in STOREHOUSE_DATA_DIR):
  * - start to the first 200 of /healthz on an empty and on an existing data dir, alternating with
  *   the same PostgreSQL cluster started alone (src/db/postgres-server.ts, in the bench process);
@@ -73,10 +73,10 @@ function embeddedEnv(port: number, dataDir: string): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Starts a build (`entry`, dist/main.js unless given; `nodeArgs` before it) on the embedded default, until /healthz answers 200. */
+/** Starts a build (`entry`, dist/storehouse.js unless given; `nodeArgs` before it) on the embedded default, until /healthz answers 200. */
 export async function startStorehouse(dataDir: string, options: { entry?: string; nodeArgs?: string[] } = {}): Promise<Server> {
   const port = await freePort();
-  const entry = options.entry ?? path.join(ROOT, 'dist/main.js');
+  const entry = options.entry ?? path.join(ROOT, 'dist/storehouse.js');
   const started = performance.now();
   const proc = spawnTracked(process.execPath, [...(options.nodeArgs ?? []), entry], embeddedEnv(port, dataDir));
   try {

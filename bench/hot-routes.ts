@@ -6,7 +6,7 @@
 //   node --import tsx bench/hot-routes.ts [--rounds N] [--duration S] [--cpu-prof DIR] [--only user|store]
 //                                         [--emulate] [name=path/to/main.js ...]
 //
-// Each name=path is a Storehouse build to measure (default: current=dist/main.js, so run npm run
+// Each name=path is a Storehouse build to measure (default: current=dist/storehouse.js, so run npm run
 // build first), each on an empty data dir of its own; several builds are measured in the same
 // alternating rounds, so a build before a change and one after it compare on the same machine
 // at the same time. --cpu-prof DIR starts them with node --cpu-prof (a .cpuprofile per build in
@@ -53,7 +53,7 @@ function parseArgs(argv: string[]): Options {
       options.builds.push({ name: arg.slice(0, at), entry: path.resolve(arg.slice(at + 1)) });
     } else throw new Error(`unknown argument ${arg}`);
   }
-  if (options.builds.length === 0) options.builds.push({ name: 'current', entry: path.join(ROOT, 'dist/main.js') });
+  if (options.builds.length === 0) options.builds.push({ name: 'current', entry: path.join(ROOT, 'dist/storehouse.js') });
   return options;
 }
 

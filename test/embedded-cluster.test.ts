@@ -13,15 +13,15 @@ import { after, before, describe, test } from 'node:test';
 import { Vercel } from '@vercel/sdk';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { eventually, freshDataDir, POSTGRES_URL, ROOT, startServer } from './helpers.ts';
+import { eventually, freshDataDir, POSTGRES_URL, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
-import { answering, type Proc, runFromSource, stop } from './spawned.ts';
+import { answering, type Proc, runBundled, stop } from './spawned.ts';
 
 const TOKEN = 'embedded-cluster-test-token-0123456789';
 
-/** Storehouse as `npm start` starts it (from source), on `dataDir`, with no database configured. */
+/** Storehouse as `npm start` starts it (the server bundle), on `dataDir`, with no database configured. */
 function start(dataDir: string, port: number, env: Record<string, string> = {}): Proc {
-  return runFromSource([path.join(ROOT, 'src', 'main.ts')], {
+  return runBundled({
     DATABASE_URL: '',
     STOREHOUSE_POSTGRES_ADMIN_URL: '',
     STOREHOUSE_REDIS_ADMIN_URL: '',

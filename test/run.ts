@@ -8,9 +8,10 @@
  * kernel (or `freePort`, outside the kernel's own range).
  *
  * The slowest files start first, so the run is not left waiting on one long file at the end.
+ * The server bundle `npm start` runs (dist/storehouse.js) is rebuilt from the sources first.
  * `npm test -- test/a.test.ts test/b.test.ts` runs only those files (concurrently).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './helpers.ts';
@@ -77,6 +78,9 @@ function nodeTest(files: string[], filesAtATime: number): Promise<boolean> {
 // Ctrl-C reaches the runs' whole process group; let them finish their files' clean-ups.
 process.on('SIGINT', () => {});
 const filesAtATime = concurrency();
+// The tests that start Storehouse as `npm start` does run the server bundle: made from the
+// sources as they are now, once, before any file runs (about a second).
+if (spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle-server.mjs')], { stdio: 'inherit' }).status !== 0) process.exit(1);
 const given = process.argv.slice(2);
 if (given.length > 0) {
   process.exit((await nodeTest(given, filesAtATime)) ? 0 : 1);

@@ -1,8 +1,11 @@
 /**
- * Storehouse's scripts as real processes, run the way `npm start` (and the CLI, and `npm run
- * partner`) run them: node with tsx, from the sources, in the repository's root.
+ * Storehouse's scripts as real processes, in the repository's root: the server bundle exactly as
+ * `npm start` runs it, and the scripts (the server too, the CLI, `npm run partner`) from the
+ * sources with tsx.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { eventually, ROOT } from './helpers.ts';
 
 export interface Proc {
@@ -16,7 +19,33 @@ export interface Proc {
 
 /** `node --import tsx <args>` in ROOT, on this process's environment with `env` over it. */
 export function runFromSource(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  return run(['--import', 'tsx', ...args], env);
+}
+
+export const SERVER_BUNDLE = path.join(ROOT, 'dist', 'storehouse.js');
+
+/** Every file under `dir`'s newest modification time, in ms. */
+function newestIn(dir: string): number {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) newest = Math.max(newest, fs.statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * The server as `npm start` runs it: `node dist/storehouse.js` (the bundle test/run.ts makes
+ * first). Refuses a bundle older than the sources, which would test code that is not there.
+ */
+export function runBundled(env: Record<string, string> = {}): Proc {
+  const built = fs.statSync(SERVER_BUNDLE, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  if (built < newestIn(path.join(ROOT, 'src')))
+    throw new Error(`${SERVER_BUNDLE} is missing or older than src/: run the tests with npm test (or npm run build first)`);
+  return run([SERVER_BUNDLE], env);
+}
+
+function run(args: string[], env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
