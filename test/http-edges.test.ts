@@ -167,6 +167,11 @@ for (const backend of BACKENDS) {
         assert.match(store.text, /\r\nallow: GET, HEAD, PATCH, OPTIONS\r\n/i, store.text);
         const nowhere = await raw(port, 'OPTIONS /nowhere HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
         assertVercelError(nowhere, 404, 'not_found');
+        // An empty segment where an id goes names no store, for OPTIONS as for every method.
+        const noId = await raw(port, 'OPTIONS /v1/storage/stores/ HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
+        assertVercelError(noId, 404, 'not_found');
+        const noIdDelete = await raw(port, 'DELETE /v1/storage/stores/ HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
+        assertVercelError(noIdDelete, 404, 'not_found');
       });
 
       it("an odd method on an unknown path is a 404 in Vercel's format", async () => {

@@ -186,7 +186,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(storeSecretsRoutes, { secrets: runtime.storeSecrets });
   await app.register(teamAdminRoutes, { db: runtime.db });
   await app.register(dashboardRoutes);
-  await app.register(optionsPlugin, { methods }); // after every other route: one OPTIONS route per path
+  await app.register(optionsPlugin, { methods }); // after every other route: OPTIONS for every path they take
   await app.ready();
   return app;
 }
