@@ -269,6 +269,10 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
   const { logger } = options;
   const source = readCatalogSource(config.catalogPath); // an unreadable file stops start-up before the lock
   const db = await openConfiguredDatabase(config, logger);
+  // The embedded redis-server starts meanwhile (the data dir is locked now): its own process,
+  // waited for while this one migrates and loads its state. Handled here, awaited below.
+  const redisStarting = startEmbeddedRedis(config, db, logger);
+  redisStarting.catch(() => {});
   let embeddedRedis: Awaited<ReturnType<typeof startEmbeddedRedis>>;
   try {
     const applied = await migrate(db);
@@ -298,7 +302,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       const { code } = await dashboardSessions.createLinkCode(bootstrapped.user.id, bootstrapped.team.id);
       firstStart = { ...bootstrapped, dashboardLink: () => dashboardLinkUrl(urls.publicUrl(), code) };
     }
-    embeddedRedis = await startEmbeddedRedis(config, db, logger);
+    embeddedRedis = await redisStarting;
     const providers = Providers.create(config, db, box, {
       embeddedRedis: embeddedRedis && ('server' in embeddedRedis ? { adminUrl: embeddedRedis.server.adminUrl } : embeddedRedis),
       onError: (error) => logger?.warn({ err: error }, 'provider connection error'),
@@ -397,7 +401,8 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     }
     return runtime;
   } catch (error) {
-    if (embeddedRedis && 'server' in embeddedRedis) await embeddedRedis.server.stop().catch(() => {});
+    const redis = embeddedRedis ?? (await redisStarting.catch(() => undefined));
+    if (redis && 'server' in redis) await redis.server.stop().catch(() => {});
     await db.close().catch(() => {});
     throw error;
   }

@@ -36,11 +36,12 @@
  * a process group of its own, so a Ctrl-C in a terminal reaches Storehouse, which stops it after
  * draining, and not Redis directly.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import {
   canListen,
@@ -52,6 +53,8 @@ import {
   type ServerLog,
   writeFileAtomically,
 } from '../supervision/local-servers.ts';
+
+const execFileAsync = promisify(execFile);
 
 /** What it logs to: a pino logger, or anything with its four methods. */
 export type RedisServerLog = ServerLog;
@@ -277,10 +280,11 @@ function writeConf(paths: Paths, port: number): void {
 }
 
 /** The redis-server's version, refused unless 7.0 or later (ACL files, the append-only directory, the optional bind). */
-function checkVersion(binary: string): string {
+async function checkVersion(binary: string): Promise<string> {
   let output: string;
   try {
-    output = execFileSync(binary, ['--version'], { encoding: 'utf8', timeout: 30_000 });
+    // Not execFileSync: the start of Storehouse's own state goes on meanwhile (src/runtime.ts).
+    output = (await execFileAsync(binary, ['--version'], { encoding: 'utf8', timeout: 30_000 })).stdout;
   } catch (error) {
     throw new RedisServerError('not_found', `cannot run ${binary} --version (${(error as Error).message})`);
   }
@@ -457,7 +461,7 @@ export class RedisServer extends EventEmitter {
           'or set STOREHOUSE_REDIS_ADMIN_URL to an admin user of a Redis server of your own',
       );
     }
-    const version = checkVersion(binary);
+    const version = await checkVersion(binary);
     const paths = pathsOf(options.dataDir);
     fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
     const password = readOrMakePassword(paths.password);

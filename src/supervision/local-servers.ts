@@ -71,6 +71,9 @@ export function findSetpriv(): string | null {
  * place, the directory fsynced (a kill, or a crash of the machine, leaves the previous one).
  */
 export function writeFileAtomically(file: string, text: string): void {
+  // Already so (most starts rewrite what the last one wrote): nothing to write or sync. What an
+  // earlier call wrote was synced before it was renamed into place.
+  if (readIfThere(file) === text) return;
   const scratch = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(scratch, 'w', 0o600);
   try {
@@ -85,6 +88,14 @@ export function writeFileAtomically(file: string, text: string): void {
     fs.fsyncSync(dir);
   } finally {
     fs.closeSync(dir);
+  }
+}
+
+function readIfThere(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
   }
 }
 
