@@ -168,6 +168,12 @@ describe('the embedded default runs its own PostgreSQL', () => {
     await stop(server, 'SIGTERM');
     assert.equal(await server.exit, 0, `a clean stop exits 0; its output:\n${server.output().slice(-4000)}`);
     assert.equal(postmasterPid(dataDir), undefined, 'a clean stop stops the PostgreSQL server too');
+    // What PostgreSQL says on every clean stop is no warning (warn is level 40 in pino's JSON lines).
+    const warned = server
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"msg":"embedded PostgreSQL"') && /"level":(40|50|60)/.test(line));
+    assert.deepEqual(warned, [], 'a clean stop logs no PostgreSQL warning');
     server = start(dataDir, port);
     await healthy(url(), server);
     assert.deepEqual(await read(), ['before restart']);

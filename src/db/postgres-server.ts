@@ -198,9 +198,12 @@ function superuserPassword(dataDir: string, clusterExists: boolean): string {
 const CRASH_REPORT =
   /terminated by signal|exited with exit code|terminating any other active server processes|all server processes terminated|automatic recovery|was interrupted|not properly shut down|redo (starts|done)/;
 
+/** What every clean stop logs: the launcher exits 1 when asked to stop (a crash says "terminated by signal"). */
+const ROUTINE_EXIT = /background worker "logical replication launcher" \(PID \d+\) exited with exit code 1$/;
+
 function levelOf(line: string): keyof ServerLog {
   const severity = /^([A-Z]+):/.exec(line)?.[1];
-  if (severity === 'LOG' && CRASH_REPORT.test(line)) return 'warn';
+  if (severity === 'LOG' && CRASH_REPORT.test(line) && !ROUTINE_EXIT.test(line)) return 'warn';
   if (severity === 'WARNING') return 'warn';
   if (severity === 'PANIC') return 'error';
   if (severity === 'FATAL') return line.includes('the database system is') ? 'debug' : 'info';
