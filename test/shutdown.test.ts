@@ -5,9 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import { test } from 'node:test';
 import { runFromSource } from './spawned.ts';
-import { eventually } from './helpers.ts';
+import { eventually, freshDataDir } from './helpers.ts';
 
 async function stopped(env: Record<string, string>) {
   const proc = runFromSource(['test/fixtures/stop-on-signals.ts'], env);
@@ -28,4 +29,21 @@ test('a drain that outlives the timeout exits 1 there and then, releasing nothin
   assert.equal(code, 1);
   assert.match(stderr, /did not finish in time/);
   assert.doesNotMatch(stdout, /released/);
+});
+
+test('a closed database leaves no timer holding the process: a stopping Storehouse exits at once', async () => {
+  const dataDir = await freshDataDir();
+  try {
+    const proc = runFromSource(['test/fixtures/close-database.ts'], { DATA_DIR: dataDir });
+    assert.equal(await proc.exit, 0, proc.output());
+    const held = JSON.parse(proc.stdout().trim().split('\n').at(-1)!) as string[];
+    // A bound on clients saying goodbye held the process for 2 s after everything had ended.
+    assert.deepEqual(
+      held.filter((resource) => resource === 'Timeout'),
+      [],
+      `still active after close: ${held.join(', ')}`,
+    );
+  } finally {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
 });
