@@ -160,6 +160,7 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     runtime.stores,
     runtime.discovery,
     runtime.config.provisionTimeoutMs,
+    () => runtime.urls.publicUrl(),
   );
   const billing = new InstallationBilling(runtime.db, () => runtime.catalog, runtime.discovery);
 
@@ -251,13 +252,18 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     },
   );
 
-  app.post<{ Params: { slug: string }; Querystring: TeamQuery; Body: { acceptedPolicies?: Record<string, string>; source?: string } }>(
+  app.post<{
+    Params: { slug: string };
+    Querystring: TeamQuery;
+    Body: { acceptedPolicies?: Record<string, string>; source?: string; newInstallation?: boolean };
+  }>(
     '/v2/integrations/integration/:slug/marketplace/install',
     {
       validatorCompiler: exactBodies,
       schema: {
         operationId: 'installMarketplaceIntegration',
-        summary: 'Install an integration for the team, its terms accepted (vercel integration accept-terms); 409 when the team has it',
+        summary:
+          'Install an integration for the team, its terms accepted (vercel integration accept-terms); 409 when the team has it, unless newInstallation asks for another',
         tags,
         params: slugParams,
         querystring: { type: 'object', properties: teamQuery },
@@ -271,18 +277,23 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
               description: '`toc`: when the terms were accepted',
             },
             source: { type: 'string', enum: [...SOURCES], default: 'cli' },
+            newInstallation: {
+              type: 'boolean',
+              default: false,
+              description:
+                'true: another installation even when the team has one (vercel integration add then asks which, --installation-id)',
+            },
           },
         },
         response: { 200: { $ref: 'IntegrationConfiguration#' }, ...errorResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request) => {
-      const { installation, integration } = await installs.install(
-        request.actor,
-        request.params.slug,
-        request.body.acceptedPolicies,
-        request.body.source ?? 'cli',
-      );
+      const { acceptedPolicies, source = 'cli', newInstallation = false } = request.body;
+      const { installation, integration } = await installs.install(request.actor, request.params.slug, acceptedPolicies, {
+        source,
+        another: newInstallation,
+      });
       return toConfiguration(installation, integration);
     },
   );
