@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { runAdminCommand } from '../src/admin/commands.ts';
 import { randomBase62 } from '../src/ids.ts';
 import { install } from '../src/tenancy/installations.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
@@ -243,7 +244,7 @@ describe('two installations of storehouse on one team', () => {
     assert.equal(store.product.integrationConfigurationId, second);
   });
 
-  test('two installs at once on a team without one: exactly one is made, the other is told it is installed', async () => {
+  test('two installs at once on a team without one: exactly one is made, the others are told it is installed; the operator adds another with --another', async () => {
     const db = server.runtime.db;
     const owner = await createUser(db, { email: `racer-${randomBase62(6)}@example.com` });
     const racing = await createTeam(db, { slug: `multi-race-${randomBase62(6).toLowerCase()}` });
@@ -251,8 +252,21 @@ describe('two installations of storehouse on one team', () => {
     const token = (await createToken(db, { userId: owner.id, teamId: racing.id, name: 't' })).value;
     const answers = await Promise.all(Array.from({ length: 4 }, () => api.install('storehouse', {}, token)));
     assert.deepEqual(answers.map((a) => a.status).sort(), [200, 409, 409, 409]);
-    const { rows } = await db.query('SELECT id FROM installations WHERE team_id = $1', [racing.id]);
-    assert.equal(rows.length, 1);
+    const installed = async () => (await db.query('SELECT id FROM installations WHERE team_id = $1', [racing.id])).rows.length;
+    assert.equal(await installed(), 1);
+
+    // The operator's `storehouse installations create`: refused as well, unless --another.
+    const operator = (another?: boolean) =>
+      runAdminCommand(server.runtime, 'installations.create', {
+        team: racing.slug,
+        integration: 'storehouse',
+        ...(another && { another: 'true' }),
+      });
+    await assert.rejects(operator(), (error: any) => error.status === 409 && error.code === 'already_installed');
+    assert.equal(await installed(), 1);
+    const made = (await operator(true)) as { id: string; team: string };
+    assert.equal(made.team, racing.slug);
+    assert.equal(await installed(), 2);
   });
 });
 
