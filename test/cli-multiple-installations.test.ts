@@ -19,7 +19,7 @@ import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
 import { cliUser, readDotenv, type CliResult, type CliUser } from './cli-harness.ts';
-import { errorOf, startServer, type TestServer } from './helpers.ts';
+import { errorOf, sdkFailure, startServer, type TestServer } from './helpers.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 const run = promisify(execFile);
@@ -219,6 +219,28 @@ describe('two installations of storehouse on one team', () => {
     assert.ok(env.POSTGRES_URL, `no POSTGRES_URL in .env.local: ${Object.keys(env).join(', ')}`);
     const { stdout } = await run('psql', [env.POSTGRES_URL, '-Atc', 'SELECT 41 + 1']);
     assert.equal(stdout.trim(), '42');
+  });
+
+  test("the team's store quota counts the stores of all its installations (through the SDK, naming each)", async () => {
+    const held = (await api.stores()).length;
+    await runAdminCommand(server.runtime, 'teams.quota', { team, quota: String(held + 1) });
+    try {
+      const create = (name: string, integrationConfigurationId: string) =>
+        server.sdk().integrations.createIntegrationStoreDirect({
+          requestBody: { name, integrationConfigurationId, integrationProductIdOrSlug: 'postgres' },
+        });
+      const made = await create('multi-quota', first);
+      assert.equal(made.store?.product?.integrationConfigurationId, first);
+      const stores = await allStores();
+      const refused = await sdkFailure(create('multi-over', second));
+      assert.deepEqual([refused.status, refused.code], [403, 'store_quota_exceeded']);
+      assert.deepEqual(await allStores(), stores);
+      const [store] = (await api.stores()).filter((s) => s.name === 'multi-quota');
+      const deleted = await server.request(`/v1/storage/stores/integration/${store.id}`, { method: 'DELETE' });
+      assert.equal(deleted.status, 200, await deleted.text());
+    } finally {
+      await runAdminCommand(server.runtime, 'teams.quota', { team, quota: 'default' });
+    }
   });
 
   test('remove takes the installation the CLI lists first; the other keeps its store, and add is unambiguous again', async () => {
