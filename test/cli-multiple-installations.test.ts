@@ -150,6 +150,9 @@ describe('two installations of storehouse on one team', () => {
     assert.equal(new URL(url).pathname, '/dashboard/');
     assert.deepEqual([integration.id, integration.slug, integration.name], ['oac_storehouse', 'storehouse', 'Storehouse']);
     assert.deepEqual([product.slug, product.name, product.metadataSchema.type], ['postgres', 'Postgres', 'object']);
+    // As Vercel answers them: at the top level too.
+    const { error: _error, ...topLevel } = error.body;
+    assert.deepEqual(topLevel, { kind, reason, installations: listed, url, integration, product });
     assert.deepEqual(await allStores(), stores);
     assert.deepEqual(await allInstallations(), installations);
   });

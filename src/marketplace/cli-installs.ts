@@ -350,32 +350,30 @@ function provisioned(view: StoreView): Provisioned {
 }
 
 /**
- * The 422 of an auto-provision whose installation is ambiguous: the fields the CLI 58.10.0 reads
- * (`kind: "unknown"`, `reason`, `url`, `integration`, `product`, and `installations` as `id`,
- * `type`, `externalId`, `status`, which it lists, telling the user to re-run with
- * `--installation-id`), beside Vercel's error `code` and `message`. The CLI takes an error's
- * fields from `error` when the body has one, so they sit there; it never retries on its own.
- * `url` is the dashboard's marketplace page, where each installation has its own section.
+ * The 422 of an auto-provision whose installation is ambiguous, with the fields the CLI 58.10.0
+ * reads (`kind: "unknown"`, `reason`, `url`, `integration`, `product`, and `installations` as
+ * `id`, `type`, `externalId`, `status`, which it lists, telling the user to re-run with
+ * `--installation-id`; it never retries on its own). Vercel answers them at the body's top level;
+ * the CLI takes an error's fields from `error` when the body has one, so they are in both, beside
+ * Vercel's error `code` and `message`. `url` is the dashboard's marketplace page, where each
+ * installation has its own section.
  */
 function multipleInstallations(integration: Integration, product: Product, installations: Installation[], publicUrl: string): AppError {
-  return new AppError(
-    422,
-    'multiple_installations',
-    `The team has ${installations.length} installations of ${integration.slug}: name one with installationId (--installation-id)`,
-    {
-      kind: 'unknown',
-      reason: 'multiple_installations',
-      installations: installations.map((i) => ({
-        id: i.id,
-        type: 'marketplace',
-        status: i.status,
-        ...(i.externalId !== null && { externalId: i.externalId }),
-      })),
-      url: `${publicUrl.replace(/\/+$/, '')}/dashboard/`,
-      integration: { id: integration.id, slug: integration.slug, name: integration.name, icon: integration.icon, policies: {} },
-      product: { id: product.id, slug: product.slug, name: product.name, icon: integration.icon, metadataSchema: product.metadataSchema },
-    },
-  );
+  const fallback = {
+    kind: 'unknown',
+    reason: 'multiple_installations',
+    installations: installations.map((i) => ({
+      id: i.id,
+      type: 'marketplace',
+      status: i.status,
+      ...(i.externalId !== null && { externalId: i.externalId }),
+    })),
+    url: `${publicUrl.replace(/\/+$/, '')}/dashboard/`,
+    integration: { id: integration.id, slug: integration.slug, name: integration.name, icon: integration.icon, policies: {} },
+    product: { id: product.id, slug: product.slug, name: product.name, icon: integration.icon, metadataSchema: product.metadataSchema },
+  };
+  const message = `The team has ${installations.length} installations of ${integration.slug}: name one with installationId (--installation-id)`;
+  return new AppError(422, 'multiple_installations', message, fallback, fallback);
 }
 
 /**

@@ -110,6 +110,28 @@ const autoProvisionAnswer = {
   },
 };
 
+/**
+ * The 422 of an auto-provision the CLI falls back on (`multiple_installations`): Vercel's error
+ * object, and the same fields at the top level, where Vercel answers them. Only `error` is
+ * required, so any other 422 is still written as the error it is.
+ */
+const autoProvisionFallback = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: { type: 'object', required: ['code', 'message'], properties: { code: str, message: str }, additionalProperties: true },
+    kind: str,
+    reason: str,
+    url: str,
+    installations: {
+      type: 'array',
+      items: { type: 'object', required: ['id'], properties: { id: str, type: str, externalId: str, status: str } },
+    },
+    integration: autoProvisionAnswer.properties.integration,
+    product: autoProvisionAnswer.properties.product,
+  },
+};
+
 const thresholdSchema = {
   type: 'object',
   required: ['resourceId', 'minimumAmountInCents', 'purchaseAmountInCents'],
@@ -323,7 +345,7 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
         },
         body: autoProvisionBody,
         // 422 `multiple_installations` (with `installations`) when the installation to use is ambiguous.
-        response: { 200: autoProvisionAnswer, ...errorResponses(400, 401, 402, 403, 404, 409, 422, 429, 502, 503) },
+        response: { 200: autoProvisionAnswer, 422: autoProvisionFallback, ...errorResponses(400, 401, 402, 403, 404, 409, 429, 502, 503) },
       },
     },
     async (request) => {
