@@ -268,7 +268,8 @@ export function buildCli(): Command {
       .command('create')
       .argument('<team>')
       .argument('<integration>', 'integration slug or id')
-      .option('--by <user>', 'the installing user, who becomes an admin of the installation'),
+      .option('--by <user>', 'the installing user, who becomes an admin of the installation')
+      .option('--another', 'install it again when the team has it (vercel integration add then asks for --installation-id)'),
     'install an integration for a team',
     'installations.create',
     (i) => `installed ${i.integration} for ${i.team}: ${i.id}`,

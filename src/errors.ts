@@ -10,6 +10,11 @@ export class AppError extends Error {
     message: string,
     /** Extra fields reported beside `code` and `message`, as Vercel does (`fields`, `limit`, ...). */
     readonly extra: Record<string, unknown> = {},
+    /**
+     * Fields written at the body's top level beside `error`, where Vercel's own answer has them
+     * there and not in an error object (the CLI's auto-provision fallbacks).
+     */
+    readonly topLevel: Record<string, unknown> = {},
   ) {
     super(message);
     this.name = 'AppError';

@@ -123,3 +123,13 @@ function runCli(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv; 
     });
   });
 }
+
+/** A dotenv file as `vercel env pull` writes it (`KEY="value"` lines). */
+export function readDotenv(file: string): Record<string, string> {
+  const values: Record<string, string> = {};
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const match = /^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$/.exec(line);
+    if (match) values[match[1]!] = match[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"');
+  }
+  return values;
+}

@@ -5,28 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { randomBase62 } from '../src/ids.ts';
 import { replaceFaults } from '../src/partner-server/faults.ts';
 import { findRedisServer } from '../src/providers/redis-server.ts';
-import { cliUser, VERCEL_BIN, type CliResult, type CliUser } from './cli-harness.ts';
+import { cliUser, readDotenv, VERCEL_BIN, type CliResult, type CliUser } from './cli-harness.ts';
 import { errorOf, eventually, startServer, type TestServer } from './helpers.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 
 const run = promisify(execFile);
-
-/** A dotenv file as `vercel env pull` writes it (`KEY="value"` lines). */
-function readDotenv(file: string): Record<string, string> {
-  const values: Record<string, string> = {};
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const match = /^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$/.exec(line);
-    if (match) values[match[1]!] = match[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"');
-  }
-  return values;
-}
 
 /**
  * Runs `vercel <args>` in a terminal of its own (util-linux `script`), as a user at a prompt

@@ -451,7 +451,7 @@ describe('/openapi.json against real responses', () => {
     await market({ path: `${installation}/account`, expect: 200 });
     await market({ path: `${installation}/account`, expect: 429 });
 
-    // The vercel CLI's marketplace calls (src/http/routes/cli-integrations.ts).
+    // The vercel CLI's marketplace calls (src/http/routes/cli-integrations.ts and cli-configurations.ts).
     await call({ path: '/v2/integrations/integration/storehouse', expect: 200 });
     await call({ path: '/v2/integrations/integration/nothing', expect: 404 });
     await call({ path: '/v2/integrations/integrations?integrationType=marketplace&category=databases', expect: 200 });

@@ -211,6 +211,8 @@ export const adminCommands = {
         integrationId: integration.id,
         installedBy: by?.id ?? null,
         source: 'cli',
+        // One more installation when the team has one already (else 409 already_installed).
+        another: Boolean(args.another),
       });
       await audit(tx, {
         teamId: team.id,
@@ -218,7 +220,7 @@ export const adminCommands = {
         action: 'installation.created',
         targetType: 'installation',
         targetId: installation.id,
-        details: { integration: integration.slug, installedBy: by?.id ?? null },
+        details: { integration: integration.slug, installedBy: by?.id ?? null, ...(args.another && { another: true }) },
       });
       return { ...installation, team: team.slug, integration: integration.slug };
     }),

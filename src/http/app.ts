@@ -14,6 +14,7 @@ import { RateLimits, rateLimitPlugin } from './rate-limit.ts';
 import { paginationSchema } from './routes/common.ts';
 import accountRoutes from './routes/account.ts';
 import integrationsRoutes, { sharedSchemas } from './routes/integrations.ts';
+import cliConfigurationsRoutes from './routes/cli-configurations.ts';
 import cliIntegrationsRoutes from './routes/cli-integrations.ts';
 import projectsRoutes from './routes/projects.ts';
 import storehouseRoutes from './routes/storehouse.ts';
@@ -160,6 +161,7 @@ export async function buildApp(runtime: Runtime, options: AppOptions = {}): Prom
   await app.register(oidcRoutes, { keys: runtime.keys, urls: runtime.urls });
   await app.register(integrationsRoutes, { discovery: runtime.discovery });
   await app.register(cliIntegrationsRoutes, { runtime });
+  await app.register(cliConfigurationsRoutes, { runtime });
   await app.register(storesRoutes, { stores: runtime.stores, updates: runtime.storeUpdates, connections: runtime.connections });
   await app.register(projectsRoutes, { db: runtime.db, env: runtime.projectEnv });
   await app.register(storehouseRoutes, { db: runtime.db });

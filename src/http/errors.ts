@@ -6,7 +6,7 @@ import { AppError } from '../errors.ts';
 import { databaseUnavailableCause } from '../db/unavailable.ts';
 import { RouteMethods } from './route-methods.ts';
 
-/** Vercel's error body: `{"error":{"code","message",...extra}}`. */
+/** Vercel's error body: `{"error":{"code","message",...extra}}`, and `topLevel`'s fields beside `error` when an AppError has them. */
 export const errorSchema = {
   $id: 'VercelError',
   type: 'object',
@@ -21,11 +21,18 @@ export const errorSchema = {
   },
 };
 
-export function sendError(reply: FastifyReply, status: number, code: string, message: string, extra: Record<string, unknown> = {}) {
+export function sendError(
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+  topLevel: Record<string, unknown> = {},
+) {
   return reply
     .code(status)
     .type('application/json; charset=utf-8')
-    .send({ error: { code, message, ...extra } });
+    .send({ ...topLevel, error: { code, message, ...extra } });
 }
 
 const LOCATIONS: Record<string, string> = {
@@ -163,7 +170,7 @@ export const errorsPlugin = fp(async function errorsPlugin(app: FastifyInstance,
   });
 
   app.setErrorHandler((error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    if (error instanceof AppError) return sendError(reply, error.status, error.code, error.message, error.extra);
+    if (error instanceof AppError) return sendError(reply, error.status, error.code, error.message, error.extra, error.topLevel);
     if (error.validation) return sendError(reply, 400, 'bad_request', validationMessage(error));
     const unavailable = databaseUnavailableCause(error);
     if (unavailable !== undefined) {

@@ -64,6 +64,8 @@ export class CliInstalls {
     private readonly discovery: Discovery,
     /** A provider call's bound, which bounds a refused store's rollback too. */
     private readonly provisionTimeoutMs: number,
+    /** Where the dashboard is served: an ambiguous create's `url` is its marketplace page. */
+    private readonly publicUrl: () => string,
   ) {}
 
   /** An integration on offer, by id or slug, with its products as discovery lists them (one unavailable here says why). */
@@ -83,21 +85,40 @@ export class CliInstalls {
 
   /**
    * Installs an integration for the team, the terms accepted (`acceptedPolicies.toc`, a time);
-   * 409 `already_installed` when the team has it (the CLI reads that as installed).
+   * 409 `already_installed` when the team has it (the CLI reads that as installed), unless
+   * `another` asks for one more installation of it: the team then holds several, and a create
+   * that names none is ambiguous (`multiple_installations`).
    */
-  async install(actor: Actor, integrationIdOrSlug: string, acceptedPolicies: Record<string, string> | undefined, source = 'cli') {
+  async install(
+    actor: Actor,
+    integrationIdOrSlug: string,
+    acceptedPolicies: Record<string, string> | undefined,
+    options: { source?: string; another?: boolean } = {},
+  ) {
     const integration = this.catalog().findIntegration(integrationIdOrSlug);
     assertMayInstall(actor, integration);
     assertTermsAccepted(integration, acceptedPolicies);
+    const { source = 'cli', another = false } = options;
     return this.db.transaction(async (tx) => {
-      const installation = await install(tx, { teamId: actor.team.id, integrationId: integration.id, installedBy: actor.userId, source });
+      const installation = await install(tx, {
+        teamId: actor.team.id,
+        integrationId: integration.id,
+        installedBy: actor.userId,
+        source,
+        another,
+      });
       await audit(tx, {
         teamId: actor.team.id,
         actorId: actor.userId,
         action: 'installation.created',
         targetType: 'installation',
         targetId: installation.id,
-        details: { integration: integration.slug, installedBy: actor.userId, acceptedPolicies: acceptedPolicies ?? {} },
+        details: {
+          integration: integration.slug,
+          installedBy: actor.userId,
+          acceptedPolicies: acceptedPolicies ?? {},
+          ...(another && { another: true }),
+        },
       });
       return { installation, integration };
     });
@@ -173,24 +194,7 @@ export class CliInstalls {
     } else if (ofIntegration.length === 1) {
       installation = ofIntegration[0]!;
     } else if (ofIntegration.length > 1) {
-      throw new AppError(
-        422,
-        'multiple_installations',
-        `The team has ${ofIntegration.length} installations of ${integration.slug}: name one with installationId (--installation-id)`,
-        {
-          kind: 'unknown',
-          reason: 'multiple_installations',
-          installations: ofIntegration.map((i) => ({
-            id: i.id,
-            type: 'marketplace',
-            status: i.status,
-            ...(i.externalId !== null && { externalId: i.externalId }),
-          })),
-          url: '',
-          integration: { id: integration.id, slug: integration.slug, name: integration.name },
-          product: { id: product.id, slug: product.slug, name: product.name },
-        },
-      );
+      throw multipleInstallations(integration, product, ofIntegration, this.publicUrl());
     } else {
       if (!input.acceptedPolicies?.toc) {
         throw new AppError(
@@ -343,6 +347,33 @@ function provisioned(view: StoreView): Provisioned {
     },
     billingPlan: plan ?? null,
   };
+}
+
+/**
+ * The 422 of an auto-provision whose installation is ambiguous, with the fields the CLI 58.10.0
+ * reads (`kind: "unknown"`, `reason`, `url`, `integration`, `product`, and `installations` as
+ * `id`, `type`, `externalId`, `status`, which it lists, telling the user to re-run with
+ * `--installation-id`; it never retries on its own). Vercel answers them at the body's top level;
+ * the CLI takes an error's fields from `error` when the body has one, so they are in both, beside
+ * Vercel's error `code` and `message`. `url` is the dashboard's marketplace page, where each
+ * installation has its own section.
+ */
+function multipleInstallations(integration: Integration, product: Product, installations: Installation[], publicUrl: string): AppError {
+  const fallback = {
+    kind: 'unknown',
+    reason: 'multiple_installations',
+    installations: installations.map((i) => ({
+      id: i.id,
+      type: 'marketplace',
+      status: i.status,
+      ...(i.externalId !== null && { externalId: i.externalId }),
+    })),
+    url: `${publicUrl.replace(/\/+$/, '')}/dashboard/`,
+    integration: { id: integration.id, slug: integration.slug, name: integration.name, icon: integration.icon, policies: {} },
+    product: { id: product.id, slug: product.slug, name: product.name, icon: integration.icon, metadataSchema: product.metadataSchema },
+  };
+  const message = `The team has ${installations.length} installations of ${integration.slug}: name one with installationId (--installation-id)`;
+  return new AppError(422, 'multiple_installations', message, fallback, fallback);
 }
 
 /**

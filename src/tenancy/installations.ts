@@ -1,5 +1,4 @@
 import type { MappedRow, Queryable } from '../db/database.ts';
-import { isUniqueViolation } from '../db/database.ts';
 import { conflict, forbidden, notFound } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { ResourceStatus } from '../providers/provider.ts';
@@ -57,21 +56,30 @@ const toInstallation = (row: MappedRow): Installation => ({
   updatedAt: row.updated_at,
 });
 
+/**
+ * Installs an integration for a team: 409 `already_installed` when the team has it, unless
+ * `another` asks for one more (a team may hold several, migration 0019). `db` must be a
+ * transaction: the check and the insert hold an advisory lock on the team and integration until
+ * it ends, so two installs at once cannot both see none.
+ */
 export async function install(
   db: Queryable,
-  input: { teamId: string; integrationId: string; installedBy: string | null; source?: string },
+  input: { teamId: string; integrationId: string; installedBy: string | null; source?: string; another?: boolean },
 ): Promise<Installation> {
-  try {
-    const { rows } = await db.query(
-      `INSERT INTO installations (id, team_id, integration_id, installed_by, source)
-       VALUES ($1, $2, $3, $4, $5) RETURNING *`,
-      [newId('icfg'), input.teamId, input.integrationId, input.installedBy, input.source ?? 'marketplace'],
-    );
-    return toInstallation(rows[0]!);
-  } catch (error) {
-    if (isUniqueViolation(error)) throw conflict('already_installed', 'The integration is already installed for this team');
-    throw error;
+  await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`installation:${input.teamId}:${input.integrationId}`]);
+  if (!input.another) {
+    const { rows } = await db.query('SELECT 1 FROM installations WHERE team_id = $1 AND integration_id = $2 LIMIT 1', [
+      input.teamId,
+      input.integrationId,
+    ]);
+    if (rows.length > 0) throw conflict('already_installed', 'The integration is already installed for this team');
   }
+  const { rows } = await db.query(
+    `INSERT INTO installations (id, team_id, integration_id, installed_by, source)
+     VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+    [newId('icfg'), input.teamId, input.integrationId, input.installedBy, input.source ?? 'marketplace'],
+  );
+  return toInstallation(rows[0]!);
 }
 
 export async function listInstallations(db: Queryable, teamId: string): Promise<Installation[]> {

@@ -1,29 +1,20 @@
 /**
  * The marketplace endpoints the `vercel` CLI (58.10.0) calls that the SDK does not: an
- * integration by slug (`GET /v2/integrations/integration/{slug}`), the configurations list as its
- * `/v2` (with `integration.slug`), accepting an integration's terms (`.../marketplace/install`)
- * and `vercel integration add`'s one-call create (`.../marketplace/auto-provision/{product}`).
+ * integration by slug (`GET /v2/integrations/integration/{slug}`), the integrations on offer and
+ * their categories, accepting an integration's terms (`.../marketplace/install`) and `vercel
+ * integration add`'s one-call create (`.../marketplace/auto-provision/{product}`). What the CLI
+ * reads and changes of the team's configurations is cli-configurations.ts.
  * Answers are shaped as the CLI's bundled source reads them (node_modules/vercel/dist); the rules
  * are the services': CliInstalls (src/marketplace/cli-installs.ts), which creates stores through
  * the store service, and Discovery.
  */
 import type { FastifyInstance } from 'fastify';
-import {
-  CliInstalls,
-  projectSelections,
-  updateConfiguration,
-  type AutoProvisionInput,
-  type ConfigurationUpdate,
-  type ProjectSelection,
-} from '../../marketplace/cli-installs.ts';
-import type { Integration } from '../../catalog/catalog.ts';
-import type { Installation } from '../../tenancy/installations.ts';
-import { InstallationBilling, type ThresholdInput } from '../../marketplace/installation-billing.ts';
+import { CliInstalls, type AutoProvisionInput } from '../../marketplace/cli-installs.ts';
 import type { Runtime } from '../../runtime.ts';
 import { parseIdempotencyKey } from '../../stores/idempotency.ts';
 import { exactBodies } from '../lazy-compilers.ts';
-import { configurationSchema, freeObject, SOURCES, str, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
-import { errorResponses, teamQuery, type TeamQuery, metadataValue, configurationsQuery, type ConfigurationsQuery } from './common.ts';
+import { freeObject, SOURCES, str, toBillingPlan, toConfiguration, toProduct } from '../vercel-shapes.ts';
+import { errorResponses, teamQuery, type TeamQuery, metadataValue } from './common.ts';
 
 const tags = ['integrations'];
 
@@ -43,21 +34,6 @@ const integrationSchema = {
     capabilities: { type: 'object', properties: { requiresBrowserInstall: { type: 'boolean' } } },
     // The SDK's product (with `tags` and `shortDescription`, which `vercel integration discover` shows).
     products: { type: 'array', items: { $ref: 'Product#' } },
-  },
-};
-
-/** The `/v2` configuration: the `/v1` one with the integration's slug, which `vercel integration installations` shows. */
-const { $id: _v1Id, ...v1Configuration } = configurationSchema;
-const configurationV2Schema = {
-  ...v1Configuration,
-  properties: {
-    ...v1Configuration.properties,
-    projects: { type: 'array', items: str, description: 'With projectSelection "selected": the projects its stores may connect to' },
-    integration: {
-      ...v1Configuration.properties.integration,
-      required: ['name', 'slug', 'icon', 'isLegacy'],
-      properties: { ...v1Configuration.properties.integration.properties, slug: str },
-    },
   },
 };
 
@@ -110,15 +86,25 @@ const autoProvisionAnswer = {
   },
 };
 
-const thresholdSchema = {
+/**
+ * The 422 of an auto-provision the CLI falls back on (`multiple_installations`): Vercel's error
+ * object, and the same fields at the top level, where Vercel answers them. Only `error` is
+ * required, so any other 422 is still written as the error it is.
+ */
+const autoProvisionFallback = {
   type: 'object',
-  required: ['resourceId', 'minimumAmountInCents', 'purchaseAmountInCents'],
+  required: ['error'],
   properties: {
-    resourceId: { ...str, description: "The store's externalResourceId" },
-    billingPlanId: str,
-    minimumAmountInCents: { type: 'number' },
-    purchaseAmountInCents: { type: 'number' },
-    maximumAmountPerPeriodInCents: { type: 'number' },
+    error: { type: 'object', required: ['code', 'message'], properties: { code: str, message: str }, additionalProperties: true },
+    kind: str,
+    reason: str,
+    url: str,
+    installations: {
+      type: 'array',
+      items: { type: 'object', required: ['id'], properties: { id: str, type: str, externalId: str, status: str } },
+    },
+    integration: autoProvisionAnswer.properties.integration,
+    product: autoProvisionAnswer.properties.product,
   },
 };
 
@@ -145,12 +131,6 @@ function toIntegration({ integration, products }: ReturnType<CliInstalls['descri
   };
 }
 
-/** A configuration as `configurationV2Schema` shapes it. */
-function toConfigurationV2(installation: Installation, integration: Integration, selection: ProjectSelection | undefined) {
-  const configuration = toConfiguration(installation, integration);
-  return { ...configuration, ...selection, integration: { ...configuration.integration, slug: integration.slug } };
-}
-
 export default async function cliIntegrationsRoutes(app: FastifyInstance, options: { runtime: Runtime }) {
   const { runtime } = options;
   const installs = new CliInstalls(
@@ -160,8 +140,8 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     runtime.stores,
     runtime.discovery,
     runtime.config.provisionTimeoutMs,
+    () => runtime.urls.publicUrl(),
   );
-  const billing = new InstallationBilling(runtime.db, () => runtime.catalog, runtime.discovery);
 
   app.get<{ Params: { slug: string }; Querystring: TeamQuery }>(
     '/v2/integrations/integration/:slug',
@@ -233,31 +213,18 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
     },
   );
 
-  app.get<{ Querystring: ConfigurationsQuery }>(
-    '/v2/integrations/configurations',
-    {
-      schema: {
-        operationId: 'getConfigurationsV2',
-        summary: "The team's integration configurations, each with its integration's slug (as the vercel CLI reads them)",
-        tags,
-        querystring: configurationsQuery,
-        response: { 200: { type: 'array', items: configurationV2Schema }, ...errorResponses(400, 401, 403) },
-      },
-    },
-    async (request) => {
-      const found = await runtime.discovery.listConfigurations(request.actor, request.query);
-      const selections = found.length > 0 ? await projectSelections(runtime.db, request.actor.team.id) : new Map();
-      return found.map(({ installation, integration }) => toConfigurationV2(installation, integration, selections.get(installation.id)));
-    },
-  );
-
-  app.post<{ Params: { slug: string }; Querystring: TeamQuery; Body: { acceptedPolicies?: Record<string, string>; source?: string } }>(
+  app.post<{
+    Params: { slug: string };
+    Querystring: TeamQuery;
+    Body: { acceptedPolicies?: Record<string, string>; source?: string; newInstallation?: boolean };
+  }>(
     '/v2/integrations/integration/:slug/marketplace/install',
     {
       validatorCompiler: exactBodies,
       schema: {
         operationId: 'installMarketplaceIntegration',
-        summary: 'Install an integration for the team, its terms accepted (vercel integration accept-terms); 409 when the team has it',
+        summary:
+          'Install an integration for the team, its terms accepted (vercel integration accept-terms); 409 when the team has it, unless newInstallation asks for another',
         tags,
         params: slugParams,
         querystring: { type: 'object', properties: teamQuery },
@@ -271,18 +238,23 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
               description: '`toc`: when the terms were accepted',
             },
             source: { type: 'string', enum: [...SOURCES], default: 'cli' },
+            newInstallation: {
+              type: 'boolean',
+              default: false,
+              description:
+                'true: another installation even when the team has one (vercel integration add then asks which, --installation-id)',
+            },
           },
         },
         response: { 200: { $ref: 'IntegrationConfiguration#' }, ...errorResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request) => {
-      const { installation, integration } = await installs.install(
-        request.actor,
-        request.params.slug,
-        request.body.acceptedPolicies,
-        request.body.source ?? 'cli',
-      );
+      const { acceptedPolicies, source = 'cli', newInstallation = false } = request.body;
+      const { installation, integration } = await installs.install(request.actor, request.params.slug, acceptedPolicies, {
+        source,
+        another: newInstallation,
+      });
       return toConfiguration(installation, integration);
     },
   );
@@ -312,7 +284,7 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
         },
         body: autoProvisionBody,
         // 422 `multiple_installations` (with `installations`) when the installation to use is ambiguous.
-        response: { 200: autoProvisionAnswer, ...errorResponses(400, 401, 402, 403, 404, 409, 422, 429, 502, 503) },
+        response: { 200: autoProvisionAnswer, 422: autoProvisionFallback, ...errorResponses(400, 401, 402, 403, 404, 409, 429, 502, 503) },
       },
     },
     async (request) => {
@@ -323,150 +295,6 @@ export default async function cliIntegrationsRoutes(app: FastifyInstance, option
         (typeof invocation === 'string' && /^[\x21-\x7e]{1,200}$/.test(invocation) ? `vercel-cli:${invocation}` : undefined);
       const answer = await installs.autoProvision(request.actor, slug, productSlug, request.body, { idempotencyKey });
       return { ...answer, billingPlan: answer.billingPlan && toBillingPlan(answer.billingPlan) };
-    },
-  );
-
-  const installationParams = {
-    type: 'object',
-    required: ['id'],
-    properties: { id: { type: 'string', description: 'The installation (integration configuration) id' } },
-  };
-  const cents = { type: 'integer', minimum: 0, maximum: 100_000_000 };
-
-  app.get<{ Params: { id: string }; Querystring: TeamQuery }>(
-    '/v1/integrations/installations/:id/billing/balance',
-    {
-      schema: {
-        operationId: 'getInstallationPrepaymentBalance',
-        summary: "The prepaid balances of an installation's stores and their thresholds (vercel integration balance)",
-        tags,
-        params: installationParams,
-        querystring: { type: 'object', properties: teamQuery },
-        response: {
-          200: {
-            type: 'object',
-            required: ['ownerId', 'installationId', 'balances', 'thresholds'],
-            properties: {
-              ownerId: str,
-              installationId: str,
-              balances: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  required: ['resourceId', 'currencyValueInCents'],
-                  properties: {
-                    resourceId: { ...str, description: "The store's externalResourceId" },
-                    currencyValueInCents: { type: 'number' },
-                    timestamp: str,
-                  },
-                },
-              },
-              thresholds: { type: 'array', items: thresholdSchema },
-            },
-          },
-          ...errorResponses(400, 401, 403, 404),
-        },
-      },
-    },
-    async (request) => billing.balance(request.actor, request.params.id),
-  );
-
-  app.post<{ Params: { id: string; resourceId: string }; Querystring: TeamQuery; Body: ThresholdInput }>(
-    '/v1/integrations/installations/:id/resources/:resourceId/billing/threshold',
-    {
-      validatorCompiler: exactBodies,
-      schema: {
-        operationId: 'setResourcePrepaymentThreshold',
-        summary: "Set a prepaid store's balance threshold (vercel integration resource create-threshold)",
-        tags,
-        params: {
-          type: 'object',
-          required: ['id', 'resourceId'],
-          properties: {
-            ...installationParams.properties,
-            resourceId: { type: 'string', description: "The store's id or externalResourceId" },
-          },
-        },
-        querystring: { type: 'object', properties: teamQuery },
-        body: {
-          type: 'object',
-          required: ['minimumAmountInCents', 'purchaseAmountInCents'],
-          properties: {
-            billingPlanId: { type: 'string', description: "The store's plan" },
-            minimumAmountInCents: { ...cents, description: 'Buy more when the balance falls below this' },
-            purchaseAmountInCents: { ...cents, description: 'How much to buy' },
-            maximumAmountPerPeriodInCents: { ...cents, description: 'At most this much per billing period' },
-            metadata: { type: 'string', maxLength: 10_000 },
-          },
-        },
-        response: { 200: thresholdSchema, ...errorResponses(400, 401, 403, 404) },
-      },
-    },
-    async (request) => billing.setThreshold(request.actor, request.params.id, request.params.resourceId, request.body),
-  );
-
-  app.post<{ Params: { id: string }; Querystring: TeamQuery }>(
-    '/v2/integrations/installations/:id/uninstall',
-    {
-      schema: {
-        operationId: 'uninstallIntegration',
-        summary:
-          'Uninstall an integration (vercel integration remove): 403 has_resources while it has stores, else as DELETE /v1/integrations/configuration/{id}',
-        tags,
-        params: installationParams,
-        querystring: { type: 'object', properties: teamQuery },
-        body: { type: 'object', additionalProperties: false, properties: {} },
-        response: {
-          200: { type: 'object', required: ['id'], properties: { id: str } },
-          // 409 for a store made meanwhile; the partner server's answer to its uninstall passed on.
-          ...errorResponses(400, 401, 403, 404, 409, 502, 503),
-        },
-      },
-    },
-    async (request) => {
-      await billing.uninstall(request.actor, request.params.id);
-      return { id: request.params.id };
-    },
-  );
-
-  app.patch<{ Params: { id: string }; Querystring: TeamQuery; Body: ConfigurationUpdate }>(
-    '/v1/integrations/configuration/:id',
-    {
-      validatorCompiler: exactBodies,
-      schema: {
-        operationId: 'updateConfiguration',
-        summary:
-          'Change which projects an installation may connect its stores to (vercel integration update --projects); a billingPlanId is refused: plans are per store',
-        tags,
-        params: installationParams,
-        querystring: { type: 'object', properties: teamQuery },
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            projects: {
-              anyOf: [
-                { type: 'string', enum: ['all'] },
-                { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 1000 },
-              ],
-              description: '"all", or the ids of the projects its stores may connect to',
-            },
-            billingPlanId: { type: 'string', description: "Refused (400): Storehouse's plans are each store's own" },
-            authorizationId: { type: 'string' },
-          },
-        },
-        response: { 200: configurationV2Schema, ...errorResponses(400, 401, 403, 404, 409) },
-      },
-    },
-    async (request) => {
-      const { installation, integration, selection } = await updateConfiguration(
-        runtime.db,
-        runtime.catalog,
-        request.actor,
-        request.params.id,
-        request.body,
-      );
-      return toConfigurationV2(installation, integration, selection);
     },
   );
 }
