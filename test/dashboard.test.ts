@@ -518,6 +518,25 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     assert.equal(bearer.status, 200);
   });
 
+  it('shows each of several installations of one integration as its own, with ids unique on the page', async () => {
+    // The second team (made above) gets the integration twice: once, then --another.
+    const first = /icfg_\w+/.exec(await server.cli('installations', 'create', 'dash-second', 'storehouse'))?.[0];
+    const second = /icfg_\w+/.exec(await server.cli('installations', 'create', 'dash-second', 'storehouse', '--another'))?.[0];
+    assert.ok(first && second && first !== second);
+    await owner.goto(`${server.url}/dashboard/`);
+    await owner.getByRole('heading', { name: 'Marketplace' }).waitFor();
+    await owner.getByLabel('Team', { exact: true }).selectOption({ label: 'Second Team' });
+    for (const id of [first, second]) await owner.getByRole('heading', { name: `Storehouse (installation ${id})` }).waitFor();
+    assert.equal(await owner.getByRole('link', { name: 'Create a Postgres store' }).count(), 2);
+    const duplicates = await owner.evaluate(() => {
+      const ids = [...document.querySelectorAll('[id]')].map((element) => element.id);
+      return ids.filter((id, i) => ids.indexOf(id) !== i);
+    });
+    assert.deepEqual(duplicates, [], 'element ids are unique (aria-labelledby names the right heading)');
+    await owner.getByLabel('Team', { exact: true }).selectOption({ label: 'My Team' });
+    await owner.getByRole('heading', { name: 'Storehouse', exact: true }).waitFor();
+  });
+
   it('broke no rule of the pages’ Content-Security-Policy on any page it visited', () => {
     assert.deepEqual(cspViolations, []);
   });

@@ -18,7 +18,14 @@ export function Marketplace() {
               No integration is installed for this team. An operator installs one with <code>storehouse installations create</code>.
             </p>
           ) : (
-            list.map((offering) => <IntegrationSection key={offering.configuration.id} offering={offering} />)
+            list.map((offering) => (
+              <IntegrationSection
+                key={offering.configuration.id}
+                offering={offering}
+                // A team may hold several installations of one integration: each then says which it is.
+                named={list.filter((other) => other.integration.id === offering.integration.id).length > 1}
+              />
+            ))
           )
         }
       </Show>
@@ -26,13 +33,14 @@ export function Marketplace() {
   );
 }
 
-function IntegrationSection({ offering }: { offering: Offering }) {
+function IntegrationSection({ offering, named }: { offering: Offering; named: boolean }) {
   const { configuration, integration, products } = offering;
   return (
     <section class="integration" aria-labelledby={`integration-${configuration.id}`}>
       <h2 id={`integration-${configuration.id}`} class="with-icon">
         <img src={configuration.integration.icon} alt="" width={28} height={28} />
         {integration.name}
+        {named && <span class="muted"> (installation {configuration.id})</span>}
       </h2>
       <div class="cards">
         {products.map((product) => (
@@ -48,8 +56,8 @@ function ProductCard({ product, offering }: { product: Product; offering: Offeri
   const plans = useLoad(() => loadPlans(offering.integration.id, product.id, offering.configuration.id), [product.id]);
   const protocols = protocolsOf(product);
   return (
-    <article class="card product" aria-labelledby={`product-${product.id}`}>
-      <h3 id={`product-${product.id}`} class="with-icon">
+    <article class="card product" aria-labelledby={`product-${offering.configuration.id}-${product.id}`}>
+      <h3 id={`product-${offering.configuration.id}-${product.id}`} class="with-icon">
         <img src={offering.configuration.integration.icon} alt="" width={24} height={24} />
         {product.name}
       </h3>
