@@ -9,11 +9,16 @@
 //
 // Usage: node scripts/bundle-server.mjs [outfile]  (dist/storehouse.js unless given; it must sit
 // one directory under the package root, as src/package-root.ts says).
+import fs from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
-await build({
-  entryPoints: [new URL('../src/main.ts', import.meta.url).pathname],
-  outfile: process.argv[2] ?? new URL('../dist/storehouse.js', import.meta.url).pathname,
+const { outputFiles } = await build({
+  // Written below, each whole or not at all: a server starting meanwhile never reads half a bundle.
+  write: false,
+  entryPoints: [fileURLToPath(new URL('../src/main.ts', import.meta.url))],
+  outfile: process.argv[2] ?? fileURLToPath(new URL('../dist/storehouse.js', import.meta.url)),
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -35,7 +40,13 @@ await build({
       "import { fileURLToPath as __storehouseFileUrlToPath } from 'node:url';",
       'const require = __storehouseRequire(import.meta.url);',
       'const __filename = __storehouseFileUrlToPath(import.meta.url);',
-      "const __dirname = __filename.slice(0, __filename.lastIndexOf('/'));",
+      "const __dirname = __storehouseFileUrlToPath(new URL('.', import.meta.url));",
     ].join('\n'),
   },
 });
+for (const { path, contents } of outputFiles) {
+  fs.mkdirSync(dirname(path), { recursive: true });
+  const scratch = `${path}.tmp-${process.pid}`;
+  fs.writeFileSync(scratch, contents);
+  fs.renameSync(scratch, path);
+}

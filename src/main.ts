@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { loadConfig, type Config } from './config.ts';
 import { buildApp, REDACTED_PATHS } from './http/app.ts';
@@ -36,9 +38,8 @@ export async function serve(config: Config): Promise<void> {
   process.stderr.write(bootstrapNotice(config, runtime.bootstrapped));
 }
 
-const isEntryPoint =
-  import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/main.ts') || process.argv[1]?.endsWith('/main.js');
-if (isEntryPoint) {
+/** What `npm start` runs: the configuration from the environment, then the server; exits 1 if it cannot start. */
+export function main(): void {
   let config: Config;
   try {
     config = loadConfig();
@@ -51,3 +52,17 @@ if (isEntryPoint) {
     process.exit(1);
   });
 }
+
+/**
+ * Run as a script, not imported: `npm start` (the bundle, dist/storehouse.js, whose modules all
+ * share its URL), `tsx src/main.ts`, `node dist/main.js`; through symlinks (`/srv/app ->
+ * releases/N`) and whatever characters the path has.
+ */
+function isEntryPoint(): boolean {
+  try {
+    return process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fs.realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+if (isEntryPoint()) main();

@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { eventually, freshDataDir, POSTGRES_URL, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
-import { answering, type Proc, runBundled, stop } from './spawned.ts';
+import { answering, type Proc, runBundled, SERVER_BUNDLE, stop } from './spawned.ts';
 
 const TOKEN = 'embedded-cluster-test-token-0123456789';
 
@@ -260,6 +260,19 @@ describe('the embedded default runs its own PostgreSQL', () => {
     assert.ok(!server.output().includes(password));
     assert.equal(fs.statSync(path.join(dataDir, 'postgres-password')).mode & 0o777, 0o600);
   });
+});
+
+test('npm start through a symlinked directory whose path has a space runs the server: a bad setting is its exit 1, not a silent 0', async () => {
+  const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'storehouse release '));
+  try {
+    // As deployed: /srv/app -> releases/N, and a path with a space in it.
+    fs.symlinkSync(path.dirname(SERVER_BUNDLE), path.join(parent, 'current dist'));
+    const proc = runBundled({ PORT: 'not-a-port' }, path.join(parent, 'current dist', path.basename(SERVER_BUNDLE)));
+    assert.equal(await proc.exit, 1, proc.output());
+    assert.match(proc.stderr(), /^storehouse: PORT must be an integer/);
+  } finally {
+    fs.rmSync(parent, { recursive: true, force: true });
+  }
 });
 
 describe('the embedded default refuses what it cannot serve safely', () => {

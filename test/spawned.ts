@@ -28,20 +28,23 @@ export const SERVER_BUNDLE = path.join(ROOT, 'dist', 'storehouse.js');
 function newestIn(dir: string): number {
   let newest = 0;
   for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) newest = Math.max(newest, fs.statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
+    // parentPath from Node 20.12; path before it.
+    const parent = (entry as { parentPath?: string }).parentPath ?? entry.path;
+    if (entry.isFile()) newest = Math.max(newest, fs.statSync(path.join(parent, entry.name)).mtimeMs);
   }
   return newest;
 }
 
 /**
  * The server as `npm start` runs it: `node dist/storehouse.js` (the bundle test/run.ts makes
- * first). Refuses a bundle older than the sources, which would test code that is not there.
+ * first), or that file by another path (`bundle`: a symlink to it). Refuses a bundle older than
+ * the sources, which would test code that is not there.
  */
-export function runBundled(env: Record<string, string> = {}): Proc {
+export function runBundled(env: Record<string, string> = {}, bundle = SERVER_BUNDLE): Proc {
   const built = fs.statSync(SERVER_BUNDLE, { throwIfNoEntry: false })?.mtimeMs ?? 0;
   if (built < newestIn(path.join(ROOT, 'src')))
     throw new Error(`${SERVER_BUNDLE} is missing or older than src/: run the tests with npm test (or npm run build first)`);
-  return run([SERVER_BUNDLE], env);
+  return run([bundle], env);
 }
 
 function run(args: string[], env: Record<string, string>): Proc {

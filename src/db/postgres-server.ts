@@ -198,12 +198,12 @@ function superuserPassword(dataDir: string, clusterExists: boolean): string {
 const CRASH_REPORT =
   /terminated by signal|exited with exit code|terminating any other active server processes|all server processes terminated|automatic recovery|was interrupted|not properly shut down|redo (starts|done)/;
 
-/** What every clean stop logs: the launcher exits 1 when asked to stop (a crash says "terminated by signal"). */
+/** What every clean stop logs: the launcher exits 1 when asked to stop (routine only while stopping). */
 const ROUTINE_EXIT = /background worker "logical replication launcher" \(PID \d+\) exited with exit code 1$/;
 
-function levelOf(line: string): keyof ServerLog {
+function levelOf(line: string, stopping: boolean): keyof ServerLog {
   const severity = /^([A-Z]+):/.exec(line)?.[1];
-  if (severity === 'LOG' && CRASH_REPORT.test(line) && !ROUTINE_EXIT.test(line)) return 'warn';
+  if (severity === 'LOG' && CRASH_REPORT.test(line) && !(stopping && ROUTINE_EXIT.test(line))) return 'warn';
   if (severity === 'WARNING') return 'warn';
   if (severity === 'PANIC') return 'error';
   if (severity === 'FATAL') return line.includes('the database system is') ? 'debug' : 'info';
@@ -350,7 +350,7 @@ export class PostgresServer {
             resolve();
             return;
           }
-          this.log[levelOf(line)]({ postgres: line }, 'embedded PostgreSQL');
+          this.log[levelOf(line, this.stopping)]({ postgres: line }, 'embedded PostgreSQL');
         }),
       );
       child.once('error', (error) => reject(new PostgresStartError(`cannot run ${command}: ${error.message}`)));

@@ -10,6 +10,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import fp from 'fastify-plugin';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
+import { AppError } from '../errors.ts';
 
 /**
  * The longest path segment the router takes (Fastify's default is 100; partner resource ids and
@@ -44,9 +45,10 @@ export class RouteMethods {
 
   private get router(): ReturnType<typeof FindMyWay> {
     if (this.built) return this.built;
-    const router = FindMyWay({ maxParamLength: MAX_PARAM_LENGTH });
+    // A segment too long for a route's parameter matches as TOO_LONG, as the app's router raises it.
+    const router = FindMyWay({ maxParamLength: MAX_PARAM_LENGTH, onMaxParamLength: TOO_LONG });
     for (const { methods, url } of this.routes) {
-      for (const method of methods) if (!router.hasRoute(method, url)) router.on(method, url, () => {});
+      for (const method of methods) if (!router.hasRoute(method, url)) router.on(method, url, () => {}, {});
     }
     return (this.built = router);
   }
@@ -60,14 +62,23 @@ export class RouteMethods {
     const router = this.router;
     const takes = (method: HTTPMethod) => {
       const match = router.find(method, path);
-      return match !== null && !Object.values(match.params).some((value) => value === '');
+      return match !== null && match.store !== null && !Object.values(match.params).some((value) => value === '');
     };
     const found = new Set<string>(METHODS.filter(takes));
     if (found.has('GET')) found.add('HEAD');
     if (found.size > 0) found.add('OPTIONS');
     return METHODS.filter((method) => found.has(method));
   }
+
+  /** Whether a route would take the path but for a segment longer than a parameter may be (414, as for the other methods). */
+  tooLong(path: string): boolean {
+    const router = this.router;
+    return METHODS.some((method) => router.find(method, path)?.store === null);
+  }
 }
+
+// Its handle is the only one with no store: every route's is `{}` (see `router.on` above).
+const TOO_LONG = () => {};
 
 /** The answer to OPTIONS: 204, what the path takes in `Allow`, no body. */
 const optionsResponse = {
@@ -99,9 +110,13 @@ export const optionsPlugin = fp(async function optionsPlugin(app: FastifyInstanc
       },
     },
     async (request: FastifyRequest, reply: FastifyReply) => {
-      const allowed = methods.allowed(request.url.split('?')[0]!);
-      // A path no route takes is a 404 as for any other method (the not-found handler's).
-      if (allowed.length === 0) return reply.callNotFound();
+      const path = request.url.split('?')[0]!;
+      const allowed = methods.allowed(path);
+      if (allowed.length === 0) {
+        if (methods.tooLong(path)) throw new AppError(414, 'uri_too_long', 'A path segment of the request is too long');
+        // A path no route takes is a 404 as for any other method (the not-found handler's).
+        return reply.callNotFound();
+      }
       reply.header('allow', allowed.join(', '));
       return reply.code(204).send();
     },

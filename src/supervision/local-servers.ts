@@ -72,8 +72,9 @@ export function findSetpriv(): string | null {
  */
 export function writeFileAtomically(file: string, text: string): void {
   // Already so (most starts rewrite what the last one wrote): nothing to write or sync. What an
-  // earlier call wrote was synced before it was renamed into place.
-  if (readIfThere(file) === text) return;
+  // earlier call wrote was synced before it was renamed into place. Only a file as this makes it:
+  // a link, another owner's file or a looser mode is replaced, as before.
+  if (ownerOnlyFile(file) && readIfThere(file) === text) return;
   const scratch = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(scratch, 'w', 0o600);
   try {
@@ -89,6 +90,11 @@ export function writeFileAtomically(file: string, text: string): void {
   } finally {
     fs.closeSync(dir);
   }
+}
+
+function ownerOnlyFile(file: string): boolean {
+  const entry = fs.lstatSync(file, { throwIfNoEntry: false });
+  return entry !== undefined && entry.isFile() && (entry.mode & 0o777) === 0o600 && entry.uid === process.geteuid?.();
 }
 
 function readIfThere(file: string): string | undefined {
