@@ -22,6 +22,7 @@ import { SecretBox } from './secrets/secret-box.ts';
 import { resealLegacySecrets } from './secrets/reseal.ts';
 import { STOREHOUSE_SEALED_COLUMNS } from './secrets/sealed-columns.ts';
 import { SigningKeys } from './partners/signing-keys.ts';
+import { ssoCodeSweep as sweepSsoCodes } from './partners/sso.ts';
 import { MarketplaceApi } from './partners/marketplace-api.ts';
 import { Discovery } from './marketplace/discovery.ts';
 import { ProjectEnv } from './projects/projects.ts';
@@ -35,6 +36,7 @@ import { Invoices } from './billing/invoices.ts';
 import { InvoiceCharges } from './billing/invoice-charges.ts';
 import { BillingHistory } from './billing/billing-history.ts';
 import { WebhookDispatcher } from './webhooks/delivery.ts';
+import type { Schedule } from './stores/schedule.ts';
 import { callableUrl } from './http/listen-address.ts';
 
 /** Everything a running Storehouse holds: its state and the catalog it sells. */
@@ -77,6 +79,8 @@ export interface Runtime {
   health: HealthChecks;
   /** This node's sender of webhook events (src/webhooks/). */
   webhooks: WebhookDispatcher;
+  /** The housekeeping that deletes spent SSO codes (src/partners/sso.ts); `wake()` sweeps now. */
+  ssoCodeSweep: Schedule;
   close(): Promise<void>;
 }
 
@@ -360,6 +364,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       retryIntervalMs: config.invoiceRetryIntervalMs,
     });
     const webhooks = new WebhookDispatcher(db, box, lease, config.webhooks, logger);
+    const ssoCodeSweep = sweepSsoCodes(db, (error) => logger?.warn({ err: error }, 'cannot delete spent SSO codes; retrying later'));
     const runtime: Runtime = {
       config,
       db,
@@ -383,6 +388,7 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
       bootstrapped: firstStart,
       health,
       webhooks,
+      ssoCodeSweep,
       reloadCatalog: async () => (runtime.catalog = await Catalog.load(db)),
       close: async () => {
         for (const close of closers) await close();
@@ -394,6 +400,8 @@ export async function openRuntime(config: Config, options: RuntimeOptions = {}):
     closers.unshift(stores.startHousekeeping(housekeepingFailed), storeUpdates.startHousekeeping(housekeepingFailed));
     // Stopped before the lease its claims are recorded under, and the database.
     closers.unshift(invoiceCharges.startHousekeeping((error) => logger?.warn({ err: error }, 'invoice charging failed; retrying later')));
+    ssoCodeSweep.start(2_000);
+    closers.unshift(() => ssoCodeSweep.stop());
     // Stopped before the lease it claims events under, and the database.
     closers.unshift(await webhooks.start());
     if (options.controlSocket && db.kind === 'embedded') {

@@ -358,6 +358,13 @@ describe('the web dashboard', { timeout: 600_000 }, () => {
     await owner.getByRole('button', { name: 'Save changes' }).click();
     await owner.getByText('Saved.').waitFor();
     assert.equal((await storesNamed(server, 'dash-double'))[0].metadata.connectionLimit, 9);
+    // A change to a prepayment plan asks for its amount as the create form does, bounds and all.
+    await owner.getByRole('radio', { name: /Pay as you go/ }).check();
+    const settingsAmount = owner.getByLabel('Prepayment amount (USD)');
+    await owner.getByText('At least $5.00, at most $500.00').waitFor();
+    assert.equal(await settingsAmount.getAttribute('max'), '500.00');
+    await owner.getByRole('radio', { name: /Hobby/ }).check();
+    await settingsAmount.waitFor({ state: 'detached' });
 
     await connect();
     await owner.getByRole('button', { name: 'Delete this store' }).click();

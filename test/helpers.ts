@@ -23,6 +23,7 @@ import { parse, stringify } from 'yaml';
 import { Catalog } from '../src/catalog/catalog.ts';
 import { syncCatalog } from '../src/catalog/catalog-sync.ts';
 import { DEFAULT_CATALOG_PATH, loadConfig, type Config } from '../src/config.ts';
+import type { Database } from '../src/db/database.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { buildApp, REDACTED_PATHS } from '../src/http/app.ts';
 import { openDatabase } from '../src/db/open.ts';
@@ -191,6 +192,22 @@ export async function sdkFailure(call: Promise<unknown>): Promise<{ status: numb
     return { status: error.statusCode, code: body.error.code, message: body.error.message, body };
   }
   assert.fail('expected the call to fail');
+}
+
+/** Counts the statements sent through `db` while `work` runs (the real ones are sent all the same). */
+export async function queriesDuring(db: Database, work: () => Promise<void>): Promise<string[]> {
+  const sent: string[] = [];
+  const original = db.query.bind(db);
+  db.query = ((sql: string, params?: unknown[]) => {
+    sent.push(sql);
+    return original(sql, params);
+  }) as Database['query'];
+  try {
+    await work();
+  } finally {
+    db.query = original;
+  }
+  return sent;
 }
 
 /**

@@ -172,11 +172,12 @@ for (const backend of BACKENDS) {
       assert.equal(sensitive.decrypted, false);
       assert.ok(!('value' in sensitive) || !sensitive.value, 'a sensitive value is never read back');
 
+      // One at a time: a refusal that came before its turn to be awaited would be an unhandled rejection.
       for (const call of [
-        server.sdk(viewerToken).projects.filterProjectEnvs({ idOrName: projectId, decrypt: 'true' }),
-        server.sdk(viewerToken).projects.getProjectEnv({ idOrName: projectId, id: ids.encrypted }),
+        () => server.sdk(viewerToken).projects.filterProjectEnvs({ idOrName: projectId, decrypt: 'true' }),
+        () => server.sdk(viewerToken).projects.getProjectEnv({ idOrName: projectId, id: ids.encrypted }),
       ]) {
-        const refused = await sdkFailure(call);
+        const refused = await sdkFailure(call());
         assert.deepEqual([refused.status, refused.code], [403, 'forbidden']);
       }
     });

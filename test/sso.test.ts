@@ -20,7 +20,7 @@ import { install } from '../src/tenancy/installations.ts';
 import { createTeam, removeMember, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { errorOf, eventually, POSTGRES_URL, sdkFailure, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
+import { errorOf, eventually, POSTGRES_URL, queriesDuring, sdkFailure, startServer, writeCatalogFile, type TestServer } from './helpers.ts';
 import { checkFetchResponse, findOperation, loadOpenApi } from './openapi-check.ts';
 import { startStorehouseWithPartner, type StorehouseWithPartner } from './partner-fixtures.ts';
 import { subject } from '../src/partners/partner-client.ts';
@@ -405,7 +405,7 @@ describe('SSO: open in provider', () => {
     assert.equal(typeof ((await exchange(fresh)) as any).idToken, 'string');
   });
 
-  test('a code spent or expired is kept an hour past its expiry (a reuse is told apart), then deleted by a later open', async () => {
+  test('a code spent or expired is kept an hour past its expiry (a reuse is told apart), then deleted by the housekeeping, not by an open', async () => {
     const db = server.runtime.db;
     const spent = (await openUrl()).searchParams.get('code')!;
     await exchange(spent);
@@ -413,9 +413,19 @@ describe('SSO: open in provider', () => {
     // Their expiry moved back, as the clock would have moved on: one just inside the hour, one past it.
     await db.query(`UPDATE sso_codes SET expires_at = now() - interval '59 minutes' WHERE code_hash = $1`, [hashToken(kept)]);
     await db.query(`UPDATE sso_codes SET expires_at = now() - interval '61 minutes' WHERE code_hash = $1`, [hashToken(spent)]);
-    await openUrl();
     const left = async (code: string) => (await db.query('SELECT 1 FROM sso_codes WHERE code_hash = $1', [hashToken(code)])).rows.length;
-    assert.equal(await left(spent), 0);
+    const opening = await queriesDuring(db, async () => void (await openUrl()));
+    assert.deepEqual(
+      opening.filter((sql) => /\bDELETE\b/i.test(sql)),
+      [],
+      'an open deletes no code',
+    );
+    assert.ok(
+      opening.some((sql) => /^\s*INSERT INTO sso_codes/.test(sql)),
+      'the open made its code',
+    );
+    server.runtime.ssoCodeSweep.wake();
+    await eventually('the housekeeping deleting the code past its hour', async () => (await left(spent)) === 0);
     assert.equal(await left(kept), 1);
     const expired = await sdkFailure(exchange(kept));
     assert.match(expired.message, /expired/);

@@ -6,28 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
-import type { Database } from '../src/db/database.ts';
 import { createTeam, setMember } from '../src/tenancy/teams.ts';
 import { createToken } from '../src/tenancy/tokens.ts';
 import { createUser } from '../src/tenancy/users.ts';
-import { eventually, POSTGRES_URL, type TestServer } from './helpers.ts';
+import { eventually, POSTGRES_URL, queriesDuring, type TestServer } from './helpers.ts';
 import { deafenNodes, type TwoNodes, twoNodes } from './two-nodes.ts';
-
-/** Counts the statements sent through `db` while `work` runs (the real ones are sent all the same). */
-async function queriesDuring(db: Database, work: () => Promise<void>): Promise<string[]> {
-  const sent: string[] = [];
-  const original = db.query.bind(db);
-  db.query = ((sql: string, params?: unknown[]) => {
-    sent.push(sql);
-    return original(sql, params);
-  }) as Database['query'];
-  try {
-    await work();
-  } finally {
-    db.query = original;
-  }
-  return sent;
-}
 
 describe('views served from memory, on two nodes of one PostgreSQL', {
   skip: POSTGRES_URL ? false : 'STOREHOUSE_TEST_DATABASE_URL is not set',
@@ -60,8 +43,8 @@ describe('views served from memory, on two nodes of one PostgreSQL', {
   after(() => nodes?.close());
 
   test('a store read again, and the user read again, ask the database nothing', async () => {
-    // Any write of the node's own (its lease, the tokens' last use) empties every cache: between
-    // two of them, five reads of each are served from memory.
+    // A change anywhere (or a write of the node's own that could fire a change trigger) empties
+    // the caches: between two of them, five reads of each are served from memory.
     let sent: string[] = [];
     await eventually('five reads in a row with no query', async () => {
       assert.equal((await store(b)).status, 200);

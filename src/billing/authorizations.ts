@@ -9,6 +9,7 @@ import type { BillingPlan } from '../catalog/catalog.ts';
 import type { MappedRow, Queryable } from '../db/database.ts';
 import { AppError, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
+import { usd } from './dollars.ts';
 import { describeCard, paymentMethodFor, type PaymentMethod } from './payment-methods.ts';
 
 /** The least a prepayment may be, as Vercel's API documents (`prepaymentAmountCents` minimum). */
@@ -19,8 +20,6 @@ export interface Charge {
   amountCents: number;
   paymentMethod: PaymentMethod;
 }
-
-const dollars = (cents: number) => `$${(cents / 100).toFixed(2)}`;
 
 const invalidAmount = (message: string) => validationError([{ key: 'prepaymentAmountCents', message }], message);
 
@@ -36,10 +35,8 @@ function prepaymentAmount(plan: BillingPlan, requested: number | undefined): num
   }
   if (!Number.isInteger(requested)) throw invalidAmount('prepaymentAmountCents must be a whole number of cents');
   if (requested < MIN_PREPAYMENT_CENTS) throw invalidAmount(`prepaymentAmountCents must be at least ${MIN_PREPAYMENT_CENTS}`);
-  if (min !== null && requested < min)
-    throw invalidAmount(`The plan ${plan.id} takes a prepayment of at least ${min} cents (${dollars(min)})`);
-  if (max !== null && requested > max)
-    throw invalidAmount(`The plan ${plan.id} takes a prepayment of at most ${max} cents (${dollars(max)})`);
+  if (min !== null && requested < min) throw invalidAmount(`The plan ${plan.id} takes a prepayment of at least ${min} cents (${usd(min)})`);
+  if (max !== null && requested > max) throw invalidAmount(`The plan ${plan.id} takes a prepayment of at most ${max} cents (${usd(max)})`);
   return requested;
 }
 
@@ -71,7 +68,7 @@ export async function chargeFor(
     throw new AppError(
       402,
       'payment_declined',
-      `The payment method ${paymentMethod.id} (${describeCard(paymentMethod)}) was declined for ${dollars(amountCents)}`,
+      `The payment method ${paymentMethod.id} (${describeCard(paymentMethod)}) was declined for ${usd(amountCents)}`,
     );
   }
   return { kind: prepayment ? 'prepayment' : 'preauthorization', amountCents, paymentMethod };

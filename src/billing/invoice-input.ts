@@ -8,6 +8,7 @@
 import type { BillingPlan, Catalog } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import { type FieldError, notFound } from '../errors.ts';
+import { dollarsOf } from './dollars.ts';
 
 /** What an item and a discount both name: the plan, the resource (none: the installation), the stretch of the period. */
 interface InvoiceLineInput {
@@ -77,9 +78,6 @@ export function centsOf(value: string): number | undefined {
   if (!match) return undefined;
   return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
 }
-
-/** Cents as the decimal string of dollars Vercel's API carries (`"20.00"`). */
-export const dollarsOf = (cents: number) => `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`;
 
 /** A unit price: up to 6 decimals (usage is priced per request, per GB-hour...), in millionths of a dollar; below $100M, so exact. */
 function microsOf(value: string): number | undefined {

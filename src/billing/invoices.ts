@@ -15,7 +15,8 @@ import { type Database, isUniqueViolation, type MappedRow, type Queryable } from
 import { AppError, conflict, type FieldError, notFound, validationError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { recordWebhookEvent } from '../webhooks/outbox.ts';
-import { type CheckedInvoice, centsOf, checkInvoice, dollarsOf, type InvoiceInput, type TestResult } from './invoice-input.ts';
+import { dollarsOf } from './dollars.ts';
+import { type CheckedInvoice, centsOf, checkInvoice, type InvoiceInput, type TestResult } from './invoice-input.ts';
 
 export type InvoiceState = 'pending' | 'paid' | 'notpaid' | 'overdue' | 'refunded';
 

@@ -4,8 +4,9 @@
  * Triggers on the tables that authorization and the catalog read (migration 0002), and those
  * the user and store views read (0012), send `pg_notify('storehouse_changes', <table>)` when a
  * write commits. Every node listens; each
- * notification, and each write this process makes itself, moves the feed to a new generation,
- * and every ReadCache drops what it read in an older one. While the listening connection is
+ * notification, and each write this process makes itself that could fire such a trigger
+ * (watched-tables.ts), moves the feed to a new generation, and every ReadCache drops what it
+ * read in an older one. While the listening connection is
  * down the feed is unhealthy and caches are bypassed, so a node never serves what it cannot
  * know is current.
  *
@@ -19,6 +20,7 @@ import { randomBase62 } from '../ids.ts';
 import type pg from 'pg';
 import type { Database } from './database.ts';
 import { NotificationSenders, SENDER_CHECK_TIMEOUT_MS, UnverifiedChanges, type Verdict } from './notification-senders.ts';
+import { WatchedTables } from './watched-tables.ts';
 
 export const CHANGES_CHANNEL = 'storehouse_changes';
 
@@ -68,7 +70,12 @@ export class ChangeFeed {
   ): Promise<{ feed: ChangeFeed; stop: () => Promise<void> }> {
     const { heartbeatMs = 5000, onError, logger, senderCheckTimeoutMs = SENDER_CHECK_TIMEOUT_MS } = options;
     const feed = new ChangeFeed();
-    db.onWrite(() => feed.changed());
+    // A write of this process's own empties the caches at once (it does not wait for its
+    // notification), unless it plainly fires no change trigger: then no cache depends on it.
+    const watched = await WatchedTables.load(db);
+    db.onWrite((statements) => {
+      if (watched.mayChangeAny(statements)) feed.changed();
+    });
     // On the embedded default too: its store roles cannot connect to the state database, but a
     // check that holds everywhere needs no argument about where it may be skipped.
     const senders = new NotificationSenders(

@@ -57,8 +57,11 @@ export interface Database extends Queryable {
    */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
   listen: Listen;
-  /** Calls `hook` after each write this process commits (a transaction, or a statement that is not a SELECT). */
-  onWrite(hook: () => void): void;
+  /**
+   * Calls `hook` after each write this process commits (a transaction, or a statement that is not a
+   * SELECT), with the statements it wrote with (a transaction's that are not SELECTs).
+   */
+  onWrite(hook: (statements: readonly string[]) => void): void;
   /**
    * PostgreSQL only: a connection outside the pool, made as the pool makes its own (its client
    * class, its settings), not yet connected; the caller connects and ends it. For what must not
@@ -100,7 +103,7 @@ function refuseNul(params: unknown[] | undefined): void {
  * default's own, so the same SQL and the same transaction code run in both modes.
  */
 export class PoolDatabase implements Database {
-  private readonly writeHooks: Array<() => void> = [];
+  private readonly writeHooks: Array<(statements: readonly string[]) => void> = [];
 
   constructor(
     readonly kind: Database['kind'],
@@ -122,7 +125,7 @@ export class PoolDatabase implements Database {
     return this.embedded?.adminUrl;
   }
 
-  onWrite(hook: () => void): void {
+  onWrite(hook: (statements: readonly string[]) => void): void {
     this.writeHooks.push(hook);
   }
 
@@ -131,8 +134,8 @@ export class PoolDatabase implements Database {
     return new Client(this.pool.options);
   }
 
-  private wrote(): void {
-    for (const hook of this.writeHooks) hook();
+  private wrote(statements: readonly string[]): void {
+    for (const hook of this.writeHooks) hook(statements);
   }
 
   async query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
@@ -140,7 +143,7 @@ export class PoolDatabase implements Database {
     for (let attempt = 1; ; attempt++) {
       try {
         const result = await this.pool.query<R>(sql, params);
-        if (!READ_ONLY.test(sql)) this.wrote();
+        if (!READ_ONLY.test(sql)) this.wrote([sql]);
         return result;
       } catch (error) {
         // A statement on its own is a transaction of its own: rolled back whole, so safe to repeat.
@@ -164,16 +167,18 @@ export class PoolDatabase implements Database {
 
   private async transactionOnce<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    const writes: string[] = [];
     try {
       await client.query('BEGIN');
       const result = await work({
         query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
           refuseNul(params);
+          if (!READ_ONLY.test(sql)) writes.push(sql);
           return client.query<R>(sql, params);
         },
       });
       await client.query('COMMIT');
-      this.wrote();
+      this.wrote(writes);
       return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});

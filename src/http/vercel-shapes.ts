@@ -3,6 +3,7 @@
  * document them in /openapi.json, and the functions that build them from Storehouse's objects.
  * They follow what @vercel/sdk 1.28.x parses (docs/vercel-api.md).
  */
+import { dollarsOf } from '../billing/dollars.ts';
 import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
 import { RESOURCE_STATUSES } from '../providers/provider.ts';
 import type { Installation } from '../tenancy/installations.ts';
@@ -127,8 +128,6 @@ export const configurationSchema = {
   },
 };
 
-const dollars = (cents: number) => (cents / 100).toFixed(2);
-
 export function toBillingPlan(plan: BillingPlan) {
   return {
     id: plan.id,
@@ -140,8 +139,8 @@ export function toBillingPlan(plan: BillingPlan) {
     ...(plan.cost !== null && { cost: plan.cost }),
     ...(plan.preauthorizationAmountCents !== null && { preauthorizationAmount: plan.preauthorizationAmountCents / 100 }),
     ...(plan.initialCharge !== null && { initialCharge: plan.initialCharge }),
-    ...(plan.minimumAmountCents !== null && { minimumAmount: dollars(plan.minimumAmountCents) }),
-    ...(plan.maximumAmountCents !== null && { maximumAmount: dollars(plan.maximumAmountCents) }),
+    ...(plan.minimumAmountCents !== null && { minimumAmount: dollarsOf(plan.minimumAmountCents) }),
+    ...(plan.maximumAmountCents !== null && { maximumAmount: dollarsOf(plan.maximumAmountCents) }),
     details: plan.details,
     highlightedDetails: plan.highlightedDetails,
     disabled: plan.disabled,

@@ -11,6 +11,7 @@
  * (billing-history.ts), which GET /_storehouse/teams/{teamId}/billing/balances lists.
  */
 import { audited } from '../audit/audit-log.ts';
+import { usd } from '../billing/dollars.ts';
 import type { BillingPlan, Catalog } from '../catalog/catalog.ts';
 import type { Database } from '../db/database.ts';
 import { AppError, badRequest, notFound, validationError } from '../errors.ts';
@@ -33,8 +34,6 @@ export interface Threshold {
   purchaseAmountInCents: number;
   maximumAmountPerPeriodInCents?: number;
 }
-
-const dollars = (cents: number) => `$${(cents / 100).toFixed(2)}`;
 
 export class InstallationBilling {
   constructor(
@@ -118,9 +117,9 @@ export class InstallationBilling {
     if (maximum !== undefined && maximum < purchase)
       fields.push({ key: 'maximumAmountPerPeriodInCents', message: 'must be at least purchaseAmountInCents' });
     if (plan.minimumAmountCents !== null && purchase < plan.minimumAmountCents)
-      fields.push({ key: 'purchaseAmountInCents', message: `must be at least the plan's minimum, ${dollars(plan.minimumAmountCents)}` });
+      fields.push({ key: 'purchaseAmountInCents', message: `must be at least the plan's minimum, ${usd(plan.minimumAmountCents)}` });
     if (plan.maximumAmountCents !== null && purchase > plan.maximumAmountCents)
-      fields.push({ key: 'purchaseAmountInCents', message: `must be at most the plan's maximum, ${dollars(plan.maximumAmountCents)}` });
+      fields.push({ key: 'purchaseAmountInCents', message: `must be at most the plan's maximum, ${usd(plan.maximumAmountCents)}` });
     if (fields.length > 0) throw validationError(fields);
     await audited(
       this.db,

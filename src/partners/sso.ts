@@ -11,10 +11,11 @@
  */
 import { audited } from '../audit/audit-log.ts';
 import type { Catalog } from '../catalog/catalog.ts';
-import type { Database } from '../db/database.ts';
+import type { Database, Queryable } from '../db/database.ts';
 import { AppError, badRequest, conflict, forbidden, notFound } from '../errors.ts';
 import { hashToken, newTokenValue, randomBase62 } from '../ids.ts';
 import { verifySecret } from '../secrets/secret-hash.ts';
+import { Schedule } from '../stores/schedule.ts';
 import { isInstallationAdmin } from '../tenancy/installations.ts';
 import type { TeamRole } from '../tenancy/teams.ts';
 import { userTokenClaims } from './partner-client.ts';
@@ -72,6 +73,30 @@ export interface SsoOptions {
 
 /** Used and expired codes are kept this long (a second use is told "already used", not "unknown"), then deleted. */
 const KEEP_SPENT_CODES = '1 hour';
+/** How often the housekeeping deletes them: a code outlives its keeping by this much at most. */
+const SWEEP_SPENT_CODES_EVERY_MS = 10 * 60_000;
+
+/** Deletes the codes expired (used or not) longer than KEEP_SPENT_CODES ago; how many. */
+export async function deleteSpentSsoCodes(db: Queryable): Promise<number> {
+  const { rowCount } = await db.query(`DELETE FROM sso_codes WHERE expires_at < now() - interval '${KEEP_SPENT_CODES}'`);
+  return rowCount ?? 0;
+}
+
+/**
+ * The housekeeping of spent codes, off the request path: once started, a sweep every
+ * SWEEP_SPENT_CODES_EVERY_MS (`wake` asks for one now). An open or an exchange touches only its
+ * own code; every node sweeps, and a row two delete at once is simply gone.
+ */
+export function ssoCodeSweep(db: Queryable, onError: (error: Error) => void): Schedule {
+  return new Schedule(
+    async () => {
+      await deleteSpentSsoCodes(db);
+      return undefined;
+    },
+    SWEEP_SPENT_CODES_EVERY_MS,
+    onError,
+  );
+}
 
 /**
  * Client secrets a code may be tried with. Each check is a slow hash (about 50 ms of the thread
@@ -135,7 +160,6 @@ export class Sso {
 
     const code = newTokenValue('shsso');
     const state = givenState ?? randomBase62(24);
-    await db.query(`DELETE FROM sso_codes WHERE expires_at < now() - interval '${KEEP_SPENT_CODES}'`);
     await db.query(
       `INSERT INTO sso_codes (code_hash, integration_id, installation_id, user_id, state, context, expires_at)
        VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))`,

@@ -7,7 +7,7 @@ import { Link, navigate } from '../router.tsx';
 import { useSession } from '../session.tsx';
 import { mayChange, type BillingPlan, type Store } from '../types.ts';
 import { ErrorNotice, Show, useAction, useLoad } from '../ui.tsx';
-import { PaymentMethodPicker } from './payment.tsx';
+import { centsOfTyped, PaymentMethodPicker, PrepaymentField } from './payment.tsx';
 import { PlanDetails } from './plans.tsx';
 
 /** A paid plan: what `ui:paid-only` settings and a payment method go with. */
@@ -72,7 +72,7 @@ function CreateForm(props: {
     metadata: toMetadata(schema, values, 'create', { paidPlan: paid }),
     ...(planId && { billingPlanId: planId }),
     ...(plan?.paymentMethodRequired && paymentMethodId && { paymentMethodId }),
-    ...(plan?.type === 'prepayment' && amount.trim() !== '' && { prepaymentAmountCents: Math.round(Number(amount) * 100) }),
+    ...(plan?.type === 'prepayment' && amount.trim() !== '' && { prepaymentAmountCents: centsOfTyped(amount) }),
   });
 
   const submit = sending(async () => {
@@ -144,32 +144,14 @@ function CreateForm(props: {
         )}
 
         {plan?.type === 'prepayment' && (
-          <div class="field">
-            <label for="prepayment">Prepayment amount (USD)</label>
-            <input
-              id="prepayment"
-              type="number"
-              inputMode="decimal"
-              step="0.01"
-              min={plan.minimumAmount}
-              max={plan.maximumAmount}
-              value={amount}
-              disabled={busy}
-              onInput={(event) => setAmount((event.target as HTMLInputElement).value)}
-              aria-describedby="prepayment-help prepayment-error"
-              aria-invalid={errors.prepaymentAmountCents ? true : undefined}
-            />
-            <p id="prepayment-help" class="muted">
-              {plan.minimumAmount && `At least $${plan.minimumAmount}`}
-              {plan.minimumAmount && plan.maximumAmount && ', '}
-              {plan.maximumAmount && `at most $${plan.maximumAmount}`}
-            </p>
-            {errors.prepaymentAmountCents && (
-              <p id="prepayment-error" class="field-error">
-                {errors.prepaymentAmountCents}
-              </p>
-            )}
-          </div>
+          <PrepaymentField
+            id="prepayment"
+            plan={plan}
+            value={amount}
+            onChange={setAmount}
+            disabled={busy}
+            error={errors.prepaymentAmountCents}
+          />
         )}
 
         {Object.keys(schema.properties ?? {}).length > 0 && (

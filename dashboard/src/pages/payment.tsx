@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api.ts';
-import type { PaymentMethod } from '../types.ts';
+import type { BillingPlan, PaymentMethod } from '../types.ts';
 import { ErrorNotice, useAction, useLoad } from '../ui.tsx';
 
 export const loadPaymentMethods = () =>
@@ -107,5 +107,48 @@ export function PaymentMethodPicker(props: { value: string | undefined; onChange
         </button>
       )}
     </fieldset>
+  );
+}
+
+/** Dollars as typed (`"20.5"`) in the cents the API takes. */
+export const centsOfTyped = (dollars: string) => Math.round(Number(dollars) * 100);
+
+/** A prepayment plan's amount, in dollars, with the plan's bounds said beside it and its field error under it. */
+export function PrepaymentField(props: {
+  id: string;
+  plan: BillingPlan;
+  value: string;
+  onChange: (value: string) => void;
+  disabled: boolean;
+  error?: string | undefined;
+}) {
+  const { id, plan } = props;
+  return (
+    <div class="field">
+      <label for={id}>Prepayment amount (USD)</label>
+      <input
+        id={id}
+        type="number"
+        inputMode="decimal"
+        step="0.01"
+        min={plan.minimumAmount}
+        max={plan.maximumAmount}
+        value={props.value}
+        disabled={props.disabled}
+        onInput={(event) => props.onChange((event.target as HTMLInputElement).value)}
+        aria-describedby={`${id}-help ${id}-error`}
+        aria-invalid={props.error ? true : undefined}
+      />
+      <p id={`${id}-help`} class="muted">
+        {plan.minimumAmount && `At least $${plan.minimumAmount}`}
+        {plan.minimumAmount && plan.maximumAmount && ', '}
+        {plan.maximumAmount && `at most $${plan.maximumAmount}`}
+      </p>
+      {props.error && (
+        <p id={`${id}-error`} class="field-error">
+          {props.error}
+        </p>
+      )}
+    </div>
   );
 }

@@ -5,7 +5,7 @@ import { initialValues, toMetadata, type FormValues, type MetadataSchema } from 
 import type { BillingPlan, Store } from '../types.ts';
 import { ErrorNotice, Show, useAction, useLoad } from '../ui.tsx';
 import { fieldErrors, isPaid } from './create-store.tsx';
-import { PaymentMethodPicker } from './payment.tsx';
+import { centsOfTyped, PaymentMethodPicker, PrepaymentField } from './payment.tsx';
 import { PlanDetails } from './plans.tsx';
 
 const EMPTY_SCHEMA: MetadataSchema = { type: 'object', properties: {} };
@@ -48,9 +48,7 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
           metadata: toMetadata(schema, values, 'update', { paidPlan: isPaid(plan) }),
           ...(changingPlan && { billingPlanId: planId }),
           ...(changingPlan && plan?.paymentMethodRequired && paymentMethodId && { paymentMethodId }),
-          ...(changingPlan &&
-            plan?.type === 'prepayment' &&
-            amount.trim() !== '' && { prepaymentAmountCents: Math.round(Number(amount) * 100) }),
+          ...(changingPlan && plan?.type === 'prepayment' && amount.trim() !== '' && { prepaymentAmountCents: centsOfTyped(amount) }),
         });
         setSaved(true);
         await onSaved();
@@ -99,24 +97,14 @@ function SettingsForm({ store, plans, onSaved }: { store: Store; plans: BillingP
         <PaymentMethodPicker value={paymentMethodId} onChange={setPaymentMethodId} error={errors.paymentMethodId} />
       )}
       {changingPlan && plan?.type === 'prepayment' && (
-        <div class="field">
-          <label for="settings-prepayment">Prepayment amount (USD)</label>
-          <input
-            id="settings-prepayment"
-            type="number"
-            step="0.01"
-            value={amount}
-            disabled={busy}
-            onInput={(event) => setAmount((event.target as HTMLInputElement).value)}
-            aria-invalid={errors.prepaymentAmountCents ? true : undefined}
-            aria-describedby={errors.prepaymentAmountCents ? 'settings-prepayment-error' : undefined}
-          />
-          {errors.prepaymentAmountCents && (
-            <p id="settings-prepayment-error" class="field-error">
-              {errors.prepaymentAmountCents}
-            </p>
-          )}
-        </div>
+        <PrepaymentField
+          id="settings-prepayment"
+          plan={plan}
+          value={amount}
+          onChange={setAmount}
+          disabled={busy}
+          error={errors.prepaymentAmountCents}
+        />
       )}
       {Object.keys(schema.properties ?? {}).length > 0 && (
         <fieldset class="settings">
