@@ -168,7 +168,10 @@ for (const backend of BACKENDS) {
         const nowhere = await raw(port, 'OPTIONS /nowhere HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');
         assertVercelError(nowhere, 404, 'not_found');
         // A segment longer than any id: 414 for OPTIONS as for the path's other methods.
-        const long = await raw(port, `OPTIONS /v1/storage/stores/${'a'.repeat(600)} HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n`);
+        const long = await raw(
+          port,
+          `OPTIONS /v1/storage/stores/${'a'.repeat(600)} HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n`,
+        );
         assertVercelError(long, 414, 'uri_too_long');
         // An empty segment where an id goes names no store, for OPTIONS as for every method.
         const noId = await raw(port, 'OPTIONS /v1/storage/stores/ HTTP/1.1\r\nHost: storehouse\r\nConnection: close\r\n\r\n');

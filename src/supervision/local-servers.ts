@@ -94,7 +94,7 @@ export function writeFileAtomically(file: string, text: string): void {
 
 function ownerOnlyFile(file: string): boolean {
   const entry = fs.lstatSync(file, { throwIfNoEntry: false });
-  return entry !== undefined && entry.isFile() && (entry.mode & 0o777) === 0o600 && entry.uid === process.geteuid?.();
+  return entry?.isFile() === true && (entry.mode & 0o777) === 0o600 && entry.uid === process.geteuid?.();
 }
 
 function readIfThere(file: string): string | undefined {
