@@ -7,7 +7,7 @@
  *   const problems = checkResponse(doc, 'GET', '/v1/storage/stores/store_1?teamId=x', 404, body);
  *
  * A request no operation takes is held to what the server answers then: 405 when the path is an
- * operation's under another method, else 404, in Vercel's error format (or what any request may
+ * operation's under another method (with no empty segment where an id goes), else 404, in Vercel's error format (or what any request may
  * get: 400 for a path that is not valid percent-encoding, 408, 431, 503).
  */
 import { Ajv, type ValidateFunction } from 'ajv';
@@ -54,6 +54,8 @@ export async function loadOpenApi(url: string): Promise<OpenApiDocument> {
 interface PathMatcher {
   template: string;
   pattern: RegExp;
+  /** The same with every parameter non-empty: what takes a path for the 405 of another method. */
+  nonEmpty: RegExp;
   /** Literal segments: the router prefers `/stores/integration/direct` to `/stores/{id}/...`. */
   literals: number;
 }
@@ -90,10 +92,14 @@ function compile(doc: OpenApiDocument): Compiled {
   const matchers = Object.keys(doc.paths).map((template) => {
     const segments = template.split('/');
     // `[^/]*`: the router matches an empty segment as a parameter (GET /v1/storage/stores/ is getStore's 404).
-    const source = segments
-      .map((segment) => (/^\{[^}]+\}$/.test(segment) ? '[^/]*' : segment.replace(/[.*+?^$()|[\]\\]/g, '\\$&')))
-      .join('/');
-    return { template, pattern: new RegExp(`^${source}$`), literals: segments.filter((segment) => !segment.startsWith('{')).length };
+    const source = (parameter: string) =>
+      segments.map((segment) => (/^\{[^}]+\}$/.test(segment) ? parameter : segment.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))).join('/');
+    return {
+      template,
+      pattern: new RegExp(`^${source('[^/]*')}$`),
+      nonEmpty: new RegExp(`^${source('[^/]+')}$`),
+      literals: segments.filter((segment) => !segment.startsWith('{')).length,
+    };
   });
   matchers.sort((a, b) => b.literals - a.literals);
   found = { ajv, matchers, validators: new Map() };
@@ -157,10 +163,12 @@ export function checkResponse(doc: OpenApiDocument, method: string, path: string
   const found = findOperation(doc, method, path);
   if (!found) {
     const bare = path.split(/[?#]/)[0]!;
+    // An empty segment where an id goes names nothing: 404 whatever the method, not 405.
     const others = compiledDoc.matchers
-      .filter(({ pattern }) => pattern.test(bare))
+      .filter(({ nonEmpty }) => nonEmpty.test(bare))
       .flatMap(({ template }) => Object.keys(doc.paths[template] ?? {}).filter((m) => METHODS.includes(m)));
-    const expected = others.length > 0 ? 405 : 404;
+    // CONNECT is answered on the socket, before any routing (src/http/errors.ts): 405 whatever the path.
+    const expected = others.length > 0 || method.toUpperCase() === 'CONNECT' ? 405 : 404;
     const anyRequest = [408, 431, 503, ...(isValidPercentEncoding(bare) ? [] : [400])];
     if (status !== expected && !anyRequest.includes(status))
       return [`${request}: no operation takes it, so ${expected} was expected, got ${status}`];
