@@ -146,9 +146,13 @@ export class StoreCreation {
     const { db, discovery, catalog, providers } = this.ctx;
     // 1. What the body names.
     const name = checkName(input.name);
+    // The name's look-up goes out beside the configuration's; its refusal still comes after any of that.
+    const holder = this.nameHolder(actor.team.id, name);
+    holder.catch(() => {});
     const { installation, integration } = await discovery.getConfiguration(actor, input.integrationConfigurationId);
     const product = catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
-    await this.assertNameFree(actor.team.id, name);
+    const taken = await holder;
+    if (taken) throw nameTaken(name, taken);
     // 2. Who may create.
     assertInstallationAdmin(installation, actor, integration.name, 'create its stores');
     // 3. What the store is created with.
@@ -162,7 +166,18 @@ export class StoreCreation {
     const charge = await chargeFor(db, actor.team.id, plan, input);
 
     // 6. Quotas, and the store recorded before the provider is called.
-    const store = await this.record(actor, { installation, product, plan, charge, name, metadata, protocolSettings, input, idempotent });
+    const store = await this.record(actor, {
+      installation,
+      product,
+      plan,
+      charge,
+      name,
+      metadata,
+      protocolSettings,
+      input,
+      idempotent,
+      flushed: !provider.onStateServer,
+    });
 
     // 7. Provisioning.
     let result: { resource: ProviderResource; secrets: Secret[] };
@@ -177,15 +192,18 @@ export class StoreCreation {
       if (idempotent) await this.ctx.keys.complete(tx, idempotent, render(view));
       return view;
     };
-    // Without a key the result is one statement, atomic on its own.
+    // Without a key the result is one statement, atomic on its own. Its commit is synchronous:
+    // with a provider on the state server it is what makes the provision's own writes durable
+    // (Provider.onStateServer), before the answer tells of the store.
     const view = idempotent ? await db.transaction(finish) : await finish(db);
     if (view.store.status === 'initializing') this.ctx.pendingChanged();
     return render(view);
   }
 
-  private async assertNameFree(teamId: string, name: string): Promise<void> {
+  /** The id of the team's store named `name`, if there is one. */
+  private async nameHolder(teamId: string, name: string): Promise<string | undefined> {
     const { rows } = await this.ctx.db.query<{ id: string }>('SELECT id FROM stores WHERE team_id = $1 AND name = $2', [teamId, name]);
-    if (rows[0]) throw nameTaken(name, rows[0].id);
+    return rows[0]?.id;
   }
 
   /** The plan asked for (one of the product's selectable plans), or the product's free plan. */
@@ -236,6 +254,13 @@ export class StoreCreation {
       protocolSettings: Record<string, unknown> | undefined;
       input: CreateStoreInput;
       idempotent: IdempotentRequest | undefined;
+      /**
+       * false when the provider's resources live on the state server (Provider.onStateServer):
+       * the record then commits without waiting for its flush, which the provision's own commits
+       * bring, since they come after it in the same WAL. Nothing is answered before them: a
+       * crash of the server that loses the record loses whatever the provision did with it.
+       */
+      flushed: boolean;
     },
   ): Promise<Store> {
     const { installation, product, plan, charge, input } = request;
@@ -243,67 +268,70 @@ export class StoreCreation {
     const teamId = actor.team.id;
     const id = newId('store');
     try {
-      return await db.transaction(async (tx) => {
-        if (request.idempotent) await keys.take(tx, request.idempotent, id);
-        const quota = await storeQuota(tx, teamId, options.defaultStoreQuota);
-        const { rows: counts } = await tx.query<{ taken: string | null; total: number; on_plan: number }>(
-          `SELECT (SELECT id FROM stores WHERE team_id = $1 AND name = $4) AS taken, count(*)::int AS total,
+      return await db.transaction(
+        async (tx) => {
+          if (request.idempotent) await keys.take(tx, request.idempotent, id);
+          const quota = await storeQuota(tx, teamId, options.defaultStoreQuota);
+          const { rows: counts } = await tx.query<{ taken: string | null; total: number; on_plan: number }>(
+            `SELECT (SELECT id FROM stores WHERE team_id = $1 AND name = $4) AS taken, count(*)::int AS total,
                   count(*) FILTER (WHERE ${ON_PLAN('$2', '$3')})::int AS on_plan
              FROM stores WHERE team_id = $1`,
-          [teamId, product.id, plan.id, request.name],
-        );
-        const { taken, total, on_plan: onPlan } = counts[0]!;
-        if (taken) throw nameTaken(request.name, taken);
-        if (total >= quota) throw quotaExceeded(quota, total);
-        assertPlanRoom(plan, onPlan);
-        await rememberPlanIfNew(tx, product, plan);
-        const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
-        const { rows } = await audited(
-          tx,
-          `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
+            [teamId, product.id, plan.id, request.name],
+          );
+          const { taken, total, on_plan: onPlan } = counts[0]!;
+          if (taken) throw nameTaken(request.name, taken);
+          if (total >= quota) throw quotaExceeded(quota, total);
+          assertPlanRoom(plan, onPlan);
+          await rememberPlanIfNew(tx, product, plan);
+          const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
+          const { rows } = await audited(
+            tx,
+            `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
                                metadata, protocol_settings, provision_key, prepaid_balance_cents, owner_node)
            VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13, $14)
            RETURNING ${STORE_COLUMNS}`,
-          [
-            id,
-            teamId,
-            installation.id,
-            product.id,
-            plan.id,
-            request.name,
-            actor.userId,
-            input.source ?? 'marketplace',
-            input.externalId ?? null,
-            JSON.stringify(request.metadata),
-            request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
-            `${id}.${randomBase62(8)}`,
-            charge?.kind === 'prepayment' ? charge.amountCents : null,
-            options.lease.nodeId,
-          ],
-          {
-            teamId,
-            actorId: actor.userId,
-            action: 'store.created',
-            targetType: 'store',
-            targetId: id,
-            details: {
-              name: request.name,
-              product: product.slug,
-              billingPlanId: plan.id,
-              installationId: installation.id,
-              ...(charge && {
-                billing: {
-                  authorizationId: authorization,
-                  kind: charge.kind,
-                  amountCents: charge.amountCents,
-                  paymentMethodId: charge.paymentMethod.id,
-                },
-              }),
+            [
+              id,
+              teamId,
+              installation.id,
+              product.id,
+              plan.id,
+              request.name,
+              actor.userId,
+              input.source ?? 'marketplace',
+              input.externalId ?? null,
+              JSON.stringify(request.metadata),
+              request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
+              `${id}.${randomBase62(8)}`,
+              charge?.kind === 'prepayment' ? charge.amountCents : null,
+              options.lease.nodeId,
+            ],
+            {
+              teamId,
+              actorId: actor.userId,
+              action: 'store.created',
+              targetType: 'store',
+              targetId: id,
+              details: {
+                name: request.name,
+                product: product.slug,
+                billingPlanId: plan.id,
+                installationId: installation.id,
+                ...(charge && {
+                  billing: {
+                    authorizationId: authorization,
+                    kind: charge.kind,
+                    amountCents: charge.amountCents,
+                    paymentMethodId: charge.paymentMethod.id,
+                  },
+                }),
+              },
             },
-          },
-        );
-        return toStore(rows[0]!);
-      });
+          );
+          return toStore(rows[0]!);
+        },
+        { synchronousCommit: request.flushed },
+      );
     } catch (error) {
       if (isNameTaken(error)) throw nameTaken(request.name);
       // The installation was removed between its check and this insert (an uninstall meanwhile).
