@@ -166,18 +166,7 @@ export class StoreCreation {
     const charge = await chargeFor(db, actor.team.id, plan, input);
 
     // 6. Quotas, and the store recorded before the provider is called.
-    const store = await this.record(actor, {
-      installation,
-      product,
-      plan,
-      charge,
-      name,
-      metadata,
-      protocolSettings,
-      input,
-      idempotent,
-      flushed: !provider.onStateServer,
-    });
+    const store = await this.record(actor, { installation, product, plan, charge, name, metadata, protocolSettings, input, idempotent });
 
     // 7. Provisioning.
     let result: { resource: ProviderResource; secrets: Secret[] };
@@ -192,9 +181,8 @@ export class StoreCreation {
       if (idempotent) await this.ctx.keys.complete(tx, idempotent, render(view));
       return view;
     };
-    // Without a key the result is one statement, atomic on its own. Its commit is synchronous:
-    // with a provider on the state server it is what makes the provision's own writes durable
-    // (Provider.onStateServer), before the answer tells of the store.
+    // Without a key the result is one statement, atomic on its own. Its commit is synchronous: with
+    // a provider on the state server it makes the provision's writes durable too (Provider.onStateServer).
     const view = idempotent ? await db.transaction(finish) : await finish(db);
     if (view.store.status === 'initializing') this.ctx.pendingChanged();
     return render(view);
@@ -254,84 +242,77 @@ export class StoreCreation {
       protocolSettings: Record<string, unknown> | undefined;
       input: CreateStoreInput;
       idempotent: IdempotentRequest | undefined;
-      /**
-       * false when the provider's resources live on the state server (Provider.onStateServer):
-       * the record then commits without waiting for its flush, which the provision's own commits
-       * bring, since they come after it in the same WAL. Nothing is answered before them: a
-       * crash of the server that loses the record loses whatever the provision did with it.
-       */
-      flushed: boolean;
     },
   ): Promise<Store> {
     const { installation, product, plan, charge, input } = request;
     const { db, keys, options } = this.ctx;
     const teamId = actor.team.id;
     const id = newId('store');
+    // With a provider on the state server the record needs no flush of its own: what the provision
+    // creates commits after it in the same WAL, and nothing is answered before (Provider.onStateServer).
+    const commit = { synchronousCommit: this.ctx.providers.for(product).onStateServer !== true };
     try {
-      return await db.transaction(
-        async (tx) => {
-          if (request.idempotent) await keys.take(tx, request.idempotent, id);
-          const quota = await storeQuota(tx, teamId, options.defaultStoreQuota);
-          const { rows: counts } = await tx.query<{ taken: string | null; total: number; on_plan: number }>(
-            `SELECT (SELECT id FROM stores WHERE team_id = $1 AND name = $4) AS taken, count(*)::int AS total,
+      return await db.transaction(async (tx) => {
+        if (request.idempotent) await keys.take(tx, request.idempotent, id);
+        const quota = await storeQuota(tx, teamId, options.defaultStoreQuota);
+        const { rows: counts } = await tx.query<{ taken: string | null; total: number; on_plan: number }>(
+          `SELECT (SELECT id FROM stores WHERE team_id = $1 AND name = $4) AS taken, count(*)::int AS total,
                   count(*) FILTER (WHERE ${ON_PLAN('$2', '$3')})::int AS on_plan
              FROM stores WHERE team_id = $1`,
-            [teamId, product.id, plan.id, request.name],
-          );
-          const { taken, total, on_plan: onPlan } = counts[0]!;
-          if (taken) throw nameTaken(request.name, taken);
-          if (total >= quota) throw quotaExceeded(quota, total);
-          assertPlanRoom(plan, onPlan);
-          await rememberPlanIfNew(tx, product, plan);
-          const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
-          const { rows } = await audited(
-            tx,
-            `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
+          [teamId, product.id, plan.id, request.name],
+        );
+        const { taken, total, on_plan: onPlan } = counts[0]!;
+        if (taken) throw nameTaken(request.name, taken);
+        if (total >= quota) throw quotaExceeded(quota, total);
+        assertPlanRoom(plan, onPlan);
+        await rememberPlanIfNew(tx, product, plan);
+        const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
+        const { rows } = await audited(
+          tx,
+          `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
                                metadata, protocol_settings, provision_key, prepaid_balance_cents, owner_node)
            VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13, $14)
            RETURNING ${STORE_COLUMNS}`,
-            [
-              id,
-              teamId,
-              installation.id,
-              product.id,
-              plan.id,
-              request.name,
-              actor.userId,
-              input.source ?? 'marketplace',
-              input.externalId ?? null,
-              JSON.stringify(request.metadata),
-              request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
-              `${id}.${randomBase62(8)}`,
-              charge?.kind === 'prepayment' ? charge.amountCents : null,
-              options.lease.nodeId,
-            ],
-            {
-              teamId,
-              actorId: actor.userId,
-              action: 'store.created',
-              targetType: 'store',
-              targetId: id,
-              details: {
-                name: request.name,
-                product: product.slug,
-                billingPlanId: plan.id,
-                installationId: installation.id,
-                ...(charge && {
-                  billing: {
-                    authorizationId: authorization,
-                    kind: charge.kind,
-                    amountCents: charge.amountCents,
-                    paymentMethodId: charge.paymentMethod.id,
-                  },
-                }),
-              },
+          [
+            id,
+            teamId,
+            installation.id,
+            product.id,
+            plan.id,
+            request.name,
+            actor.userId,
+            input.source ?? 'marketplace',
+            input.externalId ?? null,
+            JSON.stringify(request.metadata),
+            request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
+            `${id}.${randomBase62(8)}`,
+            charge?.kind === 'prepayment' ? charge.amountCents : null,
+            options.lease.nodeId,
+          ],
+          {
+            teamId,
+            actorId: actor.userId,
+            action: 'store.created',
+            targetType: 'store',
+            targetId: id,
+            details: {
+              name: request.name,
+              product: product.slug,
+              billingPlanId: plan.id,
+              installationId: installation.id,
+              ...(charge && {
+                billing: {
+                  authorizationId: authorization,
+                  kind: charge.kind,
+                  amountCents: charge.amountCents,
+                  paymentMethodId: charge.paymentMethod.id,
+                },
+              }),
             },
-          );
-          return toStore(rows[0]!);
-        },
-        { synchronousCommit: request.flushed },
-      );
+          },
+        );
+        return toStore(rows[0]!);
+      }, commit);
     } catch (error) {
       if (isNameTaken(error)) throw nameTaken(request.name);
       // The installation was removed between its check and this insert (an uninstall meanwhile).
