@@ -11,23 +11,13 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Vercel } from '@vercel/sdk';
 import pg from 'pg';
-import { eventually, freshDataDir, ROOT } from './helpers.ts';
+import { postmasterPid, removeEmbedded, restartedPostgres, startEmbedded } from './embedded-fixtures.ts';
+import { eventually, freshDataDir } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
-import { answering, type Proc, runFromSource, stop } from './spawned.ts';
+import { answering, type Proc } from './spawned.ts';
 
 const TOKEN = 'embedded-create-crash-token-0123456789';
 const WORKERS = 4;
-
-/** The pid in the embedded PostgreSQL's postmaster.pid, while that process runs. */
-function postmasterPid(dataDir: string): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 interface Created {
   id: string;
@@ -68,13 +58,7 @@ describe('a crash of the embedded PostgreSQL during creates', () => {
   before(async () => {
     dataDir = await freshDataDir();
     port = await freePort();
-    server = runFromSource([path.join(ROOT, 'src', 'main.ts')], {
-      DATABASE_URL: '',
-      STOREHOUSE_POSTGRES_ADMIN_URL: '',
-      STOREHOUSE_REDIS_ADMIN_URL: '',
-      STOREHOUSE_DATA_DIR: dataDir,
-      STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
-      PORT: String(port),
+    server = startEmbedded(dataDir, port, TOKEN, {
       // Creates cut short are taken for interrupted after twice this: the undo comes within the test.
       STOREHOUSE_PROVISION_TIMEOUT_MS: '5000',
       STOREHOUSE_RATE_LIMIT_STORE_CREATES: '1000000',
@@ -83,11 +67,7 @@ describe('a crash of the embedded PostgreSQL during creates', () => {
     const configurations = (await (await api('/v1/integrations/configurations?view=account')).json()) as Array<{ id: string }>;
     icfg = configurations[0]!.id;
   });
-  after(async () => {
-    await stop(server, 'SIGKILL');
-    await eventually('the embedded PostgreSQL to stop', async () => postmasterPid(dataDir) === undefined, 60_000).catch(() => {});
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => removeEmbedded(server, dataDir));
 
   test('keeps every store it acknowledged, working, and leaves no role or database of the others', async () => {
     const acknowledged: Created[] = [];
@@ -120,14 +100,7 @@ describe('a crash of the embedded PostgreSQL during creates', () => {
     process.kill(pid, 'SIGKILL');
     crashed = true;
     await Promise.all(workers);
-    await eventually(
-      'a new PostgreSQL server',
-      async () => {
-        const now = postmasterPid(dataDir);
-        return now !== undefined && now !== pid;
-      },
-      120_000,
-    );
+    await restartedPostgres(dataDir, pid);
     await eventually('requests to succeed again', async () => (await api('/v1/storage/stores')).status === 200, 120_000);
 
     // Every store acknowledged is there, available, and its credentials work.
