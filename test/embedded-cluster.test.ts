@@ -15,36 +15,15 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { eventually, freshDataDir, POSTGRES_URL, startServer } from './helpers.ts';
 import { freePort } from './partner-fixtures.ts';
+import { postmasterPid, removeEmbedded, restartedPostgres, startEmbedded } from './embedded-fixtures.ts';
 import { answering, type Proc, runBundled, SERVER_BUNDLE, stop } from './spawned.ts';
 
 const TOKEN = 'embedded-cluster-test-token-0123456789';
 
 /** Storehouse as `npm start` starts it (the server bundle), on `dataDir`, with no database configured. */
-function start(dataDir: string, port: number, env: Record<string, string> = {}): Proc {
-  return runBundled({
-    DATABASE_URL: '',
-    STOREHOUSE_POSTGRES_ADMIN_URL: '',
-    STOREHOUSE_REDIS_ADMIN_URL: '',
-    STOREHOUSE_DATA_DIR: dataDir,
-    STOREHOUSE_BOOTSTRAP_TOKEN: TOKEN,
-    PORT: String(port),
-    LOG_LEVEL: 'debug',
-    ...env,
-  });
-}
+const start = (dataDir: string, port: number, env: Record<string, string> = {}): Proc => startEmbedded(dataDir, port, TOKEN, env);
 
 const healthy = (url: string, proc: Proc) => answering('the server', `${url}/healthz`, proc, 120_000);
-
-/** The pid of the embedded PostgreSQL server (the first line of its postmaster.pid), while one runs. */
-function postmasterPid(dataDir: string): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(path.join(dataDir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 /** The pid of the embedded redis-server (its pid file), while one runs. */
 function redisPid(dataDir: string): number | undefined {
@@ -98,11 +77,7 @@ describe('the embedded default runs its own PostgreSQL', () => {
     const configurations = (await (await api('/v1/integrations/configurations?view=account')).json()) as Array<{ id: string }>;
     icfg = configurations[0]!.id;
   });
-  after(async () => {
-    await stop(server, 'SIGKILL');
-    await eventually('the embedded PostgreSQL to stop', async () => postmasterPid(dataDir) === undefined, 60_000).catch(() => {});
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  after(() => removeEmbedded(server, dataDir));
 
   test('two connections to one store each hold a transaction, and both commit; a wrong password is refused', async () => {
     const storeUrl = await createStore('two-at-once');
@@ -237,14 +212,7 @@ describe('the embedded default runs its own PostgreSQL', () => {
     const pid = postmasterPid(dataDir);
     assert.ok(pid);
     process.kill(pid, 'SIGKILL');
-    await eventually(
-      'a new PostgreSQL server',
-      async () => {
-        const now = postmasterPid(dataDir);
-        return now !== undefined && now !== pid;
-      },
-      120_000,
-    );
+    await restartedPostgres(dataDir, pid);
     await eventually('requests to succeed again', async () => (await api('/v1/storage/stores')).status === 200, 120_000);
     const storeUrl = await createStore('after-crash');
     const client = new pg.Client({ connectionString: storeUrl });

@@ -50,6 +50,8 @@ describe('the provider registry', () => {
       const embedded = providers.for(catalog.findProduct('oac_storehouse', 'postgres'));
       assert.ok(embedded instanceof PostgresProvider);
       assert.ok(state.embeddedAdminUrl?.startsWith('postgres://postgres:'));
+      // It is the server that holds the state: a create's writes before its last need no flush of their own.
+      assert.equal(embedded.onStateServer, true);
       await providers.close();
       // On DATABASE_URL's server no store server is assumed: it says what to set.
       const onSharedState = Providers.create(
@@ -66,7 +68,10 @@ describe('the provider registry', () => {
         state,
         box,
       );
-      assert.ok(configured.for(catalog.findProduct('oac_storehouse', 'postgres')) instanceof PostgresProvider);
+      const onItsOwn = configured.for(catalog.findProduct('oac_storehouse', 'postgres'));
+      assert.ok(onItsOwn instanceof PostgresProvider);
+      // A server of the operator's is not assumed to be the state's (even when it is): every write is flushed.
+      assert.equal(onItsOwn.onStateServer, false);
       await configured.close();
       // The generated key is kept, 0600, and opens what it sealed after a reload.
       assert.equal(fs.statSync(`${dataDir}/secret.key`).mode & 0o777, 0o600);
@@ -106,7 +111,12 @@ for (const server of ['configured', 'embedded'] as const)
       setup = await providerState('postgres');
       ({ state, product } = setup);
       adminUrl = server === 'configured' ? POSTGRES_URL! : state.embeddedAdminUrl!;
-      provider = new PostgresProvider(state, box, { adminUrl, revokePublicConnect: server === 'embedded' });
+      // The embedded default's server holds the state too, and the provider is told so, as the registry tells it.
+      provider = new PostgresProvider(state, box, {
+        adminUrl,
+        revokePublicConnect: server === 'embedded',
+        onStateServer: server === 'embedded',
+      });
       admin = await connect(adminUrl);
     });
     after(async () => {
@@ -407,6 +417,42 @@ for (const server of ['configured', 'embedded'] as const)
         await limited.delete(installationId, resource.id, 'limited-delete');
         const { rows } = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [secretsOf(secrets).PGUSER]);
         assert.equal(rows.length, 0);
+      } finally {
+        await limited.close();
+        await admin.query(`DROP OWNED BY ${adminRole}`); // its CONNECT grant
+        await admin.query(`DROP ROLE ${adminRole}`);
+      }
+    });
+
+    test('a provision whose statements fail after its lock was taken with them releases the lock', async () => {
+      // An admin without CREATEROLE: its CREATE ROLE fails in the round trip that takes the lock.
+      const adminRole = `sh_admin_${randomBytes(4).toString('hex')}`;
+      await admin.query(`CREATE ROLE ${adminRole} LOGIN CREATEDB PASSWORD 'admin-password'`);
+      await admin.query(`GRANT CONNECT ON DATABASE ${new URL(adminUrl).pathname.slice(1)} TO ${adminRole}`);
+      const url = new URL(adminUrl);
+      url.username = adminRole;
+      url.password = 'admin-password';
+      const limited = new PostgresProvider(state, box, { adminUrl: url.toString(), onStateServer: server === 'embedded' });
+      try {
+        await assert.rejects(
+          limited.provision({
+            idempotencyKey: 'no-createrole',
+            installationId,
+            product,
+            name: 'refused',
+            metadata: {},
+            billingPlanId: 'postgres_hobby',
+          }),
+          (error) => (error as { code?: string }).code === '42501',
+        );
+        // Its connection went back to the pool alive, holding no advisory lock.
+        const { rows } = await admin.query<{ connections: number; locks: number }>(
+          `SELECT count(*)::int AS connections, count(l.pid)::int AS locks
+             FROM pg_stat_activity a LEFT JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' WHERE a.usename = $1`,
+          [adminRole],
+        );
+        assert.ok(rows[0]!.connections >= 1, 'the failed provision kept its connection');
+        assert.equal(rows[0]!.locks, 0);
       } finally {
         await limited.close();
         await admin.query(`DROP OWNED BY ${adminRole}`); // its CONNECT grant

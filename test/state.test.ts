@@ -13,7 +13,7 @@ import { syncCatalog } from '../src/catalog/catalog-sync.ts';
 import { DEFAULT_CATALOG_PATH, type Config } from '../src/config.ts';
 import { bootstrapNotice } from '../src/runtime.ts';
 import type { Bootstrapped } from '../src/tenancy/bootstrap.ts';
-import type { Database } from '../src/db/database.ts';
+import { UNFLUSHED, type Database, type Queryable } from '../src/db/database.ts';
 import { DataDirLockedError, lockDataDir } from '../src/db/lock.ts';
 import { migrate, readMigrations } from '../src/db/migrate.ts';
 import { openDatabase } from '../src/db/open.ts';
@@ -21,10 +21,10 @@ import { BACKENDS, freshDataDir, freshPostgresDatabase, ROOT, startServer, type 
 
 const defaultCatalog = (): CatalogFile => parse(fs.readFileSync(DEFAULT_CATALOG_PATH, 'utf8'));
 
-async function withDatabase(backend: Backend, work: (db: Database) => Promise<void>) {
+async function withDatabase(backend: Backend, work: (db: Database) => Promise<void>, options: { poolMax?: number } = {}) {
   const dataDir = await freshDataDir();
   const postgres = backend === 'postgres' ? await freshPostgresDatabase() : undefined;
-  const db = await openDatabase({ dataDir, databaseUrl: postgres?.url });
+  const db = await openDatabase({ dataDir, databaseUrl: postgres?.url, ...options });
   try {
     await work(db);
   } finally {
@@ -416,6 +416,42 @@ for (const backend of BACKENDS) {
         );
         for (let i = 0; i < 5; i++) assert.deepEqual((await db.query('SELECT $1::int AS v', [i])).rows, [{ v: i }]);
       });
+    });
+
+    test('a write that does not wait for its flush turns synchronous_commit off for itself only', async () => {
+      // One connection, so every statement here runs on the session the unflushed writes used.
+      await withDatabase(
+        backend,
+        async (db) => {
+          const setting = async (q: Queryable) =>
+            (await q.query<{ synchronous_commit: string }>('SHOW synchronous_commit')).rows[0]!.synchronous_commit;
+          await db.query('CREATE TABLE unflushed_writes (id int PRIMARY KEY)');
+          const inside = await db.transaction(
+            async (tx) => {
+              await tx.query('INSERT INTO unflushed_writes VALUES (1)');
+              return setting(tx);
+            },
+            { synchronousCommit: false },
+          );
+          assert.equal(inside, 'off');
+          assert.equal(await setting(db), 'on');
+          await db.query(`WITH ${UNFLUSHED} INSERT INTO unflushed_writes SELECT 2 FROM unflushed`);
+          assert.equal(await setting(db), 'on');
+          // A rolled-back one leaves the session as it found it too.
+          await assert.rejects(
+            db.transaction(
+              async (tx) => {
+                await tx.query('INSERT INTO unflushed_writes VALUES (1)');
+              },
+              { synchronousCommit: false },
+            ),
+            (error) => (error as { code?: string }).code === '23505',
+          );
+          assert.equal(await setting(db), 'on');
+          assert.deepEqual((await db.query('SELECT id FROM unflushed_writes ORDER BY id')).rows, [{ id: 1 }, { id: 2 }]);
+        },
+        { poolMax: 1 },
+      );
     });
   });
 }

@@ -45,6 +45,23 @@ export interface Listener {
 /** Subscribes to a notification channel; resolves once listening. */
 export type Listen = (channel: string, handlers: ListenHandlers) => Promise<Listener>;
 
+/**
+ * A CTE (`WITH ${UNFLUSHED} ... FROM unflushed`) that turns synchronous_commit off for the
+ * implicit transaction of the one statement it is part of: a single write, committed without
+ * waiting for its flush, in one round trip (TransactionOptions.synchronousCommit says when that is safe).
+ */
+export const UNFLUSHED = "unflushed AS (SELECT set_config('synchronous_commit', 'off', true))";
+
+export interface TransactionOptions {
+  /**
+   * false: the commit does not wait for its WAL to reach the disk (`SET LOCAL synchronous_commit
+   * = off`). Only for a write that is safe to lose in a crash of the database server: one nothing
+   * outside the server learns of before a later synchronous commit on the same server, which
+   * flushes all the WAL written before it, this write's too. Its rows are visible at once either way.
+   */
+  synchronousCommit?: boolean;
+}
+
 export interface Database extends Queryable {
   /** `embedded`: the PostgreSQL server this process runs itself in its data dir; `postgres`: DATABASE_URL's. */
   readonly kind: 'embedded' | 'postgres';
@@ -55,7 +72,7 @@ export interface Database extends Queryable {
    * deadlock or serialization failure rolls it back and runs `work` again (a few times at most),
    * so `work` must only talk to the database through `tx`: it may run more than once.
    */
-  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>;
   listen: Listen;
   /**
    * Calls `hook` after each write this process commits (a transaction, or a statement that is not a
@@ -153,10 +170,12 @@ export class PoolDatabase implements Database {
     }
   }
 
-  async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: Queryable) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    // One round trip either way: the setting travels with BEGIN (a simple query of two statements).
+    const begin = options.synchronousCommit === false ? 'BEGIN; SET LOCAL synchronous_commit = off' : 'BEGIN';
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.transactionOnce(work);
+        return await this.transactionOnce(begin, work);
       } catch (error) {
         if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
         // Both sides of a deadlock retrying at once would meet again: wait a random while first.
@@ -165,11 +184,11 @@ export class PoolDatabase implements Database {
     }
   }
 
-  private async transactionOnce<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
+  private async transactionOnce<T>(begin: string, work: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     const writes: string[] = [];
     try {
-      await client.query('BEGIN');
+      await client.query(begin);
       const result = await work({
         query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
           refuseNul(params);

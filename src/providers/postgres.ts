@@ -19,6 +19,7 @@ import { BoundedClient, isReadTimeout } from '../db/bounded-client.ts';
 import type { Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { conflict, validationError } from '../errors.ts';
+import { randomBase62 } from '../ids.ts';
 import {
   providerUnavailable,
   type Provider,
@@ -55,7 +56,8 @@ export async function scramVerifier(password: string): Promise<string> {
 const literal = (text: string) => pg.escapeLiteral(text);
 const codeOf = (error: unknown) => (error as { code?: string }).code;
 
-type Run = (sql: string) => Promise<void>;
+/** Sends SQL on the locked connection; `last: true` releases the lock in the same round trip (see exclusively). */
+type Run = (sql: string, options?: { last?: boolean }) => Promise<void>;
 
 /** Statement timeouts the product's metadata offers (catalog: statementTimeout). */
 const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
@@ -115,6 +117,12 @@ export interface PostgresProviderOptions {
   isolationRecheckMs?: number;
   /** The longest an admin statement may run (ADMIN_STATEMENT_TIMEOUT_MS unless given). */
   statementTimeoutMs?: number;
+  /**
+   * The admin server is the one that holds `state` (the embedded default): a provision's writes
+   * then commit without waiting for their flush, which the caller's record of the result brings
+   * (Provider.onStateServer; only Storehouse's store creation, which records it so, sets this).
+   */
+  onStateServer?: boolean | undefined;
 }
 
 export class PostgresProvider implements Provider {
@@ -126,10 +134,12 @@ export class PostgresProvider implements Provider {
   private readonly state: Queryable;
   private readonly options: PostgresProviderOptions;
   private readonly queryTimeoutMs: number;
+  readonly onStateServer: boolean;
 
   constructor(state: Queryable, box: SecretBox, options: PostgresProviderOptions) {
     this.state = state;
     this.options = options;
+    this.onStateServer = options.onStateServer === true;
     const statementTimeoutMs = options.statementTimeoutMs ?? ADMIN_STATEMENT_TIMEOUT_MS;
     this.queryTimeoutMs = statementTimeoutMs + Math.min(10_000, statementTimeoutMs);
     // Bounded waits: a lock held too long or a stuck server is a 503, never a hang. The server
@@ -221,26 +231,40 @@ export class PostgresProvider implements Provider {
    * Runs `work` on one admin connection holding an advisory lock on the resource, so concurrent
    * calls for one resource (retries, a delete racing a rotation), from any node, take turns.
    * An unreachable server is the provider being unavailable, not a 500.
+   *
+   * `lockWithFirst`: for work whose first step is a statement of `run`, the lock is taken in the
+   * same round trip, ahead of it (a session lock, kept whatever becomes of the statements after
+   * it). A statement `run` with `last: true` releases the lock in its round trip when it succeeds;
+   * otherwise the lock is released at the end, as always (releasing one not held is a warning).
    */
-  private async exclusively<T>(resourceId: string, work: (run: Run) => Promise<T>): Promise<T> {
+  private async exclusively<T>(resourceId: string, work: (run: Run) => Promise<T>, options: { lockWithFirst?: boolean } = {}): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.admin.connect();
     } catch (error) {
       throw providerUnavailable('postgres', `cannot reach the PostgreSQL server (${(error as Error).message})`);
     }
-    const lock = `storehouse:${resourceId}`;
+    const key = literal(`storehouse:${resourceId}`);
+    const [lock, unlock] = [
+      `SELECT pg_advisory_lock(hashtextextended(${key}, 0))`,
+      `SELECT pg_advisory_unlock(hashtextextended(${key}, 0))`,
+    ];
     let broken = false;
     const onError = () => (broken = true); // a connection dropped while checked out must not crash the process
     client.on('error', onError);
     try {
-      await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lock]);
+      let lockPending = options.lockWithFirst === true;
+      if (!lockPending) await client.query(lock);
+      let unlocked = false;
       try {
-        return await work(async (sql) => {
-          await client.query(sql);
+        return await work(async (sql, runOptions) => {
+          const statements = [...(lockPending ? [lock] : []), sql, ...(runOptions?.last ? [unlock] : [])];
+          lockPending = false;
+          await client.query(statements.join('; '));
+          if (runOptions?.last) unlocked = true;
         });
       } finally {
-        await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lock]).catch(() => (broken = true));
+        if (!unlocked) await client.query(unlock).catch(() => (broken = true));
       }
     } catch (error) {
       const code = codeOf(error);
@@ -272,18 +296,33 @@ export class PostgresProvider implements Provider {
     if (this.options.revokePublicConnect && !(await this.start())) {
       throw providerUnavailable('postgres', `cannot close the server's other databases to store roles (${this.isolationError?.message})`);
     }
-    const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }));
-    // The verifier's PBKDF2 runs on the thread pool meanwhile. The superuser question is asked
-    // before a pool connection is held, so a burst of provisions cannot exhaust the pool on it.
-    const verifier = scramVerifier(record.secret!);
+    // The verifier's PBKDF2 runs on the thread pool while the record is written (a retry's
+    // record has a credential of its own, whose verifier is made then). The superuser question is
+    // asked before a pool connection is held, so a burst of provisions cannot exhaust the pool on it.
+    const secret = randomBase62(32);
+    const freshVerifier = scramVerifier(secret);
+    freshVerifier.catch(() => {});
+    const record = await this.records.claimFor(request, (id) => ({ role: id, database: id }), {
+      secret,
+      flushed: !this.onStateServer,
+    });
+    const verifier = record.secret === secret ? freshVerifier : scramVerifier(record.secret!);
     verifier.catch(() => {});
     const superuser = await this.adminIsSuperuser().catch(() => false);
-    await this.exclusively(record.id, async (run) => {
-      // A retry, under the lock: a delete that began meanwhile wins, and nothing is created again.
-      if (!record.fresh) await this.records.expectState(record, ['provisioning', 'ready']);
-      await this.create(run, record, await verifier, superuser);
-    });
-    const ready = await this.records.markReady(record);
+    // A fresh record's work begins with a statement of its own: the lock rides on it. The verifier
+    // is awaited before the connection is taken, so no connection is held while it is made.
+    const password = await verifier;
+    await this.exclusively(
+      record.id,
+      async (run) => {
+        // A retry, under the lock: a delete that began meanwhile wins, and nothing is created again.
+        if (!record.fresh) await this.records.expectState(record, ['provisioning', 'ready']);
+        await this.create(run, record, password, superuser);
+      },
+      { lockWithFirst: record.fresh },
+    );
+    // On the state server, the caller's record of the result flushes this too (Provider.onStateServer).
+    const ready = await this.records.markReady(record, { flushed: !this.onStateServer });
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
 
@@ -291,6 +330,13 @@ export class PostgresProvider implements Provider {
    * Brings the role and database to what the record says; safe to repeat at any point. Each
    * multi-statement query runs as one implicit transaction, so one commit: the role and its
    * settings, then the database (which cannot share a transaction), then its hardening.
+   *
+   * On the state server the role's and the REVOKE's commits do not wait for their flush to disk:
+   * nobody learns of the resource before the caller's synchronous commit of the result, which
+   * comes later in the same WAL and flushes them with it (Provider.onStateServer). A crash of the
+   * server before that leaves what a crash mid-provision always could (a record still
+   * `provisioning`, perhaps a role and an empty database), which the recovery undoes; a retry runs
+   * these statements again. (CREATE DATABASE flushes its own commit whatever the setting.)
    */
   private async create(run: Run, record: ResourceRecord<PostgresDetails>, verifier: string, superuser: boolean): Promise<void> {
     const { role, database } = record.details;
@@ -298,11 +344,12 @@ export class PostgresProvider implements Provider {
     // Membership lets an admin that is not a superuser create the database OWNER the role.
     const membership = superuser ? [] : [`GRANT ${id(role)} TO CURRENT_USER`];
     const timeout = statementTimeoutValue(record.metadata) === null ? [] : [statementTimeout(role, record.metadata)];
+    const unflushed = this.onStateServer ? ['SET LOCAL synchronous_commit = off'] : [];
     try {
-      await run([`CREATE ROLE ${id(role)} ${login}`, ...timeout, ...membership].join('; '));
+      await run([...unflushed, `CREATE ROLE ${id(role)} ${login}`, ...timeout, ...membership].join('; '));
     } catch (error) {
       if (codeOf(error) !== '42710') throw error; // exists: a retry, which also resets what a new role would not have
-      await run([`ALTER ROLE ${id(role)} ${login}`, statementTimeout(role, record.metadata), ...membership].join('; '));
+      await run([...unflushed, `ALTER ROLE ${id(role)} ${login}`, statementTimeout(role, record.metadata), ...membership].join('; '));
     }
     try {
       await run(`CREATE DATABASE ${id(database)} OWNER ${id(role)}`);
@@ -312,7 +359,7 @@ export class PostgresProvider implements Provider {
     }
     // The owner keeps every privilege; PUBLIC (every other role) loses CONNECT and TEMPORARY.
     // (No comment naming the store: shared catalogs are readable by every store's role.)
-    await run(`REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`);
+    await run([...unflushed, `REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`].join('; '), { last: true });
   }
 
   private secrets(record: ResourceRecord<PostgresDetails>): Secret[] {

@@ -62,6 +62,16 @@ export interface ResourceUpdate {
 }
 
 export interface Provider {
+  /**
+   * True when what `provision` creates lives on the PostgreSQL server that holds Storehouse's
+   * state (the built-in Postgres provider on the embedded default). The server writes one WAL,
+   * and a synchronous commit flushes all of it written before, so no crash can keep a later write
+   * and lose an earlier one. State written before the call may then commit without its own flush:
+   * what the provision creates commits after it. And `provision` flushes none of its writes
+   * itself: the caller records the result in a synchronous commit on the state server (which
+   * makes them durable with it) before anyone is told of the resource.
+   */
+  readonly onStateServer?: boolean;
   /** Whether the provider can serve requests now; when not, why, in words for the API's error. */
   availability(): Promise<{ available: true } | { available: false; reason: string }>;
   /** The plans offered for a product, which may depend on the metadata being filled in. */

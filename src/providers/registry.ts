@@ -56,6 +56,8 @@ export class Providers {
           adminUrl: postgresAdminUrl,
           revokePublicConnect: config.postgresAdminUrl ? config.postgresRevokePublicConnect : true,
           log: options.logger,
+          // Without an admin URL of its own it is the embedded server, which holds the state too.
+          onStateServer: !config.postgresAdminUrl,
         }),
       );
     } else {

@@ -3,7 +3,7 @@
  * written before the outside world is touched and updated after, so retries are idempotent and
  * no created resource goes unrecorded. The credential is kept sealed.
  */
-import type { MappedRow, Queryable } from '../db/database.ts';
+import { UNFLUSHED, type MappedRow, type Queryable } from '../db/database.ts';
 import { conflict, notFound } from '../errors.ts';
 import { randomBase62 } from '../ids.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
@@ -79,13 +79,24 @@ export class ResourceRecords<Details> {
    * The record of a provision: a new one (fresh id and credential) for a new key, recorded before
    * anything is created; the existing one for a retry, perhaps concurrent. A key whose resource was
    * deleted is a 409: a late retry must not revive it.
+   *
+   * `secret` is the new record's credential when given (the caller may start work on it
+   * meanwhile); a retry's record keeps its own. `flushed: false` commits the record without
+   * waiting for its flush to disk: for a provider whose resources live on the server that holds
+   * this table, where their own commits come later in the same WAL (Provider.onStateServer).
    */
-  async claimFor(request: ProvisionRequest, details: (id: string) => Details): Promise<ResourceRecord<Details> & { fresh: boolean }> {
+  async claimFor(
+    request: ProvisionRequest,
+    details: (id: string) => Details,
+    options: { secret?: string; flushed?: boolean } = {},
+  ): Promise<ResourceRecord<Details> & { fresh: boolean }> {
     const id = `sh_${randomBase62(20).toLowerCase()}`;
-    // One round trip: the no-op update on conflict makes RETURNING give the existing row.
+    // One round trip: the no-op update on conflict makes RETURNING give the existing row. Unflushed,
+    // synchronous_commit is turned off for this statement's own transaction, in the statement.
+    const unflushed = options.flushed === false;
     const { rows } = await this.db.query(
-      `INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10)
+      `${unflushed ? `WITH ${UNFLUSHED} ` : ''}INSERT INTO provider_resources (id, provider, installation_id, product_slug, name, metadata, billing_plan_id, state, details, secret, provision_key)
+       SELECT $1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $10${unflushed ? ' FROM unflushed' : ''}
        ON CONFLICT (provider, installation_id, provision_key) DO UPDATE SET provision_key = EXCLUDED.provision_key
        RETURNING *`,
       [
@@ -97,7 +108,7 @@ export class ResourceRecords<Details> {
         JSON.stringify(request.metadata),
         request.billingPlanId,
         JSON.stringify(details(id)),
-        this.box.seal(randomBase62(32), sealedAt(id, 'secret')),
+        this.box.seal(options.secret ?? randomBase62(32), sealedAt(id, 'secret')),
         request.idempotencyKey,
       ],
     );
@@ -139,11 +150,13 @@ export class ResourceRecords<Details> {
   /**
    * Records that the outside world now matches the record, in one conditional update: a delete
    * that began meanwhile is never turned back into `ready`, and the caller hears 409 (and must
-   * undo what it just did to the server).
+   * undo what it just did to the server). `flushed: false`: see Provider.onStateServer.
    */
-  async markReady(record: ResourceRecord<Details>): Promise<ResourceRecord<Details>> {
+  async markReady(record: ResourceRecord<Details>, options: { flushed?: boolean } = {}): Promise<ResourceRecord<Details>> {
+    const unflushed = options.flushed === false;
     const { rowCount } = await this.db.query(
-      "UPDATE provider_resources SET state = 'ready', updated_at = now() WHERE id = $1 AND state IN ('provisioning', 'ready')",
+      `${unflushed ? `WITH ${UNFLUSHED} ` : ''}UPDATE provider_resources SET state = 'ready', updated_at = now()${unflushed ? ' FROM unflushed' : ''}
+        WHERE id = $1 AND state IN ('provisioning', 'ready')`,
       [record.id],
     );
     if (rowCount === 0) throw conflict('resource_deleted', `The resource ${record.id} has been deleted`);

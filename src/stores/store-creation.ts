@@ -146,9 +146,13 @@ export class StoreCreation {
     const { db, discovery, catalog, providers } = this.ctx;
     // 1. What the body names.
     const name = checkName(input.name);
+    // The name's look-up goes out beside the configuration's; its refusal still comes after any of that.
+    const holder = this.nameHolder(actor.team.id, name);
+    holder.catch(() => {});
     const { installation, integration } = await discovery.getConfiguration(actor, input.integrationConfigurationId);
     const product = catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
-    await this.assertNameFree(actor.team.id, name);
+    const taken = await holder;
+    if (taken) throw nameTaken(name, taken);
     // 2. Who may create.
     assertInstallationAdmin(installation, actor, integration.name, 'create its stores');
     // 3. What the store is created with.
@@ -177,15 +181,17 @@ export class StoreCreation {
       if (idempotent) await this.ctx.keys.complete(tx, idempotent, render(view));
       return view;
     };
-    // Without a key the result is one statement, atomic on its own.
+    // Without a key the result is one statement, atomic on its own. Its commit is synchronous: with
+    // a provider on the state server it makes the provision's writes durable too (Provider.onStateServer).
     const view = idempotent ? await db.transaction(finish) : await finish(db);
     if (view.store.status === 'initializing') this.ctx.pendingChanged();
     return render(view);
   }
 
-  private async assertNameFree(teamId: string, name: string): Promise<void> {
+  /** The id of the team's store named `name`, if there is one. */
+  private async nameHolder(teamId: string, name: string): Promise<string | undefined> {
     const { rows } = await this.ctx.db.query<{ id: string }>('SELECT id FROM stores WHERE team_id = $1 AND name = $2', [teamId, name]);
-    if (rows[0]) throw nameTaken(name, rows[0].id);
+    return rows[0]?.id;
   }
 
   /** The plan asked for (one of the product's selectable plans), or the product's free plan. */
@@ -242,6 +248,9 @@ export class StoreCreation {
     const { db, keys, options } = this.ctx;
     const teamId = actor.team.id;
     const id = newId('store');
+    // With a provider on the state server the record needs no flush of its own: what the provision
+    // creates commits after it in the same WAL, and nothing is answered before (Provider.onStateServer).
+    const commit = { synchronousCommit: this.ctx.providers.for(product).onStateServer !== true };
     try {
       return await db.transaction(async (tx) => {
         if (request.idempotent) await keys.take(tx, request.idempotent, id);
@@ -303,7 +312,7 @@ export class StoreCreation {
           },
         );
         return toStore(rows[0]!);
-      });
+      }, commit);
     } catch (error) {
       if (isNameTaken(error)) throw nameTaken(request.name);
       // The installation was removed between its check and this insert (an uninstall meanwhile).
