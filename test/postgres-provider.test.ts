@@ -350,6 +350,32 @@ for (const server of ['configured', 'embedded'] as const)
       );
     });
 
+    test('a delete that wins while a provision runs (the undo of a timed-out create) leaves no role or database behind', async () => {
+      // The delete comes between the record's claim and the role's creation, so it finds nothing to drop.
+      const records = (
+        provider as unknown as { records: { claimFor: (...args: unknown[]) => Promise<{ id: string; details: { role: string } }> } }
+      ).records;
+      const claimFor = records.claimFor;
+      let claimed: { id: string; details: { role: string } } | undefined;
+      records.claimFor = async (...args: unknown[]) => {
+        claimed = await claimFor.apply(records, args);
+        await provider.delete(installationId, claimed.id, `raced-${claimed.id}`);
+        return claimed;
+      };
+      try {
+        await assert.rejects(
+          provision('raced'),
+          (error) => error instanceof AppError && error.status === 409 && error.code === 'resource_deleted',
+        );
+      } finally {
+        records.claimFor = claimFor;
+      }
+      assert.ok(claimed);
+      const { rows: databases } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [claimed.details.role]);
+      const { rows: roles } = await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [claimed.details.role]);
+      assert.deepEqual([databases.length, roles.length], [0, 0], 'what the provision made went with the record');
+    });
+
     test("an idempotency key is one installation's: another installation using it gets a resource of its own", async () => {
       const mine = await provision('mine', { connectionLimit: 5 }, 'shared-key');
       const theirs = await provider.provision({

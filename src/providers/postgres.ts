@@ -56,8 +56,8 @@ export async function scramVerifier(password: string): Promise<string> {
 const literal = (text: string) => pg.escapeLiteral(text);
 const codeOf = (error: unknown) => (error as { code?: string }).code;
 
-/** Sends SQL on the locked connection; `last: true` releases the lock in the same round trip (see exclusively). */
-type Run = (sql: string, options?: { last?: boolean }) => Promise<void>;
+/** Sends SQL on the locked connection (see exclusively). */
+type Run = (sql: string) => Promise<void>;
 
 /** Statement timeouts the product's metadata offers (catalog: statementTimeout). */
 const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
@@ -234,8 +234,7 @@ export class PostgresProvider implements Provider {
    *
    * `lockWithFirst`: for work whose first step is a statement of `run`, the lock is taken in the
    * same round trip, ahead of it (a session lock, kept whatever becomes of the statements after
-   * it). A statement `run` with `last: true` releases the lock in its round trip when it succeeds;
-   * otherwise the lock is released at the end, as always (releasing one not held is a warning).
+   * it). The lock is released at the end, as always (releasing one not held is a warning).
    */
   private async exclusively<T>(resourceId: string, work: (run: Run) => Promise<T>, options: { lockWithFirst?: boolean } = {}): Promise<T> {
     let client: pg.PoolClient;
@@ -255,16 +254,14 @@ export class PostgresProvider implements Provider {
     try {
       let lockPending = options.lockWithFirst === true;
       if (!lockPending) await client.query(lock);
-      let unlocked = false;
       try {
-        return await work(async (sql, runOptions) => {
-          const statements = [...(lockPending ? [lock] : []), sql, ...(runOptions?.last ? [unlock] : [])];
+        return await work(async (sql) => {
+          const statements = [...(lockPending ? [lock] : []), sql];
           lockPending = false;
           await client.query(statements.join('; '));
-          if (runOptions?.last) unlocked = true;
         });
       } finally {
-        if (!unlocked) await client.query(unlock).catch(() => (broken = true));
+        await client.query(unlock).catch(() => (broken = true));
       }
     } catch (error) {
       const code = codeOf(error);
@@ -322,7 +319,15 @@ export class PostgresProvider implements Provider {
       { lockWithFirst: record.fresh },
     );
     // On the state server, the caller's record of the result flushes this too (Provider.onStateServer).
-    const ready = await this.records.markReady(record, { flushed: !this.onStateServer });
+    let ready: ResourceRecord<PostgresDetails>;
+    try {
+      ready = await this.records.markReady(record, { flushed: !this.onStateServer });
+    } catch (error) {
+      // A delete won while this ran (an undo after a timeout: it found nothing to drop yet, and
+      // the record is deleted): what was just made must not outlive it.
+      if ((error as { code?: string }).code === 'resource_deleted') await this.drop(record).catch(() => {});
+      throw error;
+    }
     return { resource: ResourceRecords.asResource(ready), secrets: this.secrets(ready) };
   }
 
@@ -359,7 +364,9 @@ export class PostgresProvider implements Provider {
     }
     // The owner keeps every privilege; PUBLIC (every other role) loses CONNECT and TEMPORARY.
     // (No comment naming the store: shared catalogs are readable by every store's role.)
-    await run([...unflushed, `REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`].join('; '), { last: true });
+    // Not riding the unlock on it: in one implicit transaction the unlock would come before its
+    // commit, and the next holder's change of the same catalog row could fail "concurrently updated".
+    await run([...unflushed, `REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`].join('; '));
   }
 
   private secrets(record: ResourceRecord<PostgresDetails>): Secret[] {
@@ -411,6 +418,12 @@ export class PostgresProvider implements Provider {
   async delete(installationId: string, resourceId: string, _idempotencyKey?: string): Promise<void> {
     const record = await this.records.beginDelete(installationId, resourceId);
     if (!record) return;
+    await this.drop(record);
+    await this.records.setState(record.id, 'deleted');
+  }
+
+  /** The record's role and database gone from the server, under its lock; safe to repeat. */
+  private async drop(record: ResourceRecord<PostgresDetails>): Promise<void> {
     const { role, database } = record.details;
     await this.exclusively(record.id, async (run) => {
       // First the role can no longer log in, whatever happens next.
@@ -428,7 +441,6 @@ export class PostgresProvider implements Provider {
         await run(`DROP ROLE IF EXISTS ${id(role)}`);
       }
     });
-    await this.records.setState(record.id, 'deleted');
   }
 
   /** Runs DROP OWNED BY (which also revokes what was granted to the role) in every database that depends on it. */
