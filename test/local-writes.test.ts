@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { UNFLUSHED } from '../src/db/database.ts';
 import { WatchedTables } from '../src/db/watched-tables.ts';
 import { markTokensUsed } from '../src/tenancy/tokens.ts';
 import { BACKENDS, eventually, queriesDuring, startServer, type TestServer } from './helpers.ts';
@@ -144,6 +145,9 @@ for (const backend of BACKENDS) {
         ['DELETE FROM public.memberships', true],
         ['DELETE FROM "memberships"', true],
         ['TRUNCATE sso_codes', true],
+        // UNFLUSHED's CTE (a create's records) sets a setting and writes nothing: the write after it is what counts.
+        [`WITH ${UNFLUSHED} INSERT INTO sso_codes (code_hash) SELECT $1 FROM unflushed`, false],
+        [`WITH ${UNFLUSHED} UPDATE access_tokens SET revoked_at = now() FROM unflushed WHERE id = $1`, true],
         ['CREATE TABLE x (id int)', true],
       ];
       for (const [sql, expected] of cases) assert.equal(watched.mayChange(sql), expected, sql);

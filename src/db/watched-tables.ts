@@ -15,7 +15,7 @@
  * watched too, since they write the watched one; a table with a trigger of any other kind is
  * watched whole, since that trigger could do anything.
  */
-import type { Queryable } from './database.ts';
+import { type Queryable, UNFLUSHED } from './database.ts';
 
 /** The trigger function of the change notifications (migration 0002). */
 const NOTIFY_FUNCTION = 'storehouse_notify_change';
@@ -35,6 +35,7 @@ const TRIGGER_UPDATE = 1 << 4;
 /** The one INSERT, UPDATE or DELETE a statement is, by the table it writes; anything else (a CTE, several statements, a comment first, a schema-qualified name) is not read. */
 const PLAIN_WRITE = /^\s*(insert\s+into|update|delete\s+from)\s+(?:only\s+)?([a-z_][a-z0-9_]*)(?=[\s(]|$)/i;
 const SEVERAL_STATEMENTS = /;\s*\S/;
+const UNFLUSHED_PREFIX = `WITH ${UNFLUSHED} `;
 const WORDS = /[a-z_][a-z0-9_]*/gi;
 
 export class WatchedTables {
@@ -92,7 +93,9 @@ export class WatchedTables {
   }
 
   /** Whether this statement (a write this process committed) may have changed what a cache holds: true unless it plainly could not. */
-  mayChange(sql: string): boolean {
+  mayChange(statement: string): boolean {
+    // The one CTE read through: UNFLUSHED's, which writes nothing (a create's records use it).
+    const sql = statement.startsWith(UNFLUSHED_PREFIX) ? statement.slice(UNFLUSHED_PREFIX.length) : statement;
     const match = PLAIN_WRITE.exec(sql);
     if (!match || SEVERAL_STATEMENTS.test(sql)) return true;
     const watch = this.watches.get(match[2]!.toLowerCase());
