@@ -7,8 +7,8 @@
 //
 // esbuild: the bundler tsx already uses to run TypeScript, fast enough to run on every build.
 //
-// Usage: node scripts/bundle-server.mjs [outfile]  (dist/storehouse.js unless given; it must sit
-// one directory under the package root, as src/package-root.ts says).
+// Usage: node scripts/bundle-server.mjs  (it sits one directory under the package root, as
+// src/package-root.ts says).
 import fs from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +18,7 @@ const { outputFiles } = await build({
   // Written below, each whole or not at all: a server starting meanwhile never reads half a bundle.
   write: false,
   entryPoints: [fileURLToPath(new URL('../src/main.ts', import.meta.url))],
-  outfile: process.argv[2] ?? fileURLToPath(new URL('../dist/storehouse.js', import.meta.url)),
+  outfile: fileURLToPath(new URL('../dist/storehouse.js', import.meta.url)),
   bundle: true,
   platform: 'node',
   format: 'esm',
