@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { UNFLUSHED } from '../src/db/database.ts';
+import { UNFLUSHED, withLoggedWrite } from '../src/db/database.ts';
 import { WatchedTables } from '../src/db/watched-tables.ts';
 import { markTokensUsed } from '../src/tenancy/tokens.ts';
 import { BACKENDS, eventually, queriesDuring, startServer, type TestServer } from './helpers.ts';
@@ -153,6 +153,62 @@ for (const backend of BACKENDS) {
       for (const [sql, expected] of cases) assert.equal(watched.mayChange(sql), expected, sql);
       assert.equal(watched.mayChangeAny([cases[0]![0], cases[1]![0]]), false);
       assert.equal(watched.mayChangeAny([cases[0]![0], 'DELETE FROM users WHERE id = $1']), true);
+
+      // Which tables: a cache of others keeps what it holds. Undefined is any table.
+      const audited = (write: string) =>
+        withLoggedWrite(write, 'INSERT INTO audit_events (team_id, action) SELECT $9, $10 WHERE EXISTS (SELECT 1 FROM changed)');
+      // (A write of stores is counted as reaching what their foreign keys' actions write, whatever it sets.)
+      const ofStores = ['project_env', 'store_connections', 'stores'];
+      const tables: Array<[string, string[] | undefined]> = [
+        ["UPDATE stores SET status = $2 WHERE id = $1 AND status = 'initializing' RETURNING *", ofStores],
+        [audited('INSERT INTO stores (id, team_id) VALUES ($1, $2) RETURNING *'), ofStores],
+        [audited('UPDATE dashboard_sessions SET last_seen_at = now() WHERE id = $1 RETURNING *'), []],
+        [audited('WITH x AS (SELECT 1) UPDATE stores SET name = $2 RETURNING *'), undefined],
+        [withLoggedWrite('UPDATE stores SET name = $2 RETURNING *', 'DELETE FROM memberships; SELECT 1'), undefined],
+        [`WITH ${UNFLUSHED} UPDATE provider_resources SET state = 'ready' FROM unflushed WHERE id = $1`, []],
+        [`DELETE FROM lw_parent_${suffix} WHERE id = 1`, [`lw_child_${suffix}`, `lw_parent_${suffix}`]],
+        [`UPDATE lw_other_${suffix} SET id = 2`, undefined],
+        ['DELETE FROM sso_codes; DELETE FROM memberships', undefined],
+      ];
+      for (const [sql, expected] of tables) {
+        const changed = watched.changedBy(sql);
+        assert.deepEqual(changed && [...changed].sort(), expected, sql);
+      }
+      // A team's deletion reaches what its foreign keys cascade to: its members, tokens, installations.
+      const team = [...(watched.changedBy('DELETE FROM teams WHERE id = $1') ?? [])];
+      for (const table of ['teams', 'memberships', 'access_tokens', 'installations']) assert.ok(team.includes(table), table);
+      assert.deepEqual(
+        [
+          ...(watched.changedByAny(['UPDATE stores SET name = $2 WHERE id = $1', 'INSERT INTO memberships (team_id) VALUES ($1)']) ?? []),
+        ].sort(),
+        ['memberships', ...ofStores].sort(),
+      );
+    });
+
+    test("a store's creation leaves what its token, team and installation are cached as: the next create asks nothing of them", async () => {
+      const db = server.runtime.db;
+      const icfg = (await server.sdk().integrations.getConfigurations({ view: 'account' }))[0]!.id!;
+      let n = 0;
+      const create = async () => {
+        const response = await server.request('/v1/storage/stores/integration/direct', {
+          method: 'POST',
+          headers: json,
+          body: JSON.stringify({ name: `lw-${n++}`, integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres' }),
+        });
+        assert.equal(response.status, 200, await response.clone().text());
+      };
+      const lookups = (sent: string[]) => sent.filter((sql) => /\b(access_tokens|memberships|installations)\b|\bFROM teams\b/.test(sql));
+      await create();
+      await eventually(
+        'a create that reads no token, team or installation',
+        async () => lookups(await queriesDuring(db, create)).length === 0,
+      );
+      // A write to what they hold still empties them at once.
+      await db.query('UPDATE memberships SET role = role WHERE user_id = $1', [userId]);
+      assert.ok(
+        lookups(await queriesDuring(db, create)).some((sql) => /\bmemberships\b/.test(sql)),
+        'the membership was read again',
+      );
     });
   });
 }

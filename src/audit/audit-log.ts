@@ -3,7 +3,7 @@
  * written in the same transaction as the change they describe, so the log never claims a change
  * that was rolled back nor misses one that was made.
  */
-import type { MappedRow, Queryable } from '../db/database.ts';
+import { withLoggedWrite, type MappedRow, type Queryable } from '../db/database.ts';
 
 export interface AuditEvent {
   /** Random (`aud_...`): nothing about other teams' activity can be read from it. */
@@ -40,10 +40,11 @@ export async function audit(db: Queryable, entry: AuditEntry): Promise<void> {
 export async function audited<R extends Record<string, unknown>>(db: Queryable, sql: string, params: unknown[], entry: AuditEntry) {
   const n = params.length;
   return db.query<R>(
-    `WITH changed AS (${sql}),
-          logged AS (INSERT INTO audit_events (team_id, actor_id, action, target_type, target_id, details)
-                     SELECT $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, $${n + 6} WHERE EXISTS (SELECT 1 FROM changed))
-     SELECT * FROM changed`,
+    withLoggedWrite(
+      sql,
+      `INSERT INTO audit_events (team_id, actor_id, action, target_type, target_id, details)
+       SELECT $${n + 1}, $${n + 2}, $${n + 3}, $${n + 4}, $${n + 5}, $${n + 6} WHERE EXISTS (SELECT 1 FROM changed)`,
+    ),
     [...params, entry.teamId, entry.actorId, entry.action, entry.targetType, entry.targetId, JSON.stringify(entry.details ?? {})],
   );
 }

@@ -38,7 +38,7 @@ export class ChangeFeed {
   unanswered = 0;
   private readonly subscribers = new Set<(table: string | undefined) => void>();
 
-  /** Something changed (in `table`; ANYTHING after a gap; undefined for a write of this process): what was read before is stale. */
+  /** Something changed (in `table`; ANYTHING after a gap; undefined for a write of this process that could have changed any): what was read before is stale. */
   changed(table?: string): void {
     this.generation++;
     for (const subscriber of this.subscribers) subscriber(table);
@@ -70,11 +70,14 @@ export class ChangeFeed {
   ): Promise<{ feed: ChangeFeed; stop: () => Promise<void> }> {
     const { heartbeatMs = 5000, onError, logger, senderCheckTimeoutMs = SENDER_CHECK_TIMEOUT_MS } = options;
     const feed = new ChangeFeed();
-    // A write of this process's own empties the caches at once (it does not wait for its
-    // notification), unless it plainly fires no change trigger: then no cache depends on it.
+    // A write of this process's own empties the caches of the tables it changed at once (it does
+    // not wait for its notification), all of them when it could have changed any, none when it
+    // plainly fires no change trigger: then no cache depends on it.
     const watched = await WatchedTables.load(db);
     db.onWrite((statements) => {
-      if (watched.mayChangeAny(statements)) feed.changed();
+      const tables = watched.changedByAny(statements);
+      if (tables === undefined) feed.changed();
+      else for (const table of tables) feed.changed(table);
     });
     // On the embedded default too: its store roles cannot connect to the state database, but a
     // check that holds everywhere needs no argument about where it may be skipped.
@@ -166,9 +169,10 @@ export interface ReadCacheOptions {
   ttlMs?: number;
   maxEntries?: number;
   /**
-   * The tables what it holds is read from: a change another node notifies in any other table
-   * leaves it as it is. Unset, every change empties it. A write of this process (which names no
-   * table) and a gap in the notifications (ANYTHING) empty it either way.
+   * The tables what it holds is read from: a change in any other table (another node's
+   * notification, a write of this process) leaves it as it is. Unset, every change empties it. A
+   * write of this process that could have changed any table, and a gap in the notifications
+   * (ANYTHING), empty it either way.
    */
   tables?: readonly string[];
 }

@@ -52,6 +52,27 @@ export type Listen = (channel: string, handlers: ListenHandlers) => Promise<List
  */
 export const UNFLUSHED = "unflushed AS (SELECT set_config('synchronous_commit', 'off', true))";
 
+/**
+ * One write and a second that logs it, in one statement (`changed` is the write's RETURNING, which
+ * the log may select from): atomic without a transaction, in one round trip. The change feed
+ * reads the two writes back out of it (`loggedWrites`), so which tables it changed is known.
+ */
+export function withLoggedWrite(write: string, log: string): string {
+  return `${LOGGED_PREFIX}${write}${LOGGED_JOIN}${log}${LOGGED_SUFFIX}`;
+}
+
+const LOGGED_PREFIX = 'WITH changed AS (';
+const LOGGED_JOIN = '), logged AS (';
+const LOGGED_SUFFIX = ') SELECT * FROM changed';
+
+/** The write and its log in a statement `withLoggedWrite` made; undefined for any other statement. */
+export function loggedWrites(statement: string): [write: string, log: string] | undefined {
+  if (!statement.startsWith(LOGGED_PREFIX) || !statement.endsWith(LOGGED_SUFFIX)) return undefined;
+  const body = statement.slice(LOGGED_PREFIX.length, -LOGGED_SUFFIX.length);
+  const at = body.lastIndexOf(LOGGED_JOIN);
+  return at < 0 ? undefined : [body.slice(0, at), body.slice(at + LOGGED_JOIN.length)];
+}
+
 export interface TransactionOptions {
   /**
    * false: the commit does not wait for its WAL to reach the disk (`SET LOCAL synchronous_commit

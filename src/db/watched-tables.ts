@@ -6,16 +6,18 @@
  * list of what caches depend on, and a write of this process that could fire none (the
  * dashboard session's touch, the tokens' last use, a node's lease, an audit row) changes nothing
  * a cache may hold: it leaves them as they are, as it leaves other nodes' caches. Every other
- * write, and every statement this cannot read plainly, still empties them all.
+ * write empties the caches of the tables it changes (a store's creation leaves the tokens' and
+ * the teams' as they are), and every statement this cannot read plainly empties them all.
  *
  * What the triggers are is read from the database when the change feed starts, after the
  * migrations: for each table, the events that notify and, for an UPDATE trigger limited to some
  * columns (`UPDATE OF ...`), which ones. A foreign key of a watched table with an action (ON
  * DELETE CASCADE, SET NULL, ...) makes the DELETEs (or key UPDATEs) of the table it references
- * watched too, since they write the watched one; a table with a trigger of any other kind is
- * watched whole, since that trigger could do anything.
+ * watched too, since they write the watched one (and its writes count as changing that one);
+ * a table with a trigger of any other kind is watched whole, since that trigger could do
+ * anything. A write and its audit event in one statement (withLoggedWrite) are read as the two.
  */
-import { type Queryable, UNFLUSHED } from './database.ts';
+import { loggedWrites, type Queryable, UNFLUSHED } from './database.ts';
 
 /** The trigger function of the change notifications (migration 0002). */
 const NOTIFY_FUNCTION = 'storehouse_notify_change';
@@ -25,6 +27,10 @@ interface Watch {
   delete: boolean;
   /** true: any UPDATE; a set: an UPDATE of one of these columns; false: none. */
   update: boolean | Set<string>;
+  /** A trigger of another kind is on it: a write could change any table. */
+  whole: boolean;
+  /** The watched tables its writes may change: itself, and those its foreign keys' actions write (transitively). */
+  reaches: Set<string>;
 }
 
 // pg_trigger.tgtype's bits (PostgreSQL's include/catalog/pg_trigger.h).
@@ -37,6 +43,7 @@ const PLAIN_WRITE = /^\s*(insert\s+into|update|delete\s+from)\s+(?:only\s+)?([a-
 const SEVERAL_STATEMENTS = /;\s*\S/;
 const UNFLUSHED_PREFIX = `WITH ${UNFLUSHED} `;
 const WORDS = /[a-z_][a-z0-9_]*/gi;
+const NONE: ReadonlySet<string> = new Set();
 
 export class WatchedTables {
   private constructor(private readonly watches: Map<string, Watch>) {}
@@ -52,7 +59,7 @@ export class WatchedTables {
     );
     const watches = new Map<string, Watch>();
     const watchOf = (table: string) => {
-      const watch = watches.get(table) ?? { insert: false, delete: false, update: false };
+      const watch = watches.get(table) ?? { insert: false, delete: false, update: false, whole: false, reaches: new Set([table]) };
       watches.set(table, watch);
       return watch;
     };
@@ -66,6 +73,7 @@ export class WatchedTables {
     for (const trigger of triggers.rows) {
       const watch = watchOf(trigger.table);
       const whole = !trigger.notifies; // a trigger of another kind could do anything
+      watch.whole ||= whole;
       watch.insert ||= whole || (trigger.type & TRIGGER_INSERT) !== 0;
       watch.delete ||= whole || (trigger.type & TRIGGER_DELETE) !== 0;
       if (whole || trigger.type & TRIGGER_UPDATE) watchUpdates(watch, whole ? [] : trigger.columns);
@@ -85,26 +93,59 @@ export class WatchedTables {
       for (const key of keys.rows) {
         if (!watches.has(key.referencing)) continue;
         const watch = watchOf(key.referenced);
+        const referencing = watches.get(key.referencing)!;
         if (key.on_delete && !watch.delete) grew = watch.delete = true;
         if (key.on_update && watchUpdates(watch, key.columns)) grew = true;
+        // What the referencing table's writes reach, this one's deletes (or key updates) reach too.
+        if (referencing.whole && !watch.whole) grew = watch.whole = true;
+        for (const table of referencing.reaches) if (!watch.reaches.has(table)) grew = Boolean(watch.reaches.add(table));
       }
     }
     return new WatchedTables(watches);
   }
 
+  /**
+   * The tables whose change triggers this statement (a write this process committed) may fire:
+   * its table's own, and those its foreign keys' actions write. Undefined when it could change
+   * anything: a statement not read plainly, or a table with a trigger of another kind.
+   */
+  changedBy(statement: string): ReadonlySet<string> | undefined {
+    // UNFLUSHED's CTE is read through: it writes nothing (a create's records use it).
+    const sql = statement.startsWith(UNFLUSHED_PREFIX) ? statement.slice(UNFLUSHED_PREFIX.length) : statement;
+    // A write and its log (an audit event), as withLoggedWrite makes them: what either changes.
+    const logged = loggedWrites(sql);
+    if (logged) return this.changedByAny(logged);
+    const match = PLAIN_WRITE.exec(sql);
+    if (!match || SEVERAL_STATEMENTS.test(sql)) return undefined;
+    const watch = this.watches.get(match[2]!.toLowerCase());
+    if (!watch) return NONE;
+    const verb = match[1]!.slice(0, 6).toLowerCase();
+    const fires =
+      verb === 'delete'
+        ? watch.delete
+        : verb === 'update'
+          ? this.updates(watch, sql)
+          : // An INSERT's ON CONFLICT DO UPDATE fires the table's UPDATE trigger too.
+            watch.insert || (/\bdo\s+update\b/i.test(sql) && this.updates(watch, sql));
+    if (!fires) return NONE;
+    return watch.whole ? undefined : watch.reaches;
+  }
+
+  /** The tables any of these statements (one commit's writes) may have changed; undefined: any. */
+  changedByAny(statements: readonly string[]): ReadonlySet<string> | undefined {
+    if (statements.length === 1) return this.changedBy(statements[0]!);
+    const tables = new Set<string>();
+    for (const sql of statements) {
+      const changed = this.changedBy(sql);
+      if (changed === undefined) return undefined;
+      for (const table of changed) tables.add(table);
+    }
+    return tables;
+  }
+
   /** Whether this statement (a write this process committed) may have changed what a cache holds: true unless it plainly could not. */
   mayChange(statement: string): boolean {
-    // The one CTE read through: UNFLUSHED's, which writes nothing (a create's records use it).
-    const sql = statement.startsWith(UNFLUSHED_PREFIX) ? statement.slice(UNFLUSHED_PREFIX.length) : statement;
-    const match = PLAIN_WRITE.exec(sql);
-    if (!match || SEVERAL_STATEMENTS.test(sql)) return true;
-    const watch = this.watches.get(match[2]!.toLowerCase());
-    if (!watch) return false;
-    const verb = match[1]!.slice(0, 6).toLowerCase();
-    if (verb === 'delete') return watch.delete;
-    // An INSERT's ON CONFLICT DO UPDATE fires the table's UPDATE trigger too.
-    if (verb !== 'update') return watch.insert || (/\bdo\s+update\b/i.test(sql) && this.updates(watch, sql));
-    return this.updates(watch, sql);
+    return this.changedBy(statement)?.size !== 0;
   }
 
   /**
@@ -121,6 +162,6 @@ export class WatchedTables {
 
   /** Whether any of these statements (one commit's writes) may have changed what a cache holds. */
   mayChangeAny(statements: readonly string[]): boolean {
-    return statements.some((sql) => this.mayChange(sql));
+    return this.changedByAny(statements)?.size !== 0;
   }
 }

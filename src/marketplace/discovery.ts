@@ -35,8 +35,9 @@ export class Discovery {
     feed: ChangeFeed,
     private readonly providers: Providers,
   ) {
-    this.installations = new ReadCache(feed);
-    this.teamInstallations = new ReadCache(feed);
+    // An installation is its row (its team's deletion removes it, which its table's trigger tells).
+    this.installations = new ReadCache(feed, { tables: ['installations'] });
+    this.teamInstallations = new ReadCache(feed, { tables: ['installations'] });
   }
 
   private get catalog(): Catalog {

@@ -71,6 +71,11 @@ export async function actorFor(db: Queryable, principal: Principal, selector: Te
   };
 }
 
+/** What a token's cached look-up is read from (tokens.ts's findLiveToken); users too, to be safe. */
+const TOKEN_TABLES = ['access_tokens', 'users'];
+/** What an actor is read from (actorFor): its token's default team, the team, the membership. */
+const ACTOR_TABLES = [...TOKEN_TABLES, 'teams', 'memberships'];
+
 /** How often the tokens used since the last time get their `last_used_at` written. */
 const MARK_USED_EVERY_MS = 60_000;
 /** How long a token that authenticated here counts as its holder's, for `recentlyAuthenticated`, and how many are kept. */
@@ -105,9 +110,11 @@ export class Access {
     private readonly db: Database,
     feed: ChangeFeed,
   ) {
-    this.tokens = new ReadCache(feed);
-    this.actors = new ReadCache(feed);
-    this.lookups = new ReadCache(feed, { ttlMs: 5_000, maxEntries: 10_000 });
+    // A token is its row (a user's deletion removes it, which its table's trigger tells); an actor
+    // is its token's, its team's and its membership's. A store's write, say, leaves them as they are.
+    this.tokens = new ReadCache(feed, { tables: TOKEN_TABLES });
+    this.actors = new ReadCache(feed, { tables: ACTOR_TABLES });
+    this.lookups = new ReadCache(feed, { ttlMs: 5_000, maxEntries: 10_000, tables: TOKEN_TABLES });
     this.users = new ReadCache(feed, { tables: ['users'] });
     this.timer = setInterval(() => void this.flushUsed().catch(() => {}), MARK_USED_EVERY_MS);
     this.timer.unref();
