@@ -389,6 +389,13 @@ for (const backend of BACKENDS) {
           'store_name_taken',
         ],
         [
+          // The name is the refusal before the plan's, though a free name is not waited for.
+          'name taken, on a plan not offered',
+          post({ name: 'taken', integrationConfigurationId: icfg, integrationProductIdOrSlug: 'postgres', billingPlanId: 'nope' }),
+          409,
+          'store_name_taken',
+        ],
+        [
           'unknown configuration',
           post({ name: 'a', integrationConfigurationId: 'icfg_nope', integrationProductIdOrSlug: 'postgres' }),
           404,

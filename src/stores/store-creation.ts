@@ -11,7 +11,7 @@
  */
 import { audit, audited } from '../audit/audit-log.ts';
 import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
-import type { BillingPlan, Product } from '../catalog/catalog.ts';
+import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
 import { AppError, conflict, notFound } from '../errors.ts';
 import { newId, randomBase62 } from '../ids.ts';
@@ -143,27 +143,23 @@ export class StoreCreation {
     idempotent: IdempotentRequest | undefined,
     render: (view: StoreView) => R,
   ): Promise<R> {
-    const { db, discovery, catalog, providers } = this.ctx;
+    const { db, discovery, catalog } = this.ctx;
     // 1. What the body names.
     const name = checkName(input.name);
-    // The name's look-up goes out beside the configuration's; its refusal still comes after any of that.
+    // The name's look-up goes out beside the configuration's. A name taken is the refusal before
+    // any of steps 2 to 5; a free one is not waited for: the record checks it again, under the lock.
     const holder = this.nameHolder(actor.team.id, name);
     holder.catch(() => {});
     const { installation, integration } = await discovery.getConfiguration(actor, input.integrationConfigurationId);
     const product = catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
-    const taken = await holder;
-    if (taken) throw nameTaken(name, taken);
-    // 2. Who may create.
-    assertInstallationAdmin(installation, actor, integration.name, 'create its stores');
-    // 3. What the store is created with.
-    const metadata = validateMetadata(product, input.metadata);
-    const protocolSettings = validateProtocolSettings(product, input.protocolSettings);
-    // 4. The plan, and 5. what it costs: refusals of the request itself come before any about
-    // the provider, so a bad plan is a 400 whether or not the provider can be reached.
-    const plan = await this.choosePlan(actor, product, input.billingPlanId, { metadata, installationId: installation.id });
-    const provider = providers.for(product);
-    provider.checkMetadata(metadata, product);
-    const charge = await chargeFor(db, actor.team.id, plan, input);
+    const { metadata, protocolSettings, plan, provider, charge } = await this.checked(actor, input, {
+      installation,
+      integration,
+      product,
+    }).catch(async (error: unknown) => {
+      const taken = await holder.catch(() => undefined);
+      throw taken ? nameTaken(name, taken) : error;
+    });
 
     // 6. Quotas, and the store recorded before the provider is called.
     const store = await this.record(actor, { installation, product, plan, charge, name, metadata, protocolSettings, input, idempotent });
@@ -186,6 +182,26 @@ export class StoreCreation {
     const view = idempotent ? await db.transaction(finish) : await finish(db);
     if (view.store.status === 'initializing') this.ctx.pendingChanged();
     return render(view);
+  }
+
+  /** Steps 2 to 5 of a create: who may, with what, on which plan, at what cost. */
+  private async checked(
+    actor: Actor,
+    input: CreateStoreInput,
+    { installation, integration, product }: { installation: Installation; integration: Integration; product: Product },
+  ) {
+    // 2. Who may create.
+    assertInstallationAdmin(installation, actor, integration.name, 'create its stores');
+    // 3. What the store is created with.
+    const metadata = validateMetadata(product, input.metadata);
+    const protocolSettings = validateProtocolSettings(product, input.protocolSettings);
+    // 4. The plan, and 5. what it costs: refusals of the request itself come before any about
+    // the provider, so a bad plan is a 400 whether or not the provider can be reached.
+    const plan = await this.choosePlan(actor, product, input.billingPlanId, { metadata, installationId: installation.id });
+    const provider = this.ctx.providers.for(product);
+    provider.checkMetadata(metadata, product);
+    const charge = await chargeFor(this.ctx.db, actor.team.id, plan, input);
+    return { metadata, protocolSettings, plan, provider, charge };
   }
 
   /** The id of the team's store named `name`, if there is one. */
