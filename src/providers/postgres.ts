@@ -56,8 +56,11 @@ export async function scramVerifier(password: string): Promise<string> {
 const literal = (text: string) => pg.escapeLiteral(text);
 const codeOf = (error: unknown) => (error as { code?: string }).code;
 
-/** Sends SQL on the locked connection (see exclusively). */
-type Run = (sql: string) => Promise<void>;
+/**
+ * Sends SQL on the locked connection (see exclusively). `release`: the work's last statement,
+ * committed with the lock's release after it, in its round trip.
+ */
+type Run = (sql: string, options?: { release?: boolean }) => Promise<void>;
 
 /** Statement timeouts the product's metadata offers (catalog: statementTimeout). */
 const TIMEOUTS: Record<string, string | null> = { off: null, '30s': '30s', '5min': '5min' };
@@ -234,7 +237,9 @@ export class PostgresProvider implements Provider {
    *
    * `lockWithFirst`: for work whose first step is a statement of `run`, the lock is taken in the
    * same round trip, ahead of it (a session lock, kept whatever becomes of the statements after
-   * it). The lock is released at the end, as always (releasing one not held is a warning).
+   * it). The lock is released at the end, as always (releasing one not held is a warning), or
+   * with the statement run with `release`: that one runs in a transaction of its own, committed
+   * before the release, so the next holder sees what it did.
    */
   private async exclusively<T>(resourceId: string, work: (run: Run) => Promise<T>, options: { lockWithFirst?: boolean } = {}): Promise<T> {
     let client: pg.PoolClient;
@@ -253,15 +258,20 @@ export class PostgresProvider implements Provider {
     client.on('error', onError);
     try {
       let lockPending = options.lockWithFirst === true;
+      let released = false;
+      let inTransaction = false;
       if (!lockPending) await client.query(lock);
       try {
-        return await work(async (sql) => {
-          const statements = [...(lockPending ? [lock] : []), sql];
+        return await work(async (sql, { release = false } = {}) => {
+          const statements = [...(lockPending ? [lock] : []), ...(release ? ['BEGIN', sql, 'COMMIT', unlock] : [sql])];
           lockPending = false;
+          inTransaction = release;
           await client.query(statements.join('; '));
+          released = release;
         });
       } finally {
-        await client.query(unlock).catch(() => (broken = true));
+        // A released statement that failed left its transaction open, aborted: it is rolled back first.
+        if (!released) await client.query(inTransaction ? `ROLLBACK; ${unlock}` : unlock).catch(() => (broken = true));
       }
     } catch (error) {
       const code = codeOf(error);
@@ -363,10 +373,10 @@ export class PostgresProvider implements Provider {
       if (codeOf(error) !== '42P04' && codeOf(error) !== '23505') throw error;
     }
     // The owner keeps every privilege; PUBLIC (every other role) loses CONNECT and TEMPORARY.
-    // (No comment naming the store: shared catalogs are readable by every store's role.)
-    // Not riding the unlock on it: in one implicit transaction the unlock would come before its
-    // commit, and the next holder's change of the same catalog row could fail "concurrently updated".
-    await run([...unflushed, `REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`].join('; '));
+    // (No comment naming the store: shared catalogs are readable by every store's role.) The
+    // lock's release rides on it, after its commit: before it, the next holder's change of the
+    // same catalog row could fail "concurrently updated".
+    await run([...unflushed, `REVOKE ALL ON DATABASE ${id(database)} FROM PUBLIC`].join('; '), { release: true });
   }
 
   private secrets(record: ResourceRecord<PostgresDetails>): Secret[] {
