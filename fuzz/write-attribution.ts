@@ -17,7 +17,8 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage } from 'node:http';
-import type { Database, Queryable, Row } from '../src/db/database.ts';
+import type pg from 'pg';
+import type { Database, Queryable, Row, TransactionOptions } from '../src/db/database.ts';
 import type { TestServer } from '../test/helpers.ts';
 
 /** One request the HTTP server received, in arrival order. */
@@ -110,20 +111,25 @@ export class WriteAttribution {
       if (tables.length) this.writes.push({ arrival: this.context.getStore(), tables });
       return result;
     };
-    db.transaction = async <T>(work: (tx: Queryable) => Promise<T>) => {
+    db.transaction = async <T>(work: (tx: Queryable, first: pg.QueryResult | undefined) => Promise<T>, options?: TransactionOptions) => {
       // A transaction may run more than once (a deadlock retried): only the attempt that committed counts.
       let attempt: string[] = [];
-      const result = await transaction((tx) => {
+      const result = await transaction((tx, first) => {
         attempt = [];
         const written = attempt;
-        return work({
-          query: async <R extends Row = Row>(sql: string, params?: unknown[]) => {
-            const answer = await tx.query<R>(sql, params);
-            written.push(...effective(sql, answer.rowCount));
-            return answer;
+        // The statement sent with BEGIN (TransactionOptions.first), when it writes.
+        if (options?.first !== undefined && first) written.push(...effective(options.first, first.rowCount));
+        return work(
+          {
+            query: async <R extends Row = Row>(sql: string, params?: unknown[]) => {
+              const answer = await tx.query<R>(sql, params);
+              written.push(...effective(sql, answer.rowCount));
+              return answer;
+            },
           },
-        });
-      });
+          first,
+        );
+      }, options);
       if (attempt.length) this.writes.push({ arrival: this.context.getStore(), tables: [...new Set(attempt)] });
       return result;
     };

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type pg from 'pg';
+import pg from 'pg';
 
 /** PostgreSQL's unique_violation. */
 export const isUniqueViolation = (error: unknown) => (error as { code?: string }).code === '23505';
@@ -73,6 +73,9 @@ export function loggedWrites(statement: string): [write: string, log: string] | 
   return at < 0 ? undefined : [body.slice(0, at), body.slice(at + LOGGED_JOIN.length)];
 }
 
+/** A string as an SQL literal, for a statement that takes no parameters (TransactionOptions.first). */
+export const sqlLiteral = (value: string): string => pg.escapeLiteral(value);
+
 export interface TransactionOptions {
   /**
    * false: the commit does not wait for its WAL to reach the disk (`SET LOCAL synchronous_commit
@@ -81,6 +84,12 @@ export interface TransactionOptions {
    * flushes all the WAL written before it, this write's too. Its rows are visible at once either way.
    */
   synchronousCommit?: boolean;
+  /**
+   * A statement without parameters (its values made literals by `sqlLiteral`) sent with BEGIN, in
+   * its round trip: the transaction's first (a lock it begins with, say). Its result is `work`'s
+   * second argument.
+   */
+  first?: string;
 }
 
 export interface Database extends Queryable {
@@ -93,7 +102,7 @@ export interface Database extends Queryable {
    * deadlock or serialization failure rolls it back and runs `work` again (a few times at most),
    * so `work` must only talk to the database through `tx`: it may run more than once.
    */
-  transaction<T>(work: (tx: Queryable) => Promise<T>, options?: TransactionOptions): Promise<T>;
+  transaction<T>(work: (tx: Queryable, first: pg.QueryResult | undefined) => Promise<T>, options?: TransactionOptions): Promise<T>;
   listen: Listen;
   /**
    * Calls `hook` after each write this process commits (a transaction, or a statement that is not a
@@ -191,12 +200,19 @@ export class PoolDatabase implements Database {
     }
   }
 
-  async transaction<T>(work: (tx: Queryable) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    // One round trip either way: the setting travels with BEGIN (a simple query of two statements).
-    const begin = options.synchronousCommit === false ? 'BEGIN; SET LOCAL synchronous_commit = off' : 'BEGIN';
+  async transaction<T>(
+    work: (tx: Queryable, first: pg.QueryResult | undefined) => Promise<T>,
+    options: TransactionOptions = {},
+  ): Promise<T> {
+    // One round trip either way: the setting and the first statement travel with BEGIN (a simple query of several).
+    const begin = [
+      'BEGIN',
+      ...(options.synchronousCommit === false ? ['SET LOCAL synchronous_commit = off'] : []),
+      ...(options.first === undefined ? [] : [options.first]),
+    ];
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.transactionOnce(begin, work);
+        return await this.transactionOnce(begin, options.first !== undefined, work);
       } catch (error) {
         if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
         // Both sides of a deadlock retrying at once would meet again: wait a random while first.
@@ -205,18 +221,28 @@ export class PoolDatabase implements Database {
     }
   }
 
-  private async transactionOnce<T>(begin: string, work: (tx: Queryable) => Promise<T>): Promise<T> {
+  private async transactionOnce<T>(
+    begin: string[],
+    withFirst: boolean,
+    work: (tx: Queryable, first: pg.QueryResult | undefined) => Promise<T>,
+  ): Promise<T> {
     const client = await this.pool.connect();
     const writes: string[] = [];
+    if (withFirst && !READ_ONLY.test(begin.at(-1)!)) writes.push(begin.at(-1)!);
     try {
-      await client.query(begin);
-      const result = await work({
-        query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
-          refuseNul(params);
-          if (!READ_ONLY.test(sql)) writes.push(sql);
-          return client.query<R>(sql, params);
+      const begun = await client.query(begin.join('; '));
+      // Several statements answer with a result each (pg's types say one): the first's is the last.
+      const first = withFirst ? (begun as unknown as pg.QueryResult[]).at(-1) : undefined;
+      const result = await work(
+        {
+          query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
+            refuseNul(params);
+            if (!READ_ONLY.test(sql)) writes.push(sql);
+            return client.query<R>(sql, params);
+          },
         },
-      });
+        first,
+      );
       await client.query('COMMIT');
       this.wrote(writes);
       return result;

@@ -10,37 +10,22 @@
  * undo is done.
  */
 import { audit, audited } from '../audit/audit-log.ts';
-import { chargeFor, recordCharge, releaseCharges, type Charge } from '../billing/authorizations.ts';
+import { chargeFor, releaseCharges } from '../billing/authorizations.ts';
 import type { BillingPlan, Integration, Product } from '../catalog/catalog.ts';
 import type { Queryable } from '../db/database.ts';
-import { AppError, conflict, notFound } from '../errors.ts';
-import { newId, randomBase62 } from '../ids.ts';
+import { AppError, conflict } from '../errors.ts';
 import type { Provider, ProviderResource, Secret } from '../providers/provider.ts';
 import type { Actor } from '../tenancy/access.ts';
 import { assertInstallationAdmin, type Installation } from '../tenancy/installations.ts';
 import { KeyTaken, requestHash, type IdempotentRequest } from './idempotency.ts';
 import type { PendingStores } from './pending-stores.ts';
 import { providerFailure, within } from './provider-calls.ts';
+import { recordNewStore } from './new-store-record.ts';
 import { provisionRequest, type StoreContext } from './store-context.ts';
 import { checkName, validateMetadata, validateProtocolSettings } from './store-input.ts';
 import type { StoreRemoval } from './store-removal.ts';
 import type { StoreView } from './store-views.ts';
-import {
-  assertPlanRoom,
-  isNameTaken,
-  nameTaken,
-  ON_PLAN,
-  planNotOffered,
-  plansUsedUp,
-  rememberPlanIfNew,
-  sealSecrets,
-  STORE_COLUMNS,
-  STORE_STATUS,
-  toStore,
-  type Store,
-  quotaExceeded,
-  storeQuota,
-} from './stores.ts';
+import { nameTaken, planNotOffered, plansUsedUp, sealSecrets, STORE_COLUMNS, STORE_STATUS, toStore, type Store } from './stores.ts';
 
 /** How long a failed create's answer waits for its undo before answering all the same (the undo goes on). */
 const UNDO_WAIT_MS = 2_000;
@@ -162,7 +147,18 @@ export class StoreCreation {
     });
 
     // 6. Quotas, and the store recorded before the provider is called.
-    const store = await this.record(actor, { installation, product, plan, charge, name, metadata, protocolSettings, input, idempotent });
+    const store = await recordNewStore(this.ctx, actor, {
+      installation,
+      product,
+      plan,
+      charge,
+      name,
+      metadata,
+      protocolSettings,
+      source: input.source,
+      externalId: input.externalId,
+      idempotent,
+    });
 
     // 7. Provisioning.
     let result: { resource: ProviderResource; secrets: Secret[] };
@@ -244,99 +240,6 @@ export class StoreCreation {
         selectable.map((p) => p.id),
       );
     return plan;
-  }
-
-  private async record(
-    actor: Actor,
-    request: {
-      installation: Installation;
-      product: Product;
-      plan: BillingPlan;
-      charge: Charge | undefined;
-      name: string;
-      metadata: Record<string, unknown>;
-      protocolSettings: Record<string, unknown> | undefined;
-      input: CreateStoreInput;
-      idempotent: IdempotentRequest | undefined;
-    },
-  ): Promise<Store> {
-    const { installation, product, plan, charge, input } = request;
-    const { db, keys, options } = this.ctx;
-    const teamId = actor.team.id;
-    const id = newId('store');
-    // With a provider on the state server the record needs no flush of its own: what the provision
-    // creates commits after it in the same WAL, and nothing is answered before (Provider.onStateServer).
-    const commit = { synchronousCommit: this.ctx.providers.for(product).onStateServer !== true };
-    try {
-      return await db.transaction(async (tx) => {
-        if (request.idempotent) await keys.take(tx, request.idempotent, id);
-        const quota = await storeQuota(tx, teamId, options.defaultStoreQuota);
-        const { rows: counts } = await tx.query<{ taken: string | null; total: number; on_plan: number }>(
-          `SELECT (SELECT id FROM stores WHERE team_id = $1 AND name = $4) AS taken, count(*)::int AS total,
-                  count(*) FILTER (WHERE ${ON_PLAN('$2', '$3')})::int AS on_plan
-             FROM stores WHERE team_id = $1`,
-          [teamId, product.id, plan.id, request.name],
-        );
-        const { taken, total, on_plan: onPlan } = counts[0]!;
-        if (taken) throw nameTaken(request.name, taken);
-        if (total >= quota) throw quotaExceeded(quota, total);
-        assertPlanRoom(plan, onPlan);
-        await rememberPlanIfNew(tx, product, plan);
-        const authorization = charge ? await recordCharge(tx, { teamId, storeId: id, plan, charge }) : undefined;
-        const { rows } = await audited(
-          tx,
-          `INSERT INTO stores (id, team_id, installation_id, product_id, billing_plan_id, name, status, created_by, source, external_id,
-                               metadata, protocol_settings, provision_key, prepaid_balance_cents, owner_node)
-           VALUES ($1, $2, $3, $4, $5, $6, 'initializing', $7, $8, $9, $10, $11, $12, $13, $14)
-           RETURNING ${STORE_COLUMNS}`,
-          [
-            id,
-            teamId,
-            installation.id,
-            product.id,
-            plan.id,
-            request.name,
-            actor.userId,
-            input.source ?? 'marketplace',
-            input.externalId ?? null,
-            JSON.stringify(request.metadata),
-            request.protocolSettings ? JSON.stringify(request.protocolSettings) : null,
-            `${id}.${randomBase62(8)}`,
-            charge?.kind === 'prepayment' ? charge.amountCents : null,
-            options.lease.nodeId,
-          ],
-          {
-            teamId,
-            actorId: actor.userId,
-            action: 'store.created',
-            targetType: 'store',
-            targetId: id,
-            details: {
-              name: request.name,
-              product: product.slug,
-              billingPlanId: plan.id,
-              installationId: installation.id,
-              ...(charge && {
-                billing: {
-                  authorizationId: authorization,
-                  kind: charge.kind,
-                  amountCents: charge.amountCents,
-                  paymentMethodId: charge.paymentMethod.id,
-                },
-              }),
-            },
-          },
-        );
-        return toStore(rows[0]!);
-      }, commit);
-    } catch (error) {
-      if (isNameTaken(error)) throw nameTaken(request.name);
-      // The installation was removed between its check and this insert (an uninstall meanwhile).
-      const { code, constraint } = error as { code?: string; constraint?: string };
-      if (code === '23503' && constraint === 'stores_installation_id_fkey')
-        throw notFound('integration configuration', request.installation.id);
-      throw error;
-    }
   }
 
   private provisionWithin(provider: Provider, store: Store, product: Product) {

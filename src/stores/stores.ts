@@ -1,5 +1,5 @@
 /** The stores table: what a store is, and the queries the store service runs on it. */
-import { isUniqueViolation, type MappedRow, seqPage, type Queryable } from '../db/database.ts';
+import { isUniqueViolation, type MappedRow, seqPage, sqlLiteral, type Queryable } from '../db/database.ts';
 import type { BillingPlan, Product } from '../catalog/catalog.ts';
 import { rememberPartnerPlan } from '../catalog/catalog-sync.ts';
 import { AppError, conflict, notFound } from '../errors.ts';
@@ -235,16 +235,23 @@ export const quotaExceeded = (quota: number, used: number) =>
     { limit: { total: quota, used } },
   );
 
-/** The team's store quota (its own, else the default). */
+/**
+ * The statement that locks the team's row and reads its store quota, without parameters (it can
+ * travel with BEGIN: TransactionOptions.first). Locking the row makes every create of the team
+ * take turns here, so concurrent requests count each other's stores and no quota is ever
+ * overshot. NO KEY UPDATE, because it does not conflict with the share locks foreign keys take
+ * on the team (an idempotency key's insert, an audit event's): FOR UPDATE did, and two creates
+ * deadlocked (40P01).
+ */
+export const lockTeamQuota = (teamId: string) => `SELECT store_quota FROM teams WHERE id = ${sqlLiteral(teamId)} FOR NO KEY UPDATE`;
+
+/** The quota in lockTeamQuota's answer: the team's own, else the default. */
+export const quotaIn = (locked: { rows: Array<{ store_quota?: number | null }> } | undefined, defaultQuota: number): number =>
+  locked?.rows[0]?.store_quota ?? defaultQuota;
+
+/** The team's store quota (its own, else the default), its row locked (see lockTeamQuota). */
 export async function storeQuota(tx: Queryable, teamId: string, defaultQuota: number): Promise<number> {
-  // Locking the team's row makes every create of the team take turns here, so concurrent
-  // requests count each other's stores and no quota is ever overshot. NO KEY UPDATE, because
-  // it does not conflict with the share locks foreign keys take on the team (an idempotency
-  // key's insert, an audit event's): FOR UPDATE did, and two creates deadlocked (40P01).
-  const { rows } = await tx.query<{ store_quota: number | null }>('SELECT store_quota FROM teams WHERE id = $1 FOR NO KEY UPDATE', [
-    teamId,
-  ]);
-  return rows[0]?.store_quota ?? defaultQuota;
+  return quotaIn(await tx.query<{ store_quota: number | null }>(lockTeamQuota(teamId)), defaultQuota);
 }
 
 /** 403 unless the team has room for one more store under its quota (the team's row locked: see storeQuota). */
