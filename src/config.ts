@@ -19,6 +19,8 @@ export interface Config {
   embeddedRedisPort: number | undefined;
   /** Connections in the state database's pool. */
   dbPoolMax: number;
+  /** Whether statements used often go as named prepared statements (off behind a pooler in transaction mode). */
+  dbPreparedStatements: boolean;
   /** How long opening a connection (or waiting for a free one) may take before the request is a 503. */
   dbConnectTimeoutMs: number;
   /** How long one statement may go unanswered before it fails (and the request is a 503). */
@@ -251,6 +253,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddedPostgresPort: optionalPort(env, 'STOREHOUSE_EMBEDDED_POSTGRES_PORT'),
     embeddedRedisPort: optionalPort(env, 'STOREHOUSE_EMBEDDED_REDIS_PORT'),
     dbPoolMax: integer(env, 'STOREHOUSE_DB_POOL_MAX', 10, 1, 1000),
+    dbPreparedStatements: boolean(env, 'STOREHOUSE_PREPARED_STATEMENTS', true),
     dbConnectTimeoutMs: integer(env, 'STOREHOUSE_DB_CONNECT_TIMEOUT_MS', 5_000, 100, 600_000),
     dbQueryTimeoutMs: integer(env, 'STOREHOUSE_DB_QUERY_TIMEOUT_MS', 30_000, 100, 3_600_000),
     httpRequestTimeoutMs,

@@ -178,6 +178,7 @@ export async function openConfiguredDatabase(config: Config, logger?: Logger): P
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolMax: config.dbPoolMax,
+    preparedStatements: config.dbPreparedStatements,
     connectTimeoutMs: config.dbConnectTimeoutMs,
     queryTimeoutMs: config.dbQueryTimeoutMs,
     onPoolError: (error) => logger?.error({ err: error }, 'database connection error'),

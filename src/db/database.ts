@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { isPlanChanged, PreparedStatements } from './prepared-statements.ts';
 
 /** PostgreSQL's unique_violation. */
 export const isUniqueViolation = (error: unknown) => (error as { code?: string }).code === '23505';
@@ -151,13 +152,17 @@ function refuseNul(params: unknown[] | undefined): void {
  */
 export class PoolDatabase implements Database {
   private readonly writeHooks: Array<(statements: readonly string[]) => void> = [];
+  private readonly prepared: PreparedStatements;
 
   constructor(
     readonly kind: Database['kind'],
     private readonly pool: pg.Pool,
     readonly listen: Listen,
     private readonly embedded: { adminUrl: string; onClose: () => Promise<void> } | undefined = undefined,
+    /** Whether statements used often go as named prepared statements (prepared-statements.ts). */
+    preparedStatements = true,
   ) {
+    this.prepared = new PreparedStatements(preparedStatements);
     pool.on('connect', (client) => {
       this.open.add(client);
       client.once('end', () => this.open.delete(client));
@@ -189,11 +194,12 @@ export class PoolDatabase implements Database {
     refuseNul(params);
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await this.pool.query<R>(sql, params);
+        const result = await this.pool.query<R>(this.prepared.config(sql, params));
         if (!READ_ONLY.test(sql)) this.wrote([sql]);
         return result;
       } catch (error) {
         // A statement on its own is a transaction of its own: rolled back whole, so safe to repeat.
+        if (this.prepared.planChanged(sql, error)) continue;
         if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
         await sleep(Math.random() * RETRY_DELAY_MS * attempt);
       }
@@ -214,6 +220,8 @@ export class PoolDatabase implements Database {
       try {
         return await this.transactionOnce(begin, options.first !== undefined, work);
       } catch (error) {
+        // A prepared statement whose plan changed is sent unnamed from now on (see transactionOnce): run again.
+        if (isPlanChanged(error) && attempt < TRANSACTION_ATTEMPTS) continue;
         if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
         // Both sides of a deadlock retrying at once would meet again: wait a random while first.
         await sleep(Math.random() * RETRY_DELAY_MS * attempt);
@@ -238,7 +246,10 @@ export class PoolDatabase implements Database {
           query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
             refuseNul(params);
             if (!READ_ONLY.test(sql)) writes.push(sql);
-            return client.query<R>(sql, params);
+            return client.query<R>(this.prepared.config(sql, params)).catch((error: unknown) => {
+              this.prepared.planChanged(sql, error);
+              throw error;
+            });
           },
         },
         first,

@@ -13,6 +13,8 @@ export interface OpenOptions {
   databaseUrl?: string | undefined;
   dataDir: string;
   poolMax?: number;
+  /** Whether statements used often go as named prepared statements (src/db/prepared-statements.ts; true unless false). */
+  preparedStatements?: boolean | undefined;
   /** How long a new connection may take (pg-pool's connectionTimeoutMillis; also a wait for a free one). */
   connectTimeoutMs?: number;
   /** How long a statement may go unanswered before it fails (node-postgres' query_timeout). */
@@ -167,7 +169,13 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
   if (legacy) throw new LegacyDataDirError(options.dataDir, legacy);
   if (options.databaseUrl) {
     const pool = statePool(options.databaseUrl, options);
-    const db = new PoolDatabase('postgres', pool, listenOnPostgres(options.databaseUrl, connectTimeoutMs));
+    const db = new PoolDatabase(
+      'postgres',
+      pool,
+      listenOnPostgres(options.databaseUrl, connectTimeoutMs),
+      undefined,
+      options.preparedStatements,
+    );
     try {
       await db.query('SELECT 1');
     } catch (error) {
@@ -187,13 +195,19 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     const url = server.url(STATE_DATABASE);
     const pool = statePool(url, options);
     const running = server;
-    return new PoolDatabase('embedded', pool, listenOnPostgres(url, connectTimeoutMs), {
-      adminUrl: server.url('postgres'),
-      onClose: async () => {
-        await running.stop();
-        await lock.release();
+    return new PoolDatabase(
+      'embedded',
+      pool,
+      listenOnPostgres(url, connectTimeoutMs),
+      {
+        adminUrl: server.url('postgres'),
+        onClose: async () => {
+          await running.stop();
+          await lock.release();
+        },
       },
-    });
+      options.preparedStatements,
+    );
   } catch (error) {
     await server?.stop().catch(() => {});
     await lock.release();
