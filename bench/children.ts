@@ -135,9 +135,10 @@ export function request(
   timeoutMs: number,
   headers: Record<string, string> = {},
   body?: string,
+  agent: http.Agent | false = false,
 ): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: HOST, port, method, path: urlPath, headers, agent: false, timeout: timeoutMs }, (response) => {
+    const req = http.request({ host: HOST, port, method, path: urlPath, headers, agent, timeout: timeoutMs }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
       response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));

@@ -10,6 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -170,6 +171,11 @@ export async function benchStartup(log: (line: string) => void): Promise<{ resul
 export interface Api {
   server: Server;
   installationId: string;
+  /**
+   * The connections creates are sent on, kept open between requests as @vercel/sdk and the CLI
+   * keep theirs (and as the raw side's SQL connection is opened beforehand).
+   */
+  agent: http.Agent;
 }
 
 export async function openApi(server: Server): Promise<Api> {
@@ -180,7 +186,7 @@ export async function openApi(server: Server): Promise<Api> {
     throw new Error(
       `no configuration in GET /v1/integrations/configurations?view=account: ${JSON.stringify(configurations).slice(0, 300)}`,
     );
-  return { server, installationId: id };
+  return { server, installationId: id, agent: new http.Agent({ keepAlive: true }) };
 }
 
 /** POST /v1/storage/stores/integration/direct for a free Postgres store; its id. */
@@ -197,6 +203,7 @@ export async function createStore(api: Api, name: string): Promise<string> {
       integrationProductIdOrSlug: 'postgres',
       billingPlanId: 'postgres_hobby',
     }),
+    api.agent,
   );
   if (response.status !== 200) throw new Error(`create of ${name} answered ${response.status}: ${response.body.slice(0, 500)}`);
   return (JSON.parse(response.body) as { store: { id: string } }).store.id;
