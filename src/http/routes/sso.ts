@@ -111,8 +111,9 @@ export default async function ssoRoutes(app: FastifyInstance, options: { sso: Ss
         response: {
           200: { type: 'object', required: ['url'], properties: { url: { type: 'string' } } },
           302: { type: 'null', description: "To the integration's redirectLoginUrl (Location)" },
-          // 404: an installation none of the user's teams has, or a resource or project not its own; 409: an integration without SSO.
-          ...errorResponses(404, 409),
+          // 404: an installation none of the user's teams has, or a resource or project not its own; 409: an integration without SSO;
+          // 405: a HEAD, which this path does not take (above).
+          ...errorResponses(404, 405, 409),
         },
       },
     },
