@@ -1,8 +1,9 @@
 /**
  * Statements used often go to PostgreSQL as named prepared statements (src/db/prepared-statements.ts):
  * what the server holds prepared, on one connection, shows it. SQL made with values in it never
- * gets a name; a table changed under a prepared statement answers with its new columns, in a
- * transaction too; and STOREHOUSE_PREPARED_STATEMENTS=false sends every statement unnamed.
+ * gets a name; a table changed under prepared statements answers with its new columns, alone,
+ * in a transaction and to several requests at once; a connection that lost them (as behind a
+ * pooler) is answered too; and STOREHOUSE_PREPARED_STATEMENTS=false sends every statement unnamed.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -17,12 +18,12 @@ for (const backend of BACKENDS) {
     const dataDirs: string[] = [];
     const opened: Database[] = [];
     /** A database of one connection, so what is prepared on it is what this test prepared (embedded: a cluster of its own). */
-    const open = async (preparedStatements?: boolean) => {
+    const open = async (preparedStatements?: boolean, poolMax = 1) => {
       const dataDir = await freshDataDir();
       dataDirs.push(dataDir);
       const db = await openDatabase({
         dataDir,
-        poolMax: 1,
+        poolMax,
         ...(backend === 'postgres' && { databaseUrl: POSTGRES_URL }),
         ...(preparedStatements !== undefined && { preparedStatements }),
       });
@@ -76,6 +77,46 @@ for (const backend of BACKENDS) {
       assert.equal((await db.transaction((tx) => tx.query(inTransaction, [1]))).rows[0]!.extra, 'new');
       // And from then on, unnamed.
       assert.equal((await db.query(own, [2])).rows[0]!.extra, 'new');
+    });
+
+    test('a transaction whose every statement was prepared before the change is run again, once, unnamed', async () => {
+      const statements = Array.from({ length: 6 }, (_, i) => `SELECT *, ${i} AS k FROM ${table} WHERE id = $1`);
+      const run = () => db.transaction(async (tx) => Promise.all(statements.map((sql) => tx.query(sql, [1]))));
+      for (let use = 1; use <= 3; use++) await run();
+      await db.query(`ALTER TABLE ${table} ADD COLUMN more text DEFAULT 'more'`);
+      const answers = await run();
+      assert.deepEqual(
+        answers.map((answer) => answer.rows[0]!.more),
+        statements.map(() => 'more'),
+      );
+    });
+
+    test('several requests at once on a statement whose table changed: every one is answered', async () => {
+      const wide = await open(undefined, 4);
+      const other = `${table}_wide`;
+      await wide.query(`CREATE TABLE IF NOT EXISTS ${other} (id int PRIMARY KEY)`);
+      await wide.query(`INSERT INTO ${other} VALUES (1) ON CONFLICT DO NOTHING`);
+      const sql = `SELECT * FROM ${other} WHERE id = $1`;
+      // Prepared on each of the four connections.
+      for (let round = 0; round < 4; round++) await Promise.all(Array.from({ length: 4 }, () => wide.query(sql, [1])));
+      await wide.query(`ALTER TABLE ${other} ADD COLUMN b int DEFAULT 7`);
+      const answers = await Promise.all(Array.from({ length: 4 }, () => wide.query(sql, [1])));
+      assert.deepEqual(
+        answers.map((answer) => answer.rows[0]!.b),
+        [7, 7, 7, 7],
+      );
+      await wide.query(`DROP TABLE ${other}`);
+    });
+
+    test("a connection without the statement (a pooler's): answered unnamed, and no statement is named again", async () => {
+      const pooled = await open();
+      const sql = 'SELECT $1::text AS name, 1 AS pooled';
+      for (let use = 1; use <= 3; use++) await pooled.query(sql, ['one']);
+      assert.ok((await prepared(pooled)).includes(sql));
+      await pooled.query('DEALLOCATE ALL'); // as a pooler's next server connection: it never prepared it
+      assert.equal((await pooled.query(sql, ['two'])).rows[0]!.name, 'two');
+      for (let use = 1; use <= 5; use++) await pooled.query('SELECT $1::text AS name, 2 AS pooled', ['three']);
+      assert.deepEqual(await prepared(pooled), []);
     });
 
     test('off (STOREHOUSE_PREPARED_STATEMENTS=false): no statement gets a name', async () => {

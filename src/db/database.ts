@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { isPlanChanged, PreparedStatements } from './prepared-statements.ts';
+import { PreparedStatements } from './prepared-statements.ts';
 
 /** PostgreSQL's unique_violation. */
 export const isUniqueViolation = (error: unknown) => (error as { code?: string }).code === '23505';
@@ -71,7 +71,10 @@ export function loggedWrites(statement: string): [write: string, log: string] | 
   if (!statement.startsWith(LOGGED_PREFIX) || !statement.endsWith(LOGGED_SUFFIX)) return undefined;
   const body = statement.slice(LOGGED_PREFIX.length, -LOGGED_SUFFIX.length);
   const at = body.lastIndexOf(LOGGED_JOIN);
-  return at < 0 ? undefined : [body.slice(0, at), body.slice(at + LOGGED_JOIN.length)];
+  if (at < 0) return undefined;
+  const write = body.slice(0, at);
+  // A write holding another CTE's start is not one withLoggedWrite made of a plain write: not read.
+  return /\bAS\s*\(/i.test(write) ? undefined : [write, body.slice(at + LOGGED_JOIN.length)];
 }
 
 /** A string as an SQL literal, for a statement that takes no parameters (TransactionOptions.first). */
@@ -193,13 +196,14 @@ export class PoolDatabase implements Database {
   async query<R extends Row = Row>(sql: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
     refuseNul(params);
     for (let attempt = 1; ; attempt++) {
+      const sent = this.prepared.config(sql, params);
       try {
-        const result = await this.pool.query<R>(this.prepared.config(sql, params));
+        const result = await this.pool.query<R>(sent);
         if (!READ_ONLY.test(sql)) this.wrote([sql]);
         return result;
       } catch (error) {
         // A statement on its own is a transaction of its own: rolled back whole, so safe to repeat.
-        if (this.prepared.planChanged(sql, error)) continue;
+        if (this.prepared.failedNamed(sent, error)) continue;
         if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
         await sleep(Math.random() * RETRY_DELAY_MS * attempt);
       }
@@ -217,11 +221,12 @@ export class PoolDatabase implements Database {
       ...(options.first === undefined ? [] : [options.first]),
     ];
     for (let attempt = 1; ; attempt++) {
+      const named = { failed: false };
       try {
-        return await this.transactionOnce(begin, options.first !== undefined, work);
+        return await this.transactionOnce(begin, options.first !== undefined, work, named);
       } catch (error) {
-        // A prepared statement whose plan changed is sent unnamed from now on (see transactionOnce): run again.
-        if (isPlanChanged(error) && attempt < TRANSACTION_ATTEMPTS) continue;
+        // A statement that failed for being named (prepared-statements.ts): run again, unnamed.
+        if (named.failed && attempt < TRANSACTION_ATTEMPTS) continue;
         if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
         // Both sides of a deadlock retrying at once would meet again: wait a random while first.
         await sleep(Math.random() * RETRY_DELAY_MS * attempt);
@@ -233,6 +238,7 @@ export class PoolDatabase implements Database {
     begin: string[],
     withFirst: boolean,
     work: (tx: Queryable, first: pg.QueryResult | undefined) => Promise<T>,
+    named: { failed: boolean },
   ): Promise<T> {
     const client = await this.pool.connect();
     const writes: string[] = [];
@@ -246,8 +252,9 @@ export class PoolDatabase implements Database {
           query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
             refuseNul(params);
             if (!READ_ONLY.test(sql)) writes.push(sql);
-            return client.query<R>(this.prepared.config(sql, params)).catch((error: unknown) => {
-              this.prepared.planChanged(sql, error);
+            const sent = this.prepared.config(sql, params);
+            return client.query<R>(sent).catch((error: unknown) => {
+              if (this.prepared.failedNamed(sent, error)) named.failed = true;
               throw error;
             });
           },

@@ -4,36 +4,42 @@
  * its 10 ms outside the provider's own work in parsing and planning its statements again.
  *
  * A statement gets a name at its PREPARE_AFTER-th use, so SQL made with values in it (which
- * never repeats) never gets one; at most MAX_NAMED statements get one, so no connection holds
- * more than that many. Statements without parameters go as simple queries (they may be several),
- * never named. Off for a pooler in transaction mode (STOREHOUSE_PREPARED_STATEMENTS=off), where
- * the next transaction may run on a server connection that never prepared them.
+ * never repeats) never gets one; at most MAX_NAMED statements have one at a time. Statements
+ * without parameters go as simple queries (they may be several), never named. Off
+ * (STOREHOUSE_PREPARED_STATEMENTS=false) for a pooler in transaction mode, where the next
+ * statement may run on a server connection that never prepared it.
  *
- * A table changed under a prepared statement (another node's migration, say) makes it fail with
- * "cached plan must not change result type": that statement is no longer named, and the caller
- * runs it again (PoolDatabase does).
+ * What a named statement can fail with, PoolDatabase sends again unnamed, never a 500:
+ * - a table changed under it (another node's migration) makes PostgreSQL refuse its cached plan
+ *   ("cached plan must not change result type"): every name is dropped (a migration changes many
+ *   tables), and statements earn new ones, which are prepared afresh;
+ * - a server connection that does not have it (a pooler in transaction mode: "prepared statement
+ *   does not exist"): names are turned off for good.
+ * The statements prepared under a dropped name stay on their connections until these close.
  */
 import type pg from 'pg';
 
 /** The use at which a statement gets its name. */
 const PREPARE_AFTER = 3;
-/** The most statements named, and the most counted while not yet named. */
+/** The most statements named at a time, and the most counted while not yet named. */
 const MAX_NAMED = 200;
 const MAX_COUNTED = 2000;
 
+const codeOf = (error: unknown) => (error as { code?: unknown } | null)?.code;
+
 /** PostgreSQL's answer when a prepared statement's result columns would change (feature_not_supported). */
-export const isPlanChanged = (error: unknown): boolean =>
-  (error as { code?: unknown } | null)?.code === '0A000' &&
-  /cached plan must not change result type/.test(String((error as Error).message));
+const isPlanChanged = (error: unknown): boolean =>
+  codeOf(error) === '0A000' && /cached plan must not change result type/.test(String((error as Error).message));
+
+/** invalid_sql_statement_name: the connection the statement reached never prepared it. */
+const isMissingStatement = (error: unknown): boolean => codeOf(error) === '26000';
 
 export class PreparedStatements {
   private readonly names = new Map<string, string>();
   private readonly uses = new Map<string, number>();
-  /** Statements whose plan changed: never named again (their old name may still be prepared on a connection). */
-  private readonly unnamed = new Set<string>();
   private next = 0;
 
-  constructor(private readonly enabled: boolean) {}
+  constructor(private enabled: boolean) {}
 
   /** How to send `sql` with `params`: as it is, or, once it is used often, as a named statement. */
   config(sql: string, params: unknown[] | undefined): pg.QueryConfig {
@@ -43,7 +49,7 @@ export class PreparedStatements {
   }
 
   private count(sql: string): string | undefined {
-    if (this.names.size >= MAX_NAMED || this.unnamed.has(sql)) return undefined;
+    if (this.names.size >= MAX_NAMED) return undefined;
     const uses = (this.uses.get(sql) ?? 0) + 1;
     if (uses < PREPARE_AFTER) {
       if (this.uses.size >= MAX_COUNTED) this.uses.clear();
@@ -56,11 +62,16 @@ export class PreparedStatements {
     return name;
   }
 
-  /** After `sql` failed with `error`: true when its plan changed, and it is sent unnamed from now on. */
-  planChanged(sql: string, error: unknown): boolean {
-    if (!isPlanChanged(error) || !this.names.has(sql)) return false;
-    this.names.delete(sql);
-    this.unnamed.add(sql);
+  /**
+   * After a statement sent as `sent` failed with `error`: true when it failed for being named
+   * (see above), and is to be sent again, unnamed. Several requests failing so at once each get true.
+   */
+  failedNamed(sent: pg.QueryConfig, error: unknown): boolean {
+    if (sent.name === undefined) return false;
+    if (isMissingStatement(error)) this.enabled = false;
+    else if (!isPlanChanged(error)) return false;
+    this.names.clear();
+    this.uses.clear();
     return true;
   }
 }
