@@ -165,6 +165,11 @@ for (const backend of BACKENDS) {
         [audited('UPDATE dashboard_sessions SET last_seen_at = now() WHERE id = $1 RETURNING *'), []],
         [audited('WITH x AS (SELECT 1) UPDATE stores SET name = $2 RETURNING *'), undefined],
         [withLoggedWrite('UPDATE stores SET name = $2 RETURNING *', 'DELETE FROM memberships; SELECT 1'), undefined],
+        // Hand-made, not withLoggedWrite's: a CTE between the two is not read as part of the write.
+        [
+          'WITH changed AS (UPDATE stores SET name = $2 RETURNING *), gone AS (DELETE FROM teams RETURNING 1), logged AS (INSERT INTO audit_events (team_id) SELECT $1) SELECT * FROM changed',
+          undefined,
+        ],
         [`WITH ${UNFLUSHED} UPDATE provider_resources SET state = 'ready' FROM unflushed WHERE id = $1`, []],
         [`DELETE FROM lw_parent_${suffix} WHERE id = 1`, [`lw_child_${suffix}`, `lw_parent_${suffix}`]],
         [`UPDATE lw_other_${suffix} SET id = 2`, undefined],

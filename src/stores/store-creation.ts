@@ -52,6 +52,9 @@ const CREATE = 'stores.create';
  */
 const CONTENDED = new Set(['store_name_taken', 'store_quota_exceeded', 'plan_resource_limit_reached', 'no_free_plan']);
 
+/** A promise that never settles: the side of a race that is not to win. */
+const NEVER = new Promise<never>(() => {});
+
 const storeDeleted = (store: Store) => conflict('store_deleted', `The store ${store.name} was deleted while it was being created`);
 
 export class StoreCreation {
@@ -137,14 +140,16 @@ export class StoreCreation {
     holder.catch(() => {});
     const { installation, integration } = await discovery.getConfiguration(actor, input.integrationConfigurationId);
     const product = catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
-    const { metadata, protocolSettings, plan, provider, charge } = await this.checked(actor, input, {
-      installation,
-      integration,
-      product,
-    }).catch(async (error: unknown) => {
+    const checks = this.checked(actor, input, { installation, integration, product }).catch(async (error: unknown) => {
       const taken = await holder.catch(() => undefined);
       throw taken ? nameTaken(name, taken) : error;
     });
+    // A name found taken is refused at once, not after the plan's look-up (a partner's, over the network).
+    const refusal = holder.then(
+      (taken) => (taken ? Promise.reject(nameTaken(name, taken)) : NEVER),
+      () => NEVER,
+    );
+    const { metadata, protocolSettings, plan, provider, charge } = await Promise.race([checks, refusal]);
 
     // 6. Quotas, and the store recorded before the provider is called.
     const store = await recordNewStore(this.ctx, actor, {
