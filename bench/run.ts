@@ -22,6 +22,7 @@ import {
   startStorehouse,
   TARGETS,
   TOKEN,
+  type Api,
   type CreateResult,
   type MemoryResult,
   type Server,
@@ -143,8 +144,9 @@ async function main(): Promise<void> {
   let memory: MemoryResult;
   let creates: CreateResult;
   let load: Awaited<ReturnType<typeof benchLoad>>;
+  let api: Api | undefined;
   try {
-    const api = await openApi(storehouse);
+    api = await openApi(storehouse);
     const productsPath = `/v1/integrations/configuration/${encodeURIComponent(api.installationId)}/products`;
     log(
       'memory: PSS of Storehouse and every process it started (its PostgreSQL, a redis-server, the lock helper), from /proc/<pid>/smaps_rollup',
@@ -156,6 +158,7 @@ async function main(): Promise<void> {
     log('requests/s: Storehouse against a bare Fastify route serving the same JSON, and emulate serving its own GET /v2/user');
     load = await benchLoad(storehouse, { user: '/v2/user', store: `/v1/storage/stores/${measured.storeIds[0]}`, products: productsPath });
   } finally {
+    api?.agent.destroy();
     await stop(storehouse).catch(() => undefined);
   }
   const left = leftovers();
