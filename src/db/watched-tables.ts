@@ -143,11 +143,6 @@ export class WatchedTables {
     return tables;
   }
 
-  /** Whether this statement (a write this process committed) may have changed what a cache holds: true unless it plainly could not. */
-  mayChange(statement: string): boolean {
-    return this.changedBy(statement)?.size !== 0;
-  }
-
   /**
    * Whether an UPDATE of a table so watched fires its trigger. For a trigger of some columns, a
    * statement none of whose words after its target names one of them sets none of them (the
@@ -158,10 +153,5 @@ export class WatchedTables {
     const columns = watch.update;
     const after = sql.slice(PLAIN_WRITE.exec(sql)?.[0].length ?? 0);
     return (after.match(WORDS) ?? []).some((word) => columns.has(word.toLowerCase()));
-  }
-
-  /** Whether any of these statements (one commit's writes) may have changed what a cache holds. */
-  mayChangeAny(statements: readonly string[]): boolean {
-    return this.changedByAny(statements)?.size !== 0;
   }
 }
