@@ -215,15 +215,11 @@ export class PoolDatabase implements Database {
     options: TransactionOptions = {},
   ): Promise<T> {
     // One round trip either way: the setting and the first statement travel with BEGIN (a simple query of several).
-    const begin = [
-      'BEGIN',
-      ...(options.synchronousCommit === false ? ['SET LOCAL synchronous_commit = off'] : []),
-      ...(options.first === undefined ? [] : [options.first]),
-    ];
+    const begin = ['BEGIN', ...(options.synchronousCommit === false ? ['SET LOCAL synchronous_commit = off'] : [])].join('; ');
     for (let attempt = 1; ; attempt++) {
       const named = { failed: false };
       try {
-        return await this.transactionOnce(begin, options.first !== undefined, work, named);
+        return await this.transactionOnce(begin, options.first, work, named);
       } catch (error) {
         // A statement that failed for being named (prepared-statements.ts): run again, unnamed.
         if (named.failed && attempt < TRANSACTION_ATTEMPTS) continue;
@@ -235,18 +231,18 @@ export class PoolDatabase implements Database {
   }
 
   private async transactionOnce<T>(
-    begin: string[],
-    withFirst: boolean,
+    begin: string,
+    firstStatement: string | undefined,
     work: (tx: Queryable, first: pg.QueryResult | undefined) => Promise<T>,
     named: { failed: boolean },
   ): Promise<T> {
     const client = await this.pool.connect();
     const writes: string[] = [];
-    if (withFirst && !READ_ONLY.test(begin.at(-1)!)) writes.push(begin.at(-1)!);
+    if (firstStatement !== undefined && !READ_ONLY.test(firstStatement)) writes.push(firstStatement);
     try {
-      const begun = await client.query(begin.join('; '));
-      // Several statements answer with a result each (pg's types say one): the first's is the last.
-      const first = withFirst ? (begun as unknown as pg.QueryResult[]).at(-1) : undefined;
+      const begun = await client.query(firstStatement === undefined ? begin : `${begin}; ${firstStatement}`);
+      // Several statements answer with a result each (pg's types say one): the first statement's is the last.
+      const first = firstStatement === undefined ? undefined : (begun as unknown as pg.QueryResult[]).at(-1);
       const result = await work(
         {
           query: <R extends Row = Row>(sql: string, params?: unknown[]) => {
