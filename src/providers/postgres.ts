@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { offeredPlans, type BillingPlan, type Product } from '../catalog/catalog.ts';
 import { BoundedClient, isReadTimeout } from '../db/bounded-client.ts';
-import type { Queryable } from '../db/database.ts';
+import { sqlLiteral, type Queryable } from '../db/database.ts';
 import type { SecretBox } from '../secrets/secret-box.ts';
 import { conflict, validationError } from '../errors.ts';
 import { randomBase62 } from '../ids.ts';
@@ -53,7 +53,7 @@ export async function scramVerifier(password: string): Promise<string> {
   const serverKey = createHmac('sha256', salted).update('Server Key').digest();
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
 }
-const literal = (text: string) => pg.escapeLiteral(text);
+const literal = sqlLiteral;
 const codeOf = (error: unknown) => (error as { code?: string }).code;
 
 /**
@@ -258,20 +258,20 @@ export class PostgresProvider implements Provider {
     client.on('error', onError);
     try {
       let lockPending = options.lockWithFirst === true;
-      let released = false;
-      let inTransaction = false;
+      // What is left to send at the end: the release, after a rollback when a statement sent with
+      // the release failed (its explicit transaction stays open, aborted); nothing once released.
+      let cleanup: string | undefined = unlock;
       if (!lockPending) await client.query(lock);
       try {
         return await work(async (sql, { release = false } = {}) => {
           const statements = [...(lockPending ? [lock] : []), ...(release ? ['BEGIN', sql, 'COMMIT', unlock] : [sql])];
           lockPending = false;
-          inTransaction = release;
+          if (release) cleanup = `ROLLBACK; ${unlock}`;
           await client.query(statements.join('; '));
-          released = release;
+          if (release) cleanup = undefined;
         });
       } finally {
-        // A released statement that failed left its transaction open, aborted: it is rolled back first.
-        if (!released) await client.query(inTransaction ? `ROLLBACK; ${unlock}` : unlock).catch(() => (broken = true));
+        if (cleanup) await client.query(cleanup).catch(() => (broken = true));
       }
     } catch (error) {
       const code = codeOf(error);
