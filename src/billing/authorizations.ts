@@ -77,9 +77,9 @@ export async function chargeFor(
 /** Records the charge for a store being created or changing plans (in its transaction); returns the authorization's id. */
 export async function recordCharge(
   tx: Queryable,
-  input: { teamId: string; storeId: string; plan: BillingPlan; charge: Charge; id?: string | undefined },
+  input: { teamId: string; storeId: string; plan: BillingPlan; charge: Charge },
 ): Promise<string> {
-  const id = input.id ?? newId('auth');
+  const id = newId('auth');
   await tx.query(
     `INSERT INTO billing_authorizations (id, team_id, store_id, payment_method_id, product_id, billing_plan_id, kind, amount_cents, state)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

@@ -60,17 +60,15 @@ export async function recordNewStore(ctx: StoreContext, actor: Actor, request: N
         if (request.idempotent) await keys.take(tx, request.idempotent, id);
         const quota = quotaIn(locked, options.defaultStoreQuota);
         await rememberPlanIfNew(tx, request.product, request.plan);
-        const authorizationId = request.charge ? newId('auth') : undefined;
+        // A refusal below rolls the charge back with the rest.
+        const authorizationId = request.charge
+          ? await recordCharge(tx, { teamId, storeId: id, plan: request.plan, charge: request.charge })
+          : undefined;
         // Under the team's lock nothing but a deletion (which only makes room) changes what the
         // insert checks: with no refusal found, the insert is tried once more.
         for (let attempt = 1; ; attempt++) {
           const inserted = await insertIfRoom(tx, actor, request, { id, quota, authorizationId, nodeId: options.lease.nodeId });
-          if (inserted) {
-            if (request.charge) {
-              await recordCharge(tx, { id: authorizationId, teamId, storeId: id, plan: request.plan, charge: request.charge });
-            }
-            return inserted;
-          }
+          if (inserted) return inserted;
           await refuseWithoutRoom(tx, teamId, request, quota);
           if (attempt === 2) throw conflict('store_create_contended', "The team's stores changed during the create: try again");
         }

@@ -137,7 +137,7 @@ export class StoreCreation {
     // The name's look-up goes out beside the configuration's. A name taken is the refusal before
     // any of steps 2 to 5; a free one is not waited for: the record checks it again, under the lock.
     const holder = this.nameHolder(actor.team.id, name);
-    holder.catch(() => {});
+    holder.catch(() => {}); // the configuration's refusal may come before anything waits for it
     const { installation, integration } = await discovery.getConfiguration(actor, input.integrationConfigurationId);
     const product = catalog().findProduct(integration.id, input.integrationProductIdOrSlug);
     const checks = this.checked(actor, input, { installation, integration, product }).catch(async (error: unknown) => {
